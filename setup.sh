@@ -1,0 +1,52 @@
+#!/bin/sh
+# gracehttp set-up: installs what is missing (Debian 12, as root),
+# bootstraps, configures and builds; then runs the tests or the daemon.
+#   ./setup.sh test   - build and run every test (make check)
+#   ./setup.sh run    - build and start graced (see README)
+#   ./setup.sh build  - only set up and build
+# Idempotent: a second run reuses the packages, configure and build.
+set -eu
+cd "$(dirname "$0")"
+mode=${1:-build}
+
+PKGS="build-essential autoconf automake libtool pkg-config libevent-dev check \
+curl python3 clang"
+
+missing=
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "setup: installing$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $missing
+fi
+
+if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Makefile.in ]; then
+    autoreconf -fi
+fi
+if [ ! -f Makefile ] || [ configure -nt config.status ]; then
+    ./configure --quiet ${GRACE_CONFIGURE_FLAGS:-}
+fi
+jobs=$(nproc 2>/dev/null || echo 2)
+make -j"$jobs"
+
+case $mode in
+test)
+    make -j"$jobs" check
+    ;;
+run)
+    if [ ! -x src/graced/graced ]; then
+        echo "setup: graced is not built yet" >&2
+        exit 1
+    fi
+    exec src/graced/graced "$@"
+    ;;
+build) ;;
+*)
+    echo "usage: $0 test|run|build" >&2
+    exit 2
+    ;;
+esac

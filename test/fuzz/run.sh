@@ -1,0 +1,19 @@
+#!/bin/sh
+# Build and run a libFuzzer target with clang:
+#   test/fuzz/run.sh TARGET SECONDS [extra libFuzzer args]
+# TARGET is parser (test/fuzz/fuzz_TARGET.c). Crashes are written to
+# test/fuzz/artifacts/; new inputs go to a scratch corpus, seeded from the
+# committed corpus test/fuzz/corpus/TARGET.
+set -eu
+target=${1:?target}; secs=${2:-60}; shift 2 || true
+src=$(cd "$(dirname "$0")/../.." && pwd)
+out=${FUZZ_OUT:-$src/test/fuzz/out}
+mkdir -p "$out/corpus-$target" "$src/test/fuzz/artifacts"
+CC=${FUZZ_CC:-clang}
+bin=$out/fuzz_$target
+srcs="$src/test/fuzz/fuzz_$target.c $src/src/lib/parser.c"
+$CC -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+    -I"$src/include" -I"$src/src/lib" $srcs -o "$bin"
+exec "$bin" -max_total_time="$secs" -max_len=65538 -print_final_stats=1 \
+    -artifact_prefix="$src/test/fuzz/artifacts/" "$@" \
+    "$out/corpus-$target" "$src/test/fuzz/corpus/$target"
