@@ -2,13 +2,22 @@
  * gracehttp.h - public API of libgracehttp, an HTTP/1.1 server library on
  * libevent that answers early without losing the answer.
  *
- * This is the only installed header. All types are opaque; every function
- * that can fail returns 0 on success or a negative errno value (see
- * grace_strerror()). Callbacks take the caller's context as the last
- * argument (void *arg).
+ * This is the only installed header. All types are opaque. Conventions:
+ *  - functions that can fail return 0 (or a count) on success and a
+ *    negative errno value on failure; grace_strerror() describes it. When a
+ *    function that takes a callback fails, the callback is never called.
+ *  - callbacks take the caller's context last (void *arg).
+ *  - nothing is global: every object hangs off a grace_server, which lives
+ *    on the caller's event_base. A server is used from that base's thread
+ *    only; several servers may share one base.
  */
 #ifndef GRACEHTTP_H
 #define GRACEHTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/socket.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -20,15 +29,16 @@ extern "C" {
 #define GRACE_API
 #endif
 
+struct event_base;
+struct evbuffer;
+struct evconnlistener;
+
 /** Compile-time version: major * 10000 + minor * 100 + patch. */
 #define GRACE_VERSION_NUMBER 100
 /** Compile-time version string; grace_version() gives the linked one. */
 #define GRACE_VERSION_STRING "0.1.0"
 
-/**
- * The version of the library actually linked, e.g. "0.1.0".
- * @return a static string; never NULL.
- */
+/** The version of the library actually linked, e.g. "0.1.0". Never NULL. */
 GRACE_API const char *grace_version(void);
 
 /** The linked library's version as GRACE_VERSION_NUMBER encodes it. */
@@ -40,6 +50,295 @@ GRACE_API int grace_version_number(void);
  * @return a static string; never NULL.
  */
 GRACE_API const char *grace_strerror(int err);
+
+/* ================================================================ config */
+
+/**
+ * Settings of a server. Every option has a default (in parentheses) and
+ * docs/tuning.md says why. Times are in milliseconds, sizes in bytes.
+ */
+enum grace_opt {
+    GRACE_OPT_MAX_REQUEST_LINE,   /**< request line bytes -> 414 (8192) */
+    GRACE_OPT_MAX_HEADER_BYTES,   /**< header section bytes -> 431 (32768) */
+    GRACE_OPT_MAX_HEADER_FIELDS,  /**< header field lines -> 431 (100) */
+    GRACE_OPT_MAX_TRAILER_BYTES,  /**< chunked trailer bytes -> 431 (8192) */
+    GRACE_OPT_MAX_BODY_SIZE,      /**< request body bytes -> 413 (1 MiB) */
+    GRACE_OPT_MAX_CONNECTIONS,    /**< concurrent connections (10000) */
+    GRACE_OPT_HEADER_TIMEOUT,     /**< whole header section (10000) */
+    GRACE_OPT_BODY_TIMEOUT,       /**< idle while reading a body (30000) */
+    GRACE_OPT_WRITE_TIMEOUT,      /**< no write progress (30000) */
+    GRACE_OPT_KEEPALIVE_TIMEOUT,  /**< idle between requests (15000) */
+    GRACE_OPT_OUTPUT_HIGH_WATER,  /**< stop reading above this output (262144) */
+    GRACE_OPT_DRAIN_LIMIT,        /**< discard this much unread body and keep
+                                       the connection; 0 disables (262144) */
+    GRACE_OPT_LINGER,             /**< 1: graceful close; 0: naive close, for
+                                       comparison only (1) */
+    GRACE_OPT_LINGER_TIMEOUT,     /**< lingering: no data from client (5000) */
+    GRACE_OPT_LINGER_TIME,        /**< lingering: total (30000) */
+    GRACE_OPT_LINGER_BYTES,       /**< lingering: bytes discarded (1 GiB) */
+    GRACE_OPT_MAX_LINGERING,      /**< connections lingering at once (1024) */
+    GRACE_OPT_STOP_LINGER_TIME,   /**< lingering cut to this in a stop (1000) */
+    GRACE_OPT_REUSEPORT,          /**< SO_REUSEPORT on listen sockets (0) */
+    GRACE_OPT__COUNT
+};
+
+/** Create a config holding every default. Free with grace_config_free(). */
+GRACE_API struct grace_config *grace_config_new(void);
+GRACE_API void grace_config_free(struct grace_config *cfg);
+
+/**
+ * Set an option.
+ * @return 0, or -EINVAL for an unknown option or a value out of range.
+ */
+GRACE_API int grace_config_set(struct grace_config *cfg, enum grace_opt opt, int64_t value);
+
+/** Current value of an option (its default if never set); -1 if unknown. */
+GRACE_API int64_t grace_config_get(const struct grace_config *cfg, enum grace_opt opt);
+
+/** The documented name of an option, e.g. "header-timeout"; NULL if unknown. */
+GRACE_API const char *grace_opt_name(enum grace_opt opt);
+
+/** The option with that documented name, or -1. */
+GRACE_API int grace_opt_by_name(const char *name);
+
+/* ================================================================ server */
+
+struct grace_server;
+struct grace_request;
+
+/** Called when request headers are complete. Must lead to exactly one reply. */
+typedef void (*grace_handler_cb)(struct grace_request *req, void *arg);
+
+/**
+ * Create a server on the caller's base. The config is copied; it may be
+ * freed or reused right after. cfg may be NULL for the defaults.
+ * @return the server, or NULL (errno set) if out of memory.
+ */
+GRACE_API struct grace_server *grace_server_new(struct event_base *base,
+                                                const struct grace_config *cfg);
+
+/**
+ * Free the server: listeners, connections and lingering sockets are closed
+ * at once. Requests still awaiting a reply get their finish callback with
+ * -ECANCELED and may not be used afterwards. Must not be called from inside
+ * one of this server's callbacks.
+ */
+GRACE_API void grace_server_free(struct grace_server *srv);
+
+/**
+ * Listen on host:port (IPv4 or IPv6 literal, or a name; port 0 picks one).
+ * May be called several times.
+ * @return 0, or a negative errno (e.g. -EADDRINUSE).
+ */
+GRACE_API int grace_server_listen(struct grace_server *srv, const char *host, int port);
+
+/**
+ * Adopt an already bound and listening socket (systemd socket activation).
+ * The server takes ownership of fd and closes it when freed.
+ */
+GRACE_API int grace_server_listen_fd(struct grace_server *srv, int fd);
+
+/**
+ * Adopt an evconnlistener; its callback is replaced and the server frees it.
+ */
+GRACE_API int grace_server_adopt_listener(struct grace_server *srv,
+                                          struct evconnlistener *lev);
+
+/** Local port of listener number i (in order added), or a negative errno. */
+GRACE_API int grace_server_port(const struct grace_server *srv, int i);
+
+/** The catch-all handler, used when no route matches. Default: 404. */
+GRACE_API void grace_server_set_handler(struct grace_server *srv, grace_handler_cb cb,
+                                        void *arg);
+
+#define GRACE_ROUTE_EXACT 0  /**< the path must equal the route */
+#define GRACE_ROUTE_PREFIX 1 /**< the path starts with the route */
+
+/**
+ * Route requests: method (NULL for any) and path (without query). Exact
+ * routes win over prefixes, longer prefixes over shorter ones. A path that
+ * matches only with another method is answered 405 with Allow.
+ * @return 0, -EINVAL or -ENOMEM.
+ */
+GRACE_API int grace_server_route(struct grace_server *srv, const char *method, const char *path,
+                                 int flags, grace_handler_cb cb, void *arg);
+
+/** Called once when a graceful stop has finished. */
+typedef void (*grace_stopped_cb)(struct grace_server *srv, void *arg);
+
+/**
+ * Stop gracefully: stop accepting, close idle keep-alive connections, let
+ * requests in flight finish (their responses carry Connection: close), cut
+ * lingering to GRACE_OPT_STOP_LINGER_TIME, and after timeout_ms close what
+ * is left. cb runs once everything is closed (from the event loop, never
+ * from inside this call).
+ * @return 0, or -EALREADY if a stop is already running.
+ */
+GRACE_API int grace_server_stop(struct grace_server *srv, int64_t timeout_ms, grace_stopped_cb cb,
+                                void *arg);
+
+/** Counters, read with grace_server_counter(). */
+enum grace_counter {
+    GRACE_CNT_CONN_ACCEPTED,
+    GRACE_CNT_CONN_ACTIVE,      /**< a gauge: connections open now */
+    GRACE_CNT_CONN_CAPPED,      /**< times the listeners paused at the cap */
+    GRACE_CNT_REQUESTS,
+    GRACE_CNT_ERR_400,          /**< requests refused by status */
+    GRACE_CNT_ERR_413,
+    GRACE_CNT_ERR_414,
+    GRACE_CNT_ERR_417,
+    GRACE_CNT_ERR_431,
+    GRACE_CNT_ERR_501,
+    GRACE_CNT_ERR_505,
+    GRACE_CNT_EARLY_REPLIES,    /**< responses done before the body was read */
+    GRACE_CNT_KEEPALIVE_DRAINS, /**< unread remainders discarded, conn kept */
+    GRACE_CNT_LINGER_STARTED,
+    GRACE_CNT_LINGER_CLIENT_EOF,
+    GRACE_CNT_LINGER_IDLE_TIMEOUT,
+    GRACE_CNT_LINGER_TOTAL_TIME,
+    GRACE_CNT_LINGER_BYTE_CAP,
+    GRACE_CNT_LINGER_ERROR,     /**< reset or other error while lingering */
+    GRACE_CNT_LINGER_EVICTED,   /**< closed early: too many lingering */
+    GRACE_CNT_LINGERING,        /**< a gauge: lingering now */
+    GRACE_CNT_BYTES_DISCARDED,  /**< unread body bytes dropped (drain+linger) */
+    GRACE_CNT_TIMEOUT_HEADER,
+    GRACE_CNT_TIMEOUT_BODY,
+    GRACE_CNT_TIMEOUT_WRITE,
+    GRACE_CNT_TIMEOUT_KEEPALIVE,
+    GRACE_CNT_CLIENT_ABORTS,    /**< client gone before the response was done */
+    GRACE_CNT__COUNT
+};
+
+/** Current value of a counter; 0 for an unknown one. */
+GRACE_API uint64_t grace_server_counter(const struct grace_server *srv, enum grace_counter c);
+
+/** Name of a counter, e.g. "linger_client_eof"; NULL if unknown. */
+GRACE_API const char *grace_counter_name(enum grace_counter c);
+
+/* ================================================================ request */
+
+/*
+ * A request is owned by the server. It is handed to the handler when its
+ * headers are complete and stays valid until it is finished: its reply has
+ * been completed and the callback that completed it has returned. If the
+ * client goes away first, the finish callback reports it and the request
+ * stays valid until the application completes its reply, which then returns
+ * -ENOTCONN and releases it. Strings returned below are NUL-terminated and
+ * live as long as the request.
+ */
+
+GRACE_API const char *grace_request_method(const struct grace_request *req);
+/** The request-target as sent, e.g. "/a/b?c=d". */
+GRACE_API const char *grace_request_target(const struct grace_request *req);
+/** The path part of the target (no query), not percent-decoded. */
+GRACE_API const char *grace_request_path(const struct grace_request *req);
+/** The query after '?', or NULL if there is none. */
+GRACE_API const char *grace_request_query(const struct grace_request *req);
+/** 0 for HTTP/1.0, 1 for HTTP/1.1. */
+GRACE_API int grace_request_version_minor(const struct grace_request *req);
+/** First header with that name (case-insensitive), or NULL. */
+GRACE_API const char *grace_request_header(const struct grace_request *req, const char *name);
+/** Number of header fields, in the order received. */
+GRACE_API size_t grace_request_header_count(const struct grace_request *req);
+/** Field i: name as sent and value (trimmed). @return 0 or -ERANGE. */
+GRACE_API int grace_request_header_at(const struct grace_request *req, size_t i,
+                                      const char **name, const char **value);
+/** The client's address. */
+GRACE_API const struct sockaddr *grace_request_peer(const struct grace_request *req,
+                                                    socklen_t *len);
+/** Content-Length, or -1 if the body is chunked; 0 if there is no body. */
+GRACE_API int64_t grace_request_content_length(const struct grace_request *req);
+/** Nonzero if the body is chunked. */
+GRACE_API int grace_request_is_chunked(const struct grace_request *req);
+/** The server that received the request. */
+GRACE_API struct grace_server *grace_request_server(const struct grace_request *req);
+
+/**
+ * Called once when the request is finished: err 0 after the reply was
+ * completed, or a negative errno if it ended otherwise: -ECONNRESET (the
+ * client went away), -ETIMEDOUT, -EMSGSIZE (body over a limit), -EPROTO
+ * (malformed body), -ECANCELED (server freed). The request is still valid
+ * during the call.
+ */
+typedef void (*grace_finish_cb)(struct grace_request *req, int err, void *arg);
+GRACE_API void grace_request_on_finish(struct grace_request *req, grace_finish_cb cb, void *arg);
+
+/** A piece of body; data is valid during the call only. */
+typedef void (*grace_data_cb)(struct grace_request *req, const char *data, size_t len,
+                              void *arg);
+/** The body is complete. */
+typedef void (*grace_end_cb)(struct grace_request *req, void *arg);
+
+/**
+ * Stream the body: on_data per piece (may not be called at all for an
+ * empty body), then on_end. Sends "100 Continue" if the client asked for
+ * it. Pieces stop when a reply completes first.
+ * @return 0; -EALREADY if the body is already being read.
+ */
+GRACE_API int grace_request_read_body(struct grace_request *req, grace_data_cb on_data,
+                                      grace_end_cb on_end, void *arg);
+
+/** Stop delivering body pieces (backpressure); the socket is read no more
+ * once the input buffer is full. */
+GRACE_API void grace_request_pause(struct grace_request *req);
+/** Deliver again, from the event loop (never from inside this call). */
+GRACE_API void grace_request_resume(struct grace_request *req);
+
+/** The collected body; the callback may keep the evbuffer's data by
+ * moving it out (evbuffer_add_buffer). */
+typedef void (*grace_body_cb)(struct grace_request *req, struct evbuffer *body, void *arg);
+
+/**
+ * Collect the whole body in memory, up to limit bytes (0: the server's
+ * GRACE_OPT_MAX_BODY_SIZE). A body over the limit is answered 413 by the
+ * server and on_body is not called (the finish callback gets -EMSGSIZE).
+ * @return 0; -EALREADY if the body is already being read.
+ */
+GRACE_API int grace_request_collect_body(struct grace_request *req, size_t limit,
+                                         grace_body_cb on_body, void *arg);
+
+/* ================================================================ response */
+
+/*
+ * Date, Content-Length (or chunked framing) and Connection are set by the
+ * server. A HEAD request gets headers only. Every reply function returns
+ * -ENOTCONN if the client has gone (and, for one that completes the reply,
+ * releases the request), -EALREADY if the reply was already started or
+ * completed, -EINVAL for bad arguments.
+ */
+
+/** Add a response header before the reply starts. Both strings are copied. */
+GRACE_API int grace_response_add_header(struct grace_request *req, const char *name,
+                                        const char *value);
+
+/** Reply with a body from memory (copied). Completes the reply. */
+GRACE_API int grace_reply(struct grace_request *req, int status, const char *body, size_t len);
+
+/** Reply with the contents of an evbuffer (moved out of it; may be NULL). */
+GRACE_API int grace_reply_buffer(struct grace_request *req, int status, struct evbuffer *body);
+
+/**
+ * Reply with length bytes of fd from offset, zero-copy (sendfile). The
+ * server takes ownership of fd and closes it, also on failure.
+ */
+GRACE_API int grace_reply_file(struct grace_request *req, int status, int fd, off_t offset,
+                               off_t length);
+
+/**
+ * Start a streamed reply: chunked for HTTP/1.1, close-delimited for
+ * HTTP/1.0. Follow with grace_reply_chunk() calls and grace_reply_end().
+ */
+GRACE_API int grace_reply_start(struct grace_request *req, int status);
+/** Send a piece of a streamed reply (copied). len 0 does nothing. */
+GRACE_API int grace_reply_chunk(struct grace_request *req, const char *data, size_t len);
+/** Finish a streamed reply. Completes the reply. */
+GRACE_API int grace_reply_end(struct grace_request *req);
+
+/** Bytes queued for the client but not yet written (for streaming pace). */
+GRACE_API size_t grace_reply_pending(const struct grace_request *req);
+
+/** The standard reason phrase of a status, e.g. "Not Found"; never NULL. */
+GRACE_API const char *grace_status_reason(int status);
 
 #ifdef __cplusplus
 }

@@ -121,7 +121,7 @@ void grace_parser_init(struct grace_parser *p, const struct grace_parser_limits 
 static void message_reset(struct grace_parser *p)
 {
     p->state = S_START;
-    p->line_start = p->hsec_start = p->scan = 0;
+    p->line_start = p->hsec_start = p->scan = p->window = 0;
     p->remaining = 0;
     p->trailer_bytes = 0;
     p->seen_cl = p->seen_te = p->te_chunked_last = p->te_unknown = 0;
@@ -506,6 +506,7 @@ static enum grace_pev parse_head(struct grace_parser *p, const char *data, size_
             if (len >= n + 2)
                 return fail(p, GRACE_PERR_URI_TOO_LONG, n);
             p->scan = len; /* no LF before here: resume the search there */
+            p->window = n + 2;
             return GRACE_PEV_AGAIN;
         }
         if (lf == 0 || data[lf - 1] != '\r')
@@ -528,6 +529,7 @@ static enum grace_pev parse_head(struct grace_parser *p, const char *data, size_
             if (len >= window)
                 return fail(p, GRACE_PERR_HEADERS_TOO_BIG, window);
             p->scan = len;
+            p->window = window;
             return GRACE_PEV_AGAIN;
         }
         if (lf == ls || data[lf - 1] != '\r')

@@ -146,6 +146,8 @@ struct grace_parser {
     size_t line_start;  /* header phase: start of the current line */
     size_t hsec_start;  /* header phase: start of the field section */
     size_t scan;        /* header phase: no LF in [line_start, scan) */
+    size_t window;      /* header phase, after AGAIN: at this many bytes
+                           without a new LF the current line breaks a limit */
     uint64_t remaining; /* body bytes left in message or chunk */
     size_t trailer_bytes;
     unsigned seen_cl : 1, seen_te : 1, te_chunked_last : 1, te_unknown : 1,

@@ -1,0 +1,217 @@
+/*
+ * linger.c - the graceful close.
+ *
+ * A connection that must close after a response never close()s with
+ * unread data in the socket: the kernel would answer the client's next
+ * segment with a reset and the client could lose the response. Instead:
+ *   1. CS_CLOSE_WAIT: keep reading (and discarding) while the output drains;
+ *   2. once it is empty: shutdown(SHUT_WR) sends our FIN after the response;
+ *   3. CS_LINGER: the bufferevent is freed and a bare read event discards
+ *      what the client still sends (MSG_TRUNC: no copy), until the client
+ *      closes, goes quiet for linger-timeout, linger-time has passed, or
+ *      linger-bytes were discarded. Only timers and events: never a sleep.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* How much one read event may discard before yielding to the loop. */
+#define LINGER_BUDGET (1u << 20)
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void grace__conn_close_graceful(struct grace_conn *c)
+{
+    struct evbuffer *in, *out;
+
+    if (c->state >= CS_CLOSE_WAIT)
+        return;
+    c->state = CS_CLOSE_WAIT;
+    event_del(c->timer);
+    in = bufferevent_get_input(c->bev);
+    c->srv->cnt[GRACE_CNT_BYTES_DISCARDED] += evbuffer_get_length(in);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    /* keep reading: a client blocked in send() must not stall our writes */
+    if (!c->peer_eof)
+        bufferevent_enable(c->bev, EV_READ);
+    c->read_paused = 0;
+    out = bufferevent_get_output(c->bev);
+    grace__conn_flush(c);
+    if (!evbuffer_get_length(out))
+        grace__conn_output_drained(c);
+}
+
+static void linger_arm(struct grace_conn *c)
+{
+    int64_t now = now_ms(), idle = now + OPT(c->srv, LINGER_TIMEOUT);
+    int64_t until = idle < c->linger_deadline ? idle : c->linger_deadline;
+    int64_t ms = until > now ? until - now : 0;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    event_add(c->timer, &tv);
+}
+
+static void linger_end(struct grace_conn *c, enum grace_counter how)
+{
+    c->srv->cnt[how]++;
+    grace__conn_destroy(c);
+}
+
+static ssize_t discard(evutil_socket_t fd, size_t n)
+{
+#if defined(__linux__)
+    /* TCP + MSG_TRUNC: the kernel drops the bytes without copying them */
+    return recv(fd, NULL, n, MSG_TRUNC | MSG_DONTWAIT);
+#else
+    char buf[16384];
+    return recv(fd, buf, n < sizeof(buf) ? n : sizeof(buf), MSG_DONTWAIT);
+#endif
+}
+
+static void linger_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct grace_conn *c = arg;
+    struct grace_server *srv = c->srv;
+    size_t budget = LINGER_BUDGET;
+    int got = 0;
+
+    grace__conn_enter(c);
+    while (budget > 0) {
+        ssize_t n = discard(fd, budget);
+        if (n > 0) {
+            got = 1;
+            budget -= (size_t)n < budget ? (size_t)n : budget;
+            c->linger_bytes += (uint64_t)n;
+            srv->cnt[GRACE_CNT_BYTES_DISCARDED] += (uint64_t)n;
+            if (c->linger_bytes >= (uint64_t)OPT(srv, LINGER_BYTES)) {
+                linger_end(c, GRACE_CNT_LINGER_BYTE_CAP);
+                goto out;
+            }
+        } else if (n == 0) {
+            linger_end(c, GRACE_CNT_LINGER_CLIENT_EOF);
+            goto out;
+        } else if (errno == EINTR) {
+            continue;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            break;
+        } else { /* ECONNRESET and friends end the linger, nothing more */
+            linger_end(c, GRACE_CNT_LINGER_ERROR);
+            goto out;
+        }
+    }
+    if (got)
+        linger_arm(c);
+out:
+    grace__conn_leave(c);
+}
+
+void grace__conn_output_drained(struct grace_conn *c)
+{
+    struct grace_server *srv = c->srv;
+    struct evbuffer *in;
+
+    if (c->peer_eof || !OPT(srv, LINGER)) {
+        /* the client already closed; or linger=off, the naive close */
+        grace__conn_destroy(c);
+        return;
+    }
+    if (shutdown(c->fd, SHUT_WR) < 0) {
+        grace__conn_destroy(c);
+        return;
+    }
+    in = bufferevent_get_input(c->bev);
+    srv->cnt[GRACE_CNT_BYTES_DISCARDED] += evbuffer_get_length(in);
+    /* from here on a lingering socket costs a read event and a timer */
+    bufferevent_free(c->bev);
+    c->bev = NULL;
+    c->linger_ev = event_new(srv->base, c->fd, EV_READ | EV_PERSIST, linger_read_cb, c);
+    if (!c->linger_ev || event_add(c->linger_ev, NULL) < 0) {
+        grace__conn_destroy(c);
+        return;
+    }
+    c->state = CS_LINGER;
+    c->linger_bytes = 0;
+    c->linger_deadline = now_ms() + OPT(srv, LINGER_TIME);
+    if (srv->stopping) {
+        int64_t cut = now_ms() + OPT(srv, STOP_LINGER_TIME);
+        if (cut < c->linger_deadline)
+            c->linger_deadline = cut;
+    }
+    TAILQ_REMOVE(&srv->conns, c, link);
+    TAILQ_INSERT_TAIL(&srv->lingering, c, link);
+    srv->nlingering++;
+    srv->cnt[GRACE_CNT_LINGERING]++;
+    CNT(srv, LINGER_STARTED);
+    linger_arm(c);
+    if (srv->nlingering > (size_t)OPT(srv, MAX_LINGERING)) {
+        struct grace_conn *old = TAILQ_FIRST(&srv->lingering);
+        grace__conn_enter(old);
+        linger_end(old, GRACE_CNT_LINGER_EVICTED);
+        grace__conn_leave(old);
+    }
+}
+
+void grace__linger_timer(struct grace_conn *c)
+{
+    linger_end(c, now_ms() >= c->linger_deadline ? GRACE_CNT_LINGER_TOTAL_TIME
+                                                 : GRACE_CNT_LINGER_IDLE_TIMEOUT);
+}
+
+/* A graceful stop: cut the remaining linger time short. */
+void grace__linger_stop(struct grace_conn *c)
+{
+    int64_t cut = now_ms() + OPT(c->srv, STOP_LINGER_TIME);
+    if (cut < c->linger_deadline)
+        c->linger_deadline = cut;
+    linger_arm(c);
+}
+
+/* Close the socket and forget the connection; memory goes when not busy. */
+void grace__conn_destroy(struct grace_conn *c)
+{
+    struct grace_server *srv = c->srv;
+
+    if (c->state == CS_DEAD)
+        return;
+    if (c->req) /* cannot happen on the normal paths; be safe */
+        grace__conn_abort(c, -ECONNRESET);
+    if (c->state == CS_DEAD)
+        return;
+    if (c->state == CS_LINGER) {
+        TAILQ_REMOVE(&srv->lingering, c, link);
+        srv->nlingering--;
+        srv->cnt[GRACE_CNT_LINGERING]--;
+    } else {
+        TAILQ_REMOVE(&srv->conns, c, link);
+    }
+    if (c->in_pump_list) {
+        TAILQ_REMOVE(&srv->pump, c, pump_link);
+        c->in_pump_list = 0;
+    }
+    c->state = CS_DEAD;
+    if (c->bev)
+        bufferevent_free(c->bev);
+    c->bev = NULL;
+    if (c->linger_ev)
+        event_free(c->linger_ev);
+    c->linger_ev = NULL;
+    event_free(c->timer);
+    c->timer = NULL;
+    evutil_closesocket(c->fd);
+    c->fd = -1;
+    srv->nconns--;
+    srv->cnt[GRACE_CNT_CONN_ACTIVE]--;
+    if (!c->busy)
+        free(c);
+    grace__server_conn_closed(srv);
+}

@@ -1,0 +1,258 @@
+/*
+ * request.c - the request object: accessors and the body-reading API.
+ *
+ * A request is one allocation: the struct, its header fields, a copy of the
+ * header block (with NULs written after each string) and the path.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* Where the path starts and how long it is, inside the target. */
+static void split_target(const struct grace_preq *p, const char *t, size_t tn, size_t *off,
+                         size_t *len)
+{
+    size_t s = 0, e;
+    if (p->form == GRACE_FORM_ABSOLUTE) {
+        const char *auth = memchr(t, ':', tn); /* scheme "://" authority */
+        const char *slash = memchr(auth + 3, '/', tn - (size_t)(auth + 3 - t));
+        s = slash ? (size_t)(slash - t) : tn;
+    }
+    for (e = s; e < tn && t[e] != '?' && t[e] != '#'; e++)
+        ;
+    *off = s;
+    *len = e - s;
+}
+
+struct grace_request *grace__request_new(struct grace_conn *c, const char *src)
+{
+    const struct grace_preq *p = &c->parser.req;
+    const char *target = src + p->target.off;
+    size_t poff, plen, nf = p->nfields, hb = p->header_bytes;
+    size_t size = sizeof(struct grace_request) + nf * sizeof(struct grace_hfield) + hb + 1;
+    struct grace_request *req;
+    char *path;
+
+    split_target(p, target, p->target.len, &poff, &plen);
+    size += plen + 2;
+    req = malloc(size);
+    if (!req)
+        return NULL;
+    memset(req, 0, sizeof(*req));
+    req->conn = c;
+    req->srv = c->srv;
+    req->p = *p;
+    req->fields = (struct grace_hfield *)(req + 1);
+    memcpy(req->fields, c->parser.fields, nf * sizeof(struct grace_hfield));
+    req->blk = (char *)(req->fields + nf);
+    memcpy(req->blk, src, hb);
+    req->blk[hb] = '\0';
+    /* every string ends on a separator (SP, ':', OWS or CR): make it a NUL */
+    req->blk[p->method.off + p->method.len] = '\0';
+    req->blk[p->target.off + p->target.len] = '\0';
+    for (size_t i = 0; i < nf; i++) {
+        req->blk[req->fields[i].name.off + req->fields[i].name.len] = '\0';
+        req->blk[req->fields[i].value.off + req->fields[i].value.len] = '\0';
+    }
+    path = req->blk + hb + 1;
+    if (plen == 0) { /* absolute-form without a path, or "*" */
+        path[0] = p->form == GRACE_FORM_ASTERISK ? '*' : '/';
+        path[1] = '\0';
+    } else {
+        memcpy(path, target + poff, plen);
+        path[plen] = '\0';
+    }
+    req->path = path;
+    const char *q = strchr(req->blk + p->target.off, '?');
+    req->query = q ? q + 1 : NULL;
+    req->head = p->method_id == GRACE_PM_HEAD;
+    req->body_limit = (uint64_t)OPT(c->srv, MAX_BODY_SIZE);
+    if (p->framing == GRACE_FRAMING_NONE)
+        req->body_done = 0; /* the parser reports DONE; pump sets it */
+    return req;
+}
+
+void grace__request_finish(struct grace_request *req, int err)
+{
+    if (req->finished)
+        return;
+    req->finished = 1;
+    if (req->on_finish)
+        req->on_finish(req, err, req->finish_arg);
+}
+
+void grace__request_free(struct grace_request *req)
+{
+    if (req->detached)
+        TAILQ_REMOVE(&req->srv->detached, req, dlink);
+    if (req->body)
+        evbuffer_free(req->body);
+    if (req->resp_headers)
+        evbuffer_free(req->resp_headers);
+    free(req);
+}
+
+/* ---------------------------------------------------------------- accessors */
+
+const char *grace_request_method(const struct grace_request *req)
+{
+    return req->blk + req->p.method.off;
+}
+
+const char *grace_request_target(const struct grace_request *req)
+{
+    return req->blk + req->p.target.off;
+}
+
+const char *grace_request_path(const struct grace_request *req)
+{
+    return req->path;
+}
+
+const char *grace_request_query(const struct grace_request *req)
+{
+    return req->query;
+}
+
+int grace_request_version_minor(const struct grace_request *req)
+{
+    return req->p.version_minor;
+}
+
+const char *grace_request_header(const struct grace_request *req, const char *name)
+{
+    for (size_t i = 0; i < req->p.nfields; i++)
+        if (!strcasecmp(req->blk + req->fields[i].name.off, name))
+            return req->blk + req->fields[i].value.off;
+    return NULL;
+}
+
+size_t grace_request_header_count(const struct grace_request *req)
+{
+    return req->p.nfields;
+}
+
+int grace_request_header_at(const struct grace_request *req, size_t i, const char **name,
+                            const char **value)
+{
+    if (i >= req->p.nfields)
+        return -ERANGE;
+    *name = req->blk + req->fields[i].name.off;
+    *value = req->blk + req->fields[i].value.off;
+    return 0;
+}
+
+const struct sockaddr *grace_request_peer(const struct grace_request *req, socklen_t *len)
+{
+    /* the peer is kept in the connection; a detached request has none */
+    static const struct sockaddr none = {AF_UNSPEC, {0}};
+    if (!req->conn) {
+        if (len)
+            *len = 0;
+        return &none;
+    }
+    if (len)
+        *len = req->conn->peer_len;
+    return &req->conn->peer.sa;
+}
+
+int64_t grace_request_content_length(const struct grace_request *req)
+{
+    switch (req->p.framing) {
+    case GRACE_FRAMING_LENGTH:
+        return (int64_t)req->p.content_length;
+    case GRACE_FRAMING_CHUNKED:
+        return -1;
+    default:
+        return 0;
+    }
+}
+
+int grace_request_is_chunked(const struct grace_request *req)
+{
+    return req->p.framing == GRACE_FRAMING_CHUNKED;
+}
+
+struct grace_server *grace_request_server(const struct grace_request *req)
+{
+    return req->srv;
+}
+
+void grace_request_on_finish(struct grace_request *req, grace_finish_cb cb, void *arg)
+{
+    req->on_finish = cb;
+    req->finish_arg = arg;
+}
+
+/* ---------------------------------------------------------------- body */
+
+/* Common start of read_body/collect_body. */
+static int body_begin(struct grace_request *req, enum body_mode mode)
+{
+    struct grace_conn *c = req->conn;
+    if (!c)
+        return -ENOTCONN;
+    if (req->body_mode != BODY_NONE || req->resp == RESP_DONE)
+        return -EALREADY;
+    req->body_mode = mode;
+    /* 100 Continue only now that the body is wanted, and only if the
+     * response has not begun */
+    if (req->p.expect_continue && !req->sent_continue && req->resp == RESP_NONE &&
+        !req->body_done && !grace_parser_body_done(&c->parser)) {
+        req->sent_continue = 1;
+        grace__conn_enter(c);
+        grace__conn_send_continue(c);
+        grace__conn_leave(c);
+    }
+    grace__conn_schedule(c);
+    return 0;
+}
+
+int grace_request_read_body(struct grace_request *req, grace_data_cb on_data, grace_end_cb on_end,
+                            void *arg)
+{
+    if (!req || !on_data)
+        return -EINVAL;
+    if (req->body_mode != BODY_NONE)
+        return -EALREADY;
+    req->on_data = on_data;
+    req->on_end = on_end;
+    req->body_arg = arg;
+    return body_begin(req, BODY_STREAM);
+}
+
+int grace_request_collect_body(struct grace_request *req, size_t limit, grace_body_cb on_body,
+                               void *arg)
+{
+    if (!req || !on_body)
+        return -EINVAL;
+    if (req->body_mode != BODY_NONE)
+        return -EALREADY;
+    if (limit && limit < req->body_limit)
+        req->body_limit = limit;
+    if (req->p.framing == GRACE_FRAMING_LENGTH && req->p.content_length > req->body_limit)
+        return -EMSGSIZE;
+    if (!req->body && !(req->body = evbuffer_new()))
+        return -ENOMEM;
+    req->on_body = on_body;
+    req->body_arg = arg;
+    return body_begin(req, BODY_COLLECT);
+}
+
+void grace_request_pause(struct grace_request *req)
+{
+    req->paused = 1;
+}
+
+void grace_request_resume(struct grace_request *req)
+{
+    if (!req->paused)
+        return;
+    req->paused = 0;
+    if (req->conn)
+        grace__conn_schedule(req->conn);
+}

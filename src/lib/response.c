@@ -1,0 +1,310 @@
+/*
+ * response.c - writing responses: status line and headers, bodies from
+ * memory, evbuffers or files, and streamed (chunked / close-delimited).
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *grace_status_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    case 507: return "Insufficient Storage";
+    default: return "Unknown";
+    }
+}
+
+/* "Date: <IMF-fixdate>\r\n", formatted once per second. */
+void grace__date_header(struct grace_server *srv, char *out, size_t *len)
+{
+    time_t now = time(NULL);
+    if (now != srv->date_sec) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(srv->date, sizeof(srv->date), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+        srv->date_sec = now;
+    }
+    *len = strlen(srv->date);
+    memcpy(out, srv->date, *len + 1);
+}
+
+static int no_body_status(int status)
+{
+    return status < 200 || status == 204 || status == 304;
+}
+
+/*
+ * Write status line and headers. content_length < 0 means streamed. Here
+ * the connection's fate is decided: Connection: close goes out whenever the
+ * connection cannot be reused (see grace__body_drainable()).
+ */
+static void write_head(struct grace_request *req, int status, int64_t content_length)
+{
+    struct grace_conn *c = req->conn;
+    struct grace_server *srv = c->srv;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    char head[512];
+    size_t n, dl;
+    int close = !req->p.keep_alive || srv->stopping || c->stop_close ||
+                !grace__body_drainable(c, req);
+
+    if (content_length < 0 && !no_body_status(status)) {
+        if (req->p.version_minor == 1)
+            req->chunked_out = !req->head;
+        else
+            close = req->close_delimited = 1;
+    }
+    req->close_after = close;
+    req->status = status;
+
+    n = (size_t)snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n", status,
+                         grace_status_reason(status));
+    grace__date_header(srv, head + n, &dl);
+    n += dl;
+    if (no_body_status(status))
+        ;
+    else if (content_length >= 0)
+        n += (size_t)snprintf(head + n, sizeof(head) - n, "Content-Length: %lld\r\n",
+                              (long long)content_length);
+    else if (req->p.version_minor == 1)
+        n += (size_t)snprintf(head + n, sizeof(head) - n, "Transfer-Encoding: chunked\r\n");
+    if (close)
+        n += (size_t)snprintf(head + n, sizeof(head) - n, "Connection: close\r\n");
+    else if (req->p.version_minor == 0)
+        n += (size_t)snprintf(head + n, sizeof(head) - n, "Connection: keep-alive\r\n");
+    if (req->resp_headers) {
+        evbuffer_add(out, head, n);
+        evbuffer_add_buffer(out, req->resp_headers);
+        evbuffer_add(out, "\r\n", 2);
+    } else {
+        memcpy(head + n, "\r\n", 2);
+        evbuffer_add(out, head, n + 2);
+    }
+}
+
+/* Checks shared by every reply function. 0: go on; else the return value. */
+static int reply_check(struct grace_request *req, enum resp_state want, int completes)
+{
+    if (!req)
+        return -EINVAL;
+    if (req->detached) {
+        if (completes)
+            grace__request_free(req); /* the application is done with it */
+        return -ENOTCONN;
+    }
+    if (req->resp != want)
+        return -EALREADY;
+    return 0;
+}
+
+static void reply_done(struct grace_request *req)
+{
+    struct grace_conn *c = req->conn;
+    req->resp = RESP_DONE;
+    grace__conn_flush(c);
+    grace__conn_response_done(c);
+}
+
+int grace_response_add_header(struct grace_request *req, const char *name, const char *value)
+{
+    int rc = reply_check(req, RESP_NONE, 0);
+    if (rc)
+        return rc;
+    if (!name || !value || strpbrk(name, ":\r\n ") || strpbrk(value, "\r\n") || !*name)
+        return -EINVAL;
+    if (!req->resp_headers && !(req->resp_headers = evbuffer_new()))
+        return -ENOMEM;
+    if (evbuffer_add_printf(req->resp_headers, "%s: %s\r\n", name, value) < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+int grace_reply(struct grace_request *req, int status, const char *body, size_t len)
+{
+    int rc = reply_check(req, RESP_NONE, 1);
+    struct grace_conn *c;
+    if (rc)
+        return rc;
+    if (status < 200 || status > 999 || (len && !body))
+        return -EINVAL;
+    c = req->conn;
+    grace__conn_enter(c);
+    if (no_body_status(status))
+        len = 0;
+    write_head(req, status, (int64_t)len);
+    if (len && !req->head)
+        evbuffer_add(bufferevent_get_output(c->bev), body, len);
+    reply_done(req);
+    grace__conn_leave(c);
+    return 0;
+}
+
+int grace_reply_buffer(struct grace_request *req, int status, struct evbuffer *body)
+{
+    int rc = reply_check(req, RESP_NONE, 1);
+    struct grace_conn *c;
+    size_t len = body ? evbuffer_get_length(body) : 0;
+    if (rc)
+        return rc;
+    if (status < 200 || status > 999)
+        return -EINVAL;
+    c = req->conn;
+    grace__conn_enter(c);
+    if (no_body_status(status))
+        len = 0;
+    write_head(req, status, (int64_t)len);
+    if (len && !req->head)
+        evbuffer_add_buffer(bufferevent_get_output(c->bev), body);
+    else if (body)
+        evbuffer_drain(body, evbuffer_get_length(body));
+    reply_done(req);
+    grace__conn_leave(c);
+    return 0;
+}
+
+int grace_reply_file(struct grace_request *req, int status, int fd, off_t offset, off_t length)
+{
+    int rc = reply_check(req, RESP_NONE, 1);
+    struct grace_conn *c;
+    if (rc || status < 200 || status > 999 || fd < 0 || offset < 0 || length < 0) {
+        if (fd >= 0)
+            close(fd);
+        return rc ? rc : -EINVAL;
+    }
+    c = req->conn;
+    grace__conn_enter(c);
+    write_head(req, status, no_body_status(status) ? 0 : (int64_t)length);
+    if (length > 0 && !req->head && !no_body_status(status)) {
+        /* the evbuffer owns fd now and sends it with sendfile() */
+        if (evbuffer_add_file(bufferevent_get_output(c->bev), fd, offset, length) < 0)
+            c->stop_close = 1; /* cannot happen short of ENOMEM; close after */
+    } else {
+        close(fd);
+    }
+    reply_done(req);
+    grace__conn_leave(c);
+    return 0;
+}
+
+int grace_reply_start(struct grace_request *req, int status)
+{
+    int rc = reply_check(req, RESP_NONE, 0);
+    struct grace_conn *c;
+    if (rc)
+        return rc;
+    if (status < 200 || status > 999)
+        return -EINVAL;
+    c = req->conn;
+    grace__conn_enter(c);
+    write_head(req, status, -1);
+    req->resp = RESP_STREAMING;
+    grace__conn_flush(c);
+    grace__conn_leave(c);
+    return 0;
+}
+
+int grace_reply_chunk(struct grace_request *req, const char *data, size_t len)
+{
+    int rc = reply_check(req, RESP_STREAMING, 0);
+    struct grace_conn *c;
+    struct evbuffer *out;
+    if (rc)
+        return rc;
+    if (len && !data)
+        return -EINVAL;
+    if (len == 0 || req->head || no_body_status(req->status))
+        return 0;
+    c = req->conn;
+    out = bufferevent_get_output(c->bev);
+    grace__conn_enter(c);
+    if (req->chunked_out) {
+        char line[24];
+        int n = snprintf(line, sizeof(line), "%zx\r\n", len);
+        evbuffer_add(out, line, (size_t)n);
+        evbuffer_add(out, data, len);
+        evbuffer_add(out, "\r\n", 2);
+    } else {
+        evbuffer_add(out, data, len);
+    }
+    grace__conn_flush(c);
+    grace__conn_leave(c);
+    return 0;
+}
+
+int grace_reply_end(struct grace_request *req)
+{
+    int rc = reply_check(req, RESP_STREAMING, 1);
+    struct grace_conn *c;
+    if (rc)
+        return rc;
+    c = req->conn;
+    grace__conn_enter(c);
+    if (req->chunked_out)
+        evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
+    reply_done(req);
+    grace__conn_leave(c);
+    return 0;
+}
+
+size_t grace_reply_pending(const struct grace_request *req)
+{
+    if (!req->conn || !req->conn->bev)
+        return 0;
+    return evbuffer_get_length(bufferevent_get_output(req->conn->bev));
+}
+
+/* An error answered by the server itself; the caller closes afterwards. */
+int grace__reply_error(struct grace_conn *c, int status, const char *msg)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    char date[64];
+    size_t dl;
+    grace__date_header(c->srv, date, &dl);
+    return evbuffer_add_printf(out,
+                               "HTTP/1.1 %d %s\r\n%sContent-Type: text/plain\r\n"
+                               "Content-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
+                               status, grace_status_reason(status), date, strlen(msg) + 1, msg) < 0
+               ? -ENOMEM
+               : 0;
+}

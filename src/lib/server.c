@@ -1,0 +1,520 @@
+/*
+ * server.c - config, listeners, accepting, routing, graceful stop, counters.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <event2/listener.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------------- config */
+
+static const struct {
+    const char *name;
+    int64_t def, min, max;
+} opt_info[GRACE_OPT__COUNT] = {
+    [GRACE_OPT_MAX_REQUEST_LINE] = {"max-request-line", 8192, 64, 1 << 20},
+    [GRACE_OPT_MAX_HEADER_BYTES] = {"max-header-bytes", 32768, 64, 1 << 24},
+    [GRACE_OPT_MAX_HEADER_FIELDS] = {"max-header-fields", 100, 1, 10000},
+    [GRACE_OPT_MAX_TRAILER_BYTES] = {"max-trailer-bytes", 8192, 2, 1 << 24},
+    [GRACE_OPT_MAX_BODY_SIZE] = {"max-body-size", 1 << 20, 0, INT64_MAX},
+    [GRACE_OPT_MAX_CONNECTIONS] = {"max-connections", 10000, 1, 1 << 24},
+    [GRACE_OPT_HEADER_TIMEOUT] = {"header-timeout", 10000, 1, 86400000},
+    [GRACE_OPT_BODY_TIMEOUT] = {"body-timeout", 30000, 1, 86400000},
+    [GRACE_OPT_WRITE_TIMEOUT] = {"write-timeout", 30000, 1, 86400000},
+    [GRACE_OPT_KEEPALIVE_TIMEOUT] = {"keepalive-timeout", 15000, 1, 86400000},
+    [GRACE_OPT_OUTPUT_HIGH_WATER] = {"output-high-water", 262144, 1024, INT32_MAX},
+    [GRACE_OPT_DRAIN_LIMIT] = {"drain-limit", 262144, 0, INT64_MAX},
+    [GRACE_OPT_LINGER] = {"linger", 1, 0, 1},
+    [GRACE_OPT_LINGER_TIMEOUT] = {"linger-timeout", 5000, 1, 86400000},
+    [GRACE_OPT_LINGER_TIME] = {"linger-time", 30000, 1, 86400000},
+    [GRACE_OPT_LINGER_BYTES] = {"linger-bytes", INT64_C(1) << 30, 1, INT64_MAX},
+    [GRACE_OPT_MAX_LINGERING] = {"max-lingering", 1024, 1, 1 << 24},
+    [GRACE_OPT_STOP_LINGER_TIME] = {"stop-linger-time", 1000, 1, 86400000},
+    [GRACE_OPT_REUSEPORT] = {"reuseport", 0, 0, 1},
+};
+
+struct grace_config *grace_config_new(void)
+{
+    struct grace_config *cfg = malloc(sizeof(*cfg));
+    if (!cfg)
+        return NULL;
+    for (int i = 0; i < GRACE_OPT__COUNT; i++)
+        cfg->v[i] = opt_info[i].def;
+    return cfg;
+}
+
+void grace_config_free(struct grace_config *cfg)
+{
+    free(cfg);
+}
+
+int grace_config_set(struct grace_config *cfg, enum grace_opt opt, int64_t value)
+{
+    if (!cfg || (unsigned)opt >= GRACE_OPT__COUNT || value < opt_info[opt].min ||
+        value > opt_info[opt].max)
+        return -EINVAL;
+    cfg->v[opt] = value;
+    return 0;
+}
+
+int64_t grace_config_get(const struct grace_config *cfg, enum grace_opt opt)
+{
+    if (!cfg || (unsigned)opt >= GRACE_OPT__COUNT)
+        return -1;
+    return cfg->v[opt];
+}
+
+const char *grace_opt_name(enum grace_opt opt)
+{
+    return (unsigned)opt < GRACE_OPT__COUNT ? opt_info[opt].name : NULL;
+}
+
+int grace_opt_by_name(const char *name)
+{
+    for (int i = 0; name && i < GRACE_OPT__COUNT; i++)
+        if (!strcmp(opt_info[i].name, name))
+            return i;
+    return -1;
+}
+
+/* ---------------------------------------------------------------- counters */
+
+static const char *const counter_names[GRACE_CNT__COUNT] = {
+    [GRACE_CNT_CONN_ACCEPTED] = "conn_accepted",
+    [GRACE_CNT_CONN_ACTIVE] = "conn_active",
+    [GRACE_CNT_CONN_CAPPED] = "conn_capped",
+    [GRACE_CNT_REQUESTS] = "requests",
+    [GRACE_CNT_ERR_400] = "err_400",
+    [GRACE_CNT_ERR_413] = "err_413",
+    [GRACE_CNT_ERR_414] = "err_414",
+    [GRACE_CNT_ERR_417] = "err_417",
+    [GRACE_CNT_ERR_431] = "err_431",
+    [GRACE_CNT_ERR_501] = "err_501",
+    [GRACE_CNT_ERR_505] = "err_505",
+    [GRACE_CNT_EARLY_REPLIES] = "early_replies",
+    [GRACE_CNT_KEEPALIVE_DRAINS] = "keepalive_drains",
+    [GRACE_CNT_LINGER_STARTED] = "linger_started",
+    [GRACE_CNT_LINGER_CLIENT_EOF] = "linger_client_eof",
+    [GRACE_CNT_LINGER_IDLE_TIMEOUT] = "linger_idle_timeout",
+    [GRACE_CNT_LINGER_TOTAL_TIME] = "linger_total_time",
+    [GRACE_CNT_LINGER_BYTE_CAP] = "linger_byte_cap",
+    [GRACE_CNT_LINGER_ERROR] = "linger_error",
+    [GRACE_CNT_LINGER_EVICTED] = "linger_evicted",
+    [GRACE_CNT_LINGERING] = "lingering",
+    [GRACE_CNT_BYTES_DISCARDED] = "bytes_discarded",
+    [GRACE_CNT_TIMEOUT_HEADER] = "timeout_header",
+    [GRACE_CNT_TIMEOUT_BODY] = "timeout_body",
+    [GRACE_CNT_TIMEOUT_WRITE] = "timeout_write",
+    [GRACE_CNT_TIMEOUT_KEEPALIVE] = "timeout_keepalive",
+    [GRACE_CNT_CLIENT_ABORTS] = "client_aborts",
+};
+
+uint64_t grace_server_counter(const struct grace_server *srv, enum grace_counter c)
+{
+    return srv && (unsigned)c < GRACE_CNT__COUNT ? srv->cnt[c] : 0;
+}
+
+const char *grace_counter_name(enum grace_counter c)
+{
+    return (unsigned)c < GRACE_CNT__COUNT ? counter_names[c] : NULL;
+}
+
+void grace__count_status(struct grace_server *srv, int status)
+{
+    switch (status) {
+    case 400: CNT(srv, ERR_400); break;
+    case 413: CNT(srv, ERR_413); break;
+    case 414: CNT(srv, ERR_414); break;
+    case 417: CNT(srv, ERR_417); break;
+    case 431: CNT(srv, ERR_431); break;
+    case 501: CNT(srv, ERR_501); break;
+    case 505: CNT(srv, ERR_505); break;
+    }
+}
+
+/* ---------------------------------------------------------------- server */
+
+static void pump_cb(evutil_socket_t fd, short what, void *arg)
+{
+    grace__conn_run_scheduled(arg);
+}
+
+static const struct timeval *common_timeout(struct event_base *base, int64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    return event_base_init_common_timeout(base, &tv);
+}
+
+struct grace_server *grace_server_new(struct event_base *base, const struct grace_config *cfg)
+{
+    struct grace_server *srv;
+
+    if (!base) {
+        errno = EINVAL;
+        return NULL;
+    }
+    srv = calloc(1, sizeof(*srv));
+    if (!srv)
+        return NULL;
+    srv->base = base;
+    if (cfg) {
+        srv->cfg = *cfg;
+    } else {
+        for (int i = 0; i < GRACE_OPT__COUNT; i++)
+            srv->cfg.v[i] = opt_info[i].def;
+    }
+    srv->plim.max_request_line = (size_t)OPT(srv, MAX_REQUEST_LINE);
+    srv->plim.max_header_bytes = (size_t)OPT(srv, MAX_HEADER_BYTES);
+    srv->plim.max_fields = (size_t)OPT(srv, MAX_HEADER_FIELDS);
+    srv->plim.max_trailer_bytes = (size_t)OPT(srv, MAX_TRAILER_BYTES);
+    TAILQ_INIT(&srv->conns);
+    TAILQ_INIT(&srv->lingering);
+    TAILQ_INIT(&srv->pump);
+    TAILQ_INIT(&srv->detached);
+    srv->fields = calloc(srv->plim.max_fields, sizeof(*srv->fields));
+    srv->pump_ev = event_new(base, -1, 0, pump_cb, srv);
+    srv->tv_header = common_timeout(base, OPT(srv, HEADER_TIMEOUT));
+    srv->tv_body = common_timeout(base, OPT(srv, BODY_TIMEOUT));
+    srv->tv_keepalive = common_timeout(base, OPT(srv, KEEPALIVE_TIMEOUT));
+    if (!srv->fields || !srv->pump_ev || !srv->tv_header || !srv->tv_body ||
+        !srv->tv_keepalive) {
+        grace_server_free(srv);
+        errno = ENOMEM;
+        return NULL;
+    }
+    return srv;
+}
+
+void grace_server_free(struct grace_server *srv)
+{
+    if (!srv)
+        return;
+    for (int i = 0; i < srv->nlisteners; i++)
+        evconnlistener_free(srv->listeners[i].lev);
+    free(srv->listeners);
+    grace__conn_free_all(srv);
+    while (!TAILQ_EMPTY(&srv->detached))
+        grace__request_free(TAILQ_FIRST(&srv->detached));
+    for (size_t i = 0; i < srv->nroutes; i++) {
+        free(srv->routes[i].method);
+        free(srv->routes[i].path);
+    }
+    free(srv->routes);
+    if (srv->pump_ev)
+        event_free(srv->pump_ev);
+    if (srv->stop_timer)
+        event_free(srv->stop_timer);
+    free(srv->fields);
+    free(srv);
+}
+
+/* ---------------------------------------------------------------- listeners */
+
+static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+    grace__conn_accept(arg, fd, sa, salen);
+}
+
+static void accept_error_cb(struct evconnlistener *lev, void *arg)
+{
+    struct grace_server *srv = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    /* EMFILE/ENFILE: out of fds. Pause until a connection closes rather than
+     * spin on a listener that stays readable. */
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        for (int i = 0; i < srv->nlisteners; i++)
+            evconnlistener_disable(srv->listeners[i].lev);
+        srv->listeners_paused = 1;
+        CNT(srv, CONN_CAPPED);
+    }
+}
+
+static int add_listener(struct grace_server *srv, struct evconnlistener *lev)
+{
+    struct grace_listener *l =
+        realloc(srv->listeners, sizeof(*l) * (size_t)(srv->nlisteners + 1));
+    if (!l)
+        return -ENOMEM;
+    srv->listeners = l;
+    l[srv->nlisteners++].lev = lev;
+    evconnlistener_set_cb(lev, accept_cb, srv);
+    evconnlistener_set_error_cb(lev, accept_error_cb);
+    if (srv->listeners_paused || srv->stopping)
+        evconnlistener_disable(lev);
+    return 0;
+}
+
+int grace_server_listen(struct grace_server *srv, const char *host, int port)
+{
+    struct addrinfo hints = {0}, *res = NULL, *ai;
+    char portstr[16];
+    int rc, added = 0, err = -EADDRNOTAVAIL;
+
+    if (!srv || port < 0 || port > 65535)
+        return -EINVAL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    rc = getaddrinfo(host, portstr, &hints, &res);
+    if (rc != 0)
+        return rc == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL;
+    for (ai = res; ai; ai = ai->ai_next) {
+        unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC;
+        if (OPT(srv, REUSEPORT))
+            flags |= LEV_OPT_REUSEABLE_PORT;
+        if (ai->ai_family == AF_INET6)
+            flags |= LEV_OPT_BIND_IPV6ONLY;
+        errno = 0;
+        struct evconnlistener *lev = evconnlistener_new_bind(srv->base, accept_cb, srv, flags,
+                                                             511, ai->ai_addr,
+                                                             (int)ai->ai_addrlen);
+        if (!lev) {
+            err = errno ? -errno : -EADDRNOTAVAIL;
+            continue;
+        }
+        if ((rc = add_listener(srv, lev)) < 0) {
+            evconnlistener_free(lev);
+            err = rc;
+            continue;
+        }
+        added++;
+        if (port == 0)
+            break; /* an ephemeral port differs per address: take one */
+    }
+    freeaddrinfo(res);
+    return added ? 0 : err;
+}
+
+int grace_server_listen_fd(struct grace_server *srv, int fd)
+{
+    int rc;
+    if (!srv || fd < 0)
+        return -EINVAL;
+    if (evutil_make_socket_nonblocking(fd) < 0) {
+        close(fd);
+        return -errno;
+    }
+    struct evconnlistener *lev = evconnlistener_new(
+        srv->base, accept_cb, srv, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+    if (!lev) {
+        close(fd);
+        return -ENOMEM;
+    }
+    if ((rc = add_listener(srv, lev)) < 0)
+        evconnlistener_free(lev);
+    return rc;
+}
+
+int grace_server_adopt_listener(struct grace_server *srv, struct evconnlistener *lev)
+{
+    if (!srv || !lev)
+        return -EINVAL;
+    return add_listener(srv, lev);
+}
+
+int grace_server_port(const struct grace_server *srv, int i)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (!srv || i < 0 || i >= srv->nlisteners)
+        return -EINVAL;
+    if (getsockname(evconnlistener_get_fd(srv->listeners[i].lev), (struct sockaddr *)&ss,
+                    &len) < 0)
+        return -errno;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -EAFNOSUPPORT;
+}
+
+/* A connection closed: below the cap, accept again. */
+void grace__server_conn_closed(struct grace_server *srv)
+{
+    if (srv->listeners_paused && !srv->stopping &&
+        srv->nconns < (size_t)OPT(srv, MAX_CONNECTIONS)) {
+        for (int i = 0; i < srv->nlisteners; i++)
+            evconnlistener_enable(srv->listeners[i].lev);
+        srv->listeners_paused = 0;
+    }
+    grace__server_check_stopped(srv);
+}
+
+/* ---------------------------------------------------------------- routing */
+
+void grace_server_set_handler(struct grace_server *srv, grace_handler_cb cb, void *arg)
+{
+    srv->handler = cb;
+    srv->handler_arg = arg;
+}
+
+int grace_server_route(struct grace_server *srv, const char *method, const char *path,
+                       int flags, grace_handler_cb cb, void *arg)
+{
+    struct grace_route *r;
+    if (!srv || !path || !cb || (flags & ~GRACE_ROUTE_PREFIX))
+        return -EINVAL;
+    r = realloc(srv->routes, sizeof(*r) * (srv->nroutes + 1));
+    if (!r)
+        return -ENOMEM;
+    srv->routes = r;
+    r = &srv->routes[srv->nroutes];
+    r->method = method ? strdup(method) : NULL;
+    r->path = strdup(path);
+    if ((method && !r->method) || !r->path) {
+        free(r->method);
+        free(r->path);
+        return -ENOMEM;
+    }
+    r->path_len = strlen(path);
+    r->flags = flags;
+    r->cb = cb;
+    r->arg = arg;
+    srv->nroutes++;
+    return 0;
+}
+
+/* Best route for the path: exact beats prefix, longer prefix beats shorter.
+ * *path_only is set when some route matches the path with another method. */
+static const struct grace_route *find_route(const struct grace_server *srv, const char *method,
+                                            const char *path, int *path_only)
+{
+    const struct grace_route *best = NULL;
+    size_t plen = strlen(path);
+    int best_rank = -1;
+
+    *path_only = 0;
+    for (size_t i = 0; i < srv->nroutes; i++) {
+        const struct grace_route *r = &srv->routes[i];
+        int rank;
+        if (r->flags & GRACE_ROUTE_PREFIX) {
+            if (plen < r->path_len || memcmp(path, r->path, r->path_len))
+                continue;
+            rank = (int)r->path_len;
+        } else {
+            if (plen != r->path_len || memcmp(path, r->path, plen))
+                continue;
+            rank = 1 << 30;
+        }
+        if (r->method && strcmp(r->method, method)) {
+            *path_only = 1;
+            continue;
+        }
+        if (rank > best_rank) {
+            best = r;
+            best_rank = rank;
+        }
+    }
+    return best;
+}
+
+static void reply_405(struct grace_request *req)
+{
+    const struct grace_server *srv = req->srv;
+    char allow[256] = "";
+    size_t n = 0, plen = strlen(req->path);
+    for (size_t i = 0; i < srv->nroutes; i++) {
+        const struct grace_route *r = &srv->routes[i];
+        int match = (r->flags & GRACE_ROUTE_PREFIX)
+                        ? plen >= r->path_len && !memcmp(req->path, r->path, r->path_len)
+                        : plen == r->path_len && !memcmp(req->path, r->path, plen);
+        if (match && r->method && !strstr(allow, r->method))
+            n += (size_t)snprintf(allow + n, sizeof(allow) - n, "%s%s", n ? ", " : "",
+                                  r->method);
+        if (n >= sizeof(allow))
+            break;
+    }
+    grace_response_add_header(req, "Allow", allow);
+    grace_reply(req, 405, "method not allowed\n", 19);
+}
+
+/* Headers are complete: refuse what the server refuses, else run the app. */
+void grace__server_dispatch(struct grace_request *req)
+{
+    struct grace_server *srv = req->srv;
+    const struct grace_route *r;
+    int path_only;
+
+    if (req->p.framing == GRACE_FRAMING_LENGTH &&
+        req->p.content_length > (uint64_t)OPT(srv, MAX_BODY_SIZE)) {
+        grace__count_status(srv, 413);
+        grace_reply(req, 413, "request body too large\n", 23);
+        return;
+    }
+    r = find_route(srv, grace_request_method(req), req->path, &path_only);
+    if (r)
+        r->cb(req, r->arg);
+    else if (path_only)
+        reply_405(req);
+    else if (srv->handler)
+        srv->handler(req, srv->handler_arg);
+    else
+        grace_reply(req, 404, "not found\n", 10);
+}
+
+/* ---------------------------------------------------------------- stop */
+
+static void stopped_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct grace_server *srv = arg;
+    grace_stopped_cb cb = srv->on_stopped;
+    srv->on_stopped = NULL;
+    if (cb)
+        cb(srv, srv->stopped_arg);
+}
+
+/* Deadline passed: close whatever is left, then report. */
+static void stop_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct grace_server *srv = arg;
+    grace__conn_free_all(srv);
+    grace__server_check_stopped(srv);
+}
+
+void grace__server_check_stopped(struct grace_server *srv)
+{
+    if (srv->stopping != 1 || srv->nconns || !TAILQ_EMPTY(&srv->lingering))
+        return;
+    srv->stopping = 2; /* done: report once, from the loop */
+    event_del(srv->stop_timer);
+    event_assign(srv->stop_timer, srv->base, -1, 0, stopped_cb, srv);
+    event_active(srv->stop_timer, EV_TIMEOUT, 1);
+}
+
+int grace_server_stop(struct grace_server *srv, int64_t timeout_ms, grace_stopped_cb cb,
+                      void *arg)
+{
+    struct grace_conn *c, *next;
+    struct timeval tv;
+
+    if (!srv || timeout_ms < 0)
+        return -EINVAL;
+    if (srv->stopping)
+        return -EALREADY;
+    srv->stop_timer = event_new(srv->base, -1, 0, stop_timeout_cb, srv);
+    if (!srv->stop_timer)
+        return -ENOMEM;
+    srv->stopping = 1;
+    srv->on_stopped = cb;
+    srv->stopped_arg = arg;
+    for (int i = 0; i < srv->nlisteners; i++)
+        evconnlistener_disable(srv->listeners[i].lev);
+    tv.tv_sec = (time_t)(timeout_ms / 1000);
+    tv.tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000;
+    event_add(srv->stop_timer, &tv);
+
+    TAILQ_FOREACH_SAFE(c, &srv->conns, link, next)
+        grace__conn_stop(c);
+    TAILQ_FOREACH_SAFE(c, &srv->lingering, link, next)
+        grace__linger_stop(c);
+    grace__server_check_stopped(srv);
+    return 0;
+}
