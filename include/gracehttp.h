@@ -167,10 +167,10 @@ GRACE_API int grace_server_route(struct grace_server *srv, const char *method, c
 typedef void (*grace_stopped_cb)(struct grace_server *srv, void *arg);
 
 /**
- * Stop gracefully: stop accepting, close idle keep-alive connections, let
- * requests in flight finish (their responses carry Connection: close), cut
- * lingering to GRACE_OPT_STOP_LINGER_TIME, and after timeout_ms close what
- * is left. cb runs once everything is closed (from the event loop, never
+ * Stop gracefully: close the listening sockets, close idle keep-alive
+ * connections, let requests in flight finish (their responses carry
+ * Connection: close), cut lingering to GRACE_OPT_STOP_LINGER_TIME, and after
+ * timeout_ms close what is left. cb runs once everything is closed (from the event loop, never
  * from inside this call).
  * @return 0, or -EALREADY if a stop is already running.
  */

@@ -505,8 +505,11 @@ int grace_server_stop(struct grace_server *srv, int64_t timeout_ms, grace_stoppe
     srv->stopping = 1;
     srv->on_stopped = cb;
     srv->stopped_arg = arg;
+    /* close the listening sockets: connections left in a disabled
+     * listener's backlog would wait for nothing */
     for (int i = 0; i < srv->nlisteners; i++)
-        evconnlistener_disable(srv->listeners[i].lev);
+        evconnlistener_free(srv->listeners[i].lev);
+    srv->nlisteners = 0;
     tv.tv_sec = (time_t)(timeout_ms / 1000);
     tv.tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000;
     event_add(srv->stop_timer, &tv);

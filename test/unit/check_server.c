@@ -1,0 +1,903 @@
+/*
+ * check_server.c - the connection pipeline over real loopback sockets:
+ * keep-alive, pipelining, HTTP/1.0, HEAD, timeouts, the connection cap,
+ * 100-continue, body limits, disconnects, graceful stop, late replies,
+ * routing and the response forms.
+ */
+#include "config.h"
+#include "testlib.h"
+
+#include <check.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define GET(path) "GET " path " HTTP/1.1\r\nHost: t\r\n\r\n"
+
+static struct resp R;
+
+static void expect_status(int fd, int status, const char *body)
+{
+    ck_assert_int_eq(cli_read_response(fd, &R, 0), 0);
+    ck_assert_int_eq(R.status, status);
+    if (body)
+        ck_assert_str_eq(R.body, body);
+}
+
+/* ---------------------------------------------------------------- keep-alive */
+
+static void c_keepalive(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    for (int i = 0; i < 3; i++) {
+        cli_send(fd, GET("/"));
+        expect_status(fd, 200, "hello");
+        ck_assert(!R.closed);
+        char v[64];
+        ck_assert(resp_header(&R, "Date", v, sizeof(v)));
+        ck_assert(resp_header(&R, "Content-Length", v, sizeof(v)));
+        ck_assert_str_eq(v, "5");
+        resp_free(&R);
+    }
+    close(fd);
+}
+
+START_TEST(test_keepalive)
+{
+    struct fx *f = fx_new();
+    fx_start(f, h_hello);
+    fx_run(f, c_keepalive, 5000);
+    ck_assert_int_eq(f->handler_calls, 3);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_CONN_ACCEPTED), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_REQUESTS), 3);
+    fx_free(f);
+}
+END_TEST
+
+/* pipelined requests, the first answered late: responses stay in order */
+static void pipe_handler(struct grace_request *req, void *arg)
+{
+    struct fx *f = arg;
+    if (!strcmp(grace_request_path(req), "/1")) {
+        f->later_ms = 100;
+        h_later(req, arg);
+    } else {
+        char b[32];
+        int n = snprintf(b, sizeof(b), "now %s", grace_request_path(req));
+        f->handler_calls++;
+        grace_reply(req, 200, b, (size_t)n);
+    }
+}
+
+static void c_pipeline(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    cli_send(fd, GET("/1") GET("/2") "POST /3 HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc"
+                 GET("/4"));
+    expect_status(fd, 200, "later /1");
+    resp_free(&R);
+    expect_status(fd, 200, "now /2");
+    resp_free(&R);
+    expect_status(fd, 200, "now /3");
+    resp_free(&R);
+    expect_status(fd, 200, "now /4");
+    resp_free(&R);
+    close(fd);
+}
+
+START_TEST(test_pipeline_order)
+{
+    struct fx *f = fx_new();
+    fx_start(f, pipe_handler);
+    fx_run(f, c_pipeline, 5000);
+    ck_assert_int_eq(f->handler_calls, 4);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_CONN_ACCEPTED), 1);
+    ck_assert_int_eq(f->reply_rc, 0);
+    fx_free(f);
+}
+END_TEST
+
+static void c_http10(struct fx *f)
+{
+    char v[64];
+    int fd = cli_connect(f->port);
+    cli_send(fd, "GET / HTTP/1.0\r\n\r\n");
+    expect_status(fd, 200, "hello");
+    ck_assert(resp_header(&R, "Connection", v, sizeof(v)));
+    ck_assert_str_eq(v, "close");
+    resp_free(&R);
+    ck_assert_int_eq(cli_wait_eof(fd, 2000), 1);
+    close(fd);
+
+    fd = cli_connect(f->port);
+    for (int i = 0; i < 2; i++) {
+        cli_send(fd, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        expect_status(fd, 200, "hello");
+        ck_assert(resp_header(&R, "Connection", v, sizeof(v)));
+        ck_assert_str_eq(v, "keep-alive");
+        resp_free(&R);
+    }
+    close(fd);
+}
+
+START_TEST(test_http10)
+{
+    struct fx *f = fx_new();
+    fx_start(f, h_hello);
+    fx_run(f, c_http10, 5000);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_CONN_ACCEPTED), 2);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_REQUESTS), 3);
+    fx_free(f);
+}
+END_TEST
+
+static void c_head(struct fx *f)
+{
+    char v[64];
+    int fd = cli_connect(f->port);
+    cli_send(fd, "HEAD / HTTP/1.1\r\nHost: t\r\n\r\n" GET("/"));
+    ck_assert_int_eq(cli_read_response(fd, &R, 1), 0);
+    ck_assert_int_eq(R.status, 200);
+    ck_assert(resp_header(&R, "Content-Length", v, sizeof(v)));
+    ck_assert_str_eq(v, "5");
+    resp_free(&R);
+    /* the next response follows directly: no body bytes were sent for HEAD */
+    expect_status(fd, 200, "hello");
+    resp_free(&R);
+    close(fd);
+}
+
+START_TEST(test_head)
+{
+    struct fx *f = fx_new();
+    fx_start(f, h_hello);
+    fx_run(f, c_head, 5000);
+    fx_free(f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- timeouts */
+
+static void c_header_timeout(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    int64_t t0 = now_ms();
+    cli_send(fd, "GET / HTTP/1.1\r\nHost: t\r\n"); /* never finished */
+    expect_status(fd, 408, NULL);
+    int64_t dt = now_ms() - t0;
+    ck_assert_msg(dt >= 250 && dt < 3000, "408 after %lld ms", (long long)dt);
+    ck_assert(R.closed);
+    resp_free(&R);
+    ck_assert_int_eq(cli_wait_eof(fd, 3000), 1);
+    close(fd);
+    /* a connection that never sends a byte is closed silently */
+    fd = cli_connect(f->port);
+    ck_assert_int_eq(cli_wait_eof(fd, 3000), 1);
+    close(fd);
+}
+
+START_TEST(test_header_timeout)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_HEADER_TIMEOUT, 300);
+    fx_start(f, h_hello);
+    fx_run(f, c_header_timeout, 8000);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_TIMEOUT_HEADER), 2);
+    fx_free(f);
+}
+END_TEST
+
+/* slowloris: bytes trickle in, but the deadline counts from the first */
+static void c_header_trickle(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    const char *req = "GET / HTTP/1.1\r\nHost: t\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    int64_t t0 = now_ms();
+    for (const char *p = req; *p; p++) {
+        char c[1] = {*p};
+        if (cli_send_all(fd, c, 1) < 0)
+            break;
+        usleep(20000);
+        if (now_ms() - t0 > 2000)
+            break;
+    }
+    expect_status(fd, 408, NULL);
+    ck_assert_int_lt(now_ms() - t0, 2000);
+    resp_free(&R);
+    close(fd);
+}
+
+START_TEST(test_header_trickle)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_HEADER_TIMEOUT, 500);
+    fx_start(f, h_hello);
+    fx_run(f, c_header_trickle, 8000);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_TIMEOUT_HEADER), 1);
+    ck_assert_int_eq(f->handler_calls, 0);
+    fx_free(f);
+}
+END_TEST
+
+static void c_keepalive_timeout(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    cli_send(fd, GET("/"));
+    expect_status(fd, 200, "hello");
+    resp_free(&R);
+    int64_t t0 = now_ms();
+    ck_assert_int_eq(cli_wait_eof(fd, 3000), 1);
+    int64_t dt = now_ms() - t0;
+    ck_assert_msg(dt >= 250 && dt < 3000, "closed after %lld ms", (long long)dt);
+    close(fd);
+}
+
+START_TEST(test_keepalive_timeout)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_KEEPALIVE_TIMEOUT, 300);
+    fx_start(f, h_hello);
+    fx_run(f, c_keepalive_timeout, 8000);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_TIMEOUT_KEEPALIVE), 1);
+    fx_free(f);
+}
+END_TEST
+
+static void c_body_timeout(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    cli_send(fd, "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabcde");
+    expect_status(fd, 408, NULL);
+    ck_assert(R.closed);
+    resp_free(&R);
+    close(fd);
+}
+
+START_TEST(test_body_timeout)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_BODY_TIMEOUT, 300);
+    fx_start(f, h_collect);
+    fx_run(f, c_body_timeout, 8000);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_TIMEOUT_BODY), 1);
+    ck_assert_int_eq(f->finish_calls, 1);
+    ck_assert_int_eq(f->finish_err, -ETIMEDOUT);
+    ck_assert_int_eq(f->reply_rc, -ENOTCONN);
+    fx_free(f);
+}
+END_TEST
+
+/* a client that never reads: the write stall timeout ends it */
+static void h_big(struct grace_request *req, void *arg)
+{
+    static char big[8 << 20];
+    grace_reply(req, 200, big, sizeof(big));
+}
+
+static void c_write_timeout(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    cli_send(fd, GET("/"));
+    usleep(1500 * 1000); /* never read */
+    close(fd);
+}
+
+START_TEST(test_write_timeout)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_WRITE_TIMEOUT, 300);
+    fx_start(f, h_big);
+    fx_run(f, c_write_timeout, 8000);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_TIMEOUT_WRITE), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_CONN_ACTIVE), 0);
+    fx_free(f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- cap */
+
+static void c_conn_cap(struct fx *f)
+{
+    int a = cli_connect(f->port), b = cli_connect(f->port);
+    cli_send(a, GET("/a"));
+    expect_status(a, 200, "hello");
+    resp_free(&R);
+    cli_send(b, GET("/b"));
+    expect_status(b, 200, "hello");
+    resp_free(&R);
+    /* the third connects (kernel backlog) but is not served... */
+    int c = cli_connect(f->port);
+    cli_send(c, GET("/c"));
+    struct timeval tv = {0, 400000};
+    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char x;
+    ck_assert_int_lt(recv(c, &x, 1, MSG_PEEK), 0);
+    /* ...until one closes */
+    close(a);
+    tv.tv_sec = 5;
+    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    expect_status(c, 200, "hello");
+    resp_free(&R);
+    close(b);
+    close(c);
+}
+
+START_TEST(test_conn_cap)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_MAX_CONNECTIONS, 2);
+    fx_start(f, h_hello);
+    fx_run(f, c_conn_cap, 8000);
+    ck_assert_uint_ge(fx_cnt(f, GRACE_CNT_CONN_CAPPED), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_CONN_ACCEPTED), 3);
+    fx_free(f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- 100-continue */
+
+static void h_expect(struct grace_request *req, void *arg)
+{
+    if (!strcmp(grace_request_path(req), "/deny"))
+        h_401(req, arg);
+    else
+        h_collect(req, arg);
+}
+
+static void c_continue(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    /* reading handler: 100 first, then the body is read */
+    cli_send(fd, "PUT /up HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    ck_assert_int_eq(cli_read_response(fd, &R, 0), 0);
+    ck_assert_int_eq(R.status, 100);
+    cli_send(fd, "hello");
+    expect_status(fd, 200, "5");
+    ck_assert(!R.closed);
+    resp_free(&R);
+    /* early reply: no 100, and the connection cannot be reused */
+    cli_send(fd, "PUT /deny HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    expect_status(fd, 401, "no token\n");
+    ck_assert(R.closed);
+    resp_free(&R);
+    ck_assert_int_eq(cli_wait_eof(fd, 3000), 1);
+    close(fd);
+}
+
+START_TEST(test_continue)
+{
+    struct fx *f = fx_new();
+    fx_start(f, h_expect);
+    fx_run(f, c_continue, 5000);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_EARLY_REPLIES), 1);
+    fx_free(f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- 413 */
+
+static void c_413_length(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    /* answered before any body byte is sent */
+    cli_send(fd, "PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: 1000001\r\n\r\n");
+    expect_status(fd, 413, NULL);
+    ck_assert(R.closed);
+    resp_free(&R);
+    close(fd);
+}
+
+START_TEST(test_413_length)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, 1000000);
+    fx_start(f, h_collect);
+    fx_run(f, c_413_length, 5000);
+    ck_assert_int_eq(f->handler_calls, 0);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_ERR_413), 1);
+    fx_free(f);
+}
+END_TEST
+
+static void c_413_chunked(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    cli_send(fd, "PUT / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    char chunk[1100];
+    int n = snprintf(chunk, sizeof(chunk), "%x\r\n", 1000);
+    memset(chunk + n, 'z', 1000);
+    memcpy(chunk + n + 1000, "\r\n", 2);
+    int rc = 0;
+    for (int i = 0; i < 3 && rc == 0; i++) /* 3000 bytes > 2500 */
+        rc = cli_send_all(fd, chunk, (size_t)n + 1002);
+    expect_status(fd, 413, NULL);
+    ck_assert(R.closed);
+    resp_free(&R);
+    close(fd);
+}
+
+START_TEST(test_413_chunked)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, 2500);
+    fx_start(f, h_collect);
+    fx_run(f, c_413_chunked, 5000);
+    ck_assert_int_eq(f->handler_calls, 1);
+    ck_assert_int_eq(f->finish_err, -EMSGSIZE);
+    ck_assert_int_eq(f->reply_rc, -ENOTCONN);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_ERR_413), 1);
+    fx_free(f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- disconnect */
+
+static void c_disconnect(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    cli_send(fd, "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nabc");
+    usleep(100000);
+    close(fd);
+    usleep(200000);
+}
+
+START_TEST(test_disconnect_callback)
+{
+    struct fx *f = fx_new();
+    fx_start(f, h_collect);
+    fx_run(f, c_disconnect, 5000);
+    ck_assert_int_eq(f->finish_calls, 1);
+    ck_assert_int_eq(f->finish_err, -ECONNRESET);
+    ck_assert_int_eq(f->reply_rc, -ENOTCONN); /* reply after the client left */
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_CLIENT_ABORTS), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_CONN_ACTIVE), 0);
+    fx_free(f);
+}
+END_TEST
+
+/* a late reply to a client that has gone is a reported no-op */
+static void c_gone_before_late_reply(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    cli_send(fd, GET("/x"));
+    usleep(50000);
+    close(fd);
+    usleep(400000);
+}
+
+START_TEST(test_late_reply_after_gone)
+{
+    struct fx *f = fx_new();
+    f->later_ms = 200;
+    fx_start(f, h_later);
+    fx_run(f, c_gone_before_late_reply, 5000);
+    ck_assert_int_eq(f->handler_calls, 1);
+    ck_assert_int_eq(f->reply_rc, -ENOTCONN);
+    fx_free(f);
+}
+END_TEST
+
+static void c_late_reply(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    cli_send(fd, GET("/x"));
+    expect_status(fd, 200, "later /x");
+    resp_free(&R);
+    close(fd);
+}
+
+START_TEST(test_late_reply)
+{
+    struct fx *f = fx_new();
+    f->later_ms = 100;
+    fx_start(f, h_later);
+    fx_run(f, c_late_reply, 5000);
+    ck_assert_int_eq(f->reply_rc, 0);
+    fx_free(f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- stop */
+
+static void stopped(struct grace_server *srv, void *arg)
+{
+    struct fx *f = arg;
+    f->stopped++;
+}
+
+static void h_stop_later(struct grace_request *req, void *arg)
+{
+    struct fx *f = arg;
+    if (!strcmp(grace_request_path(req), "/stop")) {
+        ck_assert_int_eq(grace_server_stop(f->srv, 2000, stopped, f), 0);
+        ck_assert_int_eq(grace_server_stop(f->srv, 2000, stopped, f), -EALREADY);
+        grace_reply(req, 200, "stopping", 8);
+        return;
+    }
+    f->later_ms = 300;
+    h_later(req, arg);
+}
+
+static void c_stop(struct fx *f)
+{
+    int idle = cli_connect(f->port), busy = cli_connect(f->port), ctl = cli_connect(f->port);
+    cli_send(idle, GET("/idle-first"));
+    expect_status(idle, 200, "later /idle-first");
+    resp_free(&R);
+    cli_send(busy, GET("/slow")); /* in flight while we stop */
+    usleep(50000);
+    cli_send(ctl, GET("/stop"));
+    expect_status(ctl, 200, "stopping");
+    ck_assert(R.closed);
+    resp_free(&R);
+    ck_assert_int_eq(cli_wait_eof(idle, 1000), 1); /* idle keep-alive closed */
+    expect_status(busy, 200, "later /slow");       /* in-flight finished */
+    ck_assert(R.closed);
+    resp_free(&R);
+    close(idle);
+    close(busy);
+    close(ctl);
+    /* no longer accepting */
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->port),
+                             .sin_addr.s_addr = htonl(0x7f000001)};
+    usleep(100000);
+    ck_assert_int_ne(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    close(s);
+}
+
+START_TEST(test_graceful_stop)
+{
+    struct fx *f = fx_new();
+    fx_start(f, h_stop_later);
+    fx_run(f, c_stop, 8000);
+    fx_spin(f, 200);
+    ck_assert_int_eq(f->stopped, 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_CONN_ACTIVE), 0);
+    fx_free(f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- errors */
+
+static void c_bad_request(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    cli_send(fd, "GET / HTTP/1.1\nHost: t\n\n");
+    expect_status(fd, 400, "bare LF as line ending\n");
+    ck_assert(R.closed);
+    resp_free(&R);
+    ck_assert_int_eq(cli_wait_eof(fd, 2000), 1);
+    close(fd);
+    fd = cli_connect(f->port);
+    cli_send(fd, "GET / HTTP/2.0\r\nHost: t\r\n\r\n");
+    expect_status(fd, 505, NULL);
+    resp_free(&R);
+    close(fd);
+    fd = cli_connect(f->port);
+    char line[9000] = "GET /";
+    memset(line + 5, 'a', 8500);
+    strcpy(line + 8505, " HTTP/1.1\r\n\r\n");
+    cli_send(fd, line);
+    expect_status(fd, 414, NULL);
+    resp_free(&R);
+    close(fd);
+}
+
+START_TEST(test_parse_errors)
+{
+    struct fx *f = fx_new();
+    fx_start(f, h_hello);
+    fx_run(f, c_bad_request, 5000);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_ERR_400), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_ERR_505), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_ERR_414), 1);
+    ck_assert_int_eq(f->handler_calls, 0);
+    fx_free(f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- responses */
+
+static void h_forms(struct grace_request *req, void *arg)
+{
+    const char *p = grace_request_path(req);
+    if (!strcmp(p, "/stream")) {
+        grace_reply_start(req, 200);
+        grace_reply_chunk(req, "ab", 2);
+        grace_reply_chunk(req, "", 0);
+        grace_reply_chunk(req, "cde", 3);
+        grace_reply_end(req);
+    } else if (!strcmp(p, "/buffer")) {
+        struct evbuffer *b = evbuffer_new();
+        evbuffer_add_printf(b, "from %s", "evbuffer");
+        grace_response_add_header(req, "X-Test", "yes");
+        ck_assert_int_eq(grace_response_add_header(req, "Bad\r\nName", "x"), -EINVAL);
+        grace_reply_buffer(req, 200, b);
+        ck_assert_uint_eq(evbuffer_get_length(b), 0);
+        evbuffer_free(b);
+    } else if (!strcmp(p, "/file")) {
+        char path[] = "/tmp/gracefileXXXXXX";
+        int fd = mkstemp(path);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(write(fd, "0123456789", 10), 10);
+        unlink(path);
+        grace_reply_file(req, 200, fd, 2, 5);
+    } else if (!strcmp(p, "/204")) {
+        grace_reply(req, 204, "ignored", 7);
+    } else {
+        ck_assert_int_eq(grace_reply(req, 200, "x", 1), 0);
+        ck_assert_int_eq(grace_reply(req, 200, "y", 1), -EALREADY);
+    }
+}
+
+static void c_forms(struct fx *f)
+{
+    char v[64];
+    int fd = cli_connect(f->port);
+    cli_send(fd, GET("/stream"));
+    expect_status(fd, 200, "abcde");
+    ck_assert(resp_header(&R, "Transfer-Encoding", v, sizeof(v)));
+    resp_free(&R);
+    cli_send(fd, GET("/buffer"));
+    expect_status(fd, 200, "from evbuffer");
+    ck_assert(resp_header(&R, "X-Test", v, sizeof(v)));
+    resp_free(&R);
+    cli_send(fd, GET("/file"));
+    expect_status(fd, 200, "23456");
+    resp_free(&R);
+    cli_send(fd, GET("/204"));
+    expect_status(fd, 204, "");
+    ck_assert(!resp_header(&R, "Content-Length", v, sizeof(v)));
+    resp_free(&R);
+    cli_send(fd, GET("/twice"));
+    expect_status(fd, 200, "x");
+    resp_free(&R);
+    close(fd);
+    /* HTTP/1.0 streaming: close-delimited */
+    fd = cli_connect(f->port);
+    cli_send(fd, "GET /stream HTTP/1.0\r\n\r\n");
+    expect_status(fd, 200, "abcde");
+    ck_assert(R.closed);
+    ck_assert(!resp_header(&R, "Transfer-Encoding", v, sizeof(v)));
+    resp_free(&R);
+    close(fd);
+}
+
+START_TEST(test_response_forms)
+{
+    struct fx *f = fx_new();
+    fx_start(f, h_forms);
+    fx_run(f, c_forms, 5000);
+    fx_free(f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- request API */
+
+static void h_inspect(struct grace_request *req, void *arg)
+{
+    struct fx *f = arg;
+    const char *n, *v;
+    socklen_t sl;
+    ck_assert_str_eq(grace_request_method(req), "GET");
+    ck_assert_str_eq(grace_request_target(req), "/a/b?x=1&y");
+    ck_assert_str_eq(grace_request_path(req), "/a/b");
+    ck_assert_str_eq(grace_request_query(req), "x=1&y");
+    ck_assert_int_eq(grace_request_version_minor(req), 1);
+    ck_assert_str_eq(grace_request_header(req, "x-ONE"), "1");
+    ck_assert_ptr_null(grace_request_header(req, "X-None"));
+    ck_assert_uint_eq(grace_request_header_count(req), 3);
+    ck_assert_int_eq(grace_request_header_at(req, 1, &n, &v), 0);
+    ck_assert_str_eq(n, "X-One");
+    ck_assert_str_eq(v, "1");
+    ck_assert_int_eq(grace_request_header_at(req, 3, &n, &v), -ERANGE);
+    ck_assert_int_eq(grace_request_peer(req, &sl)->sa_family, AF_INET);
+    ck_assert_int_eq(grace_request_content_length(req), 0);
+    ck_assert_int_eq(grace_request_is_chunked(req), 0);
+    ck_assert_ptr_eq(grace_request_server(req), f->srv);
+    f->handler_calls++;
+    grace_reply(req, 200, "ok", 2);
+}
+
+static void c_inspect(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    cli_send(fd, "GET /a/b?x=1&y HTTP/1.1\r\nHost: t\r\nX-One:  1 \r\nx-two: 2\r\n\r\n");
+    expect_status(fd, 200, "ok");
+    resp_free(&R);
+    close(fd);
+}
+
+START_TEST(test_request_api)
+{
+    struct fx *f = fx_new();
+    fx_start(f, h_inspect);
+    fx_run(f, c_inspect, 5000);
+    ck_assert_int_eq(f->handler_calls, 1);
+    fx_free(f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- routing */
+
+static void h_route(struct grace_request *req, void *arg)
+{
+    grace_reply(req, 200, (const char *)arg, strlen(arg));
+}
+
+static void c_routes(struct fx *f)
+{
+    static const struct {
+        const char *req, *body;
+        int status;
+    } t[] = {
+        {GET("/exact"), "exact", 200},          {GET("/static/a/b"), "static", 200},
+        {GET("/static/deep/x"), "deep", 200},   {GET("/other"), "hello", 200},
+        {"DELETE /exact HTTP/1.1\r\nHost: t\r\n\r\n", NULL, 405},
+    };
+    char v[128];
+    int fd = cli_connect(f->port);
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        cli_send(fd, t[i].req);
+        expect_status(fd, t[i].status, t[i].body);
+        if (t[i].status == 405) {
+            ck_assert(resp_header(&R, "Allow", v, sizeof(v)));
+            ck_assert_str_eq(v, "GET, POST");
+        }
+        resp_free(&R);
+    }
+    close(fd);
+}
+
+START_TEST(test_routing)
+{
+    struct fx *f = fx_new();
+    fx_start(f, h_hello);
+    ck_assert_int_eq(grace_server_route(f->srv, "GET", "/exact", GRACE_ROUTE_EXACT, h_route,
+                                        "exact"), 0);
+    ck_assert_int_eq(grace_server_route(f->srv, "POST", "/exact", GRACE_ROUTE_EXACT, h_route,
+                                        "exact-post"), 0);
+    ck_assert_int_eq(grace_server_route(f->srv, NULL, "/static/", GRACE_ROUTE_PREFIX, h_route,
+                                        "static"), 0);
+    ck_assert_int_eq(grace_server_route(f->srv, NULL, "/static/deep/", GRACE_ROUTE_PREFIX,
+                                        h_route, "deep"), 0);
+    ck_assert_int_eq(grace_server_route(f->srv, NULL, "/x", 7, h_route, "bad"), -EINVAL);
+    fx_run(f, c_routes, 5000);
+    fx_free(f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- listeners */
+
+static void c_two_servers(struct fx *f)
+{
+    int port2 = *(int *)f->user;
+    int fd = cli_connect(f->port), fd2 = cli_connect(port2), fd6 = cli_connect6(port2);
+    cli_send(fd, GET("/"));
+    expect_status(fd, 200, "hello");
+    resp_free(&R);
+    cli_send(fd2, GET("/"));
+    expect_status(fd2, 401, NULL);
+    resp_free(&R);
+    cli_send(fd6, GET("/"));
+    expect_status(fd6, 401, NULL);
+    resp_free(&R);
+    close(fd);
+    close(fd2);
+    close(fd6);
+}
+
+START_TEST(test_two_servers_one_base)
+{
+    struct fx *f = fx_new();
+    fx_start(f, h_hello);
+    /* a second server on the same base, listening on a v4 and an adopted
+     * v6 socket */
+    struct grace_server *s2 = grace_server_new(f->base, NULL);
+    ck_assert_ptr_nonnull(s2);
+    grace_server_set_handler(s2, h_401, f);
+    ck_assert_int_eq(grace_server_listen(s2, "127.0.0.1", 0), 0);
+    int port2 = grace_server_port(s2, 0);
+    int fd6 = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port2),
+                              .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    int one = 1;
+    setsockopt(fd6, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    ck_assert_int_eq(bind(fd6, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(listen(fd6, 16), 0);
+    ck_assert_int_eq(grace_server_listen_fd(s2, fd6), 0);
+    ck_assert_int_eq(grace_server_port(s2, 1), port2);
+    ck_assert_int_eq(grace_server_listen(s2, "127.0.0.1", port2), -EADDRINUSE);
+    f->user = &port2;
+    fx_run(f, c_two_servers, 5000);
+    ck_assert_uint_eq(grace_server_counter(s2, GRACE_CNT_REQUESTS), 2);
+    grace_server_free(s2);
+    fx_free(f);
+}
+END_TEST
+
+START_TEST(test_config)
+{
+    struct grace_config *c = grace_config_new();
+    ck_assert_int_eq(grace_config_get(c, GRACE_OPT_DRAIN_LIMIT), 262144);
+    ck_assert_int_eq(grace_config_get(c, GRACE_OPT_LINGER_TIMEOUT), 5000);
+    ck_assert_int_eq(grace_config_get(c, GRACE_OPT_LINGER_TIME), 30000);
+    ck_assert_int_eq(grace_config_get(c, GRACE_OPT_LINGER_BYTES), 1 << 30);
+    ck_assert_int_eq(grace_config_get(c, GRACE_OPT_MAX_LINGERING), 1024);
+    ck_assert_int_eq(grace_config_set(c, GRACE_OPT_LINGER, 2), -EINVAL);
+    ck_assert_int_eq(grace_config_set(c, GRACE_OPT__COUNT, 1), -EINVAL);
+    ck_assert_int_eq(grace_config_set(c, GRACE_OPT_DRAIN_LIMIT, 0), 0);
+    ck_assert_int_eq(grace_opt_by_name("header-timeout"), GRACE_OPT_HEADER_TIMEOUT);
+    ck_assert_int_eq(grace_opt_by_name("nope"), -1);
+    for (int i = 0; i < GRACE_OPT__COUNT; i++)
+        ck_assert_int_eq(grace_opt_by_name(grace_opt_name(i)), i);
+    for (int i = 0; i < GRACE_CNT__COUNT; i++)
+        ck_assert_ptr_nonnull(grace_counter_name(i));
+    ck_assert_str_eq(grace_version(), PACKAGE_VERSION);
+    ck_assert_str_eq(grace_version(), GRACE_VERSION_STRING);
+    ck_assert_str_eq(grace_status_reason(431), "Request Header Fields Too Large");
+    grace_config_free(c);
+}
+END_TEST
+
+static Suite *server_suite(void)
+{
+    Suite *s = suite_create("server");
+    TCase *tc = tcase_create("connection");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_keepalive);
+    tcase_add_test(tc, test_pipeline_order);
+    tcase_add_test(tc, test_http10);
+    tcase_add_test(tc, test_head);
+    tcase_add_test(tc, test_parse_errors);
+    tcase_add_test(tc, test_response_forms);
+    tcase_add_test(tc, test_request_api);
+    tcase_add_test(tc, test_routing);
+    tcase_add_test(tc, test_two_servers_one_base);
+    tcase_add_test(tc, test_config);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("timeouts");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_header_timeout);
+    tcase_add_test(tc, test_header_trickle);
+    tcase_add_test(tc, test_keepalive_timeout);
+    tcase_add_test(tc, test_body_timeout);
+    tcase_add_test(tc, test_write_timeout);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("limits");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_conn_cap);
+    tcase_add_test(tc, test_continue);
+    tcase_add_test(tc, test_413_length);
+    tcase_add_test(tc, test_413_chunked);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("lifecycle");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_disconnect_callback);
+    tcase_add_test(tc, test_late_reply);
+    tcase_add_test(tc, test_late_reply_after_gone);
+    tcase_add_test(tc, test_graceful_stop);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(server_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
