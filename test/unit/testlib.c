@@ -64,6 +64,25 @@ void fx_start(struct fx *f, grace_handler_cb h)
     ck_assert_int_gt(f->port, 0);
 }
 
+/* buffered reader over a blocking socket */
+struct rd {
+    int fd;
+    char buf[65536];
+    size_t a, b;
+    int eof, err;
+};
+static __thread struct rd *rds[64];
+
+/* A new connection may reuse an fd number: start with a fresh reader. */
+static void rd_forget(int fd)
+{
+    for (int i = 0; i < 64; i++)
+        if (rds[i] && (fd < 0 || rds[i]->fd == fd)) {
+            free(rds[i]);
+            rds[i] = NULL;
+        }
+}
+
 struct run {
     struct fx *f;
     void (*client)(struct fx *);
@@ -74,6 +93,7 @@ static void *client_main(void *arg)
 {
     struct run *r = arg;
     r->client(r->f);
+    rd_forget(-1);
     if (write(r->pipefd[1], "x", 1) != 1)
         abort();
     return NULL;
@@ -152,6 +172,7 @@ int cli_connect(int port)
     sa.sin_port = htons((uint16_t)port);
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    rd_forget(fd);
     return set_timeouts(fd);
 }
 
@@ -164,6 +185,7 @@ int cli_connect6(int port)
     sa.sin6_port = htons((uint16_t)port);
     sa.sin6_addr = in6addr_loopback;
     ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    rd_forget(fd);
     return set_timeouts(fd);
 }
 
@@ -186,15 +208,6 @@ void cli_send(int fd, const char *s)
 {
     ck_assert_int_eq(cli_send_all(fd, s, strlen(s)), 0);
 }
-
-/* buffered reader over a blocking socket */
-struct rd {
-    int fd;
-    char buf[65536];
-    size_t a, b;
-    int eof, err;
-};
-static __thread struct rd *rds[64];
 
 static struct rd *rd_for(int fd)
 {

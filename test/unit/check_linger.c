@@ -1,0 +1,575 @@
+/*
+ * check_linger.c - the early-reply guarantee over real loopback sockets.
+ *
+ * A client that writes its whole body before reading (as Python's
+ * http.client does) must receive the complete early 401 for every body
+ * size; with linger=off the same client must fail, which proves the test
+ * can fail. Then each way a linger ends (client EOF, idle timeout, total
+ * time, byte cap, eviction), the keep-alive drain path, and re-entrant
+ * application calls from inside body callbacks.
+ */
+#include "testlib.h"
+
+#include <check.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static char *bigbuf; /* 64 MiB of body */
+#define BIG (64u << 20)
+
+static void setup(void)
+{
+    bigbuf = malloc(BIG);
+    ck_assert_ptr_nonnull(bigbuf);
+    memset(bigbuf, 'b', BIG);
+}
+
+static void teardown(void)
+{
+    free(bigbuf);
+}
+
+/* ---------------------------------------------------------------- delivery */
+
+static const size_t sizes[] = {64u << 10, 1u << 20, 16u << 20, 64u << 20};
+#define RUNS 3
+static int delivered[4];
+
+/* Write the whole request, then read: 1 if the complete 401 arrived. */
+static int upload_then_read(int port, size_t n)
+{
+    struct resp r;
+    char head[128];
+    int fd = cli_connect(port), ok;
+    snprintf(head, sizeof(head), "PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n", n);
+    if (cli_send_all(fd, head, strlen(head)) < 0 || cli_send_all(fd, bigbuf, n) < 0) {
+        close(fd);
+        return 0; /* reset or broken pipe while sending: the answer is lost */
+    }
+    ok = cli_read_response(fd, &r, 0) == 0 && r.status == 401 && !strcmp(r.body, "no token\n");
+    resp_free(&r);
+    close(fd);
+    return ok;
+}
+
+static void c_delivery(struct fx *f)
+{
+    for (size_t s = 0; s < 4; s++) {
+        delivered[s] = 0;
+        for (int i = 0; i < RUNS; i++)
+            delivered[s] += upload_then_read(f->port, sizes[s]);
+    }
+}
+
+START_TEST(test_early_401_delivered)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, INT64_C(1) << 30);
+    fx_start(f, h_401);
+    fx_run(f, c_delivery, 60000);
+    for (size_t s = 0; s < 4; s++)
+        ck_assert_msg(delivered[s] == RUNS, "%zu-byte body: %d of %d 401s delivered", sizes[s],
+                      delivered[s], RUNS);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_EARLY_REPLIES), 4 * RUNS);
+    /* 64 KiB is drained to keep the connection; the rest linger */
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_STARTED), 3 * RUNS);
+    fx_spin(f, 100);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_CLIENT_EOF), 3 * RUNS);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_CONN_ACTIVE), 0);
+    fx_free(f);
+}
+END_TEST
+
+START_TEST(test_early_401_naive_close_fails)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, INT64_C(1) << 30);
+    grace_config_set(f->cfg, GRACE_OPT_LINGER, 0);
+    fx_start(f, h_401);
+    fx_run(f, c_delivery, 60000);
+    /* the naive close loses answers for the large bodies */
+    int lost = (RUNS - delivered[2]) + (RUNS - delivered[3]);
+    ck_assert_msg(lost > 0, "naive close delivered every answer: the test cannot fail");
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_STARTED), 0);
+    fx_free(f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- linger ends */
+
+/* Reply 401, then keep sending slowly: cut at the total linger time. */
+static void c_slow_sender(struct fx *f)
+{
+    struct resp r;
+    int fd = cli_connect(f->port);
+    cli_send(fd, "PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\n\r\n");
+    ck_assert_int_eq(cli_read_response(fd, &r, 0), 0);
+    ck_assert_int_eq(r.status, 401);
+    ck_assert(r.closed);
+    resp_free(&r);
+    int64_t t0 = now_ms();
+    char chunk[1000];
+    memset(chunk, 'x', sizeof(chunk));
+    int rc = 0;
+    while (rc == 0 && now_ms() - t0 < 4000) {
+        rc = cli_send_all(fd, chunk, sizeof(chunk));
+        usleep(50000);
+    }
+    int64_t dt = now_ms() - t0;
+    ck_assert_msg(rc < 0, "server never cut the slow sender");
+    ck_assert_msg(dt >= 700 && dt < 3000, "cut after %lld ms", (long long)dt);
+    close(fd);
+}
+
+START_TEST(test_linger_total_time)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, INT64_C(1) << 30);
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_TIME, 800);
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_TIMEOUT, 500);
+    fx_start(f, h_401);
+    int fds = count_fds();
+    fx_run(f, c_slow_sender, 10000);
+    fx_spin(f, 50);
+    ck_assert_int_eq(count_fds(), fds); /* back to where it started */
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_TOTAL_TIME), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGERING), 0);
+    ck_assert_uint_gt(fx_cnt(f, GRACE_CNT_BYTES_DISCARDED), 0);
+    fx_free(f);
+}
+END_TEST
+
+/* Reply 401, then go quiet without closing: cut at the linger timeout. */
+static void c_quiet(struct fx *f)
+{
+    struct resp r;
+    int fd = cli_connect(f->port);
+    cli_send(fd, "PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\n\r\nsome");
+    ck_assert_int_eq(cli_read_response(fd, &r, 0), 0);
+    ck_assert_int_eq(r.status, 401);
+    resp_free(&r);
+    int64_t t0 = now_ms();
+    ck_assert_int_eq(cli_wait_eof(fd, 3000), 1); /* our FIN came first... */
+    /* ...and the socket is closed after the idle timeout: a write now resets */
+    usleep(700000);
+    int rc = cli_send_all(fd, "x", 1);
+    usleep(50000);
+    if (rc == 0)
+        rc = cli_send_all(fd, "x", 1);
+    ck_assert_msg(rc < 0, "socket still open %lld ms after the reply", (long long)(now_ms() - t0));
+    close(fd);
+}
+
+START_TEST(test_linger_idle_timeout)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, INT64_C(1) << 30);
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_TIMEOUT, 300);
+    fx_start(f, h_401);
+    int fds = count_fds();
+    fx_run(f, c_quiet, 10000);
+    fx_spin(f, 50);
+    ck_assert_int_eq(count_fds(), fds);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_IDLE_TIMEOUT), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_CONN_ACTIVE), 0);
+    fx_free(f);
+}
+END_TEST
+
+/* The client's close ends the linger at once, not after a fixed wait. */
+static void c_prompt_close(struct fx *f)
+{
+    struct resp r;
+    int fd = cli_connect(f->port);
+    cli_send(fd, "PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\n\r\nsome");
+    ck_assert_int_eq(cli_read_response(fd, &r, 0), 0);
+    resp_free(&r);
+    close(fd);
+    usleep(100000);
+}
+
+START_TEST(test_linger_client_eof)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, INT64_C(1) << 30);
+    fx_start(f, h_401);
+    fx_run(f, c_prompt_close, 10000);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_CLIENT_EOF), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_CONN_ACTIVE), 0);
+    fx_free(f);
+}
+END_TEST
+
+static void c_byte_cap(struct fx *f)
+{
+    struct resp r;
+    int fd = cli_connect(f->port);
+    cli_send(fd, "PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\n\r\n");
+    ck_assert_int_eq(cli_read_response(fd, &r, 0), 0);
+    resp_free(&r);
+    int rc = cli_send_all(fd, bigbuf, 8u << 20);
+    ck_assert_int_lt(rc, 0); /* cut off before 8 MiB */
+    close(fd);
+}
+
+START_TEST(test_linger_byte_cap)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, INT64_C(1) << 30);
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_BYTES, 1 << 20);
+    fx_start(f, h_401);
+    fx_run(f, c_byte_cap, 10000);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_BYTE_CAP), 1);
+    fx_free(f);
+}
+END_TEST
+
+static void c_evict(struct fx *f)
+{
+    struct resp r;
+    int fd[3];
+    for (int i = 0; i < 3; i++) {
+        fd[i] = cli_connect(f->port);
+        cli_send(fd[i], "PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\n\r\nx");
+        ck_assert_int_eq(cli_read_response(fd[i], &r, 0), 0);
+        resp_free(&r);
+        usleep(20000);
+    }
+    for (int i = 0; i < 3; i++)
+        close(fd[i]);
+    usleep(100000);
+}
+
+START_TEST(test_linger_cap_evicts_oldest)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, INT64_C(1) << 30);
+    grace_config_set(f->cfg, GRACE_OPT_MAX_LINGERING, 2);
+    fx_start(f, h_401);
+    fx_run(f, c_evict, 10000);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_EVICTED), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_CLIENT_EOF), 2);
+    fx_free(f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- drain */
+
+static void c_drain(struct fx *f)
+{
+    struct resp r;
+    static char body[10240];
+    char head[128];
+    int fd = cli_connect(f->port);
+    memset(body, 'd', sizeof(body));
+    for (int i = 0; i < 3; i++) {
+        snprintf(head, sizeof(head), "PUT /%d HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
+                 i, sizeof(body));
+        cli_send(fd, head);
+        ck_assert_int_eq(cli_send_all(fd, body, sizeof(body)), 0);
+        ck_assert_int_eq(cli_read_response(fd, &r, 0), 0);
+        ck_assert_int_eq(r.status, 401);
+        ck_assert(!r.closed);
+        resp_free(&r);
+    }
+    /* chunked too, when it ends within the limit */
+    cli_send(fd, "PUT /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "5\r\nhello\r\n0\r\n\r\n" "GET /after HTTP/1.1\r\nHost: t\r\n\r\n");
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(cli_read_response(fd, &r, 0), 0);
+        ck_assert_int_eq(r.status, 401);
+        resp_free(&r);
+    }
+    close(fd);
+}
+
+START_TEST(test_drain_keeps_connection)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, INT64_C(1) << 30);
+    fx_start(f, h_401);
+    fx_run(f, c_drain, 10000);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_CONN_ACCEPTED), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_REQUESTS), 5);
+    ck_assert_uint_ge(fx_cnt(f, GRACE_CNT_KEEPALIVE_DRAINS), 3);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_STARTED), 0);
+    fx_free(f);
+}
+END_TEST
+
+/* Over the drain limit: Connection: close, then linger. */
+static void c_over_drain(struct fx *f)
+{
+    struct resp r;
+    int fd = cli_connect(f->port);
+    cli_send(fd, "PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: 2000\r\n\r\n");
+    ck_assert_int_eq(cli_read_response(fd, &r, 0), 0);
+    ck_assert_int_eq(r.status, 401);
+    ck_assert(r.closed);
+    resp_free(&r);
+    close(fd);
+}
+
+START_TEST(test_drain_limit)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, INT64_C(1) << 30);
+    grace_config_set(f->cfg, GRACE_OPT_DRAIN_LIMIT, 1000);
+    fx_start(f, h_401);
+    fx_run(f, c_over_drain, 10000);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_STARTED), 1);
+    fx_free(f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- re-entrancy */
+
+/* Reply from inside the data callback, mid-parse, with a pipelined request
+ * right behind the body in the same segment. */
+static void data_reply(struct grace_request *req, const char *d, size_t n, void *arg)
+{
+    struct fx *f = arg;
+    f->data_calls++;
+    f->bytes += n;
+    if (grace_reply(req, 200, "early", 5) == 0)
+        ck_assert_str_eq(grace_request_path(req), "/p"); /* still valid in the callback */
+}
+
+static void end_never(struct grace_request *req, void *arg)
+{
+    struct fx *f = arg;
+    f->end_calls++;
+}
+
+static void h_reentrant(struct grace_request *req, void *arg)
+{
+    struct fx *f = arg;
+    f->handler_calls++;
+    if (!strcmp(grace_request_path(req), "/p"))
+        ck_assert_int_eq(grace_request_read_body(req, data_reply, end_never, f), 0);
+    else
+        grace_reply(req, 200, "next", 4);
+}
+
+static void c_reply_in_data(struct fx *f)
+{
+    struct resp r;
+    int fd = cli_connect(f->port);
+    cli_send(fd, "POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n0123456789"
+                 "GET /q HTTP/1.1\r\nHost: t\r\n\r\n");
+    ck_assert_int_eq(cli_read_response(fd, &r, 0), 0);
+    ck_assert_str_eq(r.body, "early");
+    resp_free(&r);
+    ck_assert_int_eq(cli_read_response(fd, &r, 0), 0);
+    ck_assert_str_eq(r.body, "next");
+    resp_free(&r);
+    close(fd);
+}
+
+START_TEST(test_reply_inside_data_cb)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, INT64_C(1) << 30);
+    fx_start(f, h_reentrant);
+    fx_run(f, c_reply_in_data, 5000);
+    ck_assert_int_eq(f->handler_calls, 2);
+    ck_assert_int_eq(f->data_calls, 1);
+    ck_assert_int_eq(f->end_calls, 0); /* no pieces after the reply completed */
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_CONN_ACCEPTED), 1);
+    fx_free(f);
+}
+END_TEST
+
+/* Pause in the data callback, resume from a timer; and the client vanishes
+ * while paused. */
+struct pauser {
+    struct fx *f;
+    struct grace_request *req;
+    struct event *ev;
+    int paused_once;
+};
+
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct pauser *p = arg;
+    grace_request_resume(p->req);
+}
+
+static void pause_data(struct grace_request *req, const char *d, size_t n, void *arg)
+{
+    struct pauser *p = arg;
+    p->f->bytes += n;
+    p->f->data_calls++;
+    if (!p->paused_once) {
+        struct timeval tv = {0, 100000};
+        p->paused_once = 1;
+        grace_request_pause(req);
+        evtimer_add(p->ev, &tv);
+    }
+}
+
+static void pause_end(struct grace_request *req, void *arg)
+{
+    struct pauser *p = arg;
+    char b[32];
+    int n = snprintf(b, sizeof(b), "%zu", p->f->bytes);
+    p->f->end_calls++;
+    grace_reply(req, 200, b, (size_t)n);
+}
+
+static void pause_finish(struct grace_request *req, int err, void *arg)
+{
+    struct pauser *p = arg;
+    p->f->finish_calls++;
+    p->f->finish_err = err;
+    if (err) {
+        evtimer_del(p->ev); /* the application's own cleanup */
+        p->f->reply_rc = grace_reply(req, 500, NULL, 0);
+    }
+}
+
+static void h_pause(struct grace_request *req, void *arg)
+{
+    struct fx *f = arg;
+    struct pauser *p = f->user;
+    p->req = req;
+    p->paused_once = 0;
+    f->bytes = 0;
+    grace_request_on_finish(req, pause_finish, p);
+    grace_request_read_body(req, pause_data, pause_end, p);
+}
+
+static void c_pause(struct fx *f)
+{
+    struct resp r;
+    int fd = cli_connect(f->port);
+    cli_send(fd, "POST /p HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "3\r\nabc\r\n");
+    usleep(30000);
+    cli_send(fd, "4\r\ndefg\r\n0\r\n\r\n");
+    ck_assert_int_eq(cli_read_response(fd, &r, 0), 0);
+    ck_assert_str_eq(r.body, "7");
+    resp_free(&r);
+    /* the second time the client leaves while the app is paused */
+    cli_send(fd, "POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789");
+    usleep(30000);
+    close(fd);
+    usleep(200000);
+}
+
+START_TEST(test_pause_resume_and_vanish)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, INT64_C(1) << 30);
+    struct pauser p = {.f = f};
+    f->user = &p;
+    fx_start(f, h_pause);
+    p.ev = evtimer_new(f->base, resume_cb, &p);
+    fx_run(f, c_pause, 5000);
+    ck_assert_int_eq(f->end_calls, 1);
+    ck_assert_int_eq(f->finish_calls, 2);
+    ck_assert_int_eq(f->finish_err, -ECONNRESET);
+    ck_assert_int_eq(f->reply_rc, -ENOTCONN);
+    event_free(p.ev);
+    fx_free(f);
+}
+END_TEST
+
+/* The client vanishes inside a data callback: the connection is destroyed
+ * under the callback but freed only after it returns. */
+static void data_then_gone(struct grace_request *req, const char *d, size_t n, void *arg)
+{
+    struct fx *f = arg;
+    f->data_calls++;
+    usleep(100000); /* the client closes meanwhile; the loop learns later */
+}
+
+static void finish_gone(struct grace_request *req, int err, void *arg)
+{
+    struct fx *f = arg;
+    f->finish_calls++;
+    f->finish_err = err;
+    f->reply_rc = grace_reply(req, 200, "late", 4);
+}
+
+static void h_gone(struct grace_request *req, void *arg)
+{
+    struct fx *f = arg;
+    grace_request_on_finish(req, finish_gone, f);
+    grace_request_read_body(req, data_then_gone, NULL, f);
+}
+
+static void c_gone(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    cli_send(fd, "POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n01234");
+    usleep(20000);
+    struct linger lg = {1, 0}; /* close with a reset */
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(fd);
+    usleep(300000);
+}
+
+START_TEST(test_client_reset_mid_body)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, INT64_C(1) << 30);
+    fx_start(f, h_gone);
+    fx_run(f, c_gone, 5000);
+    ck_assert_int_ge(f->data_calls, 1);
+    ck_assert_int_eq(f->finish_calls, 1);
+    ck_assert_int_eq(f->finish_err, -ECONNRESET);
+    ck_assert_int_eq(f->reply_rc, -ENOTCONN);
+    fx_free(f);
+}
+END_TEST
+
+static Suite *linger_suite(void)
+{
+    Suite *s = suite_create("linger");
+    TCase *tc = tcase_create("delivery");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_early_401_delivered);
+    tcase_add_test(tc, test_early_401_naive_close_fails);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("ends");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_linger_total_time);
+    tcase_add_test(tc, test_linger_idle_timeout);
+    tcase_add_test(tc, test_linger_client_eof);
+    tcase_add_test(tc, test_linger_byte_cap);
+    tcase_add_test(tc, test_linger_cap_evicts_oldest);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("drain");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_drain_keeps_connection);
+    tcase_add_test(tc, test_drain_limit);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("reentrancy");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_reply_inside_data_cb);
+    tcase_add_test(tc, test_pause_resume_and_vanish);
+    tcase_add_test(tc, test_client_reset_mid_body);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(linger_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
