@@ -143,6 +143,7 @@ struct grace_server {
     void *stopped_arg;
 
     const struct timeval *tv_header, *tv_body, *tv_keepalive; /* common timeouts */
+    char *discard_buf;      /* linger.c: recv() target, never read */
     char date[40];          /* "Date: ...\r\n" cache */
     time_t date_sec;
 

@@ -23,6 +23,8 @@
 
 /* How much one read event may discard before yielding to the loop. */
 #define LINGER_BUDGET (1u << 20)
+/* The most one recv() discards. */
+#define DISCARD_CHUNK (256u << 10)
 
 static int64_t now_ms(void)
 {
@@ -67,14 +69,22 @@ static void linger_end(struct grace_conn *c, enum grace_counter how)
     grace__conn_destroy(c);
 }
 
-static ssize_t discard(evutil_socket_t fd, size_t n)
+/*
+ * Drop up to n bytes of what the client sent. On Linux, TCP + MSG_TRUNC
+ * discards in the kernel without copying; the buffer is never written but
+ * must exist (and tools like valgrind check that it does). Elsewhere the
+ * bytes are copied into it and forgotten.
+ */
+static ssize_t discard(struct grace_server *srv, evutil_socket_t fd, size_t n)
 {
+    if (!srv->discard_buf && !(srv->discard_buf = malloc(DISCARD_CHUNK)))
+        return -1;
+    if (n > DISCARD_CHUNK)
+        n = DISCARD_CHUNK;
 #if defined(__linux__)
-    /* TCP + MSG_TRUNC: the kernel drops the bytes without copying them */
-    return recv(fd, NULL, n, MSG_TRUNC | MSG_DONTWAIT);
+    return recv(fd, srv->discard_buf, n, MSG_TRUNC | MSG_DONTWAIT);
 #else
-    char buf[16384];
-    return recv(fd, buf, n < sizeof(buf) ? n : sizeof(buf), MSG_DONTWAIT);
+    return recv(fd, srv->discard_buf, n, MSG_DONTWAIT);
 #endif
 }
 
@@ -87,7 +97,7 @@ static void linger_read_cb(evutil_socket_t fd, short what, void *arg)
 
     grace__conn_enter(c);
     while (budget > 0) {
-        ssize_t n = discard(fd, budget);
+        ssize_t n = discard(srv, fd, budget);
         if (n > 0) {
             got = 1;
             budget -= (size_t)n < budget ? (size_t)n : budget;

@@ -211,6 +211,7 @@ void grace_server_free(struct grace_server *srv)
     if (srv->stop_timer)
         event_free(srv->stop_timer);
     free(srv->fields);
+    free(srv->discard_buf);
     free(srv);
 }
 
