@@ -73,6 +73,10 @@ void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const stru
     wt.tv_sec = (time_t)(OPT(srv, WRITE_TIMEOUT) / 1000);
     wt.tv_usec = (suseconds_t)(OPT(srv, WRITE_TIMEOUT) % 1000) * 1000;
     bufferevent_set_timeouts(c->bev, NULL, &wt);
+    /* libevent's default is 16 KiB per read or write: one loop iteration
+     * per 16 KiB of a large upload or file */
+    bufferevent_set_max_single_read(c->bev, 65536);
+    bufferevent_set_max_single_write(c->bev, 1 << 20);
     bufferevent_enable(c->bev, EV_READ);
 
     TAILQ_INSERT_TAIL(&srv->conns, c, link);
@@ -302,9 +306,11 @@ static int pump_head(struct grace_conn *c)
     if (len == 0)
         return 0;
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) > (size_t)OPT(srv, OUTPUT_HIGH_WATER)) {
-        /* the client does not read its responses: stop taking requests */
+        /* the client does not read its responses: stop taking requests.
+         * The header deadline waits too (write-timeout guards the output). */
         bufferevent_disable(c->bev, EV_READ);
         c->read_paused = 1;
+        event_del(c->timer);
         return 0;
     }
     n = len < head_max(srv) ? len : head_max(srv);
@@ -517,6 +523,8 @@ static void write_cb(struct bufferevent *bev, void *arg)
     } else if (c->read_paused) {
         c->read_paused = 0;
         bufferevent_enable(bev, EV_READ);
+        if (c->state == CS_HEAD)
+            event_add(c->timer, c->srv->tv_header);
         pump(c);
     }
     grace__conn_leave(c);

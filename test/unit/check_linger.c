@@ -530,6 +530,54 @@ START_TEST(test_client_reset_mid_body)
 }
 END_TEST
 
+/* A graceful stop cuts lingering short, then reports. */
+static void stop_done(struct grace_server *srv, void *arg)
+{
+    struct fx *f = arg;
+    f->stopped++;
+}
+
+static void h_401_then_stop(struct grace_request *req, void *arg)
+{
+    struct fx *f = arg;
+    h_401(req, arg);
+    grace_server_stop(f->srv, 10000, stop_done, f);
+}
+
+static void c_linger_during_stop(struct fx *f)
+{
+    struct resp r;
+    int fd = cli_connect(f->port);
+    cli_send(fd, "PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\n\r\nsome");
+    ck_assert_int_eq(cli_read_response(fd, &r, 0), 0);
+    ck_assert_int_eq(r.status, 401);
+    resp_free(&r);
+    int64_t t0 = now_ms();
+    char chunk[1000] = {0};
+    int rc = 0;
+    while (rc == 0 && now_ms() - t0 < 5000) { /* keeps sending: would linger 30 s */
+        rc = cli_send_all(fd, chunk, sizeof(chunk));
+        usleep(20000);
+    }
+    int64_t dt = now_ms() - t0;
+    ck_assert_msg(rc < 0 && dt < 2000, "linger not cut by the stop (%lld ms)", (long long)dt);
+    close(fd);
+}
+
+START_TEST(test_linger_cut_by_stop)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, INT64_C(1) << 30);
+    grace_config_set(f->cfg, GRACE_OPT_STOP_LINGER_TIME, 300);
+    fx_start(f, h_401_then_stop);
+    fx_run(f, c_linger_during_stop, 10000);
+    fx_spin(f, 100);
+    ck_assert_int_eq(f->stopped, 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_TOTAL_TIME), 1);
+    fx_free(f);
+}
+END_TEST
+
 static Suite *linger_suite(void)
 {
     Suite *s = suite_create("linger");
@@ -548,6 +596,7 @@ static Suite *linger_suite(void)
     tcase_add_test(tc, test_linger_client_eof);
     tcase_add_test(tc, test_linger_byte_cap);
     tcase_add_test(tc, test_linger_cap_evicts_oldest);
+    tcase_add_test(tc, test_linger_cut_by_stop);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("drain");

@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <event2/listener.h>
+#include <netinet/in.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -825,6 +827,83 @@ START_TEST(test_two_servers_one_base)
 }
 END_TEST
 
+/* a client that pipelines requests and never reads: the server stops
+ * taking requests once the output is above the high-water mark */
+static void h_mib(struct grace_request *req, void *arg)
+{
+    static char mib[1 << 20];
+    struct fx *f = arg;
+    f->handler_calls++;
+    grace_reply(req, 200, mib, sizeof(mib));
+}
+
+static void c_no_read(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    for (int i = 0; i < 40; i++)
+        cli_send(fd, GET("/"));
+    usleep(500000);
+    *(int *)f->user = f->handler_calls; /* read while the client reads nothing */
+    for (int i = 0; i < 40; i++) {
+        ck_assert_int_eq(cli_read_response(fd, &R, 0), 0);
+        ck_assert_uint_eq(R.body_len, 1 << 20);
+        resp_free(&R);
+    }
+    close(fd);
+}
+
+START_TEST(test_output_high_water)
+{
+    struct fx *f = fx_new();
+    int seen = -1;
+    f->user = &seen;
+    fx_start(f, h_mib);
+    fx_run(f, c_no_read, 20000);
+    /* the kernel's socket buffers hold some 10 MiB on loopback; past that
+     * and the high-water mark the server must stop */
+    ck_assert_msg(seen >= 1 && seen <= 20, "%d requests handled while the client read nothing",
+                  seen);
+    ck_assert_int_eq(f->handler_calls, 40);
+    fx_free(f);
+}
+END_TEST
+
+/* listen on ::1 by name, and adopt an evconnlistener */
+static void c_v6_and_adopted(struct fx *f)
+{
+    int port2 = *(int *)f->user;
+    int a = cli_connect6(f->port), b = cli_connect(port2);
+    cli_send(a, GET("/"));
+    expect_status(a, 200, "hello");
+    resp_free(&R);
+    cli_send(b, GET("/"));
+    expect_status(b, 200, "hello");
+    resp_free(&R);
+    close(a);
+    close(b);
+}
+
+START_TEST(test_ipv6_and_adopted_listener)
+{
+    struct fx *f = fx_new();
+    f->srv = grace_server_new(f->base, f->cfg);
+    grace_server_set_handler(f->srv, h_hello, f);
+    ck_assert_int_eq(grace_server_listen(f->srv, "::1", 0), 0);
+    f->port = grace_server_port(f->srv, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+    struct evconnlistener *lev = evconnlistener_new_bind(
+        f->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 16,
+        (struct sockaddr *)&sa, sizeof(sa));
+    ck_assert_ptr_nonnull(lev);
+    ck_assert_int_eq(grace_server_adopt_listener(f->srv, lev), 0);
+    int port2 = grace_server_port(f->srv, 1);
+    f->user = &port2;
+    fx_run(f, c_v6_and_adopted, 5000);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_CONN_ACCEPTED), 2);
+    fx_free(f);
+}
+END_TEST
+
 START_TEST(test_config)
 {
     struct grace_config *c = grace_config_new();
@@ -864,6 +943,8 @@ static Suite *server_suite(void)
     tcase_add_test(tc, test_routing);
     tcase_add_test(tc, test_two_servers_one_base);
     tcase_add_test(tc, test_config);
+    tcase_add_test(tc, test_output_high_water);
+    tcase_add_test(tc, test_ipv6_and_adopted_listener);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("timeouts");
