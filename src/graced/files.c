@@ -1,0 +1,301 @@
+/*
+ * files.c - static files: GET and HEAD below --root.
+ *
+ * The path is percent-decoded and split into segments; "..", NUL and our
+ * own temporary upload names are refused before anything is opened. The
+ * file is then opened relative to the root directory and the kernel's
+ * answer to "what did we really open?" (/proc/self/fd) must lie inside the
+ * root's real path, which refuses symlinks that leave the root without a
+ * check-then-open race.
+ */
+#define _GNU_SOURCE
+#include "graced.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TMP_PREFIX ".graced-tmp."
+
+static const struct {
+    const char *ext, *type;
+} types[] = {
+    {"html", "text/html; charset=utf-8"}, {"htm", "text/html; charset=utf-8"},
+    {"css", "text/css; charset=utf-8"}, {"js", "text/javascript; charset=utf-8"},
+    {"mjs", "text/javascript; charset=utf-8"}, {"json", "application/json"},
+    {"txt", "text/plain; charset=utf-8"}, {"md", "text/markdown; charset=utf-8"},
+    {"csv", "text/csv; charset=utf-8"}, {"xml", "application/xml"},
+    {"svg", "image/svg+xml"}, {"png", "image/png"}, {"jpg", "image/jpeg"},
+    {"jpeg", "image/jpeg"}, {"gif", "image/gif"}, {"webp", "image/webp"},
+    {"avif", "image/avif"}, {"ico", "image/vnd.microsoft.icon"}, {"pdf", "application/pdf"},
+    {"zip", "application/zip"}, {"gz", "application/gzip"}, {"tar", "application/x-tar"},
+    {"wasm", "application/wasm"}, {"mp4", "video/mp4"}, {"webm", "video/webm"},
+    {"mp3", "audio/mpeg"}, {"wav", "audio/wav"}, {"ogg", "audio/ogg"},
+    {"woff", "font/woff"}, {"woff2", "font/woff2"}, {"ttf", "font/ttf"}, {"otf", "font/otf"},
+};
+
+static const char *content_type(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    if (dot && !strchr(dot, '/'))
+        for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+            if (!strcasecmp(dot + 1, types[i].ext))
+                return types[i].type;
+    return "application/octet-stream";
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    c |= 0x20;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+/*
+ * Decode the URL path into a relative file path ("a/b.html", "" for the
+ * root). Returns 0, or the status to answer: 400 (bad escape, NUL), 403
+ * ("..") or 404 (our temporary files).
+ */
+static int decode_path(const char *in, char *out, size_t outlen, int *trailing_slash)
+{
+    char seg[1024];
+    size_t o = 0, s = 0, n = strlen(in);
+    *trailing_slash = n > 0 && in[n - 1] == '/';
+    for (const char *p = in;; p++) {
+        char c = *p;
+        if (c == '%') {
+            int h = hexval(p[1]), l = h < 0 ? -1 : hexval(p[2]);
+            if (l < 0)
+                return 400;
+            c = (char)(h * 16 + l);
+            p += 2;
+            if (c == '\0')
+                return 400;
+            if (c == '/')
+                return 403; /* an encoded slash would hide a segment */
+        } else if (c == '/' || c == '\0') {
+            /* end of a segment */
+            if (s == 2 && seg[0] == '.' && seg[1] == '.')
+                return 403;
+            if (s >= sizeof(TMP_PREFIX) - 1 && !memcmp(seg, TMP_PREFIX, sizeof(TMP_PREFIX) - 1))
+                return 404;
+            if (s && !(s == 1 && seg[0] == '.')) {
+                if (o + s + 2 > outlen)
+                    return 414;
+                if (o)
+                    out[o++] = '/';
+                memcpy(out + o, seg, s);
+                o += s;
+            }
+            s = 0;
+            if (c == '\0')
+                break;
+            continue;
+        }
+        if (s + 1 >= sizeof(seg))
+            return 414;
+        seg[s++] = c;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+/* Is the open file fd inside the root? */
+static int confined(const struct graced *g, int fd)
+{
+    char link[64], real[4096];
+    ssize_t n;
+    size_t rl = strlen(g->root_real);
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    n = readlink(link, real, sizeof(real) - 1);
+    if (n < 0)
+        return 0;
+    real[n] = '\0';
+    return !strncmp(real, g->root_real, rl) &&
+           (real[rl] == '\0' || real[rl] == '/' || (rl == 1 && g->root_real[0] == '/'));
+}
+
+static void http_date(time_t t, char *out, size_t n)
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, n, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+static time_t parse_http_date(const char *s)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    const char *end = strptime(s, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    return end && !*end ? timegm(&tm) : (time_t)-1;
+}
+
+/* Does an If-None-Match list contain our ETag (weak comparison)? */
+static int etag_match(const char *list, const char *etag)
+{
+    size_t el = strlen(etag);
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (*p == '*')
+            return 1;
+        if (!strncmp(p, "W/", 2))
+            p += 2;
+        if (!strncmp(p, etag, el) && (p[el] == '\0' || p[el] == ',' || p[el] == ' '))
+            return 1;
+        while (*p && *p != ',')
+            p++;
+    }
+    return 0;
+}
+
+/*
+ * A single "bytes=" range against size. Returns 1 with [*start, *len] for
+ * 206, 0 to ignore the header (malformed or several ranges: 200), -1 for 416.
+ */
+static int parse_range(const char *r, off_t size, off_t *start, off_t *len)
+{
+    char *end;
+    long long a, b;
+    if (strncmp(r, "bytes=", 6) || strchr(r, ','))
+        return 0;
+    r += 6;
+    if (*r == '-') { /* suffix: the last n bytes */
+        b = strtoll(r + 1, &end, 10);
+        if (*end || end == r + 1 || b < 0)
+            return 0;
+        if (b == 0 || size == 0)
+            return -1;
+        *start = size > b ? size - b : 0;
+        *len = size - *start;
+        return 1;
+    }
+    a = strtoll(r, &end, 10);
+    if (end == r || *end != '-' || a < 0)
+        return 0;
+    r = end + 1;
+    if (*r == '\0') {
+        b = size - 1;
+    } else {
+        b = strtoll(r, &end, 10);
+        if (*end || b < a)
+            return 0;
+    }
+    if (a >= size)
+        return -1;
+    if (b >= size)
+        b = size - 1;
+    *start = a;
+    *len = b - a + 1;
+    return 1;
+}
+
+static void redirect_dir(struct grace_request *req)
+{
+    char loc[4200];
+    const char *q = grace_request_query(req);
+    snprintf(loc, sizeof(loc), "%s/%s%s", grace_request_path(req), q ? "?" : "", q ? q : "");
+    grace_response_add_header(req, "Location", loc);
+    graced_reply(req, 301, "moved: add a trailing slash\n");
+}
+
+void graced_serve_file(struct grace_request *req, struct graced *g)
+{
+    char rel[4096], etag[64], lm[64], hdr[128];
+    int trailing, st, fd, status = 200;
+    struct stat sb;
+    off_t start = 0, len;
+    const char *v;
+
+    if ((st = decode_path(grace_request_path(req), rel, sizeof(rel), &trailing))) {
+        graced_reply(req, st, st == 403 ? "forbidden\n" : st == 404 ? "not found\n"
+                                                                    : "bad path\n");
+        return;
+    }
+    fd = openat(g->root_fd, rel[0] ? rel : ".", O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd >= 0 && !confined(g, fd)) {
+        close(fd);
+        graced_reply(req, 403, "forbidden\n");
+        return;
+    }
+    if (fd >= 0 && fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        if (!trailing && rel[0]) {
+            close(fd);
+            redirect_dir(req);
+            return;
+        }
+        int ifd = openat(fd, "index.html", O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        close(fd);
+        fd = ifd;
+        if (fd >= 0 && !confined(g, fd)) {
+            close(fd);
+            graced_reply(req, 403, "forbidden\n");
+            return;
+        }
+        strncat(rel, rel[0] ? "/index.html" : "index.html", sizeof(rel) - strlen(rel) - 1);
+    }
+    if (fd < 0) {
+        graced_reply(req, errno == EACCES ? 403 : 404, errno == EACCES ? "forbidden\n"
+                                                                       : "not found\n");
+        return;
+    }
+    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        graced_reply(req, 404, "not found\n");
+        return;
+    }
+    snprintf(etag, sizeof(etag), "\"%llx-%lx-%llx\"", (unsigned long long)sb.st_mtim.tv_sec,
+             (unsigned long)sb.st_mtim.tv_nsec, (unsigned long long)sb.st_size);
+    http_date(sb.st_mtime, lm, sizeof(lm));
+    grace_response_add_header(req, "ETag", etag);
+    grace_response_add_header(req, "Last-Modified", lm);
+
+    /* conditionals: If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2) */
+    if ((v = grace_request_header(req, "If-None-Match"))) {
+        if (etag_match(v, etag))
+            status = 304;
+    } else if ((v = grace_request_header(req, "If-Modified-Since"))) {
+        time_t ims = parse_http_date(v);
+        if (ims != (time_t)-1 && sb.st_mtime <= ims)
+            status = 304;
+    }
+    if (status == 304) {
+        close(fd);
+        graced_reply(req, 304, NULL);
+        return;
+    }
+
+    grace_response_add_header(req, "Content-Type", content_type(rel));
+    grace_response_add_header(req, "Accept-Ranges", "bytes");
+    len = sb.st_size;
+    v = grace_request_header(req, "Range");
+    const char *ifr = grace_request_header(req, "If-Range");
+    if (v && (!ifr || !strcmp(ifr, etag) || !strcmp(ifr, lm))) {
+        int r = parse_range(v, sb.st_size, &start, &len);
+        if (r < 0) {
+            close(fd);
+            snprintf(hdr, sizeof(hdr), "bytes */%lld", (long long)sb.st_size);
+            grace_response_add_header(req, "Content-Range", hdr);
+            graced_reply(req, 416, "range not satisfiable\n");
+            return;
+        }
+        if (r > 0) {
+            status = 206;
+            snprintf(hdr, sizeof(hdr), "bytes %lld-%lld/%lld", (long long)start,
+                     (long long)(start + len - 1), (long long)sb.st_size);
+            grace_response_add_header(req, "Content-Range", hdr);
+        } else {
+            len = sb.st_size;
+        }
+    }
+    graced_access(req, status, len);
+    grace_reply_file(req, status, fd, start, len);
+}

@@ -1,0 +1,86 @@
+/*
+ * graced.h - shared declarations of the graced daemon.
+ *
+ *   main.c     start-up, workers, signals, the event loop
+ *   options.c  command line: getopt_long, sizes and times
+ *   files.c    static files: path confinement, types, validators, ranges
+ *   upload.c   PUT/POST uploads: early checks, temp file, fsync, rename
+ *   log.c      error log (levels) and access log (Combined Log Format)
+ *   sock.c     listening sockets and systemd socket activation
+ */
+#ifndef GRACED_H
+#define GRACED_H
+
+#include <gracehttp.h>
+
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+struct event_base;
+
+#define GRACED_MAX_LISTEN 16
+
+struct graced_opts {
+    const char *listen[GRACED_MAX_LISTEN];
+    int nlisten;
+    const char *root;
+    const char *upload_dir;
+    const char *token_file;
+    int64_t max_body;
+    int workers;
+    const char *access_log;
+    int log_level;
+    const char *pid_file;
+    int64_t shutdown_timeout_ms;
+    const char *metrics_path;
+    struct grace_config *cfg; /* library options by their documented names */
+};
+
+struct graced {
+    struct graced_opts o;
+    struct event_base *base;
+    struct grace_server *srv;
+    int root_fd, upload_fd;  /* O_PATH/O_DIRECTORY handles */
+    char *root_real;         /* realpath of the root */
+    char token[256];
+    size_t token_len;
+    int worker;              /* 1..N */
+    unsigned long upload_seq;
+};
+
+/* options.c: 0 to run, 1 after --help/--version, -1 on error (printed) */
+int graced_parse_options(struct graced_opts *o, int argc, char **argv);
+
+/* log.c */
+enum { LOG_ERR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
+void graced_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void graced_log_set_level(int level);
+int graced_access_log_open(const char *path);
+int graced_access_log_reopen(void);
+void graced_access_log_close(void);
+void graced_access(const struct grace_request *req, int status, int64_t bytes);
+
+/* sock.c: the listening sockets of every worker, opened before forking:
+ * each --listen address (SO_REUSEPORT between workers), or systemd's */
+#define GRACED_MAX_WORKERS 64
+#define GRACED_MAX_SOCKS 16
+struct graced_socks {
+    int fd[GRACED_MAX_WORKERS][GRACED_MAX_SOCKS];
+    int per_worker;
+};
+int graced_open_listeners(const struct graced_opts *o, struct graced_socks *s);
+int graced_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
+
+/* files.c */
+void graced_serve_file(struct grace_request *req, struct graced *g);
+
+/* upload.c */
+void graced_upload(struct grace_request *req, struct graced *g);
+int graced_clean_stale(struct graced *g);
+int graced_load_token(struct graced *g);
+
+/* main.c: reply and log in one step */
+int graced_reply(struct grace_request *req, int status, const char *body);
+
+#endif

@@ -1,0 +1,122 @@
+/*
+ * log.c - the error log (stderr, by level) and the access log in Combined
+ * Log Format. SIGHUP reopens the access log (for logrotate).
+ */
+#include "graced.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static int log_level = LOG_INFO;
+static FILE *access_fp;
+static const char *access_path;
+
+void graced_log_set_level(int level)
+{
+    log_level = level;
+}
+
+void graced_log(int level, const char *fmt, ...)
+{
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    va_list ap;
+    if (level > log_level)
+        return;
+    fprintf(stderr, "graced[%d]: %s: ", (int)getpid(), names[level]);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static FILE *open_log(const char *path)
+{
+    FILE *fp;
+    if (!strcmp(path, "-"))
+        return stdout;
+    fp = fopen(path, "ae");
+    if (fp)
+        setvbuf(fp, NULL, _IOLBF, 0);
+    return fp;
+}
+
+int graced_access_log_open(const char *path)
+{
+    access_path = path;
+    access_fp = open_log(path);
+    return access_fp ? 0 : -1;
+}
+
+int graced_access_log_reopen(void)
+{
+    FILE *fp;
+    if (!access_path || !strcmp(access_path, "-"))
+        return 0;
+    if (!(fp = open_log(access_path)))
+        return -1; /* keep writing to the old one */
+    fclose(access_fp);
+    access_fp = fp;
+    return 0;
+}
+
+void graced_access_log_close(void)
+{
+    if (access_fp && access_fp != stdout)
+        fclose(access_fp);
+    else if (access_fp)
+        fflush(access_fp);
+    access_fp = NULL;
+}
+
+/* A header value made safe for a quoted log field. */
+static void log_quoted(FILE *fp, const char *s)
+{
+    if (!s) {
+        fputc('-', fp);
+        return;
+    }
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\' || c < 0x20 || c > 0x7e)
+            fprintf(fp, "\\x%02x", c);
+        else
+            fputc(c, fp);
+    }
+}
+
+void graced_access(const struct grace_request *req, int status, int64_t bytes)
+{
+    char host[INET6_ADDRSTRLEN] = "-", when[64];
+    const struct sockaddr *sa;
+    time_t now;
+    struct tm tm;
+
+    if (!access_fp)
+        return;
+    sa = grace_request_peer(req, NULL);
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, host, sizeof(host));
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, host, sizeof(host));
+    now = time(NULL);
+    localtime_r(&now, &tm);
+    strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S %z", &tm);
+    fprintf(access_fp, "%s - - [%s] \"", host, when);
+    log_quoted(access_fp, grace_request_method(req));
+    fputc(' ', access_fp);
+    log_quoted(access_fp, grace_request_target(req));
+    fprintf(access_fp, " HTTP/1.%d\" %d ", grace_request_version_minor(req), status);
+    if (bytes > 0)
+        fprintf(access_fp, "%lld", (long long)bytes);
+    else
+        fputc('-', access_fp);
+    fputs(" \"", access_fp);
+    log_quoted(access_fp, grace_request_header(req, "Referer"));
+    fputs("\" \"", access_fp);
+    log_quoted(access_fp, grace_request_header(req, "User-Agent"));
+    fputs("\"\n", access_fp);
+}

@@ -1,0 +1,254 @@
+/*
+ * main.c - graced: start-up checks, workers, signals and the event loop.
+ *
+ * Every start-up problem (bad option, unreadable directory, port in use)
+ * is one line on stderr and exit status 2. With --workers N the listening
+ * sockets are opened first, then N processes each run their own event_base;
+ * the parent forwards SIGTERM/SIGINT/SIGHUP and waits for them.
+ */
+#include "graced.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int graced_reply(struct grace_request *req, int status, const char *body)
+{
+    size_t n = body ? strlen(body) : 0;
+    if (n)
+        grace_response_add_header(req, "Content-Type", "text/plain; charset=utf-8");
+    graced_access(req, status, (int64_t)n);
+    return grace_reply(req, status, body, n);
+}
+
+static void serve_metrics(struct grace_request *req, struct graced *g)
+{
+    struct evbuffer *out = evbuffer_new();
+    if (!out) {
+        graced_reply(req, 500, "out of memory\n");
+        return;
+    }
+    for (int i = 0; i < GRACE_CNT__COUNT; i++) {
+        const char *n = grace_counter_name(i);
+        int gauge = i == GRACE_CNT_CONN_ACTIVE || i == GRACE_CNT_LINGERING;
+        evbuffer_add_printf(out, "# TYPE graced_%s %s\ngraced_%s{worker=\"%d\"} %llu\n", n,
+                            gauge ? "gauge" : "counter", n, g->worker,
+                            (unsigned long long)grace_server_counter(g->srv, i));
+    }
+    grace_response_add_header(req, "Content-Type", "text/plain; version=0.0.4");
+    graced_access(req, 200, (int64_t)evbuffer_get_length(out));
+    grace_reply_buffer(req, 200, out);
+    evbuffer_free(out);
+}
+
+static void handle(struct grace_request *req, void *arg)
+{
+    struct graced *g = arg;
+    const char *m = grace_request_method(req);
+    int get = !strcmp(m, "GET") || !strcmp(m, "HEAD");
+
+    if (get && g->o.metrics_path && !strcmp(grace_request_path(req), g->o.metrics_path))
+        serve_metrics(req, g);
+    else if (get)
+        graced_serve_file(req, g);
+    else if (!strcmp(m, "PUT") || !strcmp(m, "POST"))
+        graced_upload(req, g);
+    else {
+        grace_response_add_header(req, "Allow", g->o.upload_dir ? "GET, HEAD, PUT, POST"
+                                                                : "GET, HEAD");
+        graced_reply(req, 405, "method not allowed\n");
+    }
+}
+
+/* ---------------------------------------------------------------- worker */
+
+static void stopped(struct grace_server *srv, void *arg)
+{
+    struct graced *g = arg;
+    event_base_loopexit(g->base, NULL);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct graced *g = arg;
+    if (sig == SIGHUP) {
+        if (graced_access_log_reopen() < 0)
+            graced_log(LOG_ERR, "cannot reopen %s: %s", g->o.access_log, strerror(errno));
+        return;
+    }
+    graced_log(LOG_INFO, "stopping: finishing requests in flight");
+    if (grace_server_stop(g->srv, g->o.shutdown_timeout_ms, stopped, g) == -EALREADY)
+        event_base_loopexit(g->base, NULL); /* a second signal: now */
+}
+
+static int run_worker(struct graced *g, const int *fds, int nfds)
+{
+    struct event *sig[3];
+    static const int signals[3] = {SIGTERM, SIGINT, SIGHUP};
+    int rc;
+
+    g->base = event_base_new();
+    g->srv = g->base ? grace_server_new(g->base, g->o.cfg) : NULL;
+    if (!g->srv) {
+        fprintf(stderr, "graced: out of memory\n");
+        return 1;
+    }
+    grace_server_set_handler(g->srv, handle, g);
+    for (int i = 0; i < nfds; i++)
+        if ((rc = grace_server_listen_fd(g->srv, fds[i])) < 0) {
+            fprintf(stderr, "graced: listening socket: %s\n", grace_strerror(rc));
+            return 1;
+        }
+    for (int i = 0; i < 3; i++) {
+        sig[i] = evsignal_new(g->base, signals[i], on_signal, g);
+        if (!sig[i] || event_add(sig[i], NULL) < 0)
+            return 1;
+    }
+    graced_log(LOG_DEBUG, "worker %d running", g->worker);
+    event_base_dispatch(g->base);
+    for (int i = 0; i < 3; i++)
+        event_free(sig[i]);
+    grace_server_free(g->srv);
+    event_base_free(g->base);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- parent */
+
+static int supervise(struct graced *g, struct graced_socks *s)
+{
+    pid_t pids[GRACED_MAX_WORKERS];
+    sigset_t set, old;
+    int alive = 0, status = 0;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &set, &old);
+    for (int w = 0; w < g->o.workers; w++) {
+        pid_t pid = fork();
+        if (pid < 0) {
+            fprintf(stderr, "graced: fork: %s\n", strerror(errno));
+            for (int i = 0; i < w; i++)
+                kill(pids[i], SIGTERM);
+            break;
+        }
+        if (pid == 0) {
+            sigprocmask(SIG_SETMASK, &old, NULL);
+            for (int o = 0; o < g->o.workers; o++)
+                if (o != w)
+                    for (int i = 0; i < s->per_worker; i++)
+                        close(s->fd[o][i]);
+            g->worker = w + 1;
+            _exit(run_worker(g, s->fd[w], s->per_worker));
+        }
+        pids[w] = pid;
+        alive++;
+    }
+    for (int o = 0; o < g->o.workers; o++)
+        for (int i = 0; i < s->per_worker; i++)
+            close(s->fd[o][i]);
+    while (alive > 0) {
+        int sig = sigwaitinfo(&set, NULL);
+        if (sig == SIGCHLD) {
+            int st;
+            pid_t pid;
+            while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+                alive--;
+                if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+                    graced_log(LOG_ERR, "worker %d ended abnormally", (int)pid);
+                    status = 1;
+                }
+            }
+        } else if (sig > 0) {
+            for (int w = 0; w < g->o.workers; w++)
+                kill(pids[w], sig);
+        }
+    }
+    return status;
+}
+
+/* ---------------------------------------------------------------- start */
+
+static int open_dir(const char *opt, const char *path, int need_write)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || faccessat(fd, ".", need_write ? R_OK | W_OK | X_OK : R_OK | X_OK, 0) < 0) {
+        fprintf(stderr, "graced: %s %s: %s\n", opt, path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int main(int argc, char **argv)
+{
+    static struct graced g;
+    static struct graced_socks socks;
+    int rc;
+
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN); /* a file size limit is a write error (507) */
+    rc = graced_parse_options(&g.o, argc, argv);
+    if (rc)
+        return rc > 0 ? 0 : 2;
+    graced_log_set_level(g.o.log_level);
+    g.upload_fd = -1;
+    if ((g.root_fd = open_dir("--root", g.o.root, 0)) < 0)
+        return 2;
+    if (!(g.root_real = realpath(g.o.root, NULL))) {
+        fprintf(stderr, "graced: --root %s: %s\n", g.o.root, strerror(errno));
+        return 2;
+    }
+    if (g.o.upload_dir && (g.upload_fd = open_dir("--upload-dir", g.o.upload_dir, 1)) < 0)
+        return 2;
+    if (g.o.token_file && graced_load_token(&g) < 0) {
+        fprintf(stderr, "graced: --auth-token-file %s: %s\n", g.o.token_file,
+                errno == EINVAL ? "no token on the first line" : strerror(errno));
+        return 2;
+    }
+    if (g.o.access_log && graced_access_log_open(g.o.access_log) < 0) {
+        fprintf(stderr, "graced: --access-log %s: %s\n", g.o.access_log, strerror(errno));
+        return 2;
+    }
+    if (g.upload_fd >= 0)
+        graced_clean_stale(&g);
+    if (graced_open_listeners(&g.o, &socks) < 0)
+        return 2;
+    if (g.o.pid_file) {
+        FILE *fp = fopen(g.o.pid_file, "we");
+        if (!fp || fprintf(fp, "%d\n", (int)getpid()) < 0 || fclose(fp) != 0) {
+            fprintf(stderr, "graced: --pid-file %s: %s\n", g.o.pid_file, strerror(errno));
+            return 2;
+        }
+    }
+    if (g.o.upload_dir)
+        graced_log(LOG_INFO, "uploads into %s%s", g.o.upload_dir,
+                   g.token_len ? " (token required)" : "");
+
+    if (g.o.workers == 1) {
+        g.worker = 1;
+        rc = run_worker(&g, socks.fd[0], socks.per_worker);
+    } else {
+        rc = supervise(&g, &socks);
+    }
+    if (g.o.pid_file)
+        unlink(g.o.pid_file);
+    graced_access_log_close();
+    grace_config_free(g.o.cfg);
+    free(g.root_real);
+    close(g.root_fd);
+    if (g.upload_fd >= 0)
+        close(g.upload_fd);
+    graced_log(LOG_INFO, "stopped");
+    return rc;
+}

@@ -1,0 +1,250 @@
+/*
+ * options.c - graced's command line. Every library limit and timeout is an
+ * option under its documented name (grace_opt_name()), so the daemon and
+ * docs/tuning.md never drift apart.
+ */
+#include "graced.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    O_LISTEN = 256, O_ROOT, O_UPLOAD_DIR, O_TOKEN_FILE, O_WORKERS, O_ACCESS_LOG,
+    O_LOG_LEVEL, O_PID_FILE, O_SHUTDOWN_TIMEOUT, O_METRICS, O_HELP, O_VERSION,
+    O_LIB = 512 /* + enum grace_opt */
+};
+
+/* Library options that take a time in milliseconds. */
+static int is_time_opt(int opt)
+{
+    switch (opt) {
+    case GRACE_OPT_HEADER_TIMEOUT:
+    case GRACE_OPT_BODY_TIMEOUT:
+    case GRACE_OPT_WRITE_TIMEOUT:
+    case GRACE_OPT_KEEPALIVE_TIMEOUT:
+    case GRACE_OPT_LINGER_TIMEOUT:
+    case GRACE_OPT_LINGER_TIME:
+    case GRACE_OPT_STOP_LINGER_TIME:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* "64K", "1M", "1G", "1048576" -> bytes; -1 if malformed */
+static int64_t parse_size(const char *s)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    int64_t mul = 1;
+    if (errno || end == s || v < 0)
+        return -1;
+    switch (*end) {
+    case 'k': case 'K': mul = INT64_C(1) << 10; end++; break;
+    case 'm': case 'M': mul = INT64_C(1) << 20; end++; break;
+    case 'g': case 'G': mul = INT64_C(1) << 30; end++; break;
+    }
+    if (*end && strcmp(end, "B") && strcmp(end, "iB"))
+        return -1;
+    if (v > INT64_MAX / mul)
+        return -1;
+    return v * mul;
+}
+
+/* "10s", "500ms", "2m", "10" (seconds) -> milliseconds; -1 if malformed */
+static int64_t parse_time_ms(const char *s)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || v < 0)
+        return -1;
+    if (!strcmp(end, "ms"))
+        return (int64_t)v;
+    if (!*end || !strcmp(end, "s"))
+        return (int64_t)(v * 1000);
+    if (!strcmp(end, "m"))
+        return (int64_t)(v * 60000);
+    return -1;
+}
+
+static void usage(FILE *out, const struct grace_config *cfg)
+{
+    fprintf(out,
+            "usage: graced [options]\n"
+            "Serve files and accept uploads over HTTP/1.1; early answers are never lost.\n\n"
+            "  --listen ADDR:PORT       listen here; repeatable; [IPv6]:PORT (127.0.0.1:8080)\n"
+            "  --root DIR               serve files from DIR (current directory)\n"
+            "  --upload-dir DIR         accept PUT/POST /name into DIR (off)\n"
+            "  --auth-token-file FILE   uploads need 'Authorization: Bearer <first line>' (off)\n"
+            "  --max-body-size SIZE     largest upload, K/M/G suffixes (1G)\n"
+            "  --workers N              processes sharing the port with SO_REUSEPORT (1)\n"
+            "  --access-log FILE|-      Combined Log Format; - is stdout (off)\n"
+            "  --log-level LEVEL        error, warn, info or debug (info)\n"
+            "  --pid-file FILE          write the main process id here (off)\n"
+            "  --shutdown-timeout TIME  SIGTERM: time for requests in flight (10s)\n"
+            "  --metrics PATH           counters in Prometheus text format at PATH (off)\n"
+            "  --help, --version\n\n"
+            "Library limits and timeouts (docs/tuning.md); TIME takes ms, s or m (bare: s):\n");
+    for (int i = 0; i < GRACE_OPT__COUNT; i++) {
+        const char *n = grace_opt_name(i);
+        int64_t d = grace_config_get(cfg, i);
+        if (i == GRACE_OPT_MAX_BODY_SIZE || i == GRACE_OPT_REUSEPORT)
+            continue; /* --max-body-size above; --workers sets reuseport */
+        if (i == GRACE_OPT_LINGER)
+            fprintf(out, "  --%-23s %s\n", "linger on|off", d ? "(on)" : "(off)");
+        else if (is_time_opt(i) && d % 1000 == 0)
+            fprintf(out, "  --%-23s (%llds)\n", n, (long long)(d / 1000));
+        else if (is_time_opt(i))
+            fprintf(out, "  --%-23s (%lldms)\n", n, (long long)d);
+        else
+            fprintf(out, "  --%-23s (%lld)\n", n, (long long)d);
+    }
+}
+
+int graced_parse_options(struct graced_opts *o, int argc, char **argv)
+{
+    static struct option base_opts[] = {
+        {"listen", required_argument, NULL, O_LISTEN},
+        {"root", required_argument, NULL, O_ROOT},
+        {"upload-dir", required_argument, NULL, O_UPLOAD_DIR},
+        {"auth-token-file", required_argument, NULL, O_TOKEN_FILE},
+        {"workers", required_argument, NULL, O_WORKERS},
+        {"access-log", required_argument, NULL, O_ACCESS_LOG},
+        {"log-level", required_argument, NULL, O_LOG_LEVEL},
+        {"pid-file", required_argument, NULL, O_PID_FILE},
+        {"shutdown-timeout", required_argument, NULL, O_SHUTDOWN_TIMEOUT},
+        {"metrics", required_argument, NULL, O_METRICS},
+        {"help", no_argument, NULL, O_HELP},
+        {"version", no_argument, NULL, O_VERSION},
+    };
+    enum { NBASE = sizeof(base_opts) / sizeof(base_opts[0]) };
+    struct option opts[NBASE + GRACE_OPT__COUNT + 1];
+    int n = NBASE, c;
+
+    memset(o, 0, sizeof(*o));
+    o->root = ".";
+    o->max_body = INT64_C(1) << 30;
+    o->workers = 1;
+    o->log_level = LOG_INFO;
+    o->shutdown_timeout_ms = 10000;
+    o->cfg = grace_config_new();
+    if (!o->cfg) {
+        fprintf(stderr, "graced: out of memory\n");
+        return -1;
+    }
+    memcpy(opts, base_opts, sizeof(base_opts));
+    for (int i = 0; i < GRACE_OPT__COUNT; i++) {
+        opts[n].name = grace_opt_name(i);
+        opts[n].has_arg = required_argument;
+        opts[n].flag = NULL;
+        opts[n].val = O_LIB + i;
+        n++;
+    }
+    memset(&opts[n], 0, sizeof(opts[n]));
+
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        const char *a = optarg;
+        switch (c) {
+        case O_LISTEN:
+            if (o->nlisten == GRACED_MAX_LISTEN) {
+                fprintf(stderr, "graced: at most %d --listen addresses\n", GRACED_MAX_LISTEN);
+                return -1;
+            }
+            char host[256];
+            int port;
+            if (graced_parse_hostport(a, host, sizeof(host), &port) < 0) {
+                fprintf(stderr, "graced: --listen %s: expected ADDR:PORT or [IPv6]:PORT\n", a);
+                return -1;
+            }
+            o->listen[o->nlisten++] = a;
+            break;
+        case O_ROOT: o->root = a; break;
+        case O_UPLOAD_DIR: o->upload_dir = a; break;
+        case O_TOKEN_FILE: o->token_file = a; break;
+        case O_ACCESS_LOG: o->access_log = a; break;
+        case O_PID_FILE: o->pid_file = a; break;
+        case O_METRICS:
+            if (a[0] != '/') {
+                fprintf(stderr, "graced: --metrics %s: a path starting with /\n", a);
+                return -1;
+            }
+            o->metrics_path = a;
+            break;
+        case O_WORKERS: {
+            char *end;
+            long w = strtol(a, &end, 10);
+            if (*end || w < 1 || w > GRACED_MAX_WORKERS) {
+                fprintf(stderr, "graced: --workers %s: a number from 1 to %d\n", a,
+                        GRACED_MAX_WORKERS);
+                return -1;
+            }
+            o->workers = (int)w;
+            break;
+        }
+        case O_LOG_LEVEL: {
+            static const char *lv[] = {"error", "warn", "info", "debug"};
+            int found = -1;
+            for (int i = 0; i < 4; i++)
+                if (!strcmp(a, lv[i]))
+                    found = i;
+            if (found < 0) {
+                fprintf(stderr, "graced: --log-level %s: error, warn, info or debug\n", a);
+                return -1;
+            }
+            o->log_level = found;
+            break;
+        }
+        case O_SHUTDOWN_TIMEOUT:
+            if ((o->shutdown_timeout_ms = parse_time_ms(a)) < 0) {
+                fprintf(stderr, "graced: --shutdown-timeout %s: expected a time like 10s\n", a);
+                return -1;
+            }
+            break;
+        case O_HELP:
+            usage(stdout, o->cfg);
+            return 1;
+        case O_VERSION:
+            printf("graced %s (libgracehttp %s)\n", GRACE_VERSION_STRING, grace_version());
+            return 1;
+        case '?':
+            if (optopt)
+                fprintf(stderr, "graced: option %s needs a value (see --help)\n", argv[optind - 1]);
+            else
+                fprintf(stderr, "graced: unknown option %s (see --help)\n", argv[optind - 1]);
+            return -1;
+        default: {
+            int opt = c - O_LIB;
+            int64_t v;
+            if (opt == GRACE_OPT_LINGER)
+                v = !strcmp(a, "on") ? 1 : !strcmp(a, "off") ? 0 : -1;
+            else if (is_time_opt(opt))
+                v = parse_time_ms(a);
+            else
+                v = parse_size(a);
+            if (v < 0 || grace_config_set(o->cfg, opt, v) < 0) {
+                fprintf(stderr, "graced: --%s %s: invalid value\n", grace_opt_name(opt), a);
+                return -1;
+            }
+            if (opt == GRACE_OPT_MAX_BODY_SIZE)
+                o->max_body = v;
+            break;
+        }
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "graced: unexpected argument %s (see --help)\n", argv[optind]);
+        return -1;
+    }
+    if (o->nlisten == 0)
+        o->listen[o->nlisten++] = "127.0.0.1:8080";
+    grace_config_set(o->cfg, GRACE_OPT_MAX_BODY_SIZE, o->max_body);
+    if (o->workers > 1)
+        grace_config_set(o->cfg, GRACE_OPT_REUSEPORT, 1);
+    return 0;
+}

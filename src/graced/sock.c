@@ -1,0 +1,165 @@
+/*
+ * sock.c - where graced listens: each --listen address, or the sockets
+ * systemd passed (LISTEN_FDS/LISTEN_PID, sd_listen_fds(3) protocol,
+ * implemented here so no libsystemd is needed).
+ */
+#include "graced.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+
+#define SD_LISTEN_FDS_START 3
+
+/* "127.0.0.1:8080", "[::1]:8080", "localhost:80" */
+int graced_parse_hostport(const char *s, char *host, size_t hostlen, int *port)
+{
+    const char *colon;
+    size_t n;
+    char *end;
+    long p;
+
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':')
+            return -1;
+        n = (size_t)(close - s - 1);
+        colon = close + 1;
+        s++;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon || memchr(s, ':', (size_t)(colon - s)))
+            return -1; /* bare IPv6 needs brackets */
+        n = (size_t)(colon - s);
+    }
+    if (n == 0 || n >= hostlen)
+        return -1;
+    memcpy(host, s, n);
+    host[n] = '\0';
+    p = strtol(colon + 1, &end, 10);
+    if (*end || end == colon + 1 || p < 0 || p > 65535)
+        return -1;
+    *port = (int)p;
+    return 0;
+}
+
+/* Sockets from systemd, or 0 if not socket-activated. */
+static int systemd_fds(void)
+{
+    const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+    char *end;
+    long n;
+    if (!pid || !fds || strtol(pid, NULL, 10) != (long)getpid())
+        return 0;
+    n = strtol(fds, &end, 10);
+    if (*end || n < 1 || n > 64)
+        return 0;
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    return (int)n;
+}
+
+/* A listening socket on sa; SO_REUSEPORT when several workers share it. */
+static int open_listener(const struct sockaddr *sa, socklen_t len, int reuseport, const char *what)
+{
+    int one = 1, fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        fprintf(stderr, "graced: cannot listen on %s: %s\n", what, strerror(errno));
+        return -1;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (reuseport)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (sa->sa_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, sa, len) < 0 || listen(fd, 511) < 0) {
+        fprintf(stderr, "graced: cannot listen on %s: %s\n", what, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void print_addr(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
+        port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        printf("graced: listening on http://%s:%d/\n", host, port);
+    } else if (ss.ss_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
+        port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        printf("graced: listening on http://[%s]:%d/\n", host, port);
+    }
+}
+
+int graced_open_listeners(const struct graced_opts *o, struct graced_socks *s)
+{
+    int n = systemd_fds();
+
+    memset(s, 0, sizeof(*s));
+    if (n > 0) { /* every worker accepts on systemd's sockets */
+        if (n > GRACED_MAX_SOCKS)
+            n = GRACED_MAX_SOCKS;
+        s->per_worker = n;
+        for (int w = 0; w < o->workers; w++)
+            for (int i = 0; i < n; i++)
+                s->fd[w][i] = w ? dup(SD_LISTEN_FDS_START + i) : SD_LISTEN_FDS_START + i;
+        printf("graced: listening on %d socket(s) from systemd\n", n);
+        return 0;
+    }
+    for (int i = 0; i < o->nlisten; i++) {
+        struct addrinfo hints = {0}, *res, *ai;
+        char host[256], port[16];
+        int p, rc;
+        graced_parse_hostport(o->listen[i], host, sizeof(host), &p);
+        snprintf(port, sizeof(port), "%d", p);
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+        if ((rc = getaddrinfo(host, port, &hints, &res)) != 0) {
+            fprintf(stderr, "graced: cannot listen on %s: %s\n", o->listen[i], gai_strerror(rc));
+            return -1;
+        }
+        for (ai = res; ai; ai = ai->ai_next) {
+            /* worker 0's socket fixes the port (also for port 0); the
+             * others bind the same address with SO_REUSEPORT */
+            struct sockaddr_storage ss;
+            socklen_t len = sizeof(ss);
+            int fd = open_listener(ai->ai_addr, ai->ai_addrlen, o->workers > 1, o->listen[i]);
+            if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+                freeaddrinfo(res);
+                return -1;
+            }
+            s->fd[0][s->per_worker] = fd;
+            print_addr(fd);
+            for (int w = 1; w < o->workers; w++) {
+                int wfd = open_listener((struct sockaddr *)&ss, len, 1, o->listen[i]);
+                if (wfd < 0) {
+                    freeaddrinfo(res);
+                    return -1;
+                }
+                s->fd[w][s->per_worker] = wfd;
+            }
+            if (++s->per_worker == GRACED_MAX_SOCKS)
+                break;
+            if (p == 0)
+                break; /* an ephemeral port differs per address: take one */
+        }
+        freeaddrinfo(res);
+    }
+    fflush(stdout);
+    return 0;
+}

@@ -1,0 +1,261 @@
+/*
+ * upload.c - PUT /name (or POST of a raw body) into --upload-dir.
+ *
+ * Everything that can refuse an upload is checked when the headers arrive,
+ * before any body byte is read: the library then closes gracefully and the
+ * client receives the answer. Accepted bodies stream into a temporary file
+ * in the same directory (reading pauses while the disk lags behind), which
+ * is fsync'ed and renamed into place only when the body is complete: the
+ * target name never holds a partial file. Anything else unlinks the
+ * temporary file; a crash leaves only a temporary name, removed at start-up.
+ */
+#include "graced.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define TMP_PREFIX ".graced-tmp."
+#define DISK_HIGH (1u << 20) /* pause the client above this much unwritten */
+#define DISK_STEP (1u << 20) /* written per loop iteration */
+
+struct upload {
+    struct graced *g;
+    struct grace_request *req;
+    int fd;
+    char name[256], tmp[384];
+    struct evbuffer *buf; /* received, not yet on disk */
+    struct event *flush_ev;
+    int64_t bytes;
+    int err;              /* errno of a failed write */
+    int ended, paused, replied;
+};
+
+int graced_load_token(struct graced *g)
+{
+    FILE *fp = fopen(g->o.token_file, "re");
+    if (!fp)
+        return -1;
+    if (!fgets(g->token, sizeof(g->token), fp))
+        g->token[0] = '\0';
+    fclose(fp);
+    g->token_len = strcspn(g->token, "\r\n");
+    g->token[g->token_len] = '\0';
+    if (g->token_len == 0)
+        return errno = EINVAL, -1;
+    return 0;
+}
+
+/* Compare without an early exit, so timing does not leak the token. */
+static int token_ok(const struct graced *g, const char *auth)
+{
+    size_t n;
+    unsigned char diff = 0;
+    if (!auth || strncmp(auth, "Bearer ", 7))
+        return 0;
+    auth += 7;
+    n = strlen(auth);
+    for (size_t i = 0; i < g->token_len; i++)
+        diff |= (unsigned char)(g->token[i] ^ (i < n ? auth[i] : 0));
+    return diff == 0 && n == g->token_len;
+}
+
+/* "/name": one segment of safe characters. 0 or the status to answer. */
+static int check_name(const char *path, char *name, size_t n)
+{
+    const char *p = path + 1;
+    size_t len = strlen(p);
+    if (path[0] != '/' || len == 0)
+        return 400;
+    if (strstr(p, "..") || strchr(p, '/') || strchr(p, '%'))
+        return 403;
+    if (p[0] == '.' || len >= n)
+        return 400;
+    for (const char *c = p; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '.' || *c == '-' || *c == '_' || *c == '~'))
+            return 400;
+    memcpy(name, p, len + 1);
+    return 0;
+}
+
+int graced_clean_stale(struct graced *g)
+{
+    int fd = dup(g->upload_fd), n = 0;
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    struct dirent *e;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    while ((e = readdir(d)))
+        if (!strncmp(e->d_name, TMP_PREFIX, sizeof(TMP_PREFIX) - 1) &&
+            unlinkat(g->upload_fd, e->d_name, 0) == 0)
+            n++;
+    closedir(d);
+    if (n)
+        graced_log(LOG_INFO, "removed %d stale temporary upload file(s)", n);
+    return n;
+}
+
+static void upload_free(struct upload *u)
+{
+    if (u->fd >= 0) {
+        close(u->fd);
+        unlinkat(u->g->upload_fd, u->tmp, 0);
+    }
+    if (u->flush_ev)
+        event_free(u->flush_ev);
+    if (u->buf)
+        evbuffer_free(u->buf);
+    free(u);
+}
+
+/* The request ended: freed here, whatever the outcome. */
+static void on_finish(struct grace_request *req, int err, void *arg)
+{
+    struct upload *u = arg;
+    if (err) {
+        graced_log(LOG_INFO, "upload %s abandoned after %lld bytes: %s", u->name,
+                   (long long)u->bytes, grace_strerror(err));
+        if (!u->replied)
+            grace_reply(req, 500, NULL, 0); /* completes our side; -ENOTCONN */
+    }
+    upload_free(u);
+}
+
+static void fail(struct upload *u, int status, const char *msg)
+{
+    u->replied = 1;
+    graced_reply(u->req, status, msg);
+}
+
+/* Everything is on disk: make it durable, then give it its name. */
+static void commit(struct upload *u)
+{
+    struct stat st;
+    int existed = fstatat(u->g->upload_fd, u->name, &st, 0) == 0;
+    if (fsync(u->fd) < 0 || renameat(u->g->upload_fd, u->tmp, u->g->upload_fd, u->name) < 0) {
+        int e = errno;
+        fail(u, e == ENOSPC || e == EDQUOT ? 507 : 500, "could not store the upload\n");
+        return;
+    }
+    close(u->fd);
+    u->fd = -1; /* renamed: nothing to unlink */
+    fsync(u->g->upload_fd); /* the rename itself */
+    graced_log(LOG_DEBUG, "stored %s (%lld bytes)", u->name, (long long)u->bytes);
+    u->replied = 1;
+    if (existed) {
+        graced_reply(u->req, 204, NULL);
+    } else {
+        char loc[300];
+        snprintf(loc, sizeof(loc), "/%s", u->name);
+        grace_response_add_header(u->req, "Location", loc);
+        graced_reply(u->req, 201, "created\n");
+    }
+}
+
+/* Move buffered body bytes to disk, a step per loop iteration. */
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct upload *u = arg;
+    while (evbuffer_get_length(u->buf)) {
+        int n = evbuffer_write_atmost(u->buf, u->fd, DISK_STEP);
+        if (n < 0) {
+            u->err = errno;
+            fail(u, u->err == ENOSPC || u->err == EDQUOT || u->err == EFBIG ? 507 : 500,
+                 "could not store the upload\n");
+            return;
+        }
+        if (!u->ended)
+            break; /* yield to the network; come back if still behind */
+    }
+    if (u->ended && !evbuffer_get_length(u->buf)) {
+        commit(u);
+        return;
+    }
+    if (evbuffer_get_length(u->buf) >= DISK_HIGH) {
+        event_active(u->flush_ev, EV_TIMEOUT, 1);
+    } else if (u->paused) {
+        u->paused = 0;
+        grace_request_resume(u->req);
+    }
+}
+
+static void on_data(struct grace_request *req, const char *data, size_t len, void *arg)
+{
+    struct upload *u = arg;
+    if (u->replied)
+        return;
+    if (evbuffer_add(u->buf, data, len) < 0) {
+        fail(u, 500, "out of memory\n");
+        return;
+    }
+    u->bytes += (int64_t)len;
+    if (evbuffer_get_length(u->buf) >= DISK_HIGH) {
+        if (!u->paused) {
+            u->paused = 1;
+            grace_request_pause(req);
+        }
+        event_active(u->flush_ev, EV_TIMEOUT, 1);
+    }
+}
+
+static void on_end(struct grace_request *req, void *arg)
+{
+    struct upload *u = arg;
+    u->ended = 1;
+    if (!u->replied)
+        event_active(u->flush_ev, EV_TIMEOUT, 1);
+}
+
+void graced_upload(struct grace_request *req, struct graced *g)
+{
+    struct upload *u;
+    char name[256];
+    int st;
+
+    if (!g->o.upload_dir) {
+        grace_response_add_header(req, "Allow", "GET, HEAD");
+        graced_reply(req, 405, "uploads are not enabled\n");
+        return;
+    }
+    if (g->token_len && !token_ok(g, grace_request_header(req, "Authorization"))) {
+        grace_response_add_header(req, "WWW-Authenticate", "Bearer");
+        graced_reply(req, 401, "missing or wrong token\n");
+        return;
+    }
+    if ((st = check_name(grace_request_path(req), name, sizeof(name)))) {
+        graced_reply(req, st, st == 403 ? "forbidden name\n" : "bad upload name\n");
+        return;
+    }
+    if (!(u = calloc(1, sizeof(*u)))) {
+        graced_reply(req, 500, "out of memory\n");
+        return;
+    }
+    u->g = g;
+    u->req = req;
+    strcpy(u->name, name);
+    snprintf(u->tmp, sizeof(u->tmp), "%s%s.%d.%lu", TMP_PREFIX, name, (int)getpid(),
+             ++g->upload_seq);
+    u->fd = openat(g->upload_fd, u->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    u->buf = evbuffer_new();
+    u->flush_ev = event_new(g->base, -1, 0, flush_cb, u);
+    if (u->fd < 0 || !u->buf || !u->flush_ev) {
+        int e = errno;
+        graced_log(LOG_ERR, "upload %s: %s", name, strerror(e));
+        graced_reply(req, e == ENOSPC || e == EDQUOT ? 507 : 500, "could not store the upload\n");
+        upload_free(u);
+        return;
+    }
+    grace_request_on_finish(req, on_finish, u);
+    if (grace_request_read_body(req, on_data, on_end, u) < 0)
+        fail(u, 500, "could not read the body\n");
+}
