@@ -8,6 +8,7 @@
 set -eu
 cd "$(dirname "$0")"
 mode=${1:-build}
+[ $# -gt 0 ] && shift
 
 PKGS="build-essential autoconf automake libtool pkg-config libevent-dev check \
 curl python3 clang"
@@ -38,11 +39,15 @@ test)
     make -j"$jobs" check
     ;;
 run)
-    if [ ! -x src/graced/graced ]; then
-        echo "setup: graced is not built yet" >&2
-        exit 1
-    fi
-    exec src/graced/graced "$@"
+    # serve a fresh temporary folder that also receives uploads
+    dir=${GRACED_DIR:-$(mktemp -d /tmp/graced.XXXXXX)}
+    port=${GRACED_PORT:-8080}
+    [ -f "$dir/index.html" ] ||
+        printf '<!doctype html><title>graced</title><h1>graced is running</h1>\n' >"$dir/index.html"
+    echo "graced: serving $dir at http://127.0.0.1:$port/ (uploads go to the same folder)"
+    echo "try:    curl -T README.md http://127.0.0.1:$port/README.md && curl http://127.0.0.1:$port/README.md"
+    exec src/graced/graced --listen "127.0.0.1:$port" --root "$dir" --upload-dir "$dir" \
+        --access-log - "$@"
     ;;
 build) ;;
 *)

@@ -68,8 +68,10 @@ void graced_access(const struct grace_request *req, int status, int64_t bytes);
 struct graced_socks {
     int fd[GRACED_MAX_WORKERS][GRACED_MAX_SOCKS];
     int per_worker;
+    int systemd;
 };
 int graced_open_listeners(const struct graced_opts *o, struct graced_socks *s);
+void graced_announce(const struct graced_socks *s);
 int graced_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
 
 /* files.c */

@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -87,7 +88,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         event_base_loopexit(g->base, NULL); /* a second signal: now */
 }
 
-static int run_worker(struct graced *g, const int *fds, int nfds)
+static int run_worker(struct graced *g, const int *fds, int nfds, const struct graced_socks *announce)
 {
     struct event *sig[3];
     static const int signals[3] = {SIGTERM, SIGINT, SIGHUP};
@@ -110,6 +111,8 @@ static int run_worker(struct graced *g, const int *fds, int nfds)
         if (!sig[i] || event_add(sig[i], NULL) < 0)
             return 1;
     }
+    if (announce)
+        graced_announce(announce);
     graced_log(LOG_DEBUG, "worker %d running", g->worker);
     event_base_dispatch(g->base);
     for (int i = 0; i < 3; i++)
@@ -142,17 +145,19 @@ static int supervise(struct graced *g, struct graced_socks *s)
             break;
         }
         if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the parent */
             sigprocmask(SIG_SETMASK, &old, NULL);
             for (int o = 0; o < g->o.workers; o++)
                 if (o != w)
                     for (int i = 0; i < s->per_worker; i++)
                         close(s->fd[o][i]);
             g->worker = w + 1;
-            _exit(run_worker(g, s->fd[w], s->per_worker));
+            _exit(run_worker(g, s->fd[w], s->per_worker, NULL));
         }
         pids[w] = pid;
         alive++;
     }
+    graced_announce(s);
     for (int o = 0; o < g->o.workers; o++)
         for (int i = 0; i < s->per_worker; i++)
             close(s->fd[o][i]);
@@ -237,7 +242,7 @@ int main(int argc, char **argv)
 
     if (g.o.workers == 1) {
         g.worker = 1;
-        rc = run_worker(&g, socks.fd[0], socks.per_worker);
+        rc = run_worker(&g, socks.fd[0], socks.per_worker, &socks);
     } else {
         rc = supervise(&g, &socks);
     }

@@ -117,7 +117,7 @@ int graced_open_listeners(const struct graced_opts *o, struct graced_socks *s)
         for (int w = 0; w < o->workers; w++)
             for (int i = 0; i < n; i++)
                 s->fd[w][i] = w ? dup(SD_LISTEN_FDS_START + i) : SD_LISTEN_FDS_START + i;
-        printf("graced: listening on %d socket(s) from systemd\n", n);
+        s->systemd = 1;
         return 0;
     }
     for (int i = 0; i < o->nlisten; i++) {
@@ -144,7 +144,6 @@ int graced_open_listeners(const struct graced_opts *o, struct graced_socks *s)
                 return -1;
             }
             s->fd[0][s->per_worker] = fd;
-            print_addr(fd);
             for (int w = 1; w < o->workers; w++) {
                 int wfd = open_listener((struct sockaddr *)&ss, len, 1, o->listen[i]);
                 if (wfd < 0) {
@@ -160,6 +159,17 @@ int graced_open_listeners(const struct graced_opts *o, struct graced_socks *s)
         }
         freeaddrinfo(res);
     }
-    fflush(stdout);
     return 0;
+}
+
+/* Announce the addresses; done once signals are handled, as a readiness
+ * line that scripts can wait for. */
+void graced_announce(const struct graced_socks *s)
+{
+    if (s->systemd)
+        printf("graced: listening on %d socket(s) from systemd\n", s->per_worker);
+    else
+        for (int i = 0; i < s->per_worker; i++)
+            print_addr(s->fd[0][i]);
+    fflush(stdout);
 }
