@@ -77,6 +77,9 @@ void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const stru
      * per 16 KiB of a large upload or file */
     bufferevent_set_max_single_read(c->bev, 65536);
     bufferevent_set_max_single_write(c->bev, 1 << 20);
+    /* bufferevents start with EV_WRITE enabled; we enable it only while
+     * the socket refuses output (see grace__conn_flush) */
+    bufferevent_disable(c->bev, EV_WRITE);
     bufferevent_enable(c->bev, EV_READ);
 
     TAILQ_INSERT_TAIL(&srv->conns, c, link);
@@ -119,7 +122,7 @@ void grace__conn_schedule(struct grace_conn *c)
 {
     struct grace_server *srv = c->srv;
     if (c->in_pump_list || c->pumping || c->state == CS_DEAD)
-        return;
+        return; /* a running pump() sees the change */
     c->in_pump_list = 1;
     TAILQ_INSERT_TAIL(&srv->pump, c, pump_link);
     event_active(srv->pump_ev, EV_TIMEOUT, 1);
@@ -189,16 +192,28 @@ void grace__conn_flush(struct grace_conn *c)
     struct evbuffer *out;
     if (!c->bev)
         return;
-    out = bufferevent_get_output(c->bev);
-    if (!evbuffer_get_length(out))
+    if (c->pumping) {
+        /* inside pump(): responses to pipelined requests go out together,
+         * in one write, when the pump is done */
+        c->flush_pending = 1;
         return;
+    }
+    c->flush_pending = 0;
+    out = bufferevent_get_output(c->bev);
     /* Write now when the bufferevent is not already waiting for the socket:
      * saves a loop iteration and two epoll_ctl calls per response. Errors
      * are left for the bufferevent's own write to report. */
-    if (!(bufferevent_get_enabled(c->bev) & EV_WRITE))
+    if (evbuffer_get_length(out) && !(bufferevent_get_enabled(c->bev) & EV_WRITE)) {
+        /* a socket bufferevent keeps its output frozen at the start so
+         * only it drains it; we are the exception, and say so */
+        evbuffer_unfreeze(out, 1);
         (void)evbuffer_write(out, c->fd);
+        evbuffer_freeze(out, 1);
+    }
     if (evbuffer_get_length(out))
         bufferevent_enable(c->bev, EV_WRITE);
+    else if (c->state == CS_CLOSE_WAIT)
+        grace__conn_output_drained(c);
 }
 
 void grace__conn_send_continue(struct grace_conn *c)
@@ -473,10 +488,9 @@ static void discard_input(struct grace_conn *c)
     evbuffer_drain(in, n);
 }
 
-static void pump(struct grace_conn *c)
+static void pump_states(struct grace_conn *c)
 {
-    int more = 1, was = c->pumping;
-    c->pumping = 1;
+    int more = 1;
     while (more && c->state != CS_DEAD) {
         switch (c->state) {
         case CS_IDLE:
@@ -499,7 +513,32 @@ static void pump(struct grace_conn *c)
             more = 0;
         }
     }
-    c->pumping = was;
+}
+
+/* Parse and dispatch what is buffered, then write what that produced. */
+static void pump(struct grace_conn *c)
+{
+    if (c->pumping) { /* re-entered from a callback: the outer pump goes on */
+        pump_states(c);
+        return;
+    }
+    for (;;) {
+        c->pumping = 1;
+        pump_states(c);
+        c->pumping = 0;
+        if (c->state == CS_DEAD)
+            return;
+        if (c->flush_pending)
+            grace__conn_flush(c);
+        /* paused for output that has gone out meanwhile: take requests again */
+        if (c->state == CS_DEAD || !c->read_paused || !c->bev ||
+            evbuffer_get_length(bufferevent_get_output(c->bev)))
+            return;
+        c->read_paused = 0;
+        bufferevent_enable(c->bev, EV_READ);
+        if (c->state == CS_HEAD)
+            event_add(c->timer, c->srv->tv_header);
+    }
 }
 
 /* ---------------------------------------------------------------- events */

@@ -90,7 +90,8 @@ struct grace_conn {
     uint64_t drained;         /* CS_DRAIN: body bytes discarded */
     int busy;                 /* callbacks on the stack: defer the free */
     struct grace_request *free_reqs; /* finished while busy */
-    unsigned in_pump_list : 1, pumping : 1, read_paused : 1, stop_close : 1, peer_eof : 1;
+    unsigned in_pump_list : 1, pumping : 1, read_paused : 1, stop_close : 1, peer_eof : 1,
+        flush_pending : 1;
     union {
         struct sockaddr sa;
         struct sockaddr_in in;

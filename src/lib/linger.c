@@ -35,7 +35,7 @@ static int64_t now_ms(void)
 
 void grace__conn_close_graceful(struct grace_conn *c)
 {
-    struct evbuffer *in, *out;
+    struct evbuffer *in;
 
     if (c->state >= CS_CLOSE_WAIT)
         return;
@@ -48,10 +48,7 @@ void grace__conn_close_graceful(struct grace_conn *c)
     if (!c->peer_eof)
         bufferevent_enable(c->bev, EV_READ);
     c->read_paused = 0;
-    out = bufferevent_get_output(c->bev);
-    grace__conn_flush(c);
-    if (!evbuffer_get_length(out))
-        grace__conn_output_drained(c);
+    grace__conn_flush(c); /* calls grace__conn_output_drained() once empty */
 }
 
 static void linger_arm(struct grace_conn *c)
