@@ -69,6 +69,22 @@ void grace__date_header(struct grace_server *srv, char *out, size_t *len)
     memcpy(out, srv->date, *len + 1);
 }
 
+#define PUT(buf, n, lit) (memcpy((buf) + (n), lit, sizeof(lit) - 1), (n) += sizeof(lit) - 1)
+
+/* Decimal digits of v into out (no NUL); returns their count. */
+static size_t fmt_u64(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
 static int no_body_status(int status)
 {
     return status < 200 || status == 204 || status == 304;
@@ -98,21 +114,31 @@ static void write_head(struct grace_request *req, int status, int64_t content_le
     req->close_after = close;
     req->status = status;
 
-    n = (size_t)snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n", status,
-                         grace_status_reason(status));
+    /* formatted by hand: this runs once per response */
+    n = 0;
+    PUT(head, n, "HTTP/1.1 ");
+    n += fmt_u64(head + n, (uint64_t)status);
+    head[n++] = ' ';
+    const char *reason = grace_status_reason(status);
+    size_t rl = strlen(reason);
+    memcpy(head + n, reason, rl);
+    n += rl;
+    PUT(head, n, "\r\n");
     grace__date_header(srv, head + n, &dl);
     n += dl;
-    if (no_body_status(status))
-        ;
-    else if (content_length >= 0)
-        n += (size_t)snprintf(head + n, sizeof(head) - n, "Content-Length: %lld\r\n",
-                              (long long)content_length);
-    else if (req->p.version_minor == 1)
-        n += (size_t)snprintf(head + n, sizeof(head) - n, "Transfer-Encoding: chunked\r\n");
+    if (no_body_status(status)) {
+        /* no framing header at all */
+    } else if (content_length >= 0) {
+        PUT(head, n, "Content-Length: ");
+        n += fmt_u64(head + n, (uint64_t)content_length);
+        PUT(head, n, "\r\n");
+    } else if (req->p.version_minor == 1) {
+        PUT(head, n, "Transfer-Encoding: chunked\r\n");
+    }
     if (close)
-        n += (size_t)snprintf(head + n, sizeof(head) - n, "Connection: close\r\n");
+        PUT(head, n, "Connection: close\r\n");
     else if (req->p.version_minor == 0)
-        n += (size_t)snprintf(head + n, sizeof(head) - n, "Connection: keep-alive\r\n");
+        PUT(head, n, "Connection: keep-alive\r\n");
     if (req->resp_headers) {
         evbuffer_add(out, head, n);
         evbuffer_add_buffer(out, req->resp_headers);

@@ -1,0 +1,118 @@
+# lib.sh - helpers shared by the benchmark scripts (sourced, bash).
+# Servers run pinned to core 0 and the load generator to core 1 when the
+# machine has two cores; every process started is stopped by PID on exit.
+set -eu
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+build=${top_builddir:-$top}
+results=$top/test/bench/results
+mkdir -p "$results"
+tmp=$(mktemp -d /tmp/gracebench.XXXXXX)
+PIDS=()
+stamp=$(date -u +%Y-%m-%d)
+machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
+
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT INT TERM
+
+# need CMD PACKAGE: install a Debian package when its command is missing
+need() {
+    command -v "$1" >/dev/null 2>&1 && return 0
+    echo "bench: installing $2" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null 2>&1 ||
+        { apt-get update -qq >/dev/null 2>&1 &&
+          DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }
+}
+
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+    SRV=(taskset -c 0); LOAD=(taskset -c 1); pinning="server on core 0, load on core 1"
+else
+    SRV=(); LOAD=(); pinning="no pinning (one core)"
+fi
+
+# start NAME CMD...: run pinned in the background; its PID in PID_NAME
+start() {
+    local name=$1; shift
+    "${SRV[@]}" "$@" >"$tmp/$name.out" 2>&1 &
+    PIDS+=($!)
+    printf -v "PID_$name" '%s' "$!"
+}
+
+stop() { # stop PID: TERM, then wait
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+wait_port() {
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "bench: nothing listens on port $1" >&2
+    return 1
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "nan"}'; }
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}'; }
+
+# cpu_ticks PID...: user+system clock ticks of these processes (and children)
+cpu_ticks() {
+    local t=0 p
+    for p in "$@"; do
+        t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$t"
+}
+
+# rss_kib PID...: resident memory of these processes
+rss_kib() {
+    local t=0 p
+    for p in "$@"; do
+        t=$((t + $(awk '/VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+    done
+    echo "$t"
+}
+
+nginx_conf() { # nginx_conf PORT EXTRA-SERVER-DIRECTIVES -> path of a config in $tmp
+    local conf="$tmp/nginx-$1.conf"
+    mkdir -p "$tmp/nginx"
+    cat >"$conf" <<NGX
+worker_processes 1;
+worker_rlimit_nofile 65536;
+daemon off;
+pid $tmp/nginx-$1.pid;
+error_log $tmp/nginx-error.log;
+events { worker_connections 30000; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 120s;
+  client_body_temp_path $tmp/nginx/body;
+  proxy_temp_path $tmp/nginx/proxy;
+  fastcgi_temp_path $tmp/nginx/fastcgi;
+  uwsgi_temp_path $tmp/nginx/uwsgi;
+  scgi_temp_path $tmp/nginx/scgi;
+  client_max_body_size 0;
+  server {
+    listen 127.0.0.1:$1 backlog=4096;
+    $2
+  }
+}
+NGX
+    echo "$conf"
+}
+
+# write_result NAME: stdin (a Markdown table) to results/NAME-DATE.md and stdout
+write_result() {
+    local f="$results/$1-$stamp.md"
+    { echo "<!-- $stamp, $machine, $pinning -->"; cat; } | tee "$f"
+    echo "(written to ${f#$top/})"
+}
