@@ -318,8 +318,10 @@ GRACE_API int grace_reply(struct grace_request *req, int status, const char *bod
 GRACE_API int grace_reply_buffer(struct grace_request *req, int status, struct evbuffer *body);
 
 /**
- * Reply with length bytes of fd from offset, zero-copy (sendfile). The
- * server takes ownership of fd and closes it, also on failure.
+ * Reply with length bytes of fd from offset: zero-copy with sendfile()
+ * above 32 KiB; smaller files are read into the response so that headers
+ * and body leave in one segment. The server takes ownership of fd and
+ * closes it, also on failure.
  */
 GRACE_API int grace_reply_file(struct grace_request *req, int status, int fd, off_t offset,
                                off_t length);

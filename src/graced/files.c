@@ -13,6 +13,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,7 +109,7 @@ static int decode_path(const char *in, char *out, size_t outlen, int *trailing_s
     return 0;
 }
 
-/* Is the open file fd inside the root? */
+/* Is the open file fd inside the root? (fallback for kernels < 5.6) */
 static int confined(const struct graced *g, int fd)
 {
     char link[64], real[4096];
@@ -120,6 +122,32 @@ static int confined(const struct graced *g, int fd)
     real[n] = '\0';
     return !strncmp(real, g->root_real, rl) &&
            (real[rl] == '\0' || real[rl] == '/' || (rl == 1 && g->root_real[0] == '/'));
+}
+
+/*
+ * Open path below dirfd, never outside the root: openat2(RESOLVE_BENEATH)
+ * lets the kernel refuse any escape (EXDEV) in the same system call; on
+ * older kernels the opened file's real path is checked instead.
+ * Returns the fd, or -1 with errno (EXDEV for an escape).
+ */
+static int open_beneath(const struct graced *g, int dirfd, const char *path)
+{
+    static int no_openat2;
+    struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+                           .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
+    int fd;
+    if (!no_openat2) {
+        fd = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+        if (fd >= 0 || errno != ENOSYS)
+            return fd;
+        no_openat2 = 1;
+    }
+    fd = openat(dirfd, path, (int)how.flags);
+    if (fd >= 0 && !confined(g, fd)) {
+        close(fd);
+        return errno = EXDEV, -1;
+    }
+    return fd;
 }
 
 static void http_date(time_t t, char *out, size_t n)
@@ -220,34 +248,33 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
                                                                     : "bad path\n");
         return;
     }
-    fd = openat(g->root_fd, rel[0] ? rel : ".", O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd >= 0 && !confined(g, fd)) {
+    fd = open_beneath(g, g->root_fd, rel[0] ? rel : ".");
+    if (fd >= 0 && fstat(fd, &sb) < 0) {
         close(fd);
-        graced_reply(req, 403, "forbidden\n");
-        return;
+        fd = -1;
     }
-    if (fd >= 0 && fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+    if (fd >= 0 && S_ISDIR(sb.st_mode)) {
         if (!trailing && rel[0]) {
             close(fd);
             redirect_dir(req);
             return;
         }
-        int ifd = openat(fd, "index.html", O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        int ifd = open_beneath(g, g->root_fd, rel[0] ? strcat(rel, "/index.html") : "index.html");
         close(fd);
         fd = ifd;
-        if (fd >= 0 && !confined(g, fd)) {
+        if (!rel[0])
+            strcpy(rel, "index.html");
+        if (fd >= 0 && fstat(fd, &sb) < 0) {
             close(fd);
-            graced_reply(req, 403, "forbidden\n");
-            return;
+            fd = -1;
         }
-        strncat(rel, rel[0] ? "/index.html" : "index.html", sizeof(rel) - strlen(rel) - 1);
     }
     if (fd < 0) {
-        graced_reply(req, errno == EACCES ? 403 : 404, errno == EACCES ? "forbidden\n"
-                                                                       : "not found\n");
+        st = errno == EXDEV || errno == EACCES || errno == ELOOP ? 403 : 404;
+        graced_reply(req, st, st == 403 ? "forbidden\n" : "not found\n");
         return;
     }
-    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+    if (!S_ISREG(sb.st_mode)) {
         close(fd);
         graced_reply(req, 404, "not found\n");
         return;

@@ -207,7 +207,10 @@ void grace__conn_flush(struct grace_conn *c)
         /* a socket bufferevent keeps its output frozen at the start so
          * only it drains it; we are the exception, and say so */
         evbuffer_unfreeze(out, 1);
-        (void)evbuffer_write(out, c->fd);
+        /* one call per kind of chain: memory with writev, files with
+         * sendfile; stop when the socket is full */
+        while (evbuffer_get_length(out) && evbuffer_write(out, c->fd) > 0)
+            ;
         evbuffer_freeze(out, 1);
     }
     if (evbuffer_get_length(out))

@@ -181,9 +181,17 @@ int grace_response_add_header(struct grace_request *req, const char *name, const
         return -EINVAL;
     if (!req->resp_headers && !(req->resp_headers = evbuffer_new()))
         return -ENOMEM;
-    if (evbuffer_add_printf(req->resp_headers, "%s: %s\r\n", name, value) < 0)
+    size_t nl = strlen(name), vl = strlen(value);
+    struct evbuffer_iovec v;
+    if (evbuffer_reserve_space(req->resp_headers, (ev_ssize_t)(nl + vl + 4), &v, 1) < 1)
         return -ENOMEM;
-    return 0;
+    char *p = v.iov_base;
+    memcpy(p, name, nl);
+    memcpy(p + nl, ": ", 2);
+    memcpy(p + nl + 2, value, vl);
+    memcpy(p + nl + 2 + vl, "\r\n", 2);
+    v.iov_len = nl + vl + 4;
+    return evbuffer_commit_space(req->resp_headers, &v, 1) < 0 ? -ENOMEM : 0;
 }
 
 int grace_reply(struct grace_request *req, int status, const char *body, size_t len)
@@ -229,6 +237,28 @@ int grace_reply_buffer(struct grace_request *req, int status, struct evbuffer *b
     return 0;
 }
 
+/*
+ * Queue length bytes of fd. Small files are read into the buffer, so
+ * headers and body leave in one write and one TCP segment; larger ones go
+ * out with sendfile() (the evbuffer then owns fd). Closes fd either way.
+ */
+#define SMALL_FILE 32768
+static int add_file(struct evbuffer *out, int fd, off_t offset, off_t length)
+{
+    if (length <= SMALL_FILE) {
+        struct evbuffer_iovec v;
+        ssize_t n = -1;
+        if (evbuffer_reserve_space(out, length, &v, 1) == 1) {
+            n = pread(fd, v.iov_base, (size_t)length, offset);
+            v.iov_len = n > 0 ? (size_t)n : 0;
+            evbuffer_commit_space(out, &v, 1);
+        }
+        close(fd);
+        return n == length ? 0 : -1;
+    }
+    return evbuffer_add_file(out, fd, offset, length);
+}
+
 int grace_reply_file(struct grace_request *req, int status, int fd, off_t offset, off_t length)
 {
     int rc = reply_check(req, RESP_NONE, 1);
@@ -242,9 +272,8 @@ int grace_reply_file(struct grace_request *req, int status, int fd, off_t offset
     grace__conn_enter(c);
     write_head(req, status, no_body_status(status) ? 0 : (int64_t)length);
     if (length > 0 && !req->head && !no_body_status(status)) {
-        /* the evbuffer owns fd now and sends it with sendfile() */
-        if (evbuffer_add_file(bufferevent_get_output(c->bev), fd, offset, length) < 0)
-            c->stop_close = 1; /* cannot happen short of ENOMEM; close after */
+        if (add_file(bufferevent_get_output(c->bev), fd, offset, length) < 0)
+            c->stop_close = 1; /* the body is short: the client must see a close */
     } else {
         close(fd);
     }
