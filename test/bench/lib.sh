@@ -7,6 +7,7 @@ build=${top_builddir:-$top}
 results=$top/test/bench/results
 mkdir -p "$results"
 tmp=$(mktemp -d /tmp/gracebench.XXXXXX)
+chmod 755 "$tmp" # nginx workers run as www-data
 PIDS=()
 stamp=$(date -u +%Y-%m-%d)
 machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r)"
@@ -86,11 +87,11 @@ nginx_conf() { # nginx_conf PORT EXTRA-SERVER-DIRECTIVES -> path of a config in 
     mkdir -p "$tmp/nginx"
     cat >"$conf" <<NGX
 worker_processes 1;
-worker_rlimit_nofile 65536;
+worker_rlimit_nofile 19000;
 daemon off;
 pid $tmp/nginx-$1.pid;
 error_log $tmp/nginx-error.log;
-events { worker_connections 30000; }
+events { worker_connections 18000; }
 http {
   access_log off;
   keepalive_requests 100000000;
