@@ -1,0 +1,59 @@
+#!/bin/bash
+# early_reply.sh - does the client receive an early answer? The delivery
+# matrix (clients x body sizes x servers), then the server CPU time spent
+# discarding 1 GiB that nobody will read (graced: MSG_TRUNC; nginx reads it
+# through a buffer).
+. "$(dirname "$0")/lib.sh"
+RUNS=${RUNS:-3}
+need nginx nginx-light
+need curl curl
+
+up=$tmp/up
+mkdir -p "$up"
+echo secret >"$tmp/token"
+p_g=$(free_port); p_n=$(free_port); p_e=$(free_port); p_off=$(free_port)
+graced_args=(--root "$up" --upload-dir "$up" --auth-token-file "$tmp/token" --log-level error
+    --max-body-size 2G)
+start graced "$build/src/graced/graced" --listen "127.0.0.1:$p_g" "${graced_args[@]}"
+start graced_off "$build/src/graced/graced" --listen "127.0.0.1:$p_off" "${graced_args[@]}" \
+    --linger off
+start nginx nginx -c "$(nginx_conf "$p_n" 'location /up { return 401 "no token\n"; }')"
+start evhttp "$build/test/bench/evhttp_hello" --port "$p_e" --max-body 1024
+for p in $p_g $p_n $p_e $p_off; do wait_port "$p"; done
+
+TMPDIR_BENCH=$tmp RUNS=$RUNS "${LOAD[@]}" python3 "$top/test/bench/early_clients.py" \
+    "graced=$p_g:401" "nginx=$p_n:401" "evhttp=$p_e:413" "graced-linger-off=$p_off:401" \
+    >"$tmp/matrix"
+
+# CPU seconds per GiB discarded (ticks are 1/100 s)
+cpu_per_gib() { # cpu_per_gib PORT PIDS...
+    local port=$1; shift
+    local t0 t1 v=()
+    for _ in $(seq "$RUNS"); do
+        t0=$(cpu_ticks "$@")
+        "${LOAD[@]}" python3 "$top/test/bench/discard_client.py" "$port" $((1 << 30))
+        sleep 0.2
+        t1=$(cpu_ticks "$@")
+        v+=("$(awk -v d=$((t1 - t0)) 'BEGIN {printf "%.3f", d / 100}')")
+    done
+    printf '%s\n' "${v[@]}" | median
+}
+g_cpu=$(cpu_per_gib "$p_g" "$PID_graced")
+n_cpu=$(cpu_per_gib "$p_n" "$PID_nginx" $(pgrep -P "$PID_nginx" | tr '\n' ' '))
+
+{
+    echo "Fraction of runs in which the client received the complete early answer"
+    echo "(401, or 413 from evhttp's body limit), $RUNS runs per cell:"
+    echo
+    echo "| server | client | 64 KiB | 1 MiB | 16 MiB | 256 MiB |"
+    echo "|---|---|---|---|---|---|"
+    awk '{k = $1 " | " $2; if (!(k in row)) order[++n] = k;
+          row[k] = row[k] " | " $4 "/" $5}
+         END {for (i = 1; i <= n; i++) print "| " order[i] row[order[i]] " |"}' "$tmp/matrix"
+    echo
+    echo "| discarding 1 GiB after an early 401 | server CPU seconds (median of $RUNS) |"
+    echo "|---|---|"
+    echo "| graced (recv MSG_TRUNC) | $g_cpu |"
+    echo "| nginx (discard through a buffer) | $n_cpu |"
+    echo "| graced / nginx | $(ratio "$g_cpu" "$n_cpu") |"
+} | write_result early-reply

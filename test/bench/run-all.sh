@@ -1,0 +1,10 @@
+#!/bin/bash
+# run-all.sh - every benchmark (make bench). Each writes its table to
+# test/bench/results/NAME-DATE.md; RUNS and DUR are passed through.
+set -eu
+here=$(dirname "$0")
+for b in parser throughput static idle_memory early_reply; do
+    echo "== $b"
+    bash "$here/$b.sh"
+    echo
+done
