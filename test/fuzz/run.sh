@@ -1,7 +1,7 @@
 #!/bin/sh
 # Build and run a libFuzzer target with clang:
 #   test/fuzz/run.sh TARGET SECONDS [extra libFuzzer args]
-# TARGET is parser (test/fuzz/fuzz_TARGET.c). Crashes are written to
+# TARGET is parser or conn (test/fuzz/fuzz_TARGET.c). Crashes are written to
 # test/fuzz/artifacts/; new inputs go to a scratch corpus, seeded from the
 # committed corpus test/fuzz/corpus/TARGET.
 set -eu
@@ -11,9 +11,14 @@ out=${FUZZ_OUT:-$src/test/fuzz/out}
 mkdir -p "$out/corpus-$target" "$src/test/fuzz/artifacts"
 CC=${FUZZ_CC:-clang}
 bin=$out/fuzz_$target
-srcs="$src/test/fuzz/fuzz_$target.c $src/src/lib/parser.c"
+case $target in
+parser) srcs="$src/test/fuzz/fuzz_parser.c $src/src/lib/parser.c"; libs= ;;
+conn) srcs="$src/test/fuzz/fuzz_conn.c $src/src/lib/*.c"; libs=$(pkg-config --libs libevent_core) ;;
+*) echo "unknown target $target (parser, conn)" >&2; exit 2 ;;
+esac
+# shellcheck disable=SC2086
 $CC -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-    -I"$src/include" -I"$src/src/lib" $srcs -o "$bin"
+    -I"$src/include" -I"$src/src/lib" $srcs $libs -o "$bin"
 exec "$bin" -max_total_time="$secs" -max_len=65538 -print_final_stats=1 \
     -artifact_prefix="$src/test/fuzz/artifacts/" "$@" \
     "$out/corpus-$target" "$src/test/fuzz/corpus/$target"
