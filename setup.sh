@@ -1,17 +1,20 @@
 #!/bin/sh
 # gracehttp set-up: installs what is missing (Debian 12, as root),
-# bootstraps, configures and builds; then runs the tests or the daemon.
-#   ./setup.sh test   - build and run every test (make check)
-#   ./setup.sh run    - build and start graced (see README)
+# bootstraps, configures and builds out of tree in build/; then:
+#   ./setup.sh test   - every test: make check; make check again with
+#                       -fsanitize=address,undefined (build-asan/); the unit
+#                       tests under valgrind; a short run of each fuzz target
+#   ./setup.sh run    - start graced on a temporary folder (see README)
 #   ./setup.sh build  - only set up and build
-# Idempotent: a second run reuses the packages, configure and build.
+# Idempotent: a second run reuses the packages, configure and builds.
 set -eu
 cd "$(dirname "$0")"
+top=$(pwd)
 mode=${1:-build}
 [ $# -gt 0 ] && shift
 
 PKGS="build-essential autoconf automake libtool pkg-config libevent-dev check \
-curl python3 clang"
+curl python3 clang valgrind"
 
 missing=
 for p in $PKGS; do
@@ -28,15 +31,40 @@ fi
 if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Makefile.in ]; then
     autoreconf -fi
 fi
-if [ ! -f Makefile ] || [ configure -nt config.status ]; then
-    ./configure --quiet ${GRACE_CONFIGURE_FLAGS:-}
-fi
 jobs=$(nproc 2>/dev/null || echo 2)
-make -j"$jobs"
+
+# configure_in DIR [configure args]: an out-of-tree build in DIR
+configure_in() {
+    dir=$1
+    shift
+    mkdir -p "$dir"
+    if [ ! -f "$dir/Makefile" ] || [ configure -nt "$dir/config.status" ]; then
+        (cd "$dir" && "$top/configure" --quiet "$@")
+    fi
+}
+
+configure_in build ${GRACE_CONFIGURE_FLAGS:-}
+make -s -C build -j"$jobs"
 
 case $mode in
 test)
-    make -j"$jobs" check
+    echo "== make check"
+    make -s -C build -j"$jobs" check
+    echo "== make check with -fsanitize=address,undefined"
+    configure_in build-asan --enable-sanitizers
+    make -s -C build-asan -j"$jobs"
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+        make -s -C build-asan -j"$jobs" check
+    echo "== unit tests under valgrind"
+    for t in build/test/unit/check_parser build/test/unit/check_server build/test/unit/check_linger; do
+        CK_FORK=no valgrind -q --leak-check=full --error-exitcode=1 "$t"
+    done
+    echo "== fuzz targets, ${FUZZ_TIME:-30} s each"
+    for target in parser conn; do
+        FUZZ_OUT="$top/build/fuzz" sh test/fuzz/run.sh "$target" "${FUZZ_TIME:-30}" >"build/fuzz-$target.log" 2>&1 ||
+            { tail -40 "build/fuzz-$target.log"; echo "fuzz $target: FAILED"; exit 1; }
+        grep -E '^Done' "build/fuzz-$target.log"
+    done
     ;;
 run)
     # serve a fresh temporary folder that also receives uploads
@@ -46,7 +74,7 @@ run)
         printf '<!doctype html><title>graced</title><h1>graced is running</h1>\n' >"$dir/index.html"
     echo "graced: serving $dir at http://127.0.0.1:$port/ (uploads go to the same folder)"
     echo "try:    curl -T README.md http://127.0.0.1:$port/README.md && curl http://127.0.0.1:$port/README.md"
-    exec src/graced/graced --listen "127.0.0.1:$port" --root "$dir" --upload-dir "$dir" \
+    exec build/src/graced/graced --listen "127.0.0.1:$port" --root "$dir" --upload-dir "$dir" \
         --access-log - "$@"
     ;;
 build) ;;

@@ -3,7 +3,7 @@
 # machine has two cores; every process started is stopped by PID on exit.
 set -eu
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-build=${top_builddir:-$top}
+build=${top_builddir:-$top/build}
 results=$top/test/bench/results
 mkdir -p "$results"
 tmp=$(mktemp -d /tmp/gracebench.XXXXXX)
