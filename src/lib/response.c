@@ -194,47 +194,43 @@ int grace_response_add_header(struct grace_request *req, const char *name, const
     return evbuffer_commit_space(req->resp_headers, &v, 1) < 0 ? -ENOMEM : 0;
 }
 
-int grace_reply(struct grace_request *req, int status, const char *body, size_t len)
+/* A complete reply whose body is either memory (copied) or an evbuffer (moved). */
+static int reply_whole(struct grace_request *req, int status, const char *mem, size_t len,
+                       struct evbuffer *buf)
 {
     int rc = reply_check(req, RESP_NONE, 1);
     struct grace_conn *c;
     if (rc)
         return rc;
-    if (status < 200 || status > 999 || (len && !body))
+    if (status < 200 || status > 999 || (len && !mem && !buf))
         return -EINVAL;
     c = req->conn;
     grace__conn_enter(c);
     if (no_body_status(status))
         len = 0;
     write_head(req, status, (int64_t)len);
-    if (len && !req->head)
-        evbuffer_add(bufferevent_get_output(c->bev), body, len);
+    if (len && !req->head) {
+        struct evbuffer *out = bufferevent_get_output(c->bev);
+        if (buf)
+            evbuffer_add_buffer(out, buf);
+        else
+            evbuffer_add(out, mem, len);
+    }
+    if (buf) /* moved or, without a body to send, dropped */
+        evbuffer_drain(buf, evbuffer_get_length(buf));
     reply_done(req);
     grace__conn_leave(c);
     return 0;
 }
 
+int grace_reply(struct grace_request *req, int status, const char *body, size_t len)
+{
+    return reply_whole(req, status, body, len, NULL);
+}
+
 int grace_reply_buffer(struct grace_request *req, int status, struct evbuffer *body)
 {
-    int rc = reply_check(req, RESP_NONE, 1);
-    struct grace_conn *c;
-    size_t len = body ? evbuffer_get_length(body) : 0;
-    if (rc)
-        return rc;
-    if (status < 200 || status > 999)
-        return -EINVAL;
-    c = req->conn;
-    grace__conn_enter(c);
-    if (no_body_status(status))
-        len = 0;
-    write_head(req, status, (int64_t)len);
-    if (len && !req->head)
-        evbuffer_add_buffer(bufferevent_get_output(c->bev), body);
-    else if (body)
-        evbuffer_drain(body, evbuffer_get_length(body));
-    reply_done(req);
-    grace__conn_leave(c);
-    return 0;
+    return reply_whole(req, status, NULL, body ? evbuffer_get_length(body) : 0, body);
 }
 
 /*

@@ -471,14 +471,12 @@ def run_socket_activation(tmp):
         ls.close()
 
 
-def main():
-    if not os.access(GRACED, os.X_OK):
-        print("0 passed, 1 failed (no %s)" % GRACED)
-        return 1
-    tmp = tempfile.mkdtemp(prefix="graced-it.")
+def run_sections(sections, prefix):
+    """Run each section in a fresh temporary folder tree; a section that
+    raises counts as a failure. Every graced left running is killed."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
     try:
-        for t in (run_startup_errors, run_static, run_uploads, run_big_early_401, run_crash_and_stop,
-                  run_disk_full, run_workers, run_library_options, run_socket_activation):
+        for t in sections:
             try:
                 t(tmp)
             except Exception as e:  # a crashed section is a failure, not a hang
@@ -492,6 +490,15 @@ def main():
     passed = sum(results)
     print("%d passed, %d failed" % (passed, len(results) - passed))
     return 0 if passed == len(results) else 1
+
+
+def main():
+    if not os.access(GRACED, os.X_OK):
+        print("0 passed, 1 failed (no %s)" % GRACED)
+        return 1
+    return run_sections((run_startup_errors, run_static, run_uploads, run_big_early_401,
+                         run_crash_and_stop, run_disk_full, run_workers, run_library_options,
+                         run_socket_activation), "graced-it.")
 
 
 if __name__ == "__main__":

@@ -4,15 +4,13 @@ slowloris, a client that never reads, a connection flood past
 --max-connections, request smuggling vectors, oversized requests.
 Prints a line per check and "N passed, N failed"."""
 import os
-import shutil
 import socket
 import sys
-import tempfile
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_graced import Graced, check, procs, raw, req, results  # noqa: E402
+from test_graced import Graced, check, req, run_sections  # noqa: E402
 
 
 def fd_count(pid):
@@ -195,22 +193,8 @@ def run_smuggling(tmp):
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="graced-hostile.")
-    try:
-        for t in (run_slowloris, run_never_reads, run_flood, run_smuggling):
-            try:
-                t(tmp)
-            except Exception as e:
-                check(t.__name__ + " raised", False, repr(e))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
-    passed = sum(results)
-    print("%d passed, %d failed" % (passed, len(results) - passed))
-    return 0 if passed == len(results) else 1
+    return run_sections((run_slowloris, run_never_reads, run_flood, run_smuggling),
+                        "graced-hostile.")
 
 
 if __name__ == "__main__":
