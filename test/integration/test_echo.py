@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 BUILD = os.environ.get("top_builddir", ".")
 ECHO = os.path.join(BUILD, "docs", "examples", "echo")
