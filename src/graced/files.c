@@ -21,6 +21,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <stdint.h>
 #include <unistd.h>
 
 #define TMP_PREFIX ".graced-tmp."
@@ -226,6 +227,96 @@ static int parse_range(const char *r, off_t size, off_t *start, off_t *len)
     return 1;
 }
 
+/*
+ * A small cache of small files (like nginx's open_file_cache, or h2o's):
+ * content and stat of files up to 32 KiB, reused for one second, so a hot
+ * small file costs no open/fstat/read/close. Uploads forget their entry at
+ * once; a change made by anything else shows within a second.
+ */
+#define CACHE_SLOTS 256
+#define CACHE_MAX_FILE 32768
+#define CACHE_VALID_MS 1000
+
+struct fcache_entry {
+    char key[256];  /* decoded request path, "/" appended for directories */
+    char name[256]; /* the file served, for its content type */
+    int64_t loaded_ms;
+    struct stat sb;
+    char *data;
+};
+
+struct graced_fcache {
+    struct fcache_entry e[CACHE_SLOTS];
+};
+
+static int64_t coarse_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct fcache_entry *cache_slot(struct graced *g, const char *key)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = key; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    if (!g->fcache && !(g->fcache = calloc(1, sizeof(*g->fcache))))
+        return NULL;
+    return &g->fcache->e[h % CACHE_SLOTS];
+}
+
+static struct fcache_entry *cache_get(struct graced *g, const char *key)
+{
+    struct fcache_entry *e = strlen(key) < sizeof(e->key) ? cache_slot(g, key) : NULL;
+    if (e && e->data && !strcmp(e->key, key) && coarse_ms() - e->loaded_ms < CACHE_VALID_MS)
+        return e;
+    return NULL;
+}
+
+/* Read a small regular file into the cache; NULL if it does not fit. */
+static struct fcache_entry *cache_put(struct graced *g, const char *key, const char *name, int fd,
+                                      const struct stat *sb)
+{
+    struct fcache_entry *e;
+    char *data;
+    if (sb->st_size > CACHE_MAX_FILE || strlen(key) >= sizeof(e->key) ||
+        strlen(name) >= sizeof(e->name) || !(e = cache_slot(g, key)))
+        return NULL;
+    if (!(data = malloc((size_t)sb->st_size + 1)))
+        return NULL;
+    if (pread(fd, data, (size_t)sb->st_size, 0) != sb->st_size) {
+        free(data);
+        return NULL;
+    }
+    free(e->data);
+    e->data = data;
+    strcpy(e->key, key);
+    strcpy(e->name, name);
+    e->sb = *sb;
+    e->loaded_ms = coarse_ms();
+    return e;
+}
+
+void graced_files_forget(struct graced *g, const char *name)
+{
+    struct fcache_entry *e = g->fcache ? cache_slot(g, name) : NULL;
+    if (e && !strcmp(e->key, name)) {
+        free(e->data);
+        e->data = NULL;
+    }
+}
+
+void graced_files_cache_free(struct graced *g)
+{
+    if (!g->fcache)
+        return;
+    for (int i = 0; i < CACHE_SLOTS; i++)
+        free(g->fcache->e[i].data);
+    free(g->fcache);
+    g->fcache = NULL;
+}
+
 static void redirect_dir(struct grace_request *req)
 {
     char loc[4200];
@@ -237,47 +328,61 @@ static void redirect_dir(struct grace_request *req)
 
 void graced_serve_file(struct grace_request *req, struct graced *g)
 {
-    char rel[4096], etag[64], lm[64], hdr[128];
-    int trailing, st, fd, status = 200;
+    char rel[4096], key[4097], etag[64], lm[64], hdr[128];
+    int trailing, st, fd = -1, status = 200;
     struct stat sb;
     off_t start = 0, len;
-    const char *v;
+    const char *v, *data = NULL;
+    struct fcache_entry *e;
 
     if ((st = decode_path(grace_request_path(req), rel, sizeof(rel), &trailing))) {
         graced_reply(req, st, st == 403 ? "forbidden\n" : st == 404 ? "not found\n"
                                                                     : "bad path\n");
         return;
     }
-    fd = open_beneath(g, g->root_fd, rel[0] ? rel : ".");
-    if (fd >= 0 && fstat(fd, &sb) < 0) {
-        close(fd);
-        fd = -1;
-    }
-    if (fd >= 0 && S_ISDIR(sb.st_mode)) {
-        if (!trailing && rel[0]) {
-            close(fd);
-            redirect_dir(req);
-            return;
-        }
-        int ifd = open_beneath(g, g->root_fd, rel[0] ? strcat(rel, "/index.html") : "index.html");
-        close(fd);
-        fd = ifd;
-        if (!rel[0])
-            strcpy(rel, "index.html");
+    snprintf(key, sizeof(key), "%s%s", rel, trailing && rel[0] ? "/" : "");
+    if ((e = cache_get(g, key))) {
+        sb = e->sb;
+        data = e->data;
+        strcpy(rel, e->name);
+    } else {
+        fd = open_beneath(g, g->root_fd, rel[0] ? rel : ".");
         if (fd >= 0 && fstat(fd, &sb) < 0) {
             close(fd);
             fd = -1;
         }
-    }
-    if (fd < 0) {
-        st = errno == EXDEV || errno == EACCES || errno == ELOOP ? 403 : 404;
-        graced_reply(req, st, st == 403 ? "forbidden\n" : "not found\n");
-        return;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        graced_reply(req, 404, "not found\n");
-        return;
+        if (fd >= 0 && S_ISDIR(sb.st_mode)) {
+            if (!trailing && rel[0]) {
+                close(fd);
+                redirect_dir(req);
+                return;
+            }
+            int ifd = open_beneath(g, g->root_fd,
+                                   rel[0] ? strcat(rel, "/index.html") : "index.html");
+            close(fd);
+            fd = ifd;
+            if (!rel[0])
+                strcpy(rel, "index.html");
+            if (fd >= 0 && fstat(fd, &sb) < 0) {
+                close(fd);
+                fd = -1;
+            }
+        }
+        if (fd < 0) {
+            st = errno == EXDEV || errno == EACCES || errno == ELOOP ? 403 : 404;
+            graced_reply(req, st, st == 403 ? "forbidden\n" : "not found\n");
+            return;
+        }
+        if (!S_ISREG(sb.st_mode)) {
+            close(fd);
+            graced_reply(req, 404, "not found\n");
+            return;
+        }
+        if ((e = cache_put(g, key, rel, fd, &sb))) {
+            close(fd);
+            fd = -1;
+            data = e->data;
+        }
     }
     snprintf(etag, sizeof(etag), "\"%llx-%lx-%llx\"", (unsigned long long)sb.st_mtim.tv_sec,
              (unsigned long)sb.st_mtim.tv_nsec, (unsigned long long)sb.st_size);
@@ -295,7 +400,8 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
             status = 304;
     }
     if (status == 304) {
-        close(fd);
+        if (fd >= 0)
+            close(fd);
         graced_reply(req, 304, NULL);
         return;
     }
@@ -308,7 +414,8 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
     if (v && (!ifr || !strcmp(ifr, etag) || !strcmp(ifr, lm))) {
         int r = parse_range(v, sb.st_size, &start, &len);
         if (r < 0) {
-            close(fd);
+            if (fd >= 0)
+                close(fd);
             snprintf(hdr, sizeof(hdr), "bytes */%lld", (long long)sb.st_size);
             grace_response_add_header(req, "Content-Range", hdr);
             graced_reply(req, 416, "range not satisfiable\n");
@@ -324,5 +431,8 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
         }
     }
     graced_access(req, status, len);
-    grace_reply_file(req, status, fd, start, len);
+    if (data)
+        grace_reply(req, status, data + start, (size_t)len);
+    else
+        grace_reply_file(req, status, fd, start, len);
 }

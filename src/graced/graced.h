@@ -47,6 +47,7 @@ struct graced {
     size_t token_len;
     int worker;              /* 1..N */
     unsigned long upload_seq;
+    struct graced_fcache *fcache; /* files.c: small files, kept a second */
 };
 
 /* options.c: 0 to run, 1 after --help/--version, -1 on error (printed) */
@@ -76,6 +77,8 @@ int graced_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
 
 /* files.c */
 void graced_serve_file(struct grace_request *req, struct graced *g);
+void graced_files_forget(struct graced *g, const char *name);
+void graced_files_cache_free(struct graced *g);
 
 /* upload.c */
 void graced_upload(struct grace_request *req, struct graced *g);

@@ -119,6 +119,7 @@ static int run_worker(struct graced *g, const int *fds, int nfds, const struct g
         event_free(sig[i]);
     grace_server_free(g->srv);
     event_base_free(g->base);
+    graced_files_cache_free(g);
     return 0;
 }
 

@@ -149,6 +149,7 @@ static void commit(struct upload *u)
     }
     close(u->fd);
     u->fd = -1; /* renamed: nothing to unlink */
+    graced_files_forget(u->g, u->name);
     fsync(u->g->upload_fd); /* the rename itself */
     graced_log(LOG_DEBUG, "stored %s (%lld bytes)", u->name, (long long)u->bytes);
     u->replied = 1;

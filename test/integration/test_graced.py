@@ -204,6 +204,9 @@ def run_uploads(tmp):
         check("PUT existing -> 204", st == 204, st)
         st, body, r = req(g.port, "GET", "/a.txt")
         check("uploaded content served", body == b"second", body)
+        req(g.port, "PUT", "/a.txt", b"third", auth)  # the cached copy must go at once
+        st, body, r = req(g.port, "GET", "/a.txt")
+        check("a replaced file is served new at once (small-file cache)", body == b"third", body)
         st, body, r = req(g.port, "POST", "/b.bin", os.urandom(MiB), auth)
         check("POST raw body -> 201", st == 201 and os.path.getsize(os.path.join(up, "b.bin")) == MiB, st)
         st, body, r = req(g.port, "PUT", "/c.txt", b"x")
