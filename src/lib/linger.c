@@ -190,8 +190,8 @@ void grace__conn_destroy(struct grace_conn *c)
 
     if (c->state == CS_DEAD)
         return;
-    if (c->req) /* cannot happen on the normal paths; be safe */
-        grace__conn_abort(c, -ECONNRESET);
+    if (c->req) /* callers detach first; a request left here is aborted */
+        grace__conn_abort(c, -ECONNRESET); /* detaches, then comes back here */
     if (c->state == CS_DEAD)
         return;
     if (c->state == CS_LINGER) {

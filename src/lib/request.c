@@ -71,8 +71,6 @@ struct grace_request *grace__request_new(struct grace_conn *c, const char *src)
     req->query = q ? q + 1 : NULL;
     req->head = p->method_id == GRACE_PM_HEAD;
     req->body_limit = (uint64_t)OPT(c->srv, MAX_BODY_SIZE);
-    if (p->framing == GRACE_FRAMING_NONE)
-        req->body_done = 0; /* the parser reports DONE; pump sets it */
     return req;
 }
 
