@@ -31,13 +31,32 @@ cpu_per_gib() { # cpu_per_gib PORT PIDS...
     local t0 t1 v=()
     for _ in $(seq "$RUNS"); do
         t0=$(cpu_ticks "$@")
-        "${LOAD[@]}" python3 "$top/test/bench/discard_client.py" "$port" $((1 << 30))
+        # 4 GiB, so that 10 ms clock ticks are fine enough
+        "${LOAD[@]}" python3 "$top/test/bench/discard_client.py" "$port" $((4 << 30))
         sleep 0.2
         t1=$(cpu_ticks "$@")
-        v+=("$(awk -v d=$((t1 - t0)) 'BEGIN {printf "%.3f", d / 100}')")
+        v+=("$(awk -v d=$((t1 - t0)) 'BEGIN {printf "%.4f", d / 100 / 4}')")
     done
     printf '%s\n' "${v[@]}" | median
 }
+# how long each server keeps the socket after the client's FIN (strace)
+need strace strace
+hold_time() { # hold_time NAME PORT PID: 20 early-refused 1 MiB uploads
+    local log=$tmp/$1.strace
+    strace -f -ttt -e trace=read,readv,recvfrom,recvmsg,close -o "$log" -p "$3" 2>/dev/null &
+    local spid=$!
+    sleep 0.5
+    for _ in $(seq 20); do
+        "${LOAD[@]}" python3 "$top/test/bench/discard_client.py" "$2" $((1 << 20))
+    done
+    sleep 0.3
+    kill -INT "$spid" 2>/dev/null || true
+    wait "$spid" 2>/dev/null || true
+    python3 "$top/test/bench/hold_time.py" "$log"
+}
+read -r g_hold g_hold99 g_n < <(hold_time graced "$p_g" "$PID_graced")
+read -r n_hold n_hold99 n_n < <(hold_time nginx "$p_n" "$(pgrep -P "$PID_nginx" | head -1)")
+
 g_cpu=$(cpu_per_gib "$p_g" "$PID_graced")
 n_cpu=$(cpu_per_gib "$p_n" "$PID_nginx" $(pgrep -P "$PID_nginx" | tr '\n' ' '))
 
@@ -50,6 +69,11 @@ n_cpu=$(cpu_per_gib "$p_n" "$PID_nginx" $(pgrep -P "$PID_nginx" | tr '\n' ' '))
     awk '{k = $1 " | " $2; if (!(k in row)) order[++n] = k;
           row[k] = row[k] " | " $4 "/" $5}
          END {for (i = 1; i <= n; i++) print "| " order[i] row[order[i]] " |"}' "$tmp/matrix"
+    echo
+    echo "| socket held after the client's FIN (strace, 20 uploads) | median ms | p99 ms | closes seen |"
+    echo "|---|---|---|---|"
+    echo "| graced | $g_hold | $g_hold99 | $g_n |"
+    echo "| nginx | $n_hold | $n_hold99 | $n_n |"
     echo
     echo "| discarding 1 GiB after an early 401 | server CPU seconds (median of $RUNS) |"
     echo "|---|---|"
