@@ -482,8 +482,8 @@ static int pump_body(struct grace_conn *c)
     }
 }
 
-/* Discard what arrives while a close is pending: it is never parsed. */
-static void discard_input(struct grace_conn *c)
+/* Drop buffered input that will never be parsed (a close is pending). */
+void grace__conn_discard_input(struct grace_conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
     size_t n = evbuffer_get_length(in);
@@ -509,7 +509,7 @@ static void pump_states(struct grace_conn *c)
             more = pump_body(c);
             break;
         case CS_CLOSE_WAIT:
-            discard_input(c);
+            grace__conn_discard_input(c);
             more = 0;
             break;
         default:
@@ -563,11 +563,7 @@ static void write_cb(struct bufferevent *bev, void *arg)
     if (c->state == CS_CLOSE_WAIT) {
         grace__conn_output_drained(c);
     } else if (c->read_paused) {
-        c->read_paused = 0;
-        bufferevent_enable(bev, EV_READ);
-        if (c->state == CS_HEAD)
-            event_add(c->timer, c->srv->tv_header);
-        pump(c);
+        pump(c); /* takes requests again: see the end of pump() */
     }
     grace__conn_leave(c);
 }

@@ -173,6 +173,7 @@ void grace__conn_abort(struct grace_conn *c, int err);
 void grace__conn_free_all(struct grace_server *srv);
 void grace__conn_stop(struct grace_conn *c);
 void grace__conn_send_continue(struct grace_conn *c);
+void grace__conn_discard_input(struct grace_conn *c);
 int grace__body_drainable(const struct grace_conn *c, const struct grace_request *req);
 
 /* linger.c */

@@ -35,15 +35,11 @@ static int64_t now_ms(void)
 
 void grace__conn_close_graceful(struct grace_conn *c)
 {
-    struct evbuffer *in;
-
     if (c->state >= CS_CLOSE_WAIT)
         return;
     c->state = CS_CLOSE_WAIT;
     event_del(c->timer);
-    in = bufferevent_get_input(c->bev);
-    c->srv->cnt[GRACE_CNT_BYTES_DISCARDED] += evbuffer_get_length(in);
-    evbuffer_drain(in, evbuffer_get_length(in));
+    grace__conn_discard_input(c);
     /* keep reading: a client blocked in send() must not stall our writes */
     if (!c->peer_eof)
         bufferevent_enable(c->bev, EV_READ);
@@ -125,7 +121,6 @@ out:
 void grace__conn_output_drained(struct grace_conn *c)
 {
     struct grace_server *srv = c->srv;
-    struct evbuffer *in;
 
     if (c->peer_eof || !OPT(srv, LINGER)) {
         /* the client already closed; or linger=off, the naive close */
@@ -136,8 +131,7 @@ void grace__conn_output_drained(struct grace_conn *c)
         grace__conn_destroy(c);
         return;
     }
-    in = bufferevent_get_input(c->bev);
-    srv->cnt[GRACE_CNT_BYTES_DISCARDED] += evbuffer_get_length(in);
+    grace__conn_discard_input(c);
     /* from here on a lingering socket costs a read event and a timer */
     bufferevent_free(c->bev);
     c->bev = NULL;
