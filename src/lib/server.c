@@ -383,28 +383,31 @@ int grace_server_route(struct grace_server *srv, const char *method, const char 
     return 0;
 }
 
-/* Best route for the path: exact beats prefix, longer prefix beats shorter.
- * *path_only is set when some route matches the path with another method. */
+/* How well route r matches path: 0 not at all, else higher is better
+ * (exact beats prefix, a longer prefix beats a shorter one). */
+static int route_rank(const struct grace_route *r, const char *path, size_t plen)
+{
+    if (r->flags & GRACE_ROUTE_PREFIX)
+        return plen >= r->path_len && !memcmp(path, r->path, r->path_len)
+                   ? (int)r->path_len + 1 : 0;
+    return plen == r->path_len && !memcmp(path, r->path, plen) ? 1 << 30 : 0;
+}
+
+/* Best route for the path; *path_only is set when some route matches the
+ * path with another method. */
 static const struct grace_route *find_route(const struct grace_server *srv, const char *method,
                                             const char *path, int *path_only)
 {
     const struct grace_route *best = NULL;
     size_t plen = strlen(path);
-    int best_rank = -1;
+    int best_rank = 0;
 
     *path_only = 0;
     for (size_t i = 0; i < srv->nroutes; i++) {
         const struct grace_route *r = &srv->routes[i];
-        int rank;
-        if (r->flags & GRACE_ROUTE_PREFIX) {
-            if (plen < r->path_len || memcmp(path, r->path, r->path_len))
-                continue;
-            rank = (int)r->path_len;
-        } else {
-            if (plen != r->path_len || memcmp(path, r->path, plen))
-                continue;
-            rank = 1 << 30;
-        }
+        int rank = route_rank(r, path, plen);
+        if (!rank)
+            continue;
         if (r->method && strcmp(r->method, method)) {
             *path_only = 1;
             continue;
@@ -422,16 +425,11 @@ static void reply_405(struct grace_request *req)
     const struct grace_server *srv = req->srv;
     char allow[256] = "";
     size_t n = 0, plen = strlen(req->path);
-    for (size_t i = 0; i < srv->nroutes; i++) {
+    for (size_t i = 0; i < srv->nroutes && n < sizeof(allow); i++) {
         const struct grace_route *r = &srv->routes[i];
-        int match = (r->flags & GRACE_ROUTE_PREFIX)
-                        ? plen >= r->path_len && !memcmp(req->path, r->path, r->path_len)
-                        : plen == r->path_len && !memcmp(req->path, r->path, plen);
-        if (match && r->method && !strstr(allow, r->method))
+        if (route_rank(r, req->path, plen) && r->method && !strstr(allow, r->method))
             n += (size_t)snprintf(allow + n, sizeof(allow) - n, "%s%s", n ? ", " : "",
                                   r->method);
-        if (n >= sizeof(allow))
-            break;
     }
     grace_response_add_header(req, "Allow", allow);
     grace_reply(req, 405, "method not allowed\n", 19);
