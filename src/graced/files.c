@@ -24,8 +24,6 @@
 #include <stdint.h>
 #include <unistd.h>
 
-#define TMP_PREFIX ".graced-tmp."
-
 static const struct {
     const char *ext, *type;
 } types[] = {
@@ -87,7 +85,8 @@ static int decode_path(const char *in, char *out, size_t outlen, int *trailing_s
             /* end of a segment */
             if (s == 2 && seg[0] == '.' && seg[1] == '.')
                 return 403;
-            if (s >= sizeof(TMP_PREFIX) - 1 && !memcmp(seg, TMP_PREFIX, sizeof(TMP_PREFIX) - 1))
+            if (s >= sizeof(GRACED_TMP_PREFIX) - 1 &&
+                !memcmp(seg, GRACED_TMP_PREFIX, sizeof(GRACED_TMP_PREFIX) - 1))
                 return 404;
             if (s && !(s == 1 && seg[0] == '.')) {
                 if (o + s + 2 > outlen)

@@ -21,6 +21,9 @@ struct event_base;
 
 #define GRACED_MAX_LISTEN 16
 
+/* Name prefix of upload temporary files: never served, removed at start. */
+#define GRACED_TMP_PREFIX ".graced-tmp."
+
 struct graced_opts {
     const char *listen[GRACED_MAX_LISTEN];
     int nlisten;

@@ -21,7 +21,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define TMP_PREFIX ".graced-tmp."
 #define DISK_HIGH (1u << 20) /* pause the client above this much unwritten */
 #define DISK_STEP (1u << 20) /* written per loop iteration */
 
@@ -96,13 +95,19 @@ int graced_clean_stale(struct graced *g)
         return -1;
     }
     while ((e = readdir(d)))
-        if (!strncmp(e->d_name, TMP_PREFIX, sizeof(TMP_PREFIX) - 1) &&
+        if (!strncmp(e->d_name, GRACED_TMP_PREFIX, sizeof(GRACED_TMP_PREFIX) - 1) &&
             unlinkat(g->upload_fd, e->d_name, 0) == 0)
             n++;
     closedir(d);
     if (n)
         graced_log(LOG_INFO, "removed %d stale temporary upload file(s)", n);
     return n;
+}
+
+/* Failing to store: 507 when the disk (or a quota or size limit) is full. */
+static int store_status(int err)
+{
+    return err == ENOSPC || err == EDQUOT || err == EFBIG ? 507 : 500;
 }
 
 static void upload_free(struct upload *u)
@@ -144,7 +149,7 @@ static void commit(struct upload *u)
     int existed = fstatat(u->g->upload_fd, u->name, &st, 0) == 0;
     if (fsync(u->fd) < 0 || renameat(u->g->upload_fd, u->tmp, u->g->upload_fd, u->name) < 0) {
         int e = errno;
-        fail(u, e == ENOSPC || e == EDQUOT ? 507 : 500, "could not store the upload\n");
+        fail(u, store_status(e), "could not store the upload\n");
         return;
     }
     close(u->fd);
@@ -171,8 +176,7 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
         int n = evbuffer_write_atmost(u->buf, u->fd, DISK_STEP);
         if (n < 0) {
             u->err = errno;
-            fail(u, u->err == ENOSPC || u->err == EDQUOT || u->err == EFBIG ? 507 : 500,
-                 "could not store the upload\n");
+            fail(u, store_status(u->err), "could not store the upload\n");
             return;
         }
         if (!u->ended)
@@ -244,7 +248,7 @@ void graced_upload(struct grace_request *req, struct graced *g)
     u->g = g;
     u->req = req;
     strcpy(u->name, name);
-    snprintf(u->tmp, sizeof(u->tmp), "%s%s.%d.%lu", TMP_PREFIX, name, (int)getpid(),
+    snprintf(u->tmp, sizeof(u->tmp), "%s%s.%d.%lu", GRACED_TMP_PREFIX, name, (int)getpid(),
              ++g->upload_seq);
     u->fd = openat(g->upload_fd, u->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     u->buf = evbuffer_new();
@@ -252,7 +256,7 @@ void graced_upload(struct grace_request *req, struct graced *g)
     if (u->fd < 0 || !u->buf || !u->flush_ev) {
         int e = errno;
         graced_log(LOG_ERR, "upload %s: %s", name, strerror(e));
-        graced_reply(req, e == ENOSPC || e == EDQUOT ? 507 : 500, "could not store the upload\n");
+        graced_reply(req, store_status(e), "could not store the upload\n");
         upload_free(u);
         return;
     }

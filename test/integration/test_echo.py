@@ -2,18 +2,19 @@
 """Integration tests against docs/examples/echo with real clients: curl and
 Python's http.client. Loopback only; every process started is stopped by PID.
 Prints one line per test and a final "N passed, N failed"."""
-import http.client
 import json
 import os
 import signal
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_graced import check, req, results  # noqa: E402
+
 BUILD = os.environ.get("top_builddir", ".")
 ECHO = os.path.join(BUILD, "docs", "examples", "echo")
 TOKEN = "sekret"
 MiB = 1 << 20
-results = []
 
 
 def start(*args):
@@ -37,21 +38,6 @@ def stop(p):
     return p.returncode
 
 
-def check(name, cond, detail=""):
-    results.append(bool(cond))
-    print(("ok   " if cond else "FAIL ") + name + ("" if cond else ": " + str(detail)))
-
-
-def request(port, method, path, body=None, headers=None, chunked=False):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        c.request(method, path, body=body, headers=headers or {}, encode_chunked=chunked)
-        r = c.getresponse()
-        return r.status, r.read(), r
-    finally:
-        c.close()
-
-
 def curl(port, *args):
     out = subprocess.run(["curl", "-sS", "-o", "-", "-w", "\n%{http_code}",
                           *args, f"http://127.0.0.1:{port}/up"],
@@ -70,7 +56,7 @@ def main():
     try:
         # the JSON echo round-trips every byte value
         body = bytes(range(256)) * 4
-        st, data, _ = request(port, "POST", "/a/b?c=d", body,
+        st, data, _ = req(port, "POST", "/a/b?c=d", body,
                               {**auth, "X-First": "1", "x-second": "two"})
         doc = json.loads(data)
         check("echo status", st == 200, st)
@@ -86,7 +72,7 @@ def main():
         ok = 0
         for _ in range(5):
             try:
-                st, data, r = request(port, "PUT", "/up", b"p" * (16 * MiB))
+                st, data, r = req(port, "PUT", "/up", b"p" * (16 * MiB))
                 ok += st == 401 and data == b"missing or wrong token\n"
             except OSError as e:
                 print("   http.client:", e)
@@ -118,13 +104,13 @@ def main():
     # --max-body: 413 early by length, and for a chunked body that crosses it
     p, port = start("--max-body", "1000")
     try:
-        st, data, r = request(port, "PUT", "/up", b"x" * (4 * MiB))
+        st, data, r = req(port, "PUT", "/up", b"x" * (4 * MiB))
         check("--max-body: 413 by Content-Length", st == 413, st)
         def chunks():
             for _ in range(10):
                 yield b"y" * 500
         try:
-            st, data, r = request(port, "PUT", "/up", chunks(), {"Transfer-Encoding": "chunked"},
+            st, data, r = req(port, "PUT", "/up", chunks(), {"Transfer-Encoding": "chunked"},
                                  chunked=True)
             check("--max-body: 413 for chunked overflow", st == 413, st)
         except OSError as e:
