@@ -1,12 +1,18 @@
 /*
  * conn.c - the per-connection pipeline.
  *
- * A bufferevent reads into its input evbuffer; pump() feeds those bytes to
- * the parser and acts on its events: headers complete -> dispatch to the
- * application, body pieces -> stream/collect/discard, message done -> next
- * request once the response is complete. Responses are written straight to
- * the socket when it accepts them (response.c) and the bufferevent only
- * takes over when the socket is full.
+ * The connection's own read event reads the socket into the input buffer
+ * of its bufferevent (one recv() per event: no FIONREAD first); pump()
+ * feeds those bytes to the parser and acts on its events: headers complete
+ * -> dispatch to the application, body pieces -> stream/collect/discard,
+ * message done -> next request once the response is complete. Responses
+ * are written straight to the socket when it accepts them (response.c) and
+ * the bufferevent only takes over when the socket is full.
+ *
+ * Slots: the bufferevent, the deadline timer and the parser are needed only
+ * while a request is in flight. An idle keep-alive connection gives them
+ * back to a small per-server pool and keeps a read event (whose timeout is
+ * the keep-alive timeout) and its struct grace_conn: a few hundred bytes.
  *
  * Re-entrancy: every entry from libevent or from the application brackets
  * its work with grace__conn_enter()/grace__conn_leave(). A connection (and
@@ -22,8 +28,14 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
-static void read_cb(struct bufferevent *bev, void *arg);
+/* Detached slots kept for reuse; more are freed. */
+#define SLOT_POOL_MAX 64
+/* One recv() at most: an evbuffer chain's header shares its 16 KiB malloc. */
+#define READ_CHUNK (16384 - 128)
+
+static void read_cb(evutil_socket_t fd, short what, void *arg);
 static void write_cb(struct bufferevent *bev, void *arg);
 static void event_cb(struct bufferevent *bev, short what, void *arg);
 static void timer_cb(evutil_socket_t fd, short what, void *arg);
@@ -35,11 +47,127 @@ static size_t head_max(const struct grace_server *srv)
     return srv->plim.max_request_line + 2 + srv->plim.max_header_bytes + 2;
 }
 
+/* Backpressure: stop reading once a full header block plus 64 KiB is
+ * buffered and nobody consumes it. */
+static size_t input_max(const struct grace_server *srv)
+{
+    return head_max(srv) + 65536;
+}
+
+/* ---------------------------------------------------------------- slots */
+
+static void slot_free(struct grace_slot *s)
+{
+    if (s->bev)
+        bufferevent_free(s->bev);
+    if (s->timer)
+        event_free(s->timer);
+    free(s);
+}
+
+static struct grace_slot *slot_new(struct grace_server *srv, evutil_socket_t fd)
+{
+    struct grace_slot *s = calloc(1, sizeof(*s));
+    struct timeval wt;
+
+    if (!s)
+        return NULL;
+    s->bev = bufferevent_socket_new(srv->base, fd, 0);
+    s->timer = event_new(srv->base, -1, 0, timer_cb, NULL);
+    if (!s->bev || !s->timer) {
+        slot_free(s);
+        return NULL;
+    }
+    wt.tv_sec = (time_t)(OPT(srv, WRITE_TIMEOUT) / 1000);
+    wt.tv_usec = (suseconds_t)(OPT(srv, WRITE_TIMEOUT) % 1000) * 1000;
+    bufferevent_set_timeouts(s->bev, NULL, &wt);
+    /* libevent's default is 16 KiB per write: one loop iteration per
+     * 16 KiB of a large file */
+    bufferevent_set_max_single_write(s->bev, 1 << 20);
+    /* the bufferevent never reads (read_cb does); it writes only while the
+     * socket refuses output (see grace__conn_flush) */
+    bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+    return s;
+}
+
+static int slot_attach(struct grace_conn *c)
+{
+    struct grace_server *srv = c->srv;
+    struct grace_slot *s = srv->free_slots;
+
+    if (s) {
+        srv->free_slots = s->next;
+        srv->nfree_slots--;
+        bufferevent_setfd(s->bev, c->fd);
+    } else if (!(s = slot_new(srv, c->fd))) {
+        return -1;
+    }
+    bufferevent_setcb(s->bev, NULL, write_cb, event_cb, c);
+    evtimer_assign(s->timer, srv->base, timer_cb, c);
+    /* a socket bufferevent freezes the end of its input: only it may add.
+     * read_cb is the one that adds here. */
+    evbuffer_unfreeze(bufferevent_get_input(s->bev), 0);
+    grace_parser_init(&s->parser, &srv->plim, srv->fields);
+    c->slot = s;
+    c->bev = s->bev;
+    return 0;
+}
+
+/* Unhook the slot from the socket and give it to the pool (or free it). */
+static void slot_detach(struct grace_conn *c)
+{
+    struct grace_server *srv = c->srv;
+    struct grace_slot *s = c->slot;
+    struct evbuffer *in, *out;
+
+    if (!s)
+        return;
+    c->slot = NULL;
+    c->bev = NULL;
+    event_del(s->timer);
+    bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+    bufferevent_setfd(s->bev, -1);
+    in = bufferevent_get_input(s->bev);
+    out = bufferevent_get_output(s->bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    evbuffer_drain(out, evbuffer_get_length(out)); /* releases file segments */
+    if (srv->nfree_slots >= SLOT_POOL_MAX) {
+        slot_free(s);
+        return;
+    }
+    s->next = srv->free_slots;
+    srv->free_slots = s;
+    srv->nfree_slots++;
+}
+
+void grace__slots_free(struct grace_server *srv)
+{
+    struct grace_slot *s;
+    while ((s = srv->free_slots)) {
+        srv->free_slots = s->next;
+        slot_free(s);
+    }
+    srv->nfree_slots = 0;
+}
+
+/* Does the connection still need its slot? Not when idle with nothing
+ * buffered either way, nor while lingering. */
+static int slot_needed(const struct grace_conn *c)
+{
+    if (c->state == CS_LINGER)
+        return 0;
+    if (c->state != CS_IDLE)
+        return 1;
+    return evbuffer_get_length(bufferevent_get_input(c->bev)) ||
+           evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+/* ---------------------------------------------------------------- lifetime */
+
 void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
                         int salen)
 {
     struct grace_conn *c;
-    struct timeval wt;
     int one = 1;
 
     if (srv->stopping || !(c = calloc(1, sizeof(*c)))) {
@@ -54,40 +182,21 @@ void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const stru
         memcpy(&c->peer, sa, (size_t)salen);
         c->peer_len = (socklen_t)salen;
     }
-    c->bev = bufferevent_socket_new(srv->base, fd, 0);
-    c->timer = evtimer_new(srv->base, timer_cb, c);
-    if (!c->bev || !c->timer) {
-        if (c->bev)
-            bufferevent_free(c->bev);
-        if (c->timer)
-            event_free(c->timer);
+    c->rd = event_new(srv->base, fd, EV_READ | EV_PERSIST, read_cb, c);
+    if (!c->rd || slot_attach(c) < 0 || event_add(c->rd, NULL) < 0) {
+        slot_detach(c);
+        if (c->rd)
+            event_free(c->rd);
         free(c);
         evutil_closesocket(fd);
         return;
     }
-    grace_parser_init(&c->parser, &srv->plim, srv->fields);
-    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
-    /* backpressure: stop reading once a full header block plus 64 KiB is
-     * buffered and nobody consumes it */
-    bufferevent_setwatermark(c->bev, EV_READ, 0, head_max(srv) + 65536);
-    wt.tv_sec = (time_t)(OPT(srv, WRITE_TIMEOUT) / 1000);
-    wt.tv_usec = (suseconds_t)(OPT(srv, WRITE_TIMEOUT) % 1000) * 1000;
-    bufferevent_set_timeouts(c->bev, NULL, &wt);
-    /* libevent's default is 16 KiB per read or write: one loop iteration
-     * per 16 KiB of a large upload or file */
-    bufferevent_set_max_single_read(c->bev, 65536);
-    bufferevent_set_max_single_write(c->bev, 1 << 20);
-    /* bufferevents start with EV_WRITE enabled; we enable it only while
-     * the socket refuses output (see grace__conn_flush) */
-    bufferevent_disable(c->bev, EV_WRITE);
-    bufferevent_enable(c->bev, EV_READ);
-
     TAILQ_INSERT_TAIL(&srv->conns, c, link);
     srv->nconns++;
     CNT(srv, CONN_ACCEPTED);
     srv->cnt[GRACE_CNT_CONN_ACTIVE]++;
     c->state = CS_HEAD;
-    event_add(c->timer, srv->tv_header);
+    event_add(c->slot->timer, srv->tv_header);
 
     if (srv->nconns >= (size_t)OPT(srv, MAX_CONNECTIONS) && !srv->listeners_paused) {
         for (int i = 0; i < srv->nlisteners; i++)
@@ -96,8 +205,6 @@ void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const stru
         CNT(srv, CONN_CAPPED);
     }
 }
-
-/* ---------------------------------------------------------------- lifetime */
 
 void grace__conn_enter(struct grace_conn *c)
 {
@@ -115,6 +222,45 @@ void grace__conn_leave(struct grace_conn *c)
     }
     if (c->state == CS_DEAD)
         free(c);
+    else if (c->slot && !slot_needed(c))
+        slot_detach(c);
+}
+
+/* Close the socket and forget the connection; memory goes when not busy. */
+void grace__conn_destroy(struct grace_conn *c)
+{
+    struct grace_server *srv = c->srv;
+
+    if (c->state == CS_DEAD)
+        return;
+    if (c->req) /* callers detach first; a request left here is aborted */
+        grace__conn_abort(c, -ECONNRESET); /* detaches, then comes back here */
+    if (c->state == CS_DEAD)
+        return;
+    if (c->state == CS_LINGER) {
+        TAILQ_REMOVE(&srv->lingering, c, link);
+        srv->nlingering--;
+        srv->cnt[GRACE_CNT_LINGERING]--;
+    } else {
+        TAILQ_REMOVE(&srv->conns, c, link);
+    }
+    if (c->in_pump_list) {
+        TAILQ_REMOVE(&srv->pump, c, pump_link);
+        c->in_pump_list = 0;
+    }
+    c->state = CS_DEAD;
+    /* callers up the stack test for CS_DEAD before touching the buffers;
+     * a pooled bufferevent is not reused before they have returned */
+    slot_detach(c);
+    event_free(c->rd);
+    c->rd = NULL;
+    evutil_closesocket(c->fd);
+    c->fd = -1;
+    srv->nconns--;
+    srv->cnt[GRACE_CNT_CONN_ACTIVE]--;
+    if (!c->busy)
+        free(c);
+    grace__server_conn_closed(srv);
 }
 
 /* Run pump() for c from the event loop, not from the current call stack. */
@@ -185,6 +331,73 @@ void grace__conn_free_all(struct grace_server *srv)
         grace__conn_destroy(c);
 }
 
+/* ---------------------------------------------------------------- input */
+
+/*
+ * Watch the socket while there is room for input and a reason to read it.
+ * The read event stays added across requests: toggling it would cost an
+ * epoll_ctl() each time.
+ */
+void grace__conn_watch_input(struct grace_conn *c)
+{
+    int want;
+
+    if (c->state == CS_DEAD)
+        return;
+    if (c->peer_eof)
+        want = 0;
+    else if (c->state >= CS_CLOSE_WAIT || !c->bev)
+        want = 1; /* discarding, or idle without a slot */
+    else
+        want = !c->read_paused &&
+               evbuffer_get_length(bufferevent_get_input(c->bev)) < input_max(c->srv);
+    if (want == !!event_pending(c->rd, EV_READ, NULL))
+        return;
+    if (want)
+        event_add(c->rd, c->state == CS_IDLE ? c->srv->tv_keepalive : NULL);
+    else
+        event_del(c->rd);
+}
+
+/*
+ * Read what the socket holds into the input buffer, up to the room left.
+ * A read shorter than asked means the socket is empty. Returns 0, or -1 on
+ * EOF, or -2 on an error.
+ */
+static int read_input(struct grace_conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t len = evbuffer_get_length(in), max = input_max(c->srv);
+    size_t room = len < max ? max - len : 0;
+
+    while (room > 0) {
+        struct evbuffer_iovec v;
+        size_t want = room < READ_CHUNK ? room : READ_CHUNK;
+        ssize_t n;
+
+        if (evbuffer_reserve_space(in, (ev_ssize_t)want, &v, 1) < 1)
+            return -2;
+        if (v.iov_len > room)
+            v.iov_len = room;
+        want = v.iov_len;
+        n = recv(c->fd, v.iov_base, want, MSG_DONTWAIT);
+        if (n > 0) {
+            v.iov_len = (size_t)n;
+            evbuffer_commit_space(in, &v, 1);
+            room -= (size_t)n;
+            if ((size_t)n < want)
+                return 0;
+        } else if (n == 0) {
+            return -1;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return 0;
+        } else if (errno != EINTR) {
+            return -2;
+        }
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------------- output */
 
 void grace__conn_flush(struct grace_conn *c)
@@ -228,24 +441,28 @@ void grace__conn_send_continue(struct grace_conn *c)
 
 /* ---------------------------------------------------------------- states */
 
+/* Between requests the read event's timeout is the keep-alive timeout. */
 static void to_idle(struct grace_conn *c)
 {
     c->state = CS_IDLE;
-    event_add(c->timer, c->srv->tv_keepalive);
+    event_del(c->slot->timer);
+    if (event_pending(c->rd, EV_READ, NULL))
+        event_add(c->rd, c->srv->tv_keepalive);
 }
 
 static void to_head(struct grace_conn *c)
 {
     c->state = CS_HEAD;
     c->head_seen = 0;
-    event_add(c->timer, c->srv->tv_header);
+    event_remove_timer(c->rd);
+    event_add(c->slot->timer, c->srv->tv_header);
 }
 
 /* Is the unread rest of the body known and small enough to discard? */
 int grace__body_drainable(const struct grace_conn *c, const struct grace_request *req)
 {
     int64_t limit = OPT(c->srv, DRAIN_LIMIT);
-    if (req->body_done || grace_parser_body_done(&c->parser))
+    if (req->body_done || grace_parser_body_done(&c->slot->parser))
         return 1;
     if (limit == 0 || c->peer_eof)
         return 0;
@@ -261,7 +478,7 @@ int grace__body_drainable(const struct grace_conn *c, const struct grace_request
 void grace__conn_response_done(struct grace_conn *c)
 {
     struct grace_request *req = c->req;
-    int body_done = req->body_done || grace_parser_body_done(&c->parser);
+    int body_done = req->body_done || grace_parser_body_done(&c->slot->parser);
 
     if (!body_done)
         CNT(c->srv, EARLY_REPLIES);
@@ -326,9 +543,8 @@ static int pump_head(struct grace_conn *c)
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) > (size_t)OPT(srv, OUTPUT_HIGH_WATER)) {
         /* the client does not read its responses: stop taking requests.
          * The header deadline waits too (write-timeout guards the output). */
-        bufferevent_disable(c->bev, EV_READ);
-        c->read_paused = 1;
-        event_del(c->timer);
+        c->read_paused = 1; /* pump() stops the read event */
+        event_del(c->slot->timer);
         return 0;
     }
     n = len < head_max(srv) ? len : head_max(srv);
@@ -340,8 +556,8 @@ static int pump_head(struct grace_conn *c)
         c->head_seen = n;
         return 0;
     }
-    grace_parser_reset(&c->parser);
-    enum grace_pev ev = grace_parser_execute(&c->parser, buf, n, &used, &b, &bl);
+    grace_parser_reset(&c->slot->parser);
+    enum grace_pev ev = grace_parser_execute(&c->slot->parser, buf, n, &used, &b, &bl);
     switch (ev) {
     case GRACE_PEV_AGAIN:
         if (used) { /* blank lines before a request line */
@@ -350,10 +566,10 @@ static int pump_head(struct grace_conn *c)
             return 1;
         }
         c->head_seen = n;
-        c->head_window = c->parser.window;
+        c->head_window = c->slot->parser.window;
         return 0;
     case GRACE_PEV_HEADERS: {
-        struct grace_request *req = grace__request_new(c, buf + used - c->parser.req.header_bytes);
+        struct grace_request *req = grace__request_new(c, buf + used - c->slot->parser.req.header_bytes);
         if (!req) {
             fail_with(c, 503, "out of memory");
             return 1;
@@ -362,13 +578,13 @@ static int pump_head(struct grace_conn *c)
         c->head_seen = 0;
         c->req = req;
         c->state = CS_ACTIVE;
-        event_del(c->timer);
+        event_del(c->slot->timer);
         CNT(srv, REQUESTS);
         grace__server_dispatch(req);
         return 1;
     }
     default: {
-        enum grace_perr e = c->parser.err;
+        enum grace_perr e = c->slot->parser.err;
         fail_with(c, grace_perr_status(e), grace_perr_str(e));
         return 1;
     }
@@ -400,7 +616,7 @@ static int pump_body(struct grace_conn *c)
             deliver_end(req);
             return 0;
         }
-        if (!grace_parser_body_done(&c->parser) && (req->body_mode == BODY_NONE || req->paused))
+        if (!grace_parser_body_done(&c->slot->parser) && (req->body_mode == BODY_NONE || req->paused))
             return 0;
     }
     for (;;) {
@@ -410,7 +626,7 @@ static int pump_body(struct grace_conn *c)
 
         if (len)
             evbuffer_peek(in, -1, NULL, &v, 1);
-        enum grace_pev ev = grace_parser_execute(&c->parser, v.iov_base, v.iov_len, &used, &b, &bl);
+        enum grace_pev ev = grace_parser_execute(&c->slot->parser, v.iov_base, v.iov_len, &used, &b, &bl);
         if (ev == GRACE_PEV_AGAIN) {
             if (used) {
                 evbuffer_drain(in, used);
@@ -428,7 +644,7 @@ static int pump_body(struct grace_conn *c)
                     grace__conn_abort(c, -ECONNRESET);
                 return 0;
             }
-            event_add(c->timer, srv->tv_body);
+            event_add(c->slot->timer, srv->tv_body);
             return 0;
         }
         if (ev == GRACE_PEV_BODY) {
@@ -461,7 +677,7 @@ static int pump_body(struct grace_conn *c)
             continue;
         }
         if (ev == GRACE_PEV_DONE) {
-            event_del(c->timer);
+            event_del(c->slot->timer);
             if (c->state == CS_DRAIN) {
                 CNT(srv, KEEPALIVE_DRAINS);
                 to_idle(c);
@@ -475,7 +691,7 @@ static int pump_body(struct grace_conn *c)
         if (c->state == CS_DRAIN) {
             grace__conn_close_graceful(c);
         } else {
-            enum grace_perr e = c->parser.err;
+            enum grace_perr e = c->slot->parser.err;
             body_fail(c, grace_perr_status(e), grace_perr_str(e), -EPROTO);
         }
         return 1;
@@ -485,8 +701,13 @@ static int pump_body(struct grace_conn *c)
 /* Drop buffered input that will never be parsed (a close is pending). */
 void grace__conn_discard_input(struct grace_conn *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    size_t n = evbuffer_get_length(in);
+    struct evbuffer *in;
+    size_t n;
+
+    if (!c->bev)
+        return;
+    in = bufferevent_get_input(c->bev);
+    n = evbuffer_get_length(in);
     c->srv->cnt[GRACE_CNT_BYTES_DISCARDED] += n;
     evbuffer_drain(in, n);
 }
@@ -497,7 +718,7 @@ static void pump_states(struct grace_conn *c)
     while (more && c->state != CS_DEAD) {
         switch (c->state) {
         case CS_IDLE:
-            more = evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
+            more = c->bev && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
             if (more)
                 to_head(c);
             break;
@@ -533,24 +754,46 @@ static void pump(struct grace_conn *c)
             return;
         if (c->flush_pending)
             grace__conn_flush(c);
-        /* paused for output that has gone out meanwhile: take requests again */
-        if (c->state == CS_DEAD || !c->read_paused || !c->bev ||
-            evbuffer_get_length(bufferevent_get_output(c->bev)))
+        if (c->state == CS_DEAD)
             return;
+        /* paused for output that has gone out meanwhile: take requests again */
+        if (!c->read_paused || !c->bev || evbuffer_get_length(bufferevent_get_output(c->bev)))
+            break;
         c->read_paused = 0;
-        bufferevent_enable(c->bev, EV_READ);
         if (c->state == CS_HEAD)
-            event_add(c->timer, c->srv->tv_header);
+            event_add(c->slot->timer, c->srv->tv_header);
     }
+    grace__conn_watch_input(c);
 }
 
 /* ---------------------------------------------------------------- events */
 
-static void read_cb(struct bufferevent *bev, void *arg)
+static void peer_eof(struct grace_conn *c);
+
+static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct grace_conn *c = arg;
+    int rc;
+
     grace__conn_enter(c);
-    pump(c);
+    if (what & EV_TIMEOUT) { /* the read event times only idle and lingering */
+        if (c->state == CS_IDLE) {
+            CNT(c->srv, TIMEOUT_KEEPALIVE);
+            grace__conn_destroy(c);
+        } else if (c->state == CS_LINGER) {
+            grace__linger_timer(c);
+        }
+    } else if (c->state >= CS_CLOSE_WAIT) {
+        grace__linger_read(c);
+    } else if (!c->slot && slot_attach(c) < 0) {
+        grace__conn_destroy(c); /* out of memory: nothing to answer with */
+    } else if ((rc = read_input(c)) == -2) {
+        grace__conn_abort(c, -ECONNRESET);
+    } else {
+        pump(c);
+        if (rc == -1 && c->state != CS_DEAD)
+            peer_eof(c);
+    }
     grace__conn_leave(c);
 }
 
@@ -575,7 +818,10 @@ static void peer_eof(struct grace_conn *c)
     switch (c->state) {
     case CS_IDLE:
     case CS_HEAD: /* gone between requests, or gave up mid-headers */
-        grace__conn_destroy(c);
+        if (c->bev && evbuffer_get_length(bufferevent_get_output(c->bev)))
+            grace__conn_close_graceful(c); /* a last response still goes out */
+        else
+            grace__conn_destroy(c);
         break;
     case CS_ACTIVE:
     case CS_DRAIN:
@@ -586,15 +832,12 @@ static void peer_eof(struct grace_conn *c)
         if (c->state == CS_ACTIVE)
             grace__conn_abort(c, -ECONNRESET);
         else if (c->state == CS_IDLE || c->state == CS_HEAD)
-            grace__conn_destroy(c);
+            peer_eof(c);
         break;
-    case CS_CLOSE_WAIT:
-        if (!evbuffer_get_length(bufferevent_get_output(c->bev)))
-            grace__conn_destroy(c);
-        break;
-    default:
+    default: /* CS_CLOSE_WAIT and CS_LINGER read in linger.c */
         break;
     }
+    grace__conn_watch_input(c);
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
@@ -606,8 +849,6 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         grace__conn_abort(c, -ETIMEDOUT);
     } else if (what & BEV_EVENT_ERROR) {
         grace__conn_abort(c, -ECONNRESET);
-    } else if (what & BEV_EVENT_EOF) {
-        peer_eof(c);
     }
     grace__conn_leave(c);
 }
@@ -618,10 +859,6 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     struct grace_server *srv = c->srv;
     grace__conn_enter(c);
     switch (c->state) {
-    case CS_IDLE:
-        CNT(srv, TIMEOUT_KEEPALIVE);
-        grace__conn_destroy(c);
-        break;
     case CS_HEAD:
         CNT(srv, TIMEOUT_HEADER);
         if (evbuffer_get_length(bufferevent_get_input(c->bev)))
@@ -637,9 +874,6 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         CNT(srv, TIMEOUT_BODY);
         grace__conn_close_graceful(c);
         break;
-    case CS_LINGER:
-        grace__linger_timer(c);
-        break;
     default:
         break;
     }
@@ -651,8 +885,9 @@ void grace__conn_stop(struct grace_conn *c)
 {
     grace__conn_enter(c);
     c->stop_close = 1;
-    if (c->state == CS_IDLE ||
-        (c->state == CS_HEAD && !evbuffer_get_length(bufferevent_get_input(c->bev))))
+    if ((c->state == CS_IDLE && !c->bev) ||
+        (c->state <= CS_HEAD && !evbuffer_get_length(bufferevent_get_input(c->bev)) &&
+         !evbuffer_get_length(bufferevent_get_output(c->bev))))
         grace__conn_destroy(c);
     else if (c->state == CS_DRAIN)
         grace__conn_close_graceful(c);

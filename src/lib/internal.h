@@ -74,15 +74,26 @@ struct grace_request {
 };
 TAILQ_HEAD(req_list, grace_request);
 
+/*
+ * What a connection needs only while a request is in flight. An idle
+ * keep-alive or lingering connection gives its slot back to the server's
+ * pool and keeps only its socket, read event and struct grace_conn.
+ */
+struct grace_slot {
+    struct bufferevent *bev;    /* output; its input buffer is filled by conn.c */
+    struct event *timer;        /* header / body deadline */
+    struct grace_parser parser;
+    struct grace_slot *next;    /* srv->free_slots */
+};
+
 struct grace_conn {
     struct grace_server *srv;
-    struct bufferevent *bev;  /* NULL while lingering */
+    struct grace_slot *slot;  /* NULL while idle or lingering */
+    struct bufferevent *bev;  /* slot->bev, or NULL */
+    struct event *rd;         /* the socket's read event; idle and linger timeouts */
     evutil_socket_t fd;
     enum conn_state state;
-    struct grace_parser parser;
     struct grace_request *req;
-    struct event *timer;      /* header / body / keep-alive / linger deadline */
-    struct event *linger_ev;  /* read event while lingering */
     int64_t linger_deadline;  /* monotonic ms: linger-time ends here */
     uint64_t linger_bytes;
     size_t head_seen;         /* CS_HEAD: bytes already searched for an LF */
@@ -92,12 +103,12 @@ struct grace_conn {
     struct grace_request *free_reqs; /* finished while busy */
     unsigned in_pump_list : 1, pumping : 1, read_paused : 1, stop_close : 1, peer_eof : 1,
         flush_pending : 1;
+    socklen_t peer_len;
     union {
         struct sockaddr sa;
         struct sockaddr_in in;
         struct sockaddr_in6 in6;
     } peer;
-    socklen_t peer_len;
     TAILQ_ENTRY(grace_conn) link;   /* srv->conns or srv->lingering */
     TAILQ_ENTRY(grace_conn) pump_link;
 };
@@ -135,6 +146,8 @@ struct grace_server {
     struct req_list detached;    /* client gone, reply not yet completed */
     size_t nlingering;
     struct event *pump_ev;
+    struct grace_slot *free_slots; /* conn.c: pool of detached slots */
+    size_t nfree_slots;
     struct grace_hfield *fields; /* parser scratch, shared: see conn.c */
     size_t nconns;
 
@@ -174,6 +187,9 @@ void grace__conn_free_all(struct grace_server *srv);
 void grace__conn_stop(struct grace_conn *c);
 void grace__conn_send_continue(struct grace_conn *c);
 void grace__conn_discard_input(struct grace_conn *c);
+void grace__conn_watch_input(struct grace_conn *c);
+void grace__conn_destroy(struct grace_conn *c);
+void grace__slots_free(struct grace_server *srv);
 int grace__body_drainable(const struct grace_conn *c, const struct grace_request *req);
 
 /* linger.c */
@@ -181,7 +197,7 @@ void grace__conn_close_graceful(struct grace_conn *c);
 void grace__conn_output_drained(struct grace_conn *c);
 void grace__linger_stop(struct grace_conn *c);
 void grace__linger_timer(struct grace_conn *c);
-void grace__conn_destroy(struct grace_conn *c);
+void grace__linger_read(struct grace_conn *c);
 
 /* request.c */
 struct grace_request *grace__request_new(struct grace_conn *c, const char *blk);

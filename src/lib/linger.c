@@ -6,16 +6,16 @@
  * segment with a reset and the client could lose the response. Instead:
  *   1. CS_CLOSE_WAIT: keep reading (and discarding) while the output drains;
  *   2. once it is empty: shutdown(SHUT_WR) sends our FIN after the response;
- *   3. CS_LINGER: the bufferevent is freed and a bare read event discards
- *      what the client still sends (MSG_TRUNC: no copy), until the client
- *      closes, goes quiet for linger-timeout, linger-time has passed, or
- *      linger-bytes were discarded. Only timers and events: never a sleep.
+ *   3. CS_LINGER: the connection gives its slot back (conn.c) and its read
+ *      event discards what the client still sends (MSG_TRUNC: no copy),
+ *      until the client closes, goes quiet for linger-timeout, linger-time
+ *      has passed, or linger-bytes were discarded. The read event's timeout
+ *      is the timer. Only timers and events: never a sleep.
  */
 #include "internal.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -38,12 +38,11 @@ void grace__conn_close_graceful(struct grace_conn *c)
     if (c->state >= CS_CLOSE_WAIT)
         return;
     c->state = CS_CLOSE_WAIT;
-    event_del(c->timer);
+    event_del(c->slot->timer);
     grace__conn_discard_input(c);
     /* keep reading: a client blocked in send() must not stall our writes */
-    if (!c->peer_eof)
-        bufferevent_enable(c->bev, EV_READ);
     c->read_paused = 0;
+    grace__conn_watch_input(c);
     grace__conn_flush(c); /* calls grace__conn_output_drained() once empty */
 }
 
@@ -53,7 +52,7 @@ static void linger_arm(struct grace_conn *c)
     int64_t until = idle < c->linger_deadline ? idle : c->linger_deadline;
     int64_t ms = until > now ? until - now : 0;
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-    event_add(c->timer, &tv);
+    event_add(c->rd, &tv);
 }
 
 static void linger_end(struct grace_conn *c, enum grace_counter how)
@@ -81,41 +80,52 @@ static ssize_t discard(struct grace_server *srv, evutil_socket_t fd, size_t n)
 #endif
 }
 
-static void linger_read_cb(evutil_socket_t fd, short what, void *arg)
+/*
+ * The read event of a closing connection: discard. In CS_CLOSE_WAIT the
+ * client's EOF ends the connection once the output is out; in CS_LINGER
+ * every ending is counted.
+ */
+void grace__linger_read(struct grace_conn *c)
 {
-    struct grace_conn *c = arg;
     struct grace_server *srv = c->srv;
     size_t budget = LINGER_BUDGET;
-    int got = 0;
+    int lingering = c->state == CS_LINGER, got = 0;
 
-    grace__conn_enter(c);
     while (budget > 0) {
-        ssize_t n = discard(srv, fd, budget);
+        ssize_t n = discard(srv, c->fd, budget);
         if (n > 0) {
             got = 1;
             budget -= (size_t)n < budget ? (size_t)n : budget;
-            c->linger_bytes += (uint64_t)n;
             srv->cnt[GRACE_CNT_BYTES_DISCARDED] += (uint64_t)n;
+            if (!lingering)
+                continue;
+            c->linger_bytes += (uint64_t)n;
             if (c->linger_bytes >= (uint64_t)OPT(srv, LINGER_BYTES)) {
                 linger_end(c, GRACE_CNT_LINGER_BYTE_CAP);
-                goto out;
+                return;
             }
         } else if (n == 0) {
-            linger_end(c, GRACE_CNT_LINGER_CLIENT_EOF);
-            goto out;
+            if (lingering) {
+                linger_end(c, GRACE_CNT_LINGER_CLIENT_EOF);
+            } else {
+                c->peer_eof = 1; /* grace__conn_output_drained() closes */
+                grace__conn_watch_input(c);
+            }
+            return;
         } else if (errno == EINTR) {
             continue;
         } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
             break;
-        } else { /* ECONNRESET and friends end the linger, nothing more */
+        } else if (lingering) { /* ECONNRESET and friends end it, nothing more */
             linger_end(c, GRACE_CNT_LINGER_ERROR);
-            goto out;
+            return;
+        } else { /* the response cannot arrive any more */
+            grace__conn_abort(c, -ECONNRESET);
+            return;
         }
     }
-    if (got)
+    if (got && lingering)
         linger_arm(c);
-out:
-    grace__conn_leave(c);
 }
 
 void grace__conn_output_drained(struct grace_conn *c)
@@ -132,14 +142,8 @@ void grace__conn_output_drained(struct grace_conn *c)
         return;
     }
     grace__conn_discard_input(c);
-    /* from here on a lingering socket costs a read event and a timer */
-    bufferevent_free(c->bev);
-    c->bev = NULL;
-    c->linger_ev = event_new(srv->base, c->fd, EV_READ | EV_PERSIST, linger_read_cb, c);
-    if (!c->linger_ev || event_add(c->linger_ev, NULL) < 0) {
-        grace__conn_destroy(c);
-        return;
-    }
+    /* from here on a lingering socket costs its read event and struct
+     * grace_conn: the slot goes back when the callbacks return */
     c->state = CS_LINGER;
     c->linger_bytes = 0;
     c->linger_deadline = now_ms() + OPT(srv, LINGER_TIME);
@@ -175,44 +179,4 @@ void grace__linger_stop(struct grace_conn *c)
     if (cut < c->linger_deadline)
         c->linger_deadline = cut;
     linger_arm(c);
-}
-
-/* Close the socket and forget the connection; memory goes when not busy. */
-void grace__conn_destroy(struct grace_conn *c)
-{
-    struct grace_server *srv = c->srv;
-
-    if (c->state == CS_DEAD)
-        return;
-    if (c->req) /* callers detach first; a request left here is aborted */
-        grace__conn_abort(c, -ECONNRESET); /* detaches, then comes back here */
-    if (c->state == CS_DEAD)
-        return;
-    if (c->state == CS_LINGER) {
-        TAILQ_REMOVE(&srv->lingering, c, link);
-        srv->nlingering--;
-        srv->cnt[GRACE_CNT_LINGERING]--;
-    } else {
-        TAILQ_REMOVE(&srv->conns, c, link);
-    }
-    if (c->in_pump_list) {
-        TAILQ_REMOVE(&srv->pump, c, pump_link);
-        c->in_pump_list = 0;
-    }
-    c->state = CS_DEAD;
-    if (c->bev)
-        bufferevent_free(c->bev);
-    c->bev = NULL;
-    if (c->linger_ev)
-        event_free(c->linger_ev);
-    c->linger_ev = NULL;
-    event_free(c->timer);
-    c->timer = NULL;
-    evutil_closesocket(c->fd);
-    c->fd = -1;
-    srv->nconns--;
-    srv->cnt[GRACE_CNT_CONN_ACTIVE]--;
-    if (!c->busy)
-        free(c);
-    grace__server_conn_closed(srv);
 }

@@ -30,7 +30,7 @@ static void split_target(const struct grace_preq *p, const char *t, size_t tn, s
 
 struct grace_request *grace__request_new(struct grace_conn *c, const char *src)
 {
-    const struct grace_preq *p = &c->parser.req;
+    const struct grace_preq *p = &c->slot->parser.req;
     const char *target = src + p->target.off;
     size_t poff, plen, nf = p->nfields, hb = p->header_bytes;
     size_t size = sizeof(struct grace_request) + nf * sizeof(struct grace_hfield) + hb + 1;
@@ -47,7 +47,7 @@ struct grace_request *grace__request_new(struct grace_conn *c, const char *src)
     req->srv = c->srv;
     req->p = *p;
     req->fields = (struct grace_hfield *)(req + 1);
-    memcpy(req->fields, c->parser.fields, nf * sizeof(struct grace_hfield));
+    memcpy(req->fields, c->slot->parser.fields, nf * sizeof(struct grace_hfield));
     req->blk = (char *)(req->fields + nf);
     memcpy(req->blk, src, hb);
     req->blk[hb] = '\0';
@@ -200,7 +200,7 @@ static int body_begin(struct grace_request *req, enum body_mode mode)
     /* 100 Continue only now that the body is wanted, and only if the
      * response has not begun */
     if (req->p.expect_continue && !req->sent_continue && req->resp == RESP_NONE &&
-        !req->body_done && !grace_parser_body_done(&c->parser)) {
+        !req->body_done && !grace_parser_body_done(&c->slot->parser)) {
         req->sent_continue = 1;
         grace__conn_enter(c);
         grace__conn_send_continue(c);

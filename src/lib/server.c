@@ -199,6 +199,7 @@ void grace_server_free(struct grace_server *srv)
         evconnlistener_free(srv->listeners[i].lev);
     free(srv->listeners);
     grace__conn_free_all(srv);
+    grace__slots_free(srv);
     while (!TAILQ_EMPTY(&srv->detached))
         grace__request_free(TAILQ_FIRST(&srv->detached));
     for (size_t i = 0; i < srv->nroutes; i++) {
