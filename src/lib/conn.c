@@ -113,6 +113,18 @@ static int slot_attach(struct grace_conn *c)
     return 0;
 }
 
+/* Bytes (or EOF) on a connection without a slot: idle, or new. */
+static int slot_wake(struct grace_conn *c)
+{
+    if (slot_attach(c) < 0)
+        return -1;
+    if (c->state == CS_HEAD) { /* a new connection's first bytes */
+        event_remove_timer(c->rd);
+        event_add(c->slot->timer, c->srv->tv_header);
+    }
+    return 0;
+}
+
 /* Unhook the slot from the socket and give it to the pool (or free it). */
 static void slot_detach(struct grace_conn *c)
 {
@@ -182,9 +194,9 @@ void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const stru
         memcpy(&c->peer, sa, (size_t)salen);
         c->peer_len = (socklen_t)salen;
     }
+    /* no slot until the first bytes: a silent connection costs little */
     c->rd = event_new(srv->base, fd, EV_READ | EV_PERSIST, read_cb, c);
-    if (!c->rd || slot_attach(c) < 0 || event_add(c->rd, NULL) < 0) {
-        slot_detach(c);
+    if (!c->rd || event_add(c->rd, srv->tv_header) < 0) {
         if (c->rd)
             event_free(c->rd);
         free(c);
@@ -196,7 +208,6 @@ void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const stru
     CNT(srv, CONN_ACCEPTED);
     srv->cnt[GRACE_CNT_CONN_ACTIVE]++;
     c->state = CS_HEAD;
-    event_add(c->slot->timer, srv->tv_header);
 
     if (srv->nconns >= (size_t)OPT(srv, MAX_CONNECTIONS) && !srv->listeners_paused) {
         for (int i = 0; i < srv->nlisteners; i++)
@@ -353,8 +364,10 @@ void grace__conn_watch_input(struct grace_conn *c)
                evbuffer_get_length(bufferevent_get_input(c->bev)) < input_max(c->srv);
     if (want == !!event_pending(c->rd, EV_READ, NULL))
         return;
-    if (want)
-        event_add(c->rd, c->state == CS_IDLE ? c->srv->tv_keepalive : NULL);
+    if (want && c->bev)
+        event_add(c->rd, NULL);
+    else if (want) /* idle, or new: the read event times it */
+        event_add(c->rd, c->state == CS_IDLE ? c->srv->tv_keepalive : c->srv->tv_header);
     else
         event_del(c->rd);
 }
@@ -776,16 +789,19 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
     int rc;
 
     grace__conn_enter(c);
-    if (what & EV_TIMEOUT) { /* the read event times only idle and lingering */
+    if (what & EV_TIMEOUT) { /* the read event times connections without a slot */
         if (c->state == CS_IDLE) {
             CNT(c->srv, TIMEOUT_KEEPALIVE);
+            grace__conn_destroy(c);
+        } else if (c->state == CS_HEAD) { /* new, and never sent a byte */
+            CNT(c->srv, TIMEOUT_HEADER);
             grace__conn_destroy(c);
         } else if (c->state == CS_LINGER) {
             grace__linger_timer(c);
         }
     } else if (c->state >= CS_CLOSE_WAIT) {
         grace__linger_read(c);
-    } else if (!c->slot && slot_attach(c) < 0) {
+    } else if (!c->slot && slot_wake(c) < 0) {
         grace__conn_destroy(c); /* out of memory: nothing to answer with */
     } else if ((rc = read_input(c)) == -2) {
         grace__conn_abort(c, -ECONNRESET);
@@ -885,9 +901,9 @@ void grace__conn_stop(struct grace_conn *c)
 {
     grace__conn_enter(c);
     c->stop_close = 1;
-    if ((c->state == CS_IDLE && !c->bev) ||
-        (c->state <= CS_HEAD && !evbuffer_get_length(bufferevent_get_input(c->bev)) &&
-         !evbuffer_get_length(bufferevent_get_output(c->bev))))
+    if (c->state <= CS_HEAD &&
+        (!c->bev || (!evbuffer_get_length(bufferevent_get_input(c->bev)) &&
+                     !evbuffer_get_length(bufferevent_get_output(c->bev)))))
         grace__conn_destroy(c);
     else if (c->state == CS_DRAIN)
         grace__conn_close_graceful(c);

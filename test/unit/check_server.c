@@ -14,6 +14,7 @@
 #include <event2/listener.h>
 #include <netinet/in.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -340,6 +341,73 @@ START_TEST(test_conn_cap)
     fx_run(f, c_conn_cap, 8000);
     ck_assert_uint_ge(fx_cnt(f, GRACE_CNT_CONN_CAPPED), 1);
     ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_CONN_ACCEPTED), 3);
+    fx_free(f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- idle memory */
+
+/* An idle keep-alive connection gives its per-request slot (bufferevent,
+ * timer, parser) back: the heap it holds stays small. Counted with
+ * mallinfo2(), so the figure does not depend on timing; the speed and RSS
+ * comparison with nginx is test/bench/idle_memory.sh. */
+#define IDLE_N 400
+#define IDLE_MAX_BYTES 600 /* ~1,700 while each kept bufferevent, timer and parser */
+
+static size_t heap_in_use(void)
+{
+#if defined(HAVE_MALLINFO2)
+    return mallinfo2().uordblks;
+#else
+    return 0;
+#endif
+}
+
+/* n connections, each answered once and left open */
+static void idle_open(struct fx *f, int *fds, int n)
+{
+    for (int i = 0; i < n; i++) {
+        fds[i] = cli_connect(f->port);
+        cli_send(fds[i], GET("/"));
+    }
+    for (int i = 0; i < n; i++) { /* plain recv: the client allocates nothing */
+        char b[512];
+        size_t got = 0;
+        ssize_t k;
+        while (got < 5 || memcmp(b + got - 5, "hello", 5)) {
+            k = recv(fds[i], b + got, sizeof(b) - got, 0);
+            ck_assert_int_gt(k, 0);
+            got += (size_t)k;
+        }
+        ck_assert(!strncmp(b, "HTTP/1.1 200 ", 13));
+    }
+}
+
+static void c_idle_heap(struct fx *f)
+{
+    static int fds[IDLE_N];
+    size_t before, after;
+
+    idle_open(f, fds, 1); /* first use: Date cache, pool, evmap */
+    before = heap_in_use();
+    idle_open(f, fds + 1, IDLE_N - 1);
+    after = heap_in_use();
+    f->bytes = after > before ? (after - before) / (IDLE_N - 1) : 0;
+    for (int i = 0; i < IDLE_N; i++)
+        close(fds[i]);
+}
+
+START_TEST(test_idle_heap)
+{
+    struct fx *f;
+    if (!heap_in_use() || getenv("GRACE_TEST_NO_HEAP")) /* sanitizers, valgrind */
+        return;
+    f = fx_new();
+    fx_start(f, h_hello);
+    fx_run(f, c_idle_heap, 20000);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_REQUESTS), IDLE_N);
+    fprintf(stderr, "idle keep-alive connection: %zu heap bytes\n", f->bytes);
+    ck_assert_uint_le(f->bytes, IDLE_MAX_BYTES);
     fx_free(f);
 }
 END_TEST
@@ -959,6 +1027,7 @@ static Suite *server_suite(void)
     tc = tcase_create("limits");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_conn_cap);
+    tcase_add_test(tc, test_idle_heap);
     tcase_add_test(tc, test_continue);
     tcase_add_test(tc, test_413_length);
     tcase_add_test(tc, test_413_chunked);
