@@ -73,6 +73,13 @@ cpu_ticks() {
     echo "$t"
 }
 
+# core_jiffies N: "busy user total" jiffies of core N since boot (user
+# includes nice; busy is everything but idle and iowait)
+core_jiffies() {
+    awk -v c="cpu$1" '$1 == c {t = 0; for (i = 2; i <= NF; i++) t += $i;
+                                print t - $5 - $6, $2 + $3, t}' /proc/stat
+}
+
 # rss_kib PID...: resident memory of these processes
 rss_kib() {
     local t=0 p
