@@ -150,11 +150,27 @@ static int open_beneath(const struct graced *g, int dirfd, const char *path)
     return fd;
 }
 
+/* What a response says of a file, worked out once per cache fill. */
+struct file_meta {
+    const char *type;
+    char etag[64];
+    char lm[40]; /* Last-Modified */
+};
+
 static void http_date(time_t t, char *out, size_t n)
 {
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(out, n, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+/* name: the file served (its extension gives the type) */
+static void file_meta(const char *name, const struct stat *sb, struct file_meta *m)
+{
+    m->type = content_type(name);
+    snprintf(m->etag, sizeof(m->etag), "\"%llx-%lx-%llx\"", (unsigned long long)sb->st_mtim.tv_sec,
+             (unsigned long)sb->st_mtim.tv_nsec, (unsigned long long)sb->st_size);
+    http_date(sb->st_mtime, m->lm, sizeof(m->lm));
 }
 
 static time_t parse_http_date(const char *s)
@@ -238,9 +254,9 @@ static int parse_range(const char *r, off_t size, off_t *start, off_t *len)
 
 struct fcache_entry {
     char key[256];  /* decoded request path, "/" appended for directories */
-    char name[256]; /* the file served, for its content type */
     int64_t loaded_ms;
     struct stat sb;
+    struct file_meta meta;
     char *data;
 };
 
@@ -280,7 +296,7 @@ static struct fcache_entry *cache_put(struct graced *g, const char *key, const c
     struct fcache_entry *e;
     char *data;
     if (sb->st_size > CACHE_MAX_FILE || strlen(key) >= sizeof(e->key) ||
-        strlen(name) >= sizeof(e->name) || !(e = cache_slot(g, key)))
+        !(e = cache_slot(g, key)))
         return NULL;
     if (!(data = malloc((size_t)sb->st_size + 1)))
         return NULL;
@@ -291,8 +307,8 @@ static struct fcache_entry *cache_put(struct graced *g, const char *key, const c
     free(e->data);
     e->data = data;
     strcpy(e->key, key);
-    strcpy(e->name, name);
     e->sb = *sb;
+    file_meta(name, sb, &e->meta);
     e->loaded_ms = coarse_ms();
     return e;
 }
@@ -327,7 +343,9 @@ static void redirect_dir(struct grace_request *req)
 
 void graced_serve_file(struct grace_request *req, struct graced *g)
 {
-    char rel[4096], key[4097], etag[64], lm[64], hdr[128];
+    char rel[4096], key[4097], hdr[128];
+    struct file_meta fm;
+    const struct file_meta *m = &fm;
     int trailing, st, fd = -1, status = 200;
     struct stat sb;
     off_t start = 0, len;
@@ -343,7 +361,7 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
     if ((e = cache_get(g, key))) {
         sb = e->sb;
         data = e->data;
-        strcpy(rel, e->name);
+        m = &e->meta;
     } else {
         fd = open_beneath(g, g->root_fd, rel[0] ? rel : ".");
         if (fd >= 0 && fstat(fd, &sb) < 0) {
@@ -381,17 +399,17 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
             close(fd);
             fd = -1;
             data = e->data;
+            m = &e->meta;
+        } else {
+            file_meta(rel, &sb, &fm);
         }
     }
-    snprintf(etag, sizeof(etag), "\"%llx-%lx-%llx\"", (unsigned long long)sb.st_mtim.tv_sec,
-             (unsigned long)sb.st_mtim.tv_nsec, (unsigned long long)sb.st_size);
-    http_date(sb.st_mtime, lm, sizeof(lm));
-    grace_response_add_header(req, "ETag", etag);
-    grace_response_add_header(req, "Last-Modified", lm);
+    grace_response_add_header(req, "ETag", m->etag);
+    grace_response_add_header(req, "Last-Modified", m->lm);
 
     /* conditionals: If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2) */
     if ((v = grace_request_header(req, "If-None-Match"))) {
-        if (etag_match(v, etag))
+        if (etag_match(v, m->etag))
             status = 304;
     } else if ((v = grace_request_header(req, "If-Modified-Since"))) {
         time_t ims = parse_http_date(v);
@@ -405,12 +423,12 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
         return;
     }
 
-    grace_response_add_header(req, "Content-Type", content_type(rel));
+    grace_response_add_header(req, "Content-Type", m->type);
     grace_response_add_header(req, "Accept-Ranges", "bytes");
     len = sb.st_size;
     v = grace_request_header(req, "Range");
     const char *ifr = grace_request_header(req, "If-Range");
-    if (v && (!ifr || !strcmp(ifr, etag) || !strcmp(ifr, lm))) {
+    if (v && (!ifr || !strcmp(ifr, m->etag) || !strcmp(ifr, m->lm))) {
         int r = parse_range(v, sb.st_size, &start, &len);
         if (r < 0) {
             if (fd >= 0)

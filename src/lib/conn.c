@@ -344,6 +344,17 @@ void grace__conn_free_all(struct grace_server *srv)
 
 /* ---------------------------------------------------------------- input */
 
+/* The read event times an idle connection, and a new one until its first
+ * bytes; otherwise the slot's timer or linger.c does. */
+static const struct timeval *rd_timeout(const struct grace_conn *c)
+{
+    if (c->state == CS_IDLE)
+        return c->srv->tv_keepalive;
+    if (c->state == CS_HEAD && !c->slot)
+        return c->srv->tv_header;
+    return NULL;
+}
+
 /*
  * Watch the socket while there is room for input and a reason to read it.
  * The read event stays added across requests: toggling it would cost an
@@ -364,10 +375,8 @@ void grace__conn_watch_input(struct grace_conn *c)
                evbuffer_get_length(bufferevent_get_input(c->bev)) < input_max(c->srv);
     if (want == !!event_pending(c->rd, EV_READ, NULL))
         return;
-    if (want && c->bev)
-        event_add(c->rd, NULL);
-    else if (want) /* idle, or new: the read event times it */
-        event_add(c->rd, c->state == CS_IDLE ? c->srv->tv_keepalive : c->srv->tv_header);
+    if (want)
+        event_add(c->rd, rd_timeout(c));
     else
         event_del(c->rd);
 }
@@ -460,7 +469,7 @@ static void to_idle(struct grace_conn *c)
     c->state = CS_IDLE;
     event_del(c->slot->timer);
     if (event_pending(c->rd, EV_READ, NULL))
-        event_add(c->rd, c->srv->tv_keepalive);
+        event_add(c->rd, rd_timeout(c));
 }
 
 static void to_head(struct grace_conn *c)

@@ -241,6 +241,48 @@ static void c_keepalive_timeout(struct fx *f)
     close(fd);
 }
 
+/* The keep-alive timeout also holds when the connection went idle while its
+ * read event was stopped: a late reply, and a body that filled the input
+ * buffer to its high-water mark exactly, drained afterwards. */
+#define KA_LINE 1000
+#define KA_HEAD 1000
+#define KA_INPUT_MAX (KA_LINE + 2 + KA_HEAD + 2 + 65536) /* conn.c: input_max() */
+
+static void c_keepalive_after_full(struct fx *f)
+{
+    char head[128], *body;
+    int fd = cli_connect(f->port), n;
+
+    /* the header block is consumed at dispatch: the body alone fills the buffer */
+    n = KA_INPUT_MAX;
+    snprintf(head, sizeof(head), "POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n", n);
+    body = calloc(1, (size_t)n + 1);
+    memset(body, 'b', (size_t)n);
+    cli_send(fd, head);
+    ck_assert_int_eq(cli_send_all(fd, body, (size_t)n), 0);
+    free(body);
+    expect_status(fd, 200, "later /x");
+    ck_assert(!R.closed);
+    resp_free(&R);
+    ck_assert_int_eq(cli_wait_eof(fd, 3000), 1);
+    close(fd);
+}
+
+START_TEST(test_keepalive_after_full_input)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_KEEPALIVE_TIMEOUT, 300);
+    grace_config_set(f->cfg, GRACE_OPT_MAX_REQUEST_LINE, KA_LINE);
+    grace_config_set(f->cfg, GRACE_OPT_MAX_HEADER_BYTES, KA_HEAD);
+    f->later_ms = 100;
+    fx_start(f, h_later);
+    fx_run(f, c_keepalive_after_full, 8000);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_KEEPALIVE_DRAINS), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_TIMEOUT_KEEPALIVE), 1);
+    fx_free(f);
+}
+END_TEST
+
 START_TEST(test_keepalive_timeout)
 {
     struct fx *f = fx_new();
@@ -1020,6 +1062,7 @@ static Suite *server_suite(void)
     tcase_add_test(tc, test_header_timeout);
     tcase_add_test(tc, test_header_trickle);
     tcase_add_test(tc, test_keepalive_timeout);
+    tcase_add_test(tc, test_keepalive_after_full_input);
     tcase_add_test(tc, test_body_timeout);
     tcase_add_test(tc, test_write_timeout);
     suite_add_tcase(s, tc);
