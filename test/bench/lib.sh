@@ -80,6 +80,27 @@ core_jiffies() {
                                 print t - $5 - $6, $2 + $3, t}' /proc/stat
 }
 
+# wrk_run URL [WRK-ARGS...]: one pinned wrk run of DUR seconds, 64 connections.
+# Prints "req/s p99-ms server-core-busy% load-core-busy% server-core-user%":
+# the busy shares say whether the server or the load generator bounds the figure.
+wrk_run() {
+    local url=$1 s0 l0 s1 l1 sc=0 lc=1
+    shift
+    [ ${#SRV[@]} -gt 0 ] || { sc=; lc=; } # one core: the whole machine
+    s0=$(core_jiffies "$sc"); l0=$(core_jiffies "$lc")
+    "${LOAD[@]}" wrk -t1 -c64 -d"${DUR}s" --latency "$@" "$url" >"$tmp/wrk.out"
+    s1=$(core_jiffies "$sc"); l1=$(core_jiffies "$lc")
+    awk -v s0="$s0" -v s1="$s1" -v l0="$l0" -v l1="$l1" '
+        /Requests\/sec/ {rps = $2}
+        /^ +99%/ {v = $2; if (v ~ /us$/) v = v / 1000; else if (v ~ /ms$/) v = v + 0;
+                  else if (v ~ /s$/) v = v * 1000; p99 = v}
+        END {split(s0, a, " "); split(s1, b, " "); split(l0, c, " "); split(l1, d, " ")
+             st = b[3] - a[3]; lt = d[3] - c[3]
+             printf "%.0f %.3f %.0f %.0f %.0f\n", rps, p99,
+                 st ? 100 * (b[1] - a[1]) / st : 0, lt ? 100 * (d[1] - c[1]) / lt : 0,
+                 st ? 100 * (b[2] - a[2]) / st : 0}' "$tmp/wrk.out"
+}
+
 # rss_kib PID...: resident memory of these processes
 rss_kib() {
     local t=0 p

@@ -32,17 +32,19 @@ H2O
 start h2o h2o -c "$tmp/h2o.conf"
 for p in $p_graced $p_nginx $p_h2o; do wait_port "$p"; done
 
-for s in graced nginx h2o; do : >"$tmp/$s.rps"; done
-for _ in $(seq "$RUNS"); do
+for s in graced nginx h2o; do : >"$tmp/$s.runs"; done
+for _ in $(seq "$RUNS"); do # interleaved, so drift hits every server alike
     for s in graced nginx h2o; do
         port_var=p_$s
-        "${LOAD[@]}" wrk -t1 -c64 -d"${DUR}s" "http://127.0.0.1:${!port_var}/file.bin" |
-            awk '/Requests\/sec/ {printf "%.0f\n", $2}' >>"$tmp/$s.rps"
+        wrk_run "http://127.0.0.1:${!port_var}/file.bin" >>"$tmp/$s.runs"
     done
 done
-g=$(median <"$tmp/graced.rps"); n=$(median <"$tmp/nginx.rps"); h=$(median <"$tmp/h2o.rps")
+col() { cut -d' ' -f"$2" "$tmp/$1.runs" | median; }
+g=$(col graced 1); n=$(col nginx 1); h=$(col h2o 1)
 {
-    echo "| 4 KiB static file, keep-alive, 64 conns | graced req/s | nginx req/s | h2o req/s | graced/nginx | graced/h2o |"
-    echo "|---|---|---|---|---|---|"
-    echo "| median of $RUNS x ${DUR}s | $g | $n | $h | $(ratio "$g" "$n") | $(ratio "$g" "$h") |"
+    echo "| 4 KiB static file, keep-alive, 64 conns | graced req/s | nginx req/s | h2o req/s | graced/nginx | graced/h2o | p99 ms (graced / nginx / h2o) | server core busy % | load core busy % | server core in user space % |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
+    echo "| median of $RUNS x ${DUR}s | $g | $n | $h | $(ratio "$g" "$n") | $(ratio "$g" "$h") |" \
+         "$(col graced 2) / $(col nginx 2) / $(col h2o 2) | $(col graced 3) / $(col nginx 3) / $(col h2o 3) |" \
+         "$(col graced 4) / $(col nginx 4) / $(col h2o 4) | $(col graced 5) / $(col nginx 5) / $(col h2o 5) |"
 } | write_result static

@@ -15,30 +15,17 @@ start nginx nginx -c "$(nginx_conf "$p_nginx" 'location / { return 200 "hello wo
 start evhttp "$build/test/bench/evhttp_hello" --port "$p_evhttp"
 for p in $p_hello $p_nginx $p_evhttp; do wait_port "$p"; done
 
-srv_core=0; load_core=1
-[ ${#SRV[@]} -gt 0 ] || { srv_core=; load_core=; } # one core: the whole machine
-# one wrk run: prints "req/s p99-ms server-core-busy% load-core-busy% server-user%"
-# (the busy shares say which side bounds the figure)
+# one wrk run: "req/s p99-ms server-core-busy% load-core-busy% server-user%"
 run_wrk() {
-    local port=$1 mode=$2 args=() s0 l0 s1 l1
+    local port=$1 mode=$2 args=()
     case $mode in
     pipeline) args=(-s "$top/test/bench/pipeline.lua") ;;
     close) args=(-H "Connection: close") ;;
     esac
-    s0=$(core_jiffies $srv_core); l0=$(core_jiffies $load_core)
-    "${LOAD[@]}" wrk -t1 -c64 -d"${DUR}s" --latency "${args[@]}" "http://127.0.0.1:$port/" >"$tmp/wrk.out"
-    s1=$(core_jiffies $srv_core); l1=$(core_jiffies $load_core)
-    awk -v s0="$s0" -v s1="$s1" -v l0="$l0" -v l1="$l1" '
-        /Requests\/sec/ {rps = $2}
-        /^ +99%/ {v = $2; if (v ~ /us$/) v = v / 1000; else if (v ~ /ms$/) v = v + 0;
-                  else if (v ~ /s$/) v = v * 1000; p99 = v}
-        END {split(s0, a, " "); split(s1, b, " "); split(l0, c, " "); split(l1, d, " ")
-             st = b[3] - a[3]; lt = d[3] - c[3]
-             printf "%.0f %.3f %.0f %.0f %.0f\n", rps, p99,
-                 st ? 100 * (b[1] - a[1]) / st : 0, lt ? 100 * (d[1] - c[1]) / lt : 0,
-                 st ? 100 * (b[2] - a[2]) / st : 0}' "$tmp/wrk.out"
+    wrk_run "http://127.0.0.1:$port/" "${args[@]}"
 }
 
+col() { cut -d' ' -f"$2" "$tmp/$1.$mode" | median; } # col SERVER FIELD
 {
     echo "| mode | gracehttp hello req/s | nginx req/s | evhttp req/s | hello/nginx | hello/evhttp | p99 ms (hello / nginx / evhttp) | server core busy % (hello / nginx / evhttp) | load core busy % | server core in user space % |"
     echo "|---|---|---|---|---|---|---|---|---|---|"
@@ -50,14 +37,9 @@ run_wrk() {
                 run_wrk "${!port_var}" "$mode" >>"$tmp/$s.$mode"
             done
         done
-        h=$(cut -d' ' -f1 "$tmp/hello.$mode" | median)
-        n=$(cut -d' ' -f1 "$tmp/nginx.$mode" | median)
-        e=$(cut -d' ' -f1 "$tmp/evhttp.$mode" | median)
-        hl=$(cut -d' ' -f2 "$tmp/hello.$mode" | median)
-        nl=$(cut -d' ' -f2 "$tmp/nginx.$mode" | median)
-        el=$(cut -d' ' -f2 "$tmp/evhttp.$mode" | median)
-        col() { cut -d' ' -f"$2" "$tmp/$1.$mode" | median; }
-        echo "| $mode | $h | $n | $e | $(ratio "$h" "$n") | $(ratio "$h" "$e") | $hl / $nl / $el |" \
+        h=$(col hello 1); n=$(col nginx 1); e=$(col evhttp 1)
+        echo "| $mode | $h | $n | $e | $(ratio "$h" "$n") | $(ratio "$h" "$e") |" \
+             "$(col hello 2) / $(col nginx 2) / $(col evhttp 2) |" \
              "$(col hello 3) / $(col nginx 3) / $(col evhttp 3) | $(col hello 4) / $(col nginx 4) / $(col evhttp 4) |" \
              "$(col hello 5) / $(col nginx 5) / $(col evhttp 5) |"
     done
