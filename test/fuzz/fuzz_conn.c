@@ -40,6 +40,8 @@ static void reply_seq(struct grace_request *req, struct app *a, int status)
     char v[16];
     snprintf(v, sizeof(v), "%d", ++a->seq);
     grace_response_add_header(req, "X-Seq", v);
+    if (!strcmp(grace_request_method(req), "HEAD")) /* Content-Length, no body */
+        grace_response_add_header(req, "X-Head", "1");
     grace_reply(req, status, "body", 4);
 }
 
@@ -118,7 +120,7 @@ static void check_responses(const char *s, size_t n)
         if (n < 12 || memcmp(s, "HTTP/1.1 ", 9))
             abort();
         size_t hl = (size_t)(end - s) + 4, body = 0;
-        int chunked = 0, status = atoi(s + 9);
+        int chunked = 0, head = 0, status = atoi(s + 9);
         if (status < 100 || status > 599)
             abort();
         for (const char *p = s; p < end;) {
@@ -126,6 +128,8 @@ static void check_responses(const char *s, size_t n)
                 body = strtoul(p + 16, NULL, 10);
             if (!strncasecmp(p, "Transfer-Encoding: chunked", 26))
                 chunked = 1;
+            if (!strncasecmp(p, "X-Head: 1", 9))
+                head = 1;
             if (!strncasecmp(p, "X-Seq: ", 7)) {
                 int seq = atoi(p + 7);
                 if (seq <= last)
@@ -145,6 +149,8 @@ static void check_responses(const char *s, size_t n)
             }
             return; /* not produced by this handler */
         }
+        if (head)
+            body = 0;
         if (hl + body > n)
             return; /* truncated by a close */
         s += hl + body;
