@@ -836,6 +836,16 @@ static void write_cb(struct bufferevent *bev, void *arg)
     grace__conn_leave(c);
 }
 
+/* No request in progress: close now, or once the responses still queued
+ * for a full socket are out. */
+static void close_between_requests(struct grace_conn *c)
+{
+    if (c->bev && evbuffer_get_length(bufferevent_get_output(c->bev)))
+        grace__conn_close_graceful(c);
+    else
+        grace__conn_destroy(c);
+}
+
 /* The client closed its side (EOF). */
 static void peer_eof(struct grace_conn *c)
 {
@@ -843,10 +853,7 @@ static void peer_eof(struct grace_conn *c)
     switch (c->state) {
     case CS_IDLE:
     case CS_HEAD: /* gone between requests, or gave up mid-headers */
-        if (c->bev && evbuffer_get_length(bufferevent_get_output(c->bev)))
-            grace__conn_close_graceful(c); /* a last response still goes out */
-        else
-            grace__conn_destroy(c);
+        close_between_requests(c);
         break;
     case CS_ACTIVE:
     case CS_DRAIN:
@@ -910,10 +917,8 @@ void grace__conn_stop(struct grace_conn *c)
 {
     grace__conn_enter(c);
     c->stop_close = 1;
-    if (c->state <= CS_HEAD &&
-        (!c->bev || (!evbuffer_get_length(bufferevent_get_input(c->bev)) &&
-                     !evbuffer_get_length(bufferevent_get_output(c->bev)))))
-        grace__conn_destroy(c);
+    if (c->state <= CS_HEAD && (!c->bev || !evbuffer_get_length(bufferevent_get_input(c->bev))))
+        close_between_requests(c);
     else if (c->state == CS_DRAIN)
         grace__conn_close_graceful(c);
     grace__conn_leave(c);

@@ -634,6 +634,12 @@ static void h_stop_later(struct grace_request *req, void *arg)
         grace_reply(req, 200, "stopping", 8);
         return;
     }
+    if (!strcmp(grace_request_path(req), "/big")) { /* more than the socket takes */
+        static char big[8 << 20];
+        memset(big, 'b', sizeof(big));
+        grace_reply(req, 200, big, sizeof(big));
+        return;
+    }
     f->later_ms = 300;
     h_later(req, arg);
 }
@@ -641,10 +647,12 @@ static void h_stop_later(struct grace_request *req, void *arg)
 static void c_stop(struct fx *f)
 {
     int idle = cli_connect(f->port), busy = cli_connect(f->port), ctl = cli_connect(f->port);
+    int full = cli_connect(f->port);
     cli_send(idle, GET("/idle-first"));
     expect_status(idle, 200, "later /idle-first");
     resp_free(&R);
     cli_send(busy, GET("/slow")); /* in flight while we stop */
+    cli_send(full, GET("/big"));  /* answered, but still queued: we do not read yet */
     usleep(50000);
     cli_send(ctl, GET("/stop"));
     expect_status(ctl, 200, "stopping");
@@ -654,6 +662,16 @@ static void c_stop(struct fx *f)
     expect_status(busy, 200, "later /slow");       /* in-flight finished */
     ck_assert(R.closed);
     resp_free(&R);
+    /* the queued response arrives whole, then the close: not a reset, not
+     * the stop deadline (2 s) */
+    ck_assert_int_eq(cli_read_response(full, &R, 0), 0);
+    ck_assert_int_eq(R.status, 200);
+    ck_assert_uint_eq(R.body_len, 8u << 20);
+    resp_free(&R);
+    int64_t t0 = now_ms();
+    ck_assert_int_eq(cli_wait_eof(full, 3000), 1);
+    ck_assert_int_lt(now_ms() - t0, 500);
+    close(full);
     close(idle);
     close(busy);
     close(ctl);
