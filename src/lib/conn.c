@@ -109,7 +109,6 @@ static int slot_attach(struct grace_conn *c)
     evbuffer_unfreeze(bufferevent_get_input(s->bev), 0);
     grace_parser_init(&s->parser, &srv->plim, srv->fields);
     c->slot = s;
-    c->bev = s->bev;
     return 0;
 }
 
@@ -135,7 +134,6 @@ static void slot_detach(struct grace_conn *c)
     if (!s)
         return;
     c->slot = NULL;
-    c->bev = NULL;
     event_del(s->timer);
     bufferevent_disable(s->bev, EV_READ | EV_WRITE);
     bufferevent_setfd(s->bev, -1);
@@ -162,6 +160,17 @@ void grace__slots_free(struct grace_server *srv)
     srv->nfree_slots = 0;
 }
 
+/* Bytes waiting in the connection's buffers (none without a slot). */
+static size_t buffered_in(const struct grace_conn *c)
+{
+    return c->slot ? evbuffer_get_length(bufferevent_get_input(c->slot->bev)) : 0;
+}
+
+static size_t buffered_out(const struct grace_conn *c)
+{
+    return c->slot ? evbuffer_get_length(bufferevent_get_output(c->slot->bev)) : 0;
+}
+
 /* Does the connection still need its slot? Not when idle with nothing
  * buffered either way, nor while lingering. */
 static int slot_needed(const struct grace_conn *c)
@@ -170,8 +179,7 @@ static int slot_needed(const struct grace_conn *c)
         return 0;
     if (c->state != CS_IDLE)
         return 1;
-    return evbuffer_get_length(bufferevent_get_input(c->bev)) ||
-           evbuffer_get_length(bufferevent_get_output(c->bev));
+    return buffered_in(c) || buffered_out(c);
 }
 
 /* ---------------------------------------------------------------- lifetime */
@@ -368,11 +376,10 @@ void grace__conn_watch_input(struct grace_conn *c)
         return;
     if (c->peer_eof)
         want = 0;
-    else if (c->state >= CS_CLOSE_WAIT || !c->bev)
+    else if (c->state >= CS_CLOSE_WAIT || !c->slot)
         want = 1; /* discarding, or idle without a slot */
     else
-        want = !c->read_paused &&
-               evbuffer_get_length(bufferevent_get_input(c->bev)) < input_max(c->srv);
+        want = !c->read_paused && buffered_in(c) < input_max(c->srv);
     if (want == !!event_pending(c->rd, EV_READ, NULL))
         return;
     if (want)
@@ -388,7 +395,7 @@ void grace__conn_watch_input(struct grace_conn *c)
  */
 static int read_input(struct grace_conn *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = bufferevent_get_input(c->slot->bev);
     size_t len = evbuffer_get_length(in), max = input_max(c->srv);
     size_t room = len < max ? max - len : 0;
 
@@ -425,7 +432,7 @@ static int read_input(struct grace_conn *c)
 void grace__conn_flush(struct grace_conn *c)
 {
     struct evbuffer *out;
-    if (!c->bev)
+    if (!c->slot)
         return;
     if (c->pumping) {
         /* inside pump(): responses to pipelined requests go out together,
@@ -434,11 +441,11 @@ void grace__conn_flush(struct grace_conn *c)
         return;
     }
     c->flush_pending = 0;
-    out = bufferevent_get_output(c->bev);
+    out = bufferevent_get_output(c->slot->bev);
     /* Write now when the bufferevent is not already waiting for the socket:
      * saves a loop iteration and two epoll_ctl calls per response. Errors
      * are left for the bufferevent's own write to report. */
-    if (evbuffer_get_length(out) && !(bufferevent_get_enabled(c->bev) & EV_WRITE)) {
+    if (evbuffer_get_length(out) && !(bufferevent_get_enabled(c->slot->bev) & EV_WRITE)) {
         /* a socket bufferevent keeps its output frozen at the start so
          * only it drains it; we are the exception, and say so */
         evbuffer_unfreeze(out, 1);
@@ -449,7 +456,7 @@ void grace__conn_flush(struct grace_conn *c)
         evbuffer_freeze(out, 1);
     }
     if (evbuffer_get_length(out))
-        bufferevent_enable(c->bev, EV_WRITE);
+        bufferevent_enable(c->slot->bev, EV_WRITE);
     else if (c->state == CS_CLOSE_WAIT)
         grace__conn_output_drained(c);
 }
@@ -457,7 +464,7 @@ void grace__conn_flush(struct grace_conn *c)
 void grace__conn_send_continue(struct grace_conn *c)
 {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    evbuffer_add(bufferevent_get_output(c->bev), cont, sizeof(cont) - 1);
+    evbuffer_add(bufferevent_get_output(c->slot->bev), cont, sizeof(cont) - 1);
     grace__conn_flush(c);
 }
 
@@ -555,14 +562,14 @@ static void body_fail(struct grace_conn *c, int status, const char *msg, int err
 static int pump_head(struct grace_conn *c)
 {
     struct grace_server *srv = c->srv;
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = bufferevent_get_input(c->slot->bev);
     size_t len = evbuffer_get_length(in), n, used = 0, bl;
     const char *b;
     char *buf;
 
     if (len == 0)
         return 0;
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) > (size_t)OPT(srv, OUTPUT_HIGH_WATER)) {
+    if (buffered_out(c) > (size_t)OPT(srv, OUTPUT_HIGH_WATER)) {
         /* the client does not read its responses: stop taking requests.
          * The header deadline waits too (write-timeout guards the output). */
         c->read_paused = 1; /* pump() stops the read event */
@@ -630,7 +637,7 @@ static void deliver_end(struct grace_request *req)
 static int pump_body(struct grace_conn *c)
 {
     struct grace_server *srv = c->srv;
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *in = bufferevent_get_input(c->slot->bev);
     struct grace_request *req = c->req;
 
     if (c->state == CS_ACTIVE) {
@@ -726,9 +733,9 @@ void grace__conn_discard_input(struct grace_conn *c)
     struct evbuffer *in;
     size_t n;
 
-    if (!c->bev)
+    if (!c->slot)
         return;
-    in = bufferevent_get_input(c->bev);
+    in = bufferevent_get_input(c->slot->bev);
     n = evbuffer_get_length(in);
     c->srv->cnt[GRACE_CNT_BYTES_DISCARDED] += n;
     evbuffer_drain(in, n);
@@ -740,7 +747,7 @@ static void pump_states(struct grace_conn *c)
     while (more && c->state != CS_DEAD) {
         switch (c->state) {
         case CS_IDLE:
-            more = c->bev && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
+            more = buffered_in(c) > 0;
             if (more)
                 to_head(c);
             break;
@@ -779,7 +786,7 @@ static void pump(struct grace_conn *c)
         if (c->state == CS_DEAD)
             return;
         /* paused for output that has gone out meanwhile: take requests again */
-        if (!c->read_paused || !c->bev || evbuffer_get_length(bufferevent_get_output(c->bev)))
+        if (!c->read_paused || !c->slot || buffered_out(c))
             break;
         c->read_paused = 0;
         if (c->state == CS_HEAD)
@@ -840,7 +847,7 @@ static void write_cb(struct bufferevent *bev, void *arg)
  * for a full socket are out. */
 static void close_between_requests(struct grace_conn *c)
 {
-    if (c->bev && evbuffer_get_length(bufferevent_get_output(c->bev)))
+    if (buffered_out(c))
         grace__conn_close_graceful(c);
     else
         grace__conn_destroy(c);
@@ -893,7 +900,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     switch (c->state) {
     case CS_HEAD:
         CNT(srv, TIMEOUT_HEADER);
-        if (evbuffer_get_length(bufferevent_get_input(c->bev)))
+        if (buffered_in(c))
             fail_with(c, 408, "request header timeout");
         else
             grace__conn_destroy(c);
@@ -917,7 +924,7 @@ void grace__conn_stop(struct grace_conn *c)
 {
     grace__conn_enter(c);
     c->stop_close = 1;
-    if (c->state <= CS_HEAD && (!c->bev || !evbuffer_get_length(bufferevent_get_input(c->bev))))
+    if (c->state <= CS_HEAD && !buffered_in(c))
         close_between_requests(c);
     else if (c->state == CS_DRAIN)
         grace__conn_close_graceful(c);

@@ -89,7 +89,6 @@ struct grace_slot {
 struct grace_conn {
     struct grace_server *srv;
     struct grace_slot *slot;  /* NULL while idle or lingering */
-    struct bufferevent *bev;  /* slot->bev, or NULL */
     struct event *rd;         /* the socket's read event; idle and linger timeouts */
     evutil_socket_t fd;
     enum conn_state state;

@@ -99,7 +99,7 @@ static void write_head(struct grace_request *req, int status, int64_t content_le
 {
     struct grace_conn *c = req->conn;
     struct grace_server *srv = c->srv;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = bufferevent_get_output(c->slot->bev);
     char head[512];
     size_t n, dl;
     int close = !req->p.keep_alive || srv->stopping || c->stop_close ||
@@ -210,7 +210,7 @@ static int reply_whole(struct grace_request *req, int status, const char *mem, s
         len = 0;
     write_head(req, status, (int64_t)len);
     if (len && !req->head) {
-        struct evbuffer *out = bufferevent_get_output(c->bev);
+        struct evbuffer *out = bufferevent_get_output(c->slot->bev);
         if (buf)
             evbuffer_add_buffer(out, buf);
         else
@@ -268,7 +268,7 @@ int grace_reply_file(struct grace_request *req, int status, int fd, off_t offset
     grace__conn_enter(c);
     write_head(req, status, no_body_status(status) ? 0 : (int64_t)length);
     if (length > 0 && !req->head && !no_body_status(status)) {
-        if (add_file(bufferevent_get_output(c->bev), fd, offset, length) < 0)
+        if (add_file(bufferevent_get_output(c->slot->bev), fd, offset, length) < 0)
             c->stop_close = 1; /* the body is short: the client must see a close */
     } else {
         close(fd);
@@ -307,7 +307,7 @@ int grace_reply_chunk(struct grace_request *req, const char *data, size_t len)
     if (len == 0 || req->head || no_body_status(req->status))
         return 0;
     c = req->conn;
-    out = bufferevent_get_output(c->bev);
+    out = bufferevent_get_output(c->slot->bev);
     grace__conn_enter(c);
     if (req->chunked_out) {
         char line[24];
@@ -332,7 +332,7 @@ int grace_reply_end(struct grace_request *req)
     c = req->conn;
     grace__conn_enter(c);
     if (req->chunked_out)
-        evbuffer_add(bufferevent_get_output(c->bev), "0\r\n\r\n", 5);
+        evbuffer_add(bufferevent_get_output(c->slot->bev), "0\r\n\r\n", 5);
     reply_done(req);
     grace__conn_leave(c);
     return 0;
@@ -340,15 +340,15 @@ int grace_reply_end(struct grace_request *req)
 
 size_t grace_reply_pending(const struct grace_request *req)
 {
-    if (!req->conn || !req->conn->bev)
+    if (!req->conn || !req->conn->slot)
         return 0;
-    return evbuffer_get_length(bufferevent_get_output(req->conn->bev));
+    return evbuffer_get_length(bufferevent_get_output(req->conn->slot->bev));
 }
 
 /* An error answered by the server itself; the caller closes afterwards. */
 int grace__reply_error(struct grace_conn *c, int status, const char *msg)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = bufferevent_get_output(c->slot->bev);
     char date[64];
     size_t dl;
     grace__date_header(c->srv, date, &dl);
