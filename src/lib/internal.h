@@ -93,6 +93,7 @@ struct grace_conn {
     evutil_socket_t fd;
     enum conn_state state;
     struct grace_request *req;
+    int64_t accepted_ms;      /* loop clock at accept: a new connection's header deadline */
     int64_t linger_deadline;  /* monotonic ms: linger-time ends here */
     uint64_t linger_bytes;
     size_t head_seen;         /* CS_HEAD: bytes already searched for an LF */
