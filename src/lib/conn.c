@@ -112,15 +112,6 @@ static int slot_attach(struct grace_conn *c)
     return 0;
 }
 
-/* The loop's cached clock in ms: no system call. */
-static int64_t loop_ms(struct grace_server *srv)
-{
-    struct timeval tv;
-    if (event_base_gettimeofday_cached(srv->base, &tv) < 0)
-        return 0;
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 /* Bytes (or EOF) on a connection without a slot: idle, or new. */
 static int slot_wake(struct grace_conn *c)
 {
@@ -129,9 +120,10 @@ static int slot_wake(struct grace_conn *c)
     if (c->state == CS_HEAD) {
         /* a new connection's first bytes: its header-timeout runs on from
          * the accept, in the slot's timer now */
-        int64_t full = OPT(c->srv, HEADER_TIMEOUT), left = full - (loop_ms(c->srv) - c->accepted_ms);
+        int64_t left = OPT(c->srv, HEADER_TIMEOUT) - (grace__now_ms() - c->accepted_ms);
         struct timeval tv;
-        left = left < 0 ? 0 : left > full ? full : left;
+        if (left < 0)
+            left = 0;
         tv.tv_sec = (time_t)(left / 1000);
         tv.tv_usec = (suseconds_t)(left % 1000) * 1000;
         event_remove_timer(c->rd);
@@ -212,7 +204,7 @@ void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const stru
     }
     c->srv = srv;
     c->fd = fd;
-    c->accepted_ms = loop_ms(srv);
+    c->accepted_ms = grace__now_ms();
     /* responses go out in one write; Nagle would only delay pipelined ones */
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (salen > 0 && (size_t)salen <= sizeof(c->peer)) {

@@ -93,7 +93,7 @@ struct grace_conn {
     evutil_socket_t fd;
     enum conn_state state;
     struct grace_request *req;
-    int64_t accepted_ms;      /* loop clock at accept: a new connection's header deadline */
+    int64_t accepted_ms;      /* monotonic ms at accept: a new connection's header deadline */
     int64_t linger_deadline;  /* monotonic ms: linger-time ends here */
     uint64_t linger_bytes;
     size_t head_seen;         /* CS_HEAD: bytes already searched for an LF */
@@ -198,6 +198,7 @@ void grace__conn_output_drained(struct grace_conn *c);
 void grace__linger_stop(struct grace_conn *c);
 void grace__linger_timer(struct grace_conn *c);
 void grace__linger_read(struct grace_conn *c);
+int64_t grace__now_ms(void);
 
 /* request.c */
 struct grace_request *grace__request_new(struct grace_conn *c, const char *blk);

@@ -26,7 +26,8 @@
 /* The most one recv() discards. */
 #define DISCARD_CHUNK (256u << 10)
 
-static int64_t now_ms(void)
+/* Monotonic milliseconds: deadlines that survive clock changes. */
+int64_t grace__now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -48,7 +49,7 @@ void grace__conn_close_graceful(struct grace_conn *c)
 
 static void linger_arm(struct grace_conn *c)
 {
-    int64_t now = now_ms(), idle = now + OPT(c->srv, LINGER_TIMEOUT);
+    int64_t now = grace__now_ms(), idle = now + OPT(c->srv, LINGER_TIMEOUT);
     int64_t until = idle < c->linger_deadline ? idle : c->linger_deadline;
     int64_t ms = until > now ? until - now : 0;
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
@@ -146,9 +147,9 @@ void grace__conn_output_drained(struct grace_conn *c)
      * grace_conn: the slot goes back when the callbacks return */
     c->state = CS_LINGER;
     c->linger_bytes = 0;
-    c->linger_deadline = now_ms() + OPT(srv, LINGER_TIME);
+    c->linger_deadline = grace__now_ms() + OPT(srv, LINGER_TIME);
     if (srv->stopping) {
-        int64_t cut = now_ms() + OPT(srv, STOP_LINGER_TIME);
+        int64_t cut = grace__now_ms() + OPT(srv, STOP_LINGER_TIME);
         if (cut < c->linger_deadline)
             c->linger_deadline = cut;
     }
@@ -168,14 +169,14 @@ void grace__conn_output_drained(struct grace_conn *c)
 
 void grace__linger_timer(struct grace_conn *c)
 {
-    linger_end(c, now_ms() >= c->linger_deadline ? GRACE_CNT_LINGER_TOTAL_TIME
+    linger_end(c, grace__now_ms() >= c->linger_deadline ? GRACE_CNT_LINGER_TOTAL_TIME
                                                  : GRACE_CNT_LINGER_IDLE_TIMEOUT);
 }
 
 /* A graceful stop: cut the remaining linger time short. */
 void grace__linger_stop(struct grace_conn *c)
 {
-    int64_t cut = now_ms() + OPT(c->srv, STOP_LINGER_TIME);
+    int64_t cut = grace__now_ms() + OPT(c->srv, STOP_LINGER_TIME);
     if (cut < c->linger_deadline)
         c->linger_deadline = cut;
     linger_arm(c);
