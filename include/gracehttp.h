@@ -79,6 +79,13 @@ enum grace_opt {
     GRACE_OPT_MAX_LINGERING,      /**< connections lingering at once (1024) */
     GRACE_OPT_STOP_LINGER_TIME,   /**< lingering cut to this in a stop (1000) */
     GRACE_OPT_REUSEPORT,          /**< SO_REUSEPORT on listen sockets (0) */
+    GRACE_OPT_DRAIN_TIME,         /**< discarding a remainder: total (5000) */
+    GRACE_OPT_LINGER_MIN_RATE,    /**< lingering past linger-time: bytes/s a
+                                       client with a known remainder must keep
+                                       sending (262144) */
+    GRACE_OPT_LINGER_MAX_TIME,    /**< lingering: hard bound, also for such a
+                                       client (300000) */
+    GRACE_OPT_ACCEPT_RETRY,       /**< out of fds: accept again after (500) */
     GRACE_OPT__COUNT
 };
 
@@ -206,6 +213,11 @@ enum grace_counter {
     GRACE_CNT_TIMEOUT_WRITE,
     GRACE_CNT_TIMEOUT_KEEPALIVE,
     GRACE_CNT_CLIENT_ABORTS,    /**< client gone before the response was done */
+    GRACE_CNT_TIMEOUT_DRAIN,    /**< remainder not discarded within drain-time */
+    GRACE_CNT_LINGER_EXTENDED,  /**< lingers kept past linger-time: steady sender */
+    GRACE_CNT_LINGER_TOO_SLOW,  /**< cut past linger-time: below linger-min-rate */
+    GRACE_CNT_ACCEPT_ERRORS,    /**< accept() failures (EMFILE...): paused, retried */
+    GRACE_CNT_WRITE_ERRORS,     /**< the socket refused our output (reset, EOF of a file) */
     GRACE_CNT__COUNT
 };
 
@@ -214,6 +226,42 @@ GRACE_API uint64_t grace_server_counter(const struct grace_server *srv, enum gra
 
 /** Name of a counter, e.g. "linger_client_eof"; NULL if unknown. */
 GRACE_API const char *grace_counter_name(enum grace_counter c);
+
+/* ================================================================ responses seen */
+
+/*
+ * Every response written on the server's connections is reported once:
+ * the application's, and the ones the server makes itself (400, 408, 413,
+ * 414, 431, 501, 505, 503). The report comes when the response's last byte
+ * has been handed to the kernel, or when the connection ends before that.
+ * The info and everything reached through it are valid during the call
+ * only. An access log is the intended use.
+ */
+struct grace_response_info;
+typedef void (*grace_response_cb)(const struct grace_response_info *ri, void *arg);
+
+/** Report every response to cb (NULL: stop reporting). */
+GRACE_API void grace_server_on_response(struct grace_server *srv, grace_response_cb cb, void *arg);
+
+/** The request answered, or NULL when the server refused bytes that were
+ * not a complete request (400, 408 in headers, 414, 431, 501, 505). */
+GRACE_API const struct grace_request *
+grace_response_info_request(const struct grace_response_info *ri);
+/** The status sent. */
+GRACE_API int grace_response_info_status(const struct grace_response_info *ri);
+/** Bytes of this response written: status line, headers and body. */
+GRACE_API uint64_t grace_response_info_bytes(const struct grace_response_info *ri);
+/** Body bytes of this response written (without status line and headers). */
+GRACE_API uint64_t grace_response_info_body_bytes(const struct grace_response_info *ri);
+/** Microseconds from the request's first byte to the response's last. */
+GRACE_API int64_t grace_response_info_duration_us(const struct grace_response_info *ri);
+/** 0 if written in full; else why not: -ECONNRESET (client gone or reset),
+ * -ETIMEDOUT (write-timeout), -EPIPE (a file ended before its length),
+ * -ECANCELED (server freed or stop deadline). */
+GRACE_API int grace_response_info_error(const struct grace_response_info *ri);
+/** The client's address. */
+GRACE_API const struct sockaddr *grace_response_info_peer(const struct grace_response_info *ri,
+                                                          socklen_t *len);
 
 /* ================================================================ request */
 
@@ -307,7 +355,13 @@ GRACE_API int grace_request_collect_body(struct grace_request *req, size_t limit
  * completed, -EINVAL for bad arguments.
  */
 
-/** Add a response header before the reply starts. Both strings are copied. */
+/**
+ * Add a response header before the reply starts. Both strings are copied.
+ * The server owns the message framing: Content-Length and Transfer-Encoding
+ * are refused (-EINVAL), and so is Connection, except "Connection: close",
+ * which makes the server close the connection after this response (and
+ * send that header itself).
+ */
 GRACE_API int grace_response_add_header(struct grace_request *req, const char *name,
                                         const char *value);
 

@@ -1,29 +1,35 @@
 /*
  * conn.c - the per-connection pipeline.
  *
- * The connection's own read event reads the socket into the input buffer
- * of its bufferevent (one recv() per event: no FIONREAD first); pump()
- * feeds those bytes to the parser and acts on its events: headers complete
- * -> dispatch to the application, body pieces -> stream/collect/discard,
- * message done -> next request once the response is complete. Responses
- * are written straight to the socket when it accepts them (response.c) and
- * the bufferevent only takes over when the socket is full.
+ * conn.c owns both directions of the socket, through the transport seam
+ * (io.c): its read event reads into the slot's input buffer, pump() feeds
+ * those bytes to the parser and acts on its events (headers complete ->
+ * dispatch; body pieces -> stream/collect/discard; message done -> the
+ * next request once the response is complete), and its write path writes
+ * the output buffer straight away, adding the write event only while the
+ * socket refuses more. Every event of the socket lands here.
  *
- * Slots: the bufferevent, the deadline timer and the parser are needed only
- * while a request is in flight. An idle keep-alive connection gives them
- * back to a small per-server pool and keeps a read event (whose timeout is
- * the keep-alive timeout) and its struct grace_conn: a few hundred bytes.
+ * Deadlines follow I/O progress, not states (see deadline()): write-timeout
+ * counts from the last byte written while output waits; body-timeout from
+ * the last body byte while the application waits for one; keep-alive from
+ * the moment the output is empty; header-timeout and drain-time are totals.
+ * One timer per slot fires at the earliest; progress only stores a time.
+ *
+ * Slots: the buffers, the write event, the timer and the parser are needed
+ * only while a request is in flight. An idle keep-alive connection gives
+ * them back to a small per-server pool and keeps its read event (whose
+ * timeout is the keep-alive timeout) and its struct grace_conn.
  *
  * Re-entrancy: every entry from libevent or from the application brackets
- * its work with grace__conn_enter()/grace__conn_leave(). A connection (and
- * a finished request) is freed only when the outermost bracket is left, so
- * callbacks may reply, pause, resume or see the client vanish at any point.
+ * its work with grace__conn_enter()/grace__conn_leave(). A connection (its
+ * slot, and a finished request) is freed only when the outermost bracket is
+ * left, so callbacks may reply, pause, resume, stop the server or see the
+ * client vanish at any point, and a body piece stays valid for its callback.
  */
 #include "internal.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/listener.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -32,14 +38,12 @@
 
 /* Detached slots kept for reuse; more are freed. */
 #define SLOT_POOL_MAX 64
-/* One recv() at most: an evbuffer chain's header shares its 16 KiB malloc. */
-#define READ_CHUNK (16384 - 128)
 
 static void read_cb(evutil_socket_t fd, short what, void *arg);
-static void write_cb(struct bufferevent *bev, void *arg);
-static void event_cb(struct bufferevent *bev, short what, void *arg);
+static void write_cb(evutil_socket_t fd, short what, void *arg);
 static void timer_cb(evutil_socket_t fd, short what, void *arg);
 static void pump(struct grace_conn *c);
+static void output_empty(struct grace_conn *c);
 
 /* The largest header block the parser can accept, plus its CRLFs. */
 static size_t head_max(const struct grace_server *srv)
@@ -58,35 +62,31 @@ static size_t input_max(const struct grace_server *srv)
 
 static void slot_free(struct grace_slot *s)
 {
-    if (s->bev)
-        bufferevent_free(s->bev);
+    if (s->in)
+        evbuffer_free(s->in);
+    if (s->out)
+        evbuffer_free(s->out);
+    if (s->wr)
+        event_free(s->wr);
     if (s->timer)
         event_free(s->timer);
     free(s);
 }
 
-static struct grace_slot *slot_new(struct grace_server *srv, evutil_socket_t fd)
+static struct grace_slot *slot_new(struct grace_server *srv)
 {
     struct grace_slot *s = calloc(1, sizeof(*s));
-    struct timeval wt;
 
     if (!s)
         return NULL;
-    s->bev = bufferevent_socket_new(srv->base, fd, 0);
+    s->in = evbuffer_new();
+    s->out = evbuffer_new();
+    s->wr = event_new(srv->base, -1, 0, write_cb, NULL);
     s->timer = event_new(srv->base, -1, 0, timer_cb, NULL);
-    if (!s->bev || !s->timer) {
+    if (!s->in || !s->out || !s->wr || !s->timer) {
         slot_free(s);
         return NULL;
     }
-    wt.tv_sec = (time_t)(OPT(srv, WRITE_TIMEOUT) / 1000);
-    wt.tv_usec = (suseconds_t)(OPT(srv, WRITE_TIMEOUT) % 1000) * 1000;
-    bufferevent_set_timeouts(s->bev, NULL, &wt);
-    /* libevent's default is 16 KiB per write: one loop iteration per
-     * 16 KiB of a large file */
-    bufferevent_set_max_single_write(s->bev, 1 << 20);
-    /* the bufferevent never reads (read_cb does); it writes only while the
-     * socket refuses output (see grace__conn_flush) */
-    bufferevent_disable(s->bev, EV_READ | EV_WRITE);
     return s;
 }
 
@@ -98,15 +98,15 @@ static int slot_attach(struct grace_conn *c)
     if (s) {
         srv->free_slots = s->next;
         srv->nfree_slots--;
-        bufferevent_setfd(s->bev, c->fd);
-    } else if (!(s = slot_new(srv, c->fd))) {
+    } else if (!(s = slot_new(srv))) {
         return -1;
     }
-    bufferevent_setcb(s->bev, NULL, write_cb, event_cb, c);
+    event_assign(s->wr, srv->base, c->fd, EV_WRITE | EV_PERSIST, write_cb, c);
     evtimer_assign(s->timer, srv->base, timer_cb, c);
-    /* a socket bufferevent freezes the end of its input: only it may add.
-     * read_cb is the one that adds here. */
-    evbuffer_unfreeze(bufferevent_get_input(s->bev), 0);
+    s->timer_at = 0;
+    s->written = 0;
+    s->reports = NULL;
+    s->reports_tail = &s->reports;
     grace_parser_init(&s->parser, &srv->plim, srv->fields);
     c->slot = s;
     return 0;
@@ -117,38 +117,35 @@ static int slot_wake(struct grace_conn *c)
 {
     if (slot_attach(c) < 0)
         return -1;
-    if (c->state == CS_HEAD) {
-        /* a new connection's first bytes: its header-timeout runs on from
-         * the accept, in the slot's timer now */
-        int64_t left = OPT(c->srv, HEADER_TIMEOUT) - (grace__now_ms() - c->accepted_ms);
-        struct timeval tv;
-        if (left < 0)
-            left = 0;
-        tv.tv_sec = (time_t)(left / 1000);
-        tv.tv_usec = (suseconds_t)(left % 1000) * 1000;
-        event_remove_timer(c->rd);
-        event_add(c->slot->timer, &tv);
-    }
+    event_remove_timer(c->rd); /* the slot's timer takes over */
+    c->slot->req_start_us = grace__now_us();
+    if (c->state == CS_HEAD) /* a new connection: header-timeout runs from the accept */
+        c->st.head.deadline = c->accepted_ms + OPT(c->srv, HEADER_TIMEOUT);
     return 0;
 }
 
-/* Unhook the slot from the socket and give it to the pool (or free it). */
+/* Stop the slot's events: the socket is closing or the slot is leaving. */
+static void slot_quiet(struct grace_slot *s)
+{
+    event_del(s->wr);
+    event_del(s->timer);
+    s->timer_at = 0;
+}
+
+/* Give the slot to the pool (or free it). Its buffers are emptied here,
+ * never under a callback that may still look at them. */
 static void slot_detach(struct grace_conn *c)
 {
     struct grace_server *srv = c->srv;
     struct grace_slot *s = c->slot;
-    struct evbuffer *in, *out;
 
     if (!s)
         return;
+    grace__report_all(c, -ECONNRESET); /* none are left unless the socket died */
     c->slot = NULL;
-    event_del(s->timer);
-    bufferevent_disable(s->bev, EV_READ | EV_WRITE);
-    bufferevent_setfd(s->bev, -1);
-    in = bufferevent_get_input(s->bev);
-    out = bufferevent_get_output(s->bev);
-    evbuffer_drain(in, evbuffer_get_length(in));
-    evbuffer_drain(out, evbuffer_get_length(out)); /* releases file segments */
+    slot_quiet(s);
+    evbuffer_drain(s->in, evbuffer_get_length(s->in));
+    evbuffer_drain(s->out, evbuffer_get_length(s->out)); /* releases file segments */
     if (srv->nfree_slots >= SLOT_POOL_MAX) {
         slot_free(s);
         return;
@@ -171,13 +168,14 @@ void grace__slots_free(struct grace_server *srv)
 /* Bytes waiting in the connection's buffers (none without a slot). */
 static size_t buffered_in(const struct grace_conn *c)
 {
-    return c->slot ? evbuffer_get_length(bufferevent_get_input(c->slot->bev)) : 0;
+    return c->slot ? evbuffer_get_length(c->slot->in) : 0;
 }
 
-static size_t buffered_out(const struct grace_conn *c)
+size_t grace__buffered_out(const struct grace_conn *c)
 {
-    return c->slot ? evbuffer_get_length(bufferevent_get_output(c->slot->bev)) : 0;
+    return c->slot ? evbuffer_get_length(c->slot->out) : 0;
 }
+#define buffered_out grace__buffered_out
 
 /* Does the connection still need its slot? Not when idle with nothing
  * buffered either way, nor while lingering. */
@@ -188,6 +186,73 @@ static int slot_needed(const struct grace_conn *c)
     if (c->state != CS_IDLE)
         return 1;
     return buffered_in(c) || buffered_out(c);
+}
+
+/* ---------------------------------------------------------------- deadlines */
+
+/* Is the application waiting for body bytes (and not busy or paused)? */
+static int waiting_for_body(const struct grace_conn *c)
+{
+    const struct grace_request *req = c->req;
+    return c->state == CS_ACTIVE && req && !req->paused && !req->body_done &&
+           (req->body_mode == BODY_STREAM || req->body_mode == BODY_COLLECT) &&
+           !grace_parser_body_done(&c->slot->parser);
+}
+
+/*
+ * The earliest deadline of a connection with a slot, in monotonic ms, or 0
+ * for none. *why says which: the counter to bump when it passes.
+ */
+static int64_t deadline(const struct grace_conn *c, enum grace_counter *why)
+{
+    struct grace_server *srv = c->srv;
+    int64_t d = 0, t;
+
+#define EARLIER(when, cnt)            \
+    do {                              \
+        t = (when);                   \
+        if (!d || t < d) {            \
+            d = t;                    \
+            *why = GRACE_CNT_##cnt;   \
+        }                             \
+    } while (0)
+
+    if (buffered_out(c))
+        EARLIER(c->slot->write_since + OPT(srv, WRITE_TIMEOUT), TIMEOUT_WRITE);
+    if (c->state == CS_HEAD && !c->read_paused)
+        EARLIER(c->st.head.deadline, TIMEOUT_HEADER);
+    else if (waiting_for_body(c))
+        EARLIER(c->st.body_since + OPT(srv, BODY_TIMEOUT), TIMEOUT_BODY);
+    else if (c->state == CS_DRAIN)
+        EARLIER(c->st.drain.deadline, TIMEOUT_DRAIN);
+#undef EARLIER
+    return d;
+}
+
+/*
+ * Arm the slot's timer for the earliest deadline. Progress moves deadlines
+ * later, which needs no call here: a timer that fires early finds nothing
+ * due and is armed again (as nginx does with its timers). Only a deadline
+ * earlier than the armed one re-adds the event.
+ */
+static void timer_update(struct grace_conn *c)
+{
+    struct grace_slot *s = c->slot;
+    enum grace_counter why;
+    int64_t d = deadline(c, &why);
+
+    if (!d) {
+        if (s->timer_at) {
+            event_del(s->timer);
+            s->timer_at = 0;
+        }
+        return;
+    }
+    if (s->timer_at && s->timer_at <= d)
+        return;
+    struct timeval tv = grace__ms_tv(d - grace__now_ms());
+    event_add(s->timer, &tv);
+    s->timer_at = d;
 }
 
 /* ---------------------------------------------------------------- lifetime */
@@ -203,6 +268,7 @@ void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const stru
         return;
     }
     c->srv = srv;
+    c->tp = &grace__plain;
     c->fd = fd;
     c->accepted_ms = grace__now_ms();
     /* responses go out in one write; Nagle would only delay pipelined ones */
@@ -226,17 +292,21 @@ void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const stru
     srv->cnt[GRACE_CNT_CONN_ACTIVE]++;
     c->state = CS_HEAD;
 
-    if (srv->nconns >= (size_t)OPT(srv, MAX_CONNECTIONS) && !srv->listeners_paused) {
-        for (int i = 0; i < srv->nlisteners; i++)
-            evconnlistener_disable(srv->listeners[i].lev);
-        srv->listeners_paused = 1;
-        CNT(srv, CONN_CAPPED);
-    }
+    if (srv->nconns >= (size_t)OPT(srv, MAX_CONNECTIONS))
+        grace__server_pause_accept(srv, 0);
 }
 
 void grace__conn_enter(struct grace_conn *c)
 {
     c->busy++;
+}
+
+/* The read event's timeout when the connection has no slot: keep-alive
+ * while idle, header-timeout for a new one; linger.c arms its own. */
+static void rd_arm_idle(struct grace_conn *c)
+{
+    if (c->state == CS_IDLE)
+        event_add(c->rd, c->peer_eof ? NULL : c->srv->tv_keepalive);
 }
 
 void grace__conn_leave(struct grace_conn *c)
@@ -248,10 +318,17 @@ void grace__conn_leave(struct grace_conn *c)
         c->free_reqs = r->next_free;
         grace__request_free(r);
     }
-    if (c->state == CS_DEAD)
-        free(c);
-    else if (c->slot && !slot_needed(c))
+    if (c->state == CS_DEAD) {
         slot_detach(c);
+        free(c);
+    } else if (c->slot && !slot_needed(c)) {
+        /* idle with nothing buffered: keep-alive starts now that the
+         * output has fully left */
+        slot_detach(c);
+        rd_arm_idle(c);
+    } else if (c->slot) {
+        timer_update(c);
+    }
 }
 
 /* Close the socket and forget the connection; memory goes when not busy. */
@@ -274,20 +351,26 @@ void grace__conn_destroy(struct grace_conn *c)
     }
     if (c->in_pump_list) {
         TAILQ_REMOVE(&srv->pump, c, pump_link);
+        srv->npump--;
         c->in_pump_list = 0;
     }
     c->state = CS_DEAD;
-    /* callers up the stack test for CS_DEAD before touching the buffers;
-     * a pooled bufferevent is not reused before they have returned */
-    slot_detach(c);
+    if (c->slot) {
+        /* responses not yet written are reported lost; the buffers stay
+         * until the callbacks on the stack have returned */
+        grace__report_all(c, -ECONNRESET);
+        slot_quiet(c->slot);
+    }
     event_free(c->rd);
     c->rd = NULL;
-    evutil_closesocket(c->fd);
+    c->tp->close(c);
     c->fd = -1;
     srv->nconns--;
     srv->cnt[GRACE_CNT_CONN_ACTIVE]--;
-    if (!c->busy)
+    if (!c->busy) {
+        slot_detach(c);
         free(c);
+    }
     grace__server_conn_closed(srv);
 }
 
@@ -299,29 +382,40 @@ void grace__conn_schedule(struct grace_conn *c)
         return; /* a running pump() sees the change */
     c->in_pump_list = 1;
     TAILQ_INSERT_TAIL(&srv->pump, c, pump_link);
+    srv->npump++;
     event_active(srv->pump_ev, EV_TIMEOUT, 1);
 }
 
+/*
+ * Run the connections queued now. Each is unlinked from the server's list
+ * before it runs, so a callback that destroys any connection (itself, or
+ * one still queued) finds the list whole. Ones queued meanwhile wait for
+ * the next round.
+ */
 void grace__conn_run_scheduled(struct grace_server *srv)
 {
-    struct conn_list now;
+    size_t n = srv->npump;
     struct grace_conn *c;
 
-    TAILQ_INIT(&now);
-    TAILQ_CONCAT(&now, &srv->pump, pump_link);
-    while ((c = TAILQ_FIRST(&now))) {
-        TAILQ_REMOVE(&now, c, pump_link);
+    while (n-- > 0 && (c = TAILQ_FIRST(&srv->pump))) {
+        TAILQ_REMOVE(&srv->pump, c, pump_link);
+        srv->npump--;
         c->in_pump_list = 0;
         grace__conn_enter(c);
         pump(c);
         grace__conn_leave(c);
     }
+    if (srv->npump)
+        event_active(srv->pump_ev, EV_TIMEOUT, 1);
 }
 
 /* The request is done with this connection: free it (later if busy). */
-static void request_release(struct grace_conn *c, struct grace_request *req)
+void grace__request_release(struct grace_conn *c, struct grace_request *req)
 {
-    if (c->busy) {
+    req->app_done = 1;
+    if (req->report) /* report.c frees it once the response is reported */
+        return;
+    if (c && c->busy) {
         req->next_free = c->free_reqs;
         c->free_reqs = req;
     } else {
@@ -347,6 +441,8 @@ static void request_detach(struct grace_conn *c, int err)
 void grace__conn_abort(struct grace_conn *c, int err)
 {
     request_detach(c, err);
+    if (c->slot && c->state != CS_DEAD)
+        grace__report_all(c, err);
     grace__conn_destroy(c);
 }
 
@@ -361,17 +457,6 @@ void grace__conn_free_all(struct grace_server *srv)
 
 /* ---------------------------------------------------------------- input */
 
-/* The read event times an idle connection, and a new one until its first
- * bytes; otherwise the slot's timer or linger.c does. */
-static const struct timeval *rd_timeout(const struct grace_conn *c)
-{
-    if (c->state == CS_IDLE)
-        return c->srv->tv_keepalive;
-    if (c->state == CS_HEAD && !c->slot)
-        return c->srv->tv_header;
-    return NULL;
-}
-
 /*
  * Watch the socket while there is room for input and a reason to read it.
  * The read event stays added across requests: toggling it would cost an
@@ -385,16 +470,18 @@ void grace__conn_watch_input(struct grace_conn *c)
         return;
     if (c->peer_eof)
         want = 0;
-    else if (c->state >= CS_CLOSE_WAIT || !c->slot)
+    else if (c->state >= CS_CLOSING || !c->slot)
         want = 1; /* discarding, or idle without a slot */
     else
         want = !c->read_paused && buffered_in(c) < input_max(c->srv);
     if (want == !!event_pending(c->rd, EV_READ, NULL))
         return;
-    if (want)
-        event_add(c->rd, rd_timeout(c));
-    else
+    if (!want)
         event_del(c->rd);
+    else if (c->slot)
+        event_add(c->rd, NULL); /* the slot's timer keeps the time */
+    else
+        rd_arm_idle(c);
 }
 
 /*
@@ -404,44 +491,88 @@ void grace__conn_watch_input(struct grace_conn *c)
  */
 static int read_input(struct grace_conn *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->slot->bev);
+    struct evbuffer *in = c->slot->in;
     size_t len = evbuffer_get_length(in), max = input_max(c->srv);
     size_t room = len < max ? max - len : 0;
+    int got = 0;
 
     while (room > 0) {
-        struct evbuffer_iovec v;
-        size_t want = room < READ_CHUNK ? room : READ_CHUNK;
-        ssize_t n;
-
-        if (evbuffer_reserve_space(in, (ev_ssize_t)want, &v, 1) < 1)
-            return -2;
-        if (v.iov_len > room)
-            v.iov_len = room;
-        want = v.iov_len;
-        n = recv(c->fd, v.iov_base, want, MSG_DONTWAIT);
+        size_t want = room < GRACE_READ_CHUNK ? room : GRACE_READ_CHUNK;
+        ssize_t n = c->tp->read(c, in, want);
         if (n > 0) {
-            v.iov_len = (size_t)n;
-            evbuffer_commit_space(in, &v, 1);
+            got = 1;
             room -= (size_t)n;
             if ((size_t)n < want)
-                return 0;
+                break;
         } else if (n == 0) {
             return -1;
-        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            return 0;
-        } else if (errno != EINTR) {
+        } else if (n == -EAGAIN) {
+            break;
+        } else {
             return -2;
         }
     }
+    if (got && c->state == CS_ACTIVE)
+        c->st.body_since = grace__now_ms(); /* progress for body-timeout */
     return 0;
+}
+
+/* The application starts (or resumes) waiting for body bytes: the
+ * body-timeout counts from now. */
+void grace__conn_body_wait(struct grace_conn *c)
+{
+    if (c->state == CS_ACTIVE)
+        c->st.body_since = grace__now_ms();
 }
 
 /* ---------------------------------------------------------------- output */
 
+/*
+ * Write what is queued until the socket refuses more. Progress restarts the
+ * write-timeout clock; while output waits the write event is added (once:
+ * re-adding would restart nothing, but costs an epoll_ctl). A file that
+ * ends early (-EPIPE) or a reset ends the connection: the response cannot
+ * be completed.
+ */
+static void write_output(struct grace_conn *c)
+{
+    struct grace_slot *s = c->slot;
+    int progress = 0;
+
+    while (evbuffer_get_length(s->out)) {
+        ssize_t n = c->tp->write(c, s->out);
+        if (n > 0) {
+            s->written += (uint64_t)n;
+            progress = 1;
+            continue;
+        }
+        if (n == -EAGAIN)
+            break;
+        CNT(c->srv, WRITE_ERRORS);
+        grace__conn_abort(c, n == -EPIPE ? -EPIPE : -ECONNRESET);
+        return;
+    }
+    if (progress) {
+        s->write_since = grace__now_ms();
+        if (s->reports)
+            grace__report_written(c);
+    }
+    if (evbuffer_get_length(s->out)) {
+        if (!event_pending(s->wr, EV_WRITE, NULL)) {
+            if (!progress)
+                s->write_since = grace__now_ms();
+            event_add(s->wr, NULL);
+        }
+        return;
+    }
+    if (event_pending(s->wr, EV_WRITE, NULL))
+        event_del(s->wr);
+    output_empty(c);
+}
+
 void grace__conn_flush(struct grace_conn *c)
 {
-    struct evbuffer *out;
-    if (!c->slot)
+    if (!c->slot || c->state == CS_DEAD)
         return;
     if (c->pumping) {
         /* inside pump(): responses to pipelined requests go out together,
@@ -450,50 +581,33 @@ void grace__conn_flush(struct grace_conn *c)
         return;
     }
     c->flush_pending = 0;
-    out = bufferevent_get_output(c->slot->bev);
-    /* Write now when the bufferevent is not already waiting for the socket:
-     * saves a loop iteration and two epoll_ctl calls per response. Errors
-     * are left for the bufferevent's own write to report. */
-    if (evbuffer_get_length(out) && !(bufferevent_get_enabled(c->slot->bev) & EV_WRITE)) {
-        /* a socket bufferevent keeps its output frozen at the start so
-         * only it drains it; we are the exception, and say so */
-        evbuffer_unfreeze(out, 1);
-        /* one call per kind of chain: memory with writev, files with
-         * sendfile; stop when the socket is full */
-        while (evbuffer_get_length(out) && evbuffer_write(out, c->fd) > 0)
-            ;
-        evbuffer_freeze(out, 1);
-    }
-    if (evbuffer_get_length(out))
-        bufferevent_enable(c->slot->bev, EV_WRITE);
-    else if (c->state == CS_CLOSE_WAIT)
-        grace__conn_output_drained(c);
+    /* while the write event waits, the socket is full: it will write */
+    if (!event_pending(c->slot->wr, EV_WRITE, NULL))
+        write_output(c);
 }
 
 void grace__conn_send_continue(struct grace_conn *c)
 {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    evbuffer_add(bufferevent_get_output(c->slot->bev), cont, sizeof(cont) - 1);
+    evbuffer_add(c->slot->out, cont, sizeof(cont) - 1);
     grace__conn_flush(c);
 }
 
 /* ---------------------------------------------------------------- states */
 
-/* Between requests the read event's timeout is the keep-alive timeout. */
+/* Between requests the read event's timeout is the keep-alive timeout,
+ * from when the output is empty (grace__conn_leave). */
 static void to_idle(struct grace_conn *c)
 {
     c->state = CS_IDLE;
-    event_del(c->slot->timer);
-    if (event_pending(c->rd, EV_READ, NULL))
-        event_add(c->rd, rd_timeout(c));
 }
 
 static void to_head(struct grace_conn *c)
 {
     c->state = CS_HEAD;
-    c->head_seen = 0;
-    event_remove_timer(c->rd);
-    event_add(c->slot->timer, c->srv->tv_header);
+    c->st.head.seen = 0;
+    c->st.head.deadline = grace__now_ms() + OPT(c->srv, HEADER_TIMEOUT);
+    c->slot->req_start_us = grace__now_us();
 }
 
 /* Is the unread rest of the body known and small enough to discard? */
@@ -522,10 +636,10 @@ void grace__conn_response_done(struct grace_conn *c)
         CNT(c->srv, EARLY_REPLIES);
     c->req = NULL;
     grace__request_finish(req, 0);
-    request_release(c, req);
+    grace__request_release(c, req);
     if (c->state == CS_DEAD)
         return;
-    if (req->close_after || c->srv->stopping || c->stop_close) {
+    if (req->close_after || c->srv->stopping || c->stop_close || c->peer_eof) {
         grace__conn_close_graceful(c);
         return;
     }
@@ -533,31 +647,37 @@ void grace__conn_response_done(struct grace_conn *c)
         to_idle(c);
     } else {
         c->state = CS_DRAIN;
-        c->drained = 0;
+        c->st.drain.bytes = 0;
+        c->st.drain.deadline = grace__now_ms() + OPT(c->srv, DRAIN_TIME);
     }
     grace__conn_schedule(c);
 }
 
 /* Answer an error on the connection itself (no request, or one that was
  * detached) and close gracefully. */
-static void fail_with(struct grace_conn *c, int status, const char *msg)
+static void fail_with(struct grace_conn *c, struct grace_request *req, int status,
+                      const char *msg)
 {
     grace__count_status(c->srv, status);
-    grace__reply_error(c, status, msg);
+    grace__reply_error(c, req, status, msg);
     grace__conn_close_graceful(c);
 }
 
-/* The body broke a rule mid-way (limit, syntax, timeout). */
+/* The body broke a rule mid-way (limit, syntax, timeout, early end). The
+ * answer is queued before the application hears of it: its finish
+ * callback may release the request. */
 static void body_fail(struct grace_conn *c, int status, const char *msg, int err)
 {
-    int started = c->req && c->req->resp != RESP_NONE;
+    struct grace_request *req = c->req;
+    int started = req && req->resp != RESP_NONE;
+
+    if (!started) {
+        grace__count_status(c->srv, status);
+        grace__reply_error(c, req, status, msg);
+    }
     request_detach(c, err);
-    if (c->state == CS_DEAD)
-        return;
-    if (started) /* the response is cut short: nothing better to do */
+    if (c->state != CS_DEAD)
         grace__conn_close_graceful(c);
-    else
-        fail_with(c, status, msg);
 }
 
 /* ---------------------------------------------------------------- pump */
@@ -571,7 +691,7 @@ static void body_fail(struct grace_conn *c, int status, const char *msg, int err
 static int pump_head(struct grace_conn *c)
 {
     struct grace_server *srv = c->srv;
-    struct evbuffer *in = bufferevent_get_input(c->slot->bev);
+    struct evbuffer *in = c->slot->in;
     size_t len = evbuffer_get_length(in), n, used = 0, bl;
     const char *b;
     char *buf;
@@ -581,8 +701,7 @@ static int pump_head(struct grace_conn *c)
     if (buffered_out(c) > (size_t)OPT(srv, OUTPUT_HIGH_WATER)) {
         /* the client does not read its responses: stop taking requests.
          * The header deadline waits too (write-timeout guards the output). */
-        c->read_paused = 1; /* pump() stops the read event */
-        event_del(c->slot->timer);
+        c->read_paused = 1;
         return 0;
     }
     n = len < head_max(srv) ? len : head_max(srv);
@@ -590,8 +709,9 @@ static int pump_head(struct grace_conn *c)
     if (!buf)
         return 0;
     /* no new line since the last attempt, and no limit reached: wait */
-    if (c->head_seen && n < c->head_window && !memchr(buf + c->head_seen, '\n', n - c->head_seen)) {
-        c->head_seen = n;
+    if (c->st.head.seen && n < c->st.head.window &&
+        !memchr(buf + c->st.head.seen, '\n', n - c->st.head.seen)) {
+        c->st.head.seen = n;
         return 0;
     }
     grace_parser_reset(&c->slot->parser);
@@ -600,30 +720,30 @@ static int pump_head(struct grace_conn *c)
     case GRACE_PEV_AGAIN:
         if (used) { /* blank lines before a request line */
             evbuffer_drain(in, used);
-            c->head_seen = 0;
+            c->st.head.seen = 0;
             return 1;
         }
-        c->head_seen = n;
-        c->head_window = c->slot->parser.window;
+        c->st.head.seen = n;
+        c->st.head.window = c->slot->parser.window;
         return 0;
     case GRACE_PEV_HEADERS: {
-        struct grace_request *req = grace__request_new(c, buf + used - c->slot->parser.req.header_bytes);
+        struct grace_request *req =
+            grace__request_new(c, buf + used - c->slot->parser.req.header_bytes);
         if (!req) {
-            fail_with(c, 503, "out of memory");
+            fail_with(c, NULL, 503, "out of memory");
             return 1;
         }
         evbuffer_drain(in, used);
-        c->head_seen = 0;
         c->req = req;
         c->state = CS_ACTIVE;
-        event_del(c->slot->timer);
+        c->st.body_since = grace__now_ms();
         CNT(srv, REQUESTS);
         grace__server_dispatch(req);
         return 1;
     }
     default: {
         enum grace_perr e = c->slot->parser.err;
-        fail_with(c, grace_perr_status(e), grace_perr_str(e));
+        fail_with(c, NULL, grace_perr_status(e), grace_perr_str(e));
         return 1;
     }
     }
@@ -642,11 +762,27 @@ static void deliver_end(struct grace_request *req)
     }
 }
 
+/* Hand a body piece to the application. The piece points into the input
+ * buffer, which must outlive the call: a reply or close inside it only
+ * marks the input for discarding (grace__conn_discard_input). */
+static void deliver_piece(struct grace_conn *c, struct grace_request *req, const char *b,
+                          size_t bl, size_t used)
+{
+    c->delivering = 1;
+    req->on_data(req, b, bl, req->body_arg);
+    c->delivering = 0;
+    evbuffer_drain(c->slot->in, used);
+    if (c->discard_after) {
+        c->discard_after = 0;
+        grace__conn_discard_input(c);
+    }
+}
+
 /* Body phase, in CS_ACTIVE (for the application) or CS_DRAIN (discarding). */
 static int pump_body(struct grace_conn *c)
 {
     struct grace_server *srv = c->srv;
-    struct evbuffer *in = bufferevent_get_input(c->slot->bev);
+    struct evbuffer *in = c->slot->in;
     struct grace_request *req = c->req;
 
     if (c->state == CS_ACTIVE) {
@@ -654,7 +790,8 @@ static int pump_body(struct grace_conn *c)
             deliver_end(req);
             return 0;
         }
-        if (!grace_parser_body_done(&c->slot->parser) && (req->body_mode == BODY_NONE || req->paused))
+        if (!grace_parser_body_done(&c->slot->parser) &&
+            (req->body_mode == BODY_NONE || req->paused))
             return 0;
     }
     for (;;) {
@@ -664,33 +801,34 @@ static int pump_body(struct grace_conn *c)
 
         if (len)
             evbuffer_peek(in, -1, NULL, &v, 1);
-        enum grace_pev ev = grace_parser_execute(&c->slot->parser, v.iov_base, v.iov_len, &used, &b, &bl);
+        enum grace_pev ev =
+            grace_parser_execute(&c->slot->parser, v.iov_base, v.iov_len, &used, &b, &bl);
         if (ev == GRACE_PEV_AGAIN) {
             if (used) {
                 evbuffer_drain(in, used);
                 continue;
             }
             if (v.iov_len < len) { /* a chunk line spans buffers: join them */
-                size_t want = v.iov_len + GRACE_PARSER_CHUNK_LINE_MAX + srv->plim.max_trailer_bytes;
+                size_t want =
+                    v.iov_len + GRACE_PARSER_CHUNK_LINE_MAX + srv->plim.max_trailer_bytes;
                 evbuffer_pullup(in, (ev_ssize_t)(want < len ? want : len));
                 continue;
             }
             if (c->peer_eof) { /* the body will never be complete */
                 if (c->state == CS_DRAIN)
-                    grace__conn_destroy(c);
+                    grace__conn_close_graceful(c);
                 else
-                    grace__conn_abort(c, -ECONNRESET);
+                    body_fail(c, 400, "request body incomplete", -ECONNRESET);
                 return 0;
             }
-            event_add(c->slot->timer, srv->tv_body);
             return 0;
         }
         if (ev == GRACE_PEV_BODY) {
             if (c->state == CS_DRAIN) {
                 evbuffer_drain(in, used);
                 srv->cnt[GRACE_CNT_BYTES_DISCARDED] += bl;
-                c->drained += bl;
-                if (c->drained > (uint64_t)OPT(srv, DRAIN_LIMIT)) {
+                c->st.drain.bytes += bl;
+                if (c->st.drain.bytes > (uint64_t)OPT(srv, DRAIN_LIMIT)) {
                     grace__conn_close_graceful(c);
                     return 1;
                 }
@@ -706,16 +844,12 @@ static int pump_body(struct grace_conn *c)
                 evbuffer_remove_buffer(in, req->body, used);
                 continue;
             }
-            /* BODY_STREAM: b points into the input buffer, drained after */
-            req->on_data(req, b, bl, req->body_arg);
-            if (c->state != CS_DEAD)
-                evbuffer_drain(in, used);
+            deliver_piece(c, req, b, bl, used);
             if (c->state != CS_ACTIVE || c->req != req || req->paused)
                 return 1;
             continue;
         }
         if (ev == GRACE_PEV_DONE) {
-            event_del(c->slot->timer);
             if (c->state == CS_DRAIN) {
                 CNT(srv, KEEPALIVE_DRAINS);
                 to_idle(c);
@@ -739,15 +873,17 @@ static int pump_body(struct grace_conn *c)
 /* Drop buffered input that will never be parsed (a close is pending). */
 void grace__conn_discard_input(struct grace_conn *c)
 {
-    struct evbuffer *in;
     size_t n;
 
     if (!c->slot)
         return;
-    in = bufferevent_get_input(c->slot->bev);
-    n = evbuffer_get_length(in);
+    if (c->delivering) { /* a body piece in there is being read: later */
+        c->discard_after = 1;
+        return;
+    }
+    n = evbuffer_get_length(c->slot->in);
     c->srv->cnt[GRACE_CNT_BYTES_DISCARDED] += n;
-    evbuffer_drain(in, n);
+    evbuffer_drain(c->slot->in, n);
 }
 
 static void pump_states(struct grace_conn *c)
@@ -767,7 +903,7 @@ static void pump_states(struct grace_conn *c)
         case CS_DRAIN:
             more = pump_body(c);
             break;
-        case CS_CLOSE_WAIT:
+        case CS_CLOSING:
             grace__conn_discard_input(c);
             more = 0;
             break;
@@ -798,8 +934,8 @@ static void pump(struct grace_conn *c)
         if (!c->read_paused || !c->slot || buffered_out(c))
             break;
         c->read_paused = 0;
-        if (c->state == CS_HEAD)
-            event_add(c->slot->timer, c->srv->tv_header);
+        if (c->state == CS_HEAD) /* the header deadline waited: a new period */
+            c->st.head.deadline = grace__now_ms() + OPT(c->srv, HEADER_TIMEOUT);
     }
     grace__conn_watch_input(c);
 }
@@ -824,7 +960,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
         } else if (c->state == CS_LINGER) {
             grace__linger_timer(c);
         }
-    } else if (c->state >= CS_CLOSE_WAIT) {
+    } else if (c->state >= CS_CLOSING) {
         grace__linger_read(c);
     } else if (!c->slot && slot_wake(c) < 0) {
         grace__conn_destroy(c); /* out of memory: nothing to answer with */
@@ -838,18 +974,21 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
     grace__conn_leave(c);
 }
 
-static void write_cb(struct bufferevent *bev, void *arg)
+static void write_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct grace_conn *c = arg;
     grace__conn_enter(c);
-    /* the output is empty (low watermark 0): stop watching the socket */
-    bufferevent_disable(bev, EV_WRITE);
-    if (c->state == CS_CLOSE_WAIT) {
-        grace__conn_output_drained(c);
-    } else if (c->read_paused) {
-        pump(c); /* takes requests again: see the end of pump() */
-    }
+    write_output(c);
     grace__conn_leave(c);
+}
+
+/* The output buffer has become empty: whoever waited for that goes on. */
+static void output_empty(struct grace_conn *c)
+{
+    if (c->state == CS_CLOSING)
+        grace__conn_output_drained(c);
+    else if (c->read_paused && !c->pumping)
+        grace__conn_schedule(c); /* takes requests again: see the end of pump() */
 }
 
 /* No request in progress: close now, or once the responses still queued
@@ -862,7 +1001,11 @@ static void close_between_requests(struct grace_conn *c)
         grace__conn_destroy(c);
 }
 
-/* The client closed its side (EOF). */
+/*
+ * The client closed its sending side (EOF). That means "done sending", not
+ * "gone": a request whose body is complete is still answered, and only a
+ * failed write ends it. The socket is read no more.
+ */
 static void peer_eof(struct grace_conn *c)
 {
     c->peer_eof = 1;
@@ -873,59 +1016,46 @@ static void peer_eof(struct grace_conn *c)
         break;
     case CS_ACTIVE:
     case CS_DRAIN:
-        /* Deliver what is buffered first. A client that closes before its
-         * response is complete has gone (as nginx's 499): the application
-         * learns it through the finish callback. */
-        pump(c);
-        if (c->state == CS_ACTIVE)
-            grace__conn_abort(c, -ECONNRESET);
-        else if (c->state == CS_IDLE || c->state == CS_HEAD)
+        pump(c); /* a body that can no longer complete ends there */
+        if (c->state == CS_IDLE || c->state == CS_HEAD)
             peer_eof(c);
         break;
-    default: /* CS_CLOSE_WAIT and CS_LINGER read in linger.c */
+    default: /* CS_CLOSING and CS_LINGER read in linger.c */
         break;
     }
     grace__conn_watch_input(c);
 }
 
-static void event_cb(struct bufferevent *bev, short what, void *arg)
-{
-    struct grace_conn *c = arg;
-    grace__conn_enter(c);
-    if (what & BEV_EVENT_TIMEOUT) {
-        CNT(c->srv, TIMEOUT_WRITE);
-        grace__conn_abort(c, -ETIMEDOUT);
-    } else if (what & BEV_EVENT_ERROR) {
-        grace__conn_abort(c, -ECONNRESET);
-    }
-    grace__conn_leave(c);
-}
-
+/* The slot's timer: the earliest deadline may have passed. */
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct grace_conn *c = arg;
-    struct grace_server *srv = c->srv;
+    enum grace_counter why;
+    int64_t d;
+
     grace__conn_enter(c);
-    switch (c->state) {
-    case CS_HEAD:
-        CNT(srv, TIMEOUT_HEADER);
-        if (buffered_in(c))
-            fail_with(c, 408, "request header timeout");
-        else
-            grace__conn_destroy(c);
-        break;
-    case CS_ACTIVE:
-        CNT(srv, TIMEOUT_BODY);
-        body_fail(c, 408, "request body timeout", -ETIMEDOUT);
-        break;
-    case CS_DRAIN:
-        CNT(srv, TIMEOUT_BODY);
-        grace__conn_close_graceful(c);
-        break;
-    default:
-        break;
+    c->slot->timer_at = 0;
+    d = deadline(c, &why);
+    if (d && d <= grace__now_ms()) {
+        c->srv->cnt[why]++;
+        switch (why) {
+        case GRACE_CNT_TIMEOUT_WRITE:
+            grace__conn_abort(c, -ETIMEDOUT);
+            break;
+        case GRACE_CNT_TIMEOUT_HEADER:
+            if (buffered_in(c))
+                fail_with(c, NULL, 408, "request header timeout");
+            else
+                close_between_requests(c);
+            break;
+        case GRACE_CNT_TIMEOUT_BODY:
+            body_fail(c, 408, "request body timeout", -ETIMEDOUT);
+            break;
+        default: /* drain-time */
+            grace__conn_close_graceful(c);
+        }
     }
-    grace__conn_leave(c);
+    grace__conn_leave(c); /* arms the timer for what is left */
 }
 
 /* Graceful stop: idle connections go now, the rest after their response. */

@@ -2,8 +2,11 @@
  * internal.h - structures shared by the library's modules.
  *
  *   server.c    config, listeners, accept, routing, stop, counters
- *   conn.c      the per-connection pipeline: read, parse, dispatch, body
- *   linger.c    the graceful close: drain, half-close, discard, timers
+ *   conn.c      the per-connection pipeline: read, parse, dispatch, body,
+ *               write, the deadlines
+ *   io.c        the socket seam (read, write/sendfile, shutdown, discard, close)
+ *   linger.c    the graceful close: half-close, discard, linger timers
+ *   report.c    responses reported to the application once written
  *   request.c   request accessors and the body-reading API
  *   response.c  reply functions, header formatting, Date cache
  */
@@ -17,7 +20,29 @@
 #include <netinet/in.h>
 #include <sys/queue.h>
 
-struct bufferevent;
+struct evbuffer;
+struct grace_conn;
+
+/*
+ * The socket seam. Every call on a connection's socket goes through one of
+ * these; a TLS transport supplies its own. Errors are negative errno values;
+ * -EAGAIN means "not now, wait for the event".
+ */
+struct grace_transport {
+    /* Read at most max bytes into in: >0 read, 0 end of stream, or -errno. */
+    ssize_t (*read)(struct grace_conn *c, struct evbuffer *in, size_t max);
+    /* Write from the front of out (memory or file segments): >0 written, or
+     * -errno; -EPIPE when a file ended before its promised length. */
+    ssize_t (*write)(struct grace_conn *c, struct evbuffer *out);
+    /* End our direction of the stream (FIN). */
+    int (*shutdown)(struct grace_conn *c);
+    /* Drop at most n bytes the client sent, without reading them. */
+    ssize_t (*discard)(struct grace_conn *c, size_t n);
+    void (*close)(struct grace_conn *c);
+};
+extern const struct grace_transport grace__plain;
+/* One read at most: an evbuffer chain's header shares its 16 KiB malloc. */
+#define GRACE_READ_CHUNK (16384 - 128)
 
 #ifndef TAILQ_FOREACH_SAFE
 #define TAILQ_FOREACH_SAFE(var, head, field, tvar)                                  \
@@ -29,15 +54,16 @@ struct grace_config {
     int64_t v[GRACE_OPT__COUNT];
 };
 
-/* Connection states; docs/design.md has the diagram. */
+/* Connection states, named by what the connection waits for;
+ * docs/design.md has the diagram. */
 enum conn_state {
-    CS_IDLE,        /* keep-alive, waiting for the first byte of a request */
-    CS_HEAD,        /* receiving request line and headers */
-    CS_ACTIVE,      /* request dispatched, response not complete */
-    CS_DRAIN,       /* response complete; discarding a small body remainder */
-    CS_CLOSE_WAIT,  /* response complete, closing: waiting for output to drain */
-    CS_LINGER,      /* write side shut down; discarding until EOF or timer */
-    CS_DEAD         /* closed; memory freed when nothing is on the stack */
+    CS_IDLE,     /* keep-alive: the next request's first byte */
+    CS_HEAD,     /* the rest of the request line and headers */
+    CS_ACTIVE,   /* the application's reply (body read as it asks) */
+    CS_DRAIN,    /* reply complete: the end of a small unread body remainder */
+    CS_CLOSING,  /* reply complete, closing: our output to drain */
+    CS_LINGER,   /* our FIN is sent: the client's EOF, discarding meanwhile */
+    CS_DEAD      /* closed; memory freed when nothing is on the stack */
 };
 
 enum body_mode { BODY_NONE, BODY_STREAM, BODY_COLLECT, BODY_DISCARD };
@@ -67,12 +93,29 @@ struct grace_request {
     enum resp_state resp;
     int status;
     struct evbuffer *resp_headers; /* added by the application */
+    struct grace_response_info *report; /* report.c: this response's record */
     unsigned head : 1, chunked_out : 1, close_delimited : 1, sent_continue : 1,
-        close_after : 1, body_done : 1, finished : 1, detached : 1, end_delivered : 1;
+        close_after : 1, body_done : 1, finished : 1, detached : 1, end_delivered : 1,
+        want_close : 1, app_done : 1;
     struct grace_request *next_free;    /* conn->free_reqs */
     TAILQ_ENTRY(grace_request) dlink;   /* srv->detached */
 };
 TAILQ_HEAD(req_list, grace_request);
+
+/*
+ * A response on its way out, reported to the application (report.c) once
+ * its last byte is written or the connection ends. Exists only while the
+ * application asked for reports.
+ */
+struct grace_response_info {
+    struct grace_response_info *next; /* conn->reports, oldest first */
+    struct grace_request *req;        /* pinned until reported; may be NULL */
+    struct grace_conn *conn;
+    uint64_t start, head_end, end;    /* offsets in the connection's output */
+    int64_t start_us, end_us;
+    int status, err;
+    unsigned done : 1;                /* end is known: the reply completed */
+};
 
 /*
  * What a connection needs only while a request is in flight. An idle
@@ -80,29 +123,47 @@ TAILQ_HEAD(req_list, grace_request);
  * pool and keeps only its socket, read event and struct grace_conn.
  */
 struct grace_slot {
-    struct bufferevent *bev;    /* output; its input buffer is filled by conn.c */
-    struct event *timer;        /* header / body deadline */
+    struct evbuffer *in, *out;
+    struct event *wr;           /* the socket's write event, added while output waits */
+    struct event *timer;        /* the earliest deadline (see conn.c: deadline()) */
+    int64_t timer_at;           /* when the timer fires; 0: not armed */
+    int64_t write_since;        /* output waiting: its last progress */
+    int64_t req_start_us;       /* the current request's first byte */
+    uint64_t written;           /* bytes written since the slot was attached */
+    struct grace_response_info *reports, **reports_tail; /* report.c */
     struct grace_parser parser;
     struct grace_slot *next;    /* srv->free_slots */
 };
 
 struct grace_conn {
     struct grace_server *srv;
+    const struct grace_transport *tp;
     struct grace_slot *slot;  /* NULL while idle or lingering */
     struct event *rd;         /* the socket's read event; idle and linger timeouts */
     evutil_socket_t fd;
     enum conn_state state;
     struct grace_request *req;
-    int64_t accepted_ms;      /* monotonic ms at accept: a new connection's header deadline */
-    int64_t linger_deadline;  /* monotonic ms: linger-time ends here */
-    uint64_t linger_bytes;
-    size_t head_seen;         /* CS_HEAD: bytes already searched for an LF */
-    size_t head_window;       /* CS_HEAD: where the parser's limit lies */
-    uint64_t drained;         /* CS_DRAIN: body bytes discarded */
+    int64_t accepted_ms;      /* monotonic ms at accept */
+    union {                   /* what the current state measures */
+        struct {
+            int64_t deadline; /* header-timeout */
+            size_t seen;      /* bytes already searched for an LF */
+            size_t window;    /* where the parser's limit lies */
+        } head;
+        int64_t body_since;   /* CS_ACTIVE: body progress, or the app's wait began */
+        struct {
+            int64_t deadline; /* drain-time */
+            uint64_t bytes;
+        } drain;
+        struct {
+            int64_t start, deadline, mark_ms, last_ms; /* last_ms: last bytes */
+            uint64_t bytes, mark_bytes, left; /* left: body still due, or UINT64_MAX */
+        } linger;
+    } st;
     int busy;                 /* callbacks on the stack: defer the free */
     struct grace_request *free_reqs; /* finished while busy */
     unsigned in_pump_list : 1, pumping : 1, read_paused : 1, stop_close : 1, peer_eof : 1,
-        flush_pending : 1;
+        flush_pending : 1, delivering : 1, discard_after : 1, linger_extended : 1;
     socklen_t peer_len;
     union {
         struct sockaddr sa;
@@ -143,6 +204,7 @@ struct grace_server {
     struct conn_list conns;      /* every open connection but lingering ones */
     struct conn_list lingering;  /* oldest first */
     struct conn_list pump;       /* connections with deferred work */
+    size_t npump;
     struct req_list detached;    /* client gone, reply not yet completed */
     size_t nlingering;
     struct event *pump_ev;
@@ -153,11 +215,14 @@ struct grace_server {
 
     int stopping;
     struct event *stop_timer;
+    struct event *accept_timer;  /* out of fds: accept again after accept-retry */
+    grace_response_cb on_response;
+    void *response_arg;
     grace_stopped_cb on_stopped;
     void *stopped_arg;
 
     const struct timeval *tv_header, *tv_body, *tv_keepalive; /* common timeouts */
-    char *discard_buf;      /* linger.c: recv() target, never read */
+    char *discard_buf;      /* io.c: recv() target, never read */
     char date[40];          /* "Date: ...\r\n" cache */
     time_t date_sec;
 
@@ -169,6 +234,7 @@ struct grace_server {
 
 /* server.c */
 void grace__server_conn_closed(struct grace_server *srv);
+void grace__server_pause_accept(struct grace_server *srv, int err);
 void grace__server_dispatch(struct grace_request *req);
 void grace__count_status(struct grace_server *srv, int status);
 void grace__server_check_stopped(struct grace_server *srv);
@@ -189,6 +255,9 @@ void grace__conn_send_continue(struct grace_conn *c);
 void grace__conn_discard_input(struct grace_conn *c);
 void grace__conn_watch_input(struct grace_conn *c);
 void grace__conn_destroy(struct grace_conn *c);
+void grace__conn_body_wait(struct grace_conn *c);
+size_t grace__buffered_out(const struct grace_conn *c);
+void grace__request_release(struct grace_conn *c, struct grace_request *req);
 void grace__slots_free(struct grace_server *srv);
 int grace__body_drainable(const struct grace_conn *c, const struct grace_request *req);
 
@@ -198,7 +267,13 @@ void grace__conn_output_drained(struct grace_conn *c);
 void grace__linger_stop(struct grace_conn *c);
 void grace__linger_timer(struct grace_conn *c);
 void grace__linger_read(struct grace_conn *c);
-int64_t grace__now_ms(void);
+
+/* report.c */
+void grace__report_start(struct grace_conn *c, struct grace_request *req, int status,
+                         size_t head_len);
+void grace__report_done(struct grace_conn *c, struct grace_request *req);
+void grace__report_written(struct grace_conn *c);
+void grace__report_all(struct grace_conn *c, int err);
 
 /* request.c */
 struct grace_request *grace__request_new(struct grace_conn *c, const char *blk);
@@ -206,7 +281,13 @@ void grace__request_finish(struct grace_request *req, int err);
 void grace__request_free(struct grace_request *req);
 
 /* response.c */
-int grace__reply_error(struct grace_conn *c, int status, const char *msg);
+int grace__reply_error(struct grace_conn *c, struct grace_request *req, int status,
+                       const char *msg);
 void grace__date_header(struct grace_server *srv, char *out, size_t *len);
+
+/* util.c: small helpers shared by the modules */
+int64_t grace__now_ms(void);
+int64_t grace__now_us(void);
+struct timeval grace__ms_tv(int64_t ms);
 
 #endif

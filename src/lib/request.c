@@ -206,6 +206,7 @@ static int body_begin(struct grace_request *req, enum body_mode mode)
         grace__conn_send_continue(c);
         grace__conn_leave(c);
     }
+    grace__conn_body_wait(c);
     grace__conn_schedule(c);
     return 0;
 }
@@ -251,6 +252,8 @@ void grace_request_resume(struct grace_request *req)
     if (!req->paused)
         return;
     req->paused = 0;
-    if (req->conn)
+    if (req->conn) {
+        grace__conn_body_wait(req->conn); /* body-timeout waited while paused */
         grace__conn_schedule(req->conn);
+    }
 }

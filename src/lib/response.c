@@ -6,7 +6,7 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
+#include <strings.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -99,11 +99,11 @@ static void write_head(struct grace_request *req, int status, int64_t content_le
 {
     struct grace_conn *c = req->conn;
     struct grace_server *srv = c->srv;
-    struct evbuffer *out = bufferevent_get_output(c->slot->bev);
+    struct evbuffer *out = c->slot->out;
     char head[512];
-    size_t n, dl;
-    int close = !req->p.keep_alive || srv->stopping || c->stop_close ||
-                !grace__body_drainable(c, req);
+    size_t n, dl, extra = req->resp_headers ? evbuffer_get_length(req->resp_headers) : 0;
+    int close = !req->p.keep_alive || srv->stopping || c->stop_close || c->peer_eof ||
+                req->want_close || !grace__body_drainable(c, req);
 
     if (content_length < 0 && !no_body_status(status)) {
         if (req->p.version_minor == 1)
@@ -139,6 +139,7 @@ static void write_head(struct grace_request *req, int status, int64_t content_le
         PUT(head, n, "Connection: close\r\n");
     else if (req->p.version_minor == 0)
         PUT(head, n, "Connection: keep-alive\r\n");
+    grace__report_start(c, req, status, n + extra + 2);
     if (req->resp_headers) {
         evbuffer_add(out, head, n);
         evbuffer_add_buffer(out, req->resp_headers);
@@ -155,8 +156,8 @@ static int reply_check(struct grace_request *req, enum resp_state want, int comp
     if (!req)
         return -EINVAL;
     if (req->detached) {
-        if (completes)
-            grace__request_free(req); /* the application is done with it */
+        if (completes) /* the application is done with it */
+            grace__request_release(NULL, req);
         return -ENOTCONN;
     }
     if (req->resp != want)
@@ -168,6 +169,7 @@ static void reply_done(struct grace_request *req)
 {
     struct grace_conn *c = req->conn;
     req->resp = RESP_DONE;
+    grace__report_done(c, req);
     grace__conn_flush(c);
     grace__conn_response_done(c);
 }
@@ -179,6 +181,16 @@ int grace_response_add_header(struct grace_request *req, const char *name, const
         return rc;
     if (!name || !value || strpbrk(name, ":\r\n ") || strpbrk(value, "\r\n") || !*name)
         return -EINVAL;
+    /* the framing is the server's: two framings would let a proxy in front
+     * and the client disagree on where the response ends */
+    if (!strcasecmp(name, "Content-Length") || !strcasecmp(name, "Transfer-Encoding"))
+        return -EINVAL;
+    if (!strcasecmp(name, "Connection")) {
+        if (strcasecmp(value, "close"))
+            return -EINVAL;
+        req->want_close = 1; /* write_head() sends it */
+        return 0;
+    }
     if (!req->resp_headers && !(req->resp_headers = evbuffer_new()))
         return -ENOMEM;
     size_t nl = strlen(name), vl = strlen(value);
@@ -210,7 +222,7 @@ static int reply_whole(struct grace_request *req, int status, const char *mem, s
         len = 0;
     write_head(req, status, (int64_t)len);
     if (len && !req->head) {
-        struct evbuffer *out = bufferevent_get_output(c->slot->bev);
+        struct evbuffer *out = c->slot->out;
         if (buf)
             evbuffer_add_buffer(out, buf);
         else
@@ -268,7 +280,7 @@ int grace_reply_file(struct grace_request *req, int status, int fd, off_t offset
     grace__conn_enter(c);
     write_head(req, status, no_body_status(status) ? 0 : (int64_t)length);
     if (length > 0 && !req->head && !no_body_status(status)) {
-        if (add_file(bufferevent_get_output(c->slot->bev), fd, offset, length) < 0)
+        if (add_file(c->slot->out, fd, offset, length) < 0)
             c->stop_close = 1; /* the body is short: the client must see a close */
     } else {
         close(fd);
@@ -307,7 +319,7 @@ int grace_reply_chunk(struct grace_request *req, const char *data, size_t len)
     if (len == 0 || req->head || no_body_status(req->status))
         return 0;
     c = req->conn;
-    out = bufferevent_get_output(c->slot->bev);
+    out = c->slot->out;
     grace__conn_enter(c);
     if (req->chunked_out) {
         char line[24];
@@ -332,7 +344,7 @@ int grace_reply_end(struct grace_request *req)
     c = req->conn;
     grace__conn_enter(c);
     if (req->chunked_out)
-        evbuffer_add(bufferevent_get_output(c->slot->bev), "0\r\n\r\n", 5);
+        evbuffer_add(c->slot->out, "0\r\n\r\n", 5);
     reply_done(req);
     grace__conn_leave(c);
     return 0;
@@ -340,22 +352,32 @@ int grace_reply_end(struct grace_request *req)
 
 size_t grace_reply_pending(const struct grace_request *req)
 {
-    if (!req->conn || !req->conn->slot)
-        return 0;
-    return evbuffer_get_length(bufferevent_get_output(req->conn->slot->bev));
+    return req->conn ? grace__buffered_out(req->conn) : 0;
 }
 
-/* An error answered by the server itself; the caller closes afterwards. */
-int grace__reply_error(struct grace_conn *c, int status, const char *msg)
+/* An error answered by the server itself; the caller closes afterwards.
+ * req: the request it ends, if any (for the report). */
+int grace__reply_error(struct grace_conn *c, struct grace_request *req, int status,
+                       const char *msg)
 {
-    struct evbuffer *out = bufferevent_get_output(c->slot->bev);
-    char date[64];
-    size_t dl;
-    grace__date_header(c->srv, date, &dl);
-    return evbuffer_add_printf(out,
-                               "HTTP/1.1 %d %s\r\n%sContent-Type: text/plain\r\n"
-                               "Content-Length: %zu\r\nConnection: close\r\n\r\n%s\n",
-                               status, grace_status_reason(status), date, strlen(msg) + 1, msg) < 0
-               ? -ENOMEM
-               : 0;
+    struct evbuffer *out = c->slot->out;
+    char head[256];
+    size_t n, ml = strlen(msg);
+    int k;
+
+    grace__date_header(c->srv, head, &n);
+    k = snprintf(head + n, sizeof(head) - n,
+                 "Content-Type: text/plain\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                 ml + 1);
+    if (k < 0 || (size_t)k >= sizeof(head) - n)
+        return -EINVAL;
+    n += (size_t)k;
+    char line[64];
+    int ll = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, grace_status_reason(status));
+    grace__report_start(c, req, status, (size_t)ll + n);
+    if (evbuffer_add(out, line, (size_t)ll) < 0 || evbuffer_add(out, head, n) < 0 ||
+        evbuffer_add(out, msg, ml) < 0 || evbuffer_add(out, "\n", 1) < 0)
+        return -ENOMEM;
+    grace__report_done(c, req);
+    return 0;
 }

@@ -37,6 +37,10 @@ static const struct {
     [GRACE_OPT_MAX_LINGERING] = {"max-lingering", 1024, 1, 1 << 24},
     [GRACE_OPT_STOP_LINGER_TIME] = {"stop-linger-time", 1000, 1, 86400000},
     [GRACE_OPT_REUSEPORT] = {"reuseport", 0, 0, 1},
+    [GRACE_OPT_DRAIN_TIME] = {"drain-time", 5000, 1, 86400000},
+    [GRACE_OPT_LINGER_MIN_RATE] = {"linger-min-rate", 262144, 0, INT64_MAX},
+    [GRACE_OPT_LINGER_MAX_TIME] = {"linger-max-time", 300000, 1, 86400000},
+    [GRACE_OPT_ACCEPT_RETRY] = {"accept-retry", 500, 1, 86400000},
 };
 
 struct grace_config *grace_config_new(void)
@@ -113,6 +117,11 @@ static const char *const counter_names[GRACE_CNT__COUNT] = {
     [GRACE_CNT_TIMEOUT_WRITE] = "timeout_write",
     [GRACE_CNT_TIMEOUT_KEEPALIVE] = "timeout_keepalive",
     [GRACE_CNT_CLIENT_ABORTS] = "client_aborts",
+    [GRACE_CNT_TIMEOUT_DRAIN] = "timeout_drain",
+    [GRACE_CNT_LINGER_EXTENDED] = "linger_extended",
+    [GRACE_CNT_LINGER_TOO_SLOW] = "linger_too_slow",
+    [GRACE_CNT_ACCEPT_ERRORS] = "accept_errors",
+    [GRACE_CNT_WRITE_ERRORS] = "write_errors",
 };
 
 uint64_t grace_server_counter(const struct grace_server *srv, enum grace_counter c)
@@ -147,9 +156,11 @@ static void pump_cb(evutil_socket_t fd, short what, void *arg)
 
 static const struct timeval *common_timeout(struct event_base *base, int64_t ms)
 {
-    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    struct timeval tv = grace__ms_tv(ms);
     return event_base_init_common_timeout(base, &tv);
 }
+
+static void accept_retry_cb(evutil_socket_t fd, short what, void *arg);
 
 struct grace_server *grace_server_new(struct event_base *base, const struct grace_config *cfg)
 {
@@ -179,10 +190,11 @@ struct grace_server *grace_server_new(struct event_base *base, const struct grac
     TAILQ_INIT(&srv->detached);
     srv->fields = calloc(srv->plim.max_fields, sizeof(*srv->fields));
     srv->pump_ev = event_new(base, -1, 0, pump_cb, srv);
+    srv->accept_timer = evtimer_new(base, accept_retry_cb, srv);
     srv->tv_header = common_timeout(base, OPT(srv, HEADER_TIMEOUT));
     srv->tv_body = common_timeout(base, OPT(srv, BODY_TIMEOUT));
     srv->tv_keepalive = common_timeout(base, OPT(srv, KEEPALIVE_TIMEOUT));
-    if (!srv->fields || !srv->pump_ev || !srv->tv_header || !srv->tv_body ||
+    if (!srv->fields || !srv->pump_ev || !srv->accept_timer || !srv->tv_header || !srv->tv_body ||
         !srv->tv_keepalive) {
         grace_server_free(srv);
         errno = ENOMEM;
@@ -211,6 +223,8 @@ void grace_server_free(struct grace_server *srv)
         event_free(srv->pump_ev);
     if (srv->stop_timer)
         event_free(srv->stop_timer);
+    if (srv->accept_timer)
+        event_free(srv->accept_timer);
     free(srv->fields);
     free(srv->discard_buf);
     free(srv);
@@ -224,18 +238,50 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     grace__conn_accept(arg, fd, sa, salen);
 }
 
+/*
+ * Stop accepting: at the connection cap (err 0), until a connection closes;
+ * or out of fds or memory (err 1), until a connection closes or
+ * accept-retry has passed, whichever comes first. A listener left enabled
+ * would spin: it stays readable while accept() fails.
+ */
+void grace__server_pause_accept(struct grace_server *srv, int err)
+{
+    if (err) {
+        struct timeval tv = grace__ms_tv(OPT(srv, ACCEPT_RETRY));
+        CNT(srv, ACCEPT_ERRORS);
+        event_add(srv->accept_timer, &tv);
+    }
+    if (srv->listeners_paused)
+        return;
+    for (int i = 0; i < srv->nlisteners; i++)
+        evconnlistener_disable(srv->listeners[i].lev);
+    srv->listeners_paused = 1;
+    if (!err)
+        CNT(srv, CONN_CAPPED);
+}
+
+static void resume_accept(struct grace_server *srv)
+{
+    if (!srv->listeners_paused || srv->stopping ||
+        srv->nconns >= (size_t)OPT(srv, MAX_CONNECTIONS))
+        return;
+    for (int i = 0; i < srv->nlisteners; i++)
+        evconnlistener_enable(srv->listeners[i].lev);
+    srv->listeners_paused = 0;
+    event_del(srv->accept_timer);
+}
+
+static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    resume_accept(arg);
+}
+
 static void accept_error_cb(struct evconnlistener *lev, void *arg)
 {
     struct grace_server *srv = arg;
     int err = EVUTIL_SOCKET_ERROR();
-    /* EMFILE/ENFILE: out of fds. Pause until a connection closes rather than
-     * spin on a listener that stays readable. */
-    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-        for (int i = 0; i < srv->nlisteners; i++)
-            evconnlistener_disable(srv->listeners[i].lev);
-        srv->listeners_paused = 1;
-        CNT(srv, CONN_CAPPED);
-    }
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
+        grace__server_pause_accept(srv, 1);
 }
 
 static int add_listener(struct grace_server *srv, struct evconnlistener *lev)
@@ -341,12 +387,7 @@ int grace_server_port(const struct grace_server *srv, int i)
 /* A connection closed: below the cap, accept again. */
 void grace__server_conn_closed(struct grace_server *srv)
 {
-    if (srv->listeners_paused && !srv->stopping &&
-        srv->nconns < (size_t)OPT(srv, MAX_CONNECTIONS)) {
-        for (int i = 0; i < srv->nlisteners; i++)
-            evconnlistener_enable(srv->listeners[i].lev);
-        srv->listeners_paused = 0;
-    }
+    resume_accept(srv);
     grace__server_check_stopped(srv);
 }
 
@@ -510,8 +551,8 @@ int grace_server_stop(struct grace_server *srv, int64_t timeout_ms, grace_stoppe
     for (int i = 0; i < srv->nlisteners; i++)
         evconnlistener_free(srv->listeners[i].lev);
     srv->nlisteners = 0;
-    tv.tv_sec = (time_t)(timeout_ms / 1000);
-    tv.tv_usec = (suseconds_t)(timeout_ms % 1000) * 1000;
+    event_del(srv->accept_timer);
+    tv = grace__ms_tv(timeout_ms);
     event_add(srv->stop_timer, &tv);
 
     TAILQ_FOREACH_SAFE(c, &srv->conns, link, next)

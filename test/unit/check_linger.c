@@ -103,7 +103,8 @@ END_TEST
 
 /* ---------------------------------------------------------------- linger ends */
 
-/* Reply 401, then keep sending slowly: cut at the total linger time. */
+/* Reply 401, then keep sending slowly (20 KB/s, below linger-min-rate): cut
+ * at linger-time, counted as too slow to be worth waiting for. */
 static void c_slow_sender(struct fx *f)
 {
     struct resp r;
@@ -138,7 +139,8 @@ START_TEST(test_linger_total_time)
     fx_run(f, c_slow_sender, 10000);
     fx_spin(f, 50);
     ck_assert_int_eq(count_fds(), fds); /* back to where it started */
-    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_TOTAL_TIME), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_TOO_SLOW), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_EXTENDED), 0);
     ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGERING), 0);
     ck_assert_uint_gt(fx_cnt(f, GRACE_CNT_BYTES_DISCARDED), 0);
     fx_free(f);

@@ -586,12 +586,15 @@ START_TEST(test_disconnect_callback)
 }
 END_TEST
 
-/* a late reply to a client that has gone is a reported no-op */
+/* A late reply to a client that has gone (reset) is a reported no-op. A
+ * client's FIN alone means "done sending", not "gone" (test_progress). */
 static void c_gone_before_late_reply(struct fx *f)
 {
+    struct linger lg = {1, 0};
     int fd = cli_connect(f->port);
     cli_send(fd, GET("/x"));
     usleep(50000);
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
     close(fd);
     usleep(400000);
 }
@@ -604,6 +607,7 @@ START_TEST(test_late_reply_after_gone)
     fx_run(f, c_gone_before_late_reply, 5000);
     ck_assert_int_eq(f->handler_calls, 1);
     ck_assert_int_eq(f->reply_rc, -ENOTCONN);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_CLIENT_ABORTS), 1);
     fx_free(f);
 }
 END_TEST

@@ -1,0 +1,94 @@
+/*
+ * io.c - the socket seam: the only place that calls recv/writev/sendfile/
+ * shutdown/close on a connection's socket. conn.c and linger.c reach the
+ * socket through struct grace_transport, so a TLS transport can replace
+ * these five functions without touching the state machine.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* The most one discard recv() drops. */
+#define DISCARD_CHUNK (256u << 10)
+
+static ssize_t plain_read(struct grace_conn *c, struct evbuffer *in, size_t max)
+{
+    struct evbuffer_iovec v;
+    size_t want = max < GRACE_READ_CHUNK ? max : GRACE_READ_CHUNK;
+    ssize_t n;
+
+    if (evbuffer_reserve_space(in, (ev_ssize_t)want, &v, 1) < 1)
+        return -ENOMEM;
+    if (v.iov_len > want)
+        v.iov_len = want;
+    do
+        n = recv(c->fd, v.iov_base, v.iov_len, MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    v.iov_len = (size_t)n;
+    evbuffer_commit_space(in, &v, 1);
+    return n;
+}
+
+/*
+ * One writev() of the memory chains at the front, or one sendfile() of a
+ * file segment. A sendfile() that returns 0 has hit the end of the file
+ * before the length we promised: -EPIPE, the response cannot be completed.
+ */
+static ssize_t plain_write(struct grace_conn *c, struct evbuffer *out)
+{
+    int n = evbuffer_write(out, c->fd);
+    if (n > 0)
+        return n;
+    if (n == 0)
+        return -EPIPE;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        return -EAGAIN;
+    return -errno;
+}
+
+static int plain_shutdown(struct grace_conn *c)
+{
+    return shutdown(c->fd, SHUT_WR) < 0 ? -errno : 0;
+}
+
+/*
+ * Drop up to n bytes of what the client sent. On Linux, TCP + MSG_TRUNC
+ * discards in the kernel without copying; the buffer is never written but
+ * must exist (and tools like valgrind check that it does). Elsewhere the
+ * bytes are copied into it and forgotten.
+ */
+static ssize_t plain_discard(struct grace_conn *c, size_t n)
+{
+    struct grace_server *srv = c->srv;
+    ssize_t k;
+    int flags = MSG_DONTWAIT;
+
+    if (!srv->discard_buf && !(srv->discard_buf = malloc(DISCARD_CHUNK)))
+        return -ENOMEM;
+    if (n > DISCARD_CHUNK)
+        n = DISCARD_CHUNK;
+#if defined(__linux__)
+    flags |= MSG_TRUNC;
+#endif
+    do
+        k = recv(c->fd, srv->discard_buf, n, flags);
+    while (k < 0 && errno == EINTR);
+    if (k < 0)
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    return k;
+}
+
+static void plain_close(struct grace_conn *c)
+{
+    evutil_closesocket(c->fd);
+}
+
+const struct grace_transport grace__plain = {
+    plain_read, plain_write, plain_shutdown, plain_discard, plain_close,
+};

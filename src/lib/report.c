@@ -1,0 +1,144 @@
+/*
+ * report.c - every response reported to the application once it has been
+ * written (grace_server_on_response), also the ones the server makes
+ * itself. A record notes where its response lies in the connection's
+ * output; conn.c's write path reports the records whose last byte has
+ * been written, and a connection that ends reports the rest with an error.
+ * Nothing is allocated unless the application asked for reports.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <stdlib.h>
+
+void grace_server_on_response(struct grace_server *srv, grace_response_cb cb, void *arg)
+{
+    srv->on_response = cb;
+    srv->response_arg = arg;
+}
+
+/* Bytes queued so far on the connection, as an offset in its output. */
+static uint64_t out_offset(const struct grace_conn *c)
+{
+    return c->slot->written + evbuffer_get_length(c->slot->out);
+}
+
+/* A response's head is about to be queued (head_len bytes). */
+void grace__report_start(struct grace_conn *c, struct grace_request *req, int status,
+                         size_t head_len)
+{
+    struct grace_response_info *ri;
+
+    if (!c->srv->on_response || !(ri = calloc(1, sizeof(*ri))))
+        return;
+    ri->req = req;
+    ri->conn = c;
+    ri->status = status;
+    ri->start = out_offset(c);
+    ri->head_end = ri->start + head_len;
+    ri->start_us = c->slot->req_start_us;
+    if (req)
+        req->report = ri; /* pinned: the request outlives its reply */
+    *c->slot->reports_tail = ri;
+    c->slot->reports_tail = &ri->next;
+}
+
+/* The response is complete in the output: its end is known. */
+void grace__report_done(struct grace_conn *c, struct grace_request *req)
+{
+    struct grace_response_info *ri = req ? req->report : NULL;
+    if (!ri) { /* the server's own: the newest record */
+        for (ri = c->slot->reports; ri && ri->next; ri = ri->next)
+            ;
+        if (!ri)
+            return;
+    }
+    ri->end = out_offset(c);
+    ri->done = 1;
+}
+
+static void report(struct grace_conn *c, struct grace_response_info *ri, int err)
+{
+    struct grace_server *srv = c->srv;
+    struct grace_request *req = ri->req;
+
+    c->slot->reports = ri->next;
+    if (!ri->next)
+        c->slot->reports_tail = &c->slot->reports;
+    ri->err = err;
+    ri->end_us = grace__now_us();
+    if (srv->on_response)
+        srv->on_response(ri, srv->response_arg);
+    if (req) {
+        req->report = NULL;
+        if (req->app_done)
+            grace__request_release(req->conn ? c : NULL, req);
+    }
+    free(ri);
+}
+
+/* Report the responses whose last byte has been written. */
+void grace__report_written(struct grace_conn *c)
+{
+    struct grace_response_info *ri;
+    while ((ri = c->slot->reports) && ri->done && ri->end <= c->slot->written)
+        report(c, ri, 0);
+}
+
+/* The connection ends: report every response left, written or not. */
+void grace__report_all(struct grace_conn *c, int err)
+{
+    struct grace_response_info *ri;
+    while ((ri = c->slot->reports))
+        report(c, ri, ri->done && ri->end <= c->slot->written ? 0 : err);
+}
+
+/* ---------------------------------------------------------------- accessors */
+
+const struct grace_request *grace_response_info_request(const struct grace_response_info *ri)
+{
+    return ri->req;
+}
+
+int grace_response_info_status(const struct grace_response_info *ri)
+{
+    return ri->status;
+}
+
+static uint64_t sent_to(const struct grace_response_info *ri)
+{
+    uint64_t w = ri->conn->slot ? ri->conn->slot->written : ri->start;
+    uint64_t end = ri->done ? ri->end : w;
+    return w < end ? w : end;
+}
+
+uint64_t grace_response_info_bytes(const struct grace_response_info *ri)
+{
+    uint64_t to = sent_to(ri);
+    return to > ri->start ? to - ri->start : 0;
+}
+
+uint64_t grace_response_info_body_bytes(const struct grace_response_info *ri)
+{
+    uint64_t to = sent_to(ri);
+    return to > ri->head_end ? to - ri->head_end : 0;
+}
+
+int64_t grace_response_info_duration_us(const struct grace_response_info *ri)
+{
+    return ri->end_us - ri->start_us;
+}
+
+int grace_response_info_error(const struct grace_response_info *ri)
+{
+    return ri->err;
+}
+
+const struct sockaddr *grace_response_info_peer(const struct grace_response_info *ri,
+                                                socklen_t *len)
+{
+    if (len)
+        *len = ri->conn->peer_len;
+    return &ri->conn->peer.sa;
+}
