@@ -447,7 +447,6 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
             len = sb.st_size;
         }
     }
-    graced_access(req, status, len);
     if (data)
         grace_reply(req, status, data + start, (size_t)len);
     else

@@ -63,7 +63,7 @@ void graced_log_set_level(int level);
 int graced_access_log_open(const char *path);
 int graced_access_log_reopen(void);
 void graced_access_log_close(void);
-void graced_access(const struct grace_request *req, int status, int64_t bytes);
+void graced_access(const struct grace_response_info *ri, void *arg);
 
 /* sock.c: the listening sockets of every worker, opened before forking:
  * each --listen address (SO_REUSEPORT between workers), or systemd's */

@@ -88,16 +88,23 @@ static void log_quoted(FILE *fp, const char *s)
     }
 }
 
-void graced_access(const struct grace_request *req, int status, int64_t bytes)
+/*
+ * One Combined Log Format line per response, written when the response has
+ * left (grace_server_on_response): also the library's own error answers,
+ * which have no request ("-"), and responses cut short (their bytes so far).
+ */
+void graced_access(const struct grace_response_info *ri, void *arg)
 {
+    const struct grace_request *req = grace_response_info_request(ri);
     char host[INET6_ADDRSTRLEN] = "-", when[64];
     const struct sockaddr *sa;
+    uint64_t bytes = grace_response_info_body_bytes(ri);
     time_t now;
     struct tm tm;
 
     if (!access_fp)
         return;
-    sa = grace_request_peer(req, NULL);
+    sa = grace_response_info_peer(ri, NULL);
     if (sa->sa_family == AF_INET)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, host, sizeof(host));
     else if (sa->sa_family == AF_INET6)
@@ -106,17 +113,22 @@ void graced_access(const struct grace_request *req, int status, int64_t bytes)
     localtime_r(&now, &tm);
     strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S %z", &tm);
     fprintf(access_fp, "%s - - [%s] \"", host, when);
-    log_quoted(access_fp, grace_request_method(req));
-    fputc(' ', access_fp);
-    log_quoted(access_fp, grace_request_target(req));
-    fprintf(access_fp, " HTTP/1.%d\" %d ", grace_request_version_minor(req), status);
+    if (req) {
+        log_quoted(access_fp, grace_request_method(req));
+        fputc(' ', access_fp);
+        log_quoted(access_fp, grace_request_target(req));
+        fprintf(access_fp, " HTTP/1.%d", grace_request_version_minor(req));
+    } else {
+        fputc('-', access_fp); /* not a request we could parse */
+    }
+    fprintf(access_fp, "\" %d ", grace_response_info_status(ri));
     if (bytes > 0)
-        fprintf(access_fp, "%lld", (long long)bytes);
+        fprintf(access_fp, "%llu", (unsigned long long)bytes);
     else
         fputc('-', access_fp);
     fputs(" \"", access_fp);
-    log_quoted(access_fp, grace_request_header(req, "Referer"));
+    log_quoted(access_fp, req ? grace_request_header(req, "Referer") : NULL);
     fputs("\" \"", access_fp);
-    log_quoted(access_fp, grace_request_header(req, "User-Agent"));
+    log_quoted(access_fp, req ? grace_request_header(req, "User-Agent") : NULL);
     fputs("\"\n", access_fp);
 }

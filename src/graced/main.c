@@ -24,7 +24,6 @@ int graced_reply(struct grace_request *req, int status, const char *body)
     size_t n = body ? strlen(body) : 0;
     if (n)
         grace_response_add_header(req, "Content-Type", "text/plain; charset=utf-8");
-    graced_access(req, status, (int64_t)n);
     return grace_reply(req, status, body, n);
 }
 
@@ -43,7 +42,6 @@ static void serve_metrics(struct grace_request *req, struct graced *g)
                             (unsigned long long)grace_server_counter(g->srv, i));
     }
     grace_response_add_header(req, "Content-Type", "text/plain; version=0.0.4");
-    graced_access(req, 200, (int64_t)evbuffer_get_length(out));
     grace_reply_buffer(req, 200, out);
     evbuffer_free(out);
 }
@@ -101,6 +99,8 @@ static int run_worker(struct graced *g, const int *fds, int nfds, const struct g
         return 1;
     }
     grace_server_set_handler(g->srv, handle, g);
+    /* every response, also the library's own 400/408/413/..., once written */
+    grace_server_on_response(g->srv, graced_access, NULL);
     for (int i = 0; i < nfds; i++)
         if ((rc = grace_server_listen_fd(g->srv, fds[i])) < 0) {
             fprintf(stderr, "graced: listening socket: %s\n", grace_strerror(rc));

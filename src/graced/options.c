@@ -27,6 +27,9 @@ static int is_time_opt(int opt)
     case GRACE_OPT_LINGER_TIMEOUT:
     case GRACE_OPT_LINGER_TIME:
     case GRACE_OPT_STOP_LINGER_TIME:
+    case GRACE_OPT_DRAIN_TIME:
+    case GRACE_OPT_LINGER_MAX_TIME:
+    case GRACE_OPT_ACCEPT_RETRY:
         return 1;
     default:
         return 0;

@@ -305,8 +305,27 @@ void grace__conn_enter(struct grace_conn *c)
  * while idle, header-timeout for a new one; linger.c arms its own. */
 static void rd_arm_idle(struct grace_conn *c)
 {
-    if (c->state == CS_IDLE)
+    if (c->state == CS_IDLE) {
+        c->st.idle_unsent = SIZE_MAX;
         event_add(c->rd, c->peer_eof ? NULL : c->srv->tv_keepalive);
+    }
+}
+
+/*
+ * keep-alive-timeout has passed since the output became empty. A client
+ * still taking our last response from the kernel's send queue is reading,
+ * not idle: look again later, as long as the queue shrinks.
+ */
+static void keepalive_timeout(struct grace_conn *c)
+{
+    size_t unsent = c->tp->unsent(c);
+    if (unsent && unsent < c->st.idle_unsent) {
+        c->st.idle_unsent = unsent;
+        event_add(c->rd, c->srv->tv_keepalive);
+        return;
+    }
+    CNT(c->srv, TIMEOUT_KEEPALIVE);
+    grace__conn_destroy(c);
 }
 
 void grace__conn_leave(struct grace_conn *c)
@@ -952,8 +971,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
     grace__conn_enter(c);
     if (what & EV_TIMEOUT) { /* the read event times connections without a slot */
         if (c->state == CS_IDLE) {
-            CNT(c->srv, TIMEOUT_KEEPALIVE);
-            grace__conn_destroy(c);
+            keepalive_timeout(c);
         } else if (c->state == CS_HEAD) { /* new, and never sent a byte */
             CNT(c->srv, TIMEOUT_HEADER);
             grace__conn_destroy(c);

@@ -38,6 +38,8 @@ struct grace_transport {
     int (*shutdown)(struct grace_conn *c);
     /* Drop at most n bytes the client sent, without reading them. */
     ssize_t (*discard)(struct grace_conn *c, size_t n);
+    /* Bytes written but not yet taken by the client, as far as known. */
+    size_t (*unsent)(struct grace_conn *c);
     void (*close)(struct grace_conn *c);
 };
 extern const struct grace_transport grace__plain;
@@ -151,6 +153,7 @@ struct grace_conn {
             size_t window;    /* where the parser's limit lies */
         } head;
         int64_t body_since;   /* CS_ACTIVE: body progress, or the app's wait began */
+        size_t idle_unsent;   /* CS_IDLE: the kernel's send queue at the last look */
         struct {
             int64_t deadline; /* drain-time */
             uint64_t bytes;

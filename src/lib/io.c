@@ -9,8 +9,12 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <linux/sockios.h>
+#endif
 
 /* The most one discard recv() drops. */
 #define DISCARD_CHUNK (256u << 10)
@@ -84,11 +88,23 @@ static ssize_t plain_discard(struct grace_conn *c, size_t n)
     return k;
 }
 
+/* Bytes written but not yet taken by the client (the kernel's send queue),
+ * or 0 where that cannot be known. */
+static size_t plain_unsent(struct grace_conn *c)
+{
+#ifdef SIOCOUTQ
+    int n = 0;
+    if (ioctl(c->fd, SIOCOUTQ, &n) == 0 && n > 0)
+        return (size_t)n;
+#endif
+    return 0;
+}
+
 static void plain_close(struct grace_conn *c)
 {
     evutil_closesocket(c->fd);
 }
 
 const struct grace_transport grace__plain = {
-    plain_read, plain_write, plain_shutdown, plain_discard, plain_close,
+    plain_read, plain_write, plain_shutdown, plain_discard, plain_unsent, plain_close,
 };

@@ -474,6 +474,58 @@ def run_socket_activation(tmp):
         ls.close()
 
 
+def run_slow_download(tmp):
+    """A keep-alive download slower than --keepalive-timeout is delivered in
+    full: keep-alive idle starts when the response has left, not when it is
+    queued (curl used to get 75.8 of 80 MB and exit 18)."""
+    root = os.path.join(tmp, "slow")
+    os.mkdir(root)
+    size = 24 * MiB  # 3 s at 8 MB/s; loopback buffers hold ~1.3 s of it
+    with open(os.path.join(root, "big.bin"), "wb") as f:
+        f.write(os.urandom(size))
+    g = Graced("--listen", "127.0.0.1:0", "--root", root, "--keepalive-timeout", "2s")
+    try:
+        url = "http://127.0.0.1:%d/big.bin" % g.port
+        t0 = time.time()
+        r = subprocess.run(["curl", "-s", "--limit-rate", "8M", "-o", "/dev/null", "-o", "/dev/null",
+                            "-w", "%{size_download} %{num_connects}\n", url, url],
+                           capture_output=True, text=True, timeout=60)
+        dt = time.time() - t0
+        got = r.stdout.split()
+        check("slow keep-alive download (2 x 24 MiB at 8 MB/s, keepalive 2 s) on one connection",
+              r.returncode == 0 and got == [str(size), "1", str(size), "0"] and dt > 4,
+              (r.returncode, r.stdout, r.stderr[-200:], dt))
+    finally:
+        g.stop()
+
+
+def run_access_log_errors(tmp):
+    """The library's own answers (400, 408, 413, 414, 431, 505) reach the
+    access log, each once, with the bytes actually sent."""
+    log = os.path.join(tmp, "errors.log")
+    g = Graced("--listen", "127.0.0.1:0", "--root", tmp, "--access-log", log,
+               "--header-timeout", "300ms", "--max-body-size", "1K")
+    try:
+        raw(g.port, b"GET / HTTP/1.1\nHost: t\n\n")
+        raw(g.port, b"GET / HTTP/2.0\r\nHost: t\r\n\r\n")
+        raw(g.port, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n")
+        raw(g.port, b"GET / HTTP/1.1\r\nHost: t\r\nX: " + b"b" * 40000 + b"\r\n\r\n")
+        raw(g.port, b"PUT /x HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n")
+        raw(g.port, b"GET / HTTP/1.1\r\nHost: t\r\n")  # never finished: 408
+        time.sleep(0.2)
+        with open(log) as f:
+            lines = f.read().splitlines()
+        want = {400: '"-" 400', 505: '"-" 505', 414: '"-" 414', 431: '"-" 431',
+                413: '"PUT /x HTTP/1.1" 413', 408: '"-" 408'}
+        for status, pat in sorted(want.items()):
+            n = sum(1 for l in lines if pat + " " in l)
+            check("access log: the server's own %d, once" % status, n == 1, lines)
+        check("access log: bytes of each error logged",
+              len(lines) == 6 and all(re.search(r'" \d{3} \d+ "', l) for l in lines), lines)
+    finally:
+        g.stop()
+
+
 def run_sections(sections, prefix):
     """Run each section in a fresh temporary folder tree; a section that
     raises counts as a failure. Every graced left running is killed."""
@@ -501,7 +553,8 @@ def main():
         return 1
     return run_sections((run_startup_errors, run_static, run_uploads, run_big_early_401,
                          run_crash_and_stop, run_disk_full, run_workers, run_library_options,
-                         run_socket_activation), "graced-it.")
+                         run_socket_activation, run_slow_download, run_access_log_errors),
+                        "graced-it.")
 
 
 if __name__ == "__main__":
