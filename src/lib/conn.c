@@ -104,6 +104,7 @@ static int slot_attach(struct grace_conn *c)
     event_assign(s->wr, srv->base, c->fd, EV_WRITE | EV_PERSIST, write_cb, c);
     evtimer_assign(s->timer, srv->base, timer_cb, c);
     s->timer_at = 0;
+    s->write_err = 0;
     s->written = 0;
     s->reports = NULL;
     s->reports_tail = &s->reports;
@@ -549,11 +550,12 @@ void grace__conn_body_wait(struct grace_conn *c)
 /*
  * Write what is queued until the socket refuses more. Progress restarts the
  * write-timeout clock; while output waits the write event is added (once:
- * re-adding would restart nothing, but costs an epoll_ctl). A file that
- * ends early (-EPIPE) or a reset ends the connection: the response cannot
- * be completed.
+ * re-adding would cost an epoll_ctl). A file that ends early (-EPIPE) or a
+ * reset ends the connection: the response cannot be completed. That end
+ * comes from the write event, never from under an application call that
+ * only queued output (in_event 0): the request it holds stays its own.
  */
-static void write_output(struct grace_conn *c)
+static void write_output(struct grace_conn *c, int in_event)
 {
     struct grace_slot *s = c->slot;
     int progress = 0;
@@ -567,6 +569,11 @@ static void write_output(struct grace_conn *c)
         }
         if (n == -EAGAIN)
             break;
+        if (!in_event) {
+            s->write_err = n == -EPIPE ? -EPIPE : -ECONNRESET;
+            event_active(s->wr, EV_WRITE, 1);
+            return;
+        }
         CNT(c->srv, WRITE_ERRORS);
         grace__conn_abort(c, n == -EPIPE ? -EPIPE : -ECONNRESET);
         return;
@@ -601,8 +608,8 @@ void grace__conn_flush(struct grace_conn *c)
     }
     c->flush_pending = 0;
     /* while the write event waits, the socket is full: it will write */
-    if (!event_pending(c->slot->wr, EV_WRITE, NULL))
-        write_output(c);
+    if (!event_pending(c->slot->wr, EV_WRITE, NULL) && !c->slot->write_err)
+        write_output(c, 0);
 }
 
 void grace__conn_send_continue(struct grace_conn *c)
@@ -995,8 +1002,15 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 static void write_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct grace_conn *c = arg;
+    int err = c->slot->write_err;
+
     grace__conn_enter(c);
-    write_output(c);
+    if (err) { /* a write failed under an application call */
+        CNT(c->srv, WRITE_ERRORS);
+        grace__conn_abort(c, err);
+    } else {
+        write_output(c, 1);
+    }
     grace__conn_leave(c);
 }
 

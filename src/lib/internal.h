@@ -130,6 +130,7 @@ struct grace_slot {
     struct event *timer;        /* the earliest deadline (see conn.c: deadline()) */
     int64_t timer_at;           /* when the timer fires; 0: not armed */
     int64_t write_since;        /* output waiting: its last progress */
+    int write_err;              /* a write failed; the write event ends the connection */
     int64_t req_start_us;       /* the current request's first byte */
     uint64_t written;           /* bytes written since the slot was attached */
     struct grace_response_info *reports, **reports_tail; /* report.c */
