@@ -31,10 +31,14 @@
 /* Body bytes the client still owes, as far as we know (UINT64_MAX: unknown). */
 static uint64_t body_left(const struct grace_conn *c)
 {
-    const struct grace_parser *p = &c->slot->parser;
-    uint64_t buffered = evbuffer_get_length(c->slot->in);
+    const struct grace_parser *p;
+    uint64_t buffered;
 
-    if (c->state == CS_IDLE || grace_parser_body_done(p))
+    if (c->state == CS_IDLE || !c->slot)
+        return 0;
+    p = &c->slot->parser;
+    buffered = evbuffer_get_length(c->slot->in);
+    if (grace_parser_body_done(p))
         return 0;
     if ((c->state != CS_ACTIVE && c->state != CS_DRAIN) ||
         p->req.framing != GRACE_FRAMING_LENGTH)
