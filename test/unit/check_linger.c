@@ -484,18 +484,32 @@ START_TEST(test_pause_resume_and_vanish)
 }
 END_TEST
 
-/* The client vanishes inside a data callback: the connection is destroyed
- * under the callback but freed only after it returns. */
+/*
+ * The client resets the connection while the application is inside a data
+ * callback (busy for 100 ms). The loop cannot see the reset before the
+ * callback returns, so nothing is destroyed under it. What must hold: the
+ * piece stays readable for the whole call, the finish callback reports the
+ * reset exactly once and only after the data callback has returned, and a
+ * late reply is refused with -ENOTCONN (which releases the request).
+ */
+static int in_data, finish_in_data;
+
 static void data_then_gone(struct grace_request *req, const char *d, size_t n, void *arg)
 {
     struct fx *f = arg;
+    in_data = 1;
     f->data_calls++;
-    usleep(100000); /* the client closes meanwhile; the loop learns later */
+    ck_assert(f->bytes + n <= 5 && !memcmp(d, "01234" + f->bytes, n));
+    usleep(100000); /* the client resets meanwhile */
+    ck_assert(!memcmp(d, "01234" + f->bytes, n)); /* still the same bytes */
+    f->bytes += n;
+    in_data = 0;
 }
 
 static void finish_gone(struct grace_request *req, int err, void *arg)
 {
     struct fx *f = arg;
+    finish_in_data |= in_data;
     f->finish_calls++;
     f->finish_err = err;
     f->reply_rc = grace_reply(req, 200, "late", 4);
@@ -522,13 +536,18 @@ static void c_gone(struct fx *f)
 START_TEST(test_client_reset_mid_body)
 {
     struct fx *f = fx_new();
+    in_data = finish_in_data = 0;
     grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, INT64_C(1) << 30);
     fx_start(f, h_gone);
     fx_run(f, c_gone, 5000);
     ck_assert_int_ge(f->data_calls, 1);
+    ck_assert_uint_eq(f->bytes, 5);
     ck_assert_int_eq(f->finish_calls, 1);
+    ck_assert_int_eq(finish_in_data, 0);
     ck_assert_int_eq(f->finish_err, -ECONNRESET);
     ck_assert_int_eq(f->reply_rc, -ENOTCONN);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_CLIENT_ABORTS), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_CONN_ACTIVE), 0);
     fx_free(f);
 }
 END_TEST
