@@ -5,8 +5,9 @@
  * http.client does) must receive the complete early 401 for every body
  * size; with linger=off the same client must fail, which proves the test
  * can fail. Then each way a linger ends (client EOF, idle timeout, total
- * time, byte cap, eviction), the keep-alive drain path, and re-entrant
- * application calls from inside body callbacks.
+ * time, byte cap, eviction), the progress-aware extension past linger-time
+ * for a client still sending a body of known length, the keep-alive drain
+ * path, and re-entrant application calls from inside body callbacks.
  */
 #include "testlib.h"
 
@@ -103,13 +104,14 @@ END_TEST
 
 /* ---------------------------------------------------------------- linger ends */
 
-/* Reply 401, then keep sending slowly (20 KB/s, below linger-min-rate): cut
- * at linger-time, counted as too slow to be worth waiting for. */
+/* Reply 401, then keep sending slowly: cut at the total linger time. The
+ * body is chunked: with its remainder unknown, no sending rate can extend
+ * the linger past linger-time (see the progress tests below). */
 static void c_slow_sender(struct fx *f)
 {
     struct resp r;
     int fd = cli_connect(f->port);
-    cli_send(fd, "PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\n\r\n");
+    cli_send(fd, "PUT /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
     ck_assert_int_eq(cli_read_response(fd, &r, 0), 0);
     ck_assert_int_eq(r.status, 401);
     ck_assert(r.closed);
@@ -132,6 +134,7 @@ START_TEST(test_linger_total_time)
 {
     struct fx *f = fx_new();
     grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, INT64_C(1) << 30);
+    grace_config_set(f->cfg, GRACE_OPT_DRAIN_LIMIT, 0); /* a chunked body would be drained */
     grace_config_set(f->cfg, GRACE_OPT_LINGER_TIME, 800);
     grace_config_set(f->cfg, GRACE_OPT_LINGER_TIMEOUT, 500);
     fx_start(f, h_401);
@@ -139,8 +142,7 @@ START_TEST(test_linger_total_time)
     fx_run(f, c_slow_sender, 10000);
     fx_spin(f, 50);
     ck_assert_int_eq(count_fds(), fds); /* back to where it started */
-    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_TOO_SLOW), 1);
-    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_EXTENDED), 0);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_TOTAL_TIME), 1);
     ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGERING), 0);
     ck_assert_uint_gt(fx_cnt(f, GRACE_CNT_BYTES_DISCARDED), 0);
     fx_free(f);
@@ -600,6 +602,187 @@ START_TEST(test_linger_cut_by_stop)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- progress */
+
+/*
+ * A linger that reaches linger-time goes on while the client is visibly
+ * finishing a body of known length: the remainder (from Content-Length)
+ * fits within linger-bytes and the client sent at least linger-min-rate
+ * over the last second (checked every second). Below the rate it is cut
+ * (linger_too_slow); linger-max-time is the hard bound (linger_total_time);
+ * linger-timeout of silence still ends it (linger_idle_timeout).
+ */
+
+/* n bytes at rate bytes/s, in 256 KiB writes. 0, or -errno once cut. */
+static int send_paced(int fd, size_t n, double rate, size_t *sent)
+{
+    int64_t t0 = now_ms();
+    *sent = 0;
+    while (*sent < n) {
+        size_t k = n - *sent < (256u << 10) ? n - *sent : (256u << 10);
+        int rc = cli_send_all(fd, bigbuf, k);
+        if (rc)
+            return rc;
+        *sent += k;
+        int64_t due = t0 + (int64_t)((double)*sent * 1000 / rate), now = now_ms();
+        if (due > now)
+            usleep((useconds_t)(due - now) * 1000);
+    }
+    return 0;
+}
+
+#define PROG_BODY (128u << 20)
+#define PROG_RATE (2.5 * (1 << 20)) /* 51 s for the body: past linger-time */
+static int prog_rc, prog_got;
+static size_t prog_sent;
+
+/* Python's http.client: the whole body first, then read the answer. */
+static void c_paced_upload(struct fx *f)
+{
+    char head[128];
+    struct resp r;
+    int fd = cli_connect(f->port);
+    snprintf(head, sizeof(head), "PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: %u\r\n\r\n",
+             PROG_BODY);
+    cli_send(fd, head);
+    prog_rc = send_paced(fd, PROG_BODY, PROG_RATE, &prog_sent);
+    prog_got = prog_rc == 0 && cli_read_response(fd, &r, 0) == 0 && r.status == 401 &&
+               !strcmp(r.body, "no token\n");
+    if (prog_rc == 0)
+        resp_free(&r);
+    close(fd);
+}
+
+START_TEST(test_linger_steady_sender_extended)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, INT64_C(1) << 30); /* else all defaults */
+    fx_start(f, h_401);
+    fx_run(f, c_paced_upload, 90000);
+    ck_assert_msg(prog_rc == 0, "upload cut after %zu of %u bytes (%d)", prog_sent, PROG_BODY,
+                  prog_rc);
+    ck_assert_msg(prog_got, "the 401 was not received complete");
+    fx_spin(f, 100);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_EXTENDED), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_CLIENT_EOF), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_TOO_SLOW), 0);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_TOTAL_TIME), 0);
+    fx_free(f);
+}
+END_TEST
+
+/* Read the 401, then send at a fixed pace (bytes every 10 ms) until the
+ * server cuts the connection or stop_ms; return how long that took. */
+static int64_t send_until_cut(struct fx *f, const char *head, size_t per_10ms, int stop_ms,
+                              int *cut)
+{
+    struct resp r;
+    int fd = cli_connect(f->port);
+    cli_send(fd, head);
+    ck_assert_int_eq(cli_read_response(fd, &r, 0), 0);
+    ck_assert_int_eq(r.status, 401);
+    resp_free(&r);
+    int64_t t0 = now_ms();
+    *cut = 0;
+    while (!*cut && now_ms() - t0 < stop_ms) {
+        *cut = cli_send_all(fd, bigbuf, per_10ms) < 0;
+        usleep(10000);
+    }
+    close(fd);
+    return now_ms() - t0;
+}
+
+#define HEAD_512M "PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: 536870912\r\n\r\n"
+static int64_t cut_ms;
+static int cut_seen;
+
+static void c_too_slow(struct fx *f) /* 100 KiB/s */
+{
+    cut_ms = send_until_cut(f, HEAD_512M, 1024, 4000, &cut_seen);
+}
+
+START_TEST(test_linger_too_slow)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, INT64_C(1) << 30);
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_TIME, 500);
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_MIN_RATE, 1000000);
+    fx_start(f, h_401);
+    fx_run(f, c_too_slow, 10000);
+    ck_assert_msg(cut_seen && cut_ms >= 400 && cut_ms < 2500, "cut %d after %lld ms", cut_seen,
+                  (long long)cut_ms);
+    fx_spin(f, 50);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_TOO_SLOW), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_EXTENDED), 0);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_TOTAL_TIME), 0);
+    fx_free(f);
+}
+END_TEST
+
+static void c_fast_sender(struct fx *f) /* 6.4 MB/s */
+{
+    cut_ms = send_until_cut(f, HEAD_512M, 64 << 10, 4000, &cut_seen);
+}
+
+/* A steady sender is extended, but not past linger-max-time. */
+START_TEST(test_linger_max_time)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, INT64_C(1) << 30);
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_TIME, 300);
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_MAX_TIME, 1000);
+    fx_start(f, h_401);
+    fx_run(f, c_fast_sender, 10000);
+    ck_assert_msg(cut_seen && cut_ms >= 800 && cut_ms < 2500, "cut %d after %lld ms", cut_seen,
+                  (long long)cut_ms);
+    fx_spin(f, 50);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_EXTENDED), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_TOTAL_TIME), 1);
+    fx_free(f);
+}
+END_TEST
+
+/* Sends steadily for 1 s, then stops without closing: linger-timeout
+ * still ends it, whatever the remainder. */
+static int quiet_rc_before, quiet_rc_after;
+
+static void c_stops_after_1s(struct fx *f)
+{
+    char head[128];
+    struct resp r;
+    size_t sent;
+    int fd = cli_connect(f->port);
+    snprintf(head, sizeof(head), "PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: %u\r\n\r\n",
+             PROG_BODY);
+    cli_send(fd, head);
+    ck_assert_int_eq(cli_read_response(fd, &r, 0), 0);
+    resp_free(&r);
+    quiet_rc_before = send_paced(fd, (size_t)PROG_RATE, PROG_RATE, &sent);
+    usleep(900000); /* linger-timeout is 500 ms */
+    quiet_rc_after = cli_send_all(fd, "x", 1);
+    usleep(50000);
+    if (quiet_rc_after == 0)
+        quiet_rc_after = cli_send_all(fd, "x", 1); /* the first only earns the reset */
+    close(fd);
+}
+
+START_TEST(test_linger_steady_then_quiet)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, INT64_C(1) << 30);
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_TIMEOUT, 500);
+    fx_start(f, h_401);
+    fx_run(f, c_stops_after_1s, 10000);
+    ck_assert_int_eq(quiet_rc_before, 0);
+    ck_assert_msg(quiet_rc_after < 0, "still open 900 ms after the client went quiet");
+    fx_spin(f, 50);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_IDLE_TIMEOUT), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_TOTAL_TIME), 0);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_TOO_SLOW), 0);
+    fx_free(f);
+}
+END_TEST
+
 static Suite *linger_suite(void)
 {
     Suite *s = suite_create("linger");
@@ -619,6 +802,15 @@ static Suite *linger_suite(void)
     tcase_add_test(tc, test_linger_byte_cap);
     tcase_add_test(tc, test_linger_cap_evicts_oldest);
     tcase_add_test(tc, test_linger_cut_by_stop);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("progress");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120); /* the steady sender takes 51 s */
+    tcase_add_test(tc, test_linger_steady_sender_extended);
+    tcase_add_test(tc, test_linger_too_slow);
+    tcase_add_test(tc, test_linger_max_time);
+    tcase_add_test(tc, test_linger_steady_then_quiet);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("drain");
