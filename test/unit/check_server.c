@@ -598,8 +598,9 @@ START_TEST(test_disconnect_callback)
 }
 END_TEST
 
-/* A late reply to a client that has gone (reset) is a reported no-op. A
- * client's FIN alone means "done sending", not "gone" (test_progress). */
+/* a late reply to a client that has gone is a reported no-op. Gone means
+ * a reset: a FIN after a complete request is a half-close, and the client
+ * may still be waiting for its answer (check_progress.c) */
 static void c_gone_before_late_reply(struct fx *f)
 {
     struct linger lg = {1, 0};
@@ -619,7 +620,6 @@ START_TEST(test_late_reply_after_gone)
     fx_run(f, c_gone_before_late_reply, 5000);
     ck_assert_int_eq(f->handler_calls, 1);
     ck_assert_int_eq(f->reply_rc, -ENOTCONN);
-    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_CLIENT_ABORTS), 1);
     fx_free(f);
 }
 END_TEST
