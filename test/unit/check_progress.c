@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1176,27 +1177,32 @@ END_TEST
  * fail its accept(), then gives the fds back.
  */
 static struct rlimit em_saved;
-static int em_fds[4096], em_n;
+static int em_fds[4096], em_n, em_src = -1;
 
 static void emfile_take(void)
 {
     struct rlimit lim;
     int fd;
+    em_src = open("/dev/null", O_RDONLY);
     getrlimit(RLIMIT_NOFILE, &em_saved);
     lim = em_saved;
     lim.rlim_cur = (rlim_t)count_fds() + 16;
     setrlimit(RLIMIT_NOFILE, &lim);
     em_n = 0;
-    while (em_n < 4096 && (fd = dup(1)) >= 0)
+    while (em_n < 4096 && (fd = dup(em_src)) >= 0)
         em_fds[em_n++] = fd;
     if (em_n)
         close(em_fds[--em_n]); /* one left: the client's socket */
 }
 
+/* Idempotent: the test calls it again in case the client failed half-way. */
 static void emfile_give_back(void)
 {
     while (em_n)
         close(em_fds[--em_n]);
+    if (em_src >= 0)
+        close(em_src);
+    em_src = -1;
     setrlimit(RLIMIT_NOFILE, &em_saved);
 }
 
@@ -1243,7 +1249,7 @@ START_TEST(test_emfile_accept_retry)
     em_wait_counter = GRACE_CNT_ACCEPT_ERRORS;
     fx_start(f, h_hello);
     fx_run(f, c_emfile, 8000);
-    emfile_give_back(); /* also when the client failed half-way */
+    emfile_give_back();
     ck_assert_msg(em_status == 200 && em_ms < 1000, "after EMFILE: status %d after %lld ms",
                   em_status, (long long)em_ms);
     ck_assert_msg(em_failed_accept, "the server never failed an accept(): the test proves nothing");
