@@ -87,6 +87,8 @@ static struct grace_slot *slot_new(struct grace_server *srv)
         slot_free(s);
         return NULL;
     }
+    /* file segments go out with sendfile(), not through a mapping */
+    evbuffer_set_flags(s->out, EVBUFFER_FLAG_DRAINS_TO_FD);
     return s;
 }
 

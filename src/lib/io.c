@@ -41,16 +41,21 @@ static ssize_t plain_read(struct grace_conn *c, struct evbuffer *in, size_t max)
 
 /*
  * One writev() of the memory chains at the front, or one sendfile() of a
- * file segment. A sendfile() that returns 0 has hit the end of the file
- * before the length we promised: -EPIPE, the response cannot be completed.
+ * file segment. libevent returns 0 both for a sendfile() that would block
+ * and for one that hit the end of the file before the length we promised;
+ * errno tells them apart. The second is -EPIPE: the response cannot be
+ * completed.
  */
 static ssize_t plain_write(struct grace_conn *c, struct evbuffer *out)
 {
-    int n = evbuffer_write(out, c->fd);
+    int n;
+
+    errno = 0;
+    n = evbuffer_write(out, c->fd);
     if (n > 0)
         return n;
     if (n == 0)
-        return -EPIPE;
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN : -EPIPE;
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
         return -EAGAIN;
     return -errno;
