@@ -3,7 +3,9 @@
 #   test/fuzz/run.sh TARGET SECONDS [extra libFuzzer args]
 # TARGET is parser or conn (test/fuzz/fuzz_TARGET.c). Crashes are written to
 # test/fuzz/artifacts/; new inputs go to a scratch corpus, seeded from the
-# committed corpus test/fuzz/corpus/TARGET.
+# committed corpus test/fuzz/corpus/TARGET. fuzz_conn reads FUZZ_CONN_DEBUG
+# and FUZZ_CONN_KNOWN (see the top of fuzz_conn.c); its hand-made seeds come
+# from gen_conn_seeds.py.
 set -eu
 target=${1:?target}; secs=${2:-60}; shift 2 || true
 src=$(cd "$(dirname "$0")/../.." && pwd)
