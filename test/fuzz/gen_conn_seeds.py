@@ -92,9 +92,10 @@ SEEDS = {
     'stream-endless-unread': header() + sl(0, NOREAD, get(b'/E@')) + sl(0, WAIT)
     + sl(0, WAIT) + sl(0, WAIT),
     'stream-endless-read': header() + sl(0, TIMERS, get(b'/EB')) + sl(0, TIMERS),
-    # backpressure: a large reply not read while keep-alive/linger timers run
+    # backpressure: a large reply not read (for less than write-timeout)
+    # while the keep-alive timer runs; then with linger
     'buffer-unread-keepalive': header() + sl(0, NOREAD, get(b'/bp')) + sl(0, TIMERS)
-    + sl(0, TIMERS) + sl(0, WAIT) + sl(0, READ),
+    + sl(0, TIMERS) + sl(0, TIMERS) + sl(0, TIMERS) + sl(0, READ),
     'buffer-unread-close-linger': header(low_hw=True)
     + sl(0, NOREAD, post(b'/b`', b'u' * 1000, extra=CLOSE, send=500)) + sl(0, TIMERS)
     + sl(0, READ, b'u' * 500) + sl(0, TIMERS),
