@@ -86,6 +86,7 @@ enum grace_opt {
     GRACE_OPT_LINGER_MAX_TIME,    /**< lingering: hard bound, also for such a
                                        client (300000) */
     GRACE_OPT_ACCEPT_RETRY,       /**< out of fds: accept again after (500) */
+    GRACE_OPT_TLS_HANDSHAKE_TIMEOUT, /**< TLS handshake, from accept (10000) */
     GRACE_OPT__COUNT
 };
 
@@ -218,6 +219,12 @@ enum grace_counter {
     GRACE_CNT_LINGER_TOO_SLOW,  /**< cut past linger-time: below linger-min-rate */
     GRACE_CNT_ACCEPT_ERRORS,    /**< accept() failures (EMFILE...): paused, retried */
     GRACE_CNT_WRITE_ERRORS,     /**< the socket refused our output (reset, EOF of a file) */
+    GRACE_CNT_TLS_HANDSHAKES,   /**< TLS handshakes completed */
+    GRACE_CNT_TLS_RESUMED,      /**< of those, resumed sessions */
+    GRACE_CNT_TLS_FAILED,       /**< handshakes refused: garbage, plain HTTP, no common
+                                     version or cipher, renegotiation, unknown name... */
+    GRACE_CNT_TLS_TIMEOUT,      /**< handshakes cut by tls-handshake-timeout */
+    GRACE_CNT_TLS_CLOSE_NOTIFY, /**< close_notify alerts sent */
     GRACE_CNT__COUNT
 };
 
@@ -226,6 +233,57 @@ GRACE_API uint64_t grace_server_counter(const struct grace_server *srv, enum gra
 
 /** Name of a counter, e.g. "linger_client_eof"; NULL if unknown. */
 GRACE_API const char *grace_counter_name(enum grace_counter c);
+
+/* ================================================================ TLS */
+
+/*
+ * A TLS context: certificates and settings shared by TLS listeners. TLS 1.2
+ * and 1.3 only, the server's cipher preference, ALPN "http/1.1", session
+ * resumption (tickets whose keys rotate, and a session cache). Built with
+ * OpenSSL 3; in a library built without it every function below returns
+ * -ENOTSUP (or NULL with errno ENOTSUP).
+ */
+struct grace_tls;
+
+/** Create an empty context. NULL with errno set on failure. */
+GRACE_API struct grace_tls *grace_tls_new(void);
+
+/**
+ * Add a certificate chain and its private key (PEM files). The first pair
+ * added is the default; the others are chosen by the name the client asks
+ * for (SNI), matched against their subjectAltName DNS names (wildcards of
+ * one label) or, without those, the subject's CN.
+ * @return 0, or a negative errno; grace_tls_last_error() says why.
+ */
+GRACE_API int grace_tls_add_cert(struct grace_tls *tls, const char *chain_file,
+                                 const char *key_file);
+
+/**
+ * Read every certificate and key file again. New handshakes use them;
+ * connections already open keep what they negotiated. On failure nothing
+ * changes. Session ticket keys survive a reload.
+ * @return 0, or a negative errno; grace_tls_last_error() says why.
+ */
+GRACE_API int grace_tls_reload(struct grace_tls *tls);
+
+/** The reason for the last failure of this context's functions; "" if none. */
+GRACE_API const char *grace_tls_last_error(const struct grace_tls *tls);
+
+/** Drop the caller's reference; listeners that use the context keep theirs. */
+GRACE_API void grace_tls_free(struct grace_tls *tls);
+
+/** Like grace_server_listen(), speaking TLS with the context's certificates. */
+GRACE_API int grace_server_listen_tls(struct grace_server *srv, const char *host, int port,
+                                      struct grace_tls *tls);
+
+/** Like grace_server_listen_fd(), speaking TLS. */
+GRACE_API int grace_server_listen_fd_tls(struct grace_server *srv, int fd, struct grace_tls *tls);
+
+/** "TLSv1.3" or "TLSv1.2" for a request that came over TLS, else NULL. */
+GRACE_API const char *grace_request_tls_version(const struct grace_request *req);
+
+/** The server name the client asked for (SNI), or NULL. */
+GRACE_API const char *grace_request_tls_sni(const struct grace_request *req);
 
 /* ================================================================ responses seen */
 

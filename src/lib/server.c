@@ -41,6 +41,7 @@ static const struct {
     [GRACE_OPT_LINGER_MIN_RATE] = {"linger-min-rate", 262144, 0, INT64_MAX},
     [GRACE_OPT_LINGER_MAX_TIME] = {"linger-max-time", 300000, 1, 86400000},
     [GRACE_OPT_ACCEPT_RETRY] = {"accept-retry", 500, 1, 86400000},
+    [GRACE_OPT_TLS_HANDSHAKE_TIMEOUT] = {"tls-handshake-timeout", 10000, 1, 86400000},
 };
 
 struct grace_config *grace_config_new(void)
@@ -122,6 +123,11 @@ static const char *const counter_names[GRACE_CNT__COUNT] = {
     [GRACE_CNT_LINGER_TOO_SLOW] = "linger_too_slow",
     [GRACE_CNT_ACCEPT_ERRORS] = "accept_errors",
     [GRACE_CNT_WRITE_ERRORS] = "write_errors",
+    [GRACE_CNT_TLS_HANDSHAKES] = "tls_handshakes",
+    [GRACE_CNT_TLS_RESUMED] = "tls_resumed",
+    [GRACE_CNT_TLS_FAILED] = "tls_failed",
+    [GRACE_CNT_TLS_TIMEOUT] = "tls_timeout",
+    [GRACE_CNT_TLS_CLOSE_NOTIFY] = "tls_close_notify",
 };
 
 uint64_t grace_server_counter(const struct grace_server *srv, enum grace_counter c)
