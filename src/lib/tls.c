@@ -557,17 +557,22 @@ static ssize_t tls_write(struct grace_conn *c, struct evbuffer *out)
     return (ssize_t)total;
 }
 
-/* Our end of the stream: close_notify first, then the FIN. A socket too
- * full for the 24-byte alert gets the FIN alone. */
+/* close_notify, once, where the session is intact. A socket too full for
+ * the 24-byte alert goes without it. */
+static void close_notify(struct grace_conn *c, struct tls_conn *t)
+{
+    if (!t->handshaken || t->failed || (SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN))
+        return;
+    ERR_clear_error();
+    if (SSL_shutdown(t->ssl) >= 0)
+        CNT(c->srv, TLS_CLOSE_NOTIFY);
+    ERR_clear_error();
+}
+
+/* Our end of the stream: close_notify first, then the FIN. */
 static int tls_shutdown(struct grace_conn *c)
 {
-    struct tls_conn *t = c->tls;
-    if (t->handshaken && !t->failed && !(SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN)) {
-        ERR_clear_error();
-        if (SSL_shutdown(t->ssl) >= 0)
-            CNT(c->srv, TLS_CLOSE_NOTIFY);
-        ERR_clear_error();
-    }
+    close_notify(c, c->tls);
     return shutdown(c->fd, SHUT_WR) < 0 ? -errno : 0;
 }
 
@@ -589,12 +594,7 @@ static int tls_read_wants_write(struct grace_conn *c)
 static void tls_close(struct grace_conn *c)
 {
     struct tls_conn *t = c->tls;
-    if (t->handshaken && !t->failed && !(SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN)) {
-        ERR_clear_error();
-        if (SSL_shutdown(t->ssl) >= 0)
-            CNT(c->srv, TLS_CLOSE_NOTIFY);
-        ERR_clear_error();
-    }
+    close_notify(c, t);
     SSL_free(t->ssl);
     free(t);
     c->tls = NULL;
