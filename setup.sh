@@ -14,7 +14,7 @@ mode=${1:-build}
 [ $# -gt 0 ] && shift
 
 PKGS="build-essential autoconf automake libtool pkg-config libevent-dev check \
-curl python3 clang valgrind"
+libssl-dev openssl curl python3 clang valgrind"
 
 missing=
 for p in $PKGS; do
