@@ -1,11 +1,13 @@
 /*
  * hello.c - the smallest gracehttp server: any request -> 200 "hello world".
  * Used by the throughput benchmarks, so its path is kept lean.
- *   hello [--host H] [--port P]      (default 127.0.0.1:8080)
+ *   hello [--host H] [--port P] [--tls-cert CHAIN.pem --tls-key KEY.pem]
+ * (default 127.0.0.1:8080; with a certificate it speaks HTTPS on that port)
  */
 #include <gracehttp.h>
 
 #include <event2/event.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +21,8 @@ static void hello(struct grace_request *req, void *arg)
 
 int main(int argc, char **argv)
 {
-    const char *host = "127.0.0.1";
+    const char *host = "127.0.0.1", *cert = NULL, *key = NULL;
+    struct grace_tls *tls = NULL;
     int port = 8080, rc;
 
     for (int i = 1; i < argc; i++) {
@@ -27,8 +30,22 @@ int main(int argc, char **argv)
             host = argv[++i];
         else if (!strcmp(argv[i], "--port") && i + 1 < argc)
             port = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--tls-cert") && i + 1 < argc)
+            cert = argv[++i];
+        else if (!strcmp(argv[i], "--tls-key") && i + 1 < argc)
+            key = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--host H] [--port P]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--host H] [--port P] [--tls-cert F --tls-key F]\n",
+                    argv[0]);
+            return 2;
+        }
+    }
+    signal(SIGPIPE, SIG_IGN); /* a client gone mid-write is an error code, not a signal */
+    if (cert || key) {
+        if (!cert || !key || !(tls = grace_tls_new()) ||
+            (rc = grace_tls_add_cert(tls, cert, key)) < 0) {
+            fprintf(stderr, "hello: TLS: %s\n", tls ? grace_tls_last_error(tls)
+                                                   : "needs --tls-cert and --tls-key");
             return 2;
         }
     }
@@ -42,7 +59,9 @@ int main(int argc, char **argv)
     if (!srv)
         return 1;
     grace_server_set_handler(srv, hello, NULL);
-    if ((rc = grace_server_listen(srv, host, port)) < 0) {
+    rc = tls ? grace_server_listen_tls(srv, host, port, tls) : grace_server_listen(srv, host, port);
+    grace_tls_free(tls); /* the listener keeps its reference */
+    if (rc < 0) {
         fprintf(stderr, "hello: listen %s:%d: %s\n", host, port, grace_strerror(rc));
         return 2;
     }

@@ -35,9 +35,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 /* Detached slots kept for reuse; more are freed. */
 #define SLOT_POOL_MAX 64
+/* A file body without sendfile() is read in pieces of this size as it goes. */
+#define FILE_CHUNK (64u << 10)
 
 static void read_cb(evutil_socket_t fd, short what, void *arg);
 static void write_cb(evutil_socket_t fd, short what, void *arg);
@@ -107,6 +110,8 @@ static int slot_attach(struct grace_conn *c)
     evtimer_assign(s->timer, srv->base, timer_cb, c);
     s->timer_at = 0;
     s->write_err = 0;
+    s->file_fd = -1;
+    s->file_left = 0;
     s->written = 0;
     s->reports = NULL;
     s->reports_tail = &s->reports;
@@ -147,6 +152,11 @@ static void slot_detach(struct grace_conn *c)
     grace__report_all(c, -ECONNRESET); /* none are left unless the socket died */
     c->slot = NULL;
     slot_quiet(s);
+    if (s->file_fd >= 0) {
+        close(s->file_fd);
+        s->file_fd = -1;
+        s->file_left = 0;
+    }
     evbuffer_drain(s->in, evbuffer_get_length(s->in));
     evbuffer_drain(s->out, evbuffer_get_length(s->out)); /* releases file segments */
     if (srv->nfree_slots >= SLOT_POOL_MAX) {
@@ -176,7 +186,7 @@ static size_t buffered_in(const struct grace_conn *c)
 
 size_t grace__buffered_out(const struct grace_conn *c)
 {
-    return c->slot ? evbuffer_get_length(c->slot->out) : 0;
+    return c->slot ? evbuffer_get_length(c->slot->out) + c->slot->file_left : 0;
 }
 #define buffered_out grace__buffered_out
 
@@ -222,6 +232,8 @@ static int64_t deadline(const struct grace_conn *c, enum grace_counter *why)
 
     if (buffered_out(c))
         EARLIER(c->slot->write_since + OPT(srv, WRITE_TIMEOUT), TIMEOUT_WRITE);
+    if (!grace__tls_ready(c))
+        EARLIER(c->accepted_ms + OPT(srv, TLS_HANDSHAKE_TIMEOUT), TLS_TIMEOUT);
     if (c->state == CS_HEAD && !c->read_paused)
         EARLIER(c->st.head.deadline, TIMEOUT_HEADER);
     else if (waiting_for_body(c))
@@ -260,8 +272,8 @@ static void timer_update(struct grace_conn *c)
 
 /* ---------------------------------------------------------------- lifetime */
 
-void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
-                        int salen)
+void grace__conn_accept_tls(struct grace_server *srv, evutil_socket_t fd,
+                            const struct sockaddr *sa, int salen, struct grace_tls *tls)
 {
     struct grace_conn *c;
     int one = 1;
@@ -274,6 +286,14 @@ void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const stru
     c->tp = &grace__plain;
     c->fd = fd;
     c->accepted_ms = grace__now_ms();
+    if (tls) {
+        if (!(c->tls = grace__tls_conn_new(tls, fd))) {
+            free(c);
+            evutil_closesocket(fd);
+            return;
+        }
+        c->tp = &grace__tls;
+    }
     /* responses go out in one write; Nagle would only delay pipelined ones */
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (salen > 0 && (size_t)salen <= sizeof(c->peer)) {
@@ -282,11 +302,11 @@ void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const stru
     }
     /* no slot until the first bytes: a silent connection costs little */
     c->rd = event_new(srv->base, fd, EV_READ | EV_PERSIST, read_cb, c);
-    if (!c->rd || event_add(c->rd, srv->tv_header) < 0) {
+    if (!c->rd || event_add(c->rd, tls ? srv->tv_handshake : srv->tv_header) < 0) {
         if (c->rd)
             event_free(c->rd);
+        c->tp->close(c);
         free(c);
-        evutil_closesocket(fd);
         return;
     }
     TAILQ_INSERT_TAIL(&srv->conns, c, link);
@@ -297,6 +317,12 @@ void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const stru
 
     if (srv->nconns >= (size_t)OPT(srv, MAX_CONNECTIONS))
         grace__server_pause_accept(srv, 0);
+}
+
+void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
+                        int salen)
+{
+    grace__conn_accept_tls(srv, fd, sa, salen, NULL);
 }
 
 void grace__conn_enter(struct grace_conn *c)
@@ -496,14 +522,17 @@ void grace__conn_watch_input(struct grace_conn *c)
         want = 1; /* discarding, or idle without a slot */
     else
         want = !c->read_paused && buffered_in(c) < input_max(c->srv);
-    if (want == !!event_pending(c->rd, EV_READ, NULL))
-        return;
-    if (!want)
-        event_del(c->rd);
-    else if (c->slot)
-        event_add(c->rd, NULL); /* the slot's timer keeps the time */
-    else
-        rd_arm_idle(c);
+    if (want != !!event_pending(c->rd, EV_READ, NULL)) {
+        if (!want)
+            event_del(c->rd);
+        else if (c->slot)
+            event_add(c->rd, NULL); /* the slot's timer keeps the time */
+        else
+            rd_arm_idle(c);
+    }
+    /* bytes a TLS layer already took from the socket raise no event */
+    if (want && c->slot && c->tp->pending(c))
+        event_active(c->rd, EV_READ, 1);
 }
 
 /*
@@ -550,6 +579,52 @@ void grace__conn_body_wait(struct grace_conn *c)
 /* ---------------------------------------------------------------- output */
 
 /*
+ * A file body on a transport without sendfile(): the next piece goes into
+ * the output, read now (pread: a file that shrank is noticed, never mapped).
+ * -1 when the file ends before its promised length.
+ */
+static int file_refill(struct grace_slot *s)
+{
+    struct evbuffer_iovec v;
+    size_t want = s->file_left < FILE_CHUNK ? (size_t)s->file_left : FILE_CHUNK;
+    ssize_t n;
+
+    if (evbuffer_reserve_space(s->out, (ev_ssize_t)want, &v, 1) < 1)
+        return -1;
+    if (v.iov_len > want)
+        v.iov_len = want;
+    do
+        n = pread(s->file_fd, v.iov_base, v.iov_len, s->file_off);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0)
+        return -1;
+    v.iov_len = (size_t)n;
+    evbuffer_commit_space(s->out, &v, 1);
+    s->file_off += n;
+    s->file_left -= (uint64_t)n;
+    if (!s->file_left) {
+        close(s->file_fd);
+        s->file_fd = -1;
+    }
+    return 0;
+}
+
+/* Queue length bytes of fd as a response body that is read as it is sent.
+ * The connection owns fd from here on. -1 if a file body is still going. */
+int grace__conn_send_file(struct grace_conn *c, int fd, off_t offset, off_t length)
+{
+    struct grace_slot *s = c->slot;
+    if (s->file_left) {
+        close(fd);
+        return -1;
+    }
+    s->file_fd = fd;
+    s->file_off = offset;
+    s->file_left = (uint64_t)length;
+    return 0;
+}
+
+/*
  * Write what is queued until the socket refuses more. Progress restarts the
  * write-timeout clock; while output waits the write event is added (once:
  * re-adding would cost an epoll_ctl). A file that ends early (-EPIPE) or a
@@ -562,8 +637,14 @@ static void write_output(struct grace_conn *c, int in_event)
     struct grace_slot *s = c->slot;
     int progress = 0;
 
-    while (evbuffer_get_length(s->out)) {
-        ssize_t n = c->tp->write(c, s->out);
+    for (;;) {
+        ssize_t n;
+        if (s->file_left && evbuffer_get_length(s->out) < FILE_CHUNK && file_refill(s) < 0)
+            n = -EPIPE;
+        else if (!evbuffer_get_length(s->out))
+            break;
+        else
+            n = c->tp->write(c, s->out);
         if (n > 0) {
             s->written += (uint64_t)n;
             progress = 1;
@@ -726,9 +807,10 @@ static int pump_head(struct grace_conn *c)
 
     if (len == 0)
         return 0;
-    if (buffered_out(c) > (size_t)OPT(srv, OUTPUT_HIGH_WATER)) {
+    if (buffered_out(c) > (size_t)OPT(srv, OUTPUT_HIGH_WATER) || c->slot->file_left) {
         /* the client does not read its responses: stop taking requests.
-         * The header deadline waits too (write-timeout guards the output). */
+         * The header deadline waits too (write-timeout guards the output).
+         * A file body read as it goes must leave before the next response. */
         c->read_paused = 1;
         return 0;
     }
@@ -972,31 +1054,47 @@ static void pump(struct grace_conn *c)
 
 static void peer_eof(struct grace_conn *c);
 
+/* The socket has bytes (or EOF) for a connection that is not closing. */
+static void input_ready(struct grace_conn *c)
+{
+    int rc;
+
+    if (!c->slot && slot_wake(c) < 0) {
+        grace__conn_destroy(c); /* out of memory: nothing to answer with */
+        return;
+    }
+    if ((rc = read_input(c)) == -2) {
+        grace__conn_abort(c, -ECONNRESET);
+        return;
+    }
+    if (c->tp->read_wants_write(c) && !event_pending(c->slot->wr, EV_WRITE, NULL))
+        event_add(c->slot->wr, NULL); /* a handshake waits for the socket */
+    pump(c);
+    if (rc == -1 && c->state != CS_DEAD)
+        peer_eof(c);
+}
+
 static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct grace_conn *c = arg;
-    int rc;
 
     grace__conn_enter(c);
     if (what & EV_TIMEOUT) { /* the read event times connections without a slot */
         if (c->state == CS_IDLE) {
             keepalive_timeout(c);
         } else if (c->state == CS_HEAD) { /* new, and never sent a byte */
-            CNT(c->srv, TIMEOUT_HEADER);
+            if (grace__tls_ready(c))
+                CNT(c->srv, TIMEOUT_HEADER);
+            else
+                CNT(c->srv, TLS_TIMEOUT);
             grace__conn_destroy(c);
         } else if (c->state == CS_LINGER) {
             grace__linger_timer(c);
         }
     } else if (c->state >= CS_CLOSING) {
         grace__linger_read(c);
-    } else if (!c->slot && slot_wake(c) < 0) {
-        grace__conn_destroy(c); /* out of memory: nothing to answer with */
-    } else if ((rc = read_input(c)) == -2) {
-        grace__conn_abort(c, -ECONNRESET);
     } else {
-        pump(c);
-        if (rc == -1 && c->state != CS_DEAD)
-            peer_eof(c);
+        input_ready(c);
     }
     grace__conn_leave(c);
 }
@@ -1010,6 +1108,10 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
     if (err) { /* a write failed under an application call */
         CNT(c->srv, WRITE_ERRORS);
         grace__conn_abort(c, err);
+    } else if (c->tp->read_wants_write(c)) { /* the handshake goes on */
+        if (!evbuffer_get_length(c->slot->out))
+            event_del(c->slot->wr);
+        input_ready(c);
     } else {
         write_output(c, 1);
     }
@@ -1084,6 +1186,9 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
             break;
         case GRACE_CNT_TIMEOUT_BODY:
             body_fail(c, 408, "request body timeout", -ETIMEDOUT);
+            break;
+        case GRACE_CNT_TLS_TIMEOUT: /* nothing can be answered yet */
+            grace__conn_destroy(c);
             break;
         default: /* drain-time */
             grace__conn_close_graceful(c);

@@ -41,8 +41,13 @@ struct grace_transport {
     /* Bytes written but not yet taken by the client, as far as known. */
     size_t (*unsent)(struct grace_conn *c);
     void (*close)(struct grace_conn *c);
+    /* Nonzero while input is held below us that no socket event announces. */
+    size_t (*pending)(struct grace_conn *c);
+    /* The last read stopped until the socket takes our bytes (a handshake). */
+    int (*read_wants_write)(struct grace_conn *c);
+    int sendfile;             /* file segments may go out with sendfile() */
 };
-extern const struct grace_transport grace__plain;
+extern const struct grace_transport grace__plain, grace__tls;
 /* One read at most: an evbuffer chain's header shares its 16 KiB malloc. */
 #define GRACE_READ_CHUNK (16384 - 128)
 
@@ -96,6 +101,7 @@ struct grace_request {
     int status;
     struct evbuffer *resp_headers; /* added by the application */
     struct grace_response_info *report; /* report.c: this response's record */
+    const char *tls_version;  /* a static string, or NULL for plain */
     unsigned head : 1, chunked_out : 1, close_delimited : 1, sent_continue : 1,
         close_after : 1, body_done : 1, finished : 1, detached : 1, end_delivered : 1,
         want_close : 1, app_done : 1;
@@ -131,6 +137,9 @@ struct grace_slot {
     int64_t timer_at;           /* when the timer fires; 0: not armed */
     int64_t write_since;        /* output waiting: its last progress */
     int write_err;              /* a write failed; the write event ends the connection */
+    int file_fd;                /* a file body read as it is sent (no sendfile) */
+    off_t file_off;
+    uint64_t file_left;         /* its bytes not yet in out */
     int64_t req_start_us;       /* the current request's first byte */
     uint64_t written;           /* bytes written since the slot was attached */
     struct grace_response_info *reports, **reports_tail; /* report.c */
@@ -146,6 +155,7 @@ struct grace_conn {
     evutil_socket_t fd;
     enum conn_state state;
     struct grace_request *req;
+    void *tls;                /* tls.c: the TLS session, or NULL */
     int64_t accepted_ms;      /* monotonic ms at accept */
     union {                   /* what the current state measures */
         struct {
@@ -190,13 +200,15 @@ struct grace_route {
 
 struct grace_listener {
     struct evconnlistener *lev;
+    struct grace_server *srv;
+    struct grace_tls *tls;    /* a reference; NULL: plain */
 };
 
 struct grace_server {
     struct event_base *base;
     struct grace_config cfg;
     struct grace_parser_limits plim;
-    struct grace_listener *listeners;
+    struct grace_listener **listeners;
     int nlisteners;
     int listeners_paused;
 
@@ -225,7 +237,7 @@ struct grace_server {
     grace_stopped_cb on_stopped;
     void *stopped_arg;
 
-    const struct timeval *tv_header, *tv_body, *tv_keepalive; /* common timeouts */
+    const struct timeval *tv_header, *tv_body, *tv_keepalive, *tv_handshake; /* common timeouts */
     char *discard_buf;      /* io.c: recv() target, never read */
     char date[40];          /* "Date: ...\r\n" cache */
     time_t date_sec;
@@ -246,6 +258,8 @@ void grace__server_check_stopped(struct grace_server *srv);
 /* conn.c */
 void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
                         int salen);
+void grace__conn_accept_tls(struct grace_server *srv, evutil_socket_t fd,
+                            const struct sockaddr *sa, int salen, struct grace_tls *tls);
 void grace__conn_enter(struct grace_conn *c);
 void grace__conn_leave(struct grace_conn *c);
 void grace__conn_schedule(struct grace_conn *c);
@@ -260,6 +274,7 @@ void grace__conn_discard_input(struct grace_conn *c);
 void grace__conn_watch_input(struct grace_conn *c);
 void grace__conn_destroy(struct grace_conn *c);
 void grace__conn_body_wait(struct grace_conn *c);
+int grace__conn_send_file(struct grace_conn *c, int fd, off_t offset, off_t length);
 size_t grace__buffered_out(const struct grace_conn *c);
 void grace__request_release(struct grace_conn *c, struct grace_request *req);
 void grace__slots_free(struct grace_server *srv);
@@ -278,6 +293,12 @@ void grace__report_start(struct grace_conn *c, struct grace_request *req, int st
 void grace__report_done(struct grace_conn *c, struct grace_request *req);
 void grace__report_written(struct grace_conn *c);
 void grace__report_all(struct grace_conn *c, int err);
+
+/* tls.c */
+void grace__tls_ref(struct grace_tls *tls);
+void *grace__tls_conn_new(struct grace_tls *tls, evutil_socket_t fd);
+int grace__tls_ready(const struct grace_conn *c);
+const char *grace__tls_version(const struct grace_conn *c);
 
 /* request.c */
 struct grace_request *grace__request_new(struct grace_conn *c, const char *blk);

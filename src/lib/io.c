@@ -110,6 +110,24 @@ static void plain_close(struct grace_conn *c)
     evutil_closesocket(c->fd);
 }
 
+static size_t plain_pending(struct grace_conn *c)
+{
+    return 0; /* the kernel announces every byte it holds */
+}
+
+static int plain_read_wants_write(struct grace_conn *c)
+{
+    return 0;
+}
+
 const struct grace_transport grace__plain = {
-    plain_read, plain_write, plain_shutdown, plain_discard, plain_unsent, plain_close,
+    .read = plain_read,
+    .write = plain_write,
+    .shutdown = plain_shutdown,
+    .discard = plain_discard,
+    .unsent = plain_unsent,
+    .close = plain_close,
+    .pending = plain_pending,
+    .read_wants_write = plain_read_wants_write,
+    .sendfile = 1,
 };

@@ -21,7 +21,7 @@ void grace_server_on_response(struct grace_server *srv, grace_response_cb cb, vo
 /* Bytes queued so far on the connection, as an offset in its output. */
 static uint64_t out_offset(const struct grace_conn *c)
 {
-    return c->slot->written + evbuffer_get_length(c->slot->out);
+    return c->slot->written + grace__buffered_out(c);
 }
 
 /* A response's head is about to be queued (head_len bytes). */

@@ -70,6 +70,7 @@ struct grace_request *grace__request_new(struct grace_conn *c, const char *src)
     const char *q = strchr(req->blk + p->target.off, '?');
     req->query = q ? q + 1 : NULL;
     req->head = p->method_id == GRACE_PM_HEAD;
+    req->tls_version = grace__tls_version(c);
     req->body_limit = (uint64_t)OPT(c->srv, MAX_BODY_SIZE);
     return req;
 }

@@ -251,8 +251,9 @@ int grace_reply_buffer(struct grace_request *req, int status, struct evbuffer *b
  * out with sendfile() (the evbuffer then owns fd). Closes fd either way.
  */
 #define SMALL_FILE 32768
-static int add_file(struct evbuffer *out, int fd, off_t offset, off_t length)
+static int add_file(struct grace_conn *c, int fd, off_t offset, off_t length)
 {
+    struct evbuffer *out = c->slot->out;
     if (length <= SMALL_FILE) {
         struct evbuffer_iovec v;
         ssize_t n = -1;
@@ -264,6 +265,8 @@ static int add_file(struct evbuffer *out, int fd, off_t offset, off_t length)
         close(fd);
         return n == length ? 0 : -1;
     }
+    if (!c->tp->sendfile) /* TLS: read in pieces as it goes */
+        return grace__conn_send_file(c, fd, offset, length);
     return evbuffer_add_file(out, fd, offset, length);
 }
 
@@ -280,7 +283,7 @@ int grace_reply_file(struct grace_request *req, int status, int fd, off_t offset
     grace__conn_enter(c);
     write_head(req, status, no_body_status(status) ? 0 : (int64_t)length);
     if (length > 0 && !req->head && !no_body_status(status)) {
-        if (add_file(c->slot->out, fd, offset, length) < 0)
+        if (add_file(c, fd, offset, length) < 0)
             c->stop_close = 1; /* the body is short: the client must see a close */
     } else {
         close(fd);

@@ -167,6 +167,7 @@ static const struct timeval *common_timeout(struct event_base *base, int64_t ms)
 }
 
 static void accept_retry_cb(evutil_socket_t fd, short what, void *arg);
+static void free_listeners(struct grace_server *srv);
 
 struct grace_server *grace_server_new(struct event_base *base, const struct grace_config *cfg)
 {
@@ -200,8 +201,13 @@ struct grace_server *grace_server_new(struct event_base *base, const struct grac
     srv->tv_header = common_timeout(base, OPT(srv, HEADER_TIMEOUT));
     srv->tv_body = common_timeout(base, OPT(srv, BODY_TIMEOUT));
     srv->tv_keepalive = common_timeout(base, OPT(srv, KEEPALIVE_TIMEOUT));
+    /* a new TLS connection's read event: the handshake, within the header time */
+    srv->tv_handshake = common_timeout(base, OPT(srv, TLS_HANDSHAKE_TIMEOUT) <
+                                                     OPT(srv, HEADER_TIMEOUT)
+                                                 ? OPT(srv, TLS_HANDSHAKE_TIMEOUT)
+                                                 : OPT(srv, HEADER_TIMEOUT));
     if (!srv->fields || !srv->pump_ev || !srv->accept_timer || !srv->tv_header || !srv->tv_body ||
-        !srv->tv_keepalive) {
+        !srv->tv_keepalive || !srv->tv_handshake) {
         grace_server_free(srv);
         errno = ENOMEM;
         return NULL;
@@ -213,8 +219,7 @@ void grace_server_free(struct grace_server *srv)
 {
     if (!srv)
         return;
-    for (int i = 0; i < srv->nlisteners; i++)
-        evconnlistener_free(srv->listeners[i].lev);
+    free_listeners(srv);
     free(srv->listeners);
     grace__conn_free_all(srv);
     grace__slots_free(srv);
@@ -241,7 +246,8 @@ void grace_server_free(struct grace_server *srv)
 static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
 {
-    grace__conn_accept(arg, fd, sa, salen);
+    struct grace_listener *l = arg;
+    grace__conn_accept_tls(l->srv, fd, sa, salen, l->tls);
 }
 
 /*
@@ -260,7 +266,7 @@ void grace__server_pause_accept(struct grace_server *srv, int err)
     if (srv->listeners_paused)
         return;
     for (int i = 0; i < srv->nlisteners; i++)
-        evconnlistener_disable(srv->listeners[i].lev);
+        evconnlistener_disable(srv->listeners[i]->lev);
     srv->listeners_paused = 1;
     if (!err)
         CNT(srv, CONN_CAPPED);
@@ -272,7 +278,7 @@ static void resume_accept(struct grace_server *srv)
         srv->nconns >= (size_t)OPT(srv, MAX_CONNECTIONS))
         return;
     for (int i = 0; i < srv->nlisteners; i++)
-        evconnlistener_enable(srv->listeners[i].lev);
+        evconnlistener_enable(srv->listeners[i]->lev);
     srv->listeners_paused = 0;
     event_del(srv->accept_timer);
 }
@@ -284,28 +290,49 @@ static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
 
 static void accept_error_cb(struct evconnlistener *lev, void *arg)
 {
-    struct grace_server *srv = arg;
+    struct grace_server *srv = ((struct grace_listener *)arg)->srv;
     int err = EVUTIL_SOCKET_ERROR();
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
         grace__server_pause_accept(srv, 1);
 }
 
-static int add_listener(struct grace_server *srv, struct evconnlistener *lev)
+/* Take lev over (callbacks, ownership) and accept on it, with TLS if tls. */
+static int add_listener(struct grace_server *srv, struct evconnlistener *lev,
+                        struct grace_tls *tls)
 {
-    struct grace_listener *l =
-        realloc(srv->listeners, sizeof(*l) * (size_t)(srv->nlisteners + 1));
-    if (!l)
+    struct grace_listener **ls, *l;
+
+    ls = realloc(srv->listeners, sizeof(*ls) * (size_t)(srv->nlisteners + 1));
+    if (!ls)
         return -ENOMEM;
-    srv->listeners = l;
-    l[srv->nlisteners++].lev = lev;
-    evconnlistener_set_cb(lev, accept_cb, srv);
+    srv->listeners = ls;
+    if (!(l = calloc(1, sizeof(*l))))
+        return -ENOMEM;
+    l->lev = lev;
+    l->srv = srv;
+    l->tls = tls;
+    if (tls)
+        grace__tls_ref(tls);
+    ls[srv->nlisteners++] = l;
+    evconnlistener_set_cb(lev, accept_cb, l);
     evconnlistener_set_error_cb(lev, accept_error_cb);
     if (srv->listeners_paused || srv->stopping)
         evconnlistener_disable(lev);
     return 0;
 }
 
-int grace_server_listen(struct grace_server *srv, const char *host, int port)
+static void free_listeners(struct grace_server *srv)
+{
+    for (int i = 0; i < srv->nlisteners; i++) {
+        evconnlistener_free(srv->listeners[i]->lev);
+        grace_tls_free(srv->listeners[i]->tls);
+        free(srv->listeners[i]);
+    }
+    srv->nlisteners = 0;
+}
+
+static int listen_on(struct grace_server *srv, const char *host, int port,
+                     struct grace_tls *tls)
 {
     struct addrinfo hints = {0}, *res = NULL, *ai;
     char portstr[16];
@@ -327,14 +354,13 @@ int grace_server_listen(struct grace_server *srv, const char *host, int port)
         if (ai->ai_family == AF_INET6)
             flags |= LEV_OPT_BIND_IPV6ONLY;
         errno = 0;
-        struct evconnlistener *lev = evconnlistener_new_bind(srv->base, accept_cb, srv, flags,
-                                                             511, ai->ai_addr,
-                                                             (int)ai->ai_addrlen);
+        struct evconnlistener *lev = evconnlistener_new_bind(srv->base, NULL, NULL, flags, 511,
+                                                             ai->ai_addr, (int)ai->ai_addrlen);
         if (!lev) {
             err = errno ? -errno : -EADDRNOTAVAIL;
             continue;
         }
-        if ((rc = add_listener(srv, lev)) < 0) {
+        if ((rc = add_listener(srv, lev, tls)) < 0) {
             evconnlistener_free(lev);
             err = rc;
             continue;
@@ -347,7 +373,12 @@ int grace_server_listen(struct grace_server *srv, const char *host, int port)
     return added ? 0 : err;
 }
 
-int grace_server_listen_fd(struct grace_server *srv, int fd)
+int grace_server_listen(struct grace_server *srv, const char *host, int port)
+{
+    return listen_on(srv, host, port, NULL);
+}
+
+static int listen_fd(struct grace_server *srv, int fd, struct grace_tls *tls)
 {
     int rc;
     if (!srv || fd < 0)
@@ -357,22 +388,45 @@ int grace_server_listen_fd(struct grace_server *srv, int fd)
         return -errno;
     }
     struct evconnlistener *lev = evconnlistener_new(
-        srv->base, accept_cb, srv, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+        srv->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
     if (!lev) {
         close(fd);
         return -ENOMEM;
     }
-    if ((rc = add_listener(srv, lev)) < 0)
+    if ((rc = add_listener(srv, lev, tls)) < 0)
         evconnlistener_free(lev);
     return rc;
+}
+
+int grace_server_listen_fd(struct grace_server *srv, int fd)
+{
+    return listen_fd(srv, fd, NULL);
 }
 
 int grace_server_adopt_listener(struct grace_server *srv, struct evconnlistener *lev)
 {
     if (!srv || !lev)
         return -EINVAL;
-    return add_listener(srv, lev);
+    return add_listener(srv, lev, NULL);
 }
+
+#ifdef GRACE_HAVE_TLS
+int grace_server_listen_tls(struct grace_server *srv, const char *host, int port,
+                            struct grace_tls *tls)
+{
+    return tls ? listen_on(srv, host, port, tls) : -EINVAL;
+}
+
+int grace_server_listen_fd_tls(struct grace_server *srv, int fd, struct grace_tls *tls)
+{
+    if (!tls) {
+        if (fd >= 0)
+            close(fd);
+        return -EINVAL;
+    }
+    return listen_fd(srv, fd, tls);
+}
+#endif
 
 int grace_server_port(const struct grace_server *srv, int i)
 {
@@ -380,7 +434,7 @@ int grace_server_port(const struct grace_server *srv, int i)
     socklen_t len = sizeof(ss);
     if (!srv || i < 0 || i >= srv->nlisteners)
         return -EINVAL;
-    if (getsockname(evconnlistener_get_fd(srv->listeners[i].lev), (struct sockaddr *)&ss,
+    if (getsockname(evconnlistener_get_fd(srv->listeners[i]->lev), (struct sockaddr *)&ss,
                     &len) < 0)
         return -errno;
     if (ss.ss_family == AF_INET)
@@ -554,9 +608,7 @@ int grace_server_stop(struct grace_server *srv, int64_t timeout_ms, grace_stoppe
     srv->stopped_arg = arg;
     /* close the listening sockets: connections left in a disabled
      * listener's backlog would wait for nothing */
-    for (int i = 0; i < srv->nlisteners; i++)
-        evconnlistener_free(srv->listeners[i].lev);
-    srv->nlisteners = 0;
+    free_listeners(srv);
     event_del(srv->accept_timer);
     tv = grace__ms_tv(timeout_ms);
     event_add(srv->stop_timer, &tv);
