@@ -47,6 +47,7 @@ static void write_cb(evutil_socket_t fd, short what, void *arg);
 static void timer_cb(evutil_socket_t fd, short what, void *arg);
 static void pump(struct grace_conn *c);
 static void output_empty(struct grace_conn *c);
+static void close_between_requests(struct grace_conn *c);
 
 /* The largest header block the parser can accept, plus its CRLFs. */
 static size_t head_max(const struct grace_server *srv)
@@ -188,7 +189,6 @@ size_t grace__buffered_out(const struct grace_conn *c)
 {
     return c->slot ? evbuffer_get_length(c->slot->out) + c->slot->file_left : 0;
 }
-#define buffered_out grace__buffered_out
 
 /* Does the connection still need its slot? Not when idle with nothing
  * buffered either way, nor while lingering. */
@@ -198,7 +198,7 @@ static int slot_needed(const struct grace_conn *c)
         return 0;
     if (c->state != CS_IDLE)
         return 1;
-    return buffered_in(c) || buffered_out(c);
+    return buffered_in(c) || grace__buffered_out(c);
 }
 
 /* ---------------------------------------------------------------- deadlines */
@@ -230,7 +230,7 @@ static int64_t deadline(const struct grace_conn *c, enum grace_counter *why)
         }                             \
     } while (0)
 
-    if (buffered_out(c))
+    if (grace__buffered_out(c))
         EARLIER(c->slot->write_since + OPT(srv, WRITE_TIMEOUT), TIMEOUT_WRITE);
     if (!grace__tls_ready(c))
         EARLIER(c->accepted_ms + OPT(srv, TLS_HANDSHAKE_TIMEOUT), TLS_TIMEOUT);
@@ -283,17 +283,14 @@ void grace__conn_accept_tls(struct grace_server *srv, evutil_socket_t fd,
         return;
     }
     c->srv = srv;
-    c->tp = &grace__plain;
     c->fd = fd;
     c->accepted_ms = grace__now_ms();
-    if (tls) {
-        if (!(c->tls = grace__tls_conn_new(tls, fd))) {
-            free(c);
-            evutil_closesocket(fd);
-            return;
-        }
-        c->tp = &grace__tls;
+    if (tls && !(c->tls = grace__tls_conn_new(tls, fd))) {
+        free(c);
+        evutil_closesocket(fd);
+        return;
     }
+    c->tp = tls ? &grace__tls : &grace__plain;
     /* responses go out in one write; Nagle would only delay pipelined ones */
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (salen > 0 && (size_t)salen <= sizeof(c->peer)) {
@@ -343,11 +340,20 @@ static void rd_arm_idle(struct grace_conn *c)
 /*
  * keep-alive-timeout has passed since the output became empty. A client
  * still taking our last response from the kernel's send queue is reading,
- * not idle: look again later, as long as the queue shrinks.
+ * not idle: it gets another period as long as the queue shrinks. The first
+ * time the queue is not empty, a short probe (a quarter of the timeout, a
+ * second at most) tells whether it does.
  */
 static void keepalive_timeout(struct grace_conn *c)
 {
     size_t unsent = c->tp->unsent(c);
+    if (unsent && c->st.idle_unsent == SIZE_MAX) {
+        int64_t probe = OPT(c->srv, KEEPALIVE_TIMEOUT) / 4;
+        struct timeval tv = grace__ms_tv(probe < 1000 ? probe : 1000);
+        c->st.idle_unsent = unsent;
+        event_add(c->rd, &tv);
+        return;
+    }
     if (unsent && unsent < c->st.idle_unsent) {
         c->st.idle_unsent = unsent;
         event_add(c->rd, c->srv->tv_keepalive);
@@ -359,6 +365,11 @@ static void keepalive_timeout(struct grace_conn *c)
 
 void grace__conn_leave(struct grace_conn *c)
 {
+    /* responses that can no longer be written (a stream cut short) are
+     * reported before the outermost bracket closes: the application's
+     * callback must run while the connection is still held */
+    if (c->busy == 1 && c->state != CS_DEAD && c->slot && c->slot->reports && !slot_needed(c))
+        grace__report_all(c, -ECONNRESET);
     if (--c->busy > 0)
         return;
     while (c->free_reqs) {
@@ -748,7 +759,7 @@ void grace__conn_response_done(struct grace_conn *c)
     grace__request_release(c, req);
     if (c->state == CS_DEAD)
         return;
-    if (req->close_after || c->srv->stopping || c->stop_close || c->peer_eof) {
+    if (req->close_after || c->srv->stopping || c->stop_close) {
         grace__conn_close_graceful(c);
         return;
     }
@@ -807,7 +818,7 @@ static int pump_head(struct grace_conn *c)
 
     if (len == 0)
         return 0;
-    if (buffered_out(c) > (size_t)OPT(srv, OUTPUT_HIGH_WATER) || c->slot->file_left) {
+    if (grace__buffered_out(c) > (size_t)OPT(srv, OUTPUT_HIGH_WATER) || c->slot->file_left) {
         /* the client does not read its responses: stop taking requests.
          * The header deadline waits too (write-timeout guards the output).
          * A file body read as it goes must leave before the next response. */
@@ -1041,11 +1052,16 @@ static void pump(struct grace_conn *c)
         if (c->state == CS_DEAD)
             return;
         /* paused for output that has gone out meanwhile: take requests again */
-        if (!c->read_paused || !c->slot || buffered_out(c))
+        if (!c->read_paused || !c->slot || grace__buffered_out(c))
             break;
         c->read_paused = 0;
         if (c->state == CS_HEAD) /* the header deadline waited: a new period */
             c->st.head.deadline = grace__now_ms() + OPT(c->srv, HEADER_TIMEOUT);
+    }
+    /* the client has sent all it will: between requests, that is the end */
+    if (c->peer_eof && !c->read_paused && c->state <= CS_HEAD) {
+        close_between_requests(c);
+        return;
     }
     grace__conn_watch_input(c);
 }
@@ -1131,7 +1147,7 @@ static void output_empty(struct grace_conn *c)
  * for a full socket are out. */
 static void close_between_requests(struct grace_conn *c)
 {
-    if (buffered_out(c))
+    if (grace__buffered_out(c))
         grace__conn_close_graceful(c);
     else
         grace__conn_destroy(c);
@@ -1145,20 +1161,10 @@ static void close_between_requests(struct grace_conn *c)
 static void peer_eof(struct grace_conn *c)
 {
     c->peer_eof = 1;
-    switch (c->state) {
-    case CS_IDLE:
-    case CS_HEAD: /* gone between requests, or gave up mid-headers */
-        close_between_requests(c);
-        break;
-    case CS_ACTIVE:
-    case CS_DRAIN:
-        pump(c); /* a body that can no longer complete ends there */
-        if (c->state == CS_IDLE || c->state == CS_HEAD)
-            peer_eof(c);
-        break;
-    default: /* CS_CLOSING and CS_LINGER read in linger.c */
-        break;
-    }
+    /* complete requests already read are still answered; pump() closes
+     * once nothing complete is left */
+    if (c->state < CS_CLOSING)
+        pump(c);
     grace__conn_watch_input(c);
 }
 

@@ -1,8 +1,8 @@
 /*
  * io.c - the socket seam: the only place that calls recv/writev/sendfile/
  * shutdown/close on a connection's socket. conn.c and linger.c reach the
- * socket through struct grace_transport, so a TLS transport can replace
- * these five functions without touching the state machine.
+ * socket through struct grace_transport, so a TLS transport (tls.c) can
+ * replace these functions without touching the state machine.
  */
 #include "internal.h"
 

@@ -182,8 +182,10 @@ static enum grace_counter linger_extend(struct grace_conn *c, int64_t now)
     uint64_t since = c->st.linger.bytes - c->st.linger.mark_bytes;
     int64_t ms = now - c->st.linger.mark_ms;
 
+    /* the byte cap ends a linger at linger-bytes: only a remainder that ends
+     * before it is worth waiting for */
     if (srv->stopping || now >= hard || c->st.linger.left == UINT64_MAX ||
-        c->st.linger.left + c->st.linger.bytes > (uint64_t)OPT(srv, LINGER_BYTES))
+        c->st.linger.left + c->st.linger.bytes >= (uint64_t)OPT(srv, LINGER_BYTES))
         return GRACE_CNT_LINGER_TOTAL_TIME;
     /* all of the body is here: the client reads now; linger-timeout ends it */
     if (c->st.linger.left > 0 &&

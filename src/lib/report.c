@@ -48,6 +48,8 @@ void grace__report_start(struct grace_conn *c, struct grace_request *req, int st
 void grace__report_done(struct grace_conn *c, struct grace_request *req)
 {
     struct grace_response_info *ri = req ? req->report : NULL;
+    if (req && !ri)
+        return; /* no record: reports off, or out of memory */
     if (!ri) { /* the server's own: the newest record */
         for (ri = c->slot->reports; ri && ri->next; ri = ri->next)
             ;

@@ -102,8 +102,11 @@ static void write_head(struct grace_request *req, int status, int64_t content_le
     struct evbuffer *out = c->slot->out;
     char head[512];
     size_t n, dl, extra = req->resp_headers ? evbuffer_get_length(req->resp_headers) : 0;
-    int close = !req->p.keep_alive || srv->stopping || c->stop_close || c->peer_eof ||
-                req->want_close || !grace__body_drainable(c, req);
+    /* a client that has half-closed gets answers to every complete request
+     * it sent; the last one closes */
+    int close = !req->p.keep_alive || srv->stopping || c->stop_close || req->want_close ||
+                (c->peer_eof && !evbuffer_get_length(c->slot->in)) ||
+                !grace__body_drainable(c, req);
 
     if (content_length < 0 && !no_body_status(status)) {
         if (req->p.version_minor == 1)

@@ -576,11 +576,13 @@ static int tls_shutdown(struct grace_conn *c)
     return shutdown(c->fd, SHUT_WR) < 0 ? -errno : 0;
 }
 
-/* Plaintext OpenSSL decrypted but we have not taken yet. */
+/* Plaintext OpenSSL decrypted but we have not taken yet. Not a partial
+ * record: its rest is still in the socket, and the socket will say so
+ * (read-ahead is off, so OpenSSL takes no more than one record's bytes). */
 static size_t tls_pending(struct grace_conn *c)
 {
     struct tls_conn *t = c->tls;
-    return (size_t)SSL_pending(t->ssl) + (size_t)SSL_has_pending(t->ssl);
+    return (size_t)SSL_pending(t->ssl);
 }
 
 static int tls_read_wants_write(struct grace_conn *c)
