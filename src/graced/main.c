@@ -55,6 +55,11 @@ static void serve_metrics(struct grace_request *req, struct graced *g)
 static struct grace_tls *tls_load(const struct graced_opts *o)
 {
     struct grace_tls *tls = grace_tls_new();
+    if (!tls && errno == ENOTSUP) {
+        fprintf(stderr, "graced: --tls-cert: this libgracehttp was built without TLS "
+                        "(configure found no OpenSSL 3)\n");
+        return NULL;
+    }
     if (!tls) {
         fprintf(stderr, "graced: TLS: %s\n", strerror(errno));
         return NULL;
