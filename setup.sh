@@ -64,6 +64,12 @@ test)
         GRACE_TEST_NO_HEAP=1 GRACE_TEST_NO_RLIMIT=1 CK_FORK=no \
             valgrind -q --leak-check=full --error-exitcode=1 "$t"
     done
+    # TLS with its small bodies only (GRACE_TEST_QUICK): OpenSSL under valgrind
+    # moves a few MB/s; no suppressions, OpenSSL's allocations included
+    if [ -x build/test/unit/check_tls ]; then
+        GRACE_TEST_NO_HEAP=1 GRACE_TEST_QUICK=1 CK_FORK=no \
+            valgrind -q --leak-check=full --error-exitcode=1 build/test/unit/check_tls
+    fi
     echo "== fuzz targets, ${FUZZ_TIME:-30} s each"
     for target in parser conn tls; do
         FUZZ_OUT="$top/build/fuzz" sh test/fuzz/run.sh "$target" "${FUZZ_TIME:-30}" >"build/fuzz-$target.log" 2>&1 ||

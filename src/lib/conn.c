@@ -908,12 +908,13 @@ static int pump_body(struct grace_conn *c)
     struct grace_request *req = c->req;
 
     if (c->state == CS_ACTIVE) {
+        if (req->paused) /* nothing, not even the end, until resumed */
+            return 0;
         if (req->body_done) {
             deliver_end(req);
             return 0;
         }
-        if (!grace_parser_body_done(&c->slot->parser) &&
-            (req->body_mode == BODY_NONE || req->paused))
+        if (!grace_parser_body_done(&c->slot->parser) && req->body_mode == BODY_NONE)
             return 0;
     }
     for (;;) {

@@ -30,7 +30,7 @@
 
 #define MIB ((size_t)1 << 20)
 
-static char dir[] = "/tmp/grace-tls-XXXXXX";
+static char dir[32];
 static char cert[128], key[128];
 static char *big; /* bodies */
 #define BIG (64 * MIB)
@@ -38,6 +38,7 @@ static char *big; /* bodies */
 static void make_cert(void)
 {
     char cmd[512];
+    strcpy(dir, "/tmp/grace-tls-XXXXXX"); /* anew: without fork, setup runs per test */
     ck_assert_ptr_nonnull(mkdtemp(dir));
     snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
     snprintf(key, sizeof(key), "%s/key.pem", dir);
@@ -249,10 +250,17 @@ END_TEST
 
 /* ---------------------------------------------------------------- early reply */
 
+/* GRACE_TEST_QUICK (valgrind): the small bodies only; OpenSSL under
+ * valgrind moves a few MB/s. */
+static int quick(void)
+{
+    return getenv("GRACE_TEST_QUICK") != NULL;
+}
+
 static const size_t sizes[] = {64u << 10, 1u << 20, 16u << 20, 64u << 20};
-#define NSIZES 4
+#define NSIZES (quick() ? 2 : 4)
 #define RUNS 2
-static int delivered[NSIZES], notified[NSIZES];
+static int delivered[4], notified[4];
 
 /* Write the whole request, then read until the end of the stream. */
 static void upload_then_read(int port, size_t s)
@@ -300,13 +308,17 @@ START_TEST(test_tls_early_401_delivered)
     ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_STARTED), NSIZES * RUNS);
     ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_TLS_CLOSE_NOTIFY), NSIZES * RUNS);
     ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_CLIENT_EOF), NSIZES * RUNS);
-    ck_assert_uint_gt(fx_cnt(f, GRACE_CNT_BYTES_DISCARDED), 16u << 20);
+    ck_assert_uint_gt(fx_cnt(f, GRACE_CNT_BYTES_DISCARDED), sizes[NSIZES - 1] / 4);
     fx_free(f);
 }
 END_TEST
 
 START_TEST(test_tls_early_401_naive_close_fails)
 {
+    if (quick()) { /* only large bodies show the loss */
+        fprintf(stderr, "test_tls_early_401_naive_close_fails: skipped (GRACE_TEST_QUICK)\n");
+        return;
+    }
     struct fx *f = fx_new();
     grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, INT64_C(1) << 30);
     grace_config_set(f->cfg, GRACE_OPT_DRAIN_LIMIT, 0);
