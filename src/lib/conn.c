@@ -541,8 +541,9 @@ void grace__conn_watch_input(struct grace_conn *c)
         else
             rd_arm_idle(c);
     }
-    /* bytes a TLS layer already took from the socket raise no event */
-    if (want && c->slot && c->tp->pending(c))
+    /* bytes a TLS layer already took from the socket raise no event (a
+     * closing connection discards raw and never asks the layer again) */
+    if (want && c->slot && c->state < CS_CLOSING && c->tp->pending(c))
         event_active(c->rd, EV_READ, 1);
 }
 

@@ -25,7 +25,10 @@
 
 #ifndef GRACE_HAVE_TLS
 
-/* Built without OpenSSL: every entry point says so. */
+/* Built without OpenSSL: every entry point says so; no connection ever
+ * uses this transport (grace__tls_conn_new() gives none). */
+const struct grace_transport grace__tls;
+
 struct grace_tls *grace_tls_new(void)
 {
     errno = ENOTSUP;
@@ -123,7 +126,7 @@ struct grace_tls {
  * wait for the socket to take our handshake bytes. */
 struct tls_conn {
     SSL *ssl;
-    unsigned handshaken : 1, read_wants_write : 1, failed : 1;
+    unsigned handshaken : 1, read_wants_write : 1, failed : 1, renegotiating : 1;
 };
 
 static void set_err(struct grace_tls *tls, const char *what, const char *file)
@@ -241,6 +244,17 @@ static int alpn_cb(SSL *s, const unsigned char **out, unsigned char *outlen,
     return SSL_TLSEXT_ERR_OK;
 }
 
+/* A TLS 1.2 client that starts a new handshake on an established
+ * connection (renegotiation): refused by OpenSSL (SSL_OP_NO_RENEGOTIATION),
+ * and the connection is closed (tls_read). TLS 1.3 post-handshake messages
+ * (KeyUpdate) start "handshakes" too: those are fine. */
+static void info_cb(const SSL *s, int where, int ret)
+{
+    struct tls_conn *t = SSL_get_app_data(s);
+    if ((where & SSL_CB_HANDSHAKE_START) && t && t->handshaken && SSL_version(s) <= TLS1_2_VERSION)
+        t->renegotiating = 1;
+}
+
 /* ---------------------------------------------------------------- contexts */
 
 static void cert_names(struct tls_cert *c)
@@ -293,6 +307,7 @@ static SSL_CTX *ctx_new(struct grace_tls *tls, const char *chain, const char *ke
     SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
     SSL_CTX_set_tlsext_servername_arg(ctx, tls);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, tls);
+    SSL_CTX_set_info_callback(ctx, info_cb);
     if (SSL_CTX_use_certificate_chain_file(ctx, chain) != 1) {
         set_err(tls, "cannot use certificate chain", chain);
     } else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
@@ -428,6 +443,7 @@ void *grace__tls_conn_new(struct grace_tls *tls, evutil_socket_t fd)
         return NULL;
     }
     SSL_set_accept_state(t->ssl);
+    SSL_set_app_data(t->ssl, t);
     return t;
 }
 
@@ -514,6 +530,11 @@ static ssize_t tls_read(struct grace_conn *c, struct evbuffer *in, size_t max)
         ret = SSL_read_ex(t->ssl, v.iov_base, v.iov_len, &n);
         if (!t->handshaken && SSL_is_init_finished(t->ssl))
             handshaken(c, t);
+        if (t->renegotiating) { /* refused, and the end of this connection */
+            t->failed = 1;
+            CNT(c->srv, TLS_FAILED);
+            return -EPROTO;
+        }
         if (ret <= 0) {
             ssize_t rc = ssl_fail(c, t, ret, 1);
             if (total && (rc == -EAGAIN || rc == 0))
