@@ -1,7 +1,7 @@
 /*
  * graced.h - shared declarations of the graced daemon.
  *
- *   main.c     start-up, workers, signals, the event loop
+ *   main.c     start-up, workers, signals, the event loop, TLS certificates
  *   options.c  command line: getopt_long, sizes and times
  *   files.c    static files: path confinement, types, validators, ranges
  *   upload.c   PUT/POST uploads: early checks, temp file, fsync, rename
@@ -20,6 +20,7 @@
 struct event_base;
 
 #define GRACED_MAX_LISTEN 16
+#define GRACED_MAX_CERTS 16
 
 /* Name prefix of upload temporary files: never served, removed at start. */
 #define GRACED_TMP_PREFIX ".graced-tmp."
@@ -27,6 +28,11 @@ struct event_base;
 struct graced_opts {
     const char *listen[GRACED_MAX_LISTEN];
     int nlisten;
+    const char *tls_listen[GRACED_MAX_LISTEN]; /* --tls-listen */
+    int ntls_listen;
+    const char *tls_cert[GRACED_MAX_CERTS], *tls_key[GRACED_MAX_CERTS]; /* pairs, in order */
+    int ncert, nkey;
+    int64_t hsts;             /* --hsts max-age in seconds; -1: off */
     const char *root;
     const char *upload_dir;
     const char *token_file;
@@ -44,6 +50,7 @@ struct graced {
     struct graced_opts o;
     struct event_base *base;
     struct grace_server *srv;
+    struct grace_tls *tls;   /* this worker's certificates; NULL without TLS */
     int root_fd, upload_fd;  /* O_PATH/O_DIRECTORY handles */
     char *root_real;         /* realpath of the root */
     char token[256];
@@ -66,12 +73,15 @@ void graced_access_log_close(void);
 void graced_access(const struct grace_response_info *ri, void *arg);
 
 /* sock.c: the listening sockets of every worker, opened before forking:
- * each --listen address (SO_REUSEPORT between workers), or systemd's */
+ * each --listen and --tls-listen address (SO_REUSEPORT between workers), or
+ * systemd's (a socket named "https" or "tls" in LISTEN_FDNAMES speaks TLS) */
 #define GRACED_MAX_WORKERS 64
 #define GRACED_MAX_SOCKS 16
 struct graced_socks {
     int fd[GRACED_MAX_WORKERS][GRACED_MAX_SOCKS];
+    int tls[GRACED_MAX_SOCKS]; /* socket i of every worker speaks TLS */
     int per_worker;
+    int ntls;                  /* how many of them */
     int systemd;
 };
 int graced_open_listeners(const struct graced_opts *o, struct graced_socks *s);

@@ -1,6 +1,7 @@
 /*
  * log.c - the error log (stderr, by level) and the access log in Combined
- * Log Format. SIGHUP reopens the access log (for logrotate).
+ * Log Format with one more quoted field at the end, the TLS version.
+ * SIGHUP reopens the access log (for logrotate).
  */
 #include "graced.h"
 
@@ -92,6 +93,9 @@ static void log_quoted(FILE *fp, const char *s)
  * One Combined Log Format line per response, written when the response has
  * left (grace_server_on_response): also the library's own error answers,
  * which have no request ("-"), and responses cut short (their bytes so far).
+ * The Combined fields come first, so their parsers still work; then the TLS
+ * version: "TLSv1.3", "TLSv1.2", or "-" for plain HTTP (and for answers
+ * without a request, whose connection the report does not describe).
  */
 void graced_access(const struct grace_response_info *ri, void *arg)
 {
@@ -130,5 +134,7 @@ void graced_access(const struct grace_response_info *ri, void *arg)
     log_quoted(access_fp, req ? grace_request_header(req, "Referer") : NULL);
     fputs("\" \"", access_fp);
     log_quoted(access_fp, req ? grace_request_header(req, "User-Agent") : NULL);
+    fputs("\" \"", access_fp);
+    log_quoted(access_fp, req ? grace_request_tls_version(req) : NULL);
     fputs("\"\n", access_fp);
 }

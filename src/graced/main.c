@@ -1,10 +1,11 @@
 /*
  * main.c - graced: start-up checks, workers, signals and the event loop.
  *
- * Every start-up problem (bad option, unreadable directory, port in use)
- * is one line on stderr and exit status 2. With --workers N the listening
- * sockets are opened first, then N processes each run their own event_base;
- * the parent forwards SIGTERM/SIGINT/SIGHUP and waits for them.
+ * Every start-up problem (bad option, unreadable directory, port in use,
+ * a certificate that does not load) is one line on stderr and exit status 2.
+ * With --workers N the listening sockets are opened first, then N processes
+ * each run their own event_base and their own TLS context; the parent
+ * forwards SIGTERM/SIGINT/SIGHUP and waits for them.
  */
 #include "graced.h"
 
@@ -46,11 +47,77 @@ static void serve_metrics(struct grace_request *req, struct graced *g)
     evbuffer_free(out);
 }
 
+/* ---------------------------------------------------------------- TLS */
+
+/* Every --tls-cert/--tls-key pair, in order, into a new context (the first
+ * is the default, the others are chosen by SNI). NULL after one line on
+ * stderr naming the file. */
+static struct grace_tls *tls_load(const struct graced_opts *o)
+{
+    struct grace_tls *tls = grace_tls_new();
+    if (!tls && errno == ENOTSUP) {
+        fprintf(stderr, "graced: --tls-cert: this libgracehttp was built without TLS "
+                        "(configure found no OpenSSL 3)\n");
+        return NULL;
+    }
+    if (!tls) {
+        fprintf(stderr, "graced: TLS: %s\n", strerror(errno));
+        return NULL;
+    }
+    for (int i = 0; i < o->ncert; i++) {
+        const char *files[2] = {o->tls_cert[i], o->tls_key[i]};
+        int rc;
+        for (int f = 0; f < 2; f++) { /* an unreadable file: say which */
+            int fd = open(files[f], O_RDONLY | O_CLOEXEC);
+            if (fd < 0) {
+                fprintf(stderr, "graced: %s %s: %s\n", f ? "--tls-key" : "--tls-cert", files[f],
+                        strerror(errno));
+                grace_tls_free(tls);
+                return NULL;
+            }
+            close(fd);
+        }
+        if ((rc = grace_tls_add_cert(tls, files[0], files[1])) < 0) {
+            const char *why = grace_tls_last_error(tls);
+            fprintf(stderr, "graced: --tls-cert %s --tls-key %s: %s\n", files[0], files[1],
+                    why && *why ? why : grace_strerror(rc));
+            grace_tls_free(tls);
+            return NULL;
+        }
+    }
+    return tls;
+}
+
+/* SIGHUP: read the certificates again; on failure the old ones stay. */
+static void tls_reload(struct graced *g)
+{
+    int rc = grace_tls_reload(g->tls);
+    if (rc < 0) {
+        const char *why = grace_tls_last_error(g->tls);
+        graced_log(LOG_ERR, "worker %d: certificates not reloaded, keeping the old ones: %s",
+                   g->worker, why && *why ? why : grace_strerror(rc));
+    } else {
+        graced_log(LOG_INFO, "worker %d: certificates reloaded", g->worker);
+    }
+}
+
+/* --hsts: on our own responses to requests that came over TLS. */
+static void add_hsts(struct grace_request *req, const struct graced *g)
+{
+    char v[48];
+    if (g->o.hsts < 0 || !grace_request_tls_version(req))
+        return;
+    snprintf(v, sizeof(v), "max-age=%lld", (long long)g->o.hsts);
+    grace_response_add_header(req, "Strict-Transport-Security", v);
+}
+
 static void handle(struct grace_request *req, void *arg)
 {
     struct graced *g = arg;
     const char *m = grace_request_method(req);
     int get = !strcmp(m, "GET") || !strcmp(m, "HEAD");
+
+    add_hsts(req, g);
 
     if (get && g->o.metrics_path && !strcmp(grace_request_path(req), g->o.metrics_path))
         serve_metrics(req, g);
@@ -79,6 +146,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     if (sig == SIGHUP) {
         if (graced_access_log_reopen() < 0)
             graced_log(LOG_ERR, "cannot reopen %s: %s", g->o.access_log, strerror(errno));
+        if (g->tls)
+            tls_reload(g);
         return;
     }
     graced_log(LOG_INFO, "stopping: finishing requests in flight");
@@ -86,7 +155,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         event_base_loopexit(g->base, NULL); /* a second signal: now */
 }
 
-static int run_worker(struct graced *g, const int *fds, int nfds, const struct graced_socks *announce)
+/* fds[i] speaks TLS if tls[i] */
+static int run_worker(struct graced *g, const int *fds, const int *tls, int nfds,
+                      const struct graced_socks *announce)
 {
     struct event *sig[3];
     static const int signals[3] = {SIGTERM, SIGINT, SIGHUP};
@@ -101,11 +172,18 @@ static int run_worker(struct graced *g, const int *fds, int nfds, const struct g
     grace_server_set_handler(g->srv, handle, g);
     /* every response, also the library's own 400/408/413/..., once written */
     grace_server_on_response(g->srv, graced_access, NULL);
-    for (int i = 0; i < nfds; i++)
-        if ((rc = grace_server_listen_fd(g->srv, fds[i])) < 0) {
-            fprintf(stderr, "graced: listening socket: %s\n", grace_strerror(rc));
+    /* one context per worker: workers > 1 read the certificates here */
+    if (g->o.ncert && !g->tls && !(g->tls = tls_load(&g->o)))
+        return 1;
+    for (int i = 0; i < nfds; i++) {
+        rc = tls[i] ? grace_server_listen_fd_tls(g->srv, fds[i], g->tls)
+                    : grace_server_listen_fd(g->srv, fds[i]);
+        if (rc < 0) {
+            fprintf(stderr, "graced: listening socket%s: %s\n", tls[i] ? " (TLS)" : "",
+                    grace_strerror(rc));
             return 1;
         }
+    }
     for (int i = 0; i < 3; i++) {
         sig[i] = evsignal_new(g->base, signals[i], on_signal, g);
         if (!sig[i] || event_add(sig[i], NULL) < 0)
@@ -118,6 +196,9 @@ static int run_worker(struct graced *g, const int *fds, int nfds, const struct g
     for (int i = 0; i < 3; i++)
         event_free(sig[i]);
     grace_server_free(g->srv);
+    if (g->tls)
+        grace_tls_free(g->tls);
+    g->tls = NULL;
     event_base_free(g->base);
     graced_files_cache_free(g);
     return 0;
@@ -153,7 +234,7 @@ static int supervise(struct graced *g, struct graced_socks *s)
                     for (int i = 0; i < s->per_worker; i++)
                         close(s->fd[o][i]);
             g->worker = w + 1;
-            _exit(run_worker(g, s->fd[w], s->per_worker, NULL));
+            _exit(run_worker(g, s->fd[w], s->tls, s->per_worker, NULL));
         }
         pids[w] = pid;
         alive++;
@@ -222,6 +303,10 @@ int main(int argc, char **argv)
                 errno == EINVAL ? "no token on the first line" : strerror(errno));
         return 2;
     }
+    /* the certificates are checked here, once, so that a bad one is a
+     * start-up error; with several workers each then loads its own */
+    if (g.o.ncert && !(g.tls = tls_load(&g.o)))
+        return 2;
     if (g.o.access_log && graced_access_log_open(g.o.access_log) < 0) {
         fprintf(stderr, "graced: --access-log %s: %s\n", g.o.access_log, strerror(errno));
         return 2;
@@ -230,6 +315,12 @@ int main(int argc, char **argv)
         graced_clean_stale(&g);
     if (graced_open_listeners(&g.o, &socks) < 0)
         return 2;
+    if (g.tls && !socks.ntls) {
+        graced_log(LOG_WARN, "--tls-cert given, but no TLS listener (--tls-listen)");
+        grace_tls_free(g.tls);
+        g.tls = NULL;
+        g.o.ncert = 0;
+    }
     if (g.o.pid_file) {
         FILE *fp = fopen(g.o.pid_file, "we");
         if (!fp || fprintf(fp, "%d\n", (int)getpid()) < 0 || fclose(fp) != 0) {
@@ -240,11 +331,16 @@ int main(int argc, char **argv)
     if (g.o.upload_dir)
         graced_log(LOG_INFO, "uploads into %s%s", g.o.upload_dir,
                    g.token_len ? " (token required)" : "");
+    if (g.tls)
+        graced_log(LOG_INFO, "TLS with %d certificate(s), default %s", g.o.ncert, g.o.tls_cert[0]);
 
     if (g.o.workers == 1) {
         g.worker = 1;
-        rc = run_worker(&g, socks.fd[0], socks.per_worker, &socks);
+        rc = run_worker(&g, socks.fd[0], socks.tls, socks.per_worker, &socks);
     } else {
+        if (g.tls) /* each worker makes its own */
+            grace_tls_free(g.tls);
+        g.tls = NULL;
         rc = supervise(&g, &socks);
     }
     if (g.o.pid_file)

@@ -13,6 +13,7 @@
 enum {
     O_LISTEN = 256, O_ROOT, O_UPLOAD_DIR, O_TOKEN_FILE, O_WORKERS, O_ACCESS_LOG,
     O_LOG_LEVEL, O_PID_FILE, O_SHUTDOWN_TIMEOUT, O_METRICS, O_HELP, O_VERSION,
+    O_TLS_LISTEN, O_TLS_CERT, O_TLS_KEY, O_HSTS,
     O_LIB = 512 /* + enum grace_opt */
 };
 
@@ -80,13 +81,22 @@ static void usage(FILE *out, const struct grace_config *cfg)
     fprintf(out,
             "usage: graced [options]\n"
             "Serve files and accept uploads over HTTP/1.1; early answers are never lost.\n\n"
-            "  --listen ADDR:PORT       listen here; repeatable; [IPv6]:PORT (127.0.0.1:8080)\n"
+            "  --listen ADDR:PORT       listen here; repeatable; [IPv6]:PORT (127.0.0.1:8080\n"
+            "                           unless only --tls-listen is given)\n"
+            "  --tls-listen ADDR:PORT   listen here for HTTPS; repeatable (off)\n"
+            "  --tls-cert FILE          PEM certificate chain; repeatable, each with a\n"
+            "  --tls-key FILE           PEM private key: the first pair is the default, the\n"
+            "                           others are chosen by the name the client asks (SNI);\n"
+            "                           SIGHUP reads them again\n"
+            "  --hsts SECONDS           Strict-Transport-Security: max-age=SECONDS on HTTPS\n"
+            "                           responses (off)\n"
             "  --root DIR               serve files from DIR (current directory)\n"
             "  --upload-dir DIR         accept PUT/POST /name into DIR (off)\n"
             "  --auth-token-file FILE   uploads need 'Authorization: Bearer <first line>' (off)\n"
             "  --max-body-size SIZE     largest upload, K/M/G suffixes (1G)\n"
             "  --workers N              processes sharing the port with SO_REUSEPORT (1)\n"
-            "  --access-log FILE|-      Combined Log Format; - is stdout (off)\n"
+            "  --access-log FILE|-      Combined Log Format and the TLS version; - is stdout\n"
+            "                           (off)\n"
             "  --log-level LEVEL        error, warn, info or debug (info)\n"
             "  --pid-file FILE          write the main process id here (off)\n"
             "  --shutdown-timeout TIME  SIGTERM: time for requests in flight (10s)\n"
@@ -113,6 +123,10 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
 {
     static struct option base_opts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
+        {"tls-listen", required_argument, NULL, O_TLS_LISTEN},
+        {"tls-cert", required_argument, NULL, O_TLS_CERT},
+        {"tls-key", required_argument, NULL, O_TLS_KEY},
+        {"hsts", required_argument, NULL, O_HSTS},
         {"root", required_argument, NULL, O_ROOT},
         {"upload-dir", required_argument, NULL, O_UPLOAD_DIR},
         {"auth-token-file", required_argument, NULL, O_TOKEN_FILE},
@@ -135,6 +149,7 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
     o->workers = 1;
     o->log_level = LOG_INFO;
     o->shutdown_timeout_ms = 10000;
+    o->hsts = -1;
     o->cfg = grace_config_new();
     if (!o->cfg) {
         fprintf(stderr, "graced: out of memory\n");
@@ -156,18 +171,44 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
         const char *a = optarg;
         switch (c) {
         case O_LISTEN:
-            if (o->nlisten == GRACED_MAX_LISTEN) {
-                fprintf(stderr, "graced: at most %d --listen addresses\n", GRACED_MAX_LISTEN);
-                return -1;
-            }
+        case O_TLS_LISTEN: {
+            const char *name = c == O_LISTEN ? "--listen" : "--tls-listen";
+            int *cnt = c == O_LISTEN ? &o->nlisten : &o->ntls_listen;
             char host[256];
             int port;
-            if (graced_parse_hostport(a, host, sizeof(host), &port) < 0) {
-                fprintf(stderr, "graced: --listen %s: expected ADDR:PORT or [IPv6]:PORT\n", a);
+            if (*cnt == GRACED_MAX_LISTEN) {
+                fprintf(stderr, "graced: at most %d %s addresses\n", GRACED_MAX_LISTEN, name);
                 return -1;
             }
-            o->listen[o->nlisten++] = a;
+            if (graced_parse_hostport(a, host, sizeof(host), &port) < 0) {
+                fprintf(stderr, "graced: %s %s: expected ADDR:PORT or [IPv6]:PORT\n", name, a);
+                return -1;
+            }
+            (c == O_LISTEN ? o->listen : o->tls_listen)[(*cnt)++] = a;
             break;
+        }
+        case O_TLS_CERT:
+        case O_TLS_KEY: {
+            int *cnt = c == O_TLS_CERT ? &o->ncert : &o->nkey;
+            if (*cnt == GRACED_MAX_CERTS) {
+                fprintf(stderr, "graced: at most %d certificates\n", GRACED_MAX_CERTS);
+                return -1;
+            }
+            (c == O_TLS_CERT ? o->tls_cert : o->tls_key)[(*cnt)++] = a;
+            break;
+        }
+        case O_HSTS: {
+            char *end;
+            long long v;
+            errno = 0;
+            v = strtoll(a, &end, 10);
+            if (errno || end == a || *end || v < 0) {
+                fprintf(stderr, "graced: --hsts %s: expected a number of seconds\n", a);
+                return -1;
+            }
+            o->hsts = v;
+            break;
+        }
         case O_ROOT: o->root = a; break;
         case O_UPLOAD_DIR: o->upload_dir = a; break;
         case O_TOKEN_FILE: o->token_file = a; break;
@@ -245,7 +286,17 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
         fprintf(stderr, "graced: unexpected argument %s (see --help)\n", argv[optind]);
         return -1;
     }
-    if (o->nlisten == 0)
+    if (o->ncert != o->nkey) {
+        fprintf(stderr, "graced: %d --tls-cert but %d --tls-key: give them in pairs\n", o->ncert,
+                o->nkey);
+        return -1;
+    }
+    if (o->ntls_listen && !o->ncert) {
+        fprintf(stderr, "graced: --tls-listen %s needs --tls-cert FILE and --tls-key FILE\n",
+                o->tls_listen[0]);
+        return -1;
+    }
+    if (o->nlisten == 0 && o->ntls_listen == 0)
         o->listen[o->nlisten++] = "127.0.0.1:8080";
     grace_config_set(o->cfg, GRACE_OPT_MAX_BODY_SIZE, o->max_body);
     if (o->workers > 1)

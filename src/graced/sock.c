@@ -1,7 +1,9 @@
 /*
- * sock.c - where graced listens: each --listen address, or the sockets
- * systemd passed (LISTEN_FDS/LISTEN_PID, sd_listen_fds(3) protocol,
- * implemented here so no libsystemd is needed).
+ * sock.c - where graced listens: each --listen and --tls-listen address, or
+ * the sockets systemd passed (LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES,
+ * sd_listen_fds(3) protocol, implemented here so no libsystemd is needed).
+ * A socket from systemd named "https" or "tls" (FileDescriptorName= in the
+ * .socket unit) speaks TLS; any other name, or none, plain HTTP.
  */
 #include "graced.h"
 
@@ -48,10 +50,18 @@ int graced_parse_hostport(const char *s, char *host, size_t hostlen, int *port)
     return 0;
 }
 
-/* Sockets from systemd, or 0 if not socket-activated. */
-static int systemd_fds(void)
+/* Is name (len bytes, from LISTEN_FDNAMES) one of a TLS socket? */
+static int tls_name(const char *name, size_t len)
+{
+    return (len == 5 && !strncmp(name, "https", 5)) || (len == 3 && !strncmp(name, "tls", 3));
+}
+
+/* Sockets from systemd, or 0 if not socket-activated; tls[i] set for the
+ * ones named "https" or "tls" (LISTEN_FDNAMES: names separated by ':'). */
+static int systemd_fds(int *tls, int max)
 {
     const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+    const char *names = getenv("LISTEN_FDNAMES");
     char *end;
     long n;
     if (!pid || !fds || strtol(pid, NULL, 10) != (long)getpid())
@@ -59,6 +69,13 @@ static int systemd_fds(void)
     n = strtol(fds, &end, 10);
     if (*end || n < 1 || n > 64)
         return 0;
+    for (int i = 0; names && *names && i < max; i++) {
+        size_t len = strcspn(names, ":");
+        tls[i] = tls_name(names, len);
+        names += len;
+        if (*names == ':')
+            names++;
+    }
     unsetenv("LISTEN_PID");
     unsetenv("LISTEN_FDS");
     unsetenv("LISTEN_FDNAMES");
@@ -86,8 +103,9 @@ static int open_listener(const struct sockaddr *sa, socklen_t len, int reuseport
     return fd;
 }
 
-static void print_addr(int fd)
+static void print_addr(int fd, int tls)
 {
+    const char *scheme = tls ? "https" : "http";
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
     char host[INET6_ADDRSTRLEN] = "?";
@@ -97,68 +115,87 @@ static void print_addr(int fd)
     if (ss.ss_family == AF_INET) {
         inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
         port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-        printf("graced: listening on http://%s:%d/\n", host, port);
+        printf("graced: listening on %s://%s:%d/\n", scheme, host, port);
     } else if (ss.ss_family == AF_INET6) {
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
         port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-        printf("graced: listening on http://[%s]:%d/\n", host, port);
+        printf("graced: listening on %s://[%s]:%d/\n", scheme, host, port);
     }
+}
+
+/* Open the sockets of one ADDR:PORT for every worker; tls marks them. */
+static int listen_on(const struct graced_opts *o, struct graced_socks *s, const char *addr,
+                     int tls)
+{
+    struct addrinfo hints = {0}, *res, *ai;
+    char host[256], port[16];
+    int p, rc;
+    graced_parse_hostport(addr, host, sizeof(host), &p);
+    snprintf(port, sizeof(port), "%d", p);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    if ((rc = getaddrinfo(host, port, &hints, &res)) != 0) {
+        fprintf(stderr, "graced: cannot listen on %s: %s\n", addr, gai_strerror(rc));
+        return -1;
+    }
+    for (ai = res; ai && s->per_worker < GRACED_MAX_SOCKS; ai = ai->ai_next) {
+        /* worker 0's socket fixes the port (also for port 0); the
+         * others bind the same address with SO_REUSEPORT */
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        int fd = open_listener(ai->ai_addr, ai->ai_addrlen, o->workers > 1, addr);
+        if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+            freeaddrinfo(res);
+            return -1;
+        }
+        s->fd[0][s->per_worker] = fd;
+        for (int w = 1; w < o->workers; w++) {
+            int wfd = open_listener((struct sockaddr *)&ss, len, 1, addr);
+            if (wfd < 0) {
+                freeaddrinfo(res);
+                return -1;
+            }
+            s->fd[w][s->per_worker] = wfd;
+        }
+        s->tls[s->per_worker++] = tls;
+        s->ntls += tls;
+        if (p == 0)
+            break; /* an ephemeral port differs per address: take one */
+    }
+    freeaddrinfo(res);
+    return 0;
 }
 
 int graced_open_listeners(const struct graced_opts *o, struct graced_socks *s)
 {
-    int n = systemd_fds();
+    int n;
 
     memset(s, 0, sizeof(*s));
+    n = systemd_fds(s->tls, GRACED_MAX_SOCKS);
     if (n > 0) { /* every worker accepts on systemd's sockets */
         if (n > GRACED_MAX_SOCKS)
             n = GRACED_MAX_SOCKS;
         s->per_worker = n;
+        for (int i = 0; i < n; i++)
+            s->ntls += s->tls[i];
+        if (s->ntls && !o->ncert) {
+            fprintf(stderr, "graced: systemd passed a TLS socket (named https or tls): "
+                            "--tls-cert FILE and --tls-key FILE needed\n");
+            return -1;
+        }
         for (int w = 0; w < o->workers; w++)
             for (int i = 0; i < n; i++)
                 s->fd[w][i] = w ? dup(SD_LISTEN_FDS_START + i) : SD_LISTEN_FDS_START + i;
         s->systemd = 1;
         return 0;
     }
-    for (int i = 0; i < o->nlisten; i++) {
-        struct addrinfo hints = {0}, *res, *ai;
-        char host[256], port[16];
-        int p, rc;
-        graced_parse_hostport(o->listen[i], host, sizeof(host), &p);
-        snprintf(port, sizeof(port), "%d", p);
-        hints.ai_family = AF_UNSPEC;
-        hints.ai_socktype = SOCK_STREAM;
-        hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-        if ((rc = getaddrinfo(host, port, &hints, &res)) != 0) {
-            fprintf(stderr, "graced: cannot listen on %s: %s\n", o->listen[i], gai_strerror(rc));
+    for (int i = 0; i < o->nlisten; i++)
+        if (listen_on(o, s, o->listen[i], 0) < 0)
             return -1;
-        }
-        for (ai = res; ai; ai = ai->ai_next) {
-            /* worker 0's socket fixes the port (also for port 0); the
-             * others bind the same address with SO_REUSEPORT */
-            struct sockaddr_storage ss;
-            socklen_t len = sizeof(ss);
-            int fd = open_listener(ai->ai_addr, ai->ai_addrlen, o->workers > 1, o->listen[i]);
-            if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
-                freeaddrinfo(res);
-                return -1;
-            }
-            s->fd[0][s->per_worker] = fd;
-            for (int w = 1; w < o->workers; w++) {
-                int wfd = open_listener((struct sockaddr *)&ss, len, 1, o->listen[i]);
-                if (wfd < 0) {
-                    freeaddrinfo(res);
-                    return -1;
-                }
-                s->fd[w][s->per_worker] = wfd;
-            }
-            if (++s->per_worker == GRACED_MAX_SOCKS)
-                break;
-            if (p == 0)
-                break; /* an ephemeral port differs per address: take one */
-        }
-        freeaddrinfo(res);
-    }
+    for (int i = 0; i < o->ntls_listen; i++)
+        if (listen_on(o, s, o->tls_listen[i], 1) < 0)
+            return -1;
     return 0;
 }
 
@@ -166,10 +203,13 @@ int graced_open_listeners(const struct graced_opts *o, struct graced_socks *s)
  * line that scripts can wait for. */
 void graced_announce(const struct graced_socks *s)
 {
-    if (s->systemd)
+    if (s->systemd && s->ntls)
+        printf("graced: listening on %d socket(s) from systemd, %d of them TLS\n",
+               s->per_worker, s->ntls);
+    else if (s->systemd)
         printf("graced: listening on %d socket(s) from systemd\n", s->per_worker);
     else
         for (int i = 0; i < s->per_worker; i++)
-            print_addr(s->fd[0][i]);
+            print_addr(s->fd[0][i], s->tls[i]);
     fflush(stdout);
 }

@@ -549,8 +549,8 @@ void grace__conn_watch_input(struct grace_conn *c)
 
 /*
  * Read what the socket holds into the input buffer, up to the room left.
- * A read shorter than asked means the socket is empty. Returns 0, or -1 on
- * EOF, or -2 on an error.
+ * A read shorter than asked means the socket is empty. Returns 0, or 1 at
+ * the end of the stream, or a negative errno.
  */
 static int read_input(struct grace_conn *c)
 {
@@ -568,11 +568,11 @@ static int read_input(struct grace_conn *c)
             if ((size_t)n < want)
                 break;
         } else if (n == 0) {
-            return -1;
+            return 1;
         } else if (n == -EAGAIN) {
             break;
         } else {
-            return -2;
+            return (int)n;
         }
     }
     if (got && c->state == CS_ACTIVE)
@@ -1080,14 +1080,22 @@ static void input_ready(struct grace_conn *c)
         grace__conn_destroy(c); /* out of memory: nothing to answer with */
         return;
     }
-    if ((rc = read_input(c)) == -2) {
+    if ((rc = read_input(c)) == -EPROTO) {
+        /* a TLS protocol error (garbage, plain HTTP, renegotiation): what
+         * the client still sends is discarded, then a FIN, not a reset */
+        request_detach(c, -EPROTO);
+        if (c->state != CS_DEAD)
+            grace__conn_close_graceful(c);
+        return;
+    }
+    if (rc < 0) {
         grace__conn_abort(c, -ECONNRESET);
         return;
     }
     if (c->tp->read_wants_write(c) && !event_pending(c->slot->wr, EV_WRITE, NULL))
         event_add(c->slot->wr, NULL); /* a handshake waits for the socket */
     pump(c);
-    if (rc == -1 && c->state != CS_DEAD)
+    if (rc == 1 && c->state != CS_DEAD)
         peer_eof(c);
 }
 

@@ -479,6 +479,17 @@ static void handshaken(struct grace_conn *c, struct tls_conn *t)
         CNT(c->srv, TLS_RESUMED);
 }
 
+/* A plain HTTP request on the TLS port: say so in plain HTTP, as the client
+ * will read it (one small send; if the socket refuses it, the close says
+ * enough). */
+static void plain_http_answer(struct grace_conn *c)
+{
+    static const char answer[] = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+                                 "Content-Length: 37\r\nConnection: close\r\n\r\n"
+                                 "this port speaks HTTPS, not HTTP/1.1\n";
+    (void)!send(c->fd, answer, sizeof(answer) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
 /* Map an SSL call's failure to the seam's convention. */
 static ssize_t ssl_fail(struct grace_conn *c, struct tls_conn *t, int ret, int reading)
 {
@@ -501,6 +512,8 @@ static ssize_t ssl_fail(struct grace_conn *c, struct tls_conn *t, int ret, int r
             CNT(c->srv, TLS_FAILED);
         return err ? -err : -ECONNRESET;
     default: /* a protocol error: garbage, plain HTTP, no common version... */
+        if (ERR_GET_REASON(ERR_peek_error()) == SSL_R_HTTP_REQUEST)
+            plain_http_answer(c);
         ERR_clear_error();
         t->failed = 1;
         if (!t->handshaken)

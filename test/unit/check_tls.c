@@ -463,12 +463,17 @@ static void c_hostile(struct fx *f)
     /* garbage */
     int fd = cli_connect(f->port);
     ck_assert_int_eq(cli_send_all(fd, "\x16\x03\x01\x00\x05garbagegarbagegarbage", 26), 0);
-    ck_assert_int_ne(cli_wait_eof(fd, 2000), 0);
+    ck_assert_int_eq(cli_wait_eof(fd, 2000), 1); /* a FIN, not a reset */
     close(fd);
-    /* plain HTTP on the TLS port */
+    /* plain HTTP on the TLS port: told so in plain HTTP, then a FIN */
+    struct resp r;
     fd = cli_connect(f->port);
     cli_send(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
-    ck_assert_int_ne(cli_wait_eof(fd, 2000), 0);
+    ck_assert_int_eq(cli_read_response(fd, &r, 0), 0);
+    ck_assert_int_eq(r.status, 400);
+    ck_assert_str_eq(r.body, "this port speaks HTTPS, not HTTP/1.1\n");
+    resp_free(&r);
+    ck_assert_int_eq(cli_wait_eof(fd, 2000), 1);
     close(fd);
     /* a truncated ClientHello, then silence: cut by the handshake timeout */
     fd = cli_connect(f->port);
