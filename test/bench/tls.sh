@@ -195,7 +195,8 @@ start nginx_up "$(command -v nginx)" -c "$(nginx_conf "$p_nup" \
 srv3=(nginx_up)
 if [ -n "$have_graced" ]; then
     start graced_up "$graced" --tls-listen "127.0.0.1:$p_gup" "${tls_args[@]}" --root "$up" \
-        --upload-dir "$up" --auth-token-file "$tmp/token" --log-level error --max-body-size 2G
+        --upload-dir "$up" --auth-token-file "$tmp/token" --log-level error --max-body-size 2G \
+        --linger-bytes 2G
     wait_port "$p_gup"
     srv3=(graced_up nginx_up)
 fi
