@@ -110,7 +110,7 @@ rss_kib() {
     echo "$t"
 }
 
-nginx_conf() { # nginx_conf PORT EXTRA-SERVER-DIRECTIVES -> path of a config in $tmp
+nginx_conf() { # nginx_conf PORT EXTRA-SERVER-DIRECTIVES [LISTEN-PARAMS] -> path of a config in $tmp
     local conf="$tmp/nginx-$1.conf"
     mkdir -p "$tmp/nginx"
     cat >"$conf" <<NGX
@@ -131,7 +131,7 @@ http {
   scgi_temp_path $tmp/nginx/scgi;
   client_max_body_size 0;
   server {
-    listen 127.0.0.1:$1 backlog=4096;
+    listen 127.0.0.1:$1${3:+ $3} backlog=4096;
     $2
   }
 }

@@ -3,7 +3,7 @@
 # test/bench/results/NAME-DATE.md; RUNS and DUR are passed through.
 set -eu
 here=$(dirname "$0")
-for b in parser throughput static idle_memory early_reply; do
+for b in parser throughput static idle_memory early_reply tls; do
     echo "== $b"
     bash "$here/$b.sh"
     echo
