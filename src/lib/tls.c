@@ -198,7 +198,10 @@ static int ticket_cb(SSL *s, unsigned char key_name[16], unsigned char *iv, EVP_
             return 0;
         if (!set_mac(hctx, k->hmac) || !EVP_DecryptInit_ex(ctx, EVP_aes_256_cbc(), NULL, k->aes, iv))
             return -1;
-        return i == 0 ? 1 : 2;
+        /* 2: issue a fresh ticket. For TLS 1.3 always: clients use a ticket
+         * once (browsers) or keep the newest (wrk), so a resumption that
+         * gives none makes the next connection a full handshake */
+        return i == 0 && SSL_version(s) < TLS1_3_VERSION ? 1 : 2;
     }
     return 0;
 }

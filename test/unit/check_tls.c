@@ -234,6 +234,52 @@ static void c_keepalive(struct fx *f)
     tc_close(&t);
 }
 
+/* Each connection resumes with a ticket used only once, as browsers do:
+ * every resumption must hand out a fresh ticket (TLS 1.3), or every other
+ * connection is a full handshake. Tickets are taken as they arrive. */
+static SSL_SESSION *fresh;
+
+static int new_ticket(SSL *ssl, SSL_SESSION *sess)
+{
+    SSL_SESSION_free(fresh);
+    fresh = sess;
+    return 1; /* we keep the reference */
+}
+
+static void c_resume_chain(struct fx *f)
+{
+    char body[64];
+    size_t n;
+    for (int i = 0; i < 6; i++) {
+        struct tc t;
+        SSL_SESSION *use = fresh;
+        fresh = NULL; /* once */
+        ck_assert_int_eq(tc_open(&t, f->port, use), 0);
+        SSL_CTX_sess_set_new_cb(t.ctx, new_ticket);
+        SSL_CTX_set_session_cache_mode(t.ctx, SSL_SESS_CACHE_CLIENT |
+                                                  SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        ck_assert_int_eq(tc_send(&t, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", 27), 0);
+        ck_assert_int_eq(tc_response(&t, body, sizeof(body), &n), 200);
+        if (i > 1) /* the first connection's tickets arrive with its response */
+            ck_assert_msg(SSL_session_reused(t.ssl), "connection %d not resumed", i);
+        SSL_SESSION_free(use);
+        tc_close(&t);
+    }
+    SSL_SESSION_free(fresh);
+    fresh = NULL;
+}
+
+START_TEST(test_tls_resume_chain)
+{
+    struct fx *f = fx_new();
+    fx_start_tls(f, h_hello_tls);
+    fx_run(f, c_resume_chain, 10000);
+    fx_spin(f, 50);
+    ck_assert_uint_ge(fx_cnt(f, GRACE_CNT_TLS_RESUMED), 4);
+    fx_free(f);
+}
+END_TEST
+
 START_TEST(test_tls_keepalive_and_resume)
 {
     struct fx *f = fx_new();
@@ -535,6 +581,7 @@ static Suite *tls_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, test_tls_keepalive_and_resume);
+    tcase_add_test(tc, test_tls_resume_chain);
     tcase_add_test(tc, test_tls_early_401_delivered);
     tcase_add_test(tc, test_tls_early_401_naive_close_fails);
     tcase_add_test(tc, test_tls_file_bodies);
