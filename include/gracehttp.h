@@ -320,6 +320,9 @@ GRACE_API int grace_response_info_error(const struct grace_response_info *ri);
 /** The client's address. */
 GRACE_API const struct sockaddr *grace_response_info_peer(const struct grace_response_info *ri,
                                                           socklen_t *len);
+/** "TLSv1.3" or "TLSv1.2" if the connection speaks TLS, else NULL; also for
+ * responses without a request. */
+GRACE_API const char *grace_response_info_tls_version(const struct grace_response_info *ri);
 
 /* ================================================================ request */
 

@@ -94,8 +94,8 @@ static void log_quoted(FILE *fp, const char *s)
  * left (grace_server_on_response): also the library's own error answers,
  * which have no request ("-"), and responses cut short (their bytes so far).
  * The Combined fields come first, so their parsers still work; then the TLS
- * version: "TLSv1.3", "TLSv1.2", or "-" for plain HTTP (and for answers
- * without a request, whose connection the report does not describe).
+ * version: "TLSv1.3", "TLSv1.2", or "-" for plain HTTP (also for the
+ * library's own answers).
  */
 void graced_access(const struct grace_response_info *ri, void *arg)
 {
@@ -135,6 +135,6 @@ void graced_access(const struct grace_response_info *ri, void *arg)
     fputs("\" \"", access_fp);
     log_quoted(access_fp, req ? grace_request_header(req, "User-Agent") : NULL);
     fputs("\" \"", access_fp);
-    log_quoted(access_fp, req ? grace_request_tls_version(req) : NULL);
+    log_quoted(access_fp, grace_response_info_tls_version(ri));
     fputs("\"\n", access_fp);
 }

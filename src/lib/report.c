@@ -144,3 +144,8 @@ const struct sockaddr *grace_response_info_peer(const struct grace_response_info
         *len = ri->conn->peer_len;
     return &ri->conn->peer.sa;
 }
+
+const char *grace_response_info_tls_version(const struct grace_response_info *ri)
+{
+    return grace__tls_version(ri->conn);
+}

@@ -232,6 +232,19 @@ static void c_keepalive(struct fx *f)
     ck_assert(SSL_session_reused(t.ssl));
     SSL_SESSION_free(s);
     tc_close(&t);
+    /* the server's own 400 over TLS is reported with the TLS version */
+    ck_assert_int_eq(tc_open(&t, f->port, NULL), 0);
+    ck_assert_int_eq(tc_send(&t, "GET / HTTP/1.1\nHost: t\n\n", 24), 0);
+    ck_assert_int_eq(tc_response(&t, body, sizeof(body), &n), 400);
+    tc_close(&t);
+}
+
+static void count_tls_reports(const struct grace_response_info *ri, void *arg)
+{
+    struct fx *f = arg;
+    const char *v = grace_response_info_tls_version(ri);
+    if (v && !strcmp(v, "TLSv1.3") && grace_response_info_error(ri) == 0)
+        f->data_calls += grace_response_info_request(ri) ? 1 : 100;
 }
 
 /* Each connection resumes with a ticket used only once, as browsers do:
@@ -284,10 +297,12 @@ START_TEST(test_tls_keepalive_and_resume)
 {
     struct fx *f = fx_new();
     fx_start_tls(f, h_hello_tls);
+    grace_server_on_response(f->srv, count_tls_reports, f);
     fx_run(f, c_keepalive, 10000);
     fx_spin(f, 50);
     ck_assert_int_eq(f->handler_calls, 4);
-    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_TLS_HANDSHAKES), 2);
+    ck_assert_int_eq(f->data_calls, 4 + 100); /* 4 answers, 1 server's own, all TLSv1.3 */
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_TLS_HANDSHAKES), 3);
     ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_TLS_RESUMED), 1);
     ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_CONN_ACTIVE), 0);
     fx_free(f);
