@@ -333,7 +333,7 @@ static void rd_arm_idle(struct grace_conn *c)
 {
     if (c->state == CS_IDLE) {
         c->st.idle_unsent = SIZE_MAX;
-        event_add(c->rd, c->peer_eof ? NULL : c->srv->tv_keepalive);
+        event_add(c->rd, c->srv->tv_keepalive); /* a client's EOF never idles: pump() closes */
     }
 }
 

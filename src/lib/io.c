@@ -54,11 +54,9 @@ static ssize_t plain_write(struct grace_conn *c, struct evbuffer *out)
     n = evbuffer_write(out, c->fd);
     if (n > 0)
         return n;
-    if (n == 0)
-        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -EAGAIN : -EPIPE;
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
         return -EAGAIN;
-    return -errno;
+    return n == 0 ? -EPIPE : -errno;
 }
 
 static int plain_shutdown(struct grace_conn *c)
