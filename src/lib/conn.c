@@ -385,6 +385,8 @@ void grace__conn_leave(struct grace_conn *c)
          * output has fully left */
         slot_detach(c);
         rd_arm_idle(c);
+        if (c->tp->pending(c)) /* a TLS layer's input raises no event */
+            event_active(c->rd, EV_READ, 1);
     } else if (c->slot) {
         timer_update(c);
     }

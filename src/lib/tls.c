@@ -122,11 +122,12 @@ struct grace_tls {
     char err[256];
 };
 
-/* What a TLS connection keeps: the SSL object, and whether a read has to
- * wait for the socket to take our handshake bytes. */
+/* What a TLS connection keeps: the SSL object, whether a read has to wait
+ * for the socket to take our handshake bytes, and whether the last read
+ * stopped at its limit (records OpenSSL read ahead may be whole). */
 struct tls_conn {
     SSL *ssl;
-    unsigned handshaken : 1, read_wants_write : 1, failed : 1, renegotiating : 1;
+    unsigned handshaken : 1, read_wants_write : 1, failed : 1, renegotiating : 1, more : 1;
 };
 
 static void set_err(struct grace_tls *tls, const char *what, const char *file)
@@ -302,6 +303,9 @@ static SSL_CTX *ctx_new(struct grace_tls *tls, const char *chain, const char *ke
     SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20");
     /* we ask for no client certificates: a long chain is an attack */
     SSL_CTX_set_max_cert_list(ctx, 16384);
+    /* one read() takes what the socket holds, not a record header and
+     * then its body: a full handshake or a request costs half the reads */
+    SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
     SSL_CTX_sess_set_cache_size(ctx, 20480);
@@ -553,6 +557,7 @@ static ssize_t tls_read(struct grace_conn *c, struct evbuffer *in, size_t max)
         }
         if (ret <= 0) {
             ssize_t rc = ssl_fail(c, t, ret, 1);
+            t->more = 0;
             if (total && (rc == -EAGAIN || rc == 0))
                 return (ssize_t)total; /* EOF or "empty" is seen on the next call */
             return rc;
@@ -561,6 +566,7 @@ static ssize_t tls_read(struct grace_conn *c, struct evbuffer *in, size_t max)
         evbuffer_commit_space(in, &v, 1);
         total += n;
     }
+    t->more = 1;
     return (ssize_t)total;
 }
 
@@ -613,13 +619,15 @@ static int tls_shutdown(struct grace_conn *c)
     return shutdown(c->fd, SHUT_WR) < 0 ? -errno : 0;
 }
 
-/* Plaintext OpenSSL decrypted but we have not taken yet. Not a partial
- * record: its rest is still in the socket, and the socket will say so
- * (read-ahead is off, so OpenSSL takes no more than one record's bytes). */
+/* Input OpenSSL holds that the socket will not announce again: plaintext
+ * decrypted but not taken, or records read ahead when our last read stopped
+ * at its limit. Not after a read that found the socket empty: then what
+ * OpenSSL holds is a partial record, and asking again would spin. */
 static size_t tls_pending(struct grace_conn *c)
 {
     struct tls_conn *t = c->tls;
-    return (size_t)SSL_pending(t->ssl);
+    size_t n = (size_t)SSL_pending(t->ssl);
+    return n ? n : t->more && SSL_has_pending(t->ssl);
 }
 
 static int tls_read_wants_write(struct grace_conn *c)

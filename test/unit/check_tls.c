@@ -528,6 +528,41 @@ START_TEST(test_tls_paused_reader_gets_everything)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- pipelining */
+
+/* 3000 requests sent before any answer is read: the server's reads stop at
+ * its input limit with whole records still held by OpenSSL (read-ahead), and
+ * no socket event will announce them. Each must be answered at once, not
+ * after keep-alive-timeout (which closes the connection here). */
+#define NPIPE 3000
+static void c_pipeline(struct fx *f)
+{
+    static const char rq[] = "GET /p HTTP/1.1\r\nHost: t\r\n\r\n";
+    size_t len = (sizeof(rq) - 1) * NPIPE, n;
+    char *all = malloc(len), body[64];
+    struct tc t;
+    for (int i = 0; i < NPIPE; i++)
+        memcpy(all + i * (sizeof(rq) - 1), rq, sizeof(rq) - 1);
+    ck_assert_int_eq(tc_open(&t, f->port, NULL), 0);
+    ck_assert_int_eq(tc_send(&t, all, len), 0);
+    for (int i = 0; i < NPIPE; i++)
+        ck_assert_msg(tc_response(&t, body, sizeof(body), &n) == 200, "response %d of %d lost", i,
+                      NPIPE);
+    tc_close(&t);
+    free(all);
+}
+
+START_TEST(test_tls_pipelined_burst)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_KEEPALIVE_TIMEOUT, 1000);
+    fx_start_tls(f, h_hello_tls);
+    fx_run(f, c_pipeline, 60000);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_TIMEOUT_KEEPALIVE), 0);
+    fx_free(f);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- hostile */
 
 static void c_hostile(struct fx *f)
@@ -601,6 +636,7 @@ static Suite *tls_suite(void)
     tcase_add_test(tc, test_tls_early_401_naive_close_fails);
     tcase_add_test(tc, test_tls_file_bodies);
     tcase_add_test(tc, test_tls_paused_reader_gets_everything);
+    tcase_add_test(tc, test_tls_pipelined_burst);
     tcase_add_test(tc, test_tls_hostile_handshakes);
     tcase_add_test(tc, test_tls_bad_files);
     suite_add_tcase(s, tc);
