@@ -374,12 +374,17 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
                 redirect_dir(req);
                 return;
             }
-            int ifd = open_beneath(g, g->root_fd,
-                                   rel[0] ? strcat(rel, "/index.html") : "index.html");
+            /* rel has room for any decoded path, not always for the index
+             * name after it: such a path is as long as it may get */
+            if (strlen(rel) + sizeof("/index.html") > sizeof(rel)) {
+                close(fd);
+                graced_reply(req, 414, "bad path\n");
+                return;
+            }
+            strcat(rel, rel[0] ? "/index.html" : "index.html");
+            int ifd = open_beneath(g, g->root_fd, rel);
             close(fd);
             fd = ifd;
-            if (!rel[0])
-                strcpy(rel, "index.html");
             if (fd >= 0 && fstat(fd, &sb) < 0) {
                 close(fd);
                 fd = -1;
@@ -423,7 +428,6 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
         return;
     }
 
-    grace_response_add_header(req, "Content-Type", m->type);
     grace_response_add_header(req, "Accept-Ranges", "bytes");
     len = sb.st_size;
     v = grace_request_header(req, "Range");
@@ -447,6 +451,8 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
             len = sb.st_size;
         }
     }
+    /* only now: a 416 carries its own text/plain body */
+    grace_response_add_header(req, "Content-Type", m->type);
     if (data)
         grace_reply(req, status, data + start, (size_t)len);
     else

@@ -22,8 +22,12 @@ struct event_base;
 #define GRACED_MAX_LISTEN 16
 #define GRACED_MAX_CERTS 16
 
-/* Name prefix of upload temporary files: never served, removed at start. */
+/* Name prefix of upload temporary files: never served, removed at start
+ * when stale: the PID in the name is gone, or untouched for a day. */
 #define GRACED_TMP_PREFIX ".graced-tmp."
+#define GRACED_TMP_STALE_SEC (24 * 3600)
+/* Longest --auth-token-file token; a longer one is a start-up error. */
+#define GRACED_TOKEN_MAX 4096
 
 struct graced_opts {
     const char *listen[GRACED_MAX_LISTEN];
@@ -53,9 +57,10 @@ struct graced {
     struct grace_tls *tls;   /* this worker's certificates; NULL without TLS */
     int root_fd, upload_fd;  /* O_PATH/O_DIRECTORY handles */
     char *root_real;         /* realpath of the root */
-    char token[256];
+    char *token;             /* --auth-token-file, malloc'ed */
     size_t token_len;
     int worker;              /* 1..N */
+    int supervised;          /* one of --workers N > 1: the parent decides */
     unsigned long upload_seq;
     struct graced_fcache *fcache; /* files.c: small files, kept a second */
 };

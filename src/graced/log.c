@@ -1,19 +1,28 @@
 /*
  * log.c - the error log (stderr, by level) and the access log in Combined
  * Log Format with one more quoted field at the end, the TLS version.
- * SIGHUP reopens the access log (for logrotate).
+ * SIGHUP reopens the access log (for logrotate). Each line is one
+ * write(2) of at most PIPE_BUF bytes: whole lines from every worker, nothing
+ * buffered to lose at exit.
  */
 #include "graced.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+/* Fields are cut so that a line never exceeds this: a write(2) of up to
+ * PIPE_BUF bytes to a pipe is atomic, so workers never splice lines. */
+#define ACCESS_LINE_MAX PIPE_BUF
+
 static int log_level = LOG_INFO;
-static FILE *access_fp;
+static int access_fd = -1;
 static const char *access_path;
 
 void graced_log_set_level(int level)
@@ -21,72 +30,113 @@ void graced_log_set_level(int level)
     log_level = level;
 }
 
+/* Write a whole line with one write(2): lines from several workers sharing
+ * a file (O_APPEND) or a pipe (PIPE_BUF) then never splice, and nothing
+ * waits in a stdio buffer that _exit() or a crash would lose. */
+static void write_line(int fd, const char *buf, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, buf, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return; /* a log that cannot be written does not stop serving */
+        buf += w;
+        n -= (size_t)w;
+    }
+}
+
 void graced_log(int level, const char *fmt, ...)
 {
     static const char *names[] = {"error", "warn", "info", "debug"};
+    char line[1024];
     va_list ap;
+    int n, m;
     if (level > log_level)
         return;
-    fprintf(stderr, "graced[%d]: %s: ", (int)getpid(), names[level]);
+    n = snprintf(line, sizeof(line), "graced[%d]: %s: ", (int)getpid(), names[level]);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    if (m < 0)
+        m = 0;
+    n = n + m < (int)sizeof(line) - 1 ? n + m : (int)sizeof(line) - 2;
+    line[n++] = '\n';
+    write_line(STDERR_FILENO, line, (size_t)n);
 }
 
-static FILE *open_log(const char *path)
+static int open_log(const char *path)
 {
-    FILE *fp;
     if (!strcmp(path, "-"))
-        return stdout;
-    fp = fopen(path, "ae");
-    if (fp)
-        setvbuf(fp, NULL, _IOLBF, 0);
-    return fp;
+        return STDOUT_FILENO;
+    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 }
 
 int graced_access_log_open(const char *path)
 {
     access_path = path;
-    access_fp = open_log(path);
-    return access_fp ? 0 : -1;
+    access_fd = open_log(path);
+    return access_fd >= 0 ? 0 : -1;
 }
 
 int graced_access_log_reopen(void)
 {
-    FILE *fp;
+    int fd;
     if (!access_path || !strcmp(access_path, "-"))
         return 0;
-    if (!(fp = open_log(access_path)))
+    if ((fd = open_log(access_path)) < 0)
         return -1; /* keep writing to the old one */
-    fclose(access_fp);
-    access_fp = fp;
+    close(access_fd);
+    access_fd = fd;
     return 0;
 }
 
 void graced_access_log_close(void)
 {
-    if (access_fp && access_fp != stdout)
-        fclose(access_fp);
-    else if (access_fp)
-        fflush(access_fp);
-    access_fp = NULL;
+    if (access_fd > STDERR_FILENO)
+        close(access_fd);
+    access_fd = -1;
 }
 
-/* A header value made safe for a quoted log field. */
-static void log_quoted(FILE *fp, const char *s)
+/* A line being built; what does not fit is cut (see log_quoted). */
+struct line {
+    char buf[ACCESS_LINE_MAX];
+    size_t len;
+};
+
+static void put(struct line *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct line *l, const char *fmt, ...)
 {
+    va_list ap;
+    int n;
+    va_start(ap, fmt);
+    n = vsnprintf(l->buf + l->len, sizeof(l->buf) - l->len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        l->len += (size_t)n < sizeof(l->buf) - l->len ? (size_t)n : sizeof(l->buf) - l->len - 1;
+}
+
+/* A header value made safe for a quoted log field, at most max bytes of
+ * it: longer values end in "..." so a line stays below PIPE_BUF. */
+static void log_quoted(struct line *l, const char *s, size_t max)
+{
+    size_t start = l->len;
     if (!s) {
-        fputc('-', fp);
+        put(l, "-");
         return;
     }
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
+        if (l->len - start + 4 > max) {
+            put(l, "...");
+            return;
+        }
         if (c == '"' || c == '\\' || c < 0x20 || c > 0x7e)
-            fprintf(fp, "\\x%02x", c);
+            put(l, "\\x%02x", c);
         else
-            fputc(c, fp);
+            l->buf[l->len++] = (char)c;
     }
+    l->buf[l->len] = '\0';
 }
 
 /*
@@ -105,9 +155,11 @@ void graced_access(const struct grace_response_info *ri, void *arg)
     uint64_t bytes = grace_response_info_body_bytes(ri);
     time_t now;
     struct tm tm;
+    struct line l;
 
-    if (!access_fp)
+    if (access_fd < 0)
         return;
+    l.len = 0;
     sa = grace_response_info_peer(ri, NULL);
     if (sa->sa_family == AF_INET)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, host, sizeof(host));
@@ -116,25 +168,26 @@ void graced_access(const struct grace_response_info *ri, void *arg)
     now = time(NULL);
     localtime_r(&now, &tm);
     strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S %z", &tm);
-    fprintf(access_fp, "%s - - [%s] \"", host, when);
+    put(&l, "%s - - [%s] \"", host, when);
     if (req) {
-        log_quoted(access_fp, grace_request_method(req));
-        fputc(' ', access_fp);
-        log_quoted(access_fp, grace_request_target(req));
-        fprintf(access_fp, " HTTP/1.%d", grace_request_version_minor(req));
+        log_quoted(&l, grace_request_method(req), 64);
+        put(&l, " ");
+        log_quoted(&l, grace_request_target(req), 2048);
+        put(&l, " HTTP/1.%d", grace_request_version_minor(req));
     } else {
-        fputc('-', access_fp); /* not a request we could parse */
+        put(&l, "-"); /* not a request we could parse */
     }
-    fprintf(access_fp, "\" %d ", grace_response_info_status(ri));
+    put(&l, "\" %d ", grace_response_info_status(ri));
     if (bytes > 0)
-        fprintf(access_fp, "%llu", (unsigned long long)bytes);
+        put(&l, "%llu", (unsigned long long)bytes);
     else
-        fputc('-', access_fp);
-    fputs(" \"", access_fp);
-    log_quoted(access_fp, req ? grace_request_header(req, "Referer") : NULL);
-    fputs("\" \"", access_fp);
-    log_quoted(access_fp, req ? grace_request_header(req, "User-Agent") : NULL);
-    fputs("\" \"", access_fp);
-    log_quoted(access_fp, grace_response_info_tls_version(ri));
-    fputs("\"\n", access_fp);
+        put(&l, "-");
+    put(&l, " \"");
+    log_quoted(&l, req ? grace_request_header(req, "Referer") : NULL, 768);
+    put(&l, "\" \"");
+    log_quoted(&l, req ? grace_request_header(req, "User-Agent") : NULL, 768);
+    put(&l, "\" \"");
+    log_quoted(&l, grace_response_info_tls_version(ri), 16);
+    put(&l, "\"\n");
+    write_line(access_fd, l.buf, l.len);
 }

@@ -5,7 +5,7 @@
  * a certificate that does not load) is one line on stderr and exit status 2.
  * With --workers N the listening sockets are opened first, then N processes
  * each run their own event_base and their own TLS context; the parent
- * forwards SIGTERM/SIGINT/SIGHUP and waits for them.
+ * forwards SIGTERM/SIGINT/SIGHUP and restarts a worker that ends early.
  */
 #include "graced.h"
 
@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 int graced_reply(struct grace_request *req, int status, const char *body)
@@ -140,9 +141,18 @@ static void stopped(struct grace_server *srv, void *arg)
     event_base_loopexit(g->base, NULL);
 }
 
+/*
+ * SIGTERM/SIGINT: a graceful stop; a second one: stop now. A worker of
+ * several hears from the supervisor instead: SIGTERM or SIGINT there only
+ * ever means graceful, since a signal sent to the whole process group
+ * (Ctrl-C) or control group (systemd) reaches it twice, directly and
+ * forwarded; "now" comes as SIGUSR2, sent by the supervisor only on a
+ * second stop signal of its own.
+ */
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct graced *g = arg;
+    int rc;
     if (sig == SIGHUP) {
         if (graced_access_log_reopen() < 0)
             graced_log(LOG_ERR, "cannot reopen %s: %s", g->o.access_log, strerror(errno));
@@ -150,8 +160,15 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
             tls_reload(g);
         return;
     }
-    graced_log(LOG_INFO, "stopping: finishing requests in flight");
-    if (grace_server_stop(g->srv, g->o.shutdown_timeout_ms, stopped, g) == -EALREADY)
+    if (sig == SIGUSR2) {
+        graced_log(LOG_INFO, "worker %d: stopping now", g->worker);
+        event_base_loopexit(g->base, NULL);
+        return;
+    }
+    rc = grace_server_stop(g->srv, g->o.shutdown_timeout_ms, stopped, g);
+    if (rc != -EALREADY)
+        graced_log(LOG_INFO, "stopping: finishing requests in flight");
+    else if (!g->supervised)
         event_base_loopexit(g->base, NULL); /* a second signal: now */
 }
 
@@ -159,9 +176,9 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 static int run_worker(struct graced *g, const int *fds, const int *tls, int nfds,
                       const struct graced_socks *announce)
 {
-    struct event *sig[3];
-    static const int signals[3] = {SIGTERM, SIGINT, SIGHUP};
-    int rc;
+    struct event *sig[4];
+    static const int signals[4] = {SIGTERM, SIGINT, SIGHUP, SIGUSR2};
+    int rc, nsig = g->supervised ? 4 : 3;
 
     g->base = event_base_new();
     g->srv = g->base ? grace_server_new(g->base, g->o.cfg) : NULL;
@@ -184,7 +201,7 @@ static int run_worker(struct graced *g, const int *fds, const int *tls, int nfds
             return 1;
         }
     }
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < nsig; i++) {
         sig[i] = evsignal_new(g->base, signals[i], on_signal, g);
         if (!sig[i] || event_add(sig[i], NULL) < 0)
             return 1;
@@ -193,7 +210,14 @@ static int run_worker(struct graced *g, const int *fds, const int *tls, int nfds
         graced_announce(announce);
     graced_log(LOG_DEBUG, "worker %d running", g->worker);
     event_base_dispatch(g->base);
-    for (int i = 0; i < 3; i++)
+    /* stopped: a stop signal still on its way (the supervisor's copy of
+     * one we had directly) must not kill us once the handlers are gone */
+    sigset_t set;
+    sigemptyset(&set);
+    for (int i = 0; i < nsig; i++)
+        sigaddset(&set, signals[i]);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    for (int i = 0; i < nsig; i++)
         event_free(sig[i]);
     grace_server_free(g->srv);
     if (g->tls)
@@ -206,12 +230,72 @@ static int run_worker(struct graced *g, const int *fds, const int *tls, int nfds
 
 /* ---------------------------------------------------------------- parent */
 
+/* A worker that ends before a stop is started again after a delay that
+ * doubles, up to RESTART_MAX_MS, while it keeps ending within
+ * RESTART_STABLE_MS of its start: a worker that fails at once does not spin. */
+#define RESTART_MIN_MS 100
+#define RESTART_MAX_MS 10000
+#define RESTART_STABLE_MS 10000
+
+struct slot {
+    pid_t pid;          /* 0: not running */
+    int64_t started_ms;
+    int64_t restart_ms; /* when to start it again; 0: not waiting */
+    int64_t delay_ms;   /* the next back-off */
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Fork worker w (0-based) on its row of sockets; -1 if fork failed. */
+static pid_t spawn(struct graced *g, struct graced_socks *s, int w, const sigset_t *old)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the parent */
+        sigprocmask(SIG_SETMASK, old, NULL);
+        for (int o = 0; o < g->o.workers; o++)
+            if (o != w)
+                for (int i = 0; i < s->per_worker; i++)
+                    close(s->fd[o][i]);
+        g->worker = w + 1;
+        g->supervised = 1;
+        _exit(run_worker(g, s->fd[w], s->tls, s->per_worker, NULL));
+    }
+    if (pid < 0)
+        graced_log(LOG_ERR, "worker %d: fork: %s", w + 1, strerror(errno));
+    return pid;
+}
+
+static void close_listeners(struct graced *g, struct graced_socks *s)
+{
+    for (int o = 0; o < g->o.workers; o++)
+        for (int i = 0; i < s->per_worker; i++)
+            if (s->fd[o][i] >= 0) {
+                close(s->fd[o][i]);
+                s->fd[o][i] = -1;
+            }
+}
+
+/*
+ * The parent of --workers N: starts the workers, forwards SIGHUP (after
+ * reopening its own copy of the access log, which restarted workers
+ * inherit), turns the first SIGTERM/SIGINT into a graceful stop of every
+ * worker and a second into SIGUSR2 ("now"), and restarts a worker that
+ * ends while no stop was asked for. It keeps the listening sockets for
+ * such restarts until the stop.
+ */
 static int supervise(struct graced *g, struct graced_socks *s)
 {
-    pid_t pids[GRACED_MAX_WORKERS];
+    struct slot slot[GRACED_MAX_WORKERS];
     sigset_t set, old;
-    int alive = 0, status = 0;
+    int alive = 0, status = 0, stops = 0;
 
+    memset(slot, 0, sizeof(slot));
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
@@ -219,45 +303,101 @@ static int supervise(struct graced *g, struct graced_socks *s)
     sigaddset(&set, SIGCHLD);
     sigprocmask(SIG_BLOCK, &set, &old);
     for (int w = 0; w < g->o.workers; w++) {
-        pid_t pid = fork();
-        if (pid < 0) {
-            fprintf(stderr, "graced: fork: %s\n", strerror(errno));
-            for (int i = 0; i < w; i++)
-                kill(pids[i], SIGTERM);
+        slot[w].delay_ms = RESTART_MIN_MS;
+        if ((slot[w].pid = spawn(g, s, w, &old)) < 0) {
+            slot[w].pid = 0;
+            stops = 1; /* a start-up failure: stop the ones started */
             break;
         }
-        if (pid == 0) {
-            prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the parent */
-            sigprocmask(SIG_SETMASK, &old, NULL);
-            for (int o = 0; o < g->o.workers; o++)
-                if (o != w)
-                    for (int i = 0; i < s->per_worker; i++)
-                        close(s->fd[o][i]);
-            g->worker = w + 1;
-            _exit(run_worker(g, s->fd[w], s->tls, s->per_worker, NULL));
-        }
-        pids[w] = pid;
+        slot[w].started_ms = now_ms();
         alive++;
     }
-    graced_announce(s);
-    for (int o = 0; o < g->o.workers; o++)
-        for (int i = 0; i < s->per_worker; i++)
-            close(s->fd[o][i]);
-    while (alive > 0) {
-        int sig = sigwaitinfo(&set, NULL);
+    if (stops) {
+        close_listeners(g, s);
+        for (int w = 0; w < g->o.workers; w++)
+            if (slot[w].pid > 0)
+                kill(slot[w].pid, SIGTERM);
+        status = 1;
+    } else {
+        graced_announce(s);
+    }
+    while (alive > 0 || !stops) {
+        int64_t next = -1, now = now_ms();
+        struct timespec ts, *tsp = NULL;
+        int sig;
+        for (int w = 0; w < g->o.workers; w++)
+            if (slot[w].restart_ms && (next < 0 || slot[w].restart_ms < next))
+                next = slot[w].restart_ms;
+        if (next >= 0) {
+            int64_t wait = next > now ? next - now : 0;
+            ts.tv_sec = wait / 1000;
+            ts.tv_nsec = (wait % 1000) * 1000000;
+            tsp = &ts;
+        }
+        sig = tsp ? sigtimedwait(&set, NULL, tsp) : sigwaitinfo(&set, NULL);
+        now = now_ms();
         if (sig == SIGCHLD) {
             int st;
             pid_t pid;
             while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+                int w = 0;
+                while (w < g->o.workers && slot[w].pid != pid)
+                    w++;
+                if (w == g->o.workers)
+                    continue; /* not one of ours */
+                slot[w].pid = 0;
                 alive--;
-                if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-                    graced_log(LOG_ERR, "worker %d ended abnormally", (int)pid);
-                    status = 1;
+                if (stops) {
+                    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+                        graced_log(LOG_ERR, "worker %d (pid %d) ended abnormally", w + 1,
+                                   (int)pid);
+                        status = 1;
+                    }
+                    continue;
                 }
+                if (now - slot[w].started_ms >= RESTART_STABLE_MS)
+                    slot[w].delay_ms = RESTART_MIN_MS;
+                slot[w].restart_ms = now + slot[w].delay_ms;
+                if (WIFSIGNALED(st))
+                    graced_log(LOG_ERR, "worker %d (pid %d) killed by signal %d; restart in %lld ms",
+                               w + 1, (int)pid, WTERMSIG(st), (long long)slot[w].delay_ms);
+                else
+                    graced_log(LOG_ERR, "worker %d (pid %d) exited with status %d; restart in %lld ms",
+                               w + 1, (int)pid, WEXITSTATUS(st), (long long)slot[w].delay_ms);
             }
-        } else if (sig > 0) {
+        } else if (sig == SIGHUP) {
+            if (graced_access_log_reopen() < 0)
+                graced_log(LOG_ERR, "cannot reopen %s: %s", g->o.access_log, strerror(errno));
             for (int w = 0; w < g->o.workers; w++)
-                kill(pids[w], sig);
+                if (slot[w].pid > 0)
+                    kill(slot[w].pid, SIGHUP);
+        } else if (sig == SIGTERM || sig == SIGINT) {
+            /* the first: graceful, no more restarts, the sockets closed so
+             * that new connections are refused, not left waiting; then now */
+            int fwd = stops++ ? SIGUSR2 : sig;
+            if (stops == 1) {
+                close_listeners(g, s);
+                for (int w = 0; w < g->o.workers; w++)
+                    slot[w].restart_ms = 0;
+            }
+            for (int w = 0; w < g->o.workers; w++)
+                if (slot[w].pid > 0)
+                    kill(slot[w].pid, fwd);
+        }
+        for (int w = 0; w < g->o.workers && !stops; w++) { /* restarts due */
+            if (!slot[w].restart_ms || slot[w].restart_ms > now)
+                continue;
+            slot[w].restart_ms = 0;
+            if ((slot[w].pid = spawn(g, s, w, &old)) < 0) {
+                slot[w].pid = 0;
+                slot[w].restart_ms = now + slot[w].delay_ms;
+            } else {
+                slot[w].started_ms = now;
+                alive++;
+                graced_log(LOG_INFO, "worker %d restarted (pid %d)", w + 1, (int)slot[w].pid);
+            }
+            if (slot[w].delay_ms < RESTART_MAX_MS)
+                slot[w].delay_ms *= 2;
         }
     }
     return status;
@@ -300,7 +440,10 @@ int main(int argc, char **argv)
         return 2;
     if (g.o.token_file && graced_load_token(&g) < 0) {
         fprintf(stderr, "graced: --auth-token-file %s: %s\n", g.o.token_file,
-                errno == EINVAL ? "no token on the first line" : strerror(errno));
+                errno == EINVAL  ? "no token on the first line"
+                : errno == EILSEQ ? "the token has a space, control or non-ASCII byte"
+                : errno == E2BIG  ? "the token is longer than 4096 bytes"
+                                  : strerror(errno));
         return 2;
     }
     /* the certificates are checked here, once, so that a bad one is a
@@ -348,6 +491,7 @@ int main(int argc, char **argv)
     graced_access_log_close();
     grace_config_free(g.o.cfg);
     free(g.root_real);
+    free(g.token);
     close(g.root_fd);
     if (g.upload_fd >= 0)
         close(g.upload_fd);

@@ -101,7 +101,7 @@ static void usage(FILE *out, const struct grace_config *cfg)
             "  --pid-file FILE          write the main process id here (off)\n"
             "  --shutdown-timeout TIME  SIGTERM: time for requests in flight (10s)\n"
             "  --metrics PATH           counters in Prometheus text format at PATH (off)\n"
-            "  --help, --version\n\n"
+            "  -h, --help, --version\n\n"
             "Library limits and timeouts (docs/tuning.md); TIME takes ms, s or m (bare: s):\n");
     for (int i = 0; i < GRACE_OPT__COUNT; i++) {
         const char *n = grace_opt_name(i);
@@ -167,7 +167,8 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
 
     opterr = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    /* leading ':': a missing value is ':', an unknown option '?' */
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         const char *a = optarg;
         switch (c) {
         case O_LISTEN:
@@ -251,15 +252,19 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
                 return -1;
             }
             break;
+        case 'h':
         case O_HELP:
             usage(stdout, o->cfg);
             return 1;
         case O_VERSION:
             printf("graced %s (libgracehttp %s)\n", GRACE_VERSION_STRING, grace_version());
             return 1;
+        case ':':
+            fprintf(stderr, "graced: option %s needs a value (see --help)\n", argv[optind - 1]);
+            return -1;
         case '?':
-            if (optopt)
-                fprintf(stderr, "graced: option %s needs a value (see --help)\n", argv[optind - 1]);
+            if (optopt && optopt < O_LISTEN) /* an unknown short option */
+                fprintf(stderr, "graced: unknown option -%c (see --help)\n", optopt);
             else
                 fprintf(stderr, "graced: unknown option %s (see --help)\n", argv[optind - 1]);
             return -1;
@@ -294,6 +299,11 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
     if (o->ntls_listen && !o->ncert) {
         fprintf(stderr, "graced: --tls-listen %s needs --tls-cert FILE and --tls-key FILE\n",
                 o->tls_listen[0]);
+        return -1;
+    }
+    if (o->token_file && !o->upload_dir) {
+        fprintf(stderr, "graced: --auth-token-file %s guards uploads: it needs --upload-dir DIR\n",
+                o->token_file);
         return -1;
     }
     if (o->nlisten == 0 && o->ntls_listen == 0)

@@ -139,12 +139,19 @@ static int listen_on(const struct graced_opts *o, struct graced_socks *s, const 
         fprintf(stderr, "graced: cannot listen on %s: %s\n", addr, gai_strerror(rc));
         return -1;
     }
-    for (ai = res; ai && s->per_worker < GRACED_MAX_SOCKS; ai = ai->ai_next) {
+    for (ai = res; ai; ai = ai->ai_next) {
         /* worker 0's socket fixes the port (also for port 0); the
          * others bind the same address with SO_REUSEPORT */
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
-        int fd = open_listener(ai->ai_addr, ai->ai_addrlen, o->workers > 1, addr);
+        int fd;
+        if (s->per_worker == GRACED_MAX_SOCKS) { /* a row of fd[][] is full */
+            fprintf(stderr, "graced: cannot listen on %s: more than %d addresses in all\n", addr,
+                    GRACED_MAX_SOCKS);
+            freeaddrinfo(res);
+            return -1;
+        }
+        fd = open_listener(ai->ai_addr, ai->ai_addrlen, o->workers > 1, addr);
         if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
             freeaddrinfo(res);
             return -1;
@@ -174,8 +181,11 @@ int graced_open_listeners(const struct graced_opts *o, struct graced_socks *s)
     memset(s, 0, sizeof(*s));
     n = systemd_fds(s->tls, GRACED_MAX_SOCKS);
     if (n > 0) { /* every worker accepts on systemd's sockets */
-        if (n > GRACED_MAX_SOCKS)
-            n = GRACED_MAX_SOCKS;
+        if (n > GRACED_MAX_SOCKS) {
+            fprintf(stderr, "graced: systemd passed %d sockets, at most %d are taken\n", n,
+                    GRACED_MAX_SOCKS);
+            return -1;
+        }
         s->per_worker = n;
         for (int i = 0; i < n; i++)
             s->ntls += s->tls[i];

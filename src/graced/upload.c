@@ -7,7 +7,8 @@
  * in the same directory (reading pauses while the disk lags behind), which
  * is fsync'ed and renamed into place only when the body is complete: the
  * target name never holds a partial file. Anything else unlinks the
- * temporary file; a crash leaves only a temporary name, removed at start-up.
+ * temporary file; a crash leaves only a temporary name, removed at start-up
+ * once stale (tmp_stale): its PID is gone, or it is a day old.
  */
 #include "graced.h"
 
@@ -16,19 +17,26 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DISK_HIGH (1u << 20) /* pause the client above this much unwritten */
 #define DISK_STEP (1u << 20) /* written per loop iteration */
+/* of the upload's name in its temporary name: prefix (12) + PID (up to 7)
+ * + sequence (up to 20) + 2 dots + this stay below NAME_MAX (255) */
+#define TMP_NAME_PART 200
 
 struct upload {
     struct graced *g;
     struct grace_request *req;
     int fd;
-    char name[256], tmp[384];
+    char name[256], tmp[NAME_MAX + 1];
     struct evbuffer *buf; /* received, not yet on disk */
     struct event *flush_ev;
     int64_t bytes;
@@ -36,45 +44,72 @@ struct upload {
     int ended, paused, replied;
 };
 
+/* The first line of --auth-token-file, without the line end and the
+ * spaces or tabs around it. -1 with errno: EINVAL for no token (an empty or
+ * blank line), EILSEQ for a byte no client can send in a header (control
+ * characters, spaces inside, non-ASCII), E2BIG beyond GRACED_TOKEN_MAX. */
 int graced_load_token(struct graced *g)
 {
     FILE *fp = fopen(g->o.token_file, "re");
+    char *line = NULL, *t;
+    size_t cap = 0, n;
+    ssize_t got;
     if (!fp)
         return -1;
-    if (!fgets(g->token, sizeof(g->token), fp))
-        g->token[0] = '\0';
+    got = getline(&line, &cap, fp);
     fclose(fp);
-    g->token_len = strcspn(g->token, "\r\n");
-    g->token[g->token_len] = '\0';
-    if (g->token_len == 0)
+    if (got < 0) {
+        free(line);
         return errno = EINVAL, -1;
+    }
+    n = strcspn(line, "\r\n");
+    while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t'))
+        n--;
+    line[n] = '\0';
+    t = line + strspn(line, " \t");
+    n = strlen(t);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)t[i] <= 0x20 || (unsigned char)t[i] >= 0x7f) {
+            free(line);
+            return errno = EILSEQ, -1;
+        }
+    if (n == 0 || n > GRACED_TOKEN_MAX) {
+        free(line);
+        return errno = n ? E2BIG : EINVAL, -1;
+    }
+    memmove(line, t, n + 1);
+    free(g->token);
+    g->token = line;
+    g->token_len = n;
     return 0;
 }
 
-/* Compare without an early exit, so timing does not leak the token. */
+/* Compare without an early exit, so timing does not leak the token. The
+ * scheme is case-insensitive (RFC 9110 11.1), then one or more spaces. */
 static int token_ok(const struct graced *g, const char *auth)
 {
     size_t n;
     unsigned char diff = 0;
-    if (!auth || strncmp(auth, "Bearer ", 7))
+    if (!auth || strncasecmp(auth, "Bearer ", 7))
         return 0;
     auth += 7;
+    auth += strspn(auth, " ");
     n = strlen(auth);
     for (size_t i = 0; i < g->token_len; i++)
         diff |= (unsigned char)(g->token[i] ^ (i < n ? auth[i] : 0));
     return diff == 0 && n == g->token_len;
 }
 
-/* "/name": one segment of safe characters. 0 or the status to answer. */
+/* "/name": one segment of safe characters. 0, or 400 to answer. */
 static int check_name(const char *path, char *name, size_t n)
 {
     const char *p = path + 1;
     size_t len = strlen(p);
-    if (path[0] != '/' || len == 0)
+    /* every name we do not take is a 400 alike: "..", "/", "%", a leading
+     * dot or any other byte; the answer does not hint which rule it broke */
+    if (path[0] != '/' || len == 0 || len >= n)
         return 400;
-    if (strstr(p, "..") || strchr(p, '/') || strchr(p, '%'))
-        return 403;
-    if (p[0] == '.' || len >= n)
+    if (strstr(p, "..") || p[0] == '.')
         return 400;
     for (const char *c = p; *c; c++)
         if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
@@ -84,11 +119,43 @@ static int check_name(const char *path, char *name, size_t n)
     return 0;
 }
 
+/* The process id in a temporary name: ".graced-tmp.PID.SEQ.name", or
+ * ".graced-tmp.name.PID.SEQ" as written before; 0 if there is none. */
+static long tmp_pid(const char *tmp)
+{
+    const char *p = tmp + sizeof(GRACED_TMP_PREFIX) - 1, *dot;
+    char *end;
+    long pid = strtol(p, &end, 10);
+    if (end != p && *end == '.' && pid > 0)
+        return pid;
+    if (!(dot = strrchr(p, '.')) || dot == p)
+        return 0;
+    for (p = dot - 1; p > tmp && *p != '.'; p--)
+        ;
+    pid = strtol(p + 1, &end, 10);
+    return end != p + 1 && end == dot && pid > 0 ? pid : 0;
+}
+
+/* Is this temporary file left over by a process that is gone? An upload
+ * in flight (by another graced on the same folder, or a worker of ours)
+ * has a live PID in its name and is written to, so it stays. */
+static int tmp_stale(int dirfd, const char *name, time_t now)
+{
+    long pid = tmp_pid(name);
+    struct stat st;
+    if (pid == (long)getpid() || (pid > 0 && kill((pid_t)pid, 0) < 0 && errno == ESRCH))
+        return 1; /* our own PID here is an older process's: we upload nothing yet */
+    /* no PID, or a live one that may be a reused PID: by age */
+    return fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+           now - st.st_mtime > GRACED_TMP_STALE_SEC;
+}
+
 int graced_clean_stale(struct graced *g)
 {
     int fd = dup(g->upload_fd), n = 0;
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     struct dirent *e;
+    time_t now = time(NULL);
     if (!d) {
         if (fd >= 0)
             close(fd);
@@ -96,7 +163,7 @@ int graced_clean_stale(struct graced *g)
     }
     while ((e = readdir(d)))
         if (!strncmp(e->d_name, GRACED_TMP_PREFIX, sizeof(GRACED_TMP_PREFIX) - 1) &&
-            unlinkat(g->upload_fd, e->d_name, 0) == 0)
+            tmp_stale(g->upload_fd, e->d_name, now) && unlinkat(g->upload_fd, e->d_name, 0) == 0)
             n++;
     closedir(d);
     if (n)
@@ -248,8 +315,10 @@ void graced_upload(struct grace_request *req, struct graced *g)
     u->g = g;
     u->req = req;
     strcpy(u->name, name);
-    snprintf(u->tmp, sizeof(u->tmp), "%s%s.%d.%lu", GRACED_TMP_PREFIX, name, (int)getpid(),
-             ++g->upload_seq);
+    /* PID and sequence first (they make it unique, and tell a stale file
+     * from one in flight); then as much of the name as fits in NAME_MAX */
+    snprintf(u->tmp, sizeof(u->tmp), "%s%d.%lu.%.*s", GRACED_TMP_PREFIX, (int)getpid(),
+             ++g->upload_seq, TMP_NAME_PART, name);
     u->fd = openat(g->upload_fd, u->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     u->buf = evbuffer_new();
     u->flush_ev = event_new(g->base, -1, 0, flush_cb, u);
