@@ -13,8 +13,9 @@ top=$(pwd)
 mode=${1:-build}
 [ $# -gt 0 ] && shift
 
+# systemd: only its systemd-analyze, for the unit's security test
 PKGS="build-essential autoconf automake libtool pkg-config libevent-dev check \
-libssl-dev openssl curl python3 clang valgrind"
+libssl-dev openssl curl python3 clang valgrind systemd"
 
 missing=
 for p in $PKGS; do

@@ -23,11 +23,9 @@ struct event_base;
 #define GRACED_MAX_CERTS 16
 
 /* Name prefix of upload temporary files: never served, removed at start
- * when stale: the PID in the name is gone, or untouched for a day. */
+ * when stale: the PID in the name is gone, or untouched for
+ * --stale-upload-age. */
 #define GRACED_TMP_PREFIX ".graced-tmp."
-#define GRACED_TMP_STALE_SEC (24 * 3600)
-/* Longest --auth-token-file token; a longer one is a start-up error. */
-#define GRACED_TOKEN_MAX 4096
 
 struct graced_opts {
     const char *listen[GRACED_MAX_LISTEN];
@@ -47,6 +45,8 @@ struct graced_opts {
     const char *pid_file;
     int64_t shutdown_timeout_ms;
     const char *metrics_path;
+    int64_t stale_upload_age_ms; /* --stale-upload-age */
+    int64_t restart_delay_max_ms; /* --restart-delay-max */
     struct grace_config *cfg; /* library options by their documented names */
 };
 

@@ -231,10 +231,9 @@ static int run_worker(struct graced *g, const int *fds, const int *tls, int nfds
 /* ---------------------------------------------------------------- parent */
 
 /* A worker that ends before a stop is started again after a delay that
- * doubles, up to RESTART_MAX_MS, while it keeps ending within
+ * doubles, up to --restart-delay-max, while it keeps ending within
  * RESTART_STABLE_MS of its start: a worker that fails at once does not spin. */
 #define RESTART_MIN_MS 100
-#define RESTART_MAX_MS 10000
 #define RESTART_STABLE_MS 10000
 
 struct slot {
@@ -303,7 +302,8 @@ static int supervise(struct graced *g, struct graced_socks *s)
     sigaddset(&set, SIGCHLD);
     sigprocmask(SIG_BLOCK, &set, &old);
     for (int w = 0; w < g->o.workers; w++) {
-        slot[w].delay_ms = RESTART_MIN_MS;
+        slot[w].delay_ms = RESTART_MIN_MS < g->o.restart_delay_max_ms ? RESTART_MIN_MS
+                                                                      : g->o.restart_delay_max_ms;
         if ((slot[w].pid = spawn(g, s, w, &old)) < 0) {
             slot[w].pid = 0;
             stops = 1; /* a start-up failure: stop the ones started */
@@ -355,7 +355,8 @@ static int supervise(struct graced *g, struct graced_socks *s)
                     }
                     continue;
                 }
-                if (now - slot[w].started_ms >= RESTART_STABLE_MS)
+                if (now - slot[w].started_ms >= RESTART_STABLE_MS &&
+                    slot[w].delay_ms > RESTART_MIN_MS)
                     slot[w].delay_ms = RESTART_MIN_MS;
                 slot[w].restart_ms = now + slot[w].delay_ms;
                 if (WIFSIGNALED(st))
@@ -396,8 +397,9 @@ static int supervise(struct graced *g, struct graced_socks *s)
                 alive++;
                 graced_log(LOG_INFO, "worker %d restarted (pid %d)", w + 1, (int)slot[w].pid);
             }
-            if (slot[w].delay_ms < RESTART_MAX_MS)
-                slot[w].delay_ms *= 2;
+            slot[w].delay_ms *= 2;
+            if (slot[w].delay_ms > g->o.restart_delay_max_ms)
+                slot[w].delay_ms = g->o.restart_delay_max_ms;
         }
     }
     return status;
@@ -442,7 +444,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "graced: --auth-token-file %s: %s\n", g.o.token_file,
                 errno == EINVAL  ? "no token on the first line"
                 : errno == EILSEQ ? "the token has a space, control or non-ASCII byte"
-                : errno == E2BIG  ? "the token is longer than 4096 bytes"
                                   : strerror(errno));
         return 2;
     }

@@ -13,7 +13,7 @@
 enum {
     O_LISTEN = 256, O_ROOT, O_UPLOAD_DIR, O_TOKEN_FILE, O_WORKERS, O_ACCESS_LOG,
     O_LOG_LEVEL, O_PID_FILE, O_SHUTDOWN_TIMEOUT, O_METRICS, O_HELP, O_VERSION,
-    O_TLS_LISTEN, O_TLS_CERT, O_TLS_KEY, O_HSTS,
+    O_TLS_LISTEN, O_TLS_CERT, O_TLS_KEY, O_HSTS, O_STALE_UPLOAD_AGE, O_RESTART_DELAY_MAX,
     O_LIB = 512 /* + enum grace_opt */
 };
 
@@ -59,7 +59,7 @@ static int64_t parse_size(const char *s)
     return v * mul;
 }
 
-/* "10s", "500ms", "2m", "10" (seconds) -> milliseconds; -1 if malformed */
+/* "10s", "500ms", "2m", "24h", "10" (seconds) -> milliseconds; -1 if malformed */
 static int64_t parse_time_ms(const char *s)
 {
     char *end;
@@ -73,6 +73,8 @@ static int64_t parse_time_ms(const char *s)
         return (int64_t)(v * 1000);
     if (!strcmp(end, "m"))
         return (int64_t)(v * 60000);
+    if (!strcmp(end, "h"))
+        return (int64_t)(v * 3600000);
     return -1;
 }
 
@@ -93,8 +95,12 @@ static void usage(FILE *out, const struct grace_config *cfg)
             "  --root DIR               serve files from DIR (current directory)\n"
             "  --upload-dir DIR         accept PUT/POST /name into DIR (off)\n"
             "  --auth-token-file FILE   uploads need 'Authorization: Bearer <first line>' (off)\n"
+            "  --stale-upload-age TIME  at start, remove temporary upload files this old even\n"
+            "                           if the PID in their name is alive (24h)\n"
             "  --max-body-size SIZE     largest upload, K/M/G suffixes (1G)\n"
             "  --workers N              processes sharing the port with SO_REUSEPORT (1)\n"
+            "  --restart-delay-max TIME a worker that ends early is restarted after 100ms,\n"
+            "                           doubling up to TIME while it keeps failing (10s)\n"
             "  --access-log FILE|-      Combined Log Format and the TLS version; - is stdout\n"
             "                           (off)\n"
             "  --log-level LEVEL        error, warn, info or debug (info)\n"
@@ -136,6 +142,8 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
         {"pid-file", required_argument, NULL, O_PID_FILE},
         {"shutdown-timeout", required_argument, NULL, O_SHUTDOWN_TIMEOUT},
         {"metrics", required_argument, NULL, O_METRICS},
+        {"stale-upload-age", required_argument, NULL, O_STALE_UPLOAD_AGE},
+        {"restart-delay-max", required_argument, NULL, O_RESTART_DELAY_MAX},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
     };
@@ -150,6 +158,8 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
     o->log_level = LOG_INFO;
     o->shutdown_timeout_ms = 10000;
     o->hsts = -1;
+    o->stale_upload_age_ms = INT64_C(24) * 3600 * 1000;
+    o->restart_delay_max_ms = 10000;
     o->cfg = grace_config_new();
     if (!o->cfg) {
         fprintf(stderr, "graced: out of memory\n");
@@ -252,6 +262,17 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
                 return -1;
             }
             break;
+        case O_STALE_UPLOAD_AGE:
+        case O_RESTART_DELAY_MAX: {
+            int64_t v = parse_time_ms(a);
+            if (v < 0 || (c == O_RESTART_DELAY_MAX && v == 0)) {
+                fprintf(stderr, "graced: --%s %s: expected a time like 10s\n",
+                        c == O_STALE_UPLOAD_AGE ? "stale-upload-age" : "restart-delay-max", a);
+                return -1;
+            }
+            *(c == O_STALE_UPLOAD_AGE ? &o->stale_upload_age_ms : &o->restart_delay_max_ms) = v;
+            break;
+        }
         case 'h':
         case O_HELP:
             usage(stdout, o->cfg);

@@ -8,7 +8,7 @@
  * is fsync'ed and renamed into place only when the body is complete: the
  * target name never holds a partial file. Anything else unlinks the
  * temporary file; a crash leaves only a temporary name, removed at start-up
- * once stale (tmp_stale): its PID is gone, or it is a day old.
+ * once stale (tmp_stale): its PID is gone, or --stale-upload-age old.
  */
 #include "graced.h"
 
@@ -47,7 +47,7 @@ struct upload {
 /* The first line of --auth-token-file, without the line end and the
  * spaces or tabs around it. -1 with errno: EINVAL for no token (an empty or
  * blank line), EILSEQ for a byte no client can send in a header (control
- * characters, spaces inside, non-ASCII), E2BIG beyond GRACED_TOKEN_MAX. */
+ * characters, spaces inside, non-ASCII). Any length: nothing is cut. */
 int graced_load_token(struct graced *g)
 {
     FILE *fp = fopen(g->o.token_file, "re");
@@ -73,9 +73,9 @@ int graced_load_token(struct graced *g)
             free(line);
             return errno = EILSEQ, -1;
         }
-    if (n == 0 || n > GRACED_TOKEN_MAX) {
+    if (n == 0) {
         free(line);
-        return errno = n ? E2BIG : EINVAL, -1;
+        return errno = EINVAL, -1;
     }
     memmove(line, t, n + 1);
     free(g->token);
@@ -139,7 +139,7 @@ static long tmp_pid(const char *tmp)
 /* Is this temporary file left over by a process that is gone? An upload
  * in flight (by another graced on the same folder, or a worker of ours)
  * has a live PID in its name and is written to, so it stays. */
-static int tmp_stale(int dirfd, const char *name, time_t now)
+static int tmp_stale(int dirfd, const char *name, time_t now, int64_t max_age_ms)
 {
     long pid = tmp_pid(name);
     struct stat st;
@@ -147,7 +147,7 @@ static int tmp_stale(int dirfd, const char *name, time_t now)
         return 1; /* our own PID here is an older process's: we upload nothing yet */
     /* no PID, or a live one that may be a reused PID: by age */
     return fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-           now - st.st_mtime > GRACED_TMP_STALE_SEC;
+           ((int64_t)now - st.st_mtime) * 1000 > max_age_ms;
 }
 
 int graced_clean_stale(struct graced *g)
@@ -163,7 +163,7 @@ int graced_clean_stale(struct graced *g)
     }
     while ((e = readdir(d)))
         if (!strncmp(e->d_name, GRACED_TMP_PREFIX, sizeof(GRACED_TMP_PREFIX) - 1) &&
-            tmp_stale(g->upload_fd, e->d_name, now) && unlinkat(g->upload_fd, e->d_name, 0) == 0)
+            tmp_stale(g->upload_fd, e->d_name, now, g->o.stale_upload_age_ms) && unlinkat(g->upload_fd, e->d_name, 0) == 0)
             n++;
     closedir(d);
     if (n)

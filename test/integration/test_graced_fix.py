@@ -374,6 +374,21 @@ def run_restart_backoff(tmp):
     check("a worker failing at once: restarted with back-off (%d times in 3.5 s)" % restarts,
           2 <= restarts <= 6, err[-600:])
 
+    # --restart-delay-max 200ms: 100, 200, 200, ... ms: about 15 in 3.5 s
+    crt, key = make_cert(d)
+    g = Graced("--tls-listen", "127.0.0.1:0", "--tls-cert", crt, "--tls-key", key, "--root", d,
+               "--workers", "2", "--restart-delay-max", "200ms")
+    try:
+        kids = wait_for(lambda: len(children(g.p.pid)) == 2 and children(g.p.pid))
+        os.unlink(crt)
+        os.kill(kids[0], signal.SIGKILL)
+        time.sleep(3.5)
+    finally:
+        g.stop()
+    restarts = len(re.findall(r"worker \d restarted", g.p.stderr.read()))
+    check("--restart-delay-max 200ms: %d restarts in 3.5 s (8 to 18)" % restarts,
+          8 <= restarts <= 18, restarts)
+
     # sock.c: more addresses than a row of sockets holds is a start-up error
     crt, key = make_cert(d)
     args = ["--listen", "127.0.0.1:0"] * 16 + ["--tls-listen", "127.0.0.1:0", "--tls-cert", crt,
@@ -410,6 +425,17 @@ def run_stale_tmp(tmp):
         want = {n for n, keep in names.items() if keep}
         check("start-up removes only stale temporary files (PID gone, or a day old)",
               left == want, sorted(left))
+    finally:
+        g.stop()
+    # --stale-upload-age 1m: a 2-minute-old file of a live PID goes, a fresh one stays
+    two_min = time.time() - 120
+    os.utime(os.path.join(up, ".graced-tmp.%d.1.live" % me), (two_min, two_min))
+    g = Graced("--listen", "127.0.0.1:0", "--root", up, "--upload-dir", up,
+               "--stale-upload-age", "1m")
+    try:
+        left = set(os.listdir(up))
+        check("--stale-upload-age 1m removes a 2-minute-old one", left == {".graced-tmp.nopid"},
+              sorted(left))
     finally:
         g.stop()
 
@@ -460,7 +486,7 @@ def run_options(tmp):
     os.mkdir(up)
     tok = os.path.join(tmp, "tok")
     for content, what in [(" \t \n", "whitespace-only"), ("a b\n", "with a space inside"),
-                          ("x" * 5000 + "\n", "5000-byte")]:
+                          ("a\x01b\n", "control-character")]:
         with open(tok, "w") as f:
             f.write(content)
         rc, err = start_error("--listen", "127.0.0.1:0", "--root", up, "--upload-dir", up,
@@ -471,13 +497,13 @@ def run_options(tmp):
     check("--auth-token-file without --upload-dir: exit 2", rc == 2 and "--upload-dir" in err,
           (rc, err))
 
-    long_tok = "T" * 300
+    long_tok = "T" * 5000
     with open(tok, "w") as f:
         f.write("  " + long_tok + " \r\n")
     g = Graced("--listen", "127.0.0.1:0", "--root", up, "--upload-dir", up, "--auth-token-file", tok)
     try:
         st, body, r = req(g.port, "PUT", "/a.txt", b"a", {"Authorization": "Bearer " + long_tok})
-        check("a 300-byte token works whole", st == 201, st)
+        check("a 5000-byte token works whole", st == 201, st)
         st, body, r = req(g.port, "PUT", "/a.txt", b"a", {"Authorization": "Bearer " + long_tok[:255]})
         check("... and its first 255 bytes do not", st == 401, st)
         st, body, r = req(g.port, "PUT", "/b.txt", b"b", {"Authorization": "bEARER  " + long_tok})
