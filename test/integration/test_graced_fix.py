@@ -342,6 +342,42 @@ def run_restart(tmp):
         check("... and graced still exits 0 on SIGTERM", g.stop() == 0, g.p.returncode)
 
 
+def run_fork_failure(tmp):
+    """The second worker cannot be forked (RLIMIT_NPROC of a user of its
+    own): graced stops the first and exits 1, naming fork (it exited 0,
+    and pids[] was read uninitialised)."""
+    if os.getuid() != 0:
+        check("fork failure (skipped: needs root to switch to a spare uid)", True)
+        return
+    uid = 54321 + os.getpid() % 1000
+
+    def limit():
+        import resource
+        os.setgid(uid)
+        os.setuid(uid)
+        resource.setrlimit(resource.RLIMIT_NPROC, (2, 2))  # graced and one worker
+    # the binary itself, not libtool's wrapper script (its shell forks)
+    real = os.path.join(os.path.dirname(GRACED), ".libs", "graced")
+    env = dict(os.environ)
+    if os.path.exists(real):
+        libs = os.path.join(os.path.dirname(GRACED), "..", "lib", ".libs")
+        env["LD_LIBRARY_PATH"] = os.path.abspath(libs) + ":" + env.get("LD_LIBRARY_PATH", "")
+    else:
+        real = GRACED
+    p = subprocess.Popen([real, "--listen", "127.0.0.1:0", "--root", "/", "--workers", "2"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=limit,
+                         env=env)
+    procs.append(p)
+    try:
+        p.wait(10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+    err = p.stderr.read()
+    check("a worker that cannot be forked: exit 1, the error logged", p.returncode == 1 and
+          "fork" in err, (p.returncode, err[-300:]))
+
+
 def make_cert(d):
     key, crt = os.path.join(d, "k.pem"), os.path.join(d, "c.pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
@@ -524,7 +560,7 @@ def main():
         print("0 passed, 1 failed (no %s)" % GRACED)
         return 1
     return run_sections((run_416, run_access_log_workers, run_long_dir_path, run_group_signal,
-                         run_long_names, run_supervisor_sighup, run_restart, run_restart_backoff,
+                         run_long_names, run_supervisor_sighup, run_restart, run_fork_failure, run_restart_backoff,
                          run_stale_tmp, run_systemd_unit, run_options), "graced-fix.")
 
 
