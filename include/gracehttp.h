@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * gracehttp.h - public API of libgracehttp, an HTTP/1.1 server library on
  * libevent that answers early without losing the answer.

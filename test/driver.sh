@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-3-Clause
 # Wraps automake's test-driver and echoes the test's Check summary line
 # ("100%: Checks: N, Failures: 0, Errors: 0") or plain "N passed, N failed"
 # line to the console.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * echo.c - an embedding example: the program owns its event_base, runs a
  * timer of its own on it, and serves every request with a JSON echo:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * hello.c - the smallest gracehttp server: any request -> 200 "hello world".
  * Used by the throughput benchmarks, so its path is kept lean.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * log.c - the error log (stderr, by level) and the access log in Combined
  * Log Format with one more quoted field at the end, the TLS version.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * main.c - graced: start-up checks, workers, signals and the event loop.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * options.c - graced's command line. Every library limit and timeout is an
  * option under its documented name (grace_opt_name()), so the daemon and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * sock.c - where graced listens: each --listen and --tls-listen address, or
  * the sockets systemd passed (LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * upload.c - PUT /name (or POST of a raw body) into --upload-dir.
  *

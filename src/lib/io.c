@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * io.c - the socket seam: the only place that calls recv/writev/sendfile/
  * shutdown/close on a connection's socket. conn.c and linger.c reach the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * parser.c - incremental HTTP/1.1 request parser (RFC 9112).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * report.c - every response reported to the application once it has been
  * written (grace_server_on_response), also the ones the server makes

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * response.c - writing responses: status line and headers, bodies from
  * memory, evbuffers or files, and streamed (chunked / close-delimited).

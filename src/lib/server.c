@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * server.c - config, listeners, accepting, routing, graceful stop, counters.
  */

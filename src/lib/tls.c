@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * tls.c - TLS with OpenSSL 3: the context (certificates chosen by SNI, ALPN,
  * rotating session ticket keys, reload) and the TLS transport behind the

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """Send PUT /up with a SIZE-byte body as fast as possible, then read the
 answer: the server refuses at once and must discard SIZE bytes."""
 import socket

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """The early-reply delivery matrix. For each server (NAME=PORT:STATUS),
 client and body size, upload to /up RUNS times and count the runs in which
 the client received the complete early answer. Prints one line per cell:

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # early_reply.sh - does the client receive an early answer? The delivery
 # matrix (clients x body sizes x servers), then the server CPU time spent
 # discarding 1 GiB that nobody will read (graced: MSG_TRUNC; nginx reads it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * evhttp_hello.c - libevent's own evhttp as a benchmark peer: "/" answers
  * "hello world", and a body over --max-body bytes is refused with 413 by

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """How long does a server hold a socket after the client's FIN, once it
 has answered early? Reads an `strace -f -ttt` log of the server taken
 while clients upload and then close: for each fd, the time from the read

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """Open N keep-alive connections to 127.0.0.1:PORT, make one request on
 each, and keep them idle until stdin closes. Prints "ready N" when done."""
 import resource

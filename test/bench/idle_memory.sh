@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # idle_memory.sh - memory per idle keep-alive connection: N (10000) clients
 # each make one request and stay connected; the server's total RSS is read
 # before and after. graced against nginx configured for the same count.

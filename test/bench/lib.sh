@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-3-Clause
 # lib.sh - helpers shared by the benchmark scripts (sourced, bash).
 # Servers run pinned to core 0 and the load generator to core 1 when the
 # machine has two cores; every process started is stopped by PID on exit.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # parser.sh - the parser benchmark (median of 5 runs inside the program),
 # repeated RUNS times; the median line is reported.
 . "$(dirname "$0")/lib.sh"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * parser_bench.c - parser throughput on a ~700-byte browser request and on
  * a pipelined stream of small requests. Prints one line per input:

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-3-Clause
 -- wrk script: send `depth` requests back to back on each connection
 local depth = tonumber(os.getenv("PIPELINE_DEPTH") or "16")
 init = function(args)

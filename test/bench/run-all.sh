@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # run-all.sh - every benchmark (make bench). Each writes its table to
 # test/bench/results/NAME-DATE.md; RUNS and DUR are passed through.
 set -eu

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # soak.sh - several minutes of mixed traffic against graced (not in CI):
 # keep-alive and pipelined GETs, accepted uploads, early-refused 8 MiB
 # uploads, clients vanishing mid-body. Then checks: no server error, every

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """Mixed traffic against graced for SECONDS: keep-alive GETs, pipelined GETs,
 accepted uploads, uploads refused early (no token, 8 MiB, written whole
 before reading), and clients that vanish mid-body. Prints counts as

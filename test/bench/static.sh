@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # static.sh - a small static file (4 KiB) over keep-alive: graced against
 # nginx and h2o, one worker each, 64 connections, median of RUNS runs.
 . "$(dirname "$0")/lib.sh"

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # throughput.sh - requests/s and p99 latency of the hello example against
 # nginx ("return 200") and libevent's evhttp, one worker each, 64
 # connections: keep-alive, pipelined 16 deep, and Connection: close.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # tls.sh - HTTPS against nginx, with the same EC P-256 certificate and the
 # same TLS settings (TLS 1.2 and 1.3; TLS 1.3 suites: OpenSSL's defaults;
 # TLS 1.2: the library's "ECDHE+AESGCM:ECDHE+CHACHA20", server preference;

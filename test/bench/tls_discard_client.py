@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """TLS version of discard_client.py: PUT /up with a SIZE-byte body sent as
 fast as possible over TLS, then the end of the body (FIN; no close_notify,
 as the plain client's shutdown), then read the answer. Prints

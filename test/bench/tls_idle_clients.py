@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """Open N TLS keep-alive connections to 127.0.0.1:PORT, make one request on
 each (GET PATH), and keep them idle until stdin closes. Prints "ready OK"
 once every response has been read (OK: how many were 200), then, after

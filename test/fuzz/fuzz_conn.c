@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * fuzz_conn.c - libFuzzer target for the whole connection layer.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """Write the hand-made seeds of the connection fuzzer (test/fuzz/fuzz_conn.c)
 into test/fuzz/corpus/conn/, one per bug class the harness should reach.
 

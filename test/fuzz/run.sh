@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-3-Clause
 # Build and run a libFuzzer target with clang:
 #   test/fuzz/run.sh TARGET SECONDS [extra libFuzzer args]
 # TARGET is parser, conn or tls (test/fuzz/fuzz_TARGET.c). Crashes are written to

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """Integration tests against docs/examples/echo with real clients: curl and
 Python's http.client. Loopback only; every process started is stopped by PID.
 Prints one line per test and a final "N passed, N failed"."""

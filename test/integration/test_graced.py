@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """Integration tests for the graced binary with real clients (curl, Python's
 http.client, raw sockets). Loopback only; every graced started here is
 stopped by PID. Prints a line per check and a final "N passed, N failed"."""

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """graced's fixed defects and rough edges (issue 13), each a check that failed
 on the code before its fix: one Content-Type on a 416, whole access-log lines
 from every worker, a long directory path, a stop signal sent to the whole

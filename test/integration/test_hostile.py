@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """Hostile clients against graced, over loopback, bounded in count and time:
 slowloris, a client that never reads, a connection flood past
 --max-connections, request smuggling vectors, oversized requests.

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """HTTPS integration tests for graced with real clients: Python's ssl and
 http.client, curl and openssl s_client, plus raw sockets for hostile
 handshakes. Certificates are made at test time with the openssl CLI (a CA,

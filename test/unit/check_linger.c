@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * check_linger.c - the early-reply guarantee over real loopback sockets.
  *

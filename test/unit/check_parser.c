@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * check_parser.c - unit tests for the incremental request parser.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * check_progress.c - timers that must follow progress, and lifetimes that
  * must survive re-entrant callbacks, over real loopback sockets.

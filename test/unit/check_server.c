@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * check_server.c - the connection pipeline over real loopback sockets:
  * keep-alive, pipelining, HTTP/1.0, HEAD, timeouts, the connection cap,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * check_tls.c - the TLS transport over real loopback sockets, with an
  * OpenSSL client in the test's client thread.

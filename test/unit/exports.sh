@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-3-Clause
 # The shared library exports grace_* symbols only, and needs no evhttp
 # (libevent_extra) symbol: it links libevent_core alone.
 lib=${top_builddir:-.}/src/lib/.libs/libgracehttp.so

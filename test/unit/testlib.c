@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /* testlib.c - see testlib.h */
 #include "testlib.h"
 
