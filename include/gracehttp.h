@@ -88,6 +88,8 @@ enum grace_opt {
                                        client (300000) */
     GRACE_OPT_ACCEPT_RETRY,       /**< out of fds: accept again after (500) */
     GRACE_OPT_TLS_HANDSHAKE_TIMEOUT, /**< TLS handshake, from accept (10000) */
+    GRACE_OPT_OUTPUT_LOW_WATER,   /**< drain callback: output at or below this
+                                       (65536); see grace_reply_on_drain() */
     GRACE_OPT__COUNT
 };
 
@@ -226,6 +228,8 @@ enum grace_counter {
                                      version or cipher, renegotiation, unknown name... */
     GRACE_CNT_TLS_TIMEOUT,      /**< handshakes cut by tls-handshake-timeout */
     GRACE_CNT_TLS_CLOSE_NOTIFY, /**< close_notify alerts sent */
+    GRACE_CNT_TIMEOUT_REQUEST,  /**< requests cut by their own deadline
+                                     (grace_request_set_deadline) */
     GRACE_CNT__COUNT
 };
 
@@ -373,6 +377,21 @@ GRACE_API struct grace_server *grace_request_server(const struct grace_request *
 typedef void (*grace_finish_cb)(struct grace_request *req, int err, void *arg);
 GRACE_API void grace_request_on_finish(struct grace_request *req, grace_finish_cb cb, void *arg);
 
+/**
+ * A total deadline for this request: ms milliseconds counted from its first
+ * byte (the start grace_response_info_duration_us measures from), however
+ * the request progresses. If the application has not completed its reply
+ * by then, the server answers 503 (Connection: close) when nothing of the
+ * response was queued yet, or closes the connection at once when a
+ * response was started (the client sees it cut short); either way the
+ * finish callback gets -ETIMEDOUT. The other timers run as before. ms 0
+ * removes the deadline; a deadline already past acts from the event loop,
+ * never inside this call. Default: none.
+ * @return 0; -EINVAL for ms < 0; -ENOTCONN if the client has gone;
+ * -EALREADY if the reply was completed.
+ */
+GRACE_API int grace_request_set_deadline(struct grace_request *req, int64_t ms);
+
 /** A piece of body; data is valid during the call only. */
 typedef void (*grace_data_cb)(struct grace_request *req, const char *data, size_t len,
                               void *arg);
@@ -454,6 +473,38 @@ GRACE_API int grace_reply_end(struct grace_request *req);
 
 /** Bytes queued for the client but not yet written (for streaming pace). */
 GRACE_API size_t grace_reply_pending(const struct grace_request *req);
+
+/** The queued output has fallen to the low-water mark; see below. */
+typedef void (*grace_drain_cb)(struct grace_request *req, void *arg);
+
+/**
+ * Backpressure for a streamed reply: cb runs once, from the event loop
+ * (never inside this call), as soon as grace_reply_pending(req) is at or
+ * below GRACE_OPT_OUTPUT_LOW_WATER: on the next loop turn if it already is,
+ * else when writing has brought it down. It is one-shot: register again to
+ * hear again; a new registration replaces the old one, cb NULL cancels.
+ * A producer writes while the pending bytes are above the mark, then stops
+ * and registers. cb may chunk, end the reply or register again. It is
+ * never called once the reply is complete or the request has ended
+ * otherwise (the finish callback reports that instead).
+ * @return 0; -ENOTCONN if the client has gone; -EALREADY if the reply was
+ * completed.
+ */
+GRACE_API int grace_reply_on_drain(struct grace_request *req, grace_drain_cb cb, void *arg);
+
+/**
+ * Send an informational (1xx) response before the final one, e.g. 103
+ * Early Hints with Link fields. fields holds nfields name/value pairs
+ * (fields[2*i], fields[2*i+1]), checked like grace_response_add_header()
+ * and copied. May be called several times before the reply starts.
+ * An HTTP/1.0 client gets nothing (it cannot know 1xx): -EPROTONOSUPPORT,
+ * and the final reply goes on as usual.
+ * @return 0; -EINVAL for 100 (the server's own, see read_body), 101
+ * (protocol upgrades) or a status outside 102-199, or bad fields;
+ * -EALREADY once the reply has started; -ENOTCONN; -EPROTONOSUPPORT.
+ */
+GRACE_API int grace_reply_informational(struct grace_request *req, int status,
+                                        const char *const *fields, size_t nfields);
 
 /** The standard reason phrase of a status, e.g. "Not Found"; never NULL. */
 GRACE_API const char *grace_status_reason(int status);

@@ -241,6 +241,9 @@ static int64_t deadline(const struct grace_conn *c, enum grace_counter *why)
         EARLIER(c->st.body_since + OPT(srv, BODY_TIMEOUT), TIMEOUT_BODY);
     else if (c->state == CS_DRAIN)
         EARLIER(c->st.drain.deadline, TIMEOUT_DRAIN);
+    /* the application's total for its request, beside the progress timers */
+    if (c->state == CS_ACTIVE && c->req && c->req->deadline_at)
+        EARLIER(c->req->deadline_at, TIMEOUT_REQUEST);
 #undef EARLIER
     return d;
 }
@@ -494,6 +497,7 @@ static void request_detach(struct grace_conn *c, int err)
     c->req = NULL;
     req->conn = NULL;
     req->detached = 1;
+    req->on_drain = NULL; /* the finish callback says it instead */
     TAILQ_INSERT_TAIL(&c->srv->detached, req, dlink);
     if (err == -ECONNRESET)
         CNT(c->srv, CLIENT_ABORTS);
@@ -680,6 +684,7 @@ static void write_output(struct grace_conn *c, int in_event)
         s->write_since = grace__now_ms();
         if (s->reports)
             grace__report_written(c);
+        grace__conn_drain_check(c);
     }
     if (evbuffer_get_length(s->out)) {
         if (!event_pending(s->wr, EV_WRITE, NULL)) {
@@ -802,6 +807,47 @@ static void body_fail(struct grace_conn *c, int status, const char *msg, int err
     request_detach(c, err);
     if (c->state != CS_DEAD)
         grace__conn_close_graceful(c);
+}
+
+/* ---------------------------------------------------------------- drain */
+
+/* Is a drain callback waiting, and the output at or below low-water? */
+static int drain_due(const struct grace_conn *c)
+{
+    return c->req && c->req->on_drain && c->slot &&
+           grace__buffered_out(c) <= (size_t)OPT(c->srv, OUTPUT_LOW_WATER);
+}
+
+/* Output went out, or a drain callback was registered: if it is due, the
+ * next pump() runs it (from the loop, never under an application call). */
+void grace__conn_drain_check(struct grace_conn *c)
+{
+    if (c && drain_due(c))
+        grace__conn_schedule(c); /* a running pump() sees it at its end */
+}
+
+/* Run a due drain callback, once: it is unset before the call so that the
+ * callback may register again. */
+static void drain_fire(struct grace_conn *c)
+{
+    struct grace_request *req = c->req;
+    grace_drain_cb cb;
+
+    if (!drain_due(c))
+        return;
+    cb = req->on_drain;
+    req->on_drain = NULL;
+    cb(req, req->drain_arg);
+}
+
+/* The request's own deadline passed before its reply completed: a 503 if
+ * nothing was queued, else the cut-short response ends the connection. */
+static void request_deadline(struct grace_conn *c)
+{
+    if (c->req->resp == RESP_NONE)
+        body_fail(c, 503, "request deadline passed", -ETIMEDOUT);
+    else
+        grace__conn_abort(c, -ETIMEDOUT);
 }
 
 /* ---------------------------------------------------------------- pump */
@@ -1063,6 +1109,9 @@ static void pump(struct grace_conn *c)
         if (c->state == CS_HEAD) /* the header deadline waited: a new period */
             c->st.head.deadline = grace__now_ms() + OPT(c->srv, HEADER_TIMEOUT);
     }
+    drain_fire(c);
+    if (c->state == CS_DEAD)
+        return;
     /* the client has sent all it will: between requests, that is the end */
     if (c->peer_eof && !c->read_paused && c->state <= CS_HEAD) {
         close_between_requests(c);
@@ -1208,6 +1257,9 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
             break;
         case GRACE_CNT_TLS_TIMEOUT: /* nothing can be answered yet */
             grace__conn_destroy(c);
+            break;
+        case GRACE_CNT_TIMEOUT_REQUEST:
+            request_deadline(c);
             break;
         default: /* drain-time */
             grace__conn_close_graceful(c);

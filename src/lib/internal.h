@@ -97,6 +97,9 @@ struct grace_request {
 
     grace_finish_cb on_finish;
     void *finish_arg;
+    grace_drain_cb on_drain;  /* one-shot: output at or below low-water */
+    void *drain_arg;
+    int64_t deadline_at;      /* grace_request_set_deadline: monotonic ms; 0 none */
 
     enum resp_state resp;
     int status;
@@ -280,6 +283,7 @@ size_t grace__buffered_out(const struct grace_conn *c);
 void grace__request_release(struct grace_conn *c, struct grace_request *req);
 void grace__slots_free(struct grace_server *srv);
 int grace__body_drainable(const struct grace_conn *c, const struct grace_request *req);
+void grace__conn_drain_check(struct grace_conn *c);
 
 /* linger.c */
 void grace__conn_close_graceful(struct grace_conn *c);

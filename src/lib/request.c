@@ -259,3 +259,23 @@ void grace_request_resume(struct grace_request *req)
         grace__conn_schedule(req->conn);
     }
 }
+
+/* ---------------------------------------------------------------- deadline */
+
+int grace_request_set_deadline(struct grace_request *req, int64_t ms)
+{
+    struct grace_conn *c;
+
+    if (!req || ms < 0)
+        return -EINVAL;
+    if (req->detached)
+        return -ENOTCONN;
+    if (req->resp == RESP_DONE)
+        return -EALREADY;
+    c = req->conn;
+    /* total: from the request's first byte, as its report measures */
+    req->deadline_at = ms ? c->slot->req_start_us / 1000 + ms : 0;
+    grace__conn_enter(c);
+    grace__conn_leave(c); /* the outermost bracket arms the slot's timer */
+    return 0;
+}

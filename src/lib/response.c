@@ -18,6 +18,8 @@ const char *grace_status_reason(int status)
     switch (status) {
     case 100: return "Continue";
     case 101: return "Switching Protocols";
+    case 102: return "Processing";
+    case 103: return "Early Hints";
     case 200: return "OK";
     case 201: return "Created";
     case 202: return "Accepted";
@@ -360,6 +362,58 @@ int grace_reply_end(struct grace_request *req)
 size_t grace_reply_pending(const struct grace_request *req)
 {
     return req->conn ? grace__buffered_out(req->conn) : 0;
+}
+
+int grace_reply_on_drain(struct grace_request *req, grace_drain_cb cb, void *arg)
+{
+    if (!req)
+        return -EINVAL;
+    if (req->detached)
+        return -ENOTCONN;
+    if (req->resp == RESP_DONE)
+        return -EALREADY;
+    req->on_drain = cb;
+    req->drain_arg = arg;
+    grace__conn_drain_check(req->conn);
+    return 0;
+}
+
+/* A field of an interim response: the rules of grace_response_add_header(),
+ * and no framing or Connection field at all (a 1xx has no body). */
+static int interim_field_ok(const char *name, const char *value)
+{
+    return name && value && *name && !strpbrk(name, ":\r\n ") && !strpbrk(value, "\r\n") &&
+           strcasecmp(name, "Content-Length") && strcasecmp(name, "Transfer-Encoding") &&
+           strcasecmp(name, "Connection");
+}
+
+int grace_reply_informational(struct grace_request *req, int status, const char *const *fields,
+                              size_t nfields)
+{
+    int rc = reply_check(req, RESP_NONE, 0);
+    struct grace_conn *c;
+    struct evbuffer *out;
+
+    if (rc)
+        return rc;
+    /* 100 belongs to read_body(), 101 to protocol upgrades */
+    if (status < 102 || status > 199 || (nfields && !fields))
+        return -EINVAL;
+    for (size_t i = 0; i < nfields; i++)
+        if (!interim_field_ok(fields[2 * i], fields[2 * i + 1]))
+            return -EINVAL;
+    if (req->p.version_minor == 0) /* RFC 9110 15.2: never to an HTTP/1.0 client */
+        return -EPROTONOSUPPORT;
+    c = req->conn;
+    out = c->slot->out;
+    grace__conn_enter(c);
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, grace_status_reason(status));
+    for (size_t i = 0; i < nfields; i++)
+        evbuffer_add_printf(out, "%s: %s\r\n", fields[2 * i], fields[2 * i + 1]);
+    evbuffer_add(out, "\r\n", 2);
+    grace__conn_flush(c);
+    grace__conn_leave(c);
+    return 0;
 }
 
 /* An error answered by the server itself; the caller closes afterwards.

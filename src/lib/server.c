@@ -43,6 +43,7 @@ static const struct {
     [GRACE_OPT_LINGER_MAX_TIME] = {"linger-max-time", 300000, 1, 86400000},
     [GRACE_OPT_ACCEPT_RETRY] = {"accept-retry", 500, 1, 86400000},
     [GRACE_OPT_TLS_HANDSHAKE_TIMEOUT] = {"tls-handshake-timeout", 10000, 1, 86400000},
+    [GRACE_OPT_OUTPUT_LOW_WATER] = {"output-low-water", 65536, 0, INT32_MAX},
 };
 
 struct grace_config *grace_config_new(void)
@@ -129,6 +130,7 @@ static const char *const counter_names[GRACE_CNT__COUNT] = {
     [GRACE_CNT_TLS_FAILED] = "tls_failed",
     [GRACE_CNT_TLS_TIMEOUT] = "tls_timeout",
     [GRACE_CNT_TLS_CLOSE_NOTIFY] = "tls_close_notify",
+    [GRACE_CNT_TIMEOUT_REQUEST] = "timeout_request",
 };
 
 uint64_t grace_server_counter(const struct grace_server *srv, enum grace_counter c)
