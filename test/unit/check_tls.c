@@ -625,6 +625,90 @@ START_TEST(test_tls_bad_files)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- drain */
+
+/*
+ * A producer paced by the drain callback over TLS: it writes 64 KiB pieces
+ * while no more than low-water is queued, then registers and waits. The
+ * client reads nothing for 300 ms, then everything: the server's queue
+ * never holds much more than the mark, and every byte arrives.
+ */
+#define TD_TOTAL (8u << 20)
+#define TD_PIECE (64u << 10)
+#define TD_LOW (32u << 10)
+static struct {
+    size_t sent, max_pending;
+    int calls, finish_err, finish_calls;
+} td;
+
+static void td_drained(struct grace_request *req, void *arg)
+{
+    td.calls++;
+    while (grace_reply_pending(req) <= TD_LOW && td.sent < TD_TOTAL) {
+        ck_assert_int_eq(grace_reply_chunk(req, big + td.sent, TD_PIECE), 0);
+        td.sent += TD_PIECE;
+        size_t p = grace_reply_pending(req);
+        if (p > td.max_pending)
+            td.max_pending = p;
+    }
+    if (td.sent < TD_TOTAL)
+        ck_assert_int_eq(grace_reply_on_drain(req, td_drained, arg), 0);
+    else
+        ck_assert_int_eq(grace_reply_end(req), 0);
+}
+
+static void td_finish(struct grace_request *req, int err, void *arg)
+{
+    td.finish_calls++;
+    td.finish_err = err;
+    if (err)
+        grace_reply_end(req);
+}
+
+static void h_paced(struct grace_request *req, void *arg)
+{
+    grace_request_on_finish(req, td_finish, arg);
+    ck_assert_int_eq(grace_reply_start(req, 200), 0);
+    ck_assert_int_eq(grace_reply_on_drain(req, td_drained, arg), 0);
+}
+
+static size_t td_got;
+static int td_complete;
+
+static void c_paced(struct fx *f)
+{
+    static const char get[] = "GET /paced HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    struct tc t;
+    char *out = malloc(TD_TOTAL + (1u << 20));
+    ck_assert_int_eq(tc_open(&t, f->port, NULL), 0);
+    ck_assert_int_eq(tc_send(&t, get, sizeof(get) - 1), 0);
+    usleep(300000);
+    tc_read_all(&t, out, TD_TOTAL + (1u << 20), &td_got);
+    td_complete = td_got > 5 && !memcmp(out + td_got - 5, "0\r\n\r\n", 5);
+    free(out);
+    tc_close(&t);
+}
+
+START_TEST(test_tls_drain_paced_stream)
+{
+    struct fx *f = fx_new();
+    memset(&td, 0, sizeof(td));
+    grace_config_set(f->cfg, GRACE_OPT_OUTPUT_LOW_WATER, TD_LOW);
+    fx_start_tls(f, h_paced);
+    fx_run(f, c_paced, 60000);
+    fx_spin(f, 50);
+    ck_assert_msg(td_complete && td_got > TD_TOTAL, "got %zu bytes, complete %d", td_got,
+                  td_complete);
+    ck_assert_int_eq(td.finish_calls, 1);
+    ck_assert_int_eq(td.finish_err, 0);
+    ck_assert_uint_eq(td.sent, TD_TOTAL);
+    ck_assert_msg(td.calls >= 4, "only %d drain callbacks", td.calls);
+    /* at most the mark plus one piece and its chunk framing */
+    ck_assert_msg(td.max_pending <= TD_LOW + TD_PIECE + 64, "%zu bytes queued", td.max_pending);
+    fx_free(f);
+}
+END_TEST
+
 static Suite *tls_suite(void)
 {
     Suite *s = suite_create("tls");
@@ -640,6 +724,7 @@ static Suite *tls_suite(void)
     tcase_add_test(tc, test_tls_pipelined_burst);
     tcase_add_test(tc, test_tls_hostile_handshakes);
     tcase_add_test(tc, test_tls_bad_files);
+    tcase_add_test(tc, test_tls_drain_paced_stream);
     suite_add_tcase(s, tc);
     return s;
 }
