@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * sse.c - server-sent events with backpressure. GET /events streams
  * text/event-stream, one event per interval; while the client does not

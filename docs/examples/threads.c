@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * threads.c - one server per thread. Each thread owns an event_base and a
  * grace_server on it, listening on the same host:port with SO_REUSEPORT

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # threads.sh - how keep-alive throughput scales with one server per thread
 # (docs/examples/threads, SO_REUSEPORT) on this machine: 1 and 2 threads,
 # with the single-threaded hello example as the peer in the same runs.

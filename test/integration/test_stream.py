@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """Integration tests of streaming with backpressure (docs/examples/sse), 103
 Early Hints (sse's page) and one server per thread (docs/examples/threads),
 with real clients: curl, Python sockets and http.client. Loopback only; every

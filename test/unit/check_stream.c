@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * check_stream.c - streaming replies over real loopback sockets: the drain
  * callback (backpressure), informational 1xx responses, and the
