@@ -407,6 +407,25 @@ typedef void (*grace_end_cb)(struct grace_request *req, void *arg);
 GRACE_API int grace_request_read_body(struct grace_request *req, grace_data_cb on_data,
                                       grace_end_cb on_end, void *arg);
 
+/**
+ * Move a Content-Length body on a plain (non-TLS) connection straight from
+ * the socket into fd (socket -> pipe -> fd with splice(2), no copy through
+ * user space), starting at fd's current offset; bytes already buffered with
+ * the headers are written first. on_end runs once all of it is written. A
+ * failed write answers 507 (disk full, quota, file too large) or 500, a
+ * client gone early 400, body-timeout (from the last bytes moved) 408; each
+ * then reaches the finish callback with its error, and on_end does not run.
+ * Pause/resume, early replies and the drain after them work as with
+ * grace_request_read_body().
+ * @param fd stays the caller's: open until on_end or the finish callback.
+ * @return 0; -ENOTSUP for TLS, a chunked body or none (use
+ *         grace_request_read_body(), nothing has happened); -EMSGSIZE when the
+ *         Content-Length is over the body limit; -EALREADY, -ENOTCONN,
+ *         -EINVAL, or the errno of pipe2(). On an error no callback runs.
+ */
+GRACE_API int grace_request_body_to_fd(struct grace_request *req, int fd, grace_end_cb on_end,
+                                       void *arg);
+
 /** Stop delivering body pieces (backpressure); the socket is read no more
  * once the input buffer is full. */
 GRACE_API void grace_request_pause(struct grace_request *req);

@@ -289,6 +289,14 @@ static void on_end(struct grace_request *req, void *arg)
         event_active(u->flush_ev, EV_TIMEOUT, 1);
 }
 
+/* The library moved the whole body into the file (splice, no copy). */
+static void on_spliced(struct grace_request *req, void *arg)
+{
+    struct upload *u = arg;
+    u->bytes = grace_request_content_length(req);
+    on_end(req, arg);
+}
+
 void graced_upload(struct grace_request *req, struct graced *g)
 {
     struct upload *u;
@@ -331,6 +339,9 @@ void graced_upload(struct grace_request *req, struct graced *g)
         return;
     }
     grace_request_on_finish(req, on_finish, u);
-    if (grace_request_read_body(req, on_data, on_end, u) < 0)
+    st = grace_request_body_to_fd(req, u->fd, on_spliced, u);
+    if (st == -ENOTSUP) /* TLS or chunked: through memory */
+        st = grace_request_read_body(req, on_data, on_end, u);
+    if (st < 0)
         fail(u, 500, "could not read the body\n");
 }
