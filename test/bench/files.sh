@@ -4,7 +4,8 @@
 # a multipart form upload (graced only: nginx has no such storing), a 1 GiB
 # download, and the listing of a 10,000-entry folder (nginx: autoindex).
 # Wall time as curl sees it and server CPU from /proc/PID/stat, median of RUNS
-# interleaved runs. SIZE_MB changes the file size (1024).
+# interleaved runs. SIZE_MB changes the file size (1024); GRACED_B=path adds
+# the PUT row for another graced binary (an A/B of a change, same run).
 . "$(dirname "$0")/lib.sh"
 RUNS=${RUNS:-3}
 DUR=${DUR:-4}
@@ -40,6 +41,13 @@ mkdir -p "$dav/put"
 chmod 777 "$dav/put"
 wait_port "$p_g"
 wait_port "$p_n"
+if [ -n "${GRACED_B:-}" ]; then
+    mkdir -p "$tmp/up_b"
+    p_b=$(free_port)
+    start graced_b "$GRACED_B" --listen "127.0.0.1:$p_b" --root "$www" --upload-dir "$tmp/up_b" \
+        --max-body-size 2G --log-level error
+    wait_port "$p_b"
+fi
 
 # the server's processes: graced (and any worker), or nginx master and worker
 pids() { local p=PID_$1; echo "${!p} $(pgrep -P "${!p}" | tr '\n' ' ')"; }
@@ -59,7 +67,8 @@ xfer() {
     sync # earlier runs' dirty pages are not this run's cost
     c0=$(cpu_ticks $(pids "$name"))
     case $kind in
-        put) stored=$([ "$name" = graced ] && echo "$up/put.bin" || echo "$dav/put/put.bin")
+        put) case $name in graced) stored=$up/put.bin;; graced_b) stored=$tmp/up_b/put.bin;;
+                            *) stored=$dav/put/put.bin;; esac
              out=$("${LOAD[@]}" curl -sS -o /dev/null -H 'Expect:' -T "$src" \
                    -w '%{http_code} %{time_total}' "$base/$([ "$name" = nginx ] && echo put/)put.bin");;
         form) stored=$up/big.bin
@@ -80,10 +89,11 @@ xfer() {
         >>"$tmp/$name-$kind.runs"
 }
 
-for f in graced-put nginx-put graced-form graced-get nginx-get; do : >"$tmp/$f.runs"; done
+for f in graced-put graced_b-put nginx-put graced-form graced-get nginx-get; do : >"$tmp/$f.runs"; done
 for _ in $(seq "$RUNS"); do # interleaved, so drift hits every server alike
     xfer graced put "$p_g"
     xfer nginx put "$p_n"
+    [ -z "${GRACED_B:-}" ] || xfer graced_b put "$p_b"
     [ "$multipart" = missing ] || xfer graced form "$p_g"
     xfer graced get "$p_g"
     xfer nginx get "$p_n"
@@ -109,6 +119,10 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
     echo "| PUT stored on disk (nginx: dav_methods PUT) | $(col graced-put 1) | $(col nginx-put 1) |" \
          "$(col graced-put 2) | $(col nginx-put 2) | $(ratio "$(col graced-put 2)" "$(col nginx-put 2)") |" \
          "$(col graced-put 3) | $(col nginx-put 3) |"
+    [ -z "${GRACED_B:-}" ] ||
+        echo "| PUT, graced B = $GRACED_B (CPU vs graced: $(ratio "$(col graced_b-put 2)" "$(col graced-put 2)")) |" \
+             "$(col graced_b-put 1) | $(col nginx-put 1) | $(col graced_b-put 2) | $(col nginx-put 2) |" \
+             "$(ratio "$(col graced_b-put 2)" "$(col nginx-put 2)") | $(col graced_b-put 3) | $(col nginx-put 3) |"
     if [ "$multipart" = missing ]; then
         echo "| POST multipart/form-data to a folder | missing | - | - | - | - | - | - |"
     else
