@@ -113,6 +113,13 @@ if [ -n "$list" ]; then
 fi
 
 load=$(cut -d' ' -f1-3 /proc/loadavg)
+runs() { # every run's CPU s/GiB, in order: how noisy the medians are
+    local f
+    for f in graced-put graced_b-put nginx-put graced-form graced-get nginx-get; do
+        [ -s "$tmp/$f.runs" ] && printf '%s %s; ' "$f" "$(cut -d' ' -f2 "$tmp/$f.runs" | tr '\n' ' ')"
+    done
+    return 0
+}
 {
     echo "| $SIZE_MB MiB, plain HTTP, curl, median of $RUNS | graced wall s | nginx wall s | graced CPU s/GiB | nginx CPU s/GiB | CPU graced/nginx | graced MB/s | nginx MB/s |"
     echo "|---|---|---|---|---|---|---|---|"
@@ -143,6 +150,8 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
         echo "| listing of a 10,000-entry folder | missing (graced has no --list-dirs yet) |"
         echo "|---|---|"
     fi
+    echo
+    echo "CPU s/GiB of each run: $(runs)"
     echo
     echo "Load average at the end: $load (other engineers' builds share the machine)." \
          "graced fsyncs an upload before answering; nginx's dav module does not (its wall" \
