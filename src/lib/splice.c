@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * splice.c - a Content-Length body moved from a plain socket straight into
  * the application's file descriptor: socket -> pipe -> fd with splice(2),

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
 # files.sh - graced as a file server, side by side with nginx (one worker
 # each): a 1 GiB PUT stored on disk (nginx: its dav module), the same file as
 # a multipart form upload (graced only: nginx has no such storing), a 1 GiB

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * check_splice.c - grace_request_body_to_fd over real loopback sockets: the
  * body lands in a file byte for byte (the part buffered with the headers
