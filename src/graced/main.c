@@ -14,6 +14,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -428,6 +429,10 @@ int main(int argc, char **argv)
 
     signal(SIGPIPE, SIG_IGN);
     signal(SIGXFSZ, SIG_IGN); /* a file size limit is a write error (507) */
+    /* an upload's buffer (up to 1 MiB) is freed as it reaches the disk;
+     * glibc would give that memory back to the kernel each time (trim at
+     * 128 KiB) and fault it in again: 2.7x the CPU of a streamed upload */
+    mallopt(M_TRIM_THRESHOLD, 16 << 20);
     rc = graced_parse_options(&g.o, argc, argv);
     if (rc)
         return rc > 0 ? 0 : 2;
