@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * auth.c - who may read and who may write: the users file (--users-file,
  * lines "name:crypt-hash:r" or "name:crypt-hash:rw"), checked with HTTP

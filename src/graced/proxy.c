@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * proxy.c - listeners behind a load balancer that speaks the PROXY protocol
  * (HAProxy's proxy-protocol.txt, v1 text and v2 binary), and the address

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * web.c - the web's conventions around graced's answers: the Server header
  * (--no-server-header), CORS (--cors ORIGIN: Access-Control-Allow-Origin on

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """Integration tests of graced's operations features with real clients
 (curl, Python's http.client, raw sockets): users and Basic auth, CORS,
 Cache-Control, precompressed files, the Server header, /metrics over all
