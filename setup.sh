@@ -15,7 +15,7 @@ mode=${1:-build}
 
 # systemd: only its systemd-analyze, for the unit's security test
 PKGS="build-essential autoconf automake libtool pkg-config libevent-dev check \
-libssl-dev openssl curl python3 clang valgrind systemd"
+libssl-dev openssl curl python3 clang valgrind systemd libcrypt-dev"
 
 missing=
 for p in $PKGS; do

@@ -116,6 +116,7 @@ GRACE_API int grace_opt_by_name(const char *name);
 
 struct grace_server;
 struct grace_request;
+struct grace_tls;
 
 /** Called when request headers are complete. Must lead to exactly one reply. */
 typedef void (*grace_handler_cb)(struct grace_request *req, void *arg);
@@ -154,6 +155,19 @@ GRACE_API int grace_server_listen_fd(struct grace_server *srv, int fd);
  */
 GRACE_API int grace_server_adopt_listener(struct grace_server *srv,
                                           struct evconnlistener *lev);
+
+/**
+ * Adopt a connection the caller accepted itself (e.g. after reading a PROXY
+ * protocol header from it), as if a listener had accepted it: peer is the
+ * client's address reported by grace_request_peer() and the response info;
+ * with tls non-NULL the connection speaks TLS. The server takes ownership
+ * of fd (non-blocking) and closes it, also on failure.
+ * @return 0; -EINVAL for bad arguments; -ESHUTDOWN if the server is
+ * stopping; -EBUSY at max-connections.
+ */
+GRACE_API int grace_server_adopt_conn(struct grace_server *srv, int fd,
+                                      const struct sockaddr *peer, socklen_t peer_len,
+                                      struct grace_tls *tls);
 
 /** Local port of listener number i (in order added), or a negative errno. */
 GRACE_API int grace_server_port(const struct grace_server *srv, int i);

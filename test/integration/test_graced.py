@@ -233,7 +233,7 @@ def run_uploads(tmp):
             st, body, r = req(g.port, "PUT", path, b"x", auth)
             check("bad name %s -> %d" % (path, want), st == want, st)
         st, body, r = req(g.port, "DELETE", "/a.txt", None, auth)
-        check("DELETE -> 405 with Allow", st == 405 and r.getheader("Allow") == "GET, HEAD, PUT, POST",
+        check("DELETE -> 405 with Allow", st == 405 and r.getheader("Allow") == "GET, HEAD, PUT, POST, OPTIONS",
               (st, r.getheader("Allow")))
         time.sleep(0.1)
         with open(log) as f:
@@ -248,8 +248,8 @@ def run_uploads(tmp):
         time.sleep(0.1)
         check("SIGHUP reopens the access log", os.path.exists(log) and "GET /a.txt" in open(log).read())
         st, body, r = req(g.port, "GET", "/metrics")
-        check("metrics endpoint", st == 200 and b"graced_linger_started" in body and
-              b"graced_err_413" in body, body[:100])
+        check("metrics endpoint", st == 200 and b"graced_linger_started_total" in body and
+              b"graced_err_413_total" in body, body[:100])
     finally:
         check("uploads: SIGTERM exits 0", g.stop() == 0, g.p.returncode)
 
@@ -385,7 +385,8 @@ def run_workers(tmp):
             check("--pid-file holds the main pid", int(f.read()) == g.p.pid)
         for _ in range(60):
             st, body, r = req(g.port, "GET", "/m")
-            metrics_workers.update(re.findall(rb'worker="(\d+)"', body))
+            metrics_workers.update(re.findall(rb'graced_worker_responses_total\{worker="(\d+)"\} [1-9]',
+                                              body))
         check("--workers 2 serves from both", metrics_workers == {b"1", b"2"}, metrics_workers)
     finally:
         check("workers: SIGTERM exits 0", g.stop() == 0, g.p.returncode)
@@ -462,7 +463,7 @@ def run_library_options(tmp):
         except OSError:
             pass
         st, body, r = req(g.port, "GET", "/m")
-        check("--linger off: no lingering", b'graced_linger_started{worker="1"} 0' in body, body[:80])
+        check("--linger off: no lingering", b'graced_linger_started_total 0' in body, body[:80])
     finally:
         g.stop()
     g = Graced("--listen", "127.0.0.1:0", "--root", up, "--upload-dir", up, "--auth-token-file",
@@ -474,7 +475,7 @@ def run_library_options(tmp):
         time.sleep(1.0)
         st, body, r = req(g.port, "GET", "/m")
         check("--linger-timeout 300ms ends a quiet linger",
-              b'graced_linger_idle_timeout{worker="1"} 1' in body, body[:80])
+              b'graced_linger_idle_timeout_total 1' in body, body[:80])
         s.close()
     finally:
         g.stop()
