@@ -141,8 +141,6 @@ static const unsigned char regname_char[256] = {
     ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
 };
 
-static int hexval(char c);
-
 /* dec-octet "." dec-octet "." dec-octet "." dec-octet, no leading zeros */
 static int ipv4_valid(const char *s, size_t n)
 {
@@ -176,7 +174,7 @@ static int ipv6_valid(const char *s, size_t n)
     }
     while (i < n) {
         size_t d = i;
-        while (i < n && i - d < 5 && hexval(s[i]) >= 0)
+        while (i < n && i - d < 5 && grace__hexval(s[i]) >= 0)
             i++;
         if (i < n && s[i] == '.') { /* ls32 as an IPv4 address: the end */
             if (!ipv4_valid(s + d, n - d))
@@ -208,7 +206,7 @@ static int ipvfuture_valid(const char *s, size_t n)
     size_t i = 1;
     if (n < 4 || (s[0] | 0x20) != 'v')
         return 0;
-    while (i < n && hexval(s[i]) >= 0)
+    while (i < n && grace__hexval(s[i]) >= 0)
         i++;
     if (i == 1 || i + 1 >= n || s[i] != '.')
         return 0;
@@ -238,7 +236,7 @@ static int authority_check(const char *s, size_t n, int need_port)
     } else {
         while (i < n && s[i] != ':') {
             if (s[i] == '%') {
-                if (n - i < 3 || hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0)
+                if (n - i < 3 || grace__hexval(s[i + 1]) < 0 || grace__hexval(s[i + 2]) < 0)
                     return -1;
                 i += 3;
             } else if (regname_char[(unsigned char)s[i]]) {
@@ -768,7 +766,7 @@ static enum grace_pev parse_head(struct grace_parser *p, const char *data, size_
     return GRACE_PEV_HEADERS;
 }
 
-static int hexval(char c)
+int grace__hexval(char c)
 {
     if (c >= '0' && c <= '9') return c - '0';
     c |= 0x20;
@@ -809,9 +807,9 @@ static enum grace_perr parse_chunk_line(const char *s, size_t n, uint64_t *size)
 
     if (memchr(s, '\r', n))
         return GRACE_PERR_BARE_CR;
-    if (c == e || hexval(*c) < 0)
+    if (c == e || grace__hexval(*c) < 0)
         return GRACE_PERR_CHUNK_SIZE;
-    for (; c < e && (h = hexval(*c)) >= 0; c++) {
+    for (; c < e && (h = grace__hexval(*c)) >= 0; c++) {
         if (x > (UINT64_C(0x7fffffffffffffff) >> 4))
             return GRACE_PERR_CHUNK_SIZE;
         x = (x << 4) | (uint64_t)h;

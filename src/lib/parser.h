@@ -185,6 +185,9 @@ int grace_parser_idle(const struct grace_parser *p);
 /* True once the body of the current message is complete (or there is none). */
 int grace_parser_body_done(const struct grace_parser *p);
 
+/* Value of a hex digit, or -1 (shared with the path helper). */
+int grace__hexval(char c);
+
 /* HTTP status code to answer an error with (400, 414, 431, 501, 505, 417). */
 int grace_perr_status(enum grace_perr e);
 
