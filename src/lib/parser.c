@@ -84,42 +84,50 @@ static const char *scan_ctl(const char *p, const char *end, unsigned char lt)
 }
 
 /*
- * First byte in [p, end) that may not appear in a request-target, else end:
- * controls, SP, DEL, bytes >= 0x80 (raw UTF-8 or any other 8-bit byte must
- * be percent-encoded) and '#' (a fragment is never sent; a proxy that cuts
- * there and a server that does not would see different paths).
+ * First byte in [p, end) that may not appear raw in a request-target, else
+ * end: the bytes a WHATWG URL serializer (every browser) always
+ * percent-encodes: controls, SP, '"', '#', '<', '>', DEL and bytes >= 0x80
+ * (raw or overlong UTF-8). '#' also because a fragment is never sent: a
+ * proxy that cuts there and a server that does not would see two paths.
+ * Other visible ASCII outside RFC 3986 ('\', '^', '`', '{', '|', '}') is
+ * sent raw by browsers in queries, so it passes.
  */
 static const char *scan_target(const char *p, const char *end)
 {
 #if defined(__SSE2__)
-    /* signed compare: 0x80..0xff are negative, so "< 0x21" also finds them */
-    const __m128i v21 = _mm_set1_epi8(0x21);
+    /* signed compare: 0x80..0xff are negative, so "< 0x21" also finds them;
+     * x|1 == '#' is '"' or '#', x|2 == '>' is '<' or '>' */
+    const __m128i v21 = _mm_set1_epi8(0x21), v1 = _mm_set1_epi8(1), v2 = _mm_set1_epi8(2);
     const __m128i vdel = _mm_set1_epi8(0x7f), vhash = _mm_set1_epi8('#');
+    const __m128i vgt = _mm_set1_epi8('>');
     while (end - p >= 16) {
         __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
-        __m128i bad = _mm_or_si128(_mm_cmplt_epi8(x, v21),
-                                   _mm_or_si128(_mm_cmpeq_epi8(x, vdel),
-                                                _mm_cmpeq_epi8(x, vhash)));
+        __m128i bad = _mm_or_si128(
+            _mm_or_si128(_mm_cmplt_epi8(x, v21), _mm_cmpeq_epi8(x, vdel)),
+            _mm_or_si128(_mm_cmpeq_epi8(_mm_or_si128(x, v1), vhash),
+                         _mm_cmpeq_epi8(_mm_or_si128(x, v2), vgt)));
         int m = _mm_movemask_epi8(bad);
         if (m)
             return p + __builtin_ctz((unsigned)m);
         p += 16;
     }
 #endif
+    /* SWAR: existence tests are exact, so a hit always finds its byte below */
     const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
     while (end - p >= 8) {
-        uint64_t x, d, h;
+        uint64_t x, d, h, a;
         memcpy(&x, p, 8);
         d = x ^ (ones * 0x7f);
-        h = x ^ (ones * '#');
+        h = (x | ones) ^ (ones * '#');
+        a = (x | (ones * 2)) ^ (ones * '>');
         if ((x & highs) | ((x - ones * 0x21) & ~x & highs) | ((d - ones) & ~d & highs) |
-            ((h - ones) & ~h & highs))
+            ((h - ones) & ~h & highs) | ((a - ones) & ~a & highs))
             break;
         p += 8;
     }
     for (; p < end; p++) {
         unsigned char c = (unsigned char)*p;
-        if (c < 0x21 || c >= 0x7f || c == '#')
+        if (c < 0x21 || c >= 0x7f || c == '"' || c == '#' || c == '<' || c == '>')
             return p;
     }
     return end;
@@ -948,7 +956,7 @@ static const struct {
     [GRACE_PERR_NONE] = {0, "no error"},
     [GRACE_PERR_METHOD] = {400, "invalid method"},
     [GRACE_PERR_TARGET] = {400, "invalid request target"},
-    [GRACE_PERR_TARGET_BYTE] = {400, "invalid byte in request target (not visible ASCII, or #)"},
+    [GRACE_PERR_TARGET_BYTE] = {400, "invalid byte in request target (8-bit, control, space, \", #, <, >)"},
     [GRACE_PERR_VERSION] = {400, "malformed HTTP version"},
     [GRACE_PERR_VERSION_UNSUP] = {505, "HTTP version not supported"},
     [GRACE_PERR_REQLINE] = {400, "malformed request line"},

@@ -34,7 +34,7 @@ enum grace_perr {
     GRACE_PERR_NONE = 0,
     GRACE_PERR_METHOD,          /* method is not a token */
     GRACE_PERR_TARGET,          /* bad request-target form or authority */
-    GRACE_PERR_TARGET_BYTE,     /* target byte outside visible ASCII, or '#' */
+    GRACE_PERR_TARGET_BYTE,     /* target byte: 8-bit, CTL, SP, DEL, '"', '#', '<', '>' */
     GRACE_PERR_VERSION,         /* malformed HTTP-version */
     GRACE_PERR_VERSION_UNSUP,   /* 505: HTTP/2+, 0.9-style line */
     GRACE_PERR_REQLINE,         /* malformed request line (spacing...) */

@@ -586,8 +586,8 @@ START_TEST(test_host_forms)
 }
 END_TEST
 
-/* Request-target bytes: percent-encoded anything is fine, raw bytes outside
- * visible ASCII (and '#') are 400. */
+/* Request-target bytes: percent-encoded anything is fine; raw 8-bit bytes,
+ * controls, SP, DEL and '"', '#', '<', '>' are 400. */
 static const struct {
     const char *target;
     const char *err;
@@ -600,7 +600,11 @@ static const struct {
     {"/%zz", NULL},
     {"/a?b=c&d=%FF", NULL},
     {"/!$&'()*+,;=:@-._~", NULL},
-    {"/a[b]c|d^e{f}g`h\"i<j>k\\l", NULL}, /* visible ASCII browsers send raw */
+    {"/a[b]c|d^e{f}g`h\\i", NULL}, /* outside RFC 3986, but browsers send them raw */
+    {"/?q={\"a\"}", "TARGET_BYTE"},
+    {"/<script>", "TARGET_BYTE"},
+    {"/a>b", "TARGET_BYTE"},
+    {"/a\"b", "TARGET_BYTE"},
     {"/?", NULL},
     {"/\xc3\xa9", "TARGET_BYTE"},         /* raw UTF-8 */
     {"/\xc0\xaf", "TARGET_BYTE"},         /* overlong "/" */
@@ -641,7 +645,7 @@ START_TEST(test_target_bytes)
 END_TEST
 
 /* Every byte value in a target, at every offset of the 16- and 8-byte
- * scanning steps: visible ASCII but '#' passes, the rest is 400. */
+ * scanning steps: visible ASCII but '"', '#', '<', '>' passes, the rest is 400. */
 START_TEST(test_target_byte_sweep)
 {
     char in[256], target[80];
@@ -653,7 +657,7 @@ START_TEST(test_target_byte_sweep)
             want = "E400 BARE_LF|";
         else if (b == ' ')
             want = "E400 VERSION|"; /* "GET /aa b... HTTP/1.1": a third space */
-        else if (b > 0x20 && b < 0x7f && b != '#')
+        else if (b > 0x20 && b < 0x7f && !strchr("\"#<>", b))
             want = NULL;
         else
             want = "E400 TARGET_BYTE|";
@@ -681,6 +685,47 @@ START_TEST(test_target_byte_sweep)
 END_TEST
 
 /* limits at N and N+1, with small limits so the inputs stay readable */
+/* The same rule at every position of targets of every length up to 64, so a
+ * bad byte falls in the SSE2 blocks, the 8-byte SWAR step and the byte loop
+ * (parsed directly: the byte-by-byte driver would be too slow here). */
+START_TEST(test_target_byte_lengths)
+{
+    static const unsigned char bad[] = {0x00, 0x01, 0x09, 0x1f, 0x7f, 0x80, 0xaf, 0xc3, 0xff,
+                                        '"', '#', '<', '>'};
+    static const unsigned char good[] = {'!', '$', '%', '/', '=', '?', '[', '\\', '^', '`', '{',
+                                         '|', '}', '~', 0x7e, 0x21};
+    struct grace_parser p;
+    struct grace_hfield f[GRACE_PARSER_DEFAULT_FIELDS];
+    char in[256];
+    size_t used, bl;
+    const char *b;
+    for (size_t len = 2; len <= 64; len++) {
+        for (size_t pos = 1; pos < len; pos++) {
+            for (size_t k = 0; k < sizeof(bad) + sizeof(good); k++) {
+                int is_bad = k < sizeof(bad);
+                unsigned char c = is_bad ? bad[k] : good[k - sizeof(bad)];
+                memcpy(in, "GET /", 5);
+                memset(in + 5, 'a', len - 1);
+                in[4 + pos] = (char)c;
+                int n = 4 + (int)len;
+                n += snprintf(in + n, sizeof(in) - (size_t)n, " HTTP/1.1\r\n" H11 "\r\n");
+                grace_parser_init(&p, NULL, f);
+                const char *g = guarded(in, (size_t)n);
+                enum grace_pev ev = grace_parser_execute(&p, g, (size_t)n, &used, &b, &bl);
+                if (is_bad)
+                    ck_assert_msg(ev == GRACE_PEV_ERROR && p.err == GRACE_PERR_TARGET_BYTE &&
+                                      p.err_offset == 4 + pos,
+                                  "0x%02x at %zu of %zu: ev %d err %d at %zu", c, pos, len, ev,
+                                  p.err, p.err_offset);
+                else
+                    ck_assert_msg(ev == GRACE_PEV_HEADERS, "0x%02x at %zu of %zu: ev %d err %d",
+                                  c, pos, len, ev, p.err);
+            }
+        }
+    }
+}
+END_TEST
+
 static char *make_reqline(size_t n) /* request line of exactly n bytes */
 {
     char *s = malloc(n + 64);
@@ -983,6 +1028,7 @@ static Suite *parser_suite(void)
     tcase_add_loop_test(tc, test_target_bytes, 0,
                         (int)(sizeof(target_cases) / sizeof(target_cases[0])));
     tcase_add_test(tc, test_target_byte_sweep);
+    tcase_add_test(tc, test_target_byte_lengths);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("limits");
