@@ -350,7 +350,8 @@ GRACE_API const char *grace_request_target(const struct grace_request *req);
 GRACE_API const char *grace_request_path(const struct grace_request *req);
 /**
  * The path as routes see it: grace_path_normalize() of grace_request_path()
- * ("/%61dmin", "//admin", "/x/../admin" are "/admin"); "*" for "OPTIONS *".
+ * ("/%61dmin", "//admin", "/x/../admin" are "/admin"); "*" for "OPTIONS *",
+ * and the target as sent for CONNECT (host:port).
  * Never NULL: a request whose path cannot be normalized is answered 400 by
  * the server and never reaches a handler.
  */

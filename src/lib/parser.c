@@ -956,7 +956,8 @@ static const struct {
     [GRACE_PERR_NONE] = {0, "no error"},
     [GRACE_PERR_METHOD] = {400, "invalid method"},
     [GRACE_PERR_TARGET] = {400, "invalid request target"},
-    [GRACE_PERR_TARGET_BYTE] = {400, "invalid byte in request target (8-bit, control, space, \", #, <, >)"},
+    [GRACE_PERR_TARGET_BYTE] = {400, "invalid byte in request target "
+                                      "(8-bit, control, space, \", #, <, >)"},
     [GRACE_PERR_VERSION] = {400, "malformed HTTP version"},
     [GRACE_PERR_VERSION_UNSUP] = {505, "HTTP version not supported"},
     [GRACE_PERR_REQLINE] = {400, "malformed request line"},

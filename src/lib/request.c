@@ -68,8 +68,8 @@ struct grace_request *grace__request_new(struct grace_conn *c, const char *src)
         path[plen] = '\0';
     }
     req->path = path;
-    if (p->form == GRACE_FORM_ASTERISK) {
-        req->npath = path;
+    if (p->form == GRACE_FORM_ASTERISK || p->form == GRACE_FORM_AUTHORITY) {
+        req->npath = path; /* "*" or CONNECT's host:port: no path to normalize */
     } else {
         size_t rl = strlen(path);
         char *np = path + rl + 1;

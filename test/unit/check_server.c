@@ -1054,6 +1054,12 @@ static void c_routes_normalized(struct fx *f)
         resp_free(&R);
         close(fd);
     }
+    /* CONNECT's authority-form target has no path: routes see it as sent */
+    int fd = cli_connect(f->port);
+    cli_send(fd, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+    expect_status(fd, 200, "open example.com:443");
+    resp_free(&R);
+    close(fd);
 }
 
 START_TEST(test_routing_normalized)
