@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_graced import check, req, results  # noqa: E402
@@ -49,8 +50,9 @@ def curl(port, *args):
 
 
 def main():
-    big = "/tmp/grace-it-16m.bin"
-    with open(big, "wb") as f:
+    # a name of our own: several worktrees run this test at once
+    fd, big = tempfile.mkstemp(prefix="grace-it-16m.", suffix=".bin")
+    with os.fdopen(fd, "wb") as f:
         f.write(b"u" * (16 * MiB))
     auth = {"Authorization": "Bearer " + TOKEN}
 
