@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * path.c - the decoded, normalized form of a request path, so that routes
  * and file lookups compare one spelling of each path: "/%61dmin", "//admin",

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * check_path.c - grace_path_normalize(): a table of paths and what they
  * become (or why they are refused), each also tried with the output buffer
