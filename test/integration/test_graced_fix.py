@@ -565,12 +565,18 @@ def run_options(tmp):
         st, body, r = req(g.port, "PUT", "/b.txt", b"b", {"Authorization": "bEARER  " + long_tok})
         check("the Bearer scheme is case-insensitive", st == 201, st)
         codes = {}
-        for path in ("/.hidden", "/a..b", "/%2e%2e", "/sub/x", "/b%20c", "/semi;colon", "/..",
-                     "/a%2fb"):
+        for path in ("/.hidden", "/a..b", "/sub/x", "/b%20c", "/semi;colon"):
             st, body, r = req(g.port, "PUT", path, b"x", {"Authorization": "Bearer " + long_tok})
             codes[path] = (st, body)
         check("every bad upload name: 400, one message",
               {v for v in codes.values()} == {(400, b"bad upload name\n")}, codes)
+        # paths with no normal form are refused by the library before graced sees them
+        codes = {}
+        for path in ("/%2e%2e", "/..", "/a%2fb"):
+            st, body, r = req(g.port, "PUT", path, b"x", {"Authorization": "Bearer " + long_tok})
+            codes[path] = (st, body[:13])
+        check("'..' above the root, encoded '/': the library's 400",
+              {v for v in codes.values()} == {(400, b"invalid path:")}, codes)
     finally:
         g.stop()
 
