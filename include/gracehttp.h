@@ -246,6 +246,7 @@ enum grace_counter {
     GRACE_CNT_TLS_CLOSE_NOTIFY, /**< close_notify alerts sent */
     GRACE_CNT_TIMEOUT_REQUEST,  /**< requests cut by their own deadline
                                      (grace_request_set_deadline) */
+    GRACE_CNT_UPGRADES,         /**< connections turned into streams (101, CONNECT) */
     GRACE_CNT__COUNT
 };
 
@@ -579,6 +580,113 @@ GRACE_API ssize_t grace_path_normalize(const char *path, size_t len, char *out, 
 
 /** The standard reason phrase of a status, e.g. "Not Found"; never NULL. */
 GRACE_API const char *grace_status_reason(int status);
+
+/* ================================================================ upgrade */
+
+/*
+ * Upgrades (101 Switching Protocols, e.g. WebSocket) and CONNECT tunnels:
+ * the handler accepts with grace_reply_upgrade() and the connection becomes
+ * a raw bidirectional stream on the same event_base, plain or TLS. Bytes the
+ * client sent after the request's headers are the stream's first input.
+ * docs/api.md ("Upgrade and takeover") has the ownership and lifetime rules.
+ */
+struct grace_stream;
+
+/**
+ * Nonzero if the request asks for a protocol switch: an HTTP/1.1 request
+ * with an Upgrade header and "upgrade" among its Connection tokens (read the
+ * protocol with grace_request_header(req, "Upgrade")), or a CONNECT
+ * (authority-form target, grace_request_target()). A request that asked for
+ * one and is answered with an ordinary reply closes the connection after
+ * it: what the client sent meanwhile may not be HTTP.
+ */
+GRACE_API int grace_request_is_upgrade(const struct grace_request *req);
+
+/**
+ * Accept the switch: send status (101 for an Upgrade request, 2xx for a
+ * CONNECT) with the headers added by grace_response_add_header() (e.g.
+ * "Upgrade: websocket"; "Connection: Upgrade" is added for a 101) and turn
+ * the connection into a stream. Completes the reply: the request is
+ * finished (err 0) and released when the calling callback returns.
+ * @param stream receives the stream, owned by the server until it ends
+ *        (see grace_stream_on_close) or grace_stream_close() is called.
+ * @return 0; -EINVAL (not an upgrade request, or a status that does not
+ *         fit it); -EBUSY (the request body is not fully read);
+ *         -ESHUTDOWN (the server is stopping); -ENOTCONN, -EALREADY as for
+ *         every reply; -ENOMEM.
+ */
+GRACE_API int grace_reply_upgrade(struct grace_request *req, int status,
+                                  struct grace_stream **stream);
+
+/** Bytes from the peer; data is valid during the call only. len 0 (data
+ * NULL): the peer closed its side (end of stream); writing may go on. */
+typedef void (*grace_stream_read_cb)(struct grace_stream *st, const char *data, size_t len,
+                                     void *arg);
+/** The output queued earlier has all been handed to the kernel. Called only
+ * after a write left output waiting or was refused with -ENOBUFS. */
+typedef void (*grace_stream_drain_cb)(struct grace_stream *st, void *arg);
+/**
+ * The stream ended; called once, never after grace_stream_close() or a
+ * successful grace_stream_take_fd(). err: -ECONNRESET (peer reset or
+ * write failure), -ETIMEDOUT (write-timeout), -EPROTO (TLS error),
+ * -ECANCELED (server freed: nothing more can be written). -ESHUTDOWN: the
+ * server is stopping; during this call only, the stream may still be
+ * written (a last message, e.g. a WebSocket close frame) or taken over with
+ * grace_stream_take_fd(); afterwards it is closed gracefully. The stream is
+ * freed when the callback returns.
+ */
+typedef void (*grace_stream_close_cb)(struct grace_stream *st, int err, void *arg);
+
+/**
+ * Set the callbacks (any may be NULL). Input is held until on_read is set;
+ * then buffered bytes, including those pipelined after the request, are
+ * delivered from the event loop (never from inside this call).
+ */
+GRACE_API void grace_stream_set_callbacks(struct grace_stream *st, grace_stream_read_cb on_read,
+                                          grace_stream_drain_cb on_drain,
+                                          grace_stream_close_cb on_close, void *arg);
+
+/**
+ * Queue len bytes (copied) and write what the socket takes now. Output is
+ * bounded by GRACE_OPT_OUTPUT_HIGH_WATER: a write that would take the
+ * pending bytes above it is refused (unless nothing is pending), and
+ * on_drain follows once the output is empty. The write-timeout applies.
+ * @return 0, -ENOBUFS (refused, nothing queued), -ENOTCONN (ended), -EINVAL.
+ */
+GRACE_API int grace_stream_write(struct grace_stream *st, const void *data, size_t len);
+
+/** Bytes queued but not yet handed to the kernel. */
+GRACE_API size_t grace_stream_pending(const struct grace_stream *st);
+
+/** Stop delivering input (backpressure: the socket is read no more once
+ * the input buffer is full); resume delivers again from the event loop. */
+GRACE_API void grace_stream_pause(struct grace_stream *st);
+GRACE_API void grace_stream_resume(struct grace_stream *st);
+
+/**
+ * Close gracefully and release the stream: queued output is still sent,
+ * then close_notify (TLS) and FIN, and what the peer sends meanwhile is
+ * discarded under the linger rules. No callback runs after this call; st
+ * is invalid afterwards (also when called from one of its callbacks).
+ */
+GRACE_API void grace_stream_close(struct grace_stream *st);
+
+/**
+ * Take the socket over (plain connections only: a TLS session cannot be
+ * handed out, use the stream functions). Bytes already read and not yet
+ * delivered are moved to the end of unread. The server forgets the
+ * connection (it no longer counts as active), st is released and no
+ * callback runs; the caller owns the returned fd and closes it.
+ * @return the fd; -ENOTSUP (TLS), -EBUSY (output still pending: wait for
+ *         on_drain), -ENOTCONN (ended), -EINVAL (unread is NULL).
+ */
+GRACE_API int grace_stream_take_fd(struct grace_stream *st, struct evbuffer *unread);
+
+/** "TLSv1.3"/"TLSv1.2" if the stream runs over TLS, else NULL. */
+GRACE_API const char *grace_stream_tls_version(const struct grace_stream *st);
+
+/** The server the stream belongs to; NULL once it ended. */
+GRACE_API struct grace_server *grace_stream_server(const struct grace_stream *st);
 
 #ifdef __cplusplus
 }

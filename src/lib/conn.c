@@ -404,7 +404,7 @@ void grace__conn_destroy(struct grace_conn *c)
 
     if (c->state == CS_DEAD)
         return;
-    if (c->req) /* callers detach first; a request left here is aborted */
+    if (c->req || c->stream) /* callers detach first; one left here is aborted */
         grace__conn_abort(c, -ECONNRESET); /* detaches, then comes back here */
     if (c->state == CS_DEAD)
         return;
@@ -429,7 +429,8 @@ void grace__conn_destroy(struct grace_conn *c)
     }
     event_free(c->rd);
     c->rd = NULL;
-    c->tp->close(c);
+    if (c->fd >= 0) /* -1: taken over by the application (stream.c) */
+        c->tp->close(c);
     c->fd = -1;
     srv->nconns--;
     srv->cnt[GRACE_CNT_CONN_ACTIVE]--;
@@ -493,6 +494,7 @@ void grace__request_release(struct grace_conn *c, struct grace_request *req)
 static void request_detach(struct grace_conn *c, int err)
 {
     struct grace_request *req = c->req;
+    grace__stream_end(c, err); /* an upgraded connection has a stream instead */
     if (!req)
         return;
     c->req = NULL;
@@ -1100,6 +1102,9 @@ static void pump_states(struct grace_conn *c)
         case CS_DRAIN:
             more = pump_body(c);
             break;
+        case CS_STREAM:
+            more = grace__stream_input(c);
+            break;
         case CS_CLOSING:
             grace__conn_discard_input(c);
             more = 0;
@@ -1227,6 +1232,8 @@ static void output_empty(struct grace_conn *c)
 {
     if (c->state == CS_CLOSING)
         grace__conn_output_drained(c);
+    else if (c->state == CS_STREAM)
+        grace__stream_drained(c);
     else if (c->read_paused && !c->pumping)
         grace__conn_schedule(c); /* takes requests again: see the end of pump() */
 }
@@ -1299,7 +1306,9 @@ void grace__conn_stop(struct grace_conn *c)
 {
     grace__conn_enter(c);
     c->stop_close = 1;
-    if (c->state <= CS_HEAD && !buffered_in(c))
+    if (c->state == CS_STREAM)
+        grace__stream_stop(c);
+    else if (c->state <= CS_HEAD && !buffered_in(c))
         close_between_requests(c);
     else if (c->state == CS_DRAIN)
         grace__conn_close_graceful(c);

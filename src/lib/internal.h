@@ -10,6 +10,7 @@
  *   report.c    responses reported to the application once written
  *   request.c   request accessors and the body-reading API
  *   response.c  reply functions, header formatting, Date cache
+ *   stream.c    upgrades and CONNECT tunnels: the connection as a raw stream
  */
 #ifndef GRACE_INTERNAL_H
 #define GRACE_INTERNAL_H
@@ -69,6 +70,7 @@ enum conn_state {
     CS_HEAD,     /* the rest of the request line and headers */
     CS_ACTIVE,   /* the application's reply (body read as it asks) */
     CS_DRAIN,    /* reply complete: the end of a small unread body remainder */
+    CS_STREAM,   /* upgraded or tunnelled: the stream's reader and writer (stream.c) */
     CS_CLOSING,  /* reply complete, closing: our output to drain */
     CS_LINGER,   /* our FIN is sent: the client's EOF, discarding meanwhile */
     CS_DEAD      /* closed; memory freed when nothing is on the stack */
@@ -163,6 +165,7 @@ struct grace_conn {
     enum conn_state state;
     struct grace_request *req;
     void *tls;                /* tls.c: the TLS session, or NULL */
+    struct grace_stream *stream; /* stream.c: set in CS_STREAM until the stream ends */
     int64_t accepted_ms;      /* monotonic ms at accept */
     union {                   /* what the current state measures */
         struct {
@@ -313,6 +316,13 @@ void grace__tls_ref(struct grace_tls *tls);
 void *grace__tls_conn_new(struct grace_tls *tls, evutil_socket_t fd);
 int grace__tls_ready(const struct grace_conn *c);
 const char *grace__tls_version(const struct grace_conn *c);
+
+/* stream.c */
+int grace__stream_input(struct grace_conn *c);
+void grace__stream_drained(struct grace_conn *c);
+void grace__stream_end(struct grace_conn *c, int err);
+void grace__stream_stop(struct grace_conn *c);
+int grace__request_upgrade_refused(const struct grace_request *req);
 
 /* request.c */
 struct grace_request *grace__request_new(struct grace_conn *c, const char *blk);

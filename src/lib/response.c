@@ -109,7 +109,7 @@ static void write_head(struct grace_request *req, int status, int64_t content_le
      * it sent; the last one closes */
     int close = !req->p.keep_alive || srv->stopping || c->stop_close || req->want_close ||
                 (c->peer_eof && !evbuffer_get_length(c->slot->in)) ||
-                !grace__body_drainable(c, req);
+                !grace__body_drainable(c, req) || grace__request_upgrade_refused(req);
 
     if (content_length < 0 && !no_body_status(status)) {
         if (req->p.version_minor == 1)

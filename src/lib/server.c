@@ -131,6 +131,7 @@ static const char *const counter_names[GRACE_CNT__COUNT] = {
     [GRACE_CNT_TLS_TIMEOUT] = "tls_timeout",
     [GRACE_CNT_TLS_CLOSE_NOTIFY] = "tls_close_notify",
     [GRACE_CNT_TIMEOUT_REQUEST] = "timeout_request",
+    [GRACE_CNT_UPGRADES] = "upgrades",
 };
 
 uint64_t grace_server_counter(const struct grace_server *srv, enum grace_counter c)

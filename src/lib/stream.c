@@ -1,0 +1,376 @@
+/*
+ * stream.c - upgrades (101 Switching Protocols) and CONNECT tunnels: the
+ * connection as a raw bidirectional stream.
+ *
+ * An accepted upgrade puts the connection in CS_STREAM and keeps
+ * everything else of conn.c: the same slot, read event, write path,
+ * transport (plain or TLS) and write-timeout. conn.c's pump() hands the
+ * input buffer to grace__stream_input() instead of the parser, and an
+ * empty output buffer to grace__stream_drained(). So the bytes pipelined
+ * after the request's headers, already in the input buffer, are simply the
+ * stream's first input, and input is bounded like any other (the read
+ * event stops at the input limit while the application pauses).
+ *
+ * Lifetime: the stream is the application's handle on the connection.
+ * It is released after its close callback, by grace_stream_close() or by
+ * grace_stream_take_fd(); while one of its callbacks runs it stays valid
+ * (busy count), whatever the callback calls.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct grace_stream {
+    struct grace_conn *conn; /* NULL once ended, closed or taken */
+    grace_stream_read_cb on_read;
+    grace_stream_drain_cb on_drain;
+    grace_stream_close_cb on_close;
+    void *arg;
+    size_t inflight;         /* input bytes being shown to on_read */
+    int busy;                /* callbacks on the stack */
+    unsigned paused : 1, eof_delivered : 1, want_drain : 1, stop_pending : 1, dead : 1,
+        taken : 1;
+};
+
+static void st_hold(struct grace_stream *st)
+{
+    st->busy++;
+}
+
+static void st_release(struct grace_stream *st)
+{
+    if (--st->busy == 0 && st->dead)
+        free(st);
+}
+
+/* The application is done with st: free it now or after its callbacks. */
+static void st_drop(struct grace_stream *st)
+{
+    st->dead = 1;
+    if (!st->busy)
+        free(st);
+}
+
+/* Unlink stream and connection; the connection goes on without it. */
+static void st_unlink(struct grace_stream *st)
+{
+    if (st->conn)
+        st->conn->stream = NULL;
+    st->conn = NULL;
+}
+
+/* ---------------------------------------------------------------- accept */
+
+/* An HTTP/1.1 request with "Connection: upgrade" and an Upgrade header. */
+static int asks_upgrade(const struct grace_request *req)
+{
+    const char *u;
+    if (!req->p.upgrade || req->p.version_minor != 1)
+        return 0;
+    u = grace_request_header(req, "Upgrade");
+    return u && *u;
+}
+
+int grace_request_is_upgrade(const struct grace_request *req)
+{
+    return req && (req->p.method_id == GRACE_PM_CONNECT || asks_upgrade(req));
+}
+
+/* A reply other than the switch: the client may already speak the new
+ * protocol after its request, so the connection is not reused. */
+int grace__request_upgrade_refused(const struct grace_request *req)
+{
+    return grace_request_is_upgrade(req);
+}
+
+int grace_reply_upgrade(struct grace_request *req, int status, struct grace_stream **stream)
+{
+    struct grace_conn *c;
+    struct grace_stream *st;
+    int connect;
+    char head[512];
+    size_t n, dl, extra;
+
+    if (!req || !stream)
+        return -EINVAL;
+    *stream = NULL;
+    if (req->detached) { /* completes the reply: the application is done with it */
+        grace__request_release(NULL, req);
+        return -ENOTCONN;
+    }
+    if (req->resp != RESP_NONE)
+        return -EALREADY;
+    c = req->conn;
+    connect = req->p.method_id == GRACE_PM_CONNECT;
+    if (connect ? status < 200 || status > 299 : status != 101 || !asks_upgrade(req))
+        return -EINVAL;
+    /* the stream starts where the request ends */
+    if (!req->body_done && !grace_parser_body_done(&c->slot->parser))
+        return -EBUSY;
+    if (c->srv->stopping || c->stop_close)
+        return -ESHUTDOWN;
+    extra = req->resp_headers ? evbuffer_get_length(req->resp_headers) : 0;
+    if (!(st = calloc(1, sizeof(*st))))
+        return -ENOMEM;
+
+    grace__conn_enter(c);
+    n = (size_t)snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n", status,
+                         grace_status_reason(status));
+    grace__date_header(c->srv, head + n, &dl);
+    n += dl;
+    if (!connect)
+        n += (size_t)snprintf(head + n, sizeof(head) - n, "Connection: Upgrade\r\n");
+    req->status = status;
+    grace__report_start(c, req, status, n + extra + 2);
+    evbuffer_add(c->slot->out, head, n);
+    if (req->resp_headers)
+        evbuffer_add_buffer(c->slot->out, req->resp_headers);
+    evbuffer_add(c->slot->out, "\r\n", 2);
+    req->resp = RESP_DONE;
+    grace__report_done(c, req);
+
+    st->conn = c;
+    c->stream = st;
+    c->req = NULL;
+    c->state = CS_STREAM;
+    CNT(c->srv, UPGRADES);
+    grace__request_finish(req, 0);
+    grace__request_release(c, req);
+    *stream = st;
+    grace__conn_flush(c);
+    grace__conn_leave(c);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- from conn.c */
+
+/* A graceful stop reached the stream (from the loop): the application may
+ * write a last message or take the socket, then it is closed gracefully. */
+static void stop_now(struct grace_conn *c, struct grace_stream *st)
+{
+    st->stop_pending = 0;
+    st_hold(st);
+    if (st->on_close)
+        st->on_close(st, -ESHUTDOWN, st->arg);
+    if (st->conn == c) { /* neither closed nor taken in the callback */
+        st_unlink(st);
+        grace__conn_close_graceful(c);
+    }
+    st->dead = 1;
+    st_release(st);
+}
+
+/*
+ * pump() in CS_STREAM: hand buffered input to on_read, one contiguous
+ * piece per call, then the end of stream once. Returns 1 if it should be
+ * called again.
+ */
+int grace__stream_input(struct grace_conn *c)
+{
+    struct grace_stream *st = c->stream;
+    struct evbuffer *in = c->slot->in;
+    struct evbuffer_iovec v;
+
+    if (!st)
+        return 0;
+    if (st->stop_pending) {
+        stop_now(c, st);
+        return 0;
+    }
+    if (st->paused || !st->on_read)
+        return 0;
+    if (evbuffer_get_length(in)) {
+        evbuffer_peek(in, -1, NULL, &v, 1);
+        st->inflight = v.iov_len;
+        st_hold(st);
+        c->delivering = 1; /* a close inside only marks the input for discarding */
+        st->on_read(st, v.iov_base, v.iov_len, st->arg);
+        c->delivering = 0;
+        if (!st->taken)
+            evbuffer_drain(in, st->inflight);
+        st->inflight = 0;
+        if (c->discard_after) {
+            c->discard_after = 0;
+            grace__conn_discard_input(c);
+        }
+        int more = c->state == CS_STREAM && c->stream == st;
+        st_release(st);
+        return more;
+    }
+    if (c->peer_eof && !st->eof_delivered) {
+        st->eof_delivered = 1;
+        st_hold(st);
+        st->on_read(st, NULL, 0, st->arg);
+        st_release(st);
+    }
+    return 0;
+}
+
+/* The output buffer became empty. */
+void grace__stream_drained(struct grace_conn *c)
+{
+    struct grace_stream *st = c->stream;
+
+    if (!st || !st->want_drain)
+        return;
+    st->want_drain = 0;
+    if (st->on_drain) {
+        st_hold(st);
+        st->on_drain(st, st->arg);
+        st_release(st);
+    }
+}
+
+/* The connection ends under the stream (reset, timeout, TLS error, server
+ * freed): tell the application once. */
+void grace__stream_end(struct grace_conn *c, int err)
+{
+    struct grace_stream *st = c->stream;
+
+    if (!st)
+        return;
+    st_unlink(st);
+    st_hold(st);
+    if (st->on_close)
+        st->on_close(st, err, st->arg);
+    st->dead = 1;
+    st_release(st);
+}
+
+/* grace_server_stop(): the close callback runs from the loop, not from
+ * inside the stop call. */
+void grace__stream_stop(struct grace_conn *c)
+{
+    if (!c->stream)
+        return;
+    c->stream->stop_pending = 1;
+    grace__conn_schedule(c);
+}
+
+/* ---------------------------------------------------------------- API */
+
+void grace_stream_set_callbacks(struct grace_stream *st, grace_stream_read_cb on_read,
+                                grace_stream_drain_cb on_drain, grace_stream_close_cb on_close,
+                                void *arg)
+{
+    if (!st)
+        return;
+    st->on_read = on_read;
+    st->on_drain = on_drain;
+    st->on_close = on_close;
+    st->arg = arg;
+    if (st->conn)
+        grace__conn_schedule(st->conn); /* input may be waiting */
+}
+
+int grace_stream_write(struct grace_stream *st, const void *data, size_t len)
+{
+    struct grace_conn *c;
+    size_t pending;
+    int rc = 0;
+
+    if (!st || (len && !data))
+        return -EINVAL;
+    c = st->conn;
+    if (!c || c->state != CS_STREAM || c->slot->write_err)
+        return -ENOTCONN;
+    pending = grace__buffered_out(c);
+    if (pending && pending + len > (size_t)OPT(c->srv, OUTPUT_HIGH_WATER)) {
+        st->want_drain = 1;
+        return -ENOBUFS;
+    }
+    if (!len)
+        return 0;
+    grace__conn_enter(c);
+    if (evbuffer_add(c->slot->out, data, len) < 0) {
+        rc = -ENOMEM;
+    } else {
+        grace__conn_flush(c);
+        if (c->state == CS_STREAM && grace__buffered_out(c))
+            st->want_drain = 1;
+    }
+    grace__conn_leave(c);
+    return rc;
+}
+
+size_t grace_stream_pending(const struct grace_stream *st)
+{
+    return st && st->conn ? grace__buffered_out(st->conn) : 0;
+}
+
+void grace_stream_pause(struct grace_stream *st)
+{
+    if (st)
+        st->paused = 1;
+}
+
+void grace_stream_resume(struct grace_stream *st)
+{
+    if (!st || !st->paused)
+        return;
+    st->paused = 0;
+    if (st->conn)
+        grace__conn_schedule(st->conn);
+}
+
+void grace_stream_close(struct grace_stream *st)
+{
+    struct grace_conn *c;
+
+    if (!st || st->dead)
+        return;
+    c = st->conn;
+    st_unlink(st);
+    if (c) {
+        grace__conn_enter(c);
+        grace__conn_close_graceful(c);
+        grace__conn_leave(c);
+    }
+    st_drop(st);
+}
+
+int grace_stream_take_fd(struct grace_stream *st, struct evbuffer *unread)
+{
+    struct grace_conn *c;
+    struct evbuffer *in;
+    int fd;
+
+    if (!st || !unread)
+        return -EINVAL;
+    c = st->conn;
+    if (!c || c->state != CS_STREAM)
+        return -ENOTCONN;
+    if (c->tls) /* the session's state cannot be handed out */
+        return -ENOTSUP;
+    if (grace__buffered_out(c))
+        return -EBUSY;
+    in = c->slot->in;
+    /* the piece on_read is looking at has been delivered */
+    evbuffer_drain(in, st->inflight);
+    st->inflight = 0;
+    if (evbuffer_add_buffer(unread, in) < 0)
+        return -ENOMEM;
+    st->taken = 1;
+    fd = c->fd;
+    st_unlink(st);
+    grace__conn_enter(c);
+    c->fd = -1; /* forgotten, not closed */
+    grace__conn_destroy(c);
+    grace__conn_leave(c);
+    st_drop(st);
+    return fd;
+}
+
+const char *grace_stream_tls_version(const struct grace_stream *st)
+{
+    return st && st->conn ? grace__tls_version(st->conn) : NULL;
+}
+
+struct grace_server *grace_stream_server(const struct grace_stream *st)
+{
+    return st && st->conn ? st->conn->srv : NULL;
+}
