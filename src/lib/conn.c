@@ -720,6 +720,17 @@ void grace__conn_flush(struct grace_conn *c)
         write_output(c, 0);
 }
 
+/* Write what the socket takes now, even inside pump() (where flushes wait
+ * for its end): the socket is about to be handed over (stream.c). */
+void grace__conn_write_now(struct grace_conn *c)
+{
+    if (!c->slot || c->state == CS_DEAD || c->slot->write_err ||
+        event_pending(c->slot->wr, EV_WRITE, NULL))
+        return;
+    c->flush_pending = 0;
+    write_output(c, 0);
+}
+
 void grace__conn_send_continue(struct grace_conn *c)
 {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";

@@ -276,6 +276,7 @@ void grace__conn_schedule(struct grace_conn *c);
 void grace__conn_run_scheduled(struct grace_server *srv);
 void grace__conn_response_done(struct grace_conn *c);
 void grace__conn_flush(struct grace_conn *c);
+void grace__conn_write_now(struct grace_conn *c);
 void grace__conn_abort(struct grace_conn *c, int err);
 void grace__conn_free_all(struct grace_server *srv);
 void grace__conn_stop(struct grace_conn *c);

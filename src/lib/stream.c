@@ -346,6 +346,10 @@ int grace_stream_take_fd(struct grace_stream *st, struct evbuffer *unread)
         return -ENOTCONN;
     if (c->tls) /* the session's state cannot be handed out */
         return -ENOTSUP;
+    if (grace__buffered_out(c)) /* e.g. the 101, queued in this same pump */
+        grace__conn_write_now(c);
+    if (c->state != CS_STREAM)
+        return -ENOTCONN;
     if (grace__buffered_out(c))
         return -EBUSY;
     in = c->slot->in;

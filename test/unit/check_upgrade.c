@@ -1,0 +1,603 @@
+/*
+ * check_upgrade.c - upgrades and CONNECT tunnels (stream.c) over real
+ * loopback sockets, the client in the test's client thread:
+ *  - bytes pipelined after the upgrade request reach the stream, in order,
+ *    then the peer's end of stream; grace_stream_close() ends it with a FIN;
+ *  - a refused upgrade is answered, closed gracefully, never reset;
+ *  - misuse: 101 to a request that did not ask, 2xx to a non-CONNECT;
+ *  - writes are bounded by output-high-water, on_drain resumes them;
+ *    write-timeout ends a stream whose peer does not read;
+ *  - peer reset, graceful stop (a last message, then FIN), server free
+ *    while a stream is open; the fd takeover with the unread bytes;
+ *  - a CONNECT tunnel.
+ * TLS streams are tested in check_tls.c.
+ */
+#define _GNU_SOURCE
+#include "testlib.h"
+
+#include <check.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* What the server side saw; reset by each test (fork mode isolates them). */
+static struct {
+    int accept_rc, close_calls, close_err, eof_calls, drain_calls, enobufs, finish_err;
+    size_t max_pending, written, total, chunk;
+    struct grace_stream *st;
+    int take_fd;
+    char unread[256];
+} S;
+
+static const char UPGRADE_REQ[] = "GET /chat HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n"
+                                  "Upgrade: echo\r\n\r\n";
+
+/* ---------------------------------------------------------------- client helpers */
+
+/* Read up to the blank line after the headers, byte by byte: what follows
+ * stays in the socket for the test to read. */
+static int read_head(int fd, char *out, size_t cap)
+{
+    size_t n = 0;
+    while (n + 1 < cap) {
+        ssize_t k = recv(fd, out + n, 1, 0);
+        if (k <= 0)
+            return -1;
+        n++;
+        out[n] = '\0';
+        if (n >= 4 && !memcmp(out + n - 4, "\r\n\r\n", 4))
+            return 0;
+    }
+    return -1;
+}
+
+/* Read exactly n bytes. */
+static int read_n(int fd, char *out, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t k = recv(fd, out + got, n - got, 0);
+        if (k <= 0)
+            return -1;
+        got += (size_t)k;
+    }
+    return 0;
+}
+
+/* Read until EOF; returns the byte count, or -1 on error/timeout. */
+static ssize_t read_to_eof(int fd)
+{
+    char buf[65536];
+    ssize_t total = 0, k;
+    while ((k = recv(fd, buf, sizeof(buf), 0)) > 0)
+        total += k;
+    return k == 0 ? total : -1;
+}
+
+/* ---------------------------------------------------------------- server side */
+
+static void on_close(struct grace_stream *st, int err, void *arg)
+{
+    S.close_calls++;
+    S.close_err = err;
+}
+
+/* Echo; the peer's end of stream closes our side too. */
+static void echo_read(struct grace_stream *st, const char *data, size_t len, void *arg)
+{
+    if (!len) {
+        S.eof_calls++;
+        grace_stream_close(st);
+        return;
+    }
+    ck_assert_int_eq(grace_stream_write(st, data, len), 0);
+}
+
+static void on_finish(struct grace_request *req, int err, void *arg)
+{
+    S.finish_err = err;
+}
+
+static void h_echo(struct grace_request *req, void *arg)
+{
+    struct grace_stream *st;
+    S.finish_err = 1;
+    grace_request_on_finish(req, on_finish, NULL);
+    ck_assert(grace_request_is_upgrade(req));
+    grace_response_add_header(req, "Upgrade", grace_request_header(req, "Upgrade"));
+    S.accept_rc = grace_reply_upgrade(req, 101, &st);
+    ck_assert_int_eq(S.accept_rc, 0);
+    ck_assert_int_eq(S.finish_err, 0); /* finished by the switch */
+    S.st = st;
+    grace_stream_set_callbacks(st, echo_read, NULL, on_close, arg);
+}
+
+/* ---------------------------------------------------------------- pipelined */
+
+static void c_pipelined(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    char head[1024], buf[64];
+    char req[256];
+    /* the request and the first stream bytes in one segment */
+    snprintf(req, sizeof(req), "%shello", UPGRADE_REQ);
+    cli_send(fd, req);
+    ck_assert_int_eq(read_head(fd, head, sizeof(head)), 0);
+    ck_assert_msg(!strncmp(head, "HTTP/1.1 101 Switching Protocols\r\n", 34), "%s", head);
+    ck_assert_ptr_nonnull(strcasestr(head, "\r\nConnection: Upgrade\r\n"));
+    ck_assert_ptr_nonnull(strcasestr(head, "\r\nUpgrade: echo\r\n"));
+    ck_assert_ptr_null(strcasestr(head, "Content-Length"));
+    ck_assert_int_eq(read_n(fd, buf, 5), 0);
+    ck_assert(!memcmp(buf, "hello", 5));
+    cli_send(fd, " again");
+    ck_assert_int_eq(read_n(fd, buf, 6), 0);
+    ck_assert(!memcmp(buf, " again", 6));
+    shutdown(fd, SHUT_WR); /* our end: the server closes its side */
+    ck_assert_int_eq(cli_wait_eof(fd, 5000), 1);
+    close(fd);
+}
+
+START_TEST(test_pipelined_bytes_reach_stream)
+{
+    struct fx *f = fx_new();
+    fx_start(f, h_echo);
+    fx_run(f, c_pipelined, 10000);
+    fx_spin(f, 50);
+    ck_assert_int_eq(fx_cnt(f, GRACE_CNT_UPGRADES), 1);
+    ck_assert_int_eq(S.eof_calls, 1);
+    ck_assert_int_eq(S.close_calls, 0); /* none after grace_stream_close() */
+    ck_assert_int_eq(fx_cnt(f, GRACE_CNT_CONN_ACTIVE), 0);
+    fx_free(f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- refused */
+
+static void h_refuse(struct grace_request *req, void *arg)
+{
+    ck_assert(grace_request_is_upgrade(req));
+    grace_response_add_header(req, "Sec-WebSocket-Version", "13");
+    grace_reply(req, 426, "upgrade refused\n", 16);
+}
+
+/* The client keeps sending (frames of a protocol that was never agreed)
+ * while the answer comes: it must read the answer, then EOF, no reset. */
+static void c_refused(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    struct resp r;
+    char junk[4096];
+    memset(junk, 0x81, sizeof(junk));
+    cli_send(fd, UPGRADE_REQ);
+    for (int i = 0; i < 64; i++)
+        if (cli_send_all(fd, junk, sizeof(junk)) < 0)
+            break;
+    ck_assert_int_eq(cli_read_response(fd, &r, 0), 0);
+    ck_assert_int_eq(r.status, 426);
+    ck_assert_str_eq(r.body, "upgrade refused\n");
+    ck_assert_ptr_nonnull(strcasestr(r.head, "Connection: close"));
+    resp_free(&r);
+    shutdown(fd, SHUT_WR);
+    ck_assert_int_eq(cli_wait_eof(fd, 5000), 1);
+    close(fd);
+}
+
+START_TEST(test_refused_upgrade_answered)
+{
+    struct fx *f = fx_new();
+    fx_start(f, h_refuse);
+    fx_run(f, c_refused, 10000);
+    fx_spin(f, 50);
+    ck_assert_int_eq(fx_cnt(f, GRACE_CNT_UPGRADES), 0);
+    ck_assert_int_eq(fx_cnt(f, GRACE_CNT_LINGER_STARTED), 1);
+    fx_free(f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- misuse */
+
+static void h_misuse(struct grace_request *req, void *arg)
+{
+    struct grace_stream *st = (struct grace_stream *)1;
+    int rc;
+    if (grace_request_is_upgrade(req)) /* an upgrade request: 200 is not a switch */
+        rc = grace_reply_upgrade(req, 200, &st);
+    else
+        rc = grace_reply_upgrade(req, 101, &st);
+    ck_assert_ptr_null(st);
+    char body[32];
+    int n = snprintf(body, sizeof(body), "%d\n", rc);
+    grace_reply(req, 200, body, (size_t)n);
+}
+
+static void c_misuse(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    struct resp r;
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%d\n", -EINVAL);
+    cli_send(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    ck_assert_int_eq(cli_read_response(fd, &r, 0), 0);
+    ck_assert_str_eq(r.body, buf);
+    ck_assert(!r.closed); /* an ordinary request keeps its connection */
+    resp_free(&r);
+    /* Upgrade without "Connection: upgrade" is no upgrade request */
+    cli_send(fd, "GET / HTTP/1.1\r\nHost: t\r\nUpgrade: echo\r\n\r\n");
+    ck_assert_int_eq(cli_read_response(fd, &r, 0), 0);
+    ck_assert_str_eq(r.body, buf);
+    resp_free(&r);
+    cli_send(fd, UPGRADE_REQ);
+    ck_assert_int_eq(cli_read_response(fd, &r, 0), 0);
+    ck_assert_str_eq(r.body, buf);
+    ck_assert_ptr_nonnull(strcasestr(r.head, "Connection: close"));
+    resp_free(&r);
+    close(fd);
+}
+
+START_TEST(test_upgrade_misuse_refused)
+{
+    struct fx *f = fx_new();
+    fx_start(f, h_misuse);
+    fx_run(f, c_misuse, 10000);
+    ck_assert_int_eq(fx_cnt(f, GRACE_CNT_UPGRADES), 0);
+    fx_free(f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- bounded writes */
+
+#define HIGH_WATER 65536
+
+/* Write chunks until refused or the total is queued. */
+static void pour(struct grace_stream *st)
+{
+    static char chunk[16384];
+    while (S.written < S.total) {
+        size_t n = S.total - S.written < sizeof(chunk) ? S.total - S.written : sizeof(chunk);
+        int rc = grace_stream_write(st, chunk, n);
+        if (rc == -ENOBUFS) {
+            S.enobufs++;
+            return;
+        }
+        ck_assert_int_eq(rc, 0);
+        S.written += n;
+        if (grace_stream_pending(st) > S.max_pending)
+            S.max_pending = grace_stream_pending(st);
+    }
+    if (!grace_stream_pending(st))
+        grace_stream_close(st);
+}
+
+static void pour_drain(struct grace_stream *st, void *arg)
+{
+    S.drain_calls++;
+    pour(st);
+}
+
+static void pour_read(struct grace_stream *st, const char *d, size_t n, void *arg)
+{
+}
+
+static void h_pour(struct grace_request *req, void *arg)
+{
+    struct grace_stream *st;
+    grace_response_add_header(req, "Upgrade", "echo");
+    ck_assert_int_eq(grace_reply_upgrade(req, 101, &st), 0);
+    grace_stream_set_callbacks(st, pour_read, pour_drain, on_close, arg);
+    S.st = st;
+    pour(st);
+}
+
+static void c_slow_reader(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    char head[1024];
+    cli_send(fd, UPGRADE_REQ);
+    ck_assert_int_eq(read_head(fd, head, sizeof(head)), 0);
+    usleep(300 * 1000); /* the kernel's buffers fill, the server must hold back */
+    ck_assert_int_eq(read_to_eof(fd), (ssize_t)S.total);
+    close(fd);
+}
+
+START_TEST(test_writes_bounded)
+{
+    struct fx *f = fx_new();
+    S.total = 32u << 20; /* far more than the socket buffers take */
+    grace_config_set(f->cfg, GRACE_OPT_OUTPUT_HIGH_WATER, HIGH_WATER);
+    fx_start(f, h_pour);
+    fx_run(f, c_slow_reader, 30000);
+    fx_spin(f, 50);
+    ck_assert_uint_eq(S.written, S.total);
+    ck_assert_int_gt(S.enobufs, 0);
+    ck_assert_int_gt(S.drain_calls, 0);
+    ck_assert_uint_le(S.max_pending, HIGH_WATER);
+    ck_assert_int_eq(S.close_calls, 0);
+    fx_free(f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- write-timeout */
+
+static void c_never_reads(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    char head[1024];
+    cli_send(fd, UPGRADE_REQ);
+    ck_assert_int_eq(read_head(fd, head, sizeof(head)), 0);
+    int64_t t0 = now_ms();
+    while (!__atomic_load_n(&S.close_calls, __ATOMIC_SEQ_CST) && now_ms() - t0 < 5000)
+        usleep(20 * 1000);
+    close(fd);
+}
+
+START_TEST(test_write_timeout_ends_stream)
+{
+    struct fx *f = fx_new();
+    S.total = (size_t)1 << 40;
+    grace_config_set(f->cfg, GRACE_OPT_OUTPUT_HIGH_WATER, HIGH_WATER);
+    grace_config_set(f->cfg, GRACE_OPT_WRITE_TIMEOUT, 300);
+    fx_start(f, h_pour);
+    fx_run(f, c_never_reads, 10000);
+    ck_assert_int_eq(S.close_calls, 1);
+    ck_assert_int_eq(S.close_err, -ETIMEDOUT);
+    ck_assert_int_eq(fx_cnt(f, GRACE_CNT_TIMEOUT_WRITE), 1);
+    ck_assert_int_eq(fx_cnt(f, GRACE_CNT_CONN_ACTIVE), 0);
+    fx_free(f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- peer reset */
+
+static void c_reset(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    char head[1024], buf[4];
+    struct linger lg = {1, 0};
+    cli_send(fd, UPGRADE_REQ);
+    ck_assert_int_eq(read_head(fd, head, sizeof(head)), 0);
+    cli_send(fd, "ping");
+    ck_assert_int_eq(read_n(fd, buf, 4), 0);
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(fd); /* a reset */
+    int64_t t0 = now_ms();
+    while (!__atomic_load_n(&S.close_calls, __ATOMIC_SEQ_CST) && now_ms() - t0 < 5000)
+        usleep(10 * 1000);
+}
+
+START_TEST(test_peer_reset_closes_stream)
+{
+    struct fx *f = fx_new();
+    fx_start(f, h_echo);
+    fx_run(f, c_reset, 10000);
+    ck_assert_int_eq(S.close_calls, 1);
+    ck_assert_int_eq(S.close_err, -ECONNRESET);
+    ck_assert_int_eq(S.eof_calls, 0);
+    ck_assert_int_eq(fx_cnt(f, GRACE_CNT_CONN_ACTIVE), 0);
+    fx_free(f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- stop */
+
+static int stopped;
+static void on_stopped(struct grace_server *srv, void *arg)
+{
+    stopped = 1;
+}
+
+/* On a stop, the stream says goodbye; the server then closes it. */
+static void stop_close(struct grace_stream *st, int err, void *arg)
+{
+    S.close_calls++;
+    S.close_err = err;
+    if (err == -ESHUTDOWN)
+        ck_assert_int_eq(grace_stream_write(st, "bye", 3), 0);
+}
+
+static void stop_read(struct grace_stream *st, const char *d, size_t n, void *arg)
+{
+    struct fx *f = arg;
+    if (n && !memcmp(d, "stop", 4)) {
+        /* a stop from inside a stream callback: on_close comes later */
+        ck_assert_int_eq(grace_server_stop(f->srv, 5000, on_stopped, NULL), 0);
+        ck_assert_int_eq(S.close_calls, 0);
+    }
+}
+
+static void h_stop(struct grace_request *req, void *arg)
+{
+    struct grace_stream *st;
+    grace_response_add_header(req, "Upgrade", "echo");
+    ck_assert_int_eq(grace_reply_upgrade(req, 101, &st), 0);
+    grace_stream_set_callbacks(st, stop_read, NULL, stop_close, arg);
+}
+
+static void c_stop(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    char head[1024], buf[8];
+    cli_send(fd, UPGRADE_REQ);
+    ck_assert_int_eq(read_head(fd, head, sizeof(head)), 0);
+    cli_send(fd, "stop");
+    ck_assert_int_eq(read_n(fd, buf, 3), 0);
+    ck_assert(!memcmp(buf, "bye", 3));
+    ck_assert_int_eq(cli_wait_eof(fd, 5000), 1); /* FIN, not a reset */
+    close(fd);
+}
+
+START_TEST(test_stop_closes_stream_gracefully)
+{
+    struct fx *f = fx_new();
+    fx_start(f, h_stop);
+    fx_run(f, c_stop, 10000);
+    fx_spin(f, 100);
+    ck_assert_int_eq(S.close_calls, 1);
+    ck_assert_int_eq(S.close_err, -ESHUTDOWN);
+    ck_assert_int_eq(stopped, 1);
+    fx_free(f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- free */
+
+static int held_fd = -1;
+
+static void c_hold(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    char head[1024], buf[4];
+    cli_send(fd, UPGRADE_REQ);
+    ck_assert_int_eq(read_head(fd, head, sizeof(head)), 0);
+    cli_send(fd, "ping"); /* the stream is open: echoed */
+    ck_assert_int_eq(read_n(fd, buf, 4), 0);
+    held_fd = fd;
+}
+
+START_TEST(test_free_with_stream_open)
+{
+    struct fx *f = fx_new();
+    fx_start(f, h_echo);
+    fx_run(f, c_hold, 10000);
+    ck_assert_int_eq(S.close_calls, 0);
+    fx_free(f); /* asserts nothing is left on the loop */
+    ck_assert_int_eq(S.close_calls, 1);
+    ck_assert_int_eq(S.close_err, -ECANCELED);
+    ck_assert_int_eq(cli_wait_eof(held_fd, 2000), 1);
+    close(held_fd);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- takeover */
+
+static void take_read(struct grace_stream *st, const char *d, size_t n, void *arg)
+{
+    struct evbuffer *unread = evbuffer_new();
+    /* the first piece is "first", delivered; the rest stays unread */
+    ck_assert_uint_ge(n, 5);
+    S.take_fd = grace_stream_take_fd(st, unread);
+    ck_assert_int_ge(S.take_fd, 0);
+    size_t u = evbuffer_get_length(unread);
+    ck_assert_uint_lt(u, sizeof(S.unread));
+    evbuffer_remove(unread, S.unread, u);
+    evbuffer_free(unread);
+    /* ours now: say so on the raw socket and close it */
+    char msg[300];
+    int len = snprintf(msg, sizeof(msg), "taken:%.*s|%s", (int)n, d, S.unread);
+    ck_assert_int_eq(write(S.take_fd, msg, (size_t)len), len);
+    close(S.take_fd);
+}
+
+static void h_take(struct grace_request *req, void *arg)
+{
+    struct grace_stream *st;
+    grace_response_add_header(req, "Upgrade", "echo");
+    ck_assert_int_eq(grace_reply_upgrade(req, 101, &st), 0);
+    grace_stream_set_callbacks(st, take_read, NULL, on_close, arg);
+}
+
+static void c_take(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    char head[1024], buf[256];
+    char req[256];
+    snprintf(req, sizeof(req), "%sfirst", UPGRADE_REQ);
+    cli_send(fd, req);
+    ck_assert_int_eq(read_head(fd, head, sizeof(head)), 0);
+    ssize_t n = 0, k;
+    while ((k = recv(fd, buf + n, sizeof(buf) - 1 - (size_t)n, 0)) > 0)
+        n += k;
+    ck_assert_int_eq(k, 0);
+    buf[n] = '\0';
+    ck_assert_str_eq(buf, "taken:first|");
+    close(fd);
+}
+
+START_TEST(test_take_fd)
+{
+    struct fx *f = fx_new();
+    fx_start(f, h_take);
+    fx_run(f, c_take, 10000);
+    fx_spin(f, 50);
+    ck_assert_int_eq(S.close_calls, 0);
+    ck_assert_int_eq(fx_cnt(f, GRACE_CNT_CONN_ACTIVE), 0);
+    fx_free(f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- CONNECT */
+
+static void h_connect(struct grace_request *req, void *arg)
+{
+    struct grace_stream *st;
+    ck_assert(grace_request_is_upgrade(req));
+    if (strcmp(grace_request_method(req), "CONNECT")) {
+        grace_reply(req, 405, "", 0);
+        return;
+    }
+    ck_assert_str_eq(grace_request_target(req), "example.test:443");
+    /* 101 is for Upgrade, not for CONNECT */
+    ck_assert_int_eq(grace_reply_upgrade(req, 101, &st), -EINVAL);
+    ck_assert_int_eq(grace_reply_upgrade(req, 200, &st), 0);
+    grace_stream_set_callbacks(st, echo_read, NULL, on_close, arg);
+}
+
+static void c_connect(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    char head[1024], buf[16];
+    cli_send(fd, "CONNECT example.test:443 HTTP/1.1\r\nHost: example.test:443\r\n\r\ntunnel");
+    ck_assert_int_eq(read_head(fd, head, sizeof(head)), 0);
+    ck_assert_msg(!strncmp(head, "HTTP/1.1 200 OK\r\n", 17), "%s", head);
+    ck_assert_ptr_null(strcasestr(head, "Content-Length"));
+    ck_assert_ptr_null(strcasestr(head, "Transfer-Encoding"));
+    ck_assert_ptr_null(strcasestr(head, "Connection:"));
+    ck_assert_int_eq(read_n(fd, buf, 6), 0);
+    ck_assert(!memcmp(buf, "tunnel", 6));
+    shutdown(fd, SHUT_WR);
+    ck_assert_int_eq(cli_wait_eof(fd, 5000), 1);
+    close(fd);
+}
+
+START_TEST(test_connect_tunnel)
+{
+    struct fx *f = fx_new();
+    fx_start(f, h_connect);
+    fx_run(f, c_connect, 10000);
+    ck_assert_int_eq(fx_cnt(f, GRACE_CNT_UPGRADES), 1);
+    fx_free(f);
+}
+END_TEST
+
+static Suite *upgrade_suite(void)
+{
+    Suite *s = suite_create("upgrade");
+    TCase *tc = tcase_create("stream");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_pipelined_bytes_reach_stream);
+    tcase_add_test(tc, test_refused_upgrade_answered);
+    tcase_add_test(tc, test_upgrade_misuse_refused);
+    tcase_add_test(tc, test_writes_bounded);
+    tcase_add_test(tc, test_write_timeout_ends_stream);
+    tcase_add_test(tc, test_peer_reset_closes_stream);
+    tcase_add_test(tc, test_stop_closes_stream_gracefully);
+    tcase_add_test(tc, test_free_with_stream_open);
+    tcase_add_test(tc, test_take_fd);
+    tcase_add_test(tc, test_connect_tunnel);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(upgrade_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
