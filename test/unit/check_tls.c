@@ -11,7 +11,8 @@
  *  - file bodies (read in pieces, no sendfile) and one that ends early;
  *  - input OpenSSL holds while the application has paused (no socket
  *    event announces it);
- *  - hostile handshakes: garbage, plain HTTP, silence: clean close, counted.
+ *  - hostile handshakes: garbage, plain HTTP, silence: clean close, counted;
+ *  - an upgraded stream (stream.c): pipelined bytes, bounded writes, close_notify.
  * The certificate is made at start with the openssl command.
  */
 #define _GNU_SOURCE
@@ -734,6 +735,90 @@ START_TEST(test_tls_drain_paced_stream)
     ck_assert_msg(td.calls >= 2 && td.max_pending > TD_LOW, "%d drain callbacks, %zu queued",
                   td.calls, td.max_pending);
     ck_assert_msg(td.max_pending <= TD_LOW + TD_PIECE + 64, "%zu bytes queued", td.max_pending);
+
+/* ---------------------------------------------------------------- upgrade */
+
+/* An upgraded stream over TLS: echo; "big" sends 16 MiB through the bounded
+ * writes, then closes with close_notify. */
+static struct {
+    size_t sent;
+    int take_rc, enobufs;
+} up;
+#define UP_BIG (16 * MIB)
+
+static void up_pour(struct grace_stream *st, void *arg)
+{
+    while (up.sent < UP_BIG) {
+        int rc = grace_stream_write(st, big, 16384);
+        if (rc == -ENOBUFS) {
+            up.enobufs++;
+            return;
+        }
+        ck_assert_int_eq(rc, 0);
+        up.sent += 16384;
+    }
+    grace_stream_close(st);
+}
+
+static void up_read(struct grace_stream *st, const char *d, size_t n, void *arg)
+{
+    if (n == 3 && !memcmp(d, "big", 3)) {
+        up_pour(st, arg);
+        return;
+    }
+    ck_assert_int_eq(grace_stream_write(st, d, n), 0);
+}
+
+static void h_upgrade_tls(struct grace_request *req, void *arg)
+{
+    struct grace_stream *st;
+    struct evbuffer *unread = evbuffer_new();
+    grace_response_add_header(req, "Upgrade", "echo");
+    ck_assert_int_eq(grace_reply_upgrade(req, 101, &st), 0);
+    ck_assert_str_eq(grace_stream_tls_version(st), "TLSv1.3");
+    up.take_rc = grace_stream_take_fd(st, unread); /* a TLS session cannot be handed out */
+    evbuffer_free(unread);
+    grace_stream_set_callbacks(st, up_read, up_pour, NULL, arg);
+}
+
+static void c_upgrade_tls(struct fx *f)
+{
+    struct tc t;
+    static const char req[] = "GET /x HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\n"
+                              "Upgrade: echo\r\n\r\nhello";
+    char *end;
+    ck_assert_int_eq(tc_open(&t, f->port, NULL), 0);
+    ck_assert_int_eq(tc_send(&t, req, sizeof(req) - 1), 0); /* one record: pipelined */
+    while (!(end = memmem(t.buf, t.b, "\r\n\r\n", 4)))
+        ck_assert_int_eq(tc_fill(&t), 0);
+    ck_assert(!strncmp(t.buf, "HTTP/1.1 101 ", 13));
+    t.a = (size_t)(end + 4 - t.buf);
+    while (t.b - t.a < 5)
+        ck_assert_int_eq(tc_fill(&t), 0);
+    ck_assert(!memcmp(t.buf + t.a, "hello", 5));
+    t.a += 5;
+    ck_assert_int_eq(tc_send(&t, "big", 3), 0);
+    usleep(300 * 1000); /* not reading: the server must hold back */
+    char *got = malloc(UP_BIG + 1);
+    size_t len = 0;
+    ck_assert_int_eq(tc_read_all(&t, got, UP_BIG + 1, &len), 1); /* close_notify */
+    ck_assert_uint_eq(len, UP_BIG);
+    free(got);
+    tc_close(&t);
+}
+
+START_TEST(test_tls_upgrade_stream)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_OUTPUT_HIGH_WATER, 65536);
+    fx_start_tls(f, h_upgrade_tls);
+    fx_run(f, c_upgrade_tls, 20000);
+    fx_spin(f, 50);
+    ck_assert_int_eq(up.take_rc, -ENOTSUP);
+    ck_assert_uint_eq(up.sent, UP_BIG);
+    ck_assert_int_gt(up.enobufs, 0);
+    ck_assert_int_eq(fx_cnt(f, GRACE_CNT_UPGRADES), 1);
+    ck_assert_int_ge(fx_cnt(f, GRACE_CNT_TLS_CLOSE_NOTIFY), 1);
     fx_free(f);
 }
 END_TEST
@@ -754,6 +839,7 @@ static Suite *tls_suite(void)
     tcase_add_test(tc, test_tls_hostile_handshakes);
     tcase_add_test(tc, test_tls_bad_files);
     tcase_add_test(tc, test_tls_drain_paced_stream);
+    tcase_add_test(tc, test_tls_upgrade_stream);
     suite_add_tcase(s, tc);
     return s;
 }
