@@ -735,6 +735,9 @@ START_TEST(test_tls_drain_paced_stream)
     ck_assert_msg(td.calls >= 2 && td.max_pending > TD_LOW, "%d drain callbacks, %zu queued",
                   td.calls, td.max_pending);
     ck_assert_msg(td.max_pending <= TD_LOW + TD_PIECE + 64, "%zu bytes queued", td.max_pending);
+    fx_free(f);
+}
+END_TEST
 
 /* ---------------------------------------------------------------- upgrade */
 
