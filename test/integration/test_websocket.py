@@ -218,7 +218,7 @@ def run_raw(port):
         check("refused upgrade: sending goes on", False, e)
     h = c.head()
     check("refused upgrade: 426 with Sec-WebSocket-Version: 13",
-          h.startswith("HTTP/1.1 426 ") and "Sec-WebSocket-Version: 13" in h, h)
+          h.startswith("HTTP/1.1 426 Upgrade Required\r\n") and "Sec-WebSocket-Version: 13" in h, h)
     check("refused upgrade: Connection: close", "Connection: close" in h, h)
     c.s.shutdown(socket.SHUT_WR)
     check("refused upgrade: body then EOF, no reset (%d bytes sent)" % sent, c.eof())

@@ -9,7 +9,8 @@
  *    write-timeout ends a stream whose peer does not read;
  *  - peer reset, graceful stop (a last message, then FIN), server free
  *    while a stream is open; the fd takeover with the unread bytes;
- *  - a CONNECT tunnel.
+ *  - a CONNECT tunnel;
+ *  - input held until the callbacks are set, and across pause/resume.
  * TLS streams are tested in check_tls.c.
  */
 #define _GNU_SOURCE
@@ -574,6 +575,117 @@ START_TEST(test_connect_tunnel)
 }
 END_TEST
 
+
+/* ---------------------------------------------------------------- pause, late callbacks */
+
+#define PAUSE_BYTES (4u << 20)
+static struct event *later_ev;
+static size_t got_bytes;
+static int got_eof;
+
+/* Counts; the first piece pauses the stream, a timer resumes it. */
+static void count_read(struct grace_stream *st, const char *d, size_t n, void *arg)
+{
+    if (!n) {
+        got_eof = 1;
+        grace_stream_write(st, "done", 4);
+        grace_stream_close(st);
+        return;
+    }
+    size_t bad = 0; /* in order; one assertion per piece (each one costs a write) */
+    for (size_t i = 0; i < n; i++)
+        bad += d[i] != (char)('a' + (got_bytes + i) % 26);
+    ck_assert_uint_eq(bad, 0);
+    got_bytes += n;
+}
+
+/* The callbacks are set 300 ms after the switch: what came meanwhile
+ * (pipelined bytes, then more until the input bound) waits. */
+static void set_later(evutil_socket_t fd, short what, void *arg)
+{
+    grace_stream_set_callbacks(S.st, count_read, NULL, on_close, arg);
+    ck_assert_uint_eq(got_bytes, 0); /* never from inside the call */
+}
+
+static void h_late(struct grace_request *req, void *arg)
+{
+    struct fx *f = arg;
+    struct timeval tv = {0, 300 * 1000};
+    grace_response_add_header(req, "Upgrade", "echo");
+    ck_assert_int_eq(grace_reply_upgrade(req, 101, &S.st), 0);
+    later_ev = evtimer_new(f->base, set_later, f);
+    evtimer_add(later_ev, &tv);
+}
+
+static void c_late(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    char *buf = malloc(PAUSE_BYTES), head[1024];
+    for (size_t i = 0; i < PAUSE_BYTES; i++)
+        buf[i] = (char)('a' + i % 26);
+    ck_assert_int_eq(cli_send_all(fd, UPGRADE_REQ, sizeof(UPGRADE_REQ) - 1), 0);
+    ck_assert_int_eq(cli_send_all(fd, buf, PAUSE_BYTES), 0); /* blocks until read */
+    shutdown(fd, SHUT_WR);
+    ck_assert_int_eq(read_head(fd, head, sizeof(head)), 0);
+    int rn = read_n(fd, head, 4);
+    ck_assert_msg(rn == 0, "got %zu eof %d", got_bytes, got_eof);
+    ck_assert(!memcmp(head, "done", 4));
+    ck_assert_int_eq(cli_wait_eof(fd, 5000), 1);
+    free(buf);
+    close(fd);
+}
+
+START_TEST(test_input_held_until_callbacks)
+{
+    struct fx *f = fx_new();
+    fx_start(f, h_late);
+    fx_run(f, c_late, 20000);
+    fx_spin(f, 50);
+    ck_assert_uint_eq(got_bytes, PAUSE_BYTES);
+    ck_assert_int_eq(got_eof, 1);
+    event_free(later_ev);
+    fx_free(f);
+}
+END_TEST
+
+static struct grace_stream *paused_st;
+
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    grace_stream_resume(paused_st);
+}
+
+static void pause_read(struct grace_stream *st, const char *d, size_t n, void *arg)
+{
+    struct fx *f = arg;
+    count_read(st, d, n, arg);
+    if (n && got_bytes < PAUSE_BYTES) { /* pause after every piece, resume in 1 ms */
+        struct timeval tv = {0, 1000};
+        paused_st = st;
+        grace_stream_pause(st);
+        event_base_once(f->base, -1, EV_TIMEOUT, resume_cb, NULL, &tv);
+    }
+}
+
+static void h_pause(struct grace_request *req, void *arg)
+{
+    grace_response_add_header(req, "Upgrade", "echo");
+    ck_assert_int_eq(grace_reply_upgrade(req, 101, &S.st), 0);
+    grace_stream_set_callbacks(S.st, pause_read, NULL, on_close, arg);
+}
+
+START_TEST(test_pause_resume_delivers_in_order)
+{
+    struct fx *f = fx_new();
+    fx_start(f, h_pause);
+    fx_run(f, c_late, 30000);
+    fx_spin(f, 50);
+    ck_assert_uint_eq(got_bytes, PAUSE_BYTES);
+    ck_assert_int_eq(got_eof, 1);
+    fx_free(f);
+}
+END_TEST
+
 static Suite *upgrade_suite(void)
 {
     Suite *s = suite_create("upgrade");
@@ -589,6 +701,8 @@ static Suite *upgrade_suite(void)
     tcase_add_test(tc, test_free_with_stream_open);
     tcase_add_test(tc, test_take_fd);
     tcase_add_test(tc, test_connect_tunnel);
+    tcase_add_test(tc, test_input_held_until_callbacks);
+    tcase_add_test(tc, test_pause_resume_delivers_in_order);
     suite_add_tcase(s, tc);
     return s;
 }
