@@ -747,7 +747,8 @@ static struct {
     size_t sent;
     int take_rc, enobufs;
 } up;
-#define UP_BIG (16 * MIB)
+/* quick (valgrind): 2 MiB, which the socket buffers may take whole */
+#define UP_BIG (quick() ? 2 * MIB : 16 * MIB)
 
 static void up_pour(struct grace_stream *st, void *arg)
 {
@@ -819,7 +820,8 @@ START_TEST(test_tls_upgrade_stream)
     fx_spin(f, 50);
     ck_assert_int_eq(up.take_rc, -ENOTSUP);
     ck_assert_uint_eq(up.sent, UP_BIG);
-    ck_assert_int_gt(up.enobufs, 0);
+    if (!quick())
+        ck_assert_int_gt(up.enobufs, 0);
     ck_assert_int_eq(fx_cnt(f, GRACE_CNT_UPGRADES), 1);
     ck_assert_int_ge(fx_cnt(f, GRACE_CNT_TLS_CLOSE_NOTIFY), 1);
     fx_free(f);

@@ -686,10 +686,24 @@ START_TEST(test_pause_resume_delivers_in_order)
 }
 END_TEST
 
+/* Without fork (valgrind runs CK_FORK=no) the state must start afresh. */
+static void reset(void)
+{
+    memset(&S, 0, sizeof(S));
+    S.take_fd = -1;
+    stopped = 0;
+    held_fd = -1;
+    got_bytes = 0;
+    got_eof = 0;
+    later_ev = NULL;
+    paused_st = NULL;
+}
+
 static Suite *upgrade_suite(void)
 {
     Suite *s = suite_create("upgrade");
     TCase *tc = tcase_create("stream");
+    tcase_add_checked_fixture(tc, reset, NULL);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_pipelined_bytes_reach_stream);
     tcase_add_test(tc, test_refused_upgrade_answered);
