@@ -301,7 +301,9 @@ static void c_slow_reader(struct fx *f)
     char head[1024];
     cli_send(fd, UPGRADE_REQ);
     ck_assert_int_eq(read_head(fd, head, sizeof(head)), 0);
-    usleep(300 * 1000); /* the kernel's buffers fill, the server must hold back */
+    /* not reading: the kernel's buffers fill, the server must hold back */
+    for (int i = 0; i < 500 && !__atomic_load_n(&S.enobufs, __ATOMIC_SEQ_CST); i++)
+        usleep(10 * 1000);
     ck_assert_int_eq(read_to_eof(fd), (ssize_t)S.total);
     close(fd);
 }
