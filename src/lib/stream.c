@@ -353,11 +353,27 @@ int grace_stream_take_fd(struct grace_stream *st, struct evbuffer *unread)
     if (grace__buffered_out(c))
         return -EBUSY;
     in = c->slot->in;
-    /* the piece on_read is looking at has been delivered */
-    evbuffer_drain(in, st->inflight);
-    st->inflight = 0;
-    if (evbuffer_add_buffer(unread, in) < 0)
-        return -ENOMEM;
+    if (!st->inflight) {
+        if (evbuffer_add_buffer(unread, in) < 0)
+            return -ENOMEM;
+    } else {
+        /* inside on_read: its piece is delivered, and its memory must stay
+         * valid until the callback returns; the rest is copied */
+        size_t n = evbuffer_get_length(in) - st->inflight;
+        struct evbuffer_ptr pos;
+        char *tmp = n ? malloc(n) : NULL;
+        if (n && !tmp)
+            return -ENOMEM;
+        if (n) {
+            evbuffer_ptr_set(in, &pos, st->inflight, EVBUFFER_PTR_SET);
+            evbuffer_copyout_from(in, &pos, tmp, n);
+            if (evbuffer_add(unread, tmp, n) < 0) {
+                free(tmp);
+                return -ENOMEM;
+            }
+        }
+        free(tmp);
+    }
     st->taken = 1;
     fd = c->fd;
     st_unlink(st);

@@ -36,6 +36,8 @@ static struct {
     char unread[256];
 } S;
 
+static struct event *later_ev; /* a test's own timer */
+
 static const char UPGRADE_REQ[] = "GET /chat HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n"
                                   "Upgrade: echo\r\n\r\n";
 
@@ -533,6 +535,64 @@ START_TEST(test_take_fd)
 }
 END_TEST
 
+
+/* Taken from a timer, outside any stream callback: every byte that came
+ * (pipelined, then more) is handed over unread. */
+static void take_later(evutil_socket_t fd, short what, void *arg)
+{
+    struct evbuffer *unread = evbuffer_new();
+    S.take_fd = grace_stream_take_fd(S.st, unread);
+    ck_assert_int_ge(S.take_fd, 0);
+    size_t u = evbuffer_get_length(unread);
+    ck_assert_uint_lt(u, sizeof(S.unread));
+    evbuffer_remove(unread, S.unread, u);
+    evbuffer_free(unread);
+    char msg[300];
+    int len = snprintf(msg, sizeof(msg), "taken:|%s", S.unread);
+    ck_assert_int_eq(write(S.take_fd, msg, (size_t)len), len);
+    close(S.take_fd);
+}
+
+static void h_take_later(struct grace_request *req, void *arg)
+{
+    struct fx *f = arg;
+    struct timeval tv = {0, 300 * 1000};
+    grace_response_add_header(req, "Upgrade", "echo");
+    ck_assert_int_eq(grace_reply_upgrade(req, 101, &S.st), 0);
+    later_ev = evtimer_new(f->base, take_later, f);
+    evtimer_add(later_ev, &tv);
+}
+
+static void c_take_later(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    char head[1024], buf[256];
+    char req[256];
+    snprintf(req, sizeof(req), "%sfirst", UPGRADE_REQ);
+    cli_send(fd, req);
+    ck_assert_int_eq(read_head(fd, head, sizeof(head)), 0);
+    cli_send(fd, " second");
+    ssize_t n = 0, k;
+    while ((k = recv(fd, buf + n, sizeof(buf) - 1 - (size_t)n, 0)) > 0)
+        n += k;
+    ck_assert_int_eq(k, 0);
+    buf[n] = '\0';
+    ck_assert_str_eq(buf, "taken:|first second");
+    close(fd);
+}
+
+START_TEST(test_take_fd_with_unread_bytes)
+{
+    struct fx *f = fx_new();
+    fx_start(f, h_take_later);
+    fx_run(f, c_take_later, 10000);
+    fx_spin(f, 50);
+    ck_assert_int_eq(fx_cnt(f, GRACE_CNT_CONN_ACTIVE), 0);
+    event_free(later_ev);
+    fx_free(f);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- CONNECT */
 
 static void h_connect(struct grace_request *req, void *arg)
@@ -581,7 +641,6 @@ END_TEST
 /* ---------------------------------------------------------------- pause, late callbacks */
 
 #define PAUSE_BYTES (4u << 20)
-static struct event *later_ev;
 static size_t got_bytes;
 static int got_eof;
 
@@ -716,6 +775,7 @@ static Suite *upgrade_suite(void)
     tcase_add_test(tc, test_stop_closes_stream_gracefully);
     tcase_add_test(tc, test_free_with_stream_open);
     tcase_add_test(tc, test_take_fd);
+    tcase_add_test(tc, test_take_fd_with_unread_bytes);
     tcase_add_test(tc, test_connect_tunnel);
     tcase_add_test(tc, test_input_held_until_callbacks);
     tcase_add_test(tc, test_pause_resume_delivers_in_order);
