@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * websocket.c - an embedding example: a WebSocket echo (RFC 6455) at /ws
  * on top of grace_reply_upgrade() and the stream API.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * stream.c - upgrades (101 Switching Protocols) and CONNECT tunnels: the
  * connection as a raw bidirectional stream.

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """CONNECT tunnels through test/integration/tunnel (the library's upgrade
 API) with curl --proxytunnel: plain, a large download (backpressure), a
 refused target, and the proxy spoken over TLS (curl's HTTPS proxy), so the

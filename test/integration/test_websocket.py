@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """Integration tests against docs/examples/websocket (the library's upgrade
 and stream API) with real clients: raw Python sockets speaking RFC 6455,
 and Node's WHATWG WebSocket (node --experimental-websocket) when node is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * tunnel.c - a tiny CONNECT proxy for test_tunnel.py, on the library's
  * upgrade API: a CONNECT to 127.0.0.1:port (the only place it goes) is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * check_upgrade.c - upgrades and CONNECT tunnels (stream.c) over real
  * loopback sockets, the client in the test's client thread:
