@@ -10,6 +10,8 @@
  *   report.c    responses reported to the application once written
  *   request.c   request accessors and the body-reading API
  *   response.c  reply functions, header formatting, Date cache
+ *   hooks.c     connection hooks: accept filter, close notification, user
+ *               data, local address, drop
  */
 #ifndef GRACE_INTERNAL_H
 #define GRACE_INTERNAL_H
@@ -88,7 +90,9 @@ struct grace_request {
 
     enum body_mode body_mode;
     uint64_t body_read;       /* body bytes consumed so far */
-    uint64_t body_limit;
+    uint64_t body_limit;      /* max-body-size, or the handler's own */
+    int64_t body_timeout;     /* ms; 0: the server's body-timeout */
+    int64_t write_timeout;    /* ms; 0: the server's write-timeout */
     int paused;
     grace_data_cb on_data;
     grace_end_cb on_end;
@@ -143,6 +147,8 @@ struct grace_slot {
     struct event *timer;        /* the earliest deadline (see conn.c: deadline()) */
     int64_t timer_at;           /* when the timer fires; 0: not armed */
     int64_t write_since;        /* output waiting: its last progress */
+    int64_t write_timeout;      /* ms: of the last request that set one, until
+                                   the output is empty (request.c) */
     int write_err;              /* a write failed; the write event ends the connection */
     int file_fd;                /* a file body read as it is sent (no sendfile) */
     off_t file_off;
@@ -184,13 +190,22 @@ struct grace_conn {
     int busy;                 /* callbacks on the stack: defer the free */
     struct grace_request *free_reqs; /* finished while busy */
     unsigned in_pump_list : 1, pumping : 1, read_paused : 1, stop_close : 1, peer_eof : 1,
-        flush_pending : 1, delivering : 1, discard_after : 1, linger_extended : 1;
+        flush_pending : 1, delivering : 1, discard_after : 1, linger_extended : 1,
+        accepting : 1, refused : 1, local_known : 1;
+    int close_err;            /* why it closes, for the close hook; first set wins */
+    void *data;               /* the application's (grace_conn_set_data) */
     socklen_t peer_len;
     union {
         struct sockaddr sa;
         struct sockaddr_in in;
         struct sockaddr_in6 in6;
     } peer;
+    socklen_t local_len;      /* hooks.c: getsockname(), asked for once */
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+    } local;
     TAILQ_ENTRY(grace_conn) link;   /* srv->conns or srv->lingering */
     TAILQ_ENTRY(grace_conn) pump_link;
 };
@@ -241,6 +256,10 @@ struct grace_server {
     struct event *accept_timer;  /* out of fds: accept again after accept-retry */
     grace_response_cb on_response;
     void *response_arg;
+    grace_accept_cb on_accept;   /* hooks.c */
+    void *accept_arg;
+    grace_close_cb on_close;
+    void *close_arg;
     grace_stopped_cb on_stopped;
     void *stopped_arg;
 
@@ -287,6 +306,9 @@ int grace__splice_active(const struct grace_conn *c);
 int grace__splice_read(struct grace_conn *c);
 int grace__splice_pump(struct grace_conn *c);
 void grace__splice_release(struct grace_request *req);
+void grace__conn_body_too_large(struct grace_conn *c);
+void grace__conn_reason(struct grace_conn *c, int err);
+void grace__conn_timer_update(struct grace_conn *c);
 int grace__conn_send_file(struct grace_conn *c, int fd, off_t offset, off_t length);
 size_t grace__buffered_out(const struct grace_conn *c);
 void grace__request_release(struct grace_conn *c, struct grace_request *req);
@@ -307,6 +329,10 @@ void grace__report_start(struct grace_conn *c, struct grace_request *req, int st
 void grace__report_done(struct grace_conn *c, struct grace_request *req);
 void grace__report_written(struct grace_conn *c);
 void grace__report_all(struct grace_conn *c, int err);
+
+/* hooks.c */
+int grace__hook_accept(struct grace_conn *c);
+void grace__hook_close(struct grace_conn *c);
 
 /* tls.c */
 void grace__tls_ref(struct grace_tls *tls);
