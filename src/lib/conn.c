@@ -884,6 +884,7 @@ static void request_deadline(struct grace_conn *c)
         body_fail(c, 503, "request deadline passed", -ETIMEDOUT);
     else
         grace__conn_abort(c, -ETIMEDOUT);
+}
 
 /* A Content-Length over the request's limit, found after its handler
  * returned: 413 before any body byte is read, then the graceful close. */

@@ -535,7 +535,7 @@ def run_access_log_errors(tmp):
     access log, each once, with the bytes actually sent."""
     log = os.path.join(tmp, "errors.log")
     g = Graced("--listen", "127.0.0.1:0", "--root", tmp, "--access-log", log,
-               "--header-timeout", "300ms", "--max-body-size", "1K")
+               "--header-timeout", "300ms", "--max-body-size", "1K", "--upload-dir", tmp)
     try:
         raw(g.port, b"GET / HTTP/1.1\nHost: t\n\n")
         raw(g.port, b"GET / HTTP/2.0\r\nHost: t\r\n\r\n")
