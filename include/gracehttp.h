@@ -63,7 +63,8 @@ enum grace_opt {
     GRACE_OPT_MAX_HEADER_BYTES,   /**< header section bytes -> 431 (32768) */
     GRACE_OPT_MAX_HEADER_FIELDS,  /**< header field lines -> 431 (100) */
     GRACE_OPT_MAX_TRAILER_BYTES,  /**< chunked trailer bytes -> 431 (8192) */
-    GRACE_OPT_MAX_BODY_SIZE,      /**< request body bytes -> 413 (1 MiB) */
+    GRACE_OPT_MAX_BODY_SIZE,      /**< request body bytes -> 413 (1 MiB); a default
+                                       that handlers may change per request */
     GRACE_OPT_MAX_CONNECTIONS,    /**< concurrent connections (10000) */
     GRACE_OPT_HEADER_TIMEOUT,     /**< whole header section (10000) */
     GRACE_OPT_BODY_TIMEOUT,       /**< idle while reading a body (30000) */
@@ -338,7 +339,7 @@ GRACE_API uint64_t grace_response_info_body_bytes(const struct grace_response_in
 GRACE_API int64_t grace_response_info_duration_us(const struct grace_response_info *ri);
 /** 0 if written in full; else why not: -ECONNRESET (client gone or reset),
  * -ETIMEDOUT (write-timeout), -EPIPE (a file ended before its length),
- * -ECANCELED (server freed or stop deadline). */
+ * -ECANCELED (server freed or stop deadline), -ECONNABORTED (dropped). */
 GRACE_API int grace_response_info_error(const struct grace_response_info *ri);
 /** The client's address. */
 GRACE_API const struct sockaddr *grace_response_info_peer(const struct grace_response_info *ri,
@@ -526,7 +527,8 @@ GRACE_API int grace_request_set_write_timeout(struct grace_request *req, int64_t
  * Called once when the request is finished: err 0 after the reply was
  * completed, or a negative errno if it ended otherwise: -ECONNRESET (the
  * client went away), -ETIMEDOUT, -EMSGSIZE (body over a limit), -EPROTO
- * (malformed body), -ECANCELED (server freed). The request is still valid
+ * (malformed body), -ECANCELED (server freed), -ECONNABORTED (the
+ * application dropped the connection). The request is still valid
  * during the call.
  */
 typedef void (*grace_finish_cb)(struct grace_request *req, int err, void *arg);
@@ -557,7 +559,8 @@ typedef void (*grace_end_cb)(struct grace_request *req, void *arg);
  * Stream the body: on_data per piece (may not be called at all for an
  * empty body), then on_end. Sends "100 Continue" if the client asked for
  * it. Pieces stop when a reply completes first.
- * @return 0; -EALREADY if the body is already being read.
+ * @return 0; -EALREADY if the body is already being read; -EMSGSIZE (nothing
+ * sent) for a Content-Length over the request's limit.
  */
 GRACE_API int grace_request_read_body(struct grace_request *req, grace_data_cb on_data,
                                       grace_end_cb on_end, void *arg);
@@ -592,10 +595,12 @@ GRACE_API void grace_request_resume(struct grace_request *req);
 typedef void (*grace_body_cb)(struct grace_request *req, struct evbuffer *body, void *arg);
 
 /**
- * Collect the whole body in memory, up to limit bytes (0: the server's
- * GRACE_OPT_MAX_BODY_SIZE). A body over the limit is answered 413 by the
- * server and on_body is not called (the finish callback gets -EMSGSIZE).
- * @return 0; -EALREADY if the body is already being read.
+ * Collect the whole body in memory, up to limit bytes (0: the request's
+ * limit, GRACE_OPT_MAX_BODY_SIZE unless set). A Content-Length over it
+ * returns -EMSGSIZE at once and sends nothing (the application answers); a
+ * chunked body crossing it is answered 413 by the server and on_body is
+ * not called (the finish callback gets -EMSGSIZE).
+ * @return 0; -EALREADY if the body is already being read; -EMSGSIZE.
  */
 GRACE_API int grace_request_collect_body(struct grace_request *req, size_t limit,
                                          grace_body_cb on_body, void *arg);

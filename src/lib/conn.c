@@ -301,6 +301,7 @@ void grace__conn_accept_tls(struct grace_server *srv, evutil_socket_t fd,
         memcpy(&c->peer, sa, (size_t)salen);
         c->peer_len = (socklen_t)salen;
     }
+    c->tp = tls ? &grace__tls : &grace__plain; /* the hook may ask */
     if (srv->on_accept && grace__hook_accept(c) != 0) { /* before any byte is read */
         CNT(srv, CONN_REFUSED);
         evutil_closesocket(fd);
@@ -312,7 +313,6 @@ void grace__conn_accept_tls(struct grace_server *srv, evutil_socket_t fd,
         evutil_closesocket(fd);
         return;
     }
-    c->tp = tls ? &grace__tls : &grace__plain;
     /* responses go out in one write; Nagle would only delay pipelined ones */
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     /* no slot until the first bytes: a silent connection costs little */

@@ -93,7 +93,7 @@ const struct sockaddr *grace_conn_local(struct grace_conn *conn, socklen_t *len)
 
 int grace_conn_is_tls(const struct grace_conn *conn)
 {
-    return conn->tls != NULL;
+    return conn->tp == &grace__tls; /* known before the TLS session exists */
 }
 
 const struct sockaddr *grace_request_local(const struct grace_request *req, socklen_t *len)
