@@ -308,7 +308,6 @@ int grace__splice_pump(struct grace_conn *c);
 void grace__splice_release(struct grace_request *req);
 void grace__conn_body_too_large(struct grace_conn *c);
 void grace__conn_reason(struct grace_conn *c, int err);
-void grace__conn_timer_update(struct grace_conn *c);
 int grace__conn_send_file(struct grace_conn *c, int fd, off_t offset, off_t length);
 size_t grace__buffered_out(const struct grace_conn *c);
 void grace__request_release(struct grace_conn *c, struct grace_request *req);

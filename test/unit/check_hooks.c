@@ -639,14 +639,18 @@ END_TEST
  * inside the free, with -ECANCELED. */
 static void c_hold_open(struct fx *f)
 {
-    static int fds[3];
-    for (int i = 0; i < 3; i++)
+    static int fds[4];
+    for (int i = 0; i < 4; i++)
         fds[i] = cli_connect(f->port);
     cli_send(fds[0], GET("/"));
     expect_status(fds[0], 200, NULL);
     resp_free(&R);
     cli_send(fds[1], GET("/hold"));
     cli_send(fds[2], "GET / HTTP/1.1\r\n"); /* half a request */
+    /* refused early, lingering while the client says nothing more */
+    cli_send(fds[3], "PUT /collect HTTP/1.1\r\nHost: t\r\nContent-Length: 5000000\r\n\r\n");
+    expect_status(fds[3], 413, NULL);
+    resp_free(&R);
     usleep(150000);
     /* the sockets stay open: fx_free closes the server under them */
 }
@@ -654,14 +658,16 @@ static void c_hold_open(struct fx *f)
 START_TEST(test_close_hook_server_free)
 {
     struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, 1000);
     fx_start(f, h_route);
     hooks_on(f);
     fx_run(f, c_hold_open, 10000);
-    ck_assert_int_eq(accepted_n, 3);
-    for (int i = 0; i < 3; i++)
+    ck_assert_int_eq(accepted_n, 4);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGERING), 1);
+    for (int i = 0; i < 4; i++)
         ck_assert_int_eq(closes[i], 0);
     grace_server_free(f->srv);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         ck_assert_int_eq(closes[i], 1);
         ck_assert_int_eq(close_reason[i], -ECANCELED);
     }
