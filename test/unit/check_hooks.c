@@ -865,7 +865,7 @@ END_TEST
 
 /*
  * The response report covers the server's own answers beyond those
- * check_progress tests: 405, 414, 501, a 413 decided after the handler, a
+ * check_progress tests: 405, 414, 417, 501, a 413 decided after the handler, a
  * 413 cutting a chunked body and a 408 in the middle of a body.
  */
 static int rep_status[16], nrep;
@@ -903,6 +903,7 @@ static const struct {
      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\nHost: t\r\n\r\n",
      414},
     {"PUT / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
+    {"PUT / HTTP/1.1\r\nHost: t\r\nExpect: fancy\r\nContent-Length: 1\r\n\r\n", 417},
     {"PUT /x HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\n", 413},
     {"PUT /c HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
      "14\r\n01234567890123456789\r\n",
