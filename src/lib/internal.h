@@ -147,8 +147,8 @@ struct grace_slot {
     struct event *timer;        /* the earliest deadline (see conn.c: deadline()) */
     int64_t timer_at;           /* when the timer fires; 0: not armed */
     int64_t write_since;        /* output waiting: its last progress */
-    int64_t write_timeout;      /* ms: of the last request that set one, until
-                                   the output is empty (request.c) */
+    int64_t write_timeout;      /* ms: the last completed response's, for its
+                                   tail still waiting (conn.c: deadline()) */
     int write_err;              /* a write failed; the write event ends the connection */
     int file_fd;                /* a file body read as it is sent (no sendfile) */
     off_t file_off;

@@ -568,10 +568,9 @@ static void reply_405(struct grace_request *req)
 void grace__server_dispatch(struct grace_request *req)
 {
     struct grace_server *srv = req->srv;
+    struct grace_conn *c = req->conn; /* busy (pump): outlives the handler */
     const struct grace_route *r;
     int path_only;
-
-    struct grace_conn *c = req->conn; /* busy: outlives the handler */
 
     if (!req->npath) {
         /* routes compare normalized paths: one that has none (%2F, %00, bad
