@@ -370,13 +370,15 @@ typedef int (*grace_accept_cb)(struct grace_conn *conn, void *arg);
 GRACE_API void grace_server_on_accept(struct grace_server *srv, grace_accept_cb cb, void *arg);
 
 /**
- * Called exactly once for every connection the accept hook kept, when it
- * closes, after its request's finish callback and response reports. reason
+ * Called exactly once for every connection the accept hook kept (every
+ * accepted one without an accept hook), when it closes, after its request's
+ * finish callback and response reports. reason
  * is 0 for an orderly end (the client closed, a graceful close finished,
  * keep-alive-timeout, a graceful stop), else -ETIMEDOUT (a header, body,
  * write, drain or handshake timeout), -ECONNRESET (reset or write error),
  * -EPROTO (a TLS protocol error), -ECONNABORTED (grace_conn_drop() with
- * GRACE_DROP_ABORT), -ECANCELED (server freed, or the stop deadline). Also
+ * GRACE_DROP_ABORT), -ECANCELED (server freed, or the stop deadline),
+ * -ENOMEM (the server could not set it up after the accept hook). Also
  * runs inside grace_server_free(). The connection's data is the hook's to
  * free; grace_conn_drop() does nothing here.
  */

@@ -284,6 +284,17 @@ static void timer_update(struct grace_conn *c)
 
 /* ---------------------------------------------------------------- lifetime */
 
+/* Out of memory after the accept hook kept the connection: its close hook
+ * still runs once, so data the hook attached is freed. */
+static void accept_failed(struct grace_conn *c)
+{
+    if (c->srv->on_close) {
+        c->close_err = -ENOMEM;
+        c->state = CS_DEAD; /* grace_conn_drop() does nothing */
+        grace__hook_close(c);
+    }
+}
+
 void grace__conn_accept_tls(struct grace_server *srv, evutil_socket_t fd,
                             const struct sockaddr *sa, int salen, struct grace_tls *tls)
 {
@@ -309,6 +320,7 @@ void grace__conn_accept_tls(struct grace_server *srv, evutil_socket_t fd,
         return;
     }
     if (tls && !(c->tls = grace__tls_conn_new(tls, fd))) {
+        accept_failed(c);
         free(c);
         evutil_closesocket(fd);
         return;
@@ -320,6 +332,7 @@ void grace__conn_accept_tls(struct grace_server *srv, evutil_socket_t fd,
     if (!c->rd || event_add(c->rd, tls ? srv->tv_handshake : srv->tv_header) < 0) {
         if (c->rd)
             event_free(c->rd);
+        accept_failed(c);
         c->tp->close(c);
         free(c);
         return;
