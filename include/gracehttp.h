@@ -407,15 +407,18 @@ GRACE_API const struct sockaddr *grace_conn_peer(const struct grace_conn *conn, 
 
 /**
  * The local address the client connected to (which listener, with several;
- * the real address behind a wildcard bind). Asked of the kernel the first
- * time, then kept; AF_UNSPEC (len 0) if it cannot be known any more.
+ * the real address behind a wildcard bind), asked of the kernel. The answer
+ * lives in the server and is valid until the next grace_conn_local() or
+ * grace_request_local() call on it: copy it to keep it. AF_UNSPEC (len 0)
+ * if it cannot be known.
  */
 GRACE_API const struct sockaddr *grace_conn_local(struct grace_conn *conn, socklen_t *len);
 
 /** Nonzero if the connection speaks TLS. */
 GRACE_API int grace_conn_is_tls(const struct grace_conn *conn);
 
-/** Like grace_conn_local(), for the request's connection; AF_UNSPEC once detached. */
+/** Like grace_conn_local() (same lifetime), for the request's connection;
+ * AF_UNSPEC once detached. */
 GRACE_API const struct sockaddr *grace_request_local(const struct grace_request *req,
                                                      socklen_t *len);
 

@@ -72,23 +72,22 @@ const struct sockaddr *grace_conn_peer(const struct grace_conn *conn, socklen_t 
     return &conn->peer.sa;
 }
 
+/* Asked of the kernel each time, into one buffer per server: most
+ * applications never ask, and an idle connection stays small. */
 const struct sockaddr *grace_conn_local(struct grace_conn *conn, socklen_t *len)
 {
-    /* not asked at accept: most applications never want it */
-    if (!conn->local_known && conn->fd >= 0) {
-        socklen_t l = sizeof(conn->local);
-        if (getsockname(conn->fd, &conn->local.sa, &l) == 0 && l <= sizeof(conn->local)) {
-            conn->local_len = l;
-            conn->local_known = 1;
-        }
-    }
-    if (!conn->local_known) {
-        memset(&conn->local, 0, sizeof(conn->local));
-        conn->local.sa.sa_family = AF_UNSPEC;
+    struct grace_server *srv = conn->srv;
+    socklen_t l = sizeof(srv->local);
+
+    if (conn->fd < 0 || getsockname(conn->fd, &srv->local.sa, &l) < 0 ||
+        l > sizeof(srv->local)) {
+        memset(&srv->local, 0, sizeof(srv->local));
+        srv->local.sa.sa_family = AF_UNSPEC;
+        l = 0;
     }
     if (len)
-        *len = conn->local_known ? conn->local_len : 0;
-    return &conn->local.sa;
+        *len = l;
+    return &srv->local.sa;
 }
 
 int grace_conn_is_tls(const struct grace_conn *conn)

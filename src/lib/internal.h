@@ -191,7 +191,7 @@ struct grace_conn {
     struct grace_request *free_reqs; /* finished while busy */
     unsigned in_pump_list : 1, pumping : 1, read_paused : 1, stop_close : 1, peer_eof : 1,
         flush_pending : 1, delivering : 1, discard_after : 1, linger_extended : 1,
-        accepting : 1, refused : 1, local_known : 1;
+        accepting : 1, refused : 1;
     int close_err;            /* why it closes, for the close hook; first set wins */
     void *data;               /* the application's (grace_conn_set_data) */
     socklen_t peer_len;
@@ -200,12 +200,6 @@ struct grace_conn {
         struct sockaddr_in in;
         struct sockaddr_in6 in6;
     } peer;
-    socklen_t local_len;      /* hooks.c: getsockname(), asked for once */
-    union {
-        struct sockaddr sa;
-        struct sockaddr_in in;
-        struct sockaddr_in6 in6;
-    } local;
     TAILQ_ENTRY(grace_conn) link;   /* srv->conns or srv->lingering */
     TAILQ_ENTRY(grace_conn) pump_link;
 };
@@ -260,6 +254,12 @@ struct grace_server {
     void *accept_arg;
     grace_close_cb on_close;
     void *close_arg;
+    union {                      /* hooks.c: grace_conn_local()'s answer, not
+                                    kept per connection (idle memory) */
+        struct sockaddr sa;
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+    } local;
     grace_stopped_cb on_stopped;
     void *stopped_arg;
 
