@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * hooks.c - the application's view of a connection: an accept hook that
  * may refuse it before any byte is read, a close hook that fires once per

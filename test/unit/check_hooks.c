@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * check_hooks.c - per-request limits (body size, body and write timeouts)
  * and the connection hooks (accept filter, close hook, user data, local
