@@ -63,7 +63,8 @@ enum grace_opt {
     GRACE_OPT_MAX_HEADER_BYTES,   /**< header section bytes -> 431 (32768) */
     GRACE_OPT_MAX_HEADER_FIELDS,  /**< header field lines -> 431 (100) */
     GRACE_OPT_MAX_TRAILER_BYTES,  /**< chunked trailer bytes -> 431 (8192) */
-    GRACE_OPT_MAX_BODY_SIZE,      /**< request body bytes -> 413 (1 MiB) */
+    GRACE_OPT_MAX_BODY_SIZE,      /**< request body bytes -> 413 (1 MiB); a default
+                                       that handlers may change per request */
     GRACE_OPT_MAX_CONNECTIONS,    /**< concurrent connections (10000) */
     GRACE_OPT_HEADER_TIMEOUT,     /**< whole header section (10000) */
     GRACE_OPT_BODY_TIMEOUT,       /**< idle while reading a body (30000) */
@@ -247,6 +248,8 @@ enum grace_counter {
     GRACE_CNT_TIMEOUT_REQUEST,  /**< requests cut by their own deadline
                                      (grace_request_set_deadline) */
     GRACE_CNT_UPGRADES,         /**< connections turned into streams (101, CONNECT) */
+    GRACE_CNT_CONN_REFUSED,     /**< connections the accept hook refused */
+    GRACE_CNT_CONN_DROPPED,     /**< connections ended by grace_conn_drop() */
     GRACE_CNT__COUNT
 };
 
@@ -337,7 +340,7 @@ GRACE_API uint64_t grace_response_info_body_bytes(const struct grace_response_in
 GRACE_API int64_t grace_response_info_duration_us(const struct grace_response_info *ri);
 /** 0 if written in full; else why not: -ECONNRESET (client gone or reset),
  * -ETIMEDOUT (write-timeout), -EPIPE (a file ended before its length),
- * -ECANCELED (server freed or stop deadline). */
+ * -ECANCELED (server freed or stop deadline), -ECONNABORTED (dropped). */
 GRACE_API int grace_response_info_error(const struct grace_response_info *ri);
 /** The client's address. */
 GRACE_API const struct sockaddr *grace_response_info_peer(const struct grace_response_info *ri,
@@ -345,6 +348,99 @@ GRACE_API const struct sockaddr *grace_response_info_peer(const struct grace_res
 /** "TLSv1.3" or "TLSv1.2" if the connection speaks TLS, else NULL; also for
  * responses without a request. */
 GRACE_API const char *grace_response_info_tls_version(const struct grace_response_info *ri);
+
+/* ================================================================ connections */
+
+/*
+ * A connection, as the hooks below see it. Owned by the server; valid from
+ * the accept hook until the close hook has returned (or, for a connection
+ * the accept hook refused, until that hook returns). Never keep it longer.
+ */
+struct grace_conn;
+
+/**
+ * Called for every accepted connection before any byte is read from it
+ * (before the TLS handshake). The hook may look at the addresses and set
+ * user data. Return 0 to keep the connection; anything else refuses it: it
+ * is closed at once without reading, counted in GRACE_CNT_CONN_REFUSED
+ * (not in GRACE_CNT_CONN_ACCEPTED), and gets no close hook.
+ */
+typedef int (*grace_accept_cb)(struct grace_conn *conn, void *arg);
+
+/** Set the accept hook (NULL: accept every connection). */
+GRACE_API void grace_server_on_accept(struct grace_server *srv, grace_accept_cb cb, void *arg);
+
+/**
+ * Called exactly once for every connection the accept hook kept (every
+ * accepted one without an accept hook), when it closes, after its request's
+ * finish callback and response reports. reason
+ * is 0 for an orderly end (the client closed, a graceful close finished,
+ * keep-alive-timeout, a graceful stop), else -ETIMEDOUT (a header, body,
+ * write, drain or handshake timeout), -ECONNRESET (reset or write error),
+ * -EPROTO (a TLS protocol error), -ECONNABORTED (grace_conn_drop() with
+ * GRACE_DROP_ABORT), -ECANCELED (server freed, or the stop deadline),
+ * -ENOMEM (the server could not set it up after the accept hook). Also
+ * runs inside grace_server_free(). The connection's data is the hook's to
+ * free; grace_conn_drop() does nothing here.
+ */
+typedef void (*grace_close_cb)(struct grace_conn *conn, int reason, void *arg);
+
+/** Set the close hook (NULL: none). */
+GRACE_API void grace_server_on_close(struct grace_server *srv, grace_close_cb cb, void *arg);
+
+/** The connection a request came on; NULL once the request is detached
+ * (the client went away or the request was ended by a limit). */
+GRACE_API struct grace_conn *grace_request_conn(const struct grace_request *req);
+
+/** The connection of a reported response (valid during the report). */
+GRACE_API struct grace_conn *grace_response_info_conn(const struct grace_response_info *ri);
+
+/** Attach the application's pointer to the connection (not owned). */
+GRACE_API void grace_conn_set_data(struct grace_conn *conn, void *data);
+/** The pointer set with grace_conn_set_data(), or NULL. */
+GRACE_API void *grace_conn_data(const struct grace_conn *conn);
+
+/** The server the connection belongs to. */
+GRACE_API struct grace_server *grace_conn_server(const struct grace_conn *conn);
+
+/** The client's address. */
+GRACE_API const struct sockaddr *grace_conn_peer(const struct grace_conn *conn, socklen_t *len);
+
+/**
+ * The local address the client connected to (which listener, with several;
+ * the real address behind a wildcard bind), asked of the kernel. The answer
+ * lives in the server and is valid until the next grace_conn_local() or
+ * grace_request_local() call on it: copy it to keep it. AF_UNSPEC (len 0)
+ * if it cannot be known.
+ */
+GRACE_API const struct sockaddr *grace_conn_local(struct grace_conn *conn, socklen_t *len);
+
+/** Nonzero if the connection speaks TLS. */
+GRACE_API int grace_conn_is_tls(const struct grace_conn *conn);
+
+/** Like grace_conn_local() (same lifetime), for the request's connection;
+ * AF_UNSPEC once detached. */
+GRACE_API const struct sockaddr *grace_request_local(const struct grace_request *req,
+                                                     socklen_t *len);
+
+#define GRACE_DROP_GRACEFUL 0 /**< finish the response in flight, then close gracefully */
+#define GRACE_DROP_ABORT 1    /**< close now: the request in flight ends with -ECONNABORTED */
+
+/**
+ * End a connection on the application's decision (a ban, a quota, an
+ * admin action). GRACE_DROP_GRACEFUL closes an idle connection at once and
+ * any other after its current response (which carries Connection: close if
+ * not yet started), with the usual graceful close; a response the
+ * application never completes holds it, so use GRACE_DROP_ABORT for that.
+ * GRACE_DROP_ABORT closes the socket at once (no linger; unread input makes
+ * the kernel send a reset): the request in flight gets its finish callback
+ * with -ECONNABORTED, responses not yet written are reported with
+ * -ECONNABORTED, then the close hook runs. Safe from inside any callback of
+ * this server; from the accept hook it refuses the connection; on a closed
+ * connection (inside the close hook) it does nothing.
+ * @return 0, or -EINVAL for an unknown how.
+ */
+GRACE_API int grace_conn_drop(struct grace_conn *conn, int how);
 
 /* ================================================================ request */
 
@@ -406,10 +502,39 @@ GRACE_API int grace_request_is_chunked(const struct grace_request *req);
 GRACE_API struct grace_server *grace_request_server(const struct grace_request *req);
 
 /**
+ * This request's body limit, instead of GRACE_OPT_MAX_BODY_SIZE (which is
+ * only the default: a handler may raise it as well as lower it). Call it
+ * before the body is read, typically first thing in the handler. A
+ * Content-Length over the limit is refused when the body is asked for
+ * (read/collect return -EMSGSIZE and send nothing: the application
+ * answers), or, if the handler returns without having replied or asked
+ * for the body, by the server with 413 (the finish callback gets
+ * -EMSGSIZE). A chunked body is cut at the limit with 413.
+ * @return 0; -EALREADY once the body is being read; -ENOTCONN if detached.
+ */
+GRACE_API int grace_request_set_max_body(struct grace_request *req, uint64_t bytes);
+
+/**
+ * This request's body-timeout (idle while the application waits for body
+ * bytes), instead of GRACE_OPT_BODY_TIMEOUT. ms 0 restores the default.
+ * @return 0; -EINVAL out of range (1 ms .. 1 day); -ENOTCONN if detached.
+ */
+GRACE_API int grace_request_set_body_timeout(struct grace_request *req, int64_t ms);
+
+/**
+ * This response's write-timeout (no write progress while output waits),
+ * instead of GRACE_OPT_WRITE_TIMEOUT, until all of the response has been
+ * written. ms 0 restores the default.
+ * @return 0; -EINVAL out of range (1 ms .. 1 day); -ENOTCONN if detached.
+ */
+GRACE_API int grace_request_set_write_timeout(struct grace_request *req, int64_t ms);
+
+/**
  * Called once when the request is finished: err 0 after the reply was
  * completed, or a negative errno if it ended otherwise: -ECONNRESET (the
  * client went away), -ETIMEDOUT, -EMSGSIZE (body over a limit), -EPROTO
- * (malformed body), -ECANCELED (server freed). The request is still valid
+ * (malformed body), -ECANCELED (server freed), -ECONNABORTED (the
+ * application dropped the connection). The request is still valid
  * during the call.
  */
 typedef void (*grace_finish_cb)(struct grace_request *req, int err, void *arg);
@@ -440,7 +565,8 @@ typedef void (*grace_end_cb)(struct grace_request *req, void *arg);
  * Stream the body: on_data per piece (may not be called at all for an
  * empty body), then on_end. Sends "100 Continue" if the client asked for
  * it. Pieces stop when a reply completes first.
- * @return 0; -EALREADY if the body is already being read.
+ * @return 0; -EALREADY if the body is already being read; -EMSGSIZE (nothing
+ * sent) for a Content-Length over the request's limit.
  */
 GRACE_API int grace_request_read_body(struct grace_request *req, grace_data_cb on_data,
                                       grace_end_cb on_end, void *arg);
@@ -475,10 +601,12 @@ GRACE_API void grace_request_resume(struct grace_request *req);
 typedef void (*grace_body_cb)(struct grace_request *req, struct evbuffer *body, void *arg);
 
 /**
- * Collect the whole body in memory, up to limit bytes (0: the server's
- * GRACE_OPT_MAX_BODY_SIZE). A body over the limit is answered 413 by the
- * server and on_body is not called (the finish callback gets -EMSGSIZE).
- * @return 0; -EALREADY if the body is already being read.
+ * Collect the whole body in memory, up to limit bytes (0: the request's
+ * limit, GRACE_OPT_MAX_BODY_SIZE unless set). A Content-Length over it
+ * returns -EMSGSIZE at once and sends nothing (the application answers); a
+ * chunked body crossing it is answered 413 by the server and on_body is
+ * not called (the finish callback gets -EMSGSIZE).
+ * @return 0; -EALREADY if the body is already being read; -EMSGSIZE.
  */
 GRACE_API int grace_request_collect_body(struct grace_request *req, size_t limit,
                                          grace_body_cb on_body, void *arg);

@@ -31,6 +31,8 @@ struct event_base;
  * when stale: the PID in the name is gone, or untouched for
  * --stale-upload-age. */
 #define GRACED_TMP_PREFIX ".graced-tmp."
+/* The body limit of every request but uploads (which have --max-body-size). */
+#define GRACED_OTHER_BODY (64 * 1024)
 
 struct graced_opts {
     const char *listen[GRACED_MAX_LISTEN];

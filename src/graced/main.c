@@ -110,8 +110,15 @@ static void handle(struct grace_request *req, void *arg)
         graced_metrics_serve(req, g);
     else if (get) /* --private: after a login */
         graced_authorize(req, g, 0, graced_serve_file);
-    else if ((!strcmp(m, "PUT") || !strcmp(m, "POST")) && g->o.upload_dir)
+    else if ((!strcmp(m, "PUT") || !strcmp(m, "POST")) && g->o.upload_dir) {
+        /* uploads raise the small server-wide body limit for themselves,
+         * before the (possibly asynchronous) login check: a handler that
+         * returns unanswered gets the library's 413 over its limit */
+        grace_request_set_max_body(req, (uint64_t)g->o.max_body);
+        if (grace_request_content_length(req) > g->o.max_body)
+            return; /* that 413, before any login check, as before */
         graced_authorize(req, g, 1, graced_upload); /* token or user */
+    }
     else if (!strcmp(m, "PUT") || !strcmp(m, "POST"))
         graced_upload(req, g); /* 405: uploads are off */
     else {

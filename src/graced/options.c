@@ -464,7 +464,10 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
     if (o->nlisten == 0 && o->ntls_listen == 0 && o->nproxy_listen == 0 &&
         o->nproxy_tls_listen == 0)
         o->listen[o->nlisten++] = "127.0.0.1:8080";
-    grace_config_set(o->cfg, GRACE_OPT_MAX_BODY_SIZE, o->max_body);
+    /* uploads raise the limit for themselves (graced_upload); everything
+     * else needs no body, so a client cannot make us read one */
+    grace_config_set(o->cfg, GRACE_OPT_MAX_BODY_SIZE,
+                     o->max_body < GRACED_OTHER_BODY ? o->max_body : GRACED_OTHER_BODY);
     if (o->workers > 1)
         grace_config_set(o->cfg, GRACE_OPT_REUSEPORT, 1);
     return 0;

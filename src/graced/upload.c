@@ -309,6 +309,10 @@ void graced_upload(struct grace_request *req, struct graced *g)
         graced_reply(req, 405, "uploads are not enabled\n");
         return;
     }
+    /* the server-wide limit is small (GRACED_OTHER_BODY): uploads raise it */
+    grace_request_set_max_body(req, (uint64_t)g->o.max_body);
+    if (grace_request_content_length(req) > g->o.max_body)
+        return; /* the library answers 413 when the handler returns */
     if ((st = check_name(grace_request_path(req), name, sizeof(name)))) {
         graced_reply(req, st, st == 403 ? "forbidden name\n" : "bad upload name\n");
         return;

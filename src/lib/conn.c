@@ -115,6 +115,7 @@ static int slot_attach(struct grace_conn *c)
     s->file_fd = -1;
     s->file_left = 0;
     s->written = 0;
+    s->write_timeout = OPT(srv, WRITE_TIMEOUT);
     s->reports = NULL;
     s->reports_tail = &s->reports;
     grace_parser_init(&s->parser, &srv->plim, srv->fields);
@@ -232,14 +233,20 @@ static int64_t deadline(const struct grace_conn *c, enum grace_counter *why)
         }                             \
     } while (0)
 
-    if (grace__buffered_out(c))
-        EARLIER(c->slot->write_since + OPT(srv, WRITE_TIMEOUT), TIMEOUT_WRITE);
+    if (grace__buffered_out(c)) {
+        /* the request's own, else the last response's (its tail may wait) */
+        int64_t wt = !c->req ? c->slot->write_timeout
+                     : c->req->write_timeout ? c->req->write_timeout : OPT(srv, WRITE_TIMEOUT);
+        EARLIER(c->slot->write_since + wt, TIMEOUT_WRITE);
+    }
     if (!grace__tls_ready(c))
         EARLIER(c->accepted_ms + OPT(srv, TLS_HANDSHAKE_TIMEOUT), TLS_TIMEOUT);
     if (c->state == CS_HEAD && !c->read_paused)
         EARLIER(c->st.head.deadline, TIMEOUT_HEADER);
     else if (waiting_for_body(c))
-        EARLIER(c->st.body_since + OPT(srv, BODY_TIMEOUT), TIMEOUT_BODY);
+        EARLIER(c->st.body_since + (c->req->body_timeout ? c->req->body_timeout
+                                                         : OPT(srv, BODY_TIMEOUT)),
+                TIMEOUT_BODY);
     else if (c->state == CS_DRAIN)
         EARLIER(c->st.drain.deadline, TIMEOUT_DRAIN);
     /* the application's total for its request, beside the progress timers */
@@ -277,6 +284,17 @@ static void timer_update(struct grace_conn *c)
 
 /* ---------------------------------------------------------------- lifetime */
 
+/* Out of memory after the accept hook kept the connection: its close hook
+ * still runs once, so data the hook attached is freed. */
+static void accept_failed(struct grace_conn *c)
+{
+    if (c->srv->on_close) {
+        c->close_err = -ENOMEM;
+        c->state = CS_DEAD; /* grace_conn_drop() does nothing */
+        grace__hook_close(c);
+    }
+}
+
 void grace__conn_accept_tls(struct grace_server *srv, evutil_socket_t fd,
                             const struct sockaddr *sa, int salen, struct grace_tls *tls)
 {
@@ -290,23 +308,31 @@ void grace__conn_accept_tls(struct grace_server *srv, evutil_socket_t fd,
     c->srv = srv;
     c->fd = fd;
     c->accepted_ms = grace__now_ms();
-    if (tls && !(c->tls = grace__tls_conn_new(tls, fd))) {
-        free(c);
-        evutil_closesocket(fd);
-        return;
-    }
-    c->tp = tls ? &grace__tls : &grace__plain;
-    /* responses go out in one write; Nagle would only delay pipelined ones */
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (salen > 0 && (size_t)salen <= sizeof(c->peer)) {
         memcpy(&c->peer, sa, (size_t)salen);
         c->peer_len = (socklen_t)salen;
     }
+    c->tp = tls ? &grace__tls : &grace__plain; /* the hook may ask */
+    if (srv->on_accept && grace__hook_accept(c) != 0) { /* before any byte is read */
+        CNT(srv, CONN_REFUSED);
+        evutil_closesocket(fd);
+        free(c);
+        return;
+    }
+    if (tls && !(c->tls = grace__tls_conn_new(tls, fd))) {
+        accept_failed(c);
+        free(c);
+        evutil_closesocket(fd);
+        return;
+    }
+    /* responses go out in one write; Nagle would only delay pipelined ones */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     /* no slot until the first bytes: a silent connection costs little */
     c->rd = event_new(srv->base, fd, EV_READ | EV_PERSIST, read_cb, c);
     if (!c->rd || event_add(c->rd, tls ? srv->tv_handshake : srv->tv_header) < 0) {
         if (c->rd)
             event_free(c->rd);
+        accept_failed(c);
         c->tp->close(c);
         free(c);
         return;
@@ -397,6 +423,14 @@ void grace__conn_leave(struct grace_conn *c)
     }
 }
 
+/* Why the connection ends, for the close hook: the first reason given wins
+ * (an abort after a timeout is still the timeout's doing). */
+void grace__conn_reason(struct grace_conn *c, int err)
+{
+    if (!c->close_err)
+        c->close_err = err;
+}
+
 /* Close the socket and forget the connection; memory goes when not busy. */
 void grace__conn_destroy(struct grace_conn *c)
 {
@@ -429,6 +463,11 @@ void grace__conn_destroy(struct grace_conn *c)
     }
     event_free(c->rd);
     c->rd = NULL;
+    if (srv->on_close) { /* last word, with the socket still open (its address) */
+        c->busy++; /* held, but not a bracket: the free comes below */
+        grace__hook_close(c);
+        c->busy--;
+    }
     if (c->fd >= 0) /* -1: taken over by the application (stream.c) */
         c->tp->close(c);
     c->fd = -1;
@@ -509,6 +548,7 @@ static void request_detach(struct grace_conn *c, int err)
 
 void grace__conn_abort(struct grace_conn *c, int err)
 {
+    grace__conn_reason(c, err);
     request_detach(c, err);
     if (c->slot && c->state != CS_DEAD)
         grace__report_all(c, err);
@@ -520,8 +560,10 @@ void grace__conn_free_all(struct grace_server *srv)
     struct grace_conn *c;
     while ((c = TAILQ_FIRST(&srv->conns)))
         grace__conn_abort(c, -ECANCELED);
-    while ((c = TAILQ_FIRST(&srv->lingering)))
+    while ((c = TAILQ_FIRST(&srv->lingering))) {
+        grace__conn_reason(c, -ECANCELED);
         grace__conn_destroy(c);
+    }
 }
 
 /* ---------------------------------------------------------------- input */
@@ -689,6 +731,8 @@ static void write_output(struct grace_conn *c, int in_event)
         s->write_since = grace__now_ms();
         if (s->reports)
             grace__report_written(c);
+        if (c->state == CS_DEAD) /* a report callback dropped it */
+            return;
         grace__conn_drain_check(c);
     }
     if (evbuffer_get_length(s->out)) {
@@ -779,6 +823,8 @@ void grace__conn_response_done(struct grace_conn *c)
 
     if (!body_done)
         CNT(c->srv, EARLY_REPLIES);
+    /* the rest of this response may still wait for the socket */
+    c->slot->write_timeout = req->write_timeout ? req->write_timeout : OPT(c->srv, WRITE_TIMEOUT);
     c->req = NULL;
     grace__request_finish(req, 0);
     grace__request_release(c, req);
@@ -864,6 +910,13 @@ static void request_deadline(struct grace_conn *c)
         body_fail(c, 503, "request deadline passed", -ETIMEDOUT);
     else
         grace__conn_abort(c, -ETIMEDOUT);
+}
+
+/* A Content-Length over the request's limit, found after its handler
+ * returned: 413 before any body byte is read, then the graceful close. */
+void grace__conn_body_too_large(struct grace_conn *c)
+{
+    body_fail(c, 413, "request body too large", -EMSGSIZE);
 }
 
 /* ---------------------------------------------------------------- pump */
@@ -1178,6 +1231,7 @@ static void input_ready(struct grace_conn *c)
     if (rc == -EPROTO) {
         /* a TLS protocol error (garbage, plain HTTP, renegotiation): what
          * the client still sends is discarded, then a FIN, not a reset */
+        grace__conn_reason(c, -EPROTO);
         request_detach(c, -EPROTO);
         if (c->state != CS_DEAD)
             grace__conn_close_graceful(c);
@@ -1203,6 +1257,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
         if (c->state == CS_IDLE) {
             keepalive_timeout(c);
         } else if (c->state == CS_HEAD) { /* new, and never sent a byte */
+            grace__conn_reason(c, -ETIMEDOUT);
             if (grace__tls_ready(c))
                 CNT(c->srv, TIMEOUT_HEADER);
             else
@@ -1286,6 +1341,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     d = deadline(c, &why);
     if (d && d <= grace__now_ms()) {
         c->srv->cnt[why]++;
+        grace__conn_reason(c, -ETIMEDOUT);
         switch (why) {
         case GRACE_CNT_TIMEOUT_WRITE:
             grace__conn_abort(c, -ETIMEDOUT);

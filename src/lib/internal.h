@@ -11,6 +11,8 @@
  *   request.c   request accessors and the body-reading API
  *   response.c  reply functions, header formatting, Date cache
  *   stream.c    upgrades and CONNECT tunnels: the connection as a raw stream
+ *   hooks.c     connection hooks: accept filter, close notification, user
+ *               data, local address, drop
  */
 #ifndef GRACE_INTERNAL_H
 #define GRACE_INTERNAL_H
@@ -90,7 +92,9 @@ struct grace_request {
 
     enum body_mode body_mode;
     uint64_t body_read;       /* body bytes consumed so far */
-    uint64_t body_limit;
+    uint64_t body_limit;      /* max-body-size, or the handler's own */
+    int64_t body_timeout;     /* ms; 0: the server's body-timeout */
+    int64_t write_timeout;    /* ms; 0: the server's write-timeout */
     int paused;
     grace_data_cb on_data;
     grace_end_cb on_end;
@@ -145,6 +149,8 @@ struct grace_slot {
     struct event *timer;        /* the earliest deadline (see conn.c: deadline()) */
     int64_t timer_at;           /* when the timer fires; 0: not armed */
     int64_t write_since;        /* output waiting: its last progress */
+    int64_t write_timeout;      /* ms: the last completed response's, for its
+                                   tail still waiting (conn.c: deadline()) */
     int write_err;              /* a write failed; the write event ends the connection */
     int file_fd;                /* a file body read as it is sent (no sendfile) */
     off_t file_off;
@@ -187,7 +193,10 @@ struct grace_conn {
     int busy;                 /* callbacks on the stack: defer the free */
     struct grace_request *free_reqs; /* finished while busy */
     unsigned in_pump_list : 1, pumping : 1, read_paused : 1, stop_close : 1, peer_eof : 1,
-        flush_pending : 1, delivering : 1, discard_after : 1, linger_extended : 1;
+        flush_pending : 1, delivering : 1, discard_after : 1, linger_extended : 1,
+        accepting : 1, refused : 1;
+    int close_err;            /* why it closes, for the close hook; first set wins */
+    void *data;               /* the application's (grace_conn_set_data) */
     socklen_t peer_len;
     union {
         struct sockaddr sa;
@@ -244,6 +253,16 @@ struct grace_server {
     struct event *accept_timer;  /* out of fds: accept again after accept-retry */
     grace_response_cb on_response;
     void *response_arg;
+    grace_accept_cb on_accept;   /* hooks.c */
+    void *accept_arg;
+    grace_close_cb on_close;
+    void *close_arg;
+    union {                      /* hooks.c: grace_conn_local()'s answer, not
+                                    kept per connection (idle memory) */
+        struct sockaddr sa;
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+    } local;
     grace_stopped_cb on_stopped;
     void *stopped_arg;
 
@@ -291,6 +310,8 @@ int grace__splice_active(const struct grace_conn *c);
 int grace__splice_read(struct grace_conn *c);
 int grace__splice_pump(struct grace_conn *c);
 void grace__splice_release(struct grace_request *req);
+void grace__conn_body_too_large(struct grace_conn *c);
+void grace__conn_reason(struct grace_conn *c, int err);
 int grace__conn_send_file(struct grace_conn *c, int fd, off_t offset, off_t length);
 size_t grace__buffered_out(const struct grace_conn *c);
 void grace__request_release(struct grace_conn *c, struct grace_request *req);
@@ -311,6 +332,10 @@ void grace__report_start(struct grace_conn *c, struct grace_request *req, int st
 void grace__report_done(struct grace_conn *c, struct grace_request *req);
 void grace__report_written(struct grace_conn *c);
 void grace__report_all(struct grace_conn *c, int err);
+
+/* hooks.c */
+int grace__hook_accept(struct grace_conn *c);
+void grace__hook_close(struct grace_conn *c);
 
 /* tls.c */
 void grace__tls_ref(struct grace_tls *tls);

@@ -73,6 +73,8 @@ static void linger_arm(struct grace_conn *c, int64_t now)
 static void linger_end(struct grace_conn *c, enum grace_counter how)
 {
     c->srv->cnt[how]++;
+    if (how == GRACE_CNT_LINGER_ERROR)
+        grace__conn_reason(c, -ECONNRESET);
     grace__conn_destroy(c);
 }
 

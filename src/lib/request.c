@@ -214,9 +214,55 @@ void grace_request_on_finish(struct grace_request *req, grace_finish_cb cb, void
     req->finish_arg = arg;
 }
 
+/* ---------------------------------------------------------------- limits */
+
+int grace_request_set_max_body(struct grace_request *req, uint64_t bytes)
+{
+    if (!req)
+        return -EINVAL;
+    if (!req->conn)
+        return -ENOTCONN;
+    if (req->body_mode != BODY_NONE || req->body_read)
+        return -EALREADY;
+    req->body_limit = bytes;
+    return 0;
+}
+
+/* 0 restores the default; else 1 ms .. 1 day, like the options. */
+static int timeout_ok(int64_t ms)
+{
+    return ms == 0 || (ms >= 1 && ms <= 86400000);
+}
+
+int grace_request_set_body_timeout(struct grace_request *req, int64_t ms)
+{
+    if (!req || !timeout_ok(ms))
+        return -EINVAL;
+    if (!req->conn)
+        return -ENOTCONN;
+    req->body_timeout = ms;
+    grace__conn_enter(req->conn);
+    grace__conn_leave(req->conn); /* an earlier deadline re-arms the timer */
+    return 0;
+}
+
+int grace_request_set_write_timeout(struct grace_request *req, int64_t ms)
+{
+    if (!req || !timeout_ok(ms))
+        return -EINVAL;
+    if (!req->conn)
+        return -ENOTCONN;
+    req->write_timeout = ms;
+    grace__conn_enter(req->conn);
+    grace__conn_leave(req->conn);
+    return 0;
+}
+
 /* ---------------------------------------------------------------- body */
 
-/* Common start of read_body/collect_body/body_to_fd. */
+/* Common start of read_body/collect_body/body_to_fd. A Content-Length over
+ * the limit is refused before anything is sent (no 100 Continue): the
+ * application answers. */
 int grace__body_begin(struct grace_request *req, enum body_mode mode)
 {
     struct grace_conn *c = req->conn;
@@ -224,6 +270,8 @@ int grace__body_begin(struct grace_request *req, enum body_mode mode)
         return -ENOTCONN;
     if (req->body_mode != BODY_NONE || req->resp == RESP_DONE)
         return -EALREADY;
+    if (req->p.framing == GRACE_FRAMING_LENGTH && req->p.content_length > req->body_limit)
+        return -EMSGSIZE;
     req->body_mode = mode;
     /* 100 Continue only now that the body is wanted, and only if the
      * response has not begun */
@@ -246,6 +294,9 @@ int grace_request_read_body(struct grace_request *req, grace_data_cb on_data, gr
         return -EINVAL;
     if (req->body_mode != BODY_NONE)
         return -EALREADY;
+    if (req->conn && req->p.framing == GRACE_FRAMING_LENGTH &&
+        req->p.content_length > req->body_limit)
+        return -EMSGSIZE; /* before the callbacks are kept */
     req->on_data = on_data;
     req->on_end = on_end;
     req->body_arg = arg;
@@ -259,6 +310,8 @@ int grace_request_collect_body(struct grace_request *req, size_t limit, grace_bo
         return -EINVAL;
     if (req->body_mode != BODY_NONE)
         return -EALREADY;
+    if (!req->conn)
+        return -ENOTCONN;
     if (limit && limit < req->body_limit)
         req->body_limit = limit;
     if (req->p.framing == GRACE_FRAMING_LENGTH && req->p.content_length > req->body_limit)

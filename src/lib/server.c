@@ -132,6 +132,8 @@ static const char *const counter_names[GRACE_CNT__COUNT] = {
     [GRACE_CNT_TLS_CLOSE_NOTIFY] = "tls_close_notify",
     [GRACE_CNT_TIMEOUT_REQUEST] = "timeout_request",
     [GRACE_CNT_UPGRADES] = "upgrades",
+    [GRACE_CNT_CONN_REFUSED] = "conn_refused",
+    [GRACE_CNT_CONN_DROPPED] = "conn_dropped",
 };
 
 uint64_t grace_server_counter(const struct grace_server *srv, enum grace_counter c)
@@ -563,10 +565,11 @@ static void reply_405(struct grace_request *req)
     grace_reply(req, 405, "method not allowed\n", 19);
 }
 
-/* Headers are complete: refuse what the server refuses, else run the app. */
+/* Headers are complete: run the route's handler (or the server's 404/405). */
 void grace__server_dispatch(struct grace_request *req)
 {
     struct grace_server *srv = req->srv;
+    struct grace_conn *c = req->conn; /* busy (pump): outlives the handler */
     const struct grace_route *r;
     int path_only;
 
@@ -580,12 +583,6 @@ void grace__server_dispatch(struct grace_request *req)
         grace_reply(req, 400, msg, sizeof(msg) - 1);
         return;
     }
-    if (req->p.framing == GRACE_FRAMING_LENGTH &&
-        req->p.content_length > (uint64_t)OPT(srv, MAX_BODY_SIZE)) {
-        grace__count_status(srv, 413);
-        grace_reply(req, 413, "request body too large\n", 23);
-        return;
-    }
     r = find_route(srv, grace_request_method(req), req->npath, &path_only);
     if (r)
         r->cb(req, r->arg);
@@ -595,6 +592,12 @@ void grace__server_dispatch(struct grace_request *req)
         srv->handler(req, srv->handler_arg);
     else
         grace_reply(req, 404, "not found\n", 10);
+    /* The body limit is the handler's to set (grace_request_set_max_body),
+     * so a Content-Length over it is refused only now, before any body byte
+     * is read: unless the handler replied or began reading (which checks). */
+    if (c->req == req && req->resp == RESP_NONE && req->body_mode == BODY_NONE &&
+        req->p.framing == GRACE_FRAMING_LENGTH && req->p.content_length > req->body_limit)
+        grace__conn_body_too_large(c);
 }
 
 /* ---------------------------------------------------------------- stop */

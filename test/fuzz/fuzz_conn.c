@@ -618,7 +618,7 @@ static void start_body(struct rec *r)
     int collect = r->beh == B_COLLECT || (r->beh == B_STOP_IN_BODY && (r->p & 1));
     int rc = collect ? grace_request_collect_body(r->req, r->a->collect_limit, on_body, r)
                      : grace_request_read_body(r->req, on_data, on_end, r);
-    if (rc == -EMSGSIZE && collect)
+    if (rc == -EMSGSIZE) /* Content-Length over the limit: nothing was sent */
         reply_now(r, 413);
     else if (rc < 0 && rc != -ENOTCONN) /* detached meanwhile: settle() */
         fail("reading the body of request %d: %d", r->seq, rc);

@@ -288,6 +288,45 @@ def run_big_early_401(tmp):
         os.unlink(big)
 
 
+def run_upload_limit(tmp):
+    """Uploads have --max-body-size; the server-wide limit is small. The 413
+    for a Content-Length over it is decided after routing (the upload handler
+    raises the limit for itself), still before a body byte is read, and
+    reaches clients that send their whole body before reading."""
+    up = os.path.join(tmp, "uplimit")
+    os.mkdir(up)
+    big = os.path.join(tmp, "8m.bin")
+    with open(big, "wb") as f:
+        f.write(b"u" * (8 * MiB))
+    g = Graced("--listen", "127.0.0.1:0", "--root", up, "--upload-dir", up, "--max-body-size", "1M")
+    try:
+        st, body, r = req(g.port, "PUT", "/mid.bin", b"m" * (600 * 1024))
+        check("upload of 600 KiB (over the 64 KiB default, under --max-body-size): 201",
+              st == 201 and os.path.getsize(os.path.join(up, "mid.bin")) == 600 * 1024, st)
+        ok = 0
+        for _ in range(3):
+            try:
+                st, data, r = req(g.port, "PUT", "/big.bin", b"p" * (8 * MiB))
+                ok += st == 413 and r.getheader("Connection") == "close"
+            except OSError as e:
+                print("   http.client:", e)
+        check("http.client PUT 8 MiB over --max-body-size 1M: 413 read after sending it all, 3/3",
+              ok == 3, ok)
+        ok = 0
+        for _ in range(3):
+            rc, code, err = curl_put(g.port, "/big.bin", big, "-H", "Expect:")
+            ok += rc == 0 and code == 413
+        check("curl -T 8 MiB -H 'Expect:': 413 3/3", ok == 3, (ok, err))
+        rc, code, err = curl_put(g.port, "/big.bin", big)
+        check("curl -T 8 MiB with Expect: 100-continue: 413, no 100", rc == 0 and code == 413,
+              (rc, code, err))
+        check("no file after refused uploads", sorted(os.listdir(up)) == ["mid.bin"],
+              os.listdir(up))
+    finally:
+        check("upload limit: SIGTERM exits 0", g.stop() == 0, g.p.returncode)
+        os.unlink(big)
+
+
 def upload_head(port, name, size, token=None):
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     hdr = "PUT /%s HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n" % (name, size)
@@ -535,7 +574,7 @@ def run_access_log_errors(tmp):
     access log, each once, with the bytes actually sent."""
     log = os.path.join(tmp, "errors.log")
     g = Graced("--listen", "127.0.0.1:0", "--root", tmp, "--access-log", log,
-               "--header-timeout", "300ms", "--max-body-size", "1K")
+               "--header-timeout", "300ms", "--max-body-size", "1K", "--upload-dir", tmp)
     try:
         raw(g.port, b"GET / HTTP/1.1\nHost: t\n\n")
         raw(g.port, b"GET / HTTP/2.0\r\nHost: t\r\n\r\n")
@@ -583,6 +622,7 @@ def main():
         print("0 passed, 1 failed (no %s)" % GRACED)
         return 1
     return run_sections((run_startup_errors, run_static, run_uploads, run_big_early_401,
+                         run_upload_limit,
                          run_crash_and_stop, run_short_upload, run_disk_full, run_workers, run_library_options,
                          run_socket_activation, run_slow_download, run_access_log_errors),
                         "graced-it.")

@@ -214,9 +214,11 @@ def https(port, ctx, method="GET", path="/", body=None, headers=None, sni="local
     c = Conn(port, ctx, sni)
     try:
         c.request(method, path, body=body, headers=headers or {})
+        # before the response: one with Connection: close takes the socket
+        fp, ver = peer_fp(c.sock), c.sock.version()
         r = c.getresponse()
         data = r.read()
-        return r.status, data, r, peer_fp(c.sock), c.sock.version()
+        return r.status, data, r, fp, ver
     finally:
         c.close()
 

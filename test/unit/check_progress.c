@@ -1457,7 +1457,8 @@ static const struct {
     {"GET / HTTP/1.1\nHost: t\n\n", 400, 0},
     {NULL, 431, 0},
     {"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505, 0},
-    {"POST /ok HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n", 413, 1},
+    /* a handler that neither replies nor reads: the server's 413 */
+    {"POST /wait HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n", 413, 1},
     {"GET / HTTP/1.1\r\nHost: t\r\n", 408, 0}, /* never finished */
 };
 #define NREP (sizeof(rep_cases) / sizeof(rep_cases[0]))
@@ -1480,6 +1481,17 @@ static void c_reports(struct fx *f)
     }
 }
 
+static void release_on_error(struct grace_request *req, int err, void *arg)
+{
+    if (err)
+        grace_reply(req, 500, NULL, 0); /* -ENOTCONN: releases it */
+}
+
+static void h_wait(struct grace_request *req, void *arg)
+{
+    grace_request_on_finish(req, release_on_error, arg);
+}
+
 START_TEST(test_report_every_response)
 {
     struct fx *f = fx_new();
@@ -1489,6 +1501,7 @@ START_TEST(test_report_every_response)
     grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, 1000);
     fx_start(f, NULL); /* no catch-all: the server's own 404 */
     ck_assert_int_eq(grace_server_route(f->srv, NULL, "/ok", GRACE_ROUTE_EXACT, h_hello, f), 0);
+    ck_assert_int_eq(grace_server_route(f->srv, NULL, "/wait", GRACE_ROUTE_EXACT, h_wait, f), 0);
     grace_server_on_response(f->srv, on_report, f);
     fx_run(f, c_reports, 8000);
     fx_spin(f, 100);

@@ -532,13 +532,31 @@ static void c_413_length(struct fx *f)
     close(fd);
 }
 
+/* The limit is decided after routing (a handler may change it): a handler
+ * that neither replies nor reads gets the server's 413 when it returns. */
+static void finish_413(struct grace_request *req, int err, void *arg)
+{
+    struct fx *f = arg;
+    f->finish_err = err;
+    f->reply_rc = grace_reply(req, 500, NULL, 0); /* -ENOTCONN: releases it */
+}
+
+static void h_noread(struct grace_request *req, void *arg)
+{
+    struct fx *f = arg;
+    f->handler_calls++;
+    grace_request_on_finish(req, finish_413, f);
+}
+
 START_TEST(test_413_length)
 {
     struct fx *f = fx_new();
     grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, 1000000);
-    fx_start(f, h_collect);
+    fx_start(f, h_noread);
     fx_run(f, c_413_length, 5000);
-    ck_assert_int_eq(f->handler_calls, 0);
+    ck_assert_int_eq(f->handler_calls, 1);
+    ck_assert_int_eq(f->finish_err, -EMSGSIZE);
+    ck_assert_int_eq(f->reply_rc, -ENOTCONN);
     ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_ERR_413), 1);
     fx_free(f);
 }

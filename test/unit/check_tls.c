@@ -313,6 +313,88 @@ START_TEST(test_tls_keepalive_and_resume)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- hooks */
+
+/*
+ * The connection hooks over TLS: the accept hook runs before the handshake,
+ * and the close hook exactly once per connection, whatever ends it: the
+ * client, a protocol error, the handshake timeout, a graceful stop.
+ */
+#define HC 8
+static int hk_accepted, hk_closes[HC], hk_reason[HC];
+
+static int hk_accept(struct grace_conn *conn, void *arg)
+{
+    static int ids[HC];
+    ck_assert(grace_conn_is_tls(conn));
+    ck_assert_int_lt(hk_accepted, HC);
+    ids[hk_accepted] = hk_accepted;
+    grace_conn_set_data(conn, &ids[hk_accepted++]);
+    return 0;
+}
+
+static void hk_close(struct grace_conn *conn, int reason, void *arg)
+{
+    int id = *(int *)grace_conn_data(conn);
+    hk_closes[id]++;
+    hk_reason[id] = reason;
+}
+
+static struct tc held;
+
+static void c_hooks(struct fx *f)
+{
+    struct tc t;
+    char body[64];
+    size_t n;
+    /* 0: two requests, then the client closes */
+    ck_assert_int_eq(tc_open(&t, f->port, NULL), 0);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(tc_send(&t, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", 27), 0);
+        ck_assert_int_eq(tc_response(&t, body, sizeof(body), &n), 200);
+    }
+    tc_close(&t);
+    /* 1: plain HTTP on the TLS port */
+    int fd = cli_connect(f->port);
+    cli_send(fd, "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    ck_assert_int_ne(cli_wait_eof(fd, 3000), 0);
+    close(fd);
+    /* 2: silent until the handshake timeout */
+    fd = cli_connect(f->port);
+    ck_assert_int_ne(cli_wait_eof(fd, 3000), 0);
+    close(fd);
+    /* 3: kept open, idle, for the stop */
+    ck_assert_int_eq(tc_open(&held, f->port, NULL), 0);
+    ck_assert_int_eq(tc_send(&held, "GET / HTTP/1.1\r\nHost: t\r\n\r\n", 27), 0);
+    ck_assert_int_eq(tc_response(&held, body, sizeof(body), &n), 200);
+    usleep(100000);
+}
+
+START_TEST(test_tls_close_hook)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_TLS_HANDSHAKE_TIMEOUT, 300);
+    fx_start_tls(f, h_hello_tls);
+    grace_server_on_accept(f->srv, hk_accept, f);
+    grace_server_on_close(f->srv, hk_close, f);
+    fx_run(f, c_hooks, 10000);
+    ck_assert_int_eq(hk_accepted, 4);
+    ck_assert_int_eq(hk_closes[3], 0); /* still open */
+    ck_assert_int_eq(grace_server_stop(f->srv, 2000, NULL, NULL), 0);
+    fx_spin(f, 200);
+    for (int i = 0; i < hk_accepted; i++)
+        ck_assert_msg(hk_closes[i] == 1, "connection %d: close hook ran %d times", i,
+                      hk_closes[i]);
+    ck_assert_int_eq(hk_reason[0], 0);
+    ck_assert_int_eq(hk_reason[1], -EPROTO);
+    ck_assert_int_eq(hk_reason[2], -ETIMEDOUT);
+    ck_assert_int_eq(hk_reason[3], 0); /* the stop closed it, idle */
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_CONN_ACCEPTED), 4);
+    tc_close(&held);
+    fx_free(f);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- early reply */
 
 /* GRACE_TEST_QUICK (valgrind): the small bodies only; OpenSSL under
@@ -838,6 +920,7 @@ static Suite *tls_suite(void)
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, test_tls_keepalive_and_resume);
     tcase_add_test(tc, test_tls_resume_chain);
+    tcase_add_test(tc, test_tls_close_hook);
     tcase_add_test(tc, test_tls_early_401_delivered);
     tcase_add_test(tc, test_tls_early_401_naive_close_fails);
     tcase_add_test(tc, test_tls_file_bodies);
