@@ -125,10 +125,14 @@ static void handle(struct grace_request *req, void *arg)
         serve_metrics(req, g);
     else if (get)
         graced_serve_file(req, g);
+    else if (!strcmp(m, "POST") && graced_is_multipart(req))
+        graced_form_upload(req, g);
     else if (!strcmp(m, "PUT") || !strcmp(m, "POST"))
         graced_upload(req, g);
+    else if (!strcmp(m, "DELETE"))
+        graced_delete(req, g);
     else {
-        grace_response_add_header(req, "Allow", g->o.upload_dir ? "GET, HEAD, PUT, POST"
+        grace_response_add_header(req, "Allow", g->o.upload_dir ? "GET, HEAD, PUT, POST, DELETE"
                                                                 : "GET, HEAD");
         graced_reply(req, 405, "method not allowed\n");
     }
