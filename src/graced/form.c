@@ -276,15 +276,7 @@ static void answer(struct form *f)
             evbuffer_add(out, "}", 1);
         } else {
             evbuffer_add_printf(out, "<li><a href=\"./%s\">", href);
-            /* names are already safe for a path, not for HTML */
-            for (const char *c = name; *c; c++) {
-                if (*c == '<') evbuffer_add(out, "&lt;", 4);
-                else if (*c == '>') evbuffer_add(out, "&gt;", 4);
-                else if (*c == '&') evbuffer_add(out, "&amp;", 5);
-                else if (*c == '"') evbuffer_add(out, "&quot;", 6);
-                else if (*c == '\'') evbuffer_add(out, "&#39;", 5);
-                else evbuffer_add(out, c, 1);
-            }
+            graced_html_esc(out, name);
             evbuffer_add_printf(out, "</a> (%lld bytes)</li>\n", (long long)size);
         }
     }

@@ -113,7 +113,9 @@ void graced_files_cache_free(struct graced *g);
 /* path.c: decoding flags */
 #define GRACED_PATH_WRITE 1     /* refusals worded for writes; UTF-8 and length checked */
 #define GRACED_PATH_HIDDEN_OK 2 /* --show-hidden */
-/* URL path -> relative name ("a/b c.txt", "" for the top); 0 or a status */
+/* URL path -> relative name ("a/b c.txt", "" for the top); 0 or a status:
+ * reads 400 (escape, NUL, control bytes), 403 ("..", encoded slash),
+ * 404 (dot-names, temporary files), 414; writes 400 for any refused name */
 int graced_path_decode(const char *in, char *out, size_t outlen, int flags, int *trailing_slash);
 /* one decoded name: 0 or a status (400 control bytes, 403 "..", dot-names, 404 temp names) */
 int graced_name_check(const char *seg, size_t n, int flags);
@@ -141,6 +143,8 @@ void graced_list_dir(struct grace_request *req, struct graced *g, const char *re
 int graced_wants_json(struct grace_request *req);
 /* s as a JSON string (quoted; bytes that are not UTF-8 become U+FFFD) */
 void graced_json_str(struct evbuffer *out, const char *s);
+/* s escaped for HTML text and attributes (not UTF-8: U+FFFD) */
+void graced_html_esc(struct evbuffer *out, const char *s);
 
 /* form.c: POST multipart/form-data to a folder */
 int graced_is_multipart(struct grace_request *req);

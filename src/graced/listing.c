@@ -65,16 +65,30 @@ int graced_wants_json(struct grace_request *req)
     return a && strcasestr(a, "application/json") != NULL;
 }
 
-static void html_esc(struct evbuffer *out, const char *s)
+/* HTML text or attribute; bytes that are not UTF-8 become U+FFFD, as the
+ * page says it is UTF-8 */
+void graced_html_esc(struct evbuffer *out, const char *s)
 {
-    for (; *s; s++) {
-        switch (*s) {
+    while (*s) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 0x80) {
+            size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+            if (strnlen(s, n) == n && graced_utf8_valid(s, n)) {
+                evbuffer_add(out, s, n);
+                s += n;
+            } else {
+                evbuffer_add(out, "\xef\xbf\xbd", 3);
+                s++;
+            }
+            continue;
+        }
+        switch (*s++) {
         case '&': evbuffer_add(out, "&amp;", 5); break;
         case '<': evbuffer_add(out, "&lt;", 4); break;
         case '>': evbuffer_add(out, "&gt;", 4); break;
         case '"': evbuffer_add(out, "&quot;", 6); break;
         case '\'': evbuffer_add(out, "&#39;", 5); break;
-        default: evbuffer_add(out, s, 1);
+        default: evbuffer_add(out, s - 1, 1);
         }
     }
 }
@@ -160,13 +174,13 @@ static void html_head(struct evbuffer *out, const char *rel)
     evbuffer_add_printf(out, "<!doctype html>\n<html><head><meta charset=\"utf-8\">"
                              "<meta name=\"viewport\" content=\"width=device-width\">"
                              "<title>Index of /");
-    html_esc(out, rel);
+    graced_html_esc(out, rel);
     evbuffer_add_printf(out, "%s</title>\n<style>body{font-family:sans-serif;margin:1em 2em}"
                              "table{border-collapse:collapse}td,th{padding:.15em 1em;text-align:"
                              "left}td.n{text-align:right}th a{color:inherit}.ok{color:#070}"
                              ".err{color:#b00}</style></head>\n<body><h1>Index of /",
                         rel[0] ? "/" : "");
-    html_esc(out, rel);
+    graced_html_esc(out, rel);
     evbuffer_add_printf(out, "%s</h1>\n", rel[0] ? "/" : "");
 }
 
@@ -214,7 +228,7 @@ static void html_body(struct evbuffer *out, const struct graced *g, const char *
         strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", &tm);
         /* "./" first: a name like "a:b" must not read as a URL scheme */
         evbuffer_add_printf(out, "<tr><td><a href=\"./%s%s\">", href, e[i].dir ? "/" : "");
-        html_esc(out, e[i].name);
+        graced_html_esc(out, e[i].name);
         if (e[i].dir) {
             evbuffer_add_printf(out, "/</a></td><td class=\"n\">-</td>");
         } else {

@@ -77,7 +77,17 @@ int graced_name_check(const char *seg, size_t n, int flags)
     return 0;
 }
 
+static int path_decode(const char *in, char *out, size_t outlen, int flags, int *trailing_slash);
+
 int graced_path_decode(const char *in, char *out, size_t outlen, int flags, int *trailing_slash)
+{
+    int st = path_decode(in, out, outlen, flags, trailing_slash);
+    /* a name we do not take for writing is 400 whatever the rule, as for
+     * PUT before folders existed: the answer does not hint which rule */
+    return (flags & GRACED_PATH_WRITE) && (st == 403 || st == 404) ? 400 : st;
+}
+
+static int path_decode(const char *in, char *out, size_t outlen, int flags, int *trailing_slash)
 {
     char seg[1024];
     size_t o = 0, s = 0, n = strlen(in);
@@ -127,7 +137,7 @@ size_t graced_path_encode(const char *in, char *out, size_t outlen)
     for (const unsigned char *p = (const unsigned char *)in; *p && o + 4 < outlen; p++) {
         unsigned char c = *p;
         if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-            strchr("/-._~!$&'()*+,;=:@", c)) {
+            strchr("/-._~!$()*+,;=:@", c)) { /* not & or ': safe in HTML attributes too */
             out[o++] = (char)c;
         } else {
             out[o++] = '%';
@@ -167,6 +177,11 @@ int graced_path_open_dir(int top, const char *rel, size_t len, int create)
         next = openat(fd, seg, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (next < 0) {
             int e = errno;
+            struct stat sb;
+            /* with O_DIRECTORY a symlink is ENOTDIR: tell it from a file */
+            if (e == ENOTDIR && fstatat(fd, seg, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+                S_ISLNK(sb.st_mode))
+                e = ELOOP;
             close(fd);
             return -e;
         }
