@@ -15,7 +15,10 @@ mode=${1:-build}
 
 # systemd: only its systemd-analyze, for the unit's security test
 PKGS="build-essential autoconf automake libtool pkg-config libevent-dev check \
-libssl-dev openssl curl python3 clang valgrind systemd"
+libssl-dev openssl curl python3 clang valgrind systemd chromium"
+# node and npm for the browser test (test/browser): Debian's, unless a node
+# with its own npm is already there
+command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 
 missing=
 for p in $PKGS; do
@@ -27,6 +30,13 @@ if [ -n "$missing" ]; then
     apt-get update -qq
     # shellcheck disable=SC2086
     apt-get install -y -qq --no-install-recommends $missing
+fi
+
+# puppeteer-core, pinned by test/browser/package-lock.json, into test/browser/node_modules
+if [ ! -f test/browser/node_modules/.package-lock.json ] ||
+    [ test/browser/package-lock.json -nt test/browser/node_modules/.package-lock.json ]; then
+    echo "setup: npm ci in test/browser"
+    (cd test/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Makefile.in ]; then
@@ -82,12 +92,14 @@ run)
     # serve a fresh temporary folder that also receives uploads
     dir=${GRACED_DIR:-$(mktemp -d /tmp/graced.XXXXXX)}
     port=${GRACED_PORT:-8080}
-    [ -f "$dir/index.html" ] ||
-        printf '<!doctype html><title>graced</title><h1>graced is running</h1>\n' >"$dir/index.html"
+    # no index.html: the folder's listing, with its upload form, is the front page
+    [ -n "$(ls -A "$dir")" ] ||
+        printf 'graced is running. Upload files with the form on the listing page.\n' >"$dir/welcome.txt"
     echo "graced: serving $dir at http://127.0.0.1:$port/ (uploads go to the same folder)"
+    echo "open:   http://127.0.0.1:$port/ in a browser: the listing, with an upload form"
     echo "try:    curl -T README.md http://127.0.0.1:$port/README.md && curl http://127.0.0.1:$port/README.md"
     exec build/src/graced/graced --listen "127.0.0.1:$port" --root "$dir" --upload-dir "$dir" \
-        --access-log - "$@"
+        --list-dirs --access-log - "$@"
     ;;
 build) ;;
 *)
