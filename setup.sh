@@ -71,7 +71,7 @@ test)
     # GRACE_TEST_NO_RLIMIT: valgrind enforces RLIMIT_NOFILE itself by closing the fd the
     # kernel already accepted, so the EMFILE tests cannot run under it
     for t in build/test/unit/check_parser build/test/unit/check_server build/test/unit/check_linger \
-        build/test/unit/check_progress build/test/unit/check_stream; do
+        build/test/unit/check_progress build/test/unit/check_stream build/test/unit/check_multipart; do
         GRACE_TEST_NO_HEAP=1 GRACE_TEST_NO_RLIMIT=1 CK_FORK=no \
             valgrind -q --leak-check=full --error-exitcode=1 "$t"
     done
@@ -82,7 +82,7 @@ test)
             valgrind -q --leak-check=full --error-exitcode=1 build/test/unit/check_tls
     fi
     echo "== fuzz targets, ${FUZZ_TIME:-30} s each"
-    for target in parser conn tls; do
+    for target in parser conn tls multipart; do
         FUZZ_OUT="$top/build/fuzz" sh test/fuzz/run.sh "$target" "${FUZZ_TIME:-30}" >"build/fuzz-$target.log" 2>&1 ||
             { tail -40 "build/fuzz-$target.log"; echo "fuzz $target: FAILED"; exit 1; }
         grep -E '^Done' "build/fuzz-$target.log"

@@ -143,22 +143,37 @@ static int tmp_stale(int dirfd, const char *name, time_t now, int64_t max_age_ms
            ((int64_t)now - st.st_mtime) * 1000 > max_age_ms;
 }
 
-int graced_clean_stale(struct graced *g)
+/* Stale temporary files below dirfd, in subfolders too (uploads create
+ * them): symlinks are not followed, depth is bounded. How many went. */
+static int clean_dir(int dirfd, int depth, time_t now, int64_t max_age_ms)
 {
-    int fd = dup(g->upload_fd), n = 0;
+    int fd = dup(dirfd), n = 0;
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     struct dirent *e;
-    time_t now = time(NULL);
     if (!d) {
         if (fd >= 0)
             close(fd);
-        return -1;
+        return 0;
     }
-    while ((e = readdir(d)))
-        if (!strncmp(e->d_name, GRACED_TMP_PREFIX, sizeof(GRACED_TMP_PREFIX) - 1) &&
-            tmp_stale(g->upload_fd, e->d_name, now, g->o.stale_upload_age_ms) && unlinkat(g->upload_fd, e->d_name, 0) == 0)
-            n++;
+    while ((e = readdir(d))) {
+        if (!strncmp(e->d_name, GRACED_TMP_PREFIX, sizeof(GRACED_TMP_PREFIX) - 1)) {
+            n += tmp_stale(dirfd, e->d_name, now, max_age_ms) && unlinkat(dirfd, e->d_name, 0) == 0;
+        } else if (depth < 64 && (e->d_type == DT_DIR || e->d_type == DT_UNKNOWN) &&
+                   strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            int sub = openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub >= 0) {
+                n += clean_dir(sub, depth + 1, now, max_age_ms);
+                close(sub);
+            }
+        }
+    }
     closedir(d);
+    return n;
+}
+
+int graced_clean_stale(struct graced *g)
+{
+    int n = clean_dir(g->upload_fd, 0, time(NULL), g->o.stale_upload_age_ms);
     if (n)
         graced_log(LOG_INFO, "removed %d stale temporary upload file(s)", n);
     return n;

@@ -377,6 +377,14 @@ def run_folders_and_names(tmp):
     finally:
         check("folders: SIGTERM exits 0", g.stop() == 0, g.p.returncode)
 
+    # a crash leaves temporary files in subfolders too: removed at start
+    os.makedirs(os.path.join(up, "x", "y"), exist_ok=True)
+    stale = os.path.join(up, "x", "y", ".graced-tmp.999999999.1.z")  # a PID no process has
+    with open(stale, "w") as f:
+        f.write("partial")
+    with open(os.path.join(outside, ".graced-tmp.keep"), "w") as f:
+        f.write("not ours")
+
     tok = os.path.join(tmp, "deltoken")
     with open(tok, "w") as f:
         f.write("d\n")
@@ -384,6 +392,8 @@ def run_folders_and_names(tmp):
                "--show-hidden", "--auth-token-file", tok)
     auth = {"Authorization": "Bearer d"}
     try:
+        check("start-up removes temporary files in subfolders, not through symlinks",
+              not os.path.exists(stale) and os.path.exists(os.path.join(outside, ".graced-tmp.keep")))
         st, body, r = req(g.port, "DELETE", "/v.txt")
         check("DELETE without token -> 401", st == 401 and os.path.exists(os.path.join(up, "v.txt")), st)
         st, body, r = req(g.port, "PUT", "/v.txt", b"over", auth)
