@@ -14,7 +14,7 @@ import puppeteer from 'puppeteer-core';
 
 const GRACED = process.argv[2];
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const LIMIT_MS = 90000;
+const LIMIT_MS = Number(process.env.GRACED_BROWSER_LIMIT_MS || 90000);
 let passed = 0, failed = 0;
 const procs = [];
 
@@ -68,9 +68,11 @@ async function upload(page, file, token) {
         await page.$eval('#upload input[name=token]', (el, t) => { el.value = t; }, token);
     await page.$eval('#answer', (el) => { delete el.dataset.status; el.textContent = ''; });
     await page.click('#upload button[type=submit]');
-    await page.waitForSelector('#answer[data-status]', { timeout: 30000 });
-    return page.$eval('#answer', (el) => ({ status: el.dataset.status, text: el.textContent,
-                                            cls: el.className }));
+    await page.waitForSelector('#answer[data-status]', { timeout: LIMIT_MS - 10000 });
+    const a = await page.$eval('#answer', (el) => ({ status: el.dataset.status,
+                                                     text: el.textContent, cls: el.className }));
+    console.log('     the page says: ' + a.text.trim().slice(0, 120));
+    return a;
 }
 
 async function main() {
@@ -81,8 +83,11 @@ async function main() {
     const small = path.join(dir, 'photo é 1.bin');
     const content = randomBytes(300 * 1024);
     fs.writeFileSync(small, content);
+    // over the limit: 4 MiB by default; GRACED_BROWSER_BIG_MB=2048 for the
+    // 2 GiB drop (a sparse file: no disk used)
     const big = path.join(dir, 'big.bin');
-    fs.writeFileSync(big, Buffer.alloc(4 * 1024 * 1024, 0x61));
+    fs.writeFileSync(big, Buffer.alloc(1024, 0x61));
+    fs.truncateSync(big, Number(process.env.GRACED_BROWSER_BIG_MB || 4) * 1024 * 1024);
 
     const g = await startGraced(['--root', up, '--upload-dir', up, '--list-dirs',
                                  '--max-body-size', '1M',
