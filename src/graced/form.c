@@ -43,6 +43,10 @@ struct form {
     struct evbuffer *done; /* stored names, each NUL-terminated, then its size */
     int nstored;
     int replied;
+    /* a callback's refusal, answered once the parser has returned: the
+     * answer can finish the request and free this, parser included */
+    int pend_status;
+    char pend_msg[1200];
 };
 
 int graced_is_multipart(struct grace_request *req)
@@ -126,6 +130,13 @@ static int sanitise(const struct graced *g, const char *in, char *out, size_t ou
     return graced_name_check(out, n, graced_path_flags(g, 1));
 }
 
+/* From inside the parser's callbacks: remember the answer, stop parsing. */
+static void refuse(struct form *f, int status, const char *msg)
+{
+    f->pend_status = status;
+    snprintf(f->pend_msg, sizeof(f->pend_msg), "%s", msg);
+}
+
 static int on_part_begin(const char *field, const char *filename, void *arg)
 {
     struct form *f = arg;
@@ -140,7 +151,7 @@ static int on_part_begin(const char *field, const char *filename, void *arg)
         {
         char msg[1200];
         snprintf(msg, sizeof(msg), "refused file name: %s", filename);
-        fail(f, rc, msg);
+        refuse(f, rc, msg);
     }
         return -EINVAL;
     }
@@ -149,7 +160,7 @@ static int on_part_begin(const char *field, const char *filename, void *arg)
             {
         char msg[1200];
         snprintf(msg, sizeof(msg), "a folder is named %s", f->name);
-        fail(f, 409, msg);
+        refuse(f, 409, msg);
     }
             return -EISDIR;
         }
@@ -157,7 +168,7 @@ static int on_part_begin(const char *field, const char *filename, void *arg)
             {
         char msg[1200];
         snprintf(msg, sizeof(msg), "%s exists and is not replaced (--no-overwrite)", f->name);
-        fail(f, 412, msg);
+        refuse(f, 412, msg);
     }
             return -EEXIST;
         }
@@ -173,7 +184,7 @@ static int on_part_begin(const char *field, const char *filename, void *arg)
         {
         char msg[1200];
         snprintf(msg, sizeof(msg), "could not store %s", f->name);
-        fail(f, graced_errno_status(e), msg);
+        refuse(f, graced_errno_status(e), msg);
     }
         return -e;
     }
@@ -195,7 +206,7 @@ static int on_part_data(const char *data, size_t len, void *arg)
             {
         char msg[1200];
         snprintf(msg, sizeof(msg), "could not store %s", f->name);
-        fail(f, graced_errno_status(e), msg);
+        refuse(f, graced_errno_status(e), msg);
     }
             return -e;
         }
@@ -219,7 +230,7 @@ static int on_part_end(void *arg)
             snprintf(msg, sizeof(msg), "%s exists and is not replaced (--no-overwrite)", f->name);
         else
             snprintf(msg, sizeof(msg), "could not store %s", f->name);
-        fail(f, e == EEXIST ? 412 : graced_errno_status(e), msg);
+        refuse(f, e == EEXIST ? 412 : graced_errno_status(e), msg);
         return -e;
     }
     close(f->fd);
@@ -300,12 +311,14 @@ static void on_data(struct grace_request *req, const char *data, size_t len, voi
     if (f->replied)
         return;
     rc = graced_mp_feed(f->mp, data, len);
-    if (rc == -EPROTO)
+    if (rc < 0 && f->pend_status)
+        fail(f, f->pend_status, f->pend_msg); /* may free f: nothing after it */
+    else if (rc == -EPROTO)
         fail(f, 400, "malformed multipart body");
     else if (rc == -EMSGSIZE)
         fail(f, 400, "a part's headers are over --max-header-bytes");
     else if (rc < 0)
-        fail(f, 500, "upload failed"); /* callbacks answer for themselves */
+        fail(f, 500, "upload failed");
 }
 
 static void on_end(struct grace_request *req, void *arg)
