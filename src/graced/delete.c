@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * delete.c - DELETE of a file, or of an empty folder, in the upload tree.
  *

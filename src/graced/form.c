@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * form.c - POST of multipart/form-data to a folder's URL: the upload form
  * of a listing, or curl -F. Each file part is stored under its (sanitised)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * multipart.c - the streaming multipart/form-data parser (multipart.h).
  *

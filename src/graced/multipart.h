@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * multipart.h - a streaming multipart/form-data parser (RFC 7578, RFC 2046).
  *

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-3-Clause
 # The real-browser test (upload.mjs) under make check: Debian's chromium and
 # puppeteer-core from test/browser/node_modules, both installed by ./setup.sh.
 # Without them the test is skipped (77), except in CI, where that is a failure.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: BSD-3-Clause
 // graced in a real browser: Debian's chromium, headless, driven by
 // puppeteer-core. Opens a listing, uploads a file through the page's form
 // and checks it on disk byte for byte, then uploads a file over

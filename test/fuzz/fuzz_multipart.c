@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * fuzz_multipart.c - libFuzzer target for graced's streaming multipart
  * parser (src/graced/multipart.c). The first byte picks a boundary length

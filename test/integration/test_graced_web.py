@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
 """graced as a web file server, with real clients (Python http.client, curl):
 directory listings (HTML, JSON, bounded), hidden names, uploads from a form
 (multipart/form-data), folders, names with spaces and UTF-8, conditional
@@ -382,7 +383,7 @@ def run_folders_and_names(tmp):
     stale = os.path.join(up, "x", "y", ".graced-tmp.999999999.1.z")  # a PID no process has
     with open(stale, "w") as f:
         f.write("partial")
-    with open(os.path.join(outside, ".graced-tmp.keep"), "w") as f:
+    with open(os.path.join(outside, ".graced-tmp.999999999.2.keep"), "w") as f:
         f.write("not ours")
 
     tok = os.path.join(tmp, "deltoken")
@@ -393,7 +394,7 @@ def run_folders_and_names(tmp):
     auth = {"Authorization": "Bearer d"}
     try:
         check("start-up removes temporary files in subfolders, not through symlinks",
-              not os.path.exists(stale) and os.path.exists(os.path.join(outside, ".graced-tmp.keep")))
+              not os.path.exists(stale) and os.path.exists(os.path.join(outside, ".graced-tmp.999999999.2.keep")))
         st, body, r = req(g.port, "DELETE", "/v.txt")
         check("DELETE without token -> 401", st == 401 and os.path.exists(os.path.join(up, "v.txt")), st)
         st, body, r = req(g.port, "PUT", "/v.txt", b"over", auth)

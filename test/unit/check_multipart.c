@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * check_multipart.c - the streaming multipart/form-data parser: every body
  * fed whole, split in two at every point, split in three at every pair of
