@@ -30,6 +30,8 @@
 #include <unistd.h>
 
 #define MAX_REPORTED 1000 /* names kept for the answer; more are counted */
+#define WBUF (64 * 1024)  /* part data is written in pieces of this much: the parser
+                             hands on runs between CRs, ~256 bytes in binary data */
 
 struct form {
     struct graced *g;
@@ -41,6 +43,8 @@ struct form {
     int skip;             /* the current part is not a file */
     char name[256], tmp[NAME_MAX + 1];
     int64_t bytes;
+    char *wbuf;           /* data not yet written, wlen bytes */
+    size_t wlen;
     struct evbuffer *done; /* stored names, each NUL-terminated, then its size */
     int nstored;
     int replied;
@@ -58,6 +62,7 @@ int graced_is_multipart(struct grace_request *req)
 
 static void part_abandon(struct form *f)
 {
+    f->wlen = 0;
     if (f->fd >= 0) {
         close(f->fd);
         unlinkat(f->dirfd, f->tmp, 0);
@@ -71,6 +76,7 @@ static void form_free(struct form *f)
     if (f->dirfd >= 0)
         close(f->dirfd);
     graced_mp_free(f->mp);
+    free(f->wbuf);
     if (f->done)
         evbuffer_free(f->done);
     free(f);
@@ -192,36 +198,63 @@ static int on_part_begin(const char *field, const char *filename, void *arg)
     return 0;
 }
 
-static int on_part_data(const char *data, size_t len, void *arg)
+static int write_all(int fd, const char *data, size_t len)
 {
-    struct form *f = arg;
-    if (f->skip)
-        return 0;
-    f->bytes += (int64_t)len;
     while (len) {
-        ssize_t n = write(f->fd, data, len);
+        ssize_t n = write(fd, data, len);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0) {
-            int e = errno;
-            {
-        char msg[1200];
-        snprintf(msg, sizeof(msg), "could not store %s", f->name);
-        refuse(f, graced_errno_status(e), msg);
-    }
-            return -e;
-        }
+        if (n < 0)
+            return -errno;
         data += n;
         len -= (size_t)n;
     }
     return 0;
 }
 
+/* Write what is buffered; 0 or the status already refused with. */
+static int flush_part(struct form *f)
+{
+    int rc = f->wlen ? write_all(f->fd, f->wbuf, f->wlen) : 0;
+    f->wlen = 0;
+    if (rc < 0) {
+        char msg[400];
+        snprintf(msg, sizeof(msg), "could not store %s", f->name);
+        refuse(f, graced_errno_status(rc), msg);
+    }
+    return rc;
+}
+
+static int on_part_data(const char *data, size_t len, void *arg)
+{
+    struct form *f = arg;
+    int rc;
+    if (f->skip)
+        return 0;
+    f->bytes += (int64_t)len;
+    if (f->wlen + len > WBUF && (rc = flush_part(f)))
+        return rc;
+    if (len >= WBUF) {
+        if ((rc = write_all(f->fd, data, len)) < 0) {
+            char msg[400];
+            snprintf(msg, sizeof(msg), "could not store %s", f->name);
+            refuse(f, graced_errno_status(rc), msg);
+        }
+        return rc;
+    }
+    memcpy(f->wbuf + f->wlen, data, len);
+    f->wlen += len;
+    return 0;
+}
+
 static int on_part_end(void *arg)
 {
     struct form *f = arg;
+    int rc;
     if (f->skip)
         return 0;
+    if ((rc = flush_part(f)))
+        return rc;
     if (fsync(f->fd) < 0 ||
         renameat2(f->dirfd, f->tmp, f->dirfd, f->name,
                   f->g->o.no_overwrite ? RENAME_NOREPLACE : 0) < 0) {
@@ -401,11 +434,12 @@ void graced_form_upload(struct grace_request *req, struct graced *g)
     f->fd = -1;
     snprintf(f->dir, sizeof(f->dir), "%s", rel);
     f->done = evbuffer_new();
+    f->wbuf = malloc(WBUF);
     /* a part's headers get the same bound as the request's */
     f->mp = graced_mp_new(boundary, (size_t)grace_config_get(g->o.cfg,
                                                               GRACE_OPT_MAX_HEADER_BYTES),
                           &mp_cb, f);
-    if (!f->done || !f->mp) {
+    if (!f->done || !f->mp || !f->wbuf) {
         form_free(f);
         graced_reply(req, 500, "out of memory\n");
         return;
