@@ -15,7 +15,7 @@ mode=${1:-build}
 
 # systemd: only its systemd-analyze, for the unit's security test
 PKGS="build-essential autoconf automake libtool pkg-config libevent-dev check \
-libssl-dev openssl curl python3 clang valgrind systemd chromium"
+libssl-dev openssl curl python3 clang valgrind systemd libcrypt-dev chromium"
 # node and npm for the browser test (test/browser): Debian's, unless a node
 # with its own npm is already there
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
@@ -71,7 +71,7 @@ test)
     # GRACE_TEST_NO_RLIMIT: valgrind enforces RLIMIT_NOFILE itself by closing the fd the
     # kernel already accepted, so the EMFILE tests cannot run under it
     for t in build/test/unit/check_parser build/test/unit/check_server build/test/unit/check_linger \
-        build/test/unit/check_progress build/test/unit/check_stream; do
+        build/test/unit/check_progress build/test/unit/check_stream build/test/unit/check_splice; do
         GRACE_TEST_NO_HEAP=1 GRACE_TEST_NO_RLIMIT=1 CK_FORK=no \
             valgrind -q --leak-check=full --error-exitcode=1 "$t"
     done

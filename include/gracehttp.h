@@ -116,6 +116,7 @@ GRACE_API int grace_opt_by_name(const char *name);
 
 struct grace_server;
 struct grace_request;
+struct grace_tls;
 
 /** Called when request headers are complete. Must lead to exactly one reply. */
 typedef void (*grace_handler_cb)(struct grace_request *req, void *arg);
@@ -154,6 +155,19 @@ GRACE_API int grace_server_listen_fd(struct grace_server *srv, int fd);
  */
 GRACE_API int grace_server_adopt_listener(struct grace_server *srv,
                                           struct evconnlistener *lev);
+
+/**
+ * Adopt a connection the caller accepted itself (e.g. after reading a PROXY
+ * protocol header from it), as if a listener had accepted it: peer is the
+ * client's address reported by grace_request_peer() and the response info;
+ * with tls non-NULL the connection speaks TLS. The server takes ownership
+ * of fd (non-blocking) and closes it, also on failure.
+ * @return 0; -EINVAL for bad arguments; -ESHUTDOWN if the server is
+ * stopping; -EBUSY at max-connections.
+ */
+GRACE_API int grace_server_adopt_conn(struct grace_server *srv, int fd,
+                                      const struct sockaddr *peer, socklen_t peer_len,
+                                      struct grace_tls *tls);
 
 /** Local port of listener number i (in order added), or a negative errno. */
 GRACE_API int grace_server_port(const struct grace_server *srv, int i);
@@ -406,6 +420,25 @@ typedef void (*grace_end_cb)(struct grace_request *req, void *arg);
  */
 GRACE_API int grace_request_read_body(struct grace_request *req, grace_data_cb on_data,
                                       grace_end_cb on_end, void *arg);
+
+/**
+ * Move a Content-Length body on a plain (non-TLS) connection straight from
+ * the socket into fd (socket -> pipe -> fd with splice(2), no copy through
+ * user space), starting at fd's current offset; bytes already buffered with
+ * the headers are written first. on_end runs once all of it is written. A
+ * failed write answers 507 (disk full, quota, file too large) or 500, a
+ * client gone early 400, body-timeout (from the last bytes moved) 408; each
+ * then reaches the finish callback with its error, and on_end does not run.
+ * Pause/resume, early replies and the drain after them work as with
+ * grace_request_read_body().
+ * @param fd stays the caller's: open until on_end or the finish callback.
+ * @return 0; -ENOTSUP for TLS, a chunked body or none (use
+ *         grace_request_read_body(), nothing has happened); -EMSGSIZE when the
+ *         Content-Length is over the body limit; -EALREADY, -ENOTCONN,
+ *         -EINVAL, or the errno of pipe2(). On an error no callback runs.
+ */
+GRACE_API int grace_request_body_to_fd(struct grace_request *req, int fd, grace_end_cb on_end,
+                                       void *arg);
 
 /** Stop delivering body pieces (backpressure); the socket is read no more
  * once the input buffer is full. */

@@ -94,6 +94,11 @@ static int open_beneath(const struct graced *g, int dirfd, const char *path)
     return fd;
 }
 
+int graced_open_beneath(const struct graced *g, const char *path)
+{
+    return open_beneath(g, g->root_fd, path);
+}
+
 /* What a response says of a file, worked out once per cache fill. */
 struct file_meta {
     const char *type;
@@ -300,7 +305,7 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
     int trailing, st, fd = -1, status = 200;
     struct stat sb;
     off_t start = 0, len;
-    const char *v, *data = NULL;
+    const char *v, *data = NULL, *encoding = NULL;
     struct fcache_entry *e;
 
     if ((st = graced_path_decode(grace_request_path(req), rel, sizeof(rel),
@@ -310,7 +315,20 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
         return;
     }
     snprintf(key, sizeof(key), "%s%s", rel, trailing && rel[0] ? "/" : "");
-    if ((e = cache_get(g, key))) {
+    if (g->o.precompressed && !trailing) {
+        /* a sibling is never cached: its key would be the sibling's own name */
+        grace_response_add_header(req, "Vary", "Accept-Encoding");
+        if ((fd = graced_web_precompressed(req, g, rel, &encoding)) >= 0 && fstat(fd, &sb) < 0) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    if (fd >= 0) {
+        file_meta(rel, &sb, &fm); /* the type of the file, validators of the sibling */
+        snprintf(fm.etag + strlen(fm.etag) - 1, sizeof(fm.etag) - strlen(fm.etag) + 1, "-%s\"",
+                 encoding);
+        grace_response_add_header(req, "Content-Encoding", encoding);
+    } else if ((e = cache_get(g, key))) {
         sb = e->sb;
         data = e->data;
         m = &e->meta;
@@ -369,6 +387,8 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
     }
     grace_response_add_header(req, "ETag", m->etag);
     grace_response_add_header(req, "Last-Modified", m->lm);
+    if (g->o.cache_control)
+        grace_response_add_header(req, "Cache-Control", g->o.cache_control);
 
     /* conditionals: If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2) */
     if ((v = grace_request_header(req, "If-None-Match"))) {

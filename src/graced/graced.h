@@ -13,6 +13,10 @@
  *   multipart.c  a streaming multipart/form-data parser (no I/O)
  *   form.c     POST of multipart/form-data to a folder: each file part stored
  *   delete.c   DELETE of a file or an empty folder
+ *   auth.c     users file, HTTP Basic auth, who may read and write
+ *   web.c      Server header, CORS, Cache-Control, precompressed siblings
+ *   metrics.c  Prometheus /metrics, summed over workers in shared memory
+ *   proxy.c    PROXY protocol v1/v2 listeners; address lists (CIDR)
  */
 #ifndef GRACED_H
 #define GRACED_H
@@ -60,6 +64,29 @@ struct graced_opts {
     int no_overwrite;         /* --no-overwrite: every PUT is If-None-Match: * */
     int64_t list_max;         /* --list-max: entries in one listing */
     struct grace_config *cfg; /* library options by their documented names */
+    /* auth.c */
+    const char *users_file;   /* --users-file */
+    int private_read;         /* --private: reading needs a user too */
+    int64_t auth_cache_ms;    /* --auth-cache-time */
+    int auth_fail_limit;      /* --auth-fail-limit, per client address a minute */
+    int auth_max_pending;     /* --auth-max-pending: checks waiting per worker */
+    /* web.c */
+    const char *cors[GRACED_MAX_LISTEN]; /* --cors ORIGIN, "*" for any */
+    int ncors;
+    const char *cache_control; /* --cache-control */
+    int precompressed;         /* --precompressed */
+    int no_server_header;      /* --no-server-header */
+    /* metrics.c, proxy.c */
+    const char *metrics_allow[GRACED_MAX_LISTEN]; /* --metrics-allow CIDR */
+    int nmetrics_allow;
+    const char *proxy_listen[GRACED_MAX_LISTEN];  /* --proxy-listen */
+    int nproxy_listen;
+    const char *proxy_tls_listen[GRACED_MAX_LISTEN]; /* --proxy-tls-listen */
+    int nproxy_tls_listen;
+    const char *proxy_from[GRACED_MAX_LISTEN];    /* --proxy-from CIDR */
+    int nproxy_from;
+    int64_t proxy_timeout_ms; /* --proxy-timeout */
+    int backlog;              /* --backlog */
 };
 
 struct graced {
@@ -75,6 +102,9 @@ struct graced {
     int supervised;          /* one of --workers N > 1: the parent decides */
     unsigned long upload_seq;
     struct graced_fcache *fcache; /* files.c: small files, kept a second */
+    struct graced_auth *auth;     /* auth.c: NULL without --users-file */
+    struct graced_metrics *metrics; /* metrics.c: shared by all workers */
+    struct graced_proxy *proxy;   /* proxy.c: this worker's PROXY listeners */
 };
 
 /* options.c: 0 to run, 1 after --help/--version, -1 on error (printed) */
@@ -97,6 +127,7 @@ void graced_access(const struct grace_response_info *ri, void *arg);
 struct graced_socks {
     int fd[GRACED_MAX_WORKERS][GRACED_MAX_SOCKS];
     int tls[GRACED_MAX_SOCKS]; /* socket i of every worker speaks TLS */
+    int proxy[GRACED_MAX_SOCKS]; /* socket i expects a PROXY header */
     int per_worker;
     int ntls;                  /* how many of them */
     int systemd;
@@ -109,6 +140,7 @@ int graced_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
 void graced_serve_file(struct grace_request *req, struct graced *g);
 void graced_files_forget(struct graced *g, const char *name);
 void graced_files_cache_free(struct graced *g);
+int graced_open_beneath(const struct graced *g, const char *path); /* fd or -1, errno */
 
 /* path.c: decoding flags */
 #define GRACED_PATH_WRITE 1     /* refusals worded for writes; UTF-8 and length checked */
@@ -159,6 +191,50 @@ void graced_upload(struct grace_request *req, struct graced *g);
 int graced_write_allowed(struct grace_request *req, struct graced *g);
 int graced_clean_stale(struct graced *g);
 int graced_load_token(struct graced *g);
+
+int graced_token_ok(const struct graced *g, const char *auth);
+
+/* auth.c: may this request read (write 0) or write (write 1)? If so, cont
+ * runs, now or once a password check has run on the helper thread;
+ * otherwise the request is answered (401, 403, 429 or 503). */
+typedef void (*graced_cont_cb)(struct grace_request *req, struct graced *g);
+int graced_auth_load(struct graced *g); /* start-up: -1 after one line on stderr */
+void graced_auth_reload(struct graced *g); /* SIGHUP: old users kept on error */
+void graced_auth_stop(struct graced *g);   /* a worker ends: the helper thread */
+void graced_auth_free(struct graced *g);
+void graced_authorize(struct grace_request *req, struct graced *g, int write, graced_cont_cb cont);
+
+/* web.c: headers on every graced answer; 1 if an OPTIONS was answered */
+void graced_web_headers(struct grace_request *req, const struct graced *g);
+int graced_web_options(struct grace_request *req, const struct graced *g);
+/* precompressed sibling of rel ("a/b.html") if the client accepts it:
+ * fd >= 0 and *enc "br" or "gzip", else -1 */
+int graced_web_precompressed(struct grace_request *req, struct graced *g, const char *rel,
+                             const char **enc);
+
+/* proxy.c: address lists "10.0.0.0/8", "::1", "127.0.0.1/32" */
+struct graced_cidr {
+    int family;
+    unsigned char addr[16];
+    int bits;
+};
+int graced_cidr_parse(const char *s, struct graced_cidr *c);
+int graced_cidr_match(const struct graced_cidr *list, int n, const struct sockaddr *sa);
+int graced_proxy_init(struct graced *g); /* start-up checks; -1 after a line on stderr */
+/* accept on fd, read the PROXY header, then hand the connection to the
+ * server (plain HTTP, or TLS with tls) */
+int graced_proxy_listen(struct graced *g, int fd, struct grace_tls *tls);
+void graced_proxy_free(struct graced *g);
+
+/* metrics.c: the mapping is made before forking, so every worker adds to
+ * the same counters */
+int graced_metrics_init(struct graced *g);
+void graced_metrics_serve(struct grace_request *req, struct graced *g);
+void graced_metrics_response(const struct grace_response_info *ri, void *arg);
+void graced_metrics_upload(struct graced *g, int64_t bytes);
+void graced_metrics_publish(struct graced *g); /* this worker's library counters */
+void graced_metrics_start(struct graced *g);   /* a worker: publish once a second */
+void graced_metrics_stop(struct graced *g);
 
 /* main.c: reply and log in one step */
 int graced_reply(struct grace_request *req, int status, const char *body);

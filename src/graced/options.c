@@ -16,6 +16,9 @@ enum {
     O_LOG_LEVEL, O_PID_FILE, O_SHUTDOWN_TIMEOUT, O_METRICS, O_HELP, O_VERSION,
     O_TLS_LISTEN, O_TLS_CERT, O_TLS_KEY, O_HSTS, O_STALE_UPLOAD_AGE, O_RESTART_DELAY_MAX,
     O_LIST_DIRS, O_SHOW_HIDDEN, O_NO_OVERWRITE, O_LIST_MAX,
+    O_USERS_FILE, O_PRIVATE, O_AUTH_CACHE_TIME, O_AUTH_FAIL_LIMIT, O_CORS, O_CACHE_CONTROL,
+    O_PRECOMPRESSED, O_NO_SERVER_HEADER, O_METRICS_ALLOW, O_PROXY_LISTEN, O_PROXY_FROM,
+    O_PROXY_TIMEOUT, O_BACKLOG, O_PROXY_TLS_LISTEN, O_AUTH_MAX_PENDING,
     O_LIB = 512 /* + enum grace_opt */
 };
 
@@ -115,7 +118,26 @@ static void usage(FILE *out, const struct grace_config *cfg)
             "  --log-level LEVEL        error, warn, info or debug (info)\n"
             "  --pid-file FILE          write the main process id here (off)\n"
             "  --shutdown-timeout TIME  SIGTERM: time for requests in flight (10s)\n"
-            "  --metrics PATH           counters in Prometheus text format at PATH (off)\n"
+            "  --metrics PATH           counters of all workers in Prometheus text format\n"
+            "                           at PATH (off)\n"
+            "  --metrics-allow CIDR     who may read --metrics; repeatable (loopback)\n"
+            "  --users-file FILE        users, one 'name:crypt-hash:r|rw' a line: Basic auth\n"
+            "                           for uploads (and reads with --private); SIGHUP\n"
+            "                           reads it again (off)\n"
+            "  --private                reading needs a user from --users-file too (off)\n"
+            "  --auth-cache-time TIME   remember a good password this long; 0: never (60s)\n"
+            "  --auth-fail-limit N      failed logins a minute per client before 429 (10)\n"
+            "  --auth-max-pending N     password checks waiting per worker before 503 (16)\n"
+            "  --cors ORIGIN            allow this origin (or *) cross-origin; repeatable (off)\n"
+            "  --cache-control VALUE    Cache-Control header on static files (off)\n"
+            "  --precompressed          serve NAME.br / NAME.gz for NAME if accepted (off)\n"
+            "  --no-server-header       no 'Server: graced' header (sent)\n"
+            "  --proxy-listen ADDR:PORT listen here for connections with a PROXY protocol\n"
+            "                           v1/v2 header from a load balancer; repeatable (off)\n"
+            "  --proxy-tls-listen ADDR:PORT  the same, then HTTPS (TLS passed through)\n"
+            "  --proxy-from CIDR        load balancers believed; repeatable (none)\n"
+            "  --proxy-timeout TIME     time to send the PROXY header (5s)\n"
+            "  --backlog N              listen(2) backlog of each socket (511)\n"
             "  -h, --help, --version\n\n"
             "Library limits and timeouts (docs/tuning.md); TIME takes ms, s or m (bare: s):\n");
     for (int i = 0; i < GRACE_OPT__COUNT; i++) {
@@ -157,6 +179,21 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
         {"list-max", required_argument, NULL, O_LIST_MAX},
         {"show-hidden", no_argument, NULL, O_SHOW_HIDDEN},
         {"no-overwrite", no_argument, NULL, O_NO_OVERWRITE},
+        {"metrics-allow", required_argument, NULL, O_METRICS_ALLOW},
+        {"users-file", required_argument, NULL, O_USERS_FILE},
+        {"private", no_argument, NULL, O_PRIVATE},
+        {"auth-cache-time", required_argument, NULL, O_AUTH_CACHE_TIME},
+        {"auth-fail-limit", required_argument, NULL, O_AUTH_FAIL_LIMIT},
+        {"auth-max-pending", required_argument, NULL, O_AUTH_MAX_PENDING},
+        {"cors", required_argument, NULL, O_CORS},
+        {"cache-control", required_argument, NULL, O_CACHE_CONTROL},
+        {"precompressed", no_argument, NULL, O_PRECOMPRESSED},
+        {"no-server-header", no_argument, NULL, O_NO_SERVER_HEADER},
+        {"proxy-listen", required_argument, NULL, O_PROXY_LISTEN},
+        {"proxy-tls-listen", required_argument, NULL, O_PROXY_TLS_LISTEN},
+        {"proxy-from", required_argument, NULL, O_PROXY_FROM},
+        {"proxy-timeout", required_argument, NULL, O_PROXY_TIMEOUT},
+        {"backlog", required_argument, NULL, O_BACKLOG},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
     };
@@ -174,6 +211,11 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
     o->stale_upload_age_ms = INT64_C(24) * 3600 * 1000;
     o->restart_delay_max_ms = 10000;
     o->list_max = 10000;
+    o->auth_cache_ms = 60000;
+    o->auth_fail_limit = 10;
+    o->auth_max_pending = 16;
+    o->proxy_timeout_ms = 5000;
+    o->backlog = 511;
     o->cfg = grace_config_new();
     if (!o->cfg) {
         fprintf(stderr, "graced: out of memory\n");
@@ -247,6 +289,88 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
                 return -1;
             }
             o->list_max = v;
+            break;
+        }
+        case O_PROXY_LISTEN:
+        case O_PROXY_TLS_LISTEN: {
+            const char *name = c == O_PROXY_LISTEN ? "--proxy-listen" : "--proxy-tls-listen";
+            int *cnt = c == O_PROXY_LISTEN ? &o->nproxy_listen : &o->nproxy_tls_listen;
+            char host[256];
+            int port;
+            if (*cnt == GRACED_MAX_LISTEN) {
+                fprintf(stderr, "graced: at most %d %s addresses\n", GRACED_MAX_LISTEN, name);
+                return -1;
+            }
+            if (graced_parse_hostport(a, host, sizeof(host), &port) < 0) {
+                fprintf(stderr, "graced: %s %s: expected ADDR:PORT or [IPv6]:PORT\n", name, a);
+                return -1;
+            }
+            (c == O_PROXY_LISTEN ? o->proxy_listen : o->proxy_tls_listen)[(*cnt)++] = a;
+            break;
+        }
+        case O_PROXY_FROM:
+        case O_METRICS_ALLOW:
+        case O_CORS: {
+            const char *name = c == O_PROXY_FROM ? "--proxy-from" : c == O_CORS ? "--cors"
+                                                                                : "--metrics-allow";
+            int *cnt = c == O_PROXY_FROM ? &o->nproxy_from : c == O_CORS ? &o->ncors
+                                                                         : &o->nmetrics_allow;
+            const char **list = c == O_PROXY_FROM ? o->proxy_from : c == O_CORS ? o->cors
+                                                                                : o->metrics_allow;
+            struct graced_cidr cidr;
+            if (*cnt == GRACED_MAX_LISTEN) {
+                fprintf(stderr, "graced: at most %d %s\n", GRACED_MAX_LISTEN, name);
+                return -1;
+            }
+            if (c != O_CORS && graced_cidr_parse(a, &cidr) < 0) {
+                fprintf(stderr, "graced: %s %s: expected ADDR or ADDR/BITS\n", name, a);
+                return -1;
+            }
+            if (c == O_CORS && (!*a || strpbrk(a, "\r\n,"))) {
+                fprintf(stderr, "graced: --cors %s: one origin like https://example.org, or *\n", a);
+                return -1;
+            }
+            list[(*cnt)++] = a;
+            break;
+        }
+        case O_USERS_FILE: o->users_file = a; break;
+        case O_PRIVATE: o->private_read = 1; break;
+        case O_PRECOMPRESSED: o->precompressed = 1; break;
+        case O_NO_SERVER_HEADER: o->no_server_header = 1; break;
+        case O_CACHE_CONTROL:
+            if (!*a || strpbrk(a, "\r\n")) {
+                fprintf(stderr, "graced: --cache-control: a header value, e.g. 'max-age=3600'\n");
+                return -1;
+            }
+            o->cache_control = a;
+            break;
+        case O_AUTH_CACHE_TIME:
+        case O_PROXY_TIMEOUT: {
+            int64_t v = parse_time_ms(a);
+            if (v < 0 || (c == O_PROXY_TIMEOUT && v == 0)) {
+                fprintf(stderr, "graced: %s %s: expected a time like 10s\n",
+                        c == O_PROXY_TIMEOUT ? "--proxy-timeout" : "--auth-cache-time", a);
+                return -1;
+            }
+            *(c == O_PROXY_TIMEOUT ? &o->proxy_timeout_ms : &o->auth_cache_ms) = v;
+            break;
+        }
+        case O_AUTH_FAIL_LIMIT:
+        case O_AUTH_MAX_PENDING:
+        case O_BACKLOG: {
+            char *end;
+            long v;
+            errno = 0;
+            v = strtol(a, &end, 10);
+            if (errno || end == a || *end || v < 1 || v > 1000000) {
+                fprintf(stderr, "graced: %s %s: a number from 1 to 1000000\n",
+                        c == O_BACKLOG ? "--backlog" : c == O_AUTH_MAX_PENDING
+                                                           ? "--auth-max-pending"
+                                                           : "--auth-fail-limit", a);
+                return -1;
+            }
+            *(c == O_BACKLOG ? &o->backlog : c == O_AUTH_MAX_PENDING ? &o->auth_max_pending
+                                                                      : &o->auth_fail_limit) = (int)v;
             break;
         }
         case O_ROOT: o->root = a; break;
@@ -356,7 +480,17 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
                 o->token_file);
         return -1;
     }
-    if (o->nlisten == 0 && o->ntls_listen == 0)
+    if (o->nproxy_tls_listen && !o->ncert) {
+        fprintf(stderr, "graced: --proxy-tls-listen %s needs --tls-cert FILE and --tls-key FILE\n",
+                o->proxy_tls_listen[0]);
+        return -1;
+    }
+    if (o->private_read && !o->users_file) {
+        fprintf(stderr, "graced: --private needs --users-file FILE\n");
+        return -1;
+    }
+    if (o->nlisten == 0 && o->ntls_listen == 0 && o->nproxy_listen == 0 &&
+        o->nproxy_tls_listen == 0)
         o->listen[o->nlisten++] = "127.0.0.1:8080";
     grace_config_set(o->cfg, GRACE_OPT_MAX_BODY_SIZE, o->max_body);
     if (o->workers > 1)

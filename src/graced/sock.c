@@ -84,7 +84,8 @@ static int systemd_fds(int *tls, int max)
 }
 
 /* A listening socket on sa; SO_REUSEPORT when several workers share it. */
-static int open_listener(const struct sockaddr *sa, socklen_t len, int reuseport, const char *what)
+static int open_listener(const struct sockaddr *sa, socklen_t len, int reuseport, int backlog,
+                         const char *what)
 {
     int one = 1, fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -96,7 +97,7 @@ static int open_listener(const struct sockaddr *sa, socklen_t len, int reuseport
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     if (sa->sa_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    if (bind(fd, sa, len) < 0 || listen(fd, 511) < 0) {
+    if (bind(fd, sa, len) < 0 || listen(fd, backlog) < 0) {
         fprintf(stderr, "graced: cannot listen on %s: %s\n", what, strerror(errno));
         close(fd);
         return -1;
@@ -124,9 +125,10 @@ static void print_addr(int fd, int tls)
     }
 }
 
-/* Open the sockets of one ADDR:PORT for every worker; tls marks them. */
+/* Open the sockets of one ADDR:PORT for every worker; tls and proxy mark
+ * them. */
 static int listen_on(const struct graced_opts *o, struct graced_socks *s, const char *addr,
-                     int tls)
+                     int tls, int proxy)
 {
     struct addrinfo hints = {0}, *res, *ai;
     char host[256], port[16];
@@ -152,20 +154,21 @@ static int listen_on(const struct graced_opts *o, struct graced_socks *s, const 
             freeaddrinfo(res);
             return -1;
         }
-        fd = open_listener(ai->ai_addr, ai->ai_addrlen, o->workers > 1, addr);
+        fd = open_listener(ai->ai_addr, ai->ai_addrlen, o->workers > 1, o->backlog, addr);
         if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
             freeaddrinfo(res);
             return -1;
         }
         s->fd[0][s->per_worker] = fd;
         for (int w = 1; w < o->workers; w++) {
-            int wfd = open_listener((struct sockaddr *)&ss, len, 1, addr);
+            int wfd = open_listener((struct sockaddr *)&ss, len, 1, o->backlog, addr);
             if (wfd < 0) {
                 freeaddrinfo(res);
                 return -1;
             }
             s->fd[w][s->per_worker] = wfd;
         }
+        s->proxy[s->per_worker] = proxy;
         s->tls[s->per_worker++] = tls;
         s->ntls += tls;
         if (p == 0)
@@ -202,10 +205,16 @@ int graced_open_listeners(const struct graced_opts *o, struct graced_socks *s)
         return 0;
     }
     for (int i = 0; i < o->nlisten; i++)
-        if (listen_on(o, s, o->listen[i], 0) < 0)
+        if (listen_on(o, s, o->listen[i], 0, 0) < 0)
             return -1;
     for (int i = 0; i < o->ntls_listen; i++)
-        if (listen_on(o, s, o->tls_listen[i], 1) < 0)
+        if (listen_on(o, s, o->tls_listen[i], 1, 0) < 0)
+            return -1;
+    for (int i = 0; i < o->nproxy_listen; i++)
+        if (listen_on(o, s, o->proxy_listen[i], 0, 1) < 0)
+            return -1;
+    for (int i = 0; i < o->nproxy_tls_listen; i++)
+        if (listen_on(o, s, o->proxy_tls_listen[i], 1, 1) < 0)
             return -1;
     return 0;
 }

@@ -209,7 +209,8 @@ static int waiting_for_body(const struct grace_conn *c)
 {
     const struct grace_request *req = c->req;
     return c->state == CS_ACTIVE && req && !req->paused && !req->body_done &&
-           (req->body_mode == BODY_STREAM || req->body_mode == BODY_COLLECT) &&
+           (req->body_mode == BODY_STREAM || req->body_mode == BODY_COLLECT ||
+            req->body_mode == BODY_FD) &&
            !grace_parser_body_done(&c->slot->parser);
 }
 
@@ -538,6 +539,8 @@ void grace__conn_watch_input(struct grace_conn *c)
         want = 0;
     else if (c->state >= CS_CLOSING || !c->slot)
         want = 1; /* discarding, or idle without a slot */
+    else if (grace__splice_active(c)) /* the socket goes straight to the fd */
+        want = !c->read_paused && !c->req->paused;
     else
         want = !c->read_paused && buffered_in(c) < input_max(c->srv);
     if (want != !!event_pending(c->rd, EV_READ, NULL)) {
@@ -922,10 +925,11 @@ static int pump_head(struct grace_conn *c)
 
 static void deliver_end(struct grace_request *req)
 {
-    if (req->end_delivered || (req->body_mode != BODY_STREAM && req->body_mode != BODY_COLLECT))
+    if (req->end_delivered || (req->body_mode != BODY_STREAM && req->body_mode != BODY_COLLECT &&
+                               req->body_mode != BODY_FD))
         return;
     req->end_delivered = 1;
-    if (req->body_mode == BODY_STREAM) {
+    if (req->body_mode != BODY_COLLECT) {
         if (req->on_end)
             req->on_end(req, req->body_arg);
     } else {
@@ -949,6 +953,25 @@ static void deliver_piece(struct grace_conn *c, struct grace_request *req, const
     }
 }
 
+/* Body phase of a body moved into the application's fd (splice.c). */
+static int pump_body_fd(struct grace_conn *c, struct grace_request *req)
+{
+    int rc = grace__splice_pump(c);
+    if (rc < 0) {
+        int full = rc == -ENOSPC || rc == -EDQUOT || rc == -EFBIG;
+        body_fail(c, full ? 507 : 500, "could not store the request body", rc);
+        return 1;
+    }
+    if (rc == 1) {
+        req->body_done = 1;
+        deliver_end(req);
+        return 1;
+    }
+    if (c->peer_eof) /* the body will never be complete */
+        body_fail(c, 400, "request body incomplete", -ECONNRESET);
+    return 0;
+}
+
 /* Body phase, in CS_ACTIVE (for the application) or CS_DRAIN (discarding). */
 static int pump_body(struct grace_conn *c)
 {
@@ -965,6 +988,8 @@ static int pump_body(struct grace_conn *c)
         }
         if (!grace_parser_body_done(&c->slot->parser) && req->body_mode == BODY_NONE)
             return 0;
+        if (req->body_mode == BODY_FD)
+            return pump_body_fd(c, req);
     }
     for (;;) {
         struct evbuffer_iovec v = {NULL, 0};
@@ -1133,7 +1158,8 @@ static void input_ready(struct grace_conn *c)
         grace__conn_destroy(c); /* out of memory: nothing to answer with */
         return;
     }
-    if ((rc = read_input(c)) == -EPROTO) {
+    rc = grace__splice_active(c) ? grace__splice_read(c) : read_input(c);
+    if (rc == -EPROTO) {
         /* a TLS protocol error (garbage, plain HTTP, renegotiation): what
          * the client still sends is discarded, then a FIN, not a reset */
         request_detach(c, -EPROTO);

@@ -74,7 +74,7 @@ enum conn_state {
     CS_DEAD      /* closed; memory freed when nothing is on the stack */
 };
 
-enum body_mode { BODY_NONE, BODY_STREAM, BODY_COLLECT, BODY_DISCARD };
+enum body_mode { BODY_NONE, BODY_STREAM, BODY_COLLECT, BODY_DISCARD, BODY_FD };
 enum resp_state { RESP_NONE, RESP_STREAMING, RESP_DONE };
 
 struct grace_request {
@@ -94,6 +94,8 @@ struct grace_request {
     grace_body_cb on_body;
     void *body_arg;
     struct evbuffer *body;    /* BODY_COLLECT */
+    int body_fd, pipe_rd, pipe_wr; /* BODY_FD (splice.c) */
+    int fd_err;               /* BODY_FD: a failed write to body_fd, -errno */
 
     grace_finish_cb on_finish;
     void *finish_arg;
@@ -278,6 +280,12 @@ void grace__conn_discard_input(struct grace_conn *c);
 void grace__conn_watch_input(struct grace_conn *c);
 void grace__conn_destroy(struct grace_conn *c);
 void grace__conn_body_wait(struct grace_conn *c);
+int grace__body_begin(struct grace_request *req, enum body_mode mode);
+/* splice.c: a Content-Length body moved straight into a file descriptor */
+int grace__splice_active(const struct grace_conn *c);
+int grace__splice_read(struct grace_conn *c);
+int grace__splice_pump(struct grace_conn *c);
+void grace__splice_release(struct grace_request *req);
 int grace__conn_send_file(struct grace_conn *c, int fd, off_t offset, off_t length);
 size_t grace__buffered_out(const struct grace_conn *c);
 void grace__request_release(struct grace_conn *c, struct grace_request *req);

@@ -149,6 +149,20 @@ int grace_parser_body_done(const struct grace_parser *p)
     return p->state == S_MSG_DONE || p->state == S_START;
 }
 
+uint64_t grace_parser_body_left(const struct grace_parser *p)
+{
+    return p->state == S_BODY_LENGTH ? p->remaining : 0;
+}
+
+void grace_parser_body_skip(struct grace_parser *p, uint64_t n)
+{
+    if (p->state != S_BODY_LENGTH || n > p->remaining)
+        return;
+    p->remaining -= n;
+    if (p->remaining == 0)
+        p->state = S_MSG_DONE;
+}
+
 static enum grace_pev fail(struct grace_parser *p, enum grace_perr e, size_t off)
 {
     p->state = S_ERROR;

@@ -181,6 +181,10 @@ int grace_parser_idle(const struct grace_parser *p);
 
 /* True once the body of the current message is complete (or there is none). */
 int grace_parser_body_done(const struct grace_parser *p);
+/* A Content-Length body: bytes still due (0 for any other state). */
+uint64_t grace_parser_body_left(const struct grace_parser *p);
+/* n (at most body_left) body bytes were taken without the parser. */
+void grace_parser_body_skip(struct grace_parser *p, uint64_t n);
 
 /* HTTP status code to answer an error with (400, 414, 431, 501, 505, 417). */
 int grace_perr_status(enum grace_perr e);

@@ -91,6 +91,7 @@ void grace__request_free(struct grace_request *req)
         TAILQ_REMOVE(&req->srv->detached, req, dlink);
     if (req->body)
         evbuffer_free(req->body);
+    grace__splice_release(req);
     if (req->resp_headers)
         evbuffer_free(req->resp_headers);
     free(req);
@@ -190,8 +191,8 @@ void grace_request_on_finish(struct grace_request *req, grace_finish_cb cb, void
 
 /* ---------------------------------------------------------------- body */
 
-/* Common start of read_body/collect_body. */
-static int body_begin(struct grace_request *req, enum body_mode mode)
+/* Common start of read_body/collect_body/body_to_fd. */
+int grace__body_begin(struct grace_request *req, enum body_mode mode)
 {
     struct grace_conn *c = req->conn;
     if (!c)
@@ -223,7 +224,7 @@ int grace_request_read_body(struct grace_request *req, grace_data_cb on_data, gr
     req->on_data = on_data;
     req->on_end = on_end;
     req->body_arg = arg;
-    return body_begin(req, BODY_STREAM);
+    return grace__body_begin(req, BODY_STREAM);
 }
 
 int grace_request_collect_body(struct grace_request *req, size_t limit, grace_body_cb on_body,
@@ -241,7 +242,7 @@ int grace_request_collect_body(struct grace_request *req, size_t limit, grace_bo
         return -ENOMEM;
     req->on_body = on_body;
     req->body_arg = arg;
-    return body_begin(req, BODY_COLLECT);
+    return grace__body_begin(req, BODY_COLLECT);
 }
 
 void grace_request_pause(struct grace_request *req)

@@ -390,8 +390,14 @@ static int listen_fd(struct grace_server *srv, int fd, struct grace_tls *tls)
         close(fd);
         return -errno;
     }
+    /* a socket already listening keeps its backlog (graced --backlog,
+     * systemd's Backlog=): libevent's -1 would listen() again with 128 */
+    int listening = 0;
+    socklen_t llen = sizeof(listening);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &llen) < 0)
+        listening = 0;
     struct evconnlistener *lev = evconnlistener_new(
-        srv->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+        srv->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, listening ? 0 : -1, fd);
     if (!lev) {
         close(fd);
         return -ENOMEM;
@@ -445,6 +451,22 @@ int grace_server_port(const struct grace_server *srv, int i)
     if (ss.ss_family == AF_INET6)
         return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     return -EAFNOSUPPORT;
+}
+
+int grace_server_adopt_conn(struct grace_server *srv, int fd, const struct sockaddr *peer,
+                            socklen_t peer_len, struct grace_tls *tls)
+{
+    if (!srv || fd < 0) {
+        if (fd >= 0)
+            evutil_closesocket(fd);
+        return -EINVAL;
+    }
+    if (srv->stopping || srv->nconns >= (size_t)OPT(srv, MAX_CONNECTIONS)) {
+        evutil_closesocket(fd);
+        return srv->stopping ? -ESHUTDOWN : -EBUSY;
+    }
+    grace__conn_accept_tls(srv, fd, peer, peer ? (int)peer_len : 0, tls);
+    return 0;
 }
 
 /* A connection closed: below the cap, accept again. */

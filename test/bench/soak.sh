@@ -40,7 +40,8 @@ san=$(grep -c -E 'ERROR: (Address|Leak)Sanitizer|runtime error' "$tmp/graced.out
     echo "| fds before / after | $fds0 / $fds1 |"
     echo "| temporary upload files left | $left |"
     echo "| sanitizer reports | $san |"
-    grep -E 'requests|early_replies|linger_(client_eof|idle_timeout|total_time|evicted)|client_aborts|conn_active' \
-        "$tmp/metrics" | sed -E 's/^graced_([a-z_]+)\{[^}]*\} (.*)$/| server \1 | \2 |/'
+    grep -v '^#' "$tmp/metrics" |
+        grep -E '^graced_(requests|early_replies|linger_(client_eof|idle_timeout|total_time|evicted)|client_aborts|conn_active)' |
+        sed -E 's/_total / /; s/^graced_([a-z_]+) (.*)$/| server \1 | \2 |/'
 } | write_result soak
 [ "$rc" = 0 ] && [ "$left" = 0 ] && [ "$san" = 0 ] && [ "$fds1" -le $((fds0 + 2)) ]

@@ -183,7 +183,7 @@ class TGraced:
         return self.stop(signal.SIGKILL)
 
     def metrics(self):
-        """Counters summed over workers, read over the plain listener."""
+        """Counters (graced sums them over workers), read over the plain listener."""
         c = http.client.HTTPConnection("127.0.0.1", self.http, timeout=10)
         try:
             c.request("GET", "/metrics")
@@ -191,7 +191,7 @@ class TGraced:
         finally:
             c.close()
         out = {}
-        for name, v in re.findall(r'^graced_(\w+)\{worker="\d+"\} (\d+)$', body, re.M):
+        for name, v in re.findall(r'^graced_(\w+?)(?:_total)? (\d+)$', body, re.M):
             out[name] = out.get(name, 0) + int(v)
         return out
 

@@ -8,6 +8,7 @@
 #include "config.h"
 #include "testlib.h"
 
+#include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
 #include <event2/buffer.h>
@@ -724,6 +725,74 @@ START_TEST(test_graceful_stop)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- adopted connections */
+
+/* answers with the peer it was told: "192.0.2.44:1234" */
+static void h_peer(struct grace_request *req, void *arg)
+{
+    struct fx *f = arg;
+    socklen_t sl = 0;
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)grace_request_peer(req, &sl);
+    char b[64];
+    ck_assert_int_eq(sl, sizeof(*sin));
+    inet_ntop(AF_INET, &sin->sin_addr, b, sizeof(b));
+    snprintf(b + strlen(b), sizeof(b) - strlen(b), ":%d", ntohs(sin->sin_port));
+    f->handler_calls++;
+    grace_reply(req, 200, b, strlen(b));
+}
+
+static int adopted_client;
+
+static void c_adopted(struct fx *f)
+{
+    cli_send(adopted_client, GET("/"));
+    expect_status(adopted_client, 200, "192.0.2.44:1234");
+    resp_free(&R);
+    close(adopted_client);
+}
+
+/* a loopback connection accepted by the test itself: (client, server) */
+static void tcp_pair(int *client, int *server)
+{
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+    socklen_t len = sizeof(sa);
+    ck_assert_int_eq(bind(l, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(listen(l, 1), 0);
+    ck_assert_int_eq(getsockname(l, (struct sockaddr *)&sa, &len), 0);
+    *client = cli_connect(ntohs(sa.sin_port));
+    *server = accept(l, NULL, NULL);
+    ck_assert_int_ge(*server, 0);
+    ck_assert_int_eq(fcntl(*server, F_SETFL, O_NONBLOCK), 0);
+    close(l);
+}
+
+START_TEST(test_adopt_conn)
+{
+    struct fx *f = fx_new();
+    struct sockaddr_in peer = {.sin_family = AF_INET, .sin_port = htons(1234)};
+    int srv_fd, cli_fd;
+    inet_pton(AF_INET, "192.0.2.44", &peer.sin_addr);
+    fx_start(f, h_peer);
+    tcp_pair(&adopted_client, &srv_fd);
+    ck_assert_int_eq(grace_server_adopt_conn(f->srv, srv_fd, (struct sockaddr *)&peer,
+                                             sizeof(peer), NULL), 0);
+    fx_run(f, c_adopted, 5000);
+    ck_assert_int_eq(f->handler_calls, 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_CONN_ACCEPTED), 1);
+    ck_assert_int_eq(grace_server_adopt_conn(f->srv, -1, NULL, 0, NULL), -EINVAL);
+    /* stopping: refused, and the fd is closed all the same */
+    tcp_pair(&cli_fd, &srv_fd);
+    ck_assert_int_eq(grace_server_stop(f->srv, 1000, NULL, NULL), 0);
+    ck_assert_int_eq(grace_server_adopt_conn(f->srv, srv_fd, NULL, 0, NULL), -ESHUTDOWN);
+    ck_assert_int_eq(fcntl(srv_fd, F_GETFD), -1);
+    ck_assert_int_eq(cli_wait_eof(cli_fd, 2000), 1);
+    close(cli_fd);
+    fx_spin(f, 100);
+    fx_free(f);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- errors */
 
 static void c_bad_request(struct fx *f)
@@ -1128,6 +1197,7 @@ static Suite *server_suite(void)
     tcase_add_test(tc, test_late_reply);
     tcase_add_test(tc, test_late_reply_after_gone);
     tcase_add_test(tc, test_graceful_stop);
+    tcase_add_test(tc, test_adopt_conn);
     suite_add_tcase(s, tc);
     return s;
 }

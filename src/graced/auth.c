@@ -1,0 +1,667 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * auth.c - who may read and who may write: the users file (--users-file,
+ * lines "name:crypt-hash:r" or "name:crypt-hash:rw"), checked with HTTP
+ * Basic auth, and the bearer token of --auth-token-file for uploads.
+ *
+ * A crypt(3) check costs CPU by design (yescrypt's default: about 90 ms
+ * here, sha512-crypt about 1 ms), so it never runs on the event loop:
+ *  - each worker hands checks to a helper thread and answers the request
+ *    when the thread is done (the connection waits, nothing else does); at
+ *    most --auth-max-pending checks wait at once, more are answered 503;
+ *  - a successful (user, password) is remembered for --auth-cache-time, and
+ *    later requests with the same credentials skip crypt;
+ *  - a client address that failed --auth-fail-limit times within a minute
+ *    is answered 429 without any crypt call until the minute is over;
+ *  - an unknown user costs one crypt too, so timing does not tell which
+ *    names exist.
+ * Every answer here is given when the headers arrive, before any body byte
+ * is read: the library then closes gracefully and the client gets it.
+ */
+#define _GNU_SOURCE
+#include "config.h"
+#include "graced.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#ifdef GRACED_HAVE_CRYPT
+#include <crypt.h>
+#endif
+
+#define AUTH_MAX_USERS 4096
+#define AUTH_CACHE_SLOTS 64
+#define AUTH_FAIL_SLOTS 256
+#define AUTH_FAIL_WINDOW_MS 60000
+#define AUTH_MAX_CRED 512 /* base64 of "user:password" */
+
+struct user {
+    char *name, *hash;
+    int write;
+};
+
+struct cache_entry {
+    char cred[AUTH_MAX_CRED]; /* the header's base64, as sent */
+    size_t len;
+    int user;
+    int64_t until_ms;
+};
+
+struct fail_entry {
+    unsigned char addr[16];
+    int family;
+    int count;
+    int64_t since_ms;
+};
+
+/* One password check handed to the helper thread. */
+struct check {
+    struct graced *g;
+    struct grace_request *req;
+    graced_cont_cb cont;
+    int write;
+    int ok;        /* the thread's answer */
+    int gone;      /* the request ended while waiting */
+    int cancelled; /* ... and may not be touched (server freed) */
+    char cred[AUTH_MAX_CRED]; /* base64 as sent, for the cache */
+    size_t cred_len;
+    char name[AUTH_MAX_CRED];
+    char *hash;    /* a copy: a reload may free the users meanwhile */
+    char password[AUTH_MAX_CRED];
+    struct check *next;
+};
+
+struct graced_auth {
+    struct user *users;
+    int nusers;
+    struct cache_entry cache[AUTH_CACHE_SLOTS];
+    struct fail_entry fails[AUTH_FAIL_SLOTS];
+    /* the helper thread, started at the first check */
+    pthread_t thread;
+    int thread_on, quit;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct check *todo, *todo_tail, *done; /* under mu */
+    int wake[2];            /* done -> the event loop */
+    struct event *wake_ev;
+    int pending;            /* checks not yet answered (loop side) */
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void free_users(struct user *u, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(u[i].name);
+        free(u[i].hash);
+    }
+    free(u);
+}
+
+/* Read the users file. 0, or -1 with a reason in why. */
+static int load_users(const char *path, struct user **out, int *nout, char *why, size_t whylen)
+{
+    FILE *fp = fopen(path, "re");
+    struct user *u = NULL;
+    int n = 0, line = 0;
+    char buf[1024];
+
+    if (!fp) {
+        snprintf(why, whylen, "%s", strerror(errno));
+        return -1;
+    }
+    while (fgets(buf, sizeof(buf), fp)) {
+        char *name = buf, *hash, *perms, *end;
+        line++;
+        buf[strcspn(buf, "\r\n")] = '\0';
+        if (buf[0] == '#' || buf[0] == '\0')
+            continue;
+        hash = strchr(name, ':');
+        perms = strrchr(name, ':');
+        if (!hash || hash == perms || hash == name) {
+            snprintf(why, whylen, "line %d: expected name:hash:perms", line);
+            goto fail;
+        }
+        *hash++ = '\0';
+        *perms++ = '\0';
+        if (strcmp(perms, "r") && strcmp(perms, "rw")) {
+            snprintf(why, whylen, "line %d: perms must be r or rw", line);
+            goto fail;
+        }
+#ifdef GRACED_HAVE_CRYPT
+        if (crypt_checksalt(hash) != CRYPT_SALT_OK) {
+            snprintf(why, whylen, "line %d: not a crypt(3) hash this system supports "
+                     "(make one with mkpasswd -m yescrypt)", line);
+            goto fail;
+        }
+#endif
+        for (end = name; *end; end++)
+            if ((unsigned char)*end <= ' ' || *end == 0x7f)
+                break;
+        if (*end) {
+            snprintf(why, whylen, "line %d: a user name without spaces or controls", line);
+            goto fail;
+        }
+        if (n == AUTH_MAX_USERS) {
+            snprintf(why, whylen, "more than %d users", AUTH_MAX_USERS);
+            goto fail;
+        }
+        struct user *nu = realloc(u, sizeof(*u) * (size_t)(n + 1));
+        if (!nu) {
+            snprintf(why, whylen, "out of memory");
+            goto fail;
+        }
+        u = nu;
+        u[n].name = strdup(name);
+        u[n].hash = strdup(hash);
+        u[n].write = !strcmp(perms, "rw");
+        n++;
+        if (!u[n - 1].name || !u[n - 1].hash) {
+            snprintf(why, whylen, "out of memory");
+            goto fail;
+        }
+    }
+    fclose(fp);
+    *out = u;
+    *nout = n;
+    return 0;
+fail:
+    fclose(fp);
+    free_users(u, n);
+    return -1;
+}
+
+int graced_auth_load(struct graced *g)
+{
+    char why[256];
+    if (!g->o.users_file)
+        return 0;
+#ifndef GRACED_HAVE_CRYPT
+    fprintf(stderr, "graced: --users-file: this graced was built without libcrypt "
+                    "(configure found no crypt.h; Debian: libcrypt-dev)\n");
+    return -1;
+#endif
+    if (!(g->auth = calloc(1, sizeof(*g->auth)))) {
+        fprintf(stderr, "graced: out of memory\n");
+        return -1;
+    }
+    pthread_mutex_init(&g->auth->mu, NULL);
+    pthread_cond_init(&g->auth->cv, NULL);
+    g->auth->wake[0] = g->auth->wake[1] = -1;
+    if (load_users(g->o.users_file, &g->auth->users, &g->auth->nusers, why, sizeof(why)) < 0) {
+        fprintf(stderr, "graced: --users-file %s: %s\n", g->o.users_file, why);
+        return -1;
+    }
+    if (g->auth->nusers == 0)
+        graced_log(LOG_WARN, "--users-file %s: no users", g->o.users_file);
+    return 0;
+}
+
+void graced_auth_reload(struct graced *g)
+{
+    struct user *u;
+    int n;
+    char why[256];
+    if (!g->auth)
+        return;
+    if (load_users(g->o.users_file, &u, &n, why, sizeof(why)) < 0) {
+        graced_log(LOG_ERR, "worker %d: users not reloaded, keeping the old ones: %s: %s",
+                   g->worker, g->o.users_file, why);
+        return;
+    }
+    free_users(g->auth->users, g->auth->nusers);
+    g->auth->users = u;
+    g->auth->nusers = n;
+    /* a removed user or a changed password must not live on in the cache */
+    memset(g->auth->cache, 0, sizeof(g->auth->cache));
+    graced_log(LOG_INFO, "worker %d: %d user(s) loaded", g->worker, n);
+}
+
+static void check_free(struct check *c)
+{
+    explicit_bzero(c->password, sizeof(c->password));
+    explicit_bzero(c->cred, sizeof(c->cred));
+    free(c->hash);
+    free(c);
+}
+
+/* A worker ends: stop the thread; checks still waiting are dropped (their
+ * requests were cancelled with the server). */
+void graced_auth_stop(struct graced *g)
+{
+    struct graced_auth *a = g->auth;
+    struct check *c;
+    if (!a || !a->thread_on)
+        return;
+    pthread_mutex_lock(&a->mu);
+    a->quit = 1;
+    pthread_cond_signal(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+    pthread_join(a->thread, NULL);
+    a->thread_on = 0;
+    while ((c = a->todo)) {
+        a->todo = c->next;
+        check_free(c);
+    }
+    while ((c = a->done)) {
+        a->done = c->next;
+        check_free(c);
+    }
+    event_free(a->wake_ev);
+    a->wake_ev = NULL;
+    close(a->wake[0]);
+    close(a->wake[1]);
+    a->wake[0] = a->wake[1] = -1;
+}
+
+void graced_auth_free(struct graced *g)
+{
+    if (!g->auth)
+        return;
+    graced_auth_stop(g);
+    free_users(g->auth->users, g->auth->nusers);
+    explicit_bzero(g->auth->cache, sizeof(g->auth->cache));
+    pthread_mutex_destroy(&g->auth->mu);
+    pthread_cond_destroy(&g->auth->cv);
+    free(g->auth);
+    g->auth = NULL;
+}
+
+static int b64val(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+/* Standard base64 with padding; -1 if malformed or too long. */
+static int b64decode(const char *in, size_t n, char *out, size_t outlen)
+{
+    size_t o = 0;
+    unsigned v = 0;
+    int bits = 0;
+    while (n && in[n - 1] == '=')
+        n--;
+    for (size_t i = 0; i < n; i++) {
+        int d = b64val((unsigned char)in[i]);
+        if (d < 0)
+            return -1;
+        v = (v << 6) | (unsigned)d;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (o + 1 >= outlen)
+                return -1;
+            out[o++] = (char)((v >> bits) & 0xff);
+        }
+    }
+    out[o] = '\0';
+    return (int)o;
+}
+
+static int ct_equal(const char *a, const char *b, size_t n)
+{
+    unsigned char d = 0;
+    for (size_t i = 0; i < n; i++)
+        d |= (unsigned char)(a[i] ^ b[i]);
+    return d == 0;
+}
+
+static size_t cache_slot(const char *cred, size_t len)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)cred[i]) * 16777619u;
+    return h % AUTH_CACHE_SLOTS;
+}
+
+/* The client's address as a fail-table key. */
+static struct fail_entry *fail_slot(struct graced_auth *a, const struct grace_request *req,
+                                    int create)
+{
+    const struct sockaddr *sa = grace_request_peer(req, NULL);
+    unsigned char key[16] = {0};
+    size_t klen = 0;
+    uint32_t h = 2166136261u;
+    struct fail_entry *f;
+    if (!sa)
+        return NULL;
+    if (sa->sa_family == AF_INET) {
+        memcpy(key, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        klen = 4;
+    } else if (sa->sa_family == AF_INET6) {
+        memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+        klen = 16;
+    } else {
+        return NULL;
+    }
+    for (size_t i = 0; i < klen; i++)
+        h = (h ^ key[i]) * 16777619u;
+    f = &a->fails[h % AUTH_FAIL_SLOTS];
+    if (f->family == sa->sa_family && !memcmp(f->addr, key, 16))
+        return f;
+    if (!create)
+        return NULL;
+    /* a collision takes the slot over: the bound is per slot, a little
+     * looser than per address, never tighter for a quiet client */
+    memset(f, 0, sizeof(*f));
+    f->family = sa->sa_family;
+    memcpy(f->addr, key, 16);
+    f->since_ms = mono_ms();
+    return f;
+}
+
+static void peer_text(const struct grace_request *req, char *out, size_t n)
+{
+    const struct sockaddr *sa = grace_request_peer(req, NULL);
+    snprintf(out, n, "?");
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)n);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)n);
+}
+
+/* Log names safely: printable ASCII only. */
+static void safe_name(const char *in, char *out, size_t n)
+{
+    size_t o = 0;
+    for (; *in && o + 1 < n; in++)
+        out[o++] = (*in > ' ' && *in < 0x7f) ? *in : '?';
+    out[o] = '\0';
+}
+
+/* ---------------------------------------------------------------- the helper thread */
+
+static void *checker(void *arg)
+{
+    struct graced_auth *a = arg;
+#ifdef GRACED_HAVE_CRYPT
+    struct crypt_data *cd = calloc(1, sizeof(*cd)); /* large: not on the stack */
+#endif
+    pthread_mutex_lock(&a->mu);
+    for (;;) {
+        struct check *c;
+        while (!a->todo && !a->quit)
+            pthread_cond_wait(&a->cv, &a->mu);
+        if (a->quit)
+            break;
+        c = a->todo;
+        if (!(a->todo = c->next))
+            a->todo_tail = NULL;
+        pthread_mutex_unlock(&a->mu);
+        c->ok = 0;
+#ifdef GRACED_HAVE_CRYPT
+        if (cd) {
+            const char *out = crypt_rn(c->password, c->hash, cd, sizeof(*cd));
+            size_t hl = strlen(c->hash);
+            c->ok = out && strlen(out) == hl && ct_equal(out, c->hash, hl);
+        }
+#endif
+        explicit_bzero(c->password, sizeof(c->password));
+        pthread_mutex_lock(&a->mu);
+        c->next = a->done;
+        a->done = c;
+        /* a full pipe already has a wake-up in it */
+        (void)!write(a->wake[1], "", 1);
+    }
+    pthread_mutex_unlock(&a->mu);
+#ifdef GRACED_HAVE_CRYPT
+    if (cd) {
+        explicit_bzero(cd, sizeof(*cd));
+        free(cd);
+    }
+#endif
+    return NULL;
+}
+
+static void challenge(struct grace_request *req, const char *msg)
+{
+    grace_response_add_header(req, "WWW-Authenticate", "Basic realm=\"graced\", charset=\"UTF-8\"");
+    graced_reply(req, 401, msg);
+}
+
+/* A user is known: may they do it? Then go on, or answer 403. */
+static void allowed(struct graced *g, struct grace_request *req, int user, int write,
+                    graced_cont_cb cont)
+{
+    if (write && !g->auth->users[user].write) {
+        graced_reply(req, 403, "this user may not write\n");
+        return;
+    }
+    cont(req, g);
+}
+
+static void count_failure(struct graced *g, struct grace_request *req, const char *name)
+{
+    struct fail_entry *f = fail_slot(g->auth, req, 1);
+    int64_t now = mono_ms();
+    char who[64], addr[64];
+    if (f) {
+        if (now - f->since_ms >= AUTH_FAIL_WINDOW_MS) {
+            f->since_ms = now;
+            f->count = 0;
+        }
+        f->count++;
+    }
+    safe_name(name, who, sizeof(who));
+    peer_text(req, addr, sizeof(addr));
+    graced_log(LOG_WARN, "login failed for user \"%s\" from %s (%d in this minute)", who, addr,
+               f ? f->count : 0);
+}
+
+/* The thread has answered a check: on the event loop again. */
+static void check_done(struct check *c)
+{
+    struct graced *g = c->g;
+    struct graced_auth *a = g->auth;
+    int user = -1;
+
+    a->pending--;
+    if (c->cancelled) { /* the request no longer exists */
+        check_free(c);
+        return;
+    }
+    grace_request_on_finish(c->req, NULL, NULL);
+    if (c->gone) { /* the client left: complete our side, which releases it */
+        grace_reply(c->req, 500, NULL, 0);
+        check_free(c);
+        return;
+    }
+    /* by name again, with the hash checked: the users may have been
+     * reloaded meanwhile, and a changed password must not pass */
+    for (int i = 0; c->ok && i < a->nusers; i++)
+        if (!strcmp(a->users[i].name, c->name) && !strcmp(a->users[i].hash, c->hash))
+            user = i;
+    if (user < 0) {
+        count_failure(g, c->req, c->name);
+        challenge(c->req, "wrong user or password\n");
+    } else {
+        if (g->o.auth_cache_ms > 0) {
+            struct cache_entry *ce = &a->cache[cache_slot(c->cred, c->cred_len)];
+            memcpy(ce->cred, c->cred, c->cred_len);
+            ce->len = c->cred_len;
+            ce->user = user;
+            ce->until_ms = mono_ms() + g->o.auth_cache_ms;
+        }
+        allowed(g, c->req, user, c->write, c->cont);
+    }
+    check_free(c);
+}
+
+static void wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct graced_auth *a = arg;
+    struct check *c, *done;
+    char buf[64];
+    while (read(fd, buf, sizeof(buf)) > 0)
+        ;
+    pthread_mutex_lock(&a->mu);
+    done = a->done;
+    a->done = NULL;
+    pthread_mutex_unlock(&a->mu);
+    while ((c = done)) {
+        done = c->next;
+        check_done(c);
+    }
+}
+
+/* The request ended while its check was waiting. */
+static void check_gone(struct grace_request *req, int err, void *arg)
+{
+    struct check *c = arg;
+    c->gone = 1;
+    c->cancelled = err == -ECANCELED;
+}
+
+static int start_thread(struct graced *g)
+{
+    struct graced_auth *a = g->auth;
+    if (a->thread_on)
+        return 0;
+    if (pipe2(a->wake, O_NONBLOCK | O_CLOEXEC) < 0)
+        return -1;
+    a->wake_ev = event_new(g->base, a->wake[0], EV_READ | EV_PERSIST, wake_cb, a);
+    if (!a->wake_ev || event_add(a->wake_ev, NULL) < 0 ||
+        pthread_create(&a->thread, NULL, checker, a) != 0) {
+        if (a->wake_ev)
+            event_free(a->wake_ev);
+        a->wake_ev = NULL;
+        close(a->wake[0]);
+        close(a->wake[1]);
+        a->wake[0] = a->wake[1] = -1;
+        return -1;
+    }
+    a->quit = 0;
+    a->thread_on = 1;
+    return 0;
+}
+
+/*
+ * "Authorization: Basic ..." for a request that needs a user: from the
+ * cache at once, or refused at once (malformed, too many failures, too
+ * many checks waiting), or handed to the thread.
+ */
+static void basic_check(struct graced *g, struct grace_request *req, const char *auth, int write,
+                        graced_cont_cb cont)
+{
+    struct graced_auth *a = g->auth;
+    char plain[AUTH_MAX_CRED];
+    const char *cred;
+    size_t len;
+    struct cache_entry *ce;
+    struct fail_entry *f;
+    int64_t now = mono_ms();
+    int user = -1;
+    char *colon;
+    struct check *c;
+
+    if (!auth || strncasecmp(auth, "Basic ", 6)) {
+        challenge(req, "login needed\n");
+        return;
+    }
+    for (cred = auth + 6; *cred == ' '; cred++)
+        ;
+    len = strlen(cred);
+    if (len == 0 || len >= AUTH_MAX_CRED || b64decode(cred, len, plain, sizeof(plain)) < 0 ||
+        !(colon = strchr(plain, ':'))) {
+        challenge(req, "login needed\n");
+        return;
+    }
+    ce = &a->cache[cache_slot(cred, len)];
+    if (g->o.auth_cache_ms > 0 && ce->len == len && ce->until_ms > now &&
+        ct_equal(ce->cred, cred, len)) {
+        explicit_bzero(plain, sizeof(plain));
+        graced_log(LOG_DEBUG, "auth: %s from cache", a->users[ce->user].name);
+        allowed(g, req, ce->user, write, cont);
+        return;
+    }
+    if ((f = fail_slot(a, req, 0)) && now - f->since_ms < AUTH_FAIL_WINDOW_MS &&
+        f->count >= g->o.auth_fail_limit) {
+        explicit_bzero(plain, sizeof(plain));
+        grace_response_add_header(req, "Retry-After", "60");
+        graced_reply(req, 429, "too many failed logins; try again in a minute\n");
+        return;
+    }
+    *colon = '\0';
+    for (int i = 0; i < a->nusers; i++)
+        if (!strcmp(a->users[i].name, plain))
+            user = i;
+    if (a->nusers == 0) {
+        count_failure(g, req, plain);
+        explicit_bzero(plain, sizeof(plain));
+        challenge(req, "wrong user or password\n");
+        return;
+    }
+    if (a->pending >= g->o.auth_max_pending || start_thread(g) < 0 ||
+        !(c = calloc(1, sizeof(*c)))) {
+        explicit_bzero(plain, sizeof(plain));
+        graced_log(LOG_WARN, "login checks: %d waiting; answering 503", a->pending);
+        grace_response_add_header(req, "Retry-After", "1");
+        graced_reply(req, 503, "too many logins being checked; try again\n");
+        return;
+    }
+    c->g = g;
+    c->req = req;
+    c->cont = cont;
+    c->write = write;
+    memcpy(c->cred, cred, len);
+    c->cred_len = len;
+    strcpy(c->name, plain);
+    strcpy(c->password, colon + 1);
+    explicit_bzero(plain, sizeof(plain));
+    /* an unknown name costs a check too (against the first user's hash),
+     * so timing does not tell which names exist; it cannot pass, as
+     * check_done looks the name up again */
+    if (!(c->hash = strdup(a->users[user >= 0 ? user : 0].hash))) {
+        check_free(c);
+        graced_reply(req, 500, "out of memory\n");
+        return;
+    }
+    a->pending++;
+    grace_request_on_finish(req, check_gone, c);
+    pthread_mutex_lock(&a->mu);
+    if (a->todo_tail)
+        a->todo_tail->next = c;
+    else
+        a->todo = c;
+    a->todo_tail = c;
+    pthread_cond_signal(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+}
+
+void graced_authorize(struct grace_request *req, struct graced *g, int write, graced_cont_cb cont)
+{
+    const char *auth = grace_request_header(req, "Authorization");
+
+    if (write && g->token_len && graced_token_ok(g, auth)) {
+        cont(req, g);
+    } else if (!g->auth) {
+        if (!write || !g->token_len) {
+            cont(req, g);
+        } else {
+            grace_response_add_header(req, "WWW-Authenticate", "Bearer");
+            graced_reply(req, 401, "missing or wrong token\n");
+        }
+    } else if (!write && !g->o.private_read) {
+        cont(req, g);
+    } else {
+        basic_check(g, req, auth, write, cont);
+    }
+}

@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * splice.c - a Content-Length body moved from a plain socket straight into
+ * the application's file descriptor: socket -> pipe -> fd with splice(2),
+ * so the bytes never cross into user space.
+ *
+ * conn.c keeps its role: the read event calls grace__splice_read() instead
+ * of reading into the input buffer while such a body is due, and pump_body()
+ * calls grace__splice_pump() to write what was buffered with the headers,
+ * to notice the end, a failed write, or a client gone early. Limits, pause,
+ * body-timeout (from the last bytes moved), early replies and the drain that
+ * follows them work as for a streamed body: the parser is told of every byte
+ * moved, so it always knows what is left.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#define SPLICE_PIPE (1 << 20)  /* asked pipe capacity; the default (64 KiB) if refused */
+#define SPLICE_TURN (4u << 20) /* moved per read event, so others get their turn */
+
+int grace_request_body_to_fd(struct grace_request *req, int fd, grace_end_cb on_end, void *arg)
+{
+    struct grace_conn *c;
+    int p[2], e;
+
+    if (!req || fd < 0)
+        return -EINVAL;
+    if (!(c = req->conn))
+        return -ENOTCONN;
+    if (req->body_mode != BODY_NONE)
+        return -EALREADY;
+    if (c->tp != &grace__plain || req->p.framing != GRACE_FRAMING_LENGTH ||
+        req->p.content_length == 0)
+        return -ENOTSUP; /* TLS, chunked or no body: grace_request_read_body() */
+    if (req->p.content_length > req->body_limit)
+        return -EMSGSIZE;
+    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
+        return -errno;
+    (void)fcntl(p[1], F_SETPIPE_SZ, SPLICE_PIPE); /* fewer calls; fine without */
+    req->pipe_rd = p[0];
+    req->pipe_wr = p[1];
+    req->body_fd = fd;
+    req->on_end = on_end;
+    req->body_arg = arg;
+    if ((e = grace__body_begin(req, BODY_FD)) < 0) {
+        close(p[0]);
+        close(p[1]);
+    }
+    return e;
+}
+
+void grace__splice_release(struct grace_request *req)
+{
+    if (req->body_mode != BODY_FD)
+        return;
+    close(req->pipe_rd);
+    close(req->pipe_wr);
+    req->body_mode = BODY_NONE;
+}
+
+/* Is the read event to move body bytes into the application's fd? */
+int grace__splice_active(const struct grace_conn *c)
+{
+    return c->state == CS_ACTIVE && c->req && c->req->body_mode == BODY_FD &&
+           !c->req->body_done && !c->req->fd_err && grace_parser_body_left(&c->slot->parser);
+}
+
+/* Empty the pipe into the fd (a regular file takes it all; anything else
+ * may block us, which is the application's choice of fd). */
+static int drain_pipe(struct grace_request *req, size_t n)
+{
+    while (n > 0) {
+        ssize_t m = splice(req->pipe_rd, NULL, req->body_fd, NULL, n, SPLICE_F_MOVE);
+        if (m < 0 && errno == EINTR)
+            continue;
+        if (m <= 0)
+            return m < 0 ? -errno : -EIO;
+        n -= (size_t)m;
+    }
+    return 0;
+}
+
+static void progress(struct grace_conn *c, struct grace_request *req, uint64_t n)
+{
+    grace_parser_body_skip(&c->slot->parser, n);
+    req->body_read += n;
+    c->st.body_since = grace__now_ms();
+}
+
+/*
+ * The socket is readable: move up to the body's end, until it is empty.
+ * 0, or 1 at the end of the stream, or a negative errno of the socket. A
+ * failed write is kept in fd_err for grace__splice_pump().
+ */
+int grace__splice_read(struct grace_conn *c)
+{
+    struct grace_request *req = c->req;
+    uint64_t turn = SPLICE_TURN;
+
+    if (req->paused)
+        return 0;
+    while (turn > 0) {
+        uint64_t left = grace_parser_body_left(&c->slot->parser);
+        size_t want = left < turn ? (size_t)left : (size_t)turn;
+        ssize_t n;
+        int e;
+
+        if (want == 0)
+            break;
+        n = splice(c->fd, NULL, req->pipe_wr, NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n == 0)
+            return 1;
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN)
+                break; /* the socket is empty (the pipe is always emptied) */
+            return -errno;
+        }
+        if ((e = drain_pipe(req, (size_t)n)) < 0) {
+            req->fd_err = e;
+            break;
+        }
+        progress(c, req, (uint64_t)n);
+        turn -= (uint64_t)n;
+    }
+    return 0;
+}
+
+/*
+ * Body phase of a BODY_FD request: bytes buffered with the headers are
+ * written first. 1 when the body is complete, 0 while more is due, or the
+ * negative errno of a failed write.
+ */
+int grace__splice_pump(struct grace_conn *c)
+{
+    struct grace_request *req = c->req;
+    struct evbuffer *in = c->slot->in;
+    uint64_t left = grace_parser_body_left(&c->slot->parser);
+    size_t len = evbuffer_get_length(in);
+
+    if (!req->fd_err && left && len) {
+        size_t n = len < left ? len : (size_t)left, done = 0;
+        while (done < n) {
+            int w = evbuffer_write_atmost(in, req->body_fd, (ev_ssize_t)(n - done));
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                req->fd_err = w < 0 ? -errno : -EIO;
+                break;
+            }
+            done += (size_t)w;
+        }
+        progress(c, req, done);
+    }
+    if (req->fd_err)
+        return req->fd_err;
+    return grace_parser_body_done(&c->slot->parser);
+}

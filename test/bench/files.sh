@@ -1,0 +1,161 @@
+#!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
+# files.sh - graced as a file server, side by side with nginx (one worker
+# each): a 1 GiB PUT stored on disk (nginx: its dav module), the same file as
+# a multipart form upload (graced only: nginx has no such storing), a 1 GiB
+# download, and the listing of a 10,000-entry folder (nginx: autoindex).
+# Wall time as curl sees it and server CPU from /proc/PID/stat, median of RUNS
+# interleaved runs. SIZE_MB changes the file size (1024); GRACED_B=path adds
+# the PUT row for another graced binary (an A/B of a change, same run).
+. "$(dirname "$0")/lib.sh"
+RUNS=${RUNS:-3}
+DUR=${DUR:-4}
+SIZE_MB=${SIZE_MB:-1024}
+need curl curl
+need wrk wrk
+need nginx nginx-light
+
+graced_bin=$build/src/graced/graced
+www=$tmp/www   # served: the big file and the big folder
+up=$tmp/up     # graced's --upload-dir
+dav=$tmp/dav   # nginx's PUT root, on the same filesystem as its body temp files
+mkdir -p "$www/many" "$up" "$dav"
+chmod 777 "$up" "$dav" # nginx workers may run as another user
+src=$www/big.bin
+head -c "$((SIZE_MB << 20))" /dev/urandom >"$src"
+(cd "$www/many" && seq -f 'file-%05g.txt' 1 10000 | xargs touch)
+ticks_per_s=$(getconf CLK_TCK)
+
+# Probes: features that are landing from another branch (wip-gweb).
+if "$graced_bin" --help 2>&1 | grep -q -- --list-dirs; then list=--list-dirs; else list=; fi
+
+p_g=$(free_port); p_n=$(free_port)
+start graced "$graced_bin" --listen "127.0.0.1:$p_g" --root "$www" --upload-dir "$up" \
+    --max-body-size 2G --log-level error $list
+start nginx nginx -c "$(nginx_conf "$p_n" "
+    sendfile on;        # Debian's stock nginx.conf has it; graced uses sendfile()
+    location /put/ { root $dav; dav_methods PUT; client_max_body_size 2g;
+                     client_body_temp_path $dav/tmp; }
+    location /many/ { root $www; autoindex on; }
+    location / { root $www; }")"
+mkdir -p "$dav/put"
+chmod 777 "$dav/put"
+wait_port "$p_g"
+wait_port "$p_n"
+if [ -n "${GRACED_B:-}" ]; then
+    mkdir -p "$tmp/up_b"
+    p_b=$(free_port)
+    start graced_b "$GRACED_B" --listen "127.0.0.1:$p_b" --root "$www" --upload-dir "$tmp/up_b" \
+        --max-body-size 2G --log-level error
+    wait_port "$p_b"
+fi
+
+# the server's processes: graced (and any worker), or nginx master and worker
+pids() { local p=PID_$1; echo "${!p} $(pgrep -P "${!p}" | tr '\n' ' ')"; }
+
+multipart=missing
+echo probe >"$tmp/probe.txt"
+code=$(curl -s -o /dev/null -w '%{http_code}' -F "file=@$tmp/probe.txt" "http://127.0.0.1:$p_g/" ||
+       true)
+if [ "$code" = 201 ] && cmp -s "$tmp/probe.txt" "$up/probe.txt"; then multipart=yes; fi
+rm -f "$up/probe.txt"
+
+# xfer NAME KIND PORT: one measured transfer; appends "wall-s cpu-s-per-GiB
+# MB/s" to $tmp/NAME-KIND.runs and checks what was stored
+xfer() {
+    local name=$1 kind=$2 port=$3 c0 c1 out code wall stored
+    local base=http://127.0.0.1:$port
+    sync # earlier runs' dirty pages are not this run's cost
+    c0=$(cpu_ticks $(pids "$name"))
+    case $kind in
+        put) case $name in graced) stored=$up/put.bin;; graced_b) stored=$tmp/up_b/put.bin;;
+                            *) stored=$dav/put/put.bin;; esac
+             out=$("${LOAD[@]}" curl -sS -o /dev/null -H 'Expect:' -T "$src" \
+                   -w '%{http_code} %{time_total}' "$base/$([ "$name" = nginx ] && echo put/)put.bin");;
+        form) stored=$up/big.bin
+              out=$("${LOAD[@]}" curl -sS -o /dev/null -H 'Expect:' -F "file=@$src" \
+                    -w '%{http_code} %{time_total}' "$base/");;
+        get) stored=
+             out=$("${LOAD[@]}" curl -sS -o /dev/null -w '%{http_code} %{time_total}' "$base/big.bin");;
+    esac
+    c1=$(cpu_ticks $(pids "$name"))
+    read -r code wall <<<"$out"
+    case $code in 200|201|204) ;; *) echo "bench: $name $kind answered $code" >&2; return 1;; esac
+    if [ -n "$stored" ]; then # complete, byte for byte
+        cmp -s "$src" "$stored" || { echo "bench: $name $kind: stored file differs" >&2; return 1; }
+        rm -f "$stored"
+    fi
+    awk -v t="$((c1 - c0))" -v hz="$ticks_per_s" -v w="$wall" -v mb="$SIZE_MB" \
+        'BEGIN {printf "%.3f %.3f %.0f\n", w, t / hz * 1024 / mb, mb * 1.048576 / w}' \
+        >>"$tmp/$name-$kind.runs"
+}
+
+for f in graced-put graced_b-put nginx-put graced-form graced-get nginx-get; do : >"$tmp/$f.runs"; done
+for _ in $(seq "$RUNS"); do # interleaved, so drift hits every server alike
+    xfer graced put "$p_g"
+    xfer nginx put "$p_n"
+    [ -z "${GRACED_B:-}" ] || xfer graced_b put "$p_b"
+    [ "$multipart" = missing ] || xfer graced form "$p_g"
+    xfer graced get "$p_g"
+    xfer nginx get "$p_n"
+done
+col() { cut -d' ' -f"$2" "$tmp/$1.runs" | median; }
+
+if [ -n "$list" ]; then
+    for s in graced nginx; do
+        : >"$tmp/$s-list.runs"
+        curl -s "http://127.0.0.1:$([ $s = graced ] && echo "$p_g" || echo "$p_n")/many/" |
+            grep -o 'file-[0-9]*\.txt</a>' | wc -l >"$tmp/$s-list.count"
+    done
+    for _ in $(seq "$RUNS"); do
+        wrk_run "http://127.0.0.1:$p_g/many/" -c4 >>"$tmp/graced-list.runs"
+        wrk_run "http://127.0.0.1:$p_n/many/" -c4 >>"$tmp/nginx-list.runs"
+    done
+fi
+
+load=$(cut -d' ' -f1-3 /proc/loadavg)
+runs() { # every run's CPU s/GiB, in order: how noisy the medians are
+    local f
+    for f in graced-put graced_b-put nginx-put graced-form graced-get nginx-get; do
+        [ -s "$tmp/$f.runs" ] && printf '%s %s; ' "$f" "$(cut -d' ' -f2 "$tmp/$f.runs" | tr '\n' ' ')"
+    done
+    return 0
+}
+{
+    echo "| $SIZE_MB MiB, plain HTTP, curl, median of $RUNS | graced wall s | nginx wall s | graced CPU s/GiB | nginx CPU s/GiB | CPU graced/nginx | graced MB/s | nginx MB/s |"
+    echo "|---|---|---|---|---|---|---|---|"
+    echo "| PUT stored on disk (nginx: dav_methods PUT) | $(col graced-put 1) | $(col nginx-put 1) |" \
+         "$(col graced-put 2) | $(col nginx-put 2) | $(ratio "$(col graced-put 2)" "$(col nginx-put 2)") |" \
+         "$(col graced-put 3) | $(col nginx-put 3) |"
+    [ -z "${GRACED_B:-}" ] ||
+        echo "| PUT, graced B = $GRACED_B (CPU vs graced: $(ratio "$(col graced_b-put 2)" "$(col graced-put 2)")) |" \
+             "$(col graced_b-put 1) | $(col nginx-put 1) | $(col graced_b-put 2) | $(col nginx-put 2) |" \
+             "$(ratio "$(col graced_b-put 2)" "$(col nginx-put 2)") | $(col graced_b-put 3) | $(col nginx-put 3) |"
+    if [ "$multipart" = missing ]; then
+        echo "| POST multipart/form-data to a folder | missing | - | - | - | - | - | - |"
+    else
+        echo "| POST multipart/form-data to a folder (graced only; CPU vs graced's PUT: $(ratio "$(col graced-form 2)" "$(col graced-put 2)")) |" \
+             "$(col graced-form 1) | - | $(col graced-form 2) | - | - | $(col graced-form 3) | - |"
+    fi
+    echo "| GET (download; nginx with sendfile on) | $(col graced-get 1) | $(col nginx-get 1) |" \
+         "$(col graced-get 2) | $(col nginx-get 2) | $(ratio "$(col graced-get 2)" "$(col nginx-get 2)") |" \
+         "$(col graced-get 3) | $(col nginx-get 3) |"
+    echo
+    if [ -n "$list" ]; then
+        echo "| listing of a 10,000-entry folder, 4 conns, ${DUR}s, median of $RUNS | graced req/s | nginx req/s | graced/nginx | p99 ms (graced / nginx) | entries shown (graced / nginx) |"
+        echo "|---|---|---|---|---|---|"
+        echo "| GET /many/ (graced --list-dirs, nginx autoindex on) | $(col graced-list 1) | $(col nginx-list 1) |" \
+             "$(ratio "$(col graced-list 1)" "$(col nginx-list 1)") | $(col graced-list 2) / $(col nginx-list 2) |" \
+             "$(cat "$tmp/graced-list.count") / $(cat "$tmp/nginx-list.count") |"
+    else
+        echo "| listing of a 10,000-entry folder | missing (graced has no --list-dirs yet) |"
+        echo "|---|---|"
+    fi
+    echo
+    echo "CPU s/GiB of each run: $(runs)"
+    echo
+    echo "Load average at the end: $load (other engineers' builds share the machine)." \
+         "graced fsyncs an upload before answering; nginx's dav module does not (its wall" \
+         "time leaves the write-back to later). CPU per GiB counts the server's processes" \
+         "only: the kernel's own write-back threads are in neither figure."
+} | write_result files
