@@ -180,7 +180,9 @@ GRACE_API void grace_server_set_handler(struct grace_server *srv, grace_handler_
 #define GRACE_ROUTE_PREFIX 1 /**< the path starts with the route */
 
 /**
- * Route requests: method (NULL for any) and path (without query). Exact
+ * Route requests: method (NULL for any) and path (without query), compared
+ * with the request's decoded, normalized path (grace_request_path_decoded()),
+ * so give the route in that form ("/a b", not "/a%20b"). Exact
  * routes win over prefixes, longer prefixes over shorter ones. A path that
  * matches only with another method is answered 405 with Allow.
  * @return 0, -EINVAL or -ENOMEM.
@@ -360,12 +362,33 @@ GRACE_API const char *grace_request_method(const struct grace_request *req);
 GRACE_API const char *grace_request_target(const struct grace_request *req);
 /** The path part of the target (no query), not percent-decoded. */
 GRACE_API const char *grace_request_path(const struct grace_request *req);
+/**
+ * The path as routes see it: grace_path_normalize() of grace_request_path()
+ * ("/%61dmin", "//admin", "/x/../admin" are "/admin"); "*" for "OPTIONS *",
+ * and the target as sent for CONNECT (host:port).
+ * Never NULL: a request whose path cannot be normalized is answered 400 by
+ * the server and never reaches a handler.
+ */
+GRACE_API const char *grace_request_path_decoded(const struct grace_request *req);
 /** The query after '?', or NULL if there is none. */
 GRACE_API const char *grace_request_query(const struct grace_request *req);
 /** 0 for HTTP/1.0, 1 for HTTP/1.1. */
 GRACE_API int grace_request_version_minor(const struct grace_request *req);
 /** First header with that name (case-insensitive), or NULL. */
 GRACE_API const char *grace_request_header(const struct grace_request *req, const char *name);
+/**
+ * Every value of a repeated header, in the order received:
+ *     size_t pos = 0;
+ *     const char *v;
+ *     while ((v = grace_request_header_next(req, "Accept", &pos)))
+ *         ...
+ * @param pos cursor, 0 to start; after a match it is that field's index + 1
+ *            (for grace_request_header_at(req, pos - 1, ...)).
+ * @return the next value of a field with that name (case-insensitive), or
+ *         NULL when there is none left.
+ */
+GRACE_API const char *grace_request_header_next(const struct grace_request *req,
+                                                const char *name, size_t *pos);
 /** Number of header fields, in the order received. */
 GRACE_API size_t grace_request_header_count(const struct grace_request *req);
 /** Field i: name as sent and value (trimmed). @return 0 or -ERANGE. */
@@ -538,6 +561,21 @@ GRACE_API int grace_reply_on_drain(struct grace_request *req, grace_drain_cb cb,
  */
 GRACE_API int grace_reply_informational(struct grace_request *req, int status,
                                         const char *const *fields, size_t nfields);
+
+/**
+ * Decode and normalize a URL path (without its query) for routing and file
+ * lookup: every %XX is decoded, "//" becomes "/", "." segments are dropped
+ * and ".." removes the segment before it (RFC 3986 5.2.4), also when spelled
+ * "%2e%2e". A trailing "/" is kept.
+ * Refused with -EINVAL: a path that does not start with '/', a '%' not
+ * followed by two hex digits, an encoded '/' (%2F: it would hide a segment
+ * boundary), an encoded NUL or other control byte, and a ".." above the root.
+ * @param path len bytes (need not be NUL-terminated)
+ * @param out  receives the result and a NUL; the result is never longer than
+ *             the input, and size must be at least len + 1 (else -ENOSPC)
+ * @return the length of the result, or a negative errno.
+ */
+GRACE_API ssize_t grace_path_normalize(const char *path, size_t len, char *out, size_t size);
 
 /** The standard reason phrase of a status, e.g. "Not Found"; never NULL. */
 GRACE_API const char *grace_status_reason(int status);

@@ -2,7 +2,10 @@
 /*
  * echo.c - an embedding example: the program owns its event_base, runs a
  * timer of its own on it, and serves every request with a JSON echo:
- *   {"method":..,"target":..,"version":..,"headers":[[name,value],...],"body":..}
+ *   {"method":..,"target":..,"path":..,"version":..,"headers":[[name,value],...],
+ *    "values":[..],"body":..}
+ * "path" is the decoded, normalized path routes see; "values" (with the
+ * query "?values=NAME") lists every value of header NAME, in order.
  * Bytes outside printable ASCII are written \u00XX (the byte as a Latin-1
  * code point), so any body round-trips.
  *
@@ -62,6 +65,8 @@ static void on_body(struct grace_request *req, struct evbuffer *body, void *arg)
     json_cstr(out, grace_request_method(req));
     evbuffer_add_printf(out, ",\"target\":");
     json_cstr(out, grace_request_target(req));
+    evbuffer_add_printf(out, ",\"path\":");
+    json_cstr(out, grace_request_path_decoded(req));
     evbuffer_add_printf(out, ",\"version\":\"HTTP/1.%d\",\"headers\":[",
                         grace_request_version_minor(req));
     for (size_t i = 0; i < grace_request_header_count(req); i++) {
@@ -73,7 +78,19 @@ static void on_body(struct grace_request *req, struct evbuffer *body, void *arg)
         json_cstr(out, value);
         evbuffer_add(out, "]", 1);
     }
-    evbuffer_add_printf(out, "],\"body\":");
+    evbuffer_add(out, "]", 1);
+    const char *q = grace_request_query(req);
+    if (q && !strncmp(q, "values=", 7)) {
+        size_t pos = 0, k = 0;
+        const char *v;
+        evbuffer_add_printf(out, ",\"values\":[");
+        while ((v = grace_request_header_next(req, q + 7, &pos))) {
+            evbuffer_add_printf(out, "%s", k++ ? "," : "");
+            json_cstr(out, v);
+        }
+        evbuffer_add(out, "]", 1);
+    }
+    evbuffer_add_printf(out, ",\"body\":");
     size_t n = evbuffer_get_length(body);
     json_string(out, n ? (const char *)evbuffer_pullup(body, -1) : "", n);
     evbuffer_add(out, "}\n", 2);

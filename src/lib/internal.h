@@ -84,6 +84,7 @@ struct grace_request {
     struct grace_hfield *fields;
     char *blk;                /* header block copy, NUL-terminated strings */
     const char *path, *query;
+    const char *npath;        /* grace_request_path_decoded(); NULL: refused */
 
     enum body_mode body_mode;
     uint64_t body_read;       /* body bytes consumed so far */

@@ -33,7 +33,8 @@ enum grace_pev {
 enum grace_perr {
     GRACE_PERR_NONE = 0,
     GRACE_PERR_METHOD,          /* method is not a token */
-    GRACE_PERR_TARGET,          /* bad request-target characters or form */
+    GRACE_PERR_TARGET,          /* bad request-target form or authority */
+    GRACE_PERR_TARGET_BYTE,     /* target byte: 8-bit, CTL, SP, DEL, '"', '#', '<', '>' */
     GRACE_PERR_VERSION,         /* malformed HTTP-version */
     GRACE_PERR_VERSION_UNSUP,   /* 505: HTTP/2+, 0.9-style line */
     GRACE_PERR_REQLINE,         /* malformed request line (spacing...) */
@@ -47,6 +48,8 @@ enum grace_perr {
     GRACE_PERR_HEADERS_TOO_BIG, /* 431: header bytes */
     GRACE_PERR_TOO_MANY_FIELDS, /* 431: field count */
     GRACE_PERR_HOST,            /* HTTP/1.1 without exactly one Host */
+    GRACE_PERR_HOST_INVALID,    /* Host not uri-host [":" port] (userinfo, list...) */
+    GRACE_PERR_HOST_EMPTY,      /* empty Host, target without an authority of its own */
     GRACE_PERR_CL_INVALID,      /* Content-Length not plain digits / overflow */
     GRACE_PERR_CL_MULTIPLE,     /* differing Content-Length values */
     GRACE_PERR_CL_AND_TE,       /* both Content-Length and Transfer-Encoding */
@@ -152,7 +155,7 @@ struct grace_parser {
     uint64_t remaining; /* body bytes left in message or chunk */
     size_t trailer_bytes;
     unsigned seen_cl : 1, seen_te : 1, te_chunked_last : 1, te_unknown : 1,
-        te_chunked_count : 2, conn_close : 1, conn_keep_alive : 1;
+        te_chunked_count : 2, conn_close : 1, conn_keep_alive : 1, host_empty : 1;
     int host_count;
 };
 
@@ -185,6 +188,9 @@ int grace_parser_body_done(const struct grace_parser *p);
 uint64_t grace_parser_body_left(const struct grace_parser *p);
 /* n (at most body_left) body bytes were taken without the parser. */
 void grace_parser_body_skip(struct grace_parser *p, uint64_t n);
+
+/* Value of a hex digit, or -1 (shared with the path helper). */
+int grace__hexval(char c);
 
 /* HTTP status code to answer an error with (400, 414, 431, 501, 505, 417). */
 int grace_perr_status(enum grace_perr e);

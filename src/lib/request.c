@@ -39,7 +39,7 @@ struct grace_request *grace__request_new(struct grace_conn *c, const char *src)
     char *path;
 
     split_target(p, target, p->target.len, &poff, &plen);
-    size += plen + 2;
+    size += 2 * (plen + 2); /* the path, and its normalized form */
     req = malloc(size);
     if (!req)
         return NULL;
@@ -68,6 +68,14 @@ struct grace_request *grace__request_new(struct grace_conn *c, const char *src)
         path[plen] = '\0';
     }
     req->path = path;
+    if (p->form == GRACE_FORM_ASTERISK || p->form == GRACE_FORM_AUTHORITY) {
+        req->npath = path; /* "*" or CONNECT's host:port: no path to normalize */
+    } else {
+        size_t rl = strlen(path);
+        char *np = path + rl + 1;
+        if (grace_path_normalize(path, rl, np, rl + 1) >= 0)
+            req->npath = np;
+    }
     const char *q = strchr(req->blk + p->target.off, '?');
     req->query = q ? q + 1 : NULL;
     req->head = p->method_id == GRACE_PM_HEAD;
@@ -114,6 +122,11 @@ const char *grace_request_path(const struct grace_request *req)
     return req->path;
 }
 
+const char *grace_request_path_decoded(const struct grace_request *req)
+{
+    return req->npath ? req->npath : req->path;
+}
+
 const char *grace_request_query(const struct grace_request *req)
 {
     return req->query;
@@ -129,6 +142,18 @@ const char *grace_request_header(const struct grace_request *req, const char *na
     for (size_t i = 0; i < req->p.nfields; i++)
         if (!strcasecmp(req->blk + req->fields[i].name.off, name))
             return req->blk + req->fields[i].value.off;
+    return NULL;
+}
+
+const char *grace_request_header_next(const struct grace_request *req, const char *name,
+                                      size_t *pos)
+{
+    for (size_t i = *pos; i < req->p.nfields; i++)
+        if (!strcasecmp(req->blk + req->fields[i].name.off, name)) {
+            *pos = i + 1;
+            return req->blk + req->fields[i].value.off;
+        }
+    *pos = req->p.nfields;
     return NULL;
 }
 

@@ -551,10 +551,10 @@ static void reply_405(struct grace_request *req)
 {
     const struct grace_server *srv = req->srv;
     char allow[256] = "";
-    size_t n = 0, plen = strlen(req->path);
+    size_t n = 0, plen = strlen(req->npath);
     for (size_t i = 0; i < srv->nroutes && n < sizeof(allow); i++) {
         const struct grace_route *r = &srv->routes[i];
-        if (route_rank(r, req->path, plen) && r->method && !strstr(allow, r->method))
+        if (route_rank(r, req->npath, plen) && r->method && !strstr(allow, r->method))
             n += (size_t)snprintf(allow + n, sizeof(allow) - n, "%s%s", n ? ", " : "",
                                   r->method);
     }
@@ -569,13 +569,23 @@ void grace__server_dispatch(struct grace_request *req)
     const struct grace_route *r;
     int path_only;
 
+    if (!req->npath) {
+        /* routes compare normalized paths: one that has none (%2F, %00, bad
+         * escape, ".." above the root) would slip past them */
+        static const char msg[] = "invalid path: bad %-escape, encoded / or control, "
+                                  "or .. above the root\n";
+        grace__count_status(srv, 400);
+        grace_response_add_header(req, "Connection", "close");
+        grace_reply(req, 400, msg, sizeof(msg) - 1);
+        return;
+    }
     if (req->p.framing == GRACE_FRAMING_LENGTH &&
         req->p.content_length > (uint64_t)OPT(srv, MAX_BODY_SIZE)) {
         grace__count_status(srv, 413);
         grace_reply(req, 413, "request body too large\n", 23);
         return;
     }
-    r = find_route(srv, grace_request_method(req), req->path, &path_only);
+    r = find_route(srv, grace_request_method(req), req->npath, &path_only);
     if (r)
         r->cb(req, r->arg);
     else if (path_only)

@@ -164,8 +164,10 @@ def run_static(tmp):
         check("directory index", st == 200 and body == b"sub index\n", st)
         st, body, r = req(g.port, "GET", "/alias.css")
         check("symlink inside the root is served", st == 200 and body == b"body{}\n", st)
-        for path, want in [("/../secret", (403, 404)), ("/%2e%2e/secret", (403,)),
-                           ("/sub/../../secret", (403,)), ("/%2E%2e%2fsecret", (403,)),
+        # paths with ".." above the root or an encoded "/" are refused by the
+        # library (400) before graced sees them
+        for path, want in [("/../secret", (400,)), ("/%2e%2e/secret", (400,)),
+                           ("/sub/../../secret", (400,)), ("/%2E%2e%2fsecret", (400,)),
                            ("/leak", (403,)), ("/a%00b", (400,)), ("/nope.txt", (404,)),
                            ("/.graced-tmp.x", (404,))]:
             st, body, r = req(g.port, "GET", path)

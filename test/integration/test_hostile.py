@@ -6,6 +6,7 @@ slowloris, a client that never reads, a connection flood past
 Prints a line per check and "N passed, N failed"."""
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -193,8 +194,74 @@ def run_smuggling(tmp):
         g.stop()
 
 
+STRICT = [
+    ("raw UTF-8 in the target", b"GET /\xc3\xa9.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+     b"invalid byte in request target"),
+    ("overlong UTF-8 in the target", b"GET /\xc0\xae\xc0\xae/\xc0\xafok.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+     b"invalid byte in request target"),
+    ("raw byte 0x80 in the query", b"GET /ok.txt?q=\x80 HTTP/1.1\r\nHost: t\r\n\r\n",
+     b"invalid byte in request target"),
+    ("fragment in the target", b"GET /ok.txt#top HTTP/1.1\r\nHost: t\r\n\r\n",
+     b"invalid byte in request target"),
+    ("Host with userinfo", b"GET /ok.txt HTTP/1.1\r\nHost: user@t\r\n\r\n",
+     b"invalid Host header value"),
+    ("Host with two hosts", b"GET /ok.txt HTTP/1.1\r\nHost: t, u\r\n\r\n",
+     b"invalid Host header value"),
+    ("Host with a path", b"GET /ok.txt HTTP/1.1\r\nHost: t/x\r\n\r\n", b"invalid Host header value"),
+    ("empty Host", b"GET /ok.txt HTTP/1.1\r\nHost:\r\n\r\n", b"empty Host header"),
+    ("userinfo in an absolute target", b"GET http://u@t/ok.txt HTTP/1.1\r\nHost: t\r\n\r\n",
+     b"invalid request target"),
+    ("encoded slash in the path", b"GET /%2Fok.txt HTTP/1.1\r\nHost: t\r\n\r\n", b"invalid path"),
+    (".. above the root", b"GET /x/../../ok.txt HTTP/1.1\r\nHost: t\r\n\r\n", b"invalid path"),
+]
+
+
+def curl(port, path, *extra):
+    r = subprocess.run(["curl", "-sS", "-i", "--max-time", "5", *extra,
+                        "http://127.0.0.1:%d%s" % (port, path)], capture_output=True, timeout=15)
+    return r.stdout
+
+
+def run_strict(tmp):
+    """Host and request-target strictness: the 400 with its reason reaches
+    the client, the connection closes, and nothing is served."""
+    with open(os.path.join(tmp, "ok.txt"), "w") as f:
+        f.write("ok\n")
+    with open(os.path.join(tmp, "\u00e9.txt"), "w") as f:
+        f.write("accent\n")
+    g = Graced("--listen", "127.0.0.1:0", "--root", tmp, "--log-level", "error")
+    try:
+        for name, data, reason in STRICT:
+            s = socket.create_connection(("127.0.0.1", g.port), timeout=5)
+            s.sendall(data + b"GET /ok.txt HTTP/1.1\r\nHost: t\r\n\r\n")  # never answered
+            out, closed = closed_after(s)
+            s.close()
+            check("%s -> 400 (%s), closed" % (name, reason.decode()),
+                  out.startswith(b"HTTP/1.1 400") and reason in out and closed and
+                  b"Connection: close" in out and out.count(b"HTTP/1.1 ") == 1 and b"ok\n" not in out,
+                  (out[:80], closed))
+        # curl, a real client: it sends what it is told for Host
+        for host, reason in [("Host: user@127.0.0.1", b"invalid Host header value"),
+                             ("Host: a.example,b.example", b"invalid Host header value"),
+                             ("Host: [::1", b"invalid Host header value"),
+                             ("Host;", b"empty Host header")]:
+            out = curl(g.port, "/ok.txt", "-H", host)
+            check("curl -H '%s' -> 400 (%s)" % (host, reason.decode()),
+                  out.startswith(b"HTTP/1.1 400") and reason in out and b"Connection: close" in out,
+                  out[:80])
+        # what stays legal: percent-encoded UTF-8 (curl encodes "é"), IPv6 and port Hosts
+        out = curl(g.port, "/\u00e9.txt")
+        check("curl /\u00e9.txt (sent as /%C3%A9.txt) -> 200", out.startswith(b"HTTP/1.1 200") and
+              out.endswith(b"accent\n"), out[:80])
+        for host in ("Host: [::1]:8080", "Host: example.com:80", "Host: 127.0.0.1"):
+            out = curl(g.port, "/ok.txt", "-H", host)
+            check("curl -H '%s' -> 200" % host, out.startswith(b"HTTP/1.1 200"), out[:80])
+    finally:
+        g.stop()
+
+
 def main():
-    return run_sections((run_slowloris, run_never_reads, run_flood, run_smuggling),
+    return run_sections((run_slowloris, run_never_reads, run_flood, run_smuggling, run_strict),
                         "graced-hostile.")
 
 

@@ -64,9 +64,10 @@ static void tput(struct trace *t, const char *fmt, ...)
 static const char *perr_name(enum grace_perr e)
 {
     static const char *names[] = {
-        "NONE", "METHOD", "TARGET", "VERSION", "VERSION_UNSUP", "REQLINE",
+        "NONE", "METHOD", "TARGET", "TARGET_BYTE", "VERSION", "VERSION_UNSUP", "REQLINE",
         "URI_TOO_LONG", "BARE_CR", "BARE_LF", "FIELD_NAME", "FIELD_WS",
         "FIELD_VALUE", "OBS_FOLD", "HEADERS_TOO_BIG", "TOO_MANY_FIELDS", "HOST",
+        "HOST_INVALID", "HOST_EMPTY",
         "CL_INVALID", "CL_MULTIPLE", "CL_AND_TE", "TE_NOT_CHUNKED", "TE_TWICE",
         "TE_UNKNOWN", "TE_HTTP10", "EXPECT", "CHUNK_SIZE", "CHUNK_EXT",
         "CHUNK_LINE", "CHUNK_CRLF", "TRAILER", "TRAILER_TOO_BIG"};
@@ -253,8 +254,9 @@ static const struct pcase cases[] = {
      "H GET / 1.1 none close|D|"},
     {"leading_crlf", "\r\n\r\nGET /x HTTP/1.1\r\n" H11 "\r\n", "H GET /x 1.1 none ka|D|"},
     {"query", "GET /a/b?c=d&e HTTP/1.1\r\n" H11 "\r\n", "H GET /a/b?c=d&e 1.1 none ka|D|"},
-    {"utf8_target", "GET /\xc3\xa9t\xc3\xa9 HTTP/1.1\r\n" H11 "\r\n",
-     "H GET /\xc3\xa9t\xc3\xa9 1.1 none ka|D|"},
+    {"utf8_target", "GET /\xc3\xa9t\xc3\xa9 HTTP/1.1\r\n" H11 "\r\n", "E400 TARGET_BYTE|"},
+    {"utf8_target_encoded", "GET /%C3%A9t%C3%A9 HTTP/1.1\r\n" H11 "\r\n",
+     "H GET /%C3%A9t%C3%A9 1.1 none ka|D|"},
     {"ext_method", "PURGE /x HTTP/1.1\r\n" H11 "\r\n", "H PURGE /x 1.1 none ka|D|"},
     {"absolute", "GET http://example.com/p?q HTTP/1.1\r\n" H11 "\r\n",
      "H GET http://example.com/p?q 1.1 none ka form=a|D|"},
@@ -400,10 +402,10 @@ static const struct pcase cases[] = {
     {"reqline_bare_cr", "GET / HTTP/1.1\rHost: x\r\n\r\n", "E400 BARE_CR|"},
     {"leading_bare_lf", "\nGET / HTTP/1.1\r\n" H11 "\r\n", "E400 BARE_LF|"},
     {"leading_bare_cr", "\rGET / HTTP/1.1\r\n" H11 "\r\n", "E400 BARE_CR|"},
-    {"target_nul", "GET /a\0b HTTP/1.1\r\n" H11 "\r\n", "E400 TARGET|"},
+    {"target_nul", "GET /a\0b HTTP/1.1\r\n" H11 "\r\n", "E400 TARGET_BYTE|"},
     {"target_cr", "GET /a\rb HTTP/1.1\r\n" H11 "\r\n", "E400 BARE_CR|"},
-    {"target_tab", "GET /a\tb HTTP/1.1\r\n" H11 "\r\n", "E400 TARGET|"},
-    {"target_del", "GET /a\x7f HTTP/1.1\r\n" H11 "\r\n", "E400 TARGET|"},
+    {"target_tab", "GET /a\tb HTTP/1.1\r\n" H11 "\r\n", "E400 TARGET_BYTE|"},
+    {"target_del", "GET /a\x7f HTTP/1.1\r\n" H11 "\r\n", "E400 TARGET_BYTE|"},
     {"target_relative", "GET a/b HTTP/1.1\r\n" H11 "\r\n", "E400 TARGET|"},
     {"target_asterisk_get", "GET * HTTP/1.1\r\n" H11 "\r\n", "E400 TARGET|"},
     {"connect_origin", "CONNECT /x HTTP/1.1\r\n" H11 "\r\n", "E400 TARGET|"},
@@ -423,10 +425,307 @@ static const struct pcase cases[] = {
     {"host_missing", "GET / HTTP/1.1\r\nUser-Agent: x\r\n\r\n", "E400 HOST|"},
     {"host_twice", "GET / HTTP/1.1\r\n" H11 "host: b\r\n\r\n", "E400 HOST|"},
     {"host_twice10", "GET / HTTP/1.0\r\n" H11 H11 "\r\n", "E400 HOST|"},
-    {"host_empty_ok", "GET / HTTP/1.1\r\nHost:\r\n\r\n", "H GET / 1.1 none ka|D|"},
+    {"host_empty_origin", "GET / HTTP/1.1\r\nHost:\r\n\r\n", "E400 HOST_EMPTY|"},
+    {"host_empty_absolute", "GET http://example.com/ HTTP/1.1\r\nHost:\r\n\r\n",
+     "H GET http://example.com/ 1.1 none ka form=a|D|"},
 };
 
+static const char *run_whole(const struct grace_parser_limits *lim, const char *s, size_t n);
+
+/* Host values (RFC 9112 3.2, RFC 3986 3.2.2): NULL want = accepted */
+static const struct {
+    const char *value;
+    const char *err;
+} host_cases[] = {
+    {"example.com", NULL},
+    {"EXAMPLE.Com", NULL},
+    {"example.com:8080", NULL},
+    {"example.com:", NULL}, /* port = *DIGIT */
+    {"example.com:0", NULL},
+    {"example.com:65535", NULL},
+    {"localhost", NULL},
+    {"127.0.0.1", NULL},
+    {"127.0.0.1:80", NULL},
+    {"999.1.1.1", NULL}, /* not an IPv4 address, but a reg-name */
+    {"xn--bcher-kva.example", NULL},
+    {"under_score-and~tilde.example", NULL},
+    {"%65xample.com", NULL},
+    {"a!$&'()*+;=b", NULL}, /* sub-delims other than ',' */
+    {"example.com \t", NULL}, /* OWS is not part of the value */
+    {"[::1]", NULL},
+    {"[::1]:8080", NULL},
+    {"[::]", NULL},
+    {"[2001:db8::7]", NULL},
+    {"[2001:DB8:0:0:8:800:200C:417A]", NULL},
+    {"[1:2:3:4:5:6:7::]", NULL},
+    {"[::2:3:4:5:6:7:8]", NULL},
+    {"[::ffff:192.0.2.1]", NULL},
+    {"[1:2:3:4:5:6:1.2.3.4]", NULL},
+    {"[v1.fe80::a+en1]", NULL},
+    {"user@example.com", "HOST_INVALID"},
+    {"user:pw@example.com:80", "HOST_INVALID"},
+    {"@example.com", "HOST_INVALID"},
+    {"example.com/path", "HOST_INVALID"},
+    {"example.com/", "HOST_INVALID"},
+    {"example.com?q", "HOST_INVALID"},
+    {"example.com#f", "HOST_INVALID"},
+    {"a.example,b.example", "HOST_INVALID"},
+    {"a.example, b.example", "HOST_INVALID"},
+    {"exa mple.com", "HOST_INVALID"},
+    {"example.com :80", "HOST_INVALID"},
+    {"example.com\t:80", "HOST_INVALID"},
+    {"example.com:80a", "HOST_INVALID"},
+    {"example.com:-1", "HOST_INVALID"},
+    {"example.com:+80", "HOST_INVALID"},
+    {"example.com:65536", "HOST_INVALID"},
+    {"example.com:000080", "HOST_INVALID"},
+    {"example.com:80:90", "HOST_INVALID"},
+    {"::1", "HOST_INVALID"},
+    {"[::1", "HOST_INVALID"},
+    {"[::1]x", "HOST_INVALID"},
+    {"[::1]:8o", "HOST_INVALID"},
+    {"[]", "HOST_INVALID"},
+    {"[1:2:3:4:5:6:7:8:9]", "HOST_INVALID"},
+    {"[1:2:3:4:5:6:7]", "HOST_INVALID"},
+    {"[1::2::3]", "HOST_INVALID"},
+    {"[:1]", "HOST_INVALID"},
+    {"[1:]", "HOST_INVALID"},
+    {"[:::]", "HOST_INVALID"},
+    {"[12345::]", "HOST_INVALID"},
+    {"[::1%25eth0]", "HOST_INVALID"},
+    {"[::1.2.3]", "HOST_INVALID"},
+    {"[::256.1.1.1]", "HOST_INVALID"},
+    {"[::01.1.1.1]", "HOST_INVALID"},
+    {"[1.2.3.4]", "HOST_INVALID"},
+    {"[example.com]", "HOST_INVALID"},
+    {"[v.x]", "HOST_INVALID"},
+    {"[v1.]", "HOST_INVALID"},
+    {"%zz.example", "HOST_INVALID"},
+    {"example%4", "HOST_INVALID"},
+    {"\"example.com\"", "HOST_INVALID"},
+    {"exa\\mple.com", "HOST_INVALID"},
+    {"<script>", "HOST_INVALID"},
+    {"\xc3\xa9.example", "HOST_INVALID"},
+    {"\xff", "HOST_INVALID"},
+    {"", "HOST_EMPTY"},
+    {" ", "HOST_EMPTY"},
+    {":80", "HOST_EMPTY"},
+    {":", "HOST_EMPTY"},
+};
+
+START_TEST(test_host_values)
+{
+    char in[256], want[128];
+    snprintf(in, sizeof(in), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", host_cases[_i].value);
+    if (host_cases[_i].err)
+        snprintf(want, sizeof(want), "E400 %s|", host_cases[_i].err);
+    else
+        snprintf(want, sizeof(want), "H GET / 1.1 none ka|D|");
+    const char *got = run_whole(NULL, in, strlen(in));
+    ck_assert_msg(!strcmp(got, want), "Host: %s: got\n  %s\nwant\n  %s", host_cases[_i].value,
+                  got, want);
+    check_split_invariance(NULL, in, strlen(in));
+    /* HTTP/1.0 checks a Host it gets the same way */
+    snprintf(in, sizeof(in), "GET / HTTP/1.0\r\nHost: %s\r\n\r\n", host_cases[_i].value);
+    if (!host_cases[_i].err)
+        snprintf(want, sizeof(want), "H GET / 1.0 none close|D|");
+    got = run_whole(NULL, in, strlen(in));
+    ck_assert_msg(!strcmp(got, want), "1.0 Host: %s: got\n  %s\nwant\n  %s",
+                  host_cases[_i].value, got, want);
+}
+END_TEST
+
+/* The Host rules by request form, and the authority inside the target. */
+static const struct pcase host_form_cases[] = {
+    {"abs_host_empty", "GET http://example.com/ HTTP/1.1\r\nHost:\r\n\r\n",
+     "H GET http://example.com/ 1.1 none ka form=a|D|"},
+    {"abs_host_other", "GET http://example.com/ HTTP/1.1\r\nHost: other.example\r\n\r\n",
+     "H GET http://example.com/ 1.1 none ka form=a|D|"},
+    {"abs_host_invalid", "GET http://example.com/ HTTP/1.1\r\nHost: a@b\r\n\r\n",
+     "E400 HOST_INVALID|"},
+    {"abs_host_missing", "GET http://example.com/ HTTP/1.1\r\n\r\n", "E400 HOST|"},
+    {"abs_ipv6_port", "GET http://[::1]:8080/p?q HTTP/1.1\r\n" H11 "\r\n",
+     "H GET http://[::1]:8080/p?q 1.1 none ka form=a|D|"},
+    {"abs_no_path", "GET https://example.com HTTP/1.1\r\n" H11 "\r\n",
+     "H GET https://example.com 1.1 none ka form=a|D|"},
+    {"abs_query_only", "GET http://example.com?x=1 HTTP/1.1\r\n" H11 "\r\n",
+     "H GET http://example.com?x=1 1.1 none ka form=a|D|"},
+    {"abs_userinfo", "GET http://user@example.com/ HTTP/1.1\r\n" H11 "\r\n", "E400 TARGET|"},
+    {"abs_userinfo_pw", "GET http://u:p@example.com/ HTTP/1.1\r\n" H11 "\r\n", "E400 TARGET|"},
+    {"abs_empty_authority", "GET http:///x HTTP/1.1\r\n" H11 "\r\n", "E400 TARGET|"},
+    {"abs_port_only", "GET http://:80/x HTTP/1.1\r\n" H11 "\r\n", "E400 TARGET|"},
+    {"abs_bad_port", "GET http://example.com:99999/ HTTP/1.1\r\n" H11 "\r\n", "E400 TARGET|"},
+    {"abs_comma", "GET http://a,b/ HTTP/1.1\r\n" H11 "\r\n", "E400 TARGET|"},
+    {"abs10_no_host", "GET http://example.com/ HTTP/1.0\r\n\r\n",
+     "H GET http://example.com/ 1.0 none close form=a|D|"},
+    {"connect_ok", "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+     "H CONNECT example.com:443 1.1 none ka form=A|D|"},
+    {"connect_ipv6", "CONNECT [2001:db8::1]:443 HTTP/1.1\r\n" H11 "\r\n",
+     "H CONNECT [2001:db8::1]:443 1.1 none ka form=A|D|"},
+    {"connect_no_port", "CONNECT example.com HTTP/1.1\r\n" H11 "\r\n", "E400 TARGET|"},
+    {"connect_empty_port", "CONNECT example.com: HTTP/1.1\r\n" H11 "\r\n", "E400 TARGET|"},
+    {"connect_userinfo", "CONNECT u@example.com:443 HTTP/1.1\r\n" H11 "\r\n", "E400 TARGET|"},
+    {"connect_no_host", "CONNECT :443 HTTP/1.1\r\n" H11 "\r\n", "E400 TARGET|"},
+    {"connect_absolute", "CONNECT http://example.com:443 HTTP/1.1\r\n" H11 "\r\n",
+     "E400 TARGET|"},
+    {"connect_host_empty", "CONNECT example.com:443 HTTP/1.1\r\nHost:\r\n\r\n",
+     "E400 HOST_EMPTY|"},
+    {"asterisk_host_empty", "OPTIONS * HTTP/1.1\r\nHost:\r\n\r\n", "E400 HOST_EMPTY|"},
+    {"origin10_host_empty", "GET / HTTP/1.0\r\nHost:\r\n\r\n", "E400 HOST_EMPTY|"},
+    {"host_second_invalid", "GET / HTTP/1.1\r\n" H11 "Host: a b\r\n\r\n", "E400 HOST_INVALID|"},
+    {"host_two_valid", "GET / HTTP/1.1\r\n" H11 H11 "\r\n", "E400 HOST|"},
+    {"host_case", "GET / HTTP/1.1\r\nhOsT: a@b\r\n\r\n", "E400 HOST_INVALID|"},
+};
+
+START_TEST(test_host_forms)
+{
+    const struct pcase *c = &host_form_cases[_i];
+    const char *got = run_whole(NULL, c->in, strlen(c->in));
+    ck_assert_msg(!strcmp(got, c->want), "%s: got\n  %s\nwant\n  %s", c->name, got, c->want);
+    check_split_invariance(NULL, c->in, strlen(c->in));
+}
+END_TEST
+
+/* Request-target bytes: percent-encoded anything is fine; raw 8-bit bytes,
+ * controls, SP, DEL and '"', '#', '<', '>' are 400. */
+static const struct {
+    const char *target;
+    const char *err;
+} target_cases[] = {
+    {"/", NULL},
+    {"/a%20b", NULL},
+    {"/%C3%A9t%C3%A9", NULL},
+    {"/%c0%af", NULL}, /* encoded overlong: the parser passes it, the path helper decides */
+    {"/%00", NULL},
+    {"/%zz", NULL},
+    {"/a?b=c&d=%FF", NULL},
+    {"/!$&'()*+,;=:@-._~", NULL},
+    {"/a[b]c|d^e{f}g`h\\i", NULL}, /* outside RFC 3986, but browsers send them raw */
+    {"/?q={\"a\"}", "TARGET_BYTE"},
+    {"/<script>", "TARGET_BYTE"},
+    {"/a>b", "TARGET_BYTE"},
+    {"/a\"b", "TARGET_BYTE"},
+    {"/?", NULL},
+    {"/\xc3\xa9", "TARGET_BYTE"},         /* raw UTF-8 */
+    {"/\xc0\xaf", "TARGET_BYTE"},         /* overlong "/" */
+    {"/\xe0\x80\xaf", "TARGET_BYTE"},     /* overlong "/", 3 bytes */
+    {"/\xf0\x80\x80\xaf", "TARGET_BYTE"}, /* overlong "/", 4 bytes */
+    {"/\xc0\xae\xc0\xae/etc", "TARGET_BYTE"}, /* overlong ".." */
+    {"/\xef\xbb\xbf", "TARGET_BYTE"},     /* BOM */
+    {"/\xed\xa0\x80", "TARGET_BYTE"},     /* surrogate */
+    {"/\x80", "TARGET_BYTE"},
+    {"/\xff", "TARGET_BYTE"},
+    {"\xff/", "TARGET_BYTE"},
+    {"/a?q=\xc3\xa9", "TARGET_BYTE"},     /* also in the query */
+    {"/a#frag", "TARGET_BYTE"},
+    {"/#", "TARGET_BYTE"},
+    {"#", "TARGET_BYTE"},
+    {"/a\x01", "TARGET_BYTE"},
+    {"/a\x1b[0m", "TARGET_BYTE"},
+    {"/a\x7f", "TARGET_BYTE"},
+    {"/a\x0b", "TARGET_BYTE"},
+    {"/a\x0c", "TARGET_BYTE"},
+    {"http://example.com/\xc3\xa9", "TARGET_BYTE"},
+    {"http://ex\xc3\xa1mple.com/", "TARGET_BYTE"},
+};
+
+START_TEST(test_target_bytes)
+{
+    char in[256], want[256];
+    snprintf(in, sizeof(in), "GET %s HTTP/1.1\r\n" H11 "\r\n", target_cases[_i].target);
+    if (target_cases[_i].err)
+        snprintf(want, sizeof(want), "E400 %s|", target_cases[_i].err);
+    else
+        snprintf(want, sizeof(want), "H GET %s 1.1 none ka|D|", target_cases[_i].target);
+    const char *got = run_whole(NULL, in, strlen(in));
+    ck_assert_msg(!strcmp(got, want), "%s: got\n  %s\nwant\n  %s", target_cases[_i].target, got,
+                  want);
+    check_split_invariance(NULL, in, strlen(in));
+}
+END_TEST
+
+/* Every byte value in a target, at every offset of the 16- and 8-byte
+ * scanning steps: visible ASCII but '"', '#', '<', '>' passes, the rest is 400. */
+START_TEST(test_target_byte_sweep)
+{
+    char in[256], target[80];
+    for (int b = 0; b < 256; b++) {
+        const char *want;
+        if (b == '\r')
+            want = "E400 BARE_CR|";
+        else if (b == '\n')
+            want = "E400 BARE_LF|";
+        else if (b == ' ')
+            want = "E400 VERSION|"; /* "GET /aa b... HTTP/1.1": a third space */
+        else if (b > 0x20 && b < 0x7f && !strchr("\"#<>", b))
+            want = NULL;
+        else
+            want = "E400 TARGET_BYTE|";
+        for (size_t pos = 1; pos < 40; pos++) {
+            static const char tail[] = " HTTP/1.1\r\n" H11 "\r\n";
+            memset(target, 'a', 48);
+            target[0] = '/';
+            target[pos] = (char)b;
+            memcpy(in, "GET ", 4);
+            memcpy(in + 4, target, 48);
+            memcpy(in + 52, tail, sizeof(tail) - 1);
+            size_t n = 52 + sizeof(tail) - 1;
+            const char *got = run_whole(NULL, in, n);
+            if (!want)
+                ck_assert_msg(!strncmp(got, "H GET /", 7) && strstr(got, "|D|"),
+                              "byte 0x%02x at %zu: %s", b, pos, got);
+            else
+                ck_assert_msg(!strcmp(got, want), "byte 0x%02x at %zu: got %s want %s", b, pos,
+                              got, want);
+            if (pos == 1 || pos == 17)
+                check_split_invariance(NULL, in, n);
+        }
+    }
+}
+END_TEST
+
 /* limits at N and N+1, with small limits so the inputs stay readable */
+/* The same rule at every position of targets of every length up to 64, so a
+ * bad byte falls in the SSE2 blocks, the 8-byte SWAR step and the byte loop
+ * (parsed directly: the byte-by-byte driver would be too slow here). */
+START_TEST(test_target_byte_lengths)
+{
+    static const unsigned char bad[] = {0x00, 0x01, 0x09, 0x1f, 0x7f, 0x80, 0xaf, 0xc3, 0xff,
+                                        '"', '#', '<', '>'};
+    static const unsigned char good[] = {'!', '$', '%', '/', '=', '?', '[', '\\', '^', '`', '{',
+                                         '|', '}', '~', 0x7e, 0x21};
+    struct grace_parser p;
+    struct grace_hfield f[GRACE_PARSER_DEFAULT_FIELDS];
+    char in[256];
+    size_t used, bl;
+    const char *b;
+    for (size_t len = 2; len <= 64; len++) {
+        for (size_t pos = 1; pos < len; pos++) {
+            for (size_t k = 0; k < sizeof(bad) + sizeof(good); k++) {
+                int is_bad = k < sizeof(bad);
+                unsigned char c = is_bad ? bad[k] : good[k - sizeof(bad)];
+                memcpy(in, "GET /", 5);
+                memset(in + 5, 'a', len - 1);
+                in[4 + pos] = (char)c;
+                int n = 4 + (int)len;
+                n += snprintf(in + n, sizeof(in) - (size_t)n, " HTTP/1.1\r\n" H11 "\r\n");
+                grace_parser_init(&p, NULL, f);
+                const char *g = guarded(in, (size_t)n);
+                enum grace_pev ev = grace_parser_execute(&p, g, (size_t)n, &used, &b, &bl);
+                if (is_bad)
+                    ck_assert_msg(ev == GRACE_PEV_ERROR && p.err == GRACE_PERR_TARGET_BYTE &&
+                                      p.err_offset == 4 + pos,
+                                  "0x%02x at %zu of %zu: ev %d err %d at %zu", c, pos, len, ev,
+                                  p.err, p.err_offset);
+                else
+                    ck_assert_msg(ev == GRACE_PEV_HEADERS, "0x%02x at %zu of %zu: ev %d err %d",
+                                  c, pos, len, ev, p.err);
+            }
+        }
+    }
+}
+END_TEST
+
 static char *make_reqline(size_t n) /* request line of exactly n bytes */
 {
     char *s = malloc(n + 64);
@@ -713,6 +1012,23 @@ static Suite *parser_suite(void)
     tcase_add_loop_test(tc, test_corpus, 0, (int)(sizeof(cases) / sizeof(cases[0])));
     tcase_add_test(tc, test_fields_content);
     tcase_add_test(tc, test_method_ids);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("host");
+    tcase_add_unchecked_fixture(tc, guard_setup, NULL);
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, test_host_values, 0, (int)(sizeof(host_cases) / sizeof(host_cases[0])));
+    tcase_add_loop_test(tc, test_host_forms, 0,
+                        (int)(sizeof(host_form_cases) / sizeof(host_form_cases[0])));
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("target_bytes");
+    tcase_add_unchecked_fixture(tc, guard_setup, NULL);
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, test_target_bytes, 0,
+                        (int)(sizeof(target_cases) / sizeof(target_cases[0])));
+    tcase_add_test(tc, test_target_byte_sweep);
+    tcase_add_test(tc, test_target_byte_lengths);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("limits");

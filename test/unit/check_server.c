@@ -1003,6 +1003,147 @@ START_TEST(test_routing)
 }
 END_TEST
 
+/* every value of a repeated header, through grace_request_header_next() */
+static void h_repeated(struct grace_request *req, void *arg)
+{
+    struct fx *f = arg;
+    char out[256] = "";
+    size_t pos = 0, n = 0;
+    const char *v, *name, *val;
+    while ((v = grace_request_header_next(req, "accept", &pos))) {
+        /* pos - 1 is that field's index for grace_request_header_at() */
+        ck_assert_int_eq(grace_request_header_at(req, pos - 1, &name, &val), 0);
+        ck_assert_ptr_eq(val, v);
+        n += (size_t)snprintf(out + n, sizeof(out) - n, "%s[%zu %s]=%s;", n ? " " : "",
+                              pos - 1, name, v);
+    }
+    ck_assert_uint_eq(pos, grace_request_header_count(req));
+    ck_assert_ptr_null(grace_request_header_next(req, "accept", &pos)); /* stays at the end */
+    pos = 0;
+    ck_assert_ptr_null(grace_request_header_next(req, "X-None", &pos));
+    ck_assert_uint_eq(pos, grace_request_header_count(req));
+    pos = 0;
+    ck_assert_str_eq(grace_request_header_next(req, "Host", &pos), "t");
+    ck_assert_ptr_null(grace_request_header_next(req, "Host", &pos));
+    /* the first one is also what grace_request_header() gives */
+    pos = 0;
+    ck_assert_ptr_eq(grace_request_header(req, "Accept"),
+                     grace_request_header_next(req, "Accept", &pos));
+    f->handler_calls++;
+    grace_reply(req, 200, out, n);
+}
+
+static void c_repeated(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    cli_send(fd, "GET / HTTP/1.1\r\nAccept: text/html\r\nHost: t\r\nACCEPT:  a, b \r\n"
+                 "X-Accept: no\r\nAccepts: no\r\naccept:\r\nAccept: last\r\n\r\n");
+    expect_status(fd, 200, "[0 Accept]=text/html; [2 ACCEPT]=a, b; [5 accept]=; "
+                           "[6 Accept]=last;");
+    resp_free(&R);
+    /* none at all */
+    cli_send(fd, GET("/"));
+    expect_status(fd, 200, "");
+    resp_free(&R);
+    close(fd);
+}
+
+START_TEST(test_repeated_headers)
+{
+    struct fx *f = fx_new();
+    fx_start(f, h_repeated);
+    fx_run(f, c_repeated, 5000);
+    ck_assert_int_eq(f->handler_calls, 2);
+    fx_free(f);
+}
+END_TEST
+
+/* Routes see the decoded, normalized path: other spellings of /admin reach
+ * the admin route or are refused, never the catch-all. */
+static void h_admin(struct grace_request *req, void *arg)
+{
+    struct fx *f = arg;
+    char b[128];
+    int n = snprintf(b, sizeof(b), "admin %s", grace_request_path_decoded(req));
+    f->handler_calls++;
+    grace_reply(req, 200, b, (size_t)n);
+}
+
+static void h_open(struct grace_request *req, void *arg)
+{
+    char b[128];
+    int n = snprintf(b, sizeof(b), "open %s", grace_request_path_decoded(req));
+    grace_reply(req, 200, b, (size_t)n);
+}
+
+static void c_routes_normalized(struct fx *f)
+{
+    static const struct {
+        const char *target, *body;
+        int status;
+    } t[] = {
+        {"/admin", "admin /admin", 200},
+        {"/%61dmin", "admin /admin", 200},
+        {"/%61%64%6D%69%6E/users", "admin /admin/users", 200},
+        {"//admin", "admin /admin", 200},
+        {"///admin//users", "admin /admin/users", 200},
+        {"/./admin", "admin /admin", 200},
+        {"/x/../admin", "admin /admin", 200},
+        {"/x/%2e%2e/admin", "admin /admin", 200},
+        {"/%2e/admin/", "admin /admin/", 200},
+        {"/admin/x/..", "admin /admin/", 200},
+        {"/open/../admin?q=1", "admin /admin", 200},
+        {"/open/x", "open /open/x", 200},
+        {"/admin/..", "open /", 200}, /* leaves the admin tree */
+        {"/a%20b", "open /a b", 200},
+        {"*", NULL, 200}, /* OPTIONS *, below */
+        {"/%2Fadmin", NULL, 400},
+        {"/x%2f..%2fadmin", NULL, 400},
+        {"/../admin", NULL, 400},
+        {"/%2e%2e/admin", NULL, 400},
+        {"/admin%00", NULL, 400},
+        {"/%zzadmin", NULL, 400},
+        {"/adm%0Ain", NULL, 400},
+    };
+    char v[64], req[256];
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        int fd = cli_connect(f->port);
+        snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: t\r\n\r\n",
+                 t[i].target[0] == '*' ? "OPTIONS" : "GET", t[i].target);
+        cli_send(fd, req);
+        expect_status(fd, t[i].status, t[i].body);
+        if (t[i].target[0] == '*')
+            ck_assert_str_eq(R.body, "open *");
+        if (t[i].status == 400) {
+            ck_assert_ptr_nonnull(strstr(R.body, "invalid path"));
+            ck_assert(resp_header(&R, "Connection", v, sizeof(v)));
+            ck_assert_str_eq(v, "close");
+            ck_assert_int_eq(cli_wait_eof(fd, 2000), 1);
+        }
+        resp_free(&R);
+        close(fd);
+    }
+    /* CONNECT's authority-form target has no path: routes see it as sent */
+    int fd = cli_connect(f->port);
+    cli_send(fd, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+    expect_status(fd, 200, "open example.com:443");
+    resp_free(&R);
+    close(fd);
+}
+
+START_TEST(test_routing_normalized)
+{
+    struct fx *f = fx_new();
+    fx_start(f, h_open);
+    ck_assert_int_eq(grace_server_route(f->srv, NULL, "/admin", GRACE_ROUTE_PREFIX, h_admin, f),
+                     0);
+    fx_run(f, c_routes_normalized, 10000);
+    ck_assert_int_eq(f->handler_calls, 11);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_ERR_400), 7);
+    fx_free(f);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- listeners */
 
 static void c_two_servers(struct fx *f)
@@ -1166,6 +1307,8 @@ static Suite *server_suite(void)
     tcase_add_test(tc, test_response_forms);
     tcase_add_test(tc, test_request_api);
     tcase_add_test(tc, test_routing);
+    tcase_add_test(tc, test_routing_normalized);
+    tcase_add_test(tc, test_repeated_headers);
     tcase_add_test(tc, test_two_servers_one_base);
     tcase_add_test(tc, test_config);
     tcase_add_test(tc, test_output_high_water);
