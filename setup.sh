@@ -15,7 +15,10 @@ mode=${1:-build}
 
 # systemd: only its systemd-analyze, for the unit's security test
 PKGS="build-essential autoconf automake libtool pkg-config libevent-dev check \
-libssl-dev openssl curl python3 clang valgrind systemd libcrypt-dev"
+libssl-dev openssl curl python3 clang valgrind systemd libcrypt-dev chromium"
+# node and npm for the browser test (test/browser): Debian's, unless a node
+# with its own npm is already there
+command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 
 missing=
 for p in $PKGS; do
@@ -27,6 +30,13 @@ if [ -n "$missing" ]; then
     apt-get update -qq
     # shellcheck disable=SC2086
     apt-get install -y -qq --no-install-recommends $missing
+fi
+
+# puppeteer-core, pinned by test/browser/package-lock.json, into test/browser/node_modules
+if [ ! -f test/browser/node_modules/.package-lock.json ] ||
+    [ test/browser/package-lock.json -nt test/browser/node_modules/.package-lock.json ]; then
+    echo "setup: npm ci in test/browser"
+    (cd test/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Makefile.in ]; then
@@ -66,6 +76,9 @@ test)
         GRACE_TEST_NO_HEAP=1 GRACE_TEST_NO_RLIMIT=1 CK_FORK=no \
             valgrind -q --leak-check=full --error-exitcode=1 "$t"
     done
+    # the multipart parser: every split in two and byte by byte, not in three (GRACE_TEST_QUICK)
+    GRACE_TEST_QUICK=1 CK_FORK=no valgrind -q --leak-check=full --error-exitcode=1 \
+        build/test/unit/check_multipart
     # TLS with its small bodies only (GRACE_TEST_QUICK): OpenSSL under valgrind
     # moves a few MB/s; no suppressions, OpenSSL's allocations included
     if [ -x build/test/unit/check_tls ]; then
@@ -73,7 +86,7 @@ test)
             valgrind -q --leak-check=full --error-exitcode=1 build/test/unit/check_tls
     fi
     echo "== fuzz targets, ${FUZZ_TIME:-30} s each"
-    for target in parser conn tls; do
+    for target in parser conn tls multipart; do
         FUZZ_OUT="$top/build/fuzz" sh test/fuzz/run.sh "$target" "${FUZZ_TIME:-30}" >"build/fuzz-$target.log" 2>&1 ||
             { tail -40 "build/fuzz-$target.log"; echo "fuzz $target: FAILED"; exit 1; }
         grep -E '^Done' "build/fuzz-$target.log"
@@ -83,12 +96,14 @@ run)
     # serve a fresh temporary folder that also receives uploads
     dir=${GRACED_DIR:-$(mktemp -d /tmp/graced.XXXXXX)}
     port=${GRACED_PORT:-8080}
-    [ -f "$dir/index.html" ] ||
-        printf '<!doctype html><title>graced</title><h1>graced is running</h1>\n' >"$dir/index.html"
+    # no index.html: the folder's listing, with its upload form, is the front page
+    [ -n "$(ls -A "$dir")" ] ||
+        printf 'graced is running. Upload files with the form on the listing page.\n' >"$dir/welcome.txt"
     echo "graced: serving $dir at http://127.0.0.1:$port/ (uploads go to the same folder)"
+    echo "open:   http://127.0.0.1:$port/ in a browser: the listing, with an upload form"
     echo "try:    curl -T README.md http://127.0.0.1:$port/README.md && curl http://127.0.0.1:$port/README.md"
     exec build/src/graced/graced --listen "127.0.0.1:$port" --root "$dir" --upload-dir "$dir" \
-        --access-log - "$@"
+        --list-dirs --access-log - "$@"
     ;;
 build) ;;
 *)

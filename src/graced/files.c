@@ -2,8 +2,9 @@
 /*
  * files.c - static files: GET and HEAD below --root.
  *
- * The path is percent-decoded and split into segments; "..", NUL and our
- * own temporary upload names are refused before anything is opened. The
+ * The path is percent-decoded and split into segments (path.c); "..", NUL,
+ * control bytes, our own temporary upload names and, unless --show-hidden,
+ * dot-names are refused before anything is opened. The
  * file is then opened relative to the root directory and the kernel's
  * answer to "what did we really open?" (/proc/self/fd) must lie inside the
  * root's real path, which refuses symlinks that leave the root without a
@@ -50,64 +51,6 @@ static const char *content_type(const char *name)
             if (!strcasecmp(dot + 1, types[i].ext))
                 return types[i].type;
     return "application/octet-stream";
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    c |= 0x20;
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
-
-/*
- * Decode the URL path into a relative file path ("a/b.html", "" for the
- * root). Returns 0, or the status to answer: 400 (bad escape, NUL), 403
- * ("..") or 404 (our temporary files).
- */
-static int decode_path(const char *in, char *out, size_t outlen, int *trailing_slash)
-{
-    char seg[1024];
-    size_t o = 0, s = 0, n = strlen(in);
-    *trailing_slash = n > 0 && in[n - 1] == '/';
-    for (const char *p = in;; p++) {
-        char c = *p;
-        if (c == '%') {
-            int h = hexval(p[1]), l = h < 0 ? -1 : hexval(p[2]);
-            if (l < 0)
-                return 400;
-            c = (char)(h * 16 + l);
-            p += 2;
-            if (c == '\0')
-                return 400;
-            if (c == '/')
-                return 403; /* an encoded slash would hide a segment */
-        } else if (c == '/' || c == '\0') {
-            /* end of a segment */
-            if (s == 2 && seg[0] == '.' && seg[1] == '.')
-                return 403;
-            if (s >= sizeof(GRACED_TMP_PREFIX) - 1 &&
-                !memcmp(seg, GRACED_TMP_PREFIX, sizeof(GRACED_TMP_PREFIX) - 1))
-                return 404;
-            if (s && !(s == 1 && seg[0] == '.')) {
-                if (o + s + 2 > outlen)
-                    return 414;
-                if (o)
-                    out[o++] = '/';
-                memcpy(out + o, seg, s);
-                o += s;
-            }
-            s = 0;
-            if (c == '\0')
-                break;
-            continue;
-        }
-        if (s + 1 >= sizeof(seg))
-            return 414;
-        seg[s++] = c;
-    }
-    out[o] = '\0';
-    return 0;
 }
 
 /* Is the open file fd inside the root? (fallback for kernels < 5.6) */
@@ -170,12 +113,17 @@ static void http_date(time_t t, char *out, size_t n)
     strftime(out, n, "%a, %d %b %Y %H:%M:%S GMT", &tm);
 }
 
+void graced_etag(const struct stat *sb, char *out, size_t n)
+{
+    snprintf(out, n, "\"%llx-%lx-%llx\"", (unsigned long long)sb->st_mtim.tv_sec,
+             (unsigned long)sb->st_mtim.tv_nsec, (unsigned long long)sb->st_size);
+}
+
 /* name: the file served (its extension gives the type) */
 static void file_meta(const char *name, const struct stat *sb, struct file_meta *m)
 {
     m->type = content_type(name);
-    snprintf(m->etag, sizeof(m->etag), "\"%llx-%lx-%llx\"", (unsigned long long)sb->st_mtim.tv_sec,
-             (unsigned long)sb->st_mtim.tv_nsec, (unsigned long long)sb->st_size);
+    graced_etag(sb, m->etag, sizeof(m->etag));
     http_date(sb->st_mtime, m->lm, sizeof(m->lm));
 }
 
@@ -187,8 +135,9 @@ static time_t parse_http_date(const char *s)
     return end && !*end ? timegm(&tm) : (time_t)-1;
 }
 
-/* Does an If-None-Match list contain our ETag (weak comparison)? */
-static int etag_match(const char *list, const char *etag)
+/* Does an If-None-Match (weak comparison) or If-Match (strong: a W/ tag
+ * never matches) list contain our ETag? */
+int graced_etag_match(const char *list, const char *etag, int weak)
 {
     size_t el = strlen(etag);
     const char *p = list;
@@ -197,9 +146,10 @@ static int etag_match(const char *list, const char *etag)
             p++;
         if (*p == '*')
             return 1;
-        if (!strncmp(p, "W/", 2))
+        int is_weak = !strncmp(p, "W/", 2);
+        if (is_weak)
             p += 2;
-        if (!strncmp(p, etag, el) && (p[el] == '\0' || p[el] == ',' || p[el] == ' '))
+        if ((weak || !is_weak) && !strncmp(p, etag, el) && (p[el] == '\0' || p[el] == ',' || p[el] == ' '))
             return 1;
         while (*p && *p != ',')
             p++;
@@ -358,7 +308,8 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
     const char *v, *data = NULL, *encoding = NULL;
     struct fcache_entry *e;
 
-    if ((st = decode_path(grace_request_path(req), rel, sizeof(rel), &trailing))) {
+    if ((st = graced_path_decode(grace_request_path(req), rel, sizeof(rel),
+                                 graced_path_flags(g, 0), &trailing))) {
         graced_reply(req, st, st == 403 ? "forbidden\n" : st == 404 ? "not found\n"
                                                                     : "bad path\n");
         return;
@@ -400,8 +351,14 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
                 graced_reply(req, 414, "bad path\n");
                 return;
             }
+            size_t dl = strlen(rel);
             strcat(rel, rel[0] ? "/index.html" : "index.html");
             int ifd = open_beneath(g, g->root_fd, rel);
+            if (ifd < 0 && errno == ENOENT && g->o.list_dirs) {
+                rel[dl] = '\0';
+                graced_list_dir(req, g, rel, fd); /* takes fd */
+                return;
+            }
             close(fd);
             fd = ifd;
             if (fd >= 0 && fstat(fd, &sb) < 0) {
@@ -435,7 +392,7 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
 
     /* conditionals: If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2) */
     if ((v = grace_request_header(req, "If-None-Match"))) {
-        if (etag_match(v, m->etag))
+        if (graced_etag_match(v, m->etag, 1))
             status = 304;
     } else if ((v = grace_request_header(req, "If-Modified-Since"))) {
         time_t ims = parse_http_date(v);

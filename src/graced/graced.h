@@ -8,6 +8,11 @@
  *   upload.c   PUT/POST uploads: early checks, temp file, fsync, rename
  *   log.c      error log (levels) and access log (Combined Log Format)
  *   sock.c     listening sockets and systemd socket activation
+ *   path.c     URL paths to confined names: decoding, hidden names, folders
+ *   listing.c  directory listings (--list-dirs): HTML with the upload form, JSON
+ *   multipart.c  a streaming multipart/form-data parser (no I/O)
+ *   form.c     POST of multipart/form-data to a folder: each file part stored
+ *   delete.c   DELETE of a file or an empty folder
  *   auth.c     users file, HTTP Basic auth, who may read and write
  *   web.c      Server header, CORS, Cache-Control, precompressed siblings
  *   metrics.c  Prometheus /metrics, summed over workers in shared memory
@@ -21,8 +26,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
+#include <sys/stat.h>
 
 struct event_base;
+struct evbuffer;
 
 #define GRACED_MAX_LISTEN 16
 #define GRACED_MAX_CERTS 16
@@ -54,6 +61,10 @@ struct graced_opts {
     const char *metrics_path;
     int64_t stale_upload_age_ms; /* --stale-upload-age */
     int64_t restart_delay_max_ms; /* --restart-delay-max */
+    int list_dirs;            /* --list-dirs */
+    int show_hidden;          /* --show-hidden: dot-names listed and served */
+    int no_overwrite;         /* --no-overwrite: every PUT is If-None-Match: * */
+    int64_t list_max;         /* --list-max: entries in one listing */
     struct grace_config *cfg; /* library options by their documented names */
     /* auth.c */
     const char *users_file;   /* --users-file */
@@ -133,8 +144,53 @@ void graced_files_forget(struct graced *g, const char *name);
 void graced_files_cache_free(struct graced *g);
 int graced_open_beneath(const struct graced *g, const char *path); /* fd or -1, errno */
 
+/* path.c: decoding flags */
+#define GRACED_PATH_WRITE 1     /* refusals worded for writes; UTF-8 and length checked */
+#define GRACED_PATH_HIDDEN_OK 2 /* --show-hidden */
+/* URL path -> relative name ("a/b c.txt", "" for the top); 0 or a status:
+ * reads 400 (escape, NUL, control bytes), 403 ("..", encoded slash),
+ * 404 (dot-names, temporary files), 414; writes 400 for any refused name */
+int graced_path_decode(const char *in, char *out, size_t outlen, int flags, int *trailing_slash);
+/* one decoded name: 0 or a status (400 control bytes, 403 "..", dot-names, 404 temp names) */
+int graced_name_check(const char *seg, size_t n, int flags);
+int graced_utf8_valid(const char *s, size_t n);
+/* percent-encode a relative path for a URL (keeps '/'); returns the length */
+size_t graced_path_encode(const char *in, char *out, size_t outlen);
+/* open directory rel[0..len) below top, each segment O_NOFOLLOW, creating
+ * missing ones if create: an fd, or a negative errno (-ELOOP: a symlink) */
+int graced_path_open_dir(int top, const char *rel, size_t len, int create);
+/* a negative errno of the above or of a file operation -> HTTP status */
+int graced_errno_status(int err);
+static inline int graced_path_flags(const struct graced *g, int write)
+{
+    return (write ? GRACED_PATH_WRITE : 0) | (g->o.show_hidden ? GRACED_PATH_HIDDEN_OK : 0);
+}
+
+/* files.c: the ETag graced gives a file */
+void graced_etag(const struct stat *sb, char *out, size_t n);
+/* does an ETag list (If-Match, If-None-Match) hold etag? weak: W/ ignored */
+int graced_etag_match(const char *list, const char *etag, int weak);
+
+/* listing.c: answer GET of directory dirfd (rel: its decoded path) */
+void graced_list_dir(struct grace_request *req, struct graced *g, const char *rel, int dirfd);
+/* Accept asks for JSON */
+int graced_wants_json(struct grace_request *req);
+/* s as a JSON string (quoted; bytes that are not UTF-8 become U+FFFD) */
+void graced_json_str(struct evbuffer *out, const char *s);
+/* s escaped for HTML text and attributes (not UTF-8: U+FFFD) */
+void graced_html_esc(struct evbuffer *out, const char *s);
+
+/* form.c: POST multipart/form-data to a folder */
+int graced_is_multipart(struct grace_request *req);
+void graced_form_upload(struct grace_request *req, struct graced *g);
+
+/* delete.c */
+void graced_delete(struct grace_request *req, struct graced *g);
+
 /* upload.c */
 void graced_upload(struct grace_request *req, struct graced *g);
+/* uploads enabled and the client allowed to write? else answers (405, 401), returns 0 */
+int graced_write_allowed(struct grace_request *req, struct graced *g);
 int graced_clean_stale(struct graced *g);
 int graced_load_token(struct graced *g);
 

@@ -117,13 +117,19 @@ static void handle(struct grace_request *req, void *arg)
         grace_request_set_max_body(req, (uint64_t)g->o.max_body);
         if (grace_request_content_length(req) > g->o.max_body)
             return; /* that 413, before any login check, as before */
-        graced_authorize(req, g, 1, graced_upload); /* token or user */
+        if (!strcmp(m, "POST") && graced_is_multipart(req))
+            graced_authorize(req, g, 1, graced_form_upload); /* token or user */
+        else
+            graced_authorize(req, g, 1, graced_upload);
     }
     else if (!strcmp(m, "PUT") || !strcmp(m, "POST"))
         graced_upload(req, g); /* 405: uploads are off */
+    else if (!strcmp(m, "DELETE") && g->o.upload_dir)
+        graced_authorize(req, g, 1, graced_delete);
     else {
-        grace_response_add_header(req, "Allow", g->o.upload_dir ? "GET, HEAD, PUT, POST, OPTIONS"
-                                                                : "GET, HEAD, OPTIONS");
+        grace_response_add_header(req, "Allow", g->o.upload_dir
+                                                    ? "GET, HEAD, PUT, POST, DELETE, OPTIONS"
+                                                    : "GET, HEAD, OPTIONS");
         graced_reply(req, 405, "method not allowed\n");
     }
 }

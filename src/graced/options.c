@@ -15,6 +15,7 @@ enum {
     O_LISTEN = 256, O_ROOT, O_UPLOAD_DIR, O_TOKEN_FILE, O_WORKERS, O_ACCESS_LOG,
     O_LOG_LEVEL, O_PID_FILE, O_SHUTDOWN_TIMEOUT, O_METRICS, O_HELP, O_VERSION,
     O_TLS_LISTEN, O_TLS_CERT, O_TLS_KEY, O_HSTS, O_STALE_UPLOAD_AGE, O_RESTART_DELAY_MAX,
+    O_LIST_DIRS, O_SHOW_HIDDEN, O_NO_OVERWRITE, O_LIST_MAX,
     O_USERS_FILE, O_PRIVATE, O_AUTH_CACHE_TIME, O_AUTH_FAIL_LIMIT, O_CORS, O_CACHE_CONTROL,
     O_PRECOMPRESSED, O_NO_SERVER_HEADER, O_METRICS_ALLOW, O_PROXY_LISTEN, O_PROXY_FROM,
     O_PROXY_TIMEOUT, O_BACKLOG, O_PROXY_TLS_LISTEN, O_AUTH_MAX_PENDING,
@@ -97,7 +98,14 @@ static void usage(FILE *out, const struct grace_config *cfg)
             "  --hsts SECONDS           Strict-Transport-Security: max-age=SECONDS on HTTPS\n"
             "                           responses (off)\n"
             "  --root DIR               serve files from DIR (current directory)\n"
-            "  --upload-dir DIR         accept PUT/POST /name into DIR (off)\n"
+            "  --upload-dir DIR         accept PUT /path, POST of forms, DELETE into DIR (off)\n"
+            "  --list-dirs              list folders without index.html (HTML, or JSON on\n"
+            "                           Accept: application/json), with an upload form\n"
+            "                           where uploads land (off)\n"
+            "  --list-max N             entries in one listing; more are cut, and it says so\n"
+            "                           (10000)\n"
+            "  --show-hidden            list, serve and accept dot-names such as .git (off)\n"
+            "  --no-overwrite           uploads never replace a file: 412 (off)\n"
             "  --auth-token-file FILE   uploads need 'Authorization: Bearer <first line>' (off)\n"
             "  --stale-upload-age TIME  at start, remove temporary upload files this old even\n"
             "                           if the PID in their name is alive (24h)\n"
@@ -167,6 +175,10 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
         {"metrics", required_argument, NULL, O_METRICS},
         {"stale-upload-age", required_argument, NULL, O_STALE_UPLOAD_AGE},
         {"restart-delay-max", required_argument, NULL, O_RESTART_DELAY_MAX},
+        {"list-dirs", no_argument, NULL, O_LIST_DIRS},
+        {"list-max", required_argument, NULL, O_LIST_MAX},
+        {"show-hidden", no_argument, NULL, O_SHOW_HIDDEN},
+        {"no-overwrite", no_argument, NULL, O_NO_OVERWRITE},
         {"metrics-allow", required_argument, NULL, O_METRICS_ALLOW},
         {"users-file", required_argument, NULL, O_USERS_FILE},
         {"private", no_argument, NULL, O_PRIVATE},
@@ -198,6 +210,7 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
     o->hsts = -1;
     o->stale_upload_age_ms = INT64_C(24) * 3600 * 1000;
     o->restart_delay_max_ms = 10000;
+    o->list_max = 10000;
     o->auth_cache_ms = 60000;
     o->auth_fail_limit = 10;
     o->auth_max_pending = 16;
@@ -261,6 +274,21 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
                 return -1;
             }
             o->hsts = v;
+            break;
+        }
+        case O_LIST_DIRS: o->list_dirs = 1; break;
+        case O_SHOW_HIDDEN: o->show_hidden = 1; break;
+        case O_NO_OVERWRITE: o->no_overwrite = 1; break;
+        case O_LIST_MAX: {
+            char *end;
+            long long v;
+            errno = 0;
+            v = strtoll(a, &end, 10);
+            if (errno || end == a || *end || v < 1 || v > 10000000) {
+                fprintf(stderr, "graced: --list-max %s: a number from 1 to 10000000\n", a);
+                return -1;
+            }
+            o->list_max = v;
             break;
         }
         case O_PROXY_LISTEN:

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * upload.c - PUT /name (or POST of a raw body) into --upload-dir.
+ * upload.c - PUT /path (or POST of a raw body) into --upload-dir.
  *
  * Everything that can refuse an upload is checked when the headers arrive,
  * before any body byte is read: the library then closes gracefully and the
@@ -10,7 +10,14 @@
  * target name never holds a partial file. Anything else unlinks the
  * temporary file; a crash leaves only a temporary name, removed at start-up
  * once stale (tmp_stale): its PID is gone, or --stale-upload-age old.
+ *
+ * Folders on the way are created (path.c: each segment O_NOFOLLOW, so no
+ * symlink leads out of the tree). Safe create and replace: If-None-Match: *
+ * (and --no-overwrite) never replaces a file, checked when the headers come
+ * and again by the rename itself (RENAME_NOREPLACE); If-Match replaces only
+ * the version whose ETag it names.
  */
+#define _GNU_SOURCE
 #include "graced.h"
 
 #include <dirent.h>
@@ -20,6 +27,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -36,8 +44,11 @@
 struct upload {
     struct graced *g;
     struct grace_request *req;
-    int fd;
+    int fd, dirfd;        /* the temporary file; the folder it is in */
     char name[256], tmp[NAME_MAX + 1];
+    char path[4096];      /* relative to the upload tree, for Location and logs */
+    const char *if_match; /* the request's If-Match: checked again before the rename */
+    int noreplace;        /* If-None-Match: * or --no-overwrite */
     struct evbuffer *buf; /* received, not yet on disk */
     struct event *flush_ev;
     int64_t bytes;
@@ -101,25 +112,6 @@ int graced_token_ok(const struct graced *g, const char *auth)
     return diff == 0 && n == g->token_len;
 }
 
-/* "/name": one segment of safe characters. 0, or 400 to answer. */
-static int check_name(const char *path, char *name, size_t n)
-{
-    const char *p = path + 1;
-    size_t len = strlen(p);
-    /* every name we do not take is a 400 alike: "..", "/", "%", a leading
-     * dot or any other byte; the answer does not hint which rule it broke */
-    if (path[0] != '/' || len == 0 || len >= n)
-        return 400;
-    if (strstr(p, "..") || p[0] == '.')
-        return 400;
-    for (const char *c = p; *c; c++)
-        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-              *c == '.' || *c == '-' || *c == '_' || *c == '~'))
-            return 400;
-    memcpy(name, p, len + 1);
-    return 0;
-}
-
 /* The process id in a temporary name: ".graced-tmp.PID.SEQ.name", or
  * ".graced-tmp.name.PID.SEQ" as written before; 0 if there is none. */
 static long tmp_pid(const char *tmp)
@@ -151,22 +143,37 @@ static int tmp_stale(int dirfd, const char *name, time_t now, int64_t max_age_ms
            ((int64_t)now - st.st_mtime) * 1000 > max_age_ms;
 }
 
-int graced_clean_stale(struct graced *g)
+/* Stale temporary files below dirfd, in subfolders too (uploads create
+ * them): symlinks are not followed, depth is bounded. How many went. */
+static int clean_dir(int dirfd, int depth, time_t now, int64_t max_age_ms)
 {
-    int fd = dup(g->upload_fd), n = 0;
+    int fd = dup(dirfd), n = 0;
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     struct dirent *e;
-    time_t now = time(NULL);
     if (!d) {
         if (fd >= 0)
             close(fd);
-        return -1;
+        return 0;
     }
-    while ((e = readdir(d)))
-        if (!strncmp(e->d_name, GRACED_TMP_PREFIX, sizeof(GRACED_TMP_PREFIX) - 1) &&
-            tmp_stale(g->upload_fd, e->d_name, now, g->o.stale_upload_age_ms) && unlinkat(g->upload_fd, e->d_name, 0) == 0)
-            n++;
+    while ((e = readdir(d))) {
+        if (!strncmp(e->d_name, GRACED_TMP_PREFIX, sizeof(GRACED_TMP_PREFIX) - 1)) {
+            n += tmp_stale(dirfd, e->d_name, now, max_age_ms) && unlinkat(dirfd, e->d_name, 0) == 0;
+        } else if (depth < 64 && (e->d_type == DT_DIR || e->d_type == DT_UNKNOWN) &&
+                   strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            int sub = openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub >= 0) {
+                n += clean_dir(sub, depth + 1, now, max_age_ms);
+                close(sub);
+            }
+        }
+    }
     closedir(d);
+    return n;
+}
+
+int graced_clean_stale(struct graced *g)
+{
+    int n = clean_dir(g->upload_fd, 0, time(NULL), g->o.stale_upload_age_ms);
     if (n)
         graced_log(LOG_INFO, "removed %d stale temporary upload file(s)", n);
     return n;
@@ -182,8 +189,10 @@ static void upload_free(struct upload *u)
 {
     if (u->fd >= 0) {
         close(u->fd);
-        unlinkat(u->g->upload_fd, u->tmp, 0);
+        unlinkat(u->dirfd, u->tmp, 0);
     }
+    if (u->dirfd >= 0)
+        close(u->dirfd);
     if (u->flush_ev)
         event_free(u->flush_ev);
     if (u->buf)
@@ -210,28 +219,51 @@ static void fail(struct upload *u, int status, const char *msg)
     graced_reply(u->req, status, msg);
 }
 
+/* The version If-Match names is still there? (it was at the headers) */
+static int still_matches(struct upload *u)
+{
+    struct stat st;
+    char etag[64];
+    if (fstatat(u->dirfd, u->name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return 0;
+    graced_etag(&st, etag, sizeof(etag));
+    return graced_etag_match(u->if_match, etag, 0);
+}
+
 /* Everything is on disk: make it durable, then give it its name. */
 static void commit(struct upload *u)
 {
     struct stat st;
-    int existed = fstatat(u->g->upload_fd, u->name, &st, 0) == 0;
-    if (fsync(u->fd) < 0 || renameat(u->g->upload_fd, u->tmp, u->g->upload_fd, u->name) < 0) {
+    char etag[64], loc[3 * sizeof(u->path) + 2];
+    int existed = fstatat(u->dirfd, u->name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    if (u->if_match && !still_matches(u)) {
+        fail(u, 412, "the file changed meanwhile (If-Match)\n");
+        return;
+    }
+    if (fsync(u->fd) < 0 || fstat(u->fd, &st) < 0 ||
+        renameat2(u->dirfd, u->tmp, u->dirfd, u->name, u->noreplace ? RENAME_NOREPLACE : 0) < 0) {
         int e = errno;
-        fail(u, store_status(e), "could not store the upload\n");
+        if (e == EEXIST)
+            fail(u, 412, "the file exists and is not replaced\n");
+        else
+            fail(u, e == EISDIR || e == ENOTDIR ? 409 : store_status(e),
+                 e == EISDIR ? "a folder has that name\n" : "could not store the upload\n");
         return;
     }
     close(u->fd);
     u->fd = -1; /* renamed: nothing to unlink */
-    graced_files_forget(u->g, u->name);
+    graced_files_forget(u->g, u->path);
     graced_metrics_upload(u->g, u->bytes);
-    fsync(u->g->upload_fd); /* the rename itself */
-    graced_log(LOG_DEBUG, "stored %s (%lld bytes)", u->name, (long long)u->bytes);
+    fsync(u->dirfd); /* the rename itself */
+    graced_log(LOG_DEBUG, "stored %s (%lld bytes)", u->path, (long long)u->bytes);
     u->replied = 1;
+    graced_etag(&st, etag, sizeof(etag));
+    grace_response_add_header(u->req, "ETag", etag);
     if (existed) {
         graced_reply(u->req, 204, NULL);
     } else {
-        char loc[300];
-        snprintf(loc, sizeof(loc), "/%s", u->name);
+        loc[0] = '/';
+        graced_path_encode(u->path, loc + 1, sizeof(loc) - 1);
         grace_response_add_header(u->req, "Location", loc);
         graced_reply(u->req, 201, "created\n");
     }
@@ -298,42 +330,116 @@ static void on_spliced(struct grace_request *req, void *arg)
     on_end(req, arg);
 }
 
-void graced_upload(struct grace_request *req, struct graced *g)
+/* Uploads on? (Who may write is graced_authorize's, before this.) */
+int graced_write_allowed(struct grace_request *req, struct graced *g)
 {
-    struct upload *u;
-    char name[256];
-    int st;
-
     if (!g->o.upload_dir) {
         grace_response_add_header(req, "Allow", "GET, HEAD");
         graced_reply(req, 405, "uploads are not enabled\n");
+        return 0;
+    }
+    return 1;
+}
+
+/*
+ * The preconditions, against what is there now (dirfd < 0: the folder does
+ * not exist yet). 0, or 412 / 409 to answer.
+ */
+static int preconditions(struct grace_request *req, struct graced *g, int dirfd,
+                         const char *name, int *noreplace)
+{
+    const char *inm = grace_request_header(req, "If-None-Match");
+    const char *im = grace_request_header(req, "If-Match");
+    struct stat st;
+    char etag[64];
+    int exists = dirfd >= 0 && fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    if (exists && S_ISDIR(st.st_mode))
+        return 409;
+    if (exists)
+        graced_etag(&st, etag, sizeof(etag));
+    *noreplace = g->o.no_overwrite || (inm && !strcmp(inm, "*"));
+    if (im && (!exists || !graced_etag_match(im, etag, 0)))
+        return 412;
+    if (inm && exists && graced_etag_match(inm, etag, 1))
+        return 412; /* "*" matches any */
+    if (*noreplace && exists)
+        return 412;
+    return 0;
+}
+
+void graced_upload(struct grace_request *req, struct graced *g)
+{
+    struct upload *u;
+    char rel[4096];
+    const char *leaf;
+    int st, trailing, dirfd, noreplace;
+    size_t dirlen;
+
+    if (!graced_write_allowed(req, g))
+        return;
+    if ((st = graced_path_decode(grace_request_path(req), rel, sizeof(rel),
+                                 graced_path_flags(g, 1), &trailing)) ||
+        (st = !rel[0] || trailing ? 400 : 0)) {
+        graced_reply(req, st, st == 403 ? "forbidden name\n" : st == 414 ? "name too long\n"
+                                                                          : "bad upload name\n");
         return;
     }
     /* the server-wide limit is small (GRACED_OTHER_BODY): uploads raise it */
     grace_request_set_max_body(req, (uint64_t)g->o.max_body);
     if (grace_request_content_length(req) > g->o.max_body)
         return; /* the library answers 413 when the handler returns */
-    if ((st = check_name(grace_request_path(req), name, sizeof(name)))) {
-        graced_reply(req, st, st == 403 ? "forbidden name\n" : "bad upload name\n");
+    leaf = strrchr(rel, '/');
+    dirlen = leaf ? (size_t)(leaf - rel) : 0;
+    leaf = leaf ? leaf + 1 : rel;
+    if (strlen(leaf) > 255) {
+        graced_reply(req, 414, "name too long\n");
+        return;
+    }
+    /* the preconditions before anything is created */
+    dirfd = graced_path_open_dir(g->upload_fd, rel, dirlen, 0);
+    if (dirfd < 0 && dirfd != -ENOENT) {
+        st = graced_errno_status(dirfd);
+        graced_reply(req, st, st == 409 ? "a file is in the way of a folder\n"
+                              : st == 403 ? "forbidden path (a symbolic link?)\n"
+                                          : "could not store the upload\n");
+        return;
+    }
+    st = preconditions(req, g, dirfd, leaf, &noreplace);
+    if (st) {
+        if (dirfd >= 0)
+            close(dirfd);
+        graced_reply(req, st, st == 409 ? "a folder has that name\n"
+                              : "precondition failed: the file exists or is another version\n");
+        return;
+    }
+    if (dirfd < 0 && (dirfd = graced_path_open_dir(g->upload_fd, rel, dirlen, 1)) < 0) {
+        st = graced_errno_status(dirfd);
+        graced_reply(req, st, st == 409 ? "a file is in the way of a folder\n"
+                                        : "could not create the folder\n");
         return;
     }
     if (!(u = calloc(1, sizeof(*u)))) {
+        close(dirfd);
         graced_reply(req, 500, "out of memory\n");
         return;
     }
     u->g = g;
     u->req = req;
-    strcpy(u->name, name);
+    u->dirfd = dirfd;
+    u->noreplace = noreplace;
+    u->if_match = grace_request_header(req, "If-Match");
+    memcpy(u->name, leaf, strlen(leaf) + 1); /* <= 255 bytes: graced_path_decode */
+    snprintf(u->path, sizeof(u->path), "%s", rel);
     /* PID and sequence first (they make it unique, and tell a stale file
      * from one in flight); then as much of the name as fits in NAME_MAX */
     snprintf(u->tmp, sizeof(u->tmp), "%s%d.%lu.%.*s", GRACED_TMP_PREFIX, (int)getpid(),
-             ++g->upload_seq, TMP_NAME_PART, name);
-    u->fd = openat(g->upload_fd, u->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+             ++g->upload_seq, TMP_NAME_PART, leaf);
+    u->fd = openat(dirfd, u->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     u->buf = evbuffer_new();
     u->flush_ev = event_new(g->base, -1, 0, flush_cb, u);
     if (u->fd < 0 || !u->buf || !u->flush_ev) {
         int e = errno;
-        graced_log(LOG_ERR, "upload %s: %s", name, strerror(e));
+        graced_log(LOG_ERR, "upload %s: %s", rel, strerror(e));
         graced_reply(req, store_status(e), "could not store the upload\n");
         upload_free(u);
         return;

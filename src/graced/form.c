@@ -1,0 +1,450 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * form.c - POST of multipart/form-data to a folder's URL: the upload form
+ * of a listing, or curl -F. Each file part is stored under its (sanitised)
+ * filename in that folder; other fields are ignored.
+ *
+ * Nothing is held in memory: the body goes through the streaming parser
+ * (multipart.c) straight into a temporary file per part, which is fsync'ed
+ * and renamed into place when the part's delimiter arrives - the same
+ * atomic store as PUT. A part that fails (bad name, disk full, client gone,
+ * body over --max-body-size) leaves no file under its name; parts stored
+ * before it stay, and the answer says which. Refusals that need no body
+ * (uploads off, token, a foreign Origin, no boundary) are answered when the
+ * headers arrive, and a Content-Length over --max-body-size is answered 413
+ * by the library before any byte is read: that is what the browser shows.
+ */
+#define _GNU_SOURCE
+#include "graced.h"
+#include "multipart.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_REPORTED 1000 /* names kept for the answer; more are counted */
+#define WBUF (64 * 1024)  /* part data is written in pieces of this much: the parser
+                             hands on runs between CRs, ~256 bytes in binary data */
+
+struct form {
+    struct graced *g;
+    struct grace_request *req;
+    struct graced_mp *mp;
+    int dirfd;
+    char dir[4096];       /* the folder, relative to the upload tree */
+    int fd;               /* the current part's temporary file, or -1 */
+    int skip;             /* the current part is not a file */
+    char name[256], tmp[NAME_MAX + 1];
+    int64_t bytes;
+    char *wbuf;           /* data not yet written, wlen bytes */
+    size_t wlen;
+    struct evbuffer *done; /* stored names, each NUL-terminated, then its size */
+    int nstored;
+    int replied;
+    /* a callback's refusal, answered once the parser has returned: the
+     * answer can finish the request and free this, parser included */
+    int pend_status;
+    char pend_msg[1200];
+};
+
+int graced_is_multipart(struct grace_request *req)
+{
+    const char *ct = grace_request_header(req, "Content-Type");
+    return ct && !strncasecmp(ct, "multipart/form-data", 19);
+}
+
+static void part_abandon(struct form *f)
+{
+    f->wlen = 0;
+    if (f->fd >= 0) {
+        close(f->fd);
+        unlinkat(f->dirfd, f->tmp, 0);
+        f->fd = -1;
+    }
+}
+
+static void form_free(struct form *f)
+{
+    part_abandon(f);
+    if (f->dirfd >= 0)
+        close(f->dirfd);
+    graced_mp_free(f->mp);
+    free(f->wbuf);
+    if (f->done)
+        evbuffer_free(f->done);
+    free(f);
+}
+
+/* An error answer, naming what was stored before it. */
+static void fail(struct form *f, int status, const char *msg)
+{
+    struct evbuffer *out = evbuffer_new();
+    size_t len;
+    char *p;
+    if (f->replied)
+        return;
+    f->replied = 1;
+    part_abandon(f);
+    if (!out) {
+        graced_reply(f->req, status, "upload failed\n");
+        return;
+    }
+    evbuffer_add_printf(out, "%s\n", msg);
+    len = evbuffer_get_length(f->done);
+    p = len ? (char *)evbuffer_pullup(f->done, -1) : NULL;
+    for (size_t o = 0; p && o < len;) {
+        evbuffer_add_printf(out, "stored before: %s\n", p + o);
+        o += strlen(p + o) + 1 + sizeof(int64_t);
+    }
+    grace_response_add_header(f->req, "Content-Type", "text/plain; charset=utf-8");
+    grace_reply_buffer(f->req, status, out);
+    evbuffer_free(out);
+}
+
+/* A browser's filename made safe: control bytes and bytes that are not
+ * UTF-8 become '_', so does a leading dot (unless --show-hidden); at most
+ * 255 bytes. 0, or the status to refuse it with. */
+static int sanitise(const struct graced *g, const char *in, char *out, size_t outlen)
+{
+    size_t n = 0;
+    for (const char *p = in; *p && n + 4 < outlen && n < 255;) {
+        unsigned char c = (unsigned char)*p;
+        size_t len = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+        if (c < 0x20 || c == 0x7f || (c >= 0x80 && (strnlen(p, len) < len ||
+                                                     !graced_utf8_valid(p, len)))) {
+            out[n++] = '_';
+            p++;
+            continue;
+        }
+        if (n + len > 255)
+            break;
+        memcpy(out + n, p, len);
+        n += len;
+        p += len;
+    }
+    out[n] = '\0';
+    if (out[0] == '.' && !g->o.show_hidden && strcmp(out, ".") && strcmp(out, ".."))
+        out[0] = '_';
+    if (n == 0 || !strcmp(out, ".") || !strcmp(out, ".."))
+        return 400;
+    return graced_name_check(out, n, graced_path_flags(g, 1));
+}
+
+/* From inside the parser's callbacks: remember the answer, stop parsing. */
+static void refuse(struct form *f, int status, const char *msg)
+{
+    f->pend_status = status;
+    snprintf(f->pend_msg, sizeof(f->pend_msg), "%s", msg);
+}
+
+static int on_part_begin(const char *field, const char *filename, void *arg)
+{
+    struct form *f = arg;
+    struct stat st;
+    int rc;
+    (void)field;
+    f->bytes = 0;
+    f->skip = !filename || !filename[0]; /* a text field, or no file chosen */
+    if (f->skip)
+        return 0;
+    if ((rc = sanitise(f->g, filename, f->name, sizeof(f->name)))) {
+        {
+        char msg[1200];
+        snprintf(msg, sizeof(msg), "refused file name: %s", filename);
+        refuse(f, rc, msg);
+    }
+        return -EINVAL;
+    }
+    if (fstatat(f->dirfd, f->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        if (S_ISDIR(st.st_mode)) {
+            {
+        char msg[1200];
+        snprintf(msg, sizeof(msg), "a folder is named %s", f->name);
+        refuse(f, 409, msg);
+    }
+            return -EISDIR;
+        }
+        if (f->g->o.no_overwrite) {
+            {
+        char msg[1200];
+        snprintf(msg, sizeof(msg), "%s exists and is not replaced (--no-overwrite)", f->name);
+        refuse(f, 412, msg);
+    }
+            return -EEXIST;
+        }
+    }
+    /* as upload.c names them: PID and sequence first (a stale file is told
+     * from one in flight by its PID), then a bounded piece of the name */
+    snprintf(f->tmp, sizeof(f->tmp), "%s%d.%lu.%.200s", GRACED_TMP_PREFIX, (int)getpid(),
+             ++f->g->upload_seq, f->name);
+    f->fd = openat(f->dirfd, f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (f->fd < 0) {
+        int e = errno;
+        graced_log(LOG_ERR, "form upload %s: %s", f->name, strerror(e));
+        {
+        char msg[1200];
+        snprintf(msg, sizeof(msg), "could not store %s", f->name);
+        refuse(f, graced_errno_status(e), msg);
+    }
+        return -e;
+    }
+    return 0;
+}
+
+static int write_all(int fd, const char *data, size_t len)
+{
+    while (len) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Write what is buffered; 0 or the status already refused with. */
+static int flush_part(struct form *f)
+{
+    int rc = f->wlen ? write_all(f->fd, f->wbuf, f->wlen) : 0;
+    f->wlen = 0;
+    if (rc < 0) {
+        char msg[400];
+        snprintf(msg, sizeof(msg), "could not store %s", f->name);
+        refuse(f, graced_errno_status(rc), msg);
+    }
+    return rc;
+}
+
+static int on_part_data(const char *data, size_t len, void *arg)
+{
+    struct form *f = arg;
+    int rc;
+    if (f->skip)
+        return 0;
+    f->bytes += (int64_t)len;
+    if (f->wlen + len > WBUF && (rc = flush_part(f)))
+        return rc;
+    if (len >= WBUF) {
+        if ((rc = write_all(f->fd, data, len)) < 0) {
+            char msg[400];
+            snprintf(msg, sizeof(msg), "could not store %s", f->name);
+            refuse(f, graced_errno_status(rc), msg);
+        }
+        return rc;
+    }
+    memcpy(f->wbuf + f->wlen, data, len);
+    f->wlen += len;
+    return 0;
+}
+
+static int on_part_end(void *arg)
+{
+    struct form *f = arg;
+    int rc;
+    if (f->skip)
+        return 0;
+    if ((rc = flush_part(f)))
+        return rc;
+    if (fsync(f->fd) < 0 ||
+        renameat2(f->dirfd, f->tmp, f->dirfd, f->name,
+                  f->g->o.no_overwrite ? RENAME_NOREPLACE : 0) < 0) {
+        int e = errno;
+        char msg[400];
+        if (e == EEXIST)
+            snprintf(msg, sizeof(msg), "%s exists and is not replaced (--no-overwrite)", f->name);
+        else
+            snprintf(msg, sizeof(msg), "could not store %s", f->name);
+        refuse(f, e == EEXIST ? 412 : graced_errno_status(e), msg);
+        return -e;
+    }
+    close(f->fd);
+    f->fd = -1;
+    fsync(f->dirfd);
+    {
+        char key[4096 + 256];
+        snprintf(key, sizeof(key), "%s%s%s", f->dir, f->dir[0] ? "/" : "", f->name);
+        graced_files_forget(f->g, key);
+        graced_log(LOG_DEBUG, "stored %s (%lld bytes, form)", key, (long long)f->bytes);
+    }
+    if (f->nstored++ < MAX_REPORTED) {
+        evbuffer_add(f->done, f->name, strlen(f->name) + 1);
+        evbuffer_add(f->done, &f->bytes, sizeof(f->bytes));
+    }
+    return 0;
+}
+
+static const struct graced_mp_cb mp_cb = {on_part_begin, on_part_data, on_part_end};
+
+/* 201 with what was stored: JSON on request, else a small HTML page. */
+static void answer(struct form *f)
+{
+    struct evbuffer *out = evbuffer_new();
+    int json = graced_wants_json(f->req);
+    size_t len = evbuffer_get_length(f->done);
+    char *p = len ? (char *)evbuffer_pullup(f->done, -1) : NULL;
+    char folder[3 * 4096 + 3], href[3 * 256 + 1];
+    f->replied = 1;
+    if (!out) {
+        graced_reply(f->req, 500, "out of memory\n");
+        return;
+    }
+    folder[0] = '/';
+    graced_path_encode(f->dir, folder + 1, sizeof(folder) - 2);
+    if (f->dir[0])
+        strcat(folder, "/");
+    evbuffer_add_printf(out, json ? "{\"stored\":[" : "<!doctype html>\n<html><head>"
+                        "<meta charset=\"utf-8\"><title>Stored</title></head><body>"
+                        "<h1>Stored</h1><ul>\n");
+    for (size_t o = 0, i = 0; p && o < len; i++) {
+        const char *name = p + o;
+        int64_t size;
+        memcpy(&size, p + o + strlen(name) + 1, sizeof(size));
+        o += strlen(name) + 1 + sizeof(size);
+        graced_path_encode(name, href, sizeof(href));
+        if (json) {
+            char url[sizeof(folder) + sizeof(href)];
+            snprintf(url, sizeof(url), "%s%s", folder, href);
+            evbuffer_add_printf(out, "%s{\"name\":", i ? "," : "");
+            graced_json_str(out, name);
+            evbuffer_add_printf(out, ",\"size\":%lld,\"url\":", (long long)size);
+            graced_json_str(out, url);
+            evbuffer_add(out, "}", 1);
+        } else {
+            evbuffer_add_printf(out, "<li><a href=\"./%s\">", href);
+            graced_html_esc(out, name);
+            evbuffer_add_printf(out, "</a> (%lld bytes)</li>\n", (long long)size);
+        }
+    }
+    if (json)
+        evbuffer_add_printf(out, "],\"count\":%d}\n", f->nstored);
+    else
+        evbuffer_add_printf(out, "</ul><p>%d file%s. <a href=\"./\">Back to the folder</a></p>"
+                            "</body></html>\n", f->nstored, f->nstored == 1 ? "" : "s");
+    grace_response_add_header(f->req, "Content-Type",
+                              json ? "application/json" : "text/html; charset=utf-8");
+    grace_response_add_header(f->req, "Location", folder);
+    grace_reply_buffer(f->req, 201, out);
+    evbuffer_free(out);
+}
+
+static void on_data(struct grace_request *req, const char *data, size_t len, void *arg)
+{
+    struct form *f = arg;
+    int rc;
+    (void)req;
+    if (f->replied)
+        return;
+    rc = graced_mp_feed(f->mp, data, len);
+    if (rc < 0 && f->pend_status)
+        fail(f, f->pend_status, f->pend_msg); /* may free f: nothing after it */
+    else if (rc == -EPROTO)
+        fail(f, 400, "malformed multipart body");
+    else if (rc == -EMSGSIZE)
+        fail(f, 400, "a part's headers are over --max-header-bytes");
+    else if (rc < 0)
+        fail(f, 500, "upload failed");
+}
+
+static void on_end(struct grace_request *req, void *arg)
+{
+    struct form *f = arg;
+    (void)req;
+    if (f->replied)
+        return;
+    if (graced_mp_end(f->mp) < 0)
+        fail(f, 400, "the multipart body ended before its closing delimiter");
+    else if (f->nstored == 0)
+        fail(f, 400, "no file in the form");
+    else
+        answer(f);
+}
+
+static void on_finish(struct grace_request *req, int err, void *arg)
+{
+    struct form *f = arg;
+    if (err) {
+        graced_log(LOG_INFO, "form upload to /%s abandoned (%d stored): %s", f->dir, f->nstored,
+                   grace_strerror(err));
+        if (!f->replied)
+            grace_reply(req, 500, NULL, 0); /* completes our side; -ENOTCONN */
+    }
+    form_free(f);
+}
+
+/* A browser sends Origin with a form post; one from another site is a
+ * cross-site request riding on the user's network position or credentials. */
+static int same_origin(struct grace_request *req)
+{
+    const char *o = grace_request_header(req, "Origin"), *h = grace_request_header(req, "Host");
+    if (!o || !strcmp(o, "null"))
+        return 1;
+    if (!h)
+        return 0;
+    o = !strncmp(o, "http://", 7) ? o + 7 : !strncmp(o, "https://", 8) ? o + 8 : NULL;
+    return o && !strcasecmp(o, h);
+}
+
+void graced_form_upload(struct grace_request *req, struct graced *g)
+{
+    struct form *f;
+    char rel[4096], boundary[80];
+    int st, trailing, dirfd;
+
+    if (!graced_write_allowed(req, g))
+        return;
+    if (!same_origin(req)) {
+        graced_reply(req, 403, "a form from another site may not upload here\n");
+        return;
+    }
+    if (graced_mp_boundary(grace_request_header(req, "Content-Type"), boundary,
+                           sizeof(boundary)) < 0) {
+        graced_reply(req, 400, "multipart/form-data without a valid boundary\n");
+        return;
+    }
+    if ((st = graced_path_decode(grace_request_path(req), rel, sizeof(rel),
+                                 graced_path_flags(g, 1), &trailing))) {
+        graced_reply(req, st, st == 403 ? "forbidden path\n" : "bad path\n");
+        return;
+    }
+    if ((dirfd = graced_path_open_dir(g->upload_fd, rel, strlen(rel), 1)) < 0) {
+        st = graced_errno_status(dirfd);
+        graced_reply(req, st, st == 409 ? "a file is in the way of the folder\n"
+                              : st == 403 ? "forbidden path (a symbolic link?)\n"
+                                          : "could not open the folder\n");
+        return;
+    }
+    if (!(f = calloc(1, sizeof(*f)))) {
+        close(dirfd);
+        graced_reply(req, 500, "out of memory\n");
+        return;
+    }
+    f->g = g;
+    f->req = req;
+    f->dirfd = dirfd;
+    f->fd = -1;
+    snprintf(f->dir, sizeof(f->dir), "%s", rel);
+    f->done = evbuffer_new();
+    f->wbuf = malloc(WBUF);
+    /* a part's headers get the same bound as the request's */
+    f->mp = graced_mp_new(boundary, (size_t)grace_config_get(g->o.cfg,
+                                                              GRACE_OPT_MAX_HEADER_BYTES),
+                          &mp_cb, f);
+    if (!f->done || !f->mp || !f->wbuf) {
+        form_free(f);
+        graced_reply(req, 500, "out of memory\n");
+        return;
+    }
+    grace_request_on_finish(req, on_finish, f);
+    if (grace_request_read_body(req, on_data, on_end, f) < 0)
+        fail(f, 500, "could not read the body");
+}
