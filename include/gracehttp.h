@@ -91,6 +91,8 @@ enum grace_opt {
     GRACE_OPT_TLS_HANDSHAKE_TIMEOUT, /**< TLS handshake, from accept (10000) */
     GRACE_OPT_OUTPUT_LOW_WATER,   /**< drain callback: output at or below this
                                        (65536); see grace_reply_on_drain() */
+    GRACE_OPT_STREAM_IDLE_TIMEOUT, /**< upgraded stream: no byte moved either
+                                        way (600000); see grace_stream_set_idle_timeout() */
     GRACE_OPT__COUNT
 };
 
@@ -250,6 +252,7 @@ enum grace_counter {
     GRACE_CNT_UPGRADES,         /**< connections turned into streams (101, CONNECT) */
     GRACE_CNT_CONN_REFUSED,     /**< connections the accept hook refused */
     GRACE_CNT_CONN_DROPPED,     /**< connections ended by grace_conn_drop() */
+    GRACE_CNT_TIMEOUT_STREAM,   /**< streams cut by stream-idle-timeout */
     GRACE_CNT__COUNT
 };
 
@@ -756,12 +759,14 @@ typedef void (*grace_stream_drain_cb)(struct grace_stream *st, void *arg);
 /**
  * The stream ended; called once, never after grace_stream_close() or a
  * successful grace_stream_take_fd(). err: -ECONNRESET (peer reset or
- * write failure), -ETIMEDOUT (write-timeout), -EPROTO (TLS error),
- * -ECANCELED (server freed: nothing more can be written). -ESHUTDOWN: the
- * server is stopping; during this call only, the stream may still be
- * written (a last message, e.g. a WebSocket close frame) or taken over with
- * grace_stream_take_fd(); afterwards it is closed gracefully. The stream is
- * freed when the callback returns.
+ * write failure), -ETIMEDOUT (write-timeout: output waits without
+ * progress; or stream-idle-timeout: no byte moved either way, see below),
+ * -EPROTO (TLS error), -ECANCELED (server freed: nothing more can be
+ * written). -ESHUTDOWN (the server is stopping) and the idle -ETIMEDOUT:
+ * during this call only, the stream may still be written (a last message,
+ * e.g. a WebSocket close frame) or taken over with grace_stream_take_fd();
+ * afterwards it is closed gracefully. The stream is freed when the callback
+ * returns.
  */
 typedef void (*grace_stream_close_cb)(struct grace_stream *st, int err, void *arg);
 
@@ -809,6 +814,17 @@ GRACE_API void grace_stream_close(struct grace_stream *st);
  *         on_drain), -ENOTCONN (ended), -EINVAL (unread is NULL).
  */
 GRACE_API int grace_stream_take_fd(struct grace_stream *st, struct evbuffer *unread);
+
+/**
+ * This stream's idle timeout instead of GRACE_OPT_STREAM_IDLE_TIMEOUT: the
+ * stream ends with on_close(-ETIMEDOUT) once no byte has been read from or
+ * written to the peer for ms (a stream that only sends, or only receives,
+ * is kept while its bytes move). Counted from the last byte, not from this
+ * call. Pausing input does not stop it.
+ * @param ms 1 ms to 1 day; 0 restores the server's setting.
+ * @return 0, -EINVAL (ms out of range), -ENOTCONN (ended).
+ */
+GRACE_API int grace_stream_set_idle_timeout(struct grace_stream *st, int64_t ms);
 
 /** "TLSv1.3"/"TLSv1.2" if the stream runs over TLS, else NULL. */
 GRACE_API const char *grace_stream_tls_version(const struct grace_stream *st);

@@ -13,7 +13,8 @@
  * Deadlines follow I/O progress, not states (see deadline()): write-timeout
  * counts from the last byte written while output waits; body-timeout from
  * the last body byte while the application waits for one; keep-alive from
- * the moment the output is empty; header-timeout and drain-time are totals.
+ * the moment the output is empty; stream-idle-timeout from the last byte
+ * either way; header-timeout and drain-time are totals.
  * One timer per slot fires at the earliest; progress only stores a time.
  *
  * Slots: the buffers, the write event, the timer and the parser are needed
@@ -249,6 +250,8 @@ static int64_t deadline(const struct grace_conn *c, enum grace_counter *why)
                 TIMEOUT_BODY);
     else if (c->state == CS_DRAIN)
         EARLIER(c->st.drain.deadline, TIMEOUT_DRAIN);
+    else if (c->state == CS_STREAM)
+        EARLIER(c->st.stream.since + c->st.stream.timeout, TIMEOUT_STREAM);
     /* the application's total for its request, beside the progress timers */
     if (c->state == CS_ACTIVE && c->req && c->req->deadline_at)
         EARLIER(c->req->deadline_at, TIMEOUT_REQUEST);
@@ -631,6 +634,8 @@ static int read_input(struct grace_conn *c)
     }
     if (got && c->state == CS_ACTIVE)
         c->st.body_since = grace__now_ms(); /* progress for body-timeout */
+    else if (got && c->state == CS_STREAM)
+        c->st.stream.since = grace__now_ms();
     return 0;
 }
 
@@ -729,6 +734,8 @@ static void write_output(struct grace_conn *c, int in_event)
     }
     if (progress) {
         s->write_since = grace__now_ms();
+        if (c->state == CS_STREAM)
+            c->st.stream.since = s->write_since;
         if (s->reports)
             grace__report_written(c);
         if (c->state == CS_DEAD) /* a report callback dropped it */
@@ -1360,6 +1367,9 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
             break;
         case GRACE_CNT_TIMEOUT_REQUEST:
             request_deadline(c);
+            break;
+        case GRACE_CNT_TIMEOUT_STREAM:
+            grace__stream_idle(c);
             break;
         default: /* drain-time */
             grace__conn_close_graceful(c);

@@ -186,6 +186,10 @@ struct grace_conn {
             uint64_t bytes;
         } drain;
         struct {
+            int64_t since;    /* CS_STREAM: the last byte read or written */
+            int64_t timeout;  /* stream-idle-timeout, or the stream's own */
+        } stream;
+        struct {
             int64_t start, deadline, mark_ms, last_ms; /* last_ms: last bytes */
             uint64_t bytes, mark_bytes, left; /* left: body still due, or UINT64_MAX */
         } linger;
@@ -347,6 +351,7 @@ const char *grace__tls_version(const struct grace_conn *c);
 int grace__stream_input(struct grace_conn *c);
 void grace__stream_drained(struct grace_conn *c);
 void grace__stream_end(struct grace_conn *c, int err);
+void grace__stream_idle(struct grace_conn *c);
 void grace__stream_stop(struct grace_conn *c);
 int grace__request_upgrade_refused(const struct grace_request *req);
 

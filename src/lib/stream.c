@@ -5,7 +5,8 @@
  *
  * An accepted upgrade puts the connection in CS_STREAM and keeps
  * everything else of conn.c: the same slot, read event, write path,
- * transport (plain or TLS) and write-timeout. conn.c's pump() hands the
+ * transport (plain or TLS) and write-timeout, plus stream-idle-timeout on
+ * the slot's timer (conn.c's deadline()). conn.c's pump() hands the
  * input buffer to grace__stream_input() instead of the parser, and an
  * empty output buffer to grace__stream_drained(). So the bytes pipelined
  * after the request's headers, already in the input buffer, are simply the
@@ -138,6 +139,8 @@ int grace_reply_upgrade(struct grace_request *req, int status, struct grace_stre
     c->stream = st;
     c->req = NULL;
     c->state = CS_STREAM;
+    c->st.stream.since = grace__now_ms();
+    c->st.stream.timeout = OPT(c->srv, STREAM_IDLE_TIMEOUT);
     CNT(c->srv, UPGRADES);
     grace__request_finish(req, 0);
     grace__request_release(c, req);
@@ -149,14 +152,14 @@ int grace_reply_upgrade(struct grace_request *req, int status, struct grace_stre
 
 /* ---------------------------------------------------------------- from conn.c */
 
-/* A graceful stop reached the stream (from the loop): the application may
- * write a last message or take the socket, then it is closed gracefully. */
-static void stop_now(struct grace_conn *c, struct grace_stream *st)
+/* A graceful stop or the idle timeout reached the stream (from the loop):
+ * the application may write a last message or take the socket, then it is
+ * closed gracefully. */
+static void end_graceful(struct grace_conn *c, struct grace_stream *st, int err)
 {
-    st->stop_pending = 0;
     st_hold(st);
     if (st->on_close)
-        st->on_close(st, -ESHUTDOWN, st->arg);
+        st->on_close(st, err, st->arg);
     if (st->conn == c) { /* neither closed nor taken in the callback */
         st_unlink(st);
         grace__conn_close_graceful(c);
@@ -179,7 +182,8 @@ int grace__stream_input(struct grace_conn *c)
     if (!st)
         return 0;
     if (st->stop_pending) {
-        stop_now(c, st);
+        st->stop_pending = 0;
+        end_graceful(c, st, -ESHUTDOWN);
         return 0;
     }
     if (st->paused || !st->on_read)
@@ -240,6 +244,15 @@ void grace__stream_end(struct grace_conn *c, int err)
         st->on_close(st, err, st->arg);
     st->dead = 1;
     st_release(st);
+}
+
+/* stream-idle-timeout passed (the slot's timer). */
+void grace__stream_idle(struct grace_conn *c)
+{
+    if (c->stream)
+        end_graceful(c, c->stream, -ETIMEDOUT);
+    else
+        grace__conn_close_graceful(c);
 }
 
 /* grace_server_stop(): the close callback runs from the loop, not from
@@ -384,6 +397,21 @@ int grace_stream_take_fd(struct grace_stream *st, struct evbuffer *unread)
     grace__conn_leave(c);
     st_drop(st);
     return fd;
+}
+
+int grace_stream_set_idle_timeout(struct grace_stream *st, int64_t ms)
+{
+    struct grace_conn *c;
+
+    if (!st || ms < 0 || ms > 86400000)
+        return -EINVAL;
+    c = st->conn;
+    if (!c || c->state != CS_STREAM)
+        return -ENOTCONN;
+    grace__conn_enter(c); /* leaving arms the timer if the deadline is earlier */
+    c->st.stream.timeout = ms ? ms : OPT(c->srv, STREAM_IDLE_TIMEOUT);
+    grace__conn_leave(c);
+    return 0;
 }
 
 const char *grace_stream_tls_version(const struct grace_stream *st)

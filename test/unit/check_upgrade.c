@@ -11,7 +11,10 @@
  *  - peer reset, graceful stop (a last message, then FIN), server free
  *    while a stream is open; the fd takeover with the unread bytes;
  *  - a CONNECT tunnel;
- *  - input held until the callbacks are set, and across pause/resume.
+ *  - input held until the callbacks are set, and across pause/resume;
+ *  - stream-idle-timeout: a silent peer is cut (-ETIMEDOUT, a last message,
+ *    then FIN); bytes moving either way keep the stream; the per-stream
+ *    setter shortens and lengthens it.
  * TLS streams are tested in check_tls.c.
  */
 #define _GNU_SOURCE
@@ -748,6 +751,215 @@ START_TEST(test_pause_resume_delivers_in_order)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- stream-idle-timeout */
+
+static int64_t idle_set_ms;     /* the handler's grace_stream_set_idle_timeout(), 0: none */
+static struct event *tick_ev;   /* the server's writer in test_idle_server_only_writes */
+#define TICKS 15                /* a byte every 100 ms: 1.5 s of progress */
+
+/* The idle timeout says goodbye like a stop: a last message, then FIN. */
+static void idle_close(struct grace_stream *st, int err, void *arg)
+{
+    S.close_calls++;
+    S.close_err = err;
+    S.chunk = S.written; /* what the server had written when it was cut */
+    if (err == -ETIMEDOUT)
+        S.accept_rc = grace_stream_write(st, "bye", 3);
+    if (tick_ev)
+        event_del(tick_ev);
+}
+
+/* Only receives: counts, never answers. */
+static void idle_read(struct grace_stream *st, const char *d, size_t n, void *arg)
+{
+    if (!n) {
+        S.eof_calls++;
+        grace_stream_close(st);
+        return;
+    }
+    S.total += n;
+}
+
+static void h_idle(struct grace_request *req, void *arg)
+{
+    grace_response_add_header(req, "Upgrade", "echo");
+    ck_assert_int_eq(grace_reply_upgrade(req, 101, &S.st), 0);
+    ck_assert_int_eq(grace_stream_set_idle_timeout(NULL, 100), -EINVAL);
+    ck_assert_int_eq(grace_stream_set_idle_timeout(S.st, -1), -EINVAL);
+    ck_assert_int_eq(grace_stream_set_idle_timeout(S.st, 86400001), -EINVAL);
+    if (idle_set_ms)
+        ck_assert_int_eq(grace_stream_set_idle_timeout(S.st, idle_set_ms), 0);
+    grace_stream_set_callbacks(S.st, idle_read, NULL, idle_close, arg);
+}
+
+/* Reads the "bye" and the FIN that end an idle stream; returns the ms
+ * from t0 to the FIN, or -1. */
+static int64_t expect_bye(int fd, int64_t t0)
+{
+    char buf[4];
+    if (read_n(fd, buf, 3) < 0 || memcmp(buf, "bye", 3))
+        return -1;
+    if (cli_wait_eof(fd, 5000) != 1)
+        return -1;
+    return now_ms() - t0;
+}
+
+/* Upgrade, then say nothing: cut after the timeout. */
+static void c_silent(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    char head[1024];
+    cli_send(fd, UPGRADE_REQ);
+    ck_assert_int_eq(read_head(fd, head, sizeof(head)), 0);
+    int64_t t0 = now_ms();
+    int64_t el = expect_bye(fd, t0);
+    ck_assert_msg(el >= 0, "no bye and FIN within 5 s of silence");
+    f->bytes = (size_t)el;
+    close(fd);
+}
+
+START_TEST(test_idle_silent_peer_cut)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_STREAM_IDLE_TIMEOUT, 300);
+    ck_assert_int_eq(grace_config_get(f->cfg, GRACE_OPT_STREAM_IDLE_TIMEOUT), 300);
+    fx_start(f, h_idle);
+    fx_run(f, c_silent, 10000);
+    fx_spin(f, 50);
+    ck_assert_uint_ge(f->bytes, 250); /* not before the timeout (timer slack aside) */
+    ck_assert_int_eq(S.close_calls, 1);
+    ck_assert_int_eq(S.close_err, -ETIMEDOUT);
+    ck_assert_int_eq(S.accept_rc, 0); /* the last message was accepted */
+    ck_assert_int_eq(fx_cnt(f, GRACE_CNT_TIMEOUT_STREAM), 1);
+    ck_assert_int_eq(fx_cnt(f, GRACE_CNT_TIMEOUT_WRITE), 0);
+    ck_assert_int_eq(fx_cnt(f, GRACE_CNT_CONN_ACTIVE), 0);
+    fx_free(f);
+}
+END_TEST
+
+START_TEST(test_idle_default_and_name)
+{
+    struct grace_config *c = grace_config_new();
+    ck_assert_int_eq(grace_config_get(c, GRACE_OPT_STREAM_IDLE_TIMEOUT), 600000);
+    ck_assert_str_eq(grace_opt_name(GRACE_OPT_STREAM_IDLE_TIMEOUT), "stream-idle-timeout");
+    ck_assert_str_eq(grace_counter_name(GRACE_CNT_TIMEOUT_STREAM), "timeout_stream");
+    ck_assert_int_eq(grace_config_set(c, GRACE_OPT_STREAM_IDLE_TIMEOUT, 0), -EINVAL);
+    grace_config_free(c);
+}
+END_TEST
+
+/* Upgrade, then a byte every 100 ms for 1.5 s, then silence. */
+static void c_slow_sender(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    char head[1024];
+    cli_send(fd, UPGRADE_REQ);
+    ck_assert_int_eq(read_head(fd, head, sizeof(head)), 0);
+    for (int i = 0; i < TICKS; i++) {
+        usleep(100 * 1000);
+        ck_assert_int_eq(cli_send_all(fd, "x", 1), 0);
+    }
+    ck_assert_int_eq(__atomic_load_n(&S.close_calls, __ATOMIC_SEQ_CST), 0);
+    int64_t el = expect_bye(fd, now_ms()); /* silence now: cut */
+    ck_assert_msg(el >= 0, "no bye and FIN after the sender stopped");
+    close(fd);
+}
+
+START_TEST(test_idle_slow_sender_kept)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_STREAM_IDLE_TIMEOUT, 400);
+    fx_start(f, h_idle);
+    fx_run(f, c_slow_sender, 10000);
+    fx_spin(f, 50);
+    ck_assert_uint_eq(S.total, TICKS); /* every byte came before the cut */
+    ck_assert_int_eq(S.close_calls, 1);
+    ck_assert_int_eq(S.close_err, -ETIMEDOUT);
+    ck_assert_int_eq(fx_cnt(f, GRACE_CNT_TIMEOUT_STREAM), 1);
+    fx_free(f);
+}
+END_TEST
+
+/* The server pushes a byte every 100 ms; the client sends nothing. */
+static void tick(evutil_socket_t fd, short what, void *arg)
+{
+    if (S.written >= TICKS || !S.st) {
+        event_del(tick_ev);
+        return;
+    }
+    ck_assert_int_eq(grace_stream_write(S.st, "t", 1), 0);
+    S.written++;
+}
+
+static void h_push(struct grace_request *req, void *arg)
+{
+    struct fx *f = arg;
+    struct timeval tv = {0, 100 * 1000};
+    h_idle(req, arg);
+    tick_ev = event_new(f->base, -1, EV_PERSIST, tick, NULL);
+    event_add(tick_ev, &tv);
+}
+
+static void c_reader(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    char head[1024], buf[TICKS];
+    cli_send(fd, UPGRADE_REQ);
+    ck_assert_int_eq(read_head(fd, head, sizeof(head)), 0);
+    ck_assert_int_eq(read_n(fd, buf, TICKS), 0);
+    ck_assert_int_eq(__atomic_load_n(&S.close_calls, __ATOMIC_SEQ_CST), 0);
+    int64_t el = expect_bye(fd, now_ms());
+    ck_assert_msg(el >= 0, "no bye and FIN after the server stopped writing");
+    close(fd);
+}
+
+START_TEST(test_idle_server_only_writes)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_STREAM_IDLE_TIMEOUT, 400);
+    fx_start(f, h_push);
+    fx_run(f, c_reader, 10000);
+    fx_spin(f, 50);
+    ck_assert_uint_eq(S.chunk, TICKS); /* cut only after the last write */
+    ck_assert_int_eq(S.close_err, -ETIMEDOUT);
+    ck_assert_int_eq(fx_cnt(f, GRACE_CNT_TIMEOUT_STREAM), 1);
+    event_free(tick_ev);
+    tick_ev = NULL;
+    fx_free(f);
+}
+END_TEST
+
+/* The setter shortens the server's 10 minutes to 300 ms... */
+START_TEST(test_idle_setter_shorter)
+{
+    struct fx *f = fx_new();
+    idle_set_ms = 300;
+    fx_start(f, h_idle);
+    fx_run(f, c_silent, 10000);
+    fx_spin(f, 50);
+    ck_assert_uint_ge(f->bytes, 250);
+    ck_assert_int_eq(S.close_err, -ETIMEDOUT);
+    ck_assert_int_eq(fx_cnt(f, GRACE_CNT_TIMEOUT_STREAM), 1);
+    fx_free(f);
+}
+END_TEST
+
+/* ... and lengthens a 200 ms setting to 800 ms. */
+START_TEST(test_idle_setter_longer)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_STREAM_IDLE_TIMEOUT, 200);
+    idle_set_ms = 800;
+    fx_start(f, h_idle);
+    fx_run(f, c_silent, 10000);
+    fx_spin(f, 50);
+    ck_assert_uint_ge(f->bytes, 700);
+    ck_assert_int_eq(S.close_err, -ETIMEDOUT);
+    ck_assert_int_eq(fx_cnt(f, GRACE_CNT_TIMEOUT_STREAM), 1);
+    fx_free(f);
+}
+END_TEST
+
 /* Without fork (valgrind runs CK_FORK=no) the state must start afresh. */
 static void reset(void)
 {
@@ -759,6 +971,8 @@ static void reset(void)
     got_eof = 0;
     later_ev = NULL;
     paused_st = NULL;
+    idle_set_ms = 0;
+    tick_ev = NULL;
 }
 
 static Suite *upgrade_suite(void)
@@ -780,6 +994,12 @@ static Suite *upgrade_suite(void)
     tcase_add_test(tc, test_connect_tunnel);
     tcase_add_test(tc, test_input_held_until_callbacks);
     tcase_add_test(tc, test_pause_resume_delivers_in_order);
+    tcase_add_test(tc, test_idle_default_and_name);
+    tcase_add_test(tc, test_idle_silent_peer_cut);
+    tcase_add_test(tc, test_idle_slow_sender_kept);
+    tcase_add_test(tc, test_idle_server_only_writes);
+    tcase_add_test(tc, test_idle_setter_shorter);
+    tcase_add_test(tc, test_idle_setter_longer);
     suite_add_tcase(s, tc);
     return s;
 }
