@@ -9,15 +9,22 @@
  * Bytes outside printable ASCII are written \u00XX (the byte as a Latin-1
  * code point), so any body round-trips.
  *
- *   echo [--host H] [--port P] [--max-body N] [--token T] [--linger on|off]
- *        [--tick-ms MS]
+ *   echo [--host H] [--port P] [--max-body N] [--upload-max N] [--allow ADDR]
+ *        [--token T] [--linger on|off] [--tick-ms MS]
  * --max-body N  bodies over N bytes are answered 413 before they are read
+ * --upload-max N  the route /upload (a prefix) takes bodies up to N bytes
+ *               instead (a per-route limit, set before the body is read)
+ * --allow ADDR  connections from any other address are closed before a byte
+ *               is read (the accept hook)
+ * Each response carries X-Conn-Requests: the requests seen on its
+ * connection so far (per-connection data, freed by the close hook).
  * --token T     requests without "Authorization: Bearer T" get 401 at once
  * --linger off  the naive close, for comparison only
  * SIGINT/SIGTERM stop gracefully.
  */
 #include <gracehttp.h>
 
+#include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <signal.h>
@@ -28,10 +35,40 @@
 struct app {
     struct grace_server *srv;
     struct event_base *base;
-    int64_t max_body;
-    const char *token;
+    int64_t max_body, upload_max;
+    const char *token, *allow;
     unsigned long ticks;
 };
+
+/* What the example keeps per connection: its own data, the hooks' use. */
+struct conn_info {
+    unsigned long requests;
+};
+
+static int on_accept(struct grace_conn *conn, void *arg)
+{
+    struct app *app = arg;
+    char addr[INET6_ADDRSTRLEN] = "";
+    socklen_t len;
+    const struct sockaddr *sa = grace_conn_peer(conn, &len);
+    struct conn_info *ci;
+
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, addr, sizeof(addr));
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, addr, sizeof(addr));
+    if (app->allow && strcmp(addr, app->allow))
+        return -1; /* refused: closed at once, no close hook */
+    if (!(ci = calloc(1, sizeof(*ci))))
+        return -1;
+    grace_conn_set_data(conn, ci);
+    return 0;
+}
+
+static void on_close(struct grace_conn *conn, int reason, void *arg)
+{
+    free(grace_conn_data(conn)); /* once per connection the accept hook kept */
+}
 
 static void json_string(struct evbuffer *out, const char *s, size_t n)
 {
@@ -107,24 +144,44 @@ static void on_finish(struct grace_request *req, int err, void *arg)
         grace_reply(req, 500, NULL, 0); /* returns -ENOTCONN and releases req */
 }
 
-static void handle(struct grace_request *req, void *arg)
+/* Serve with a body limit of max (-1: the server's). */
+static void serve(struct grace_request *req, struct app *app, int64_t max)
 {
-    struct app *app = arg;
     const char *auth = grace_request_header(req, "Authorization");
+    struct conn_info *ci = grace_conn_data(grace_request_conn(req));
+    char n[24];
+
+    if (ci) {
+        snprintf(n, sizeof(n), "%lu", ++ci->requests);
+        grace_response_add_header(req, "X-Conn-Requests", n);
+    }
 
     if (app->token && (!auth || strncmp(auth, "Bearer ", 7) || strcmp(auth + 7, app->token))) {
         grace_response_add_header(req, "WWW-Authenticate", "Bearer");
         grace_reply(req, 401, "missing or wrong token\n", 23);
         return;
     }
-    if (app->max_body >= 0 && grace_request_content_length(req) > app->max_body) {
+    if (max >= 0 && grace_request_content_length(req) > max) {
         grace_reply(req, 413, "body too large\n", 15);
         return;
     }
     grace_request_on_finish(req, on_finish, app);
-    if (grace_request_collect_body(req, app->max_body >= 0 ? (size_t)app->max_body : 0, on_body,
-                                   app) < 0)
+    if (grace_request_collect_body(req, max >= 0 ? (size_t)max : 0, on_body, app) < 0)
         grace_reply(req, 413, "body too large\n", 15);
+}
+
+static void handle(struct grace_request *req, void *arg)
+{
+    struct app *app = arg;
+    serve(req, app, app->max_body);
+}
+
+/* /upload: its own limit, set before any body byte is read */
+static void handle_upload(struct grace_request *req, void *arg)
+{
+    struct app *app = arg;
+    grace_request_set_max_body(req, (uint64_t)app->upload_max);
+    serve(req, app, app->upload_max);
 }
 
 static void tick(evutil_socket_t fd, short what, void *arg)
@@ -147,7 +204,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 int main(int argc, char **argv)
 {
-    struct app app = {.max_body = -1};
+    struct app app = {.max_body = -1, .upload_max = -1};
     const char *host = "127.0.0.1";
     int port = 8080, linger = 1, tick_ms = 1000, rc;
 
@@ -163,6 +220,10 @@ int main(int argc, char **argv)
             port = atoi(v);
         else if (!strcmp(a, "--max-body"))
             app.max_body = atoll(v);
+        else if (!strcmp(a, "--upload-max"))
+            app.upload_max = atoll(v);
+        else if (!strcmp(a, "--allow"))
+            app.allow = v;
         else if (!strcmp(a, "--token"))
             app.token = v;
         else if (!strcmp(a, "--linger"))
@@ -190,6 +251,10 @@ int main(int argc, char **argv)
     if (!app.srv)
         return 1;
     grace_server_set_handler(app.srv, handle, &app);
+    if (app.upload_max >= 0)
+        grace_server_route(app.srv, NULL, "/upload", GRACE_ROUTE_PREFIX, handle_upload, &app);
+    grace_server_on_accept(app.srv, on_accept, &app);
+    grace_server_on_close(app.srv, on_close, &app);
     if ((rc = grace_server_listen(app.srv, host, port)) < 0) {
         fprintf(stderr, "echo: listen %s:%d: %s\n", host, port, grace_strerror(rc));
         return 2;

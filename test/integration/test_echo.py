@@ -147,6 +147,44 @@ def main():
     finally:
         stop(p)
 
+    # the hooks and a per-route limit, with real clients: /upload takes bodies
+    # up to --upload-max while other paths keep --max-body; per-connection data
+    # counts the requests of one keep-alive connection; --allow refuses others
+    p, port = start("--max-body", "1000", "--upload-max", str(8 * MiB))
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        seen = []
+        for _ in range(3):
+            c.request("GET", "/n")
+            r = c.getresponse()
+            r.read()
+            seen.append(r.getheader("X-Conn-Requests"))
+        c.close()
+        check("per-connection data: X-Conn-Requests 1, 2, 3 on one connection",
+              seen == ["1", "2", "3"], seen)
+        st, data, r = req(port, "POST", "/upload/a", b"u" * (4 * MiB))
+        check("route /upload: its own limit takes 4 MiB", st == 200 and len(data) > 4 * MiB,
+              (st, len(data)))
+        check("route /upload: a new connection counts from 1",
+              r.getheader("X-Conn-Requests") == "1", r.getheader("X-Conn-Requests"))
+        st, data, r = req(port, "POST", "/other", b"u" * (4 * MiB))
+        check("other paths: --max-body still 413", st == 413, st)
+        out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-T", big,
+                              "-H", "Expect:", f"http://127.0.0.1:{port}/upload/b"],
+                             capture_output=True, timeout=60)
+        check("route /upload: curl's 16 MiB upload (no Expect) gets the 413, no reset",
+              out.returncode == 0 and out.stdout == b"413", (out.returncode, out.stdout, out.stderr))
+    finally:
+        check("hooks echo stops cleanly", stop(p) == 0, p.returncode)
+    p, port = start("--allow", "127.0.0.2")
+    try:
+        out = subprocess.run(["curl", "-sS", "-m", "5", f"http://127.0.0.1:{port}/"],
+                             capture_output=True, timeout=30)
+        check("--allow: a refused address gets no response (curl 52 or 56)", out.returncode in (52, 56),
+              (out.returncode, out.stderr[:200]))
+    finally:
+        stop(p)
+
     os.unlink(big)
     passed = sum(results)
     print(f"{passed} passed, {len(results) - passed} failed")
