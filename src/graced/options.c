@@ -157,6 +157,23 @@ static void usage(FILE *out, const struct grace_config *cfg)
     }
 }
 
+/* One more ADDR:PORT for a listen option: checked now, resolved later. */
+static int add_listen(const char *name, const char *a, const char **list, int *cnt)
+{
+    char host[256];
+    int port;
+    if (*cnt == GRACED_MAX_LISTEN) {
+        fprintf(stderr, "graced: at most %d %s addresses\n", GRACED_MAX_LISTEN, name);
+        return -1;
+    }
+    if (graced_parse_hostport(a, host, sizeof(host), &port) < 0) {
+        fprintf(stderr, "graced: %s %s: expected ADDR:PORT or [IPv6]:PORT\n", name, a);
+        return -1;
+    }
+    list[(*cnt)++] = a;
+    return 0;
+}
+
 int graced_parse_options(struct graced_opts *o, int argc, char **argv)
 {
     static struct option base_opts[] = {
@@ -239,22 +256,13 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
         const char *a = optarg;
         switch (c) {
         case O_LISTEN:
-        case O_TLS_LISTEN: {
-            const char *name = c == O_LISTEN ? "--listen" : "--tls-listen";
-            int *cnt = c == O_LISTEN ? &o->nlisten : &o->ntls_listen;
-            char host[256];
-            int port;
-            if (*cnt == GRACED_MAX_LISTEN) {
-                fprintf(stderr, "graced: at most %d %s addresses\n", GRACED_MAX_LISTEN, name);
+            if (add_listen("--listen", a, o->listen, &o->nlisten) < 0)
                 return -1;
-            }
-            if (graced_parse_hostport(a, host, sizeof(host), &port) < 0) {
-                fprintf(stderr, "graced: %s %s: expected ADDR:PORT or [IPv6]:PORT\n", name, a);
-                return -1;
-            }
-            (c == O_LISTEN ? o->listen : o->tls_listen)[(*cnt)++] = a;
             break;
-        }
+        case O_TLS_LISTEN:
+            if (add_listen("--tls-listen", a, o->tls_listen, &o->ntls_listen) < 0)
+                return -1;
+            break;
         case O_TLS_CERT:
         case O_TLS_KEY: {
             int *cnt = c == O_TLS_CERT ? &o->ncert : &o->nkey;
@@ -293,22 +301,13 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
             break;
         }
         case O_PROXY_LISTEN:
-        case O_PROXY_TLS_LISTEN: {
-            const char *name = c == O_PROXY_LISTEN ? "--proxy-listen" : "--proxy-tls-listen";
-            int *cnt = c == O_PROXY_LISTEN ? &o->nproxy_listen : &o->nproxy_tls_listen;
-            char host[256];
-            int port;
-            if (*cnt == GRACED_MAX_LISTEN) {
-                fprintf(stderr, "graced: at most %d %s addresses\n", GRACED_MAX_LISTEN, name);
+            if (add_listen("--proxy-listen", a, o->proxy_listen, &o->nproxy_listen) < 0)
                 return -1;
-            }
-            if (graced_parse_hostport(a, host, sizeof(host), &port) < 0) {
-                fprintf(stderr, "graced: %s %s: expected ADDR:PORT or [IPv6]:PORT\n", name, a);
-                return -1;
-            }
-            (c == O_PROXY_LISTEN ? o->proxy_listen : o->proxy_tls_listen)[(*cnt)++] = a;
             break;
-        }
+        case O_PROXY_TLS_LISTEN:
+            if (add_listen("--proxy-tls-listen", a, o->proxy_tls_listen, &o->nproxy_tls_listen) < 0)
+                return -1;
+            break;
         case O_PROXY_FROM:
         case O_METRICS_ALLOW:
         case O_CORS: {
