@@ -66,6 +66,21 @@ int graced_wants_json(struct grace_request *req)
     return a && strcasestr(a, "application/json") != NULL;
 }
 
+/* One character from s, which starts with a byte >= 0x80: the UTF-8
+ * sequence as it is, or U+FFFD for a byte that starts none. Returns the
+ * bytes taken. */
+static size_t add_utf8(struct evbuffer *out, const char *s)
+{
+    unsigned char c = (unsigned char)*s;
+    size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+    if (strnlen(s, n) == n && graced_utf8_valid(s, n)) {
+        evbuffer_add(out, s, n);
+        return n;
+    }
+    evbuffer_add(out, "\xef\xbf\xbd", 3);
+    return 1;
+}
+
 /* HTML text or attribute; bytes that are not UTF-8 become U+FFFD, as the
  * page says it is UTF-8 */
 void graced_html_esc(struct evbuffer *out, const char *s)
@@ -73,14 +88,7 @@ void graced_html_esc(struct evbuffer *out, const char *s)
     while (*s) {
         unsigned char c = (unsigned char)*s;
         if (c >= 0x80) {
-            size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
-            if (strnlen(s, n) == n && graced_utf8_valid(s, n)) {
-                evbuffer_add(out, s, n);
-                s += n;
-            } else {
-                evbuffer_add(out, "\xef\xbf\xbd", 3);
-                s++;
-            }
+            s += add_utf8(out, s);
             continue;
         }
         switch (*s++) {
@@ -110,14 +118,7 @@ void graced_json_str(struct evbuffer *out, const char *s)
         } else if (c < 0x80) {
             evbuffer_add(out, s++, 1);
         } else {
-            size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
-            if (strnlen(s, n) == n && graced_utf8_valid(s, n)) {
-                evbuffer_add(out, s, n);
-                s += n;
-            } else {
-                evbuffer_add(out, "\xef\xbf\xbd", 3);
-                s++;
-            }
+            s += add_utf8(out, s);
         }
     }
     evbuffer_add(out, "\"", 1);
