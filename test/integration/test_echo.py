@@ -6,13 +6,12 @@ Prints one line per test and a final "N passed, N failed"."""
 import http.client
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_graced import check, req, results  # noqa: E402
+from test_graced import check, req, results, start_example, stop_proc  # noqa: E402
 
 BUILD = os.environ.get("top_builddir", ".")
 ECHO = os.path.join(BUILD, "docs", "examples", "echo")
@@ -21,24 +20,10 @@ MiB = 1 << 20
 
 
 def start(*args):
-    p = subprocess.Popen([ECHO, "--port", "0", "--tick-ms", "50", *args],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    line = p.stdout.readline()
-    if "listening on" not in line:
-        p.kill()
-        raise RuntimeError("echo did not start: " + line)
-    return p, int(line.rsplit(":", 1)[1])
+    return start_example(ECHO, "--tick-ms", "50", *args)
 
 
-def stop(p):
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    return p.returncode
+stop = stop_proc
 
 
 def curl(port, *args):

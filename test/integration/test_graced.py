@@ -27,6 +27,31 @@ def check(name, cond, detail=""):
     print(("ok   " if cond else "FAIL ") + name + ("" if cond else ": " + str(detail)), flush=True)
 
 
+def start_example(binary, *args):
+    """Start an example server on a free port; (process, port) once it says
+    "listening on HOST:PORT"."""
+    p = subprocess.Popen([binary, "--port", "0", *args],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = p.stdout.readline()
+    if "listening on" not in line:
+        p.kill()
+        p.wait()
+        raise RuntimeError(binary + " did not start: " + line)
+    return p, int(line.rsplit(":", 1)[1])
+
+
+def stop_proc(p):
+    """SIGTERM (a graceful stop), SIGKILL after 10 s; the exit status."""
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    return p.returncode
+
+
 class Graced:
     def __init__(self, *args, env=None, preexec=None, pass_fds=(), expect_ports=1):
         self.p = subprocess.Popen([GRACED, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,

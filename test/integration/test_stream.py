@@ -8,14 +8,13 @@ process started is stopped by PID. Prints one line per test and a final
 import http.client
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_graced import check, results  # noqa: E402
+from test_graced import check, results, start_example, stop_proc  # noqa: E402
 
 BUILD = os.environ.get("top_builddir", ".")
 SSE = os.path.join(BUILD, "docs", "examples", "sse")
@@ -25,26 +24,10 @@ EVENT_BYTES = 16384   # 1.6 MB/s at one event per 10 ms
 STALL_S = 10          # how long the slow client stops reading
 
 
-def start(binary, *args):
-    p = subprocess.Popen([binary, "--port", "0", *args],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    line = p.stdout.readline()
-    if "listening on" not in line:
-        p.kill()
-        p.wait()
-        raise RuntimeError(binary + " did not start: " + line)
-    return p, int(line.rsplit(":", 1)[1])
+start = start_example
 
 
-def stop(p):
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    return p.returncode
+stop = stop_proc
 
 
 def stats(port):

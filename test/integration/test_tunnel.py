@@ -8,13 +8,12 @@ Loopback only; every process started is stopped by PID.
 Prints one line per test and a final "N passed, N failed"."""
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_graced import check, results  # noqa: E402
+from test_graced import check, results, stop_proc  # noqa: E402
 
 BUILD = os.environ.get("top_builddir", ".")
 TUNNEL = os.path.join(BUILD, "test", "integration", "tunnel")
@@ -31,14 +30,7 @@ def start(*args):
     return p, [int(x) for x in line.split()[-2:]]
 
 
-def stop(p):
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
+stop = stop_proc
 
 
 def curl(*args):

@@ -17,7 +17,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_graced import check, results  # noqa: E402
+from test_graced import check, results, start_example, stop_proc  # noqa: E402
 
 BUILD = os.environ.get("top_builddir", ".")
 WS = os.path.join(BUILD, "docs", "examples", "websocket")
@@ -26,24 +26,10 @@ MAX_MESSAGE = 65536
 
 
 def start(*args):
-    p = subprocess.Popen([WS, "--port", "0", *args], stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
-    line = p.stdout.readline()
-    if "listening on" not in line:
-        p.kill()
-        raise RuntimeError("websocket did not start: " + line)
-    return p, int(line.rsplit(":", 1)[1])
+    return start_example(WS, *args)
 
 
-def stop(p):
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    return p.returncode
+stop = stop_proc
 
 
 class Client:
