@@ -381,19 +381,6 @@ static void on_finish(struct grace_request *req, int err, void *arg)
     form_free(f);
 }
 
-/* A browser sends Origin with a form post; one from another site is a
- * cross-site request riding on the user's network position or credentials. */
-static int same_origin(struct grace_request *req)
-{
-    const char *o = grace_request_header(req, "Origin"), *h = grace_request_header(req, "Host");
-    if (!o || !strcmp(o, "null"))
-        return 1;
-    if (!h)
-        return 0;
-    o = !strncmp(o, "http://", 7) ? o + 7 : !strncmp(o, "https://", 8) ? o + 8 : NULL;
-    return o && !strcasecmp(o, h);
-}
-
 void graced_form_upload(struct grace_request *req, struct graced *g)
 {
     struct form *f;
@@ -402,10 +389,6 @@ void graced_form_upload(struct grace_request *req, struct graced *g)
 
     if (!graced_write_allowed(req, g))
         return;
-    if (!same_origin(req)) {
-        graced_reply(req, 403, "a form from another site may not upload here\n");
-        return;
-    }
     if (graced_mp_boundary(grace_request_header(req, "Content-Type"), boundary,
                            sizeof(boundary)) < 0) {
         graced_reply(req, 400, "multipart/form-data without a valid boundary\n");

@@ -209,6 +209,8 @@ void graced_authorize(struct grace_request *req, struct graced *g, int write, gr
 /* web.c: headers on every graced answer; 1 if an OPTIONS was answered */
 void graced_web_headers(struct grace_request *req, const struct graced *g);
 int graced_web_options(struct grace_request *req, const struct graced *g);
+/* 1 if the request's Origin may write here (none, the same, or --cors) */
+int graced_web_write_origin_ok(struct grace_request *req, const struct graced *g);
 /* precompressed sibling of rel ("a/b.html") if the client accepts it:
  * fd >= 0 and *enc "br" or "gzip", else -1 */
 int graced_web_precompressed(struct grace_request *req, struct graced *g, const char *rel,

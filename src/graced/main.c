@@ -110,6 +110,9 @@ static void handle(struct grace_request *req, void *arg)
         graced_metrics_serve(req, g);
     else if (get) /* --private: after a login */
         graced_authorize(req, g, 0, graced_serve_file);
+    else if ((!strcmp(m, "PUT") || !strcmp(m, "POST") || !strcmp(m, "DELETE")) &&
+             g->o.upload_dir && !graced_web_write_origin_ok(req, g))
+        graced_reply(req, 403, "a page from another site may not write here\n");
     else if ((!strcmp(m, "PUT") || !strcmp(m, "POST")) && g->o.upload_dir) {
         /* uploads raise the small server-wide body limit for themselves,
          * before the (possibly asynchronous) login check: a handler that

@@ -31,6 +31,27 @@ static const char *cors_origin(struct grace_request *req, const struct graced *g
     return NULL;
 }
 
+/*
+ * May this request change files, as far as its Origin says? A browser sends
+ * Origin with every POST, PUT and DELETE; a page of another site must not
+ * write here on the user's behalf (a POST with a text/plain body needs no
+ * preflight, so CORS alone does not stop it). Without Origin (curl, scripts)
+ * yes; "null" (sandboxed frames, file: pages) no; else the same origin as
+ * the Host the request was sent to, or one named with --cors.
+ */
+int graced_web_write_origin_ok(struct grace_request *req, const struct graced *g)
+{
+    const char *o = grace_request_header(req, "Origin"), *h = grace_request_header(req, "Host");
+    if (!o)
+        return 1;
+    if (!strcmp(o, "null"))
+        return 0;
+    if (cors_origin(req, g))
+        return 1;
+    o = !strncmp(o, "http://", 7) ? o + 7 : !strncmp(o, "https://", 8) ? o + 8 : NULL;
+    return o && h && !strcasecmp(o, h);
+}
+
 static int uploads_on(const struct graced *g)
 {
     return g->o.upload_dir != NULL;

@@ -279,6 +279,23 @@ def run_form_uploads(tmp):
                                 headers={**auth, "Origin": "http://127.0.0.1:%d" % g.port,
                                          "Host": "127.0.0.1:%d" % g.port})
         check("form POST from our own page (Origin = Host) -> 201", st == 201, (st, body))
+        # every write from another site's page is refused, not only forms: a
+        # POST with a text/plain body needs no CORS preflight
+        evil = {**auth, "Origin": "http://evil.example"}
+        st, body, r = req(g.port, "POST", "/evil.html", b"<script>1</script>",
+                          {**evil, "Content-Type": "text/plain"})
+        check("raw POST from another site's page -> 403, no file", st == 403 and
+              not os.path.exists(os.path.join(up, "evil.html")), (st, body))
+        st, body, r = req(g.port, "PUT", "/evil2.html", b"x", evil)
+        check("PUT from another site's page -> 403", st == 403 and
+              not os.path.exists(os.path.join(up, "evil2.html")), st)
+        st, body, r = req(g.port, "DELETE", "/same.txt", None, evil)
+        check("DELETE from another site's page -> 403, file kept", st == 403 and
+              os.path.exists(os.path.join(up, "same.txt")), st)
+        st, body, r = post_form(g.port, "/", [("file", "null.txt", b"x")],
+                                headers={**auth, "Origin": "null"})
+        check("form POST with Origin: null (sandboxed frame) -> 403", st == 403 and
+              not os.path.exists(os.path.join(up, "null.txt")), st)
         os.symlink(outside, os.path.join(up, "link"))
         st, body, r = post_form(g.port, "/link/", [("file", "esc.txt", b"x")], headers=auth)
         check("form POST through a symlink out of the tree -> 403", st == 403 and
