@@ -275,6 +275,7 @@ static int on_part_end(void *arg)
         snprintf(key, sizeof(key), "%s%s%s", f->dir, f->dir[0] ? "/" : "", f->name);
         graced_files_forget(f->g, key);
         graced_log(LOG_DEBUG, "stored %s (%lld bytes, form)", key, (long long)f->bytes);
+        graced_metrics_upload(f->g, f->bytes); /* counted as a PUT's file is */
     }
     if (f->nstored++ < MAX_REPORTED) {
         evbuffer_add(f->done, f->name, strlen(f->name) + 1);
