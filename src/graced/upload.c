@@ -384,10 +384,6 @@ void graced_upload(struct grace_request *req, struct graced *g)
                                                                           : "bad upload name\n");
         return;
     }
-    /* the server-wide limit is small (GRACED_OTHER_BODY): uploads raise it */
-    grace_request_set_max_body(req, (uint64_t)g->o.max_body);
-    if (grace_request_content_length(req) > g->o.max_body)
-        return; /* the library answers 413 when the handler returns */
     leaf = strrchr(rel, '/');
     dirlen = leaf ? (size_t)(leaf - rel) : 0;
     leaf = leaf ? leaf + 1 : rel;
