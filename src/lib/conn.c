@@ -743,6 +743,8 @@ static void write_output(struct grace_conn *c, int in_event)
         grace__conn_drain_check(c);
     }
     if (evbuffer_get_length(s->out)) {
+        if (progress) /* the socket is full now: what its queue holds */
+            s->write_unsent = c->tp->unsent(c);
         if (!event_pending(s->wr, EV_WRITE, NULL)) {
             if (!progress)
                 s->write_since = grace__now_ms();
@@ -1336,6 +1338,25 @@ static void peer_eof(struct grace_conn *c)
     grace__conn_watch_input(c);
 }
 
+/*
+ * write-timeout has passed without a write that moved bytes. The socket only
+ * wakes us once a good part of its send buffer is free, so a reader that
+ * takes less than that per period is still reading: the kernel's send queue
+ * shrinking since it was last full (or last looked at) counts as progress.
+ * Returns 1 when the connection has another period.
+ */
+static int send_queue_moved(struct grace_conn *c)
+{
+    struct grace_slot *s = c->slot;
+    size_t unsent = c->tp->unsent(c);
+
+    if (unsent >= s->write_unsent)
+        return 0;
+    s->write_since = grace__now_ms();
+    s->write_unsent = unsent;
+    return 1;
+}
+
 /* The slot's timer: the earliest deadline may have passed. */
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -1346,6 +1367,9 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     grace__conn_enter(c);
     c->slot->timer_at = 0;
     d = deadline(c, &why);
+    if (d && d <= grace__now_ms() && why == GRACE_CNT_TIMEOUT_WRITE &&
+        send_queue_moved(c))
+        d = 0; /* leave() arms the timer for the new deadline */
     if (d && d <= grace__now_ms()) {
         c->srv->cnt[why]++;
         grace__conn_reason(c, -ETIMEDOUT);

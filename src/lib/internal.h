@@ -149,6 +149,8 @@ struct grace_slot {
     struct event *timer;        /* the earliest deadline (see conn.c: deadline()) */
     int64_t timer_at;           /* when the timer fires; 0: not armed */
     int64_t write_since;        /* output waiting: its last progress */
+    size_t write_unsent;        /* the kernel's send queue when it was last
+                                   full, or write-timeout last looked */
     int64_t write_timeout;      /* ms: the last completed response's, for its
                                    tail still waiting (conn.c: deadline()) */
     int write_err;              /* a write failed; the write event ends the connection */

@@ -283,6 +283,32 @@ START_TEST(test_request_body_timeout)
 }
 END_TEST
 
+/* Progress, not silence: a body trickling in (a byte per 100 ms, 1 s in
+ * all) outlives the request's own 300 ms body-timeout. */
+static void c_trickle_body(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    cli_send(fd, "PUT /x HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n");
+    for (int i = 0; i < 10; i++) {
+        usleep(100000);
+        ck_assert_int_eq(cli_send_all(fd, "b", 1), 0);
+    }
+    expect_status(fd, 200, "10");
+    resp_free(&R);
+    close(fd);
+}
+
+START_TEST(test_request_body_timeout_progress)
+{
+    struct fx *f = fx_new();
+    fx_start(f, h_short_body);
+    fx_run(f, c_trickle_body, 10000);
+    ck_assert_int_eq(f->finish_err, 0);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_TIMEOUT_BODY), 0);
+    fx_free(f);
+}
+END_TEST
+
 #define BIG_REPLY (16u << 20)
 
 static void h_short_write(struct grace_request *req, void *arg)
@@ -319,6 +345,50 @@ START_TEST(test_request_write_timeout)
     fx_run(f, c_short_write, 12000);
     ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_TIMEOUT_WRITE), 1);
     ck_assert_int_lt(elapsed_ms, 8000);
+    fx_free(f);
+}
+END_TEST
+
+/* A slow but steady reader (256 KiB per 100 ms: 16 MiB take seconds, far
+ * beyond what the socket buffers hold) is never cut by the request's own
+ * 300 ms write-timeout, although its reads free too little of the send
+ * buffer for the socket to wake the server within 300 ms. */
+static void h_steady_write(struct grace_request *req, void *arg)
+{
+    struct fx *f = arg;
+    f->handler_calls++;
+    grace_request_on_finish(req, finish_record, f);
+    ck_assert_int_eq(grace_request_set_write_timeout(req, 300), 0);
+    grace_reply(req, 200, body_of(BIG_REPLY), BIG_REPLY);
+}
+
+static void c_steady_read(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    static char buf[32768];
+    size_t got = 0;
+    ssize_t k = 1;
+    int64_t t0 = now_ms();
+    cli_send(fd, GET("/x"));
+    while (k != 0 && got < BIG_REPLY) { /* the head, then the whole body */
+        size_t tick = 0;
+        usleep(100000);
+        while (tick < 256 * 1024 && (k = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+            tick += (size_t)k;
+        got += tick;
+    }
+    ck_assert_uint_ge(got, BIG_REPLY);
+    elapsed_ms = now_ms() - t0;
+    close(fd);
+}
+
+START_TEST(test_request_write_timeout_progress)
+{
+    struct fx *f = fx_new();
+    fx_start(f, h_steady_write);
+    fx_run(f, c_steady_read, 20000);
+    ck_assert_int_ge(elapsed_ms, 1000); /* many write-timeout periods */
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_TIMEOUT_WRITE), 0);
     fx_free(f);
 }
 END_TEST
@@ -952,6 +1022,8 @@ static Suite *hooks_suite(void)
     tcase_add_test(tc, test_route_413_while_uploading);
     tcase_add_test(tc, test_request_body_timeout);
     tcase_add_test(tc, test_request_write_timeout);
+    tcase_add_test(tc, test_request_body_timeout_progress);
+    tcase_add_test(tc, test_request_write_timeout_progress);
     suite_add_tcase(s, tc);
     tc = tcase_create("hooks");
     tcase_set_timeout(tc, 30);
