@@ -29,11 +29,13 @@
 static struct sockaddr_un addr;
 static socklen_t addr_len; /* 0: not under systemd, or a worker */
 static int ready, reloading, stopping, last_up = -1;
+static pid_t main_pid; /* the supervisor, for its workers */
 
 int graced_notify_init(void)
 {
     const char *e = getenv("NOTIFY_SOCKET");
     size_t n;
+    main_pid = getpid();
     if (!e)
         return 0;
     n = strlen(e);
@@ -93,7 +95,9 @@ void graced_notify_up(const struct graced *g)
 {
     if (g->supervised) {
         union sigval v = {.sival_int = g->worker};
-        sigqueue(getppid(), GRACED_SIG_UP, v);
+        /* never to whoever adopted us (PID 1 takes SIGRTMIN as a command) */
+        if (getppid() == main_pid)
+            sigqueue(main_pid, GRACED_SIG_UP, v);
     } else if (!stopping) {
         graced_notify("READY=1\nSTATUS=serving\n");
         ready = 1;

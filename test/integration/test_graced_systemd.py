@@ -309,11 +309,25 @@ def run_activation_names(tmp):
           "systemd" in line and st == 200 and "ignored" not in text, (line, st, text))
 
 
+def run_unit(tmp):
+    src = os.environ.get("top_srcdir", os.path.join(os.path.dirname(__file__), "..", ".."))
+    with open(os.path.join(src, "docs", "graced.service")) as f:
+        unit = f.read()
+    with open(os.path.join(src, "docs", "graced.socket")) as f:
+        sock = f.read()
+    check("docs/graced.service is Type=notify, only the main process notifies",
+          re.search(r"^Type=notify$", unit, re.M) and not re.search(r"^NotifyAccess=", unit, re.M),
+          [x for x in unit.splitlines() if x.startswith(("Type=", "NotifyAccess="))])
+    check("docs/graced.socket names the kinds of sockets (https, proxy, proxy-https)",
+          all(n in sock for n in ("FileDescriptorName=https", "FileDescriptorName=proxy",
+                                  "proxy-https")), sock[:200])
+
+
 def main():
     if not os.access(GRACED, os.X_OK):
         print("0 passed, 1 failed (no %s)" % GRACED)
         return 1
-    return tg.run_sections((run_notify_one, run_notify_workers, run_activation_names),
+    return tg.run_sections((run_notify_one, run_notify_workers, run_activation_names, run_unit),
                            "graced-systemd.")
 
 
