@@ -17,6 +17,7 @@
  *   web.c      Server header, CORS, Cache-Control, precompressed siblings
  *   metrics.c  Prometheus /metrics, summed over workers in shared memory
  *   proxy.c    PROXY protocol v1/v2 listeners; address lists (CIDR)
+ *   notify.c   sd_notify(3) readiness for systemd (Type=notify), no libsystemd
  */
 #ifndef GRACED_H
 #define GRACED_H
@@ -44,6 +45,7 @@ struct evbuffer;
 struct graced_opts {
     const char *listen[GRACED_MAX_LISTEN];
     int nlisten;
+    int listen_default;       /* listen[0] is 127.0.0.1:8080: no listener option given */
     const char *tls_listen[GRACED_MAX_LISTEN]; /* --tls-listen */
     int ntls_listen;
     const char *tls_cert[GRACED_MAX_CERTS], *tls_key[GRACED_MAX_CERTS]; /* pairs, in order */
@@ -88,6 +90,7 @@ struct graced_opts {
     const char *proxy_from[GRACED_MAX_LISTEN];    /* --proxy-from CIDR */
     int nproxy_from;
     int64_t proxy_timeout_ms; /* --proxy-timeout */
+    int64_t warn_interval_ms; /* --warn-interval: repeated warnings at most once per */
     int backlog;              /* --backlog */
 };
 
@@ -123,7 +126,8 @@ void graced_access(const struct grace_response_info *ri, void *arg);
 
 /* sock.c: the listening sockets of every worker, opened before forking:
  * each --listen and --tls-listen address (SO_REUSEPORT between workers), or
- * systemd's (a socket named "https" or "tls" in LISTEN_FDNAMES speaks TLS) */
+ * systemd's (by name in LISTEN_FDNAMES: "https"/"tls" speaks TLS, "proxy"
+ * expects a PROXY header, "proxy-https" both) */
 #define GRACED_MAX_WORKERS 64
 #define GRACED_MAX_SOCKS 16
 struct graced_socks {
@@ -239,6 +243,30 @@ void graced_metrics_upload(struct graced *g, int64_t bytes);
 void graced_metrics_publish(struct graced *g); /* this worker's library counters */
 void graced_metrics_start(struct graced *g);   /* a worker: publish once a second */
 void graced_metrics_stop(struct graced *g);
+/* the supervisor: worker w (0-based) ended (its gauges zeroed, its counters
+ * kept), or was started again (graced_worker_restarts_total) */
+void graced_metrics_worker_ended(struct graced *g, int w);
+void graced_metrics_worker_restarted(struct graced *g, int w);
+
+/* notify.c: systemd's NOTIFY_SOCKET. Only the main process sends; a worker
+ * of several tells the supervisor with GRACED_SIG_UP (sigqueue, its number
+ * as the value). Every function is a no-op without NOTIFY_SOCKET. */
+#define GRACED_SIG_UP SIGRTMIN
+/* start: take NOTIFY_SOCKET and remove it from the environment; 1 if set,
+ * 0 if not, -1 if unusable (logged) */
+int graced_notify_init(void);
+void graced_notify_forget(void); /* a forked worker: never talk to systemd */
+/* one message of "KEY=value\n" lines; 1 sent, 0 not under systemd, or a
+ * negative errno (logged) */
+int graced_notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* a worker serves (after its start, and after a SIGHUP's reload): READY=1
+ * with one worker, else tell the supervisor */
+void graced_notify_up(const struct graced *g);
+/* the supervisor: up of running of total workers say they serve; READY=1
+ * once all did (and after a reload), STATUS= when the count changes */
+void graced_notify_workers(int up, int running, int total);
+void graced_notify_reloading(void); /* SIGHUP: RELOADING=1, MONOTONIC_USEC */
+void graced_notify_stopping(void);  /* the first stop signal: STOPPING=1 */
 
 /* main.c: reply and log in one step */
 int graced_reply(struct grace_request *req, int status, const char *body);

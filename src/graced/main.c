@@ -158,11 +158,13 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     struct graced *g = arg;
     int rc;
     if (sig == SIGHUP) {
+        graced_notify_reloading(); /* systemd: RELOADING=1, then READY=1 */
         if (graced_access_log_reopen() < 0)
             graced_log(LOG_ERR, "cannot reopen %s: %s", g->o.access_log, strerror(errno));
         if (g->tls)
             tls_reload(g);
         graced_auth_reload(g);
+        graced_notify_up(g);
         return;
     }
     if (sig == SIGUSR2) {
@@ -170,6 +172,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         event_base_loopexit(g->base, NULL);
         return;
     }
+    graced_notify_stopping(); /* systemd: STOPPING=1 */
     graced_proxy_free(g); /* stop accepting there too */
     rc = grace_server_stop(g->srv, g->o.shutdown_timeout_ms, stopped, g);
     if (rc != -EALREADY)
@@ -216,6 +219,7 @@ static int run_worker(struct graced *g, const int *fds, const int *tls, const in
     if (announce)
         graced_announce(announce);
     graced_metrics_start(g);
+    graced_notify_up(g); /* listeners and signal handlers in place */
     graced_log(LOG_DEBUG, "worker %d running", g->worker);
     event_base_dispatch(g->base);
     graced_metrics_stop(g);
@@ -249,6 +253,7 @@ static int run_worker(struct graced *g, const int *fds, const int *tls, const in
 
 struct slot {
     pid_t pid;          /* 0: not running */
+    int up;             /* said it serves (GRACED_SIG_UP), since its start or SIGHUP */
     int64_t started_ms;
     int64_t restart_ms; /* when to start it again; 0: not waiting */
     int64_t delay_ms;   /* the next back-off */
@@ -267,6 +272,7 @@ static pid_t spawn(struct graced *g, struct graced_socks *s, int w, const sigset
     pid_t pid = fork();
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the parent */
+        graced_notify_forget(); /* the supervisor talks to systemd */
         sigprocmask(SIG_SETMASK, old, NULL);
         for (int o = 0; o < g->o.workers; o++)
             if (o != w)
@@ -291,18 +297,32 @@ static void close_listeners(struct graced *g, struct graced_socks *s)
             }
 }
 
+/* systemd: how many workers serve (READY=1, STATUS=) */
+static void notify_workers(const struct graced *g, const struct slot *slot)
+{
+    int up = 0, running = 0;
+    for (int w = 0; w < g->o.workers; w++) {
+        running += slot[w].pid > 0;
+        up += slot[w].pid > 0 && slot[w].up;
+    }
+    graced_notify_workers(up, running, g->o.workers);
+}
+
 /*
  * The parent of --workers N: starts the workers, forwards SIGHUP (after
  * reopening its own copy of the access log, which restarted workers
  * inherit), turns the first SIGTERM/SIGINT into a graceful stop of every
  * worker and a second into SIGUSR2 ("now"), and restarts a worker that
  * ends while no stop was asked for. It keeps the listening sockets for
- * such restarts until the stop.
+ * such restarts until the stop. It tells systemd READY=1 once every worker
+ * has said it serves (GRACED_SIG_UP), and keeps the counters of workers
+ * that die in /metrics.
  */
 static int supervise(struct graced *g, struct graced_socks *s)
 {
     struct slot slot[GRACED_MAX_WORKERS];
     sigset_t set, old;
+    siginfo_t si;
     int alive = 0, status = 0, stops = 0;
 
     memset(slot, 0, sizeof(slot));
@@ -311,6 +331,7 @@ static int supervise(struct graced *g, struct graced_socks *s)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGCHLD);
+    sigaddset(&set, GRACED_SIG_UP); /* queued: one per worker, none lost */
     sigprocmask(SIG_BLOCK, &set, &old);
     for (int w = 0; w < g->o.workers; w++) {
         slot[w].delay_ms = RESTART_MIN_MS < g->o.restart_delay_max_ms ? RESTART_MIN_MS
@@ -345,7 +366,7 @@ static int supervise(struct graced *g, struct graced_socks *s)
             ts.tv_nsec = (wait % 1000) * 1000000;
             tsp = &ts;
         }
-        sig = tsp ? sigtimedwait(&set, NULL, tsp) : sigwaitinfo(&set, NULL);
+        sig = tsp ? sigtimedwait(&set, &si, tsp) : sigwaitinfo(&set, &si);
         now = now_ms();
         if (sig == SIGCHLD) {
             int st;
@@ -357,7 +378,9 @@ static int supervise(struct graced *g, struct graced_socks *s)
                 if (w == g->o.workers)
                     continue; /* not one of ours */
                 slot[w].pid = 0;
+                slot[w].up = 0;
                 alive--;
+                graced_metrics_worker_ended(g, w); /* its counters stay in the sums */
                 if (stops) {
                     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
                         graced_log(LOG_ERR, "worker %d (pid %d) ended abnormally", w + 1,
@@ -377,17 +400,25 @@ static int supervise(struct graced *g, struct graced_socks *s)
                     graced_log(LOG_ERR, "worker %d (pid %d) exited with status %d; restart in %lld ms",
                                w + 1, (int)pid, WEXITSTATUS(st), (long long)slot[w].delay_ms);
             }
+        } else if (sig == GRACED_SIG_UP) {
+            for (int w = 0; w < g->o.workers; w++)
+                if (slot[w].pid > 0 && slot[w].pid == si.si_pid)
+                    slot[w].up = 1;
         } else if (sig == SIGHUP) {
+            graced_notify_reloading(); /* READY=1 again once all have reloaded */
             if (graced_access_log_reopen() < 0)
                 graced_log(LOG_ERR, "cannot reopen %s: %s", g->o.access_log, strerror(errno));
             for (int w = 0; w < g->o.workers; w++)
-                if (slot[w].pid > 0)
+                if (slot[w].pid > 0) {
+                    slot[w].up = 0;
                     kill(slot[w].pid, SIGHUP);
+                }
         } else if (sig == SIGTERM || sig == SIGINT) {
             /* the first: graceful, no more restarts, the sockets closed so
              * that new connections are refused, not left waiting; then now */
             int fwd = stops++ ? SIGUSR2 : sig;
             if (stops == 1) {
+                graced_notify_stopping();
                 close_listeners(g, s);
                 for (int w = 0; w < g->o.workers; w++)
                     slot[w].restart_ms = 0;
@@ -406,12 +437,14 @@ static int supervise(struct graced *g, struct graced_socks *s)
             } else {
                 slot[w].started_ms = now;
                 alive++;
+                graced_metrics_worker_restarted(g, w);
                 graced_log(LOG_INFO, "worker %d restarted (pid %d)", w + 1, (int)slot[w].pid);
             }
             slot[w].delay_ms *= 2;
             if (slot[w].delay_ms > g->o.restart_delay_max_ms)
                 slot[w].delay_ms = g->o.restart_delay_max_ms;
         }
+        notify_workers(g, slot);
     }
     return status;
 }
@@ -446,6 +479,7 @@ int main(int argc, char **argv)
     if (rc)
         return rc > 0 ? 0 : 2;
     graced_log_set_level(g.o.log_level);
+    graced_notify_init();
     g.upload_fd = -1;
     if ((g.root_fd = open_dir("--root", g.o.root, 0)) < 0)
         return 2;

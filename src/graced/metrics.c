@@ -9,6 +9,14 @@
  * its library counters (grace_server_counter) into its own slot after each
  * response and once a second, which the scrape then sums. Only addresses in
  * --metrics-allow (default: loopback) may read it; others get 403.
+ *
+ * The mapping lives as long as the supervisor, so a worker that dies takes
+ * no count with it: Prometheus counters must never go down. A worker
+ * started again in the same slot adds its library counters to what the
+ * slot held when it started (each slot only ever grows), and the
+ * supervisor zeroes the dead worker's gauges (connections open, lingering)
+ * at once. Published values lag the worker by up to a second, so a kill -9
+ * loses at most that second of its library counts, never what was shown.
  */
 #include "graced.h"
 
@@ -19,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #define M_STATUS 600
 enum { M_GET, M_HEAD, M_PUT, M_POST, M_OPTIONS, M_DELETE, M_OTHER, M_NONE, M__METHODS };
@@ -29,10 +38,16 @@ struct graced_metrics {
     uint64_t responses[M__METHODS][M_STATUS];
     uint64_t upload_files, upload_bytes;
     uint64_t worker_responses[GRACED_MAX_WORKERS];
+    uint64_t worker_restarts[GRACED_MAX_WORKERS];
     uint64_t lib[GRACED_MAX_WORKERS][GRACE_CNT__COUNT];
+    int64_t start_time; /* the main process's, in seconds since the epoch */
 };
 
 static struct event *publish_ev; /* this worker's once-a-second copy */
+/* what this worker's slot held when it started: the counters of the
+ * workers that ran in the slot before, which this one adds to */
+static uint64_t base[GRACE_CNT__COUNT];
+static int based;
 static struct graced_cidr allow[GRACED_MAX_LISTEN];
 static int nallow;
 
@@ -69,17 +84,24 @@ int graced_metrics_init(struct graced *g)
         return -1;
     }
     g->metrics = m; /* zeroed by the kernel */
+    g->metrics->start_time = (int64_t)time(NULL);
     return 0;
+}
+
+static int is_gauge(int c)
+{
+    return c == GRACE_CNT_CONN_ACTIVE || c == GRACE_CNT_LINGERING;
 }
 
 void graced_metrics_publish(struct graced *g)
 {
     uint64_t *slot;
-    if (!g->metrics || !g->srv || g->worker < 1)
+    if (!g->metrics || !g->srv || g->worker < 1 || !based)
         return;
     slot = g->metrics->lib[g->worker - 1];
     for (int i = 0; i < GRACE_CNT__COUNT; i++)
-        __atomic_store_n(&slot[i], grace_server_counter(g->srv, i), __ATOMIC_RELAXED);
+        __atomic_store_n(&slot[i], (is_gauge(i) ? 0 : base[i]) + grace_server_counter(g->srv, i),
+                         __ATOMIC_RELAXED);
 }
 
 static void publish_cb(evutil_socket_t fd, short what, void *arg)
@@ -92,6 +114,9 @@ void graced_metrics_start(struct graced *g)
     struct timeval tv = {1, 0};
     if (!g->metrics || publish_ev)
         return;
+    for (int i = 0; i < GRACE_CNT__COUNT && g->worker >= 1; i++)
+        base[i] = get(&g->metrics->lib[g->worker - 1][i]);
+    based = 1;
     publish_ev = event_new(g->base, -1, EV_PERSIST, publish_cb, g);
     if (publish_ev)
         event_add(publish_ev, &tv);
@@ -129,6 +154,21 @@ void graced_metrics_response(const struct grace_response_info *ri, void *arg)
     graced_access(ri, NULL);
 }
 
+void graced_metrics_worker_ended(struct graced *g, int w)
+{
+    if (!g->metrics)
+        return;
+    for (int i = 0; i < GRACE_CNT__COUNT; i++)
+        if (is_gauge(i)) /* its connections are gone with it */
+            __atomic_store_n(&g->metrics->lib[w][i], 0, __ATOMIC_RELAXED);
+}
+
+void graced_metrics_worker_restarted(struct graced *g, int w)
+{
+    if (g->metrics)
+        add(&g->metrics->worker_restarts[w], 1);
+}
+
 void graced_metrics_upload(struct graced *g, int64_t bytes)
 {
     if (!g->metrics)
@@ -137,10 +177,6 @@ void graced_metrics_upload(struct graced *g, int64_t bytes)
     add(&g->metrics->upload_bytes, (uint64_t)bytes);
 }
 
-static int is_gauge(int c)
-{
-    return c == GRACE_CNT_CONN_ACTIVE || c == GRACE_CNT_LINGERING;
-}
 
 void graced_metrics_serve(struct grace_request *req, struct graced *g)
 {
@@ -172,6 +208,16 @@ void graced_metrics_serve(struct grace_request *req, struct graced *g)
     for (int w = 0; w < g->o.workers; w++)
         evbuffer_add_printf(out, "graced_worker_responses_total{worker=\"%d\"} %llu\n", w + 1,
                             (unsigned long long)get(&m->worker_responses[w]));
+    evbuffer_add_printf(out, "# HELP graced_worker_restarts_total Times a worker process was "
+                             "started again after it ended without a stop.\n"
+                             "# TYPE graced_worker_restarts_total counter\n");
+    for (int w = 0; w < g->o.workers; w++)
+        evbuffer_add_printf(out, "graced_worker_restarts_total{worker=\"%d\"} %llu\n", w + 1,
+                            (unsigned long long)get(&m->worker_restarts[w]));
+    evbuffer_add_printf(out, "# HELP process_start_time_seconds Start time of graced's main "
+                             "process since the epoch in seconds.\n"
+                             "# TYPE process_start_time_seconds gauge\n"
+                             "process_start_time_seconds %lld\n", (long long)m->start_time);
     evbuffer_add_printf(out, "# HELP graced_upload_files_total Uploads stored.\n"
                              "# TYPE graced_upload_files_total counter\n"
                              "graced_upload_files_total %llu\n"

@@ -18,7 +18,7 @@ enum {
     O_LIST_DIRS, O_SHOW_HIDDEN, O_NO_OVERWRITE, O_LIST_MAX,
     O_USERS_FILE, O_PRIVATE, O_AUTH_CACHE_TIME, O_AUTH_FAIL_LIMIT, O_CORS, O_CACHE_CONTROL,
     O_PRECOMPRESSED, O_NO_SERVER_HEADER, O_METRICS_ALLOW, O_PROXY_LISTEN, O_PROXY_FROM,
-    O_PROXY_TIMEOUT, O_BACKLOG, O_PROXY_TLS_LISTEN, O_AUTH_MAX_PENDING,
+    O_PROXY_TIMEOUT, O_BACKLOG, O_PROXY_TLS_LISTEN, O_AUTH_MAX_PENDING, O_WARN_INTERVAL,
     O_LIB = 512 /* + enum grace_opt */
 };
 
@@ -117,6 +117,9 @@ static void usage(FILE *out, const struct grace_config *cfg)
             "  --access-log FILE|-      Combined Log Format and the TLS version; - is stdout\n"
             "                           (off)\n"
             "  --log-level LEVEL        error, warn, info or debug (info)\n"
+            "  --warn-interval TIME     a warning that repeats (untrusted PROXY peers) is\n"
+            "                           logged at most once per TIME, with a count; 0: each\n"
+            "                           (1m)\n"
             "  --pid-file FILE          write the main process id here (off)\n"
             "  --shutdown-timeout TIME  SIGTERM: time for requests in flight (10s)\n"
             "  --metrics PATH           counters of all workers in Prometheus text format\n"
@@ -211,6 +214,7 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
         {"proxy-tls-listen", required_argument, NULL, O_PROXY_TLS_LISTEN},
         {"proxy-from", required_argument, NULL, O_PROXY_FROM},
         {"proxy-timeout", required_argument, NULL, O_PROXY_TIMEOUT},
+        {"warn-interval", required_argument, NULL, O_WARN_INTERVAL},
         {"backlog", required_argument, NULL, O_BACKLOG},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
@@ -233,6 +237,7 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
     o->auth_fail_limit = 10;
     o->auth_max_pending = 16;
     o->proxy_timeout_ms = 5000;
+    o->warn_interval_ms = 60000;
     o->backlog = 511;
     o->cfg = grace_config_new();
     if (!o->cfg) {
@@ -415,6 +420,12 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
                 return -1;
             }
             break;
+        case O_WARN_INTERVAL:
+            if ((o->warn_interval_ms = parse_time_ms(a)) < 0) {
+                fprintf(stderr, "graced: --warn-interval %s: expected a time like 1m\n", a);
+                return -1;
+            }
+            break;
         case O_STALE_UPLOAD_AGE:
         case O_RESTART_DELAY_MAX: {
             int64_t v = parse_time_ms(a);
@@ -490,8 +501,10 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
         return -1;
     }
     if (o->nlisten == 0 && o->ntls_listen == 0 && o->nproxy_listen == 0 &&
-        o->nproxy_tls_listen == 0)
+        o->nproxy_tls_listen == 0) {
         o->listen[o->nlisten++] = "127.0.0.1:8080";
+        o->listen_default = 1;
+    }
     /* uploads raise the limit for themselves (graced_upload); everything
      * else needs no body, so a client cannot make us read one */
     grace_config_set(o->cfg, GRACE_OPT_MAX_BODY_SIZE,

@@ -11,6 +11,10 @@
  * the header (grace_server_adopt_conn), so the access log, the login
  * failure bound and --metrics-allow see the real client. The header is read
  * without reading past it: the HTTP bytes behind it stay in the socket.
+ *
+ * A refused peer is logged at warn, but a flood of them must not flood the
+ * log: the first is logged, the others are counted and summed up in one
+ * line at the end of each --warn-interval (per worker).
  */
 #include "graced.h"
 
@@ -56,6 +60,12 @@ struct graced_proxy {
     int nfrom;
     TAILQ_HEAD(, pending) pending;
     int npending;
+    /* refused peers (not in --proxy-from) not yet logged one by one */
+    struct event *warn_ev;  /* the end of the interval: the summary line */
+    int64_t warn_next_ms;   /* before this, a refusal is only counted */
+    int64_t warn_since_ms;  /* the last line logged */
+    uint64_t warn_quiet;    /* refusals counted since */
+    char warn_last[64];     /* the last of them */
 };
 
 /* ---------------------------------------------------------------- CIDR */
@@ -345,6 +355,62 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
         handed(pd);
 }
 
+/* ---------------------------------------------------------------- refused peers */
+
+static int64_t mono_ms(const struct graced_proxy *p)
+{
+    struct timeval tv;
+    event_gettime_monotonic(p->g->base, &tv);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static void warn_summary(struct graced_proxy *p, int64_t now)
+{
+    if (!p->warn_quiet)
+        return;
+    graced_log(LOG_WARN, "PROXY listener: %llu more connection(s) from addresses not in "
+                         "--proxy-from closed in the last %lld s, the last from %s",
+               (unsigned long long)p->warn_quiet, (long long)((now - p->warn_since_ms + 999) / 1000),
+               p->warn_last);
+    p->warn_quiet = 0;
+    p->warn_since_ms = now;
+}
+
+/* The end of an interval with refusals counted: one line for them, and a
+ * flood that goes on gets one per interval. */
+static void warn_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct graced_proxy *p = arg;
+    int64_t now = mono_ms(p), iv = p->g->o.warn_interval_ms;
+    struct timeval tv = {iv / 1000, (iv % 1000) * 1000};
+    if (!p->warn_quiet)
+        return;
+    warn_summary(p, now);
+    p->warn_next_ms = now + iv;
+    event_add(p->warn_ev, &tv);
+}
+
+static void warn_refused(struct graced_proxy *p, const char *addr)
+{
+    int64_t now = mono_ms(p), iv = p->g->o.warn_interval_ms;
+    if (now >= p->warn_next_ms || !iv) {
+        graced_log(LOG_WARN, "PROXY listener: %s is not in --proxy-from; connection closed%s",
+                   addr, iv ? " (more: counted, one line per --warn-interval)" : "");
+        p->warn_next_ms = now + iv;
+        p->warn_since_ms = now;
+        return;
+    }
+    p->warn_quiet++;
+    snprintf(p->warn_last, sizeof(p->warn_last), "%s", addr);
+    if (!p->warn_ev && !(p->warn_ev = evtimer_new(p->g->base, warn_cb, p)))
+        return; /* counted; said at the next line or at the stop */
+    if (!evtimer_pending(p->warn_ev, NULL)) {
+        int64_t left = p->warn_next_ms - now;
+        struct timeval tv = {left / 1000, (left % 1000) * 1000};
+        evtimer_add(p->warn_ev, &tv);
+    }
+}
+
 static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
 {
@@ -358,7 +424,7 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
         char a[64];
         memcpy(&ss, sa, (size_t)salen < sizeof(ss) ? (size_t)salen : sizeof(ss));
         peer_text(&ss, a, sizeof(a));
-        graced_log(LOG_WARN, "PROXY listener: %s is not in --proxy-from; connection closed", a);
+        warn_refused(p, a);
         close(fd);
         return;
     }
@@ -417,6 +483,10 @@ int graced_proxy_listen(struct graced *g, int fd, struct grace_tls *tls)
     }
     if (p->nl == GRACED_MAX_SOCKS)
         return -EMFILE;
+    /* systemd passes sockets blocking (NonBlocking=no): libevent accepts
+     * until EAGAIN, and would wait in accept() for the next client */
+    if (evutil_make_socket_nonblocking(fd) < 0)
+        return -errno;
     l = &p->l[p->nl];
     l->p = p;
     l->tls = tls;
@@ -438,6 +508,9 @@ void graced_proxy_free(struct graced *g)
         evconnlistener_free(p->l[i].lev);
     while (!TAILQ_EMPTY(&p->pending))
         pending_free(TAILQ_FIRST(&p->pending), 1);
+    warn_summary(p, mono_ms(p)); /* the count not said yet */
+    if (p->warn_ev)
+        event_free(p->warn_ev);
     free(p);
     g->proxy = NULL;
 }

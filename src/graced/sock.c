@@ -3,8 +3,11 @@
  * sock.c - where graced listens: each --listen and --tls-listen address, or
  * the sockets systemd passed (LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES,
  * sd_listen_fds(3) protocol, implemented here so no libsystemd is needed).
- * A socket from systemd named "https" or "tls" (FileDescriptorName= in the
- * .socket unit) speaks TLS; any other name, or none, plain HTTP.
+ * A socket from systemd is known by its name (FileDescriptorName= in the
+ * .socket unit): "https" or "tls" speaks TLS; "proxy" expects a PROXY
+ * protocol header, then plain HTTP, and "proxy-https" (or "proxy-tls") a
+ * PROXY header, then TLS; any other name, or none, plain HTTP. Under
+ * activation the listener options are not used, and a warning says so.
  */
 #include "graced.h"
 
@@ -51,15 +54,23 @@ int graced_parse_hostport(const char *s, char *host, size_t hostlen, int *port)
     return 0;
 }
 
-/* Is name (len bytes, from LISTEN_FDNAMES) one of a TLS socket? */
-static int tls_name(const char *name, size_t len)
+static int name_is(const char *name, size_t len, const char *what)
 {
-    return (len == 5 && !strncmp(name, "https", 5)) || (len == 3 && !strncmp(name, "tls", 3));
+    return len == strlen(what) && !strncmp(name, what, len);
 }
 
-/* Sockets from systemd, or 0 if not socket-activated; tls[i] set for the
- * ones named "https" or "tls" (LISTEN_FDNAMES: names separated by ':'). */
-static int systemd_fds(int *tls, int max)
+/* What a socket named name (len bytes, from LISTEN_FDNAMES) speaks. */
+static void sock_kind(const char *name, size_t len, int *tls, int *proxy)
+{
+    *proxy = name_is(name, len, "proxy") || name_is(name, len, "proxy-https") ||
+             name_is(name, len, "proxy-tls");
+    *tls = name_is(name, len, "https") || name_is(name, len, "tls") ||
+           name_is(name, len, "proxy-https") || name_is(name, len, "proxy-tls");
+}
+
+/* Sockets from systemd, or 0 if not socket-activated; tls[i] and proxy[i]
+ * set by their names (LISTEN_FDNAMES: names separated by ':'). */
+static int systemd_fds(int *tls, int *proxy, int max)
 {
     const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
     const char *names = getenv("LISTEN_FDNAMES");
@@ -72,7 +83,7 @@ static int systemd_fds(int *tls, int max)
         return 0;
     for (int i = 0; names && *names && i < max; i++) {
         size_t len = strcspn(names, ":");
-        tls[i] = tls_name(names, len);
+        sock_kind(names, len, &tls[i], &proxy[i]);
         names += len;
         if (*names == ':')
             names++;
@@ -178,12 +189,32 @@ static int listen_on(const struct graced_opts *o, struct graced_socks *s, const 
     return 0;
 }
 
+/* Under socket activation: one line naming the listener options given
+ * (not the default 127.0.0.1:8080), which are not used. */
+static void warn_ignored(const struct graced_opts *o, int n)
+{
+    static const char *const names[4] = {"--listen", "--tls-listen", "--proxy-listen",
+                                         "--proxy-tls-listen"};
+    const char *const *lists[4] = {o->listen, o->tls_listen, o->proxy_listen, o->proxy_tls_listen};
+    const int counts[4] = {o->listen_default ? 0 : o->nlisten, o->ntls_listen, o->nproxy_listen,
+                           o->nproxy_tls_listen};
+    char line[768];
+    size_t len = 0;
+    for (int k = 0; k < 4; k++)
+        for (int i = 0; i < counts[k] && len < sizeof(line); i++)
+            len += (size_t)snprintf(line + len, sizeof(line) - len, "%s%s %s", len ? ", " : "",
+                                    names[k], lists[k][i]);
+    if (len)
+        graced_log(LOG_WARN, "socket activation: systemd passed %d socket(s); ignored: %s", n,
+                   line);
+}
+
 int graced_open_listeners(const struct graced_opts *o, struct graced_socks *s)
 {
-    int n;
+    int n, nproxy = 0;
 
     memset(s, 0, sizeof(*s));
-    n = systemd_fds(s->tls, GRACED_MAX_SOCKS);
+    n = systemd_fds(s->tls, s->proxy, GRACED_MAX_SOCKS);
     if (n > 0) { /* every worker accepts on systemd's sockets */
         if (n > GRACED_MAX_SOCKS) {
             fprintf(stderr, "graced: systemd passed %d sockets, at most %d are taken\n", n,
@@ -191,13 +222,22 @@ int graced_open_listeners(const struct graced_opts *o, struct graced_socks *s)
             return -1;
         }
         s->per_worker = n;
-        for (int i = 0; i < n; i++)
+        for (int i = 0; i < n; i++) {
             s->ntls += s->tls[i];
+            nproxy += s->proxy[i];
+        }
         if (s->ntls && !o->ncert) {
-            fprintf(stderr, "graced: systemd passed a TLS socket (named https or tls): "
-                            "--tls-cert FILE and --tls-key FILE needed\n");
+            fprintf(stderr, "graced: systemd passed a TLS socket (named https, tls or "
+                            "proxy-https): --tls-cert FILE and --tls-key FILE needed\n");
             return -1;
         }
+        if (nproxy && !o->nproxy_from) {
+            fprintf(stderr, "graced: systemd passed a PROXY socket (named proxy or proxy-https): "
+                            "--proxy-from CIDR needed, the load balancers whose PROXY header "
+                            "is believed\n");
+            return -1;
+        }
+        warn_ignored(o, n);
         for (int w = 0; w < o->workers; w++)
             for (int i = 0; i < n; i++)
                 s->fd[w][i] = w ? dup(SD_LISTEN_FDS_START + i) : SD_LISTEN_FDS_START + i;
@@ -223,9 +263,12 @@ int graced_open_listeners(const struct graced_opts *o, struct graced_socks *s)
  * line that scripts can wait for. */
 void graced_announce(const struct graced_socks *s)
 {
-    if (s->systemd && s->ntls)
-        printf("graced: listening on %d socket(s) from systemd, %d of them TLS\n",
-               s->per_worker, s->ntls);
+    int nproxy = 0;
+    for (int i = 0; i < s->per_worker; i++)
+        nproxy += s->proxy[i];
+    if (s->systemd && (s->ntls || nproxy))
+        printf("graced: listening on %d socket(s) from systemd, %d of them TLS, %d PROXY\n",
+               s->per_worker, s->ntls, nproxy);
     else if (s->systemd)
         printf("graced: listening on %d socket(s) from systemd\n", s->per_worker);
     else

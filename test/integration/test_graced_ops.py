@@ -574,16 +574,162 @@ def run_backlog(tmp):
     names = ["--users-file", "--private", "--auth-cache-time", "--auth-fail-limit",
              "--auth-max-pending", "--cors",
              "--cache-control", "--precompressed", "--no-server-header", "--metrics-allow",
-             "--proxy-listen", "--proxy-tls-listen", "--proxy-from", "--proxy-timeout", "--backlog"]
+             "--proxy-listen", "--proxy-tls-listen", "--proxy-from", "--proxy-timeout", "--backlog",
+             "--warn-interval"]
     missing = [n for n in names if n not in r.stdout]
     check("--help lists the operations options", not missing, missing)
+
+
+class GracedErr(Graced):
+    """Graced with stderr into a file (read while it runs; never blocks on a pipe)."""
+
+    def __init__(self, errfile, *args):
+        with open(errfile, "w") as ef:
+            self.p = subprocess.Popen([GRACED, *args], stdout=subprocess.PIPE, stderr=ef, text=True)
+        tg.procs.append(self.p)
+        line = self.p.stdout.readline()
+        m = re.search(r":(\d+)/$", line.strip())
+        if not m:
+            self.kill()
+            raise RuntimeError("graced did not start: %r %s" % (line, open(errfile).read()))
+        self.port = int(m.group(1))
+
+
+def untrusted_burst(port, n):
+    """n connections that graced must close at once (peer not in
+    --proxy-from); returns when every one has seen its EOF or reset."""
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(n)]
+    for s in socks:
+        try:
+            s.recv(10)
+        except OSError:
+            pass
+        s.close()
+
+
+def warn_lines(text):
+    """(lines naming one refused peer, [counts of the summary lines])"""
+    one = re.findall(r"PROXY listener: \S+ is not in --proxy-from", text)
+    more = [int(m) for m in re.findall(r"PROXY listener: (\d+) more connection", text)]
+    return one, more
+
+
+def reported(text):
+    """refusals accounted for in the log: one by one, or in a count"""
+    one, more = warn_lines(text)
+    return len(one) + sum(more)
+
+
+def run_proxy_warn(tmp):
+    """A flood of connections from a peer not in --proxy-from is logged as
+    its first connection, then one line per --warn-interval with a count:
+    not one line per connection (40 lines for 40 before)."""
+    root = os.path.join(tmp, "pwroot")
+    os.mkdir(root)
+    errf = os.path.join(tmp, "pw.err")
+    g = GracedErr(errf, "--proxy-listen", "127.0.0.1:0", "--proxy-from", "10.0.0.0/8", "--root", root)
+    try:
+        untrusted_burst(g.port, 40)
+        time.sleep(0.3)
+        one, more = warn_lines(open(errf).read())
+        check("untrusted PROXY peer x40: one line, not 40 (--warn-interval 1m)",
+              len(one) == 1 and not more, (len(one), more))
+    finally:
+        g.stop()
+    one, more = warn_lines(open(errf).read())
+    check("... and the 39 not logged are counted in one line at the stop",
+          len(one) == 1 and more == [39], (len(one), more))
+
+    errf = os.path.join(tmp, "pw2.err")
+    g = GracedErr(errf, "--proxy-listen", "127.0.0.1:0", "--proxy-from", "10.0.0.0/8", "--root", root,
+                  "--warn-interval", "1s")
+    try:
+        t0 = time.monotonic()
+        untrusted_burst(g.port, 20)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and reported(open(errf).read()) < 20:
+            time.sleep(0.1)
+        one, more = warn_lines(open(errf).read())
+        check("--warn-interval 1s: the count comes at the end of the interval, the flood "
+              "still going or not", sum(more) + len(one) == 20 and more and len(one) == 1,
+              (len(one), more))
+        time.sleep(2.2)  # a quiet interval: the next refusal is logged at once
+        untrusted_burst(g.port, 1)
+        time.sleep(0.3)
+        one, more = warn_lines(open(errf).read())
+        elapsed = time.monotonic() - t0
+        check("--warn-interval 1s: after a quiet interval the next one is logged at once; "
+              "at most one line per interval", len(one) == 2 and sum(more) + len(one) == 21 and
+              len(one) + len(more) <= 2 + elapsed, (len(one), more, elapsed))
+    finally:
+        g.stop()
+    r = subprocess.run([GRACED, "--warn-interval", "soon"], capture_output=True, text=True)
+    check("--warn-interval with a bad time: exit 2", r.returncode == 2 and "--warn-interval" in r.stderr,
+          r.stderr)
+
+
+def run_metrics_restart(tmp):
+    """With --workers 3, kill -9 every worker after some requests: once they
+    are back, no counter in /metrics is lower than before (Prometheus
+    counters never go down), graced_worker_restarts_total counts the 3
+    restarts and process_start_time_seconds is still the main process's."""
+    root = os.path.join(tmp, "mrroot")
+    os.mkdir(root)
+    with open(os.path.join(root, "f.txt"), "w") as f:
+        f.write("m\n")
+    t_start = time.time()
+    errf = os.path.join(tmp, "mr.err")
+    g = GracedErr(errf, "--listen", "127.0.0.1:0", "--root", root, "--workers", "3", "--metrics",
+                  "/metrics", "--restart-delay-max", "1s")
+    t_up = time.time()
+    try:
+        for _ in range(60):  # new connections: spread over the workers
+            req(g.port, "GET", "/f.txt")
+        time.sleep(1.2)  # every worker has published its library counters
+        before, problems = parse_metrics(req(g.port, "GET", "/metrics")[1].decode())
+        start = before.get("process_start_time_seconds", 0)
+        check("metrics: process_start_time_seconds is the main process's start",
+              int(t_start) - 1 <= start <= t_up + 1 and not problems, (start, t_start, problems))
+        check("metrics: graced_worker_restarts_total{worker} 0 for each of 3",
+              [before.get('graced_worker_restarts_total{worker="%d"}' % w) for w in (1, 2, 3)] == [0] * 3,
+              [k for k in before if "restart" in k])
+        with open("/proc/%d/task/%d/children" % (g.p.pid, g.p.pid)) as f:
+            kids = [int(x) for x in f.read().split()]
+        for k in kids:
+            os.kill(k, signal.SIGKILL)
+        # back when the log says so: no request meanwhile, so that the
+        # counters after are the old ones plus a few scrapes at most
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and open(errf).read().count("restarted (pid") < 3:
+            time.sleep(0.1)
+        time.sleep(1.2)  # the new workers are in their loops and have published
+        after = parse_metrics(req(g.port, "GET", "/metrics")[1].decode())[0]
+        restarts = sum(v for k, v in after.items() if k.startswith("graced_worker_restarts_total"))
+        check("metrics: 3 workers killed -> graced_worker_restarts_total sums to 3",
+              len(kids) == 3 and restarts == 3, (kids, restarts, open(errf).read()[-300:]))
+        time.sleep(1.2)  # the new workers have published too
+        lower = []
+        for _ in range(6):  # scrapes land on any worker
+            after = parse_metrics(req(g.port, "GET", "/metrics")[1].decode())[0]
+            lower += [(k, before[k], after.get(k)) for k in before
+                      if (k.split("{")[0].endswith("_total")) and after.get(k, 0) < before[k]]
+        check("metrics: no counter is lower after the workers died and came back",
+              not lower, lower[:6])
+        check("metrics: process_start_time_seconds unchanged by the restarts",
+              after.get("process_start_time_seconds") == start, (after.get("process_start_time_seconds"), start))
+        check("metrics: the restarted workers serve and count on",
+              after.get("graced_conn_accepted_total", 0) >= before.get("graced_conn_accepted_total", 0) + 6,
+              (before.get("graced_conn_accepted_total"), after.get("graced_conn_accepted_total")))
+    finally:
+        check("metrics: the supervisor stops with 0 after the restarts", g.stop() == 0, g.p.returncode)
 
 
 def main():
     if not os.access(GRACED, os.X_OK):
         print("0 passed, 1 failed (no %s)" % GRACED)
         return 1
-    return tg.run_sections((run_auth, run_auth_thread, run_web, run_metrics, run_proxy, run_proxy_tls, run_backlog),
+    return tg.run_sections((run_auth, run_auth_thread, run_web, run_metrics, run_metrics_restart, run_proxy,
+                            run_proxy_warn, run_proxy_tls, run_backlog),
                            "graced-ops.")
 
 
