@@ -14,8 +14,8 @@
 // Chromium keeps it - so a pass above means the lingering close worked,
 // not that the browser was lenient.
 //
-// GRACED_BROWSER_EARLY_MB="16 64 1024" picks the sizes (sparse files for the
-// form, zeroed buffers in the page); GRACED_BROWSERS="firefox" one browser.
+// GRACED_BROWSER_EARLY_MB="16 64 1024" picks the sizes (sparse files, chosen
+// in a file input as a person would); GRACED_BROWSERS="firefox" one browser.
 // Usage: node early.mjs GRACED_BINARY
 import fs from 'node:fs';
 import path from 'node:path';
@@ -27,16 +27,19 @@ import {
 const MiB = 1024 * 1024;
 const SIZES = (process.env.GRACED_BROWSER_EARLY_MB || '16 64').split(/[\s,]+/)
     .filter(Boolean).map(Number);
+// the control at the sizes of the report that found it (issue 17), whatever
+// GRACED_BROWSER_EARLY_MB says: at 1 MiB Firefox keeps some answers
+const CONTROL_SIZES = [16, 64];
 const CLIENTS = ['form', 'fetch', 'xhr'];
 const TOKEN = 'browsertoken';
 
 // one upload from the page; a fresh page load each time, so a failed
 // upload leaves nothing behind for the next
-async function upload(page, g, client, file, bytes, token) {
+async function upload(page, g, client, file, token) {
     await page.goto(g.url);
     if (client === 'form')
         return formUpload(page, file, token);
-    return pagePut(page, client, '/' + path.basename(file), bytes, token);
+    return pagePut(page, client, '/' + path.basename(file), file, token);
 }
 
 run(async (graced) => {
@@ -45,12 +48,14 @@ run(async (graced) => {
     fs.mkdirSync(up);
     const tokenFile = path.join(dir, 'token');
     fs.writeFileSync(tokenFile, TOKEN + '\n');
-    const files = new Map(SIZES.map((mb) => [mb, sparseFile(path.join(dir, `early-${mb}.bin`),
-                                                            mb * MiB)]));
+    const files = new Map([...SIZES, ...CONTROL_SIZES].map(
+        (mb) => [mb, sparseFile(path.join(dir, `early-${mb}.bin`), mb * MiB)]));
     const base = ['--root', up, '--upload-dir', up, '--list-dirs', '--auth-token-file', tokenFile];
     const answers = [
-        // no token: the login check answers before the body
-        { status: 401, g: await startGraced(graced, base), token: undefined,
+        // no token: the login check answers before the body (a limit above
+        // any size tried, so that it is not the 413 first)
+        { status: 401, g: await startGraced(graced, [...base, '--max-body-size', '64G']),
+          token: undefined,
           text: /^401 Unauthorized: missing or wrong token/ },
         // the token, but over the limit: 413 from the Content-Length
         { status: 413, g: await startGraced(graced, [...base, '--max-body-size', '1M']),
@@ -66,8 +71,14 @@ run(async (graced) => {
             for (const a of answers)
                 for (const mb of SIZES)
                     for (const client of CLIENTS) {
+                        if (name === 'firefox' && client === 'form' && mb >= 1024) {
+                            // measured: from 1024 MiB on, Firefox's XHR sends no
+                            // FormData at all (nothing reaches graced; 1023 MiB does)
+                            note(`${name}, form, ${mb} MiB: not tried, Firefox sends no form of 1 GiB or more`);
+                            continue;
+                        }
                         const t0 = Date.now();
-                        const r = await upload(page, a.g, client, files.get(mb), mb * MiB, a.token);
+                        const r = await upload(page, a.g, client, files.get(mb), a.token);
                         check(`${name}, ${client}, ${mb} MiB: the page shows the ${a.status} ` +
                               `(${Date.now() - t0} ms)`,
                               r.status === String(a.status) && a.text.test(r.text), r);
@@ -75,9 +86,9 @@ run(async (graced) => {
             if (name !== 'firefox') return;
             // the control: the same 401s from graced with --linger off
             let lost = 0, tries = 0;
-            for (const mb of SIZES)
+            for (const mb of CONTROL_SIZES)
                 for (const client of CLIENTS) {
-                    const r = await upload(page, naive, client, files.get(mb), mb * MiB, undefined);
+                    const r = await upload(page, naive, client, files.get(mb), undefined);
                     tries++;
                     if (r.status !== '401') lost++;
                     note(`--linger off, ${client}, ${mb} MiB: ${r.status} ${r.text.slice(0, 70)}`);

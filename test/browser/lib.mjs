@@ -252,16 +252,27 @@ export async function formUpload(page, file, token, timeout = 60000) {
 }
 
 /**
- * From the page (same origin as graced), PUT a Blob of `bytes` zero bytes to `target`
- * with fetch() or XMLHttpRequest (`how`: 'fetch' or 'xhr'), a Bearer
- * `token` if given, and show the answer in the page as the form does.
+ * From the page (same origin as graced), PUT the local `file` to `target`
+ * with fetch() or XMLHttpRequest (`how`: 'fetch' or 'xhr'), as a page
+ * uploading a chosen file does: the file is chosen in an <input type=file>
+ * the page gets for it, and sent as that File (read from disk as it goes,
+ * never whole in memory). A Bearer `token` if given; the answer is shown in
+ * the page as the form does.
  * @return { status, text } as the page shows them; status '0' when the
  *         request failed before an answer
  */
-export async function pagePut(page, how, target, bytes, token) {
-    return page.evaluate(async (how, target, bytes, token) => {
-        // a Blob, as a page uploading a chosen file sends (a File is one)
-        const body = new Blob([new Uint8Array(bytes)]);
+export async function pagePut(page, how, target, file, token) {
+    await page.evaluate(() => {
+        if (document.getElementById('put-file')) return;
+        const input = document.body.appendChild(document.createElement('input'));
+        input.type = 'file';
+        input.id = 'put-file';
+        const a = document.body.appendChild(document.createElement('p'));
+        a.id = 'put-answer';
+    });
+    await (await page.$('#put-file')).uploadFile(file);
+    return page.evaluate(async (how, target, token) => {
+        const body = document.getElementById('put-file').files[0];
         const headers = token ? { Authorization: 'Bearer ' + token } : {};
         let status, text;
         if (how === 'fetch') {
@@ -284,15 +295,11 @@ export async function pagePut(page, how, target, bytes, token) {
                 x.send(body);
             });
         }
-        let a = document.getElementById('put-answer');
-        if (!a) {
-            a = document.body.appendChild(document.createElement('p'));
-            a.id = 'put-answer';
-        }
+        const a = document.getElementById('put-answer');
         a.dataset.status = status;
         a.textContent = text;
         return { status: String(a.dataset.status), text: a.textContent };
-    }, how, target, bytes, token);
+    }, how, target, token);
 }
 
 /**
