@@ -7,8 +7,23 @@
 //
 // A test file is:
 //   import { run, check, startGraced, withBrowser, browsers } from './lib.mjs';
-//   run(async (graced) => { ... }, { limitMs: 90000 });
-// run() prints 'N passed, N failed' and exits 1 on a failure or past the limit.
+//   run(async (graced) => {
+//       const g = await startGraced(graced, ['--root', dir, '--list-dirs']);
+//       for (const name of browsers())
+//           await withBrowser(name, async (browser) => { ... check(...) ... });
+//       check('graced: SIGTERM exits 0', (await g.stop()) === 0);
+//   }, { limitMs: 90000 });
+// run() prints 'N passed, N failed' and exits 1 on a failure, on no check at
+// all, or past the limit. A new test/browser/NAME.mjs goes into Makefile.am's
+// TESTS and EXTRA_DIST (test_browser.sh runs it); alone:
+//   cd build && make check TESTS=test/browser/NAME.mjs
+// Cross-origin tests (redirects to another site, a page of another origin):
+// withBrowser(name, fn, { anyHostIsLoopback: true }) makes every host name
+// resolve to 127.0.0.1, so http://evil.test:PORT/ is a local listener.
+//
+// Versions: puppeteer-core 24 drives Firefox 129 and later over BiDi; Debian
+// 12 ships firefox-esr 140 (bookworm) and 153 (bookworm-security): both
+// pass these tests (140 tried by hand, FIREFOX= its unpacked package).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
