@@ -11,7 +11,7 @@
 // close() with the upload still arriving, so the kernel resets the
 // connection) must lose the answer in Firefox at least once. Chromium showed
 // the answer after a naive close every time (0 of 60 lost, 1-64 MiB), Firefox
-// lost it (54 of 60; 45 of 45 from 4 MiB up): in Firefox a pass above means
+// lost it (48 of 60; 45 of 45 from 4 MiB up): in Firefox a pass above means
 // the lingering close worked, not that the browser was lenient.
 //
 // GRACED_BROWSER_EARLY_MB="16 64 1024" picks the sizes (sparse files, chosen
