@@ -13,9 +13,11 @@ top=$(pwd)
 mode=${1:-build}
 [ $# -gt 0 ] && shift
 
-# systemd: only its systemd-analyze, for the unit's security test
+# systemd: only its systemd-analyze, for the unit's security test;
+# chromium and firefox-esr: the browser tests (test/browser), Firefox because
+# it, unlike Chromium, loses an early answer to a naive close
 PKGS="build-essential autoconf automake libtool pkg-config libevent-dev check \
-libssl-dev openssl curl python3 clang valgrind systemd libcrypt-dev chromium"
+libssl-dev openssl curl python3 clang valgrind systemd libcrypt-dev chromium firefox-esr"
 # node and npm for the browser test (test/browser): Debian's, unless a node
 # with its own npm is already there
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
@@ -27,9 +29,10 @@ done
 if [ -n "$missing" ]; then
     echo "setup: installing$missing"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
+    # others may be installing at the same time: wait for dpkg's lock
+    apt-get -o DPkg::Lock::Timeout=900 update -qq
     # shellcheck disable=SC2086
-    apt-get install -y -qq --no-install-recommends $missing
+    apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends $missing
 fi
 
 # puppeteer-core, pinned by test/browser/package-lock.json, into test/browser/node_modules

@@ -1,12 +1,21 @@
 #!/bin/sh
 # SPDX-License-Identifier: BSD-3-Clause
-# The real-browser test (upload.mjs) under make check: Debian's chromium and
-# puppeteer-core from test/browser/node_modules, both installed by ./setup.sh.
-# Without them the test is skipped (77), except in CI, where that is a failure.
+# Runs one browser test (test/browser/*.mjs, automake's MJS_LOG_COMPILER):
+#   test_browser.sh test/browser/early.mjs
+# in Debian's chromium and firefox-esr (GRACED_BROWSERS="firefox" for one;
+# CHROMIUM, FIREFOX override the binaries) with puppeteer-core from
+# test/browser/node_modules, all installed by ./setup.sh. Without them the
+# test is skipped (77), except in CI, where that is a failure.
 here=$(cd "$(dirname "$0")" && pwd)
 graced=${top_builddir:-.}/src/graced/graced
+script=${1:-$here/upload.mjs}
 missing=
-[ -x "${CHROMIUM:-/usr/bin/chromium}" ] || missing="chromium"
+for b in ${GRACED_BROWSERS:-chromium firefox}; do
+    case $b in
+    chromium) [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || missing="$missing chromium" ;;
+    firefox) [ -x "${FIREFOX:-/usr/bin/firefox-esr}" ] || missing="$missing firefox-esr" ;;
+    esac
+done
 command -v node >/dev/null 2>&1 || missing="$missing node"
 [ -f "$here/node_modules/puppeteer-core/package.json" ] || missing="$missing puppeteer-core"
 if [ -n "$missing" ]; then
@@ -17,4 +26,4 @@ if [ -n "$missing" ]; then
     fi
     exit 77
 fi
-exec node "$here/upload.mjs" "$graced"
+exec node "$script" "$graced"
