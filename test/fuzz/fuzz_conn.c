@@ -3,7 +3,7 @@
  * fuzz_conn.c - libFuzzer target for the whole connection layer.
  *
  * A real server on its own event_base gets 1 to 4 connections, each one end
- * of its own AF_UNIX socketpair handed over with grace__conn_accept(); the
+ * of its own AF_UNIX socketpair handed over with grace_server_adopt_conn(); the
  * fuzzer's bytes drive the other ends ("our side") and choose what the
  * application does with each request.
  *
@@ -81,12 +81,6 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
-
-/* The one internal entry used: adopt an accepted socket, as the listener
- * does. Declared here rather than through internal.h so that the harness
- * depends on nothing else inside the library. */
-void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
-                        int salen);
 
 /* The pump-list bug class leaves pointers into a dead stack frame: ASan
  * sees that only with its fake stacks. */
@@ -596,7 +590,7 @@ static struct rec *rec_new(struct app *a, struct grace_request *req)
     r->a = a;
     r->req = req;
     r->seq = (int)a->nrecs;
-    /* the peer address we gave grace__conn_accept names the connection */
+    /* the peer address we gave grace_server_adopt_conn names the connection */
     if (len < 3 || peer->sun_family != AF_UNIX || peer->sun_path[0] < '0' ||
         peer->sun_path[0] >= '0' + a->nconns)
         fail("request %d: peer address not ours", r->seq);
@@ -684,8 +678,10 @@ static void conn_open(struct app *a, int k)
     c->reading = 1;
     c->got = evbuffer_new();
     peer.sun_path[0] = (char)('0' + k); /* tells the handler the connection */
-    grace__conn_accept(a->srv, sv[0], (struct sockaddr *)&peer,
-                       (int)(offsetof(struct sockaddr_un, sun_path) + 2));
+    /* only at set-up, far below max-connections: it cannot refuse */
+    if (grace_server_adopt_conn(a->srv, sv[0], (struct sockaddr *)&peer,
+                                (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 2), NULL) < 0)
+        fail("grace_server_adopt_conn refused connection %d", k);
 }
 
 /* Take what the server sent. A reset after a naive close comes only

@@ -15,7 +15,7 @@
  * on the loop after grace_server_free.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "gracehttp.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static struct grace_tls *tls;
@@ -163,8 +164,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     fcntl(sv[1], F_SETFL, O_NONBLOCK);
     fcntl(sv[0], F_SETFL, O_NONBLOCK); /* as accepted sockets are: OpenSSL reads with read() */
-    struct sockaddr_un { sa_family_t f; } peer = {AF_UNIX};
-    grace__conn_accept_tls(srv, sv[0], (struct sockaddr *)&peer, sizeof(peer), tls);
+    struct sockaddr_un peer = {.sun_family = AF_UNIX};
+    if (grace_server_adopt_conn(srv, sv[0], (struct sockaddr *)&peer,
+                                offsetof(struct sockaddr_un, sun_path), tls) < 0)
+        abort();
 
     if (data[0] & 1) { /* a real client first */
         ssl = SSL_new(cctx);
