@@ -658,6 +658,76 @@ START_TEST(test_file_past_eof_closes)
 }
 END_TEST
 
+/*
+ * The same with a file of 32 KiB or less, which is read into the response
+ * instead of sendfile()'d: the client must see the same thing, and so must
+ * the access log and the close hook. The old code sent the bytes that
+ * existed, reported err 0 (a truncated 200 logged as good), counted no
+ * write error and gave the close hook reason 0.
+ */
+#define SMALL_EOF_FILE (10 * KIB)
+#define SMALL_EOF_LEN (20 * KIB) /* promised: 20 KiB of a 10 KiB file */
+static int small_close_calls, small_close_reason;
+
+static void h_small_past_eof(struct grace_request *req, void *arg)
+{
+    grace_reply_file(req, 200, dup(eof_fd), 0, SMALL_EOF_LEN);
+}
+
+static void small_on_close(struct grace_conn *conn, int reason, void *arg)
+{
+    small_close_calls++;
+    small_close_reason = reason;
+}
+
+static void c_small_past_eof(struct fx *f)
+{
+    char head[2048];
+    long long cl = -1;
+    int fd = cli_connect(f->port);
+    set_rcvtimeo(fd, 3000);
+    cli_send(fd, GET("/"));
+    int64_t t0 = now_ms();
+    ck_assert_int_eq(read_head(fd, head, sizeof(head)), 200);
+    header_count(head, "Content-Length", &cl);
+    ck_assert_int_eq(cl, SMALL_EOF_LEN);
+    eof_got = read_body_raw(fd, SMALL_EOF_LEN, 0, 0, &eof_seen);
+    eof_ms = now_ms() - t0;
+    close(fd);
+}
+
+START_TEST(test_small_file_past_eof)
+{
+    struct fx *f = fx_new();
+    int fds;
+    raw_mismatch = 0;
+    nreports = 0;
+    small_close_calls = 0;
+    small_close_reason = 1;
+    eof_fd = pat_file(SMALL_EOF_FILE);
+    fx_start(f, h_small_past_eof);
+    grace_server_on_response(f->srv, on_report, f);
+    grace_server_on_close(f->srv, small_on_close, f);
+    fds = count_fds();
+    fx_run(f, c_small_past_eof, 8000);
+    fx_spin(f, 100);
+    ck_assert_msg(eof_seen == 1 && eof_ms < 2000, "no EOF after the file's end: %d after %lld ms",
+                  eof_seen, (long long)eof_ms);
+    ck_assert_uint_eq(eof_got, SMALL_EOF_FILE); /* what exists, then the close */
+    ck_assert_int_eq(raw_mismatch, 0);
+    ck_assert_int_eq(nreports, 1);
+    ck_assert_msg(reports[0].err == -EPIPE, "report err %d, not -EPIPE", reports[0].err);
+    ck_assert_uint_eq(reports[0].body_bytes, SMALL_EOF_FILE);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_WRITE_ERRORS), 1);
+    ck_assert_int_eq(small_close_calls, 1);
+    ck_assert_int_eq(small_close_reason, -EPIPE);
+    ck_assert_int_eq(count_fds(), fds);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_CONN_ACTIVE), 0);
+    fx_free(f);
+    close(eof_fd);
+}
+END_TEST
+
 /* ================================================================ 4. write-timeout */
 
 /*
@@ -1744,6 +1814,7 @@ static Suite *progress_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_file_past_eof);
     tcase_add_test(tc, test_file_past_eof_closes);
+    tcase_add_test(tc, test_small_file_past_eof);
     tcase_add_test(tc, test_write_timeout_stalled_stream);
     tcase_add_test(tc, test_write_timeout_steady_reader);
     tcase_add_test(tc, test_framing_headers_refused);
