@@ -604,8 +604,10 @@ GRACE_API void grace_request_resume(struct grace_request *req);
 typedef void (*grace_body_cb)(struct grace_request *req, struct evbuffer *body, void *arg);
 
 /**
- * Collect the whole body in memory, up to limit bytes (0: the request's
- * limit, GRACE_OPT_MAX_BODY_SIZE unless set). A Content-Length over it
+ * Collect the whole body in memory, up to limit bytes. limit > 0 becomes
+ * the request's body limit, above GRACE_OPT_MAX_BODY_SIZE as well as below
+ * it, as grace_request_set_max_body() would set it; 0 keeps the request's
+ * limit (GRACE_OPT_MAX_BODY_SIZE unless set). A Content-Length over it
  * returns -EMSGSIZE at once and sends nothing (the application answers); a
  * chunked body crossing it is answered 413 by the server and on_body is
  * not called (the finish callback gets -EMSGSIZE).
