@@ -465,9 +465,13 @@ GRACE_API const char *grace_request_path(const struct grace_request *req);
 /**
  * The path as routes see it: grace_path_normalize() of grace_request_path()
  * ("/%61dmin", "//admin", "/x/../admin" are "/admin"); "*" for "OPTIONS *",
- * and the target as sent for CONNECT (host:port).
- * Never NULL: a request whose path cannot be normalized is answered 400 by
- * the server and never reaches a handler.
+ * and the target as sent for CONNECT (host:port). It may hold control
+ * bytes decoded from %01-%1F and %7F ("/a%0Ab" is "/a\nb"): the handler
+ * decides what to do with them (the raw form stays in grace_request_path()
+ * and grace_request_target()); escape it before logging it.
+ * Never NULL: a request whose path cannot be normalized (an encoded '/',
+ * NUL, a bad escape, ".." above the root) is answered 400 by the server
+ * and never reaches a handler.
  */
 GRACE_API const char *grace_request_path_decoded(const struct grace_request *req);
 /** The query after '?', or NULL if there is none. */
@@ -700,10 +704,14 @@ GRACE_API int grace_reply_informational(struct grace_request *req, int status,
  * Decode and normalize a URL path (without its query) for routing and file
  * lookup: every %XX is decoded, "//" becomes "/", "." segments are dropped
  * and ".." removes the segment before it (RFC 3986 5.2.4), also when spelled
- * "%2e%2e". A trailing "/" is kept.
+ * "%2e%2e". A trailing "/" is kept. Control bytes other than NUL (%09, %0A,
+ * %0D, %7F...) are decoded like any byte: the result may hold them, and it
+ * is the caller's to refuse them (a file name) or route them; never trim
+ * or fold the result before comparing it.
  * Refused with -EINVAL: a path that does not start with '/', a '%' not
  * followed by two hex digits, an encoded '/' (%2F: it would hide a segment
- * boundary), an encoded NUL or other control byte, and a ".." above the root.
+ * boundary), a NUL, raw or encoded (the result is a C string), and a ".."
+ * above the root.
  * @param path len bytes (need not be NUL-terminated)
  * @param out  receives the result and a NUL; the result is never longer than
  *             the input, and size must be at least len + 1 (else -ENOSPC)

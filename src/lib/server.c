@@ -578,7 +578,7 @@ void grace__server_dispatch(struct grace_request *req)
     if (!req->npath) {
         /* routes compare normalized paths: one that has none (%2F, %00, bad
          * escape, ".." above the root) would slip past them */
-        static const char msg[] = "invalid path: bad %-escape, encoded / or control, "
+        static const char msg[] = "invalid path: bad %-escape, encoded / or NUL, "
                                   "or .. above the root\n";
         grace__count_status(srv, 400);
         grace_response_add_header(req, "Connection", "close");
