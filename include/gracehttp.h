@@ -93,6 +93,9 @@ enum grace_opt {
                                        (65536); see grace_reply_on_drain() */
     GRACE_OPT_STREAM_IDLE_TIMEOUT, /**< upgraded stream: no byte moved either
                                         way (600000); see grace_stream_set_idle_timeout() */
+    GRACE_OPT_BODY_MIN_RATE,      /**< reading a body: bytes/s it must average over
+                                       each body-timeout period the application
+                                       waits; 0: no floor (1024) */
     GRACE_OPT__COUNT
 };
 
@@ -253,6 +256,7 @@ enum grace_counter {
     GRACE_CNT_CONN_REFUSED,     /**< connections the accept hook refused */
     GRACE_CNT_CONN_DROPPED,     /**< connections ended by grace_conn_drop() */
     GRACE_CNT_TIMEOUT_STREAM,   /**< streams cut by stream-idle-timeout */
+    GRACE_CNT_BODY_TOO_SLOW,    /**< bodies cut (408) below body-min-rate */
     GRACE_CNT__COUNT
 };
 
