@@ -436,7 +436,8 @@ int grace_reply_informational(struct grace_request *req, int status, const char 
 }
 
 /* An error answered by the server itself; the caller closes afterwards.
- * req: the request it ends, if any (for the report). */
+ * req: the request it ends, if any (for the report). nosniff: a browser
+ * shows it as the text it is, whatever bytes the message holds. */
 int grace__reply_error(struct grace_conn *c, struct grace_request *req, int status,
                        const char *msg)
 {
@@ -447,7 +448,8 @@ int grace__reply_error(struct grace_conn *c, struct grace_request *req, int stat
 
     grace__date_header(c->srv, head, &n);
     k = snprintf(head + n, sizeof(head) - n,
-                 "Content-Type: text/plain\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                 "Content-Type: text/plain\r\nX-Content-Type-Options: nosniff\r\n"
+                 "Content-Length: %zu\r\nConnection: close\r\n\r\n",
                  ml + 1);
     if (k < 0 || (size_t)k >= sizeof(head) - n)
         return -EINVAL;

@@ -584,6 +584,7 @@ void grace__server_dispatch(struct grace_request *req)
                                   "or .. above the root\n";
         grace__count_status(srv, 400);
         grace_response_add_header(req, "Connection", "close");
+        grace_response_add_header(req, "X-Content-Type-Options", "nosniff");
         grace_reply(req, 400, msg, sizeof(msg) - 1);
         return;
     }
