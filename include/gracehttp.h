@@ -384,6 +384,7 @@ GRACE_API void grace_server_on_accept(struct grace_server *srv, grace_accept_cb 
  * is 0 for an orderly end (the client closed, a graceful close finished,
  * keep-alive-timeout, a graceful stop), else -ETIMEDOUT (a header, body,
  * write, drain or handshake timeout), -ECONNRESET (reset or write error),
+ * -EPIPE (a file body ended before its length: grace_reply_file()),
  * -EPROTO (a TLS protocol error), -ECONNABORTED (grace_conn_drop() with
  * GRACE_DROP_ABORT), -ECANCELED (server freed, or the stop deadline),
  * -ENOMEM (the server could not set it up after the accept hook). Also
@@ -654,7 +655,10 @@ GRACE_API int grace_reply_buffer(struct grace_request *req, int status, struct e
  * Reply with length bytes of fd from offset: zero-copy with sendfile()
  * above 32 KiB; smaller files are read into the response so that headers
  * and body leave in one segment. The server takes ownership of fd and
- * closes it, also on failure.
+ * closes it, also on failure. A file that turns out shorter than length
+ * (whatever its size) ends the connection after the bytes that exist: the
+ * response is reported with -EPIPE, counted in GRACE_CNT_WRITE_ERRORS, and
+ * the close hook gets -EPIPE.
  */
 GRACE_API int grace_reply_file(struct grace_request *req, int status, int fd, off_t offset,
                                off_t length);
