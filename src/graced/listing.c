@@ -367,17 +367,19 @@ static void parse_sort(const char *q, struct sort_key *k)
  * counted in *links and left out, so nothing of the outside (size, date,
  * that it exists) shows; a dangling one is left out as it always was.
  */
-static int follow(const struct graced *g, const char *rel, const char *nm, struct stat *sb,
-                  size_t *links)
+static int follow(const struct graced *g, int dirfd, const char *rel, const char *nm,
+                  struct stat *sb, size_t *links)
 {
     char path[4096 + 256 + 2];
     int fd, ok;
     snprintf(path, sizeof(path), "%s%s%s", rel, rel[0] ? "/" : "", nm);
     fd = graced_open_beneath(g, path);
     if (fd < 0) {
-        if (errno == EXDEV || errno == ELOOP || errno == EACCES)
+        if (errno == EXDEV || errno == ELOOP)
             (*links)++;
-        return 0;
+        /* resolved inside the root, but not ours to read: listed as GET
+         * would answer it (403), with what stat says */
+        return errno == EACCES && fstatat(dirfd, nm, sb, 0) == 0;
     }
     ok = fstat(fd, sb) == 0;
     close(fd);
@@ -443,7 +445,7 @@ void graced_list_dir(struct grace_request *req, struct graced *g, const char *re
         }
         if (fstatat(dirfd, nm, &sb, AT_SYMLINK_NOFOLLOW) < 0)
             continue;
-        if (S_ISLNK(sb.st_mode) && !follow(g, rel, nm, &sb, &links))
+        if (S_ISLNK(sb.st_mode) && !follow(g, dirfd, rel, nm, &sb, &links))
             continue;
         if (!(S_ISDIR(sb.st_mode) || S_ISREG(sb.st_mode)))
             continue;
