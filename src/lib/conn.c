@@ -255,7 +255,8 @@ static int64_t deadline(const struct grace_conn *c, enum grace_counter *why)
         /* idle: a period from the last byte; too slow: a period from the
          * rate window's start (body_rate_kept() decides when it passes) */
         int64_t idle = c->st.body_since + body_period(c);
-        int64_t slow = OPT(srv, BODY_MIN_RATE) ? c->req->rate_since + body_period(c) : 0;
+        int64_t slow = OPT(srv, BODY_MIN_RATE) && c->req->rate_since
+                           ? c->req->rate_since + body_period(c) : 0;
         if (slow && slow < idle)
             EARLIER(slow, BODY_TOO_SLOW);
         else
