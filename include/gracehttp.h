@@ -93,6 +93,9 @@ enum grace_opt {
                                        (65536); see grace_reply_on_drain() */
     GRACE_OPT_STREAM_IDLE_TIMEOUT, /**< upgraded stream: no byte moved either
                                         way (600000); see grace_stream_set_idle_timeout() */
+    GRACE_OPT_BODY_MIN_RATE,      /**< reading a body: bytes/s it must average over
+                                       each body-timeout period the application
+                                       waits; 0: no floor (1024) */
     GRACE_OPT__COUNT
 };
 
@@ -253,6 +256,7 @@ enum grace_counter {
     GRACE_CNT_CONN_REFUSED,     /**< connections the accept hook refused */
     GRACE_CNT_CONN_DROPPED,     /**< connections ended by grace_conn_drop() */
     GRACE_CNT_TIMEOUT_STREAM,   /**< streams cut by stream-idle-timeout */
+    GRACE_CNT_BODY_TOO_SLOW,    /**< bodies cut (408) below body-min-rate */
     GRACE_CNT__COUNT
 };
 
@@ -380,6 +384,7 @@ GRACE_API void grace_server_on_accept(struct grace_server *srv, grace_accept_cb 
  * is 0 for an orderly end (the client closed, a graceful close finished,
  * keep-alive-timeout, a graceful stop), else -ETIMEDOUT (a header, body,
  * write, drain or handshake timeout), -ECONNRESET (reset or write error),
+ * -EPIPE (a file body ended before its length: grace_reply_file()),
  * -EPROTO (a TLS protocol error), -ECONNABORTED (grace_conn_drop() with
  * GRACE_DROP_ABORT), -ECANCELED (server freed, or the stop deadline),
  * -ENOMEM (the server could not set it up after the accept hook). Also
@@ -465,9 +470,13 @@ GRACE_API const char *grace_request_path(const struct grace_request *req);
 /**
  * The path as routes see it: grace_path_normalize() of grace_request_path()
  * ("/%61dmin", "//admin", "/x/../admin" are "/admin"); "*" for "OPTIONS *",
- * and the target as sent for CONNECT (host:port).
- * Never NULL: a request whose path cannot be normalized is answered 400 by
- * the server and never reaches a handler.
+ * and the target as sent for CONNECT (host:port). It may hold control
+ * bytes decoded from %01-%1F and %7F ("/a%0Ab" is "/a\nb"): the handler
+ * decides what to do with them (the raw form stays in grace_request_path()
+ * and grace_request_target()); escape it before logging it.
+ * Never NULL: a request whose path cannot be normalized (an encoded '/',
+ * NUL, a bad escape, ".." above the root) is answered 400 by the server
+ * and never reaches a handler.
  */
 GRACE_API const char *grace_request_path_decoded(const struct grace_request *req);
 /** The query after '?', or NULL if there is none. */
@@ -604,8 +613,10 @@ GRACE_API void grace_request_resume(struct grace_request *req);
 typedef void (*grace_body_cb)(struct grace_request *req, struct evbuffer *body, void *arg);
 
 /**
- * Collect the whole body in memory, up to limit bytes (0: the request's
- * limit, GRACE_OPT_MAX_BODY_SIZE unless set). A Content-Length over it
+ * Collect the whole body in memory, up to limit bytes. limit > 0 becomes
+ * the request's body limit, above GRACE_OPT_MAX_BODY_SIZE as well as below
+ * it, as grace_request_set_max_body() would set it; 0 keeps the request's
+ * limit (GRACE_OPT_MAX_BODY_SIZE unless set). A Content-Length over it
  * returns -EMSGSIZE at once and sends nothing (the application answers); a
  * chunked body crossing it is answered 413 by the server and on_body is
  * not called (the finish callback gets -EMSGSIZE).
@@ -644,7 +655,10 @@ GRACE_API int grace_reply_buffer(struct grace_request *req, int status, struct e
  * Reply with length bytes of fd from offset: zero-copy with sendfile()
  * above 32 KiB; smaller files are read into the response so that headers
  * and body leave in one segment. The server takes ownership of fd and
- * closes it, also on failure.
+ * closes it, also on failure. A file that turns out shorter than length
+ * (whatever its size) ends the connection after the bytes that exist: the
+ * response is reported with -EPIPE, counted in GRACE_CNT_WRITE_ERRORS, and
+ * the close hook gets -EPIPE.
  */
 GRACE_API int grace_reply_file(struct grace_request *req, int status, int fd, off_t offset,
                                off_t length);
@@ -698,10 +712,14 @@ GRACE_API int grace_reply_informational(struct grace_request *req, int status,
  * Decode and normalize a URL path (without its query) for routing and file
  * lookup: every %XX is decoded, "//" becomes "/", "." segments are dropped
  * and ".." removes the segment before it (RFC 3986 5.2.4), also when spelled
- * "%2e%2e". A trailing "/" is kept.
+ * "%2e%2e". A trailing "/" is kept. Control bytes other than NUL (%09, %0A,
+ * %0D, %7F...) are decoded like any byte: the result may hold them, and it
+ * is the caller's to refuse them (a file name) or route them; never trim
+ * or fold the result before comparing it.
  * Refused with -EINVAL: a path that does not start with '/', a '%' not
  * followed by two hex digits, an encoded '/' (%2F: it would hide a segment
- * boundary), an encoded NUL or other control byte, and a ".." above the root.
+ * boundary), a NUL, raw or encoded (the result is a C string), and a ".."
+ * above the root.
  * @param path len bytes (need not be NUL-terminated)
  * @param out  receives the result and a NUL; the result is never longer than
  *             the input, and size must be at least len + 1 (else -ENOSPC)

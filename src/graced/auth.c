@@ -13,8 +13,12 @@
  *    later requests with the same credentials skip crypt;
  *  - a client address that failed --auth-fail-limit times within a minute
  *    is answered 429 without any crypt call until the minute is over;
- *  - an unknown user costs one crypt too, so timing does not tell which
- *    names exist.
+ *  - an unknown user costs one crypt too, against a hash of the costliest
+ *    kind (scheme and parameters) in the file, and a user whose hash is of
+ *    a cheaper kind pays for one of those as well, so every check costs
+ *    what the costliest does, on a busy machine too: timing tells neither
+ *    which names exist nor which hash a name has. What each kind of hash
+ *    costs is measured once, when the file is read.
  * Every answer here is given when the headers arrive, before any body byte
  * is read: the library then closes gracefully and the client gets it.
  */
@@ -43,10 +47,12 @@
 #define AUTH_FAIL_SLOTS 256
 #define AUTH_FAIL_WINDOW_MS 60000
 #define AUTH_MAX_CRED 512 /* base64 of "user:password" */
+#define AUTH_COST_KINDS 16 /* kinds of hash (scheme and parameters) measured */
 
 struct user {
     char *name, *hash;
     int write;
+    int cheap;     /* its kind costs under half the costliest: checks pad */
 };
 
 struct cache_entry {
@@ -69,6 +75,7 @@ struct check {
     struct grace_request *req;
     graced_cont_cb cont;
     int write;
+    char *pad;     /* a hash of the costliest kind, checked too (a cheap user's) */
     int ok;        /* the thread's answer */
     int gone;      /* the request ended while waiting */
     int cancelled; /* ... and may not be touched (server freed) */
@@ -80,9 +87,19 @@ struct check {
     struct check *next;
 };
 
+/* What one check against a kind of hash costs: "$y$j9T", "$6", "$6$rounds=N" */
+struct cost {
+    char kind[64];
+    int64_t us;
+};
+
 struct graced_auth {
     struct user *users;
     int nusers;
+    int dummy;              /* a user of the costliest kind: unknown names and
+                               cheap hashes are also checked against its hash */
+    struct cost costs[AUTH_COST_KINDS]; /* kept across reloads */
+    int ncosts;
     struct cache_entry cache[AUTH_CACHE_SLOTS];
     struct fail_entry fails[AUTH_FAIL_SLOTS];
     /* the helper thread, started at the first check */
@@ -185,6 +202,99 @@ fail:
     return -1;
 }
 
+/* A hash's kind: the hash without its last two '$' fields (salt and
+ * digest), so "$y$j9T$salt$digest" is "$y$j9T" and "$6$salt$digest" "$6".
+ * (bcrypt's "$2b$12$saltdigest" comes out as "$2b": all its costs are one
+ * kind, measured once.) */
+static void hash_kind(const char *hash, char *out, size_t n)
+{
+    const char *end = strrchr(hash, '$');
+    size_t len;
+    if (end && end > hash) {
+        const char *p = end - 1;
+        while (p > hash && *p != '$')
+            p--;
+        end = p;
+    }
+    len = end ? (size_t)(end - hash) : 0;
+    if (len >= n)
+        len = n - 1;
+    memcpy(out, hash, len);
+    out[len] = '\0';
+}
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * What a check against each kind of hash in the file costs, measured once
+ * per kind (a kind measured for an earlier version of the file is not
+ * measured again, so a reload costs nothing unless a new kind appears).
+ * The dummy for unknown names is a user of the costliest kind; users of a
+ * kind that costs under half of it are marked cheap (their checks add one
+ * against the dummy's hash: real work, which a busy machine slows down as
+ * it slows the costly kind, where a sleep would not be). A file that mixes
+ * costs is warned about: timing no longer tells, but the cheap hashes are
+ * still cheap to crack.
+ */
+static void measure_costs(struct graced_auth *a, const char *path)
+{
+#ifdef GRACED_HAVE_CRYPT
+    struct crypt_data *cd = calloc(1, sizeof(*cd));
+    int64_t lo = -1, hi = -1, *cost = calloc((size_t)a->nusers + 1, sizeof(*cost));
+    a->dummy = 0;
+    for (int i = 0; i < a->nusers; i++) {
+        char kind[64];
+        int k = 0;
+        hash_kind(a->users[i].hash, kind, sizeof(kind));
+        while (k < a->ncosts && strcmp(a->costs[k].kind, kind))
+            k++;
+        if (k == a->ncosts && k < AUTH_COST_KINDS && cd) {
+            /* the faster of two: the first also pays for first use (memory
+             * yescrypt maps), and a busy machine only ever adds */
+            for (int r = 0; r < 2; r++) {
+                int64_t t0 = mono_us(), us;
+                (void)crypt_rn("graced: not a password", a->users[i].hash, cd, sizeof(*cd));
+                us = mono_us() - t0;
+                if (r == 0 || us < a->costs[k].us)
+                    a->costs[k].us = us;
+            }
+            snprintf(a->costs[k].kind, sizeof(a->costs[k].kind), "%s", kind);
+            a->ncosts++;
+        }
+        if (k == a->ncosts) /* more kinds than measured: as costly as the first */
+            k = 0;
+        if (cost)
+            cost[i] = a->costs[k].us;
+        if (a->costs[k].us > hi) {
+            hi = a->costs[k].us;
+            a->dummy = i;
+        }
+        if (lo < 0 || a->costs[k].us < lo)
+            lo = a->costs[k].us;
+    }
+    for (int i = 0; i < a->nusers; i++)
+        a->users[i].cheap = cost && 2 * cost[i] < hi;
+    free(cost);
+    if (lo >= 0 && hi > 2 * lo)
+        graced_log(LOG_WARN, "--users-file %s mixes hash costs (%.1f ms to %.1f ms a check): "
+                   "checks of the cheaper ones also run the costliest, so timing tells no names "
+                   "apart, but those hashes are cheaper to crack (mkpasswd -m yescrypt)", path,
+                   (double)lo / 1000, (double)hi / 1000);
+    if (cd) {
+        explicit_bzero(cd, sizeof(*cd));
+        free(cd);
+    }
+#else
+    (void)a;
+    (void)path;
+#endif
+}
+
 int graced_auth_load(struct graced *g)
 {
     char why[256];
@@ -208,6 +318,7 @@ int graced_auth_load(struct graced *g)
     }
     if (g->auth->nusers == 0)
         graced_log(LOG_WARN, "--users-file %s: no users", g->o.users_file);
+    measure_costs(g->auth, g->o.users_file);
     return 0;
 }
 
@@ -226,6 +337,7 @@ void graced_auth_reload(struct graced *g)
     free_users(g->auth->users, g->auth->nusers);
     g->auth->users = u;
     g->auth->nusers = n;
+    measure_costs(g->auth, g->o.users_file);
     /* a removed user or a changed password must not live on in the cache */
     memset(g->auth->cache, 0, sizeof(g->auth->cache));
     graced_log(LOG_INFO, "worker %d: %d user(s) loaded", g->worker, n);
@@ -236,6 +348,7 @@ static void check_free(struct check *c)
     explicit_bzero(c->password, sizeof(c->password));
     explicit_bzero(c->cred, sizeof(c->cred));
     free(c->hash);
+    free(c->pad);
     free(c);
 }
 
@@ -412,6 +525,8 @@ static void *checker(void *arg)
             const char *out = crypt_rn(c->password, c->hash, cd, sizeof(*cd));
             size_t hl = strlen(c->hash);
             c->ok = out && strlen(out) == hl && ct_equal(out, c->hash, hl);
+            if (c->pad) /* a cheap hash: its answer comes no sooner than a costly one's */
+                (void)crypt_rn(c->password, c->pad, cd, sizeof(*cd));
         }
 #endif
         explicit_bzero(c->password, sizeof(c->password));
@@ -626,10 +741,11 @@ static void basic_check(struct graced *g, struct grace_request *req, const char 
     strcpy(c->name, plain);
     strcpy(c->password, colon + 1);
     explicit_bzero(plain, sizeof(plain));
-    /* an unknown name costs a check too (against the first user's hash),
-     * so timing does not tell which names exist; it cannot pass, as
-     * check_done looks the name up again */
-    if (!(c->hash = strdup(a->users[user >= 0 ? user : 0].hash))) {
+    /* an unknown name costs a check too, against a hash of the costliest
+     * kind (measure_costs), so timing does not tell which names exist; it
+     * cannot pass, as check_done looks the name up again */
+    if (!(c->hash = strdup(a->users[user >= 0 ? user : a->dummy].hash)) ||
+        (user >= 0 && a->users[user].cheap && !(c->pad = strdup(a->users[a->dummy].hash)))) {
         check_free(c);
         graced_reply(req, 500, "out of memory\n");
         return;

@@ -9,6 +9,12 @@
  * answer to "what did we really open?" (/proc/self/fd) must lie inside the
  * root's real path, which refuses symlinks that leave the root without a
  * check-then-open race.
+ *
+ * A file that really lies in the upload tree (its real path is below
+ * --upload-dir's, however the URL reached it) was written by a visitor: it
+ * is served with "Content-Security-Policy: sandbox", so an uploaded page or
+ * SVG runs in an opaque origin without scripts, forms or popups, never as
+ * this site (unless --trust-uploads).
  */
 #define _GNU_SOURCE
 #include "graced.h"
@@ -213,6 +219,7 @@ struct fcache_entry {
     int64_t loaded_ms;
     struct stat sb;
     struct file_meta meta;
+    int sandbox;    /* an uploaded file (in_upload_tree) */
     char *data;
 };
 
@@ -280,6 +287,8 @@ void graced_files_forget(struct graced *g, const char *name)
 
 void graced_files_cache_free(struct graced *g)
 {
+    free(g->upload_real);
+    g->upload_real = NULL;
     if (!g->fcache)
         return;
     for (int i = 0; i < CACHE_SLOTS; i++)
@@ -288,11 +297,59 @@ void graced_files_cache_free(struct graced *g)
     g->fcache = NULL;
 }
 
-static void redirect_dir(struct grace_request *req)
+/* The real path of an open fd (/proc/self/fd), malloc'ed; NULL if unknown. */
+static char *fd_path(int fd)
 {
-    char loc[4200];
+    char link[64], real[4096];
+    ssize_t n;
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    n = readlink(link, real, sizeof(real) - 1);
+    if (n <= 0)
+        return NULL;
+    real[n] = '\0';
+    return strdup(real);
+}
+
+/*
+ * Is the open file fd in the upload tree? Its real path is asked of the
+ * kernel, so a symlink of the site's leading into the upload folder (or a
+ * root that is the upload folder, or inside it) is seen for what it is. An
+ * unknown answer counts as an upload: the sandbox is the safe side.
+ */
+static int in_upload_tree(struct graced *g, int fd)
+{
+    char *p;
+    size_t ul;
+    int in;
+    if (g->upload_fd < 0 || g->o.trust_uploads)
+        return 0;
+    if (!g->upload_real && !(g->upload_real = fd_path(g->upload_fd)))
+        return 1;
+    if (!(p = fd_path(fd)))
+        return 1;
+    ul = strlen(g->upload_real);
+    in = !strncmp(p, g->upload_real, ul) && (p[ul] == '/' || p[ul] == '\0' || ul == 1);
+    free(p);
+    return in;
+}
+
+/*
+ * 301 to the folder's URL, built from the decoded, normalized path and
+ * percent-encoded again: "//evil.com" is "/evil.com/", never "//evil.com/",
+ * which a browser reads as another site, nor "/\evil.com/" (the same to a
+ * browser): a Location that starts with one '/' and a path stays here.
+ */
+static void redirect_dir(struct grace_request *req, const char *rel)
+{
+    char loc[3 * 4096 + 8];
     const char *q = grace_request_query(req);
-    snprintf(loc, sizeof(loc), "%s/%s%s", grace_request_path(req), q ? "?" : "", q ? q : "");
+    size_t n;
+    loc[0] = '/';
+    n = 1 + graced_path_encode(rel, loc + 1, sizeof(loc) - 3);
+    loc[n++] = '/';
+    loc[n] = '\0';
+    if (q && n + 1 + strlen(q) < sizeof(loc))
+        snprintf(loc + n, sizeof(loc) - n, "?%s", q);
     grace_response_add_header(req, "Location", loc);
     graced_reply(req, 301, "moved: add a trailing slash\n");
 }
@@ -302,7 +359,7 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
     char rel[4096], key[4097], hdr[128];
     struct file_meta fm;
     const struct file_meta *m = &fm;
-    int trailing, st, fd = -1, status = 200;
+    int trailing, st, fd = -1, status = 200, sandbox = 0;
     struct stat sb;
     off_t start = 0, len;
     const char *v, *data = NULL, *encoding = NULL;
@@ -324,6 +381,7 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
         }
     }
     if (fd >= 0) {
+        sandbox = in_upload_tree(g, fd);
         file_meta(rel, &sb, &fm); /* the type of the file, validators of the sibling */
         snprintf(fm.etag + strlen(fm.etag) - 1, sizeof(fm.etag) - strlen(fm.etag) + 1, "-%s\"",
                  encoding);
@@ -332,6 +390,7 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
         sb = e->sb;
         data = e->data;
         m = &e->meta;
+        sandbox = e->sandbox;
     } else {
         fd = open_beneath(g, g->root_fd, rel[0] ? rel : ".");
         if (fd >= 0 && fstat(fd, &sb) < 0) {
@@ -341,7 +400,7 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
         if (fd >= 0 && S_ISDIR(sb.st_mode)) {
             if (!trailing && rel[0]) {
                 close(fd);
-                redirect_dir(req);
+                redirect_dir(req, rel);
                 return;
             }
             /* rel has room for any decoded path, not always for the index
@@ -365,6 +424,11 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
                 close(fd);
                 fd = -1;
             }
+        } else if (fd >= 0 && trailing && rel[0]) {
+            /* "/file.txt/" names a folder that is not there (as nginx says) */
+            close(fd);
+            graced_reply(req, 404, "not found\n");
+            return;
         }
         if (fd < 0) {
             st = errno == EXDEV || errno == EACCES || errno == ELOOP ? 403 : 404;
@@ -376,15 +440,19 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
             graced_reply(req, 404, "not found\n");
             return;
         }
+        sandbox = in_upload_tree(g, fd);
         if ((e = cache_put(g, key, rel, fd, &sb))) {
             close(fd);
             fd = -1;
             data = e->data;
             m = &e->meta;
+            e->sandbox = sandbox;
         } else {
             file_meta(rel, &sb, &fm);
         }
     }
+    if (sandbox) /* also on a 304, which updates what a cache holds */
+        grace_response_add_header(req, "Content-Security-Policy", "sandbox");
     grace_response_add_header(req, "ETag", m->etag);
     grace_response_add_header(req, "Last-Modified", m->lm);
     if (g->o.cache_control)

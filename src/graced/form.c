@@ -29,7 +29,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAX_REPORTED 1000 /* names kept for the answer; more are counted */
+#define MAX_REPORTED 1000 /* files in one form: each name is kept for the answer */
 #define WBUF (64 * 1024)  /* part data is written in pieces of this much: the parser
                              hands on runs between CRs, ~256 bytes in binary data */
 
@@ -144,6 +144,38 @@ static void refuse(struct form *f, int status, const char *msg)
     snprintf(f->pend_msg, sizeof(f->pend_msg), "%s", msg);
 }
 
+/*
+ * May this part take its name? Not a name an earlier part of this form
+ * stored (it would replace that file while the answer listed both: the
+ * second is refused, the first stays and is listed), not --metrics' path
+ * (never readable back), and not past MAX_REPORTED files (every stored name
+ * is kept, so the first check is exact). 0, or -EEXIST after refuse().
+ */
+static int name_taken(struct form *f)
+{
+    char msg[1200], rel[4096 + 256 + 2];
+    size_t len = evbuffer_get_length(f->done);
+    const char *p = len ? (const char *)evbuffer_pullup(f->done, -1) : NULL;
+    snprintf(rel, sizeof(rel), "%s%s%s", f->dir, f->dir[0] ? "/" : "", f->name);
+    if (graced_guard_reserved(f->g, rel)) {
+        snprintf(msg, sizeof(msg), "%s is graced's --metrics path: no file may take it", f->name);
+        refuse(f, 409, msg);
+        return -EEXIST;
+    }
+    for (size_t o = 0; p && o < len; o += strlen(p + o) + 1 + sizeof(int64_t))
+        if (!strcmp(p + o, f->name)) {
+            snprintf(msg, sizeof(msg), "two parts named %s: the second is refused", f->name);
+            refuse(f, 409, msg);
+            return -EEXIST;
+        }
+    if (f->nstored >= MAX_REPORTED) {
+        snprintf(msg, sizeof(msg), "more than %d files in one form", MAX_REPORTED);
+        refuse(f, 413, msg);
+        return -EEXIST;
+    }
+    return 0;
+}
+
 static int on_part_begin(const char *field, const char *filename, void *arg)
 {
     struct form *f = arg;
@@ -162,6 +194,8 @@ static int on_part_begin(const char *field, const char *filename, void *arg)
     }
         return -EINVAL;
     }
+    if ((rc = name_taken(f)))
+        return rc;
     if (fstatat(f->dirfd, f->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
         if (S_ISDIR(st.st_mode)) {
             {
@@ -277,10 +311,9 @@ static int on_part_end(void *arg)
         graced_log(LOG_DEBUG, "stored %s (%lld bytes, form)", key, (long long)f->bytes);
         graced_metrics_upload(f->g, f->bytes); /* counted as a PUT's file is */
     }
-    if (f->nstored++ < MAX_REPORTED) {
-        evbuffer_add(f->done, f->name, strlen(f->name) + 1);
-        evbuffer_add(f->done, &f->bytes, sizeof(f->bytes));
-    }
+    f->nstored++; /* at most MAX_REPORTED: name_taken() */
+    evbuffer_add(f->done, f->name, strlen(f->name) + 1);
+    evbuffer_add(f->done, &f->bytes, sizeof(f->bytes));
     return 0;
 }
 
@@ -333,6 +366,7 @@ static void answer(struct form *f)
                             "</body></html>\n", f->nstored, f->nstored == 1 ? "" : "s");
     grace_response_add_header(f->req, "Content-Type",
                               json ? "application/json" : "text/html; charset=utf-8");
+    graced_web_page_csp(f->req, NULL); /* graced's page: no script, no framing */
     grace_response_add_header(f->req, "Location", folder);
     grace_reply_buffer(f->req, 201, out);
     evbuffer_free(out);

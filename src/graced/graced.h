@@ -14,7 +14,10 @@
  *   form.c     POST of multipart/form-data to a folder: each file part stored
  *   delete.c   DELETE of a file or an empty folder
  *   auth.c     users file, HTTP Basic auth, who may read and write
- *   web.c      Server header, CORS, Cache-Control, precompressed siblings
+ *   web.c      Server header, CORS, Cache-Control, precompressed siblings,
+ *              security headers, who may write from which origin
+ *   guard.c    refusals before anything else: Content-Range on PUT, two
+ *              Origin headers, control bytes in the path, the --metrics path
  *   metrics.c  Prometheus /metrics, summed over workers in shared memory
  *   proxy.c    PROXY protocol v1/v2 listeners; address lists (CIDR)
  *   notify.c   sd_notify(3) readiness for systemd (Type=notify), no libsystemd
@@ -75,8 +78,11 @@ struct graced_opts {
     int auth_fail_limit;      /* --auth-fail-limit, per client address a minute */
     int auth_max_pending;     /* --auth-max-pending: checks waiting per worker */
     /* web.c */
-    const char *cors[GRACED_MAX_LISTEN]; /* --cors ORIGIN, "*" for any */
+    const char *cors[GRACED_MAX_LISTEN]; /* --cors ORIGIN, "*" for any: reads */
     int ncors;
+    const char *cors_write[GRACED_MAX_LISTEN]; /* --cors-write ORIGIN: writes too */
+    int ncors_write;
+    int trust_uploads;         /* --trust-uploads: uploaded files not sandboxed */
     const char *cache_control; /* --cache-control */
     int precompressed;         /* --precompressed */
     int no_server_header;      /* --no-server-header */
@@ -101,6 +107,7 @@ struct graced {
     struct grace_tls *tls;   /* this worker's certificates; NULL without TLS */
     int root_fd, upload_fd;  /* O_PATH/O_DIRECTORY handles */
     char *root_real;         /* realpath of the root */
+    char *upload_real;       /* files.c: realpath of --upload-dir, once known */
     char *token;             /* --auth-token-file, malloc'ed */
     size_t token_len;
     int worker;              /* 1..N */
@@ -181,8 +188,12 @@ void graced_list_dir(struct grace_request *req, struct graced *g, const char *re
 int graced_wants_json(struct grace_request *req);
 /* s as a JSON string (quoted; bytes that are not UTF-8 become U+FFFD) */
 void graced_json_str(struct evbuffer *out, const char *s);
-/* s escaped for HTML text and attributes (not UTF-8: U+FFFD) */
+/* s escaped for HTML text and attributes (not UTF-8: U+FFFD); control bytes
+ * show as \xNN, bidi controls and C1 controls as \uNNNN, never obeyed */
 void graced_html_esc(struct evbuffer *out, const char *s);
+/* does a name hold what graced_html_esc() shows escaped? bit 1: control
+ * bytes (GET refuses such a path), bit 2: bidi or C1 controls */
+int graced_name_odd(const char *s);
 
 /* form.c: POST multipart/form-data to a folder */
 int graced_is_multipart(struct grace_request *req);
@@ -210,11 +221,28 @@ void graced_auth_stop(struct graced *g);   /* a worker ends: the helper thread *
 void graced_auth_free(struct graced *g);
 void graced_authorize(struct grace_request *req, struct graced *g, int write, graced_cont_cb cont);
 
-/* web.c: headers on every graced answer; 1 if an OPTIONS was answered */
+/* web.c: headers on every graced answer (Server, nosniff, framing, CORS);
+ * 1 if an OPTIONS was answered */
 void graced_web_headers(struct grace_request *req, const struct graced *g);
 int graced_web_options(struct grace_request *req, const struct graced *g);
-/* 1 if the request's Origin may write here (none, the same, or --cors) */
+/* 1 if the request's Origin may write here: none, this very origin (scheme,
+ * host and port), or one of --cors-write */
 int graced_web_write_origin_ok(struct grace_request *req, const struct graced *g);
+/* start-up: warnings about what the CORS options open (stderr) */
+void graced_web_check_options(const struct graced_opts *o);
+/* graced's own HTML pages: a strict Content-Security-Policy (no framing);
+ * nonce: the one their <script> and <style> carry, or NULL for none */
+void graced_web_page_csp(struct grace_request *req, const char *nonce);
+/* a fresh nonce for that policy: 22 base64url characters and a NUL */
+void graced_web_nonce(char out[24]);
+
+/* guard.c: refusals that come before routing (two Origin headers, control
+ * bytes in the path, Content-Range on PUT, writes onto --metrics): 1 if the
+ * request was answered */
+int graced_guard(struct grace_request *req, struct graced *g);
+/* is rel (a decoded path below the upload tree, "a/b") graced's own URL
+ * (--metrics), which no upload may take? */
+int graced_guard_reserved(const struct graced *g, const char *rel);
 /* precompressed sibling of rel ("a/b.html") if the client accepts it:
  * fd >= 0 and *enc "br" or "gzip", else -1 */
 int graced_web_precompressed(struct grace_request *req, struct graced *g, const char *rel,

@@ -9,6 +9,15 @@
  * Dot-names are left out unless --show-hidden; our temporary upload files
  * always are.
  *
+ * Names GET cannot serve (control bytes) are shown escaped and unlinked,
+ * never left out silently; bidi controls (U+202E...) are shown as \u
+ * escapes, never obeyed, so "rtl\u202Egnp.exe" cannot pass for "rtlexe.png";
+ * such names are marked. A symbolic link is followed only where GET follows
+ * it (inside the root): one leading out is not shown, and the listing says
+ * how many were left out, so no size or date of a file outside leaks.
+ * The HTML page has a strict Content-Security-Policy: its own script and
+ * style by a fresh nonce, no framing.
+ *
  * Bounded: at most --list-max entries are read and sorted; past that the
  * listing says it was cut (readdir order, so not necessarily the first by
  * name). A folder that uploads land in (the upload tree's folder at the same
@@ -22,6 +31,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <event2/buffer.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -34,6 +44,7 @@ struct entry {
     int64_t size;
     time_t mtime;
     int dir;
+    int odd;  /* graced_name_odd() */
 };
 
 enum { BY_NAME, BY_SIZE, BY_DATE };
@@ -66,14 +77,41 @@ int graced_wants_json(struct grace_request *req)
     return a && strcasestr(a, "application/json") != NULL;
 }
 
-/* One character from s, which starts with a byte >= 0x80: the UTF-8
- * sequence as it is, or U+FFFD for a byte that starts none. Returns the
- * bytes taken. */
-static size_t add_utf8(struct evbuffer *out, const char *s)
+/* A character that reorders the text around it (Unicode's bidi embedding,
+ * override, isolate and mark controls) or a C1 control: shown, not obeyed. */
+static int bidi_or_c1(unsigned cp)
 {
-    unsigned char c = (unsigned char)*s;
-    size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
-    if (strnlen(s, n) == n && graced_utf8_valid(s, n)) {
+    return (cp >= 0x80 && cp <= 0x9f) || cp == 0x061c || cp == 0x200e || cp == 0x200f ||
+           (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+/* The length of the valid UTF-8 sequence at s (which starts with a byte
+ * >= 0x80) and its code point, or 0 if none starts there. */
+static size_t utf8_seq(const char *s, unsigned *cp)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t n = u[0] >= 0xf0 ? 4 : u[0] >= 0xe0 ? 3 : 2;
+    if (strnlen(s, n) != n || !graced_utf8_valid(s, n))
+        return 0;
+    *cp = n == 2 ? u[0] & 0x1f : n == 3 ? u[0] & 0x0f : u[0] & 0x07;
+    for (size_t i = 1; i < n; i++)
+        *cp = *cp << 6 | (u[i] & 0x3f);
+    return n;
+}
+
+/* One character from s, which starts with a byte >= 0x80: the UTF-8
+ * sequence as it is, a bidi or C1 control as the escape esc ("\\u%04X":
+ * text that shows it; "\\u%04x": JSON's own escape), or U+FFFD for a byte
+ * that starts none. Returns the bytes taken. */
+static size_t add_utf8(struct evbuffer *out, const char *s, const char *esc)
+{
+    unsigned cp;
+    size_t n = utf8_seq(s, &cp);
+    if (n && bidi_or_c1(cp)) {
+        evbuffer_add_printf(out, esc, cp);
+        return n;
+    }
+    if (n) {
         evbuffer_add(out, s, n);
         return n;
     }
@@ -81,14 +119,40 @@ static size_t add_utf8(struct evbuffer *out, const char *s)
     return 1;
 }
 
+int graced_name_odd(const char *s)
+{
+    int odd = 0;
+    while (*s) {
+        unsigned char c = (unsigned char)*s;
+        unsigned cp;
+        size_t n;
+        if (c < 0x20 || c == 0x7f)
+            odd |= 1;
+        if (c < 0x80 || !(n = utf8_seq(s, &cp))) {
+            s++;
+            continue;
+        }
+        if (bidi_or_c1(cp))
+            odd |= 2;
+        s += n;
+    }
+    return odd;
+}
+
 /* HTML text or attribute; bytes that are not UTF-8 become U+FFFD, as the
- * page says it is UTF-8 */
+ * page says it is UTF-8; control bytes show as \xNN and bidi or C1 controls
+ * as \uNNNN: a name is seen as it is, not as it would like to look */
 void graced_html_esc(struct evbuffer *out, const char *s)
 {
     while (*s) {
         unsigned char c = (unsigned char)*s;
         if (c >= 0x80) {
-            s += add_utf8(out, s);
+            s += add_utf8(out, s, "\\u%04X");
+            continue;
+        }
+        if (c < 0x20 || c == 0x7f) {
+            evbuffer_add_printf(out, "\\x%02X", c);
+            s++;
             continue;
         }
         switch (*s++) {
@@ -103,7 +167,8 @@ void graced_html_esc(struct evbuffer *out, const char *s)
 }
 
 /* A JSON string; bytes that are not UTF-8 become U+FFFD (names on disk
- * need not be UTF-8, JSON must be). */
+ * need not be UTF-8, JSON must be); controls, bidi and C1 controls are \u
+ * escapes (the same string once parsed, but never raw in a viewer). */
 void graced_json_str(struct evbuffer *out, const char *s)
 {
     evbuffer_add(out, "\"", 1);
@@ -118,7 +183,7 @@ void graced_json_str(struct evbuffer *out, const char *s)
         } else if (c < 0x80) {
             evbuffer_add(out, s++, 1);
         } else {
-            s += add_utf8(out, s);
+            s += add_utf8(out, s, "\\u%04x");
         }
     }
     evbuffer_add(out, "\"", 1);
@@ -139,8 +204,8 @@ static void human_size(int64_t n, char *out, size_t len)
         snprintf(out, len, "%.1f %s", v, unit[u]);
 }
 
+/* the upload form's script; the page's <script nonce=...> tag comes first */
 static const char form_script[] =
-    "<script>\n"
     "(function () {\n"
     "  var f = document.getElementById('upload');\n"
     "  if (!f || !window.FormData || !window.XMLHttpRequest) return;\n"
@@ -168,25 +233,25 @@ static const char form_script[] =
     "    };\n"
     "    x.send(d);\n"
     "  });\n"
-    "})();\n"
-    "</script>\n";
+    "})();\n";
 
-static void html_head(struct evbuffer *out, const char *rel)
+static void html_head(struct evbuffer *out, const char *rel, const char *nonce)
 {
     evbuffer_add_printf(out, "<!doctype html>\n<html><head><meta charset=\"utf-8\">"
                              "<meta name=\"viewport\" content=\"width=device-width\">"
                              "<title>Index of /");
     graced_html_esc(out, rel);
-    evbuffer_add_printf(out, "%s</title>\n<style>body{font-family:sans-serif;margin:1em 2em}"
-                             "table{border-collapse:collapse}td,th{padding:.15em 1em;text-align:"
-                             "left}td.n{text-align:right}th a{color:inherit}.ok{color:#070}"
-                             ".err{color:#b00}</style></head>\n<body><h1>Index of /",
-                        rel[0] ? "/" : "");
+    evbuffer_add_printf(out, "%s</title>\n<style nonce=\"%s\">body{font-family:sans-serif;"
+                             "margin:1em 2em}table{border-collapse:collapse}td,th{padding:.15em "
+                             "1em;text-align:left}td.n{text-align:right}th a{color:inherit}"
+                             ".ok{color:#070}.err{color:#b00}.odd{background:#fde8c8}</style>"
+                             "</head>\n<body><h1>Index of /",
+                        rel[0] ? "/" : "", nonce);
     graced_html_esc(out, rel);
     evbuffer_add_printf(out, "%s</h1>\n", rel[0] ? "/" : "");
 }
 
-static void html_form(struct evbuffer *out, const struct graced *g)
+static void html_form(struct evbuffer *out, const struct graced *g, const char *nonce)
 {
     evbuffer_add_printf(out,
                         "<form id=\"upload\" method=\"post\" enctype=\"multipart/form-data\">"
@@ -196,8 +261,9 @@ static void html_form(struct evbuffer *out, const struct graced *g)
                                  "placeholder=\"upload token\" autocomplete=\"off\"> ");
     evbuffer_add_printf(out, "<button type=\"submit\">Upload</button> "
                              "<progress id=\"progress\" max=\"100\" value=\"0\" hidden></progress>"
-                             "<p id=\"answer\" role=\"status\"></p></form>\n%s",
-                        form_script);
+                             "<p id=\"answer\" role=\"status\"></p></form>\n"
+                             "<script nonce=\"%s\">\n%s</script>\n",
+                        nonce, form_script);
 }
 
 static void html_sort_link(struct evbuffer *out, const char *label, const char *key, int by,
@@ -209,13 +275,18 @@ static void html_sort_link(struct evbuffer *out, const char *label, const char *
                         k->by == by ? (k->desc ? " &#9660;" : " &#9650;") : "");
 }
 
+static const char odd_title[] =
+    " class=\"odd\" title=\"this name holds control or direction characters: shown as \\x and "
+    "\\u escapes\"";
+
 static void html_body(struct evbuffer *out, const struct graced *g, const char *rel,
-                      struct entry *e, size_t n, int cut, const struct sort_key *k, int form)
+                      struct entry *e, size_t n, int cut, size_t links, const struct sort_key *k,
+                      int form, const char *nonce)
 {
     char href[3 * 256 + 8], sz[32], date[32];
-    html_head(out, rel);
+    html_head(out, rel, nonce);
     if (form)
-        html_form(out, g);
+        html_form(out, g, nonce);
     evbuffer_add_printf(out, "<table><thead><tr>");
     html_sort_link(out, "Name", "name", BY_NAME, k);
     html_sort_link(out, "Size", "size", BY_SIZE, k);
@@ -228,14 +299,20 @@ static void html_body(struct evbuffer *out, const struct graced *g, const char *
         graced_path_encode(e[i].name, href, sizeof(href));
         gmtime_r(&e[i].mtime, &tm);
         strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", &tm);
-        /* "./" first: a name like "a:b" must not read as a URL scheme */
-        evbuffer_add_printf(out, "<tr><td><a href=\"./%s%s\">", href, e[i].dir ? "/" : "");
+        /* "./" first: a name like "a:b" must not read as a URL scheme; a
+         * name with control bytes has no URL GET would serve: no link */
+        if (e[i].odd & 1)
+            evbuffer_add_printf(out, "<tr><td><span%s>", odd_title);
+        else
+            evbuffer_add_printf(out, "<tr><td><a href=\"./%s%s\"%s>", href, e[i].dir ? "/" : "",
+                                e[i].odd ? odd_title : "");
         graced_html_esc(out, e[i].name);
+        evbuffer_add_printf(out, "%s%s</td>", e[i].dir ? "/" : "", e[i].odd & 1 ? "</span>" : "</a>");
         if (e[i].dir) {
-            evbuffer_add_printf(out, "/</a></td><td class=\"n\">-</td>");
+            evbuffer_add_printf(out, "<td class=\"n\">-</td>");
         } else {
             human_size(e[i].size, sz, sizeof(sz));
-            evbuffer_add_printf(out, "</a></td><td class=\"n\" title=\"%lld bytes\">%s</td>",
+            evbuffer_add_printf(out, "<td class=\"n\" title=\"%lld bytes\">%s</td>",
                                 (long long)e[i].size, sz);
         }
         evbuffer_add_printf(out, "<td>%s</td></tr>\n", date);
@@ -244,18 +321,23 @@ static void html_body(struct evbuffer *out, const struct graced *g, const char *
     if (cut)
         evbuffer_add_printf(out, "; <strong>listing cut at %zu entries (--list-max): the folder "
                                  "holds more</strong>", n);
+    if (links)
+        evbuffer_add_printf(out, "; %zu symbolic link%s not shown: %s out of the root, where "
+                                 "graced does not follow", links, links == 1 ? "" : "s",
+                            links == 1 ? "it leads" : "they lead");
     evbuffer_add_printf(out, "</p>\n</body></html>\n");
 }
 
 static void json_body(struct evbuffer *out, const char *rel, struct entry *e, size_t n, int cut,
-                      int form)
+                      size_t links, int form)
 {
     char path[4200];
     snprintf(path, sizeof(path), "/%s%s", rel, rel[0] ? "/" : "");
     evbuffer_add_printf(out, "{\"path\":");
     graced_json_str(out, path);
-    evbuffer_add_printf(out, ",\"upload\":%s,\"truncated\":%s,\"entries\":[",
-                        form ? "true" : "false", cut ? "true" : "false");
+    evbuffer_add_printf(out, ",\"upload\":%s,\"truncated\":%s,\"hidden_links\":%zu,"
+                             "\"entries\":[",
+                        form ? "true" : "false", cut ? "true" : "false", links);
     for (size_t i = 0; i < n; i++) {
         evbuffer_add_printf(out, "%s\n{\"name\":", i ? "," : "");
         graced_json_str(out, e[i].name);
@@ -279,6 +361,31 @@ static void parse_sort(const char *q, struct sort_key *k)
     }
 }
 
+/*
+ * A symbolic link in the folder: followed only as GET follows it, below the
+ * root (graced_open_beneath); *sb becomes its target's. One leading out is
+ * counted in *links and left out, so nothing of the outside (size, date,
+ * that it exists) shows; a dangling one is left out as it always was.
+ */
+static int follow(const struct graced *g, int dirfd, const char *rel, const char *nm,
+                  struct stat *sb, size_t *links)
+{
+    char path[4096 + 256 + 2];
+    int fd, ok;
+    snprintf(path, sizeof(path), "%s%s%s", rel, rel[0] ? "/" : "", nm);
+    fd = graced_open_beneath(g, path);
+    if (fd < 0) {
+        if (errno == EXDEV || errno == ELOOP)
+            (*links)++;
+        /* resolved inside the root, but not ours to read: listed as GET
+         * would answer it (403), with what stat says */
+        return errno == EACCES && fstatat(dirfd, nm, sb, 0) == 0;
+    }
+    ok = fstat(fd, sb) == 0;
+    close(fd);
+    return ok;
+}
+
 /* Do uploads to this folder's URL land in this folder? */
 static int writable(const struct graced *g, const char *rel, int dirfd)
 {
@@ -297,7 +404,8 @@ static int writable(const struct graced *g, const char *rel, int dirfd)
 
 void graced_list_dir(struct grace_request *req, struct graced *g, const char *rel, int dirfd)
 {
-    size_t max = (size_t)g->o.list_max, n = 0, cap = 64;
+    size_t max = (size_t)g->o.list_max, n = 0, cap = 64, links = 0;
+    char nonce[24];
     struct entry *e = malloc(cap * sizeof(*e));
     struct evbuffer *out = evbuffer_new();
     struct sort_key k;
@@ -315,10 +423,15 @@ void graced_list_dir(struct grace_request *req, struct graced *g, const char *re
     while ((de = readdir(d))) {
         struct stat sb;
         const char *nm = de->d_name;
+        int odd = graced_name_odd(nm);
         if (!strcmp(nm, ".") || !strcmp(nm, ".."))
             continue;
-        /* what GET would refuse is not shown: dot-names, temp files, control bytes */
-        if (graced_name_check(nm, strlen(nm), graced_path_flags(g, 0)))
+        /* dot-names (unless --show-hidden) and our temporary files are not
+         * shown, as GET does not serve them; names with control bytes are
+         * (escaped, unlinked): a listing does not hide what a folder holds */
+        if ((nm[0] == '.' && !g->o.show_hidden) ||
+            !strncmp(nm, GRACED_TMP_PREFIX, sizeof(GRACED_TMP_PREFIX) - 1) ||
+            (!(odd & 1) && graced_name_check(nm, strlen(nm), graced_path_flags(g, 0))))
             continue;
         if (n == max) {
             cut = 1;
@@ -330,9 +443,13 @@ void graced_list_dir(struct grace_request *req, struct graced *g, const char *re
                 break;
             e = ne;
         }
-        /* followed, as GET follows them; a dangling link is left out */
-        if (fstatat(dirfd, nm, &sb, 0) < 0 || !(S_ISDIR(sb.st_mode) || S_ISREG(sb.st_mode)))
+        if (fstatat(dirfd, nm, &sb, AT_SYMLINK_NOFOLLOW) < 0)
             continue;
+        if (S_ISLNK(sb.st_mode) && !follow(g, dirfd, rel, nm, &sb, &links))
+            continue;
+        if (!(S_ISDIR(sb.st_mode) || S_ISREG(sb.st_mode)))
+            continue;
+        e[n].odd = odd;
         if (!(e[n].name = strdup(nm)))
             break;
         e[n].dir = S_ISDIR(sb.st_mode);
@@ -343,10 +460,12 @@ void graced_list_dir(struct grace_request *req, struct graced *g, const char *re
     parse_sort(grace_request_query(req), &k);
     sort_by = k;
     qsort(e, n, sizeof(*e), cmp_entry);
+    graced_web_nonce(nonce);
     if (json)
-        json_body(out, rel, e, n, cut, form);
+        json_body(out, rel, e, n, cut, links, form);
     else
-        html_body(out, g, rel, e, n, cut, &k, form);
+        html_body(out, g, rel, e, n, cut, links, &k, form, nonce);
+    graced_web_page_csp(req, json ? NULL : nonce);
     grace_response_add_header(req, "Content-Type",
                               json ? "application/json" : "text/html; charset=utf-8");
     grace_response_add_header(req, "Vary", "Accept");

@@ -102,11 +102,11 @@ static void handle(struct grace_request *req, void *arg)
     int get = !strcmp(m, "GET") || !strcmp(m, "HEAD");
 
     add_hsts(req, g);
-    graced_web_headers(req, g); /* Server, CORS */
+    graced_web_headers(req, g); /* Server, nosniff, framing, CORS */
 
-    if (graced_web_options(req, g))
+    if (graced_guard(req, g) || graced_web_options(req, g))
         return;
-    if (get && g->o.metrics_path && !strcmp(grace_request_path(req), g->o.metrics_path))
+    if (get && g->o.metrics_path && !strcmp(grace_request_path_decoded(req), g->o.metrics_path))
         graced_metrics_serve(req, g);
     else if (get) /* --private: after a login */
         graced_authorize(req, g, 0, graced_serve_file);
@@ -502,6 +502,7 @@ int main(int argc, char **argv)
         return 2;
     if (graced_auth_load(&g) < 0 || graced_proxy_init(&g) < 0 || graced_metrics_init(&g) < 0)
         return 2;
+    graced_web_check_options(&g.o);
     if (g.o.access_log && graced_access_log_open(g.o.access_log) < 0) {
         fprintf(stderr, "graced: --access-log %s: %s\n", g.o.access_log, strerror(errno));
         return 2;

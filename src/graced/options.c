@@ -19,6 +19,7 @@ enum {
     O_USERS_FILE, O_PRIVATE, O_AUTH_CACHE_TIME, O_AUTH_FAIL_LIMIT, O_CORS, O_CACHE_CONTROL,
     O_PRECOMPRESSED, O_NO_SERVER_HEADER, O_METRICS_ALLOW, O_PROXY_LISTEN, O_PROXY_FROM,
     O_PROXY_TIMEOUT, O_BACKLOG, O_PROXY_TLS_LISTEN, O_AUTH_MAX_PENDING, O_WARN_INTERVAL,
+    O_CORS_WRITE, O_TRUST_UPLOADS,
     O_LIB = 512 /* + enum grace_opt */
 };
 
@@ -132,7 +133,12 @@ static void usage(FILE *out, const struct grace_config *cfg)
             "  --auth-cache-time TIME   remember a good password this long; 0: never (60s)\n"
             "  --auth-fail-limit N      failed logins a minute per client before 429 (10)\n"
             "  --auth-max-pending N     password checks waiting per worker before 503 (16)\n"
-            "  --cors ORIGIN            allow this origin (or *) cross-origin; repeatable (off)\n"
+            "  --cors ORIGIN            share reads with this origin (or *) cross-origin;\n"
+            "                           repeatable (off)\n"
+            "  --cors-write ORIGIN      let this origin's pages write and delete too; * warns;\n"
+            "                           repeatable (off: only this site's own pages write)\n"
+            "  --trust-uploads          serve uploaded files as the site's own: their HTML and\n"
+            "                           SVG scripts run with this origin (off: sandboxed)\n"
             "  --cache-control VALUE    Cache-Control header on static files (off)\n"
             "  --precompressed          serve NAME.br / NAME.gz for NAME if accepted (off)\n"
             "  --no-server-header       no 'Server: graced' header (sent)\n"
@@ -207,6 +213,8 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
         {"auth-fail-limit", required_argument, NULL, O_AUTH_FAIL_LIMIT},
         {"auth-max-pending", required_argument, NULL, O_AUTH_MAX_PENDING},
         {"cors", required_argument, NULL, O_CORS},
+        {"cors-write", required_argument, NULL, O_CORS_WRITE},
+        {"trust-uploads", no_argument, NULL, O_TRUST_UPLOADS},
         {"cache-control", required_argument, NULL, O_CACHE_CONTROL},
         {"precompressed", no_argument, NULL, O_PRECOMPRESSED},
         {"no-server-header", no_argument, NULL, O_NO_SERVER_HEADER},
@@ -315,24 +323,31 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
             break;
         case O_PROXY_FROM:
         case O_METRICS_ALLOW:
+        case O_CORS_WRITE:
         case O_CORS: {
+            int cors = c == O_CORS || c == O_CORS_WRITE;
             const char *name = c == O_PROXY_FROM ? "--proxy-from" : c == O_CORS ? "--cors"
-                                                                                : "--metrics-allow";
+                               : c == O_CORS_WRITE ? "--cors-write" : "--metrics-allow";
             int *cnt = c == O_PROXY_FROM ? &o->nproxy_from : c == O_CORS ? &o->ncors
-                                                                         : &o->nmetrics_allow;
+                       : c == O_CORS_WRITE ? &o->ncors_write : &o->nmetrics_allow;
             const char **list = c == O_PROXY_FROM ? o->proxy_from : c == O_CORS ? o->cors
-                                                                                : o->metrics_allow;
+                                : c == O_CORS_WRITE ? o->cors_write : o->metrics_allow;
             struct graced_cidr cidr;
             if (*cnt == GRACED_MAX_LISTEN) {
                 fprintf(stderr, "graced: at most %d %s\n", GRACED_MAX_LISTEN, name);
                 return -1;
             }
-            if (c != O_CORS && graced_cidr_parse(a, &cidr) < 0) {
+            if (!cors && graced_cidr_parse(a, &cidr) < 0) {
                 fprintf(stderr, "graced: %s %s: expected ADDR or ADDR/BITS\n", name, a);
                 return -1;
             }
-            if (c == O_CORS && (!*a || strpbrk(a, "\r\n,"))) {
-                fprintf(stderr, "graced: --cors %s: one origin like https://example.org, or *\n", a);
+            /* an origin is scheme://host[:port], nothing after it: a trailing
+             * '/' or a path would never match what a browser sends */
+            if (cors && strcmp(a, "*") &&
+                ((strncmp(a, "http://", 7) && strncmp(a, "https://", 8)) ||
+                 !strstr(a, "://")[3] || strpbrk(strstr(a, "://") + 3, "\r\n, /?#@"))) {
+                fprintf(stderr, "graced: %s %s: one origin like https://example.org, or *\n",
+                        name, a);
                 return -1;
             }
             list[(*cnt)++] = a;
@@ -341,6 +356,7 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
         case O_USERS_FILE: o->users_file = a; break;
         case O_PRIVATE: o->private_read = 1; break;
         case O_PRECOMPRESSED: o->precompressed = 1; break;
+        case O_TRUST_UPLOADS: o->trust_uploads = 1; break;
         case O_NO_SERVER_HEADER: o->no_server_header = 1; break;
         case O_CACHE_CONTROL:
             if (!*a || strpbrk(a, "\r\n")) {
@@ -383,13 +399,20 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
         case O_TOKEN_FILE: o->token_file = a; break;
         case O_ACCESS_LOG: o->access_log = a; break;
         case O_PID_FILE: o->pid_file = a; break;
-        case O_METRICS:
-            if (a[0] != '/') {
-                fprintf(stderr, "graced: --metrics %s: a path starting with /\n", a);
+        case O_METRICS: {
+            /* kept normalized: requests are matched on their decoded path */
+            char *norm = malloc(strlen(a) + 1);
+            if (!norm || a[0] != '/' || grace_path_normalize(a, strlen(a), norm, strlen(a) + 1) < 0 ||
+                !strcmp(norm, "/") || norm[strlen(norm) - 1] == '/') {
+                free(norm);
+                fprintf(stderr, "graced: --metrics %s: a path starting with / (and not ending "
+                                "with one), e.g. /metrics\n", a);
                 return -1;
             }
-            o->metrics_path = a;
+            free((char *)o->metrics_path);
+            o->metrics_path = norm;
             break;
+        }
         case O_WORKERS: {
             char *end;
             long w = strtol(a, &end, 10);

@@ -216,6 +216,13 @@ static int waiting_for_body(const struct grace_conn *c)
            !grace_parser_body_done(&c->slot->parser);
 }
 
+/* body-timeout: the request's own, else the server's. It is also the
+ * window over which body-min-rate is averaged. */
+static int64_t body_period(const struct grace_conn *c)
+{
+    return c->req->body_timeout ? c->req->body_timeout : OPT(c->srv, BODY_TIMEOUT);
+}
+
 /*
  * The earliest deadline of a connection with a slot, in monotonic ms, or 0
  * for none. *why says which: the counter to bump when it passes.
@@ -244,11 +251,17 @@ static int64_t deadline(const struct grace_conn *c, enum grace_counter *why)
         EARLIER(c->accepted_ms + OPT(srv, TLS_HANDSHAKE_TIMEOUT), TLS_TIMEOUT);
     if (c->state == CS_HEAD && !c->read_paused)
         EARLIER(c->st.head.deadline, TIMEOUT_HEADER);
-    else if (waiting_for_body(c))
-        EARLIER(c->st.body_since + (c->req->body_timeout ? c->req->body_timeout
-                                                         : OPT(srv, BODY_TIMEOUT)),
-                TIMEOUT_BODY);
-    else if (c->state == CS_DRAIN)
+    else if (waiting_for_body(c)) {
+        /* idle: a period from the last byte; too slow: a period from the
+         * rate window's start (body_rate_kept() decides when it passes) */
+        int64_t idle = c->st.body_since + body_period(c);
+        int64_t slow = OPT(srv, BODY_MIN_RATE) && c->req->rate_since
+                           ? c->req->rate_since + body_period(c) : 0;
+        if (slow && slow < idle)
+            EARLIER(slow, BODY_TOO_SLOW);
+        else
+            EARLIER(idle, TIMEOUT_BODY);
+    } else if (c->state == CS_DRAIN)
         EARLIER(c->st.drain.deadline, TIMEOUT_DRAIN);
     else if (c->state == CS_STREAM)
         EARLIER(c->st.stream.since + c->st.stream.timeout, TIMEOUT_STREAM);
@@ -640,11 +653,36 @@ static int read_input(struct grace_conn *c)
 }
 
 /* The application starts (or resumes) waiting for body bytes: the
- * body-timeout counts from now. */
+ * body-timeout counts from now, and so does a new body-min-rate window (the
+ * time it spent paused is not the client's). */
 void grace__conn_body_wait(struct grace_conn *c)
 {
-    if (c->state == CS_ACTIVE)
+    if (c->state == CS_ACTIVE) {
         c->st.body_since = grace__now_ms();
+        if (c->req) {
+            c->req->rate_since = c->st.body_since;
+            c->req->rate_bytes = c->req->body_read;
+        }
+    }
+}
+
+/*
+ * A body-min-rate window has passed: did the body average the rate over it
+ * (the time it really took: a late timer is not the client's fault)? Then a
+ * new window starts. A body that trickles a byte now and then never trips
+ * body-timeout, but fails this; a slow but steady one passes every window.
+ */
+static int body_rate_kept(struct grace_conn *c)
+{
+    struct grace_request *req = c->req;
+    int64_t now = grace__now_ms();
+    uint64_t need = (uint64_t)(OPT(c->srv, BODY_MIN_RATE) * (now - req->rate_since) / 1000);
+
+    if (req->body_read - req->rate_bytes < need)
+        return 0;
+    req->rate_since = now;
+    req->rate_bytes = req->body_read;
+    return 1;
 }
 
 /* ---------------------------------------------------------------- output */
@@ -1370,6 +1408,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     if (d && d <= grace__now_ms() && why == GRACE_CNT_TIMEOUT_WRITE &&
         send_queue_moved(c))
         d = 0; /* leave() arms the timer for the new deadline */
+    if (d && d <= grace__now_ms() && why == GRACE_CNT_BODY_TOO_SLOW && body_rate_kept(c))
+        d = 0;
     if (d && d <= grace__now_ms()) {
         c->srv->cnt[why]++;
         grace__conn_reason(c, -ETIMEDOUT);
@@ -1385,6 +1425,9 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
             break;
         case GRACE_CNT_TIMEOUT_BODY:
             body_fail(c, 408, "request body timeout", -ETIMEDOUT);
+            break;
+        case GRACE_CNT_BODY_TOO_SLOW:
+            body_fail(c, 408, "request body too slow", -ETIMEDOUT);
             break;
         case GRACE_CNT_TLS_TIMEOUT: /* nothing can be answered yet */
             grace__conn_destroy(c);

@@ -94,6 +94,8 @@ struct grace_request {
     uint64_t body_read;       /* body bytes consumed so far */
     uint64_t body_limit;      /* max-body-size, or the handler's own */
     int64_t body_timeout;     /* ms; 0: the server's body-timeout */
+    int64_t rate_since;       /* body-min-rate: this window's start, ms */
+    uint64_t rate_bytes;      /* body_read at that start */
     int64_t write_timeout;    /* ms; 0: the server's write-timeout */
     int paused;
     grace_data_cb on_data;

@@ -2,7 +2,9 @@
 /*
  * path.c - the decoded, normalized form of a request path, so that routes
  * and file lookups compare one spelling of each path: "/%61dmin", "//admin",
- * "/./admin" and "/x/../admin" are all "/admin".
+ * "/./admin" and "/x/../admin" are all "/admin". It refuses only what a
+ * route cannot represent: an encoded '/', a NUL, a bad escape and ".."
+ * above the root; any other byte, control bytes included, is decoded.
  */
 #include "internal.h"
 
@@ -35,15 +37,17 @@ ssize_t grace_path_normalize(const char *path, size_t len, char *out, size_t siz
                 if (l < 0)
                     return -EINVAL; /* '%' without two hex digits */
                 c = (unsigned char)(h << 4 | l);
-                /* %2F would join or split segments behind a route's back;
-                 * NUL and controls have no business in a name */
+                /* %2F would join or split segments behind a route's back */
                 if (c == '/')
                     return -EINVAL;
                 i += 3;
             } else {
                 i++;
             }
-            if (c < 0x20 || c == 0x7f)
+            /* a NUL cannot be carried by the NUL-terminated result; other
+             * control bytes are the application's to judge (a file server
+             * refuses them in names, another application may route them) */
+            if (c == '\0')
                 return -EINVAL;
             out[o++] = (char)c;
         }

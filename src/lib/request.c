@@ -312,7 +312,7 @@ int grace_request_collect_body(struct grace_request *req, size_t limit, grace_bo
         return -EALREADY;
     if (!req->conn)
         return -ENOTCONN;
-    if (limit && limit < req->body_limit)
+    if (limit) /* the request's limit, raised or lowered: as set_max_body() */
         req->body_limit = limit;
     if (req->p.framing == GRACE_FRAMING_LENGTH && req->p.content_length > req->body_limit)
         return -EMSGSIZE;

@@ -252,10 +252,23 @@ int grace_reply_buffer(struct grace_request *req, int status, struct evbuffer *b
     return reply_whole(req, status, NULL, body ? evbuffer_get_length(body) : 0, body);
 }
 
+/* Queue length bytes of fd to be read as they are sent: sendfile(), or
+ * pread() in pieces on a transport without it (TLS). Owns fd. A file that
+ * ends early is found by the write path: -EPIPE, write_errors, the close. */
+static int add_file_segment(struct grace_conn *c, int fd, off_t offset, off_t length)
+{
+    if (!c->tp->sendfile)
+        return grace__conn_send_file(c, fd, offset, length);
+    return evbuffer_add_file(c->slot->out, fd, offset, length);
+}
+
 /*
  * Queue length bytes of fd. Small files are read into the buffer, so
  * headers and body leave in one write and one TCP segment; larger ones go
- * out with sendfile() (the evbuffer then owns fd). Closes fd either way.
+ * out as file segments (the evbuffer then owns fd). A small file that turns
+ * out shorter than length is not cut here: what was read is queued and the
+ * rest becomes a file segment, so that the write path ends it exactly as it
+ * ends a big one (the same report, counter and close reason).
  */
 #define SMALL_FILE 32768
 static int add_file(struct grace_conn *c, int fd, off_t offset, off_t length)
@@ -265,16 +278,21 @@ static int add_file(struct grace_conn *c, int fd, off_t offset, off_t length)
         struct evbuffer_iovec v;
         ssize_t n = -1;
         if (evbuffer_reserve_space(out, length, &v, 1) == 1) {
-            n = pread(fd, v.iov_base, (size_t)length, offset);
+            do
+                n = pread(fd, v.iov_base, (size_t)length, offset);
+            while (n < 0 && errno == EINTR);
             v.iov_len = n > 0 ? (size_t)n : 0;
             evbuffer_commit_space(out, &v, 1);
         }
-        close(fd);
-        return n == length ? 0 : -1;
+        if (n == length) {
+            close(fd);
+            return 0;
+        }
+        if (n < 0)
+            n = 0;
+        return add_file_segment(c, fd, offset + n, length - n);
     }
-    if (!c->tp->sendfile) /* TLS: read in pieces as it goes */
-        return grace__conn_send_file(c, fd, offset, length);
-    return evbuffer_add_file(out, fd, offset, length);
+    return add_file_segment(c, fd, offset, length);
 }
 
 int grace_reply_file(struct grace_request *req, int status, int fd, off_t offset, off_t length)
@@ -418,7 +436,8 @@ int grace_reply_informational(struct grace_request *req, int status, const char 
 }
 
 /* An error answered by the server itself; the caller closes afterwards.
- * req: the request it ends, if any (for the report). */
+ * req: the request it ends, if any (for the report). nosniff: a browser
+ * shows it as the text it is, whatever bytes the message holds. */
 int grace__reply_error(struct grace_conn *c, struct grace_request *req, int status,
                        const char *msg)
 {
@@ -429,7 +448,8 @@ int grace__reply_error(struct grace_conn *c, struct grace_request *req, int stat
 
     grace__date_header(c->srv, head, &n);
     k = snprintf(head + n, sizeof(head) - n,
-                 "Content-Type: text/plain\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                 "Content-Type: text/plain\r\nX-Content-Type-Options: nosniff\r\n"
+                 "Content-Length: %zu\r\nConnection: close\r\n\r\n",
                  ml + 1);
     if (k < 0 || (size_t)k >= sizeof(head) - n)
         return -EINVAL;

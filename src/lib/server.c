@@ -45,6 +45,7 @@ static const struct {
     [GRACE_OPT_TLS_HANDSHAKE_TIMEOUT] = {"tls-handshake-timeout", 10000, 1, 86400000},
     [GRACE_OPT_OUTPUT_LOW_WATER] = {"output-low-water", 65536, 0, INT32_MAX},
     [GRACE_OPT_STREAM_IDLE_TIMEOUT] = {"stream-idle-timeout", 600000, 1, 86400000},
+    [GRACE_OPT_BODY_MIN_RATE] = {"body-min-rate", 1024, 0, INT64_C(1) << 30},
 };
 
 struct grace_config *grace_config_new(void)
@@ -136,6 +137,7 @@ static const char *const counter_names[GRACE_CNT__COUNT] = {
     [GRACE_CNT_CONN_REFUSED] = "conn_refused",
     [GRACE_CNT_CONN_DROPPED] = "conn_dropped",
     [GRACE_CNT_TIMEOUT_STREAM] = "timeout_stream",
+    [GRACE_CNT_BODY_TOO_SLOW] = "body_too_slow",
 };
 
 uint64_t grace_server_counter(const struct grace_server *srv, enum grace_counter c)
@@ -578,10 +580,11 @@ void grace__server_dispatch(struct grace_request *req)
     if (!req->npath) {
         /* routes compare normalized paths: one that has none (%2F, %00, bad
          * escape, ".." above the root) would slip past them */
-        static const char msg[] = "invalid path: bad %-escape, encoded / or control, "
+        static const char msg[] = "invalid path: bad %-escape, encoded / or NUL, "
                                   "or .. above the root\n";
         grace__count_status(srv, 400);
         grace_response_add_header(req, "Connection", "close");
+        grace_response_add_header(req, "X-Content-Type-Options", "nosniff");
         grace_reply(req, 400, msg, sizeof(msg) - 1);
         return;
     }

@@ -246,7 +246,8 @@ def run_web(tmp):
     with open(os.path.join(root, "only.txt"), "w") as f:
         f.write("no sibling\n")
 
-    g = Graced("--listen", "127.0.0.1:0", "--root", root, "--upload-dir", root, "--cors",
+    # --cors-write: the origin also writes (--cors alone shares reads only)
+    g = Graced("--listen", "127.0.0.1:0", "--root", root, "--upload-dir", root, "--cors-write",
                "https://app.example", "--cache-control", "public, max-age=60", "--precompressed")
     try:
         st, body, r = req(g.port, "GET", "/only.txt", headers={"Origin": "https://app.example"})

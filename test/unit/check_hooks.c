@@ -301,6 +301,8 @@ static void c_trickle_body(struct fx *f)
 START_TEST(test_request_body_timeout_progress)
 {
     struct fx *f = fx_new();
+    /* body-timeout alone: 10 bytes/s is below body-min-rate (check_progress) */
+    grace_config_set(f->cfg, GRACE_OPT_BODY_MIN_RATE, 0);
     fx_start(f, h_short_body);
     fx_run(f, c_trickle_body, 10000);
     ck_assert_int_eq(f->finish_err, 0);

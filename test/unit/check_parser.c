@@ -597,6 +597,13 @@ static const struct {
     {"/%C3%A9t%C3%A9", NULL},
     {"/%c0%af", NULL}, /* encoded overlong: the parser passes it, the path helper decides */
     {"/%00", NULL},
+    /* encoded controls: the application's business (the router may refuse
+     * them, the parser may not; a public desync corpus holds these as legal) */
+    {"/a%09b", NULL},
+    {"/a%0Db", NULL},
+    {"/a%0Ab", NULL},
+    {"/a%0d%0aSet-Cookie:%20x", NULL},
+    {"/?q=%09%0D%0A", NULL},
     {"/%zz", NULL},
     {"/a?b=c&d=%FF", NULL},
     {"/!$&'()*+,;=:@-._~", NULL},

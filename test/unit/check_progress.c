@@ -658,6 +658,76 @@ START_TEST(test_file_past_eof_closes)
 }
 END_TEST
 
+/*
+ * The same with a file of 32 KiB or less, which is read into the response
+ * instead of sendfile()'d: the client must see the same thing, and so must
+ * the access log and the close hook. The old code sent the bytes that
+ * existed, reported err 0 (a truncated 200 logged as good), counted no
+ * write error and gave the close hook reason 0.
+ */
+#define SMALL_EOF_FILE (10 * KIB)
+#define SMALL_EOF_LEN (20 * KIB) /* promised: 20 KiB of a 10 KiB file */
+static int small_close_calls, small_close_reason;
+
+static void h_small_past_eof(struct grace_request *req, void *arg)
+{
+    grace_reply_file(req, 200, dup(eof_fd), 0, SMALL_EOF_LEN);
+}
+
+static void small_on_close(struct grace_conn *conn, int reason, void *arg)
+{
+    small_close_calls++;
+    small_close_reason = reason;
+}
+
+static void c_small_past_eof(struct fx *f)
+{
+    char head[2048];
+    long long cl = -1;
+    int fd = cli_connect(f->port);
+    set_rcvtimeo(fd, 3000);
+    cli_send(fd, GET("/"));
+    int64_t t0 = now_ms();
+    ck_assert_int_eq(read_head(fd, head, sizeof(head)), 200);
+    header_count(head, "Content-Length", &cl);
+    ck_assert_int_eq(cl, SMALL_EOF_LEN);
+    eof_got = read_body_raw(fd, SMALL_EOF_LEN, 0, 0, &eof_seen);
+    eof_ms = now_ms() - t0;
+    close(fd);
+}
+
+START_TEST(test_small_file_past_eof)
+{
+    struct fx *f = fx_new();
+    int fds;
+    raw_mismatch = 0;
+    nreports = 0;
+    small_close_calls = 0;
+    small_close_reason = 1;
+    eof_fd = pat_file(SMALL_EOF_FILE);
+    fx_start(f, h_small_past_eof);
+    grace_server_on_response(f->srv, on_report, f);
+    grace_server_on_close(f->srv, small_on_close, f);
+    fds = count_fds();
+    fx_run(f, c_small_past_eof, 8000);
+    fx_spin(f, 100);
+    ck_assert_msg(eof_seen == 1 && eof_ms < 2000, "no EOF after the file's end: %d after %lld ms",
+                  eof_seen, (long long)eof_ms);
+    ck_assert_uint_eq(eof_got, SMALL_EOF_FILE); /* what exists, then the close */
+    ck_assert_int_eq(raw_mismatch, 0);
+    ck_assert_int_eq(nreports, 1);
+    ck_assert_msg(reports[0].err == -EPIPE, "report err %d, not -EPIPE", reports[0].err);
+    ck_assert_uint_eq(reports[0].body_bytes, SMALL_EOF_FILE);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_WRITE_ERRORS), 1);
+    ck_assert_int_eq(small_close_calls, 1);
+    ck_assert_int_eq(small_close_reason, -EPIPE);
+    ck_assert_int_eq(count_fds(), fds);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_CONN_ACTIVE), 0);
+    fx_free(f);
+    close(eof_fd);
+}
+END_TEST
+
 /* ================================================================ 4. write-timeout */
 
 /*
@@ -936,6 +1006,8 @@ START_TEST(test_body_timeout_idle_not_total)
 {
     struct fx *f = fx_new();
     grace_config_set(f->cfg, GRACE_OPT_BODY_TIMEOUT, 500);
+    /* body-timeout alone: 5 bytes/s is far below body-min-rate (tested below) */
+    grace_config_set(f->cfg, GRACE_OPT_BODY_MIN_RATE, 0);
     fx_start(f, h_collect_len);
     fx_run(f, c_trickle_body, 8000);
     ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_TIMEOUT_BODY), 0);
@@ -974,6 +1046,113 @@ START_TEST(test_body_timeout_stalled_client)
     ck_assert_int_eq(f->finish_calls, 1);
     ck_assert_int_eq(f->finish_err, -ETIMEDOUT);
     ck_assert_int_eq(f->reply_rc, -ENOTCONN);
+    fx_free(f);
+}
+END_TEST
+
+/*
+ * body-min-rate: a body trickled a byte now and then is never silent for a
+ * whole body-timeout, and the old code held its slot (and graced its
+ * temporary file) for as long as the client liked. Averaged over each
+ * body-timeout period the application waits, it must reach the rate: a
+ * trickle is cut with 408, a slow but steady body is not, and the time the
+ * application spends paused is not counted.
+ */
+static int slow_status;
+static int64_t slow_ms;
+static size_t slow_sent;
+
+/* 1000 bytes announced; one byte every 200 ms (5 bytes/s) for up to 5 s */
+static void c_trickle_slow(struct fx *f)
+{
+    struct resp r;
+    int fd = cli_connect(f->port);
+    set_rcvtimeo(fd, 200);
+    cli_send(fd, "POST /t HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n");
+    int64_t t0 = now_ms();
+    slow_status = 0;
+    slow_sent = 0;
+    memset(&r, 0, sizeof(r));
+    while (now_ms() - t0 < 5000) {
+        char c;
+        ssize_t k = recv(fd, &c, 1, MSG_PEEK); /* an answer has come? */
+        if (k == 1) {
+            set_rcvtimeo(fd, 3000);
+            if (cli_read_response(fd, &r, 0) == 0)
+                slow_status = r.status;
+            resp_free(&r);
+            break;
+        }
+        if (cli_send_all(fd, "x", 1) < 0)
+            break;
+        slow_sent++;
+    }
+    slow_ms = now_ms() - t0;
+    close(fd);
+}
+
+START_TEST(test_body_min_rate_trickle)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_BODY_TIMEOUT, 1000); /* and the default rate */
+    fx_start(f, h_collect_len);
+    fx_run(f, c_trickle_slow, 10000);
+    ck_assert_msg(slow_status == 408, "a trickle (5 bytes/s) was not cut: status %d after %lld ms, "
+                  "%zu bytes sent", slow_status, (long long)slow_ms, slow_sent);
+    /* one window (1 s), not the whole body: a late timer or two at most */
+    ck_assert_msg(slow_ms >= 900 && slow_ms < 3500, "408 after %lld ms", (long long)slow_ms);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_BODY_TOO_SLOW), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_TIMEOUT_BODY), 0);
+    ck_assert_int_eq(f->finish_calls, 1);
+    ck_assert_int_eq(f->finish_err, -ETIMEDOUT);
+    fx_free(f);
+}
+END_TEST
+
+/* 600 bytes, 20 every 100 ms: 200 bytes/s for 3 s (three windows), above a
+ * floor of 100 */
+static void c_slow_but_steady(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    cli_send(fd, "POST /s HTTP/1.1\r\nHost: t\r\nContent-Length: 600\r\n\r\n");
+    for (int i = 0; i < 30; i++) {
+        usleep(100000);
+        ck_assert_int_eq(cli_send_all(fd, pat + 20 * i, 20), 0);
+    }
+    expect(fd, 200, "600");
+    close(fd);
+}
+
+START_TEST(test_body_min_rate_steady)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_BODY_TIMEOUT, 1000);
+    grace_config_set(f->cfg, GRACE_OPT_BODY_MIN_RATE, 100);
+    fx_start(f, h_collect_len);
+    fx_run(f, c_slow_but_steady, 10000);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_BODY_TOO_SLOW), 0);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_TIMEOUT_BODY), 0);
+    ck_assert_int_eq(f->finish_calls, 1);
+    ck_assert_int_eq(f->finish_err, 0);
+    fx_free(f);
+}
+END_TEST
+
+/* The application pauses for 1.5 s (three windows) while the client, whose
+ * bytes it does not take, can send nothing: not the client's slowness. */
+START_TEST(test_body_min_rate_paused)
+{
+    struct fx *f = bt_f = fx_new();
+    bt_status = 0;
+    raw_mismatch = 0;
+    grace_config_set(f->cfg, GRACE_OPT_BODY_TIMEOUT, 500);
+    grace_config_set(f->cfg, GRACE_OPT_BODY_MIN_RATE, 1 << 20); /* 1 MiB/s while it waits */
+    fx_start(f, h_pause_long);
+    fx_run(f, c_pause_long, 8000);
+    ck_assert_msg(bt_status == 200, "paused application: got %d after %lld ms (too slow %d)",
+                  bt_status, (long long)bt_ms, (int)fx_cnt(f, GRACE_CNT_BODY_TOO_SLOW));
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_BODY_TOO_SLOW), 0);
+    ck_assert_int_eq(f->finish_err, 0);
     fx_free(f);
 }
 END_TEST
@@ -1744,6 +1923,7 @@ static Suite *progress_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_file_past_eof);
     tcase_add_test(tc, test_file_past_eof_closes);
+    tcase_add_test(tc, test_small_file_past_eof);
     tcase_add_test(tc, test_write_timeout_stalled_stream);
     tcase_add_test(tc, test_write_timeout_steady_reader);
     tcase_add_test(tc, test_framing_headers_refused);
@@ -1754,6 +1934,9 @@ static Suite *progress_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_body_timeout_paused);
     tcase_add_test(tc, test_body_timeout_idle_not_total);
+    tcase_add_test(tc, test_body_min_rate_trickle);
+    tcase_add_test(tc, test_body_min_rate_steady);
+    tcase_add_test(tc, test_body_min_rate_paused);
     tcase_add_test(tc, test_body_timeout_stalled_client);
     tcase_add_test(tc, test_half_close_get_answered);
     tcase_add_test(tc, test_half_close_post_answered);

@@ -429,6 +429,8 @@ static void h_deadline(struct grace_request *req, void *arg)
 static struct fx *dl_new(enum dl_mode mode, int deadline_ms, int late_ms, int opt, int64_t val)
 {
     struct fx *f = fx_new();
+    /* totals only: body-min-rate (check_progress) would cut the trickles first */
+    grace_config_set(f->cfg, GRACE_OPT_BODY_MIN_RATE, 0);
     if (opt >= 0)
         grace_config_set(f->cfg, (enum grace_opt)opt, val);
     memset(&dl, 0, sizeof(dl));
