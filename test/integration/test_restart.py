@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-3-Clause
+"""A graceful stop that drops nothing, with real keep-alive clients: SIGTERM
+to graced while Python http.client threads and curl send requests back to
+back, repeated; every request written in full must get its answer (a new
+connection refused once the listener has closed is not a lost request).
+Also an upload cut by --shutdown-timeout (503, read by the client while it
+still sends; the temporary file removed) and --health (200 while serving,
+503 while stopping, not in the access log, with --workers, never behind
+auth). Loopback only; every graced started here is stopped by PID.
+Ends with "N passed, N failed"."""
+import http.client
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_graced import Graced, check, req, run_sections, GRACED, MiB  # noqa: E402
+
+LOST_ERRORS = (http.client.RemoteDisconnected, http.client.BadStatusLine,
+               http.client.IncompleteRead, ConnectionResetError, BrokenPipeError,
+               ConnectionAbortedError, socket.timeout)
+
+
+class Client(threading.Thread):
+    """GETs back to back on one keep-alive connection (a new one after a
+    Connection: close), until a connection is refused. Counts requests
+    written in full, answers read, and requests written without an answer."""
+
+    def __init__(self, port, path, started):
+        super().__init__(daemon=True)
+        self.port, self.path, self.started = port, path, started
+        self.sent = self.answered = self.lost = self.refused = self.send_failed = 0
+        self.closes = 0
+        self.errors = []
+
+    def run(self):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
+        while True:
+            try:
+                c.request("GET", self.path)
+            except ConnectionRefusedError:
+                self.refused += 1  # the listener has closed: nothing was sent
+                break
+            except OSError as e:  # a reset before the request was written in full
+                self.send_failed += 1
+                self.errors.append("send: " + repr(e))
+                break
+            self.sent += 1
+            try:
+                r = c.getresponse()
+                r.read()
+            except LOST_ERRORS as e:
+                self.lost += 1
+                self.errors.append("answer: " + repr(e))
+                break
+            if r.status != 200:
+                self.errors.append("status %d" % r.status)
+            self.answered += 1
+            if r.will_close:
+                self.closes += 1
+                c.close()
+            if self.answered == 20:
+                self.started.release()
+        c.close()
+
+
+def curl_client(port, path, tmp, i):
+    """curl reusing one connection for URL after URL until the first failure
+    (--fail-early); -v shows requests it had to send again on a fresh
+    connection because the reused one died (a request lost, hidden). Its
+    output goes to files: a full pipe would stall it."""
+    out = open(os.path.join(tmp, "curl%d.out" % i), "w+")
+    err = open(os.path.join(tmp, "curl%d.err" % i), "w+")
+    p = subprocess.Popen(
+        ["curl", "-sv", "--fail-early", "-o", "/dev/null", "-w", "%{http_code} %{exitcode}\n",
+         "http://127.0.0.1:%d%s?[1-10000000]" % (port, path)], stdout=out, stderr=err, text=True)
+    p.files = (out, err)
+    return p
+
+
+def curl_result(p):
+    p.wait(60)
+    texts = []
+    for f in p.files:
+        f.seek(0)
+        texts.append(f.read())
+        f.close()
+    out, err = texts
+    lines = out.split()
+    codes = [(lines[i], lines[i + 1]) for i in range(0, len(lines) - 1, 2)]
+    ok = sum(1 for h, e in codes if h == "200" and e == "0")
+    last = codes[-1] if codes else ("", "")
+    retried = err.count("Connection died, retrying")
+    # exit 7: could not connect (the listener closed); 52 empty reply, 56 reset: lost
+    lost = sum(1 for h, e in codes if e in ("52", "56", "55", "18")) + retried
+    return ok, lost, last
+
+
+def load_and_stop(tmp, label, extra=(), nthreads=16, ncurl=2, workers=1):
+    """One graced, nthreads http.client threads and ncurl curls, SIGTERM
+    once every client is busy; (threads, curls, exit status, seconds)."""
+    g = Graced("--listen", "127.0.0.1:0", "--root", tmp, *extra,
+               *(("--workers", str(workers)) if workers > 1 else ()))
+    started = threading.Semaphore(0)
+    clients = [Client(g.port, "/small.txt", started) for _ in range(nthreads)]
+    curls = [curl_client(g.port, "/small.txt", tmp, i) for i in range(ncurl)]
+    for c in clients:
+        c.start()
+    for _ in clients:
+        started.acquire(timeout=30)
+    time.sleep(0.3)  # the curls are busy too
+    t0 = time.time()
+    g.p.send_signal(signal.SIGTERM)
+    try:
+        g.p.wait(30)
+    except subprocess.TimeoutExpired:
+        g.kill()
+    took = time.time() - t0
+    for c in clients:
+        c.join(30)
+    res = [curl_result(p) for p in curls]
+    g.p.stdout.close()
+    g.p.stderr.close()
+    return clients, res, g.p.returncode, took
+
+
+def run_sigterm_under_load(tmp):
+    with open(os.path.join(tmp, "small.txt"), "w") as f:
+        f.write("small\n")
+    for run in range(3):
+        clients, curls, rc, took = load_and_stop(tmp, "run %d" % run)
+        sent = sum(c.sent for c in clients)
+        lost = sum(c.lost + c.send_failed for c in clients)
+        errs = [e for c in clients for e in c.errors][:4]
+        check("SIGTERM under load, run %d: 16 keep-alive clients, %d requests written, "
+              "every one answered" % (run + 1, sent), lost == 0 and sent > 16 * 20,
+              "%d lost: %s" % (lost, errs))
+        check("SIGTERM under load, run %d: the clients stop on a refused connection, "
+              "after a Connection: close" % (run + 1),
+              all(c.refused == 1 for c in clients) and all(c.closes >= 1 for c in clients),
+              [(c.refused, c.closes) for c in clients])
+        cok = [ok for ok, lost, last in curls]
+        clost = sum(lost for ok, lost, last in curls)
+        check("SIGTERM under load, run %d: curl on kept-alive connections loses nothing "
+              "(ends on 'could not connect')" % (run + 1),
+              clost == 0 and all(ok > 20 for ok in cok) and all(last[1] == "7" for _, _, last in curls),
+              curls)
+        check("SIGTERM under load, run %d: exit 0 within the stop bounds (%.1f s)" % (run + 1, took),
+              rc == 0 and took < 15, (rc, took))
+
+
+def main():
+    if not os.access(GRACED, os.X_OK):
+        print("0 passed, 1 failed (no %s)" % GRACED)
+        return 1
+    return run_sections((run_sigterm_under_load,), "graced-restart.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
