@@ -21,6 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_graced import Graced, check, req, run_sections, GRACED, MiB  # noqa: E402
+from test_graced_ops import write_users  # noqa: E402
 
 LOST_ERRORS = (http.client.RemoteDisconnected, http.client.BadStatusLine,
                http.client.IncompleteRead, ConnectionResetError, BrokenPipeError,
@@ -155,11 +156,119 @@ def run_sigterm_under_load(tmp):
               rc == 0 and took < 15, (rc, took))
 
 
+def upload_cut(port, name, token, stop):
+    """PUT 64 MiB at ~1 MB/s, reading as it sends (as a browser does); stop()
+    once 512 KiB are sent. (the response head, or what broke, seconds from
+    the stop to the answer)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=20)
+    s.sendall(("PUT /%s HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n"
+               "Authorization: Bearer %s\r\n\r\n" % (name, 64 * MiB, token)).encode())
+    piece, sent, resp, t_stop = b"u" * 16384, 0, b"", None
+    try:
+        while sent < 64 * MiB and b"\r\n\r\n" not in resp:
+            if sent == 32 * len(piece):
+                stop()
+                t_stop = time.time()
+            s.sendall(piece)
+            sent += len(piece)
+            s.settimeout(0.015)
+            try:
+                d = s.recv(65536)
+                if not d:
+                    return b"EOF after %d bytes sent" % sent, 0
+                resp += d
+            except socket.timeout:
+                pass
+            s.settimeout(20)
+        return resp, time.time() - t_stop
+    except OSError as e:
+        return ("%r after %d bytes sent, %r read" % (e, sent, resp[:40])).encode(), 0
+    finally:
+        s.close()
+
+
+def run_upload_cut(tmp):
+    up = os.path.join(tmp, "upcut")
+    os.mkdir(up)
+    tok = os.path.join(tmp, "cut.tok")
+    with open(tok, "w") as f:
+        f.write("cuttoken\n")
+    g = Graced("--listen", "127.0.0.1:0", "--root", up, "--upload-dir", up,
+               "--auth-token-file", tok, "--shutdown-timeout", "1s")
+    try:
+        resp, after = upload_cut(g.port, "cut.bin", "cuttoken",
+                                 lambda: g.p.send_signal(signal.SIGTERM))
+        check("an upload cut by --shutdown-timeout gets 503 + Connection: close, read while "
+              "still sending (%.1f s after SIGTERM)" % after,
+              resp.startswith(b"HTTP/1.1 503") and b"\r\nConnection: close\r\n" in resp and after >= 0.9,
+              resp[:200])
+        g.p.wait(10)
+        check("... graced exits 0", g.p.returncode == 0, g.p.returncode)
+        check("... its temporary file is removed, nothing stored", os.listdir(up) == [],
+              os.listdir(up))
+    finally:
+        g.stop()
+
+
+def run_health(tmp):
+    root = os.path.join(tmp, "hroot")
+    os.mkdir(root)
+    with open(os.path.join(root, "f.txt"), "w") as f:
+        f.write("file\n")
+    for bad in ("healthz", "/a/../healthz", "/h%7a"):
+        r = subprocess.run([GRACED, "--health", bad], capture_output=True, text=True)
+        check("--health %s: exit 2" % bad, r.returncode == 2 and "--health" in r.stderr, r.stderr)
+    users = os.path.join(tmp, "husers")
+    write_users(users, [("alice", "pw", "r", b"$y$")])
+    log = os.path.join(tmp, "health.log")
+    for workers in (1, 2):
+        g = Graced("--listen", "127.0.0.1:0", "--root", root, "--health", "/healthz",
+                   "--users-file", users, "--private", "--access-log", log,
+                   "--workers", str(workers))
+        try:
+            st, body, r = req(g.port, "GET", "/healthz")
+            check("--health (workers %d): 200 while serving, with no login under --private"
+                  % workers, st == 200 and body == b"ok\n", (st, body))
+            st, body, r = req(g.port, "HEAD", "/healthz")
+            check("--health: HEAD 200", st == 200 and body == b"", (st, body))
+            st, body, r = req(g.port, "PUT", "/healthz", body=b"x")
+            check("--health: PUT 405 (nothing can be stored on it)", st == 405, st)
+            st, body, r = req(g.port, "GET", "/f.txt")
+            check("... while files still need the login", st == 401, st)
+            # keep-alive connections (spread over the workers), then the stop
+            conns = []
+            for _ in range(6):
+                c = http.client.HTTPConnection("127.0.0.1", g.port, timeout=10)
+                c.request("GET", "/healthz")
+                r = c.getresponse()
+                r.read()
+                conns.append(c)
+            g.p.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            sts = []
+            for c in conns:
+                c.request("GET", "/healthz")
+                r = c.getresponse()
+                r.read()
+                sts.append((r.status, r.getheader("Connection")))
+                c.close()
+            check("--health (workers %d): 503 + Connection: close on every worker once "
+                  "stopping" % workers, all(x == (503, "close") for x in sts), sts)
+            g.p.wait(10)
+            check("... and graced exits 0", g.p.returncode == 0, g.p.returncode)
+        finally:
+            g.stop()
+    with open(log) as f:
+        lines = f.read().splitlines()
+    check("--health is kept out of the access log (the other requests are in it)",
+          not any("healthz" in l for l in lines) and sum("/f.txt" in l for l in lines) == 2, lines)
+
+
 def main():
     if not os.access(GRACED, os.X_OK):
         print("0 passed, 1 failed (no %s)" % GRACED)
         return 1
-    return run_sections((run_sigterm_under_load,), "graced-restart.")
+    return run_sections((run_sigterm_under_load, run_upload_cut, run_health), "graced-restart.")
 
 
 if __name__ == "__main__":
