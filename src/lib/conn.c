@@ -1556,9 +1556,11 @@ void grace__conn_stop_cut(struct grace_conn *c)
     grace__conn_enter(c);
     if (c->state == CS_ACTIVE && req && req->resp == RESP_NONE) {
         CNT(c->srv, STOP_DEADLINE);
+        grace__conn_reason(c, -ESHUTDOWN);
         body_fail(c, 503, msg, -ESHUTDOWN);
     } else if (c->state == CS_HEAD && buffered_in(c)) { /* a request half sent */
         CNT(c->srv, STOP_DEADLINE);
+        grace__conn_reason(c, -ESHUTDOWN);
         fail_with(c, NULL, 503, msg);
     } else if (c->state <= CS_HEAD && !grace__buffered_out(c)) {
         CNT(c->srv, STOP_IDLE_CLOSED);
