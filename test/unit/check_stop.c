@@ -126,6 +126,7 @@ static void *b2b_main(void *arg)
     }
     if (fd >= 0)
         close(fd);
+    cli_thread_end();
     return NULL;
 }
 
@@ -153,9 +154,14 @@ static void h_count_stop(struct grace_request *req, void *arg)
     grace_reply(req, 200, "hello", 5);
 }
 
+/* the loop's own timer, every 5 ms: stops once enough requests came */
 static void stop_timer(evutil_socket_t fd, short what, void *arg)
 {
-    do_stop(arg);
+    struct fx *f = arg;
+    if (!f->stopped && stop_called_ms >= 0 && f->handler_calls >= -stop_after) {
+        do_stop(f);
+        stop_called_ms = -1; /* once */
+    }
 }
 
 START_TEST(test_stop_back_to_back)
@@ -164,11 +170,14 @@ START_TEST(test_stop_back_to_back)
         struct fx *f = fx_new();
         struct event *t = NULL;
         stop_timeout_ms = 5000;
-        stop_after = round % 2 ? -1 : 300 + 97 * round;
+        stop_called_ms = 0;
+        /* from a handler after n requests, or (negative) from the loop's own
+         * timer, between requests, once n have come */
+        stop_after = round % 2 ? -(200 + 61 * round) : 300 + 97 * round;
         fx_start(f, h_count_stop);
-        if (round % 2) { /* from the loop's own timer, between requests */
-            struct timeval tv = {0, 100000 + 30000 * round};
-            t = evtimer_new(f->base, stop_timer, f);
+        if (round % 2) {
+            struct timeval tv = {0, 5000};
+            t = event_new(f->base, -1, EV_PERSIST, stop_timer, f);
             evtimer_add(t, &tv);
         }
         fx_run(f, c_b2b, 20000);
@@ -180,7 +189,9 @@ START_TEST(test_stop_back_to_back)
             ck_assert_msg(!cl[i].lost && !cl[i].send_failed,
                           "round %d, client %d: %d lost, %d not sent (%s)", round, i, cl[i].lost,
                           cl[i].send_failed, cl[i].why);
-            ck_assert_msg(cl[i].refused == 1 && cl[i].closes >= 1,
+            /* each ends refused, after a Connection: close; unless the stop
+             * came before its first connect (a slow start, e.g. valgrind) */
+            ck_assert_msg(cl[i].refused == 1 && (cl[i].closes >= 1 || cl[i].sent == 0),
                           "round %d, client %d: refused %d, closes %d (%s)", round, i,
                           cl[i].refused, cl[i].closes, cl[i].why);
             sent += cl[i].sent;

@@ -84,6 +84,11 @@ static void rd_forget(int fd)
         }
 }
 
+void cli_thread_end(void)
+{
+    rd_forget(-1);
+}
+
 struct run {
     struct fx *f;
     void (*client)(struct fx *);
