@@ -467,8 +467,9 @@ static void keepalive_timeout(struct grace_conn *c)
             rd_arm_at(c, due); /* early: armed before the stop */
             return;
         }
+        /* a reader still taking our output is polled at most every 25 ms */
         if (OPT(srv, STOP_IDLE_GRACE) < period)
-            period = OPT(srv, STOP_IDLE_GRACE) > 0 ? OPT(srv, STOP_IDLE_GRACE) : 1;
+            period = OPT(srv, STOP_IDLE_GRACE) > 100 ? OPT(srv, STOP_IDLE_GRACE) : 100;
     }
     unsent = c->tp->unsent(c);
     if (unsent && c->st.idle.unsent == SIZE_MAX) {
