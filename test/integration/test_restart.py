@@ -264,11 +264,54 @@ def run_health(tmp):
           not any("healthz" in l for l in lines) and sum("/f.txt" in l for l in lines) == 2, lines)
 
 
+def run_listen_queue(tmp):
+    """Connections that queue in the kernel (graced stopped with SIGSTOP) and
+    send their request, on the plain and on the PROXY listener, then SIGTERM
+    and SIGCONT: each is answered, none reset by the listener's close."""
+    with open(os.path.join(tmp, "small.txt"), "w") as f:
+        f.write("small\n")
+    g = Graced("--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0",
+               "--proxy-from", "127.0.0.0/8", "--root", tmp, expect_ports=2)
+    try:
+        g.p.send_signal(signal.SIGSTOP)
+        socks = []
+        for i in range(12):
+            proxy = i % 2
+            s = socket.create_connection(("127.0.0.1", g.ports[proxy]), timeout=10)
+            s.sendall((b"PROXY TCP4 192.0.2.%d 127.0.0.1 4000 80\r\n" % (i + 1) if proxy else b"") +
+                      b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+            socks.append(s)
+        time.sleep(0.2)
+        g.p.send_signal(signal.SIGTERM)
+        time.sleep(0.1)
+        g.p.send_signal(signal.SIGCONT)
+        got = []
+        for s in socks:
+            out = b""
+            try:
+                while b"small\n" not in out:
+                    d = s.recv(4096)
+                    if not d:
+                        break
+                    out += d
+            except OSError as e:
+                out += repr(e).encode()
+            got.append(out.split(b"\r\n")[0])
+            s.close()
+        check("SIGTERM with 12 connections in the listen queues (6 plain, 6 PROXY): each "
+              "answered, none reset", got == [b"HTTP/1.1 200 OK"] * 12, got)
+        g.p.wait(10)
+        check("... and graced exits 0", g.p.returncode == 0, g.p.returncode)
+    finally:
+        g.stop()
+
+
 def main():
     if not os.access(GRACED, os.X_OK):
         print("0 passed, 1 failed (no %s)" % GRACED)
         return 1
-    return run_sections((run_sigterm_under_load, run_upload_cut, run_health), "graced-restart.")
+    return run_sections((run_sigterm_under_load, run_listen_queue, run_upload_cut, run_health),
+                        "graced-restart.")
 
 
 if __name__ == "__main__":
