@@ -155,7 +155,8 @@ timeout) or a non-2xx answer. $RUNS runs each, alternating; medians.
 | graced \`--stop-idle-grace 0\` | $g0 | ${per_restart[graced-grace0]}| $(med "${total[graced-grace0]}") |
 | nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') | $n | ${per_restart[nginx]}| $(med "${total[nginx]}") |
 
-graced / nginx: $(ratio "$g" "$n") (failed requests per restart). \`--stop-idle-grace 0\` closes
-idle keep-alive connections at the stop, as graced did before the lame duck (the listen queue
-is still served): what the grace itself saves.
+graced / nginx: $(ratio "$g" "$n") (failed requests per restart). \`--stop-idle-grace 0\`: no lame
+duck, an idle keep-alive connection closes at the stop as soon as its last response has left
+the kernel's send queue (the listen queue is still served): what the grace itself saves. It
+varies with how many responses are still on their way at the stop.
 EOF
