@@ -15,9 +15,10 @@ mode=${1:-build}
 
 # systemd: only its systemd-analyze, for the unit's security test;
 # chromium and firefox-esr: the browser tests (test/browser), Firefox because
-# it, unlike Chromium, loses an early answer to a naive close
+# it, unlike Chromium, loses an early answer to a naive close; haproxy:
+# test_haproxy.py's rolling restart behind it
 PKGS="build-essential autoconf automake libtool pkg-config libevent-dev check \
-libssl-dev openssl curl python3 clang valgrind systemd libcrypt-dev chromium firefox-esr"
+libssl-dev openssl curl python3 clang valgrind systemd libcrypt-dev chromium firefox-esr haproxy"
 # node and npm for the browser test (test/browser): Debian's, unless a node
 # with its own npm is already there
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
@@ -75,7 +76,7 @@ test)
     # kernel already accepted, so the EMFILE tests cannot run under it
     for t in build/test/unit/check_parser build/test/unit/check_server build/test/unit/check_linger \
         build/test/unit/check_progress build/test/unit/check_stream build/test/unit/check_splice \
-        build/test/unit/check_upgrade build/test/unit/check_hooks; do
+        build/test/unit/check_upgrade build/test/unit/check_hooks build/test/unit/check_stop; do
         GRACE_TEST_NO_HEAP=1 GRACE_TEST_NO_RLIMIT=1 CK_FORK=no \
             valgrind -q --leak-check=full --error-exitcode=1 "$t"
     done

@@ -96,6 +96,10 @@ enum grace_opt {
     GRACE_OPT_BODY_MIN_RATE,      /**< reading a body: bytes/s it must average over
                                        each body-timeout period the application
                                        waits; 0: no floor (1024) */
+    GRACE_OPT_STOP_IDLE_GRACE,    /**< during a stop: an idle keep-alive connection
+                                       is kept this long for its next request,
+                                       answered with Connection: close (3000);
+                                       see grace_server_stop() */
     GRACE_OPT__COUNT
 };
 
@@ -168,8 +172,10 @@ GRACE_API int grace_server_adopt_listener(struct grace_server *srv,
  * client's address reported by grace_request_peer() and the response info;
  * with tls non-NULL the connection speaks TLS. The server takes ownership
  * of fd (non-blocking) and closes it, also on failure.
- * @return 0; -EINVAL for bad arguments; -ESHUTDOWN if the server is
- * stopping; -EBUSY at max-connections.
+ * During a graceful stop the connection is still served (its response
+ * carries Connection: close) until the stop deadline.
+ * @return 0; -EINVAL for bad arguments; -ESHUTDOWN once the stop deadline
+ * has passed; -EBUSY at max-connections.
  */
 GRACE_API int grace_server_adopt_conn(struct grace_server *srv, int fd,
                                       const struct sockaddr *peer, socklen_t peer_len,
@@ -200,12 +206,33 @@ GRACE_API int grace_server_route(struct grace_server *srv, const char *method, c
 typedef void (*grace_stopped_cb)(struct grace_server *srv, void *arg);
 
 /**
- * Stop gracefully: close the listening sockets, close idle keep-alive
- * connections, let requests in flight finish (their responses carry
- * Connection: close), cut lingering to GRACE_OPT_STOP_LINGER_TIME, and after
- * timeout_ms close what is left. cb runs once everything is closed (from the event loop, never
- * from inside this call).
- * @return 0, or -EALREADY if a stop is already running.
+ * Stop gracefully, dropping no request a client has sent:
+ *  1. the connections already waiting in the listen queues are accepted
+ *     (closing a listener would reset them, and they may hold a request),
+ *     then the listening sockets are closed: new connections are refused;
+ *  2. every response started from now on carries Connection: close and
+ *     the connection closes gracefully after it (lingering cut to
+ *     GRACE_OPT_STOP_LINGER_TIME);
+ *  3. an idle keep-alive connection is not closed at once (its client may
+ *     be sending a request right now): it stays open for
+ *     GRACE_OPT_STOP_IDLE_GRACE, counted from the stop or from the end of
+ *     its last response, whichever is later (never beyond its keep-alive
+ *     timeout); a request arriving meanwhile is answered, with
+ *     Connection: close. A connection whose last response started before
+ *     the stop (without Connection: close) is treated the same once it is
+ *     idle again. Upgraded streams get on_close(-ESHUTDOWN);
+ *  4. at timeout_ms, a request whose reply has not started is answered
+ *     503 with Connection: close, then the graceful close (its finish
+ *     callback gets -ESHUTDOWN); one whose reply has started is cut short
+ *     (finish callback -ECANCELED); idle and closing connections close;
+ *  5. stop-linger-time later whatever is left is closed.
+ * cb runs once everything is closed: from the event loop, never from inside
+ * this call, and at the latest timeout_ms + stop-linger-time after it.
+ * Connections given to grace_server_adopt_conn() before the deadline are
+ * still served (with Connection: close). May be called from any of this
+ * server's callbacks, the accept hook included: a connection being
+ * accepted is served before cb runs.
+ * @return 0; -EINVAL; -ENOMEM; -EALREADY if a stop is already running.
  */
 GRACE_API int grace_server_stop(struct grace_server *srv, int64_t timeout_ms, grace_stopped_cb cb,
                                 void *arg);
@@ -257,6 +284,10 @@ enum grace_counter {
     GRACE_CNT_CONN_DROPPED,     /**< connections ended by grace_conn_drop() */
     GRACE_CNT_TIMEOUT_STREAM,   /**< streams cut by stream-idle-timeout */
     GRACE_CNT_BODY_TOO_SLOW,    /**< bodies cut (408) below body-min-rate */
+    GRACE_CNT_STOP_IDLE_CLOSED, /**< idle connections closed by a stop, once
+                                     stop-idle-grace had passed */
+    GRACE_CNT_STOP_DEADLINE,    /**< requests cut by the stop deadline: answered 503
+                                     if their reply had not started, else cut short */
     GRACE_CNT__COUNT
 };
 

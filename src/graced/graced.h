@@ -64,6 +64,7 @@ struct graced_opts {
     const char *pid_file;
     int64_t shutdown_timeout_ms;
     const char *metrics_path;
+    const char *health_path;  /* --health: 200 serving, 503 stopping */
     int64_t stale_upload_age_ms; /* --stale-upload-age */
     int64_t restart_delay_max_ms; /* --restart-delay-max */
     int list_dirs;            /* --list-dirs */
@@ -117,6 +118,7 @@ struct graced {
     struct graced_auth *auth;     /* auth.c: NULL without --users-file */
     struct graced_metrics *metrics; /* metrics.c: shared by all workers */
     struct graced_proxy *proxy;   /* proxy.c: this worker's PROXY listeners */
+    int stopping;                 /* a graceful stop began: --health says 503 */
 };
 
 /* options.c: 0 to run, 1 after --help/--version, -1 on error (printed) */
@@ -130,6 +132,7 @@ int graced_access_log_open(const char *path);
 int graced_access_log_reopen(void);
 void graced_access_log_close(void);
 void graced_access(const struct grace_response_info *ri, void *arg);
+void graced_access_log_skip(const char *path); /* requests for path are not logged (--health) */
 
 /* sock.c: the listening sockets of every worker, opened before forking:
  * each --listen and --tls-listen address (SO_REUSEPORT between workers), or
@@ -260,6 +263,9 @@ int graced_proxy_init(struct graced *g); /* start-up checks; -1 after a line on 
 /* accept on fd, read the PROXY header, then hand the connection to the
  * server (plain HTTP, or TLS with tls) */
 int graced_proxy_listen(struct graced *g, int fd, struct grace_tls *tls);
+/* a graceful stop: the listen queues accepted, the listeners closed; the
+ * number of headers still to read, settled(g) once they are (bounded) */
+int graced_proxy_stop(struct graced *g, void (*settled)(struct graced *g));
 void graced_proxy_free(struct graced *g);
 
 /* metrics.c: the mapping is made before forking, so every worker adds to

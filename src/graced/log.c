@@ -25,6 +25,7 @@
 static int log_level = LOG_INFO;
 static int access_fd = -1;
 static const char *access_path;
+static const char *skip_path; /* --health: a probe every second would fill the log */
 
 void graced_log_set_level(int level)
 {
@@ -148,6 +149,11 @@ static void log_quoted(struct line *l, const char *s, size_t max)
  * version: "TLSv1.3", "TLSv1.2", or "-" for plain HTTP (also for the
  * library's own answers).
  */
+void graced_access_log_skip(const char *path)
+{
+    skip_path = path;
+}
+
 void graced_access(const struct grace_response_info *ri, void *arg)
 {
     const struct grace_request *req = grace_response_info_request(ri);
@@ -158,7 +164,7 @@ void graced_access(const struct grace_response_info *ri, void *arg)
     struct tm tm;
     struct line l;
 
-    if (access_fd < 0)
+    if (access_fd < 0 || (req && skip_path && !strcmp(grace_request_path_decoded(req), skip_path)))
         return;
     l.len = 0;
     sa = grace_response_info_peer(ri, NULL);

@@ -95,12 +95,35 @@ static void add_hsts(struct grace_request *req, const struct graced *g)
     grace_response_add_header(req, "Strict-Transport-Security", v);
 }
 
+/*
+ * --health: 200 while serving, 503 once a stop began, for a load balancer's
+ * checks. Before anything that could refuse (a login, the Origin check): a
+ * probe never needs credentials, and it reveals nothing but "up". Matched
+ * on the decoded path, so no file can shadow it or be uploaded onto it.
+ */
+static int health(struct grace_request *req, struct graced *g)
+{
+    const char *m = grace_request_method(req);
+    if (!g->o.health_path || strcmp(grace_request_path_decoded(req), g->o.health_path))
+        return 0;
+    grace_response_add_header(req, "Cache-Control", "no-store");
+    if (strcmp(m, "GET") && strcmp(m, "HEAD")) {
+        grace_response_add_header(req, "Allow", "GET, HEAD");
+        graced_reply(req, 405, "method not allowed\n");
+    } else {
+        graced_reply(req, g->stopping ? 503 : 200, g->stopping ? "stopping\n" : "ok\n");
+    }
+    return 1;
+}
+
 static void handle(struct grace_request *req, void *arg)
 {
     struct graced *g = arg;
     const char *m = grace_request_method(req);
     int get = !strcmp(m, "GET") || !strcmp(m, "HEAD");
 
+    if (health(req, g))
+        return;
     add_hsts(req, g);
     graced_web_headers(req, g); /* Server, nosniff, framing, CORS */
 
@@ -145,18 +168,28 @@ static void stopped(struct grace_server *srv, void *arg)
     event_base_loopexit(g->base, NULL);
 }
 
+/* The library's stop: the listen queues served, the listeners closed,
+ * idle connections given stop-idle-grace, requests in flight
+ * --shutdown-timeout (then 503 to those not yet answered). */
+static void begin_stop(struct graced *g)
+{
+    if (grace_server_stop(g->srv, g->o.shutdown_timeout_ms, stopped, g) == 0)
+        graced_log(LOG_INFO, "stopping: finishing requests in flight");
+}
+
 /*
  * SIGTERM/SIGINT: a graceful stop; a second one: stop now. A worker of
  * several hears from the supervisor instead: SIGTERM or SIGINT there only
  * ever means graceful, since a signal sent to the whole process group
  * (Ctrl-C) or control group (systemd) reaches it twice, directly and
  * forwarded; "now" comes as SIGUSR2, sent by the supervisor only on a
- * second stop signal of its own.
+ * second stop signal of its own. The PROXY listeners' queues are taken
+ * first; the server stops once their headers are read (bounded by
+ * --proxy-timeout), so that it can still adopt those connections.
  */
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct graced *g = arg;
-    int rc;
     if (sig == SIGHUP) {
         graced_notify_reloading(); /* systemd: RELOADING=1, then READY=1 */
         if (graced_access_log_reopen() < 0)
@@ -172,13 +205,15 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         event_base_loopexit(g->base, NULL);
         return;
     }
+    if (g->stopping) {
+        if (!g->supervised)
+            event_base_loopexit(g->base, NULL); /* a second signal: now */
+        return;
+    }
+    g->stopping = 1; /* --health answers 503 from now on */
     graced_notify_stopping(); /* systemd: STOPPING=1 */
-    graced_proxy_free(g); /* stop accepting there too */
-    rc = grace_server_stop(g->srv, g->o.shutdown_timeout_ms, stopped, g);
-    if (rc != -EALREADY)
-        graced_log(LOG_INFO, "stopping: finishing requests in flight");
-    else if (!g->supervised)
-        event_base_loopexit(g->base, NULL); /* a second signal: now */
+    if (!graced_proxy_stop(g, begin_stop))
+        begin_stop(g);
 }
 
 /* fds[i] speaks TLS if tls[i], and expects a PROXY header if proxy[i] */
@@ -503,6 +538,7 @@ int main(int argc, char **argv)
     if (graced_auth_load(&g) < 0 || graced_proxy_init(&g) < 0 || graced_metrics_init(&g) < 0)
         return 2;
     graced_web_check_options(&g.o);
+    graced_access_log_skip(g.o.health_path);
     if (g.o.access_log && graced_access_log_open(g.o.access_log) < 0) {
         fprintf(stderr, "graced: --access-log %s: %s\n", g.o.access_log, strerror(errno));
         return 2;

@@ -19,7 +19,7 @@ enum {
     O_USERS_FILE, O_PRIVATE, O_AUTH_CACHE_TIME, O_AUTH_FAIL_LIMIT, O_CORS, O_CACHE_CONTROL,
     O_PRECOMPRESSED, O_NO_SERVER_HEADER, O_METRICS_ALLOW, O_PROXY_LISTEN, O_PROXY_FROM,
     O_PROXY_TIMEOUT, O_BACKLOG, O_PROXY_TLS_LISTEN, O_AUTH_MAX_PENDING, O_WARN_INTERVAL,
-    O_CORS_WRITE, O_TRUST_UPLOADS,
+    O_CORS_WRITE, O_TRUST_UPLOADS, O_HEALTH,
     O_LIB = 512 /* + enum grace_opt */
 };
 
@@ -39,6 +39,7 @@ static int is_time_opt(int opt)
     case GRACE_OPT_ACCEPT_RETRY:
     case GRACE_OPT_TLS_HANDSHAKE_TIMEOUT:
     case GRACE_OPT_STREAM_IDLE_TIMEOUT:
+    case GRACE_OPT_STOP_IDLE_GRACE:
         return 1;
     default:
         return 0;
@@ -122,7 +123,10 @@ static void usage(FILE *out, const struct grace_config *cfg)
             "                           logged at most once per TIME, with a count; 0: each\n"
             "                           (1m)\n"
             "  --pid-file FILE          write the main process id here (off)\n"
-            "  --shutdown-timeout TIME  SIGTERM: time for requests in flight (10s)\n"
+            "  --shutdown-timeout TIME  SIGTERM: time for requests in flight; then 503 to\n"
+            "                           those not yet answered (10s)\n"
+            "  --health PATH            GET PATH: 200 while serving, 503 while stopping; no\n"
+            "                           login, not in the access log (off)\n"
             "  --metrics PATH           counters of all workers in Prometheus text format\n"
             "                           at PATH (off)\n"
             "  --metrics-allow CIDR     who may read --metrics; repeatable (loopback)\n"
@@ -200,6 +204,7 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
         {"pid-file", required_argument, NULL, O_PID_FILE},
         {"shutdown-timeout", required_argument, NULL, O_SHUTDOWN_TIMEOUT},
         {"metrics", required_argument, NULL, O_METRICS},
+        {"health", required_argument, NULL, O_HEALTH},
         {"stale-upload-age", required_argument, NULL, O_STALE_UPLOAD_AGE},
         {"restart-delay-max", required_argument, NULL, O_RESTART_DELAY_MAX},
         {"list-dirs", no_argument, NULL, O_LIST_DIRS},
@@ -411,6 +416,17 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
             }
             free((char *)o->metrics_path);
             o->metrics_path = norm;
+            break;
+        }
+        case O_HEALTH: { /* compared with the request's decoded path */
+            char norm[1024];
+            ssize_t nl = a[0] == '/' ? grace_path_normalize(a, strlen(a), norm, sizeof(norm)) : -1;
+            if (nl < 0 || strcmp(norm, a)) {
+                fprintf(stderr, "graced: --health %s: a plain path starting with /, "
+                                "such as /healthz\n", a);
+                return -1;
+            }
+            o->health_path = a;
             break;
         }
         case O_WORKERS: {

@@ -16,6 +16,7 @@
  * log: the first is logged, the others are counted and summed up in one
  * line at the end of each --warn-interval (per worker).
  */
+#define _GNU_SOURCE /* accept4 */
 #include "graced.h"
 
 #include <arpa/inet.h>
@@ -23,6 +24,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -66,6 +68,7 @@ struct graced_proxy {
     int64_t warn_since_ms;  /* the last line logged */
     uint64_t warn_quiet;    /* refusals counted since */
     char warn_last[64];     /* the last of them */
+    void (*settled)(struct graced *g); /* graced_proxy_stop(): no header left to read */
 };
 
 /* ---------------------------------------------------------------- CIDR */
@@ -156,12 +159,24 @@ static void peer_text(const struct sockaddr_storage *ss, char *out, size_t n)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, out, (socklen_t)n);
 }
 
+/* After a stop began, the last header read (or dropped) lets it go on. */
+static void check_settled(struct graced_proxy *p)
+{
+    void (*cb)(struct graced *) = p->settled;
+    if (cb && !p->npending) {
+        p->settled = NULL;
+        cb(p->g);
+    }
+}
+
 static void drop(struct pending *pd, const char *why)
 {
+    struct graced_proxy *p = pd->p;
     char a[64];
     peer_text(&pd->peer, a, sizeof(a));
     graced_log(LOG_INFO, "PROXY header from %s: %s; connection closed", a, why);
     pending_free(pd, 1);
+    check_settled(p);
 }
 
 /* "PROXY TCP4 1.2.3.4 5.6.7.8 1111 80\r\n"; 0, or -1 if malformed */
@@ -249,8 +264,10 @@ static void handed(struct pending *pd)
     struct sockaddr_storage peer = pd->peer;
     socklen_t len = pd->peer_len;
     struct grace_tls *tls = pd->tls;
+    struct graced_proxy *p = pd->p;
     pending_free(pd, 0);
     grace_server_adopt_conn(g->srv, fd, (struct sockaddr *)&peer, len, tls);
+    check_settled(p);
 }
 
 /* recv into the header buffer; 0, or -1 after dropping the connection */
@@ -496,6 +513,45 @@ int graced_proxy_listen(struct graced *g, int fd, struct grace_tls *tls)
         return -errno ? -errno : -ENOMEM;
     p->nl++;
     return 0;
+}
+
+/*
+ * A graceful stop: what the listen queues hold has completed its handshake
+ * with the balancer and may carry a request (HAProxy sends the PROXY header
+ * and the client's first bytes at once): closing the listeners would reset
+ * it, and a balancer in TCP mode cannot retry what it already forwarded.
+ * So the queues are accepted first, then the listeners close (new
+ * connections are refused: the balancer retries elsewhere). Returns how
+ * many headers are still to be read; settled(g) runs once none is left
+ * (each is bounded by --proxy-timeout), from the event loop.
+ */
+int graced_proxy_stop(struct graced *g, void (*settled)(struct graced *g))
+{
+    struct graced_proxy *p = g->proxy;
+    if (!p)
+        return 0;
+    for (int i = 0; i < p->nl; i++) {
+        int lfd = evconnlistener_get_fd(p->l[i].lev);
+        for (int n = 0; n < 65536; n++) { /* a flood does not hold the stop */
+            struct pollfd pf = {.fd = lfd, .events = POLLIN};
+            struct sockaddr_storage ss;
+            socklen_t len = sizeof(ss);
+            int fd;
+            if (poll(&pf, 1, 0) <= 0)
+                break;
+            fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0 && (errno == EINTR || errno == ECONNABORTED))
+                continue;
+            if (fd < 0)
+                break;
+            accept_cb(p->l[i].lev, fd, (struct sockaddr *)&ss, (int)len, &p->l[i]);
+        }
+        evconnlistener_free(p->l[i].lev);
+    }
+    p->nl = 0;
+    if (p->npending)
+        p->settled = settled;
+    return p->npending;
 }
 
 /* Stop accepting and close the connections still sending their header. */

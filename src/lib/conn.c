@@ -50,6 +50,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg);
 static void pump(struct grace_conn *c);
 static void output_empty(struct grace_conn *c);
 static void close_between_requests(struct grace_conn *c);
+static int rd_arm_new(struct grace_conn *c);
 
 /* The largest header block the parser can accept, plus its CRLFs. */
 static size_t head_max(const struct grace_server *srv)
@@ -311,13 +312,20 @@ static void accept_failed(struct grace_conn *c)
     }
 }
 
+/* The set-up of a connection counted in nconns failed or was refused. */
+static void accept_abandoned(struct grace_server *srv)
+{
+    srv->nconns--;
+    grace__server_check_stopped(srv); /* a stop from the accept hook */
+}
+
 void grace__conn_accept_tls(struct grace_server *srv, evutil_socket_t fd,
                             const struct sockaddr *sa, int salen, struct grace_tls *tls)
 {
     struct grace_conn *c;
     int one = 1;
 
-    if (srv->stopping || !(c = calloc(1, sizeof(*c)))) {
+    if (srv->stopping >= STOP_CUTTING || !(c = calloc(1, sizeof(*c)))) {
         evutil_closesocket(fd);
         return;
     }
@@ -329,32 +337,43 @@ void grace__conn_accept_tls(struct grace_server *srv, evutil_socket_t fd,
         c->peer_len = (socklen_t)salen;
     }
     c->tp = tls ? &grace__tls : &grace__plain; /* the hook may ask */
+    /* counted before the hook: a stop from inside it waits for this one */
+    srv->nconns++;
     if (srv->on_accept && grace__hook_accept(c) != 0) { /* before any byte is read */
         CNT(srv, CONN_REFUSED);
         evutil_closesocket(fd);
         free(c);
+        accept_abandoned(srv);
+        return;
+    }
+    if (srv->stopping >= STOP_CUTTING) { /* the hook stopped with timeout 0 */
+        accept_failed(c);
+        free(c);
+        evutil_closesocket(fd);
+        accept_abandoned(srv);
         return;
     }
     if (tls && !(c->tls = grace__tls_conn_new(tls, fd))) {
         accept_failed(c);
         free(c);
         evutil_closesocket(fd);
+        accept_abandoned(srv);
         return;
     }
     /* responses go out in one write; Nagle would only delay pipelined ones */
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     /* no slot until the first bytes: a silent connection costs little */
     c->rd = event_new(srv->base, fd, EV_READ | EV_PERSIST, read_cb, c);
-    if (!c->rd || event_add(c->rd, tls ? srv->tv_handshake : srv->tv_header) < 0) {
+    if (!c->rd || rd_arm_new(c) < 0) {
         if (c->rd)
             event_free(c->rd);
         accept_failed(c);
         c->tp->close(c);
         free(c);
+        accept_abandoned(srv);
         return;
     }
     TAILQ_INSERT_TAIL(&srv->conns, c, link);
-    srv->nconns++;
     CNT(srv, CONN_ACCEPTED);
     srv->cnt[GRACE_CNT_CONN_ACTIVE]++;
     c->state = CS_HEAD;
@@ -374,39 +393,118 @@ void grace__conn_enter(struct grace_conn *c)
     c->busy++;
 }
 
+/*
+ * During a stop a connection without a request is kept stop-idle-grace
+ * for one (its client may be sending it now), counted from since (when it
+ * became idle, or its accept) or from the stop, whichever is later.
+ * INT64_MAX when not stopping.
+ */
+static int64_t lame_duck_due(const struct grace_conn *c, int64_t since)
+{
+    const struct grace_server *srv = c->srv;
+    if (!srv->stopping)
+        return INT64_MAX;
+    return (since > srv->stop_at ? since : srv->stop_at) + OPT(srv, STOP_IDLE_GRACE);
+}
+
+/* The first byte of a new connection: header-timeout (or the TLS
+ * handshake's) from the accept; during a stop, the lame duck's if earlier. */
+static int64_t new_conn_due(const struct grace_conn *c)
+{
+    const struct grace_server *srv = c->srv;
+    int64_t d = c->accepted_ms + (c->tp == &grace__tls && OPT(srv, TLS_HANDSHAKE_TIMEOUT) <
+                                                              OPT(srv, HEADER_TIMEOUT)
+                                      ? OPT(srv, TLS_HANDSHAKE_TIMEOUT)
+                                      : OPT(srv, HEADER_TIMEOUT));
+    int64_t ld = lame_duck_due(c, c->accepted_ms);
+    return ld < d ? ld : d;
+}
+
+/* Keep-alive from when the output became empty; during a stop, the lame
+ * duck's if earlier. */
+static int64_t idle_due(const struct grace_conn *c)
+{
+    int64_t d = c->st.idle.since + OPT(c->srv, KEEPALIVE_TIMEOUT);
+    int64_t ld = lame_duck_due(c, c->st.idle.since);
+    return ld < d ? ld : d;
+}
+
+/* The read event's timeout at due (monotonic ms). */
+static int rd_arm_at(struct grace_conn *c, int64_t due)
+{
+    int64_t now = grace__now_ms();
+    struct timeval tv = grace__ms_tv(due > now ? due - now : 0);
+    return event_add(c->rd, &tv);
+}
+
+/* A new connection's read event: the shared header (or handshake) timeout,
+ * or during a stop its own. */
+static int rd_arm_new(struct grace_conn *c)
+{
+    if (c->srv->stopping)
+        return rd_arm_at(c, new_conn_due(c));
+    return event_add(c->rd, c->tp == &grace__tls ? c->srv->tv_handshake : c->srv->tv_header);
+}
+
 /* The read event's timeout when the connection has no slot: keep-alive
  * while idle, header-timeout for a new one; linger.c arms its own. */
 static void rd_arm_idle(struct grace_conn *c)
 {
     if (c->state == CS_IDLE) {
-        c->st.idle_unsent = SIZE_MAX;
-        event_add(c->rd, c->srv->tv_keepalive); /* a client's EOF never idles: pump() closes */
+        c->st.idle.unsent = SIZE_MAX;
+        c->st.idle.since = grace__now_ms();
+        if (c->srv->stopping) /* a client's EOF never idles: pump() closes */
+            rd_arm_at(c, idle_due(c));
+        else
+            event_add(c->rd, c->srv->tv_keepalive);
     }
 }
 
 /*
- * keep-alive-timeout has passed since the output became empty. A client
- * still taking our last response from the kernel's send queue is reading,
- * not idle: it gets another period as long as the queue shrinks. The first
- * time the queue is not empty, a short probe (a quarter of the timeout, a
- * second at most) tells whether it does.
+ * keep-alive-timeout (during a stop: stop-idle-grace, if sooner) has passed
+ * since the output became empty. A client still taking our last response
+ * from the kernel's send queue is reading, not idle: it gets another period
+ * as long as the queue shrinks. The first time the queue is not empty, a
+ * short probe (a quarter of the timeout, a second at most) tells whether
+ * it does.
  */
 static void keepalive_timeout(struct grace_conn *c)
 {
-    size_t unsent = c->tp->unsent(c);
-    if (unsent && c->st.idle_unsent == SIZE_MAX) {
-        int64_t probe = OPT(c->srv, KEEPALIVE_TIMEOUT) / 4;
+    struct grace_server *srv = c->srv;
+    int64_t period = OPT(srv, KEEPALIVE_TIMEOUT);
+    size_t unsent;
+
+    if (srv->stopping) {
+        int64_t due = idle_due(c);
+        if (grace__now_ms() < due && c->st.idle.unsent == SIZE_MAX) {
+            rd_arm_at(c, due); /* early: armed before the stop */
+            return;
+        }
+        /* a reader still taking our output is polled at most every 25 ms */
+        if (OPT(srv, STOP_IDLE_GRACE) < period)
+            period = OPT(srv, STOP_IDLE_GRACE) > 100 ? OPT(srv, STOP_IDLE_GRACE) : 100;
+    }
+    unsent = c->tp->unsent(c);
+    if (unsent && c->st.idle.unsent == SIZE_MAX) {
+        int64_t probe = period / 4;
         struct timeval tv = grace__ms_tv(probe < 1000 ? probe : 1000);
-        c->st.idle_unsent = unsent;
+        c->st.idle.unsent = unsent;
         event_add(c->rd, &tv);
         return;
     }
-    if (unsent && unsent < c->st.idle_unsent) {
-        c->st.idle_unsent = unsent;
-        event_add(c->rd, c->srv->tv_keepalive);
+    if (unsent && unsent < c->st.idle.unsent) {
+        struct timeval tv = grace__ms_tv(period);
+        c->st.idle.unsent = unsent;
+        if (srv->stopping)
+            event_add(c->rd, &tv);
+        else
+            event_add(c->rd, srv->tv_keepalive);
         return;
     }
-    CNT(c->srv, TIMEOUT_KEEPALIVE);
+    if (srv->stopping)
+        CNT(srv, STOP_IDLE_CLOSED);
+    else
+        CNT(srv, TIMEOUT_KEEPALIVE);
     grace__conn_destroy(c);
 }
 
@@ -877,7 +975,10 @@ void grace__conn_response_done(struct grace_conn *c)
     grace__request_release(c, req);
     if (c->state == CS_DEAD)
         return;
-    if (req->close_after || c->srv->stopping || c->stop_close) {
+    /* a response that did not say Connection: close (it started before a
+     * stop) is not followed by a close the client cannot expect: the
+     * connection goes idle, and a stop's lame duck takes it from there */
+    if (req->close_after || c->stop_close) {
         grace__conn_close_graceful(c);
         return;
     }
@@ -1303,6 +1404,11 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
     if (what & EV_TIMEOUT) { /* the read event times connections without a slot */
         if (c->state == CS_IDLE) {
             keepalive_timeout(c);
+        } else if (c->state == CS_HEAD && c->srv->stopping && grace__now_ms() < new_conn_due(c)) {
+            rd_arm_at(c, new_conn_due(c)); /* early: armed before the stop */
+        } else if (c->state == CS_HEAD && new_conn_due(c) == lame_duck_due(c, c->accepted_ms)) {
+            CNT(c->srv, STOP_IDLE_CLOSED); /* no request within the stop's grace */
+            grace__conn_destroy(c);
         } else if (c->state == CS_HEAD) { /* new, and never sent a byte */
             grace__conn_reason(c, -ETIMEDOUT);
             if (grace__tls_ready(c))
@@ -1445,7 +1551,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     grace__conn_leave(c); /* arms the timer for what is left */
 }
 
-/* Graceful stop: idle connections go now, the rest after their response. */
+/* grace_conn_drop(GRACEFUL): idle connections go now, the rest after
+ * their response. */
 void grace__conn_stop(struct grace_conn *c)
 {
     grace__conn_enter(c);
@@ -1456,5 +1563,58 @@ void grace__conn_stop(struct grace_conn *c)
         close_between_requests(c);
     else if (c->state == CS_DRAIN)
         grace__conn_close_graceful(c);
+    grace__conn_leave(c);
+}
+
+/*
+ * A server stop begins (grace_server_stop): nothing closes here, and no
+ * callback runs. Responses started from now on say Connection: close
+ * (response.c); a connection without a request gets the lame duck's timer
+ * (stop-idle-grace); a draining one goes on draining, since its response
+ * promised keep-alive; streams hear of it from the loop.
+ */
+void grace__conn_lame_duck(struct grace_conn *c)
+{
+    if (c->state == CS_STREAM) {
+        grace__stream_stop(c);
+    } else if (!c->slot && c->state == CS_IDLE) {
+        rd_arm_at(c, idle_due(c));
+    } else if (!c->slot && c->state == CS_HEAD) {
+        rd_arm_at(c, new_conn_due(c));
+    }
+}
+
+/*
+ * The stop deadline has passed (server.c). A request whose reply has not
+ * started is answered 503 with Connection: close, then the graceful close
+ * (bounded by stop-linger-time): the client, maybe still sending a body,
+ * reads why instead of a reset. A reply that has started is cut short, as
+ * is output still waiting for a slow reader; a connection without a
+ * request closes.
+ */
+void grace__conn_stop_cut(struct grace_conn *c)
+{
+    static const char msg[] = "server shutting down";
+    struct grace_request *req = c->req;
+
+    grace__conn_enter(c);
+    if (c->state == CS_ACTIVE && req && req->resp == RESP_NONE) {
+        CNT(c->srv, STOP_DEADLINE);
+        grace__conn_reason(c, -ESHUTDOWN);
+        body_fail(c, 503, msg, -ESHUTDOWN);
+    } else if (c->state == CS_HEAD && buffered_in(c)) { /* a request half sent */
+        CNT(c->srv, STOP_DEADLINE);
+        grace__conn_reason(c, -ESHUTDOWN);
+        fail_with(c, NULL, 503, msg);
+    } else if (c->state <= CS_HEAD && !grace__buffered_out(c)) {
+        CNT(c->srv, STOP_IDLE_CLOSED);
+        grace__conn_destroy(c);
+    } else if (c->state == CS_DRAIN && !grace__buffered_out(c)) {
+        grace__conn_close_graceful(c); /* its response is out: FIN, then the linger */
+    } else {
+        if (c->state == CS_ACTIVE)
+            CNT(c->srv, STOP_DEADLINE);
+        grace__conn_abort(c, -ECANCELED);
+    }
     grace__conn_leave(c);
 }

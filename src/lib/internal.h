@@ -184,7 +184,10 @@ struct grace_conn {
             size_t window;    /* where the parser's limit lies */
         } head;
         int64_t body_since;   /* CS_ACTIVE: body progress, or the app's wait began */
-        size_t idle_unsent;   /* CS_IDLE: the kernel's send queue at the last look */
+        struct {
+            size_t unsent;    /* CS_IDLE: the kernel's send queue at the last look */
+            int64_t since;    /* when the output became empty */
+        } idle;
         struct {
             int64_t deadline; /* drain-time */
             uint64_t bytes;
@@ -202,7 +205,7 @@ struct grace_conn {
     struct grace_request *free_reqs; /* finished while busy */
     unsigned in_pump_list : 1, pumping : 1, read_paused : 1, stop_close : 1, peer_eof : 1,
         flush_pending : 1, delivering : 1, discard_after : 1, linger_extended : 1,
-        accepting : 1, refused : 1;
+        accepting : 1, refused : 1, stop_cut : 1;
     int close_err;            /* why it closes, for the close hook; first set wins */
     void *data;               /* the application's (grace_conn_set_data) */
     socklen_t peer_len;
@@ -223,6 +226,14 @@ struct grace_route {
     int flags;
     grace_handler_cb cb;
     void *arg;
+};
+
+/* A graceful stop (server.c), in order; docs/design.md "Stop". */
+enum stop_phase {
+    STOP_NONE,
+    STOP_LAME_DUCK, /* listeners closed; requests answered with Connection: close */
+    STOP_CUTTING,   /* the deadline passed: 503s and closes, the last linger */
+    STOP_DONE       /* everything closed: reported */
 };
 
 struct grace_listener {
@@ -256,8 +267,9 @@ struct grace_server {
     struct grace_hfield *fields; /* parser scratch, shared: see conn.c */
     size_t nconns;
 
-    int stopping;
-    struct event *stop_timer;
+    enum stop_phase stopping;
+    int64_t stop_at;             /* monotonic ms: grace_server_stop() was called */
+    struct event *stop_timer;    /* the deadline, then the last bound, then the report */
     struct event *accept_timer;  /* out of fds: accept again after accept-retry */
     grace_response_cb on_response;
     void *response_arg;
@@ -307,6 +319,8 @@ void grace__conn_write_now(struct grace_conn *c);
 void grace__conn_abort(struct grace_conn *c, int err);
 void grace__conn_free_all(struct grace_server *srv);
 void grace__conn_stop(struct grace_conn *c);
+void grace__conn_lame_duck(struct grace_conn *c);
+void grace__conn_stop_cut(struct grace_conn *c);
 void grace__conn_send_continue(struct grace_conn *c);
 void grace__conn_discard_input(struct grace_conn *c);
 void grace__conn_watch_input(struct grace_conn *c);

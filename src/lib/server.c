@@ -2,11 +2,13 @@
 /*
  * server.c - config, listeners, accepting, routing, graceful stop, counters.
  */
+#define _GNU_SOURCE /* accept4 */
 #include "internal.h"
 
 #include <errno.h>
 #include <event2/listener.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +48,7 @@ static const struct {
     [GRACE_OPT_OUTPUT_LOW_WATER] = {"output-low-water", 65536, 0, INT32_MAX},
     [GRACE_OPT_STREAM_IDLE_TIMEOUT] = {"stream-idle-timeout", 600000, 1, 86400000},
     [GRACE_OPT_BODY_MIN_RATE] = {"body-min-rate", 1024, 0, INT64_C(1) << 30},
+    [GRACE_OPT_STOP_IDLE_GRACE] = {"stop-idle-grace", 3000, 0, 86400000},
 };
 
 struct grace_config *grace_config_new(void)
@@ -138,6 +141,8 @@ static const char *const counter_names[GRACE_CNT__COUNT] = {
     [GRACE_CNT_CONN_DROPPED] = "conn_dropped",
     [GRACE_CNT_TIMEOUT_STREAM] = "timeout_stream",
     [GRACE_CNT_BODY_TOO_SLOW] = "body_too_slow",
+    [GRACE_CNT_STOP_IDLE_CLOSED] = "stop_idle_closed",
+    [GRACE_CNT_STOP_DEADLINE] = "stop_deadline",
 };
 
 uint64_t grace_server_counter(const struct grace_server *srv, enum grace_counter c)
@@ -468,9 +473,11 @@ int grace_server_adopt_conn(struct grace_server *srv, int fd, const struct socka
             evutil_closesocket(fd);
         return -EINVAL;
     }
-    if (srv->stopping || srv->nconns >= (size_t)OPT(srv, MAX_CONNECTIONS)) {
+    /* during the lame duck a connection the application accepted before
+     * the stop (graced: still reading its PROXY header) is served */
+    if (srv->stopping >= STOP_CUTTING || srv->nconns >= (size_t)OPT(srv, MAX_CONNECTIONS)) {
         evutil_closesocket(fd);
-        return srv->stopping ? -ESHUTDOWN : -EBUSY;
+        return srv->stopping >= STOP_CUTTING ? -ESHUTDOWN : -EBUSY;
     }
     grace__conn_accept_tls(srv, fd, peer, peer ? (int)peer_len : 0, tls);
     return 0;
@@ -607,6 +614,38 @@ void grace__server_dispatch(struct grace_request *req)
 
 /* ---------------------------------------------------------------- stop */
 
+/* A listen queue refilled as fast as it is emptied (a flood) must not hold
+ * the stop: at most this many are taken from each listener. */
+#define ACCEPT_QUEUED_MAX 65536
+
+/*
+ * The connections a listener's queue holds have completed their handshake
+ * and may have sent a request: closing the listener would reset them (a
+ * request lost, and behind a balancer in TCP mode one it cannot retry).
+ * Take them, as a stop's last accepts; they are served like the others.
+ * poll() first: an adopted listening socket need not be non-blocking.
+ */
+static void accept_queued(struct grace_server *srv)
+{
+    for (int i = 0; i < srv->nlisteners; i++) {
+        struct grace_listener *l = srv->listeners[i];
+        evutil_socket_t lfd = evconnlistener_get_fd(l->lev);
+        for (int n = 0; n < ACCEPT_QUEUED_MAX; n++) {
+            struct pollfd p = {.fd = lfd, .events = POLLIN};
+            struct sockaddr_storage ss;
+            socklen_t len = sizeof(ss);
+            if (poll(&p, 1, 0) <= 0 || !(p.revents & POLLIN))
+                break;
+            int fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0 && (errno == EINTR || errno == ECONNABORTED))
+                continue;
+            if (fd < 0) /* EAGAIN: empty; EMFILE: the rest cannot be taken */
+                break;
+            grace__conn_accept_tls(srv, fd, (struct sockaddr *)&ss, (int)len, l->tls);
+        }
+    }
+}
+
 static void stopped_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct grace_server *srv = arg;
@@ -616,19 +655,61 @@ static void stopped_cb(evutil_socket_t fd, short what, void *arg)
         cb(srv, srv->stopped_arg);
 }
 
-/* Deadline passed: close whatever is left, then report. */
-static void stop_timeout_cb(evutil_socket_t fd, short what, void *arg)
+/* The last bound (stop-linger-time after the deadline): close what is
+ * left, then report. */
+static void stop_final_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct grace_server *srv = arg;
     grace__conn_free_all(srv);
     grace__server_check_stopped(srv);
 }
 
+/*
+ * Each connection once (marked), while the callbacks each cut runs may
+ * close others: the next one is held (busy) across the cut, and a walk
+ * that lost its place (the next one closed, or moved to the lingering
+ * list) starts again from the head, skipping the marked.
+ */
+static void cut_all(struct grace_server *srv)
+{
+    struct grace_conn *c = TAILQ_FIRST(&srv->conns), *n;
+
+    while (c) {
+        if (c->stop_cut) {
+            c = TAILQ_NEXT(c, link);
+            continue;
+        }
+        c->stop_cut = 1;
+        if ((n = TAILQ_NEXT(c, link)))
+            grace__conn_enter(n);
+        grace__conn_stop_cut(c);
+        if (!n)
+            break;
+        c = n->state == CS_DEAD || n->state == CS_LINGER ? TAILQ_FIRST(&srv->conns) : n;
+        grace__conn_leave(n); /* frees n if it closed */
+    }
+}
+
+/* The deadline: requests still in flight are answered 503 or cut, idle
+ * connections closed; lingering ones go on, up to stop-linger-time. */
+static void stop_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct grace_server *srv = arg;
+    struct timeval tv = grace__ms_tv(OPT(srv, STOP_LINGER_TIME));
+
+    srv->stopping = STOP_CUTTING;
+    event_assign(srv->stop_timer, srv->base, -1, 0, stop_final_cb, srv);
+    event_add(srv->stop_timer, &tv);
+    cut_all(srv);
+    grace__server_check_stopped(srv);
+}
+
 void grace__server_check_stopped(struct grace_server *srv)
 {
-    if (srv->stopping != 1 || srv->nconns || !TAILQ_EMPTY(&srv->lingering))
+    if (srv->stopping == STOP_NONE || srv->stopping == STOP_DONE || srv->nconns ||
+        !TAILQ_EMPTY(&srv->lingering))
         return;
-    srv->stopping = 2; /* done: report once, from the loop */
+    srv->stopping = STOP_DONE; /* report once, from the loop */
     event_del(srv->stop_timer);
     event_assign(srv->stop_timer, srv->base, -1, 0, stopped_cb, srv);
     event_active(srv->stop_timer, EV_TIMEOUT, 1);
@@ -647,18 +728,22 @@ int grace_server_stop(struct grace_server *srv, int64_t timeout_ms, grace_stoppe
     srv->stop_timer = event_new(srv->base, -1, 0, stop_timeout_cb, srv);
     if (!srv->stop_timer)
         return -ENOMEM;
-    srv->stopping = 1;
+    srv->stopping = STOP_LAME_DUCK;
+    srv->stop_at = grace__now_ms();
     srv->on_stopped = cb;
     srv->stopped_arg = arg;
-    /* close the listening sockets: connections left in a disabled
-     * listener's backlog would wait for nothing */
+    /* the queued connections first, then the listening sockets close: new
+     * connections are refused (a balancer retries elsewhere), not left
+     * waiting in a queue nobody reads */
+    accept_queued(srv);
     free_listeners(srv);
     event_del(srv->accept_timer);
     tv = grace__ms_tv(timeout_ms);
     event_add(srv->stop_timer, &tv);
 
+    /* no callback runs in here: connections only get new timers */
     TAILQ_FOREACH_SAFE(c, &srv->conns, link, next)
-        grace__conn_stop(c);
+        grace__conn_lame_duck(c);
     TAILQ_FOREACH_SAFE(c, &srv->lingering, link, next)
         grace__linger_stop(c);
     grace__server_check_stopped(srv);

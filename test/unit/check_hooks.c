@@ -691,6 +691,7 @@ START_TEST(test_close_hook_stop)
 {
     struct fx *f = fx_new();
     f->later_ms = 400;
+    grace_config_set(f->cfg, GRACE_OPT_STOP_IDLE_GRACE, 500); /* the idle one closes then */
     fx_start(f, h_route);
     hooks_on(f);
     struct timeval tv = {0, 250000};
@@ -704,6 +705,63 @@ START_TEST(test_close_hook_stop)
     assert_closed_once(f);
     ck_assert_int_eq(close_reason[0], 0);
     ck_assert_int_eq(close_reason[1], 0);
+    fx_free(f);
+}
+END_TEST
+
+/*
+ * Contract: grace_server_stop() from inside the accept hook. The stopped
+ * callback frees the server, as docs/examples/echo.c and graced do (their
+ * loop ends and the server is freed): it must come only once the
+ * connection being accepted is done, and that client gets its answer. The
+ * old code reported "stopped" with conn_active 1 and the client read EOF.
+ */
+static int64_t active_at_stopped = -1;
+
+static void stopped_free(struct grace_server *srv, void *arg)
+{
+    struct fx *f = arg;
+    f->stopped++;
+    active_at_stopped = (int64_t)grace_server_counter(srv, GRACE_CNT_CONN_ACTIVE);
+    grace_server_free(srv);
+    f->srv = NULL;
+}
+
+static int stop_in_accept(struct grace_conn *conn, void *arg)
+{
+    struct fx *f = arg;
+    accepted_n++;
+    ck_assert_int_eq(grace_server_stop(f->srv, 5000, stopped_free, f), 0);
+    return 0;
+}
+
+static void c_stop_in_accept(struct fx *f)
+{
+    int fd = cli_connect(f->port);
+    cli_send(fd, GET("/"));
+    ck_assert_msg(cli_read_response(fd, &R, 0) == 0,
+                  "the connection whose accept hook stopped the server got no answer");
+    ck_assert_int_eq(R.status, 200);
+    ck_assert(R.closed); /* Connection: close: the server is stopping */
+    resp_free(&R);
+    close(fd);
+    for (int i = 0; i < 100 && !f->stopped; i++)
+        usleep(20000);
+}
+
+START_TEST(test_stop_in_accept_hook)
+{
+    struct fx *f = fx_new();
+    fx_start(f, h_hello);
+    hooks_reset();
+    active_at_stopped = -1;
+    grace_server_on_accept(f->srv, stop_in_accept, f);
+    fx_run(f, c_stop_in_accept, 10000);
+    if (f->srv)
+        fx_spin(f, 200);
+    ck_assert_int_eq(accepted_n, 1);
+    ck_assert_int_eq(f->stopped, 1);
+    ck_assert_int_eq(active_at_stopped, 0); /* old code: 1 */
     fx_free(f);
 }
 END_TEST
@@ -1034,6 +1092,7 @@ static Suite *hooks_suite(void)
     tcase_add_test(tc, test_close_hook_reasons);
     tcase_add_test(tc, test_close_hook_stop);
     tcase_add_test(tc, test_close_hook_server_free);
+    tcase_add_test(tc, test_stop_in_accept_hook);
     tcase_add_test(tc, test_drop_in_handler);
     tcase_add_test(tc, test_drop_in_body_piece);
     tcase_add_test(tc, test_drop_in_finish_and_report);

@@ -812,12 +812,13 @@ static void c_stop(struct fx *f)
     expect_status(ctl, 200, "stopping");
     ck_assert(R.closed);
     resp_free(&R);
-    ck_assert_int_eq(cli_wait_eof(idle, 1000), 1); /* idle keep-alive closed */
+    ck_assert_int_eq(cli_wait_eof(idle, 1000), 1); /* idle keep-alive closed after the grace */
     expect_status(busy, 200, "later /slow");       /* in-flight finished */
     ck_assert(R.closed);
     resp_free(&R);
-    /* the queued response arrives whole, then the close: not a reset, not
-     * the stop deadline (2 s) */
+    /* the queued response (started before the stop: no Connection: close)
+     * arrives whole, then the close once idle for the grace: not a reset,
+     * not the stop deadline (2 s) */
     ck_assert_int_eq(cli_read_response(full, &R, 0), 0);
     ck_assert_int_eq(R.status, 200);
     ck_assert_uint_eq(R.body_len, 8u << 20);
@@ -841,6 +842,8 @@ static void c_stop(struct fx *f)
 START_TEST(test_graceful_stop)
 {
     struct fx *f = fx_new();
+    /* idle connections are kept this long for a next request (check_stop) */
+    grace_config_set(f->cfg, GRACE_OPT_STOP_IDLE_GRACE, 200);
     fx_start(f, h_stop_later);
     fx_run(f, c_stop, 8000);
     fx_spin(f, 200);

@@ -374,6 +374,7 @@ START_TEST(test_tls_close_hook)
 {
     struct fx *f = fx_new();
     grace_config_set(f->cfg, GRACE_OPT_TLS_HANDSHAKE_TIMEOUT, 300);
+    grace_config_set(f->cfg, GRACE_OPT_STOP_IDLE_GRACE, 100); /* idle: closed 100 ms into the stop */
     fx_start_tls(f, h_hello_tls);
     grace_server_on_accept(f->srv, hk_accept, f);
     grace_server_on_close(f->srv, hk_close, f);

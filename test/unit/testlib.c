@@ -84,6 +84,11 @@ static void rd_forget(int fd)
         }
 }
 
+void cli_thread_end(void)
+{
+    rd_forget(-1);
+}
+
 struct run {
     struct fx *f;
     void (*client)(struct fx *);
@@ -173,6 +178,23 @@ int cli_connect(int port)
     sa.sin_port = htons((uint16_t)port);
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    rd_forget(fd);
+    return set_timeouts(fd);
+}
+
+int cli_try_connect(int port)
+{
+    struct sockaddr_in sa = {0};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
     rd_forget(fd);
     return set_timeouts(fd);
 }

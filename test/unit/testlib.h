@@ -47,6 +47,10 @@ uint64_t fx_cnt(struct fx *f, enum grace_counter c);
 /* ---- client side (blocking, 10 s receive timeout) ---- */
 int cli_connect(int port);
 int cli_connect6(int port);
+/* Like cli_connect, without asserting: the fd, or -errno (-ECONNREFUSED). */
+int cli_try_connect(int port);
+/* A client thread of the test's own (not fx_run's) ends: its readers go. */
+void cli_thread_end(void);
 void cli_send(int fd, const char *s);
 /* Send all of buf; returns 0 or -errno (EPIPE/ECONNRESET on a reset). */
 int cli_send_all(int fd, const char *buf, size_t n);
