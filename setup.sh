@@ -13,9 +13,10 @@ top=$(pwd)
 mode=${1:-build}
 [ $# -gt 0 ] && shift
 
-# systemd: only its systemd-analyze, for the unit's security test
+# systemd: only its systemd-analyze, for the unit's security test; iproute2:
+# ip netns, for test_lossy's lossy path
 PKGS="build-essential autoconf automake libtool pkg-config libevent-dev check \
-libssl-dev openssl curl python3 clang valgrind systemd libcrypt-dev chromium"
+libssl-dev openssl curl python3 clang valgrind systemd libcrypt-dev chromium iproute2"
 # node and npm for the browser test (test/browser): Debian's, unless a node
 # with its own npm is already there
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"

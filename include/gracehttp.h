@@ -77,14 +77,15 @@ enum grace_opt {
                                        comparison only (1) */
     GRACE_OPT_LINGER_TIMEOUT,     /**< lingering: no data from client (5000) */
     GRACE_OPT_LINGER_TIME,        /**< lingering: total (30000) */
-    GRACE_OPT_LINGER_BYTES,       /**< lingering: bytes discarded (1 GiB) */
+    GRACE_OPT_LINGER_BYTES,       /**< lingering: bytes discarded; 0: no cap
+                                       (0: time, silence and rate bound it) */
     GRACE_OPT_MAX_LINGERING,      /**< connections lingering at once (1024) */
     GRACE_OPT_STOP_LINGER_TIME,   /**< lingering cut to this in a stop (1000) */
     GRACE_OPT_REUSEPORT,          /**< SO_REUSEPORT on listen sockets (0) */
     GRACE_OPT_DRAIN_TIME,         /**< discarding a remainder: total (5000) */
     GRACE_OPT_LINGER_MIN_RATE,    /**< lingering past linger-time: bytes/s a
-                                       client with a known remainder must keep
-                                       sending (262144) */
+                                       client still sending its body must keep
+                                       up over linger-rate-window (262144) */
     GRACE_OPT_LINGER_MAX_TIME,    /**< lingering: hard bound, also for such a
                                        client (300000) */
     GRACE_OPT_ACCEPT_RETRY,       /**< out of fds: accept again after (500) */
@@ -93,6 +94,9 @@ enum grace_opt {
                                        (65536); see grace_reply_on_drain() */
     GRACE_OPT_STREAM_IDLE_TIMEOUT, /**< upgraded stream: no byte moved either
                                         way (600000); see grace_stream_set_idle_timeout() */
+    GRACE_OPT_LINGER_RATE_WINDOW, /**< lingering past linger-time: the rate is
+                                       judged over this long, or the whole
+                                       linger if shorter (30000) */
     GRACE_OPT__COUNT
 };
 
