@@ -85,7 +85,9 @@ enum grace_opt {
     GRACE_OPT_DRAIN_TIME,         /**< discarding a remainder: total (5000) */
     GRACE_OPT_LINGER_MIN_RATE,    /**< lingering past linger-time: bytes/s a
                                        client still sending its body must keep
-                                       up over linger-rate-window (262144) */
+                                       up over linger-rate-window, unless its
+                                       known remainder ends before
+                                       linger-max-time at its pace (262144) */
     GRACE_OPT_LINGER_MAX_TIME,    /**< lingering: hard bound, also for such a
                                        client (300000) */
     GRACE_OPT_ACCEPT_RETRY,       /**< out of fds: accept again after (500) */

@@ -15,7 +15,8 @@
  *
  * Past linger-time, a client that was still sending a request body when the
  * close began (Content-Length or chunked) and keeps it arriving at
- * linger-min-rate or faster is discarded until it is done, re-checked every
+ * linger-min-rate or faster — or, its remainder known, fast enough to end
+ * before linger-max-time — is discarded until it is done, re-checked every
  * second, up to linger-max-time: a slow honest upload still reads its
  * answer. The rate is judged over linger-rate-window (or the whole linger
  * if shorter), not the last second: TCP on a lossy path stalls for whole
@@ -121,13 +122,17 @@ static void window_add(struct grace_conn *c, int64_t now, uint64_t n)
     *w = n < (uint64_t)(UINT32_MAX - *w) ? *w + (uint32_t)n : UINT32_MAX;
 }
 
-/* 1 if what arrived in the window — the current slot and the ones before
- * it, about linger-rate-window, or the whole linger if shorter — came at
- * linger-min-rate or faster. */
-static int window_rate_ok(struct grace_conn *c, int64_t now)
+/*
+ * 1 if the upload keeps up: what arrived in the window (the current slot
+ * and the ones before it, about linger-rate-window, or the whole linger if
+ * shorter) came at linger-min-rate or faster, or, its remainder known, fast
+ * enough to end it before `hard` (linger-max-time): its client reads the
+ * answer then, however slow its link.
+ */
+static int keeps_up(struct grace_conn *c, int64_t now, int64_t hard)
 {
     uint32_t at, first;
-    uint64_t sum = 0;
+    uint64_t sum = 0, left = c->st.linger.left;
     int64_t ms;
 
     window_move(c, now);
@@ -136,9 +141,15 @@ static int window_rate_ok(struct grace_conn *c, int64_t now)
     for (uint32_t i = first; i <= at; i++)
         sum += c->st.linger.win[i % GRACE_LINGER_SLOTS];
     ms = now - (c->st.linger.start + (int64_t)first * slot_ms(c->srv));
+    if (ms < 1)
+        ms = 1;
     if (sum >= UINT32_MAX) /* 4 GiB in the window (a slot may have saturated) */
         return 1;
-    return sum * 1000 / (uint64_t)(ms > 0 ? ms : 1) >= (uint64_t)OPT(c->srv, LINGER_MIN_RATE);
+    if (sum * 1000 / (uint64_t)ms >= (uint64_t)OPT(c->srv, LINGER_MIN_RATE))
+        return 1;
+    /* left / (sum / ms) <= hard - now, in doubles: left may be near 2^64 */
+    return left != UINT64_MAX && sum > 0 &&
+           (double)left * (double)ms <= (double)sum * (double)(hard - now);
 }
 
 /*
@@ -240,8 +251,8 @@ void grace__conn_output_drained(struct grace_conn *c)
 
 /*
  * linger-time has passed: go on only while a body still arriving at the
- * close keeps coming at linger-min-rate. Returns the counter that ends the
- * linger, or GRACE_CNT__COUNT to go on (the deadline moved).
+ * close keeps up (keeps_up()). Returns the counter that ends the linger, or
+ * GRACE_CNT__COUNT to go on (the deadline moved).
  *
  * Bytes bound nothing here: discarding costs ~0.05 CPU s per GiB, so a
  * fast sender is cheap; what it holds is a socket, bounded by time
@@ -256,7 +267,7 @@ static enum grace_counter linger_extend(struct grace_conn *c, int64_t now)
     if (srv->stopping || now >= hard || !c->st.linger.upload)
         return GRACE_CNT_LINGER_TOTAL_TIME;
     /* all of a known body is here: the client reads now; linger-timeout ends it */
-    if (c->st.linger.left > 0 && !window_rate_ok(c, now))
+    if (c->st.linger.left > 0 && !keeps_up(c, now, hard))
         return GRACE_CNT_LINGER_TOO_SLOW;
     if (!c->linger_extended) {
         c->linger_extended = 1;

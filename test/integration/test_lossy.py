@@ -36,8 +36,9 @@ LINK = os.path.abspath(os.path.join(BUILD, "test", "integration", "lossy_link"))
 SRV_ADDR, CLI_ADDR, PORT = "10.231.0.1", "10.231.0.2", 8080
 UPLOAD = 16 * MiB
 DELAY_MS, LOSS_PCT, SEED = 25, 1, 17
-# a bound, not a measurement: the upload takes ~45 s, linger-max-time is 5 min
-CLIENT_LIMIT = 240
+# bounds, not measurements: the upload takes ~45 s, linger-max-time is 5 min.
+# Python's sendall() applies its timeout to the whole body, not to each send.
+CLIENT_TIMEOUT, CLIENT_LIMIT = 200, 240
 
 netns = []     # namespaces created here, deleted at exit
 children = []  # processes started here, killed at exit
@@ -86,7 +87,7 @@ def client(host, port, size):
     """Run in the client namespace: PUT size bytes without a token, the way
     http.client does (the whole body, then the answer); one JSON line."""
     out = {"status": None, "body": "", "error": None}
-    c = RenoConnection(host, int(port), timeout=60)
+    c = RenoConnection(host, int(port), timeout=CLIENT_TIMEOUT)
     t0 = time.monotonic()
     try:
         c.connect()

@@ -7,7 +7,7 @@
  * size; with linger=off the same client must fail, which proves the test
  * can fail. Then each way a linger ends (client EOF, idle timeout, total
  * time, byte cap, eviction), the progress-aware extension past linger-time
- * for a client still sending a body of known length, the keep-alive drain
+ * for a client still sending its body (steady, bursty, chunked), the keep-alive drain
  * path, and re-entrant application calls from inside body callbacks.
  */
 #include "testlib.h"
@@ -631,9 +631,10 @@ END_TEST
 
 /*
  * A linger that reaches linger-time goes on while the client is visibly
- * finishing a body of known length: the remainder (from Content-Length)
- * fits within linger-bytes and the client sent at least linger-min-rate
- * over the last second (checked every second). Below the rate it is cut
+ * finishing its request body (Content-Length or chunked): it sent at least
+ * linger-min-rate over linger-rate-window, or the whole linger while that is
+ * shorter (checked every second), or, its remainder known, fast enough to
+ * end it before linger-max-time. Otherwise it is cut
  * (linger_too_slow); linger-max-time is the hard bound (linger_total_time);
  * linger-timeout of silence still ends it (linger_idle_timeout).
  */
@@ -819,14 +820,15 @@ END_TEST
 #define BURSTS 4
 #define BURST_GAP_US 2000000 /* 128 KiB/s on average */
 static int burst_rc, burst_got, burst_sent;
+static size_t burst_body; /* Content-Length: the bursts, or more */
 
 static void c_bursty(struct fx *f)
 {
     char head[128];
     struct resp r;
     int fd = cli_connect(f->port);
-    snprintf(head, sizeof(head), "PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: %u\r\n\r\n",
-             BURST * BURSTS);
+    snprintf(head, sizeof(head), "PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
+             burst_body);
     cli_send(fd, head);
     usleep(50000); /* the 401 is out and the linger begun: every burst counts */
     burst_rc = 0;
@@ -860,6 +862,7 @@ static struct fx *bursty_fx(int64_t min_rate)
 START_TEST(test_linger_bursty_extended)
 {
     struct fx *f = bursty_fx(64 << 10);
+    burst_body = BURST * BURSTS;
     fx_run(f, c_bursty, 30000);
     ck_assert_msg(burst_rc == 0, "cut after %d of %d bursts (%d)", burst_sent, BURSTS, burst_rc);
     ck_assert_msg(burst_got, "the 401 was not received complete");
@@ -871,16 +874,56 @@ START_TEST(test_linger_bursty_extended)
 }
 END_TEST
 
-/* At most three bursts in any window of 4.4 s or more: 175 KiB/s, below. */
+/* At most three bursts in any window of 4.4 s or more: 175 KiB/s, below;
+ * and a 512 MiB body would take an hour at that pace. */
 START_TEST(test_linger_bursty_too_slow)
 {
     struct fx *f = bursty_fx(192 << 10);
+    burst_body = 512u << 20;
     fx_run(f, c_bursty, 30000);
     ck_assert_msg(burst_rc < 0 && burst_sent < BURSTS, "never cut (%d bursts)", burst_sent);
     fx_spin(f, 100);
     ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_TOO_SLOW), 1);
     ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_TOTAL_TIME), 0);
     ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGERING), 0);
+    fx_free(f);
+}
+END_TEST
+
+/* Below linger-min-rate but its known remainder ends well before
+ * linger-max-time at this pace: extended, and it reads its answer (a slow
+ * link still gets it). 300 KiB at 100 KiB/s, floor 1 MB/s. */
+static void c_slow_but_finishing(struct fx *f)
+{
+    struct resp r;
+    int fd = cli_connect(f->port);
+    cli_send(fd, "PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: 307200\r\n\r\n");
+    usleep(50000);
+    prog_rc = 0;
+    for (int i = 0; i < 300 && prog_rc == 0; i++) {
+        prog_rc = cli_send_all(fd, bigbuf, 1024);
+        usleep(10000);
+    }
+    prog_got = prog_rc == 0 && cli_read_response(fd, &r, 0) == 0 && r.status == 401;
+    if (prog_rc == 0)
+        resp_free(&r);
+    close(fd);
+}
+
+START_TEST(test_linger_slow_but_finishing)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, INT64_C(1) << 30);
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_TIME, 500);
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_MIN_RATE, 1000000);
+    fx_start(f, h_401);
+    fx_run(f, c_slow_but_finishing, 20000);
+    ck_assert_msg(prog_rc == 0, "slow upload cut (%d)", prog_rc);
+    ck_assert_msg(prog_got, "the 401 was not received complete");
+    fx_spin(f, 100);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_EXTENDED), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_TOO_SLOW), 0);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_CLIENT_EOF), 1);
     fx_free(f);
 }
 END_TEST
@@ -1015,6 +1058,7 @@ static Suite *linger_suite(void)
     tcase_add_test(tc, test_linger_bursty_extended);
     tcase_add_test(tc, test_linger_bursty_too_slow);
     tcase_add_test(tc, test_linger_rate_window_slides);
+    tcase_add_test(tc, test_linger_slow_but_finishing);
     tcase_add_test(tc, test_linger_chunked_extended);
     tcase_add_test(tc, test_linger_options);
     suite_add_tcase(s, tc);
