@@ -146,6 +146,7 @@ med = "%.1f" % statistics.median(ok) if ok else "-"
 print("%d/%d | %s | %s" % (len(ok), runs, med, "; ".join(fail) or "-"))
 PY
 }
+median_of() { summary "$1" | awk -F' [|] ' '{print $2}'; }
 
 {
     echo "A ${SIZE}-byte PUT without a token from Python's http.client (reno; the whole body,"
@@ -160,6 +161,13 @@ PY
     echo "|---|---|---|---|"
     for s in "${servers[@]}"; do
         echo "| ${s%=*} | $(summary "${s%=*}") |"
+    done
+    echo
+    g_med=$(median_of graced)
+    for peer in node nginx; do
+        p_med=$(median_of "$peer")
+        [ "$p_med" = "-" ] || [ "$g_med" = "-" ] ||
+            echo "Median time to the answer, graced / $peer (same link, same run): $(ratio "$g_med" "$p_med")"
     done
     echo
     echo "graced's linger counters: $g_lingers"
