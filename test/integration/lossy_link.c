@@ -241,5 +241,9 @@ int main(int argc, char **argv)
                 (unsigned long long)d[i].in, (unsigned long long)d[i].out,
                 (unsigned long long)d[i].lost, (unsigned long long)d[i].full,
                 (unsigned long long)d[i].werr);
+    free(d[0].ring);
+    free(d[1].ring);
+    close(a);
+    close(b);
     return 0;
 }
