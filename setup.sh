@@ -16,9 +16,10 @@ mode=${1:-build}
 # systemd: only its systemd-analyze, for the unit's security test;
 # chromium and firefox-esr: the browser tests (test/browser), Firefox because
 # it, unlike Chromium, loses an early answer to a naive close; haproxy:
-# test_haproxy.py's rolling restart behind it
+# test_haproxy.py's rolling restart behind it; iproute2: ip netns, for
+# test_lossy's lossy path
 PKGS="build-essential autoconf automake libtool pkg-config libevent-dev check \
-libssl-dev openssl curl python3 clang valgrind systemd libcrypt-dev chromium firefox-esr haproxy"
+libssl-dev openssl curl python3 clang valgrind systemd libcrypt-dev chromium firefox-esr haproxy iproute2"
 # node and npm for the browser test (test/browser): Debian's, unless a node
 # with its own npm is already there
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"

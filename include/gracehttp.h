@@ -77,14 +77,17 @@ enum grace_opt {
                                        comparison only (1) */
     GRACE_OPT_LINGER_TIMEOUT,     /**< lingering: no data from client (5000) */
     GRACE_OPT_LINGER_TIME,        /**< lingering: total (30000) */
-    GRACE_OPT_LINGER_BYTES,       /**< lingering: bytes discarded (1 GiB) */
+    GRACE_OPT_LINGER_BYTES,       /**< lingering: bytes discarded; 0: no cap
+                                       (0: time, silence and rate bound it) */
     GRACE_OPT_MAX_LINGERING,      /**< connections lingering at once (1024) */
     GRACE_OPT_STOP_LINGER_TIME,   /**< lingering cut to this in a stop (1000) */
     GRACE_OPT_REUSEPORT,          /**< SO_REUSEPORT on listen sockets (0) */
     GRACE_OPT_DRAIN_TIME,         /**< discarding a remainder: total (5000) */
     GRACE_OPT_LINGER_MIN_RATE,    /**< lingering past linger-time: bytes/s a
-                                       client with a known remainder must keep
-                                       sending (262144) */
+                                       client still sending its body must keep
+                                       up over linger-rate-window, unless its
+                                       known remainder ends before
+                                       linger-max-time at its pace (262144) */
     GRACE_OPT_LINGER_MAX_TIME,    /**< lingering: hard bound, also for such a
                                        client (300000) */
     GRACE_OPT_ACCEPT_RETRY,       /**< out of fds: accept again after (500) */
@@ -100,6 +103,9 @@ enum grace_opt {
                                        is kept this long for its next request,
                                        answered with Connection: close (3000);
                                        see grace_server_stop() */
+    GRACE_OPT_LINGER_RATE_WINDOW, /**< lingering past linger-time: the rate is
+                                       judged over this long, or the whole
+                                       linger if shorter (30000) */
     GRACE_OPT__COUNT
 };
 

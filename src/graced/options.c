@@ -40,6 +40,7 @@ static int is_time_opt(int opt)
     case GRACE_OPT_TLS_HANDSHAKE_TIMEOUT:
     case GRACE_OPT_STREAM_IDLE_TIMEOUT:
     case GRACE_OPT_STOP_IDLE_GRACE:
+    case GRACE_OPT_LINGER_RATE_WINDOW:
         return 1;
     default:
         return 0;

@@ -166,6 +166,10 @@ struct grace_slot {
     struct grace_slot *next;    /* srv->free_slots */
 };
 
+/* The linger's rate window (linger-rate-window) in this many slots: its
+ * memory stays constant whatever the window's length. */
+#define GRACE_LINGER_SLOTS 8
+
 struct grace_conn {
     struct grace_server *srv;
     const struct grace_transport *tp;
@@ -197,8 +201,11 @@ struct grace_conn {
             int64_t timeout;  /* stream-idle-timeout, or the stream's own */
         } stream;
         struct {
-            int64_t start, deadline, mark_ms, last_ms; /* last_ms: last bytes */
-            uint64_t bytes, mark_bytes, left; /* left: body still due, or UINT64_MAX */
+            int64_t start, deadline, last_ms; /* last_ms: last bytes */
+            uint64_t bytes, left; /* left: body still due, or UINT64_MAX */
+            uint32_t at;          /* the current slot of the rate window */
+            uint32_t win[GRACE_LINGER_SLOTS]; /* bytes per slot (linger.c) */
+            unsigned char upload; /* a body was still arriving at the close */
         } linger;
     } st;
     int busy;                 /* callbacks on the stack: defer the free */

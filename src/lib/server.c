@@ -36,7 +36,7 @@ static const struct {
     [GRACE_OPT_LINGER] = {"linger", 1, 0, 1},
     [GRACE_OPT_LINGER_TIMEOUT] = {"linger-timeout", 5000, 1, 86400000},
     [GRACE_OPT_LINGER_TIME] = {"linger-time", 30000, 1, 86400000},
-    [GRACE_OPT_LINGER_BYTES] = {"linger-bytes", INT64_C(1) << 30, 1, INT64_MAX},
+    [GRACE_OPT_LINGER_BYTES] = {"linger-bytes", 0, 0, INT64_MAX},
     [GRACE_OPT_MAX_LINGERING] = {"max-lingering", 1024, 1, 1 << 24},
     [GRACE_OPT_STOP_LINGER_TIME] = {"stop-linger-time", 1000, 1, 86400000},
     [GRACE_OPT_REUSEPORT] = {"reuseport", 0, 0, 1},
@@ -49,6 +49,7 @@ static const struct {
     [GRACE_OPT_STREAM_IDLE_TIMEOUT] = {"stream-idle-timeout", 600000, 1, 86400000},
     [GRACE_OPT_BODY_MIN_RATE] = {"body-min-rate", 1024, 0, INT64_C(1) << 30},
     [GRACE_OPT_STOP_IDLE_GRACE] = {"stop-idle-grace", 3000, 0, 86400000},
+    [GRACE_OPT_LINGER_RATE_WINDOW] = {"linger-rate-window", 30000, 1, 86400000},
 };
 
 struct grace_config *grace_config_new(void)

@@ -7,7 +7,7 @@
  * size; with linger=off the same client must fail, which proves the test
  * can fail. Then each way a linger ends (client EOF, idle timeout, total
  * time, byte cap, eviction), the progress-aware extension past linger-time
- * for a client still sending a body of known length, the keep-alive drain
+ * for a client still sending its body (steady, bursty, chunked), the keep-alive drain
  * path, and re-entrant application calls from inside body callbacks.
  */
 #include "testlib.h"
@@ -105,14 +105,14 @@ END_TEST
 
 /* ---------------------------------------------------------------- linger ends */
 
-/* Reply 401, then keep sending slowly: cut at the total linger time. The
- * body is chunked: with its remainder unknown, no sending rate can extend
- * the linger past linger-time (see the progress tests below). */
+/* Send the request head in f->user, read the 401, then keep sending 20 KB/s
+ * until the server cuts the connection: after linger-time, for a client
+ * that is not sending a body, or one below linger-min-rate. */
 static void c_slow_sender(struct fx *f)
 {
     struct resp r;
     int fd = cli_connect(f->port);
-    cli_send(fd, "PUT /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    cli_send(fd, f->user);
     ck_assert_int_eq(cli_read_response(fd, &r, 0), 0);
     ck_assert_int_eq(r.status, 401);
     ck_assert(r.closed);
@@ -131,21 +131,45 @@ static void c_slow_sender(struct fx *f)
     close(fd);
 }
 
+/* The request was complete (Connection: close): what the client sends
+ * afterwards is no body we wait for, so no rate extends the linger past
+ * linger-time, not even with linger-min-rate 0. */
 START_TEST(test_linger_total_time)
 {
     struct fx *f = fx_new();
-    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, INT64_C(1) << 30);
-    grace_config_set(f->cfg, GRACE_OPT_DRAIN_LIMIT, 0); /* a chunked body would be drained */
+    f->user = "PUT /up HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello";
     grace_config_set(f->cfg, GRACE_OPT_LINGER_TIME, 800);
     grace_config_set(f->cfg, GRACE_OPT_LINGER_TIMEOUT, 500);
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_MIN_RATE, 0);
     fx_start(f, h_401);
     int fds = count_fds();
     fx_run(f, c_slow_sender, 10000);
     fx_spin(f, 50);
     ck_assert_int_eq(count_fds(), fds); /* back to where it started */
     ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_TOTAL_TIME), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_EXTENDED), 0);
     ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGERING), 0);
     ck_assert_uint_gt(fx_cnt(f, GRACE_CNT_BYTES_DISCARDED), 0);
+    fx_free(f);
+}
+END_TEST
+
+/* A chunked body at 20 KB/s, below linger-min-rate (256 KiB/s): cut at
+ * linger-time as too slow. */
+START_TEST(test_linger_chunked_too_slow)
+{
+    struct fx *f = fx_new();
+    f->user = "PUT /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, INT64_C(1) << 30);
+    grace_config_set(f->cfg, GRACE_OPT_DRAIN_LIMIT, 0); /* a chunked body would be drained */
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_TIME, 800);
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_TIMEOUT, 500);
+    fx_start(f, h_401);
+    fx_run(f, c_slow_sender, 10000);
+    fx_spin(f, 50);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_TOO_SLOW), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_TOTAL_TIME), 0);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGERING), 0);
     fx_free(f);
 }
 END_TEST
@@ -607,9 +631,10 @@ END_TEST
 
 /*
  * A linger that reaches linger-time goes on while the client is visibly
- * finishing a body of known length: the remainder (from Content-Length)
- * fits within linger-bytes and the client sent at least linger-min-rate
- * over the last second (checked every second). Below the rate it is cut
+ * finishing its request body (Content-Length or chunked): it sent at least
+ * linger-min-rate over linger-rate-window, or the whole linger while that is
+ * shorter (checked every second), or, its remainder known, fast enough to
+ * end it before linger-max-time. Otherwise it is cut
  * (linger_too_slow); linger-max-time is the hard bound (linger_total_time);
  * linger-timeout of silence still ends it (linger_idle_timeout).
  */
@@ -784,6 +809,223 @@ START_TEST(test_linger_steady_then_quiet)
 }
 END_TEST
 
+/*
+ * Real TCP on a lossy path does not send steadily: it stalls for whole
+ * retransmission timeouts (1-3 s) and catches up. The rate is judged over
+ * linger-rate-window (or the whole linger if shorter), so a sender with
+ * bursts and 2 s stalls that averages above linger-min-rate is extended
+ * and reads its answer; one that averages below it is cut.
+ */
+#define BURST (256u << 10)
+#define BURSTS 4
+#define BURST_GAP_US 2000000 /* 128 KiB/s on average */
+static int burst_rc, burst_got, burst_sent;
+static size_t burst_body; /* Content-Length: the bursts, or more */
+
+static void c_bursty(struct fx *f)
+{
+    char head[128];
+    struct resp r;
+    int fd = cli_connect(f->port);
+    snprintf(head, sizeof(head), "PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
+             burst_body);
+    cli_send(fd, head);
+    usleep(50000); /* the 401 is out and the linger begun: every burst counts */
+    burst_rc = 0;
+    burst_sent = 0;
+    for (int i = 0; i < BURSTS && burst_rc == 0; i++) {
+        if (i)
+            usleep(BURST_GAP_US);
+        burst_rc = cli_send_all(fd, bigbuf, BURST);
+        burst_sent += burst_rc == 0;
+    }
+    burst_got = burst_rc == 0 && cli_read_response(fd, &r, 0) == 0 && r.status == 401 &&
+                !strcmp(r.body, "no token\n");
+    if (burst_rc == 0)
+        resp_free(&r);
+    close(fd);
+}
+
+static struct fx *bursty_fx(int64_t min_rate)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, INT64_C(1) << 30);
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_TIME, 1000);
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_TIMEOUT, 3000); /* longer than a stall */
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_RATE_WINDOW, 5000);
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_MIN_RATE, min_rate);
+    fx_start(f, h_401);
+    return f;
+}
+
+/* Every window of 5 s holds two bursts or more: 102 KiB/s or more. */
+START_TEST(test_linger_bursty_extended)
+{
+    struct fx *f = bursty_fx(64 << 10);
+    burst_body = BURST * BURSTS;
+    fx_run(f, c_bursty, 30000);
+    ck_assert_msg(burst_rc == 0, "cut after %d of %d bursts (%d)", burst_sent, BURSTS, burst_rc);
+    ck_assert_msg(burst_got, "the 401 was not received complete");
+    fx_spin(f, 100);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_EXTENDED), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_CLIENT_EOF), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_TOO_SLOW), 0);
+    fx_free(f);
+}
+END_TEST
+
+/* At most three bursts in any window of 4.4 s or more: 175 KiB/s, below;
+ * and a 512 MiB body would take an hour at that pace. */
+START_TEST(test_linger_bursty_too_slow)
+{
+    struct fx *f = bursty_fx(192 << 10);
+    burst_body = 512u << 20;
+    fx_run(f, c_bursty, 30000);
+    ck_assert_msg(burst_rc < 0 && burst_sent < BURSTS, "never cut (%d bursts)", burst_sent);
+    fx_spin(f, 100);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_TOO_SLOW), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_TOTAL_TIME), 0);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGERING), 0);
+    fx_free(f);
+}
+END_TEST
+
+/* Below linger-min-rate but its known remainder ends well before
+ * linger-max-time at this pace: extended, and it reads its answer (a slow
+ * link still gets it). 300 KiB at 100 KiB/s, floor 1 MB/s. */
+static void c_slow_but_finishing(struct fx *f)
+{
+    struct resp r;
+    int fd = cli_connect(f->port);
+    cli_send(fd, "PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: 307200\r\n\r\n");
+    usleep(50000);
+    prog_rc = 0;
+    for (int i = 0; i < 300 && prog_rc == 0; i++) {
+        prog_rc = cli_send_all(fd, bigbuf, 1024);
+        usleep(10000);
+    }
+    prog_got = prog_rc == 0 && cli_read_response(fd, &r, 0) == 0 && r.status == 401;
+    if (prog_rc == 0)
+        resp_free(&r);
+    close(fd);
+}
+
+START_TEST(test_linger_slow_but_finishing)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, INT64_C(1) << 30);
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_TIME, 500);
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_MIN_RATE, 1000000);
+    fx_start(f, h_401);
+    fx_run(f, c_slow_but_finishing, 20000);
+    ck_assert_msg(prog_rc == 0, "slow upload cut (%d)", prog_rc);
+    ck_assert_msg(prog_got, "the 401 was not received complete");
+    fx_spin(f, 100);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_EXTENDED), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_TOO_SLOW), 0);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_CLIENT_EOF), 1);
+    fx_free(f);
+}
+END_TEST
+
+/* The window slides: 4 MiB at once, then 10 KiB/s. The whole linger's
+ * average stays above 100 KiB/s for 40 s; the last 2 s fall below it
+ * about 2 s after the burst. */
+static void c_fast_then_trickle(struct fx *f)
+{
+    struct resp r;
+    int fd = cli_connect(f->port);
+    cli_send(fd, HEAD_512M);
+    ck_assert_int_eq(cli_read_response(fd, &r, 0), 0);
+    ck_assert_int_eq(r.status, 401);
+    resp_free(&r);
+    int64_t t0 = now_ms();
+    cut_seen = cli_send_all(fd, bigbuf, 4u << 20) < 0;
+    while (!cut_seen && now_ms() - t0 < 8000) {
+        usleep(100000);
+        cut_seen = cli_send_all(fd, bigbuf, 1024) < 0;
+    }
+    cut_ms = now_ms() - t0;
+    close(fd);
+}
+
+START_TEST(test_linger_rate_window_slides)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, INT64_C(1) << 30);
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_TIME, 500);
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_RATE_WINDOW, 2000);
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_MIN_RATE, 100 << 10);
+    fx_start(f, h_401);
+    fx_run(f, c_fast_then_trickle, 15000);
+    ck_assert_msg(cut_seen && cut_ms >= 1500 && cut_ms < 5000, "cut %d after %lld ms", cut_seen,
+                  (long long)cut_ms);
+    fx_spin(f, 50);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_EXTENDED), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_TOO_SLOW), 1);
+    fx_free(f);
+}
+END_TEST
+
+/* A chunked upload (remainder unknown) that keeps the rate is extended
+ * too, and reads its answer after the last chunk. */
+static void c_chunked_steady(struct fx *f)
+{
+    struct resp r;
+    char size[16];
+    int fd = cli_connect(f->port);
+    cli_send(fd, "PUT /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    usleep(50000);
+    snprintf(size, sizeof(size), "%x\r\n", 32u << 10);
+    int64_t t0 = now_ms();
+    prog_rc = 0;
+    while (prog_rc == 0 && now_ms() - t0 < 2000) { /* 320 KiB/s */
+        cli_send(fd, size);
+        prog_rc = cli_send_all(fd, bigbuf, 32u << 10);
+        if (prog_rc == 0)
+            prog_rc = cli_send_all(fd, "\r\n", 2);
+        usleep(100000);
+    }
+    if (prog_rc == 0)
+        prog_rc = cli_send_all(fd, "0\r\n\r\n", 5);
+    prog_got = prog_rc == 0 && cli_read_response(fd, &r, 0) == 0 && r.status == 401;
+    if (prog_rc == 0)
+        resp_free(&r);
+    close(fd);
+}
+
+START_TEST(test_linger_chunked_extended)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, INT64_C(1) << 30);
+    grace_config_set(f->cfg, GRACE_OPT_DRAIN_LIMIT, 0); /* a chunked body would be drained */
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_TIME, 500);
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_MIN_RATE, 64 << 10);
+    fx_start(f, h_401);
+    fx_run(f, c_chunked_steady, 10000);
+    ck_assert_msg(prog_rc == 0, "chunked upload cut (%d)", prog_rc);
+    ck_assert_msg(prog_got, "the 401 was not received complete");
+    fx_spin(f, 100);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_EXTENDED), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_CLIENT_EOF), 1);
+    fx_free(f);
+}
+END_TEST
+
+/* Bytes bound no linger by default: linger-bytes is 0 (no cap). */
+START_TEST(test_linger_options)
+{
+    struct grace_config *c = grace_config_new();
+    ck_assert_int_eq(grace_config_get(c, GRACE_OPT_LINGER_BYTES), 0);
+    ck_assert_int_eq(grace_config_get(c, GRACE_OPT_LINGER_RATE_WINDOW), 30000);
+    ck_assert_str_eq(grace_opt_name(GRACE_OPT_LINGER_RATE_WINDOW), "linger-rate-window");
+    ck_assert_int_eq(grace_opt_by_name("linger-rate-window"), GRACE_OPT_LINGER_RATE_WINDOW);
+    ck_assert_int_eq(grace_config_set(c, GRACE_OPT_LINGER_RATE_WINDOW, 0), -EINVAL);
+    ck_assert_int_eq(grace_config_set(c, GRACE_OPT_LINGER_BYTES, -1), -EINVAL);
+    grace_config_free(c);
+}
+END_TEST
+
 static Suite *linger_suite(void)
 {
     Suite *s = suite_create("linger");
@@ -798,6 +1040,7 @@ static Suite *linger_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_linger_total_time);
+    tcase_add_test(tc, test_linger_chunked_too_slow);
     tcase_add_test(tc, test_linger_idle_timeout);
     tcase_add_test(tc, test_linger_client_eof);
     tcase_add_test(tc, test_linger_byte_cap);
@@ -812,6 +1055,12 @@ static Suite *linger_suite(void)
     tcase_add_test(tc, test_linger_too_slow);
     tcase_add_test(tc, test_linger_max_time);
     tcase_add_test(tc, test_linger_steady_then_quiet);
+    tcase_add_test(tc, test_linger_bursty_extended);
+    tcase_add_test(tc, test_linger_bursty_too_slow);
+    tcase_add_test(tc, test_linger_rate_window_slides);
+    tcase_add_test(tc, test_linger_slow_but_finishing);
+    tcase_add_test(tc, test_linger_chunked_extended);
+    tcase_add_test(tc, test_linger_options);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("drain");

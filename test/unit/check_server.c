@@ -1407,7 +1407,7 @@ START_TEST(test_config)
     ck_assert_int_eq(grace_config_get(c, GRACE_OPT_DRAIN_LIMIT), 262144);
     ck_assert_int_eq(grace_config_get(c, GRACE_OPT_LINGER_TIMEOUT), 5000);
     ck_assert_int_eq(grace_config_get(c, GRACE_OPT_LINGER_TIME), 30000);
-    ck_assert_int_eq(grace_config_get(c, GRACE_OPT_LINGER_BYTES), 1 << 30);
+    ck_assert_int_eq(grace_config_get(c, GRACE_OPT_LINGER_BYTES), 0);
     ck_assert_int_eq(grace_config_get(c, GRACE_OPT_MAX_LINGERING), 1024);
     ck_assert_int_eq(grace_config_set(c, GRACE_OPT_LINGER, 2), -EINVAL);
     ck_assert_int_eq(grace_config_set(c, GRACE_OPT__COUNT, 1), -EINVAL);
