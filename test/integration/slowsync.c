@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * slowsync.c - an LD_PRELOAD shim for tests: a disk whose fsync takes as
+ * long as the test wants. fsync(2) of a regular file of at least
+ * SLOWSYNC_MIN_BYTES (default 1 MiB) waits while the file SLOWSYNC_GATE
+ * exists (at most 30 s), then syncs; "start SIZE" and "done SIZE" lines go
+ * to SLOWSYNC_LOG. Folders and small files sync at once. Without
+ * SLOWSYNC_GATE nothing waits.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int fsync(int fd);
+
+static void note(const char *what, long long size)
+{
+    const char *path = getenv("SLOWSYNC_LOG");
+    char line[64];
+    int n, lfd;
+    if (!path)
+        return;
+    n = snprintf(line, sizeof(line), "%s %lld\n", what, size);
+    lfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (lfd >= 0) {
+        (void)!write(lfd, line, (size_t)n);
+        close(lfd);
+    }
+}
+
+int fsync(int fd)
+{
+    int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+    const char *gate = getenv("SLOWSYNC_GATE"), *min = getenv("SLOWSYNC_MIN_BYTES");
+    struct stat st;
+    int rc;
+    if (!gate || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+        st.st_size < (min ? atoll(min) : 1 << 20))
+        return real(fd);
+    note("start", (long long)st.st_size);
+    for (int i = 0; i < 3000 && access(gate, F_OK) == 0; i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    rc = real(fd);
+    note("done", (long long)st.st_size);
+    return rc;
+}
