@@ -8,9 +8,10 @@
  * (multipart.c) straight into a store per part (store.c: a locked
  * temporary file), committed - fsync'ed and renamed into place, off the
  * event loop - when the part's delimiter arrives: the same atomic store as
- * PUT. The next parts are read meanwhile; at most MAX_COMMITTING parts of a
- * form wait for their commit (then reading pauses), and the answer waits
- * for all of them. A part that fails (bad name, disk full, client gone,
+ * PUT. The next parts are read meanwhile; a form's parts commit one after
+ * the other, in order (a failed one stops those after it), at most
+ * MAX_COMMITTING of them wait (then reading pauses), and the answer waits
+ * for them. A part that fails (bad name, disk full, client gone,
  * body over --max-body-size) leaves no file under its name; parts stored
  * before it stay, and the answer says which. Refusals that need no body
  * (uploads off, token, a foreign Origin, no boundary) are answered when the
@@ -36,16 +37,18 @@
 #define WBUF (64 * 1024)  /* part data is written in pieces of this much: the parser
                              hands on runs between CRs, ~256 bytes in binary data */
 #define MAX_COMMITTING 4  /* parts of one form waiting for their commit */
-/* the body is parsed this much at a time, so that the parts committing can
+/* the body is parsed this much at a time, so that the parts waiting can
  * be counted between pieces: a part takes 60 bytes or more (delimiter,
  * Content-Disposition with a filename), so one piece ends at most ~70 */
 #define FEED_STEP 4096
 
-/* A part whose commit runs on the pool. */
+/* A part whose content is complete: waiting for its commit, or committing
+ * (the first of the queue) on the pool. */
 struct part {
     struct form *f;
     struct graced_store *store;
-    struct part *prev, *next;
+    struct part *next;
+    int started;          /* its commit runs */
     int64_t bytes;
     char name[256];
 };
@@ -61,8 +64,8 @@ struct form {
     int skip;             /* the current part is not a file */
     char name[256];
     int64_t bytes;
-    struct part *committing; /* parts whose commit runs */
-    int ncommitting;
+    struct part *queue, *queue_tail; /* parts to commit, in order; the first commits */
+    int ncommitting;      /* how many (started or not) */
     struct evbuffer *held; /* body received while MAX_COMMITTING parts commit */
     int paused, ended;
     int fail_status;      /* a failure to answer once no commit runs */
@@ -92,26 +95,41 @@ static void part_abandon(struct form *f)
     f->fd = -1;
 }
 
-static void part_unlink(struct form *f, struct part *p)
+/* The first part of the queue leaves it. */
+static struct part *part_shift(struct form *f)
 {
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        f->committing = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
+    struct part *p = f->queue;
+    if (!(f->queue = p->next))
+        f->queue_tail = NULL;
     f->ncommitting--;
+    return p;
+}
+
+/* Parts not committing yet are not stored: an earlier one failed, or the
+ * form ends. A commit running goes on; with drop_all its result too is
+ * dropped (the form is freed). */
+static void parts_drop(struct form *f, int drop_all)
+{
+    struct part **pp = &f->queue, *p;
+    while ((p = *pp)) {
+        if (p->started && !drop_all) {
+            pp = &p->next;
+            continue;
+        }
+        *pp = p->next;
+        f->ncommitting--;
+        graced_store_abandon(p->store);
+        free(p);
+    }
+    f->queue_tail = NULL;
+    for (p = f->queue; p; p = p->next)
+        f->queue_tail = p;
 }
 
 static void form_free(struct form *f)
 {
-    struct part *p;
     part_abandon(f);
-    while ((p = f->committing)) { /* their results are dropped */
-        part_unlink(f, p);
-        graced_store_abandon(p->store);
-        free(p);
-    }
+    parts_drop(f, 1);
     if (f->dirfd >= 0)
         close(f->dirfd);
     graced_mp_free(f->mp);
@@ -133,7 +151,8 @@ static void fail(struct form *f, int status, const char *msg)
     if (f->replied || f->fail_status)
         return;
     part_abandon(f);
-    if (f->ncommitting) {
+    parts_drop(f, 0);
+    if (f->ncommitting) { /* one commit runs: its outcome belongs in the answer */
         f->fail_status = status;
         snprintf(f->fail_msg, sizeof(f->fail_msg), "%s", msg);
         if (!f->paused) {
@@ -295,6 +314,17 @@ static int on_part_data(const char *data, size_t len, void *arg)
 }
 
 static void progress(struct form *f);
+static void part_committed(const struct graced_store_result *r, void *arg);
+
+/* The first part of the queue commits, if it is not already. */
+static int commit_next(struct form *f)
+{
+    struct part *p = f->queue;
+    if (!p || p->started)
+        return 0;
+    p->started = 1;
+    return graced_store_commit(p->store, f->g->o.no_overwrite, NULL, part_committed, p);
+}
 
 /* A part's commit is done (on the loop): note it, then go on. */
 static void part_committed(const struct graced_store_result *r, void *arg)
@@ -302,38 +332,40 @@ static void part_committed(const struct graced_store_result *r, void *arg)
     struct part *p = arg;
     struct form *f = p->f;
     char key[4096 + 256], msg[400];
-    part_unlink(f, p);
+    part_shift(f); /* p: the first */
     snprintf(key, sizeof(key), "%s%s%s", f->dir, f->dir[0] ? "/" : "", p->name);
     if (r->err || r->changed) {
-        if (r->err == EEXIST)
+        if (r->err == EEXIST) {
             snprintf(msg, sizeof(msg), "%s exists and is not replaced (--no-overwrite)", p->name);
-        else
+        } else {
             snprintf(msg, sizeof(msg), "could not store %s", p->name);
-        if (r->err != EEXIST)
             graced_log(LOG_ERR, "form upload %s: %s", key, strerror(r->err));
-        if (!f->fail_status && !f->replied) {
-            f->fail_status = r->err == EEXIST ? 412 : graced_errno_status(-r->err);
-            snprintf(f->fail_msg, sizeof(f->fail_msg), "%s", msg);
-            if (!f->paused) {
-                f->paused = 1;
-                grace_request_pause(f->req);
-            }
         }
-    } else {
-        graced_files_forget(f->g, key);
-        graced_log(LOG_DEBUG, "stored %s (%lld bytes, form)", key, (long long)p->bytes);
-        graced_metrics_upload(f->g, p->bytes); /* counted as a PUT's file is */
-        if (f->nstored++ < MAX_REPORTED) {
-            evbuffer_add(f->done, p->name, strlen(p->name) + 1);
-            evbuffer_add(f->done, &p->bytes, sizeof(p->bytes));
+        free(p);
+        if (f->fail_status) { /* already failing: answer with what is known */
+            progress(f); /* may free f */
+            return;
         }
+        fail(f, r->err == EEXIST ? 412 : graced_errno_status(-r->err), msg); /* may free f */
+        return;
+    }
+    graced_files_forget(f->g, key);
+    graced_log(LOG_DEBUG, "stored %s (%lld bytes, form)", key, (long long)p->bytes);
+    graced_metrics_upload(f->g, p->bytes); /* counted as a PUT's file is */
+    if (f->nstored++ < MAX_REPORTED) {
+        evbuffer_add(f->done, p->name, strlen(p->name) + 1);
+        evbuffer_add(f->done, &p->bytes, sizeof(p->bytes));
     }
     free(p);
+    if (!f->fail_status && commit_next(f) < 0) {
+        fail(f, 500, "out of memory"); /* may free f */
+        return;
+    }
     progress(f); /* may free f */
 }
 
-/* The part's content is complete: commit it off the loop; the next parts
- * are read meanwhile. */
+/* The part's content is complete: queued for its commit, off the loop;
+ * the next parts are read meanwhile. */
 static int on_part_end(void *arg)
 {
     struct form *f = arg;
@@ -351,18 +383,18 @@ static int on_part_end(void *arg)
     p->store = f->cur;
     p->bytes = f->bytes;
     memcpy(p->name, f->name, sizeof(p->name));
-    if (graced_store_commit(p->store, f->g->o.no_overwrite, NULL, part_committed, p) < 0) {
-        free(p);
+    f->cur = NULL; /* the part's now */
+    f->fd = -1;
+    if (f->queue_tail)
+        f->queue_tail->next = p;
+    else
+        f->queue = p;
+    f->queue_tail = p;
+    f->ncommitting++;
+    if (commit_next(f) < 0) {
         refuse(f, 500, "out of memory");
         return -ENOMEM;
     }
-    f->cur = NULL; /* the part's now */
-    f->fd = -1;
-    p->next = f->committing;
-    if (p->next)
-        p->next->prev = p;
-    f->committing = p;
-    f->ncommitting++;
     return 0;
 }
 

@@ -29,7 +29,8 @@
  * job in flight. An owner that goes away (client gone, server freed)
  * abandons it: no callback then; a job running finishes, the rename is
  * skipped if not yet done, and the temporary file is removed (still
- * locked) when the last job is done.
+ * locked, and on the pool: freeing a big file takes a while) when the last
+ * job is done.
  */
 #define _GNU_SOURCE
 #include "graced.h"
@@ -68,7 +69,7 @@ struct graced_store {
     /* the commit's input, then its results (written by the job, read in done) */
     int noreplace;
     char *if_match;
-    int err, changed, existed, renamed, dir_err;
+    int err, changed, existed, renamed, unlinked, dir_err;
     struct stat st;
     graced_store_cb cb;
     void *arg;
@@ -219,22 +220,48 @@ static void unwatch(struct graced_store *s)
         event_del(ss->tick);
 }
 
-/* The last reference is gone: a file not renamed goes (still locked, so
- * no sweep can meanwhile think it is free), then the lock with the fd. */
+static void store_free(struct graced_store *s)
+{
+    if (s->fd >= 0)
+        close(s->fd);
+    if (s->dirfd >= 0)
+        close(s->dirfd);
+    free(s->if_match);
+    free(s);
+}
+
+/* The last close of an unlinked file frees its pages and blocks: a while
+ * for a big one, so on the pool. */
+static void discard_work(struct graced_job *j)
+{
+    struct graced_store *s = STORE_OF(j, commit);
+    close(s->fd);
+    s->fd = -1;
+}
+
+static void discard_done(struct graced_job *j)
+{
+    store_free(STORE_OF(j, commit));
+}
+
+/* The last reference is gone (no job runs: the commit job's slot is free). */
 static void unref(struct graced_store *s)
 {
     if (--s->refs > 0)
         return;
     unwatch(s);
-    if (s->fd >= 0) {
-        if (!s->renamed)
-            unlinkat(s->dirfd, s->tmp, 0);
-        close(s->fd);
+    if (s->fd < 0 || s->renamed) {
+        store_free(s);
+        return;
     }
-    if (s->dirfd >= 0)
-        close(s->dirfd);
-    free(s->if_match);
-    free(s);
+    /* the name goes now (cheap while the file is open), so that nothing
+     * is left once the answer is out; still locked, so no sweep can
+     * meanwhile think it is free */
+    if (!s->unlinked)
+        unlinkat(s->dirfd, s->tmp, 0);
+    s->commit.work = discard_work;
+    s->commit.done = discard_done;
+    graced_pool_run(s->g->pool, &s->commit);
 }
 
 void graced_store_abandon(struct graced_store *s)
@@ -298,37 +325,47 @@ static int put_name(struct graced_store *s)
     return 0;
 }
 
-/* On a pool thread. The owner may leave meanwhile: looked at before each
- * step that cannot be taken back. */
-static void commit_work(struct graced_job *j)
+/* The steps of a commit, on a pool thread. The owner may leave meanwhile:
+ * looked at before each step that cannot be taken back. 1 when renamed. */
+static int commit_steps(struct graced_store *s)
 {
-    struct graced_store *s = STORE_OF(j, commit);
     struct stat cur;
     char etag[64];
     if (atomic_load(&s->orphan))
-        return;
+        return 0;
     if (fsync(s->fd) < 0 || fstat(s->fd, &s->st) < 0) {
         s->err = errno;
-        return;
+        return 0;
     }
     if (atomic_load(&s->orphan))
-        return; /* the client left during the fsync: not stored */
+        return 0; /* the client left during the fsync: not stored */
     s->existed = fstatat(s->dirfd, s->name, &cur, AT_SYMLINK_NOFOLLOW) == 0;
     if (s->if_match) { /* the version it names is still there? (it was at the headers) */
         if (s->existed)
             graced_etag(&cur, etag, sizeof(etag));
         if (!s->existed || !graced_etag_match(s->if_match, etag, 0)) {
             s->changed = 1;
-            return;
+            return 0;
         }
     }
     if (put_name(s) < 0) {
         s->err = errno;
-        return;
+        return 0;
     }
-    s->renamed = 1;
     if (fsync(s->dirfd) < 0) /* the rename itself */
         s->dir_err = errno;
+    return 1;
+}
+
+/* Not stored: the temporary file goes here, off the loop (a big file takes
+ * a while to free) and before the answer, still locked. */
+static void commit_work(struct graced_job *j)
+{
+    struct graced_store *s = STORE_OF(j, commit);
+    if (commit_steps(s))
+        s->renamed = 1;
+    else
+        s->unlinked = unlinkat(s->dirfd, s->tmp, 0) == 0 || errno == ENOENT;
 }
 
 static void commit_done(struct graced_job *j)

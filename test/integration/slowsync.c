@@ -4,11 +4,13 @@
  * long as the test wants. fsync(2) of a regular file of at least
  * SLOWSYNC_MIN_BYTES (default 1 MiB) waits while the file SLOWSYNC_GATE
  * exists (at most 30 s), then syncs; "start SIZE" and "done SIZE" lines go
- * to SLOWSYNC_LOG. Folders and small files sync at once. Without
- * SLOWSYNC_GATE nothing waits.
+ * to SLOWSYNC_LOG; with SLOWSYNC_ERRNO=N such an fsync then fails with
+ * errno N (a disk that fills up or breaks at the last moment). Folders and
+ * small files sync at once. Without SLOWSYNC_GATE nothing waits.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +40,7 @@ int fsync(int fd)
 {
     int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
     const char *gate = getenv("SLOWSYNC_GATE"), *min = getenv("SLOWSYNC_MIN_BYTES");
+    const char *fail = getenv("SLOWSYNC_ERRNO");
     struct stat st;
     int rc;
     if (!gate || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
@@ -50,5 +53,9 @@ int fsync(int fd)
     }
     rc = real(fd);
     note("done", (long long)st.st_size);
+    if (fail && atoi(fail) > 0) {
+        errno = atoi(fail);
+        return -1;
+    }
     return rc;
 }

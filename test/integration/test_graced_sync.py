@@ -8,7 +8,10 @@ gate file exists, so nothing here depends on the speed of the machine.
 - while an upload's fsync is held, GETs of a small file are answered and the
   upload's answer is not: the loop is free (PUT and form parts); then the
   upload is answered 201 with its bytes;
-- --sync-threads 2: three held uploads, two fsyncs at a time;
+- --sync-threads 2: three held uploads, two fsyncs at a time; a form of
+  8 files: at most 4 parts wait for their commit;
+- an fsync that fails (ENOSPC): 507, nothing left; a form names the part
+  stored before;
 - a client that resets during the fsync: graced goes on, no temporary file,
   nothing stored under the name; one that closes: stored, nothing left;
 - a stop during the fsync: the upload is answered, then graced exits; with
@@ -51,7 +54,7 @@ def tmp_names(d):
 
 class Slow:
     """A graced whose big fsyncs wait while self.gate exists."""
-    def __init__(self, tmp, name, *args):
+    def __init__(self, tmp, name, *args, errno=0):
         self.dir = os.path.join(tmp, name)
         os.mkdir(self.dir)
         with open(os.path.join(self.dir, "small.txt"), "w") as f:
@@ -59,7 +62,8 @@ class Slow:
         self.gate = os.path.join(tmp, name + ".gate")
         self.log = os.path.join(tmp, name + ".log")
         open(self.gate, "w").close()
-        env = dict(os.environ, LD_PRELOAD=SHIM, SLOWSYNC_GATE=self.gate, SLOWSYNC_LOG=self.log)
+        env = dict(os.environ, LD_PRELOAD=SHIM, SLOWSYNC_GATE=self.gate, SLOWSYNC_LOG=self.log,
+                   SLOWSYNC_ERRNO=str(errno))
         # graced may be built with ASan, whose runtime then is not first in line
         env["ASAN_OPTIONS"] = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
                                                      "verify_asan_link_order=0"]))
@@ -185,6 +189,61 @@ def run_threads(tmp):
     finally:
         s.release()
         s.g.stop()
+
+
+def run_form_bound(tmp):
+    """A form of 8 files of 1 MiB while the fsyncs are held: its parts commit
+    one after the other, at most 4 wait for their commit (then reading
+    pauses), all stored once released."""
+    s = Slow(tmp, "formbound")
+    try:
+        parts = [("p%d.bin" % i, os.urandom(MiB)) for i in range(8)]
+        data, hdrs = form_body(parts)
+        out = []
+        t = put_thread(s.g.port, "/", data, out, hdrs)
+        check("form: one part's fsync held", wait_for(lambda: s.count("start") == 1))
+        time.sleep(0.5)  # more parts would be read (or committed) now if they could
+        waiting = len(tmp_names(s.dir))
+        check("form: parts commit in order, at most 4 wait, one more is read (%d files)" % waiting,
+              4 <= waiting <= 5 and s.count("start") == 1 and not out, (waiting, out[:1]))
+        s.release()
+        t.join(30)
+        ok = out and out[0][0] == 201
+        for name, want in parts:
+            with open(os.path.join(s.dir, name), "rb") as f:
+                ok = ok and f.read() == want
+        check("form: then 201, all 8 files whole, no temporary file", ok and not tmp_names(s.dir),
+              (out[:1], tmp_names(s.dir)))
+    finally:
+        s.release()
+        s.g.stop()
+
+
+def run_commit_fails(tmp):
+    """The disk fills up at the last moment (fsync fails ENOSPC): 507, the
+    name untouched, no temporary file; a form says what was stored."""
+    s = Slow(tmp, "fails", errno=28)
+    s.release()
+    try:
+        with open(os.path.join(s.dir, "keep.bin"), "wb") as f:
+            f.write(b"old")
+        st, body, _ = req(s.g.port, "PUT", "/keep.bin", os.urandom(2 * MiB))
+        with open(os.path.join(s.dir, "keep.bin"), "rb") as f:
+            check("PUT whose fsync fails ENOSPC: 507, the old file untouched, nothing left",
+                  st == 507 and f.read() == b"old" and not tmp_names(s.dir), (st, body))
+        data, hdrs = form_body([("small.bin", b"s" * 1000), ("big.bin", os.urandom(2 * MiB)),
+                                ("after.bin", b"a" * 10)])
+        st, body, _ = req(s.g.port, "POST", "/", data, hdrs)
+        check("form whose second part's fsync fails: 507 naming the part stored before it",
+              st == 507 and b"could not store big.bin" in body and
+              b"stored before: small.bin" in body and b"after.bin" not in body, (st, body))
+        check("form: the first part stored, no other file, nothing left",
+              open(os.path.join(s.dir, "small.bin"), "rb").read() == b"s" * 1000 and
+              not os.path.exists(os.path.join(s.dir, "big.bin")) and
+              not os.path.exists(os.path.join(s.dir, "after.bin")) and not tmp_names(s.dir),
+              os.listdir(s.dir))
+    finally:
+        check("SIGTERM: exit 0", s.g.stop() == 0, s.g.p.returncode)
 
 
 def run_client_gone(tmp):
@@ -321,7 +380,8 @@ def main():
     if not os.path.exists(SHIM):
         print("FAIL no %s (make check builds it)\n0 passed, 1 failed" % SHIM)
         return 1
-    return run_sections((run_durable, run_loop_free, run_threads, run_client_gone, run_stop),
+    return run_sections((run_durable, run_loop_free, run_threads, run_form_bound,
+                         run_commit_fails, run_client_gone, run_stop),
                         "graced-sync.")
 
 
