@@ -7,6 +7,8 @@
  * to SLOWSYNC_LOG; with SLOWSYNC_ERRNO=N such an fsync then fails with
  * errno N (a disk that fills up or breaks at the last moment). Folders and
  * small files sync at once. Without SLOWSYNC_GATE nothing waits.
+ * With SLOWSYNC_NO_NOREPLACE=1, renameat2(2) refuses RENAME_NOREPLACE with
+ * EINVAL, as NFS does.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -20,6 +22,8 @@
 #include <unistd.h>
 
 int fsync(int fd);
+int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
+              unsigned int flags);
 
 static void note(const char *what, long long size)
 {
@@ -58,4 +62,17 @@ int fsync(int fd)
         return -1;
     }
     return rc;
+}
+
+int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
+              unsigned int flags)
+{
+    int (*real)(int, const char *, int, const char *, unsigned int) =
+        (int (*)(int, const char *, int, const char *, unsigned int))dlsym(RTLD_NEXT, "renameat2");
+    const char *no = getenv("SLOWSYNC_NO_NOREPLACE");
+    if (no && *no == '1' && (flags & RENAME_NOREPLACE)) {
+        errno = EINVAL;
+        return -1;
+    }
+    return real(olddirfd, oldpath, newdirfd, newpath, flags);
 }

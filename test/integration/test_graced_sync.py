@@ -54,7 +54,7 @@ def tmp_names(d):
 
 class Slow:
     """A graced whose big fsyncs wait while self.gate exists."""
-    def __init__(self, tmp, name, *args, errno=0):
+    def __init__(self, tmp, name, *args, errno=0, no_noreplace=False):
         self.dir = os.path.join(tmp, name)
         os.mkdir(self.dir)
         with open(os.path.join(self.dir, "small.txt"), "w") as f:
@@ -63,7 +63,7 @@ class Slow:
         self.log = os.path.join(tmp, name + ".log")
         open(self.gate, "w").close()
         env = dict(os.environ, LD_PRELOAD=SHIM, SLOWSYNC_GATE=self.gate, SLOWSYNC_LOG=self.log,
-                   SLOWSYNC_ERRNO=str(errno))
+                   SLOWSYNC_ERRNO=str(errno), SLOWSYNC_NO_NOREPLACE="1" if no_noreplace else "0")
         # graced may be built with ASan, whose runtime then is not first in line
         env["ASAN_OPTIONS"] = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
                                                      "verify_asan_link_order=0"]))
@@ -246,6 +246,36 @@ def run_commit_fails(tmp):
         check("SIGTERM: exit 0", s.g.stop() == 0, s.g.p.returncode)
 
 
+def run_no_renameat2_flags(tmp):
+    """A filesystem that refuses RENAME_NOREPLACE (EINVAL, as NFS does):
+    --no-overwrite still stores a new name and never replaces one (link)."""
+    s = Slow(tmp, "nfsish", "--no-overwrite", no_noreplace=True)
+    try:
+        # the name appears while the upload's fsync is held: the final
+        # link(2) refuses it, as RENAME_NOREPLACE would
+        out = []
+        t = put_thread(s.g.port, "/race.bin", os.urandom(2 * MiB), out)
+        wait_for(lambda: s.count("start") == 1)
+        with open(os.path.join(s.dir, "race.bin"), "wb") as f:
+            f.write(b"came first")
+        s.release()
+        t.join(30)
+        with open(os.path.join(s.dir, "race.bin"), "rb") as f:
+            check("no RENAME_NOREPLACE: a name taken during the fsync is not replaced (412)",
+                  out and out[0][0] == 412 and f.read() == b"came first" and not tmp_names(s.dir),
+                  (out[:1], os.listdir(s.dir)))
+        st, _, _ = req(s.g.port, "PUT", "/n.txt", b"first")
+        st2, _, _ = req(s.g.port, "PUT", "/n.txt", b"second")
+        data, hdrs = form_body([("n.txt", b"third")])
+        st3, _, _ = req(s.g.port, "POST", "/", data, hdrs)
+        with open(os.path.join(s.dir, "n.txt"), "rb") as f:
+            check("no RENAME_NOREPLACE: new name 201, then PUT and form over it 412, untouched",
+                  (st, st2, st3) == (201, 412, 412) and f.read() == b"first" and
+                  not tmp_names(s.dir), (st, st2, st3, os.listdir(s.dir)))
+    finally:
+        s.g.stop()
+
+
 def run_client_gone(tmp):
     s = Slow(tmp, "gone", "--log-level", "info")
     try:
@@ -381,7 +411,7 @@ def main():
         print("FAIL no %s (make check builds it)\n0 passed, 1 failed" % SHIM)
         return 1
     return run_sections((run_durable, run_loop_free, run_threads, run_form_bound,
-                         run_commit_fails, run_client_gone, run_stop),
+                         run_commit_fails, run_no_renameat2_flags, run_client_gone, run_stop),
                         "graced-sync.")
 
 
