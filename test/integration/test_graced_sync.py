@@ -8,7 +8,7 @@ gate file exists, so nothing here depends on the speed of the machine.
 - while an upload's fsync is held, GETs of a small file are answered and the
   upload's answer is not: the loop is free (PUT and form parts); then the
   upload is answered 201 with its bytes;
-- --sync-threads 2: three held uploads, two fsyncs at a time; a form of
+- --sync-threads 3: four held uploads, three fsyncs at a time; a form of
   8 files: at most 4 parts wait for their commit;
 - an fsync that fails (ENOSPC): 507, nothing left; a form names the part
   stored before;
@@ -28,12 +28,13 @@ import os
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_graced import BUILD, MiB, Graced, check, req, run_sections  # noqa: E402
+from test_graced import BUILD, GRACED, MiB, Graced, check, req, run_sections  # noqa: E402
 
 SHIM = os.path.abspath(os.path.join(BUILD, "test", "integration", ".libs", "slowsync.so"))
 
@@ -166,16 +167,19 @@ def run_loop_free(tmp):
 
 
 def run_threads(tmp):
-    s = Slow(tmp, "threads", "--sync-threads", "2")
+    r = subprocess.run([GRACED, "--sync-threads", "0"], capture_output=True, text=True)
+    check("--sync-threads 0: exit 2 naming it", r.returncode == 2 and "--sync-threads" in r.stderr,
+          (r.returncode, r.stderr))
+    s = Slow(tmp, "threads", "--sync-threads", "3")
     try:
-        bodies = [os.urandom(2 * MiB) for _ in range(3)]
+        bodies = [os.urandom(2 * MiB) for _ in range(4)]
         outs = [[] for _ in bodies]
         ts = [put_thread(s.g.port, "/t%d.bin" % i, b, o) for i, (b, o) in
               enumerate(zip(bodies, outs))]
-        two = wait_for(lambda: s.count("start") == 2)
-        time.sleep(0.5)  # a third would start now if it could
-        check("--sync-threads 2: two held fsyncs at a time, the third waits",
-              two and s.count("start") == 2, s.count("start"))
+        three = wait_for(lambda: s.count("start") == 3)
+        time.sleep(0.5)  # a fourth would start now if it could
+        check("--sync-threads 3: three held fsyncs at a time, the fourth waits",
+              three and s.count("start") == 3, s.count("start"))
         check("GETs answered meanwhile", s.gets() == 5)
         s.release()
         for t in ts:
@@ -184,7 +188,7 @@ def run_threads(tmp):
         for i, b in enumerate(bodies):
             with open(os.path.join(s.dir, "t%d.bin" % i), "rb") as f:
                 ok = ok and f.read() == b
-        check("all three answered 201 with their bytes once released", ok,
+        check("all four answered 201 with their bytes once released", ok,
               [o[:1] for o in outs])
     finally:
         s.release()
