@@ -13,10 +13,13 @@
  *
  * The window between creating the file and locking it is closed by the
  * lock itself: the sweep looks only at files older than the bound, and
- * removes one only after taking a lock on it (a read lock through its own
- * open). Whoever locks first owns the file: if the sweep got there first
- * (a clock far off on NFS, or --stale-upload-age 0), our lock fails and we
- * start over under a new name; once we hold it, no sweep can remove it.
+ * removes one only while it holds a lock on it (a read lock through its own
+ * open), after checking that the name is still that file. Whoever locks
+ * first owns the file: if a sweep got there first (a clock far off on NFS,
+ * or --stale-upload-age 0), our lock fails - or, if the sweep has already
+ * removed the name and let go, our lock is on a file without a name, which
+ * we check for - and we start over under a new name; once we hold the lock
+ * on a file that still has its name, no sweep can remove it.
  *
  * While the body arrives, write-back is started every WRITEBACK_STEP bytes
  * (sync_file_range, on the pool: it can block when the disk queue is full),
@@ -409,6 +412,15 @@ int graced_store_fd(const struct graced_store *s)
     return s->fd;
 }
 
+/* Our file still has its temporary name (no sweep removed it). */
+static int still_named(const struct graced_store *s)
+{
+    struct stat mine, named;
+    return fstat(s->fd, &mine) == 0 && mine.st_nlink > 0 &&
+           fstatat(s->dirfd, s->tmp, &named, AT_SYMLINK_NOFOLLOW) == 0 &&
+           named.st_ino == mine.st_ino && named.st_dev == mine.st_dev;
+}
+
 static uint64_t tmp_id(const struct graced *g, int attempt)
 {
     uint64_t id;
@@ -450,8 +462,16 @@ int graced_store_open(struct graced *g, int dirfd, const char *leaf, struct grac
                 break;
             continue;
         }
-        if (ofd_lock(s->fd, F_WRLCK) == 0)
-            break;
+        if (ofd_lock(s->fd, F_WRLCK) == 0) {
+            if (still_named(s))
+                break;
+            /* a sweep locked it, removed it and let go before our lock:
+             * ours is on a file without a name; start over */
+            close(s->fd);
+            s->fd = -1;
+            err = EEXIST;
+            continue;
+        }
         err = errno;
         if (no_locks(err)) { /* the bound alone protects it then */
             if (!g->stores->nolock_warned) {

@@ -8,12 +8,16 @@
  * errno N (a disk that fills up or breaks at the last moment). Folders and
  * small files sync at once. Without SLOWSYNC_GATE nothing waits.
  * With SLOWSYNC_NO_NOREPLACE=1, renameat2(2) refuses RENAME_NOREPLACE with
- * EINVAL, as NFS does.
+ * EINVAL, as NFS does. With SLOWSYNC_LOCK_MS=N, the process's first
+ * F_OFD_SETLK write lock waits N ms first ("lock" and "locked" lines): a
+ * wide window between creating a temporary file and locking it.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,4 +79,46 @@ int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpa
         return -1;
     }
     return real(olddirfd, oldpath, newdirfd, newpath, flags);
+}
+
+/* fcntl and fcntl64 (the name glibc may redirect to): the first write lock
+ * waits SLOWSYNC_LOCK_MS */
+static int lock_hook(const char *name, int fd, int cmd, void *arg)
+{
+    static atomic_int first = 1;
+    int (*real)(int, int, ...) = (int (*)(int, int, ...))dlsym(RTLD_NEXT, name);
+    const char *ms = getenv("SLOWSYNC_LOCK_MS");
+    int rc;
+    if (cmd == F_OFD_SETLK && ms && arg && ((struct flock *)arg)->l_type == F_WRLCK &&
+        atomic_exchange(&first, 0)) {
+        struct timespec ts = {atoi(ms) / 1000, (long)(atoi(ms) % 1000) * 1000000L};
+        note("lock", 0);
+        nanosleep(&ts, NULL);
+        rc = real(fd, cmd, arg);
+        note("locked", 0);
+        return rc;
+    }
+    return real(fd, cmd, arg);
+}
+
+int fcntl(int fd, int cmd, ...);
+int fcntl(int fd, int cmd, ...)
+{
+    va_list ap;
+    void *arg;
+    va_start(ap, cmd);
+    arg = va_arg(ap, void *);
+    va_end(ap);
+    return lock_hook("fcntl", fd, cmd, arg);
+}
+
+int fcntl64(int fd, int cmd, ...);
+int fcntl64(int fd, int cmd, ...)
+{
+    va_list ap;
+    void *arg;
+    va_start(ap, cmd);
+    arg = va_arg(ap, void *);
+    va_end(ap);
+    return lock_hook("fcntl64", fd, cmd, arg);
 }

@@ -9,6 +9,8 @@ temporary upload file belongs to whoever holds a lock on it, not to a PID.
 - two instances, each PID 1 of its own namespace, under concurrent PUTs of
   one name while a third restarts on the folder again and again: every
   answer 2xx, every version read complete, no temporary file left;
+- a sweep in the window between a file's creation and its lock (made wide
+  by slowsync.so): the writer notices and starts over (it answered 500);
 - start-up and the periodic sweep remove only unlocked files older than
   --stale-upload-age; a file locked by someone else stays, whatever its age.
 
@@ -28,7 +30,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_graced import GRACED, MiB, Graced, check, procs, req, run_sections  # noqa: E402
+from test_graced import BUILD, GRACED, MiB, Graced, check, procs, req, run_sections  # noqa: E402
+
+SHIM = os.path.abspath(os.path.join(BUILD, "test", "integration", ".libs", "slowsync.so"))
 
 
 def tmp_names(d):
@@ -214,6 +218,60 @@ def run_two_instances(tmp):
         done.set()
         check("both instances stop cleanly", a.stop() == 0 and b.stop() == 0,
               (a.p.returncode, b.p.returncode))
+        for x in (a, b):
+            err = x.p.stderr.read()
+            if "error" in err:
+                print("  stderr of %d: %s" % (x.port, err[-2000:]))
+
+
+def run_lock_window(tmp):
+    """The window between creating a temporary file and locking it, made
+    2 s wide (slowsync.so delays the first lock): a sweep in that window
+    (another instance starting, --stale-upload-age 0, in another PID
+    namespace) takes the file, removes it and lets go; the writer's lock
+    then lands on a file without a name. It must notice and start over
+    under a new name: 201 with the bytes, not 500."""
+    up = os.path.join(tmp, "fleet4")
+    os.mkdir(up)
+    log = os.path.join(tmp, "fleet4.log")
+    env = dict(os.environ, LD_PRELOAD=SHIM, SLOWSYNC_LOCK_MS="2000", SLOWSYNC_LOG=log)
+    env["ASAN_OPTIONS"] = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
+                                                 "verify_asan_link_order=0"]))
+    a = Graced("--listen", "127.0.0.1:0", "--root", up, "--upload-dir", up, env=env)
+    body = os.urandom(MiB)
+    out = []
+
+    def put():
+        try:
+            out.append(req(a.port, "PUT", "/w.bin", body)[0])
+        except OSError as e:
+            out.append(repr(e))
+    t = threading.Thread(target=put)
+    b = None
+    try:
+        t.start()
+        end = time.time() + 10
+        while time.time() < end and not (os.path.exists(log) and "lock" in open(log).read()):
+            time.sleep(0.01)
+        first = tmp_names(up)
+        time.sleep(0.05)
+        b = NsGraced("--listen", "127.0.0.1:0", "--root", up, "--upload-dir", up,
+                     "--stale-upload-age", "0")
+        check("a sweep in the create-lock window removes the new, unlocked file",
+              first and not [n for n in tmp_names(up) if n in first], (first, tmp_names(up)))
+        t.join(30)
+        try:
+            with open(os.path.join(up, "w.bin"), "rb") as f:
+                stored = f.read()
+        except OSError:
+            stored = b""
+        check("the writer starts over under a new name: 201, bytes intact, nothing left",
+              out == [201] and stored == body and not tmp_names(up), (out, len(stored)))
+    finally:
+        t.join(30)
+        if b:
+            b.stop()
+        a.stop()
 
 
 def run_stale_rules(tmp):
@@ -251,8 +309,8 @@ def run_stale_rules(tmp):
         p = os.path.join(up, "sub", ".graced-tmp.00000000000000ff.late")
         with open(p, "w") as f:
             f.write("left by a crash after the start")
-        end = time.time() + 20
-        while time.time() < end and os.path.exists(p):
+        end = time.time() + 20  # one sweep may see one file old enough, the next both
+        while time.time() < end and (os.path.exists(p) or len(tmp_names(up)) > 1):
             time.sleep(0.1)
         left = sorted(os.path.relpath(p, up) for p in tmp_names(up))
         check("a running instance sweeps again: a crash's file goes, the locked one stays",
@@ -272,7 +330,11 @@ def main():
     if os.geteuid() != 0:
         print("FAIL unshare -p needs root\n0 passed, 1 failed")
         return 1
-    return run_sections((run_pidns_start, run_two_instances, run_stale_rules), "graced-fleet.")
+    if not os.path.exists(SHIM):
+        print("FAIL no %s (make check builds it)\n0 passed, 1 failed" % SHIM)
+        return 1
+    return run_sections((run_pidns_start, run_two_instances, run_lock_window, run_stale_rules),
+                        "graced-fleet.")
 
 
 if __name__ == "__main__":
