@@ -8,7 +8,10 @@
 # on (loaded) until the last PUT is answered. p50/p99/max of each phase,
 # median of RUNS interleaved runs; every stored file is checked byte for byte.
 # SIZE_MB changes the upload size (1024); GRACED_B=path adds another graced
-# binary (an A/B of a change, same run), e.g. one built from main.
+# binary (an A/B of a change, same run), e.g. one built from main;
+# NGINX_EXTRA adds directives to nginx's PUT location (e.g.
+# "client_body_buffer_size 1m;": nginx writes the body in pieces of this, 16k
+# by default); RESULT_TAG names the results file upload-latency-TAG-DATE.md.
 . "$(dirname "$0")/lib.sh"
 RUNS=${RUNS:-3}
 SIZE_MB=${SIZE_MB:-1024}
@@ -32,7 +35,7 @@ start graced "$graced_bin" --listen "127.0.0.1:$p_g" --root "$www" --upload-dir 
     --max-body-size 2G --log-level error
 start nginx nginx -c "$(nginx_conf "$p_n" "
     location /put/ { root $tmp/dav; dav_methods PUT; client_max_body_size 2g;
-                     client_body_temp_path $tmp/dav/tmp; }
+                     client_body_temp_path $tmp/dav/tmp; ${NGINX_EXTRA:-} }
     location / { root $www; }")"
 wait_port "$p_g"
 wait_port "$p_n"
@@ -123,7 +126,7 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
     for n in $names; do
         case $n in graced) what="graced (fsync before the answer, on its pool)";;
                    graced_b) what="graced B = $GRACED_B";;
-                   nginx) what="nginx 1.22 + dav_methods PUT (no fsync)";; esac
+                   nginx) what="nginx 1.22 + dav_methods PUT (no fsync)${NGINX_EXTRA:+, $NGINX_EXTRA}";; esac
         echo "| $what | $(col "$n" 1) | $(col "$n" 2) | $(col "$n" 4) | $(col "$n" 5) | $(col "$n" 6) |" \
              "$(col "$n" 7) | $(col "$n" 8) |"
     done
@@ -138,4 +141,4 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
     echo "Load average at the end: $load (other engineers' builds share the machine)." \
          "The probe and the curls share the load core (the probe at nice -10); the" \
          "servers run on the other core. Stored files are compared with the source."
-} | write_result upload-latency
+} | write_result "upload-latency${RESULT_TAG:+-$RESULT_TAG}"
