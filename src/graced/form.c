@@ -323,7 +323,11 @@ static int commit_next(struct form *f)
     if (!p || p->started)
         return 0;
     p->started = 1;
-    return graced_store_commit(p->store, f->g->o.no_overwrite, NULL, part_committed, p);
+    if (graced_store_commit(p->store, f->g->o.no_overwrite, NULL, part_committed, p) < 0) {
+        p->started = 0; /* not running: dropped with the others */
+        return -ENOMEM;
+    }
+    return 0;
 }
 
 /* A part's commit is done (on the loop): note it, then go on. */

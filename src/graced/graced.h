@@ -232,6 +232,14 @@ typedef void (*graced_store_cb)(const struct graced_store_result *r, void *arg);
  * started as it grows. 0, or a negative errno. */
 int graced_store_open(struct graced *g, int dirfd, const char *leaf, struct graced_store **out);
 int graced_store_fd(const struct graced_store *s); /* write the content here */
+/* The content will be size bytes (> 0): its blocks are reserved on the
+ * pool (fallocate), then cb(err, arg) runs from the loop: err 0 (also where
+ * the filesystem cannot reserve), or ENOSPC, EDQUOT, EFBIG: the disk cannot
+ * take it. Call before writing, at most once, and wait for cb (unless the
+ * store is abandoned: then it never runs). 0, or -EINVAL for size <= 0. */
+typedef void (*graced_store_ready_cb)(int err, void *arg);
+int graced_store_reserve(struct graced_store *s, int64_t size, graced_store_ready_cb cb,
+                         void *arg);
 /* Everything is written: fsync, If-Match (if given, copied) checked again,
  * rename (noreplace: never over an existing name), fsync of the folder, on
  * the pool; then cb from the loop, never inside this call. 0 or -ENOMEM

@@ -24,6 +24,12 @@
  * While the body arrives, write-back is started every WRITEBACK_STEP bytes
  * (sync_file_range, on the pool: it can block when the disk queue is full),
  * so that the final fsync has little left and dirty pages do not pile up.
+ * With a known size (a Content-Length) the blocks are reserved first
+ * (fallocate, on the pool, before the body is read): a disk that cannot
+ * take the file is known before a byte is sent, and the writes then land
+ * in allocated blocks instead of racing the write-back, which allocates
+ * delayed blocks under the file's block-map lock (ext4 i_data_sem: the
+ * event loop waited there, up to seconds, under three 1 GiB uploads).
  * The commit - fsync, the If-Match check, the rename (RENAME_NOREPLACE for
  * If-None-Match: * and --no-overwrite), fsync of the folder - is a job on
  * the worker's pool (pool.c); its result comes back on the event loop.
@@ -66,6 +72,8 @@ struct graced_store {
     int refs;             /* the owner, and each job in flight */
     atomic_int orphan;    /* the owner is gone: nothing more is stored */
     int64_t kicked;       /* write-back started up to here */
+    int64_t reserve;      /* graced_store_reserve: the size */
+    graced_store_ready_cb ready;
     int kick_busy;
     off_t kick_from, kick_len;
     struct graced_job kick, commit;
@@ -298,9 +306,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct graced_stores *ss = arg;
     for (struct graced_store *s = ss->receiving; s; s = s->next) {
-        off_t off;
-        if (s->kick_busy || (off = lseek(s->fd, 0, SEEK_CUR)) < 0 ||
-            off - s->kicked < WRITEBACK_STEP)
+        off_t off = lseek(s->fd, 0, SEEK_CUR);
+        if (off < 0 || s->kick_busy || off - s->kicked < WRITEBACK_STEP)
             continue;
         s->kick_from = (off_t)s->kicked;
         s->kick_len = off - (off_t)s->kicked;
@@ -400,6 +407,8 @@ int graced_store_commit(struct graced_store *s, int noreplace, const char *if_ma
     s->noreplace = noreplace;
     s->cb = cb;
     s->arg = arg;
+    s->commit.work = commit_work; /* the slot may have served graced_store_reserve */
+    s->commit.done = commit_done;
     s->refs++;
     graced_pool_run(s->g->pool, &s->commit);
     return 0;
@@ -501,6 +510,45 @@ int graced_store_open(struct graced *g, int dirfd, const char *leaf, struct grac
         event_add(g->stores->tick, &(struct timeval){0, WRITEBACK_TICK_MS * 1000});
     g->stores->receiving = s;
     *out = s;
+    return 0;
+}
+
+/* On a pool thread: the blocks of the announced size (unwritten extents;
+ * the size stays 0). Only a full disk (or quota, or file size limit) is an
+ * error: a filesystem without fallocate (NFS before 4.2) goes without. */
+static void reserve_work(struct graced_job *j)
+{
+    struct graced_store *s = STORE_OF(j, commit);
+    if (atomic_load(&s->orphan))
+        return;
+    if (fallocate(s->fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)s->reserve) < 0 &&
+        (errno == ENOSPC || errno == EDQUOT || errno == EFBIG))
+        s->err = errno;
+}
+
+static void reserve_done(struct graced_job *j)
+{
+    struct graced_store *s = STORE_OF(j, commit);
+    if (!atomic_load(&s->orphan)) {
+        int err = s->err;
+        s->err = 0;
+        s->ready(err, s->arg);
+    }
+    unref(s); /* the job's */
+}
+
+int graced_store_reserve(struct graced_store *s, int64_t size, graced_store_ready_cb cb,
+                         void *arg)
+{
+    if (size <= 0)
+        return -EINVAL;
+    s->reserve = size;
+    s->ready = cb;
+    s->arg = arg;
+    s->commit.work = reserve_work;
+    s->commit.done = reserve_done;
+    s->refs++;
+    graced_pool_run(s->g->pool, &s->commit);
     return 0;
 }
 

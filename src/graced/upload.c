@@ -254,6 +254,29 @@ static void on_spliced(struct grace_request *req, void *arg)
     on_end(req, arg);
 }
 
+static void read_body(struct upload *u)
+{
+    int st = grace_request_body_to_fd(u->req, u->fd, on_spliced, u);
+    if (st == -ENOTSUP) /* TLS or chunked: through memory */
+        st = grace_request_read_body(u->req, on_data, on_end, u);
+    if (st < 0)
+        fail(u, 500, "could not read the body\n");
+}
+
+/* The blocks are reserved (on the loop again): now the body. A disk that
+ * cannot take it is answered before the client sends a byte of it. */
+static void reserved(int err, void *arg)
+{
+    struct upload *u = arg;
+    if (err) {
+        graced_log(LOG_WARN, "upload %s (%lld bytes): %s", u->path,
+                   (long long)grace_request_content_length(u->req), strerror(err));
+        fail(u, store_status(err), "not enough space for the upload\n");
+        return;
+    }
+    read_body(u);
+}
+
 /* Uploads on? (Who may write is graced_authorize's, before this.) */
 int graced_write_allowed(struct grace_request *req, struct graced *g)
 {
@@ -364,9 +387,9 @@ void graced_upload(struct grace_request *req, struct graced *g)
         return;
     }
     grace_request_on_finish(req, on_finish, u);
-    st = grace_request_body_to_fd(req, u->fd, on_spliced, u);
-    if (st == -ENOTSUP) /* TLS or chunked: through memory */
-        st = grace_request_read_body(req, on_data, on_end, u);
-    if (st < 0)
-        fail(u, 500, "could not read the body\n");
+    /* a known size: its blocks first (store.c says why), then the body */
+    if (grace_request_content_length(req) > 0 &&
+        graced_store_reserve(u->store, grace_request_content_length(req), reserved, u) == 0)
+        return;
+    read_body(u);
 }

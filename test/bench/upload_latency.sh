@@ -1,8 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: BSD-3-Clause
 # upload_latency.sh - does storing uploads hold up everyone else? GET latency
-# of a small file on one keep-alive connection while three 1 GiB PUTs are
-# stored at once, graced (which fsyncs each upload before answering) beside
+# of a small file (RATE a second, open loop, on CONNS keep-alive connections)
+# while three 1 GiB PUTs are stored at once, graced (which fsyncs each upload before answering) beside
 # nginx with its dav module (which does not), one worker each, same run.
 # Each run: 2 s of GETs alone (idle), then the three PUTs with the GETs going
 # on (loaded) until the last PUT is answered. p50/p99/max of each phase,
@@ -16,6 +16,8 @@
 RUNS=${RUNS:-3}
 SIZE_MB=${SIZE_MB:-1024}
 NPUT=${NPUT:-3}
+RATE=${RATE:-1000}  # GETs due per second
+CONNS=${CONNS:-8}   # connections they are sent on
 need curl curl
 need nginx nginx-light
 # nginx-light carries the dav module (PUT); a build without it cannot take part
@@ -48,29 +50,13 @@ if [ -n "${GRACED_B:-}" ]; then
     names="graced graced_b nginx"
 fi
 
-# The probe: GETs back to back on one connection, each timed; phase "idle"
-# until $tmp/loaded exists, "loaded" until $tmp/stop exists. Prints
-# "PHASE p50-ms p99-ms max-ms count" per phase. Niced up, so that the
-# uploading curls beside it on the load core do not delay it.
-cat >"$tmp/probe.py" <<'PY'
-import http.client, os, sys, time
-port, d = int(sys.argv[1]), sys.argv[2]
-lat = {"idle": [], "loaded": []}
-c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-while not os.path.exists(d + "/stop"):
-    phase = "loaded" if os.path.exists(d + "/loaded") else "idle"
-    t0 = time.perf_counter()
-    c.request("GET", "/small.bin")
-    r = c.getresponse()
-    body = r.read()
-    lat[phase].append((time.perf_counter() - t0) * 1000)
-    if r.status != 200 or len(body) != 4096:
-        sys.exit("probe: GET answered %d" % r.status)
-for phase, v in lat.items():
-    v.sort()
-    pct = lambda q: v[min(len(v) - 1, int(q * len(v)))] if v else float("nan")
-    print(phase, "%.3f %.3f %.3f %d" % (pct(0.5), pct(0.99), v[-1] if v else float("nan"), len(v)))
-PY
+# The probe (latency_probe.c), open loop as wrk2 is: a GET is due every
+# 1/RATE s, sent on one of CONNS keep-alive connections, and its latency is
+# counted from when it was due, so a server that stalls for 200 ms is
+# charged for every GET due meanwhile. Phase "idle" until $tmp/loaded
+# exists, "loaded" until $tmp/stop exists.
+probe=$build/test/bench/latency_probe
+[ -x "$probe" ] || { echo "bench: no $probe (make builds it)" >&2; exit 1; }
 
 url() { # url NAME FILE
     case $1 in graced) echo "http://127.0.0.1:$p_g/$2";; graced_b) echo "http://127.0.0.1:$p_b/$2";;
@@ -84,11 +70,12 @@ port() { case $1 in graced) echo "$p_g";; graced_b) echo "$p_b";; nginx) echo "$
 # one NAME: a run; appends "idle-p50 idle-p99 idle-max loaded-p50 loaded-p99
 # loaded-max loaded-count put-wall-s" to $tmp/NAME.runs
 one() {
-    local name=$1 i t0 t1 pids=() probe
+    local name=$1 i t0 t1 pids=() pp
     rm -f "$tmp/loaded" "$tmp/stop"
     sync # earlier runs' dirty pages are not this run's cost
-    "${LOAD[@]}" nice -n -10 python3 "$tmp/probe.py" "$(port "$name")" "$tmp" >"$tmp/probe.out" &
-    probe=$!
+    "${LOAD[@]}" nice -n -10 "$probe" "$(port "$name")" /small.bin "$RATE" "$CONNS" "$tmp" \
+        >"$tmp/probe.out" &
+    pp=$!
     sleep 2
     touch "$tmp/loaded"
     t0=$(date +%s.%N)
@@ -100,7 +87,7 @@ one() {
     for p in "${pids[@]}"; do wait "$p"; done
     t1=$(date +%s.%N)
     touch "$tmp/stop"
-    wait "$probe" || { echo "bench: $name: the probe failed" >&2; return 1; }
+    wait "$pp" || { echo "bench: $name: the probe failed" >&2; return 1; }
     for i in $(seq "$NPUT"); do
         case $(cat "$tmp/put$i.code") in 201|204) ;;
             *) echo "bench: $name PUT answered $(cat "$tmp/put$i.code")" >&2; return 1;; esac
@@ -121,7 +108,7 @@ col() { cut -d' ' -f"$2" "$tmp/$1.runs" | median; }
 
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 {
-    echo "| GET of a 4 KiB file, one connection, while $NPUT PUTs of $SIZE_MB MiB are stored; median of $RUNS | idle p50 ms | idle p99 ms | loaded p50 ms | loaded p99 ms | loaded max ms | GETs during the PUTs | PUTs wall s |"
+    echo "| GET of a 4 KiB file, $RATE/s open loop on $CONNS connections, while $NPUT PUTs of $SIZE_MB MiB are stored; median of $RUNS | idle p50 ms | idle p99 ms | loaded p50 ms | loaded p99 ms | loaded max ms | GETs during the PUTs | PUTs wall s |"
     echo "|---|---|---|---|---|---|---|---|"
     for n in $names; do
         case $n in graced) what="graced (fsync before the answer, on its pool)";;
@@ -140,5 +127,7 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
     echo
     echo "Load average at the end: $load (other engineers' builds share the machine)." \
          "The probe and the curls share the load core (the probe at nice -10); the" \
-         "servers run on the other core. Stored files are compared with the source."
+         "servers run on the other core. Latency counts from when each GET was due" \
+         "(open loop), so a stall is charged for every GET due during it. Stored files" \
+         "are compared with the source."
 } | write_result "upload-latency${RESULT_TAG:+-$RESULT_TAG}"

@@ -12,6 +12,8 @@ gate file exists, so nothing here depends on the speed of the machine.
   8 files: at most 4 parts wait for their commit;
 - an fsync that fails (ENOSPC): 507, nothing left; a form names the part
   stored before;
+- a PUT's blocks are reserved before its body is read: a disk too small
+  for its Content-Length answers 507 before the body (a 4 MiB tmpfs);
 - a client that resets during the fsync: graced goes on, no temporary file,
   nothing stored under the name; one that closes: stored, nothing left;
 - a stop during the fsync: the upload is answered, then graced exits; with
@@ -280,6 +282,45 @@ def run_no_renameat2_flags(tmp):
         s.g.stop()
 
 
+def run_reserve(tmp):
+    """A PUT's blocks are reserved before its body is read: a disk that
+    cannot take the Content-Length is answered 507 at once, before the
+    client sends the body (Expect: 100-continue gets the 507, not a 100).
+    The disk: a 4 MiB tmpfs in graced's own mount namespace (root)."""
+    d = os.path.join(tmp, "small-disk")
+    os.mkdir(d)
+    if os.geteuid() != 0:
+        check("a small disk needs root (unshare -m)", False)
+        return
+    p = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                          "mount -t tmpfs -o size=4m tmpfs \"$1\" && exec \"$2\" --listen "
+                          "127.0.0.1:0 --root \"$1\" --upload-dir \"$1\"", "sh", d, GRACED],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline()
+        port = int(line.strip().rstrip("/").rsplit(":", 1)[1])
+        view = "/proc/%d/root%s" % (p.pid, d)  # the tmpfs, as graced sees it
+        c = socket.create_connection(("127.0.0.1", port), timeout=10)
+        c.sendall(b"PUT /big.bin HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n"
+                  b"Expect: 100-continue\r\n\r\n" % (8 * MiB))
+        first = c.recv(4096)
+        c.close()
+        check("8 MiB announced to a 4 MiB disk: 507 before the body (no 100 Continue)",
+              first.startswith(b"HTTP/1.1 507"), first[:80])
+        body = os.urandom(MiB)
+        st, _, _ = req(port, "PUT", "/fits.bin", body)
+        with open(os.path.join(view, "fits.bin"), "rb") as f:
+            check("1 MiB fits: 201, stored", st == 201 and f.read() == body, st)
+        check("no temporary file left on the small disk", not tmp_names(view), os.listdir(view))
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 def run_client_gone(tmp):
     s = Slow(tmp, "gone", "--log-level", "info")
     try:
@@ -415,7 +456,8 @@ def main():
         print("FAIL no %s (make check builds it)\n0 passed, 1 failed" % SHIM)
         return 1
     return run_sections((run_durable, run_loop_free, run_threads, run_form_bound,
-                         run_commit_fails, run_no_renameat2_flags, run_client_gone, run_stop),
+                         run_commit_fails, run_no_renameat2_flags, run_reserve, run_client_gone,
+                         run_stop),
                         "graced-sync.")
 
 
