@@ -10,7 +10,9 @@
  * With SLOWSYNC_NO_NOREPLACE=1, renameat2(2) refuses RENAME_NOREPLACE with
  * EINVAL, as NFS does. With SLOWSYNC_LOCK_MS=N, the process's first
  * F_OFD_SETLK write lock waits N ms first ("lock" and "locked" lines): a
- * wide window between creating a temporary file and locking it.
+ * wide window between creating a temporary file and locking it. With
+ * SLOWSYNC_FALLOC_MS=N, fallocate(2) waits N ms first: the body of an
+ * upload arrives while its blocks are being reserved.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -121,4 +123,17 @@ int fcntl64(int fd, int cmd, ...)
     arg = va_arg(ap, void *);
     va_end(ap);
     return lock_hook("fcntl64", fd, cmd, arg);
+}
+
+int fallocate(int fd, int mode, off_t offset, off_t len);
+int fallocate(int fd, int mode, off_t offset, off_t len)
+{
+    int (*real)(int, int, off_t, off_t) = (int (*)(int, int, off_t, off_t))dlsym(RTLD_NEXT,
+                                                                               "fallocate");
+    const char *ms = getenv("SLOWSYNC_FALLOC_MS");
+    if (ms && atoi(ms) > 0) {
+        struct timespec ts = {atoi(ms) / 1000, (long)(atoi(ms) % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return real(fd, mode, offset, len);
 }

@@ -187,11 +187,15 @@ def run_threads(tmp):
         for t in ts:
             t.join(30)
         ok = all(o and o[0][0] == 201 for o in outs)
+        bad = []
         for i, b in enumerate(bodies):
             with open(os.path.join(s.dir, "t%d.bin" % i), "rb") as f:
-                ok = ok and f.read() == b
-        check("all four answered 201 with their bytes once released", ok,
-              [o[:1] for o in outs])
+                got = f.read()
+            if got != b:
+                bad.append((i, len(got), next((k for k in range(min(len(got), len(b)))
+                                                if got[k] != b[k]), None)))
+        check("all four answered 201 with their bytes once released", ok and not bad,
+              ([o[:1] for o in outs], bad))
     finally:
         s.release()
         s.g.stop()
