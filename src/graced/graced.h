@@ -5,7 +5,10 @@
  *   main.c     start-up, workers, signals, the event loop, TLS certificates
  *   options.c  command line: getopt_long, sizes and times
  *   files.c    static files: path confinement, types, validators, ranges
- *   upload.c   PUT/POST uploads: early checks, temp file, fsync, rename
+ *   upload.c   PUT/POST uploads: early checks, then into a store
+ *   store.c    an upload's file: locked temporary file, write-back, commit
+ *              (fsync, rename) on the pool, the sweep of stale ones
+ *   pool.c     a few threads per worker for work that blocks on the disk
  *   log.c      error log (levels) and access log (Combined Log Format)
  *   sock.c     listening sockets and systemd socket activation
  *   path.c     URL paths to confined names: decoding, hidden names, folders
@@ -38,8 +41,8 @@ struct evbuffer;
 #define GRACED_MAX_LISTEN 16
 #define GRACED_MAX_CERTS 16
 
-/* Name prefix of upload temporary files: never served, removed at start
- * when stale: the PID in the name is gone, or untouched for
+/* Name prefix of upload temporary files (store.c): never served; removed
+ * by the sweep when nobody holds their lock and they are older than
  * --stale-upload-age. */
 #define GRACED_TMP_PREFIX ".graced-tmp."
 /* The body limit of every request but uploads (which have --max-body-size). */
@@ -66,6 +69,7 @@ struct graced_opts {
     const char *metrics_path;
     const char *health_path;  /* --health: 200 serving, 503 stopping */
     int64_t stale_upload_age_ms; /* --stale-upload-age */
+    int sync_threads;         /* --sync-threads: pool.c threads per worker */
     int64_t restart_delay_max_ms; /* --restart-delay-max */
     int list_dirs;            /* --list-dirs */
     int show_hidden;          /* --show-hidden: dot-names listed and served */
@@ -119,6 +123,8 @@ struct graced {
     struct graced_metrics *metrics; /* metrics.c: shared by all workers */
     struct graced_proxy *proxy;   /* proxy.c: this worker's PROXY listeners */
     int stopping;                 /* a graceful stop began: --health says 503 */
+    struct graced_pool *pool;     /* pool.c: this worker's threads for the disk */
+    struct graced_stores *stores; /* store.c: write-back, the sweep */
 };
 
 /* options.c: 0 to run, 1 after --help/--version, -1 on error (printed) */
@@ -209,8 +215,62 @@ void graced_delete(struct grace_request *req, struct graced *g);
 void graced_upload(struct grace_request *req, struct graced *g);
 /* uploads enabled and the client allowed to write? else answers (405, 401), returns 0 */
 int graced_write_allowed(struct grace_request *req, struct graced *g);
-int graced_clean_stale(struct graced *g);
 int graced_load_token(struct graced *g);
+
+/* pool.c: jobs run on one of a worker's few threads (--sync-threads); then
+ * done runs on the event loop, never inside graced_pool_run(). The job is
+ * the caller's (embed it) and must live until done has run; work may touch
+ * only what the job owns. */
+struct graced_job {
+    void (*work)(struct graced_job *j); /* on a pool thread */
+    void (*done)(struct graced_job *j); /* on the loop, after work */
+    struct graced_job *next;            /* the pool's */
+};
+struct graced_pool *graced_pool_new(struct event_base *base, int threads); /* NULL: errno */
+/* queue j; 0 (if no thread can be started, work runs inside this call and
+ * done from the loop as always) */
+int graced_pool_run(struct graced_pool *p, struct graced_job *j);
+int graced_pool_pending(const struct graced_pool *p); /* queued, done not yet run */
+/* waits for every job queued: each work, then each done from this call */
+void graced_pool_free(struct graced_pool *p);
+
+/* store.c: an upload's file in the making (PUT, form parts; resumable
+ * uploads to come). A locked temporary file in the target's folder. */
+struct graced_store;
+struct graced_store_result {
+    int err;      /* 0 stored, or an errno: EEXIST (noreplace, the name is taken),
+                     EISDIR, ENOSPC, EDQUOT, EFBIG, EIO, ... */
+    int changed;  /* If-Match: the version it named is gone (412) */
+    int existed;  /* the name was taken before (204 rather than 201) */
+    struct stat st; /* the stored file (its ETag) */
+};
+/* the store is gone once this returns */
+typedef void (*graced_store_cb)(const struct graced_store_result *r, void *arg);
+/* A temporary file for leaf in folder dirfd (dup'ed), locked, write-back
+ * started as it grows. 0, or a negative errno. */
+int graced_store_open(struct graced *g, int dirfd, const char *leaf, struct graced_store **out);
+int graced_store_fd(const struct graced_store *s); /* write the content here */
+/* The content will be size bytes (> 0): its blocks are reserved on the
+ * pool (fallocate), then cb(err, arg) runs from the loop: err 0 (also where
+ * the filesystem cannot reserve), or ENOSPC, EDQUOT, EFBIG: the disk cannot
+ * take it. Call before writing, at most once, and wait for cb (unless the
+ * store is abandoned: then it never runs). 0, or -EINVAL for size <= 0. */
+typedef void (*graced_store_ready_cb)(int err, void *arg);
+int graced_store_reserve(struct graced_store *s, int64_t size, graced_store_ready_cb cb,
+                         void *arg);
+/* Everything is written: fsync, If-Match (if given, copied) checked again,
+ * rename (noreplace: never over an existing name), fsync of the folder, on
+ * the pool; then cb from the loop, never inside this call. 0 or -ENOMEM
+ * (nothing happened: abandon it). */
+int graced_store_commit(struct graced_store *s, int noreplace, const char *if_match,
+                        graced_store_cb cb, void *arg);
+/* The owner is gone (before the commit, or during it: then cb never runs).
+ * The temporary file is removed once no job uses it; a rename already done
+ * stays. NULL is ignored. */
+void graced_store_abandon(struct graced_store *s);
+int graced_store_init(struct graced *g); /* a worker: its pool, write-back, sweep; -1 */
+void graced_store_end(struct graced *g); /* after the server: waits for every job */
+int graced_clean_stale(struct graced *g); /* start-up sweep; how many removed */
 
 int graced_token_ok(const struct graced *g, const char *auth);
 

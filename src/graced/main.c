@@ -226,7 +226,7 @@ static int run_worker(struct graced *g, const int *fds, const int *tls, const in
 
     g->base = event_base_new();
     g->srv = g->base ? grace_server_new(g->base, g->o.cfg) : NULL;
-    if (!g->srv) {
+    if (!g->srv || graced_store_init(g) < 0) {
         fprintf(stderr, "graced: out of memory\n");
         return 1;
     }
@@ -270,6 +270,7 @@ static int run_worker(struct graced *g, const int *fds, const int *tls, const in
         event_free(sig[i]);
     grace_server_free(g->srv);
     graced_auth_stop(g); /* after the server: checks waiting were cancelled with it */
+    graced_store_end(g); /* after the server too: waits for the uploads' fsyncs running */
     if (g->tls)
         grace_tls_free(g->tls);
     g->tls = NULL;

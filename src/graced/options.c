@@ -19,7 +19,7 @@ enum {
     O_USERS_FILE, O_PRIVATE, O_AUTH_CACHE_TIME, O_AUTH_FAIL_LIMIT, O_CORS, O_CACHE_CONTROL,
     O_PRECOMPRESSED, O_NO_SERVER_HEADER, O_METRICS_ALLOW, O_PROXY_LISTEN, O_PROXY_FROM,
     O_PROXY_TIMEOUT, O_BACKLOG, O_PROXY_TLS_LISTEN, O_AUTH_MAX_PENDING, O_WARN_INTERVAL,
-    O_CORS_WRITE, O_TRUST_UPLOADS, O_HEALTH,
+    O_CORS_WRITE, O_TRUST_UPLOADS, O_HEALTH, O_SYNC_THREADS,
     O_LIB = 512 /* + enum grace_opt */
 };
 
@@ -111,8 +111,9 @@ static void usage(FILE *out, const struct grace_config *cfg)
             "  --show-hidden            list, serve and accept dot-names such as .git (off)\n"
             "  --no-overwrite           uploads never replace a file: 412 (off)\n"
             "  --auth-token-file FILE   uploads need 'Authorization: Bearer <first line>' (off)\n"
-            "  --stale-upload-age TIME  at start, remove temporary upload files this old even\n"
-            "                           if the PID in their name is alive (24h)\n"
+            "  --stale-upload-age TIME  remove temporary upload files no process holds (a\n"
+            "                           lock) once this old: at start, then this often (1h)\n"
+            "  --sync-threads N         threads per worker for uploads' fsync and rename (2)\n"
             "  --max-body-size SIZE     largest upload, K/M/G suffixes (1G)\n"
             "  --workers N              processes sharing the port with SO_REUSEPORT (1)\n"
             "  --restart-delay-max TIME a worker that ends early is restarted after 100ms,\n"
@@ -218,6 +219,7 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
         {"auth-cache-time", required_argument, NULL, O_AUTH_CACHE_TIME},
         {"auth-fail-limit", required_argument, NULL, O_AUTH_FAIL_LIMIT},
         {"auth-max-pending", required_argument, NULL, O_AUTH_MAX_PENDING},
+        {"sync-threads", required_argument, NULL, O_SYNC_THREADS},
         {"cors", required_argument, NULL, O_CORS},
         {"cors-write", required_argument, NULL, O_CORS_WRITE},
         {"trust-uploads", no_argument, NULL, O_TRUST_UPLOADS},
@@ -244,7 +246,8 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
     o->log_level = LOG_INFO;
     o->shutdown_timeout_ms = 10000;
     o->hsts = -1;
-    o->stale_upload_age_ms = INT64_C(24) * 3600 * 1000;
+    o->stale_upload_age_ms = INT64_C(3600) * 1000;
+    o->sync_threads = 2;
     o->restart_delay_max_ms = 10000;
     o->list_max = 10000;
     o->auth_cache_ms = 60000;
@@ -398,6 +401,18 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
             }
             *(c == O_BACKLOG ? &o->backlog : c == O_AUTH_MAX_PENDING ? &o->auth_max_pending
                                                                       : &o->auth_fail_limit) = (int)v;
+            break;
+        }
+        case O_SYNC_THREADS: {
+            char *end;
+            long v;
+            errno = 0;
+            v = strtol(a, &end, 10);
+            if (errno || end == a || *end || v < 1 || v > 64) {
+                fprintf(stderr, "graced: --sync-threads %s: a number from 1 to 64\n", a);
+                return -1;
+            }
+            o->sync_threads = (int)v;
             break;
         }
         case O_ROOT: o->root = a; break;

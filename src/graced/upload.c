@@ -4,12 +4,13 @@
  *
  * Everything that can refuse an upload is checked when the headers arrive,
  * before any body byte is read: the library then closes gracefully and the
- * client receives the answer. Accepted bodies stream into a temporary file
- * in the same directory (reading pauses while the disk lags behind), which
- * is fsync'ed and renamed into place only when the body is complete: the
- * target name never holds a partial file. Anything else unlinks the
- * temporary file; a crash leaves only a temporary name, removed at start-up
- * once stale (tmp_stale): its PID is gone, or --stale-upload-age old.
+ * client receives the answer. Accepted bodies stream into a store (store.c:
+ * a locked temporary file in the same directory; reading pauses while the
+ * disk lags behind), which is fsync'ed and renamed into place off the event
+ * loop only when the body is complete, and answered when that is done: the
+ * target name never holds a partial file. Anything else removes the
+ * temporary file; a crash leaves only a temporary name nobody holds, which
+ * the sweep removes once older than --stale-upload-age.
  *
  * Folders on the way are created (path.c: each segment O_NOFOLLOW, so no
  * symlink leads out of the tree). Safe create and replace: If-None-Match: *
@@ -20,13 +21,11 @@
 #define _GNU_SOURCE
 #include "graced.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,15 +36,13 @@
 
 #define DISK_HIGH (1u << 20) /* pause the client above this much unwritten */
 #define DISK_STEP (1u << 20) /* written per loop iteration */
-/* of the upload's name in its temporary name: prefix (12) + PID (up to 7)
- * + sequence (up to 20) + 2 dots + this stay below NAME_MAX (255) */
-#define TMP_NAME_PART 200
 
 struct upload {
     struct graced *g;
     struct grace_request *req;
-    int fd, dirfd;        /* the temporary file; the folder it is in */
-    char name[256], tmp[NAME_MAX + 1];
+    struct graced_store *store; /* the file in the making; NULL once committed */
+    int fd;               /* the store's */
+    char name[256];
     char path[4096];      /* relative to the upload tree, for Location and logs */
     const char *if_match; /* the request's If-Match: checked again before the rename */
     int noreplace;        /* If-None-Match: * or --no-overwrite */
@@ -53,7 +50,7 @@ struct upload {
     struct event *flush_ev;
     int64_t bytes;
     int err;              /* errno of a failed write */
-    int ended, paused, replied;
+    int ended, paused, replied, committing;
 };
 
 /* The first line of --auth-token-file, without the line end and the
@@ -112,73 +109,6 @@ int graced_token_ok(const struct graced *g, const char *auth)
     return diff == 0 && n == g->token_len;
 }
 
-/* The process id in a temporary name: ".graced-tmp.PID.SEQ.name", or
- * ".graced-tmp.name.PID.SEQ" as written before; 0 if there is none. */
-static long tmp_pid(const char *tmp)
-{
-    const char *p = tmp + sizeof(GRACED_TMP_PREFIX) - 1, *dot;
-    char *end;
-    long pid = strtol(p, &end, 10);
-    if (end != p && *end == '.' && pid > 0)
-        return pid;
-    if (!(dot = strrchr(p, '.')) || dot == p)
-        return 0;
-    for (p = dot - 1; p > tmp && *p != '.'; p--)
-        ;
-    pid = strtol(p + 1, &end, 10);
-    return end != p + 1 && end == dot && pid > 0 ? pid : 0;
-}
-
-/* Is this temporary file left over by a process that is gone? An upload
- * in flight (by another graced on the same folder, or a worker of ours)
- * has a live PID in its name and is written to, so it stays. */
-static int tmp_stale(int dirfd, const char *name, time_t now, int64_t max_age_ms)
-{
-    long pid = tmp_pid(name);
-    struct stat st;
-    if (pid == (long)getpid() || (pid > 0 && kill((pid_t)pid, 0) < 0 && errno == ESRCH))
-        return 1; /* our own PID here is an older process's: we upload nothing yet */
-    /* no PID, or a live one that may be a reused PID: by age */
-    return fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-           ((int64_t)now - st.st_mtime) * 1000 > max_age_ms;
-}
-
-/* Stale temporary files below dirfd, in subfolders too (uploads create
- * them): symlinks are not followed, depth is bounded. How many went. */
-static int clean_dir(int dirfd, int depth, time_t now, int64_t max_age_ms)
-{
-    int fd = dup(dirfd), n = 0;
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    struct dirent *e;
-    if (!d) {
-        if (fd >= 0)
-            close(fd);
-        return 0;
-    }
-    while ((e = readdir(d))) {
-        if (!strncmp(e->d_name, GRACED_TMP_PREFIX, sizeof(GRACED_TMP_PREFIX) - 1)) {
-            n += tmp_stale(dirfd, e->d_name, now, max_age_ms) && unlinkat(dirfd, e->d_name, 0) == 0;
-        } else if (depth < 64 && (e->d_type == DT_DIR || e->d_type == DT_UNKNOWN) &&
-                   strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-            int sub = openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (sub >= 0) {
-                n += clean_dir(sub, depth + 1, now, max_age_ms);
-                close(sub);
-            }
-        }
-    }
-    closedir(d);
-    return n;
-}
-
-int graced_clean_stale(struct graced *g)
-{
-    int n = clean_dir(g->upload_fd, 0, time(NULL), g->o.stale_upload_age_ms);
-    if (n)
-        graced_log(LOG_INFO, "removed %d stale temporary upload file(s)", n);
-    return n;
-}
-
 /* Failing to store: 507 when the disk (or a quota or size limit) is full. */
 static int store_status(int err)
 {
@@ -187,12 +117,7 @@ static int store_status(int err)
 
 static void upload_free(struct upload *u)
 {
-    if (u->fd >= 0) {
-        close(u->fd);
-        unlinkat(u->dirfd, u->tmp, 0);
-    }
-    if (u->dirfd >= 0)
-        close(u->dirfd);
+    graced_store_abandon(u->store); /* a commit running: its result is dropped */
     if (u->flush_ev)
         event_free(u->flush_ev);
     if (u->buf)
@@ -219,47 +144,34 @@ static void fail(struct upload *u, int status, const char *msg)
     graced_reply(u->req, status, msg);
 }
 
-/* The version If-Match names is still there? (it was at the headers) */
-static int still_matches(struct upload *u)
+/* The commit is done (on the loop again): answer. */
+static void committed(const struct graced_store_result *r, void *arg)
 {
-    struct stat st;
-    char etag[64];
-    if (fstatat(u->dirfd, u->name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-        return 0;
-    graced_etag(&st, etag, sizeof(etag));
-    return graced_etag_match(u->if_match, etag, 0);
-}
-
-/* Everything is on disk: make it durable, then give it its name. */
-static void commit(struct upload *u)
-{
-    struct stat st;
+    struct upload *u = arg;
     char etag[64], loc[3 * sizeof(u->path) + 2];
-    int existed = fstatat(u->dirfd, u->name, &st, AT_SYMLINK_NOFOLLOW) == 0;
-    if (u->if_match && !still_matches(u)) {
+    u->store = NULL; /* gone with this call */
+    u->fd = -1;
+    if (r->changed) {
         fail(u, 412, "the file changed meanwhile (If-Match)\n");
         return;
     }
-    if (fsync(u->fd) < 0 || fstat(u->fd, &st) < 0 ||
-        renameat2(u->dirfd, u->tmp, u->dirfd, u->name, u->noreplace ? RENAME_NOREPLACE : 0) < 0) {
-        int e = errno;
-        if (e == EEXIST)
-            fail(u, 412, "the file exists and is not replaced\n");
-        else
-            fail(u, e == EISDIR || e == ENOTDIR ? 409 : store_status(e),
-                 e == EISDIR ? "a folder has that name\n" : "could not store the upload\n");
+    if (r->err == EEXIST) {
+        fail(u, 412, "the file exists and is not replaced\n");
         return;
     }
-    close(u->fd);
-    u->fd = -1; /* renamed: nothing to unlink */
+    if (r->err) {
+        graced_log(LOG_ERR, "upload %s: %s", u->path, strerror(r->err));
+        fail(u, r->err == EISDIR || r->err == ENOTDIR ? 409 : store_status(r->err),
+             r->err == EISDIR ? "a folder has that name\n" : "could not store the upload\n");
+        return;
+    }
     graced_files_forget(u->g, u->path);
     graced_metrics_upload(u->g, u->bytes);
-    fsync(u->dirfd); /* the rename itself */
     graced_log(LOG_DEBUG, "stored %s (%lld bytes)", u->path, (long long)u->bytes);
     u->replied = 1;
-    graced_etag(&st, etag, sizeof(etag));
+    graced_etag(&r->st, etag, sizeof(etag));
     grace_response_add_header(u->req, "ETag", etag);
-    if (existed) {
+    if (r->existed) {
         graced_reply(u->req, 204, NULL);
     } else {
         loc[0] = '/';
@@ -267,6 +179,18 @@ static void commit(struct upload *u)
         grace_response_add_header(u->req, "Location", loc);
         graced_reply(u->req, 201, "created\n");
     }
+}
+
+/* Everything is on disk: make it durable and give it its name, off the
+ * loop; the answer comes with the result. The request stays unanswered
+ * meanwhile (if it ends first, upload_free drops the result). */
+static void commit(struct upload *u)
+{
+    if (u->committing)
+        return;
+    u->committing = 1;
+    if (graced_store_commit(u->store, u->noreplace, u->if_match, committed, u) < 0)
+        fail(u, 500, "out of memory\n");
 }
 
 /* Move buffered body bytes to disk, a step per loop iteration. */
@@ -328,6 +252,29 @@ static void on_spliced(struct grace_request *req, void *arg)
     struct upload *u = arg;
     u->bytes = grace_request_content_length(req);
     on_end(req, arg);
+}
+
+static void read_body(struct upload *u)
+{
+    int st = grace_request_body_to_fd(u->req, u->fd, on_spliced, u);
+    if (st == -ENOTSUP) /* TLS or chunked: through memory */
+        st = grace_request_read_body(u->req, on_data, on_end, u);
+    if (st < 0)
+        fail(u, 500, "could not read the body\n");
+}
+
+/* The blocks are reserved (on the loop again): now the body. A disk that
+ * cannot take it is answered before the client sends a byte of it. */
+static void reserved(int err, void *arg)
+{
+    struct upload *u = arg;
+    if (err) {
+        graced_log(LOG_WARN, "upload %s (%lld bytes): %s", u->path,
+                   (long long)grace_request_content_length(u->req), strerror(err));
+        fail(u, store_status(err), "not enough space for the upload\n");
+        return;
+    }
+    read_body(u);
 }
 
 /* Uploads on? (Who may write is graced_authorize's, before this.) */
@@ -421,29 +368,28 @@ void graced_upload(struct grace_request *req, struct graced *g)
     }
     u->g = g;
     u->req = req;
-    u->dirfd = dirfd;
+    u->fd = -1;
     u->noreplace = noreplace;
     u->if_match = grace_request_header(req, "If-Match");
     memcpy(u->name, leaf, strlen(leaf) + 1); /* <= 255 bytes: graced_path_decode */
     snprintf(u->path, sizeof(u->path), "%s", rel);
-    /* PID and sequence first (they make it unique, and tell a stale file
-     * from one in flight); then as much of the name as fits in NAME_MAX */
-    snprintf(u->tmp, sizeof(u->tmp), "%s%d.%lu.%.*s", GRACED_TMP_PREFIX, (int)getpid(),
-             ++g->upload_seq, TMP_NAME_PART, leaf);
-    u->fd = openat(dirfd, u->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    st = graced_store_open(g, dirfd, leaf, &u->store);
+    close(dirfd); /* the store has its own */
+    if (st == 0)
+        u->fd = graced_store_fd(u->store);
     u->buf = evbuffer_new();
     u->flush_ev = event_new(g->base, -1, 0, flush_cb, u);
-    if (u->fd < 0 || !u->buf || !u->flush_ev) {
-        int e = errno;
+    if (st < 0 || !u->buf || !u->flush_ev) {
+        int e = st < 0 ? -st : ENOMEM;
         graced_log(LOG_ERR, "upload %s: %s", rel, strerror(e));
         graced_reply(req, store_status(e), "could not store the upload\n");
         upload_free(u);
         return;
     }
     grace_request_on_finish(req, on_finish, u);
-    st = grace_request_body_to_fd(req, u->fd, on_spliced, u);
-    if (st == -ENOTSUP) /* TLS or chunked: through memory */
-        st = grace_request_read_body(req, on_data, on_end, u);
-    if (st < 0)
-        fail(u, 500, "could not read the body\n");
+    /* a known size: its blocks first (store.c says why), then the body */
+    if (grace_request_content_length(req) > 0 &&
+        graced_store_reserve(u->store, grace_request_content_length(req), reserved, u) == 0)
+        return;
+    read_body(u);
 }

@@ -63,11 +63,16 @@ void grace__splice_release(struct grace_request *req)
     req->body_mode = BODY_NONE;
 }
 
-/* Is the read event to move body bytes into the application's fd? */
+/* Is the read event to move body bytes into the application's fd? Not
+ * while body bytes read earlier (with the headers, or while the
+ * application had not yet asked for the body) wait in the input buffer:
+ * grace__splice_pump() writes those first, or the file gets later bytes
+ * before earlier ones. */
 int grace__splice_active(const struct grace_conn *c)
 {
     return c->state == CS_ACTIVE && c->req && c->req->body_mode == BODY_FD &&
-           !c->req->body_done && !c->req->fd_err && grace_parser_body_left(&c->slot->parser);
+           !c->req->body_done && !c->req->fd_err && grace_parser_body_left(&c->slot->parser) &&
+           evbuffer_get_length(c->slot->in) == 0;
 }
 
 /* Empty the pipe into the fd (a regular file takes it all; anything else

@@ -217,9 +217,12 @@ def run_uploads(tmp):
     tokfile = os.path.join(tmp, "token")
     with open(tokfile, "w") as f:
         f.write("s3cret\nignored second line\n")
-    # a stale temp file from a "crash" (its PID is gone) is removed at start-up
+    # a stale temp file from a "crash" (nobody holds its lock, older than
+    # --stale-upload-age) is removed at start-up
     with open(os.path.join(up, ".graced-tmp.99999999.1.old"), "w") as f:
         f.write("partial")
+    two_hours = time.time() - 7200
+    os.utime(os.path.join(up, ".graced-tmp.99999999.1.old"), (two_hours, two_hours))
     log = os.path.join(tmp, "access.log")
     g = Graced("--listen", "127.0.0.1:0", "--root", up, "--upload-dir", up, "--auth-token-file",
                tokfile, "--max-body-size", "2M", "--access-log", log, "--metrics", "/metrics")
@@ -373,7 +376,10 @@ def run_crash_and_stop(tmp):
     s.close()
     names = os.listdir(up)
     check("SIGKILL mid-upload: nothing under the target name", "victim.bin" not in names, names)
-    g = Graced("--listen", "127.0.0.1:0", "--root", up, "--upload-dir", up)
+    # its lock went with the process: a restart that does not wait for the
+    # age bound (single host, local disk) removes it
+    g = Graced("--listen", "127.0.0.1:0", "--root", up, "--upload-dir", up,
+               "--stale-upload-age", "0")
     try:
         check("restart removes the temporary file", os.listdir(up) == [], os.listdir(up))
         # SIGTERM while an upload is in flight: it finishes, then graced exits

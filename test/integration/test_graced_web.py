@@ -397,11 +397,13 @@ def run_folders_and_names(tmp):
 
     # a crash leaves temporary files in subfolders too: removed at start
     os.makedirs(os.path.join(up, "x", "y"), exist_ok=True)
-    stale = os.path.join(up, "x", "y", ".graced-tmp.999999999.1.z")  # a PID no process has
+    stale = os.path.join(up, "x", "y", ".graced-tmp.999999999.1.z")  # unlocked, 2 hours old
     with open(stale, "w") as f:
         f.write("partial")
     with open(os.path.join(outside, ".graced-tmp.999999999.2.keep"), "w") as f:
         f.write("not ours")
+    for p in (stale, os.path.join(outside, ".graced-tmp.999999999.2.keep")):
+        os.utime(p, (time.time() - 7200, time.time() - 7200))
 
     tok = os.path.join(tmp, "deltoken")
     with open(tok, "w") as f:

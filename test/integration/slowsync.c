@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * slowsync.c - an LD_PRELOAD shim for tests: a disk whose fsync takes as
+ * long as the test wants. fsync(2) of a regular file of at least
+ * SLOWSYNC_MIN_BYTES (default 1 MiB) waits while the file SLOWSYNC_GATE
+ * exists (at most 30 s), then syncs; "start SIZE" and "done SIZE" lines go
+ * to SLOWSYNC_LOG; with SLOWSYNC_ERRNO=N such an fsync then fails with
+ * errno N (a disk that fills up or breaks at the last moment). Folders and
+ * small files sync at once. Without SLOWSYNC_GATE nothing waits.
+ * With SLOWSYNC_NO_NOREPLACE=1, renameat2(2) refuses RENAME_NOREPLACE with
+ * EINVAL, as NFS does. With SLOWSYNC_LOCK_MS=N, the process's first
+ * F_OFD_SETLK write lock waits N ms first ("lock" and "locked" lines): a
+ * wide window between creating a temporary file and locking it. With
+ * SLOWSYNC_FALLOC_MS=N, fallocate(2) waits N ms first: the body of an
+ * upload arrives while its blocks are being reserved.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int fsync(int fd);
+int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
+              unsigned int flags);
+
+static void note(const char *what, long long size)
+{
+    const char *path = getenv("SLOWSYNC_LOG");
+    char line[64];
+    int n, lfd;
+    if (!path)
+        return;
+    n = snprintf(line, sizeof(line), "%s %lld\n", what, size);
+    lfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (lfd >= 0) {
+        (void)!write(lfd, line, (size_t)n);
+        close(lfd);
+    }
+}
+
+int fsync(int fd)
+{
+    int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+    const char *gate = getenv("SLOWSYNC_GATE"), *min = getenv("SLOWSYNC_MIN_BYTES");
+    const char *fail = getenv("SLOWSYNC_ERRNO");
+    struct stat st;
+    int rc;
+    if (!gate || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+        st.st_size < (min ? atoll(min) : 1 << 20))
+        return real(fd);
+    note("start", (long long)st.st_size);
+    for (int i = 0; i < 3000 && access(gate, F_OK) == 0; i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    rc = real(fd);
+    note("done", (long long)st.st_size);
+    if (fail && atoi(fail) > 0) {
+        errno = atoi(fail);
+        return -1;
+    }
+    return rc;
+}
+
+int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
+              unsigned int flags)
+{
+    int (*real)(int, const char *, int, const char *, unsigned int) =
+        (int (*)(int, const char *, int, const char *, unsigned int))dlsym(RTLD_NEXT, "renameat2");
+    const char *no = getenv("SLOWSYNC_NO_NOREPLACE");
+    if (no && *no == '1' && (flags & RENAME_NOREPLACE)) {
+        errno = EINVAL;
+        return -1;
+    }
+    return real(olddirfd, oldpath, newdirfd, newpath, flags);
+}
+
+/* fcntl and fcntl64 (the name glibc may redirect to): the first write lock
+ * waits SLOWSYNC_LOCK_MS */
+static int lock_hook(const char *name, int fd, int cmd, void *arg)
+{
+    static atomic_int first = 1;
+    int (*real)(int, int, ...) = (int (*)(int, int, ...))dlsym(RTLD_NEXT, name);
+    const char *ms = getenv("SLOWSYNC_LOCK_MS");
+    int rc;
+    if (cmd == F_OFD_SETLK && ms && arg && ((struct flock *)arg)->l_type == F_WRLCK &&
+        atomic_exchange(&first, 0)) {
+        struct timespec ts = {atoi(ms) / 1000, (long)(atoi(ms) % 1000) * 1000000L};
+        note("lock", 0);
+        nanosleep(&ts, NULL);
+        rc = real(fd, cmd, arg);
+        note("locked", 0);
+        return rc;
+    }
+    return real(fd, cmd, arg);
+}
+
+int fcntl(int fd, int cmd, ...);
+int fcntl(int fd, int cmd, ...)
+{
+    va_list ap;
+    void *arg;
+    va_start(ap, cmd);
+    arg = va_arg(ap, void *);
+    va_end(ap);
+    return lock_hook("fcntl", fd, cmd, arg);
+}
+
+int fcntl64(int fd, int cmd, ...);
+int fcntl64(int fd, int cmd, ...)
+{
+    va_list ap;
+    void *arg;
+    va_start(ap, cmd);
+    arg = va_arg(ap, void *);
+    va_end(ap);
+    return lock_hook("fcntl64", fd, cmd, arg);
+}
+
+int fallocate(int fd, int mode, off_t offset, off_t len);
+int fallocate(int fd, int mode, off_t offset, off_t len)
+{
+    int (*real)(int, int, off_t, off_t) = (int (*)(int, int, off_t, off_t))dlsym(RTLD_NEXT,
+                                                                               "fallocate");
+    const char *ms = getenv("SLOWSYNC_FALLOC_MS");
+    if (ms && atoi(ms) > 0) {
+        struct timespec ts = {atoi(ms) / 1000, (long)(atoi(ms) % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return real(fd, mode, offset, len);
+}
