@@ -277,14 +277,16 @@ class Running:
 
     def cpu_pids(self):
         """The PIDs whose CPU is the server's (nginx's workers too)."""
-        pids = []
-        for p in self.procs:
-            pids.append(p.pid)
-            try:
-                with open("/proc/%d/task/%d/children" % (p.pid, p.pid)) as f:
-                    pids += [int(x) for x in f.read().split()]
-            except OSError:
-                pass
+        pids = [p.pid for p in self.procs]
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open("/proc/%s/stat" % d) as f:
+                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+                if ppid in pids[:len(self.procs)]:
+                    pids.append(int(d))
         return pids
 
     def alive(self):
