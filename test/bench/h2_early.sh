@@ -41,4 +41,4 @@ t1=$(date +%s)
     echo "$(go version | cut -d' ' -f3), node $(node --version), httpx $(/usr/bin/python3 -c \
         'import httpx, h2; print(httpx.__version__, "h2", h2.__version__)'),"
     echo "$(/usr/bin/chromium --version 2>/dev/null), $(/usr/bin/firefox-esr --version 2>/dev/null)."
-} | write_result h2-early
+} | { pinning="not pinned (a correctness matrix: servers and clients share both cores)"; write_result h2-early; }
