@@ -215,7 +215,7 @@ def h2load(transport, cases, ca, token, timeout, work):
         if rows:
             res.update(status=rows[0][0], time=rows[0][1], proto="h2")
         else:
-            res.update(time=took, error="no answer: " + summary)
+            res.update(time=took, error="no answer (exit %d): %s" % (rc, summary))
         if rows and rows[0][0] <= 0:
             res["error"] = "failed: " + summary
         if k["followup"]:
