@@ -36,6 +36,7 @@ import servers  # noqa: E402
 
 MiB = 1 << 20
 SIZES = {"1m": MiB, "64m": 64 * MiB}
+H2_NAMES = {"h2", "HTTP/2", "HTTP/2.0", "2"}  # as each client names HTTP/2
 CASES = ["get", "put-1m", "put-64m", "401-1m", "401-64m", "413-1m", "413-64m"]
 
 
@@ -84,6 +85,10 @@ def judge(case, r, fx, file_sha, body_sha):
         why.append("status %s, not %s" % (r["status"], exp))
     if r["error"]:
         why.append("error: " + r["error"])
+    # a client that fell back to HTTP/1.1 proves nothing about h2
+    for k in ("proto", "followup_proto"):
+        if answered and r.get(k) and r[k] not in H2_NAMES:
+            why.append("%s spoke %s, not h2" % ("the follow-up" if k != "proto" else "it", r[k]))
     if case["id"] == "get" and answered and r["sha256"] and r["sha256"] != file_sha:
         why.append("GET body differs")
     if case.get("stored"):
