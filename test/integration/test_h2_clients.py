@@ -245,6 +245,7 @@ def main():
     for c in args.cases:
         if c not in CASES:
             ap.error("no case %s (%s)" % (c, ", ".join(CASES)))
+    os.environ.setdefault("top_builddir", args.build)  # where the graced profile finds graced
     todo = [(n, servers.PROFILES[n]) for n in args.server]
     if args.server_cmd:
         todo.append((args.name, lambda fx: servers.template_profile(args.name, args.server_cmd, fx,
