@@ -228,7 +228,7 @@ static int name_taken(struct form *f)
     size_t len = evbuffer_get_length(f->done);
     const char *p = len ? (const char *)evbuffer_pullup(f->done, -1) : NULL;
     snprintf(rel, sizeof(rel), "%s%s%s", f->dir, f->dir[0] ? "/" : "", f->name);
-    if (graced_guard_reserved(f->g, rel)) {
+    if (graced_path_reserved(f->g, rel)) {
         snprintf(msg, sizeof(msg), "%s is graced's --metrics path: no file may take it", f->name);
         refuse(f, 409, msg);
         return -EEXIST;

@@ -2,28 +2,35 @@
 /*
  * graced.h - shared declarations of the graced daemon.
  *
- *   main.c     start-up, workers, signals, the event loop, TLS certificates
+ *   main.c     start-up, workers, signals, the event loop
  *   options.c  command line: getopt_long, sizes and times
- *   files.c    static files: path confinement, types, validators, ranges
+ *   files.c    static files: types, validators, ranges, precompressed
  *   upload.c   PUT/POST uploads: early checks, then into a store
  *   store.c    an upload's file: locked temporary file, write-back, commit
  *              (fsync, rename) on the pool, the sweep of stale ones
  *   pool.c     a few threads per worker for work that blocks on the disk
  *   log.c      error log (levels) and access log (Combined Log Format)
  *   sock.c     listening sockets and systemd socket activation
- *   path.c     URL paths to confined names: decoding, hidden names, folders
+ *   path.c     URL paths to confined names: decoding, hidden names, folders,
+ *              opening below the root
  *   listing.c  directory listings (--list-dirs): HTML with the upload form, JSON
  *   multipart.c  a streaming multipart/form-data parser (no I/O)
  *   form.c     POST of multipart/form-data to a folder: each file part stored
  *   delete.c   DELETE of a file or an empty folder
- *   auth.c     users file, HTTP Basic auth, who may read and write
- *   web.c      Server header, CORS, Cache-Control, precompressed siblings,
- *              security headers, who may write from which origin
+ *   auth.c     users file, HTTP Basic auth, the upload token: who may read
+ *              and write
+ *   web.c      HSTS, Server header, CORS, security headers, who may write
+ *              from which origin
  *   guard.c    refusals before anything else: Content-Range on PUT, two
  *              Origin headers, control bytes in the path, the --metrics path
  *   metrics.c  Prometheus /metrics, summed over workers in shared memory
- *   proxy.c    PROXY protocol v1/v2 listeners; address lists (CIDR)
+ *   proxy.c    PROXY protocol v1/v2 listeners
  *   notify.c   sd_notify(3) readiness for systemd (Type=notify), no libsystemd
+ *   reply.c    a short text answer; does the client want JSON?
+ *   escape.c   names escaped for HTML and JSON
+ *   addr.c     ADDR:PORT and address lists (CIDR)
+ *   etag.c     ETags and the lists that name them (If-Match, If-None-Match)
+ *   certs.c    --tls-cert/--tls-key: loaded, reloaded on SIGHUP
  */
 #ifndef GRACED_H
 #define GRACED_H
@@ -162,7 +169,6 @@ int graced_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
 void graced_serve_file(struct grace_request *req, struct graced *g);
 void graced_files_forget(struct graced *g, const char *name);
 void graced_files_cache_free(struct graced *g);
-int graced_open_beneath(const struct graced *g, const char *path); /* fd or -1, errno */
 
 /* path.c: decoding flags */
 #define GRACED_PATH_WRITE 1     /* refusals worded for writes; UTF-8 and length checked */
@@ -181,12 +187,18 @@ size_t graced_path_encode(const char *in, char *out, size_t outlen);
 int graced_path_open_dir(int top, const char *rel, size_t len, int create);
 /* a negative errno of the above or of a file operation -> HTTP status */
 int graced_errno_status(int err);
+/* is rel (a decoded path below the upload tree, "a/b") graced's own URL
+ * (--metrics), which no upload may take? */
+int graced_path_reserved(const struct graced *g, const char *rel);
+/* open path (relative) below the root, never outside it (a symlink that
+ * leads out: EXDEV): the fd, or -1 with errno */
+int graced_open_beneath(const struct graced *g, const char *path);
 static inline int graced_path_flags(const struct graced *g, int write)
 {
     return (write ? GRACED_PATH_WRITE : 0) | (g->o.show_hidden ? GRACED_PATH_HIDDEN_OK : 0);
 }
 
-/* files.c: the ETag graced gives a file */
+/* etag.c: the ETag graced gives a file */
 void graced_etag(const struct stat *sb, char *out, size_t n);
 /* does an ETag list (If-Match, If-None-Match) hold etag? weak: W/ ignored */
 int graced_etag_match(const char *list, const char *etag, int weak);
@@ -303,13 +315,6 @@ void graced_web_nonce(char out[24]);
  * bytes in the path, Content-Range on PUT, writes onto --metrics): 1 if the
  * request was answered */
 int graced_guard(struct grace_request *req, struct graced *g);
-/* is rel (a decoded path below the upload tree, "a/b") graced's own URL
- * (--metrics), which no upload may take? */
-int graced_guard_reserved(const struct graced *g, const char *rel);
-/* precompressed sibling of rel ("a/b.html") if the client accepts it:
- * fd >= 0 and *enc "br" or "gzip", else -1 */
-int graced_web_precompressed(struct grace_request *req, struct graced *g, const char *rel,
-                             const char **enc);
 
 /* proxy.c: address lists "10.0.0.0/8", "::1", "127.0.0.1/32" */
 struct graced_cidr {
@@ -362,7 +367,12 @@ void graced_notify_workers(int up, int running, int total);
 void graced_notify_reloading(void); /* SIGHUP: RELOADING=1, MONOTONIC_USEC */
 void graced_notify_stopping(void);  /* the first stop signal: STOPPING=1 */
 
-/* main.c: reply and log in one step */
+/* reply.c: a short text answer (text/plain; none if body is NULL) */
 int graced_reply(struct grace_request *req, int status, const char *body);
+
+/* certs.c: every --tls-cert/--tls-key pair into a new context, NULL after
+ * one line on stderr; SIGHUP: load them again (the old stay on failure) */
+struct grace_tls *graced_certs_load(const struct graced_opts *o);
+void graced_certs_reload(struct graced *g);
 
 #endif

@@ -33,12 +33,6 @@ static int has_control(const char *s)
     return 0;
 }
 
-int graced_guard_reserved(const struct graced *g, const char *rel)
-{
-    /* metrics_path is normalized ("/metrics"); rel has no leading '/' */
-    return g->o.metrics_path && !strcmp(g->o.metrics_path + 1, rel);
-}
-
 int graced_guard(struct grace_request *req, struct graced *g)
 {
     const char *m = grace_request_method(req), *path = grace_request_path_decoded(req);
@@ -61,7 +55,7 @@ int graced_guard(struct grace_request *req, struct graced *g)
                                "(no partial PUT); send the whole body\n");
         return 1;
     }
-    if (path[0] == '/' && graced_guard_reserved(g, path + 1)) {
+    if (path[0] == '/' && graced_path_reserved(g, path + 1)) {
         graced_reply(req, 409, "this path is graced's --metrics: no file may take it\n");
         return 1;
     }

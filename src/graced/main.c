@@ -23,78 +23,6 @@
 #include <time.h>
 #include <unistd.h>
 
-int graced_reply(struct grace_request *req, int status, const char *body)
-{
-    size_t n = body ? strlen(body) : 0;
-    if (n)
-        grace_response_add_header(req, "Content-Type", "text/plain; charset=utf-8");
-    return grace_reply(req, status, body, n);
-}
-
-/* ---------------------------------------------------------------- TLS */
-
-/* Every --tls-cert/--tls-key pair, in order, into a new context (the first
- * is the default, the others are chosen by SNI). NULL after one line on
- * stderr naming the file. */
-static struct grace_tls *tls_load(const struct graced_opts *o)
-{
-    struct grace_tls *tls = grace_tls_new();
-    if (!tls && errno == ENOTSUP) {
-        fprintf(stderr, "graced: --tls-cert: this libgracehttp was built without TLS "
-                        "(configure found no OpenSSL 3)\n");
-        return NULL;
-    }
-    if (!tls) {
-        fprintf(stderr, "graced: TLS: %s\n", strerror(errno));
-        return NULL;
-    }
-    for (int i = 0; i < o->ncert; i++) {
-        const char *files[2] = {o->tls_cert[i], o->tls_key[i]};
-        int rc;
-        for (int f = 0; f < 2; f++) { /* an unreadable file: say which */
-            int fd = open(files[f], O_RDONLY | O_CLOEXEC);
-            if (fd < 0) {
-                fprintf(stderr, "graced: %s %s: %s\n", f ? "--tls-key" : "--tls-cert", files[f],
-                        strerror(errno));
-                grace_tls_free(tls);
-                return NULL;
-            }
-            close(fd);
-        }
-        if ((rc = grace_tls_add_cert(tls, files[0], files[1])) < 0) {
-            const char *why = grace_tls_last_error(tls);
-            fprintf(stderr, "graced: --tls-cert %s --tls-key %s: %s\n", files[0], files[1],
-                    why && *why ? why : grace_strerror(rc));
-            grace_tls_free(tls);
-            return NULL;
-        }
-    }
-    return tls;
-}
-
-/* SIGHUP: read the certificates again; on failure the old ones stay. */
-static void tls_reload(struct graced *g)
-{
-    int rc = grace_tls_reload(g->tls);
-    if (rc < 0) {
-        const char *why = grace_tls_last_error(g->tls);
-        graced_log(LOG_ERR, "worker %d: certificates not reloaded, keeping the old ones: %s",
-                   g->worker, why && *why ? why : grace_strerror(rc));
-    } else {
-        graced_log(LOG_INFO, "worker %d: certificates reloaded", g->worker);
-    }
-}
-
-/* --hsts: on our own responses to requests that came over TLS. */
-static void add_hsts(struct grace_request *req, const struct graced *g)
-{
-    char v[48];
-    if (g->o.hsts < 0 || !grace_request_tls_version(req))
-        return;
-    snprintf(v, sizeof(v), "max-age=%lld", (long long)g->o.hsts);
-    grace_response_add_header(req, "Strict-Transport-Security", v);
-}
-
 /*
  * --health: 200 while serving, 503 once a stop began, for a load balancer's
  * checks. Before anything that could refuse (a login, the Origin check): a
@@ -124,8 +52,7 @@ static void handle(struct grace_request *req, void *arg)
 
     if (health(req, g))
         return;
-    add_hsts(req, g);
-    graced_web_headers(req, g); /* Server, nosniff, framing, CORS */
+    graced_web_headers(req, g); /* HSTS, Server, nosniff, framing, CORS */
 
     if (graced_guard(req, g) || graced_web_options(req, g))
         return;
@@ -195,7 +122,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         if (graced_access_log_reopen() < 0)
             graced_log(LOG_ERR, "cannot reopen %s: %s", g->o.access_log, strerror(errno));
         if (g->tls)
-            tls_reload(g);
+            graced_certs_reload(g);
         graced_auth_reload(g);
         graced_notify_up(g);
         return;
@@ -234,7 +161,7 @@ static int run_worker(struct graced *g, const int *fds, const int *tls, const in
     /* every response, also the library's own 400/408/413/..., once written */
     grace_server_on_response(g->srv, graced_metrics_response, g); /* counts, then logs */
     /* one context per worker: workers > 1 read the certificates here */
-    if (g->o.ncert && !g->tls && !(g->tls = tls_load(&g->o)))
+    if (g->o.ncert && !g->tls && !(g->tls = graced_certs_load(&g->o)))
         return 1;
     for (int i = 0; i < nfds; i++) {
         rc = proxy[i] ? graced_proxy_listen(g, fds[i], tls[i] ? g->tls : NULL)
@@ -534,7 +461,7 @@ int main(int argc, char **argv)
     }
     /* the certificates are checked here, once, so that a bad one is a
      * start-up error; with several workers each then loads its own */
-    if (g.o.ncert && !(g.tls = tls_load(&g.o)))
+    if (g.o.ncert && !(g.tls = graced_certs_load(&g.o)))
         return 2;
     if (graced_auth_load(&g) < 0 || graced_proxy_init(&g) < 0 || graced_metrics_init(&g) < 0)
         return 2;

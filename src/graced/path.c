@@ -19,8 +19,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static int hexval(char c)
@@ -190,6 +193,58 @@ int graced_path_open_dir(int top, const char *rel, size_t len, int create)
         fd = next;
     }
     return fd < 0 ? -errno : fd;
+}
+
+/* Is the open file fd inside the root? (fallback for kernels < 5.6) */
+static int confined(const struct graced *g, int fd)
+{
+    char link[64], real[4096];
+    ssize_t n;
+    size_t rl = strlen(g->root_real);
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    n = readlink(link, real, sizeof(real) - 1);
+    if (n < 0)
+        return 0;
+    real[n] = '\0';
+    return !strncmp(real, g->root_real, rl) &&
+           (real[rl] == '\0' || real[rl] == '/' || (rl == 1 && g->root_real[0] == '/'));
+}
+
+/*
+ * Open path below dirfd, never outside the root: openat2(RESOLVE_BENEATH)
+ * lets the kernel refuse any escape (EXDEV) in the same system call; on
+ * older kernels the opened file's real path is checked instead.
+ * Returns the fd, or -1 with errno (EXDEV for an escape).
+ */
+static int open_beneath(const struct graced *g, int dirfd, const char *path)
+{
+    static int no_openat2;
+    struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
+                           .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
+    int fd;
+    if (!no_openat2) {
+        fd = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+        if (fd >= 0 || errno != ENOSYS)
+            return fd;
+        no_openat2 = 1;
+    }
+    fd = openat(dirfd, path, (int)how.flags);
+    if (fd >= 0 && !confined(g, fd)) {
+        close(fd);
+        return errno = EXDEV, -1;
+    }
+    return fd;
+}
+
+int graced_open_beneath(const struct graced *g, const char *path)
+{
+    return open_beneath(g, g->root_fd, path);
+}
+
+int graced_path_reserved(const struct graced *g, const char *rel)
+{
+    /* metrics_path is normalized ("/metrics"); rel has no leading '/' */
+    return g->o.metrics_path && !strcmp(g->o.metrics_path + 1, rel);
 }
 
 int graced_errno_status(int err)
