@@ -2,7 +2,9 @@
 /*
  * graced.h - shared declarations of the graced daemon.
  *
- *   main.c     start-up, workers, signals, the event loop
+ *   main.c     start-up checks, then a worker or the supervisor
+ *   worker.c   a worker: its loop, server, signals, stop
+ *   supervisor.c  the parent of --workers N: forks, restarts, signals
  *   options.c  command line: getopt_long, sizes and times
  *   files.c    static files: types, validators, ranges, precompressed
  *   upload.c   PUT/POST uploads: early checks, then into a store
@@ -366,6 +368,14 @@ void graced_notify_up(const struct graced *g);
 void graced_notify_workers(int up, int running, int total);
 void graced_notify_reloading(void); /* SIGHUP: RELOADING=1, MONOTONIC_USEC */
 void graced_notify_stopping(void);  /* the first stop signal: STOPPING=1 */
+
+/* worker.c: run worker w (0-based) on row w of the sockets until it
+ * stops; its exit status */
+int graced_worker_run(struct graced *g, const struct graced_socks *s, int w);
+
+/* supervisor.c: the parent of --workers N > 1, until every worker ended;
+ * its exit status */
+int graced_supervise(struct graced *g, struct graced_socks *s);
 
 /* reply.c: a short text answer (text/plain; none if body is NULL) */
 int graced_reply(struct grace_request *req, int status, const char *body);
