@@ -603,8 +603,6 @@ void graced_form_upload(struct grace_request *req, struct graced *g)
     char rel[4096], boundary[80];
     int st, trailing, dirfd;
 
-    if (!graced_write_allowed(req, g))
-        return;
     if (graced_mp_boundary(grace_request_header(req, "Content-Type"), boundary,
                            sizeof(boundary)) < 0) {
         graced_reply(req, 400, "multipart/form-data without a valid boundary\n");

@@ -23,9 +23,12 @@
  *              and write
  *   web.c      HSTS, Server header, CORS, security headers, who may write
  *              from which origin
- *   guard.c    refusals before anything else: Content-Range on PUT, two
+ *   route.c    the routes and their tables of methods: which handler, after
+ *              which checks (uploads on, Origin, body limit, login)
+ *   guard.c    refusals before any handler: Content-Range on PUT, two
  *              Origin headers, control bytes in the path, the --metrics path
- *   metrics.c  Prometheus /metrics, summed over workers in shared memory
+ *   metrics.c  Prometheus /metrics, summed over workers in shared memory;
+ *              --health
  *   proxy.c    PROXY protocol v1/v2 listeners
  *   notify.c   sd_notify(3) readiness for systemd (Type=notify), no libsystemd
  *   reply.c    a short text answer; does the client want JSON?
@@ -227,8 +230,6 @@ void graced_delete(struct grace_request *req, struct graced *g);
 
 /* upload.c */
 void graced_upload(struct grace_request *req, struct graced *g);
-/* uploads enabled and the client allowed to write? else answers (405, 401), returns 0 */
-int graced_write_allowed(struct grace_request *req, struct graced *g);
 int graced_load_token(struct graced *g);
 
 /* pool.c: jobs run on one of a worker's few threads (--sync-threads); then
@@ -298,10 +299,14 @@ void graced_auth_stop(struct graced *g);   /* a worker ends: the helper thread *
 void graced_auth_free(struct graced *g);
 void graced_authorize(struct grace_request *req, struct graced *g, int write, graced_cont_cb cont);
 
-/* web.c: headers on every graced answer (Server, nosniff, framing, CORS);
- * 1 if an OPTIONS was answered */
+/* web.c: headers on every graced answer (HSTS, Server, nosniff, framing,
+ * CORS) */
 void graced_web_headers(struct grace_request *req, const struct graced *g);
-int graced_web_options(struct grace_request *req, const struct graced *g);
+/* a CORS preflight: Access-Control-Allow-Methods (all, or reads: the
+ * methods that change no file, for an origin that may not write) and
+ * -Headers; nothing for any other request */
+void graced_web_preflight(struct grace_request *req, const struct graced *g, const char *all,
+                          const char *reads);
 /* 1 if the request's Origin may write here: none, this very origin (scheme,
  * host and port), or one of --cors-write */
 int graced_web_write_origin_ok(struct grace_request *req, const struct graced *g);
@@ -313,10 +318,15 @@ void graced_web_page_csp(struct grace_request *req, const char *nonce);
 /* a fresh nonce for that policy: 22 base64url characters and a NUL */
 void graced_web_nonce(char out[24]);
 
-/* guard.c: refusals that come before routing (two Origin headers, control
- * bytes in the path, Content-Range on PUT, writes onto --metrics): 1 if the
- * request was answered */
-int graced_guard(struct grace_request *req, struct graced *g);
+/* guard.c: refusals that come before a method's handler (two Origin
+ * headers, control bytes in the path; with whole, Content-Range: the body
+ * becomes one file; with upload, the --metrics path): 1 if the request was
+ * answered */
+int graced_guard(struct grace_request *req, struct graced *g, int whole, int upload);
+
+/* route.c: graced's routes on the server (g->srv): --health, --metrics,
+ * the tree; 0 or a negative errno */
+int graced_routes_add(struct graced *g);
 
 /* proxy.c: address lists "10.0.0.0/8", "::1", "127.0.0.1/32" */
 struct graced_cidr {
@@ -339,6 +349,7 @@ void graced_proxy_free(struct graced *g);
  * the same counters */
 int graced_metrics_init(struct graced *g);
 void graced_metrics_serve(struct grace_request *req, struct graced *g);
+void graced_health_serve(struct grace_request *req, struct graced *g); /* --health */
 void graced_metrics_response(const struct grace_response_info *ri, void *arg);
 void graced_metrics_upload(struct graced *g, int64_t bytes);
 void graced_metrics_publish(struct graced *g); /* this worker's library counters */

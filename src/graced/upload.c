@@ -221,17 +221,6 @@ static void reserved(int err, void *arg)
     read_body(u);
 }
 
-/* Uploads on? (Who may write is graced_authorize's, before this.) */
-int graced_write_allowed(struct grace_request *req, struct graced *g)
-{
-    if (!g->o.upload_dir) {
-        grace_response_add_header(req, "Allow", "GET, HEAD");
-        graced_reply(req, 405, "uploads are not enabled\n");
-        return 0;
-    }
-    return 1;
-}
-
 /*
  * The preconditions, against what is there now (dirfd < 0: the folder does
  * not exist yet). 0, or 412 / 409 to answer.
@@ -266,8 +255,6 @@ void graced_upload(struct grace_request *req, struct graced *g)
     int st, trailing, dirfd, noreplace;
     size_t dirlen;
 
-    if (!graced_write_allowed(req, g))
-        return;
     if ((st = graced_path_decode(grace_request_path(req), rel, sizeof(rel),
                                  graced_path_flags(g, 1), &trailing)) ||
         (st = !rel[0] || trailing ? 400 : 0)) {

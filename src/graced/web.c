@@ -117,11 +117,6 @@ void graced_web_check_options(const struct graced_opts *o)
         graced_log(LOG_WARN, "--cors-write without --upload-dir: nothing can be written");
 }
 
-static int uploads_on(const struct graced *g)
-{
-    return g->o.upload_dir != NULL;
-}
-
 /* --hsts: on our own responses to requests that came over TLS. */
 static void hsts(struct grace_request *req, const struct graced *g)
 {
@@ -193,25 +188,21 @@ void graced_web_page_csp(struct grace_request *req, const char *nonce)
 }
 
 /*
- * OPTIONS: a CORS preflight (Origin and Access-Control-Request-Method) gets
- * the methods and headers graced supports for that origin (writes only for
- * --cors-write); any other OPTIONS the Allow list. Preflights carry no
- * credentials, so this comes before any login check.
+ * A CORS preflight (Origin and Access-Control-Request-Method) gets the
+ * methods and headers graced supports for that origin: all of them for
+ * --cors-write, the reads (those that change no file) for --cors. Any
+ * other request: nothing. Preflights carry no credentials: this comes
+ * before any login check.
  */
-int graced_web_options(struct grace_request *req, const struct graced *g)
+void graced_web_preflight(struct grace_request *req, const struct graced *g, const char *all,
+                          const char *reads)
 {
-    const char *all = uploads_on(g) ? "GET, HEAD, PUT, POST, DELETE, OPTIONS" : "GET, HEAD, OPTIONS";
-    if (strcmp(grace_request_method(req), "OPTIONS"))
-        return 0;
-    if (cors_origin(req, g) && grace_request_header(req, "Access-Control-Request-Method")) {
-        grace_response_add_header(req, "Access-Control-Allow-Methods",
-                                  cors_may_write(req, g) ? all : "GET, HEAD, OPTIONS");
-        grace_response_add_header(req, "Access-Control-Allow-Headers",
-                                  "Authorization, Content-Type, Range, If-Range, If-None-Match, "
-                                  "If-Modified-Since, If-Match, If-Unmodified-Since");
-        grace_response_add_header(req, "Access-Control-Max-Age", "600");
-    }
-    grace_response_add_header(req, "Allow", all);
-    graced_reply(req, 204, NULL);
-    return 1;
+    if (!cors_origin(req, g) || !grace_request_header(req, "Access-Control-Request-Method"))
+        return;
+    grace_response_add_header(req, "Access-Control-Allow-Methods",
+                              cors_may_write(req, g) ? all : reads);
+    grace_response_add_header(req, "Access-Control-Allow-Headers",
+                              "Authorization, Content-Type, Range, If-Range, If-None-Match, "
+                              "If-Modified-Since, If-Match, If-Unmodified-Since");
+    grace_response_add_header(req, "Access-Control-Max-Age", "600");
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * worker.c - one worker process: its event loop, its server on the
- * listening sockets of its row, its signals (SIGHUP reloads, SIGTERM and
+ * worker.c - one worker process: its event loop, its server (its routes:
+ * route.c) on the listening sockets of its row, its signals (SIGHUP reloads, SIGTERM and
  * SIGINT stop gracefully, a second one or the supervisor's SIGUSR2 stops
  * now), and the order in which it all ends.
  */
@@ -11,70 +11,6 @@
 #include <event2/event.h>
 #include <signal.h>
 #include <string.h>
-
-/*
- * --health: 200 while serving, 503 once a stop began, for a load balancer's
- * checks. Before anything that could refuse (a login, the Origin check): a
- * probe never needs credentials, and it reveals nothing but "up". Matched
- * on the decoded path, so no file can shadow it or be uploaded onto it.
- */
-static int health(struct grace_request *req, struct graced *g)
-{
-    const char *m = grace_request_method(req);
-    if (!g->o.health_path || strcmp(grace_request_path_decoded(req), g->o.health_path))
-        return 0;
-    grace_response_add_header(req, "Cache-Control", "no-store");
-    if (strcmp(m, "GET") && strcmp(m, "HEAD")) {
-        grace_response_add_header(req, "Allow", "GET, HEAD");
-        graced_reply(req, 405, "method not allowed\n");
-    } else {
-        graced_reply(req, g->stopping ? 503 : 200, g->stopping ? "stopping\n" : "ok\n");
-    }
-    return 1;
-}
-
-static void handle(struct grace_request *req, void *arg)
-{
-    struct graced *g = arg;
-    const char *m = grace_request_method(req);
-    int get = !strcmp(m, "GET") || !strcmp(m, "HEAD");
-
-    if (health(req, g))
-        return;
-    graced_web_headers(req, g); /* HSTS, Server, nosniff, framing, CORS */
-
-    if (graced_guard(req, g) || graced_web_options(req, g))
-        return;
-    if (get && g->o.metrics_path && !strcmp(grace_request_path_decoded(req), g->o.metrics_path))
-        graced_metrics_serve(req, g);
-    else if (get) /* --private: after a login */
-        graced_authorize(req, g, 0, graced_serve_file);
-    else if ((!strcmp(m, "PUT") || !strcmp(m, "POST") || !strcmp(m, "DELETE")) &&
-             g->o.upload_dir && !graced_web_write_origin_ok(req, g))
-        graced_reply(req, 403, "a page from another site may not write here\n");
-    else if ((!strcmp(m, "PUT") || !strcmp(m, "POST")) && g->o.upload_dir) {
-        /* uploads raise the small server-wide body limit for themselves,
-         * before the (possibly asynchronous) login check: a handler that
-         * returns unanswered gets the library's 413 over its limit */
-        grace_request_set_max_body(req, (uint64_t)g->o.max_body);
-        if (grace_request_content_length(req) > g->o.max_body)
-            return; /* that 413, before any login check, as before */
-        if (!strcmp(m, "POST") && graced_is_multipart(req))
-            graced_authorize(req, g, 1, graced_form_upload); /* token or user */
-        else
-            graced_authorize(req, g, 1, graced_upload);
-    }
-    else if (!strcmp(m, "PUT") || !strcmp(m, "POST"))
-        graced_upload(req, g); /* 405: uploads are off */
-    else if (!strcmp(m, "DELETE") && g->o.upload_dir)
-        graced_authorize(req, g, 1, graced_delete);
-    else {
-        grace_response_add_header(req, "Allow", g->o.upload_dir
-                                                    ? "GET, HEAD, PUT, POST, DELETE, OPTIONS"
-                                                    : "GET, HEAD, OPTIONS");
-        graced_reply(req, 405, "method not allowed\n");
-    }
-}
 
 static void stopped(struct grace_server *srv, void *arg)
 {
@@ -144,7 +80,10 @@ int graced_worker_run(struct graced *g, const struct graced_socks *s, int w)
         fprintf(stderr, "graced: out of memory\n");
         return 1;
     }
-    grace_server_set_handler(g->srv, handle, g);
+    if (graced_routes_add(g) < 0) {
+        fprintf(stderr, "graced: out of memory\n");
+        return 1;
+    }
     /* every response, also the library's own 400/408/413/..., once written */
     grace_server_on_response(g->srv, graced_metrics_response, g); /* counts, then logs */
     /* one context per worker: workers > 1 read the certificates here */
