@@ -366,8 +366,7 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
     const char *v, *data = NULL, *encoding = NULL;
     struct fcache_entry *e;
 
-    if ((st = graced_path_decode(grace_request_path(req), rel, sizeof(rel),
-                                 graced_path_flags(g, 0), &trailing))) {
+    if ((st = graced_path_of(req, rel, sizeof(rel), graced_path_flags(g, 0), &trailing))) {
         graced_reply(req, st, st == 403 ? "forbidden\n" : st == 404 ? "not found\n"
                                                                     : "bad path\n");
         return;

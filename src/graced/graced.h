@@ -178,13 +178,24 @@ void graced_files_cache_free(struct graced *g);
 /* path.c: decoding flags */
 #define GRACED_PATH_WRITE 1     /* refusals worded for writes; UTF-8 and length checked */
 #define GRACED_PATH_HIDDEN_OK 2 /* --show-hidden */
-/* URL path -> relative name ("a/b c.txt", "" for the top); 0 or a status:
- * reads 400 (escape, NUL, control bytes), 403 ("..", encoded slash),
+/* The request's path as a relative name ("a/b c.txt", "" for the top),
+ * from the library's decoded path (grace_request_path_decoded) with
+ * graced's rules; 0 or a status: reads 400 (control bytes), 403 (".."),
  * 404 (dot-names, temporary files), 414; writes 400 for any refused name */
-int graced_path_decode(const char *in, char *out, size_t outlen, int flags, int *trailing_slash);
+int graced_path_of(struct grace_request *req, char *out, size_t outlen, int flags,
+                   int *trailing_slash);
+/* the same from a raw URL path and its grace_path_normalize() (NULL if it
+ * has none: 400) */
+int graced_path_decode(const char *raw, const char *norm, char *out, size_t outlen, int flags,
+                       int *trailing_slash);
 /* one decoded name: 0 or a status (400 control bytes, 403 "..", dot-names, 404 temp names) */
 int graced_name_check(const char *seg, size_t n, int flags);
 int graced_utf8_valid(const char *s, size_t n);
+/* a client's file name (a form part's filename) made a name graced stores:
+ * control bytes and bytes that are not UTF-8 become '_', so does a leading
+ * dot (unless flags has GRACED_PATH_HIDDEN_OK); at most 255 bytes. 0, or
+ * the status to refuse it with */
+int graced_name_sanitise(const char *in, char *out, size_t outlen, int flags);
 /* percent-encode a relative path for a URL (keeps '/'); returns the length */
 size_t graced_path_encode(const char *in, char *out, size_t outlen);
 /* open directory rel[0..len) below top, each segment O_NOFOLLOW, creating

@@ -255,8 +255,7 @@ void graced_upload(struct grace_request *req, struct graced *g)
     int st, trailing, dirfd, noreplace;
     size_t dirlen;
 
-    if ((st = graced_path_decode(grace_request_path(req), rel, sizeof(rel),
-                                 graced_path_flags(g, 1), &trailing)) ||
+    if ((st = graced_path_of(req, rel, sizeof(rel), graced_path_flags(g, 1), &trailing)) ||
         (st = !rel[0] || trailing ? 400 : 0)) {
         graced_reply(req, st, st == 403 ? "forbidden name\n" : st == 414 ? "name too long\n"
                                                                           : "bad upload name\n");
@@ -302,7 +301,7 @@ void graced_upload(struct grace_request *req, struct graced *g)
     u->fd = -1;
     u->noreplace = noreplace;
     u->if_match = grace_request_header(req, "If-Match");
-    memcpy(u->name, leaf, strlen(leaf) + 1); /* <= 255 bytes: graced_path_decode */
+    memcpy(u->name, leaf, strlen(leaf) + 1); /* <= 255 bytes: graced_path_of */
     snprintf(u->path, sizeof(u->path), "%s", rel);
     st = graced_store_open(g, dirfd, leaf, &u->store);
     close(dirfd); /* the store has its own */
