@@ -141,6 +141,14 @@ struct graced {
 
 /* options.c: 0 to run, 1 after --help/--version, -1 on error (printed) */
 int graced_parse_options(struct graced_opts *o, int argc, char **argv);
+/* the table of options, for the tests: row i, or -1 past the end */
+struct graced_option_info {
+    const char *name;  /* "listen": --listen */
+    const char *arg;   /* what its value is ("ADDR:PORT"); NULL: it takes none */
+    int lib;           /* the enum grace_opt it sets, or -1 */
+    int limit;         /* a limit: a row of docs/tuning.md */
+};
+int graced_option_info(int i, struct graced_option_info *info);
 
 /* log.c */
 enum { LOG_ERR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
