@@ -1,41 +1,48 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * graced.h - shared declarations of the graced daemon.
+ * graced.h - shared declarations of the graced daemon. Its files, by the
+ * ranks test/graced_layers.sh keeps (calls go down, never in a loop):
  *
- *   main.c     start-up checks, then a worker or the supervisor
- *   worker.c   a worker: its loop, server, signals, stop
+ * start, process
+ *   main.c     start-up checks, then one worker or the supervisor
  *   supervisor.c  the parent of --workers N: forks, restarts, signals
- *   options.c  command line: getopt_long, sizes and times
- *   files.c    static files: types, validators, ranges, precompressed
- *   upload.c   PUT/POST uploads: early checks, then into a store
- *   store.c    an upload's file: locked temporary file, write-back, commit
- *              (fsync, rename) on the pool, the sweep of stale ones
- *   pool.c     a few threads per worker for work that blocks on the disk
- *   log.c      error log (levels) and access log (Combined Log Format)
- *   sock.c     listening sockets and systemd socket activation
- *   path.c     URL paths to confined names: decoding, hidden names, folders,
- *              opening below the root
+ *   worker.c   a worker: its loop, its server, its signals, its stop
+ * dispatch
+ *   route.c    the routes and their tables of methods: which handler, after
+ *              which checks (uploads on, Origin, body limit, login)
+ * handlers
+ *   files.c    GET/HEAD of static files: types, validators, ranges,
+ *              precompressed siblings, a small cache
  *   listing.c  directory listings (--list-dirs): HTML with the upload form, JSON
- *   multipart.c  a streaming multipart/form-data parser (no I/O)
+ *   upload.c   PUT (and POST of a raw body): early checks, then into a store
  *   form.c     POST of multipart/form-data to a folder: each file part stored
  *   delete.c   DELETE of a file or an empty folder
+ * services
+ *   options.c  the table of options: parsing, defaults, --help
+ *   sock.c     listening sockets and systemd socket activation
+ *   certs.c    --tls-cert/--tls-key: loaded, reloaded on SIGHUP
  *   auth.c     users file, HTTP Basic auth, the upload token: who may read
  *              and write
  *   web.c      HSTS, Server header, CORS, security headers, who may write
  *              from which origin
- *   route.c    the routes and their tables of methods: which handler, after
- *              which checks (uploads on, Origin, body limit, login)
- *   guard.c    refusals before any handler: Content-Range on PUT, two
- *              Origin headers, control bytes in the path, the --metrics path
+ *   guard.c    refusals before any handler: two Origin headers, control
+ *              bytes, Content-Range on a whole body, the --metrics path
+ *   store.c    an upload's file: locked temporary file, write-back, commit
+ *              (fsync, rename) on the pool, the sweep of stale ones
  *   metrics.c  Prometheus /metrics, summed over workers in shared memory;
  *              --health
  *   proxy.c    PROXY protocol v1/v2 listeners
  *   notify.c   sd_notify(3) readiness for systemd (Type=notify), no libsystemd
+ * base
+ *   path.c     URL paths to confined names: graced's rules on the library's
+ *              decoding, form filenames, folders, opening below the root
  *   reply.c    a short text answer; does the client want JSON?
  *   escape.c   names escaped for HTML and JSON
- *   addr.c     ADDR:PORT and address lists (CIDR)
  *   etag.c     ETags and the lists that name them (If-Match, If-None-Match)
- *   certs.c    --tls-cert/--tls-key: loaded, reloaded on SIGHUP
+ *   addr.c     ADDR:PORT and address lists (CIDR)
+ *   log.c      error log (levels) and access log (Combined Log Format)
+ *   pool.c     a few threads per worker for work that blocks on the disk
+ *   multipart.c  a streaming multipart/form-data parser (no I/O)
  */
 #ifndef GRACED_H
 #define GRACED_H
@@ -176,7 +183,6 @@ struct graced_socks {
 };
 int graced_open_listeners(const struct graced_opts *o, struct graced_socks *s);
 void graced_announce(const struct graced_socks *s);
-int graced_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
 
 /* files.c */
 void graced_serve_file(struct grace_request *req, struct graced *g);
@@ -229,9 +235,8 @@ int graced_etag_match(const char *list, const char *etag, int weak);
 
 /* listing.c: answer GET of directory dirfd (rel: its decoded path) */
 void graced_list_dir(struct grace_request *req, struct graced *g, const char *rel, int dirfd);
-/* Accept asks for JSON */
-int graced_wants_json(struct grace_request *req);
-/* s as a JSON string (quoted; bytes that are not UTF-8 become U+FFFD) */
+
+/* escape.c: s as a JSON string (quoted; bytes that are not UTF-8 become U+FFFD) */
 void graced_json_str(struct evbuffer *out, const char *s);
 /* s escaped for HTML text and attributes (not UTF-8: U+FFFD); control bytes
  * show as \xNN, bidi controls and C1 controls as \uNNNN, never obeyed */
@@ -249,7 +254,6 @@ void graced_delete(struct grace_request *req, struct graced *g);
 
 /* upload.c */
 void graced_upload(struct grace_request *req, struct graced *g);
-int graced_load_token(struct graced *g);
 
 /* pool.c: jobs run on one of a worker's few threads (--sync-threads); then
  * done runs on the event loop, never inside graced_pool_run(). The job is
@@ -306,8 +310,6 @@ int graced_store_init(struct graced *g); /* a worker: its pool, write-back, swee
 void graced_store_end(struct graced *g); /* after the server: waits for every job */
 int graced_clean_stale(struct graced *g); /* start-up sweep; how many removed */
 
-int graced_token_ok(const struct graced *g, const char *auth);
-
 /* auth.c: may this request read (write 0) or write (write 1)? If so, cont
  * runs, now or once a password check has run on the helper thread;
  * otherwise the request is answered (401, 403, 429 or 503). */
@@ -317,6 +319,11 @@ void graced_auth_reload(struct graced *g); /* SIGHUP: old users kept on error */
 void graced_auth_stop(struct graced *g);   /* a worker ends: the helper thread */
 void graced_auth_free(struct graced *g);
 void graced_authorize(struct grace_request *req, struct graced *g, int write, graced_cont_cb cont);
+/* --auth-token-file: its first line into g->token; -1 with errno (EINVAL:
+ * no token, EILSEQ: a byte no header can carry) */
+int graced_load_token(struct graced *g);
+/* "Bearer <the token>", compared in constant time */
+int graced_token_ok(const struct graced *g, const char *auth);
 
 /* web.c: headers on every graced answer (HSTS, Server, nosniff, framing,
  * CORS) */
@@ -347,7 +354,9 @@ int graced_guard(struct grace_request *req, struct graced *g, int whole, int upl
  * the tree; 0 or a negative errno */
 int graced_routes_add(struct graced *g);
 
-/* proxy.c: address lists "10.0.0.0/8", "::1", "127.0.0.1/32" */
+/* addr.c: "127.0.0.1:8080", "[::1]:8080", "localhost:80" (0 or -1), and
+ * address lists "10.0.0.0/8", "::1", "127.0.0.1/32" */
+int graced_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
 struct graced_cidr {
     int family;
     unsigned char addr[16];
@@ -355,6 +364,8 @@ struct graced_cidr {
 };
 int graced_cidr_parse(const char *s, struct graced_cidr *c);
 int graced_cidr_match(const struct graced_cidr *list, int n, const struct sockaddr *sa);
+
+/* proxy.c */
 int graced_proxy_init(struct graced *g); /* start-up checks; -1 after a line on stderr */
 /* accept on fd, read the PROXY header, then hand the connection to the
  * server (plain HTTP, or TLS with tls) */
@@ -407,8 +418,10 @@ int graced_worker_run(struct graced *g, const struct graced_socks *s, int w);
  * its exit status */
 int graced_supervise(struct graced *g, struct graced_socks *s);
 
-/* reply.c: a short text answer (text/plain; none if body is NULL) */
+/* reply.c: a short text answer (text/plain; none if body is NULL); does
+ * Accept ask for JSON? */
 int graced_reply(struct grace_request *req, int status, const char *body);
+int graced_wants_json(struct grace_request *req);
 
 /* certs.c: every --tls-cert/--tls-key pair into a new context, NULL after
  * one line on stderr; SIGHUP: load them again (the old stay on failure) */
