@@ -4,16 +4,18 @@
  * library's router (grace_server_route, which matches the decoded path),
  * each with a table of methods.
  *
- *   --health PATH   exact    GET, HEAD: 200 serving, 503 stopping; nothing
- *                            else of graced's runs (no header, no login)
+ *   --health PATH   exact    GET, HEAD: 200 serving, 503 stopping; no login,
+ *                            none of graced's headers but Cache-Control: no-store
  *   --metrics PATH  exact    GET, HEAD: the counters (no login: --metrics-allow);
  *                            any other method as on the tree
  *   /               prefix   the tree: files, listings, uploads, deletes
  *   (no route)               "*" of "OPTIONS *", a CONNECT's host:port: the tree's
  *
- * A row is a method, maybe a condition on the request, flags, a handler;
- * the first row of the method whose condition holds is the one. Its flags
- * say what comes before the handler, in this order:
+ * A row is a method, maybe a condition on the request's headers (POST of a
+ * form or of a raw body), flags, and a handler (a graced_cont_cb in the
+ * file named for what it does); the first row of the method whose
+ * condition holds is the one. Its flags say what comes before the
+ * handler, in this order:
  *   - graced's headers (web.c) and the refusals of guard.c (two Origins,
  *     control bytes; for ROUTE_WHOLE Content-Range, for ROUTE_UPLOAD the
  *     --metrics path);
@@ -27,7 +29,8 @@
  *     carries no credentials); otherwise graced_authorize() first.
  * A method no row has (or only rows that are off) is 405. Allow, OPTIONS
  * and the CORS preflight's methods are the rows' methods, in their order:
- * a method is added by adding rows, and nothing else lists methods.
+ * a method is added by adding rows, and nothing else lists methods (the
+ * preflight's Access-Control-Allow-Headers is web.c's list).
  */
 #include "graced.h"
 
