@@ -345,7 +345,7 @@ static int64_t parse_time_ms(const char *s)
     return -1;
 }
 
-/* a whole number; -1 with *ok 0 if malformed */
+/* a whole number; *ok 0 if malformed */
 static int64_t parse_int(const char *s, int *ok)
 {
     char *end;
