@@ -500,6 +500,64 @@ static void safe_name(const char *in, char *out, size_t n)
     out[o] = '\0';
 }
 
+/* ---------------------------------------------------------------- the upload token */
+
+/* The first line of --auth-token-file, without the line end and the
+ * spaces or tabs around it. -1 with errno: EINVAL for no token (an empty or
+ * blank line), EILSEQ for a byte no client can send in a header (control
+ * characters, spaces inside, non-ASCII). Any length: nothing is cut. */
+int graced_load_token(struct graced *g)
+{
+    FILE *fp = fopen(g->o.token_file, "re");
+    char *line = NULL, *t;
+    size_t cap = 0, n;
+    ssize_t got;
+    if (!fp)
+        return -1;
+    got = getline(&line, &cap, fp);
+    fclose(fp);
+    if (got < 0) {
+        free(line);
+        return errno = EINVAL, -1;
+    }
+    n = strcspn(line, "\r\n");
+    while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t'))
+        n--;
+    line[n] = '\0';
+    t = line + strspn(line, " \t");
+    n = strlen(t);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)t[i] <= 0x20 || (unsigned char)t[i] >= 0x7f) {
+            free(line);
+            return errno = EILSEQ, -1;
+        }
+    if (n == 0) {
+        free(line);
+        return errno = EINVAL, -1;
+    }
+    memmove(line, t, n + 1);
+    free(g->token);
+    g->token = line;
+    g->token_len = n;
+    return 0;
+}
+
+/* Compare without an early exit, so timing does not leak the token. The
+ * scheme is case-insensitive (RFC 9110 11.1), then one or more spaces. */
+int graced_token_ok(const struct graced *g, const char *auth)
+{
+    size_t n;
+    unsigned char diff = 0;
+    if (!auth || strncasecmp(auth, "Bearer ", 7))
+        return 0;
+    auth += 7;
+    auth += strspn(auth, " ");
+    n = strlen(auth);
+    for (size_t i = 0; i < g->token_len; i++)
+        diff |= (unsigned char)(g->token[i] ^ (i < n ? auth[i] : 0));
+    return diff == 0 && n == g->token_len;
+}
+
 /* ---------------------------------------------------------------- the helper thread */
 
 static void *checker(void *arg)

@@ -22,10 +22,7 @@ void graced_delete(struct grace_request *req, struct graced *g)
     int st, trailing, dirfd;
     struct stat sb;
 
-    if (!graced_write_allowed(req, g))
-        return;
-    if ((st = graced_path_decode(grace_request_path(req), rel, sizeof(rel),
-                                 graced_path_flags(g, 1), &trailing))) {
+    if ((st = graced_path_of(req, rel, sizeof(rel), graced_path_flags(g, 1), &trailing))) {
         graced_reply(req, st, st == 403 ? "forbidden name\n" : "bad path\n");
         return;
     }

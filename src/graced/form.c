@@ -179,35 +179,6 @@ static void fail(struct form *f, int status, const char *msg)
     evbuffer_free(out);
 }
 
-/* A browser's filename made safe: control bytes and bytes that are not
- * UTF-8 become '_', so does a leading dot (unless --show-hidden); at most
- * 255 bytes. 0, or the status to refuse it with. */
-static int sanitise(const struct graced *g, const char *in, char *out, size_t outlen)
-{
-    size_t n = 0;
-    for (const char *p = in; *p && n + 4 < outlen && n < 255;) {
-        unsigned char c = (unsigned char)*p;
-        size_t len = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
-        if (c < 0x20 || c == 0x7f || (c >= 0x80 && (strnlen(p, len) < len ||
-                                                     !graced_utf8_valid(p, len)))) {
-            out[n++] = '_';
-            p++;
-            continue;
-        }
-        if (n + len > 255)
-            break;
-        memcpy(out + n, p, len);
-        n += len;
-        p += len;
-    }
-    out[n] = '\0';
-    if (out[0] == '.' && !g->o.show_hidden && strcmp(out, ".") && strcmp(out, ".."))
-        out[0] = '_';
-    if (n == 0 || !strcmp(out, ".") || !strcmp(out, ".."))
-        return 400;
-    return graced_name_check(out, n, graced_path_flags(g, 1));
-}
-
 /* From inside the parser's callbacks: remember the answer, stop parsing. */
 static void refuse(struct form *f, int status, const char *msg)
 {
@@ -228,7 +199,7 @@ static int name_taken(struct form *f)
     size_t len = evbuffer_get_length(f->done);
     const char *p = len ? (const char *)evbuffer_pullup(f->done, -1) : NULL;
     snprintf(rel, sizeof(rel), "%s%s%s", f->dir, f->dir[0] ? "/" : "", f->name);
-    if (graced_guard_reserved(f->g, rel)) {
+    if (graced_path_reserved(f->g, rel)) {
         snprintf(msg, sizeof(msg), "%s is graced's --metrics path: no file may take it", f->name);
         refuse(f, 409, msg);
         return -EEXIST;
@@ -262,7 +233,7 @@ static int on_part_begin(const char *field, const char *filename, void *arg)
     f->skip = !filename || !filename[0]; /* a text field, or no file chosen */
     if (f->skip)
         return 0;
-    if ((rc = sanitise(f->g, filename, f->name, sizeof(f->name)))) {
+    if ((rc = graced_name_sanitise(filename, f->name, sizeof(f->name), graced_path_flags(f->g, 1)))) {
         {
         char msg[1200];
         snprintf(msg, sizeof(msg), "refused file name: %s", filename);
@@ -603,15 +574,12 @@ void graced_form_upload(struct grace_request *req, struct graced *g)
     char rel[4096], boundary[80];
     int st, trailing, dirfd;
 
-    if (!graced_write_allowed(req, g))
-        return;
     if (graced_mp_boundary(grace_request_header(req, "Content-Type"), boundary,
                            sizeof(boundary)) < 0) {
         graced_reply(req, 400, "multipart/form-data without a valid boundary\n");
         return;
     }
-    if ((st = graced_path_decode(grace_request_path(req), rel, sizeof(rel),
-                                 graced_path_flags(g, 1), &trailing))) {
+    if ((st = graced_path_of(req, rel, sizeof(rel), graced_path_flags(g, 1), &trailing))) {
         graced_reply(req, st, st == 403 ? "forbidden path\n" : "bad path\n");
         return;
     }

@@ -1,29 +1,48 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * graced.h - shared declarations of the graced daemon.
+ * graced.h - shared declarations of the graced daemon. Its files, by the
+ * ranks test/graced_layers.sh keeps (calls go down, never in a loop):
  *
- *   main.c     start-up, workers, signals, the event loop, TLS certificates
- *   options.c  command line: getopt_long, sizes and times
- *   files.c    static files: path confinement, types, validators, ranges
- *   upload.c   PUT/POST uploads: early checks, then into a store
- *   store.c    an upload's file: locked temporary file, write-back, commit
- *              (fsync, rename) on the pool, the sweep of stale ones
- *   pool.c     a few threads per worker for work that blocks on the disk
- *   log.c      error log (levels) and access log (Combined Log Format)
- *   sock.c     listening sockets and systemd socket activation
- *   path.c     URL paths to confined names: decoding, hidden names, folders
+ * start, process
+ *   main.c     start-up checks, then one worker or the supervisor
+ *   supervisor.c  the parent of --workers N: forks, restarts, signals
+ *   worker.c   a worker: its loop, its server, its signals, its stop
+ * dispatch
+ *   route.c    the routes and their tables of methods: which handler, after
+ *              which checks (uploads on, Origin, body limit, login)
+ * handlers
+ *   files.c    GET/HEAD of static files: types, validators, ranges,
+ *              precompressed siblings, a small cache
  *   listing.c  directory listings (--list-dirs): HTML with the upload form, JSON
- *   multipart.c  a streaming multipart/form-data parser (no I/O)
+ *   upload.c   PUT (and POST of a raw body): early checks, then into a store
  *   form.c     POST of multipart/form-data to a folder: each file part stored
  *   delete.c   DELETE of a file or an empty folder
- *   auth.c     users file, HTTP Basic auth, who may read and write
- *   web.c      Server header, CORS, Cache-Control, precompressed siblings,
- *              security headers, who may write from which origin
- *   guard.c    refusals before anything else: Content-Range on PUT, two
- *              Origin headers, control bytes in the path, the --metrics path
- *   metrics.c  Prometheus /metrics, summed over workers in shared memory
- *   proxy.c    PROXY protocol v1/v2 listeners; address lists (CIDR)
+ * services
+ *   options.c  the table of options: parsing, defaults, --help
+ *   sock.c     listening sockets and systemd socket activation
+ *   certs.c    --tls-cert/--tls-key: loaded, reloaded on SIGHUP
+ *   auth.c     users file, HTTP Basic auth, the upload token: who may read
+ *              and write
+ *   web.c      HSTS, Server header, CORS, security headers, who may write
+ *              from which origin
+ *   guard.c    refusals before any handler: two Origin headers, control
+ *              bytes, Content-Range on a whole body, the --metrics path
+ *   store.c    an upload's file: locked temporary file, write-back, commit
+ *              (fsync, rename) on the pool, the sweep of stale ones
+ *   metrics.c  Prometheus /metrics, summed over workers in shared memory;
+ *              --health
+ *   proxy.c    PROXY protocol v1/v2 listeners
  *   notify.c   sd_notify(3) readiness for systemd (Type=notify), no libsystemd
+ * base
+ *   path.c     URL paths to confined names: graced's rules on the library's
+ *              decoding, form filenames, folders, opening below the root
+ *   reply.c    a short text answer; does the client want JSON?
+ *   escape.c   names escaped for HTML and JSON
+ *   etag.c     ETags and the lists that name them (If-Match, If-None-Match)
+ *   addr.c     ADDR:PORT and address lists (CIDR)
+ *   log.c      error log (levels) and access log (Combined Log Format)
+ *   pool.c     a few threads per worker for work that blocks on the disk
+ *   multipart.c  a streaming multipart/form-data parser (no I/O)
  */
 #ifndef GRACED_H
 #define GRACED_H
@@ -129,6 +148,14 @@ struct graced {
 
 /* options.c: 0 to run, 1 after --help/--version, -1 on error (printed) */
 int graced_parse_options(struct graced_opts *o, int argc, char **argv);
+/* the table of options, for the tests: row i, or -1 past the end */
+struct graced_option_info {
+    const char *name;  /* "listen": --listen */
+    const char *arg;   /* what its value is ("ADDR:PORT"); NULL: it takes none */
+    int lib;           /* the enum grace_opt it sets, or -1 */
+    int limit;         /* a limit: a row of docs/tuning.md */
+};
+int graced_option_info(int i, struct graced_option_info *info);
 
 /* log.c */
 enum { LOG_ERR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
@@ -156,24 +183,33 @@ struct graced_socks {
 };
 int graced_open_listeners(const struct graced_opts *o, struct graced_socks *s);
 void graced_announce(const struct graced_socks *s);
-int graced_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
 
 /* files.c */
 void graced_serve_file(struct grace_request *req, struct graced *g);
 void graced_files_forget(struct graced *g, const char *name);
 void graced_files_cache_free(struct graced *g);
-int graced_open_beneath(const struct graced *g, const char *path); /* fd or -1, errno */
 
 /* path.c: decoding flags */
 #define GRACED_PATH_WRITE 1     /* refusals worded for writes; UTF-8 and length checked */
 #define GRACED_PATH_HIDDEN_OK 2 /* --show-hidden */
-/* URL path -> relative name ("a/b c.txt", "" for the top); 0 or a status:
- * reads 400 (escape, NUL, control bytes), 403 ("..", encoded slash),
+/* The request's path as a relative name ("a/b c.txt", "" for the top),
+ * from the library's decoded path (grace_request_path_decoded) with
+ * graced's rules; 0 or a status: reads 400 (control bytes), 403 (".."),
  * 404 (dot-names, temporary files), 414; writes 400 for any refused name */
-int graced_path_decode(const char *in, char *out, size_t outlen, int flags, int *trailing_slash);
+int graced_path_of(struct grace_request *req, char *out, size_t outlen, int flags,
+                   int *trailing_slash);
+/* the same from a raw URL path and its grace_path_normalize() (NULL if it
+ * has none: 400) */
+int graced_path_decode(const char *raw, const char *norm, char *out, size_t outlen, int flags,
+                       int *trailing_slash);
 /* one decoded name: 0 or a status (400 control bytes, 403 "..", dot-names, 404 temp names) */
 int graced_name_check(const char *seg, size_t n, int flags);
 int graced_utf8_valid(const char *s, size_t n);
+/* a client's file name (a form part's filename) made a name graced stores:
+ * control bytes and bytes that are not UTF-8 become '_', so does a leading
+ * dot (unless flags has GRACED_PATH_HIDDEN_OK); at most 255 bytes. 0, or
+ * the status to refuse it with */
+int graced_name_sanitise(const char *in, char *out, size_t outlen, int flags);
 /* percent-encode a relative path for a URL (keeps '/'); returns the length */
 size_t graced_path_encode(const char *in, char *out, size_t outlen);
 /* open directory rel[0..len) below top, each segment O_NOFOLLOW, creating
@@ -181,21 +217,26 @@ size_t graced_path_encode(const char *in, char *out, size_t outlen);
 int graced_path_open_dir(int top, const char *rel, size_t len, int create);
 /* a negative errno of the above or of a file operation -> HTTP status */
 int graced_errno_status(int err);
+/* is rel (a decoded path below the upload tree, "a/b") graced's own URL
+ * (--metrics), which no upload may take? */
+int graced_path_reserved(const struct graced *g, const char *rel);
+/* open path (relative) below the root, never outside it (a symlink that
+ * leads out: EXDEV): the fd, or -1 with errno */
+int graced_open_beneath(const struct graced *g, const char *path);
 static inline int graced_path_flags(const struct graced *g, int write)
 {
     return (write ? GRACED_PATH_WRITE : 0) | (g->o.show_hidden ? GRACED_PATH_HIDDEN_OK : 0);
 }
 
-/* files.c: the ETag graced gives a file */
+/* etag.c: the ETag graced gives a file */
 void graced_etag(const struct stat *sb, char *out, size_t n);
 /* does an ETag list (If-Match, If-None-Match) hold etag? weak: W/ ignored */
 int graced_etag_match(const char *list, const char *etag, int weak);
 
 /* listing.c: answer GET of directory dirfd (rel: its decoded path) */
 void graced_list_dir(struct grace_request *req, struct graced *g, const char *rel, int dirfd);
-/* Accept asks for JSON */
-int graced_wants_json(struct grace_request *req);
-/* s as a JSON string (quoted; bytes that are not UTF-8 become U+FFFD) */
+
+/* escape.c: s as a JSON string (quoted; bytes that are not UTF-8 become U+FFFD) */
 void graced_json_str(struct evbuffer *out, const char *s);
 /* s escaped for HTML text and attributes (not UTF-8: U+FFFD); control bytes
  * show as \xNN, bidi controls and C1 controls as \uNNNN, never obeyed */
@@ -213,9 +254,6 @@ void graced_delete(struct grace_request *req, struct graced *g);
 
 /* upload.c */
 void graced_upload(struct grace_request *req, struct graced *g);
-/* uploads enabled and the client allowed to write? else answers (405, 401), returns 0 */
-int graced_write_allowed(struct grace_request *req, struct graced *g);
-int graced_load_token(struct graced *g);
 
 /* pool.c: jobs run on one of a worker's few threads (--sync-threads); then
  * done runs on the event loop, never inside graced_pool_run(). The job is
@@ -272,8 +310,6 @@ int graced_store_init(struct graced *g); /* a worker: its pool, write-back, swee
 void graced_store_end(struct graced *g); /* after the server: waits for every job */
 int graced_clean_stale(struct graced *g); /* start-up sweep; how many removed */
 
-int graced_token_ok(const struct graced *g, const char *auth);
-
 /* auth.c: may this request read (write 0) or write (write 1)? If so, cont
  * runs, now or once a password check has run on the helper thread;
  * otherwise the request is answered (401, 403, 429 or 503). */
@@ -283,11 +319,20 @@ void graced_auth_reload(struct graced *g); /* SIGHUP: old users kept on error */
 void graced_auth_stop(struct graced *g);   /* a worker ends: the helper thread */
 void graced_auth_free(struct graced *g);
 void graced_authorize(struct grace_request *req, struct graced *g, int write, graced_cont_cb cont);
+/* --auth-token-file: its first line into g->token; -1 with errno (EINVAL:
+ * no token, EILSEQ: a byte no header can carry) */
+int graced_load_token(struct graced *g);
+/* "Bearer <the token>", compared in constant time */
+int graced_token_ok(const struct graced *g, const char *auth);
 
-/* web.c: headers on every graced answer (Server, nosniff, framing, CORS);
- * 1 if an OPTIONS was answered */
+/* web.c: headers on every graced answer (HSTS, Server, nosniff, framing,
+ * CORS) */
 void graced_web_headers(struct grace_request *req, const struct graced *g);
-int graced_web_options(struct grace_request *req, const struct graced *g);
+/* a CORS preflight: Access-Control-Allow-Methods (all, or reads: the
+ * methods that change no file, for an origin that may not write) and
+ * -Headers; nothing for any other request */
+void graced_web_preflight(struct grace_request *req, const struct graced *g, const char *all,
+                          const char *reads);
 /* 1 if the request's Origin may write here: none, this very origin (scheme,
  * host and port), or one of --cors-write */
 int graced_web_write_origin_ok(struct grace_request *req, const struct graced *g);
@@ -299,19 +344,19 @@ void graced_web_page_csp(struct grace_request *req, const char *nonce);
 /* a fresh nonce for that policy: 22 base64url characters and a NUL */
 void graced_web_nonce(char out[24]);
 
-/* guard.c: refusals that come before routing (two Origin headers, control
- * bytes in the path, Content-Range on PUT, writes onto --metrics): 1 if the
- * request was answered */
-int graced_guard(struct grace_request *req, struct graced *g);
-/* is rel (a decoded path below the upload tree, "a/b") graced's own URL
- * (--metrics), which no upload may take? */
-int graced_guard_reserved(const struct graced *g, const char *rel);
-/* precompressed sibling of rel ("a/b.html") if the client accepts it:
- * fd >= 0 and *enc "br" or "gzip", else -1 */
-int graced_web_precompressed(struct grace_request *req, struct graced *g, const char *rel,
-                             const char **enc);
+/* guard.c: refusals that come before a method's handler (two Origin
+ * headers, control bytes in the path; with whole, Content-Range: the body
+ * becomes one file; with upload, the --metrics path): 1 if the request was
+ * answered */
+int graced_guard(struct grace_request *req, struct graced *g, int whole, int upload);
 
-/* proxy.c: address lists "10.0.0.0/8", "::1", "127.0.0.1/32" */
+/* route.c: graced's routes on the server (g->srv): --health, --metrics,
+ * the tree; 0 or a negative errno */
+int graced_routes_add(struct graced *g);
+
+/* addr.c: "127.0.0.1:8080", "[::1]:8080", "localhost:80" (0 or -1), and
+ * address lists "10.0.0.0/8", "::1", "127.0.0.1/32" */
+int graced_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
 struct graced_cidr {
     int family;
     unsigned char addr[16];
@@ -319,6 +364,8 @@ struct graced_cidr {
 };
 int graced_cidr_parse(const char *s, struct graced_cidr *c);
 int graced_cidr_match(const struct graced_cidr *list, int n, const struct sockaddr *sa);
+
+/* proxy.c */
 int graced_proxy_init(struct graced *g); /* start-up checks; -1 after a line on stderr */
 /* accept on fd, read the PROXY header, then hand the connection to the
  * server (plain HTTP, or TLS with tls) */
@@ -332,6 +379,7 @@ void graced_proxy_free(struct graced *g);
  * the same counters */
 int graced_metrics_init(struct graced *g);
 void graced_metrics_serve(struct grace_request *req, struct graced *g);
+void graced_health_serve(struct grace_request *req, struct graced *g); /* --health */
 void graced_metrics_response(const struct grace_response_info *ri, void *arg);
 void graced_metrics_upload(struct graced *g, int64_t bytes);
 void graced_metrics_publish(struct graced *g); /* this worker's library counters */
@@ -362,7 +410,22 @@ void graced_notify_workers(int up, int running, int total);
 void graced_notify_reloading(void); /* SIGHUP: RELOADING=1, MONOTONIC_USEC */
 void graced_notify_stopping(void);  /* the first stop signal: STOPPING=1 */
 
-/* main.c: reply and log in one step */
+/* worker.c: run worker w (0-based) on row w of the sockets until it
+ * stops; its exit status */
+int graced_worker_run(struct graced *g, const struct graced_socks *s, int w);
+
+/* supervisor.c: the parent of --workers N > 1, until every worker ended;
+ * its exit status */
+int graced_supervise(struct graced *g, struct graced_socks *s);
+
+/* reply.c: a short text answer (text/plain; none if body is NULL); does
+ * Accept ask for JSON? */
 int graced_reply(struct grace_request *req, int status, const char *body);
+int graced_wants_json(struct grace_request *req);
+
+/* certs.c: every --tls-cert/--tls-key pair into a new context, NULL after
+ * one line on stderr; SIGHUP: load them again (the old stay on failure) */
+struct grace_tls *graced_certs_load(const struct graced_opts *o);
+void graced_certs_reload(struct graced *g);
 
 #endif

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * metrics.c - /metrics in the Prometheus text format (version 0.0.4),
- * counting every worker, whichever one answers the scrape.
+ * metrics.c - what monitors read: /metrics in the Prometheus text format
+ * (version 0.0.4), counting every worker, whichever one answers the
+ * scrape; and --health, 200 while serving, 503 once a stop began.
  *
  * An anonymous MAP_SHARED mapping is made before the workers are forked, so
  * they all see it: graced's own counters (responses by method and status,
@@ -245,4 +246,11 @@ void graced_metrics_serve(struct grace_request *req, struct graced *g)
     grace_response_add_header(req, "Cache-Control", "no-store");
     grace_reply_buffer(req, 200, out);
     evbuffer_free(out);
+}
+
+/* --health, for a load balancer's checks: "stopping" as soon as a stop
+ * began, while the requests in flight are still being served. */
+void graced_health_serve(struct grace_request *req, struct graced *g)
+{
+    graced_reply(req, g->stopping ? 503 : 200, g->stopping ? "stopping\n" : "ok\n");
 }

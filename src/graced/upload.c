@@ -53,62 +53,6 @@ struct upload {
     int ended, paused, replied, committing;
 };
 
-/* The first line of --auth-token-file, without the line end and the
- * spaces or tabs around it. -1 with errno: EINVAL for no token (an empty or
- * blank line), EILSEQ for a byte no client can send in a header (control
- * characters, spaces inside, non-ASCII). Any length: nothing is cut. */
-int graced_load_token(struct graced *g)
-{
-    FILE *fp = fopen(g->o.token_file, "re");
-    char *line = NULL, *t;
-    size_t cap = 0, n;
-    ssize_t got;
-    if (!fp)
-        return -1;
-    got = getline(&line, &cap, fp);
-    fclose(fp);
-    if (got < 0) {
-        free(line);
-        return errno = EINVAL, -1;
-    }
-    n = strcspn(line, "\r\n");
-    while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t'))
-        n--;
-    line[n] = '\0';
-    t = line + strspn(line, " \t");
-    n = strlen(t);
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)t[i] <= 0x20 || (unsigned char)t[i] >= 0x7f) {
-            free(line);
-            return errno = EILSEQ, -1;
-        }
-    if (n == 0) {
-        free(line);
-        return errno = EINVAL, -1;
-    }
-    memmove(line, t, n + 1);
-    free(g->token);
-    g->token = line;
-    g->token_len = n;
-    return 0;
-}
-
-/* Compare without an early exit, so timing does not leak the token. The
- * scheme is case-insensitive (RFC 9110 11.1), then one or more spaces. */
-int graced_token_ok(const struct graced *g, const char *auth)
-{
-    size_t n;
-    unsigned char diff = 0;
-    if (!auth || strncasecmp(auth, "Bearer ", 7))
-        return 0;
-    auth += 7;
-    auth += strspn(auth, " ");
-    n = strlen(auth);
-    for (size_t i = 0; i < g->token_len; i++)
-        diff |= (unsigned char)(g->token[i] ^ (i < n ? auth[i] : 0));
-    return diff == 0 && n == g->token_len;
-}
-
 /* Failing to store: 507 when the disk (or a quota or size limit) is full. */
 static int store_status(int err)
 {
@@ -277,17 +221,6 @@ static void reserved(int err, void *arg)
     read_body(u);
 }
 
-/* Uploads on? (Who may write is graced_authorize's, before this.) */
-int graced_write_allowed(struct grace_request *req, struct graced *g)
-{
-    if (!g->o.upload_dir) {
-        grace_response_add_header(req, "Allow", "GET, HEAD");
-        graced_reply(req, 405, "uploads are not enabled\n");
-        return 0;
-    }
-    return 1;
-}
-
 /*
  * The preconditions, against what is there now (dirfd < 0: the folder does
  * not exist yet). 0, or 412 / 409 to answer.
@@ -322,10 +255,7 @@ void graced_upload(struct grace_request *req, struct graced *g)
     int st, trailing, dirfd, noreplace;
     size_t dirlen;
 
-    if (!graced_write_allowed(req, g))
-        return;
-    if ((st = graced_path_decode(grace_request_path(req), rel, sizeof(rel),
-                                 graced_path_flags(g, 1), &trailing)) ||
+    if ((st = graced_path_of(req, rel, sizeof(rel), graced_path_flags(g, 1), &trailing)) ||
         (st = !rel[0] || trailing ? 400 : 0)) {
         graced_reply(req, st, st == 403 ? "forbidden name\n" : st == 414 ? "name too long\n"
                                                                           : "bad upload name\n");
@@ -371,7 +301,7 @@ void graced_upload(struct grace_request *req, struct graced *g)
     u->fd = -1;
     u->noreplace = noreplace;
     u->if_match = grace_request_header(req, "If-Match");
-    memcpy(u->name, leaf, strlen(leaf) + 1); /* <= 255 bytes: graced_path_decode */
+    memcpy(u->name, leaf, strlen(leaf) + 1); /* <= 255 bytes: graced_path_of */
     snprintf(u->path, sizeof(u->path), "%s", rel);
     st = graced_store_open(g, dirfd, leaf, &u->store);
     close(dirfd); /* the store has its own */

@@ -200,6 +200,13 @@ def run_static(tmp):
                   (st, body[:40]))
         st, body, r = req(g.port, "PUT", "/x", b"data")
         check("PUT without --upload-dir -> 405", st == 405 and "GET" in r.getheader("Allow", ""), st)
+        # the methods a 405 names are the routes' (route.c): the writes are off here
+        for m, why in (("PUT", b"uploads are not enabled\n"), ("POST", b"uploads are not enabled\n"),
+                       ("DELETE", b"uploads are not enabled\n"), ("PROPFIND", b"method not allowed\n")):
+            st, body, r = req(g.port, m, "/x")
+            check("%s without --upload-dir -> 405, Allow: GET, HEAD, OPTIONS" % m,
+                  st == 405 and r.getheader("Allow") == "GET, HEAD, OPTIONS" and body == why,
+                  (st, r.getheader("Allow"), body))
     finally:
         check("static: SIGTERM exits 0", g.stop() == 0, g.p.returncode)
 

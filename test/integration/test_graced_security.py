@@ -74,6 +74,14 @@ def run_content_range(tmp):
               head.startswith(b"HTTP/1.1 400"), head[:200])
         check("PUT with Content-Range: nothing stored", not os.path.exists(os.path.join(up, "new.bin")),
               os.listdir(up))
+        # a form's parts are stored whole whatever Content-Range says, but a PUT is never
+        # a form: its multipart Content-Type must not let a fragment replace the file
+        st, body, _ = req(g.port, "PUT", "/big.bin", b"resumed",
+                          {**BEARER, "Content-Range": "bytes 0-6/1000000",
+                           "Content-Type": "multipart/form-data; boundary=x"})
+        check("PUT with Content-Range and a multipart Content-Type -> 400, the file untouched",
+              st == 400 and os.path.getsize(os.path.join(up, "big.bin")) == 1000000,
+              (st, body, os.path.getsize(os.path.join(up, "big.bin"))))
         st, _, _ = req(g.port, "PUT", "/plain.bin", b"whole", BEARER)
         check("PUT without Content-Range still stores (201)", st == 201, st)
     finally:

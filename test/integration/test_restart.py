@@ -233,6 +233,9 @@ def run_health(tmp):
             check("--health: HEAD 200", st == 200 and body == b"", (st, body))
             st, body, r = req(g.port, "PUT", "/healthz", body=b"x")
             check("--health: PUT 405 (nothing can be stored on it)", st == 405, st)
+            st, body, r = req(g.port, "OPTIONS", "/healthz")
+            check("--health: OPTIONS 405, Allow: GET, HEAD", st == 405 and
+                  r.getheader("Allow") == "GET, HEAD", (st, r.getheaders()))
             st, body, r = req(g.port, "GET", "/f.txt")
             check("... while files still need the login", st == 401, st)
             # keep-alive connections (spread over the workers), then the stop

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * etag.c - the validator graced gives a file, and the lists that name one
+ * (If-Match, If-None-Match). One ETag for GET, PUT, DELETE and the commit
+ * of an upload: the modification time (with its nanoseconds) and the size,
+ * in hex.
+ */
+#include "graced.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+void graced_etag(const struct stat *sb, char *out, size_t n)
+{
+    snprintf(out, n, "\"%llx-%lx-%llx\"", (unsigned long long)sb->st_mtim.tv_sec,
+             (unsigned long)sb->st_mtim.tv_nsec, (unsigned long long)sb->st_size);
+}
+
+/* Does an If-None-Match (weak comparison) or If-Match (strong: a W/ tag
+ * never matches) list contain our ETag? */
+int graced_etag_match(const char *list, const char *etag, int weak)
+{
+    size_t el = strlen(etag);
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (*p == '*')
+            return 1;
+        int is_weak = !strncmp(p, "W/", 2);
+        if (is_weak)
+            p += 2;
+        if ((weak || !is_weak) && !strncmp(p, etag, el) && (p[el] == '\0' || p[el] == ',' || p[el] == ' '))
+            return 1;
+        while (*p && *p != ',')
+            p++;
+    }
+    return 0;
+}

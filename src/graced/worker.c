@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * worker.c - one worker process: its event loop, its server (its routes:
+ * route.c) on the listening sockets of its row, its signals (SIGHUP reloads, SIGTERM and
+ * SIGINT stop gracefully, a second one or the supervisor's SIGUSR2 stops
+ * now), and the order in which it all ends.
+ */
+#include "graced.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <string.h>
+
+static void stopped(struct grace_server *srv, void *arg)
+{
+    struct graced *g = arg;
+    event_base_loopexit(g->base, NULL);
+}
+
+/* The library's stop: the listen queues served, the listeners closed,
+ * idle connections given stop-idle-grace, requests in flight
+ * --shutdown-timeout (then 503 to those not yet answered). */
+static void begin_stop(struct graced *g)
+{
+    if (grace_server_stop(g->srv, g->o.shutdown_timeout_ms, stopped, g) == 0)
+        graced_log(LOG_INFO, "stopping: finishing requests in flight");
+}
+
+/*
+ * SIGTERM/SIGINT: a graceful stop; a second one: stop now. A worker of
+ * several hears from the supervisor instead: SIGTERM or SIGINT there only
+ * ever means graceful, since a signal sent to the whole process group
+ * (Ctrl-C) or control group (systemd) reaches it twice, directly and
+ * forwarded; "now" comes as SIGUSR2, sent by the supervisor only on a
+ * second stop signal of its own. The PROXY listeners' queues are taken
+ * first; the server stops once their headers are read (bounded by
+ * --proxy-timeout), so that it can still adopt those connections.
+ */
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct graced *g = arg;
+    if (sig == SIGHUP) {
+        graced_notify_reloading(); /* systemd: RELOADING=1, then READY=1 */
+        if (graced_access_log_reopen() < 0)
+            graced_log(LOG_ERR, "cannot reopen %s: %s", g->o.access_log, strerror(errno));
+        if (g->tls)
+            graced_certs_reload(g);
+        graced_auth_reload(g);
+        graced_notify_up(g);
+        return;
+    }
+    if (sig == SIGUSR2) {
+        graced_log(LOG_INFO, "worker %d: stopping now", g->worker);
+        event_base_loopexit(g->base, NULL);
+        return;
+    }
+    if (g->stopping) {
+        if (!g->supervised)
+            event_base_loopexit(g->base, NULL); /* a second signal: now */
+        return;
+    }
+    g->stopping = 1; /* --health answers 503 from now on */
+    graced_notify_stopping(); /* systemd: STOPPING=1 */
+    if (!graced_proxy_stop(g, begin_stop))
+        begin_stop(g);
+}
+
+int graced_worker_run(struct graced *g, const struct graced_socks *s, int w)
+{
+    const int *fds = s->fd[w], *tls = s->tls, *proxy = s->proxy;
+    int nfds = s->per_worker;
+    struct event *sig[4];
+    static const int signals[4] = {SIGTERM, SIGINT, SIGHUP, SIGUSR2};
+    int rc, nsig = g->supervised ? 4 : 3;
+
+    g->base = event_base_new();
+    g->srv = g->base ? grace_server_new(g->base, g->o.cfg) : NULL;
+    if (!g->srv || graced_store_init(g) < 0) {
+        fprintf(stderr, "graced: out of memory\n");
+        return 1;
+    }
+    if (graced_routes_add(g) < 0) {
+        fprintf(stderr, "graced: out of memory\n");
+        return 1;
+    }
+    /* every response, also the library's own 400/408/413/..., once written */
+    grace_server_on_response(g->srv, graced_metrics_response, g); /* counts, then logs */
+    /* one context per worker: workers > 1 read the certificates here */
+    if (g->o.ncert && !g->tls && !(g->tls = graced_certs_load(&g->o)))
+        return 1;
+    for (int i = 0; i < nfds; i++) {
+        rc = proxy[i] ? graced_proxy_listen(g, fds[i], tls[i] ? g->tls : NULL)
+             : tls[i] ? grace_server_listen_fd_tls(g->srv, fds[i], g->tls)
+                      : grace_server_listen_fd(g->srv, fds[i]);
+        if (rc < 0) {
+            fprintf(stderr, "graced: listening socket%s: %s\n", tls[i] ? " (TLS)" : "",
+                    grace_strerror(rc));
+            return 1;
+        }
+    }
+    for (int i = 0; i < nsig; i++) {
+        sig[i] = evsignal_new(g->base, signals[i], on_signal, g);
+        if (!sig[i] || event_add(sig[i], NULL) < 0)
+            return 1;
+    }
+    if (!g->supervised) /* else the supervisor does, once every worker runs */
+        graced_announce(s);
+    graced_metrics_start(g);
+    graced_notify_up(g); /* listeners and signal handlers in place */
+    graced_log(LOG_DEBUG, "worker %d running", g->worker);
+    event_base_dispatch(g->base);
+    graced_metrics_stop(g);
+    graced_proxy_free(g);
+    /* stopped: a stop signal still on its way (the supervisor's copy of
+     * one we had directly) must not kill us once the handlers are gone */
+    sigset_t set;
+    sigemptyset(&set);
+    for (int i = 0; i < nsig; i++)
+        sigaddset(&set, signals[i]);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    for (int i = 0; i < nsig; i++)
+        event_free(sig[i]);
+    grace_server_free(g->srv);
+    graced_auth_stop(g); /* after the server: checks waiting were cancelled with it */
+    graced_store_end(g); /* after the server too: waits for the uploads' fsyncs running */
+    if (g->tls)
+        grace_tls_free(g->tls);
+    g->tls = NULL;
+    event_base_free(g->base);
+    graced_files_cache_free(g);
+    return 0;
+}
