@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * auth.c - who may read and who may write: the users file (--users-file,
- * lines "name:crypt-hash:r" or "name:crypt-hash:rw"), checked with HTTP
- * Basic auth, and the bearer token of --auth-token-file for uploads.
+ * auth.c - who a request is, and whether it may go on: the users file
+ * (--users-file, lines "name:crypt-hash:PERMS", PERMS "r", "rw" or rules
+ * per path, perms.c), checked with HTTP Basic auth, and the bearer token of
+ * --auth-token-file for uploads. What a user may do where is perms.c's
+ * (graced_may); the handler learns who it serves from graced_who().
  *
  * A crypt(3) check costs CPU by design (yescrypt's default: about 90 ms
  * here, sha512-crypt about 1 ms), so it never runs on the event loop:
@@ -51,7 +53,6 @@
 
 struct user {
     char *name, *hash;
-    int write;
     int cheap;     /* its kind costs under half the costliest: checks pad */
 };
 
@@ -129,16 +130,24 @@ static void free_users(struct user *u, int n)
     free(u);
 }
 
-/* Read the users file. 0, or -1 with a reason in why. */
-static int load_users(const char *path, struct user **out, int *nout, char *why, size_t whylen)
+/* Read the users file, their rules into *pm (perms.c). 0, or -1 with a
+ * reason in why. */
+static int load_users(const char *path, struct user **out, int *nout, struct graced_perms **pm,
+                      char *why, size_t whylen)
 {
     FILE *fp = fopen(path, "re");
     struct user *u = NULL;
     int n = 0, line = 0;
-    char buf[1024];
+    char buf[4096];
+    char rwhy[200];
 
     if (!fp) {
         snprintf(why, whylen, "%s", strerror(errno));
+        return -1;
+    }
+    if (!(*pm = graced_perms_new())) {
+        fclose(fp);
+        snprintf(why, whylen, "out of memory");
         return -1;
     }
     while (fgets(buf, sizeof(buf), fp)) {
@@ -147,18 +156,15 @@ static int load_users(const char *path, struct user **out, int *nout, char *why,
         buf[strcspn(buf, "\r\n")] = '\0';
         if (buf[0] == '#' || buf[0] == '\0')
             continue;
+        /* a hash has no ':', the rules after it may (/photos:rw,/:r) */
         hash = strchr(name, ':');
-        perms = strrchr(name, ':');
-        if (!hash || hash == perms || hash == name) {
+        perms = hash ? strchr(hash + 1, ':') : NULL;
+        if (!hash || !perms || hash == name) {
             snprintf(why, whylen, "line %d: expected name:hash:perms", line);
             goto fail;
         }
         *hash++ = '\0';
         *perms++ = '\0';
-        if (strcmp(perms, "r") && strcmp(perms, "rw")) {
-            snprintf(why, whylen, "line %d: perms must be r or rw", line);
-            goto fail;
-        }
 #ifdef GRACED_HAVE_CRYPT
         if (crypt_checksalt(hash) != CRYPT_SALT_OK) {
             snprintf(why, whylen, "line %d: not a crypt(3) hash this system supports "
@@ -177,6 +183,10 @@ static int load_users(const char *path, struct user **out, int *nout, char *why,
             snprintf(why, whylen, "more than %d users", AUTH_MAX_USERS);
             goto fail;
         }
+        if (graced_perms_add(*pm, name, perms, rwhy, sizeof(rwhy)) < 0) {
+            snprintf(why, whylen, "line %d: %s", line, rwhy);
+            goto fail;
+        }
         struct user *nu = realloc(u, sizeof(*u) * (size_t)(n + 1));
         if (!nu) {
             snprintf(why, whylen, "out of memory");
@@ -185,7 +195,6 @@ static int load_users(const char *path, struct user **out, int *nout, char *why,
         u = nu;
         u[n].name = strdup(name);
         u[n].hash = strdup(hash);
-        u[n].write = !strcmp(perms, "rw");
         n++;
         if (!u[n - 1].name || !u[n - 1].hash) {
             snprintf(why, whylen, "out of memory");
@@ -199,6 +208,8 @@ static int load_users(const char *path, struct user **out, int *nout, char *why,
 fail:
     fclose(fp);
     free_users(u, n);
+    graced_perms_free(*pm);
+    *pm = NULL;
     return -1;
 }
 
@@ -312,7 +323,8 @@ int graced_auth_load(struct graced *g)
     pthread_mutex_init(&g->auth->mu, NULL);
     pthread_cond_init(&g->auth->cv, NULL);
     g->auth->wake[0] = g->auth->wake[1] = -1;
-    if (load_users(g->o.users_file, &g->auth->users, &g->auth->nusers, why, sizeof(why)) < 0) {
+    if (load_users(g->o.users_file, &g->auth->users, &g->auth->nusers, &g->perms, why,
+                   sizeof(why)) < 0) {
         fprintf(stderr, "graced: --users-file %s: %s\n", g->o.users_file, why);
         return -1;
     }
@@ -325,11 +337,12 @@ int graced_auth_load(struct graced *g)
 void graced_auth_reload(struct graced *g)
 {
     struct user *u;
+    struct graced_perms *pm;
     int n;
     char why[256];
     if (!g->auth)
         return;
-    if (load_users(g->o.users_file, &u, &n, why, sizeof(why)) < 0) {
+    if (load_users(g->o.users_file, &u, &n, &pm, why, sizeof(why)) < 0) {
         graced_log(LOG_ERR, "worker %d: users not reloaded, keeping the old ones: %s: %s",
                    g->worker, g->o.users_file, why);
         return;
@@ -337,6 +350,8 @@ void graced_auth_reload(struct graced *g)
     free_users(g->auth->users, g->auth->nusers);
     g->auth->users = u;
     g->auth->nusers = n;
+    graced_perms_free(g->perms);
+    g->perms = pm;
     measure_costs(g->auth, g->o.users_file);
     /* a removed user or a changed password must not live on in the cache */
     memset(g->auth->cache, 0, sizeof(g->auth->cache));
@@ -387,6 +402,8 @@ void graced_auth_free(struct graced *g)
         return;
     graced_auth_stop(g);
     free_users(g->auth->users, g->auth->nusers);
+    graced_perms_free(g->perms);
+    g->perms = NULL;
     explicit_bzero(g->auth->cache, sizeof(g->auth->cache));
     pthread_mutex_destroy(&g->auth->mu);
     pthread_cond_destroy(&g->auth->cv);
@@ -610,15 +627,32 @@ static void challenge(struct grace_request *req, const char *msg)
     graced_reply(req, 401, msg);
 }
 
-/* A user is known: may they do it? Then go on, or answer 403. */
-static void allowed(struct graced *g, struct grace_request *req, int user, int write,
+/* Go on to the handler as who (a user's name, graced_who_token or NULL),
+ * which it reads with graced_who() as it starts. */
+static void go(struct graced *g, struct grace_request *req, const char *who, graced_cont_cb cont)
+{
+    g->who = who;
+    cont(req, g);
+    g->who = NULL;
+}
+
+/* Someone is known: may they do it at the request's path (perms.c)? Then
+ * go on, or answer 403. A path graced does not take is the handler's to
+ * refuse. */
+static void allowed(struct graced *g, struct grace_request *req, const char *who, int write,
                     graced_cont_cb cont)
 {
-    if (write && !g->auth->users[user].write) {
-        graced_reply(req, 403, "this user may not write\n");
+    char rel[4096];
+    int trailing;
+    if (graced_path_of(req, rel, sizeof(rel), graced_path_flags(g, write), &trailing) == 0 &&
+        !graced_may(g, who, rel, write ? GRACED_MAY_WRITE
+                                       : GRACED_MAY_READ | (trailing || !rel[0] ? GRACED_MAY_PASS
+                                                                                : 0))) {
+        graced_reply(req, 403, write ? "this user may not write here\n"
+                                     : "this user may not read here\n");
         return;
     }
-    cont(req, g);
+    go(g, req, who, cont);
 }
 
 static void count_failure(struct graced *g, struct grace_request *req, const char *name)
@@ -673,7 +707,7 @@ static void check_done(struct check *c)
             ce->user = user;
             ce->until_ms = mono_ms() + g->o.auth_cache_ms;
         }
-        allowed(g, c->req, user, c->write, c->cont);
+        allowed(g, c->req, a->users[user].name, c->write, c->cont);
     }
     check_free(c);
 }
@@ -762,7 +796,7 @@ static void basic_check(struct graced *g, struct grace_request *req, const char 
         ct_equal(ce->cred, cred, len)) {
         explicit_bzero(plain, sizeof(plain));
         graced_log(LOG_DEBUG, "auth: %s from cache", a->users[ce->user].name);
-        allowed(g, req, ce->user, write, cont);
+        allowed(g, req, a->users[ce->user].name, write, cont);
         return;
     }
     if ((f = fail_slot(a, req, 0)) && now - f->since_ms < AUTH_FAIL_WINDOW_MS &&
@@ -824,17 +858,18 @@ void graced_authorize(struct grace_request *req, struct graced *g, int write, gr
 {
     const char *auth = grace_request_header(req, "Authorization");
 
-    if (write && g->token_len && graced_token_ok(g, auth)) {
-        cont(req, g);
+    if (g->token_len && graced_token_ok(g, auth)) {
+        go(g, req, graced_who_token, cont);
     } else if (!g->auth) {
         if (!write || !g->token_len) {
-            cont(req, g);
+            go(g, req, NULL, cont);
         } else {
             grace_response_add_header(req, "WWW-Authenticate", "Bearer");
             graced_reply(req, 401, "missing or wrong token\n");
         }
-    } else if (!write && !g->o.private_read) {
-        cont(req, g);
+    } else if (!write && !g->o.private_read &&
+               !(auth && !strncasecmp(auth, "Basic ", 6))) {
+        go(g, req, NULL, cont); /* a public read: a login only tells who asks */
     } else {
         basic_check(g, req, auth, write, cont);
     }

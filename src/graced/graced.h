@@ -21,8 +21,9 @@
  *   options.c  the table of options: parsing, defaults, --help
  *   sock.c     listening sockets and systemd socket activation
  *   certs.c    --tls-cert/--tls-key: loaded, reloaded on SIGHUP
- *   auth.c     users file, HTTP Basic auth, the upload token: who may read
- *              and write
+ *   auth.c     users file, HTTP Basic auth, the upload token: who the
+ *              request is, and whether it may go on
+ *   perms.c    the users' rules per path (/photos:rw,/:r): graced_may()
  *   web.c      HSTS, Server header, CORS, security headers, who may write
  *              from which origin
  *   guard.c    refusals before any handler: two Origin headers, control
@@ -139,6 +140,10 @@ struct graced {
     unsigned long upload_seq;
     struct graced_fcache *fcache; /* files.c: small files, kept a second */
     struct graced_auth *auth;     /* auth.c: NULL without --users-file */
+    struct graced_perms *perms;   /* perms.c: each user's rules (auth.c fills it) */
+    const char *who;              /* auth.c: who the request is, while a handler
+                                     that graced_authorize() let through starts
+                                     (graced_who()); NULL otherwise */
     struct graced_metrics *metrics; /* metrics.c: shared by all workers */
     struct graced_proxy *proxy;   /* proxy.c: this worker's PROXY listeners */
     int stopping;                 /* a graceful stop began: --health says 503 */
@@ -309,6 +314,36 @@ void graced_store_abandon(struct graced_store *s);
 int graced_store_init(struct graced *g); /* a worker: its pool, write-back, sweep; -1 */
 void graced_store_end(struct graced *g); /* after the server: waits for every job */
 int graced_clean_stale(struct graced *g); /* start-up sweep; how many removed */
+
+/* perms.c: who may do what where. want: GRACED_MAY_READ and/or _WRITE;
+ * with GRACED_MAY_PASS reading also passes in a folder on the way to one
+ * the user may read (a rule /a/b:r lets / and /a be listed). user: a name
+ * of --users-file, graced_who_token (a request with the bearer token), or
+ * NULL (nobody logged in). path: relative, decoded ("a/b", "" the top), as
+ * graced_path_of() makes it. 1 if allowed. */
+#define GRACED_MAY_READ 1
+#define GRACED_MAY_WRITE 2
+#define GRACED_MAY_PASS 4
+extern const char graced_who_token[];
+int graced_may(const struct graced *g, const char *user, const char *path, int want);
+/* who the request being handled is, as graced_authorize() found it: valid
+ * only when the handler starts (copy it to keep it) */
+static inline const char *graced_who(const struct graced *g)
+{
+    return g->who;
+}
+/* the rules of --users-file lines: "r", "rw", or "/photos:rw,/:r"; 0, or
+ * -1 with a reason in why */
+struct graced_perms *graced_perms_new(void);
+int graced_perms_add(struct graced_perms *pm, const char *name, const char *spec, char *why,
+                     size_t whylen);
+void graced_perms_free(struct graced_perms *pm);
+/* a copy of what user may do, for work off the loop or across a reload
+ * (owned by the caller); NULL: out of memory */
+struct graced_access;
+struct graced_access *graced_access_of(const struct graced *g, const char *user);
+int graced_access_may(const struct graced_access *a, const char *path, int want);
+void graced_access_free(struct graced_access *a);
 
 /* auth.c: may this request read (write 0) or write (write 1)? If so, cont
  * runs, now or once a password check has run on the helper thread;

@@ -211,12 +211,19 @@ static void html_body(struct evbuffer *out, const struct graced *g, const char *
 }
 
 static void json_body(struct evbuffer *out, const char *rel, struct entry *e, size_t n, int cut,
-                      size_t links, int form)
+                      size_t links, int form, const struct graced *g, const char *who, int write)
 {
     char path[4200];
     snprintf(path, sizeof(path), "/%s%s", rel, rel[0] ? "/" : "");
     evbuffer_add_printf(out, "{\"path\":");
     graced_json_str(out, path);
+    evbuffer_add_printf(out, ",\"user\":");
+    if (who && who != graced_who_token)
+        graced_json_str(out, who);
+    else
+        evbuffer_add_printf(out, "null");
+    evbuffer_add_printf(out, ",\"write\":%s,\"login\":%s", write ? "true" : "false",
+                        g->o.users_file && !who ? "true" : "false");
     evbuffer_add_printf(out, ",\"upload\":%s,\"truncated\":%s,\"hidden_links\":%zu,"
                              "\"entries\":[",
                         form ? "true" : "false", cut ? "true" : "false", links);
@@ -291,7 +298,12 @@ void graced_list_dir(struct grace_request *req, struct graced *g, const char *re
     struct entry *e = malloc(cap * sizeof(*e));
     struct evbuffer *out = evbuffer_new();
     struct sort_key k;
-    int cut = 0, form = writable(g, rel, dirfd), json = graced_wants_json(req);
+    const char *who = graced_who(g); /* while this call lasts */
+    int write = writable(g, rel, dirfd) && graced_may(g, who, rel, GRACED_MAY_WRITE);
+    /* the form also for someone who has the token to type in */
+    int form = write || (writable(g, rel, dirfd) && !who && g->token_len);
+    int json = graced_wants_json(req), cut = 0;
+    char path[4096 + 256 + 2];
     int fd = dup(dirfd);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     struct dirent *de;
@@ -331,6 +343,11 @@ void graced_list_dir(struct grace_request *req, struct graced *g, const char *re
             continue;
         if (!(S_ISDIR(sb.st_mode) || S_ISREG(sb.st_mode)))
             continue;
+        /* --private with rules: only what this user may read, or pass
+         * through on the way to it */
+        snprintf(path, sizeof(path), "%s%s%s", rel, rel[0] ? "/" : "", nm);
+        if (!graced_may(g, who, path, GRACED_MAY_READ | (S_ISDIR(sb.st_mode) ? GRACED_MAY_PASS : 0)))
+            continue;
         e[n].odd = odd;
         if (!(e[n].name = strdup(nm)))
             break;
@@ -344,7 +361,7 @@ void graced_list_dir(struct grace_request *req, struct graced *g, const char *re
     qsort(e, n, sizeof(*e), cmp_entry);
     graced_web_nonce(nonce);
     if (json)
-        json_body(out, rel, e, n, cut, links, form);
+        json_body(out, rel, e, n, cut, links, form, g, who, write);
     else
         html_body(out, g, rel, e, n, cut, links, &k, form, nonce);
     graced_web_page_csp(req, json ? NULL : nonce);
