@@ -95,9 +95,26 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (g.o.upload_dir)
-        graced_log(LOG_INFO, "uploads into %s%s", g.o.upload_dir,
-                   g.token_len ? " (token required)" : "");
+    if (g.o.upload_dir) {
+        /* a newcomer's PUT answered 201, then its GET 404: say so at once */
+        char *up = realpath(g.o.upload_dir, NULL);
+        size_t rl = strlen(g.root_real);
+        int same = up && !strcmp(up, g.root_real);
+        int below = up && !same && !strncmp(up, g.root_real, rl) && (up[rl] == '/' || rl == 1);
+        if (same || !up)
+            graced_log(LOG_INFO, "uploads into %s%s", g.o.upload_dir,
+                       g.token_len ? " (token required)" : "");
+        else if (below)
+            graced_log(LOG_WARN, "uploads into %s%s: an upload to /x is served at /%s/x, not at "
+                       "/x (give --root and --upload-dir the same folder to share files)",
+                       g.o.upload_dir, g.token_len ? " (token required)" : "",
+                       rl == 1 ? up + 1 : up + rl + 1);
+        else
+            graced_log(LOG_WARN, "uploads into %s%s: not below --root, so nothing uploaded is "
+                       "served back (give --root and --upload-dir the same folder to share "
+                       "files)", g.o.upload_dir, g.token_len ? " (token required)" : "");
+        free(up);
+    }
     if (g.tls)
         graced_log(LOG_INFO, "TLS with %d certificate(s), default %s", g.o.ncert, g.o.tls_cert[0]);
 

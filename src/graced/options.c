@@ -21,6 +21,7 @@
 
 enum kind {
     K_FLAG,   /* no value: the int field becomes 1 */
+    K_OFF,    /* no value: the int field (another row's flag) becomes 0 */
     K_STR,    /* a string, kept as given (check may refuse or rewrite it) */
     K_LIST,   /* repeatable: a list of up to max strings, and its count */
     K_INT,    /* a whole number in [min, max] */
@@ -145,9 +146,11 @@ static const struct opt opts[] = {
     {"root", "DIR", K_STR, -1, F(root), .def_str = ".", .shown = "current directory", .help = "serve files from DIR"},
     {"upload-dir", "DIR", K_STR, -1, F(upload_dir),
      .help = "accept PUT /path, POST of forms, DELETE into DIR"},
-    {"list-dirs", NULL, K_FLAG, -1, F(list_dirs),
+    {"list-dirs", NULL, K_FLAG, -1, F(list_dirs), .def = 1, .shown = "on",
      .help = "list folders without index.html (HTML, or JSON on Accept: application/json), "
              "with an upload form where uploads land"},
+    {"no-list-dirs", NULL, K_OFF, -1, F(list_dirs), .shown = "",
+     .help = "no listings: a folder without index.html is 404"},
     {"list-max", "N", K_INT, -1, F(list_max), .min = 1, .max = 10000000, .def = 10000,
      .limit = 1, .help = "entries in one listing; more are cut, and it says so"},
     {"show-hidden", NULL, K_FLAG, -1, F(show_hidden),
@@ -396,6 +399,9 @@ static int take(struct graced_opts *o, const struct opt *r, const char *a)
     case K_FLAG:
         set_num(o, r, 1);
         return 0;
+    case K_OFF:
+        set_num(o, r, 0);
+        return 0;
     case K_STR:
     case K_LIST:
         ok = !r->check || r->check(a, &keep) == 0;
@@ -561,7 +567,8 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
         const struct opt *r = &opts[i];
         if (r->kind == K_STR && r->def_str)
             *(const char **)field(o, r) = r->def_str;
-        else if (r->lib < 0 && r->size && r->kind != K_STR && r->kind != K_LIST)
+        else if (r->lib < 0 && r->size && r->kind != K_STR && r->kind != K_LIST &&
+                 r->kind != K_OFF) /* its flag's row has the default */
             set_num(o, r, r->def);
         lo[i].name = opt_name(r);
         lo[i].has_arg = r->arg ? required_argument : no_argument;

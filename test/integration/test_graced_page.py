@@ -189,11 +189,62 @@ def run_readonly_form(tmp):
         g.stop()
 
 
+def run_newcomer(tmp):
+    """issue 19's first ten minutes: graced alone lists; a split --root and
+    --upload-dir and a users file on plain HTTP are told at start-up"""
+    here = os.path.join(tmp, "newcomer")
+    tree(here, {"hello.txt": b"hi"})
+    p = subprocess.Popen([GRACED, "--listen", "127.0.0.1:0"], cwd=here, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline()
+        port = int(line.strip().rsplit(":", 1)[1].rstrip("/"))
+        st, body, r = req(port, "GET", "/")
+        check("graced alone lists the current folder (as dufs and miniserve)",
+              st == 200 and b"hello.txt" in body, (st, body[:100]))
+    finally:
+        p.terminate()
+        p.wait(10)
+        p.stdout.close()
+        p.stderr.close()
+    up = os.path.join(tmp, "newcomer-up")
+    os.mkdir(up)
+    os.mkdir(os.path.join(here, "inc"))
+    for updir, want in ((up, "nothing uploaded is served back"),
+                        (os.path.join(here, "inc"), "served at /inc/x, not at /x"),
+                        (here, None)):
+        g = Graced("--listen", "127.0.0.1:0", "--root", here, "--upload-dir", updir)
+        err = ""
+        try:
+            st, body, r = req(g.port, "PUT", "/x.txt", b"x")
+        finally:
+            g.stop()
+            err = g.p.stderr.read()
+        if want:
+            check("--upload-dir %s beside --root: a warning says where uploads go (%s)" %
+                  (os.path.basename(updir), want), "warn:" in err and want in err, err)
+        else:
+            check("--root and --upload-dir the same: no warning", "warn:" not in err, err)
+    users = os.path.join(tmp, "newcomer-users")
+    users_file(users, [("u", "pw", "rw")])
+    bad_log = os.path.join(tmp, "no-such-dir", "log")
+    # the warning comes before the listeners open; a bad --access-log then
+    # stops graced before it binds anything
+    r = subprocess.run([GRACED, "--listen", "0.0.0.0:0", "--users-file", users,
+                        "--access-log", bad_log], capture_output=True, text=True, timeout=30)
+    check("--users-file on plain HTTP beyond loopback: warned at start-up",
+          "warn:" in r.stderr and "clear text" in r.stderr and "0.0.0.0:0" in r.stderr, r.stderr)
+    r = subprocess.run([GRACED, "--listen", "127.0.0.1:0", "--users-file", users,
+                        "--access-log", bad_log], capture_output=True, text=True, timeout=30)
+    check("--users-file on loopback only: no such warning", "clear text" not in r.stderr,
+          r.stderr)
+
+
 def main():
     if not os.access(GRACED, os.X_OK):
         print("0 passed, 1 failed (no %s)" % GRACED)
         return 1
-    return run_sections((run_readonly_form, run_perms), "graced-page.")
+    return run_sections((run_newcomer, run_readonly_form, run_perms), "graced-page.")
 
 
 if __name__ == "__main__":

@@ -65,10 +65,18 @@ def run_listing(tmp):
     old = time.time() - 86400
     os.utime(os.path.join(root, "mid.dat"), (old, old))
 
+    g = Graced("--listen", "127.0.0.1:0", "--root", root, "--no-list-dirs")
+    try:
+        st, body, r = req(g.port, "GET", "/sub%20dir/")
+        check("--no-list-dirs: a folder without index.html -> 404", st == 404, st)
+    finally:
+        g.stop()
+
     g = Graced("--listen", "127.0.0.1:0", "--root", root)
     try:
         st, body, r = req(g.port, "GET", "/sub%20dir/")
-        check("no --list-dirs: a folder without index.html -> 404", st == 404, st)
+        check("graced alone lists a folder without index.html (issue 19: --list-dirs is the "
+              "default)", st == 200 and b"Index of" in body, st)
     finally:
         g.stop()
 
