@@ -123,6 +123,13 @@ struct graced_opts {
     int64_t proxy_timeout_ms; /* --proxy-timeout */
     int64_t warn_interval_ms; /* --warn-interval: repeated warnings at most once per */
     int backlog;              /* --backlog */
+    /* the page (issue 19): search.c, zip.c, session.c */
+    int64_t search_max;       /* --search-max: entries one search visits */
+    int64_t search_time_ms;   /* --search-time */
+    int64_t zip_max_files;    /* --zip-max-files: entries of one zip; 0: no zips */
+    int64_t zip_max_size;     /* --zip-max-size: bytes of files in one zip */
+    int64_t session_time_ms;  /* --session-time: a page login lasts */
+    int64_t max_sessions;     /* --max-sessions: logins at once, all workers */
 };
 
 struct graced {
@@ -241,6 +248,29 @@ int graced_etag_match(const char *list, const char *etag, int weak);
 /* listing.c: answer GET of directory dirfd (rel: its decoded path) */
 void graced_list_dir(struct grace_request *req, struct graced *g, const char *rel, int dirfd);
 
+/* page.c: graced's own page (listing.c, search.c, the login page) */
+struct graced_page {
+    const char *rel;      /* the folder, decoded: "a/b", "" for the top */
+    const char *title;    /* before the folder in <title> and <h1>; NULL: "Index of" */
+    const char *user;     /* logged in as (--users-file), or NULL */
+    int login;            /* offer a login */
+    int write;            /* the one asking may write here (the script's buttons) */
+    int token;            /* the upload form asks for the token */
+    int hidden;           /* --show-hidden: the script sends dot-names too */
+    int search;           /* the search box */
+    const char *q;        /* its words, or NULL */
+    int64_t max_body;     /* --max-body-size, for the script's messages */
+    char nonce[24];       /* graced_web_nonce(): the page's script and style */
+};
+/* the head, the header (folders on the way, search, who), <main>, <h1> */
+void graced_page_begin(struct evbuffer *out, const struct graced_page *p);
+/* the status line screen readers announce (id "answer") */
+void graced_page_status(struct evbuffer *out);
+/* the script, the end */
+void graced_page_end(struct evbuffer *out, const struct graced_page *p);
+/* a login form posting to ?login; msg: a refusal to show first, or NULL */
+void graced_page_login_form(struct evbuffer *out, const char *msg);
+
 /* escape.c: s as a JSON string (quoted; bytes that are not UTF-8 become U+FFFD) */
 void graced_json_str(struct evbuffer *out, const char *s);
 /* s escaped for HTML text and attributes (not UTF-8: U+FFFD); control bytes
@@ -253,6 +283,16 @@ int graced_name_odd(const char *s);
 /* form.c: POST multipart/form-data to a folder */
 int graced_is_multipart(struct grace_request *req);
 void graced_form_upload(struct grace_request *req, struct graced *g);
+
+/* search.c: GET /folder/?q=words (the route's condition: a q= in the
+ * query): names below the folder, on the pool, bounded */
+int graced_is_search(struct grace_request *req);
+void graced_search(struct grace_request *req, struct graced *g);
+
+/* zip.c: GET /folder/?zip (the route's condition: a zip in the query):
+ * the folder as a zip, streamed while it is made */
+int graced_is_zip(struct grace_request *req);
+void graced_zip(struct grace_request *req, struct graced *g);
 
 /* delete.c */
 void graced_delete(struct grace_request *req, struct graced *g);
@@ -344,6 +384,26 @@ struct graced_access;
 struct graced_access *graced_access_of(const struct graced *g, const char *user);
 int graced_access_may(const struct graced_access *a, const char *path, int want);
 void graced_access_free(struct graced_access *a);
+
+/* walk.c: the names below a folder, depth first, as a listing shows them
+ * (no dot-names unless --show-hidden, no temporary files, no link followed,
+ * only what access lets read); owns a dup of dirfd, never touches the loop */
+#define GRACED_WALK_DEPTH 64
+struct graced_walk;
+struct graced_walk_entry {
+    const char *path;  /* below the folder walked: "a/b.txt" (until the next call) */
+    const char *name;  /* its last name */
+    struct stat st;
+    int readable;      /* 0: a folder only on the way to one the user may read */
+    int skip;          /* passed over (hidden, a link, not allowed): only counted */
+};
+/* top: the folder's path below the root, for the rules; NULL: errno */
+struct graced_walk *graced_walk_new(int dirfd, const char *top, int show_hidden,
+                                    const struct graced_access *access);
+/* 1: an entry (maybe one to skip), 0: no more */
+int graced_walk_next(struct graced_walk *w, struct graced_walk_entry *e);
+int graced_walk_dirfd(const struct graced_walk *w); /* the folder of the last entry */
+void graced_walk_free(struct graced_walk *w);
 
 /* auth.c: may this request read (write 0) or write (write 1)? If so, cont
  * runs, now or once a password check has run on the helper thread;

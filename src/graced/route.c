@@ -8,7 +8,9 @@
  *                            none of graced's headers but Cache-Control: no-store
  *   --metrics PATH  exact    GET, HEAD: the counters (no login: --metrics-allow);
  *                            any other method as on the tree
- *   /               prefix   the tree: files, listings, uploads, deletes
+ *   /               prefix   the tree: files, listings, uploads, deletes,
+ *                            searches (?q=), zips of folders (?zip), the
+ *                            page's login (?login, ?logout)
  *   (no route)               "*" of "OPTIONS *", a CONNECT's host:port: the tree's
  *
  * A row is a method, maybe a condition on the request's headers (POST of a
@@ -60,7 +62,11 @@ struct route {
 #define ROWS(r) (r), sizeof(r) / sizeof((r)[0])
 
 static const struct row tree_rows[] = {
+    {"GET", graced_is_zip, 0, graced_zip},
+    {"GET", graced_is_search, 0, graced_search},
     {"GET", NULL, 0, graced_serve_file},
+    {"HEAD", graced_is_zip, 0, graced_zip},
+    {"HEAD", graced_is_search, 0, graced_search},
     {"HEAD", NULL, 0, graced_serve_file},
     {"PUT", NULL, ROUTE_WRITE | ROUTE_UPLOAD | ROUTE_WHOLE, graced_upload},
     {"POST", graced_is_multipart, ROUTE_WRITE | ROUTE_UPLOAD, graced_form_upload},

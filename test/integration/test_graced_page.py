@@ -6,12 +6,15 @@ http.client, curl, zipfile, unzip): permissions per user and per path
 that user may do. Loopback only; every graced started is stopped by PID.
 Prints a line per check and a final "N passed, N failed"."""
 import base64
+import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_graced import GRACED, Graced, check, req, run_sections  # noqa: E402
@@ -240,11 +243,297 @@ def run_newcomer(tmp):
           r.stderr)
 
 
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for ln in f:
+            if ln.startswith("VmRSS:"):
+                return int(ln.split()[1])
+    return 0
+
+
+def nfds(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def search(port, path, q, who=None):
+    st, body, r = req(port, "GET", path + "?q=" + q,
+                      headers={"Accept": "application/json", **(who or {})})
+    try:
+        return st, json.loads(body)
+    except ValueError:
+        return st, {"raw": body[:200]}
+
+
+def run_search(tmp):
+    root = os.path.join(tmp, "search")
+    tree(root, {"a/report.txt": b"r", "b/c/Report-2024.pdf": b"p", "b/c/other.txt": b"o",
+                "b/2024 notes.txt": b"n", ".hidden/report.txt": b"h", "b/.report": b"h",
+                "caf\u00e9 report.md": b"c", "b/.graced-tmp.1.report": b"t"})
+    outside = os.path.join(tmp, "search-outside")
+    tree(outside, {"report-outside.txt": b"x"})
+    os.symlink(outside, os.path.join(root, "link"))
+    os.symlink(os.path.join(root, "a", "report.txt"), os.path.join(root, "b", "report-link.txt"))
+    g = Graced("--listen", "127.0.0.1:0", "--root", root)
+    try:
+        st, doc = search(g.port, "/", "report")
+        got = sorted(m["path"] for m in doc.get("matches", []))
+        check("?q=report (JSON): every name holding the word, in any case, below the folder",
+              st == 200 and got == ["a/report.txt", "b/c/Report-2024.pdf",
+                                    "caf\u00e9 report.md"], (st, doc))
+        check("?q=: no dot-names, temporary files or symbolic links (none followed)",
+              not any(".hidden" in p or "outside" in p or "link" in p for p in got), got)
+        m = [x for x in doc.get("matches", []) if x["path"] == "b/c/Report-2024.pdf"]
+        check("?q=: type, size and date of each match", m and m[0]["type"] == "file" and
+              m[0]["size"] == 1 and m[0]["mtime"] > 0 and doc.get("truncated") is False, m)
+        st, doc = search(g.port, "/", "2024+REPORT")
+        check("?q=2024+REPORT: every word must be in the name",
+              [x["path"] for x in doc.get("matches", [])] == ["b/c/Report-2024.pdf"], doc)
+        st, doc = search(g.port, "/b/", "report")
+        check("?q= on /b/: below that folder only, paths relative to it",
+              [x["path"] for x in doc.get("matches", [])] == ["c/Report-2024.pdf"], doc)
+        st, doc = search(g.port, "/", "caf%C3%A9")
+        check("?q= with UTF-8 (percent-encoded)", [x["path"] for x in doc.get("matches", [])] ==
+              ["caf\u00e9 report.md"], doc)
+        st, doc = search(g.port, "/", "c")
+        check("?q=c: folders match too", any(x["path"] == "b/c" and x["type"] == "dir"
+                                             for x in doc.get("matches", [])), doc)
+        st, body, r = req(g.port, "GET", "/?q=report")
+        check("?q= as a page: the matches linked, with the words in the search box",
+              st == 200 and b'href="./b/c/Report-2024.pdf"' in body and
+              b'value="report"' in body and b"3 matches" in body and
+              r.getheader("Content-Security-Policy", "").startswith("default-src 'none'"),
+              (st, body[-600:]))
+        st, body, r = req(g.port, "GET", "/?q=a%01b")
+        check("?q= with a control byte: 400", st == 400, st)
+        st, body, r = req(g.port, "GET", "/a/report.txt?q=x")
+        check("?q= on a file: the file", st == 200 and body == b"r", (st, body))
+        st, body, r = req(g.port, "GET", "/?q=")
+        check("?q= with no words: the listing", st == 200 and b"Index of" in body, st)
+    finally:
+        g.stop()
+    g = Graced("--listen", "127.0.0.1:0", "--root", root, "--search-max", "3")
+    try:
+        st, doc = search(g.port, "/", "report")
+        check("--search-max 3: the search stops and says so",
+              doc.get("truncated") is True and doc.get("cut") == "entries" and
+              doc.get("visited") == 3, doc)
+        st, body, r = req(g.port, "GET", "/?q=report")
+        check("--search-max: the page says it stopped", b"stopped after --search-max" in body,
+              body[-400:])
+    finally:
+        g.stop()
+    g = Graced("--listen", "127.0.0.1:0", "--root", root, "--list-max", "1")
+    try:
+        st, doc = search(g.port, "/", "report")
+        check("--list-max 1: one match kept, and the answer says it was cut",
+              len(doc.get("matches", [])) == 1 and doc.get("cut") == "matches", doc)
+    finally:
+        g.stop()
+
+
+def many_files(root, n, per=1000):
+    """n empty files in folders of per: the tree for zip64 and the time bound"""
+    for d in range((n + per - 1) // per):
+        sub = os.path.join(root, "d%03d" % d)
+        os.makedirs(sub, exist_ok=True)
+        for i in range(min(per, n - d * per)):
+            open(os.path.join(sub, "f%04d" % i), "wb").close()
+
+
+def get_zip(port, path, who=None):
+    st, body, r = req(port, "GET", path + "?zip", headers=who or {})
+    return st, body, r
+
+
+def run_zip(tmp):
+    root = os.path.join(tmp, "zip")
+    files = {"top.txt": b"top\n", "caf\u00e9/cr\u00e8me br\u00fbl\u00e9e.txt": b"sweet",
+             "a/b/deep.bin": os.urandom(300000), "a/empty.txt": b"", ".hidden/x": b"h",
+             "a/.dot": b"d", "a/.graced-tmp.1.x": b"t"}
+    tree(root, files)
+    os.makedirs(os.path.join(root, "emptydir"))
+    os.symlink("/etc", os.path.join(root, "etc-link"))
+    os.symlink("top.txt", os.path.join(root, "top-link.txt"))
+    big = os.path.join(root, "big", "big.bin")
+    os.makedirs(os.path.dirname(big))
+    with open(big, "wb") as f:
+        f.write(os.urandom(1 << 20) * 48)  # 48 MiB, not held by graced while sent
+    want = {n: d for n, d in files.items() if not n.startswith(".") and "/." not in n}
+    g = Graced("--listen", "127.0.0.1:0", "--root", root)
+    try:
+        st, body, r = get_zip(g.port, "/a/")
+        ok = st == 200 and r.getheader("Content-Type") == "application/zip"
+        check("?zip: 200 application/zip, streamed (chunked)", ok and
+              r.getheader("Transfer-Encoding") == "chunked", (st, r.getheaders()))
+        check("?zip: Content-Disposition names the folder",
+              'filename="a.zip"' in (r.getheader("Content-Disposition") or ""),
+              r.getheader("Content-Disposition"))
+        z = zipfile.ZipFile(io.BytesIO(body))
+        check("?zip of /a/: python's zipfile reads it, CRCs right (testzip)",
+              z.testzip() is None and sorted(z.namelist()) ==
+              ["b/", "b/deep.bin", "empty.txt"], z.namelist())
+        check("?zip: contents byte for byte", z.read("b/deep.bin") == files["a/b/deep.bin"] and
+              z.read("empty.txt") == b"")
+        st, body, r = get_zip(g.port, "/")
+        path = os.path.join(tmp, "whole.zip")
+        with open(path, "wb") as f:
+            f.write(body)
+        z = zipfile.ZipFile(path)
+        names = set(z.namelist())
+        check("?zip of /: every file and folder a listing shows; no dot-names, temporary "
+              "files or symbolic links",
+              names == set(want) | {"a/", "a/b/", "caf\u00e9/", "emptydir/", "big/",
+                                    "big/big.bin"}, sorted(names))
+        check("?zip: UTF-8 names (flag bit 11)",
+              all(i.flag_bits & 0x800 for i in z.infolist()), [i.flag_bits for i in z.infolist()])
+        check("?zip: files after a data descriptor (bit 3), CRC computed as they went",
+              all(i.flag_bits & 0x8 for i in z.infolist() if not i.is_dir()))
+        check("?zip: all contents byte for byte", all(z.read(n) == d for n, d in want.items()) and
+              z.testzip() is None)
+        u = subprocess.run(["unzip", "-tq", path], capture_output=True, text=True, timeout=120)
+        check("?zip: unzip -t finds no error", u.returncode == 0 and "No errors" in u.stdout,
+              (u.returncode, u.stdout, u.stderr))
+        st, body, r = req(g.port, "HEAD", "/?zip")
+        check("HEAD ?zip: 200, the headers only", st == 200 and body == b"" and
+              r.getheader("Content-Type") == "application/zip", (st, r.getheaders()))
+        st, body, r = get_zip(g.port, "/top.txt")
+        check("?zip on a file: the file", st == 200 and body == b"top\n", st)
+
+        # a slow reader: graced makes the zip at the reader's pace (no 48 MiB
+        # queued), and a reader that leaves costs nothing after
+        base_rss, base_fds = rss_kib(g.p.pid), nfds(g.p.pid)
+        s = socket.create_connection(("127.0.0.1", g.port), timeout=10)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.sendall(b"GET /big/?zip HTTP/1.1\r\nHost: t\r\n\r\n")
+        got = s.recv(65536)
+        time.sleep(1.5)
+        grown = rss_kib(g.p.pid) - base_rss
+        check("?zip to a reader that stops: graced holds a bounded piece, not the file "
+              "(RSS grew %d KiB for a 48 MiB file)" % grown, got.startswith(b"HTTP/1.1 200") and
+              grown < 8 * 1024, grown)
+        n = len(got)
+        s.settimeout(30)
+        while n < 2 * 1024 * 1024:
+            d = s.recv(65536)
+            if not d:
+                break
+            n += len(d)
+        check("?zip: the reader reads on, the zip goes on (2 MiB read)", n >= 2 * 1024 * 1024, n)
+        s.close()
+        ok = False
+        for _ in range(100):
+            if nfds(g.p.pid) <= base_fds:
+                ok = True
+                break
+            time.sleep(0.05)
+        check("?zip: a reader that leaves midway: its file and temporary file closed",
+              ok, (nfds(g.p.pid), base_fds))
+        st, body, r = req(g.port, "GET", "/top.txt")
+        check("after a zip cut short graced serves on", st == 200, st)
+    finally:
+        g.stop()
+
+    # bounds: answered before anything is sent, with the bound in the answer
+    g = Graced("--listen", "127.0.0.1:0", "--root", root, "--zip-max-files", "3")
+    try:
+        st, body, r = get_zip(g.port, "/")
+        check("--zip-max-files 3: a bigger folder is 409 before anything is sent, the bound "
+              "named", st == 409 and b"--zip-max-files" in body and b"more than 3" in body and
+              r.getheader("Content-Type", "").startswith("text/plain"), (st, body))
+        st, body, r = get_zip(g.port, "/a/b/")
+        check("--zip-max-files 3: a folder within it still zips", st == 200 and
+              zipfile.ZipFile(io.BytesIO(body)).namelist() == ["deep.bin"], st)
+    finally:
+        g.stop()
+    g = Graced("--listen", "127.0.0.1:0", "--root", root, "--zip-max-size", "100K")
+    try:
+        st, body, r = get_zip(g.port, "/a/")
+        check("--zip-max-size 100K: 300 KB of files is 409, the bound named",
+              st == 409 and b"--zip-max-size" in body, (st, body))
+    finally:
+        g.stop()
+    g = Graced("--listen", "127.0.0.1:0", "--root", root, "--zip-max-files", "0")
+    try:
+        st, body, r = get_zip(g.port, "/")
+        check("--zip-max-files 0: no zips (403)", st == 403, st)
+    finally:
+        g.stop()
+
+    # permissions: only what the user may read
+    users = os.path.join(tmp, "zip-users")
+    users_file(users, [("erin", "pw", "/a/b:r")])
+    g = Graced("--listen", "127.0.0.1:0", "--root", root, "--users-file", users, "--private")
+    try:
+        st, body, r = get_zip(g.port, "/", basic("erin", "pw"))
+        names = sorted(zipfile.ZipFile(io.BytesIO(body)).namelist()) if st == 200 else st
+        check("--private: erin's zip of / holds only the way to /a/b and what is below it",
+              names == ["a/", "a/b/", "a/b/deep.bin"], names)
+        st, doc = search(g.port, "/", "e", basic("erin", "pw"))
+        check("--private: erin's search sees only below /a/b",
+              [x["path"] for x in doc.get("matches", [])] == ["a/b/deep.bin"], doc)
+    finally:
+        g.stop()
+
+
+def run_zip64(tmp):
+    """more than 65535 entries: zip64 end records, read by zipfile and unzip;
+    the same tree bounds a search in time (~10 s)"""
+    root = os.path.join(tmp, "zip64")
+    many_files(root, 66000)
+    g = Graced("--listen", "127.0.0.1:0", "--root", root)
+    try:
+        st, body, r = get_zip(g.port, "/")
+        path = os.path.join(tmp, "zip64.zip")
+        with open(path, "wb") as f:
+            f.write(body)
+        check("zip of 66066 entries: 200 with the zip64 end records",
+              st == 200 and b"PK\x06\x06" in body[-200:] and b"PK\x06\x07" in body[-200:],
+              (st, len(body)))
+        body = None
+        z = zipfile.ZipFile(path)
+        check("zip64: python's zipfile reads 66066 entries, CRCs right",
+              len(z.infolist()) == 66066 and z.testzip() is None, len(z.infolist()))
+        u = subprocess.run(["unzip", "-tq", path], capture_output=True, text=True, timeout=300)
+        check("zip64: unzip -t finds no error", u.returncode == 0 and "No errors" in u.stdout,
+              (u.returncode, u.stdout[-300:], u.stderr[-300:]))
+    finally:
+        g.stop()
+    g = Graced("--listen", "127.0.0.1:0", "--root", root, "--search-time", "1ms")
+    try:
+        st, doc = search(g.port, "/", "f0001")
+        check("--search-time 1ms on 66066 entries: stops early and says so",
+              doc.get("cut") == "time" and 0 < doc.get("visited", 0) < 66066, doc)
+    finally:
+        g.stop()
+    if os.environ.get("GRACED_TEST_ZIP_BIG"):
+        big = os.path.join(tmp, "zipbig")
+        os.makedirs(big)
+        with open(os.path.join(big, "sparse.bin"), "wb") as f:
+            f.truncate((4 << 30) + 1)
+        with open(os.path.join(big, "after.txt"), "wb") as f:
+            f.write(b"after the big one")
+        g = Graced("--listen", "127.0.0.1:0", "--root", big)
+        try:
+            path = os.path.join(tmp, "big.zip")
+            r = subprocess.run(["curl", "-sS", "-o", path, "-w", "%{http_code}",
+                                "http://127.0.0.1:%d/?zip" % g.port], capture_output=True,
+                               text=True, timeout=600)
+            z = zipfile.ZipFile(path)
+            sizes = {i.filename: i.file_size for i in z.infolist()}
+            check("GRACED_TEST_ZIP_BIG: a 4 GiB + 1 file zips (zip64 sizes and offsets)",
+                  r.stdout == "200" and sizes == {"sparse.bin": (4 << 30) + 1, "after.txt": 17} and
+                  z.read("after.txt") == b"after the big one", (r.stdout, sizes))
+            u = subprocess.run(["unzip", "-tq", path], capture_output=True, text=True, timeout=600)
+            check("GRACED_TEST_ZIP_BIG: unzip -t finds no error", u.returncode == 0, u.stdout)
+        finally:
+            g.stop()
+
+
 def main():
     if not os.access(GRACED, os.X_OK):
         print("0 passed, 1 failed (no %s)" % GRACED)
         return 1
-    return run_sections((run_newcomer, run_readonly_form, run_perms), "graced-page.")
+    return run_sections((run_newcomer, run_readonly_form, run_perms, run_search, run_zip, run_zip64), "graced-page.")
 
 
 if __name__ == "__main__":
