@@ -20,8 +20,8 @@ obj=${top_builddir:-.}/src/graced
 ranks() {
     cat <<'EOF'
 0 base        log addr path escape etag reply multipart pool page graced.h
-1 services    notify certs options sock auth perms walk web guard store metrics proxy
-2 handlers    listing files upload form delete search zip
+1 services    notify certs options sock auth perms walk session web guard store metrics proxy
+2 handlers    listing files upload form delete search zip login
 3 dispatch    route
 4 worker      worker
 5 supervisor  supervisor

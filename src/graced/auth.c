@@ -50,6 +50,7 @@
 #define AUTH_FAIL_WINDOW_MS 60000
 #define AUTH_MAX_CRED 512 /* base64 of "user:password" */
 #define AUTH_COST_KINDS 16 /* kinds of hash (scheme and parameters) measured */
+#define AUTH_LOGIN 2       /* "write" of a check for the page's login: no path to check */
 
 struct user {
     char *name, *hash;
@@ -621,10 +622,10 @@ static void *checker(void *arg)
     return NULL;
 }
 
-static void challenge(struct grace_request *req, const char *msg)
+/* 401: Basic for clients, the page's login for browsers (session.c) */
+static void challenge(struct graced *g, struct grace_request *req, const char *msg)
 {
-    grace_response_add_header(req, "WWW-Authenticate", "Basic realm=\"graced\", charset=\"UTF-8\"");
-    graced_reply(req, 401, msg);
+    graced_session_challenge(g, req, msg);
 }
 
 /* Go on to the handler as who (a user's name, graced_who_token or NULL),
@@ -644,6 +645,10 @@ static void allowed(struct graced *g, struct grace_request *req, const char *who
 {
     char rel[4096];
     int trailing;
+    if (write == AUTH_LOGIN) { /* the page's login: who, wherever it is asked */
+        go(g, req, who, cont);
+        return;
+    }
     if (graced_path_of(req, rel, sizeof(rel), graced_path_flags(g, write), &trailing) == 0 &&
         !graced_may(g, who, rel, write ? GRACED_MAY_WRITE
                                        : GRACED_MAY_READ | (trailing || !rel[0] ? GRACED_MAY_PASS
@@ -698,7 +703,7 @@ static void check_done(struct check *c)
             user = i;
     if (user < 0) {
         count_failure(g, c->req, c->name);
-        challenge(c->req, "wrong user or password\n");
+        challenge(g, c->req, "wrong user or password\n");
     } else {
         if (g->o.auth_cache_ms > 0) {
             struct cache_entry *ce = &a->cache[cache_slot(c->cred, c->cred_len)];
@@ -780,7 +785,7 @@ static void basic_check(struct graced *g, struct grace_request *req, const char 
     struct check *c;
 
     if (!auth || strncasecmp(auth, "Basic ", 6)) {
-        challenge(req, "login needed\n");
+        challenge(g, req, "login needed\n");
         return;
     }
     for (cred = auth + 6; *cred == ' '; cred++)
@@ -788,7 +793,7 @@ static void basic_check(struct graced *g, struct grace_request *req, const char 
     len = strlen(cred);
     if (len == 0 || len >= AUTH_MAX_CRED || b64decode(cred, len, plain, sizeof(plain)) < 0 ||
         !(colon = strchr(plain, ':'))) {
-        challenge(req, "login needed\n");
+        challenge(g, req, "login needed\n");
         return;
     }
     ce = &a->cache[cache_slot(cred, len)];
@@ -813,7 +818,7 @@ static void basic_check(struct graced *g, struct grace_request *req, const char 
     if (a->nusers == 0) {
         count_failure(g, req, plain);
         explicit_bzero(plain, sizeof(plain));
-        challenge(req, "wrong user or password\n");
+        challenge(g, req, "wrong user or password\n");
         return;
     }
     if (a->pending >= g->o.auth_max_pending || start_thread(g) < 0 ||
@@ -854,9 +859,52 @@ static void basic_check(struct graced *g, struct grace_request *req, const char 
     pthread_mutex_unlock(&a->mu);
 }
 
+/* A stamp of a user's password hash (FNV-1a): a session made with another
+ * one (a changed password) or none (a removed user) is over. */
+static uint64_t stamp_of(const struct user *u)
+{
+    uint64_t h = 14695981039346656037u;
+    for (const char *p = u->hash; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211u;
+    return h;
+}
+
+uint64_t graced_auth_stamp(const struct graced *g, const char *name)
+{
+    for (int i = 0; g->auth && i < g->auth->nusers; i++)
+        if (!strcmp(g->auth->users[i].name, name))
+            return stamp_of(&g->auth->users[i]);
+    return 0;
+}
+
+void graced_auth_login(struct grace_request *req, struct graced *g, const char *basic,
+                       graced_cont_cb cont)
+{
+    if (!g->auth) {
+        graced_reply(req, 404, "no logins here (no --users-file)\n");
+        return;
+    }
+    basic_check(g, req, basic, AUTH_LOGIN, cont);
+}
+
+/* The user of the request's session cookie (session.c), if the session is
+ * still theirs (the same password): their name in the table, or NULL. */
+static const char *session_user(struct graced *g, struct grace_request *req)
+{
+    char name[GRACED_SESSION_USER];
+    uint64_t stamp;
+    if (!graced_session_user(g, req, name, sizeof(name), &stamp))
+        return NULL;
+    for (int i = 0; i < g->auth->nusers; i++)
+        if (!strcmp(g->auth->users[i].name, name))
+            return stamp_of(&g->auth->users[i]) == stamp ? g->auth->users[i].name : NULL;
+    return NULL;
+}
+
 void graced_authorize(struct grace_request *req, struct graced *g, int write, graced_cont_cb cont)
 {
     const char *auth = grace_request_header(req, "Authorization");
+    const char *who;
 
     if (g->token_len && graced_token_ok(g, auth)) {
         go(g, req, graced_who_token, cont);
@@ -867,6 +915,8 @@ void graced_authorize(struct grace_request *req, struct graced *g, int write, gr
             grace_response_add_header(req, "WWW-Authenticate", "Bearer");
             graced_reply(req, 401, "missing or wrong token\n");
         }
+    } else if (!auth && (who = session_user(g, req))) {
+        allowed(g, req, who, write, cont); /* logged in on the page */
     } else if (!write && !g->o.private_read &&
                !(auth && !strncasecmp(auth, "Basic ", 6))) {
         go(g, req, NULL, cont); /* a public read: a login only tells who asks */

@@ -148,6 +148,7 @@ struct graced {
     struct graced_fcache *fcache; /* files.c: small files, kept a second */
     struct graced_auth *auth;     /* auth.c: NULL without --users-file */
     struct graced_perms *perms;   /* perms.c: each user's rules (auth.c fills it) */
+    struct graced_sessions *sessions; /* session.c: shared by all workers */
     const char *who;              /* auth.c: who the request is, while a handler
                                      that graced_authorize() let through starts
                                      (graced_who()); NULL otherwise */
@@ -294,6 +295,14 @@ void graced_search(struct grace_request *req, struct graced *g);
 int graced_is_zip(struct grace_request *req);
 void graced_zip(struct grace_request *req, struct graced *g);
 
+/* login.c: the page's login and logout (--users-file): GET ?login, POST
+ * ?login (a form: a session cookie), POST ?logout */
+int graced_is_login(struct grace_request *req);
+int graced_is_logout(struct grace_request *req);
+void graced_login_page(struct grace_request *req, struct graced *g);
+void graced_login(struct grace_request *req, struct graced *g);
+void graced_logout(struct grace_request *req, struct graced *g);
+
 /* delete.c */
 void graced_delete(struct grace_request *req, struct graced *g);
 
@@ -405,6 +414,26 @@ int graced_walk_next(struct graced_walk *w, struct graced_walk_entry *e);
 int graced_walk_dirfd(const struct graced_walk *w); /* the folder of the last entry */
 void graced_walk_free(struct graced_walk *w);
 
+/* session.c: page logins, a cookie naming a session in memory the workers
+ * share (made before forking) */
+#define GRACED_SESSION_USER 256 /* longest user name a session keeps, with its NUL */
+int graced_sessions_init(struct graced *g); /* -1 after a line on stderr */
+void graced_sessions_free(struct graced *g);
+/* the user of the request's session cookie into user, with the stamp it
+ * was made with (graced_auth_stamp); 1, or 0 for none (or over) */
+int graced_session_user(struct graced *g, struct grace_request *req, char *user, size_t n,
+                        uint64_t *stamp);
+/* a new session for user: its Set-Cookie on req; 0 or -1 */
+int graced_session_open(struct graced *g, struct grace_request *req, const char *user,
+                        uint64_t stamp);
+/* the request's session ends (in every worker) and its cookie is cleared */
+void graced_session_close(struct graced *g, struct grace_request *req);
+/* does a browser send it (Sec-Fetch-Mode)? */
+int graced_is_browser(struct grace_request *req);
+/* 401: Basic for clients; for browsers a Cookie challenge, and for a page
+ * load the login page */
+void graced_session_challenge(struct graced *g, struct grace_request *req, const char *msg);
+
 /* auth.c: may this request read (write 0) or write (write 1)? If so, cont
  * runs, now or once a password check has run on the helper thread;
  * otherwise the request is answered (401, 403, 429 or 503). */
@@ -414,6 +443,13 @@ void graced_auth_reload(struct graced *g); /* SIGHUP: old users kept on error */
 void graced_auth_stop(struct graced *g);   /* a worker ends: the helper thread */
 void graced_auth_free(struct graced *g);
 void graced_authorize(struct grace_request *req, struct graced *g, int write, graced_cont_cb cont);
+/* the page's login (login.c): "Basic ..." made of its form, checked as a
+ * header would be (the cache, the limits, the timing); cont runs as that
+ * user (graced_who), or the request is answered 401, 429 or 503 */
+void graced_auth_login(struct grace_request *req, struct graced *g, const char *basic,
+                       graced_cont_cb cont);
+/* a stamp of name's password hash, for sessions; 0: no such user */
+uint64_t graced_auth_stamp(const struct graced *g, const char *name);
 /* --auth-token-file: its first line into g->token; -1 with errno (EINVAL:
  * no token, EILSEQ: a byte no header can carry) */
 int graced_load_token(struct graced *g);

@@ -70,7 +70,8 @@ int main(int argc, char **argv)
      * start-up error; with several workers each then loads its own */
     if (g.o.ncert && !(g.tls = graced_certs_load(&g.o)))
         return 2;
-    if (graced_auth_load(&g) < 0 || graced_proxy_init(&g) < 0 || graced_metrics_init(&g) < 0)
+    if (graced_auth_load(&g) < 0 || graced_proxy_init(&g) < 0 || graced_metrics_init(&g) < 0 ||
+        graced_sessions_init(&g) < 0)
         return 2;
     graced_web_check_options(&g.o);
     graced_access_log_skip(g.o.health_path);
@@ -132,6 +133,7 @@ int main(int argc, char **argv)
     graced_access_log_close();
     grace_config_free(g.o.cfg);
     graced_auth_free(&g);
+    graced_sessions_free(&g);
     free(g.root_real);
     free(g.token);
     close(g.root_fd);

@@ -62,7 +62,8 @@
     text = (text || '').replace(/\s+$/, '');
     switch (status) {
     case 0: return 'the connection failed before an answer came';
-    case 401: return (what ? what + ': ' : '') + 'a login is needed' +
+    case 401: return (what ? what + ': ' : '') + (form && form.elements.token ?
+      'the upload token is missing or wrong' : 'a login is needed') +
       (text ? ' (' + text + ')' : '');
     case 403: return (what ? what + ': ' : '') + (text || 'not allowed');
     case 413: return (what ? what + ' is ' : '') + 'over the upload limit' +

@@ -62,6 +62,8 @@ struct route {
 #define ROWS(r) (r), sizeof(r) / sizeof((r)[0])
 
 static const struct row tree_rows[] = {
+    /* the page's login: its own checks (Origin, the password) */
+    {"GET", graced_is_login, ROUTE_PUBLIC, graced_login_page},
     {"GET", graced_is_zip, 0, graced_zip},
     {"GET", graced_is_search, 0, graced_search},
     {"GET", NULL, 0, graced_serve_file},
@@ -69,6 +71,8 @@ static const struct row tree_rows[] = {
     {"HEAD", graced_is_search, 0, graced_search},
     {"HEAD", NULL, 0, graced_serve_file},
     {"PUT", NULL, ROUTE_WRITE | ROUTE_UPLOAD | ROUTE_WHOLE, graced_upload},
+    {"POST", graced_is_login, ROUTE_PUBLIC, graced_login},
+    {"POST", graced_is_logout, ROUTE_PUBLIC, graced_logout},
     {"POST", graced_is_multipart, ROUTE_WRITE | ROUTE_UPLOAD, graced_form_upload},
     {"POST", NULL, ROUTE_WRITE | ROUTE_UPLOAD | ROUTE_WHOLE, graced_upload},
     {"DELETE", NULL, ROUTE_WRITE, graced_delete},
@@ -164,6 +168,26 @@ static void not_allowed(struct grace_request *req, struct graced *g, const struc
     graced_reply(req, 405, why);
 }
 
+/* 413 for a Content-Length over --max-body-size, saying both (the
+ * library's own 413, for a chunked body that crosses it, cannot know the
+ * option's name) */
+static void too_large(struct grace_request *req, const struct graced *g)
+{
+    char msg[200], lim[32];
+    int64_t m = g->o.max_body;
+    if (m >= 1 << 30 && m % (1 << 30) == 0)
+        snprintf(lim, sizeof(lim), "%lld GiB", (long long)(m >> 30));
+    else if (m >= 1 << 20 && m % (1 << 20) == 0)
+        snprintf(lim, sizeof(lim), "%lld MiB", (long long)(m >> 20));
+    else if (m >= 1 << 10 && m % (1 << 10) == 0)
+        snprintf(lim, sizeof(lim), "%lld KiB", (long long)(m >> 10));
+    else
+        snprintf(lim, sizeof(lim), "%lld bytes", (long long)m);
+    snprintf(msg, sizeof(msg), "too large: %lld bytes, over the limit of %s (--max-body-size)\n",
+             (long long)grace_request_content_length(req), lim);
+    graced_reply(req, 413, msg);
+}
+
 static void dispatch(struct grace_request *req, struct graced *g, const struct route *rt)
 {
     const struct row *w = find(rt, req);
@@ -192,8 +216,10 @@ static void dispatch(struct grace_request *req, struct graced *g, const struct r
          * before the (possibly asynchronous) login check: a handler that
          * returns unanswered gets the library's 413 over its limit */
         grace_request_set_max_body(req, (uint64_t)g->o.max_body);
-        if (grace_request_content_length(req) > g->o.max_body)
-            return; /* that 413, before any login check */
+        if (grace_request_content_length(req) > g->o.max_body) {
+            too_large(req, g); /* before any login check */
+            return;
+        }
     }
     if (w->flags & ROUTE_PUBLIC)
         w->handler(req, g);

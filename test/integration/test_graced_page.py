@@ -20,6 +20,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_graced import GRACED, Graced, check, req, run_sections  # noqa: E402
 from test_graced_ops import crypt_hash  # noqa: E402
 from test_graced_web import post_form  # noqa: E402
+from test_graced_fix import make_cert  # noqa: E402
+import http.client  # noqa: E402
+import ssl  # noqa: E402
 
 
 def basic(user, password):
@@ -529,11 +532,182 @@ def run_zip64(tmp):
             g.stop()
 
 
+NAV = {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document", "Accept": "text/html"}
+
+
+def form_body(**fields):
+    from urllib.parse import urlencode
+    return urlencode(fields).encode()
+
+
+def login(port, path="/", user="alice", password="pw", headers=None):
+    st, body, r = req(port, "POST", path + "?login", form_body(user=user, password=password),
+                      {"Content-Type": "application/x-www-form-urlencoded", **NAV,
+                       **(headers or {})})
+    cookie = None
+    for k, v in r.getheaders():
+        if k.lower() == "set-cookie" and v.startswith("graced_session="):
+            cookie = v
+    return st, body, r, cookie
+
+
+def cookie_hdr(set_cookie):
+    return {"Cookie": set_cookie.split(";")[0]}
+
+
+def on_every_worker(port, path, headers, want, n=12):
+    """n new connections (SO_REUSEPORT spreads them over the workers): the
+    statuses seen"""
+    seen = set()
+    for _ in range(n):
+        st, body, r = req(port, "GET", path, headers=headers)
+        seen.add(st)
+    return seen == {want}, seen
+
+
+def run_login(tmp):
+    root = os.path.join(tmp, "login")
+    tree(root, {"a.txt": b"a", "photos/p.jpg": b"p"})
+    users = os.path.join(tmp, "login-users")
+    users_file(users, [("alice", "pw", "rw"), ("bob", "pw", "/photos:r")])
+    g = Graced("--listen", "127.0.0.1:0", "--root", root, "--upload-dir", root,
+               "--users-file", users, "--private", "--workers", "2")
+    try:
+        st, body, r = req(g.port, "GET", "/", headers=NAV)
+        check("--private, a browser's page load without a login: 401 with the login page "
+              "(a form), no Basic challenge (no browser prompt)",
+              st == 401 and b'action="?login"' in body and b'name="password"' in body and
+              r.getheader("WWW-Authenticate", "").startswith("Cookie") and
+              "Basic" not in r.getheader("WWW-Authenticate", "") and
+              r.getheader("Content-Type", "").startswith("text/html"), (st, r.getheaders()))
+        st, body, r = req(g.port, "GET", "/", headers={"Sec-Fetch-Mode": "cors"})
+        check("a browser's script without a login: 401, a Cookie challenge, a short text",
+              st == 401 and r.getheader("WWW-Authenticate", "").startswith("Cookie") and
+              r.getheader("Content-Type", "").startswith("text/plain"), (st, r.getheaders()))
+        st, body, r = req(g.port, "GET", "/")
+        check("a client that is not a browser: Basic, as before",
+              st == 401 and r.getheader("WWW-Authenticate", "").startswith("Basic"), st)
+        st, body, r = req(g.port, "GET", "/photos/?login", headers=NAV)
+        check("GET ?login: the login page (200)", st == 200 and b'name="user"' in body, st)
+        st, body, r, c = login(g.port, password="wrong")
+        check("a wrong password on the page: 401, the login page says so, no cookie",
+              st == 401 and b"Wrong user or password" in body and c is None, (st, body[-300:]))
+        st, body, r, c = login(g.port, headers={"Origin": "http://evil.example"})
+        check("a login posted from another site's page: 403, no cookie", st == 403 and c is None,
+              st)
+        st, body, r, c = login(g.port, "/photos/")
+        check("the page's login: 303 back to the folder, a session cookie HttpOnly, "
+              "SameSite=Strict, Path=/ (no Secure over plain HTTP)",
+              st == 303 and r.getheader("Location") == "/photos/" and c and
+              "HttpOnly" in c and "SameSite=Strict" in c and "Path=/" in c and
+              "Secure" not in c, (st, r.getheaders()))
+        alice = cookie_hdr(c)
+        ok, seen = on_every_worker(g.port, "/", alice, 200)
+        check("the session works on every worker (12 new connections)", ok, seen)
+        st, body, r = req(g.port, "GET", "/", headers=alice)
+        check("logged in: the page names the user, offers a logout, has the upload form",
+              b'class="user"' in body and b">alice<" in body and b'id="logout"' in body and
+              b'id="upload"' in body, body[:200])
+        st, body, r = req(g.port, "PUT", "/new.txt", b"n", headers=alice)
+        check("a PUT with the session cookie: 201", st == 201, st)
+        st, body, r = req(g.port, "PUT", "/evil.txt", b"n",
+                          headers={**alice, "Origin": "http://evil.example"})
+        check("a PUT with the cookie from another site's page: 403", st == 403, st)
+        st, body, r = req(g.port, "POST", "/photos/?logout", b"",
+                          headers={**alice, "Origin": "http://evil.example"})
+        check("a logout posted from another site's page: 403 (the session stays)",
+              st == 403 and req(g.port, "GET", "/", headers=alice)[0] == 200, st)
+        st, body, r = req(g.port, "POST", "/photos/?logout", b"", headers=alice)
+        sc = r.getheader("Set-Cookie", "")
+        check("logout: 303 back, the cookie cleared (Max-Age=0)",
+              st == 303 and r.getheader("Location") == "/photos/" and
+              sc.startswith("graced_session=;") and "Max-Age=0" in sc, (st, r.getheaders()))
+        ok, seen = on_every_worker(g.port, "/", alice, 401)
+        check("after logout the old cookie is refused by every worker", ok, seen)
+
+        st, body, r, c = login(g.port, user="bob")
+        bob = cookie_hdr(c)
+        st, body, r = req(g.port, "GET", "/photos/", headers=bob)
+        st2, body2, r2 = req(g.port, "GET", "/a.txt", headers=bob)
+        check("a session user's rules apply (bob: /photos:r)", st == 200 and st2 == 403,
+              (st, st2))
+        st, body, r, c = login(g.port)
+        alice = cookie_hdr(c)
+        with open(users) as f:  # bob's line as it was: only alice's password changes
+            bob_line = [ln for ln in f if ln.startswith("bob:")][0]
+        with open(users, "w") as f:
+            f.write("alice:%s:rw\n%s" % (crypt_hash("new pw", b"$6$"), bob_line))
+        g.p.send_signal(signal.SIGHUP)
+        ok = False
+        for _ in range(100):
+            ok, seen = on_every_worker(g.port, "/", alice, 401, n=6)
+            if ok:
+                break
+            time.sleep(0.1)
+        check("a changed password (SIGHUP) ends that user's sessions", ok, seen)
+        ok, seen = on_every_worker(g.port, "/photos/", bob, 200, n=6)
+        check("... and not the others'", ok, seen)
+    finally:
+        g.stop()
+
+    # bounds: --max-sessions, --session-time (used all along, it still ends)
+    users_file(users, [("alice", "pw", "rw")])
+    g = Graced("--listen", "127.0.0.1:0", "--root", root, "--users-file", users, "--private",
+               "--max-sessions", "2", "--session-time", "2s")
+    try:
+        cookies = [cookie_hdr(login(g.port)[3]) for _ in range(3)]
+        got = [req(g.port, "GET", "/", headers=c)[0] for c in cookies]
+        check("--max-sessions 2: a third login ends the oldest", got == [401, 200, 200], got)
+        t0 = time.monotonic()
+        last = 200
+        while time.monotonic() - t0 < 6 and last == 200:
+            last = req(g.port, "GET", "/", headers=cookies[2])[0]
+            time.sleep(0.2)
+        check("--session-time 2s: a session in use every 0.2 s still ends (%.1f s)" %
+              (time.monotonic() - t0), last == 401 and time.monotonic() - t0 >= 1.0, last)
+    finally:
+        g.stop()
+
+    # over TLS the cookie is Secure
+    crt, key = make_cert(tmp)
+    g = Graced("--tls-listen", "127.0.0.1:0", "--tls-cert", crt, "--tls-key", key,
+               "--root", root, "--users-file", users)
+    try:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        c = http.client.HTTPSConnection("127.0.0.1", g.port, context=ctx, timeout=30)
+        c.request("POST", "/?login", form_body(user="alice", password="pw"),
+                  {"Content-Type": "application/x-www-form-urlencoded", **NAV})
+        r = c.getresponse()
+        r.read()
+        sc = r.getheader("Set-Cookie", "")
+        check("over HTTPS the session cookie is Secure", r.status == 303 and "; Secure" in sc,
+              (r.status, sc))
+        c.close()
+    finally:
+        g.stop()
+    # a public site: the page shows who is logged in
+    g = Graced("--listen", "127.0.0.1:0", "--root", root, "--upload-dir", root,
+               "--users-file", users)
+    try:
+        st, body, r = req(g.port, "GET", "/", headers=NAV)
+        check("public reads: the page offers a login, no upload form for nobody",
+              st == 200 and b'id="login"' in body and b'id="upload"' not in body, st)
+        st, body, r, c = login(g.port)
+        st, body, r = req(g.port, "GET", "/", headers=cookie_hdr(c))
+        check("public reads, logged in on the page: the user, the upload form",
+              b">alice<" in body and b'id="upload"' in body, body[:100])
+    finally:
+        g.stop()
+
+
 def main():
     if not os.access(GRACED, os.X_OK):
         print("0 passed, 1 failed (no %s)" % GRACED)
         return 1
-    return run_sections((run_newcomer, run_readonly_form, run_perms, run_search, run_zip, run_zip64), "graced-page.")
+    return run_sections((run_newcomer, run_readonly_form, run_perms, run_login, run_search, run_zip,
+                         run_zip64), "graced-page.")
 
 
 if __name__ == "__main__":
