@@ -44,6 +44,7 @@
 #define ROUTE_WHOLE 4   /* the body becomes one file whole: no Content-Range */
 #define ROUTE_PUBLIC 8  /* no login */
 #define ROUTE_OPTIONS 16 /* the answer is the route's methods: Allow, the preflight's */
+#define ROUTE_USERS 32  /* the page's login: off without --users-file */
 
 struct row {
     const char *method;
@@ -63,7 +64,7 @@ struct route {
 
 static const struct row tree_rows[] = {
     /* the page's login: its own checks (Origin, the password) */
-    {"GET", graced_is_login, ROUTE_PUBLIC, graced_login_page},
+    {"GET", graced_is_login, ROUTE_PUBLIC | ROUTE_USERS, graced_login_page},
     {"GET", graced_is_zip, 0, graced_zip},
     {"GET", graced_is_search, 0, graced_search},
     {"GET", NULL, 0, graced_serve_file},
@@ -71,8 +72,8 @@ static const struct row tree_rows[] = {
     {"HEAD", graced_is_search, 0, graced_search},
     {"HEAD", NULL, 0, graced_serve_file},
     {"PUT", NULL, ROUTE_WRITE | ROUTE_UPLOAD | ROUTE_WHOLE, graced_upload},
-    {"POST", graced_is_login, ROUTE_PUBLIC, graced_login},
-    {"POST", graced_is_logout, ROUTE_PUBLIC, graced_logout},
+    {"POST", graced_is_login, ROUTE_PUBLIC | ROUTE_USERS, graced_login},
+    {"POST", graced_is_logout, ROUTE_PUBLIC | ROUTE_USERS, graced_logout},
     {"POST", graced_is_multipart, ROUTE_WRITE | ROUTE_UPLOAD, graced_form_upload},
     {"POST", NULL, ROUTE_WRITE | ROUTE_UPLOAD | ROUTE_WHOLE, graced_upload},
     {"DELETE", NULL, ROUTE_WRITE, graced_delete},
@@ -92,22 +93,27 @@ static const struct row health_rows[] = {
 };
 static const struct route health = {ROWS(health_rows), NULL, 1};
 
-/* A row that exists but is off here: writes without --upload-dir. */
+/* A row that exists but is off here: writes without --upload-dir, the
+ * login without --users-file. */
 static int row_off(const struct row *w, const struct graced *g)
 {
-    return (w->flags & ROUTE_WRITE) && !g->o.upload_dir;
+    return ((w->flags & ROUTE_WRITE) && !g->o.upload_dir) ||
+           ((w->flags & ROUTE_USERS) && !g->o.users_file);
 }
 
 /* The row for this request, or NULL: the first of its method whose
- * condition holds, on this route or the ones it falls back to. */
-static const struct row *find(const struct route *rt, struct grace_request *req)
+ * condition holds, on this route or the ones it falls back to. A login
+ * row without --users-file is not there at all (?login is then a query
+ * like any other). */
+static const struct row *find(const struct route *rt, struct grace_request *req,
+                              const struct graced *g)
 {
     const char *m = grace_request_method(req);
     for (; rt; rt = rt->next) {
         int has = 0;
         for (size_t i = 0; i < rt->nrows; i++) {
             const struct row *w = &rt->rows[i];
-            if (strcmp(w->method, m))
+            if (strcmp(w->method, m) || ((w->flags & ROUTE_USERS) && !g->o.users_file))
                 continue;
             has = 1;
             if (!w->when || w->when(req))
@@ -190,7 +196,7 @@ static void too_large(struct grace_request *req, const struct graced *g)
 
 static void dispatch(struct grace_request *req, struct graced *g, const struct route *rt)
 {
-    const struct row *w = find(rt, req);
+    const struct row *w = find(rt, req, g);
     int off = w && row_off(w, g);
 
     if (!rt->bare) {
