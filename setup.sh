@@ -23,7 +23,8 @@ mode=${1:-build}
 # python3-httpx (for Debian's /usr/bin/python3, which the kit runs them with)
 PKGS="build-essential autoconf automake libtool pkg-config libevent-dev check \
 libssl-dev openssl curl python3 clang valgrind systemd libcrypt-dev chromium firefox-esr haproxy iproute2 \
-nghttp2-client golang-go python3-h2 python3-httpx"
+nghttp2-client golang-go python3-h2 python3-httpx \
+libexpat1-dev litmus rclone cadaver"
 # node and npm for the browser test (test/browser): Debian's, unless a node
 # with its own npm is already there
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
