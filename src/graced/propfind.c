@@ -322,10 +322,15 @@ done:
 static void flush(struct pf *p)
 {
     struct evbuffer_iovec v[16];
-    int n = evbuffer_peek(p->out, -1, NULL, v, 16);
-    for (int i = 0; i < n && i < 16; i++)
-        grace_reply_chunk(p->req, v[i].iov_base, v[i].iov_len);
-    evbuffer_drain(p->out, evbuffer_get_length(p->out));
+    while (evbuffer_get_length(p->out)) {
+        int n = evbuffer_peek(p->out, -1, NULL, v, 16);
+        size_t sent = 0;
+        for (int i = 0; i < n && i < 16; i++) {
+            grace_reply_chunk(p->req, v[i].iov_base, v[i].iov_len);
+            sent += v[i].iov_len;
+        }
+        evbuffer_drain(p->out, sent);
+    }
 }
 
 static void finish(struct pf *p)
