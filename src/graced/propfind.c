@@ -36,8 +36,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PF_BATCH 256          /* entries per turn of the loop */
-#define PF_CHUNK (64 * 1024)  /* bytes per turn */
+#define PF_BATCH 1024         /* entries per turn of the loop */
+#define PF_CHUNK (128 * 1024) /* bytes per turn */
 #define PF_MAX_PROPS 256      /* names in one <prop> */
 
 enum { ALLPROP, PROPNAME, PROP };
@@ -63,6 +63,10 @@ struct pf {
     DIR *dir;                /* Depth 1: its entries, read a batch at a time */
     size_t n;
     struct evbuffer *out;
+    struct evbuffer *ok, *missing; /* one response's propstats, reused */
+    int live[PF_MAX_PROPS];  /* PROP: each name's live property, or -1 */
+    time_t date_t;           /* the last getlastmodified written, */
+    char date[40];           /* as text: folders share their seconds */
     char *props;             /* a buffer for dead properties */
     size_t props_max;
     int running, finished, err, started, ended;
@@ -77,6 +81,10 @@ static void pf_free(struct pf *p)
         close(p->fd);
     if (p->out)
         evbuffer_free(p->out);
+    if (p->ok)
+        evbuffer_free(p->ok);
+    if (p->missing)
+        evbuffer_free(p->missing);
     graced_xml_free(p->doc);
     free(p->props);
     free(p);
@@ -125,11 +133,17 @@ static int release(struct pf *p)
     return 0;
 }
 
-static void http_date(time_t t, char *out, size_t n)
+#define ADD(o, lit) evbuffer_add((o), lit, sizeof(lit) - 1)
+
+static const char *http_date(struct pf *p, time_t t)
 {
     struct tm tm;
+    if (p->date[0] && t == p->date_t)
+        return p->date;
     gmtime_r(&t, &tm);
-    strftime(out, n, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    strftime(p->date, sizeof(p->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    p->date_t = t;
+    return p->date;
 }
 
 static int live_index(const struct graced_xml *x)
@@ -166,19 +180,29 @@ static int live_value(struct pf *p, const struct res *r, int i, struct evbuffer 
     struct statvfs vfs;
     switch (i) {
     case L_RESOURCETYPE:
-        evbuffer_add_printf(o, dir ? "<D:resourcetype><D:collection/></D:resourcetype>"
-                                   : "<D:resourcetype/>");
+        if (dir)
+            ADD(o, "<D:resourcetype><D:collection/></D:resourcetype>");
+        else
+            ADD(o, "<D:resourcetype/>");
         return 1;
     case L_DISPLAYNAME:
-        evbuffer_add_printf(o, "<D:displayname>");
+        ADD(o, "<D:displayname>");
         graced_xml_esc(o, r->leaf, strlen(r->leaf));
-        evbuffer_add_printf(o, "</D:displayname>");
+        ADD(o, "</D:displayname>");
         return 1;
     case L_GETCONTENTLENGTH:
         if (dir)
             return 0;
-        evbuffer_add_printf(o, "<D:getcontentlength>%lld</D:getcontentlength>",
-                            (long long)st->st_size);
+        {
+            char num[24], *e = num + sizeof(num), *q = e;
+            unsigned long long v = (unsigned long long)st->st_size;
+            do
+                *--q = (char)('0' + v % 10);
+            while (v /= 10);
+            ADD(o, "<D:getcontentlength>");
+            evbuffer_add(o, q, (size_t)(e - q));
+            ADD(o, "</D:getcontentlength>");
+        }
         return 1;
     case L_GETCONTENTTYPE:
         if (dir)
@@ -193,11 +217,12 @@ static int live_value(struct pf *p, const struct res *r, int i, struct evbuffer 
         evbuffer_add_printf(o, "<D:getetag>%s</D:getetag>", buf);
         return 1;
     case L_GETLASTMODIFIED:
-        http_date(st->st_mtime, buf, sizeof(buf));
-        evbuffer_add_printf(o, "<D:getlastmodified>%s</D:getlastmodified>", buf);
+        ADD(o, "<D:getlastmodified>");
+        evbuffer_add(o, http_date(p, st->st_mtime), 29);
+        ADD(o, "</D:getlastmodified>");
         return 1;
     case L_SUPPORTEDLOCK:
-        evbuffer_add_printf(o, "<D:supportedlock>"
+        ADD(o, "<D:supportedlock>"
                                "<D:lockentry><D:lockscope><D:exclusive/></D:lockscope>"
                                "<D:locktype><D:write/></D:locktype></D:lockentry>"
                                "<D:lockentry><D:lockscope><D:shared/></D:lockscope>"
@@ -205,9 +230,9 @@ static int live_value(struct pf *p, const struct res *r, int i, struct evbuffer 
                                "</D:supportedlock>");
         return 1;
     case L_LOCKDISCOVERY:
-        evbuffer_add_printf(o, "<D:lockdiscovery>");
+        ADD(o, "<D:lockdiscovery>");
         graced_locktab_find(p->g, r->rel, GRACED_LOCK_SELF, lock_cb, o);
-        evbuffer_add_printf(o, "</D:lockdiscovery>");
+        ADD(o, "</D:lockdiscovery>");
         return 1;
     case L_QUOTA_AVAIL:
     case L_QUOTA_USED:
@@ -243,31 +268,37 @@ static void empty_el(struct evbuffer *o, const char *ns, const char *name)
     evbuffer_add_printf(o, "\"/>");
 }
 
-static void propstat(struct evbuffer *o, struct evbuffer *props, const char *status)
+static void propstat(struct evbuffer *o, struct evbuffer *props, int found)
 {
-    evbuffer_add_printf(o, "<D:propstat><D:prop>");
+    ADD(o, "<D:propstat><D:prop>");
     evbuffer_add_buffer(o, props);
-    evbuffer_add_printf(o, "</D:prop><D:status>HTTP/1.1 %s</D:status></D:propstat>", status);
+    if (found)
+        ADD(o, "</D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>");
+    else
+        ADD(o, "</D:prop><D:status>HTTP/1.1 404 Not Found</D:status></D:propstat>");
 }
 
 static void href(struct evbuffer *o, const char *rel, int dir)
 {
     char enc[3 * 4096 + 4];
     enc[0] = '/';
-    graced_path_encode(rel, enc + 1, sizeof(enc) - 2);
-    evbuffer_add_printf(o, "<D:href>%s%s</D:href>", enc, dir && rel[0] ? "/" : "");
+    size_t n = graced_path_encode(rel, enc + 1, sizeof(enc) - 2) + 1;
+    if (dir && rel[0])
+        enc[n++] = '/';
+    ADD(o, "<D:href>");
+    evbuffer_add(o, enc, n);
+    ADD(o, "</D:href>");
 }
 
 /* One <D:response> for a resource. */
 static void respond(struct pf *p, const struct res *r)
 {
-    struct evbuffer *o = p->out, *ok = evbuffer_new(), *missing = evbuffer_new();
+    struct evbuffer *o = p->out, *ok = p->ok, *missing = p->missing;
     ssize_t dn;
     size_t pos = 0;
     const char *ns, *name, *xml;
-    if (!ok || !missing)
-        goto done;
-    evbuffer_add_printf(o, "<D:response>");
+    int k = 0;
+    ADD(o, "<D:response>");
     href(o, r->rel, S_ISDIR(r->st->st_mode));
     if (p->mode == PROP) {
         dn = -1; /* read once, if a dead one is asked for */
@@ -275,7 +306,7 @@ static void respond(struct pf *p, const struct res *r)
             int i, found = 0;
             if (!x->name)
                 continue;
-            if ((i = live_index(x)) >= 0) {
+            if ((i = p->live[k++]) >= 0) {
                 found = live_value(p, r, i, ok);
             } else {
                 if (dn < 0)
@@ -307,30 +338,21 @@ static void respond(struct pf *p, const struct res *r)
         }
     }
     if (evbuffer_get_length(ok) || !evbuffer_get_length(missing))
-        propstat(o, ok, "200 OK");
+        propstat(o, ok, 1);
     if (evbuffer_get_length(missing))
-        propstat(o, missing, "404 Not Found");
-    evbuffer_add_printf(o, "</D:response>");
-done:
-    if (ok)
-        evbuffer_free(ok);
-    if (missing)
-        evbuffer_free(missing);
+        propstat(o, missing, 0);
+    ADD(o, "</D:response>");
 }
 
 /* Send what is buffered. */
 static void flush(struct pf *p)
 {
-    struct evbuffer_iovec v[16];
-    while (evbuffer_get_length(p->out)) {
-        int n = evbuffer_peek(p->out, -1, NULL, v, 16);
-        size_t sent = 0;
-        for (int i = 0; i < n && i < 16; i++) {
-            grace_reply_chunk(p->req, v[i].iov_base, v[i].iov_len);
-            sent += v[i].iov_len;
-        }
-        evbuffer_drain(p->out, sent);
-    }
+    size_t n = evbuffer_get_length(p->out);
+    /* one chunk, one write: a piece per evbuffer chain would be a
+     * system call (and a wake-up of the client) each */
+    if (n)
+        grace_reply_chunk(p->req, (const char *)evbuffer_pullup(p->out, -1), n);
+    evbuffer_drain(p->out, n);
 }
 
 static void finish(struct pf *p)
@@ -437,7 +459,8 @@ static void start(struct pf *p)
                                   "Depth: 0\n");
         return;
     }
-    if (!(p->out = evbuffer_new()) || !(p->props = malloc(p->props_max + 1))) {
+    if (!(p->out = evbuffer_new()) || !(p->ok = evbuffer_new()) ||
+        !(p->missing = evbuffer_new()) || !(p->props = malloc(p->props_max + 1))) {
         graced_reply(p->req, 500, "out of memory\n");
         return;
     }
@@ -487,10 +510,13 @@ static int read_request(struct pf *p, struct evbuffer *body)
     } else if ((x = graced_xml_child(root, "DAV:", "prop"))) {
         p->mode = PROP;
         p->prop = x;
-        for (x = x->child; x; x = x->next)
-            n += x->name != NULL;
-        if (n > PF_MAX_PROPS)
-            return 400;
+        for (x = x->child; x; x = x->next) {
+            if (!x->name)
+                continue;
+            if (n == PF_MAX_PROPS)
+                return 400;
+            p->live[n++] = live_index(x);
+        }
     } else if (graced_xml_child(root, "DAV:", "allprop")) {
         p->mode = ALLPROP;
     } else {
