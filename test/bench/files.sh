@@ -235,10 +235,13 @@ runs() { # every run's CPU s/GiB, in order: how noisy the medians are
         echo "in one buffer, rclone in Go. Responses: the folder and its 10,000 entries."
         echo
     fi
+  if [ "$transfers" -gt 0 ]; then
     echo "CPU s/GiB of each run: $(runs)"
     echo
-    echo "Load average at the end: $load (other engineers' builds share the machine)." \
-         "graced fsyncs an upload before answering; nginx's dav module does not (its wall" \
+    echo "graced fsyncs an upload before answering; nginx's dav module does not (its wall" \
          "time leaves the write-back to later). CPU per GiB counts the server's processes" \
          "only: the kernel's own write-back threads are in neither figure."
-} | write_result files
+    echo
+  fi
+    echo "Load average at the end: $load (other engineers' builds share the machine)."
+} | write_result "files$([ "$PARTS" = "transfers list propfind" ] || echo "-${PARTS// /-}")"
