@@ -637,24 +637,33 @@ static void go(struct graced *g, struct grace_request *req, const char *who, gra
     g->who = NULL;
 }
 
-/* Someone is known: may they do it at the request's path (perms.c)? Then
- * go on, or answer 403. A path graced does not take is the handler's to
- * refuse. */
+/* Someone is known: may they do it at the request's path and (COPY, MOVE)
+ * at its Destination (perms.c)? Then go on, or answer 403. A path graced
+ * does not take is the handler's to refuse. */
 static void allowed(struct graced *g, struct grace_request *req, const char *who, int write,
                     graced_cont_cb cont)
 {
+    const char *dest = grace_request_header(req, "Destination");
     char rel[4096];
-    int trailing;
+    int trailing, want;
     if (write == AUTH_LOGIN) { /* the page's login: who, wherever it is asked */
         go(g, req, who, cont);
         return;
     }
+    /* a COPY reads its source; any other write writes where it is sent */
+    want = write && strcmp(grace_request_method(req), "COPY") ? GRACED_MAY_WRITE : GRACED_MAY_READ;
     if (graced_path_of(req, rel, sizeof(rel), graced_path_flags(g, write), &trailing) == 0 &&
-        !graced_may(g, who, rel, write ? GRACED_MAY_WRITE
-                                       : GRACED_MAY_READ | (trailing || !rel[0] ? GRACED_MAY_PASS
-                                                                                : 0))) {
-        graced_reply(req, 403, write ? "this user may not write here\n"
-                                     : "this user may not read here\n");
+        !graced_may(g, who, rel, want | (want == GRACED_MAY_READ && (trailing || !rel[0])
+                                             ? GRACED_MAY_PASS : 0))) {
+        graced_reply(req, 403, want == GRACED_MAY_WRITE ? "this user may not write here\n"
+                                                        : "this user may not read here\n");
+        return;
+    }
+    if (dest && write &&
+        graced_path_uri(req, dest, strlen(dest), rel, sizeof(rel), graced_path_flags(g, 1),
+                        &trailing) == 0 &&
+        !graced_may(g, who, rel, GRACED_MAY_WRITE)) {
+        graced_reply(req, 403, "this user may not write at the Destination\n");
         return;
     }
     go(g, req, who, cont);
