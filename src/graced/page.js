@@ -66,8 +66,10 @@
       'the upload token is missing or wrong' : 'a login is needed') +
       (text ? ' (' + text + ')' : '');
     case 403: return (what ? what + ': ' : '') + (text || 'not allowed');
-    case 413: return (what ? what + ' is ' : '') + 'over the upload limit' +
-      (maxBody ? ' of ' + human(maxBody) : '') + (text ? ' (' + text + ')' : '');
+    case 413: // graced names the limit; the library's own 413 (a chunked body) cannot
+      return (what ? what + ': ' : '') + (/--max-body-size/.test(text) ? text :
+        'over the upload limit' + (maxBody ? ' of ' + human(maxBody) : '') +
+        (text ? ' (' + text + ')' : ''));
     case 507: return 'disk full: the server has no room' + (what ? ' for ' + what : '') +
       (text ? ' (' + text + ')' : '');
     default: return (what ? what + ': ' : '') + (text || 'failed');

@@ -71,11 +71,15 @@ export function sparseFile(file, bytes) {
 /**
  * Start graced on 127.0.0.1 with a free port; resolves when it prints its
  * address. Returns { proc, port, url, stop() }; stop() sends SIGTERM and
- * resolves to the exit code.
+ * resolves to the exit code. opts.prefix: a command graced runs under, e.g.
+ * ['prlimit', '--fsize=1048576'] for a disk that fills at 1 MiB.
  */
-export function startGraced(binary, args) {
+export function startGraced(binary, args, opts = {}) {
     return new Promise((resolve, reject) => {
-        const p = spawn(binary, ['--listen', '127.0.0.1:0', ...args],
+        const pre = opts.prefix || [];
+        const p = spawn(pre.length ? pre[0] : binary,
+                        [...pre.slice(1), ...(pre.length ? [binary] : []), '--listen', '127.0.0.1:0',
+                         ...args],
                         { stdio: ['ignore', 'pipe', 'inherit'] });
         procs.push(p);
         let out = '';
@@ -200,6 +204,8 @@ export function browserPath(name) {
  * listener): for tests of redirects and cross-origin behaviour.
  * opts.acceptInsecureCerts: accept any certificate (a self-signed one made
  * by the test): Chromium over CDP, Firefox as the BiDi session capability.
+ * opts.dark: the page sees prefers-color-scheme: dark from the start (a
+ * Firefox preference; Chromium: page.emulateMediaFeatures does it later too).
  */
 export async function launchBrowser(name, opts = {}) {
     const b = BROWSERS[name];
@@ -208,9 +214,14 @@ export async function launchBrowser(name, opts = {}) {
         if (opts.anyHostIsLoopback)
             options.extraPrefsFirefox = { ...options.extraPrefsFirefox,
                                           'network.dns.forceResolve': '127.0.0.1' };
+        if (opts.dark) // 0: dark, 1: light, 2: the system's
+            options.extraPrefsFirefox = { ...options.extraPrefsFirefox,
+                                          'layout.css.prefers-color-scheme.content-override': 0 };
     } else {
         const rules = opts.anyHostIsLoopback ? 'MAP * 127.0.0.1' : resolve;
         options.args = [...options.args, '--host-resolver-rules=' + rules];
+        if (opts.dark)
+            options.args = [...options.args, '--force-dark-mode'];
     }
     // Firefox: its own temporary HOME, so nothing of the machine's user is read
     const env = { ...process.env };
