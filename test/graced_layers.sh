@@ -20,8 +20,8 @@ obj=${top_builddir:-.}/src/graced
 ranks() {
     cat <<'EOF'
 0 base        log addr path escape etag reply multipart pool graced.h
-1 services    notify certs options sock auth web guard store metrics proxy
-2 handlers    listing files upload form delete
+1 services    notify certs options sock auth web guard store partial metrics proxy
+2 handlers    listing files upload form delete resumable
 3 dispatch    route
 4 worker      worker
 5 supervisor  supervisor
