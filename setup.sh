@@ -47,6 +47,12 @@ if [ ! -f test/browser/node_modules/.package-lock.json ] ||
     echo "setup: npm ci in test/browser"
     (cd test/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# tus-js-client, pinned by test/tus/package-lock.json: the resumable uploads' real client
+if [ ! -f test/tus/node_modules/.package-lock.json ] ||
+    [ test/tus/package-lock.json -nt test/tus/node_modules/.package-lock.json ]; then
+    echo "setup: npm ci in test/tus"
+    (cd test/tus && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Makefile.in ]; then
     autoreconf -fi

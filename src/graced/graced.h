@@ -363,7 +363,8 @@ struct graced_partial {
     /* from the disk (graced_partial_load, _probe) */
     int has_data;         /* the data file is there */
     int64_t size;         /* its size: the offset */
-    time_t touched;       /* the last write (data's mtime; the info's once complete) */
+    int64_t touched_ms;   /* the last write (data's mtime; the info's once complete), ms
+                             since the epoch */
 };
 /* a job on the pool for one upload: the caller's (embed it), alive until done has run */
 struct graced_partial_op {
@@ -382,7 +383,8 @@ int graced_partial_id_ok(const char *s, size_t n);
 /* can a file of that folder be renamed into dirfd (one filesystem)? */
 int graced_partial_same_fs(const struct graced *g, int dirfd);
 int64_t graced_partial_space(const struct graced *g); /* bytes free there, or -1 */
-time_t graced_partial_expires(const struct graced_partial *p);
+int64_t graced_partial_expires(const struct graced_partial *p); /* ms since the epoch */
+int64_t graced_partial_now(void); /* the same clock: ms since the epoch */
 /* on the loop (a small read): 0, -ENOENT, -EINVAL (not an upload's info) */
 int graced_partial_load(struct graced *g, const char *id, struct graced_partial *p);
 /* on the pool, then op->done from the loop; each 0 or -ENOTSUP (off):

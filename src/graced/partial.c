@@ -153,9 +153,21 @@ int64_t graced_partial_space(const struct graced *g)
     return (int64_t)vs.f_bavail * (int64_t)vs.f_frsize;
 }
 
-time_t graced_partial_expires(const struct graced_partial *p)
+static int64_t ms_of(const struct timespec *t)
 {
-    return p->touched + (time_t)(p->expiry_ms / 1000);
+    return (int64_t)t->tv_sec * 1000 + t->tv_nsec / 1000000;
+}
+
+int64_t graced_partial_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t); /* file times are wall-clock times */
+    return ms_of(&t);
+}
+
+int64_t graced_partial_expires(const struct graced_partial *p)
+{
+    return p->touched_ms + p->expiry_ms;
 }
 
 /* ---------------------------------------------------------------- the info */
@@ -289,7 +301,7 @@ int graced_partial_load(struct graced *g, const char *id, struct graced_partial 
         return rc;
     p->has_data = fstatat(dirfd, id, &dst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(dst.st_mode);
     p->size = p->has_data ? dst.st_size : p->complete && p->length >= 0 ? p->length : 0;
-    p->touched = p->has_data ? dst.st_mtime : ist.st_mtime;
+    p->touched_ms = ms_of(p->has_data ? &dst.st_mtim : &ist.st_mtim);
     return 0;
 }
 
@@ -359,7 +371,7 @@ static int probe(int dirfd, struct graced_partial *p)
     if (!err) {
         p->has_data = 1;
         p->size = st.st_size;
-        p->touched = st.st_mtime;
+        p->touched_ms = ms_of(&st.st_mtim);
     }
     return err;
 }
@@ -435,13 +447,13 @@ static int ends_with(const char *s, const char *suffix)
 
 /* One upload (its info is there): expired and nobody writing? Removed.
  * Else counted, if unfinished. */
-static void sweep_one(struct graced_partials *ps, const char *id, time_t now)
+static void sweep_one(struct graced_partials *ps, const char *id, int64_t now)
 {
     struct graced_partial p;
     struct stat ist, st;
     int fd, rc = read_info(ps->dirfd, id, &p, &ist);
-    time_t touched;
-    if (rc == -EINVAL && now - ist.st_mtime > ps->g->o.stale_upload_age_ms / 1000) {
+    int64_t touched;
+    if (rc == -EINVAL && now - ms_of(&ist.st_mtim) > ps->g->o.stale_upload_age_ms) {
         ps->removed += remove_upload(ps->dirfd, id) == 0; /* garbage, and old */
         return;
     }
@@ -454,10 +466,10 @@ static void sweep_one(struct graced_partials *ps, const char *id, time_t now)
         close(fd);
         return;
     }
-    touched = fd >= 0 ? st.st_mtime : ist.st_mtime;
+    touched = ms_of(fd >= 0 ? &st.st_mtim : &ist.st_mtim);
     if (fd >= 0)
         close(fd); /* our read lock with it: remove_upload takes its own */
-    if (now - touched <= (time_t)(p.expiry_ms / 1000)) {
+    if (now - touched <= p.expiry_ms) {
         if (fd >= 0 && !p.complete) {
             ps->count++;
             ps->bytes += st.st_size;
@@ -470,7 +482,7 @@ static void sweep_one(struct graced_partials *ps, const char *id, time_t now)
 
 /* A data file without an info (a creation cut short), or a new info that
  * was never renamed: once old enough and nobody's. */
-static void sweep_leftover(struct graced_partials *ps, const char *name, time_t now)
+static void sweep_leftover(struct graced_partials *ps, const char *name, int64_t now)
 {
     struct stat st;
     char info[GRACED_PARTIAL_ID + 8];
@@ -486,7 +498,7 @@ static void sweep_leftover(struct graced_partials *ps, const char *name, time_t 
     if (fd < 0)
         return;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-        (now - st.st_mtime) * 1000 > ps->g->o.stale_upload_age_ms &&
+        now - ms_of(&st.st_mtim) > ps->g->o.stale_upload_age_ms &&
         !(ofd_lock(fd, F_RDLCK) < 0 && locked_out(errno)))
         ps->removed += unlinkat(ps->dirfd, name, 0) == 0;
     close(fd);
@@ -499,7 +511,7 @@ static void sweep_work(struct graced_job *j)
     int fd = openat(ps->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     struct dirent *e;
-    time_t now = time(NULL);
+    int64_t now = graced_partial_now();
     ps->expired = ps->count = ps->bytes = ps->removed = 0;
     if (!d) {
         if (fd >= 0)

@@ -72,6 +72,8 @@ struct rup {
     int busy;                  /* a job whose end comes back here runs */
     int gone;                  /* ... and the request ended meanwhile: free at its end */
     int ended, paused, replied;
+    int failed;                /* a write failed: nothing more is written */
+    int counted;               /* its bytes are in the metrics */
     int status;                /* a failed commit's answer, once the info is gone */
     const char *why;
     char etag[64];
@@ -240,9 +242,9 @@ static void add_common(struct rup *r)
 {
     if (r->proto == GRACED_PROTO_TUS) {
         grace_response_add_header(r->req, "Tus-Resumable", TUS_VERSION);
-        if (r->p.id[0] && !r->p.complete && r->p.touched) {
+        if (r->p.id[0] && !r->p.complete && r->p.touched_ms) {
             char d[40];
-            graced_http_date(graced_partial_expires(&r->p), d, sizeof(d));
+            graced_http_date((time_t)(graced_partial_expires(&r->p) / 1000), d, sizeof(d));
             grace_response_add_header(r->req, "Upload-Expires", d);
         }
     } else if (r->interop) {
@@ -313,13 +315,30 @@ static void rup_free(struct rup *r)
     free(r);
 }
 
+/* The request ended early: what it received is kept, also what is still
+ * in memory (at most DISK_HIGH and a piece); its bytes are counted. */
+static void keep_received(struct rup *r)
+{
+    off_t at;
+    if (r->fd < 0 || r->counted)
+        return;
+    while (r->buf && evbuffer_get_length(r->buf) && !r->failed &&
+           evbuffer_write_atmost(r->buf, r->fd, -1) >= 0)
+        ;
+    at = lseek(r->fd, 0, SEEK_CUR); /* spliced bytes too */
+    if (at > r->start)
+        graced_metrics_resumable(r->g, GRACED_RES_BYTES, at - r->start);
+    r->counted = 1;
+}
+
 static void on_finish(struct grace_request *req, int err, void *arg)
 {
     struct rup *r = arg;
     if (err) {
-        off_t at = r->fd >= 0 ? lseek(r->fd, 0, SEEK_CUR) : -1; /* spliced bytes too */
+        keep_received(r);
         graced_log(LOG_INFO, "resumable upload %s: request ended at offset %lld: %s", r->p.id,
-                   (long long)(at >= 0 ? at : r->start + r->bytes), grace_strerror(err));
+                   (long long)(r->fd >= 0 ? lseek(r->fd, 0, SEEK_CUR) : r->start),
+                   grace_strerror(err));
         if (!r->replied)
             grace_reply(req, 500, NULL, 0); /* completes our side; -ENOTCONN */
     }
@@ -469,6 +488,7 @@ static void body_done(struct rup *r)
     int complete = r->proto == GRACED_PROTO_IETF ? r->ask_complete && (length < 0 || off == length)
                                                  : length >= 0 && off == length;
     graced_metrics_resumable(r->g, GRACED_RES_BYTES, r->bytes);
+    r->counted = 1;
     r->p.size = off;
     if (complete) {
         commit(r);
@@ -484,7 +504,7 @@ static void answer_progress(struct rup *r)
     add_offset(r, r->p.size);
     if (r->proto == GRACED_PROTO_IETF) {
         grace_response_add_header(r->req, "Upload-Complete", "?0");
-        add_limit(r->req, r->g, graced_partial_expires(&r->p) - time(NULL));
+        add_limit(r->req, r->g, (graced_partial_expires(&r->p) - graced_partial_now()) / 1000);
         if (r->ask_complete) { /* it said complete, and is short of its length */
             answer(r, 400, "Upload-Complete: ?1, but the upload is short of its length\n");
             return;
@@ -525,7 +545,7 @@ static void synced(int err, int64_t size, void *arg)
         return;
     }
     r->p.size = size;
-    r->p.touched = time(NULL);
+    r->p.touched_ms = graced_partial_now();
     if (r->new_length >= 0 && r->p.length < 0) { /* learnt now: kept for the next requests */
         r->p.length = r->new_length;
         if (graced_partial_save(r->g, &r->op, &r->p, saved_progress) == 0) {
@@ -553,6 +573,7 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
         int n = evbuffer_write_atmost(r->buf, r->fd, DISK_STEP);
         if (n < 0) {
             int e = errno;
+            r->failed = 1;
             graced_log(LOG_ERR, "resumable upload %s: %s", r->p.id, strerror(e));
             r->bytes -= (int64_t)evbuffer_get_length(r->buf); /* what reached the file */
             fail_body(r, disk_status(e), "could not store the upload\n");
@@ -654,6 +675,17 @@ static void start_body(struct rup *r)
             answer(r, 409, "Upload-Offset is not the upload's offset: ask it again (HEAD)\n");
         return;
     }
+    if (!r->creating && r->proto == GRACED_PROTO_IETF && r->ask_complete && cl >= 0) {
+        /* the draft: this body ends the upload, so its end is the length */
+        int64_t end = r->start + cl, known = r->p.length >= 0 ? r->p.length : r->new_length;
+        if ((known >= 0 && end != known) || end > r->g->o.max_body) {
+            add_offset(r, r->start);
+            answer(r, end > r->g->o.max_body ? 413 : 400,
+                   "Upload-Complete: ?1, but the body does not end at the upload's length\n");
+            return;
+        }
+        r->new_length = known >= 0 ? -1 : end;
+    }
     room = (r->p.length >= 0 ? r->p.length : r->new_length >= 0 ? r->new_length
                                                                  : r->g->o.max_body) - r->start;
     if (cl > room || room < 0) {
@@ -713,7 +745,7 @@ static void created(struct graced_partial_op *op)
     }
     graced_metrics_resumable(r->g, GRACED_RES_CREATED, 1);
     graced_log(LOG_DEBUG, "resumable upload %s to %s/%s made", r->p.id, r->p.dir, r->p.name);
-    r->p.touched = time(NULL);
+    r->p.touched_ms = graced_partial_now();
     r->p.has_data = 1;
     upload_url(r, loc, sizeof(loc));
     if (r->proto == GRACED_PROTO_IETF && has_body(r->req)) {
@@ -983,7 +1015,7 @@ static struct rup *find(struct grace_request *req, struct graced *g)
         free(r);
         return NULL;
     }
-    if (!r->p.complete && r->p.has_data && time(NULL) > graced_partial_expires(&r->p)) {
+    if (!r->p.complete && r->p.has_data && graced_partial_now() > graced_partial_expires(&r->p)) {
         /* the sweep has not come by yet */
         answer(r, r->proto == GRACED_PROTO_TUS ? 410 : 404, "the upload has expired\n");
         free(r);
@@ -1023,7 +1055,7 @@ static void probed(struct graced_partial_op *op)
     } else {
         grace_response_add_header(r->req, "Upload-Complete", r->p.complete ? "?1" : "?0");
         if (!r->p.complete)
-            add_limit(r->req, r->g, graced_partial_expires(&r->p) - time(NULL));
+            add_limit(r->req, r->g, (graced_partial_expires(&r->p) - graced_partial_now()) / 1000);
         answer(r, 204, NULL);
     }
 }
@@ -1123,19 +1155,10 @@ void graced_resumable_patch(struct grace_request *req, struct graced *g)
         }
         goto done;
     }
-    /* a length told now: tus's deferred one, or the draft's end */
+    /* a length told now: tus's deferred one (the draft's end: start_body) */
     if ((v = grace_request_header(req, "Upload-Length"))) {
         if ((len = number(v)) < 0 || (r->p.length >= 0 && len != r->p.length)) {
             answer(r, 400, "Upload-Length is not the upload's length\n");
-            goto done;
-        }
-        if (r->p.length < 0)
-            r->new_length = len;
-    }
-    if (r->proto == GRACED_PROTO_IETF && r->ask_complete && cl >= 0) {
-        len = r->want_offset + cl;
-        if ((r->p.length >= 0 && len != r->p.length) || (r->new_length >= 0 && len != r->new_length)) {
-            answer(r, 400, "Upload-Complete: ?1, but the body does not end at the length\n");
             goto done;
         }
         if (r->p.length < 0)
