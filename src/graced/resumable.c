@@ -73,6 +73,8 @@ struct rup {
     int gone;                  /* ... and the request ended meanwhile: free at its end */
     int ended, paused, replied;
     int failed;                /* a write failed: nothing more is written */
+    int heading;               /* a HEAD that stores an upload whose bytes are all there */
+    struct rup *wnext, **wprev; /* in writers: it holds the upload's file */
     int counted;               /* its bytes are in the metrics */
     int status;                /* a failed commit's answer, once the info is gone */
     const char *why;
@@ -289,6 +291,49 @@ static int disk_status(int err)
 
 /* ---------------------------------------------------------------- lifetime */
 
+/* This worker's requests that hold an upload's file (its lock): a client
+ * that lost its connection unseen (a phone changing networks) comes back
+ * while its old request still waits for bytes, up to body-timeout; the
+ * draft lets the server assume that transfer has failed, as a client never
+ * sends two at once. (One in another worker or instance keeps its lock
+ * until then: 423.) */
+static struct rup *writers;
+
+static void writer_add(struct rup *r)
+{
+    if ((r->wnext = writers))
+        writers->wprev = &r->wnext;
+    r->wprev = &writers;
+    writers = r;
+}
+
+static void writer_remove(struct rup *r)
+{
+    if (!r->wprev)
+        return;
+    if ((*r->wprev = r->wnext))
+        r->wnext->wprev = r->wprev;
+    r->wprev = NULL;
+    r->wnext = NULL;
+}
+
+/* End this worker's other request writing r's upload (not one storing it
+ * now: it has all the bytes). 1 if there was one. */
+static int preempt(struct rup *r)
+{
+    for (struct rup *w = writers; w; w = w->wnext) {
+        struct grace_conn *conn;
+        if (w == r || strcmp(w->p.id, r->p.id) || w->busy || !w->req ||
+            !(conn = grace_request_conn(w->req)))
+            continue;
+        graced_log(LOG_INFO, "resumable upload %s: a new request ends the one still writing it",
+                   r->p.id);
+        grace_conn_drop(conn, GRACE_DROP_ABORT); /* its finish: the bytes kept, the file let go */
+        return 1;
+    }
+    return 0;
+}
+
 static struct rup *rup_new(struct grace_request *req, struct graced *g, int proto)
 {
     struct rup *r = calloc(1, sizeof(*r));
@@ -307,6 +352,7 @@ static struct rup *rup_new(struct grace_request *req, struct graced *g, int prot
 
 static void rup_free(struct rup *r)
 {
+    writer_remove(r);
     graced_store_abandon(r->store); /* an upload's file stays: closed, its lock let go */
     if (r->flush_ev)
         event_free(r->flush_ev);
@@ -376,6 +422,14 @@ static void final_answer(struct rup *r)
     add_offset(r, r->p.size);
     grace_response_add_header(r->req, "Content-Location", file);
     grace_response_add_header(r->req, "ETag", r->etag);
+    if (r->heading) { /* a tus HEAD */
+        char v[24];
+        snprintf(v, sizeof(v), "%lld", (long long)r->p.size);
+        grace_response_add_header(r->req, "Upload-Length", v);
+        grace_response_add_header(r->req, "Cache-Control", "no-store");
+        answer(r, 200, NULL);
+        return;
+    }
     if (r->proto == GRACED_PROTO_IETF)
         grace_response_add_header(r->req, "Upload-Complete", "?1");
     if (r->creating) {
@@ -413,6 +467,7 @@ static void committed(const struct graced_store_result *res, void *arg)
 {
     struct rup *r = arg;
     char rel[4096 + 256 + 2];
+    writer_remove(r);
     r->store = NULL; /* gone with this call */
     r->fd = -1;
     if (res->err || res->changed) {
@@ -536,6 +591,7 @@ static void synced(int err, int64_t size, void *arg)
 {
     struct rup *r = arg;
     /* let the lock go before answering: the client's next request may come at once */
+    writer_remove(r);
     graced_store_abandon(r->store);
     r->store = NULL;
     r->fd = -1;
@@ -653,6 +709,8 @@ static void start_body(struct rup *r)
 {
     int64_t cl = grace_request_content_length(r->req), room;
     int rc = graced_store_adopt(r->g, graced_partial_dirfd(r->g), r->p.id, &r->store);
+    if (rc == -EAGAIN && preempt(r))
+        rc = graced_store_adopt(r->g, graced_partial_dirfd(r->g), r->p.id, &r->store);
     if (rc == -EAGAIN) {
         grace_response_add_header(r->req, "Retry-After", "1");
         answer(r, 423, "another request is writing this upload; ask its offset again\n");
@@ -665,6 +723,7 @@ static void start_body(struct rup *r)
     }
     r->fd = graced_store_fd(r->store);
     r->start = lseek(r->fd, 0, SEEK_CUR);
+    writer_add(r);
     if (!r->creating && r->start != r->want_offset) {
         add_offset(r, r->start);
         if (r->proto == GRACED_PROTO_IETF)
@@ -1073,6 +1132,17 @@ void graced_resumable_head(struct grace_request *req, struct graced *g)
         return;
     }
     grace_request_on_finish(req, on_finish, r);
+    if (r->proto == GRACED_PROTO_TUS && !r->p.complete && r->p.length >= 0 &&
+        r->p.size == r->p.length) {
+        /* all its bytes are there, and it is not stored: its last request
+         * ended after the last byte (cut short, or graced with it), or its
+         * commit failed. To a tus client an offset at the length means
+         * done, so it is stored now, before that is told. */
+        r->heading = 1;
+        r->want_offset = r->p.size;
+        start_body(r); /* no body: the commit */
+        return;
+    }
     if (graced_partial_probe(g, &r->op, &r->p, probed) < 0) {
         answer(r, 500, "could not read the upload\n");
         return;
@@ -1113,6 +1183,7 @@ void graced_resumable_delete(struct grace_request *req, struct graced *g)
         return;
     }
     grace_request_on_finish(req, on_finish, r);
+    preempt(r); /* a request of this worker still writing it: cancelled too */
     if (graced_partial_remove(g, &r->op, &r->p, removed) < 0) {
         answer(r, 500, "could not remove it\n");
         return;

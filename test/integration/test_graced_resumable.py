@@ -600,17 +600,36 @@ def run_drops(tmp):
         st, off, _ = offset_of(c, loc)
         check("a PATCH cut (FIN) mid-body: the offset is every byte sent, on disk",
               off == 3 * MiB + 77 and on_disk(up, loc) == data[:off], (off, res))
-        # a second PATCH held open: a third on the same upload is refused (its lock)
-        s = start_patch(g.port, loc, off, len(data) - off)
-        s.sendall(data[off:off + MiB])
-        wait_for(lambda: len(on_disk(up, loc) or b"") >= off + MiB)
+        # written by another process (another instance's request holds its lock)
+        fd = os.open(data_file(up, loc), os.O_RDWR)
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0))
         s2 = start_patch(g.port, loc, off, 10)
         res = read_responses(s2)
         s2.close()
-        check("a PATCH while another writes the upload: 423 before its body, Retry-After",
+        check("a PATCH while another process writes the upload: 423 before its body, Retry-After",
               res and res[-1][0] == 423 and res[-1][1].get("retry-after"), res)
         st, _, _ = c.req("DELETE", loc, headers=TUS)
-        check("a DELETE while it is written: 423", st == 423, st)
+        check("a DELETE while it is written: 423", st == 423 and on_disk(up, loc) == data[:off], st)
+        os.close(fd)
+        # a request of this worker still writing it (its client gone unseen):
+        # the next PATCH ends it and goes on
+        s = start_patch(g.port, loc, off, len(data) - off)
+        s.sendall(data[off:off + MiB])
+        wait_for(lambda: len(on_disk(up, loc) or b"") >= off + MiB)
+        st, _, r = patch(c, loc, off + MiB, data[off + MiB:off + 2 * MiB])
+        check("a PATCH while an old one of this worker waits: that one is ended, this one 204",
+              st == 204 and r.getheader("Upload-Offset") == str(off + 2 * MiB), st)
+        try:
+            s.settimeout(10)
+            gone = s.recv(100) == b""
+        except OSError:
+            gone = True
+        check("... the old one's connection is closed", gone)
+        s.close()
+        off += 2 * MiB
+        s = start_patch(g.port, loc, off, len(data) - off)
+        s.sendall(data[off:off + MiB])
+        wait_for(lambda: len(on_disk(up, loc) or b"") >= off + MiB)
         # RST: what reached graced is kept, no more, no less
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         s.close()
@@ -626,6 +645,20 @@ def run_drops(tmp):
         st, loc, _ = create(c, "/x/", 100, "cwu.bin", body=b"0123456789")
         check("creation with upload: 201, Upload-Offset 10", st == 201 and
               offset_of(c, loc)[1] == 10, st)
+        # all its bytes there, never stored (the commit failed: a file is in
+        # the way of its folder): a HEAD, which says it is complete, stores it
+        st, loc, _ = create(c, "/y/", 5, "late.bin")
+        shutil.rmtree(os.path.join(up, "y"))
+        with open(os.path.join(up, "y"), "w") as f:
+            f.write("in the way")
+        st, _, r = patch(c, loc, 0, b"hello")
+        check("the last PATCH cannot store it (a file in the way of its folder): 409, bytes kept",
+              st == 409 and r.getheader("Upload-Offset") == "5" and on_disk(up, loc) == b"hello", st)
+        os.unlink(os.path.join(up, "y"))
+        st, off, r = offset_of(c, loc)
+        check("... then HEAD (offset 5 = its length: done, to tus) stores it first",
+              st == 200 and off == 5 and os.path.isfile(os.path.join(up, "y", "late.bin")) and
+              r.getheader("Content-Location") == "/y/late.bin", (st, off, r.getheaders()))
         # deferred length: told by a later PATCH
         st, loc, r = create(c, "/x/", None, "defer.bin")
         st, _, r = c.req("HEAD", loc, headers=TUS)
