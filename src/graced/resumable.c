@@ -1101,6 +1101,13 @@ static void probed(struct graced_partial_op *op)
     }
     grace_response_add_header(r->req, "Cache-Control", "no-store");
     add_offset(r, r->p.size);
+    if (r->p.complete) { /* where it went: a client that lost the last answer learns it here */
+        char rel[4096 + 256 + 2], file[3 * sizeof(rel) + 2];
+        snprintf(rel, sizeof(rel), "%s%s%s", r->p.dir, r->p.dir[0] ? "/" : "", r->p.name);
+        file[0] = '/';
+        graced_path_encode(rel, file + 1, sizeof(file) - 1);
+        grace_response_add_header(r->req, "Content-Location", file);
+    }
     if (r->p.length >= 0) {
         snprintf(v, sizeof(v), "%lld", (long long)r->p.length);
         grace_response_add_header(r->req, "Upload-Length", v);
