@@ -394,41 +394,6 @@ void graced_auth_free(struct graced *g)
     g->auth = NULL;
 }
 
-static int b64val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-}
-
-/* Standard base64 with padding; -1 if malformed or too long. */
-int graced_b64decode(const char *in, size_t n, char *out, size_t outlen)
-{
-    size_t o = 0;
-    unsigned v = 0;
-    int bits = 0;
-    while (n && in[n - 1] == '=')
-        n--;
-    for (size_t i = 0; i < n; i++) {
-        int d = b64val((unsigned char)in[i]);
-        if (d < 0)
-            return -1;
-        v = (v << 6) | (unsigned)d;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o + 1 >= outlen)
-                return -1;
-            out[o++] = (char)((v >> bits) & 0xff);
-        }
-    }
-    out[o] = '\0';
-    return (int)o;
-}
-
 static int ct_equal(const char *a, const char *b, size_t n)
 {
     unsigned char d = 0;

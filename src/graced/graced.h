@@ -230,6 +230,21 @@ static inline int graced_path_flags(const struct graced *g, int write)
     return (write ? GRACED_PATH_WRITE : 0) | (g->o.show_hidden ? GRACED_PATH_HIDDEN_OK : 0);
 }
 
+/* fields.c: header values, parsed without I/O */
+int64_t graced_field_uint(const char *v); /* digits only, at most 18: the number, or -1 */
+int graced_field_bool(const char *v);     /* a structured-field Boolean: ?1 1, ?0 0, else -1 */
+/* standard base64 (padding optional) of n bytes into out, NUL-terminated:
+ * the length decoded, or -1 (not base64, or out too small) */
+int graced_b64decode(const char *in, size_t n, char *out, size_t outlen);
+/* key's value in tus's Upload-Metadata ("key base64,flag,key2 base64"),
+ * decoded into out (a NUL byte becomes 0x01): 1, 0 if absent, -1 if
+ * malformed (no value, not base64, too long for out) */
+int graced_tus_metadata(const char *md, const char *key, char *out, size_t n);
+/* Content-Disposition's file name (RFC 6266): filename*=UTF-8''%XX..., or
+ * filename="quoted\"" or filename=token: 1, 0 if none (or cd NULL), -1 if
+ * malformed, empty or too long for out */
+int graced_disposition_filename(const char *cd, char *out, size_t n);
+
 /* etag.c: the ETag graced gives a file */
 void graced_etag(const struct stat *sb, char *out, size_t n);
 /* does an ETag list (If-Match, If-None-Match) hold etag? weak: W/ ignored */
@@ -420,8 +435,7 @@ int graced_token_ok(const struct graced *g, const char *auth);
  * resumable upload): "user NAME", "token", or "" (no login asked) */
 void graced_auth_owner(const struct grace_request *req, const struct graced *g, char *out,
                        size_t n);
-/* standard base64 (padding optional) into out, NUL-terminated: the length, or -1 */
-int graced_b64decode(const char *in, size_t n, char *out, size_t outlen);
+
 
 /* web.c: headers on every graced answer (HSTS, Server, nosniff, framing,
  * CORS) */

@@ -84,25 +84,6 @@ struct rup {
 
 /* ---------------------------------------------------------------- headers */
 
-static int64_t number(const char *v)
-{
-    int64_t x = 0;
-    if (!v || !*v || strlen(v) > 18)
-        return -1;
-    for (; *v; v++) {
-        if (*v < '0' || *v > '9')
-            return -1;
-        x = x * 10 + (*v - '0');
-    }
-    return x;
-}
-
-/* A structured-field Boolean: ?1 -> 1, ?0 -> 0, else -1. */
-static int sf_bool(const char *v)
-{
-    return !v ? -1 : !strcmp(v, "?1") ? 1 : !strcmp(v, "?0") ? 0 : -1;
-}
-
 static int interop_of(struct grace_request *req)
 {
     const char *v = grace_request_header(req, "Upload-Draft-Interop-Version");
@@ -138,82 +119,6 @@ int graced_is_patch_override(struct grace_request *req)
 {
     const char *v = grace_request_header(req, "X-HTTP-Method-Override");
     return v && !strcasecmp(v, "PATCH");
-}
-
-/* The value of key in tus's Upload-Metadata ("key b64,key2 b64,flag"),
- * decoded (a NUL byte becomes a control byte, which the sanitiser turns
- * into '_'): 1, 0 if absent, -1 if malformed. */
-static int metadata_value(const char *md, const char *key, char *out, size_t n)
-{
-    size_t kl = strlen(key);
-    for (const char *p = md; p && *p;) {
-        const char *end = strchr(p, ','), *sp;
-        size_t len;
-        while (*p == ' ')
-            p++;
-        len = end ? (size_t)(end - p) : strlen(p);
-        sp = memchr(p, ' ', len);
-        if ((sp ? (size_t)(sp - p) : len) == kl && !strncmp(p, key, kl)) {
-            int got;
-            if (!sp)
-                return -1;
-            got = graced_b64decode(sp + 1, len - (size_t)(sp + 1 - p), out, n);
-            if (got < 0)
-                return -1;
-            for (int i = 0; i < got; i++)
-                if (!out[i])
-                    out[i] = 1;
-            return 1;
-        }
-        p = end ? end + 1 : NULL;
-    }
-    return 0;
-}
-
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10 : -1;
-}
-
-/* Content-Disposition's filename (RFC 6266): filename*=UTF-8''pct, or
- * filename="quoted" or a token. 1, 0 if none, -1 if malformed. */
-static int disposition_name(const char *cd, char *out, size_t n)
-{
-    const char *p;
-    size_t o = 0;
-    if (!cd)
-        return 0;
-    if ((p = strcasestr(cd, "filename*=")) && !strncasecmp(p + 10, "UTF-8''", 7)) {
-        for (p += 17; *p && *p != ';' && *p != ' ' && o + 1 < n; p++) {
-            if (*p == '%') {
-                int h = hexval(p[1]), l = h < 0 ? -1 : hexval(p[2]);
-                if (l < 0)
-                    return -1;
-                out[o++] = (char)(h << 4 | l);
-                p += 2;
-            } else {
-                out[o++] = *p;
-            }
-        }
-    } else if ((p = strcasestr(cd, "filename="))) {
-        p += 9;
-        if (*p == '"') {
-            for (p++; *p && *p != '"' && o + 1 < n; p++)
-                out[o++] = *p == '\\' && p[1] ? *++p : *p;
-            if (*p != '"')
-                return -1;
-        } else {
-            for (; *p && *p != ';' && *p != ' ' && o + 1 < n; p++)
-                out[o++] = *p;
-        }
-    } else {
-        return 0;
-    }
-    for (size_t i = 0; i < o; i++)
-        if (!out[i])
-            out[i] = 1;
-    out[o] = '\0';
-    return o ? 1 : -1;
 }
 
 /* ---------------------------------------------------------------- answers */
@@ -323,7 +228,7 @@ static int preempt(struct rup *r)
 {
     for (struct rup *w = writers; w; w = w->wnext) {
         struct grace_conn *conn;
-        if (w == r || strcmp(w->p.id, r->p.id) || w->busy || !w->req ||
+        if (w == r || strcmp(w->p.id, r->p.id) || w->busy || w->heading || !w->req ||
             !(conn = grace_request_conn(w->req)))
             continue;
         graced_log(LOG_INFO, "resumable upload %s: a new request ends the one still writing it",
@@ -709,7 +614,7 @@ static void start_body(struct rup *r)
 {
     int64_t cl = grace_request_content_length(r->req), room;
     int rc = graced_store_adopt(r->g, graced_partial_dirfd(r->g), r->p.id, &r->store);
-    if (rc == -EAGAIN && preempt(r))
+    if (rc == -EAGAIN && !r->heading && preempt(r)) /* a HEAD never ends a transfer */
         rc = graced_store_adopt(r->g, graced_partial_dirfd(r->g), r->p.id, &r->store);
     if (rc == -EAGAIN) {
         grace_response_add_header(r->req, "Retry-After", "1");
@@ -760,7 +665,11 @@ static void start_body(struct rup *r)
         answer(r, 500, "out of memory\n");
         return;
     }
-    if (cl > 0 && graced_store_reserve(r->store, r->start + cl, reserved, r) == 0)
+    /* the blocks of a known body first (store.c says why), if they cannot
+     * outgrow the upload: reserved blocks past the end of a stored file
+     * would stay */
+    if (cl > 0 && (r->p.length >= 0 || r->new_length >= 0) &&
+        graced_store_reserve(r->store, r->start + cl, reserved, r) == 0)
         return;
     read_body(r);
 }
@@ -929,7 +838,7 @@ void graced_resumable_create(struct grace_request *req, struct graced *g)
             goto done;
         }
         v = grace_request_header(req, "Upload-Length");
-        len = number(v);
+        len = graced_field_uint(v);
         if (v ? len < 0 || grace_request_header(req, "Upload-Defer-Length")
               : !(v = grace_request_header(req, "Upload-Defer-Length")) || strcmp(v, "1")) {
             answer(r, 400, "Upload-Length (bytes) or Upload-Defer-Length: 1 is needed\n");
@@ -941,12 +850,12 @@ void graced_resumable_create(struct grace_request *req, struct graced *g)
         }
         folder = 1;
     } else {
-        if ((r->ask_complete = sf_bool(grace_request_header(req, "Upload-Complete"))) < 0 ||
+        if ((r->ask_complete = graced_field_bool(grace_request_header(req, "Upload-Complete"))) < 0 ||
             grace_request_header(req, "Upload-Offset")) {
             answer(r, 400, "Upload-Complete must be ?0 or ?1, and no Upload-Offset\n");
             goto done;
         }
-        if ((v = grace_request_header(req, "Upload-Length")) && (len = number(v)) < 0) {
+        if ((v = grace_request_header(req, "Upload-Length")) && (len = graced_field_uint(v)) < 0) {
             answer(r, 400, "Upload-Length must be a number of bytes\n");
             goto done;
         }
@@ -979,10 +888,10 @@ void graced_resumable_create(struct grace_request *req, struct graced *g)
     }
     if (v) {
         snprintf(r->p.metadata, sizeof(r->p.metadata), "%s", v);
-        named = metadata_value(v, "filename", fname, sizeof(fname));
+        named = graced_tus_metadata(v, "filename", fname, sizeof(fname));
     }
     if (!named && proto == GRACED_PROTO_IETF)
-        named = disposition_name(grace_request_header(req, "Content-Disposition"), fname,
+        named = graced_disposition_filename(grace_request_header(req, "Content-Disposition"), fname,
                                  sizeof(fname));
     if (named < 0) {
         answer(r, 400, "malformed file name in Upload-Metadata or Content-Disposition\n");
@@ -1212,12 +1121,12 @@ void graced_resumable_patch(struct grace_request *req, struct graced *g)
                            : "PATCH takes application/partial-upload\n");
         goto done;
     }
-    if ((r->want_offset = number(grace_request_header(req, "Upload-Offset"))) < 0) {
+    if ((r->want_offset = graced_field_uint(grace_request_header(req, "Upload-Offset"))) < 0) {
         answer(r, 400, "Upload-Offset (bytes) is needed\n");
         goto done;
     }
     if (r->proto == GRACED_PROTO_IETF &&
-        (r->ask_complete = sf_bool(grace_request_header(req, "Upload-Complete"))) < 0) {
+        (r->ask_complete = graced_field_bool(grace_request_header(req, "Upload-Complete"))) < 0) {
         answer(r, 400, "Upload-Complete must be ?0 or ?1\n");
         goto done;
     }
@@ -1235,7 +1144,7 @@ void graced_resumable_patch(struct grace_request *req, struct graced *g)
     }
     /* a length told now: tus's deferred one (the draft's end: start_body) */
     if ((v = grace_request_header(req, "Upload-Length"))) {
-        if ((len = number(v)) < 0 || (r->p.length >= 0 && len != r->p.length)) {
+        if ((len = graced_field_uint(v)) < 0 || (r->p.length >= 0 && len != r->p.length)) {
             answer(r, 400, "Upload-Length is not the upload's length\n");
             goto done;
         }
