@@ -309,7 +309,18 @@ int graced_partial_load(struct graced *g, const char *id, struct graced_partial 
 
 enum { OP_CREATE, OP_SAVE, OP_REMOVE, OP_PROBE };
 
-/* A new id, its empty data file and its info, all on the disk. */
+/* Our new file still has its name (no sweep took it before our lock). */
+static int still_named(int dirfd, const char *name, int fd)
+{
+    struct stat a, b;
+    return fstat(fd, &a) == 0 && a.st_nlink > 0 &&
+           fstatat(dirfd, name, &b, AT_SYMLINK_NOFOLLOW) == 0 && a.st_ino == b.st_ino &&
+           a.st_dev == b.st_dev;
+}
+
+/* A new id, its empty data file and its info, all on the disk. The data
+ * file is locked until its info is there: until then a sweep (another
+ * instance's, with --stale-upload-age 0) would take it for a leftover. */
 static int create(int dirfd, struct graced_partial *p)
 {
     int fd = -1, err;
@@ -322,15 +333,20 @@ static int create(int dirfd, struct graced_partial *p)
         fd = openat(dirfd, p->id, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (fd < 0 && errno != EEXIST)
             return -errno;
+        if (fd >= 0 && ((ofd_lock(fd, F_WRLCK) < 0 && locked_out(errno)) ||
+                        !still_named(dirfd, p->id, fd))) {
+            close(fd); /* a sweep got there first: it is theirs, a new id for us */
+            fd = -1;
+        }
     }
     if (fd < 0)
         return -EEXIST;
     err = fsync(fd) < 0 ? -errno : 0;
-    close(fd);
     if (!err)
         err = write_info(dirfd, p); /* syncs the folder too */
     if (err)
         unlinkat(dirfd, p->id, 0);
+    close(fd); /* and the lock: the upload is whole */
     return err;
 }
 

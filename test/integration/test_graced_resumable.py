@@ -322,6 +322,21 @@ def run_tls_users(tmp):
         for protocol in ("tus-v1", "ietf-draft-05"):
             tus_js(g.port, up, "/sec/", protocol, data, "tls-" + protocol, headers=alice, ca=crt,
                    scheme="https", conn=c, auth=alice)
+        # refusals of the login come before the body: 401 to a client that
+        # sent only the headers of an 8 MiB creation and of a PATCH
+        for what, head in (("a creation with its body", "POST /sec/ HTTP/1.1\r\nTus-Resumable: 1.0.0\r\n"
+                            "Upload-Length: 8388608\r\nUpload-Metadata: %s\r\nContent-Type: %s\r\n"
+                            % (meta("x"), OCTETS)),
+                           ("a PATCH", "PATCH /%s/%s HTTP/1.1\r\nTus-Resumable: 1.0.0\r\n"
+                            "Upload-Offset: 0\r\nContent-Type: %s\r\n" % (PARTIAL, "a" * 32, OCTETS))):
+            ctx = ssl.create_default_context(cafile=crt)
+            ctx.check_hostname = False
+            s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", g.port), timeout=30))
+            s.sendall((head + "Host: x\r\nContent-Length: 8388608\r\n\r\n").encode())
+            res = read_responses(s)
+            s.close()
+            check("TLS, no login: 401 to %s before any body byte" % what,
+                  res and res[-1][0] == 401 and "www-authenticate" in res[-1][1], res)
         st, loc, _ = create(c, "/sec/", 1000, "owned.bin", alice)
         check("TLS: alice makes an upload", st == 201 and loc, st)
         st, _, _ = patch(c, loc, 0, b"a" * 400, alice)
@@ -791,8 +806,13 @@ def run_expiry(tmp):
         s = start_patch(g.port, held, 0, 1000)
         s.sendall(b"y" * 10)
         wait_for(lambda: len(on_disk(up, held) or b"") == 10)
+        # another instance sweeping the same folder, whose start-up sweep of
+        # temporary files (--stale-upload-age 0: every unlocked one) leaves
+        # resumable uploads to their expiry
         other = Graced("--listen", "127.0.0.1:0", "--root", up, "--upload-dir", up,
-                       "--upload-expiry", "1s", "--metrics", "/metrics")  # another instance sweeping the same folder
+                       "--upload-expiry", "1s", "--metrics", "/metrics", "--stale-upload-age", "0")
+        check("an instance starting with --stale-upload-age 0 leaves unfinished uploads alone",
+              on_disk(up, loc) == b"x" * 100 and on_disk(up, held) == b"y" * 10)
         # leftovers of a crash: a data file without an info, a half-made info
         junk = os.path.join(up, PARTIAL, "f" * 32)
         with open(junk, "wb") as f:
