@@ -412,41 +412,6 @@ void graced_auth_free(struct graced *g)
     g->auth = NULL;
 }
 
-static int b64val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-}
-
-/* Standard base64 with padding; -1 if malformed or too long. */
-static int b64decode(const char *in, size_t n, char *out, size_t outlen)
-{
-    size_t o = 0;
-    unsigned v = 0;
-    int bits = 0;
-    while (n && in[n - 1] == '=')
-        n--;
-    for (size_t i = 0; i < n; i++) {
-        int d = b64val((unsigned char)in[i]);
-        if (d < 0)
-            return -1;
-        v = (v << 6) | (unsigned)d;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o + 1 >= outlen)
-                return -1;
-            out[o++] = (char)((v >> bits) & 0xff);
-        }
-    }
-    out[o] = '\0';
-    return (int)o;
-}
-
 static int ct_equal(const char *a, const char *b, size_t n)
 {
     unsigned char d = 0;
@@ -652,9 +617,12 @@ static void allowed(struct graced *g, struct grace_request *req, const char *who
     }
     /* a COPY reads its source; any other write writes where it is sent */
     want = write && strcmp(grace_request_method(req), "COPY") ? GRACED_MAY_WRITE : GRACED_MAY_READ;
-    if (graced_path_of(req, rel, sizeof(rel), graced_path_flags(g, write), &trailing) == 0 &&
-        !graced_may(g, who, rel, want | (want == GRACED_MAY_READ && (trailing || !rel[0])
-                                             ? GRACED_MAY_PASS : 0))) {
+    /* a write to a URL that is no path of the tree (a resumable upload's):
+     * a user who may write nowhere is refused there too */
+    if (graced_path_of(req, rel, sizeof(rel), graced_path_flags(g, write), &trailing) != 0 ?
+            want == GRACED_MAY_WRITE && !graced_may(g, who, NULL, GRACED_MAY_WRITE) :
+            !graced_may(g, who, rel, want | (want == GRACED_MAY_READ && (trailing || !rel[0])
+                                                 ? GRACED_MAY_PASS : 0))) {
         graced_reply(req, 403, want == GRACED_MAY_WRITE ? "this user may not write here\n"
                                                         : "this user may not read here\n");
         return;
@@ -800,7 +768,7 @@ static void basic_check(struct graced *g, struct grace_request *req, const char 
     for (cred = auth + 6; *cred == ' '; cred++)
         ;
     len = strlen(cred);
-    if (len == 0 || len >= AUTH_MAX_CRED || b64decode(cred, len, plain, sizeof(plain)) < 0 ||
+    if (len == 0 || len >= AUTH_MAX_CRED || graced_b64decode(cred, len, plain, sizeof(plain)) < 0 ||
         !(colon = strchr(plain, ':'))) {
         challenge(g, req, "login needed\n");
         return;
@@ -932,4 +900,42 @@ void graced_authorize(struct grace_request *req, struct graced *g, int write, gr
     } else {
         basic_check(g, req, auth, write, cont);
     }
+}
+
+/* The login of a request that graced_authorize() let through: its
+ * Authorization header is then the one that was checked. */
+void graced_auth_owner(const struct grace_request *req, const struct graced *g, char *out,
+                       size_t n)
+{
+    const char *auth = grace_request_header(req, "Authorization");
+    char plain[AUTH_MAX_CRED], *colon;
+    size_t len;
+    out[0] = '\0';
+    /* while the handler starts, who graced_authorize() found: also a
+     * login on the page (its session cookie), which has no header */
+    if (g->who == graced_who_token) {
+        snprintf(out, n, "token");
+        return;
+    }
+    if (g->who) {
+        snprintf(out, n, "user %s", g->who);
+        return;
+    }
+    if (!auth)
+        return;
+    if (g->token_len && graced_token_ok(g, auth)) {
+        snprintf(out, n, "token");
+        return;
+    }
+    if (!g->auth || strncasecmp(auth, "Basic ", 6))
+        return;
+    for (auth += 6; *auth == ' '; auth++)
+        ;
+    len = strlen(auth);
+    if (len && len < AUTH_MAX_CRED && graced_b64decode(auth, len, plain, sizeof(plain)) >= 0 &&
+        (colon = strchr(plain, ':'))) {
+        *colon = '\0';
+        snprintf(out, n, "user %s", plain);
+    }
+    explicit_bzero(plain, sizeof(plain));
 }

@@ -180,6 +180,12 @@ static int covers(const char *p, size_t n, const char *rel)
 
 static int rules_at(const struct graced_rules *rs, const char *rel)
 {
+    if (!rel) { /* anywhere: every right some rule gives */
+        int may = 0;
+        for (size_t i = 0; i < rs->n; i++)
+            may |= rs->r[i].may;
+        return may;
+    }
     for (size_t i = 0; i < rs->n; i++) /* longest first */
         if (covers(rs->r[i].path, rs->r[i].len, rel))
             return rs->r[i].may;
@@ -296,7 +302,8 @@ static int decide(const struct basis *b, int kind, const struct graced_rules *rs
         may = rules_at(rs, path);
         if (!b->private_read)
             may |= GRACED_MAY_READ;
-        if ((want & GRACED_MAY_PASS) && !(may & GRACED_MAY_READ) && rules_on_the_way(rs, path))
+        if ((want & GRACED_MAY_PASS) && !(may & GRACED_MAY_READ) && path &&
+            rules_on_the_way(rs, path))
             may |= GRACED_MAY_READ;
     }
     if (!b->uploads)
