@@ -301,6 +301,7 @@ struct graced_page {
     int login;            /* offer a login */
     int write;            /* the one asking may write here (the script's buttons) */
     int token;            /* the upload form asks for the token */
+    int tus;              /* uploads go resumable (tus) */
     int hidden;           /* --show-hidden: the script sends dot-names too */
     int search;           /* the search box */
     const char *q;        /* its words, or NULL */

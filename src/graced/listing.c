@@ -344,6 +344,7 @@ void graced_list_dir(struct grace_request *req, struct graced *g, const char *re
         pg.rel = rel;
         pg.write = write;
         pg.token = form && !who && g->token_len;
+        pg.tus = form; /* resumable.c: on wherever uploads are */
         pg.login = g->o.users_file && !who;
         pg.search = 1;
         pg.hidden = g->o.show_hidden;

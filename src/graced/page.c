@@ -75,8 +75,9 @@ void graced_page_begin(struct evbuffer *out, const struct graced_page *p)
     evbuffer_add_printf(out, "</title>\n<style nonce=\"%s\">\n%s</style></head>\n", p->nonce,
                         graced_page_css);
     /* what the script needs to know, none of it secret */
-    evbuffer_add_printf(out, "<body data-write=\"%d\" data-max=\"%lld\" data-token=\"%d\" data-hidden=\"%d\"", p->write,
-                        (long long)p->max_body, p->token, p->hidden);
+    evbuffer_add_printf(out, "<body data-write=\"%d\" data-max=\"%lld\" data-token=\"%d\" "
+                             "data-hidden=\"%d\" data-tus=\"%d\"",
+                        p->write, (long long)p->max_body, p->token, p->hidden, p->tus);
     if (p->user) {
         evbuffer_add_printf(out, " data-user=\"");
         graced_html_esc(out, p->user);

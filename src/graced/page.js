@@ -66,10 +66,10 @@
       'the upload token is missing or wrong' : 'a login is needed') +
       (text ? ' (' + text + ')' : '');
     case 403: return (what ? what + ': ' : '') + (text || 'not allowed');
-    case 413: // graced names the limit; the library's own 413 (a chunked body) cannot
-      return (what ? what + ': ' : '') + (/--max-body-size/.test(text) ? text :
+    case 413: // the limit in words, whatever the answer says of it
+      return (what ? what + ': ' : '') + (/\d/.test(text) && /--max-body-size/.test(text) ? text :
         'over the upload limit' + (maxBody ? ' of ' + human(maxBody) : '') +
-        (text ? ' (' + text + ')' : ''));
+        ' (--max-body-size)' + (text ? ': ' + text : ''));
     case 507: return 'disk full: the server has no room' + (what ? ' for ' + what : '') +
       (text ? ' (' + text + ')' : '');
     default: return (what ? what + ': ' : '') + (text || 'failed');
@@ -265,7 +265,126 @@
     return { done: done, cancel: function () { x.abort(); } };
   }
 
-  var uploader = putUpload;
+  // base64 of a name's UTF-8 bytes (tus metadata)
+  function b64(str) {
+    var bytes = new TextEncoder().encode(str), bin = '';
+    for (var i = 0; i < bytes.length; i++) bin += String.fromCharCode(bytes[i]);
+    return btoa(bin);
+  }
+
+  // One XHR: resolves to { status, text, get(header) }; status 0: the
+  // connection failed, -1: cancelled.
+  function xhr(method, url, headers, body, progress, hold) {
+    return new Promise(function (resolve) {
+      var x = new XMLHttpRequest();
+      hold.x = x;
+      x.open(method, url);
+      for (var k in headers) x.setRequestHeader(k, headers[k]);
+      if (progress) x.upload.onprogress = function (ev) { progress(ev.loaded); };
+      function end(status) {
+        hold.x = null;
+        resolve({ status: status, text: status > 0 ? x.responseText : '',
+                  get: function (h) { return status > 0 ? x.getResponseHeader(h) : null; } });
+      }
+      x.onload = function () { end(x.status); };
+      x.onerror = function () { end(0); };
+      x.ontimeout = function () { end(0); };
+      x.onabort = function () { end(-1); };
+      x.send(body === undefined ? null : body);
+    });
+  }
+
+  // One upload, resumable (tus 1.0, graced.8 RESUMABLE UPLOADS): a POST to
+  // the folder makes it (a refusal, 401 or 413, comes before any byte is
+  // sent), PATCHes send the bytes; a dropped connection is retried, asking
+  // the server where it got to (HEAD), so no byte it has is sent again.
+  // Cancel ends the upload on the server too (DELETE).
+  var RETRIES = [1, 2, 4, 8, 15, 30, 30, 30, 30, 30]; // seconds: ~3 min of a lost link
+  function tusUpload(item, progress) {
+    var hold = { x: null }, cancelled = false, url = null;
+    var slash = item.path.lastIndexOf('/');
+    var dir = folder() + (slash > 0 ? encPath(item.path.slice(0, slash)) + '/' : '');
+    var name = item.path.slice(slash + 1), size = item.file.size;
+    function tus(h) {
+      h['Tus-Resumable'] = '1.0.0';
+      return authHeaders(h);
+    }
+    function wait(s) {
+      return new Promise(function (r) { setTimeout(r, s * 1000); });
+    }
+    function retrying(n, why) {
+      item.retries = (item.retries || 0) + 1;
+      item.st.textContent = why + '; trying again in ' + RETRIES[n] + ' s\u2026';
+      return wait(RETRIES[n]);
+    }
+    // the server's offset, after a failure
+    function where(n) {
+      return xhr('HEAD', url, tus({}), undefined, null, hold).then(function (r) {
+        if (cancelled) return { status: -1 };
+        if (r.status === 200 && r.get('Upload-Offset') !== null)
+          return send(Number(r.get('Upload-Offset')), 0);
+        if (r.status === 0 && n < RETRIES.length)
+          return retrying(n, 'the connection is lost').then(function () { return where(n + 1); });
+        return r;
+      });
+    }
+    function send(offset, n) {
+      if (offset >= size) return Promise.resolve({ status: 201, text: '' });
+      progress(offset);
+      return xhr('PATCH', url, tus({ 'Upload-Offset': String(offset),
+                                     'Content-Type': 'application/offset+octet-stream' }),
+                 item.file.slice(offset), function (sent) { progress(offset + sent); }, hold)
+        .then(function (r) {
+          if (cancelled) return { status: -1 };
+          if (r.status === 204) /* the file is stored: its creation's status */
+            return { status: 201, text: r.text };
+          if (r.status === 409 && r.get('Upload-Offset') !== null) /* told where it is */
+            return send(Number(r.get('Upload-Offset')), n);
+          if ([0, 423, 502, 503, 504].indexOf(r.status) >= 0 && n < RETRIES.length)
+            return retrying(n, r.status ? 'the server is busy' : 'the connection is lost')
+              .then(function () { return cancelled ? { status: -1 } : where(n + 1); });
+          return r;
+        });
+    }
+    var done = xhr('POST', dir, tus({ 'Upload-Length': String(size),
+                                      'Upload-Metadata': 'filename ' + b64(name) }),
+                   undefined, null, hold)
+      .then(function (r) {
+        if (cancelled) return { status: -1 };
+        if (r.status === 405 || r.status === 500 || r.status === 501) { /* not here: a PUT */
+          var up = putUpload(item, progress);
+          hold.x = null;
+          hold.put = up;
+          return up.done;
+        }
+        if (r.status !== 201 || !r.get('Location')) return r;
+        url = r.get('Location');
+        item.li.dataset.url = url;
+        return send(Number(r.get('Upload-Offset') || 0), 0).then(function (r) {
+          // given up (a full disk, a refusal): the server need not keep
+          // its bytes until they expire
+          if (r.status !== 201 && r.status !== -1)
+            xhr('DELETE', url, tus({}), undefined, null, {});
+          return r;
+        });
+      });
+    return {
+      done: done,
+      cancel: function () {
+        cancelled = true;
+        if (hold.x) hold.x.abort();
+        if (hold.put) hold.put.cancel();
+        if (url) xhr('DELETE', url, tus({}), undefined, null, {}); /* gone on the server too */
+      }
+    };
+  }
+
+  // resumable where the server says it speaks tus (the folder's OPTIONS
+  // tells Tus-Version; data-tus on the page), a PUT for empty files
+  var uploader = function (item, progress) {
+    return data.tus === '1' && item.file.size > 0 ? tusUpload(item, progress)
+                                                   : putUpload(item, progress);
+  };
 
   function rate(item, sent) {
     var now = performance.now();
@@ -305,7 +424,8 @@
         batch.cancelled++;
       } else if (r.status >= 200 && r.status < 300) {
         item.bar.value = 100;
-        item.st.textContent = 'stored \u00b7 ' + human(item.file.size);
+        item.st.textContent = 'stored \u00b7 ' + human(item.file.size) +
+          (item.retries ? ' \u00b7 resumed after a lost connection' : '');
         item.li.className = 'ok';
         batch.stored.push(item);
         batch.last = r.status;

@@ -61,6 +61,21 @@ export function tempDir(tag) {
     return d;
 }
 
+/**
+ * What an upload may leave behind in folder dir: graced's temporary files
+ * (.graced-tmp.*), and in the resumable uploads' folder (.graced-tmp.uploads,
+ * which stays) the data of an unfinished upload. A finished upload keeps
+ * its record (ID.info) there until it expires: not a leftover.
+ * @return the names, [] when clean
+ */
+export function leftovers(dir) {
+    const ups = path.join(dir, '.graced-tmp.uploads');
+    return [...fs.readdirSync(dir).filter((n) => n.startsWith('.graced-tmp') &&
+                                                n !== '.graced-tmp.uploads'),
+            ...(fs.existsSync(ups) ? fs.readdirSync(ups).filter((n) => !n.endsWith('.info'))
+                .map((n) => '.graced-tmp.uploads/' + n) : [])];
+}
+
 /** A file of `bytes` bytes that takes no disk (sparse, after 1 KiB of 'a'). */
 export function sparseFile(file, bytes) {
     fs.writeFileSync(file, Buffer.alloc(Math.min(1024, bytes), 0x61));
@@ -282,7 +297,9 @@ export async function formUpload(page, file, token, timeout = 60000) {
 
 /**
  * From the page (same origin as graced), PUT the local `file` to `target`
- * with fetch() or XMLHttpRequest (`how`: 'fetch' or 'xhr'), as a page
+ * with fetch() or XMLHttpRequest (`how`: 'fetch' or 'xhr'), or POST it as
+ * a multipart form to the folder `target` with XMLHttpRequest ('multipart':
+ * what graced's upload form sends without JavaScript), as a page
  * uploading a chosen file does: the file is chosen in an <input type=file>
  * the page gets for it, and sent as that File (read from disk as it goes,
  * never whole in memory). A Bearer `token` if given; the answer is shown in
@@ -316,12 +333,18 @@ export async function pagePut(page, how, target, file, token) {
         } else {
             [status, text] = await new Promise((resolve) => {
                 const x = new XMLHttpRequest();
-                x.open('PUT', target);
+                x.open(how === 'multipart' ? 'POST' : 'PUT', target);
                 for (const h in headers) x.setRequestHeader(h, headers[h]);
                 x.onload = () => resolve([x.status, x.status + ' ' + x.statusText + ': ' +
                                                     x.responseText]);
                 x.onerror = () => resolve([0, 'the connection failed before an answer came']);
-                x.send(body);
+                if (how === 'multipart') {
+                    const form = new FormData();
+                    form.append('file', body);
+                    x.send(form);
+                } else {
+                    x.send(body);
+                }
             });
         }
         const a = document.getElementById('put-answer');

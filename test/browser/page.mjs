@@ -13,6 +13,11 @@
 //  - delete (cancelled, then confirmed), rename and move, new folder, each
 //    asked in the page's dialog and answered by DELETE, MOVE, MKCOL;
 //  - search, zip download (unzip -t on what Chromium saved);
+//  - a resumable upload (tus) across a dropped connection: through a proxy
+//    that paces the upload and cuts every connection at 40%, then refuses
+//    new ones for 2 s (a Wi-Fi gone): the page retries, asks graced where it
+//    got to, sends the rest; the file is byte for byte, and graced received
+//    no byte twice (counted at the proxy);
 //  - login and logout (--users-file): a writer gets the upload form and
 //    the buttons, a reader neither; after logout the page is nobody's;
 //  - the look, measured: no horizontal overflow at 390 px, a 255-byte name
@@ -27,10 +32,11 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import {
-    browsers, check, note, run, startGraced, tempDir, withBrowser,
+    browsers, check, leftovers, note, run, startGraced, tempDir, withBrowser,
 } from './lib.mjs';
 
 const LONG = 'a-very-long-name-' + 'x'.repeat(230) + '.txt'; // 251 bytes
@@ -225,6 +231,86 @@ async function syntheticDrop(page, files) {
     }, files);
 }
 
+// ------------------------------------------------------------------ a bad link
+
+/**
+ * A TCP proxy to graced: what the browser sends is paced at `rate` bytes/s
+ * (answers are not); cut() ends every connection and refuses new ones for
+ * `outage` ms. delivered: bytes handed to graced, all connections.
+ */
+function badLink(port, rate) {
+    const conns = new Set();
+    const link = { delivered: 0, cuts: 0, down: false, offsets: [] };
+    const server = net.createServer((c) => {
+        if (link.down) {
+            c.destroy();
+            return;
+        }
+        const up = net.connect(port, '127.0.0.1');
+        const q = [];
+        let queued = 0;
+        const pair = { c, up };
+        conns.add(pair);
+        const tick = setInterval(() => {
+            let quota = Math.floor(rate / 50);
+            while (q.length && quota > 0) {
+                const d = q[0];
+                const n = Math.min(d.length, quota);
+                up.write(d.subarray(0, n));
+                link.delivered += n;
+                quota -= n;
+                queued -= n;
+                if (n === d.length) q.shift(); else q[0] = d.subarray(n);
+            }
+            if (queued < 65536) c.resume();
+        }, 20);
+        const end = () => {
+            clearInterval(tick);
+            conns.delete(pair);
+            c.destroy();
+            up.destroy();
+        };
+        c.on('data', (d) => {
+            // a request starts a chunk (the page waits for each answer):
+            // the PATCHes' Upload-Offset, in order
+            const head = d.toString('latin1', 0, Math.min(d.length, 2048));
+            const m = /^PATCH [^ ]+ HTTP\/1\.1\r\n[\s\S]*?\r\nupload-offset: *(\d+)/i.exec(head);
+            if (m) link.offsets.push(Number(m[1]));
+            q.push(d);
+            queued += d.length;
+            if (queued >= 65536) c.pause();
+        });
+        up.on('data', (d) => c.write(d));
+        c.on('close', end);
+        up.on('close', end);
+        c.on('error', end);
+        up.on('error', end);
+    });
+    link.listen = () => new Promise((r) => server.listen(0, '127.0.0.1', () => {
+        link.port = server.address().port;
+        link.url = `http://127.0.0.1:${link.port}/`;
+        r();
+    }));
+    link.cut = (outage) => {
+        link.cuts++;
+        link.down = true;
+        for (const { c, up } of conns) {
+            c.destroy();
+            up.destroy();
+        }
+        conns.clear();
+        setTimeout(() => { link.down = false; }, outage);
+    };
+    link.close = () => {
+        for (const { c, up } of conns) {
+            c.destroy();
+            up.destroy();
+        }
+        server.close();
+    };
+    return link;
+}
+
 // ------------------------------------------------------------------ the test
 
 run(async (graced) => {
@@ -399,9 +485,16 @@ run(async (graced) => {
                       /cancelled/.test(a.text) && !fs.existsSync(path.join(root, 'big.bin')) &&
                       /cancelled/.test(await page.$eval('#uploads li:last-child .st',
                                                         (e) => e.textContent)), a);
-                check(`${name}: ... and graced removes its temporary file`,
-                      await waitFor(() => !fs.readdirSync(root).some((f) => f.startsWith('.graced-tmp'))),
-                      fs.readdirSync(root));
+                // the cancelled upload's files go (DELETE); a temporary
+                // file of a PUT would be .graced-tmp.* beside the others
+                const url = await page.$eval('#uploads li:last-child', (e) => e.dataset.url || '');
+                const id = url.split('/').pop();
+                const ups = path.join(root, '.graced-tmp.uploads');
+                const temps = () => [...fs.readdirSync(root).filter((f) => f.startsWith('.graced-tmp') &&
+                                                                   f !== '.graced-tmp.uploads'),
+                                     ...(id ? fs.readdirSync(ups).filter((f) => f.startsWith(id)) : [])];
+                check(`${name}: ... and graced removes its files (the upload ${id || '?'} ` +
+                      'ended with DELETE)', id && await waitFor(() => temps().length === 0), temps());
                 await cdp.send('Network.emulateNetworkConditions', {
                     offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
 
@@ -488,6 +581,61 @@ run(async (graced) => {
         }
         check(`${name}: graced: SIGTERM exits 0`, (await g.stop()) === 0);
 
+        // a resumable upload across a dropped connection
+        const res = path.join(dir, 'resume-' + name);
+        fs.mkdirSync(res);
+        const gr = await startGraced(graced, ['--root', res, '--upload-dir', res]);
+        const link = badLink(gr.port, 1024 * 1024);
+        await link.listen();
+        const four = path.join(src, 'four.bin');
+        if (!fs.existsSync(four)) fs.writeFileSync(four, randomBytes(4 * 1024 * 1024));
+        await withBrowser(name, async (browser) => {
+            const page = await browser.newPage();
+            page.setDefaultTimeout(60000);
+            await page.goto(link.url);
+            await clearAnswer(page);
+            const before = link.delivered;
+            await (await page.$('#upload input[type=file]')).uploadFile(four);
+            await page.click('#upload button[type=submit]');
+            const size = fs.statSync(four).size;
+            await waitFor(() => link.delivered - before > 0.4 * size, 30000);
+            link.cut(2000); // the Wi-Fi is gone for 2 s
+            const handed = link.delivered - before;
+            await page.waitForFunction(() => /lost/.test(
+                (document.querySelector('#uploads li:last-child .st') || {}).textContent || ''));
+            const during = await page.$eval('#uploads li:last-child .st', (e) => e.textContent);
+            note('the page says meanwhile: ' + during);
+            // what graced kept of the cut PATCH: its data file, once the
+            // request is over (graced writes what it read, then lets go)
+            const id = (await page.$eval('#uploads li:last-child', (e) => e.dataset.url || ''))
+                .split('/').pop();
+            const dataFile = path.join(res, '.graced-tmp.uploads', id);
+            let kept = -1;
+            await sleep(500);
+            if (id && fs.existsSync(dataFile)) kept = fs.statSync(dataFile).size;
+            note(`cut at ${(handed / size * 100).toFixed(0)}%: ${handed} bytes handed to graced, ` +
+                 `${kept} kept by graced (the rest was in the sockets when they were cut)`);
+            const a = await answer(page, 60000);
+            const got = path.join(res, 'four.bin');
+            const sent = link.delivered - before;
+            note(`the page says: ${a.text}; ${sent} bytes handed to graced for ${size}; ` +
+                 `PATCH offsets ${link.offsets.join(', ')}`);
+            check(`${name}: tus across a dropped connection: the page said the link was lost, ` +
+                  'then stored the file byte for byte', /lost/.test(during) && a.status === '201' &&
+                  fs.existsSync(got) && fs.readFileSync(got).equals(fs.readFileSync(four)), a);
+            check(`${name}: ... resumed at the offset graced kept (PATCH offsets ` +
+                  `${link.offsets.join(', ')}): no byte graced had was sent again`,
+                  link.offsets.length >= 2 && link.offsets[0] === 0 && kept > 0 &&
+                  link.offsets[1] === kept, { offsets: link.offsets, kept });
+            check(`${name}: ... in all ${sent} bytes handed to graced for ${size}: the file, the ` +
+                  'requests\' headers, and what the cut sockets held', sent >= size &&
+                  sent - size < (handed - kept) + 16 * 1024, { sent, size, handed, kept });
+            check(`${name}: ... and the page says it resumed`,
+                  /resumed/.test(await page.$eval('#uploads li:last-child .st', (e) => e.textContent)));
+        });
+        link.close();
+        check(`${name}: graced (resumable): SIGTERM exits 0`, (await gr.stop()) === 0);
+
         // a full disk: graced may write 100 KiB a file (RLIMIT_FSIZE)
         const full = path.join(dir, 'full-' + name);
         fs.mkdirSync(full);
@@ -504,8 +652,11 @@ run(async (graced) => {
             note('the page says: ' + a.text);
             check(`${name}: a disk that cannot take the file: 507, and the page says "disk full"`,
                   a.status === '507' && /disk full/.test(a.text) && a.cls === 'err', a);
-            check(`${name}: nothing left of it on disk`, fs.readdirSync(full).length === 0,
-                  fs.readdirSync(full));
+            // given up, the page ends the upload: nothing kept until it expires
+            const left = () => [...fs.readdirSync(full).filter((f) => !f.startsWith('.graced-tmp')),
+                                ...leftovers(full)];
+            check(`${name}: nothing left of it on disk (the page ended the upload)`,
+                  await waitFor(() => left().length === 0), left());
         });
         check(`${name}: graced (full disk): SIGTERM exits 0`, (await gf.stop()) === 0);
 
