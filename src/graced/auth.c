@@ -6,9 +6,12 @@
  *
  * A crypt(3) check costs CPU by design (yescrypt's default: about 90 ms
  * here, sha512-crypt about 1 ms), so it never runs on the event loop:
- *  - each worker hands checks to a helper thread and answers the request
- *    when the thread is done (the connection waits, nothing else does); at
- *    most --auth-max-pending checks wait at once, more are answered 503;
+ *  - each worker hands checks to a pool of one thread (pool.c, beside the
+ *    upload pool: a login never waits for a disk, and one check at a time
+ *    takes at most one core, at the pool's lower priority) and answers the
+ *    request when the check is done (the connection waits, nothing else
+ *    does); at most --auth-max-pending checks wait at once, more are
+ *    answered 503;
  *  - a successful (user, password) is remembered for --auth-cache-time, and
  *    later requests with the same credentials skip crypt;
  *  - a client address that failed --auth-fail-limit times within a minute
@@ -28,16 +31,11 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <event2/event.h>
-#include <fcntl.h>
-#include <pthread.h>
-#include <unistd.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #ifdef GRACED_HAVE_CRYPT
 #include <crypt.h>
 #endif
@@ -69,14 +67,15 @@ struct fail_entry {
     int64_t since_ms;
 };
 
-/* One password check handed to the helper thread. */
+/* One password check handed to the auth pool. */
 struct check {
+    struct graced_job job; /* first: the pool's */
     struct graced *g;
     struct grace_request *req;
     graced_cont_cb cont;
     int write;
     char *pad;     /* a hash of the costliest kind, checked too (a cheap user's) */
-    int ok;        /* the thread's answer */
+    int ok;        /* the check's answer (set by the pool thread) */
     int gone;      /* the request ended while waiting */
     int cancelled; /* ... and may not be touched (server freed) */
     char cred[AUTH_MAX_CRED]; /* base64 as sent, for the cache */
@@ -84,7 +83,6 @@ struct check {
     char name[AUTH_MAX_CRED];
     char *hash;    /* a copy: a reload may free the users meanwhile */
     char password[AUTH_MAX_CRED];
-    struct check *next;
 };
 
 /* What one check against a kind of hash costs: "$y$j9T", "$6", "$6$rounds=N" */
@@ -102,23 +100,9 @@ struct graced_auth {
     int ncosts;
     struct cache_entry cache[AUTH_CACHE_SLOTS];
     struct fail_entry fails[AUTH_FAIL_SLOTS];
-    /* the helper thread, started at the first check */
-    pthread_t thread;
-    int thread_on, quit;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct check *todo, *todo_tail, *done; /* under mu */
-    int wake[2];            /* done -> the event loop */
-    struct event *wake_ev;
-    int pending;            /* checks not yet answered (loop side) */
+    struct graced_pool *pool; /* one thread, made at the first check */
+    int pending;            /* checks not yet answered */
 };
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void free_users(struct user *u, int n)
 {
@@ -223,13 +207,6 @@ static void hash_kind(const char *hash, char *out, size_t n)
     out[len] = '\0';
 }
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /*
  * What a check against each kind of hash in the file costs, measured once
  * per kind (a kind measured for an earlier version of the file is not
@@ -257,9 +234,9 @@ static void measure_costs(struct graced_auth *a, const char *path)
             /* the faster of two: the first also pays for first use (memory
              * yescrypt maps), and a busy machine only ever adds */
             for (int r = 0; r < 2; r++) {
-                int64_t t0 = mono_us(), us;
+                int64_t t0 = graced_mono_us(), us;
                 (void)crypt_rn("graced: not a password", a->users[i].hash, cd, sizeof(*cd));
-                us = mono_us() - t0;
+                us = graced_mono_us() - t0;
                 if (r == 0 || us < a->costs[k].us)
                     a->costs[k].us = us;
             }
@@ -309,9 +286,6 @@ int graced_auth_load(struct graced *g)
         fprintf(stderr, "graced: out of memory\n");
         return -1;
     }
-    pthread_mutex_init(&g->auth->mu, NULL);
-    pthread_cond_init(&g->auth->cv, NULL);
-    g->auth->wake[0] = g->auth->wake[1] = -1;
     if (load_users(g->o.users_file, &g->auth->users, &g->auth->nusers, why, sizeof(why)) < 0) {
         fprintf(stderr, "graced: --users-file %s: %s\n", g->o.users_file, why);
         return -1;
@@ -352,33 +326,14 @@ static void check_free(struct check *c)
     free(c);
 }
 
-/* A worker ends: stop the thread; checks still waiting are dropped (their
- * requests were cancelled with the server). */
+/* A worker ends, after its server: the checks queued still run (their
+ * requests were cancelled with the server: check_done only frees them). */
 void graced_auth_stop(struct graced *g)
 {
-    struct graced_auth *a = g->auth;
-    struct check *c;
-    if (!a || !a->thread_on)
+    if (!g->auth)
         return;
-    pthread_mutex_lock(&a->mu);
-    a->quit = 1;
-    pthread_cond_signal(&a->cv);
-    pthread_mutex_unlock(&a->mu);
-    pthread_join(a->thread, NULL);
-    a->thread_on = 0;
-    while ((c = a->todo)) {
-        a->todo = c->next;
-        check_free(c);
-    }
-    while ((c = a->done)) {
-        a->done = c->next;
-        check_free(c);
-    }
-    event_free(a->wake_ev);
-    a->wake_ev = NULL;
-    close(a->wake[0]);
-    close(a->wake[1]);
-    a->wake[0] = a->wake[1] = -1;
+    graced_pool_free(g->auth->pool);
+    g->auth->pool = NULL;
 }
 
 void graced_auth_free(struct graced *g)
@@ -388,8 +343,6 @@ void graced_auth_free(struct graced *g)
     graced_auth_stop(g);
     free_users(g->auth->users, g->auth->nusers);
     explicit_bzero(g->auth->cache, sizeof(g->auth->cache));
-    pthread_mutex_destroy(&g->auth->mu);
-    pthread_cond_destroy(&g->auth->cv);
     free(g->auth);
     g->auth = NULL;
 }
@@ -477,7 +430,7 @@ static struct fail_entry *fail_slot(struct graced_auth *a, const struct grace_re
     memset(f, 0, sizeof(*f));
     f->family = sa->sa_family;
     memcpy(f->addr, key, 16);
-    f->since_ms = mono_ms();
+    f->since_ms = graced_mono_ms();
     return f;
 }
 
@@ -558,50 +511,26 @@ int graced_token_ok(const struct graced *g, const char *auth)
     return diff == 0 && n == g->token_len;
 }
 
-/* ---------------------------------------------------------------- the helper thread */
+/* ---------------------------------------------------------------- the check */
 
-static void *checker(void *arg)
+/* On the pool's thread: crypt, and the padding. */
+static void check_work(struct graced_job *j)
 {
-    struct graced_auth *a = arg;
+    struct check *c = (struct check *)j;
+    c->ok = 0;
 #ifdef GRACED_HAVE_CRYPT
     struct crypt_data *cd = calloc(1, sizeof(*cd)); /* large: not on the stack */
-#endif
-    pthread_mutex_lock(&a->mu);
-    for (;;) {
-        struct check *c;
-        while (!a->todo && !a->quit)
-            pthread_cond_wait(&a->cv, &a->mu);
-        if (a->quit)
-            break;
-        c = a->todo;
-        if (!(a->todo = c->next))
-            a->todo_tail = NULL;
-        pthread_mutex_unlock(&a->mu);
-        c->ok = 0;
-#ifdef GRACED_HAVE_CRYPT
-        if (cd) {
-            const char *out = crypt_rn(c->password, c->hash, cd, sizeof(*cd));
-            size_t hl = strlen(c->hash);
-            c->ok = out && strlen(out) == hl && ct_equal(out, c->hash, hl);
-            if (c->pad) /* a cheap hash: its answer comes no sooner than a costly one's */
-                (void)crypt_rn(c->password, c->pad, cd, sizeof(*cd));
-        }
-#endif
-        explicit_bzero(c->password, sizeof(c->password));
-        pthread_mutex_lock(&a->mu);
-        c->next = a->done;
-        a->done = c;
-        /* a full pipe already has a wake-up in it */
-        (void)!write(a->wake[1], "", 1);
-    }
-    pthread_mutex_unlock(&a->mu);
-#ifdef GRACED_HAVE_CRYPT
     if (cd) {
+        const char *out = crypt_rn(c->password, c->hash, cd, sizeof(*cd));
+        size_t hl = strlen(c->hash);
+        c->ok = out && strlen(out) == hl && ct_equal(out, c->hash, hl);
+        if (c->pad) /* a cheap hash: its answer comes no sooner than a costly one's */
+            (void)crypt_rn(c->password, c->pad, cd, sizeof(*cd));
         explicit_bzero(cd, sizeof(*cd));
         free(cd);
     }
 #endif
-    return NULL;
+    explicit_bzero(c->password, sizeof(c->password));
 }
 
 static void challenge(struct grace_request *req, const char *msg)
@@ -624,7 +553,7 @@ static void allowed(struct graced *g, struct grace_request *req, int user, int w
 static void count_failure(struct graced *g, struct grace_request *req, const char *name)
 {
     struct fail_entry *f = fail_slot(g->auth, req, 1);
-    int64_t now = mono_ms();
+    int64_t now = graced_mono_ms();
     char who[64], addr[64];
     if (f) {
         if (now - f->since_ms >= AUTH_FAIL_WINDOW_MS) {
@@ -639,9 +568,10 @@ static void count_failure(struct graced *g, struct grace_request *req, const cha
                f ? f->count : 0);
 }
 
-/* The thread has answered a check: on the event loop again. */
-static void check_done(struct check *c)
+/* The check is done: on the event loop again. */
+static void check_done(struct graced_job *j)
 {
+    struct check *c = (struct check *)j;
     struct graced *g = c->g;
     struct graced_auth *a = g->auth;
     int user = -1;
@@ -671,28 +601,11 @@ static void check_done(struct check *c)
             memcpy(ce->cred, c->cred, c->cred_len);
             ce->len = c->cred_len;
             ce->user = user;
-            ce->until_ms = mono_ms() + g->o.auth_cache_ms;
+            ce->until_ms = graced_mono_ms() + g->o.auth_cache_ms;
         }
         allowed(g, c->req, user, c->write, c->cont);
     }
     check_free(c);
-}
-
-static void wake_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct graced_auth *a = arg;
-    struct check *c, *done;
-    char buf[64];
-    while (read(fd, buf, sizeof(buf)) > 0)
-        ;
-    pthread_mutex_lock(&a->mu);
-    done = a->done;
-    a->done = NULL;
-    pthread_mutex_unlock(&a->mu);
-    while ((c = done)) {
-        done = c->next;
-        check_done(c);
-    }
 }
 
 /* The request ended while its check was waiting. */
@@ -703,33 +616,10 @@ static void check_gone(struct grace_request *req, int err, void *arg)
     c->cancelled = err == -ECANCELED;
 }
 
-static int start_thread(struct graced *g)
-{
-    struct graced_auth *a = g->auth;
-    if (a->thread_on)
-        return 0;
-    if (pipe2(a->wake, O_NONBLOCK | O_CLOEXEC) < 0)
-        return -1;
-    a->wake_ev = event_new(g->base, a->wake[0], EV_READ | EV_PERSIST, wake_cb, a);
-    if (!a->wake_ev || event_add(a->wake_ev, NULL) < 0 ||
-        pthread_create(&a->thread, NULL, checker, a) != 0) {
-        if (a->wake_ev)
-            event_free(a->wake_ev);
-        a->wake_ev = NULL;
-        close(a->wake[0]);
-        close(a->wake[1]);
-        a->wake[0] = a->wake[1] = -1;
-        return -1;
-    }
-    a->quit = 0;
-    a->thread_on = 1;
-    return 0;
-}
-
 /*
  * "Authorization: Basic ..." for a request that needs a user: from the
  * cache at once, or refused at once (malformed, too many failures, too
- * many checks waiting), or handed to the thread.
+ * many checks waiting), or handed to the pool.
  */
 static void basic_check(struct graced *g, struct grace_request *req, const char *auth, int write,
                         graced_cont_cb cont)
@@ -740,7 +630,7 @@ static void basic_check(struct graced *g, struct grace_request *req, const char 
     size_t len;
     struct cache_entry *ce;
     struct fail_entry *f;
-    int64_t now = mono_ms();
+    int64_t now = graced_mono_ms();
     int user = -1;
     char *colon;
     struct check *c;
@@ -782,7 +672,8 @@ static void basic_check(struct graced *g, struct grace_request *req, const char 
         challenge(req, "wrong user or password\n");
         return;
     }
-    if (a->pending >= g->o.auth_max_pending || start_thread(g) < 0 ||
+    if (a->pending >= g->o.auth_max_pending ||
+        (!a->pool && !(a->pool = graced_pool_new(g->base, 1))) ||
         !(c = calloc(1, sizeof(*c)))) {
         explicit_bzero(plain, sizeof(plain));
         graced_log(LOG_WARN, "login checks: %d waiting; answering 503", a->pending);
@@ -790,6 +681,8 @@ static void basic_check(struct graced *g, struct grace_request *req, const char 
         graced_reply(req, 503, "too many logins being checked; try again\n");
         return;
     }
+    c->job.work = check_work;
+    c->job.done = check_done;
     c->g = g;
     c->req = req;
     c->cont = cont;
@@ -810,14 +703,7 @@ static void basic_check(struct graced *g, struct grace_request *req, const char 
     }
     a->pending++;
     grace_request_on_finish(req, check_gone, c);
-    pthread_mutex_lock(&a->mu);
-    if (a->todo_tail)
-        a->todo_tail->next = c;
-    else
-        a->todo = c;
-    a->todo_tail = c;
-    pthread_cond_signal(&a->cv);
-    pthread_mutex_unlock(&a->mu);
+    graced_pool_run(a->pool, &c->job);
 }
 
 void graced_authorize(struct grace_request *req, struct graced *g, int write, graced_cont_cb cont)

@@ -41,6 +41,7 @@
  *   etag.c     ETags and the lists that name them (If-Match, If-None-Match)
  *   addr.c     ADDR:PORT and address lists (CIDR)
  *   log.c      error log (levels) and access log (Combined Log Format)
+ *   clock.c    the monotonic clock
  *   pool.c     a few threads per worker for work that blocks on the disk
  *   multipart.c  a streaming multipart/form-data parser (no I/O)
  */
@@ -254,6 +255,10 @@ void graced_delete(struct grace_request *req, struct graced *g);
 
 /* upload.c */
 void graced_upload(struct grace_request *req, struct graced *g);
+
+/* clock.c: CLOCK_MONOTONIC in microseconds, in milliseconds */
+int64_t graced_mono_us(void);
+int64_t graced_mono_ms(void);
 
 /* pool.c: jobs run on one of a worker's few threads (--sync-threads); then
  * done runs on the event loop, never inside graced_pool_run(). The job is

@@ -23,7 +23,6 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 static struct sockaddr_un addr;
@@ -129,13 +128,11 @@ void graced_notify_workers(int up, int running, int total)
 
 void graced_notify_reloading(void)
 {
-    struct timespec ts;
     if (!ready || stopping)
         return; /* the READY=1 still to come covers a reload before it */
-    clock_gettime(CLOCK_MONOTONIC, &ts);
     /* MONOTONIC_USEC: when the reload began, as Type=notify-reload asks */
     graced_notify("RELOADING=1\nSTATUS=reloading\nMONOTONIC_USEC=%llu\n",
-                  (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000);
+                  (unsigned long long)graced_mono_us());
     reloading = 1;
 }
 

@@ -307,13 +307,6 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---------------------------------------------------------------- refused peers */
 
-static int64_t mono_ms(const struct graced_proxy *p)
-{
-    struct timeval tv;
-    event_gettime_monotonic(p->g->base, &tv);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 static void warn_summary(struct graced_proxy *p, int64_t now)
 {
     if (!p->warn_quiet)
@@ -331,7 +324,7 @@ static void warn_summary(struct graced_proxy *p, int64_t now)
 static void warn_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct graced_proxy *p = arg;
-    int64_t now = mono_ms(p), iv = p->g->o.warn_interval_ms;
+    int64_t now = graced_mono_ms(), iv = p->g->o.warn_interval_ms;
     struct timeval tv = {iv / 1000, (iv % 1000) * 1000};
     if (!p->warn_quiet)
         return;
@@ -342,7 +335,7 @@ static void warn_cb(evutil_socket_t fd, short what, void *arg)
 
 static void warn_refused(struct graced_proxy *p, const char *addr)
 {
-    int64_t now = mono_ms(p), iv = p->g->o.warn_interval_ms;
+    int64_t now = graced_mono_ms(), iv = p->g->o.warn_interval_ms;
     if (now >= p->warn_next_ms || !iv) {
         graced_log(LOG_WARN, "PROXY listener: %s is not in --proxy-from; connection closed%s",
                    addr, iv ? " (more: counted, one line per --warn-interval)" : "");
@@ -497,7 +490,7 @@ void graced_proxy_free(struct graced *g)
         evconnlistener_free(p->l[i].lev);
     while (!TAILQ_EMPTY(&p->pending))
         pending_free(TAILQ_FIRST(&p->pending), 1);
-    warn_summary(p, mono_ms(p)); /* the count not said yet */
+    warn_summary(p, graced_mono_ms()); /* the count not said yet */
     if (p->warn_ev)
         event_free(p->warn_ev);
     free(p);

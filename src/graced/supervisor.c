@@ -29,13 +29,6 @@ struct slot {
     int64_t delay_ms;   /* the next back-off */
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Fork worker w (0-based) on its row of sockets; -1 if fork failed. */
 static pid_t spawn(struct graced *g, struct graced_socks *s, int w, const sigset_t *old)
 {
@@ -111,7 +104,7 @@ int graced_supervise(struct graced *g, struct graced_socks *s)
             stops = 1; /* a start-up failure: stop the ones started */
             break;
         }
-        slot[w].started_ms = now_ms();
+        slot[w].started_ms = graced_mono_ms();
         alive++;
     }
     if (stops) {
@@ -124,7 +117,7 @@ int graced_supervise(struct graced *g, struct graced_socks *s)
         graced_announce(s);
     }
     while (alive > 0 || !stops) {
-        int64_t next = -1, now = now_ms();
+        int64_t next = -1, now = graced_mono_ms();
         struct timespec ts, *tsp = NULL;
         int sig;
         for (int w = 0; w < g->o.workers; w++)
@@ -137,7 +130,7 @@ int graced_supervise(struct graced *g, struct graced_socks *s)
             tsp = &ts;
         }
         sig = tsp ? sigtimedwait(&set, &si, tsp) : sigwaitinfo(&set, &si);
-        now = now_ms();
+        now = graced_mono_ms();
         if (sig == SIGCHLD) {
             int st;
             pid_t pid;
