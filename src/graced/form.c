@@ -196,18 +196,18 @@ static void refusef(struct form *f, int status, const char *fmt, ...)
 /*
  * May this part take its name? Not a name an earlier part of this form
  * stored (it would replace that file while the answer listed both: the
- * second is refused, the first stays and is listed), not --metrics' path
- * (never readable back), and not past MAX_REPORTED files (every stored name
+ * second is refused, the first stays and is listed), not graced's own path
+ * (--health, --metrics: never readable back), and not past MAX_REPORTED files (every stored name
  * is kept, so the first check is exact). 0, or -EEXIST after refusef().
  */
 static int name_taken(struct form *f)
 {
     char rel[4096 + 256 + 2];
     size_t len = evbuffer_get_length(f->done);
-    const char *p = len ? (const char *)evbuffer_pullup(f->done, -1) : NULL;
+    const char *p = len ? (const char *)evbuffer_pullup(f->done, -1) : NULL, *own;
     snprintf(rel, sizeof(rel), "%s%s%s", f->dir, f->dir[0] ? "/" : "", f->name);
-    if (graced_path_reserved(f->g, rel)) {
-        refusef(f, 409, "%s is graced's --metrics path: no file may take it", f->name);
+    if ((own = graced_path_reserved(f->g, rel))) {
+        refusef(f, 409, "%s is graced's %s path: no file may take it", f->name, own);
         return -EEXIST;
     }
     int taken = 0;

@@ -26,7 +26,7 @@
  *   web.c      HSTS, Server header, CORS, security headers, who may write
  *              from which origin
  *   guard.c    refusals before any handler: two Origin headers, control
- *              bytes, Content-Range on a whole body, the --metrics path
+ *              bytes, Content-Range on a whole body
  *   store.c    an upload's file: locked temporary file, write-back, commit
  *              (fsync, rename) on the pool, the sweep of stale ones
  *   metrics.c  Prometheus /metrics, summed over workers in shared memory;
@@ -218,9 +218,10 @@ size_t graced_path_encode(const char *in, char *out, size_t outlen);
 int graced_path_open_dir(int top, const char *rel, size_t len, int create);
 /* a negative errno of the above or of a file operation -> HTTP status */
 int graced_errno_status(int err);
-/* is rel (a decoded path below the upload tree, "a/b") graced's own URL
- * (--metrics), which no upload may take? */
-int graced_path_reserved(const struct graced *g, const char *rel);
+/* is rel (a decoded path below the upload tree, "a/b") graced's own URL,
+ * which no upload may take? The option that has it ("--health",
+ * "--metrics"), or NULL */
+const char *graced_path_reserved(const struct graced *g, const char *rel);
 /* open path (relative) below the root, never outside it (a symlink that
  * leads out: EXDEV): the fd, or -1 with errno */
 int graced_open_beneath(const struct graced *g, const char *path);
@@ -351,9 +352,8 @@ void graced_web_nonce(char out[24]);
 
 /* guard.c: refusals that come before a method's handler (two Origin
  * headers, control bytes in the path; with whole, Content-Range: the body
- * becomes one file; with upload, the --metrics path): 1 if the request was
- * answered */
-int graced_guard(struct grace_request *req, struct graced *g, int whole, int upload);
+ * becomes one file): 1 if the request was answered */
+int graced_guard(struct grace_request *req, int whole);
 
 /* route.c: graced's routes on the server (g->srv): --health, --metrics,
  * the tree; 0 or a negative errno */

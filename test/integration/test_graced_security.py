@@ -486,6 +486,45 @@ def run_metrics_shadow(tmp):
         g.stop()
 
 
+def run_health_reserved(tmp):
+    """--health's path is graced's as --metrics' is: no upload takes it (PUT,
+    a raw POST, a form part named like it), no DELETE removes what it
+    shadows: 409, on the decoded path. (A form part named like it was
+    stored, then shadowed by the probe; DELETE removed what --metrics
+    shadowed.)"""
+    root = mkroot(tmp, "healthres")
+    os.mkdir(os.path.join(root, "sub"))
+    for name in ("healthz", "sub/m"):
+        with open(os.path.join(root, name), "w") as f:
+            f.write("a file\n")
+    g = Graced("--listen", "127.0.0.1:0", "--root", root, "--upload-dir", root,
+               "--health", "/healthz", "--metrics", "/sub/m")
+    try:
+        st, body, _ = req(g.port, "GET", "/healthz")
+        check("GET /healthz: the probe", st == 200 and body == b"ok\n", (st, body))
+        for method, path in (("PUT", "/healthz"), ("PUT", "/%68ealthz"), ("POST", "/healthz"),
+                             ("DELETE", "/healthz"), ("DELETE", "/%68ealthz"),
+                             ("DELETE", "/sub/m"), ("PUT", "/sub/%6D")):
+            st, body, _ = req(g.port, method, path, b"mine" if method != "DELETE" else None)
+            check("%s %s: 409, the path is graced's" % (method, path),
+                  st == 409 and b"graced's" in body, (st, body))
+        st, body, _ = post_form(g.port, "/", [("file", "healthz", b"mine")])
+        check("a form part named healthz into / : refused (409)", st == 409, (st, body))
+        st, body, _ = post_form(g.port, "/sub/", [("file", "m", b"mine")])
+        check("a form part named m into /sub/ (--metrics /sub/m): refused (409)", st == 409,
+              (st, body))
+        for name in ("healthz", "sub/m"):
+            with open(os.path.join(root, name)) as f:
+                check("%s is unchanged" % name, f.read() == "a file\n")
+        st, body, _ = req(g.port, "PUT", "/healthz2", b"fine")
+        check("a name that only starts like it is stored (201)", st == 201, (st, body))
+        st, _, r = req(g.port, "OPTIONS", "/healthz")
+        check("OPTIONS /healthz: still 405, Allow: GET, HEAD", st == 405 and
+              r.getheader("Allow") == "GET, HEAD", (st, r.getheaders()))
+    finally:
+        g.stop()
+
+
 def run_trailing_slash_file(tmp):
     root = mkroot(tmp, "slash")
     with open(os.path.join(root, "file.txt"), "w") as f:
@@ -563,7 +602,7 @@ def main():
     return run_sections((run_content_range, run_open_redirect, run_upload_sandbox, run_cors_write,
                          run_options_delete, run_auth_timing, run_listing_symlinks,
                          run_security_headers, run_trickle, run_listing_names, run_form_same_name,
-                         run_metrics_shadow, run_trailing_slash_file, run_origin_check,
+                         run_metrics_shadow, run_health_reserved, run_trailing_slash_file, run_origin_check,
                          run_control_path, run_new_options),
                         "graced-sec.")
 
