@@ -331,8 +331,14 @@ static void part_committed(const struct graced_store_result *r, void *arg)
     part_shift(f); /* p: the first */
     snprintf(key, sizeof(key), "%s%s%s", f->dir, f->dir[0] ? "/" : "", p->name);
     if (r->err || r->changed) {
+        int status = r->err == EEXIST ? 412 : graced_errno_status(-r->err);
         if (r->err == EEXIST) {
             snprintf(msg, sizeof(msg), "%s exists and is not replaced (--no-overwrite)", p->name);
+        } else if (r->renamed) { /* under its name, not durably: no 2xx */
+            graced_files_forget(f->g, key);
+            snprintf(msg, sizeof(msg), "%s is under its name, but the folder could not be synced "
+                     "to disk: not durable (a crash may lose it)", p->name);
+            status = 500;
         } else {
             snprintf(msg, sizeof(msg), "could not store %s", p->name);
             graced_log(LOG_ERR, "form upload %s: %s", key, strerror(r->err));
@@ -342,7 +348,7 @@ static void part_committed(const struct graced_store_result *r, void *arg)
             progress(f); /* may free f */
             return;
         }
-        fail(f, r->err == EEXIST ? 412 : graced_errno_status(-r->err), msg); /* may free f */
+        fail(f, status, msg); /* may free f */
         return;
     }
     graced_files_forget(f->g, key);

@@ -284,6 +284,8 @@ struct graced_store;
 struct graced_store_result {
     int err;      /* 0 stored, or an errno: EEXIST (noreplace, the name is taken),
                      EISDIR, ENOSPC, EDQUOT, EFBIG, EIO, ... */
+    int renamed;  /* with err: the name holds the whole content, but the
+                     folder's fsync failed (err): it may not survive a crash */
     int changed;  /* If-Match: the version it named is gone (412) */
     int existed;  /* the name was taken before (204 rather than 201) */
     struct stat st; /* the stored file (its ETag) */
@@ -304,8 +306,10 @@ int graced_store_reserve(struct graced_store *s, int64_t size, graced_store_read
                          void *arg);
 /* Everything is written: fsync, If-Match (if given, copied) checked again,
  * rename (noreplace: never over an existing name), fsync of the folder, on
- * the pool; then cb from the loop, never inside this call. 0 or -ENOMEM
- * (nothing happened: abandon it). */
+ * the pool; then cb from the loop, never inside this call. err is 0 only
+ * once all of it is done: a failed folder fsync is err with renamed set
+ * (never retried: a second fsync can report success for what the first
+ * lost). 0 or -ENOMEM (nothing happened: abandon it). */
 int graced_store_commit(struct graced_store *s, int noreplace, const char *if_match,
                         graced_store_cb cb, void *arg);
 /* The owner is gone (before the commit, or during it: then cb never runs).

@@ -32,7 +32,10 @@
  * event loop waited there, up to seconds, under three 1 GiB uploads).
  * The commit - fsync, the If-Match check, the rename (RENAME_NOREPLACE for
  * If-None-Match: * and --no-overwrite), fsync of the folder - is a job on
- * the worker's pool (pool.c); its result comes back on the event loop.
+ * the worker's pool (pool.c); its result comes back on the event loop. A
+ * folder fsync that fails comes back as an error with the name taken (the
+ * rename cannot be taken back: the version it replaced is gone, and a
+ * rename back would be as little durable): the owner answers no 2xx.
  *
  * Lifetime: the store is referenced by its owner (the upload) and by each
  * job in flight. An owner that goes away (client gone, server freed)
@@ -384,13 +387,14 @@ static void commit_done(struct graced_job *j)
     if (!atomic_load(&s->orphan)) {
         struct graced_store_result r;
         memset(&r, 0, sizeof(r));
-        r.err = s->err;
+        r.err = s->dir_err ? s->dir_err : s->err;
+        r.renamed = s->dir_err != 0;
         r.changed = s->changed;
         r.existed = s->existed;
         r.st = s->st;
         if (s->dir_err)
-            graced_log(LOG_WARN, "%s stored, but the folder's fsync failed: %s", s->name,
-                       strerror(s->dir_err));
+            graced_log(LOG_ERR, "%s: renamed into place, but the folder's fsync failed (%s): "
+                       "not durable", s->name, strerror(s->dir_err));
         atomic_store(&s->orphan, 1); /* the owner's part ends with the callback */
         s->cb(&r, s->arg);
         unref(s); /* the owner's */

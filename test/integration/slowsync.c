@@ -12,7 +12,9 @@
  * F_OFD_SETLK write lock waits N ms first ("lock" and "locked" lines): a
  * wide window between creating a temporary file and locking it. With
  * SLOWSYNC_FALLOC_MS=N, fallocate(2) waits N ms first: the body of an
- * upload arrives while its blocks are being reserved.
+ * upload arrives while its blocks are being reserved. With
+ * SLOWSYNC_DIR_ERRNO=N, fsync(2) of a folder syncs, then fails with errno
+ * N ("dirsync" lines): a rename done that the disk could not make durable.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -50,9 +52,15 @@ int fsync(int fd)
 {
     int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
     const char *gate = getenv("SLOWSYNC_GATE"), *min = getenv("SLOWSYNC_MIN_BYTES");
-    const char *fail = getenv("SLOWSYNC_ERRNO");
+    const char *fail = getenv("SLOWSYNC_ERRNO"), *dirfail = getenv("SLOWSYNC_DIR_ERRNO");
     struct stat st;
     int rc;
+    if (dirfail && atoi(dirfail) > 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        (void)real(fd);
+        note("dirsync", 0);
+        errno = atoi(dirfail);
+        return -1;
+    }
     if (!gate || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
         st.st_size < (min ? atoll(min) : 1 << 20))
         return real(fd);

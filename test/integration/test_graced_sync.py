@@ -11,7 +11,8 @@ gate file exists, so nothing here depends on the speed of the machine.
 - --sync-threads 3: four held uploads, three fsyncs at a time; a form of
   8 files: at most 4 parts wait for their commit;
 - an fsync that fails (ENOSPC): 507, nothing left; a form names the part
-  stored before;
+  stored before; a folder fsync that fails after the rename: 500 (PUT, form,
+  DELETE), the name holds the content, not durably;
 - a PUT's blocks are reserved before its body is read: a disk too small
   for its Content-Length answers 507 before the body (a 4 MiB tmpfs);
 - a client that resets during the fsync: graced goes on, no temporary file,
@@ -57,7 +58,7 @@ def tmp_names(d):
 
 class Slow:
     """A graced whose big fsyncs wait while self.gate exists."""
-    def __init__(self, tmp, name, *args, errno=0, no_noreplace=False):
+    def __init__(self, tmp, name, *args, errno=0, no_noreplace=False, dir_errno=0, env_add=None):
         self.dir = os.path.join(tmp, name)
         os.mkdir(self.dir)
         with open(os.path.join(self.dir, "small.txt"), "w") as f:
@@ -66,7 +67,8 @@ class Slow:
         self.log = os.path.join(tmp, name + ".log")
         open(self.gate, "w").close()
         env = dict(os.environ, LD_PRELOAD=SHIM, SLOWSYNC_GATE=self.gate, SLOWSYNC_LOG=self.log,
-                   SLOWSYNC_ERRNO=str(errno), SLOWSYNC_NO_NOREPLACE="1" if no_noreplace else "0")
+                   SLOWSYNC_ERRNO=str(errno), SLOWSYNC_NO_NOREPLACE="1" if no_noreplace else "0",
+                   SLOWSYNC_DIR_ERRNO=str(dir_errno), **(env_add or {}))
         # graced may be built with ASan, whose runtime then is not first in line
         env["ASAN_OPTIONS"] = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
                                                      "verify_asan_link_order=0"]))
@@ -252,6 +254,44 @@ def run_commit_fails(tmp):
               not os.path.exists(os.path.join(s.dir, "big.bin")) and
               not os.path.exists(os.path.join(s.dir, "after.bin")) and not tmp_names(s.dir),
               os.listdir(s.dir))
+    finally:
+        check("SIGTERM: exit 0", s.g.stop() == 0, s.g.p.returncode)
+
+
+def run_dir_sync_fails(tmp):
+    """The rename is done but the folder's fsync fails (EIO): the name holds
+    the whole new content, which may not survive a crash. Not a 2xx (it was
+    201/204 with a warning): 500 saying so, for PUT (new and replacing), a
+    form part (the parts before it listed) and DELETE; no retry (a second
+    fsync after a failed one can report success for what the first lost).
+    The small-file cache forgets the old content all the same."""
+    s = Slow(tmp, "dirfail", "--log-level", "info", dir_errno=5)
+    s.release()
+    try:
+        st, body, r = req(s.g.port, "PUT", "/new.bin", b"new content")
+        check("PUT whose folder fsync fails: 500 saying the name may hold it, not durable",
+              st == 500 and b"not durable" in body and r.getheader("ETag") is None and
+              r.getheader("Location") is None, (st, body, r.getheaders()))
+        with open(os.path.join(s.dir, "new.bin"), "rb") as f:
+            check("... the name holds the whole content, no temporary file",
+                  f.read() == b"new content" and not tmp_names(s.dir), os.listdir(s.dir))
+        st, body, _ = req(s.g.port, "GET", "/small.txt")  # into the small-file cache
+        st, body, _ = req(s.g.port, "PUT", "/small.txt", b"replaced")
+        check("PUT over a file whose folder fsync fails: 500", st == 500 and b"not durable" in body,
+              (st, body))
+        st, body, _ = req(s.g.port, "GET", "/small.txt")
+        check("... GET serves what the name holds (the cache forgot the old content)",
+              st == 200 and body == b"replaced", (st, body))
+        data, hdrs = form_body([("fa.txt", b"a"), ("fb.txt", b"b")])
+        st, body, _ = req(s.g.port, "POST", "/", data, hdrs)
+        check("a form whose first part's folder fsync fails: 500 naming it, fb.txt not stored",
+              st == 500 and b"fa.txt" in body and b"not durable" in body and
+              not os.path.exists(os.path.join(s.dir, "fb.txt")), (st, body))
+        st, body, _ = req(s.g.port, "DELETE", "/new.bin")
+        check("DELETE whose folder fsync fails: 500, not durable", st == 500 and
+              b"not durable" in body and not os.path.exists(os.path.join(s.dir, "new.bin")),
+              (st, body))
+        check("each failure logged", sum("not durable" in x for x in s.err) >= 4, s.err[-4:])
     finally:
         check("SIGTERM: exit 0", s.g.stop() == 0, s.g.p.returncode)
 
@@ -460,7 +500,7 @@ def main():
         print("FAIL no %s (make check builds it)\n0 passed, 1 failed" % SHIM)
         return 1
     return run_sections((run_durable, run_loop_free, run_threads, run_form_bound,
-                         run_commit_fails, run_no_renameat2_flags, run_reserve, run_client_gone,
+                         run_commit_fails, run_dir_sync_fails, run_no_renameat2_flags, run_reserve, run_client_gone,
                          run_stop),
                         "graced-sync.")
 
