@@ -15,6 +15,9 @@
  * upload arrives while its blocks are being reserved. With
  * SLOWSYNC_DIR_ERRNO=N, fsync(2) of a folder syncs, then fails with errno
  * N ("dirsync" lines): a rename done that the disk could not make durable.
+ * With SLOWSYNC_RENAME_MS=N, renameat2(2) of a file whose old name holds
+ * ".graced-tmp." waits N ms first ("rename" lines): a wide window between
+ * the check of If-Match and the rename.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -83,7 +86,12 @@ int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpa
 {
     int (*real)(int, const char *, int, const char *, unsigned int) =
         (int (*)(int, const char *, int, const char *, unsigned int))dlsym(RTLD_NEXT, "renameat2");
-    const char *no = getenv("SLOWSYNC_NO_NOREPLACE");
+    const char *no = getenv("SLOWSYNC_NO_NOREPLACE"), *ms = getenv("SLOWSYNC_RENAME_MS");
+    if (ms && atoi(ms) > 0 && strstr(oldpath, ".graced-tmp.")) {
+        struct timespec ts = {atoi(ms) / 1000, (long)(atoi(ms) % 1000) * 1000000L};
+        note("rename", 0);
+        nanosleep(&ts, NULL);
+    }
     if (no && *no == '1' && (flags & RENAME_NOREPLACE)) {
         errno = EINVAL;
         return -1;

@@ -58,11 +58,13 @@ def tmp_names(d):
 
 class Slow:
     """A graced whose big fsyncs wait while self.gate exists."""
-    def __init__(self, tmp, name, *args, errno=0, no_noreplace=False, dir_errno=0, env_add=None):
-        self.dir = os.path.join(tmp, name)
-        os.mkdir(self.dir)
-        with open(os.path.join(self.dir, "small.txt"), "w") as f:
-            f.write("small file\n")
+    def __init__(self, tmp, name, *args, errno=0, no_noreplace=False, dir_errno=0, env_add=None,
+                 shared=None):
+        self.dir = shared or os.path.join(tmp, name)
+        if not shared:
+            os.mkdir(self.dir)
+            with open(os.path.join(self.dir, "small.txt"), "w") as f:
+                f.write("small file\n")
         self.gate = os.path.join(tmp, name + ".gate")
         self.log = os.path.join(tmp, name + ".log")
         open(self.gate, "w").close()
@@ -296,6 +298,55 @@ def run_dir_sync_fails(tmp):
         check("SIGTERM: exit 0", s.g.stop() == 0, s.g.p.returncode)
 
 
+def run_if_match_race(tmp):
+    """Concurrent PUTs naming the same version (If-Match): exactly one
+    replaces it (204), the others find it changed (412), across the pool's
+    threads of one graced and across two graced on one folder. The shim
+    holds every fsync until all uploads are committing, then makes each
+    rename wait 300 ms: without a lock shared by the commits each checked
+    If-Match before any renamed, and all answered 204."""
+    a = Slow(tmp, "ifmatch-a", "--sync-threads", "4", env_add={"SLOWSYNC_RENAME_MS": "300"})
+    b = Slow(tmp, "ifmatch-b", "--sync-threads", "4", env_add={"SLOWSYNC_RENAME_MS": "300"},
+             shared=a.dir)
+    try:
+        for rnd, ports in (("one graced, 4 threads", [a.g.port] * 4),
+                           ("two graced on one folder", [a.g.port, b.g.port] * 2)):
+            open(a.gate, "w").close()
+            open(b.gate, "w").close()
+            path = os.path.join(a.dir, "race.bin")
+            with open(path, "wb") as f:
+                f.write(b"the version they all name")
+            st, _, r = req(a.g.port, "GET", "/race.bin")
+            etag = r.getheader("ETag")
+            bodies = [bytes([65 + i]) * (MiB + i) for i in range(len(ports))]
+            outs = [[] for _ in ports]
+            starts = a.count("start") + b.count("start")
+            ts = [threading.Thread(target=lambda port=port, body=body, out=out: out.append(
+                      req(port, "PUT", "/race.bin", body, {"If-Match": etag})[:2]))
+                  for port, body, out in zip(ports, bodies, outs)]
+            for t in ts:
+                t.start()
+            held = wait_for(lambda: a.count("start") + b.count("start") == starts + len(ports))
+            a.release()
+            b.release()
+            for t in ts:
+                t.join(60)
+            codes = sorted(o[0][0] if o else None for o in outs)
+            with open(path, "rb") as f:
+                got = f.read()
+            winner = [i for i, o in enumerate(outs) if o and o[0][0] == 204]
+            check("%s: %d PUTs with the same If-Match, all committing at once: one 204, "
+                  "the others 412" % (rnd, len(ports)),
+                  held and codes == [204] + [412] * (len(ports) - 1), (held, codes))
+            check("%s: the file is the 204's upload, whole; no temporary file" % rnd,
+                  len(winner) == 1 and got == bodies[winner[0]] and not tmp_names(a.dir),
+                  (winner, len(got), tmp_names(a.dir)))
+    finally:
+        a.release()
+        b.release()
+        check("SIGTERM: both exit 0", a.g.stop() == 0 and b.g.stop() == 0)
+
+
 def run_no_renameat2_flags(tmp):
     """A filesystem that refuses RENAME_NOREPLACE (EINVAL, as NFS does):
     --no-overwrite still stores a new name and never replaces one (link)."""
@@ -500,7 +551,8 @@ def main():
         print("FAIL no %s (make check builds it)\n0 passed, 1 failed" % SHIM)
         return 1
     return run_sections((run_durable, run_loop_free, run_threads, run_form_bound,
-                         run_commit_fails, run_dir_sync_fails, run_no_renameat2_flags, run_reserve, run_client_gone,
+                         run_commit_fails, run_dir_sync_fails, run_if_match_race,
+                         run_no_renameat2_flags, run_reserve, run_client_gone,
                          run_stop),
                         "graced-sync.")
 
