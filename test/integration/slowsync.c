@@ -17,7 +17,8 @@
  * N ("dirsync" lines): a rename done that the disk could not make durable.
  * With SLOWSYNC_RENAME_MS=N, renameat2(2) of a file whose old name holds
  * ".graced-tmp." waits N ms first ("rename" lines): a wide window between
- * the check of If-Match and the rename.
+ * the check of If-Match and the rename. Every sync_file_range(2) is noted
+ * as "kick END" (END: offset + length, the bytes it covers).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -139,6 +140,15 @@ int fcntl64(int fd, int cmd, ...)
     arg = va_arg(ap, void *);
     va_end(ap);
     return lock_hook("fcntl64", fd, cmd, arg);
+}
+
+int sync_file_range(int fd, off_t offset, off_t nbytes, unsigned int flags);
+int sync_file_range(int fd, off_t offset, off_t nbytes, unsigned int flags)
+{
+    int (*real)(int, off_t, off_t, unsigned int) =
+        (int (*)(int, off_t, off_t, unsigned int))dlsym(RTLD_NEXT, "sync_file_range");
+    note("kick", (long long)(offset + nbytes));
+    return real(fd, offset, nbytes, flags);
 }
 
 int fallocate(int fd, int mode, off_t offset, off_t len);

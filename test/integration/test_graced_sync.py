@@ -21,6 +21,7 @@ gate file exists, so nothing here depends on the speed of the machine.
   --shutdown-timeout shorter than the fsync (and a second signal: now)
   graced still exits only once the fsync is done, and leaves no temporary
   file;
+- write-back (sync_file_range) starts while a PUT's body arrives;
 - durability checks without the shim: PUT (spliced and chunked), a form,
   the preconditions.
 
@@ -347,6 +348,46 @@ def run_if_match_race(tmp):
         check("SIGTERM: both exit 0", a.g.stop() == 0 and b.g.stop() == 0)
 
 
+def run_writeback(tmp):
+    """Write-back starts while the body arrives (sync_file_range, every 8 MiB
+    new, looked at every 25 ms), so the final fsync has little left: a PUT
+    of 40 MiB sent in two halves; after the first 24 MiB, write-back has
+    been started for them before the rest is sent (the shim notes each
+    sync_file_range with the offset it reaches); then it is answered 201.
+    Progress, not time: the test waits for the kick, then sends on."""
+    s = Slow(tmp, "writeback")
+    s.release()
+    try:
+        first, rest = os.urandom(24 * MiB), os.urandom(16 * MiB)
+        c = socket.create_connection(("127.0.0.1", s.g.port), timeout=30)
+        c.sendall(b"PUT /wb.bin HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n"
+                  % (len(first) + len(rest)) + first)
+
+        def kicks():
+            try:
+                with open(s.log) as f:
+                    return [int(x.split()[1]) for x in f if x.startswith("kick ")]
+            except OSError:
+                return []
+        early = wait_for(lambda: kicks(), timeout=30)
+        check("write-back started during the body: sync_file_range before the rest is sent "
+              "(up to %s bytes)" % (max(early) if early else None),
+              early and 8 * MiB <= max(early) <= len(first), early)
+        c.sendall(rest)
+        resp = b""
+        while b"\r\n\r\n" not in resp:
+            d = c.recv(4096)
+            if not d:
+                break
+            resp += d
+        c.close()
+        with open(os.path.join(s.dir, "wb.bin"), "rb") as f:
+            check("... then 201, the 40 MiB whole", resp.startswith(b"HTTP/1.1 201") and
+                  f.read() == first + rest, resp[:40])
+    finally:
+        check("SIGTERM: exit 0", s.g.stop() == 0, s.g.p.returncode)
+
+
 def run_no_renameat2_flags(tmp):
     """A filesystem that refuses RENAME_NOREPLACE (EINVAL, as NFS does):
     --no-overwrite still stores a new name and never replaces one (link)."""
@@ -551,7 +592,7 @@ def main():
         print("FAIL no %s (make check builds it)\n0 passed, 1 failed" % SHIM)
         return 1
     return run_sections((run_durable, run_loop_free, run_threads, run_form_bound,
-                         run_commit_fails, run_dir_sync_fails, run_if_match_race,
+                         run_commit_fails, run_dir_sync_fails, run_if_match_race, run_writeback,
                          run_no_renameat2_flags, run_reserve, run_client_gone,
                          run_stop),
                         "graced-sync.")
