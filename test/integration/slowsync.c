@@ -18,7 +18,9 @@
  * With SLOWSYNC_RENAME_MS=N, renameat2(2) of a file whose old name holds
  * ".graced-tmp." waits N ms first ("rename" lines): a wide window between
  * the check of If-Match and the rename. Every sync_file_range(2) is noted
- * as "kick END" (END: offset + length, the bytes it covers).
+ * as "kick END" (END: offset + length, the bytes it covers). With
+ * SLOWSYNC_NO_SETPRIORITY=1, setpriority(2) fails with EPERM, as under a
+ * seccomp filter that denies it (systemd's SystemCallFilter=~@resources).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -140,6 +142,19 @@ int fcntl64(int fd, int cmd, ...)
     arg = va_arg(ap, void *);
     va_end(ap);
     return lock_hook("fcntl64", fd, cmd, arg);
+}
+
+int setpriority(int which, id_t who, int prio);
+int setpriority(int which, id_t who, int prio)
+{
+    int (*real)(int, id_t, int) = (int (*)(int, id_t, int))dlsym(RTLD_NEXT, "setpriority");
+    const char *no = getenv("SLOWSYNC_NO_SETPRIORITY");
+    if (no && *no == '1') {
+        note("setpriority", 0);
+        errno = EPERM;
+        return -1;
+    }
+    return real(which, who, prio);
 }
 
 int sync_file_range(int fd, off_t offset, off_t nbytes, unsigned int flags);

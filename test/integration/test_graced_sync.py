@@ -22,6 +22,7 @@ gate file exists, so nothing here depends on the speed of the machine.
   graced still exits only once the fsync is done, and leaves no temporary
   file;
 - write-back (sync_file_range) starts while a PUT's body arrives;
+- the threads' setpriority denied (a seccomp filter): said once;
 - durability checks without the shim: PUT (spliced and chunked), a form,
   the preconditions.
 
@@ -388,6 +389,33 @@ def run_writeback(tmp):
         check("SIGTERM: exit 0", s.g.stop() == 0, s.g.p.returncode)
 
 
+def run_nice_denied(tmp):
+    """The pool's threads lower their priority (nice +10) with setpriority,
+    which systemd's SystemCallFilter=~@resources denies (EPERM): that was
+    ignored, and the threads competed with the loop unnoticed. Now one warn
+    line per process, however many threads tried; the uploads are stored."""
+    s = Slow(tmp, "nice", "--sync-threads", "3", env_add={"SLOWSYNC_NO_SETPRIORITY": "1"})
+    try:
+        bodies = [os.urandom(2 * MiB) for _ in range(3)]
+        outs = [[] for _ in bodies]
+        ts = [put_thread(s.g.port, "/n%d.bin" % i, b, o) for i, (b, o) in
+              enumerate(zip(bodies, outs))]
+        three = wait_for(lambda: s.count("start") == 3)  # three threads, each tried
+        s.release()
+        for t in ts:
+            t.join(30)
+        check("three uploads held at once (three threads): all 201",
+              three and all(o and o[0][0] == 201 for o in outs), [o[:1] for o in outs])
+        tried = s.count("setpriority")
+        said = [x for x in s.err if "setpriority" in x]
+        check("setpriority denied in %d threads: said once, at warn, naming the systemd setting"
+              % tried, tried >= 3 and len(said) == 1 and "warn" in said[0] and
+              "SystemCallFilter=setpriority" in said[0], (tried, said))
+    finally:
+        s.release()
+        check("SIGTERM: exit 0", s.g.stop() == 0, s.g.p.returncode)
+
+
 def run_no_renameat2_flags(tmp):
     """A filesystem that refuses RENAME_NOREPLACE (EINVAL, as NFS does):
     --no-overwrite still stores a new name and never replaces one (link)."""
@@ -593,6 +621,7 @@ def main():
         return 1
     return run_sections((run_durable, run_loop_free, run_threads, run_form_bound,
                          run_commit_fails, run_dir_sync_fails, run_if_match_race, run_writeback,
+                         run_nice_denied,
                          run_no_renameat2_flags, run_reserve, run_client_gone,
                          run_stop),
                         "graced-sync.")
