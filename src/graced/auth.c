@@ -16,12 +16,17 @@
  *    later requests with the same credentials skip crypt;
  *  - a client address that failed --auth-fail-limit times within a minute
  *    is answered 429 without any crypt call until the minute is over;
- *  - an unknown user costs one crypt too, against a hash of the costliest
- *    kind (scheme and parameters) in the file, and a user whose hash is of
- *    a cheaper kind pays for one of those as well, so every check costs
- *    what the costliest does, on a busy machine too: timing tells neither
- *    which names exist nor which hash a name has. What each kind of hash
- *    costs is measured once, when the file is read.
+ *  - every check costs the same, whatever the name: a hash's kind is its
+ *    scheme with its cost ("$y$j9T", "$2b$12", "$6$rounds=N"), and a check
+ *    runs one crypt of each kind in the file: the user's own hash for
+ *    theirs, and for each other kind the hash of a user of that kind (an
+ *    unknown name: one of each kind, none its own). Same kind, same work:
+ *    equal by construction, not by a measurement (which a busy machine
+ *    would blur), and real work, which a busy machine slows alike, where a
+ *    sleep would not be. Timing tells neither which names exist nor which
+ *    hash a name has; a file with several kinds makes every check cost
+ *    their sum, and is warned about (its cheap hashes are still cheap to
+ *    crack).
  * Every answer here is given when the headers arrive, before any body byte
  * is read: the library then closes gracefully and the client gets it.
  */
@@ -45,12 +50,21 @@
 #define AUTH_FAIL_SLOTS 256
 #define AUTH_FAIL_WINDOW_MS 60000
 #define AUTH_MAX_CRED 512 /* base64 of "user:password" */
-#define AUTH_COST_KINDS 16 /* kinds of hash (scheme and parameters) measured */
+#define AUTH_KINDS 16      /* kinds of hash (scheme and cost) in one file: each check runs them all */
+#define AUTH_COST_CACHE 32 /* kinds whose cost was measured (for the warning), across reloads */
 
 struct user {
     char *name, *hash;
     int write;
-    int cheap;     /* its kind costs under half the costliest: checks pad */
+    int kind;      /* index in the file's kinds */
+};
+
+/* The users of one version of the file, and a user of each kind of hash. */
+struct userset {
+    struct user *u;
+    int n;
+    int rep[AUTH_KINDS];
+    int nkinds;
 };
 
 struct cache_entry {
@@ -74,7 +88,7 @@ struct check {
     struct grace_request *req;
     graced_cont_cb cont;
     int write;
-    char *pad;     /* a hash of the costliest kind, checked too (a cheap user's) */
+    char *pads;    /* a hash of each other kind, checked too: "h1\0h2\0...\0\0" */
     int ok;        /* the check's answer (set by the pool thread) */
     int gone;      /* the request ended while waiting */
     int cancelled; /* ... and may not be touched (server freed) */
@@ -94,9 +108,9 @@ struct cost {
 struct graced_auth {
     struct user *users;
     int nusers;
-    int dummy;              /* a user of the costliest kind: unknown names and
-                               cheap hashes are also checked against its hash */
-    struct cost costs[AUTH_COST_KINDS]; /* kept across reloads */
+    int rep[AUTH_KINDS];    /* a user of each kind of hash in the file */
+    int nkinds;
+    struct cost costs[AUTH_COST_CACHE]; /* kept across reloads */
     int ncosts;
     struct cache_entry cache[AUTH_CACHE_SLOTS];
     struct fail_entry fails[AUTH_FAIL_SLOTS];
@@ -113,8 +127,68 @@ static void free_users(struct user *u, int n)
     free(u);
 }
 
+/*
+ * A hash's kind: its scheme and cost, the part of its setting before the
+ * salt. "$2b$12$<salt and digest>" is "$2b$12" (bcrypt has no '$' between
+ * them); "$7$<N, r, p in 11 characters><salt>$digest" is "$7$" and those 11
+ * (scrypt); "_<count in 4><salt><digest>" is those 5 (BSDi); any other
+ * hash without its last two '$' fields: "$y$j9T$salt$digest" is "$y$j9T",
+ * "$6$rounds=N$salt$digest" "$6$rounds=N", "$6$salt$digest" "$6"; DES and
+ * bigcrypt (no '$': one cost) "".
+ */
+static void hash_kind(const char *hash, char *out, size_t n)
+{
+    const char *end = strrchr(hash, '$');
+    size_t len, hl = strlen(hash);
+    if (hl >= 7 && hash[0] == '$' && hash[1] == '2' && hash[3] == '$' && hash[6] == '$') {
+        len = 6;
+    } else if (hl >= 14 && !strncmp(hash, "$7$", 3)) {
+        len = 14;
+    } else if (hl >= 5 && hash[0] == '_') {
+        len = 5;
+    } else {
+        if (end && end > hash) {
+            const char *p = end - 1;
+            while (p > hash && *p != '$')
+                p--;
+            end = p;
+        }
+        len = end ? (size_t)(end - hash) : 0;
+    }
+    if (len >= n)
+        len = n - 1;
+    memcpy(out, hash, len);
+    out[len] = '\0';
+}
+
+/* Each user's kind, and a user of each kind; 0, or -1 with a reason. */
+static int assign_kinds(struct userset *us, char *why, size_t whylen)
+{
+    us->nkinds = 0;
+    for (int i = 0; i < us->n; i++) {
+        char kind[64], other[64];
+        int k = 0;
+        hash_kind(us->u[i].hash, kind, sizeof(kind));
+        for (; k < us->nkinds; k++) {
+            hash_kind(us->u[us->rep[k]].hash, other, sizeof(other));
+            if (!strcmp(kind, other))
+                break;
+        }
+        if (k == us->nkinds) {
+            if (k == AUTH_KINDS) {
+                snprintf(why, whylen, "more than %d kinds of hash (scheme and cost): every check "
+                         "runs one of each", AUTH_KINDS);
+                return -1;
+            }
+            us->rep[us->nkinds++] = i;
+        }
+        us->u[i].kind = k;
+    }
+    return 0;
+}
+
 /* Read the users file. 0, or -1 with a reason in why. */
-static int load_users(const char *path, struct user **out, int *nout, char *why, size_t whylen)
+static int load_users(const char *path, struct userset *out, char *why, size_t whylen)
 {
     FILE *fp = fopen(path, "re");
     struct user *u = NULL;
@@ -177,91 +251,66 @@ static int load_users(const char *path, struct user **out, int *nout, char *why,
         }
     }
     fclose(fp);
-    *out = u;
-    *nout = n;
-    return 0;
+    out->u = u;
+    out->n = n;
+    if (assign_kinds(out, why, whylen) == 0)
+        return 0;
+    free_users(u, n);
+    return -1;
 fail:
     fclose(fp);
     free_users(u, n);
     return -1;
 }
 
-/* A hash's kind: the hash without its last two '$' fields (salt and
- * digest), so "$y$j9T$salt$digest" is "$y$j9T" and "$6$salt$digest" "$6".
- * (bcrypt's "$2b$12$saltdigest" comes out as "$2b": all its costs are one
- * kind, measured once.) */
-static void hash_kind(const char *hash, char *out, size_t n)
-{
-    const char *end = strrchr(hash, '$');
-    size_t len;
-    if (end && end > hash) {
-        const char *p = end - 1;
-        while (p > hash && *p != '$')
-            p--;
-        end = p;
-    }
-    len = end ? (size_t)(end - hash) : 0;
-    if (len >= n)
-        len = n - 1;
-    memcpy(out, hash, len);
-    out[len] = '\0';
-}
-
 /*
- * What a check against each kind of hash in the file costs, measured once
- * per kind (a kind measured for an earlier version of the file is not
- * measured again, so a reload costs nothing unless a new kind appears).
- * The dummy for unknown names is a user of the costliest kind; users of a
- * kind that costs under half of it are marked cheap (their checks add one
- * against the dummy's hash: real work, which a busy machine slows down as
- * it slows the costly kind, where a sleep would not be). A file that mixes
- * costs is warned about: timing no longer tells, but the cheap hashes are
- * still cheap to crack.
+ * What a check against each kind of hash in the file costs, for the
+ * warning only (equal costs come from running one hash of each kind, not
+ * from these figures): measured once per kind, kept across reloads, so a
+ * reload costs nothing unless a new kind appears.
  */
 static void measure_costs(struct graced_auth *a, const char *path)
 {
 #ifdef GRACED_HAVE_CRYPT
     struct crypt_data *cd = calloc(1, sizeof(*cd));
-    int64_t lo = -1, hi = -1, *cost = calloc((size_t)a->nusers + 1, sizeof(*cost));
-    a->dummy = 0;
-    for (int i = 0; i < a->nusers; i++) {
+    int64_t lo = -1, hi = -1, sum = 0;
+    for (int k = 0; k < a->nkinds && cd; k++) {
+        const char *hash = a->users[a->rep[k]].hash;
         char kind[64];
-        int k = 0;
-        hash_kind(a->users[i].hash, kind, sizeof(kind));
-        while (k < a->ncosts && strcmp(a->costs[k].kind, kind))
-            k++;
-        if (k == a->ncosts && k < AUTH_COST_KINDS && cd) {
+        int c = 0;
+        int64_t us = -1;
+        hash_kind(hash, kind, sizeof(kind));
+        while (c < a->ncosts && strcmp(a->costs[c].kind, kind))
+            c++;
+        if (c < a->ncosts) {
+            us = a->costs[c].us;
+        } else {
             /* the faster of two: the first also pays for first use (memory
              * yescrypt maps), and a busy machine only ever adds */
             for (int r = 0; r < 2; r++) {
-                int64_t t0 = graced_mono_us(), us;
-                (void)crypt_rn("graced: not a password", a->users[i].hash, cd, sizeof(*cd));
-                us = graced_mono_us() - t0;
-                if (r == 0 || us < a->costs[k].us)
-                    a->costs[k].us = us;
+                int64_t t0 = graced_mono_us(), t;
+                (void)crypt_rn("graced: not a password", hash, cd, sizeof(*cd));
+                t = graced_mono_us() - t0;
+                if (r == 0 || t < us)
+                    us = t;
             }
-            snprintf(a->costs[k].kind, sizeof(a->costs[k].kind), "%s", kind);
-            a->ncosts++;
+            if (a->ncosts < AUTH_COST_CACHE) {
+                snprintf(a->costs[a->ncosts].kind, sizeof(a->costs[0].kind), "%s", kind);
+                a->costs[a->ncosts++].us = us;
+            }
         }
-        if (k == a->ncosts) /* more kinds than measured: as costly as the first */
-            k = 0;
-        if (cost)
-            cost[i] = a->costs[k].us;
-        if (a->costs[k].us > hi) {
-            hi = a->costs[k].us;
-            a->dummy = i;
-        }
-        if (lo < 0 || a->costs[k].us < lo)
-            lo = a->costs[k].us;
+        sum += us;
+        if (us > hi)
+            hi = us;
+        if (lo < 0 || us < lo)
+            lo = us;
     }
-    for (int i = 0; i < a->nusers; i++)
-        a->users[i].cheap = cost && 2 * cost[i] < hi;
-    free(cost);
     if (lo >= 0 && hi > 2 * lo)
         graced_log(LOG_WARN, "--users-file %s mixes hash costs (%.1f ms to %.1f ms a check): "
-                   "checks of the cheaper ones also run the costliest, so timing tells no names "
-                   "apart, but those hashes are cheaper to crack (mkpasswd -m yescrypt)", path,
-                   (double)lo / 1000, (double)hi / 1000);
+                   "every check runs one of each of its %d kinds (%.1f ms), so timing tells no "
+                   "names apart, but the cheaper hashes are cheaper to crack (mkpasswd -m "
+                   "yescrypt)", path, (double)lo / 1000, (double)hi / 1000, a->nkinds,
+                   (double)sum / 1000);
     if (cd) {
         explicit_bzero(cd, sizeof(*cd));
         free(cd);
@@ -272,8 +321,19 @@ static void measure_costs(struct graced_auth *a, const char *path)
 #endif
 }
 
+/* A version of the file takes the place of the one before. */
+static void use_users(struct graced_auth *a, const struct userset *us)
+{
+    free_users(a->users, a->nusers);
+    a->users = us->u;
+    a->nusers = us->n;
+    memcpy(a->rep, us->rep, sizeof(a->rep));
+    a->nkinds = us->nkinds;
+}
+
 int graced_auth_load(struct graced *g)
 {
+    struct userset us;
     char why[256];
     if (!g->o.users_file)
         return 0;
@@ -286,10 +346,11 @@ int graced_auth_load(struct graced *g)
         fprintf(stderr, "graced: out of memory\n");
         return -1;
     }
-    if (load_users(g->o.users_file, &g->auth->users, &g->auth->nusers, why, sizeof(why)) < 0) {
+    if (load_users(g->o.users_file, &us, why, sizeof(why)) < 0) {
         fprintf(stderr, "graced: --users-file %s: %s\n", g->o.users_file, why);
         return -1;
     }
+    use_users(g->auth, &us);
     if (g->auth->nusers == 0)
         graced_log(LOG_WARN, "--users-file %s: no users", g->o.users_file);
     measure_costs(g->auth, g->o.users_file);
@@ -298,23 +359,20 @@ int graced_auth_load(struct graced *g)
 
 void graced_auth_reload(struct graced *g)
 {
-    struct user *u;
-    int n;
+    struct userset us;
     char why[256];
     if (!g->auth)
         return;
-    if (load_users(g->o.users_file, &u, &n, why, sizeof(why)) < 0) {
+    if (load_users(g->o.users_file, &us, why, sizeof(why)) < 0) {
         graced_log(LOG_ERR, "worker %d: users not reloaded, keeping the old ones: %s: %s",
                    g->worker, g->o.users_file, why);
         return;
     }
-    free_users(g->auth->users, g->auth->nusers);
-    g->auth->users = u;
-    g->auth->nusers = n;
+    use_users(g->auth, &us);
     measure_costs(g->auth, g->o.users_file);
     /* a removed user or a changed password must not live on in the cache */
     memset(g->auth->cache, 0, sizeof(g->auth->cache));
-    graced_log(LOG_INFO, "worker %d: %d user(s) loaded", g->worker, n);
+    graced_log(LOG_INFO, "worker %d: %d user(s) loaded", g->worker, us.n);
 }
 
 static void check_free(struct check *c)
@@ -322,7 +380,7 @@ static void check_free(struct check *c)
     explicit_bzero(c->password, sizeof(c->password));
     explicit_bzero(c->cred, sizeof(c->cred));
     free(c->hash);
-    free(c->pad);
+    free(c->pads);
     free(c);
 }
 
@@ -513,7 +571,8 @@ int graced_token_ok(const struct graced *g, const char *auth)
 
 /* ---------------------------------------------------------------- the check */
 
-/* On the pool's thread: crypt, and the padding. */
+/* On the pool's thread: crypt, then one hash of each other kind (the top
+ * of the file says why). */
 static void check_work(struct graced_job *j)
 {
     struct check *c = (struct check *)j;
@@ -524,8 +583,8 @@ static void check_work(struct graced_job *j)
         const char *out = crypt_rn(c->password, c->hash, cd, sizeof(*cd));
         size_t hl = strlen(c->hash);
         c->ok = out && strlen(out) == hl && ct_equal(out, c->hash, hl);
-        if (c->pad) /* a cheap hash: its answer comes no sooner than a costly one's */
-            (void)crypt_rn(c->password, c->pad, cd, sizeof(*cd));
+        for (const char *p = c->pads; p && *p; p += strlen(p) + 1)
+            (void)crypt_rn(c->password, p, cd, sizeof(*cd));
         explicit_bzero(cd, sizeof(*cd));
         free(cd);
     }
@@ -616,6 +675,32 @@ static void check_gone(struct grace_request *req, int err, void *arg)
     c->cancelled = err == -ECANCELED;
 }
 
+/* The hashes of a user of each kind but own, "h1\0h2\0...\0\0" (NULL for
+ * none); 0 or -1. */
+static int pads_make(const struct graced_auth *a, int own, char **out)
+{
+    size_t len = 1, o = 0;
+    char *p;
+    *out = NULL;
+    if (a->nkinds < 2)
+        return 0;
+    for (int k = 0; k < a->nkinds; k++)
+        len += k == own ? 0 : strlen(a->users[a->rep[k]].hash) + 1;
+    if (!(p = malloc(len)))
+        return -1;
+    for (int k = 0; k < a->nkinds; k++) {
+        size_t n;
+        if (k == own)
+            continue;
+        n = strlen(a->users[a->rep[k]].hash) + 1;
+        memcpy(p + o, a->users[a->rep[k]].hash, n);
+        o += n;
+    }
+    p[o] = '\0';
+    *out = p;
+    return 0;
+}
+
 /*
  * "Authorization: Basic ..." for a request that needs a user: from the
  * cache at once, or refused at once (malformed, too many failures, too
@@ -692,11 +777,12 @@ static void basic_check(struct graced *g, struct grace_request *req, const char 
     strcpy(c->name, plain);
     strcpy(c->password, colon + 1);
     explicit_bzero(plain, sizeof(plain));
-    /* an unknown name costs a check too, against a hash of the costliest
-     * kind (measure_costs), so timing does not tell which names exist; it
-     * cannot pass, as check_done looks the name up again */
-    if (!(c->hash = strdup(a->users[user >= 0 ? user : a->dummy].hash)) ||
-        (user >= 0 && a->users[user].cheap && !(c->pad = strdup(a->users[a->dummy].hash)))) {
+    /* one hash of each kind (the top of the file says why): the user's own
+     * for theirs, a user's of each other kind; an unknown name gets the
+     * first kind's in place of its own, and cannot pass, as check_done
+     * looks the name up again */
+    if (!(c->hash = strdup(a->users[user >= 0 ? user : a->rep[0]].hash)) ||
+        pads_make(a, user >= 0 ? a->users[user].kind : 0, &c->pads) < 0) {
         check_free(c);
         graced_reply(req, 500, "out of memory\n");
         return;
