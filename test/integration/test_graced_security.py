@@ -344,6 +344,12 @@ def run_auth_timing_kinds(tmp):
     loaded machine). Before: the bcrypt 8 user cost about twice an unknown
     name, the sha512 one about two thirds."""
     root = mkroot(tmp, "timing-kinds")
+    many = os.path.join(tmp, "many-kinds-users")
+    write_users(many, [("u%d" % i, "pw", "r", b"$6$", 1000 + i) for i in range(17)])
+    r = subprocess.run([GRACED, "--root", root, "--users-file", many], capture_output=True,
+                       text=True, timeout=30)
+    check("a users file with 17 kinds of hash is refused at start, saying so",
+          r.returncode != 0 and "16 kinds" in r.stderr, (r.returncode, r.stderr))
     users = os.path.join(tmp, "timing-kinds-users")
     write_users(users, [("b4", "pw-b4", "rw", b"$2b$", 4), ("b8", "pw-b8", "rw", b"$2b$", 8),
                         ("y4", "pw-y4", "rw", b"$y$", 4), ("s6", "pw-s6", "rw", b"$6$", 25000)])
