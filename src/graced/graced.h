@@ -50,6 +50,7 @@
 
 #include <gracehttp.h>
 
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
@@ -411,17 +412,24 @@ void graced_notify_forget(void); /* a forked worker: never talk to systemd */
  * negative errno (logged) */
 int graced_notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* a worker serves (after its start, and after a SIGHUP's reload): READY=1
- * with one worker, else tell the supervisor */
+ * with one worker, else tell the supervisor (the value: its generation) */
 void graced_notify_up(const struct graced *g);
+/* the supervisor: is a GRACED_SIG_UP's value of the current generation
+ * (about the last SIGHUP, not an earlier start or reload)? */
+int graced_notify_current(int value);
 /* the supervisor: up of running of total workers say they serve; READY=1
  * once all did (and after a reload), STATUS= when the count changes */
 void graced_notify_workers(int up, int running, int total);
-void graced_notify_reloading(void); /* SIGHUP: RELOADING=1, MONOTONIC_USEC */
+/* SIGHUP, in the supervisor: a new generation, RELOADING=1, MONOTONIC_USEC;
+ * in a worker, before its reload: the generation it reloads for */
+void graced_notify_reloading(void);
 void graced_notify_stopping(void);  /* the first stop signal: STOPPING=1 */
 
 /* worker.c: run worker w (0-based) on row w of the sockets until it
- * stops; its exit status */
+ * stops; its exit status. The signals it handles (graced_worker_signals()
+ * adds them to a set) wait, blocked, until its handlers exist. */
 int graced_worker_run(struct graced *g, const struct graced_socks *s, int w);
+void graced_worker_signals(sigset_t *set);
 
 /* supervisor.c: the parent of --workers N > 1, until every worker ended;
  * its exit status */

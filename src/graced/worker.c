@@ -66,13 +66,27 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         begin_stop(g);
 }
 
+static const int signals[4] = {SIGTERM, SIGINT, SIGHUP, SIGUSR2};
+
+void graced_worker_signals(sigset_t *set)
+{
+    for (int i = 0; i < 4; i++)
+        sigaddset(set, signals[i]);
+}
+
 int graced_worker_run(struct graced *g, const struct graced_socks *s, int w)
 {
     const int *fds = s->fd[w], *tls = s->tls, *proxy = s->proxy;
     int nfds = s->per_worker;
     struct event *sig[4];
-    static const int signals[4] = {SIGTERM, SIGINT, SIGHUP, SIGUSR2};
     int rc, nsig = g->supervised ? 4 : 3;
+    sigset_t handled;
+
+    /* until the handlers below exist, a stop or reload signal waits (a
+     * forked worker starts with them blocked already: spawn()) */
+    sigemptyset(&handled);
+    graced_worker_signals(&handled);
+    sigprocmask(SIG_BLOCK, &handled, NULL);
 
     g->base = event_base_new();
     g->srv = g->base ? grace_server_new(g->base, g->o.cfg) : NULL;
@@ -104,6 +118,10 @@ int graced_worker_run(struct graced *g, const struct graced_socks *s, int w)
         if (!sig[i] || event_add(sig[i], NULL) < 0)
             return 1;
     }
+    /* now they may come: one that waited is handled from the loop (a
+     * SIGHUP's reload after the start's "up" below: notify.c's generation
+     * tells the supervisor which one that is) */
+    sigprocmask(SIG_UNBLOCK, &handled, NULL);
     if (!g->supervised) /* else the supervisor does, once every worker runs */
         graced_announce(s);
     graced_metrics_start(g);
@@ -114,11 +132,7 @@ int graced_worker_run(struct graced *g, const struct graced_socks *s, int w)
     graced_proxy_free(g);
     /* stopped: a stop signal still on its way (the supervisor's copy of
      * one we had directly) must not kill us once the handlers are gone */
-    sigset_t set;
-    sigemptyset(&set);
-    for (int i = 0; i < nsig; i++)
-        sigaddset(&set, signals[i]);
-    sigprocmask(SIG_BLOCK, &set, NULL);
+    sigprocmask(SIG_BLOCK, &handled, NULL);
     for (int i = 0; i < nsig; i++)
         event_free(sig[i]);
     grace_server_free(g->srv);

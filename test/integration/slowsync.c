@@ -21,6 +21,12 @@
  * as "kick END" (END: offset + length, the bytes it covers). With
  * SLOWSYNC_NO_SETPRIORITY=1, setpriority(2) fails with EPERM, as under a
  * seccomp filter that denies it (systemd's SystemCallFilter=~@resources).
+ * With SLOWSYNC_EVENTFD_MS=N, eventfd(2) waits N ms ("eventfd-wait T"
+ * before, "eventfd T" after; T: CLOCK_MONOTONIC in microseconds): graced's
+ * worker makes its pool's eventfd before its signal handlers, so this
+ * widens a fresh worker's start. With SLOWSYNC_OPEN_PATH=P and
+ * SLOWSYNC_OPEN_MS=N, fopen(3) of P waits N ms ("opened T" after): a slow
+ * reload of the users file.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -31,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,7 +53,7 @@ static void note(const char *what, long long size)
     int n, lfd;
     if (!path)
         return;
-    n = snprintf(line, sizeof(line), "%s %lld\n", what, size);
+    n = snprintf(line, sizeof(line), "%s %lld %d\n", what, size, (int)getpid());
     lfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (lfd >= 0) {
         (void)!write(lfd, line, (size_t)n);
@@ -164,6 +171,47 @@ int sync_file_range(int fd, off_t offset, off_t nbytes, unsigned int flags)
         (int (*)(int, off_t, off_t, unsigned int))dlsym(RTLD_NEXT, "sync_file_range");
     note("kick", (long long)(offset + nbytes));
     return real(fd, offset, nbytes, flags);
+}
+
+static long long mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* the whole time, signals or not */
+static void wait_ms(const char *ms)
+{
+    struct timespec ts = {atoi(ms) / 1000, (long)(atoi(ms) % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+int eventfd(unsigned int initval, int flags)
+{
+    int (*real)(unsigned int, int) = (int (*)(unsigned int, int))dlsym(RTLD_NEXT, "eventfd");
+    const char *ms = getenv("SLOWSYNC_EVENTFD_MS");
+    if (ms && atoi(ms) > 0) {
+        note("eventfd-wait", mono_us());
+        wait_ms(ms);
+        note("eventfd", mono_us());
+    }
+    return real(initval, flags);
+}
+
+FILE *fopen(const char *path, const char *mode);
+FILE *fopen(const char *path, const char *mode)
+{
+    FILE *(*real)(const char *, const char *) =
+        (FILE * (*)(const char *, const char *)) dlsym(RTLD_NEXT, "fopen");
+    const char *slow = getenv("SLOWSYNC_OPEN_PATH"), *ms = getenv("SLOWSYNC_OPEN_MS");
+    FILE *fp = real(path, mode);
+    if (slow && ms && !strcmp(path, slow)) {
+        wait_ms(ms);
+        note("opened", mono_us());
+    }
+    return fp;
 }
 
 int fallocate(int fd, int mode, off_t offset, off_t len);
