@@ -144,6 +144,8 @@ struct graced {
     struct graced_metrics *metrics; /* metrics.c: shared by all workers */
     struct graced_proxy *proxy;   /* proxy.c: this worker's PROXY listeners */
     int stopping;                 /* a graceful stop began: --health says 503 */
+    int64_t stop_at_ms;           /* worker.c: when (graced_mono_ms) */
+    int served;                   /* worker.c: the library's stop is done */
     struct graced_pool *pool;     /* pool.c: this worker's threads for the disk */
     struct graced_stores *stores; /* store.c: write-back, the sweep */
 };
@@ -380,9 +382,12 @@ int graced_proxy_init(struct graced *g); /* start-up checks; -1 after a line on 
 /* accept on fd, read the PROXY header, then hand the connection to the
  * server (plain HTTP, or TLS with tls) */
 int graced_proxy_listen(struct graced *g, int fd, struct grace_tls *tls);
-/* a graceful stop: the listen queues accepted, the listeners closed; the
- * number of headers still to read, settled(g) once they are (bounded) */
+/* a graceful stop, before the server's: the listen queues accepted, the
+ * headers already there read and handed over, the listeners closed; the
+ * number of headers still to come, settled(g) once none is (each bounded
+ * by --proxy-timeout) */
 int graced_proxy_stop(struct graced *g, void (*settled)(struct graced *g));
+int graced_proxy_pending(const struct graced *g); /* headers still to come */
 void graced_proxy_free(struct graced *g);
 
 /* metrics.c: the mapping is made before forking, so every worker adds to
