@@ -19,7 +19,7 @@ obj=${top_builddir:-.}/src/graced
 # rank  layer       files (x for x.c and x.h; x.h for a header without a .c)
 ranks() {
     cat <<'EOF'
-0 base        log addr path escape etag reply multipart pool graced.h
+0 base        log clock addr path escape etag reply multipart pool graced.h
 1 services    notify certs options sock auth web guard store metrics proxy
 2 handlers    listing files upload form delete
 3 dispatch    route

@@ -5,9 +5,10 @@
  * each with a table of methods.
  *
  *   --health PATH   exact    GET, HEAD: 200 serving, 503 stopping; no login,
- *                            none of graced's headers but Cache-Control: no-store
+ *                            none of graced's headers but Cache-Control: no-store;
+ *                            the tree's writes 409, other methods 405
  *   --metrics PATH  exact    GET, HEAD: the counters (no login: --metrics-allow);
- *                            any other method as on the tree
+ *                            the tree's writes 409, other methods as on the tree
  *   /               prefix   the tree: files, listings, uploads, deletes
  *   (no route)               "*" of "OPTIONS *", a CONNECT's host:port: the tree's
  *
@@ -17,8 +18,11 @@
  * condition holds is the one. Its flags say what comes before the
  * handler, in this order:
  *   - graced's headers (web.c) and the refusals of guard.c (two Origins,
- *     control bytes; for ROUTE_WHOLE Content-Range, for ROUTE_UPLOAD the
- *     --metrics path);
+ *     control bytes; for ROUTE_WHOLE Content-Range);
+ *   - on graced's own paths (--health, --metrics: the route's "own"), a
+ *     ROUTE_WRITE row of the tree is 409, whether the route falls back to
+ *     the tree or not: no upload takes the path, no DELETE removes what it
+ *     shadows (form parts named like it: form.c, graced_path_reserved);
  *   - ROUTE_WRITE: the row changes files: without --upload-dir it is off
  *     (405 "uploads are not enabled"); a page of another site may not use
  *     it (403); the login must be allowed to write;
@@ -55,6 +59,7 @@ struct route {
     size_t nrows;
     const struct route *next; /* methods it has no row for: the rows there */
     int bare;                 /* none of graced's headers or refusals (--health) */
+    const char *own;          /* graced's own path: the option; the tree's writes 409 */
 };
 
 #define ROWS(r) (r), sizeof(r) / sizeof((r)[0])
@@ -68,19 +73,19 @@ static const struct row tree_rows[] = {
     {"DELETE", NULL, ROUTE_WRITE, graced_delete},
     {"OPTIONS", NULL, ROUTE_PUBLIC | ROUTE_OPTIONS, NULL},
 };
-static const struct route tree = {ROWS(tree_rows), NULL, 0};
+static const struct route tree = {ROWS(tree_rows), NULL, 0, NULL};
 
 static const struct row metrics_rows[] = {
     {"GET", NULL, ROUTE_PUBLIC, graced_metrics_serve},
     {"HEAD", NULL, ROUTE_PUBLIC, graced_metrics_serve},
 };
-static const struct route metrics = {ROWS(metrics_rows), &tree, 0};
+static const struct route metrics = {ROWS(metrics_rows), &tree, 0, "--metrics"};
 
 static const struct row health_rows[] = {
     {"GET", NULL, ROUTE_PUBLIC, graced_health_serve},
     {"HEAD", NULL, ROUTE_PUBLIC, graced_health_serve},
 };
-static const struct route health = {ROWS(health_rows), NULL, 1};
+static const struct route health = {ROWS(health_rows), NULL, 1, "--health"};
 
 /* A row that exists but is off here: writes without --upload-dir. */
 static int row_off(const struct row *w, const struct graced *g)
@@ -158,6 +163,18 @@ static void not_allowed(struct grace_request *req, struct graced *g, const struc
     graced_reply(req, 405, why);
 }
 
+/* On graced's own path, the row of the tree this method would have if it
+ * writes (and uploads are on): it is refused there. */
+static const struct row *own_write(const struct route *rt, const struct row *w,
+                                   struct grace_request *req, const struct graced *g)
+{
+    if (!rt->own || (w && !(w->flags & ROUTE_WRITE)))
+        return NULL;
+    if (!w)
+        w = find(&tree, req);
+    return w && (w->flags & ROUTE_WRITE) && !row_off(w, g) ? w : NULL;
+}
+
 static void dispatch(struct grace_request *req, struct graced *g, const struct route *rt)
 {
     const struct row *w = find(rt, req);
@@ -165,9 +182,14 @@ static void dispatch(struct grace_request *req, struct graced *g, const struct r
 
     if (!rt->bare) {
         graced_web_headers(req, g); /* HSTS, Server, nosniff, framing, CORS */
-        if (graced_guard(req, g, w && !off && (w->flags & ROUTE_WHOLE),
-                         w && !off && (w->flags & ROUTE_UPLOAD)))
+        if (graced_guard(req, w && !off && (w->flags & ROUTE_WHOLE)))
             return;
+    }
+    if (own_write(rt, w, req, g)) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "this path is graced's %s: no file may take it\n", rt->own);
+        graced_reply(req, 409, msg);
+        return;
     }
     if (!w || off) {
         not_allowed(req, g, rt, off ? "uploads are not enabled\n" : "method not allowed\n");
