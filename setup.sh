@@ -23,7 +23,8 @@ mode=${1:-build}
 # python3-httpx (for Debian's /usr/bin/python3, which the kit runs them with)
 PKGS="build-essential autoconf automake libtool pkg-config libevent-dev check \
 libssl-dev openssl curl python3 clang valgrind systemd libcrypt-dev chromium firefox-esr haproxy iproute2 \
-nghttp2-client golang-go python3-h2 python3-httpx"
+nghttp2-client golang-go python3-h2 python3-httpx \
+libexpat1-dev litmus rclone cadaver"
 # node and npm for the browser test (test/browser): Debian's, unless a node
 # with its own npm is already there
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
@@ -82,7 +83,8 @@ test)
     for t in build/test/unit/check_parser build/test/unit/check_server build/test/unit/check_linger \
         build/test/unit/check_progress build/test/unit/check_stream build/test/unit/check_splice \
         build/test/unit/check_upgrade build/test/unit/check_hooks build/test/unit/check_stop \
-        build/test/unit/check_pool build/test/unit/check_graced_path build/test/unit/check_options; do
+        build/test/unit/check_pool build/test/unit/check_graced_path build/test/unit/check_options \
+        build/test/unit/check_dav; do
         GRACE_TEST_NO_HEAP=1 GRACE_TEST_NO_RLIMIT=1 CK_FORK=no \
             valgrind -q --leak-check=full --error-exitcode=1 "$t"
     done

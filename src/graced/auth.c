@@ -598,11 +598,33 @@ static void challenge(struct grace_request *req, const char *msg)
     graced_reply(req, 401, msg);
 }
 
-/* A user is known: may they do it? Then go on, or answer 403. */
+int graced_auth_may(const struct graced *g, int user, const char *rel, int write)
+{
+    (void)rel; /* the users file gives a login one right for the whole tree */
+    if (user < 0 || !g->auth || user >= g->auth->nusers)
+        return 1;
+    return !write || g->auth->users[user].write;
+}
+
+/* A user is known: may they do it, at the request's path and (COPY, MOVE)
+ * at its Destination? Then go on, or answer 403. */
 static void allowed(struct graced *g, struct grace_request *req, int user, int write,
                     graced_cont_cb cont)
 {
-    if (write && !g->auth->users[user].write) {
+    const char *dest = grace_request_header(req, "Destination");
+    char rel[4096];
+    int trailing;
+    if (!graced_auth_may(g, user, graced_path_of(req, rel, sizeof(rel),
+                                                 graced_path_flags(g, write), &trailing)
+                                      ? NULL
+                                      : rel,
+                         write) ||
+        (dest && write &&
+         !graced_auth_may(g, user, graced_path_uri(req, dest, strlen(dest), rel, sizeof(rel),
+                                                   graced_path_flags(g, 1), &trailing)
+                                       ? NULL
+                                       : rel,
+                          1))) {
         graced_reply(req, 403, "this user may not write\n");
         return;
     }

@@ -497,3 +497,8 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
     else
         grace_reply_file(req, status, fd, start, len);
 }
+
+const char *graced_content_type(const char *name)
+{
+    return content_type(name);
+}

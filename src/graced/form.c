@@ -243,6 +243,14 @@ static int on_part_begin(const char *field, const char *filename, void *arg)
     }
     if ((rc = name_taken(f)))
         return rc;
+    if (graced_locktab_active(f->g)) { /* WebDAV: and one on the file itself */
+        char path[4096 + 256 + 2];
+        snprintf(path, sizeof(path), "%s%s%s", f->dir, f->dir[0] ? "/" : "", f->name);
+        if ((rc = graced_dav_test(f->req, f->g, path, GRACED_LOCK_SELF, NULL, 0, NULL, 0))) {
+            refusef(f, rc, "%s is locked (WebDAV)", f->name);
+            return -EBUSY;
+        }
+    }
     if (fstatat(f->dirfd, f->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
         if (S_ISDIR(st.st_mode)) {
             refusef(f, 409, "a folder is named %s", f->name);
@@ -571,6 +579,9 @@ void graced_form_upload(struct grace_request *req, struct graced *g)
         graced_reply(req, st, st == 403 ? "forbidden path\n" : "bad path\n");
         return;
     }
+    /* WebDAV: a lock on the folder (or above it) holds against new files */
+    if (graced_dav_check(req, g, rel, GRACED_LOCK_SELF, NULL, 0))
+        return;
     if ((dirfd = graced_path_open_dir(g->upload_fd, rel, strlen(rel), 1)) < 0) {
         st = graced_errno_status(dirfd);
         graced_reply(req, st, st == 409 ? "a file is in the way of the folder\n"

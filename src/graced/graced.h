@@ -16,7 +16,13 @@
  *   listing.c  directory listings (--list-dirs): HTML with the upload form, JSON
  *   upload.c   PUT (and POST of a raw body): early checks, then into a store
  *   form.c     POST of multipart/form-data to a folder: each file part stored
- *   delete.c   DELETE of a file or an empty folder
+ *   delete.c   DELETE of a file, or of a folder and all it holds
+ *   propfind.c WebDAV PROPFIND: properties of a file or a folder's entries,
+ *              streamed
+ *   proppatch.c WebDAV PROPPATCH: dead properties set and removed
+ *   mkcol.c    WebDAV MKCOL: a new folder
+ *   copymove.c WebDAV COPY and MOVE
+ *   lock.c     WebDAV LOCK and UNLOCK
  * services
  *   options.c  the table of options: parsing, defaults, --help
  *   sock.c     listening sockets and systemd socket activation
@@ -32,6 +38,10 @@
  *   metrics.c  Prometheus /metrics, summed over workers in shared memory;
  *              --health
  *   proxy.c    PROXY protocol v1/v2 listeners
+ *   locktab.c  WebDAV locks in shared memory, for every worker
+ *   davcond.c  what a write must satisfy: the If header, the locks (412, 423)
+ *   props.c    WebDAV dead properties, kept in an extended attribute
+ *   davjob.c   a WebDAV write that waits for a job on the pool
  *   notify.c   sd_notify(3) readiness for systemd (Type=notify), no libsystemd
  * base
  *   path.c     URL paths to confined names: graced's rules on the library's
@@ -44,6 +54,9 @@
  *   clock.c    the monotonic clock
  *   pool.c     a few threads per worker for work that blocks on the disk
  *   multipart.c  a streaming multipart/form-data parser (no I/O)
+ *   xml.c      WebDAV's XML: request bodies read (expat), answers written
+ *   ifheader.c WebDAV's If header parsed (no I/O)
+ *   tree.c     a folder and all it holds: counted, removed (for pool threads)
  */
 #ifndef GRACED_H
 #define GRACED_H
@@ -96,6 +109,11 @@ struct graced_opts {
     int show_hidden;          /* --show-hidden: dot-names listed and served */
     int no_overwrite;         /* --no-overwrite: every PUT is If-None-Match: * */
     int64_t list_max;         /* --list-max: entries in one listing */
+    /* WebDAV */
+    int64_t dav_locks;        /* --dav-locks: locks held at once, by all workers */
+    int64_t dav_lock_timeout_ms; /* --dav-lock-timeout: the longest a lock lasts */
+    int64_t dav_props_max;    /* --dav-props-max: bytes of dead properties a file keeps */
+    int64_t dav_tree_max;     /* --dav-tree-max: entries one COPY or DELETE of a folder takes */
     struct grace_config *cfg; /* library options by their documented names */
     /* auth.c */
     const char *users_file;   /* --users-file */
@@ -148,6 +166,7 @@ struct graced {
     int served;                   /* worker.c: the library's stop is done */
     struct graced_pool *pool;     /* pool.c: this worker's threads for the disk */
     struct graced_stores *stores; /* store.c: write-back, the sweep */
+    struct graced_locktab *locks; /* locktab.c: WebDAV locks, shared by all workers */
 };
 
 /* options.c: 0 to run, 1 after --help/--version, -1 on error (printed) */
@@ -206,6 +225,12 @@ int graced_path_of(struct grace_request *req, char *out, size_t outlen, int flag
  * has none: 400) */
 int graced_path_decode(const char *raw, const char *norm, char *out, size_t outlen, int flags,
                        int *trailing_slash);
+/* a URI a WebDAV header names (Destination, an If header's tag), len
+ * bytes: an absolute URI of this server (its authority is the request's
+ * Host) or an absolute path, decoded as above. 0, or a status: 400
+ * (malformed, a refused name), 502 (another server) */
+int graced_path_uri(struct grace_request *req, const char *uri, size_t len, char *out,
+                    size_t outlen, int flags, int *trailing_slash);
 /* one decoded name: 0 or a status (400 control bytes, 403 "..", dot-names, 404 temp names) */
 int graced_name_check(const char *seg, size_t n, int flags);
 int graced_utf8_valid(const char *s, size_t n);
@@ -319,6 +344,13 @@ int graced_store_commit(struct graced_store *s, int noreplace, const char *if_ma
  * The temporary file is removed once no job uses it; a rename already done
  * stays. NULL is ignored. */
 void graced_store_abandon(struct graced_store *s);
+/* The same steps for a pool thread that copies (COPY): a locked temporary
+ * file for leaf in dirfd (its name into tmp, NAME_MAX + 1 bytes): the fd,
+ * or a negative errno; then fsync, rename to name (noreplace: never over
+ * an existing name: -EEXIST), the temporary file removed on failure. The
+ * folder's fsync is the caller's. 0 or a negative errno. */
+int graced_store_tmp_open(int dirfd, const char *leaf, char *tmp, size_t tmplen);
+int graced_store_tmp_commit(int dirfd, int fd, const char *tmp, const char *name, int noreplace);
 int graced_store_init(struct graced *g); /* a worker: its pool, write-back, sweep; -1 */
 void graced_store_end(struct graced *g); /* after the server: waits for every job */
 int graced_clean_stale(struct graced *g); /* start-up sweep; how many removed */
@@ -332,6 +364,13 @@ void graced_auth_reload(struct graced *g); /* SIGHUP: old users kept on error */
 void graced_auth_stop(struct graced *g);   /* a worker ends: the helper thread */
 void graced_auth_free(struct graced *g);
 void graced_authorize(struct grace_request *req, struct graced *g, int write, graced_cont_cb cont);
+/* May login user (an index in the users file) read, or write, at rel (a
+ * decoded path below the tree, "" the top; NULL: a path the handler will
+ * refuse anyway)? The one place that says what a login may do where:
+ * graced_authorize() asks it for the request's path and, for COPY and
+ * MOVE, for the Destination's. Today one right (r or rw) for the whole
+ * tree; per-path rules belong here. */
+int graced_auth_may(const struct graced *g, int user, const char *rel, int write);
 /* --auth-token-file: its first line into g->token; -1 with errno (EINVAL:
  * no token, EILSEQ: a byte no header can carry) */
 int graced_load_token(struct graced *g);
@@ -444,6 +483,145 @@ int graced_supervise(struct graced *g, struct graced_socks *s);
  * Accept ask for JSON? */
 int graced_reply(struct grace_request *req, int status, const char *body);
 int graced_wants_json(struct grace_request *req);
+
+/* ---------------------------------------------------------------- WebDAV */
+
+/* xml.c: a request body as a tree. An element has a name (and its
+ * namespace URI, "" for none); a text node has name NULL and its text. */
+struct graced_xml {
+    const char *ns, *name;
+    const char *text;
+    const char **attrs; /* (ns, name, value) triples, then NULL */
+    struct graced_xml *child, *next, *parent;
+};
+struct graced_xml_doc;
+/* 0 with the document (free it) and its root element, or -1: not
+ * well-formed, a DOCTYPE, too deep or too many nodes (400) */
+int graced_xml_parse(const char *buf, size_t len, struct graced_xml_doc **doc,
+                     struct graced_xml **root);
+void graced_xml_free(struct graced_xml_doc *doc);
+int graced_xml_is(const struct graced_xml *x, const char *ns, const char *name);
+/* the first child element with that name, or NULL */
+struct graced_xml *graced_xml_child(const struct graced_xml *x, const char *ns, const char *name);
+/* s[0..n) as XML text or attribute value: & < > " escaped, control bytes
+ * and bytes that are not UTF-8 as U+FFFD */
+void graced_xml_esc(struct evbuffer *out, const char *s, size_t n);
+/* the element and all below it, standing alone (its namespaces declared) */
+void graced_xml_write(struct evbuffer *out, const struct graced_xml *x);
+
+/* ifheader.c: the If header's conditions, in order; list says which list
+ * each belongs to, tag (taglen bytes, NULL for none) its resource */
+#define GRACED_IF_MAX 64
+struct graced_if_cond {
+    const char *tag;
+    size_t taglen;
+    int list, not, etag; /* etag: an entity tag, else a state token */
+    const char *s;       /* the token or the entity tag (quotes kept), len bytes */
+    size_t len;
+};
+struct graced_if {
+    int n, nlists;
+    struct graced_if_cond c[GRACED_IF_MAX];
+};
+/* 0, or -1 for a malformed header (400); pointers point into h */
+int graced_if_parse(const char *h, struct graced_if *out);
+
+/* locktab.c: the locks of every worker (the mapping is made before the
+ * workers are forked; none without --upload-dir) */
+#define GRACED_LOCK_TOKEN 48   /* "urn:uuid:" and 36 characters, NUL */
+#define GRACED_LOCK_OWNER 512  /* the LOCK's DAV:owner, as XML */
+#define GRACED_LOCK_PATH 4096
+#define GRACED_LOCK_SELF 1     /* locks that cover the path (or a folder above: depth infinity) */
+#define GRACED_LOCK_PARENT 2   /* (davcond.c) and those of its folder */
+#define GRACED_LOCK_BELOW 4    /* locks on what lies below it */
+struct graced_lock {           /* a view of one, valid during a callback */
+    const char *token, *owner, *root;
+    int shared, infinite;
+    int64_t timeout_s, left_s;
+};
+int graced_locktab_init(struct graced *g); /* start-up; -1 after a line on stderr */
+int graced_locktab_active(const struct graced *g); /* are there any? */
+/* fn (NULL: count only) for each live lock on path (what: SELF, BELOW);
+ * fn runs under the table's mutex: no I/O there; it returns 1 to stop.
+ * How many were seen. */
+int graced_locktab_find(struct graced *g, const char *path, unsigned what,
+                        int (*fn)(const struct graced_lock *l, void *arg), void *arg);
+/* a new lock; token receives its token. 0, -EBUSY (a conflicting lock:
+ * 423), -ENOSPC (the table is full), -ENAMETOOLONG */
+int graced_locktab_add(struct graced *g, const char *path, int shared, int infinite,
+                       int64_t timeout_s, const char *owner, char *token);
+/* the lock with this token that covers path gets a new timeout; fn sees
+ * it. 0 or -ENOENT */
+int graced_locktab_refresh(struct graced *g, const char *path, const char *token, size_t len,
+                           int64_t timeout_s, int (*fn)(const struct graced_lock *l, void *arg),
+                           void *arg);
+/* UNLOCK: 0 or -ENOENT (no such lock on path) */
+int graced_locktab_remove(struct graced *g, const char *path, const char *token, size_t len);
+/* is token a live lock covering path? */
+int graced_locktab_holds(struct graced *g, const char *path, const char *token, size_t len);
+/* path and all below it are gone (DELETE, MOVE): their locks go too */
+void graced_locktab_drop(struct graced *g, const char *path);
+
+/* davcond.c: the If header and the locks on what a write changes: rel
+ * with what (GRACED_LOCK_SELF, _PARENT, _BELOW), and dest with dest_what
+ * (COPY, MOVE; NULL for none). 0 to go on, or 1: answered (400 malformed
+ * If, 412 it does not hold, 423 a lock whose token is not submitted).
+ * PUT, the form upload, resumable uploads and every WebDAV write call it. */
+int graced_dav_check(struct grace_request *req, struct graced *g, const char *rel,
+                     unsigned what, const char *dest, unsigned dest_what);
+/* the same without answering: 0 or the status; for 423 root (n bytes)
+ * receives the path of the lock whose token is missing */
+int graced_dav_test(struct grace_request *req, struct graced *g, const char *rel,
+                    unsigned what, const char *dest, unsigned dest_what, char *root, size_t n);
+/* an answer with a DAV:error body naming a precondition (cond: its local
+ * name), with the href of a path (NULL: none) */
+void graced_dav_error(struct grace_request *req, int status, const char *cond, const char *href);
+
+/* davjob.c: work(arg) on the pool, then done(req, g, arg) on the loop,
+ * which answers; if the client left meanwhile, done does not run (the job
+ * runs all the same). release(arg) (may be NULL) after either. 0, or -1:
+ * answered 500 and released. Call with the request unanswered, its body
+ * read. */
+int graced_dav_run(struct graced *g, struct grace_request *req, void (*work)(void *arg),
+                   void (*done)(struct grace_request *req, struct graced *g, void *arg),
+                   void (*release)(void *arg), void *arg);
+/* lock.c: one DAV:activelock */
+void graced_lock_xml(struct evbuffer *out, const struct graced_lock *l);
+
+/* props.c: dead properties, records "ns\0name\0xml\0" (xml: the
+ * property's element, standing alone) in one extended attribute */
+/* of an open file or folder: the length read, 0 for none, or a negative
+ * errno (-ENOTSUP: the filesystem keeps none) */
+ssize_t graced_props_get(int fd, char *buf, size_t n);
+/* the same for name in folder dirfd, without opening it */
+ssize_t graced_props_get_at(int dirfd, const char *name, char *buf, size_t n);
+/* replace them all (len 0: remove). 0 or a negative errno */
+int graced_props_set(int fd, const char *buf, size_t len);
+/* the next record from *pos: 1, or 0 at the end */
+int graced_props_next(const char *buf, size_t len, size_t *pos, const char **ns,
+                      const char **name, const char **xml);
+/* from's dead properties onto to (COPY). 0 or a negative errno */
+int graced_props_copy(int from, int to);
+
+/* tree.c: for pool threads; never follows a symbolic link */
+/* the entries below folder fd, counting up to max + 1 (depth <= 64: more
+ * counts as max + 1) */
+long graced_tree_count(int fd, long max);
+/* remove name in dirfd and everything below it. A temporary upload file an
+ * upload holds (its lock) stays, and so does its folder. fail(rel, errno)
+ * for each entry left (rel: below name). 0 when all of it went, else -1 */
+int graced_tree_remove(int dirfd, const char *name,
+                       void (*fail)(const char *rel, int err, void *arg), void *arg);
+
+/* handlers */
+void graced_propfind(struct grace_request *req, struct graced *g);
+void graced_proppatch(struct grace_request *req, struct graced *g);
+void graced_mkcol(struct grace_request *req, struct graced *g);
+void graced_copymove(struct grace_request *req, struct graced *g);
+void graced_lock(struct grace_request *req, struct graced *g);
+void graced_unlock(struct grace_request *req, struct graced *g);
+/* files.c: the Content-Type a file of that name is served with */
+const char *graced_content_type(const char *name);
 
 /* certs.c: every --tls-cert/--tls-key pair into a new context, NULL after
  * one line on stderr; SIGHUP: load them again (the old stay on failure) */

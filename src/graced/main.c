@@ -70,7 +70,8 @@ int main(int argc, char **argv)
      * start-up error; with several workers each then loads its own */
     if (g.o.ncert && !(g.tls = graced_certs_load(&g.o)))
         return 2;
-    if (graced_auth_load(&g) < 0 || graced_proxy_init(&g) < 0 || graced_metrics_init(&g) < 0)
+    if (graced_auth_load(&g) < 0 || graced_proxy_init(&g) < 0 || graced_metrics_init(&g) < 0 ||
+        graced_locktab_init(&g) < 0)
         return 2;
     graced_web_check_options(&g.o);
     graced_access_log_skip(g.o.health_path);

@@ -14,6 +14,10 @@
  * filenames; graced_path_reserved() keeps graced's own paths (--health,
  * --metrics) from form parts (route.c refuses the other writes there).
  *
+ * graced_path_uri() does the same for a URI that a WebDAV header names
+ * (Destination, an If header's tag): an absolute URI must name this very
+ * server (its authority is the request's Host), else 502.
+ *
  * graced_path_open_dir() walks a relative directory path one segment at a
  * time with O_NOFOLLOW, optionally creating what is missing: a symbolic
  * link anywhere on the way is refused, so nothing written can land outside
@@ -28,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -327,4 +332,44 @@ int graced_errno_status(int err)
     case ENOSPC: case EDQUOT: case EFBIG: return 507;
     default: return 500;
     }
+}
+
+int graced_path_uri(struct grace_request *req, const char *uri, size_t len, char *out,
+                    size_t outlen, int flags, int *trailing_slash)
+{
+    const char *p = uri, *end = uri + len, *host, *path;
+    char *raw, *norm;
+    size_t n;
+    ssize_t nl;
+    int st;
+    *trailing_slash = 0;
+    if ((len >= 7 && !strncasecmp(p, "http://", 7)) || (len >= 8 && !strncasecmp(p, "https://", 8))) {
+        p += p[4] == ':' ? 7 : 8;
+        path = memchr(p, '/', (size_t)(end - p));
+        if (!path)
+            path = end;
+        /* this very server: the authority the request came to (Host) */
+        host = grace_request_header(req, "Host");
+        if (memchr(p, '@', (size_t)(path - p)))
+            return 400;
+        if (!host || strlen(host) != (size_t)(path - p) || strncasecmp(host, p, (size_t)(path - p)))
+            return 502;
+        p = path;
+    }
+    if (p == end)
+        p = "/", end = p + 1;
+    if (*p != '/')
+        return 400;
+    n = strcspn(p, "?#");
+    if (n > (size_t)(end - p))
+        n = (size_t)(end - p);
+    if (!(raw = malloc(2 * n + 2)))
+        return 500;
+    memcpy(raw, p, n);
+    raw[n] = '\0';
+    norm = raw + n + 1;
+    nl = grace_path_normalize(raw, n, norm, n + 1);
+    st = graced_path_decode(raw, nl < 0 ? NULL : norm, out, outlen, flags, trailing_slash);
+    free(raw);
+    return st;
 }

@@ -9,7 +9,8 @@
  *                            the tree's writes 409, other methods 405
  *   --metrics PATH  exact    GET, HEAD: the counters (no login: --metrics-allow);
  *                            the tree's writes 409, other methods as on the tree
- *   /               prefix   the tree: files, listings, uploads, deletes
+ *   /               prefix   the tree: files, listings, uploads, deletes,
+ *                            WebDAV (its OPTIONS says DAV: 1, 2)
  *   (no route)               "*" of "OPTIONS *", a CONNECT's host:port: the tree's
  *
  * A row is a method, maybe a condition on the request's headers (POST of a
@@ -72,6 +73,14 @@ static const struct row tree_rows[] = {
     {"POST", NULL, ROUTE_WRITE | ROUTE_UPLOAD | ROUTE_WHOLE, graced_upload},
     {"DELETE", NULL, ROUTE_WRITE, graced_delete},
     {"OPTIONS", NULL, ROUTE_PUBLIC | ROUTE_OPTIONS, NULL},
+    /* WebDAV (RFC 4918 class 1 and 2) */
+    {"PROPFIND", NULL, 0, graced_propfind},
+    {"PROPPATCH", NULL, ROUTE_WRITE, graced_proppatch},
+    {"MKCOL", NULL, ROUTE_WRITE, graced_mkcol},
+    {"COPY", NULL, ROUTE_WRITE, graced_copymove},
+    {"MOVE", NULL, ROUTE_WRITE, graced_copymove},
+    {"LOCK", NULL, ROUTE_WRITE, graced_lock},
+    {"UNLOCK", NULL, ROUTE_WRITE, graced_unlock},
 };
 static const struct route tree = {ROWS(tree_rows), NULL, 0, NULL};
 
@@ -151,6 +160,10 @@ static void options(struct grace_request *req, struct graced *g, const struct ro
     methods(rt, g, 1, reads, sizeof(reads));
     graced_web_preflight(req, g, all, reads);
     grace_response_add_header(req, "Allow", all);
+    if (listed(all, "PROPFIND")) { /* WebDAV: class 2 when LOCK is on */
+        grace_response_add_header(req, "DAV", listed(all, "LOCK") ? "1, 2" : "1");
+        grace_response_add_header(req, "MS-Author-Via", "DAV");
+    }
     graced_reply(req, 204, NULL);
 }
 

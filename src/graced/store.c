@@ -502,30 +502,72 @@ int graced_store_fd(const struct graced_store *s)
     return s->fd;
 }
 
-/* Our file still has its temporary name (no sweep removed it). */
-static int still_named(const struct graced_store *s)
+/* Our file fd still has its temporary name tmp (no sweep removed it). */
+static int still_named(int dirfd, const char *tmp, int fd)
 {
     struct stat mine, named;
-    return fstat(s->fd, &mine) == 0 && mine.st_nlink > 0 &&
-           fstatat(s->dirfd, s->tmp, &named, AT_SYMLINK_NOFOLLOW) == 0 &&
+    return fstat(fd, &mine) == 0 && mine.st_nlink > 0 &&
+           fstatat(dirfd, tmp, &named, AT_SYMLINK_NOFOLLOW) == 0 &&
            named.st_ino == mine.st_ino && named.st_dev == mine.st_dev;
 }
 
-static uint64_t tmp_id(const struct graced *g, int attempt)
+static uint64_t tmp_id(uint64_t seq, int attempt)
 {
     uint64_t id;
     struct timespec ts;
     if (getrandom(&id, sizeof(id), GRND_NONBLOCK) == (ssize_t)sizeof(id))
         return id;
     clock_gettime(CLOCK_REALTIME, &ts); /* no entropy yet: unique enough with O_EXCL retries */
-    return ((uint64_t)getpid() << 40) ^ ((uint64_t)ts.tv_nsec << 8) ^ g->upload_seq ^
-           (uint64_t)attempt;
+    return ((uint64_t)getpid() << 40) ^ ((uint64_t)ts.tv_nsec << 8) ^ seq ^ (uint64_t)attempt;
+}
+
+/*
+ * A new temporary file for leaf in dirfd, locked (its name into tmp): the
+ * fd, or a negative errno. *nolock: the filesystem has no locks (the file
+ * is then protected by --stale-upload-age alone). Safe on any thread.
+ */
+static int tmp_create(int dirfd, const char *leaf, char *tmp, size_t tmplen, uint64_t seq,
+                      int *nolock)
+{
+    int err = EEXIST, fd = -1;
+    *nolock = 0;
+    for (int i = 0; i < OPEN_TRIES && fd < 0; i++) {
+        snprintf(tmp, tmplen, "%s%016llx.%.*s", GRACED_TMP_PREFIX,
+                 (unsigned long long)tmp_id(seq, i), TMP_NAME_PART, leaf);
+        fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            if ((err = errno) != EEXIST)
+                break;
+            continue;
+        }
+        if (ofd_lock(fd, F_WRLCK) == 0) {
+            if (still_named(dirfd, tmp, fd))
+                break;
+            /* a sweep locked it, removed it and let go before our lock:
+             * ours is on a file without a name; start over */
+            close(fd);
+            fd = -1;
+            err = EEXIST;
+            continue;
+        }
+        err = errno;
+        if (no_locks(err)) { /* the bound alone protects it then */
+            *nolock = err;
+            break;
+        }
+        /* a sweep took it between our create and our lock: it is theirs
+         * to remove now; we start over under a new name */
+        close(fd);
+        fd = -1;
+        err = EEXIST;
+    }
+    return fd >= 0 ? fd : -err;
 }
 
 int graced_store_open(struct graced *g, int dirfd, const char *leaf, struct graced_store **out)
 {
     struct graced_store *s = calloc(1, sizeof(*s));
-    int err = EEXIST;
+    int err = EEXIST, nolock;
     *out = NULL;
     if (!s)
         return -ENOMEM;
@@ -543,40 +585,14 @@ int graced_store_open(struct graced *g, int dirfd, const char *leaf, struct grac
         return -err;
     }
     g->upload_seq++;
-    for (int i = 0; i < OPEN_TRIES && s->fd < 0; i++) {
-        snprintf(s->tmp, sizeof(s->tmp), "%s%016llx.%.*s", GRACED_TMP_PREFIX,
-                 (unsigned long long)tmp_id(g, i), TMP_NAME_PART, leaf);
-        s->fd = openat(s->dirfd, s->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-        if (s->fd < 0) {
-            if ((err = errno) != EEXIST)
-                break;
-            continue;
-        }
-        if (ofd_lock(s->fd, F_WRLCK) == 0) {
-            if (still_named(s))
-                break;
-            /* a sweep locked it, removed it and let go before our lock:
-             * ours is on a file without a name; start over */
-            close(s->fd);
-            s->fd = -1;
-            err = EEXIST;
-            continue;
-        }
-        err = errno;
-        if (no_locks(err)) { /* the bound alone protects it then */
-            if (!g->stores->nolock_warned) {
-                g->stores->nolock_warned = 1;
-                graced_log(LOG_WARN, "upload folder has no file locks (%s): other instances "
-                                     "tell uploads in flight only by --stale-upload-age",
-                           strerror(err));
-            }
-            break;
-        }
-        /* a sweep took it between our create and our lock: it is theirs
-         * to remove now; we start over under a new name */
-        close(s->fd);
-        s->fd = -1;
-        err = EEXIST;
+    s->fd = tmp_create(s->dirfd, leaf, s->tmp, sizeof(s->tmp), g->upload_seq, &nolock);
+    if (s->fd < 0)
+        err = -s->fd, s->fd = -1;
+    if (nolock && !g->stores->nolock_warned) {
+        g->stores->nolock_warned = 1;
+        graced_log(LOG_WARN, "upload folder has no file locks (%s): other instances "
+                             "tell uploads in flight only by --stale-upload-age",
+                   strerror(nolock));
     }
     if (s->fd < 0) {
         close(s->dirfd);
@@ -592,6 +608,31 @@ int graced_store_open(struct graced *g, int dirfd, const char *leaf, struct grac
     g->stores->receiving = s;
     *out = s;
     return 0;
+}
+
+int graced_store_tmp_open(int dirfd, const char *leaf, char *tmp, size_t tmplen)
+{
+    static atomic_ulong seq;
+    int nolock;
+    return tmp_create(dirfd, leaf, tmp, tmplen, atomic_fetch_add(&seq, 1), &nolock);
+}
+
+int graced_store_tmp_commit(int dirfd, int fd, const char *tmp, const char *name, int noreplace)
+{
+    struct graced_store s; /* put_name's view of it */
+    int err = 0;
+    if (fsync(fd) < 0)
+        err = errno;
+    memset(&s, 0, sizeof(s));
+    s.dirfd = dirfd;
+    s.noreplace = noreplace;
+    snprintf(s.tmp, sizeof(s.tmp), "%s", tmp);
+    snprintf(s.name, sizeof(s.name), "%s", name);
+    if (!err && put_name(&s) < 0)
+        err = errno;
+    if (err)
+        unlinkat(dirfd, tmp, 0);
+    return -err;
 }
 
 /* On a pool thread: the blocks of the announced size (unwritten extents;

@@ -283,6 +283,12 @@ void graced_upload(struct grace_request *req, struct graced *g)
                                           : "could not store the upload\n");
         return;
     }
+    /* WebDAV: the If header, and the locks on the file and its folder */
+    if (graced_dav_check(req, g, rel, GRACED_LOCK_SELF | GRACED_LOCK_PARENT, NULL, 0)) {
+        if (dirfd >= 0)
+            close(dirfd);
+        return;
+    }
     st = preconditions(req, g, dirfd, leaf, &noreplace);
     if (st) {
         if (dirfd >= 0)

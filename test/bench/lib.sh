@@ -111,10 +111,11 @@ rss_kib() {
     echo "$t"
 }
 
-nginx_conf() { # nginx_conf PORT EXTRA-SERVER-DIRECTIVES [LISTEN-PARAMS] -> path of a config in $tmp
+nginx_conf() { # nginx_conf PORT EXTRA-SERVER-DIRECTIVES [LISTEN-PARAMS] [MAIN-DIRECTIVES] -> a config in $tmp
     local conf="$tmp/nginx-$1.conf"
     mkdir -p "$tmp/nginx"
     cat >"$conf" <<NGX
+${4:-}
 worker_processes 1;
 worker_rlimit_nofile 19000;
 daemon off;

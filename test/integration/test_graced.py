@@ -201,11 +201,13 @@ def run_static(tmp):
         st, body, r = req(g.port, "PUT", "/x", b"data")
         check("PUT without --upload-dir -> 405", st == 405 and "GET" in r.getheader("Allow", ""), st)
         # the methods a 405 names are the routes' (route.c): the writes are off here
+        # (PROPFIND reads: WebDAV read-only; MKCOL, MOVE... write)
         for m, why in (("PUT", b"uploads are not enabled\n"), ("POST", b"uploads are not enabled\n"),
-                       ("DELETE", b"uploads are not enabled\n"), ("PROPFIND", b"method not allowed\n")):
+                       ("DELETE", b"uploads are not enabled\n"), ("MKCOL", b"uploads are not enabled\n"),
+                       ("PATCH", b"method not allowed\n")):
             st, body, r = req(g.port, m, "/x")
-            check("%s without --upload-dir -> 405, Allow: GET, HEAD, OPTIONS" % m,
-                  st == 405 and r.getheader("Allow") == "GET, HEAD, OPTIONS" and body == why,
+            check("%s without --upload-dir -> 405, Allow: GET, HEAD, OPTIONS, PROPFIND" % m,
+                  st == 405 and r.getheader("Allow") == "GET, HEAD, OPTIONS, PROPFIND" and body == why,
                   (st, r.getheader("Allow"), body))
     finally:
         check("static: SIGTERM exits 0", g.stop() == 0, g.p.returncode)
@@ -272,7 +274,8 @@ def run_uploads(tmp):
             check("bad name %s -> %d" % (path, want), st == want, st)
         st, body, r = req(g.port, "PATCH", "/a.txt", b"x", auth)
         check("PATCH -> 405 with Allow", st == 405 and
-              r.getheader("Allow") == "GET, HEAD, PUT, POST, DELETE, OPTIONS", (st, r.getheader("Allow")))
+              r.getheader("Allow") == "GET, HEAD, PUT, POST, DELETE, OPTIONS, PROPFIND, PROPPATCH, "
+              "MKCOL, COPY, MOVE, LOCK, UNLOCK", (st, r.getheader("Allow")))
         time.sleep(0.1)
         with open(log) as f:
             lines = f.read().splitlines()
