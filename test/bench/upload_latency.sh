@@ -144,11 +144,12 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
     for n in $names; do echo "- $n: $(tr '\n' ';' <"$tmp/$n.runs")"; done
     echo
     [ "${HOG:-0}" = 0 ] || echo "HOG=$HOG: $HOG busy loop(s) on the servers' core throughout."
-    [ -z "${SHARED_SESSION:-}" ] || echo "SHARED_SESSION=1: the servers in the bench's session."
+    sess=", each in a session of its own"
+    [ -z "${SHARED_SESSION:-}" ] || sess=", in the bench's session (SHARED_SESSION=1)"
     echo "Load average at the start: $load_start, at the end: $load (other engineers'" \
          "builds share the machine). The probe and the curls share the load core (the" \
          "probe at nice -10, in a session of its own); the servers run on the other" \
-         "core, each in a session of its own. Latency counts from when each GET was due" \
+         "core$sess. Latency counts from when each GET was due" \
          "(open loop), so a stall is charged for every GET due during it. Stored files" \
          "are compared with the source."
 } | write_result "upload-latency${RESULT_TAG:+-$RESULT_TAG}"
