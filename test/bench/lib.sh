@@ -44,7 +44,8 @@ fi
 # load generator on core 1, and any other process on core 0 starved it:
 # GET p99 of 3-4 s for graced and nginx alike (upload_latency.sh). setsid
 # execs in place here (a background job of a script is no group leader), so
-# the PID is the server's. SHARED_SESSION=1: the old way, in the bench's.
+# the PID is the server's. SHARED_SESSION=1: the old way, in the bench's
+# (upload_latency.sh then keeps its probe there too, as it did).
 start() {
     local name=$1 own=(setsid); shift
     [ -z "${SHARED_SESSION:-}" ] || own=()

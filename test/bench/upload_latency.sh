@@ -78,11 +78,12 @@ port() { case $1 in graced) echo "$p_g";; graced_b) echo "$p_b";; nginx) echo "$
 # one NAME: a run; appends "idle-p50 idle-p99 idle-max loaded-p50 loaded-p99
 # loaded-max loaded-count put-wall-s probe-late-max-ms load1" to $tmp/NAME.runs
 one() {
-    local name=$1 i t0 t1 pids=() pp load1
+    local name=$1 i t0 t1 pids=() pp load1 own=(setsid)
     rm -f "$tmp/loaded" "$tmp/stop"
     sync # earlier runs' dirty pages are not this run's cost
     load1=$(cut -d' ' -f1 /proc/loadavg)
-    setsid "${LOAD[@]}" nice -n -10 "$probe" "$(port "$name")" /small.bin "$RATE" "$CONNS" "$tmp" \
+    [ -z "${SHARED_SESSION:-}" ] || own=()
+    "${own[@]}" "${LOAD[@]}" nice -n -10 "$probe" "$(port "$name")" /small.bin "$RATE" "$CONNS" "$tmp" \
         >"$tmp/probe.out" &
     pp=$!
     sleep 2
@@ -145,7 +146,7 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
     echo
     [ "${HOG:-0}" = 0 ] || echo "HOG=$HOG: $HOG busy loop(s) on the servers' core throughout."
     sess=", each in a session of its own"
-    [ -z "${SHARED_SESSION:-}" ] || sess=", in the bench's session (SHARED_SESSION=1)"
+    [ -z "${SHARED_SESSION:-}" ] || sess=", in the bench's session with the probe (SHARED_SESSION=1)"
     echo "Load average at the start: $load_start, at the end: $load (other engineers'" \
          "builds share the machine). The probe and the curls share the load core (the" \
          "probe at nice -10, in a session of its own); the servers run on the other" \
