@@ -145,12 +145,12 @@ load=$(cut -d' ' -f1-3 /proc/loadavg)
     for n in $names; do echo "- $n: $(tr '\n' ';' <"$tmp/$n.runs")"; done
     echo
     [ "${HOG:-0}" = 0 ] || echo "HOG=$HOG: $HOG busy loop(s) on the servers' core throughout."
-    sess=", each in a session of its own"
-    [ -z "${SHARED_SESSION:-}" ] || sess=", in the bench's session with the probe (SHARED_SESSION=1)"
+    sess="each in a session of its own" psess="in a session of its own"
+    [ -z "${SHARED_SESSION:-}" ] || sess="in the bench's session (SHARED_SESSION=1)" psess=$sess
     echo "Load average at the start: $load_start, at the end: $load (other engineers'" \
          "builds share the machine). The probe and the curls share the load core (the" \
-         "probe at nice -10, in a session of its own); the servers run on the other" \
-         "core$sess. Latency counts from when each GET was due" \
+         "probe at nice -10, $psess); the servers run on the other core, $sess." \
+         "Latency counts from when each GET was due" \
          "(open loop), so a stall is charged for every GET due during it. Stored files" \
          "are compared with the source."
 } | write_result "upload-latency${RESULT_TAG:+-$RESULT_TAG}"
