@@ -17,6 +17,8 @@
  *   upload.c   PUT (and POST of a raw body): early checks, then into a store
  *   form.c     POST of multipart/form-data to a folder: each file part stored
  *   delete.c   DELETE of a file or an empty folder
+ *   resumable.c  resumable uploads: tus 1.0 and the IETF draft (made,
+ *              told, appended to, cancelled; stored through a store)
  * services
  *   options.c  the table of options: parsing, defaults, --help
  *   sock.c     listening sockets and systemd socket activation
@@ -29,6 +31,8 @@
  *              bytes, Content-Range on a whole body, the --metrics path
  *   store.c    an upload's file: locked temporary file, write-back, commit
  *              (fsync, rename) on the pool, the sweep of stale ones
+ *   partial.c  resumable uploads on disk: their bytes and info files, the
+ *              sweep of expired ones
  *   metrics.c  Prometheus /metrics, summed over workers in shared memory;
  *              --health
  *   proxy.c    PROXY protocol v1/v2 listeners
@@ -43,6 +47,8 @@
  *   log.c      error log (levels) and access log (Combined Log Format)
  *   pool.c     a few threads per worker for work that blocks on the disk
  *   multipart.c  a streaming multipart/form-data parser (no I/O)
+ *   fields.c   header values: numbers, Booleans, base64, tus metadata,
+ *              Content-Disposition's filename (no I/O)
  */
 #ifndef GRACED_H
 #define GRACED_H

@@ -588,7 +588,7 @@ def run_errors(tmp):
         st, _, _ = create(Conn(g.port), "/d/", 3, "ten.txt")
         check("--no-overwrite: an existing name refused at the creation, 412", st == 412, st)
     finally:
-        g.stop()
+        check("graced (--no-overwrite) stops cleanly", g.stop() == 0, g.p.returncode)
 
 
 # ---------------------------------------------------------------- drops, locks, restarts
@@ -853,7 +853,7 @@ def run_expiry(tmp):
               m.get("graced_resumable_unfinished") == 1, m)
     finally:
         if other:
-            other.stop()
+            check("the other instance stops cleanly", other.stop() == 0, other.p.returncode)
         check("graced stops cleanly", g.stop() == 0, g.p.returncode)
 
 
@@ -899,6 +899,7 @@ def run_small_disk(tmp):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+        check("graced on the small disk stops cleanly", p.returncode == 0, p.stderr.read()[-300:])
 
 
 def main():
