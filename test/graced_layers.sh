@@ -21,7 +21,7 @@ ranks() {
     cat <<'EOF'
 0 base        log addr path escape etag reply multipart pool fields graced.h
 1 services    notify certs options sock auth web guard store partial metrics proxy
-2 handlers    listing files upload form delete resumable
+2 handlers    listing files upload form delete resumable append
 3 dispatch    route
 4 worker      worker
 5 supervisor  supervisor

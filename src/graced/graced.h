@@ -18,7 +18,9 @@
  *   form.c     POST of multipart/form-data to a folder: each file part stored
  *   delete.c   DELETE of a file or an empty folder
  *   resumable.c  resumable uploads: tus 1.0 and the IETF draft (made,
- *              told, appended to, cancelled; stored through a store)
+ *              told, appended to, cancelled)
+ *   append.c   a request writing a resumable upload: its body into the
+ *              upload's file, synced, or stored through a store
  * services
  *   options.c  the table of options: parsing, defaults, --help
  *   sock.c     listening sockets and systemd socket activation
