@@ -48,6 +48,12 @@ if [ ! -f test/browser/node_modules/.package-lock.json ] ||
     echo "setup: npm ci in test/browser"
     (cd test/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# tus-js-client, pinned by test/tus/package-lock.json: the resumable uploads' real client
+if [ ! -f test/tus/node_modules/.package-lock.json ] ||
+    [ test/tus/package-lock.json -nt test/tus/node_modules/.package-lock.json ]; then
+    echo "setup: npm ci in test/tus"
+    (cd test/tus && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Makefile.in ]; then
     autoreconf -fi
@@ -84,7 +90,8 @@ test)
         build/test/unit/check_progress build/test/unit/check_stream build/test/unit/check_splice \
         build/test/unit/check_upgrade build/test/unit/check_hooks build/test/unit/check_stop \
         build/test/unit/check_pool build/test/unit/check_graced_path build/test/unit/check_options \
-        build/test/unit/check_dav; do
+        build/test/unit/check_dav \
+        build/test/unit/check_fields; do
         GRACE_TEST_NO_HEAP=1 GRACE_TEST_NO_RLIMIT=1 CK_FORK=no \
             valgrind -q --leak-check=full --error-exitcode=1 "$t"
     done

@@ -405,41 +405,6 @@ void graced_auth_free(struct graced *g)
     g->auth = NULL;
 }
 
-static int b64val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-}
-
-/* Standard base64 with padding; -1 if malformed or too long. */
-static int b64decode(const char *in, size_t n, char *out, size_t outlen)
-{
-    size_t o = 0;
-    unsigned v = 0;
-    int bits = 0;
-    while (n && in[n - 1] == '=')
-        n--;
-    for (size_t i = 0; i < n; i++) {
-        int d = b64val((unsigned char)in[i]);
-        if (d < 0)
-            return -1;
-        v = (v << 6) | (unsigned)d;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o + 1 >= outlen)
-                return -1;
-            out[o++] = (char)((v >> bits) & 0xff);
-        }
-    }
-    out[o] = '\0';
-    return (int)o;
-}
-
 static int ct_equal(const char *a, const char *b, size_t n)
 {
     unsigned char d = 0;
@@ -749,7 +714,7 @@ static void basic_check(struct graced *g, struct grace_request *req, const char 
     for (cred = auth + 6; *cred == ' '; cred++)
         ;
     len = strlen(cred);
-    if (len == 0 || len >= AUTH_MAX_CRED || b64decode(cred, len, plain, sizeof(plain)) < 0 ||
+    if (len == 0 || len >= AUTH_MAX_CRED || graced_b64decode(cred, len, plain, sizeof(plain)) < 0 ||
         !(colon = strchr(plain, ':'))) {
         challenge(req, "login needed\n");
         return;
@@ -832,4 +797,32 @@ void graced_authorize(struct grace_request *req, struct graced *g, int write, gr
     } else {
         basic_check(g, req, auth, write, cont);
     }
+}
+
+/* The login of a request that graced_authorize() let through: its
+ * Authorization header is then the one that was checked. */
+void graced_auth_owner(const struct grace_request *req, const struct graced *g, char *out,
+                       size_t n)
+{
+    const char *auth = grace_request_header(req, "Authorization");
+    char plain[AUTH_MAX_CRED], *colon;
+    size_t len;
+    out[0] = '\0';
+    if (!auth)
+        return;
+    if (g->token_len && graced_token_ok(g, auth)) {
+        snprintf(out, n, "token");
+        return;
+    }
+    if (!g->auth || strncasecmp(auth, "Basic ", 6))
+        return;
+    for (auth += 6; *auth == ' '; auth++)
+        ;
+    len = strlen(auth);
+    if (len && len < AUTH_MAX_CRED && graced_b64decode(auth, len, plain, sizeof(plain)) >= 0 &&
+        (colon = strchr(plain, ':'))) {
+        *colon = '\0';
+        snprintf(out, n, "user %s", plain);
+    }
+    explicit_bzero(plain, sizeof(plain));
 }

@@ -3,13 +3,21 @@
  * etag.c - the validator graced gives a file, and the lists that name one
  * (If-Match, If-None-Match). One ETag for GET, PUT, DELETE and the commit
  * of an upload: the modification time (with its nanoseconds) and the size,
- * in hex.
+ * in hex. And HTTP's dates (Last-Modified, Upload-Expires).
  */
 #include "graced.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+
+void graced_http_date(time_t t, char *out, size_t n)
+{
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, n, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
 
 void graced_etag(const struct stat *sb, char *out, size_t n)
 {

@@ -68,19 +68,12 @@ struct file_meta {
     char lm[40]; /* Last-Modified */
 };
 
-static void http_date(time_t t, char *out, size_t n)
-{
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, n, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-}
-
 /* name: the file served (its extension gives the type) */
 static void file_meta(const char *name, const struct stat *sb, struct file_meta *m)
 {
     m->type = content_type(name);
     graced_etag(sb, m->etag, sizeof(m->etag));
-    http_date(sb->st_mtime, m->lm, sizeof(m->lm));
+    graced_http_date(sb->st_mtime, m->lm, sizeof(m->lm));
 }
 
 static time_t parse_http_date(const char *s)

@@ -23,6 +23,10 @@
  *   mkcol.c    WebDAV MKCOL: a new folder
  *   copymove.c WebDAV COPY and MOVE
  *   lock.c     WebDAV LOCK and UNLOCK
+ *   resumable.c  resumable uploads: tus 1.0 and the IETF draft (made,
+ *              told, appended to, cancelled)
+ *   append.c   a request writing a resumable upload: its body into the
+ *              upload's file, synced, or stored through a store
  * services
  *   options.c  the table of options: parsing, defaults, --help
  *   sock.c     listening sockets and systemd socket activation
@@ -35,6 +39,8 @@
  *              bytes, Content-Range on a whole body
  *   store.c    an upload's file: locked temporary file, write-back, commit
  *              (fsync, rename) on the pool, the sweep of stale ones
+ *   partial.c  resumable uploads on disk: their bytes and info files, the
+ *              sweep of expired ones
  *   metrics.c  Prometheus /metrics, summed over workers in shared memory;
  *              --health
  *   proxy.c    PROXY protocol v1/v2 listeners
@@ -57,6 +63,8 @@
  *   xml.c      WebDAV's XML: request bodies read (expat), answers written
  *   ifheader.c WebDAV's If header parsed (no I/O)
  *   tree.c     a folder and all it holds: counted, removed (for pool threads)
+ *   fields.c   header values: numbers, Booleans, base64, tus metadata,
+ *              Content-Disposition's filename (no I/O)
  */
 #ifndef GRACED_H
 #define GRACED_H
@@ -103,6 +111,7 @@ struct graced_opts {
     const char *metrics_path;
     const char *health_path;  /* --health: 200 serving, 503 stopping */
     int64_t stale_upload_age_ms; /* --stale-upload-age */
+    int64_t upload_expiry_ms; /* --upload-expiry: unfinished resumable uploads */
     int sync_threads;         /* --sync-threads: pool.c threads per worker */
     int64_t restart_delay_max_ms; /* --restart-delay-max */
     int list_dirs;            /* --list-dirs */
@@ -167,6 +176,7 @@ struct graced {
     struct graced_pool *pool;     /* pool.c: this worker's threads for the disk */
     struct graced_stores *stores; /* store.c: write-back, the sweep */
     struct graced_locktab *locks; /* locktab.c: WebDAV locks, shared by all workers */
+    struct graced_partials *partials; /* partial.c: resumable uploads' folder, sweep */
 };
 
 /* options.c: 0 to run, 1 after --help/--version, -1 on error (printed) */
@@ -258,10 +268,27 @@ static inline int graced_path_flags(const struct graced *g, int write)
     return (write ? GRACED_PATH_WRITE : 0) | (g->o.show_hidden ? GRACED_PATH_HIDDEN_OK : 0);
 }
 
+/* fields.c: header values, parsed without I/O */
+int64_t graced_field_uint(const char *v); /* digits only, at most 18: the number, or -1 */
+int graced_field_bool(const char *v);     /* a structured-field Boolean: ?1 1, ?0 0, else -1 */
+/* standard base64 (padding optional) of n bytes into out, NUL-terminated:
+ * the length decoded, or -1 (not base64, or out too small) */
+int graced_b64decode(const char *in, size_t n, char *out, size_t outlen);
+/* key's value in tus's Upload-Metadata ("key base64,flag,key2 base64"),
+ * decoded into out (a NUL byte becomes 0x01): 1, 0 if absent, -1 if
+ * malformed (no value, not base64, too long for out) */
+int graced_tus_metadata(const char *md, const char *key, char *out, size_t n);
+/* Content-Disposition's file name (RFC 6266): filename*=UTF-8''%XX..., or
+ * filename="quoted\"" or filename=token: 1, 0 if none (or cd NULL), -1 if
+ * malformed, empty or too long for out */
+int graced_disposition_filename(const char *cd, char *out, size_t n);
+
 /* etag.c: the ETag graced gives a file */
 void graced_etag(const struct stat *sb, char *out, size_t n);
 /* does an ETag list (If-Match, If-None-Match) hold etag? weak: W/ ignored */
 int graced_etag_match(const char *list, const char *etag, int weak);
+/* t as an HTTP date ("Sun, 06 Nov 1994 08:49:37 GMT"); out: 30 bytes or more */
+void graced_http_date(time_t t, char *out, size_t n);
 
 /* listing.c: answer GET of directory dirfd (rel: its decoded path) */
 void graced_list_dir(struct grace_request *req, struct graced *g, const char *rel, int dirfd);
@@ -288,6 +315,19 @@ void graced_upload(struct grace_request *req, struct graced *g);
 /* clock.c: CLOCK_MONOTONIC in microseconds, in milliseconds */
 int64_t graced_mono_us(void);
 int64_t graced_mono_ms(void);
+/* resumable.c: tus 1.0 and IETF resumable uploads (docs/graced.8,
+ * "Resumable uploads"). The routes' conditions: a tus creation (POST with
+ * Tus-Resumable), an IETF one (Upload-Complete with a known
+ * Upload-Draft-Interop-Version), a POST standing for a PATCH
+ * (X-HTTP-Method-Override); the handlers; OPTIONS' headers. */
+int graced_is_tus_create(struct grace_request *req);
+int graced_is_ietf_create(struct grace_request *req);
+int graced_is_patch_override(struct grace_request *req);
+void graced_resumable_create(struct grace_request *req, struct graced *g);
+void graced_resumable_head(struct grace_request *req, struct graced *g);
+void graced_resumable_patch(struct grace_request *req, struct graced *g);
+void graced_resumable_delete(struct grace_request *req, struct graced *g);
+void graced_resumable_options(struct grace_request *req, const struct graced *g);
 
 /* pool.c: jobs run on one of a worker's few threads (--sync-threads); then
  * done runs on the event loop, never inside graced_pool_run(). The job is
@@ -306,8 +346,9 @@ int graced_pool_pending(const struct graced_pool *p); /* queued, done not yet ru
 /* waits for every job queued: each work, then each done from this call */
 void graced_pool_free(struct graced_pool *p);
 
-/* store.c: an upload's file in the making (PUT, form parts; resumable
- * uploads to come). A locked temporary file in the target's folder. */
+/* store.c: an upload's file in the making (PUT, form parts, resumable
+ * uploads). A locked temporary file in the target's folder (or, adopted,
+ * a resumable upload's in partial.c's). */
 struct graced_store;
 struct graced_store_result {
     int err;      /* 0 stored, or an errno: EEXIST (noreplace, the name is taken),
@@ -351,9 +392,82 @@ void graced_store_abandon(struct graced_store *s);
  * folder's fsync is the caller's. 0 or a negative errno. */
 int graced_store_tmp_open(int dirfd, const char *leaf, char *tmp, size_t tmplen);
 int graced_store_tmp_commit(int dirfd, int fd, const char *tmp, const char *name, int noreplace);
+/* A resumable upload's file (partial.c): tmp in folder tmpdirfd, opened
+ * and locked without waiting, written at its end. Abandoning it keeps it
+ * (closed, its lock let go); a commit needs graced_store_target() first.
+ * 0, -EAGAIN (someone else holds its lock), -ENOENT, or a negative errno. */
+int graced_store_adopt(struct graced *g, int tmpdirfd, const char *tmp, struct graced_store **out);
+/* where a commit puts it: leaf in folder dirfd (dup'ed); 0 or a negative errno */
+int graced_store_target(struct graced_store *s, int dirfd, const char *leaf);
+/* What is written made durable (fstat, fsync on the pool), then cb from
+ * the loop: err 0 and the size synced, or an errno. One at a time, not
+ * during a commit; never runs once the store is abandoned. 0. */
+typedef void (*graced_store_synced_cb)(int err, int64_t size, void *arg);
+int graced_store_sync(struct graced_store *s, graced_store_synced_cb cb, void *arg);
 int graced_store_init(struct graced *g); /* a worker: its pool, write-back, sweep; -1 */
 void graced_store_end(struct graced *g); /* after the server: waits for every job */
 int graced_clean_stale(struct graced *g); /* start-up sweep; how many removed */
+
+/* partial.c: resumable uploads on disk, in GRACED_PARTIAL_DIR of the
+ * upload tree: ID (the bytes so far) and ID.info (what the upload is).
+ * The folder's name is also the uploads' URL prefix: a name no client
+ * can give a file (graced's temporary prefix). */
+#define GRACED_PARTIAL_DIR GRACED_TMP_PREFIX "uploads"
+#define GRACED_PARTIAL_ID 32 /* hex digits of an id: 128 random bits */
+enum { GRACED_PROTO_TUS = 1, GRACED_PROTO_IETF = 2 };
+struct graced_partial {
+    char id[GRACED_PARTIAL_ID + 1];
+    int proto;            /* the protocol that made it */
+    char owner[160];      /* graced_auth_owner() of its creator */
+    char dir[4096];       /* the target's folder, relative to the upload tree */
+    char name[256];       /* the target's name in it */
+    int64_t length;       /* the final size; -1 while not known */
+    int noreplace;        /* If-None-Match: * or --no-overwrite */
+    char if_match[256];   /* its If-Match, or "" */
+    int64_t expiry_ms;    /* --upload-expiry when it was made */
+    char metadata[2048];  /* tus Upload-Metadata as sent, or "" */
+    int complete;         /* stored under its name (the info stays until it expires) */
+    /* from the disk (graced_partial_load, _probe) */
+    int has_data;         /* the data file is there */
+    int64_t size;         /* its size: the offset */
+    int64_t touched_ms;   /* the last write (data's mtime; the info's once complete), ms
+                             since the epoch */
+};
+/* a job on the pool for one upload: the caller's (embed it), alive until done has run */
+struct graced_partial_op {
+    struct graced_job job;
+    struct graced_partial *p;
+    int dirfd, what;
+    int err;              /* the result: 0 or a negative errno */
+    void (*done)(struct graced_partial_op *op);
+};
+int graced_partial_init(struct graced *g); /* a worker: the folder, worker 1's sweep; -1 */
+void graced_partial_end(struct graced *g); /* after graced_store_end() */
+/* the folder: made by the first upload (prepare: 0 or -1), opened if there (dirfd) */
+int graced_partial_prepare(struct graced *g);
+int graced_partial_dirfd(const struct graced *g); /* -1: none yet (or unusable: logged) */
+int graced_partial_id_ok(const char *s, size_t n);
+/* can a file of that folder be renamed into dirfd (one filesystem)? */
+int graced_partial_same_fs(const struct graced *g, int dirfd);
+int64_t graced_partial_space(const struct graced *g); /* bytes free there, or -1 */
+int64_t graced_partial_expires(const struct graced_partial *p); /* ms since the epoch */
+int64_t graced_partial_now(void); /* the same clock: ms since the epoch */
+/* on the loop (a small read): 0, -ENOENT, -EINVAL (not an upload's info) */
+int graced_partial_load(struct graced *g, const char *id, struct graced_partial *p);
+/* on the pool, then op->done from the loop; each 0 or -ENOTSUP (off):
+ * create: a new id, an empty data file, the info, all synced;
+ * save: the info rewritten (a new file renamed over it, synced);
+ * remove: info and data gone, -EAGAIN if someone writes it (its lock);
+ * probe: p->size, p->has_data as on the disk, synced first */
+int graced_partial_create(struct graced *g, struct graced_partial_op *op,
+                          struct graced_partial *p, void (*done)(struct graced_partial_op *op));
+int graced_partial_save(struct graced *g, struct graced_partial_op *op, struct graced_partial *p,
+                        void (*done)(struct graced_partial_op *op));
+int graced_partial_remove(struct graced *g, struct graced_partial_op *op,
+                          struct graced_partial *p, void (*done)(struct graced_partial_op *op));
+int graced_partial_probe(struct graced *g, struct graced_partial_op *op,
+                         struct graced_partial *p, void (*done)(struct graced_partial_op *op));
+void graced_partial_sweep_now(struct graced *g); /* worker 1: sweep on the next turn */
 
 /* auth.c: may this request read (write 0) or write (write 1)? If so, cont
  * runs, now or once a password check has run on the helper thread;
@@ -376,6 +490,11 @@ int graced_auth_may(const struct graced *g, int user, const char *rel, int write
 int graced_load_token(struct graced *g);
 /* "Bearer <the token>", compared in constant time */
 int graced_token_ok(const struct graced *g, const char *auth);
+/* who a request graced_authorize() let through is, for what it owns (a
+ * resumable upload): "user NAME", "token", or "" (no login asked) */
+void graced_auth_owner(const struct grace_request *req, const struct graced *g, char *out,
+                       size_t n);
+
 
 /* web.c: headers on every graced answer (HSTS, Server, nosniff, framing,
  * CORS) */
@@ -436,6 +555,15 @@ void graced_metrics_serve(struct grace_request *req, struct graced *g);
 void graced_health_serve(struct grace_request *req, struct graced *g); /* --health */
 void graced_metrics_response(const struct grace_response_info *ri, void *arg);
 void graced_metrics_upload(struct graced *g, int64_t bytes);
+/* resumable uploads: counters add n, gauges (the sweep's) are set to n */
+enum graced_res_metric {
+    GRACED_RES_CREATED, GRACED_RES_COMPLETED, GRACED_RES_TERMINATED, GRACED_RES_EXPIRED,
+    GRACED_RES_BYTES,      /* appended */
+    GRACED_RES_UNFINISHED, /* gauge: uploads not complete */
+    GRACED_RES_HELD,       /* gauge: their bytes on disk */
+    GRACED_RES__COUNT
+};
+void graced_metrics_resumable(struct graced *g, enum graced_res_metric m, int64_t n);
 void graced_metrics_publish(struct graced *g); /* this worker's library counters */
 void graced_metrics_start(struct graced *g);   /* a worker: publish once a second */
 void graced_metrics_stop(struct graced *g);

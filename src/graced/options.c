@@ -171,6 +171,11 @@ static const struct opt opts[] = {
      .max = INT64_MAX, .def = 3600000, .bad = "expected a time like 10s", .limit = 1,
      .help = "remove temporary upload files no process holds (a lock) once this old: at start, "
              "then this often"},
+    {"upload-expiry", "TIME", K_TIME, -1, F(upload_expiry_ms), .min = 1000,
+     .max = INT64_C(366) * 86400000, .def = 86400000, .bad = "expected a time like 24h",
+     .limit = 1,
+     .help = "an unfinished resumable upload (tus, IETF) nobody has written to for this long "
+             "is removed"},
     {"sync-threads", "N", K_INT, -1, F(sync_threads), .min = 1, .max = 64, .def = 2,
      .limit = 1, .help = "threads per worker for uploads' fsync and rename"},
     {"max-body-size", "SIZE", K_SIZE, -1, F(max_body), .min = 0, .max = INT64_MAX,

@@ -11,6 +11,8 @@
  *                            the tree's writes 409, other methods as on the tree
  *   /               prefix   the tree: files, listings, uploads, deletes,
  *                            WebDAV (its OPTIONS says DAV: 1, 2)
+ *   /.graced-tmp.uploads/  prefix  resumable uploads (resumable.c): HEAD,
+ *                            PATCH, DELETE of one; they are made on the tree
  *   (no route)               "*" of "OPTIONS *", a CONNECT's host:port: the tree's
  *
  * A row is a method, maybe a condition on the request's headers (POST of a
@@ -61,6 +63,8 @@ struct route {
     const struct route *next; /* methods it has no row for: the rows there */
     int bare;                 /* none of graced's headers or refusals (--health) */
     const char *own;          /* graced's own path: the option; the tree's writes 409 */
+    /* OPTIONS: what else it tells (resumable uploads' limits) */
+    void (*options)(struct grace_request *req, const struct graced *g);
 };
 
 #define ROWS(r) (r), sizeof(r) / sizeof((r)[0])
@@ -68,7 +72,12 @@ struct route {
 static const struct row tree_rows[] = {
     {"GET", NULL, 0, graced_serve_file},
     {"HEAD", NULL, 0, graced_serve_file},
+    {"PUT", graced_is_ietf_create, ROUTE_WRITE | ROUTE_UPLOAD | ROUTE_WHOLE,
+     graced_resumable_create},
     {"PUT", NULL, ROUTE_WRITE | ROUTE_UPLOAD | ROUTE_WHOLE, graced_upload},
+    {"POST", graced_is_tus_create, ROUTE_WRITE | ROUTE_UPLOAD, graced_resumable_create},
+    {"POST", graced_is_ietf_create, ROUTE_WRITE | ROUTE_UPLOAD | ROUTE_WHOLE,
+     graced_resumable_create},
     {"POST", graced_is_multipart, ROUTE_WRITE | ROUTE_UPLOAD, graced_form_upload},
     {"POST", NULL, ROUTE_WRITE | ROUTE_UPLOAD | ROUTE_WHOLE, graced_upload},
     {"DELETE", NULL, ROUTE_WRITE, graced_delete},
@@ -82,19 +91,32 @@ static const struct row tree_rows[] = {
     {"LOCK", NULL, ROUTE_WRITE, graced_lock},
     {"UNLOCK", NULL, ROUTE_WRITE, graced_unlock},
 };
-static const struct route tree = {ROWS(tree_rows), NULL, 0, NULL};
+static const struct route tree = {ROWS(tree_rows), NULL, 0, NULL, graced_resumable_options};
+
+#define URL_UPLOADS "/" GRACED_PARTIAL_DIR "/"
+
+/* One resumable upload (its URL: URL_UPLOADS and its id). HEAD is a
+ * write: only the login that may go on with it learns its offset. */
+static const struct row uploads_rows[] = {
+    {"HEAD", NULL, ROUTE_WRITE, graced_resumable_head},
+    {"PATCH", NULL, ROUTE_WRITE | ROUTE_UPLOAD, graced_resumable_patch},
+    {"POST", graced_is_patch_override, ROUTE_WRITE | ROUTE_UPLOAD, graced_resumable_patch},
+    {"DELETE", NULL, ROUTE_WRITE, graced_resumable_delete},
+    {"OPTIONS", NULL, ROUTE_PUBLIC | ROUTE_OPTIONS, NULL},
+};
+static const struct route uploads = {ROWS(uploads_rows), NULL, 0, NULL, graced_resumable_options};
 
 static const struct row metrics_rows[] = {
     {"GET", NULL, ROUTE_PUBLIC, graced_metrics_serve},
     {"HEAD", NULL, ROUTE_PUBLIC, graced_metrics_serve},
 };
-static const struct route metrics = {ROWS(metrics_rows), &tree, 0, "--metrics"};
+static const struct route metrics = {ROWS(metrics_rows), &tree, 0, "--metrics", NULL};
 
 static const struct row health_rows[] = {
     {"GET", NULL, ROUTE_PUBLIC, graced_health_serve},
     {"HEAD", NULL, ROUTE_PUBLIC, graced_health_serve},
 };
-static const struct route health = {ROWS(health_rows), NULL, 1, "--health"};
+static const struct route health = {ROWS(health_rows), NULL, 1, "--health", NULL};
 
 /* A row that exists but is off here: writes without --upload-dir. */
 static int row_off(const struct row *w, const struct graced *g)
@@ -164,6 +186,8 @@ static void options(struct grace_request *req, struct graced *g, const struct ro
         grace_response_add_header(req, "DAV", listed(all, "LOCK") ? "1, 2" : "1");
         grace_response_add_header(req, "MS-Author-Via", "DAV");
     }
+    if (rt->options)
+        rt->options(req, g);
     graced_reply(req, 204, NULL);
 }
 
@@ -235,6 +259,11 @@ static void on_tree(struct grace_request *req, void *arg)
     dispatch(req, arg, &tree);
 }
 
+static void on_uploads(struct grace_request *req, void *arg)
+{
+    dispatch(req, arg, &uploads);
+}
+
 static void on_metrics(struct grace_request *req, void *arg)
 {
     dispatch(req, arg, &metrics);
@@ -256,6 +285,8 @@ int graced_routes_add(struct graced *g)
         rc = grace_server_route(g->srv, NULL, g->o.health_path, GRACE_ROUTE_EXACT, on_health, g);
     if (!rc && g->o.metrics_path)
         rc = grace_server_route(g->srv, NULL, g->o.metrics_path, GRACE_ROUTE_EXACT, on_metrics, g);
+    if (!rc)
+        rc = grace_server_route(g->srv, NULL, URL_UPLOADS, GRACE_ROUTE_PREFIX, on_uploads, g);
     if (!rc)
         rc = grace_server_route(g->srv, NULL, "/", GRACE_ROUTE_PREFIX, on_tree, g);
     if (!rc)

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * store.c - an upload's file on its way to its name: PUT bodies, form
- * parts, and the resumable uploads to come all store through here.
+ * parts and resumable uploads (graced_store_adopt, below) all store
+ * through here.
  *
  * A temporary file ".graced-tmp.ID.name" (ID: 64 random bits, unique on a
  * folder shared by hosts and containers) is made in the target's folder
@@ -85,11 +86,16 @@ struct graced_store {
     struct graced_store *prev, *next; /* receiving: sampled for write-back */
     int receiving;
     int fd, dirfd;
+    int tmpdirfd;         /* the temporary name's folder: dirfd, or a resumable
+                             upload's (graced_store_adopt) */
+    int keep;             /* adopted: never removed by an owner that leaves */
     int refs;             /* the owner, and each job in flight */
     atomic_int orphan;    /* the owner is gone: nothing more is stored */
     int64_t kicked;       /* write-back started up to here */
     int64_t reserve;      /* graced_store_reserve: the size */
     graced_store_ready_cb ready;
+    graced_store_synced_cb on_sync;
+    int64_t synced;       /* graced_store_sync: the size made durable */
     int kick_busy;
     off_t kick_from, kick_len;
     struct graced_job kick, commit;
@@ -252,6 +258,8 @@ static void store_free(struct graced_store *s)
 {
     if (s->fd >= 0)
         close(s->fd);
+    if (s->tmpdirfd >= 0 && s->tmpdirfd != s->dirfd)
+        close(s->tmpdirfd);
     if (s->dirfd >= 0)
         close(s->dirfd);
     free(s->if_match);
@@ -278,7 +286,8 @@ static void unref(struct graced_store *s)
     if (--s->refs > 0)
         return;
     unwatch(s);
-    if (s->fd < 0 || s->renamed) {
+    if (s->fd < 0 || s->renamed || s->keep) {
+        /* an adopted file stays as it is: closing lets its lock go */
         store_free(s);
         return;
     }
@@ -286,7 +295,7 @@ static void unref(struct graced_store *s)
      * is left once the answer is out; still locked, so no sweep can
      * meanwhile think it is free */
     if (!s->unlinked)
-        unlinkat(s->dirfd, s->tmp, 0);
+        unlinkat(s->tmpdirfd, s->tmp, 0);
     s->commit.work = discard_work;
     s->commit.done = discard_done;
     graced_pool_run(s->g->pool, &s->commit);
@@ -342,13 +351,14 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
  * refuses an existing name just as atomically, then the unlink. */
 static int put_name(struct graced_store *s)
 {
-    if (renameat2(s->dirfd, s->tmp, s->dirfd, s->name, s->noreplace ? RENAME_NOREPLACE : 0) == 0)
+    if (renameat2(s->tmpdirfd, s->tmp, s->dirfd, s->name,
+                  s->noreplace ? RENAME_NOREPLACE : 0) == 0)
         return 0;
     if (!s->noreplace || errno != EINVAL)
         return -1;
-    if (linkat(s->dirfd, s->tmp, s->dirfd, s->name, 0) < 0)
+    if (linkat(s->tmpdirfd, s->tmp, s->dirfd, s->name, 0) < 0)
         return -1;
-    unlinkat(s->dirfd, s->tmp, 0);
+    unlinkat(s->tmpdirfd, s->tmp, 0);
     return 0;
 }
 
@@ -448,8 +458,8 @@ static void commit_work(struct graced_job *j)
     struct graced_store *s = STORE_OF(j, commit);
     if (commit_steps(s))
         s->renamed = 1;
-    else
-        s->unlinked = unlinkat(s->dirfd, s->tmp, 0) == 0 || errno == ENOENT;
+    else if (!s->keep || s->err || s->changed) /* an adopted file left by its owner stays */
+        s->unlinked = unlinkat(s->tmpdirfd, s->tmp, 0) == 0 || errno == ENOENT;
 }
 
 static void commit_done(struct graced_job *j)
@@ -496,6 +506,19 @@ int graced_store_commit(struct graced_store *s, int noreplace, const char *if_ma
 }
 
 /* ---------------------------------------------------------------- open */
+
+/* Received into from now on: its write-back is started as it grows. */
+static void watch(struct graced_store *s)
+{
+    struct graced_stores *ss = s->g->stores;
+    s->receiving = 1;
+    s->next = ss->receiving;
+    if (s->next)
+        s->next->prev = s;
+    else
+        event_add(ss->tick, &(struct timeval){0, WRITEBACK_TICK_MS * 1000});
+    ss->receiving = s;
+}
 
 int graced_store_fd(const struct graced_store *s)
 {
@@ -584,6 +607,7 @@ int graced_store_open(struct graced *g, int dirfd, const char *leaf, struct grac
         free(s);
         return -err;
     }
+    s->tmpdirfd = s->dirfd;
     g->upload_seq++;
     s->fd = tmp_create(s->dirfd, leaf, s->tmp, sizeof(s->tmp), g->upload_seq, &nolock);
     if (s->fd < 0)
@@ -599,13 +623,7 @@ int graced_store_open(struct graced *g, int dirfd, const char *leaf, struct grac
         free(s);
         return -err;
     }
-    s->receiving = 1;
-    s->next = g->stores->receiving;
-    if (s->next)
-        s->next->prev = s;
-    else
-        event_add(g->stores->tick, &(struct timeval){0, WRITEBACK_TICK_MS * 1000});
-    g->stores->receiving = s;
+    watch(s);
     *out = s;
     return 0;
 }
@@ -625,6 +643,7 @@ int graced_store_tmp_commit(int dirfd, int fd, const char *tmp, const char *name
         err = errno;
     memset(&s, 0, sizeof(s));
     s.dirfd = dirfd;
+    s.tmpdirfd = dirfd;
     s.noreplace = noreplace;
     snprintf(s.tmp, sizeof(s.tmp), "%s", tmp);
     snprintf(s.name, sizeof(s.name), "%s", name);
@@ -633,6 +652,103 @@ int graced_store_tmp_commit(int dirfd, int fd, const char *tmp, const char *name
     if (err)
         unlinkat(dirfd, tmp, 0);
     return -err;
+}
+
+/* ---------------------------------------------------------------- adopt */
+
+/*
+ * A resumable upload's file (partial.c) lives across requests: each one
+ * that writes adopts it for its time, appending at its end, under the
+ * same lock a new file gets (taken without waiting: someone else writing
+ * is -EAGAIN). The file is never removed for its owner leaving: abandoning
+ * it just closes it (and lets the lock go). A commit renames it from its
+ * folder into the target's (graced_store_target), on the same filesystem.
+ */
+int graced_store_adopt(struct graced *g, int tmpdirfd, const char *tmp, struct graced_store **out)
+{
+    struct graced_store *s = calloc(1, sizeof(*s));
+    off_t end;
+    int err;
+    *out = NULL;
+    if (!s)
+        return -ENOMEM;
+    s->g = g;
+    s->refs = 1;
+    s->fd = -1;
+    s->dirfd = -1;
+    s->keep = 1;
+    s->kick.work = kick_work;
+    s->kick.done = kick_done;
+    s->commit.work = commit_work;
+    s->commit.done = commit_done;
+    snprintf(s->tmp, sizeof(s->tmp), "%s", tmp);
+    if ((s->tmpdirfd = fcntl(tmpdirfd, F_DUPFD_CLOEXEC, 0)) < 0 ||
+        (s->fd = openat(s->tmpdirfd, tmp, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+        goto fail;
+    if (ofd_lock(s->fd, F_WRLCK) < 0 && !no_locks(errno)) {
+        errno = EAGAIN; /* EACCES or EAGAIN: someone holds it */
+        goto fail;
+    }
+    if (!still_named(s->tmpdirfd, s->tmp, s->fd)) { /* removed (expired, cancelled) before our lock */
+        errno = ENOENT;
+        goto fail;
+    }
+    if ((end = lseek(s->fd, 0, SEEK_END)) < 0)
+        goto fail;
+    s->kicked = end;
+    watch(s);
+    *out = s;
+    return 0;
+fail:
+    err = errno;
+    store_free(s);
+    return -err;
+}
+
+int graced_store_target(struct graced_store *s, int dirfd, const char *leaf)
+{
+    int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (s->dirfd >= 0 && s->dirfd != s->tmpdirfd)
+        close(s->dirfd);
+    s->dirfd = fd;
+    snprintf(s->name, sizeof(s->name), "%s", leaf);
+    return 0;
+}
+
+static void sync_work(struct graced_job *j)
+{
+    struct graced_store *s = STORE_OF(j, commit);
+    struct stat st;
+    if (atomic_load(&s->orphan))
+        return;
+    if (fstat(s->fd, &st) < 0 || fsync(s->fd) < 0)
+        s->err = errno;
+    else
+        s->synced = st.st_size;
+}
+
+static void sync_done(struct graced_job *j)
+{
+    struct graced_store *s = STORE_OF(j, commit);
+    if (!atomic_load(&s->orphan)) {
+        int err = s->err;
+        s->err = 0;
+        s->on_sync(err, s->synced, s->arg);
+    }
+    unref(s); /* the job's */
+}
+
+int graced_store_sync(struct graced_store *s, graced_store_synced_cb cb, void *arg)
+{
+    s->on_sync = cb;
+    s->arg = arg;
+    s->commit.work = sync_work;
+    s->commit.done = sync_done;
+    s->refs++;
+    graced_pool_run(s->g->pool, &s->commit);
+    return 0;
 }
 
 /* On a pool thread: the blocks of the announced size (unwritten extents;

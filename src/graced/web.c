@@ -150,7 +150,12 @@ void graced_web_headers(struct grace_request *req, const struct graced *g)
     }
     grace_response_add_header(req, "Access-Control-Expose-Headers",
                               "ETag, Last-Modified, Content-Range, Content-Encoding, Location, "
-                              "Accept-Ranges");
+                              "Accept-Ranges, Content-Location, "
+                              /* resumable uploads: tus, then the IETF draft's */
+                              "Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, "
+                              "Upload-Offset, Upload-Length, Upload-Metadata, Upload-Expires, "
+                              "Upload-Defer-Length, Upload-Complete, Upload-Limit, "
+                              "Upload-Draft-Interop-Version");
 }
 
 void graced_web_nonce(char out[24])
@@ -203,6 +208,11 @@ void graced_web_preflight(struct grace_request *req, const struct graced *g, con
                               cors_may_write(req, g) ? all : reads);
     grace_response_add_header(req, "Access-Control-Allow-Headers",
                               "Authorization, Content-Type, Range, If-Range, If-None-Match, "
-                              "If-Modified-Since, If-Match, If-Unmodified-Since");
+                              "If-Modified-Since, If-Match, If-Unmodified-Since, "
+                              /* resumable uploads: tus, then the IETF draft's */
+                              "Tus-Resumable, Upload-Length, Upload-Defer-Length, "
+                              "Upload-Metadata, Upload-Offset, X-HTTP-Method-Override, "
+                              "X-Requested-With, Upload-Complete, Upload-Draft-Interop-Version, "
+                              "Content-Disposition");
     grace_response_add_header(req, "Access-Control-Max-Age", "600");
 }

@@ -109,7 +109,7 @@ int graced_worker_run(struct graced *g, const struct graced_socks *s, int w)
 
     g->base = event_base_new();
     g->srv = g->base ? grace_server_new(g->base, g->o.cfg) : NULL;
-    if (!g->srv || graced_store_init(g) < 0) {
+    if (!g->srv || graced_store_init(g) < 0 || graced_partial_init(g) < 0) {
         fprintf(stderr, "graced: out of memory\n");
         return 1;
     }
@@ -157,6 +157,7 @@ int graced_worker_run(struct graced *g, const struct graced_socks *s, int w)
     grace_server_free(g->srv);
     graced_auth_stop(g); /* after the server: checks waiting were cancelled with it */
     graced_store_end(g); /* after the server too: waits for the uploads' fsyncs running */
+    graced_partial_end(g); /* after the pool: its jobs have run */
     if (g->tls)
         grace_tls_free(g->tls);
     g->tls = NULL;

@@ -2,10 +2,12 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # files.sh - graced as a file server, side by side with nginx (one worker
 # each): a 1 GiB PUT stored on disk (nginx: its dav module), the same file as
-# a multipart form upload (graced only: nginx has no such storing), a 1 GiB
-# download, the listing of a 10,000-entry folder (nginx: autoindex), and a
-# WebDAV PROPFIND (Depth: 1) of that folder beside nginx with dav-ext and
-# rclone serve webdav (PARTS=propfind runs only that).
+# a multipart form upload (graced only: nginx has no such storing), as a
+# resumable upload (tus: one PATCH of it all, and PATCHes of 64 MiB; graced
+# only, against its own PUT), a 1 GiB download, the listing of a
+# 10,000-entry folder (nginx: autoindex), and a WebDAV PROPFIND (Depth: 1)
+# of that folder beside nginx with dav-ext and rclone serve webdav
+# (PARTS=propfind runs only that).
 # Wall time as curl sees it and server CPU from /proc/PID/stat, median of RUNS
 # interleaved runs. SIZE_MB changes the file size (1024); GRACED_B=path adds
 # the PUT row for another graced binary (an A/B of a change, same run).
@@ -26,6 +28,8 @@ chmod 777 "$up" "$dav" # nginx workers may run as another user
 src=$www/big.bin
 head -c "$((SIZE_MB << 20))" /dev/urandom >"$src"
 (cd "$www/many" && seq -f 'file-%05g.txt' 1 10000 | xargs touch)
+mkdir -p "$tmp/chunks" # the file in 64 MiB pieces, for the chunked tus upload
+(cd "$tmp/chunks" && split -b 64M -d -a 3 "$src" c)
 ticks_per_s=$(getconf CLK_TCK)
 
 # Probes: features that are landing from another branch (wip-gweb).
@@ -62,6 +66,40 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -F "file=@$tmp/probe.txt" "http://
 if [ "$code" = 201 ] && cmp -s "$tmp/probe.txt" "$up/probe.txt"; then multipart=yes; fi
 rm -f "$up/probe.txt"
 
+# resumable: does this graced speak tus? (an older one answers its POST as a raw upload)
+resumable=missing
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Tus-Resumable: 1.0.0' \
+       -H 'Upload-Length: 1' -H "Upload-Metadata: filename $(printf probe | base64)" \
+       "http://127.0.0.1:$p_g/" || true)
+[ "$code" = 201 ] && resumable=yes
+rm -f "$up/probe" "$up/.graced-tmp.uploads/"* 2>/dev/null || true
+
+# tus NAME BASE CHUNKED: a tus upload of $src as NAME (POST, then one PATCH
+# of it all, or one per 64 MiB piece on one connection); "code wall-s"
+tus() {
+    local name=$1 base=$2 chunked=$3 t0 loc off=0 c args=() out
+    t0=$(date +%s.%N)
+    loc=$(curl -sS -o /dev/null -D - -X POST -H 'Tus-Resumable: 1.0.0' \
+          -H "Upload-Length: $((SIZE_MB << 20))" \
+          -H "Upload-Metadata: filename $(printf '%s' "$name" | base64)" "$base/" |
+          tr -d '\r' | awk 'tolower($1) == "location:" {print $2}')
+    if [ "$chunked" = 1 ]; then
+        for c in "$tmp"/chunks/c*; do
+            [ $off = 0 ] || args+=(--next)
+            args+=(-o /dev/null -X PATCH -T "$c" -H "Upload-Offset: $off" "$base$loc")
+            args+=(-H 'Tus-Resumable: 1.0.0' -H 'Content-Type: application/offset+octet-stream')
+            args+=(-H 'Expect:' -w '%{http_code}\n')
+            off=$((off + $(stat -c %s "$c")))
+        done
+    else
+        args=(-o /dev/null -X PATCH -T "$src" -H 'Upload-Offset: 0' "$base$loc"
+              -H 'Tus-Resumable: 1.0.0' -H 'Content-Type: application/offset+octet-stream'
+              -H 'Expect:' -w '%{http_code}\n')
+    fi
+    out=$("${LOAD[@]}" curl -sS "${args[@]}" | tail -1)
+    echo "$out $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.3f", b - a}')"
+}
+
 # xfer NAME KIND PORT: one measured transfer; appends "wall-s cpu-s-per-GiB
 # MB/s" to $tmp/NAME-KIND.runs and checks what was stored
 xfer() {
@@ -79,6 +117,8 @@ xfer() {
                     -w '%{http_code} %{time_total}' "$base/");;
         get) stored=
              out=$("${LOAD[@]}" curl -sS -o /dev/null -w '%{http_code} %{time_total}' "$base/big.bin");;
+        tus1|tus64) stored=$up/$kind.bin
+             out=$(tus "$kind.bin" "$base" "$([ $kind = tus64 ] && echo 1 || echo 0)");;
     esac
     c1=$(cpu_ticks $(pids "$name"))
     read -r code wall <<<"$out"
@@ -86,6 +126,7 @@ xfer() {
     if [ -n "$stored" ]; then # complete, byte for byte
         cmp -s "$src" "$stored" || { echo "bench: $name $kind: stored file differs" >&2; return 1; }
         rm -f "$stored"
+        [ "${kind#tus}" = "$kind" ] || rm -f "$up/.graced-tmp.uploads/"*.info
     fi
     awk -v t="$((c1 - c0))" -v hz="$ticks_per_s" -v w="$wall" -v mb="$SIZE_MB" \
         'BEGIN {printf "%.3f %.3f %.0f\n", w, t / hz * 1024 / mb, mb * 1.048576 / w}' \
@@ -93,13 +134,17 @@ xfer() {
 }
 
 PARTS=${PARTS:-transfers list propfind}
-for f in graced-put graced_b-put nginx-put graced-form graced-get nginx-get; do : >"$tmp/$f.runs"; done
+for f in graced-put graced_b-put nginx-put graced-form graced-tus1 graced-tus64 graced-get nginx-get; do
+    : >"$tmp/$f.runs"
+done
 case " $PARTS " in *" transfers "*) transfers=$RUNS ;; *) transfers=0 ;; esac
 for _ in $(seq "$transfers"); do # interleaved, so drift hits every server alike
     xfer graced put "$p_g"
     xfer nginx put "$p_n"
     [ -z "${GRACED_B:-}" ] || xfer graced_b put "$p_b"
     [ "$multipart" = missing ] || xfer graced form "$p_g"
+    [ "$resumable" = missing ] || xfer graced tus1 "$p_g"
+    [ "$resumable" = missing ] || xfer graced tus64 "$p_g"
     xfer graced get "$p_g"
     xfer nginx get "$p_n"
 done
@@ -179,7 +224,7 @@ fi
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 runs() { # every run's CPU s/GiB, in order: how noisy the medians are
     local f
-    for f in graced-put graced_b-put nginx-put graced-form graced-get nginx-get; do
+    for f in graced-put graced_b-put nginx-put graced-form graced-tus1 graced-tus64 graced-get nginx-get; do
         [ -s "$tmp/$f.runs" ] && printf '%s %s; ' "$f" "$(cut -d' ' -f2 "$tmp/$f.runs" | tr '\n' ' ')"
     done
     return 0
@@ -201,6 +246,14 @@ runs() { # every run's CPU s/GiB, in order: how noisy the medians are
     else
         echo "| POST multipart/form-data to a folder (graced only; CPU vs graced's PUT: $(ratio "$(col graced-form 2)" "$(col graced-put 2)")) |" \
              "$(col graced-form 1) | - | $(col graced-form 2) | - | - | $(col graced-form 3) | - |"
+    fi
+    if [ "$resumable" = missing ]; then
+        echo "| resumable upload (tus) | missing | - | - | - | - | - | - |"
+    else
+        for k in tus1 tus64; do
+            echo "| tus: POST, then $([ $k = tus1 ] && echo "one PATCH of it all" || echo "PATCHes of 64 MiB on one connection") (graced only; CPU vs graced's PUT: $(ratio "$(col graced-$k 2)" "$(col graced-put 2)"), wall: $(ratio "$(col graced-$k 1)" "$(col graced-put 1)")) |" \
+                 "$(col graced-$k 1) | - | $(col graced-$k 2) | - | - | $(col graced-$k 3) | - |"
+        done
     fi
     echo "| GET (download; nginx with sendfile on) | $(col graced-get 1) | $(col nginx-get 1) |" \
          "$(col graced-get 2) | $(col nginx-get 2) | $(ratio "$(col graced-get 2)" "$(col nginx-get 2)") |" \
