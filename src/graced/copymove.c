@@ -99,7 +99,8 @@ static void rm_fail(const char *rel, int err, void *arg)
 static int copy_file(int sdir, const char *sname, int ddir, const char *dname, int noreplace)
 {
     char tmp[NAME_MAX + 1];
-    int in = openat(sdir, sname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), out, rc = 0;
+    /* O_NONBLOCK: a FIFO put there since the stat must not hold the thread */
+    int in = openat(sdir, sname, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC), out, rc = 0;
     struct stat st;
     if (in < 0)
         return -errno;

@@ -175,10 +175,20 @@ void graced_delete(struct grace_request *req, struct graced *g)
         graced_reply(req, st, st == 409 ? "the folder is not empty\n" : "could not delete\n");
         return;
     }
-    fsync(dirfd);
-    close(dirfd);
     graced_locktab_drop(g, rel);
     graced_files_forget(g, rel);
+    /* the name is gone, but a crash may bring it back: no 2xx (and no
+     * second fsync, which could report success for what the first lost) */
+    if (fsync(dirfd) < 0) {
+        int e = errno;
+        close(dirfd);
+        graced_log(LOG_ERR, "deleted %s, but the folder's fsync failed (%s): not durable", rel,
+                   strerror(e));
+        graced_reply(req, 500, "deleted, but the folder could not be synced to disk: not durable "
+                               "(a crash may bring the file back)\n");
+        return;
+    }
+    close(dirfd);
     graced_log(LOG_DEBUG, "deleted %s", rel);
     graced_reply(req, 204, NULL);
 }

@@ -148,13 +148,6 @@ struct graced_fcache {
     struct fcache_entry e[CACHE_SLOTS];
 };
 
-static int64_t coarse_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static struct fcache_entry *cache_slot(struct graced *g, const char *key)
 {
     uint32_t h = 2166136261u;
@@ -168,7 +161,7 @@ static struct fcache_entry *cache_slot(struct graced *g, const char *key)
 static struct fcache_entry *cache_get(struct graced *g, const char *key)
 {
     struct fcache_entry *e = strlen(key) < sizeof(e->key) ? cache_slot(g, key) : NULL;
-    if (e && e->data && !strcmp(e->key, key) && coarse_ms() - e->loaded_ms < CACHE_VALID_MS)
+    if (e && e->data && !strcmp(e->key, key) && graced_mono_ms() - e->loaded_ms < CACHE_VALID_MS)
         return e;
     return NULL;
 }
@@ -193,7 +186,7 @@ static struct fcache_entry *cache_put(struct graced *g, const char *key, const c
     strcpy(e->key, key);
     e->sb = *sb;
     file_meta(name, sb, &e->meta);
-    e->loaded_ms = coarse_ms();
+    e->loaded_ms = graced_mono_ms();
     return e;
 }
 

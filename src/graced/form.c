@@ -24,6 +24,7 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -179,29 +180,34 @@ static void fail(struct form *f, int status, const char *msg)
     evbuffer_free(out);
 }
 
-/* From inside the parser's callbacks: remember the answer, stop parsing. */
-static void refuse(struct form *f, int status, const char *msg)
+/* From inside the parser's callbacks: remember the answer (a printf
+ * format), stop parsing. */
+static void refusef(struct form *f, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void refusef(struct form *f, int status, const char *fmt, ...)
 {
+    va_list ap;
     f->pend_status = status;
-    snprintf(f->pend_msg, sizeof(f->pend_msg), "%s", msg);
+    va_start(ap, fmt);
+    vsnprintf(f->pend_msg, sizeof(f->pend_msg), fmt, ap);
+    va_end(ap);
 }
 
 /*
  * May this part take its name? Not a name an earlier part of this form
  * stored (it would replace that file while the answer listed both: the
- * second is refused, the first stays and is listed), not --metrics' path
- * (never readable back), and not past MAX_REPORTED files (every stored name
- * is kept, so the first check is exact). 0, or -EEXIST after refuse().
+ * second is refused, the first stays and is listed), not graced's own path
+ * (--health, --metrics: never readable back), and not past MAX_REPORTED files (every stored name
+ * is kept, so the first check is exact). 0, or -EEXIST after refusef().
  */
 static int name_taken(struct form *f)
 {
-    char msg[1200], rel[4096 + 256 + 2];
+    char rel[4096 + 256 + 2];
     size_t len = evbuffer_get_length(f->done);
-    const char *p = len ? (const char *)evbuffer_pullup(f->done, -1) : NULL;
+    const char *p = len ? (const char *)evbuffer_pullup(f->done, -1) : NULL, *own;
     snprintf(rel, sizeof(rel), "%s%s%s", f->dir, f->dir[0] ? "/" : "", f->name);
-    if (graced_path_reserved(f->g, rel)) {
-        snprintf(msg, sizeof(msg), "%s is graced's --metrics path: no file may take it", f->name);
-        refuse(f, 409, msg);
+    if ((own = graced_path_reserved(f->g, rel))) {
+        refusef(f, 409, "%s is graced's %s path: no file may take it", f->name, own);
         return -EEXIST;
     }
     int taken = 0;
@@ -211,13 +217,11 @@ static int name_taken(struct form *f)
     for (const struct part *q = f->queue; q && !taken; q = q->next)
         taken = !strcmp(q->name, f->name);
     if (taken) {
-        snprintf(msg, sizeof(msg), "two parts named %s: the second is refused", f->name);
-        refuse(f, 409, msg);
+        refusef(f, 409, "two parts named %s: the second is refused", f->name);
         return -EEXIST;
     }
     if (f->nstored + f->ncommitting >= MAX_REPORTED) {
-        snprintf(msg, sizeof(msg), "more than %d files in one form", MAX_REPORTED);
-        refuse(f, 413, msg);
+        refusef(f, 413, "more than %d files in one form", MAX_REPORTED);
         return -EEXIST;
     }
     return 0;
@@ -234,11 +238,7 @@ static int on_part_begin(const char *field, const char *filename, void *arg)
     if (f->skip)
         return 0;
     if ((rc = graced_name_sanitise(filename, f->name, sizeof(f->name), graced_path_flags(f->g, 1)))) {
-        {
-        char msg[1200];
-        snprintf(msg, sizeof(msg), "refused file name: %s", filename);
-        refuse(f, rc, msg);
-    }
+        refusef(f, rc, "refused file name: %s", filename);
         return -EINVAL;
     }
     if ((rc = name_taken(f)))
@@ -247,37 +247,23 @@ static int on_part_begin(const char *field, const char *filename, void *arg)
         char path[4096 + 256 + 2];
         snprintf(path, sizeof(path), "%s%s%s", f->dir, f->dir[0] ? "/" : "", f->name);
         if ((rc = graced_dav_test(f->req, f->g, path, GRACED_LOCK_SELF, NULL, 0, NULL, 0))) {
-            char msg[1200];
-            snprintf(msg, sizeof(msg), "%s is locked (WebDAV)", f->name);
-            refuse(f, rc, msg);
+            refusef(f, rc, "%s is locked (WebDAV)", f->name);
             return -EBUSY;
         }
     }
     if (fstatat(f->dirfd, f->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
         if (S_ISDIR(st.st_mode)) {
-            {
-        char msg[1200];
-        snprintf(msg, sizeof(msg), "a folder is named %s", f->name);
-        refuse(f, 409, msg);
-    }
+            refusef(f, 409, "a folder is named %s", f->name);
             return -EISDIR;
         }
         if (f->g->o.no_overwrite) {
-            {
-        char msg[1200];
-        snprintf(msg, sizeof(msg), "%s exists and is not replaced (--no-overwrite)", f->name);
-        refuse(f, 412, msg);
-    }
+            refusef(f, 412, "%s exists and is not replaced (--no-overwrite)", f->name);
             return -EEXIST;
         }
     }
     if ((rc = graced_store_open(f->g, f->dirfd, f->name, &f->cur)) < 0) {
         graced_log(LOG_ERR, "form upload %s: %s", f->name, strerror(-rc));
-        {
-        char msg[1200];
-        snprintf(msg, sizeof(msg), "could not store %s", f->name);
-        refuse(f, graced_errno_status(rc), msg);
-    }
+        refusef(f, graced_errno_status(rc), "could not store %s", f->name);
         return rc;
     }
     f->fd = graced_store_fd(f->cur);
@@ -303,11 +289,8 @@ static int flush_part(struct form *f)
 {
     int rc = f->wlen ? write_all(f->fd, f->wbuf, f->wlen) : 0;
     f->wlen = 0;
-    if (rc < 0) {
-        char msg[400];
-        snprintf(msg, sizeof(msg), "could not store %s", f->name);
-        refuse(f, graced_errno_status(rc), msg);
-    }
+    if (rc < 0)
+        refusef(f, graced_errno_status(rc), "could not store %s", f->name);
     return rc;
 }
 
@@ -321,11 +304,8 @@ static int on_part_data(const char *data, size_t len, void *arg)
     if (f->wlen + len > WBUF && (rc = flush_part(f)))
         return rc;
     if (len >= WBUF) {
-        if ((rc = write_all(f->fd, data, len)) < 0) {
-            char msg[400];
-            snprintf(msg, sizeof(msg), "could not store %s", f->name);
-            refuse(f, graced_errno_status(rc), msg);
-        }
+        if ((rc = write_all(f->fd, data, len)) < 0)
+            refusef(f, graced_errno_status(rc), "could not store %s", f->name);
         return rc;
     }
     memcpy(f->wbuf + f->wlen, data, len);
@@ -359,8 +339,14 @@ static void part_committed(const struct graced_store_result *r, void *arg)
     part_shift(f); /* p: the first */
     snprintf(key, sizeof(key), "%s%s%s", f->dir, f->dir[0] ? "/" : "", p->name);
     if (r->err || r->changed) {
+        int status = r->err == EEXIST ? 412 : graced_errno_status(-r->err);
         if (r->err == EEXIST) {
             snprintf(msg, sizeof(msg), "%s exists and is not replaced (--no-overwrite)", p->name);
+        } else if (r->renamed) { /* under its name, not durably: no 2xx */
+            graced_files_forget(f->g, key);
+            snprintf(msg, sizeof(msg), "%s is under its name, but the folder could not be synced "
+                     "to disk: not durable (a crash may lose it)", p->name);
+            status = 500;
         } else {
             snprintf(msg, sizeof(msg), "could not store %s", p->name);
             graced_log(LOG_ERR, "form upload %s: %s", key, strerror(r->err));
@@ -370,7 +356,7 @@ static void part_committed(const struct graced_store_result *r, void *arg)
             progress(f); /* may free f */
             return;
         }
-        fail(f, r->err == EEXIST ? 412 : graced_errno_status(-r->err), msg); /* may free f */
+        fail(f, status, msg); /* may free f */
         return;
     }
     graced_files_forget(f->g, key);
@@ -399,7 +385,7 @@ static int on_part_end(void *arg)
     if ((rc = flush_part(f)))
         return rc;
     if (!(p = calloc(1, sizeof(*p)))) {
-        refuse(f, 500, "out of memory");
+        refusef(f, 500, "out of memory");
         return -ENOMEM;
     }
     p->f = f;
@@ -415,7 +401,7 @@ static int on_part_end(void *arg)
     f->queue_tail = p;
     f->ncommitting++;
     if (commit_next(f) < 0) {
-        refuse(f, 500, "out of memory");
+        refusef(f, 500, "out of memory");
         return -ENOMEM;
     }
     return 0;

@@ -23,6 +23,10 @@
  *   mkcol.c    WebDAV MKCOL: a new folder
  *   copymove.c WebDAV COPY and MOVE
  *   lock.c     WebDAV LOCK and UNLOCK
+ *   resumable.c  resumable uploads: tus 1.0 and the IETF draft (made,
+ *              told, appended to, cancelled)
+ *   append.c   a request writing a resumable upload: its body into the
+ *              upload's file, synced, or stored through a store
  * services
  *   options.c  the table of options: parsing, defaults, --help
  *   sock.c     listening sockets and systemd socket activation
@@ -33,9 +37,11 @@
  *   web.c      HSTS, Server header, CORS, security headers, who may write
  *              from which origin
  *   guard.c    refusals before any handler: two Origin headers, control
- *              bytes, Content-Range on a whole body, the --metrics path
+ *              bytes, Content-Range on a whole body
  *   store.c    an upload's file: locked temporary file, write-back, commit
  *              (fsync, rename) on the pool, the sweep of stale ones
+ *   partial.c  resumable uploads on disk: their bytes and info files, the
+ *              sweep of expired ones
  *   metrics.c  Prometheus /metrics, summed over workers in shared memory;
  *              --health
  *   proxy.c    PROXY protocol v1/v2 listeners
@@ -52,17 +58,21 @@
  *   etag.c     ETags and the lists that name them (If-Match, If-None-Match)
  *   addr.c     ADDR:PORT and address lists (CIDR)
  *   log.c      error log (levels) and access log (Combined Log Format)
+ *   clock.c    the monotonic clock
  *   pool.c     a few threads per worker for work that blocks on the disk
  *   multipart.c  a streaming multipart/form-data parser (no I/O)
  *   xml.c      WebDAV's XML: request bodies read (expat), answers written
  *   ifheader.c WebDAV's If header parsed (no I/O)
  *   tree.c     a folder and all it holds: counted, removed (for pool threads)
+ *   fields.c   header values: numbers, Booleans, base64, tus metadata,
+ *              Content-Disposition's filename (no I/O)
  */
 #ifndef GRACED_H
 #define GRACED_H
 
 #include <gracehttp.h>
 
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
@@ -174,6 +184,8 @@ struct graced {
     struct graced_metrics *metrics; /* metrics.c: shared by all workers */
     struct graced_proxy *proxy;   /* proxy.c: this worker's PROXY listeners */
     int stopping;                 /* a graceful stop began: --health says 503 */
+    int64_t stop_at_ms;           /* worker.c: when (graced_mono_ms) */
+    int served;                   /* worker.c: the library's stop is done */
     struct graced_pool *pool;     /* pool.c: this worker's threads for the disk */
     struct graced_stores *stores; /* store.c: write-back, the sweep */
     struct graced_locktab *locks; /* locktab.c: WebDAV locks, shared by all workers */
@@ -257,9 +269,10 @@ size_t graced_path_encode(const char *in, char *out, size_t outlen);
 int graced_path_open_dir(int top, const char *rel, size_t len, int create);
 /* a negative errno of the above or of a file operation -> HTTP status */
 int graced_errno_status(int err);
-/* is rel (a decoded path below the upload tree, "a/b") graced's own URL
- * (--metrics), which no upload may take? */
-int graced_path_reserved(const struct graced *g, const char *rel);
+/* is rel (a decoded path below the upload tree, "a/b") graced's own URL,
+ * which no upload may take? The option that has it ("--health",
+ * "--metrics"), or NULL */
+const char *graced_path_reserved(const struct graced *g, const char *rel);
 /* open path (relative) below the root, never outside it (a symlink that
  * leads out: EXDEV): the fd, or -1 with errno */
 int graced_open_beneath(const struct graced *g, const char *path);
@@ -354,6 +367,9 @@ void graced_delete(struct grace_request *req, struct graced *g);
 /* upload.c */
 void graced_upload(struct grace_request *req, struct graced *g);
 
+/* clock.c: CLOCK_MONOTONIC in microseconds, in milliseconds */
+int64_t graced_mono_us(void);
+int64_t graced_mono_ms(void);
 /* resumable.c: tus 1.0 and IETF resumable uploads (docs/graced.8,
  * "Resumable uploads"). The routes' conditions: a tus creation (POST with
  * Tus-Resumable), an IETF one (Upload-Complete with a known
@@ -392,6 +408,8 @@ struct graced_store;
 struct graced_store_result {
     int err;      /* 0 stored, or an errno: EEXIST (noreplace, the name is taken),
                      EISDIR, ENOSPC, EDQUOT, EFBIG, EIO, ... */
+    int renamed;  /* with err: the name holds the whole content, but the
+                     folder's fsync failed (err): it may not survive a crash */
     int changed;  /* If-Match: the version it named is gone (412) */
     int existed;  /* the name was taken before (204 rather than 201) */
     struct stat st; /* the stored file (its ETag) */
@@ -412,8 +430,10 @@ int graced_store_reserve(struct graced_store *s, int64_t size, graced_store_read
                          void *arg);
 /* Everything is written: fsync, If-Match (if given, copied) checked again,
  * rename (noreplace: never over an existing name), fsync of the folder, on
- * the pool; then cb from the loop, never inside this call. 0 or -ENOMEM
- * (nothing happened: abandon it). */
+ * the pool; then cb from the loop, never inside this call. err is 0 only
+ * once all of it is done: a failed folder fsync is err with renamed set
+ * (never retried: a second fsync can report success for what the first
+ * lost). 0 or -ENOMEM (nothing happened: abandon it). */
 int graced_store_commit(struct graced_store *s, int noreplace, const char *if_match,
                         graced_store_cb cb, void *arg);
 /* The owner is gone (before the commit, or during it: then cb never runs).
@@ -625,9 +645,8 @@ void graced_web_nonce(char out[24]);
 
 /* guard.c: refusals that come before a method's handler (two Origin
  * headers, control bytes in the path; with whole, Content-Range: the body
- * becomes one file; with upload, the --metrics path): 1 if the request was
- * answered */
-int graced_guard(struct grace_request *req, struct graced *g, int whole, int upload);
+ * becomes one file): 1 if the request was answered */
+int graced_guard(struct grace_request *req, int whole);
 
 /* route.c: graced's routes on the server (g->srv): --health, --metrics,
  * the tree; 0 or a negative errno */
@@ -649,9 +668,12 @@ int graced_proxy_init(struct graced *g); /* start-up checks; -1 after a line on 
 /* accept on fd, read the PROXY header, then hand the connection to the
  * server (plain HTTP, or TLS with tls) */
 int graced_proxy_listen(struct graced *g, int fd, struct grace_tls *tls);
-/* a graceful stop: the listen queues accepted, the listeners closed; the
- * number of headers still to read, settled(g) once they are (bounded) */
+/* a graceful stop, before the server's: the listen queues accepted, the
+ * headers already there read and handed over, the listeners closed; the
+ * number of headers still to come, settled(g) once none is (each bounded
+ * by --proxy-timeout) */
 int graced_proxy_stop(struct graced *g, void (*settled)(struct graced *g));
+int graced_proxy_pending(const struct graced *g); /* headers still to come */
 void graced_proxy_free(struct graced *g);
 
 /* metrics.c: the mapping is made before forking, so every worker adds to
@@ -690,17 +712,24 @@ void graced_notify_forget(void); /* a forked worker: never talk to systemd */
  * negative errno (logged) */
 int graced_notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* a worker serves (after its start, and after a SIGHUP's reload): READY=1
- * with one worker, else tell the supervisor */
+ * with one worker, else tell the supervisor (the value: its generation) */
 void graced_notify_up(const struct graced *g);
+/* the supervisor: is a GRACED_SIG_UP's value of the current generation
+ * (about the last SIGHUP, not an earlier start or reload)? */
+int graced_notify_current(int value);
 /* the supervisor: up of running of total workers say they serve; READY=1
  * once all did (and after a reload), STATUS= when the count changes */
 void graced_notify_workers(int up, int running, int total);
-void graced_notify_reloading(void); /* SIGHUP: RELOADING=1, MONOTONIC_USEC */
+/* SIGHUP, in the supervisor: a new generation, RELOADING=1, MONOTONIC_USEC;
+ * in a worker, before its reload: the generation it reloads for */
+void graced_notify_reloading(void);
 void graced_notify_stopping(void);  /* the first stop signal: STOPPING=1 */
 
 /* worker.c: run worker w (0-based) on row w of the sockets until it
- * stops; its exit status */
+ * stops; its exit status. The signals it handles (graced_worker_signals()
+ * adds them to a set) wait, blocked, until its handlers exist. */
 int graced_worker_run(struct graced *g, const struct graced_socks *s, int w);
+void graced_worker_signals(sigset_t *set);
 
 /* supervisor.c: the parent of --workers N > 1, until every worker ended;
  * its exit status */

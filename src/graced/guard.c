@@ -12,9 +12,9 @@
  *    name (400, saying so);
  *  - Content-Range on a body that becomes one file (PUT, a raw POST):
  *    graced stores whole bodies only, and a fragment stored as the whole
- *    file destroys it (RFC 9110 14.5: 400);
- *  - an upload onto --metrics' path: GET of that path is the counters, so
- *    the file could never be read back, only shadowed (409).
+ *    file destroys it (RFC 9110 14.5: 400).
+ * (A write onto graced's own paths, --health and --metrics, is route.c's
+ * to refuse: it knows the route.)
  */
 #include "graced.h"
 
@@ -29,7 +29,7 @@ static int has_control(const char *s)
     return 0;
 }
 
-int graced_guard(struct grace_request *req, struct graced *g, int whole, int upload)
+int graced_guard(struct grace_request *req, int whole)
 {
     const char *path = grace_request_path_decoded(req);
     size_t pos = 0;
@@ -47,10 +47,6 @@ int graced_guard(struct grace_request *req, struct graced *g, int whole, int upl
     if (whole && grace_request_header(req, "Content-Range")) {
         graced_reply(req, 400, "Content-Range: graced stores whole files only "
                                "(no partial PUT); send the whole body\n");
-        return 1;
-    }
-    if (upload && path[0] == '/' && graced_path_reserved(g, path + 1)) {
-        graced_reply(req, 409, "this path is graced's --metrics: no file may take it\n");
         return 1;
     }
     return 0;

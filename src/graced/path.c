@@ -11,7 +11,8 @@
  * refused, dot-names hidden (unless --show-hidden), our temporary upload
  * names never served, and for writes names of valid UTF-8 and at most 255
  * bytes. graced_name_check() is the rule for one name, also for form
- * filenames; graced_path_reserved() keeps --metrics' path from uploads.
+ * filenames; graced_path_reserved() keeps graced's own paths (--health,
+ * --metrics) from form parts (route.c refuses the other writes there).
  *
  * graced_path_uri() does the same for a URI that a WebDAV header names
  * (Destination, an If header's tag): an absolute URI must name this very
@@ -310,10 +311,15 @@ int graced_open_beneath(const struct graced *g, const char *path)
     return open_beneath(g, g->root_fd, path);
 }
 
-int graced_path_reserved(const struct graced *g, const char *rel)
+const char *graced_path_reserved(const struct graced *g, const char *rel)
 {
-    /* metrics_path is normalized ("/metrics"); rel has no leading '/' */
-    return g->o.metrics_path && !strcmp(g->o.metrics_path + 1, rel);
+    /* the options' paths are normalized and decoded ("/metrics"); rel has
+     * no leading '/' */
+    if (g->o.health_path && !strcmp(g->o.health_path + 1, rel))
+        return "--health";
+    if (g->o.metrics_path && !strcmp(g->o.metrics_path + 1, rel))
+        return "--metrics";
+    return NULL;
 }
 
 int graced_errno_status(int err)

@@ -22,6 +22,7 @@
 #include <event2/event.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,10 @@
  * CPU of a flush: block allocation, submitting the pages), the loop's is
  * latency; on a busy core the loop must win. */
 #define POOL_NICE 10
+
+/* said once per process: a seccomp filter that denies setpriority (systemd's
+ * SystemCallFilter=~@resources) denies it to every thread alike */
+static atomic_int nice_warned;
 
 struct graced_pool {
     struct event_base *base;
@@ -77,8 +82,13 @@ static void *worker(void *arg)
 {
     struct graced_pool *p = arg;
     /* Linux: a nice value is per thread; raising it needs no privilege */
-    (void)!setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid),
-                       getpriority(PRIO_PROCESS, 0) + POOL_NICE);
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid),
+                    getpriority(PRIO_PROCESS, 0) + POOL_NICE) < 0 &&
+        !atomic_exchange(&nice_warned, 1))
+        graced_log(LOG_WARN, "helper threads (--sync-threads, password checks) run at the event "
+                             "loop's priority: setpriority: %s (under systemd: "
+                             "SystemCallFilter=setpriority, see docs/graced.service)",
+                   strerror(errno));
     pthread_mutex_lock(&p->mu);
     for (;;) {
         struct graced_job *j;

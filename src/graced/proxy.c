@@ -198,8 +198,15 @@ static void handed(struct pending *pd)
     socklen_t len = pd->peer_len;
     struct grace_tls *tls = pd->tls;
     struct graced_proxy *p = pd->p;
+    char a[64];
     pending_free(pd, 0);
-    grace_server_adopt_conn(g->srv, fd, (struct sockaddr *)&peer, len, tls);
+    /* during a stop the server still adopts it (its answer says
+     * Connection: close); once the server is done, it closes it */
+    if (grace_server_adopt_conn(g->srv, fd, (struct sockaddr *)&peer, len, tls) == -ESHUTDOWN) {
+        peer_text(&peer, a, sizeof(a));
+        graced_log(LOG_INFO, "PROXY connection from %s: header complete after the server had "
+                             "stopped; closed", a);
+    }
     check_settled(p);
 }
 
@@ -307,13 +314,6 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---------------------------------------------------------------- refused peers */
 
-static int64_t mono_ms(const struct graced_proxy *p)
-{
-    struct timeval tv;
-    event_gettime_monotonic(p->g->base, &tv);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 static void warn_summary(struct graced_proxy *p, int64_t now)
 {
     if (!p->warn_quiet)
@@ -331,7 +331,7 @@ static void warn_summary(struct graced_proxy *p, int64_t now)
 static void warn_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct graced_proxy *p = arg;
-    int64_t now = mono_ms(p), iv = p->g->o.warn_interval_ms;
+    int64_t now = graced_mono_ms(), iv = p->g->o.warn_interval_ms;
     struct timeval tv = {iv / 1000, (iv % 1000) * 1000};
     if (!p->warn_quiet)
         return;
@@ -342,7 +342,7 @@ static void warn_cb(evutil_socket_t fd, short what, void *arg)
 
 static void warn_refused(struct graced_proxy *p, const char *addr)
 {
-    int64_t now = mono_ms(p), iv = p->g->o.warn_interval_ms;
+    int64_t now = graced_mono_ms(), iv = p->g->o.warn_interval_ms;
     if (now >= p->warn_next_ms || !iv) {
         graced_log(LOG_WARN, "PROXY listener: %s is not in --proxy-from; connection closed%s",
                    addr, iv ? " (more: counted, one line per --warn-interval)" : "");
@@ -454,9 +454,12 @@ int graced_proxy_listen(struct graced *g, int fd, struct grace_tls *tls)
  * and the client's first bytes at once): closing the listeners would reset
  * it, and a balancer in TCP mode cannot retry what it already forwarded.
  * So the queues are accepted first, then the listeners close (new
- * connections are refused: the balancer retries elsewhere). Returns how
- * many headers are still to be read; settled(g) runs once none is left
- * (each is bounded by --proxy-timeout), from the event loop.
+ * connections are refused: the balancer retries elsewhere). Every header
+ * already in its socket is read now, so that its connection is the
+ * server's before the server's stop begins (worker.c calls that next: it
+ * does not wait for the headers still to come). Returns how many are;
+ * settled(g) runs once none is left (each is bounded by --proxy-timeout),
+ * from the event loop.
  */
 int graced_proxy_stop(struct graced *g, void (*settled)(struct graced *g))
 {
@@ -482,9 +485,19 @@ int graced_proxy_stop(struct graced *g, void (*settled)(struct graced *g))
         evconnlistener_free(p->l[i].lev);
     }
     p->nl = 0;
+    /* the headers there: handed over (or dropped) now; read_cb may free pd */
+    for (struct pending *pd = TAILQ_FIRST(&p->pending), *next; pd; pd = next) {
+        next = TAILQ_NEXT(pd, link);
+        read_cb(pd->fd, EV_READ, pd);
+    }
     if (p->npending)
         p->settled = settled;
     return p->npending;
+}
+
+int graced_proxy_pending(const struct graced *g)
+{
+    return g->proxy ? g->proxy->npending : 0;
 }
 
 /* Stop accepting and close the connections still sending their header. */
@@ -497,7 +510,7 @@ void graced_proxy_free(struct graced *g)
         evconnlistener_free(p->l[i].lev);
     while (!TAILQ_EMPTY(&p->pending))
         pending_free(TAILQ_FIRST(&p->pending), 1);
-    warn_summary(p, mono_ms(p)); /* the count not said yet */
+    warn_summary(p, graced_mono_ms()); /* the count not said yet */
     if (p->warn_ev)
         event_free(p->warn_ev);
     free(p);

@@ -5,9 +5,10 @@
  * each with a table of methods.
  *
  *   --health PATH   exact    GET, HEAD: 200 serving, 503 stopping; no login,
- *                            none of graced's headers but Cache-Control: no-store
+ *                            none of graced's headers but Cache-Control: no-store;
+ *                            the tree's writes 409, other methods 405
  *   --metrics PATH  exact    GET, HEAD: the counters (no login: --metrics-allow);
- *                            any other method as on the tree
+ *                            the tree's writes 409, other methods as on the tree
  *   /               prefix   the tree: files, listings, uploads, deletes,
  *                            WebDAV (its OPTIONS says DAV: 1, 2),
  *                            searches (?q=), zips of folders (?zip), the
@@ -22,8 +23,11 @@
  * condition holds is the one. Its flags say what comes before the
  * handler, in this order:
  *   - graced's headers (web.c) and the refusals of guard.c (two Origins,
- *     control bytes; for ROUTE_WHOLE Content-Range, for ROUTE_UPLOAD the
- *     --metrics path);
+ *     control bytes; for ROUTE_WHOLE Content-Range);
+ *   - on graced's own paths (--health, --metrics: the route's "own"), a
+ *     ROUTE_WRITE row of the tree is 409, whether the route falls back to
+ *     the tree or not: no upload takes the path, no DELETE removes what it
+ *     shadows (form parts named like it: form.c, graced_path_reserved);
  *   - ROUTE_WRITE: the row changes files: without --upload-dir it is off
  *     (405 "uploads are not enabled"); a page of another site may not use
  *     it (403); the login must be allowed to write;
@@ -61,6 +65,7 @@ struct route {
     size_t nrows;
     const struct route *next; /* methods it has no row for: the rows there */
     int bare;                 /* none of graced's headers or refusals (--health) */
+    const char *own;          /* graced's own path: the option; the tree's writes 409 */
     /* OPTIONS: what else it tells (resumable uploads' limits) */
     void (*options)(struct grace_request *req, const struct graced *g);
 };
@@ -97,7 +102,7 @@ static const struct row tree_rows[] = {
     {"LOCK", NULL, ROUTE_WRITE, graced_lock},
     {"UNLOCK", NULL, ROUTE_WRITE, graced_unlock},
 };
-static const struct route tree = {ROWS(tree_rows), NULL, 0, graced_resumable_options};
+static const struct route tree = {ROWS(tree_rows), NULL, 0, NULL, graced_resumable_options};
 
 #define URL_UPLOADS "/" GRACED_PARTIAL_DIR "/"
 
@@ -110,19 +115,19 @@ static const struct row uploads_rows[] = {
     {"DELETE", NULL, ROUTE_WRITE, graced_resumable_delete},
     {"OPTIONS", NULL, ROUTE_PUBLIC | ROUTE_OPTIONS, NULL},
 };
-static const struct route uploads = {ROWS(uploads_rows), NULL, 0, graced_resumable_options};
+static const struct route uploads = {ROWS(uploads_rows), NULL, 0, NULL, graced_resumable_options};
 
 static const struct row metrics_rows[] = {
     {"GET", NULL, ROUTE_PUBLIC, graced_metrics_serve},
     {"HEAD", NULL, ROUTE_PUBLIC, graced_metrics_serve},
 };
-static const struct route metrics = {ROWS(metrics_rows), &tree, 0, NULL};
+static const struct route metrics = {ROWS(metrics_rows), &tree, 0, "--metrics", NULL};
 
 static const struct row health_rows[] = {
     {"GET", NULL, ROUTE_PUBLIC, graced_health_serve},
     {"HEAD", NULL, ROUTE_PUBLIC, graced_health_serve},
 };
-static const struct route health = {ROWS(health_rows), NULL, 1, NULL};
+static const struct route health = {ROWS(health_rows), NULL, 1, "--health", NULL};
 
 /* A row that exists but is off here: writes without --upload-dir, the
  * login without --users-file. */
@@ -231,6 +236,18 @@ static void too_large(struct grace_request *req, const struct graced *g)
     graced_reply(req, 413, msg);
 }
 
+/* On graced's own path, the row of the tree this method would have if it
+ * writes (and uploads are on): it is refused there. */
+static const struct row *own_write(const struct route *rt, const struct row *w,
+                                   struct grace_request *req, const struct graced *g)
+{
+    if (!rt->own || (w && !(w->flags & ROUTE_WRITE)))
+        return NULL;
+    if (!w)
+        w = find(&tree, req, g);
+    return w && (w->flags & ROUTE_WRITE) && !row_off(w, g) ? w : NULL;
+}
+
 static void dispatch(struct grace_request *req, struct graced *g, const struct route *rt)
 {
     const struct row *w = find(rt, req, g);
@@ -238,9 +255,14 @@ static void dispatch(struct grace_request *req, struct graced *g, const struct r
 
     if (!rt->bare) {
         graced_web_headers(req, g); /* HSTS, Server, nosniff, framing, CORS */
-        if (graced_guard(req, g, w && !off && (w->flags & ROUTE_WHOLE),
-                         w && !off && (w->flags & ROUTE_UPLOAD)))
+        if (graced_guard(req, w && !off && (w->flags & ROUTE_WHOLE)))
             return;
+    }
+    if (own_write(rt, w, req, g)) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "this path is graced's %s: no file may take it\n", rt->own);
+        graced_reply(req, 409, msg);
+        return;
     }
     if (!w || off) {
         not_allowed(req, g, rt, off ? "uploads are not enabled\n" : "method not allowed\n");

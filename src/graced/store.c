@@ -33,7 +33,22 @@
  * event loop waited there, up to seconds, under three 1 GiB uploads).
  * The commit - fsync, the If-Match check, the rename (RENAME_NOREPLACE for
  * If-None-Match: * and --no-overwrite), fsync of the folder - is a job on
- * the worker's pool (pool.c); its result comes back on the event loop.
+ * the worker's pool (pool.c); its result comes back on the event loop. A
+ * folder fsync that fails comes back as an error with the name taken (the
+ * rename cannot be taken back: the version it replaced is gone, and a
+ * rename back would be as little durable): the owner answers no 2xx.
+ *
+ * The If-Match check and the rename are one step for every commit of a
+ * name, on every pool thread and every instance on the folder: each commit
+ * that may replace a file first takes an OFD write lock on the file the
+ * name holds (NFS sends it to the server), waits for it, checks that the
+ * name still holds that file (else a commit before ours renamed over it:
+ * that file's turn), then checks If-Match against it and renames, and lets
+ * go. A file just renamed into place is still locked by its store until
+ * the store is freed: a commit waiting for it sees the new version.
+ * RENAME_NOREPLACE needs no lock (it refuses a taken name itself); a file
+ * we cannot open for writing (another owner's, read-only) or a filesystem
+ * without locks is checked without one, as before (warned once).
  *
  * Lifetime: the store is referenced by its owner (the upload) and by each
  * job in flight. An owner that goes away (client gone, server freed)
@@ -64,6 +79,7 @@
 #define WRITEBACK_TICK_MS 25     /* how often the file offsets are looked at */
 #define TMP_NAME_PART 200        /* of the name, in the temporary name: 12 + 16 + 1 + 200 < 255 */
 #define OPEN_TRIES 8
+#define TARGET_TRIES 64          /* the name changed under our wait this often: give up the lock */
 
 struct graced_store {
     struct graced *g;
@@ -87,6 +103,7 @@ struct graced_store {
     int noreplace;
     char *if_match;
     int err, changed, existed, renamed, unlinked, dir_err;
+    int target_err;       /* the name's file could not be locked (errno): checked without */
     struct stat st;
     graced_store_cb cb;
     void *arg;
@@ -100,7 +117,7 @@ struct graced_stores {
     struct event *sweep_ev;  /* worker 1: the sweep, every --stale-upload-age */
     struct graced_job sweep;
     int sweep_busy, sweep_removed;
-    int nolock_warned;
+    int nolock_warned, target_warned;
 };
 
 #define STORE_OF(j, member) ((struct graced_store *)((char *)(j) - offsetof(struct graced_store, member)))
@@ -345,36 +362,93 @@ static int put_name(struct graced_store *s)
     return 0;
 }
 
+#define TARGET_NONE -1     /* no file has the name */
+#define TARGET_UNLOCKED -2 /* a file we cannot lock (s->target_err says why) */
+
+/* Lock the regular file the name holds now (see the top): its fd, with
+ * *cur its stat, or TARGET_NONE, or TARGET_UNLOCKED (*cur then from the
+ * name, if it has anything). The name is opened again after the wait and
+ * compared: on NFSv4 an open by name asks the server, where a stat could
+ * answer from this host's cache. */
+static int lock_target(struct graced_store *s, struct stat *cur)
+{
+    struct flock lk;
+    memset(&lk, 0, sizeof(lk));
+    lk.l_type = F_WRLCK;
+    lk.l_whence = SEEK_SET;
+    for (int i = 0; i < TARGET_TRIES; i++) {
+        struct stat again;
+        int fd, fd2, same;
+        if (fstatat(s->dirfd, s->name, cur, AT_SYMLINK_NOFOLLOW) < 0)
+            return errno == ENOENT ? TARGET_NONE : (s->target_err = errno, TARGET_UNLOCKED);
+        if (!S_ISREG(cur->st_mode)) /* a folder (EISDIR), a symlink: the rename says */
+            return TARGET_UNLOCKED;
+        fd = openat(s->dirfd, s->name, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+        if (fd < 0 && errno == ENOENT)
+            continue; /* gone meanwhile */
+        if (fd < 0 || fstat(fd, cur) < 0 || !S_ISREG(cur->st_mode) ||
+            fcntl(fd, F_OFD_SETLKW, &lk) < 0) {
+            s->target_err = fd < 0 || S_ISREG(cur->st_mode) ? errno : EINVAL;
+            if (fd >= 0)
+                close(fd);
+            if (fstatat(s->dirfd, s->name, cur, AT_SYMLINK_NOFOLLOW) < 0)
+                return errno == ENOENT ? TARGET_NONE : TARGET_UNLOCKED;
+            return TARGET_UNLOCKED;
+        }
+        fd2 = openat(s->dirfd, s->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+        same = fd2 >= 0 && fstat(fd2, &again) == 0 && again.st_ino == cur->st_ino &&
+               again.st_dev == cur->st_dev;
+        if (fd2 >= 0)
+            close(fd2);
+        if (same)
+            return fd;
+        close(fd); /* renamed over (or removed) while we waited: its successor's turn */
+    }
+    s->target_err = EBUSY;
+    return fstatat(s->dirfd, s->name, cur, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT
+               ? TARGET_NONE : TARGET_UNLOCKED;
+}
+
 /* The steps of a commit, on a pool thread. The owner may leave meanwhile:
  * looked at before each step that cannot be taken back. 1 when renamed. */
 static int commit_steps(struct graced_store *s)
 {
     struct stat cur;
     char etag[64];
+    int tfd = TARGET_NONE, done = 0;
     if (atomic_load(&s->orphan))
         return 0;
     if (fsync(s->fd) < 0 || fstat(s->fd, &s->st) < 0) {
         s->err = errno;
         return 0;
     }
+    if (s->noreplace) {
+        s->existed = fstatat(s->dirfd, s->name, &cur, AT_SYMLINK_NOFOLLOW) == 0;
+    } else {
+        tfd = lock_target(s, &cur); /* may wait for another commit of the name */
+        s->existed = tfd != TARGET_NONE;
+    }
     if (atomic_load(&s->orphan))
-        return 0; /* the client left during the fsync: not stored */
-    s->existed = fstatat(s->dirfd, s->name, &cur, AT_SYMLINK_NOFOLLOW) == 0;
+        goto out; /* the client left during the fsync (or the wait): not stored */
     if (s->if_match) { /* the version it names is still there? (it was at the headers) */
         if (s->existed)
             graced_etag(&cur, etag, sizeof(etag));
         if (!s->existed || !graced_etag_match(s->if_match, etag, 0)) {
             s->changed = 1;
-            return 0;
+            goto out;
         }
     }
     if (put_name(s) < 0) {
         s->err = errno;
-        return 0;
+        goto out;
     }
-    if (fsync(s->dirfd) < 0) /* the rename itself */
+    done = 1;
+out:
+    if (tfd >= 0)
+        close(tfd); /* the lock on the version replaced (or kept) goes with it */
+    if (done && fsync(s->dirfd) < 0) /* the rename itself */
         s->dir_err = errno;
-    return 1;
+    return done;
 }
 
 /* Not stored: the temporary file goes here, off the loop (a big file takes
@@ -394,13 +468,20 @@ static void commit_done(struct graced_job *j)
     if (!atomic_load(&s->orphan)) {
         struct graced_store_result r;
         memset(&r, 0, sizeof(r));
-        r.err = s->err;
+        r.err = s->dir_err ? s->dir_err : s->err;
+        r.renamed = s->dir_err != 0;
         r.changed = s->changed;
         r.existed = s->existed;
         r.st = s->st;
         if (s->dir_err)
-            graced_log(LOG_WARN, "%s stored, but the folder's fsync failed: %s", s->name,
-                       strerror(s->dir_err));
+            graced_log(LOG_ERR, "%s: renamed into place, but the folder's fsync failed (%s): "
+                       "not durable", s->name, strerror(s->dir_err));
+        if (s->target_err && !s->g->stores->target_warned) {
+            s->g->stores->target_warned = 1;
+            graced_log(LOG_WARN, "%s: its file could not be locked to be replaced (%s): "
+                       "If-Match is checked without a lock there (said once)", s->name,
+                       strerror(s->target_err));
+        }
         atomic_store(&s->orphan, 1); /* the owner's part ends with the callback */
         s->cb(&r, s->arg);
         unref(s); /* the owner's */

@@ -29,21 +29,20 @@ struct slot {
     int64_t delay_ms;   /* the next back-off */
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Fork worker w (0-based) on its row of sockets; -1 if fork failed. */
+/* Fork worker w (0-based) on its row of sockets; -1 if fork failed. The
+ * worker starts with the signals it handles still blocked (the
+ * supervisor's SIGHUP or SIGTERM, or the death signal, arriving before its
+ * handlers exist would kill it: their default action); graced_worker_run
+ * lets them in once its handlers are set. */
 static pid_t spawn(struct graced *g, struct graced_socks *s, int w, const sigset_t *old)
 {
     pid_t pid = fork();
     if (pid == 0) {
+        sigset_t mask = *old;
+        graced_worker_signals(&mask);
+        sigprocmask(SIG_SETMASK, &mask, NULL);
         prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the parent */
         graced_notify_forget(); /* the supervisor talks to systemd */
-        sigprocmask(SIG_SETMASK, old, NULL);
         for (int o = 0; o < g->o.workers; o++)
             if (o != w)
                 for (int i = 0; i < s->per_worker; i++)
@@ -111,7 +110,7 @@ int graced_supervise(struct graced *g, struct graced_socks *s)
             stops = 1; /* a start-up failure: stop the ones started */
             break;
         }
-        slot[w].started_ms = now_ms();
+        slot[w].started_ms = graced_mono_ms();
         alive++;
     }
     if (stops) {
@@ -124,7 +123,7 @@ int graced_supervise(struct graced *g, struct graced_socks *s)
         graced_announce(s);
     }
     while (alive > 0 || !stops) {
-        int64_t next = -1, now = now_ms();
+        int64_t next = -1, now = graced_mono_ms();
         struct timespec ts, *tsp = NULL;
         int sig;
         for (int w = 0; w < g->o.workers; w++)
@@ -137,7 +136,7 @@ int graced_supervise(struct graced *g, struct graced_socks *s)
             tsp = &ts;
         }
         sig = tsp ? sigtimedwait(&set, &si, tsp) : sigwaitinfo(&set, &si);
-        now = now_ms();
+        now = graced_mono_ms();
         if (sig == SIGCHLD) {
             int st;
             pid_t pid;
@@ -171,8 +170,11 @@ int graced_supervise(struct graced *g, struct graced_socks *s)
                                w + 1, (int)pid, WEXITSTATUS(st), (long long)slot[w].delay_ms);
             }
         } else if (sig == GRACED_SIG_UP) {
+            /* a word of an earlier generation (a start said before the
+             * SIGHUP reached that worker) is not about the last reload */
             for (int w = 0; w < g->o.workers; w++)
-                if (slot[w].pid > 0 && slot[w].pid == si.si_pid)
+                if (slot[w].pid > 0 && slot[w].pid == si.si_pid &&
+                    graced_notify_current(si.si_value.sival_int))
                     slot[w].up = 1;
         } else if (sig == SIGHUP) {
             graced_notify_reloading(); /* READY=1 again once all have reloaded */

@@ -103,6 +103,12 @@ static void committed(const struct graced_store_result *r, void *arg)
         fail(u, 412, "the file exists and is not replaced\n");
         return;
     }
+    if (r->renamed) { /* under its name, not durably: no 2xx */
+        graced_files_forget(u->g, u->path);
+        fail(u, 500, "the file is under its name, but the folder could not be synced to disk: "
+                     "not durable (a crash may lose it); upload it again\n");
+        return;
+    }
     if (r->err) {
         graced_log(LOG_ERR, "upload %s: %s", u->path, strerror(r->err));
         fail(u, r->err == EISDIR || r->err == ENOTDIR ? 409 : store_status(r->err),

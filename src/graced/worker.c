@@ -12,19 +12,32 @@
 #include <signal.h>
 #include <string.h>
 
-static void stopped(struct grace_server *srv, void *arg)
+static void stop_wait_over(evutil_socket_t fd, short what, void *arg)
 {
     struct graced *g = arg;
     event_base_loopexit(g->base, NULL);
 }
 
-/* The library's stop: the listen queues served, the listeners closed,
- * idle connections given stop-idle-grace, requests in flight
- * --shutdown-timeout (then 503 to those not yet answered). */
-static void begin_stop(struct graced *g)
+/* The library's stop is done. PROXY headers still on their way may be
+ * waited for, but not past the stop's deadline (a connection adopted
+ * after it would be cut at once): the server adopts while its stop runs
+ * (and, by its documented contract, until the deadline). */
+static void stopped(struct grace_server *srv, void *arg)
 {
-    if (grace_server_stop(g->srv, g->o.shutdown_timeout_ms, stopped, g) == 0)
-        graced_log(LOG_INFO, "stopping: finishing requests in flight");
+    struct graced *g = arg;
+    int64_t left = g->stop_at_ms + g->o.shutdown_timeout_ms - graced_mono_ms();
+    struct timeval tv = {left > 0 ? left / 1000 : 0, left > 0 ? (left % 1000) * 1000 : 0};
+    g->served = 1;
+    if (!graced_proxy_pending(g) || left <= 0 ||
+        event_base_once(g->base, -1, EV_TIMEOUT, stop_wait_over, g, &tv) < 0)
+        event_base_loopexit(g->base, NULL);
+}
+
+/* The last PROXY header of the stop came (or was dropped). */
+static void proxy_settled(struct graced *g)
+{
+    if (g->served)
+        event_base_loopexit(g->base, NULL);
 }
 
 /*
@@ -34,8 +47,12 @@ static void begin_stop(struct graced *g)
  * (Ctrl-C) or control group (systemd) reaches it twice, directly and
  * forwarded; "now" comes as SIGUSR2, sent by the supervisor only on a
  * second stop signal of its own. The PROXY listeners' queues are taken
- * first; the server stops once their headers are read (bounded by
- * --proxy-timeout), so that it can still adopt those connections.
+ * first, with the headers already there; then the library's stop begins
+ * at once: the listen queues served, the listeners closed, idle
+ * connections given stop-idle-grace, requests in flight --shutdown-timeout
+ * (then 503 to those not yet answered). A PROXY header that comes during
+ * it is still served; the worker's loop ends once the server and the
+ * headers are done.
  */
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -61,9 +78,19 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         return;
     }
     g->stopping = 1; /* --health answers 503 from now on */
+    g->stop_at_ms = graced_mono_ms();
     graced_notify_stopping(); /* systemd: STOPPING=1 */
-    if (!graced_proxy_stop(g, begin_stop))
-        begin_stop(g);
+    graced_proxy_stop(g, proxy_settled);
+    if (grace_server_stop(g->srv, g->o.shutdown_timeout_ms, stopped, g) == 0)
+        graced_log(LOG_INFO, "stopping: finishing requests in flight");
+}
+
+static const int signals[4] = {SIGTERM, SIGINT, SIGHUP, SIGUSR2};
+
+void graced_worker_signals(sigset_t *set)
+{
+    for (int i = 0; i < 4; i++)
+        sigaddset(set, signals[i]);
 }
 
 int graced_worker_run(struct graced *g, const struct graced_socks *s, int w)
@@ -71,8 +98,14 @@ int graced_worker_run(struct graced *g, const struct graced_socks *s, int w)
     const int *fds = s->fd[w], *tls = s->tls, *proxy = s->proxy;
     int nfds = s->per_worker;
     struct event *sig[4];
-    static const int signals[4] = {SIGTERM, SIGINT, SIGHUP, SIGUSR2};
     int rc, nsig = g->supervised ? 4 : 3;
+    sigset_t handled;
+
+    /* until the handlers below exist, a stop or reload signal waits (a
+     * forked worker starts with them blocked already: spawn()) */
+    sigemptyset(&handled);
+    graced_worker_signals(&handled);
+    sigprocmask(SIG_BLOCK, &handled, NULL);
 
     g->base = event_base_new();
     g->srv = g->base ? grace_server_new(g->base, g->o.cfg) : NULL;
@@ -104,6 +137,10 @@ int graced_worker_run(struct graced *g, const struct graced_socks *s, int w)
         if (!sig[i] || event_add(sig[i], NULL) < 0)
             return 1;
     }
+    /* now they may come: one that waited is handled from the loop (a
+     * SIGHUP's reload after the start's "up" below: notify.c's generation
+     * tells the supervisor which one that is) */
+    sigprocmask(SIG_UNBLOCK, &handled, NULL);
     if (!g->supervised) /* else the supervisor does, once every worker runs */
         graced_announce(s);
     graced_metrics_start(g);
@@ -114,11 +151,7 @@ int graced_worker_run(struct graced *g, const struct graced_socks *s, int w)
     graced_proxy_free(g);
     /* stopped: a stop signal still on its way (the supervisor's copy of
      * one we had directly) must not kill us once the handlers are gone */
-    sigset_t set;
-    sigemptyset(&set);
-    for (int i = 0; i < nsig; i++)
-        sigaddset(&set, signals[i]);
-    sigprocmask(SIG_BLOCK, &set, NULL);
+    sigprocmask(SIG_BLOCK, &handled, NULL);
     for (int i = 0; i < nsig; i++)
         event_free(sig[i]);
     grace_server_free(g->srv);

@@ -4,10 +4,10 @@
 # each): a 1 GiB PUT stored on disk (nginx: its dav module), the same file as
 # a multipart form upload (graced only: nginx has no such storing), as a
 # resumable upload (tus: one PATCH of it all, and PATCHes of 64 MiB; graced
-# only, against its own PUT), a 1 GiB download, the listing of a 10,000-entry
-# folder (nginx: autoindex), and a WebDAV PROPFIND (Depth: 1) of that folder
-# beside nginx with dav-ext and rclone serve webdav (PARTS=propfind runs only
-# that).
+# only, against its own PUT), a 1 GiB download, the listing of a
+# 10,000-entry folder (nginx: autoindex), and a WebDAV PROPFIND (Depth: 1)
+# of that folder beside nginx with dav-ext and rclone serve webdav
+# (PARTS=propfind runs only that).
 # Wall time as curl sees it and server CPU from /proc/PID/stat, median of RUNS
 # interleaved runs. SIZE_MB changes the file size (1024); GRACED_B=path adds
 # the PUT row for another graced binary (an A/B of a change, same run).

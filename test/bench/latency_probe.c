@@ -10,8 +10,12 @@
  * is charged for every request due meanwhile (as wrk2 does; a closed loop
  * would count one slow request and wait). The phase is "idle" until the
  * file DIR/loaded exists, "loaded" until DIR/stop exists; then one line per
- * phase: "PHASE p50-ms p99-ms max-ms count". Every answer must be a 200
- * with a Content-Length body; anything else ends the probe (exit 1). With
+ * phase: "PHASE p50-ms p99-ms max-ms count late-max-ms", where late-max
+ * is the longest the probe itself overslept a wait (it was not scheduled:
+ * a loaded machine delays the prober too, and its delay is charged to the
+ * server; a late-max near max-ms says the stall was the probe's). Every
+ * answer must be a 200 with a Content-Length body; anything else ends the
+ * probe (exit 1). With
  * PROBE_SLOW_MS=N, each request slower than N ms is also written to stderr
  * ("slow DUE-MONOTONIC-S MS"), to line up stalls with other traces.
  */
@@ -44,6 +48,7 @@ struct conn {
 struct series {
     double *v;
     size_t n, cap;
+    double late_max; /* ms the probe overslept a wait, at most */
 };
 
 static double now_s(void)
@@ -74,13 +79,13 @@ static int cmp(const void *a, const void *b)
 static void report(const char *name, struct series *s)
 {
     if (!s->n) {
-        printf("%s nan nan nan 0\n", name);
+        printf("%s nan nan nan 0 %.3f\n", name, s->late_max);
         return;
     }
     qsort(s->v, s->n, sizeof(*s->v), cmp);
-    printf("%s %.3f %.3f %.3f %zu\n", name, s->v[s->n / 2],
+    printf("%s %.3f %.3f %.3f %zu %.3f\n", name, s->v[s->n / 2],
            s->v[(size_t)(0.99 * (double)s->n) < s->n ? (size_t)(0.99 * (double)s->n) : s->n - 1],
-           s->v[s->n - 1], s->n);
+           s->v[s->n - 1], s->n, s->late_max);
 }
 
 static int dial(int port)
@@ -195,10 +200,17 @@ int main(int argc, char **argv)
             wait = 0.005;
         {
             struct timespec ts = {0, (long)(wait * 1e9)};
+            double before = now_s(), late;
+            struct series *ph = loaded_phase ? &loaded : &idle;
             if (ppoll(pfd, (nfds_t)nconn, &ts, NULL) < 0 && errno != EINTR) {
                 perror("probe: poll");
                 return 1;
             }
+            /* returned (by an answer or the timeout) later than the wait:
+             * the probe was not running */
+            late = (now_s() - before - wait) * 1000;
+            if (late > ph->late_max)
+                ph->late_max = late;
         }
         for (int i = 0; i < nconn; i++) {
             struct conn *c = &cs[i];

@@ -7,8 +7,14 @@
 # Each run: 2 s of GETs alone (idle), then the three PUTs with the GETs going
 # on (loaded) until the last PUT is answered. p50/p99/max of each phase,
 # median of RUNS interleaved runs; every stored file is checked byte for byte.
+# Servers and the probe each run in a session of their own (lib.sh's start
+# says why); the probe reports how late it woke itself (a loaded machine
+# delays the prober too), and each run's load average is kept.
 # SIZE_MB changes the upload size (1024); GRACED_B=path adds another graced
 # binary (an A/B of a change, same run), e.g. one built from main;
+# HOG=N runs N busy loops on the servers' core, each in a session of its own,
+# for the whole bench: a loaded machine that does not depend on who else is
+# working (other engineers' builds come on top);
 # NGINX_EXTRA adds directives to nginx's PUT location (e.g.
 # "client_body_buffer_size 1m;": nginx writes the body in pieces of this, 16k
 # by default); RESULT_TAG names the results file upload-latency-TAG-DATE.md.
@@ -32,6 +38,7 @@ head -c 4096 /dev/urandom >"$www/small.bin"
 src=$tmp/src.bin # not under www: no server reads it
 head -c "$((SIZE_MB << 20))" /dev/urandom >"$src"
 
+for i in $(seq "${HOG:-0}"); do SHARED_SESSION= start "hog$i" sh -c 'while :; do :; done'; done
 p_g=$(free_port); p_n=$(free_port)
 start graced "$graced_bin" --listen "127.0.0.1:$p_g" --root "$www" --upload-dir "$tmp/up" \
     --max-body-size 2G --log-level error
@@ -54,7 +61,8 @@ fi
 # 1/RATE s, sent on one of CONNS keep-alive connections, and its latency is
 # counted from when it was due, so a server that stalls for 200 ms is
 # charged for every GET due meanwhile. Phase "idle" until $tmp/loaded
-# exists, "loaded" until $tmp/stop exists.
+# exists, "loaded" until $tmp/stop exists. Its own session: in the curls'
+# scheduling group it would wait behind them on core 1.
 probe=$build/test/bench/latency_probe
 [ -x "$probe" ] || { echo "bench: no $probe (make builds it)" >&2; exit 1; }
 
@@ -68,12 +76,14 @@ stored() { # stored NAME FILE
 port() { case $1 in graced) echo "$p_g";; graced_b) echo "$p_b";; nginx) echo "$p_n";; esac; }
 
 # one NAME: a run; appends "idle-p50 idle-p99 idle-max loaded-p50 loaded-p99
-# loaded-max loaded-count put-wall-s" to $tmp/NAME.runs
+# loaded-max loaded-count put-wall-s probe-late-max-ms load1" to $tmp/NAME.runs
 one() {
-    local name=$1 i t0 t1 pids=() pp
+    local name=$1 i t0 t1 pids=() pp load1 own=(setsid)
     rm -f "$tmp/loaded" "$tmp/stop"
     sync # earlier runs' dirty pages are not this run's cost
-    "${LOAD[@]}" nice -n -10 "$probe" "$(port "$name")" /small.bin "$RATE" "$CONNS" "$tmp" \
+    load1=$(cut -d' ' -f1 /proc/loadavg)
+    [ -z "${SHARED_SESSION:-}" ] || own=()
+    "${own[@]}" "${LOAD[@]}" nice -n -10 "$probe" "$(port "$name")" /small.bin "$RATE" "$CONNS" "$tmp" \
         >"$tmp/probe.out" &
     pp=$!
     sleep 2
@@ -95,39 +105,52 @@ one() {
             { echo "bench: $name: stored file $i differs" >&2; return 1; }
         rm -f "$(stored "$name" "up$i.bin")"
     done
-    awk -v w="$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')" '
-        $1 == "idle" {i = $2 " " $3 " " $4} $1 == "loaded" {l = $2 " " $3 " " $4 " " $5}
-        END {print i, l, w}' "$tmp/probe.out" >>"$tmp/$name.runs"
+    awk -v w="$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')" -v ld="$load1" '
+        $1 == "idle" {i = $2 " " $3 " " $4} $1 == "loaded" {l = $2 " " $3 " " $4 " " $5; late = $6}
+        END {print i, l, w, late, ld}' "$tmp/probe.out" >>"$tmp/$name.runs"
 }
 
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 for n in $names; do : >"$tmp/$n.runs"; done
 for _ in $(seq "$RUNS"); do # interleaved, so drift hits every server alike
     for n in $names; do one "$n"; done
 done
 col() { cut -d' ' -f"$2" "$tmp/$1.runs" | median; }
 
+# per-round ratio of loaded p99s (a round runs the servers back to back, so
+# they see about the same outside load): one per line
+round_ratios() { paste -d' ' <(cut -d' ' -f5 "$tmp/$1.runs") <(cut -d' ' -f5 "$tmp/$2.runs") |
+                 awk '{if ($2 > 0) printf "%.2f\n", $1 / $2}'; }
+
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 {
-    echo "| GET of a 4 KiB file, $RATE/s open loop on $CONNS connections, while $NPUT PUTs of $SIZE_MB MiB are stored; median of $RUNS | idle p50 ms | idle p99 ms | loaded p50 ms | loaded p99 ms | loaded max ms | GETs during the PUTs | PUTs wall s |"
-    echo "|---|---|---|---|---|---|---|---|"
+    echo "| GET of a 4 KiB file, $RATE/s open loop on $CONNS connections, while $NPUT PUTs of $SIZE_MB MiB are stored; median of $RUNS | idle p50 ms | idle p99 ms | loaded p50 ms | loaded p99 ms | loaded max ms | GETs during the PUTs | PUTs wall s | probe late max ms | load1 |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
     for n in $names; do
         case $n in graced) what="graced (fsync before the answer, on its pool)";;
                    graced_b) what="graced B = $GRACED_B";;
                    nginx) what="nginx 1.22 + dav_methods PUT (no fsync)${NGINX_EXTRA:+, $NGINX_EXTRA}";; esac
         echo "| $what | $(col "$n" 1) | $(col "$n" 2) | $(col "$n" 4) | $(col "$n" 5) | $(col "$n" 6) |" \
-             "$(col "$n" 7) | $(col "$n" 8) |"
+             "$(col "$n" 7) | $(col "$n" 8) | $(col "$n" 9) | $(col "$n" 10) |"
     done
     echo
-    echo "loaded p99 graced/nginx: $(ratio "$(col graced 5)" "$(col nginx 5)") (goal: 2 or less)"
+    echo "loaded p99 graced/nginx: $(ratio "$(col graced 5)" "$(col nginx 5)") (goal: 2 or less);" \
+         "median of the per-round ratios $(round_ratios graced nginx | median)" \
+         "(each: $(round_ratios graced nginx | tr '\n' ' '))"
     [ -z "${GRACED_B:-}" ] ||
-        echo "; graced B/nginx: $(ratio "$(col graced_b 5)" "$(col nginx 5)")"
+        echo "; graced B/nginx: $(ratio "$(col graced_b 5)" "$(col nginx 5)"), per round" \
+             "$(round_ratios graced_b nginx | median)"
     echo
-    echo "Every run (idle p50 p99 max, loaded p50 p99 max count, PUTs wall s):"
+    echo "Every run (idle p50 p99 max, loaded p50 p99 max count, PUTs wall s, probe late max ms, load1):"
     for n in $names; do echo "- $n: $(tr '\n' ';' <"$tmp/$n.runs")"; done
     echo
-    echo "Load average at the end: $load (other engineers' builds share the machine)." \
-         "The probe and the curls share the load core (the probe at nice -10); the" \
-         "servers run on the other core. Latency counts from when each GET was due" \
+    [ "${HOG:-0}" = 0 ] || echo "HOG=$HOG: $HOG busy loop(s) on the servers' core throughout."
+    sess="each in a session of its own" psess="in a session of its own"
+    [ -z "${SHARED_SESSION:-}" ] || sess="in the bench's session (SHARED_SESSION=1)" psess=$sess
+    echo "Load average at the start: $load_start, at the end: $load (other engineers'" \
+         "builds share the machine). The probe and the curls share the load core (the" \
+         "probe at nice -10, $psess); the servers run on the other core, $sess." \
+         "Latency counts from when each GET was due" \
          "(open loop), so a stall is charged for every GET due during it. Stored files" \
          "are compared with the source."
 } | write_result "upload-latency${RESULT_TAG:+-$RESULT_TAG}"

@@ -12,7 +12,21 @@
  * F_OFD_SETLK write lock waits N ms first ("lock" and "locked" lines): a
  * wide window between creating a temporary file and locking it. With
  * SLOWSYNC_FALLOC_MS=N, fallocate(2) waits N ms first: the body of an
- * upload arrives while its blocks are being reserved.
+ * upload arrives while its blocks are being reserved. With
+ * SLOWSYNC_DIR_ERRNO=N, fsync(2) of a folder syncs, then fails with errno
+ * N ("dirsync" lines): a rename done that the disk could not make durable.
+ * With SLOWSYNC_RENAME_MS=N, renameat2(2) of a file whose old name holds
+ * ".graced-tmp." waits N ms first ("rename" lines): a wide window between
+ * the check of If-Match and the rename. Every sync_file_range(2) is noted
+ * as "kick END" (END: offset + length, the bytes it covers). With
+ * SLOWSYNC_NO_SETPRIORITY=1, setpriority(2) fails with EPERM, as under a
+ * seccomp filter that denies it (systemd's SystemCallFilter=~@resources).
+ * With SLOWSYNC_EVENTFD_MS=N, eventfd(2) waits N ms ("eventfd-wait T"
+ * before, "eventfd T" after; T: CLOCK_MONOTONIC in microseconds): graced's
+ * worker makes its pool's eventfd before its signal handlers, so this
+ * widens a fresh worker's start. With SLOWSYNC_OPEN_PATH=P and
+ * SLOWSYNC_OPEN_MS=N, fopen(3) of P waits N ms ("opened T" after): a slow
+ * reload of the users file.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -23,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,7 +53,7 @@ static void note(const char *what, long long size)
     int n, lfd;
     if (!path)
         return;
-    n = snprintf(line, sizeof(line), "%s %lld\n", what, size);
+    n = snprintf(line, sizeof(line), "%s %lld %d\n", what, size, (int)getpid());
     lfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (lfd >= 0) {
         (void)!write(lfd, line, (size_t)n);
@@ -50,9 +65,15 @@ int fsync(int fd)
 {
     int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
     const char *gate = getenv("SLOWSYNC_GATE"), *min = getenv("SLOWSYNC_MIN_BYTES");
-    const char *fail = getenv("SLOWSYNC_ERRNO");
+    const char *fail = getenv("SLOWSYNC_ERRNO"), *dirfail = getenv("SLOWSYNC_DIR_ERRNO");
     struct stat st;
     int rc;
+    if (dirfail && atoi(dirfail) > 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        (void)real(fd);
+        note("dirsync", 0);
+        errno = atoi(dirfail);
+        return -1;
+    }
     if (!gate || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
         st.st_size < (min ? atoll(min) : 1 << 20))
         return real(fd);
@@ -75,7 +96,12 @@ int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpa
 {
     int (*real)(int, const char *, int, const char *, unsigned int) =
         (int (*)(int, const char *, int, const char *, unsigned int))dlsym(RTLD_NEXT, "renameat2");
-    const char *no = getenv("SLOWSYNC_NO_NOREPLACE");
+    const char *no = getenv("SLOWSYNC_NO_NOREPLACE"), *ms = getenv("SLOWSYNC_RENAME_MS");
+    if (ms && atoi(ms) > 0 && strstr(oldpath, ".graced-tmp.")) {
+        struct timespec ts = {atoi(ms) / 1000, (long)(atoi(ms) % 1000) * 1000000L};
+        note("rename", 0);
+        nanosleep(&ts, NULL);
+    }
     if (no && *no == '1' && (flags & RENAME_NOREPLACE)) {
         errno = EINVAL;
         return -1;
@@ -123,6 +149,69 @@ int fcntl64(int fd, int cmd, ...)
     arg = va_arg(ap, void *);
     va_end(ap);
     return lock_hook("fcntl64", fd, cmd, arg);
+}
+
+int setpriority(int which, id_t who, int prio);
+int setpriority(int which, id_t who, int prio)
+{
+    int (*real)(int, id_t, int) = (int (*)(int, id_t, int))dlsym(RTLD_NEXT, "setpriority");
+    const char *no = getenv("SLOWSYNC_NO_SETPRIORITY");
+    if (no && *no == '1') {
+        note("setpriority", 0);
+        errno = EPERM;
+        return -1;
+    }
+    return real(which, who, prio);
+}
+
+int sync_file_range(int fd, off_t offset, off_t nbytes, unsigned int flags);
+int sync_file_range(int fd, off_t offset, off_t nbytes, unsigned int flags)
+{
+    int (*real)(int, off_t, off_t, unsigned int) =
+        (int (*)(int, off_t, off_t, unsigned int))dlsym(RTLD_NEXT, "sync_file_range");
+    note("kick", (long long)(offset + nbytes));
+    return real(fd, offset, nbytes, flags);
+}
+
+static long long mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* the whole time, signals or not */
+static void wait_ms(const char *ms)
+{
+    struct timespec ts = {atoi(ms) / 1000, (long)(atoi(ms) % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+int eventfd(unsigned int initval, int flags)
+{
+    int (*real)(unsigned int, int) = (int (*)(unsigned int, int))dlsym(RTLD_NEXT, "eventfd");
+    const char *ms = getenv("SLOWSYNC_EVENTFD_MS");
+    if (ms && atoi(ms) > 0) {
+        note("eventfd-wait", mono_us());
+        wait_ms(ms);
+        note("eventfd", mono_us());
+    }
+    return real(initval, flags);
+}
+
+FILE *fopen(const char *path, const char *mode);
+FILE *fopen(const char *path, const char *mode)
+{
+    FILE *(*real)(const char *, const char *) =
+        (FILE * (*)(const char *, const char *)) dlsym(RTLD_NEXT, "fopen");
+    const char *slow = getenv("SLOWSYNC_OPEN_PATH"), *ms = getenv("SLOWSYNC_OPEN_MS");
+    FILE *fp = real(path, mode);
+    if (slow && ms && !strcmp(path, slow)) {
+        wait_ms(ms);
+        note("opened", mono_us());
+    }
+    return fp;
 }
 
 int fallocate(int fd, int mode, off_t offset, off_t len);

@@ -25,9 +25,12 @@
   unknown interop version left a plain PUT;
 - --upload-expiry: expired uploads answered 410 then swept, one being
   written (its lock held) never, also by another instance; leftovers of a
-  crash swept; /metrics counts it all.
+  crash swept; /metrics counts it all;
+- a 4 MiB disk (tmpfs, root): 507 at the creation of 8 MiB, 507 to a PATCH
+  once the disk is full (the bytes before kept), then the rest.
 
-Loopback only; every process started here is stopped by PID. ~40 s."""
+Needs root for the small disk (fails, not skips, without it). Loopback
+only; every process started here is stopped by PID. ~12 s."""
 import base64
 import fcntl
 import hashlib
@@ -585,7 +588,7 @@ def run_errors(tmp):
         st, _, _ = create(Conn(g.port), "/d/", 3, "ten.txt")
         check("--no-overwrite: an existing name refused at the creation, 412", st == 412, st)
     finally:
-        g.stop()
+        check("graced (--no-overwrite) stops cleanly", g.stop() == 0, g.p.returncode)
 
 
 # ---------------------------------------------------------------- drops, locks, restarts
@@ -850,8 +853,53 @@ def run_expiry(tmp):
               m.get("graced_resumable_unfinished") == 1, m)
     finally:
         if other:
-            other.stop()
+            check("the other instance stops cleanly", other.stop() == 0, other.p.returncode)
         check("graced stops cleanly", g.stop() == 0, g.p.returncode)
+
+
+def run_small_disk(tmp):
+    """A disk that cannot take an upload says so before its bytes: 507 at
+    the creation (free space below Upload-Length), 507 to a PATCH whose
+    blocks it cannot reserve, the bytes before kept; room made, the upload
+    goes on. The disk: a 4 MiB tmpfs in graced's own mount namespace."""
+    d = os.path.join(tmp, "small")
+    os.mkdir(d)
+    if os.geteuid() != 0:
+        check("a small disk needs root (unshare -m)", False)
+        return
+    p = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                          "mount -t tmpfs -o size=4m tmpfs \"$1\" && exec \"$2\" --listen "
+                          "127.0.0.1:0 --root \"$1\" --upload-dir \"$1\"", "sh", d, GRACED],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    procs.append(p)
+    try:
+        line = p.stdout.readline()
+        c = Conn(int(line.strip().rstrip("/").rsplit(":", 1)[1]))
+        view = "/proc/%d/root%s" % (p.pid, d)  # the tmpfs, as graced sees it
+        st, _, _ = create(c, "/", 8 * MiB, "big.bin")
+        check("8 MiB announced to a 4 MiB disk: 507 at the creation", st == 507, st)
+        data = os.urandom(3 * MiB)
+        st, loc, _ = create(c, "/", len(data), "fits.bin")
+        st, _, _ = patch(c, loc, 0, data[:MiB])
+        filler = os.urandom(2 * MiB + 512 * 1024)
+        st2, _, _ = c.req("PUT", "/filler.bin", body=filler)
+        st, _, r = patch(c, loc, MiB, data[MiB:])
+        check("the disk filled meanwhile: the next PATCH 507, its offset told",
+              st2 == 201 and st == 507 and r.getheader("Upload-Offset") == str(MiB), (st2, st))
+        check("... the bytes before kept", on_disk(view, loc) == data[:MiB])
+        c.req("DELETE", "/filler.bin")
+        st, off, _ = offset_of(c, loc)
+        st, _, _ = patch(c, loc, off, data[off:])
+        with open(os.path.join(view, "fits.bin"), "rb") as f:
+            check("room made: the upload goes on and is stored", st == 204 and f.read() == data, st)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        check("graced on the small disk stops cleanly", p.returncode == 0, p.stderr.read()[-300:])
 
 
 def main():
@@ -859,7 +907,7 @@ def main():
         print("0 passed, 1 failed (no %s)" % GRACED)
         return 1
     return run_sections((run_tus_js, run_tls_users, run_errors, run_drops, run_restart,
-                         run_ietf_upgrade, run_expiry), "graced-resumable.")
+                         run_ietf_upgrade, run_expiry, run_small_disk), "graced-resumable.")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ gate file exists, so nothing here depends on the speed of the machine.
 - --sync-threads 3: four held uploads, three fsyncs at a time; a form of
   8 files: at most 4 parts wait for their commit;
 - an fsync that fails (ENOSPC): 507, nothing left; a form names the part
-  stored before;
+  stored before; a folder fsync that fails after the rename: 500 (PUT, form,
+  DELETE), the name holds the content, not durably;
 - a PUT's blocks are reserved before its body is read: a disk too small
   for its Content-Length answers 507 before the body (a 4 MiB tmpfs);
 - a client that resets during the fsync: graced goes on, no temporary file,
@@ -20,6 +21,8 @@ gate file exists, so nothing here depends on the speed of the machine.
   --shutdown-timeout shorter than the fsync (and a second signal: now)
   graced still exits only once the fsync is done, and leaves no temporary
   file;
+- write-back (sync_file_range) starts while a PUT's body arrives;
+- the threads' setpriority denied (a seccomp filter): said once;
 - durability checks without the shim: PUT (spliced and chunked), a form,
   the preconditions.
 
@@ -57,16 +60,19 @@ def tmp_names(d):
 
 class Slow:
     """A graced whose big fsyncs wait while self.gate exists."""
-    def __init__(self, tmp, name, *args, errno=0, no_noreplace=False):
-        self.dir = os.path.join(tmp, name)
-        os.mkdir(self.dir)
-        with open(os.path.join(self.dir, "small.txt"), "w") as f:
-            f.write("small file\n")
+    def __init__(self, tmp, name, *args, errno=0, no_noreplace=False, dir_errno=0, env_add=None,
+                 shared=None):
+        self.dir = shared or os.path.join(tmp, name)
+        if not shared:
+            os.mkdir(self.dir)
+            with open(os.path.join(self.dir, "small.txt"), "w") as f:
+                f.write("small file\n")
         self.gate = os.path.join(tmp, name + ".gate")
         self.log = os.path.join(tmp, name + ".log")
         open(self.gate, "w").close()
         env = dict(os.environ, LD_PRELOAD=SHIM, SLOWSYNC_GATE=self.gate, SLOWSYNC_LOG=self.log,
-                   SLOWSYNC_ERRNO=str(errno), SLOWSYNC_NO_NOREPLACE="1" if no_noreplace else "0")
+                   SLOWSYNC_ERRNO=str(errno), SLOWSYNC_NO_NOREPLACE="1" if no_noreplace else "0",
+                   SLOWSYNC_DIR_ERRNO=str(dir_errno), **(env_add or {}))
         # graced may be built with ASan, whose runtime then is not first in line
         env["ASAN_OPTIONS"] = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
                                                      "verify_asan_link_order=0"]))
@@ -253,6 +259,160 @@ def run_commit_fails(tmp):
               not os.path.exists(os.path.join(s.dir, "after.bin")) and not tmp_names(s.dir),
               os.listdir(s.dir))
     finally:
+        check("SIGTERM: exit 0", s.g.stop() == 0, s.g.p.returncode)
+
+
+def run_dir_sync_fails(tmp):
+    """The rename is done but the folder's fsync fails (EIO): the name holds
+    the whole new content, which may not survive a crash. Not a 2xx (it was
+    201/204 with a warning): 500 saying so, for PUT (new and replacing), a
+    form part (the parts before it listed) and DELETE; no retry (a second
+    fsync after a failed one can report success for what the first lost).
+    The small-file cache forgets the old content all the same."""
+    s = Slow(tmp, "dirfail", "--log-level", "info", dir_errno=5)
+    s.release()
+    try:
+        st, body, r = req(s.g.port, "PUT", "/new.bin", b"new content")
+        check("PUT whose folder fsync fails: 500 saying the name may hold it, not durable",
+              st == 500 and b"not durable" in body and r.getheader("ETag") is None and
+              r.getheader("Location") is None, (st, body, r.getheaders()))
+        with open(os.path.join(s.dir, "new.bin"), "rb") as f:
+            check("... the name holds the whole content, no temporary file",
+                  f.read() == b"new content" and not tmp_names(s.dir), os.listdir(s.dir))
+        st, body, _ = req(s.g.port, "GET", "/small.txt")  # into the small-file cache
+        st, body, _ = req(s.g.port, "PUT", "/small.txt", b"replaced")
+        check("PUT over a file whose folder fsync fails: 500", st == 500 and b"not durable" in body,
+              (st, body))
+        st, body, _ = req(s.g.port, "GET", "/small.txt")
+        check("... GET serves what the name holds (the cache forgot the old content)",
+              st == 200 and body == b"replaced", (st, body))
+        data, hdrs = form_body([("fa.txt", b"a"), ("fb.txt", b"b")])
+        st, body, _ = req(s.g.port, "POST", "/", data, hdrs)
+        check("a form whose first part's folder fsync fails: 500 naming it, fb.txt not stored",
+              st == 500 and b"fa.txt" in body and b"not durable" in body and
+              not os.path.exists(os.path.join(s.dir, "fb.txt")), (st, body))
+        st, body, _ = req(s.g.port, "DELETE", "/new.bin")
+        check("DELETE whose folder fsync fails: 500, not durable", st == 500 and
+              b"not durable" in body and not os.path.exists(os.path.join(s.dir, "new.bin")),
+              (st, body))
+        check("each failure logged", sum("not durable" in x for x in s.err) >= 4, s.err[-4:])
+    finally:
+        check("SIGTERM: exit 0", s.g.stop() == 0, s.g.p.returncode)
+
+
+def run_if_match_race(tmp):
+    """Concurrent PUTs naming the same version (If-Match): exactly one
+    replaces it (204), the others find it changed (412), across the pool's
+    threads of one graced and across two graced on one folder. The shim
+    holds every fsync until all uploads are committing, then makes each
+    rename wait 300 ms: without a lock shared by the commits each checked
+    If-Match before any renamed, and all answered 204."""
+    a = Slow(tmp, "ifmatch-a", "--sync-threads", "4", env_add={"SLOWSYNC_RENAME_MS": "300"})
+    b = Slow(tmp, "ifmatch-b", "--sync-threads", "4", env_add={"SLOWSYNC_RENAME_MS": "300"},
+             shared=a.dir)
+    try:
+        for rnd, ports in (("one graced, 4 threads", [a.g.port] * 4),
+                           ("two graced on one folder", [a.g.port, b.g.port] * 2)):
+            open(a.gate, "w").close()
+            open(b.gate, "w").close()
+            path = os.path.join(a.dir, "race.bin")
+            with open(path, "wb") as f:
+                f.write(b"the version they all name")
+            st, _, r = req(a.g.port, "GET", "/race.bin")
+            etag = r.getheader("ETag")
+            bodies = [bytes([65 + i]) * (MiB + i) for i in range(len(ports))]
+            outs = [[] for _ in ports]
+            starts = a.count("start") + b.count("start")
+            ts = [threading.Thread(target=lambda port=port, body=body, out=out: out.append(
+                      req(port, "PUT", "/race.bin", body, {"If-Match": etag})[:2]))
+                  for port, body, out in zip(ports, bodies, outs)]
+            for t in ts:
+                t.start()
+            held = wait_for(lambda: a.count("start") + b.count("start") == starts + len(ports))
+            a.release()
+            b.release()
+            for t in ts:
+                t.join(60)
+            codes = sorted(o[0][0] if o else None for o in outs)
+            with open(path, "rb") as f:
+                got = f.read()
+            winner = [i for i, o in enumerate(outs) if o and o[0][0] == 204]
+            check("%s: %d PUTs with the same If-Match, all committing at once: one 204, "
+                  "the others 412" % (rnd, len(ports)),
+                  held and codes == [204] + [412] * (len(ports) - 1), (held, codes))
+            check("%s: the file is the 204's upload, whole; no temporary file" % rnd,
+                  len(winner) == 1 and got == bodies[winner[0]] and not tmp_names(a.dir),
+                  (winner, len(got), tmp_names(a.dir)))
+    finally:
+        a.release()
+        b.release()
+        check("SIGTERM: both exit 0", a.g.stop() == 0 and b.g.stop() == 0)
+
+
+def run_writeback(tmp):
+    """Write-back starts while the body arrives (sync_file_range, every 8 MiB
+    new, looked at every 25 ms), so the final fsync has little left: a PUT
+    of 40 MiB sent in two halves; after the first 24 MiB, write-back has
+    been started for them before the rest is sent (the shim notes each
+    sync_file_range with the offset it reaches); then it is answered 201.
+    Progress, not time: the test waits for the kick, then sends on."""
+    s = Slow(tmp, "writeback")
+    s.release()
+    try:
+        first, rest = os.urandom(24 * MiB), os.urandom(16 * MiB)
+        c = socket.create_connection(("127.0.0.1", s.g.port), timeout=30)
+        c.sendall(b"PUT /wb.bin HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n"
+                  % (len(first) + len(rest)) + first)
+
+        def kicks():
+            try:
+                with open(s.log) as f:
+                    return [int(x.split()[1]) for x in f if x.startswith("kick ")]
+            except OSError:
+                return []
+        early = wait_for(lambda: kicks(), timeout=30)
+        check("write-back started during the body: sync_file_range before the rest is sent "
+              "(up to %s bytes)" % (max(early) if early else None),
+              early and 8 * MiB <= max(early) <= len(first), early)
+        c.sendall(rest)
+        resp = b""
+        while b"\r\n\r\n" not in resp:
+            d = c.recv(4096)
+            if not d:
+                break
+            resp += d
+        c.close()
+        with open(os.path.join(s.dir, "wb.bin"), "rb") as f:
+            check("... then 201, the 40 MiB whole", resp.startswith(b"HTTP/1.1 201") and
+                  f.read() == first + rest, resp[:40])
+    finally:
+        check("SIGTERM: exit 0", s.g.stop() == 0, s.g.p.returncode)
+
+
+def run_nice_denied(tmp):
+    """The pool's threads lower their priority (nice +10) with setpriority,
+    which systemd's SystemCallFilter=~@resources denies (EPERM): that was
+    ignored, and the threads competed with the loop unnoticed. Now one warn
+    line per process, however many threads tried; the uploads are stored."""
+    s = Slow(tmp, "nice", "--sync-threads", "3", env_add={"SLOWSYNC_NO_SETPRIORITY": "1"})
+    try:
+        bodies = [os.urandom(2 * MiB) for _ in range(3)]
+        outs = [[] for _ in bodies]
+        ts = [put_thread(s.g.port, "/n%d.bin" % i, b, o) for i, (b, o) in
+              enumerate(zip(bodies, outs))]
+        three = wait_for(lambda: s.count("start") == 3)  # three threads, each tried
+        s.release()
+        for t in ts:
+            t.join(30)
+        check("three uploads held at once (three threads): all 201",
+              three and all(o and o[0][0] == 201 for o in outs), [o[:1] for o in outs])
+        tried = s.count("setpriority")
+        said = [x for x in s.err if "setpriority" in x]
+        check("setpriority denied in %d threads: said once, at warn, naming the systemd setting"
+              % tried, tried >= 3 and len(said) == 1 and "warn" in said[0] and
+              "SystemCallFilter=setpriority" in said[0], (tried, said))
+    finally:
+        s.release()
         check("SIGTERM: exit 0", s.g.stop() == 0, s.g.p.returncode)
 
 
@@ -460,7 +620,9 @@ def main():
         print("FAIL no %s (make check builds it)\n0 passed, 1 failed" % SHIM)
         return 1
     return run_sections((run_durable, run_loop_free, run_threads, run_form_bound,
-                         run_commit_fails, run_no_renameat2_flags, run_reserve, run_client_gone,
+                         run_commit_fails, run_dir_sync_fails, run_if_match_race, run_writeback,
+                         run_nice_denied,
+                         run_no_renameat2_flags, run_reserve, run_client_gone,
                          run_stop),
                         "graced-sync.")
 

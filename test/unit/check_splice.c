@@ -3,8 +3,10 @@
  * check_splice.c - grace_request_body_to_fd over real loopback sockets: the
  * body lands in a file byte for byte (the part buffered with the headers
  * first), a client gone early, the body limit, body-timeout from progress,
- * an early reply while the body is still coming, the fallbacks, and a
- * body taken on later, from another event, with part of it already read.
+ * an early reply while the body is still coming, the fallbacks, a body
+ * taken on later, from another event, with part of it already read, and
+ * the loop's turn: one read event moves a bounded share of a body that
+ * arrives faster than it is stored, so other connections are served.
  */
 #include "testlib.h"
 
@@ -20,6 +22,7 @@
 
 #define MIB ((size_t)1 << 20)
 #define BODY (3 * MIB + 17)
+#define PAT (16 * MIB) /* the pattern's length: the longest body sent */
 
 static char *pat;
 static struct {
@@ -30,9 +33,9 @@ static struct {
 
 static void setup(void)
 {
-    pat = malloc(BODY);
+    pat = malloc(PAT);
     ck_assert_ptr_nonnull(pat);
-    for (size_t i = 0; i < BODY; i++)
+    for (size_t i = 0; i < PAT; i++)
         pat[i] = (char)(i % 251);
     memset(&sp, 0, sizeof(sp));
     strcpy(sp.path, "/tmp/check_splice.XXXXXX");
@@ -423,6 +426,132 @@ START_TEST(test_splice_deferred_start)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- turn */
+
+/* A body that arrives faster than the loop stores it (an upload over a
+ * fast link) must not hold the loop: each read event moves a bounded
+ * share, then the other connections' events run. Seen from outside: a GET
+ * answered in the same loop iteration as the upload's read event reports
+ * how much of the upload was stored by then. The loop is held
+ * (turn_block_cb) until the client has queued MiBs of body, then the GET,
+ * so one epoll_wait reports the upload's socket first (its bytes came
+ * first) and the GET's second; the old turn of 4 MiB moved all that was
+ * queued before the GET was read. */
+#define TURN_PRE (4 * MIB)       /* sent first, stored: the receive window grows */
+#define TURN_MAX (256 * 1024)    /* at most this much may be moved before the GET */
+
+static struct {
+    int block[2], held[2], release[2];
+    struct event *block_ev;
+} tn;
+
+static void h_turn(struct grace_request *req, void *arg)
+{
+    struct stat st;
+    char out[32];
+    int n;
+    if (strcmp(grace_request_method(req), "GET")) {
+        h_store(req, arg);
+        return;
+    }
+    ck_assert_int_eq(fstat(sp.fd, &st), 0);
+    n = snprintf(out, sizeof(out), "%lld", (long long)st.st_size);
+    grace_reply(req, 200, out, (size_t)n);
+}
+
+/* Holds the loop until the client is done (no sleeps: the loop says when
+ * it is held, the client when its bytes are queued). */
+static void turn_block_cb(evutil_socket_t fd, short what, void *arg)
+{
+    char b;
+    (void)!read(fd, &b, 1);
+    ck_assert_int_eq(write(tn.held[1], "h", 1), 1);
+    ck_assert_int_eq(read(tn.release[0], &b, 1), 1);
+}
+
+static long long get_size(int fd)
+{
+    struct resp r;
+    long long n;
+    cli_send(fd, "GET /size HTTP/1.1\r\nHost: t\r\n\r\n");
+    ck_assert_int_eq(cli_read_response(fd, &r, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    n = atoll(r.body);
+    resp_free(&r);
+    return n;
+}
+
+static void c_turn(struct fx *f)
+{
+    struct resp r;
+    char want[32], b;
+    size_t queued = 0;
+    long long moved;
+    int up = cli_connect(f->port), probe = cli_connect(f->port);
+
+    send_head(up, PAT);
+    ck_assert_int_eq(cli_send_all(up, pat, TURN_PRE), 0);
+    for (int i = 0; get_size(probe) < (long long)TURN_PRE; i++) {
+        ck_assert_msg(i < 2000, "the first %zu bytes were never stored", TURN_PRE);
+        usleep(5000);
+    }
+    ck_assert_int_eq(write(tn.block[1], "b", 1), 1);
+    ck_assert_int_eq(read(tn.held[0], &b, 1), 1); /* the loop waits in turn_block_cb */
+    while (queued < PAT - TURN_PRE) { /* as much as the connection takes now */
+        ssize_t k = send(up, pat + TURN_PRE + queued, PAT - TURN_PRE - queued,
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0) {
+            ck_assert_int_eq(errno, EAGAIN);
+            break;
+        }
+        queued += (size_t)k;
+    }
+    cli_send(probe, "GET /size HTTP/1.1\r\nHost: t\r\n\r\n");
+    ck_assert_int_eq(write(tn.release[1], "r", 1), 1);
+    ck_assert_int_eq(cli_read_response(probe, &r, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    moved = atoll(r.body) - (long long)TURN_PRE;
+    resp_free(&r);
+    ck_assert_msg(queued >= MIB, "only %zu bytes queued: nothing to tell", queued);
+    ck_assert_msg(moved <= (long long)TURN_MAX,
+                  "%lld body bytes moved before the GET was answered (%zu queued)", moved,
+                  queued);
+    ck_assert_int_eq(cli_send_all(up, pat + TURN_PRE + queued, PAT - TURN_PRE - queued), 0);
+    ck_assert_int_eq(cli_read_response(up, &r, 0), 0);
+    ck_assert_int_eq(r.status, 200);
+    snprintf(want, sizeof(want), "%zu", (size_t)PAT);
+    ck_assert_str_eq(r.body, want);
+    resp_free(&r);
+    close(probe);
+    close(up);
+}
+
+START_TEST(test_splice_turn_shares_the_loop)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, 64 * (int64_t)MIB);
+    fx_start(f, h_turn);
+    ck_assert_int_eq(pipe(tn.block), 0);
+    ck_assert_int_eq(pipe(tn.held), 0);
+    ck_assert_int_eq(pipe(tn.release), 0);
+    tn.block_ev = event_new(f->base, tn.block[0], EV_READ | EV_PERSIST, turn_block_cb, f);
+    event_add(tn.block_ev, NULL);
+    fx_run(f, c_turn, 20000);
+    ck_assert_int_eq(sp.end_calls, 1);
+    check_file(PAT);
+    event_free(tn.block_ev);
+    close(tn.block[0]);
+    close(tn.block[1]);
+    close(tn.held[0]);
+    close(tn.held[1]);
+    close(tn.release[0]);
+    close(tn.release[1]);
+    fx_free(f);
+}
+END_TEST
+
 static Suite *splice_suite(void)
 {
     Suite *s = suite_create("splice");
@@ -437,6 +566,7 @@ static Suite *splice_suite(void)
     tcase_add_test(tc, test_splice_early_reply);
     tcase_add_test(tc, test_splice_chunked_not_supported);
     tcase_add_test(tc, test_splice_deferred_start);
+    tcase_add_test(tc, test_splice_turn_shares_the_loop);
     suite_add_tcase(s, tc);
     return s;
 }
