@@ -829,6 +829,9 @@ int graced_dav_check(struct grace_request *req, struct graced *g, const char *re
  * receives the path of the lock whose token is missing */
 int graced_dav_test(struct grace_request *req, struct graced *g, const char *rel,
                     unsigned what, const char *dest, unsigned dest_what, char *root, size_t n);
+/* graced_dav_check's answer to a status of graced_dav_test (400, 412, 423
+ * with root; 0: none), for a caller that adds headers of its own first */
+void graced_dav_refuse(struct grace_request *req, int status, const char *root);
 /* an answer with a DAV:error body naming a precondition (cond: its local
  * name), with the href of a path (NULL: none) */
 void graced_dav_error(struct grace_request *req, int status, const char *cond, const char *href);
