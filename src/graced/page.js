@@ -417,7 +417,7 @@
     item.cancel = up.cancel;
     up.done.then(function (r) {
       item.cancel = null;
-      item.button.disabled = true;
+      item.button.remove(); /* nothing left to cancel */
       item.li.classList.remove('busy');
       if (r.status === -1) {
         item.st.textContent = 'cancelled';
@@ -480,7 +480,7 @@
         var i = queue.indexOf(item);
         if (i >= 0) {
           queue.splice(i, 1);
-          item.button.disabled = true;
+          item.button.remove();
           item.st.textContent = 'cancelled';
           batch.cancelled++;
         } else if (item.cancel) {
