@@ -7,6 +7,7 @@
  */
 #include "graced.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -44,5 +45,27 @@ int graced_etag_match(const char *list, const char *etag, int weak)
         while (*p && *p != ',')
             p++;
     }
+    return 0;
+}
+
+int graced_write_conditions(struct grace_request *req, int no_overwrite, int dirfd,
+                            const char *name, int *noreplace)
+{
+    const char *inm = grace_request_header(req, "If-None-Match");
+    const char *im = grace_request_header(req, "If-Match");
+    struct stat st;
+    char etag[64];
+    int exists = dirfd >= 0 && fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    if (exists && S_ISDIR(st.st_mode))
+        return 409;
+    if (exists)
+        graced_etag(&st, etag, sizeof(etag));
+    *noreplace = no_overwrite || (inm && !strcmp(inm, "*"));
+    if (im && (!exists || !graced_etag_match(im, etag, 0)))
+        return 412;
+    if (inm && exists && graced_etag_match(inm, etag, 1))
+        return 412; /* "*" matches any */
+    if (*noreplace && exists)
+        return 412;
     return 0;
 }

@@ -300,6 +300,11 @@ int graced_disposition_filename(const char *cd, char *out, size_t n);
 void graced_etag(const struct stat *sb, char *out, size_t n);
 /* does an ETag list (If-Match, If-None-Match) hold etag? weak: W/ ignored */
 int graced_etag_match(const char *list, const char *etag, int weak);
+/* A write's preconditions against what is there now: name in dirfd (< 0:
+ * the folder does not exist yet). *noreplace: the write may not replace
+ * (--no-overwrite, If-None-Match: *). 0, or 409 (a folder), 412. */
+int graced_write_conditions(struct grace_request *req, int no_overwrite, int dirfd,
+                            const char *name, int *noreplace);
 /* t as an HTTP date ("Sun, 06 Nov 1994 08:49:37 GMT"); out: 30 bytes or more */
 void graced_http_date(time_t t, char *out, size_t n);
 

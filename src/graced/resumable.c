@@ -80,29 +80,6 @@ int graced_is_patch_override(struct grace_request *req)
 
 /* ---------------------------------------------------------------- creation */
 
-/* Against what is there now: 0, or 409 (a folder), 412. */
-static int preconditions(struct grace_request *req, struct graced *g, int dirfd, const char *name,
-                         int *noreplace)
-{
-    const char *inm = grace_request_header(req, "If-None-Match");
-    const char *im = grace_request_header(req, "If-Match");
-    struct stat st;
-    char etag[64];
-    int exists = fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
-    if (exists && S_ISDIR(st.st_mode))
-        return 409;
-    if (exists)
-        graced_etag(&st, etag, sizeof(etag));
-    *noreplace = g->o.no_overwrite || (inm && !strcmp(inm, "*"));
-    if (im && (!exists || !graced_etag_match(im, etag, 0)))
-        return 412;
-    if (inm && exists && graced_etag_match(inm, etag, 1))
-        return 412;
-    if (*noreplace && exists)
-        return 412;
-    return 0;
-}
-
 static void created(struct graced_partial_op *op)
 {
     struct rup *r = (struct rup *)((char *)op - offsetof(struct rup, op));
@@ -211,7 +188,7 @@ static int target(struct rup *r, int folder, const char *filename)
                                           : "could not open the folder\n");
         return -1;
     }
-    if ((st = preconditions(req, g, dirfd, name, &r->p.noreplace))) {
+    if ((st = graced_write_conditions(req, g->o.no_overwrite, dirfd, name, &r->p.noreplace))) {
         close(dirfd);
         rup_answer(r, st, st == 409 ? "a folder has that name\n"
                               : "precondition failed: the file exists or is another version\n");

@@ -227,32 +227,6 @@ static void reserved(int err, void *arg)
     read_body(u);
 }
 
-/*
- * The preconditions, against what is there now (dirfd < 0: the folder does
- * not exist yet). 0, or 412 / 409 to answer.
- */
-static int preconditions(struct grace_request *req, struct graced *g, int dirfd,
-                         const char *name, int *noreplace)
-{
-    const char *inm = grace_request_header(req, "If-None-Match");
-    const char *im = grace_request_header(req, "If-Match");
-    struct stat st;
-    char etag[64];
-    int exists = dirfd >= 0 && fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
-    if (exists && S_ISDIR(st.st_mode))
-        return 409;
-    if (exists)
-        graced_etag(&st, etag, sizeof(etag));
-    *noreplace = g->o.no_overwrite || (inm && !strcmp(inm, "*"));
-    if (im && (!exists || !graced_etag_match(im, etag, 0)))
-        return 412;
-    if (inm && exists && graced_etag_match(inm, etag, 1))
-        return 412; /* "*" matches any */
-    if (*noreplace && exists)
-        return 412;
-    return 0;
-}
-
 void graced_upload(struct grace_request *req, struct graced *g)
 {
     struct upload *u;
@@ -289,7 +263,7 @@ void graced_upload(struct grace_request *req, struct graced *g)
             close(dirfd);
         return;
     }
-    st = preconditions(req, g, dirfd, leaf, &noreplace);
+    st = graced_write_conditions(req, g->o.no_overwrite, dirfd, leaf, &noreplace);
     if (st) {
         if (dirfd >= 0)
             close(dirfd);

@@ -826,13 +826,19 @@ def run_expiry(tmp):
         check("an instance starting with --stale-upload-age 0 leaves unfinished uploads alone",
               on_disk(up, loc) == b"x" * 100 and on_disk(up, held) == b"y" * 10)
         # leftovers of a crash: a data file without an info, a half-made info
+        # made aside and renamed in, old already: a sweep running meanwhile
+        # may take them at once (the test must not race it)
         junk = os.path.join(up, PARTIAL, "f" * 32)
-        with open(junk, "wb") as f:
+        aside = os.path.join(tmp, "aside")
+        os.makedirs(aside)
+        with open(os.path.join(aside, "junk"), "wb") as f:
             f.write(b"junk")
-        with open(os.path.join(up, PARTIAL, "e" * 32 + ".1234abcd.new"), "w") as f:
+        with open(os.path.join(aside, "new"), "w") as f:
             f.write("graced-partial 1\n")
         past = time.time() - 10
-        os.utime(junk, (past, past))
+        os.utime(os.path.join(aside, "junk"), (past, past))
+        os.rename(os.path.join(aside, "junk"), junk)
+        os.rename(os.path.join(aside, "new"), os.path.join(up, PARTIAL, "e" * 32 + ".1234abcd.new"))
         time.sleep(2.5)
         st, _, _ = c.req("HEAD", loc, headers=TUS)
         check("an expired upload: 410 (or 404 once swept)", st in (410, 404), st)
