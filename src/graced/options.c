@@ -212,7 +212,8 @@ static const struct opt opts[] = {
      .max = GRACED_MAX_LISTEN, .check = check_cidr, .bad = "expected ADDR or ADDR/BITS",
      .shown = "loopback", .help = "who may read --metrics; repeatable"},
     {"users-file", "FILE", K_STR, -1, F(users_file),
-     .help = "users, one 'name:crypt-hash:r|rw' a line: Basic auth for uploads (and reads with "
+     .help = "users, one 'name:crypt-hash:PERMS' a line, PERMS r, rw or rules per path "
+             "(/photos:rw,/:r): Basic auth or the page's login for writes (and reads with "
              "--private); SIGHUP reads it again"},
     {"private", NULL, K_FLAG, -1, F(private_read),
      .help = "reading needs a user from --users-file too"},

@@ -9,6 +9,7 @@ import base64
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -244,6 +245,21 @@ def run_newcomer(tmp):
                         "--access-log", bad_log], capture_output=True, text=True, timeout=30)
     check("--users-file on loopback only: no such warning", "clear text" not in r.stderr,
           r.stderr)
+    # the README's "graced in one minute" and graced.8 name every option
+    # graced --help lists (issue 19: the README named 49 of 82)
+    src = os.environ.get("top_srcdir", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                    "..", ".."))
+    helptext = subprocess.run([GRACED, "--help"], capture_output=True, text=True).stdout
+    opts = sorted(set(re.findall(r"^  (--[a-z0-9-]+)", helptext, re.M)))
+    with open(os.path.join(src, "README.md")) as f:
+        readme = f.read()
+    with open(os.path.join(src, "docs", "graced.8")) as f:
+        man = f.read()
+    missing = [o for o in opts if "`%s" % o not in readme]
+    check("README names each of the %d options of graced --help" % len(opts),
+          len(opts) > 60 and not missing, missing)
+    missing = [o for o in opts if o.replace("-", "\\-") not in man]
+    check("graced.8 explains each of them", not missing, missing)
 
 
 def rss_kib(pid):
