@@ -10,6 +10,8 @@
 //    its upload throttled);
 //  - errors in words: a 413 names the limit, a full disk says so (graced
 //    under prlimit --fsize), a wrong token says so;
+//  - without JavaScript (Chromium), the form posts multipart and graced's
+//    answer is a page that names what was stored;
 //  - delete (cancelled, then confirmed), rename and move, new folder, each
 //    asked in the page's dialog and answered by DELETE, MOVE, MKCOL;
 //  - search, zip download (unzip -t on what Chromium saved);
@@ -378,6 +380,28 @@ run(async (graced) => {
             check(`${name}: sorting by size (a link: the server sorts) moves aria-sort`,
                   await page.$eval('th.size', (t) => t.getAttribute('aria-sort')) === 'ascending');
             await page.goto(g.url);
+
+            // without JavaScript the form is plain HTML: a multipart POST,
+            // answered by a page that says what was stored (Chromium:
+            // Firefox's BiDi cannot switch scripts off)
+            if (name === 'chromium') {
+                const nojs = await browser.newPage();
+                await nojs.setJavaScriptEnabled(false);
+                await nojs.goto(g.url);
+                await (await nojs.$('#upload input[type=file]')).uploadFile(
+                    path.join(src, 'album', 'a.jpg'));
+                await Promise.all([nojs.waitForNavigation(),
+                                   nojs.click('#upload button[type=submit]')]);
+                const said = await nojs.evaluate(() => document.body.innerText);
+                note('without JavaScript the page says: ' + said.replace(/\s+/g, ' '));
+                check(`${name}: without JavaScript the form still uploads: stored byte for byte, ` +
+                      'and the answer is a page naming the file (not JSON)',
+                      fs.existsSync(path.join(root, 'a.jpg')) &&
+                      fs.readFileSync(path.join(root, 'a.jpg')).equals(content['album/a.jpg']) &&
+                      /Stored/.test(said) && /a\.jpg/.test(said) && !/[{}]/.test(said), said);
+                await nojs.close();
+                fs.unlinkSync(path.join(root, 'a.jpg'));
+            }
 
             // uploads: two files from the form, the listing refreshed
             let n0 = await refreshes(page);
