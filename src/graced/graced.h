@@ -318,6 +318,7 @@ struct graced_page {
     const char *user;     /* logged in as (--users-file), or NULL */
     int login;            /* offer a login */
     int write;            /* the one asking may write here (the script's buttons) */
+    int rights;           /* say beside the user what they may do here (a listing) */
     int token;            /* the upload form asks for the token */
     int tus;              /* uploads go resumable (tus) */
     int hidden;           /* --show-hidden: the script sends dot-names too */

@@ -350,6 +350,7 @@ void graced_list_dir(struct grace_request *req, struct graced *g, const char *re
         pg.hidden = g->o.show_hidden;
         pg.max_body = g->o.max_body;
         pg.user = who != graced_who_token ? who : NULL;
+        pg.rights = 1;
         graced_web_nonce(pg.nonce);
         html_body(out, &pg, e, n, cut, links, &k, form);
     }

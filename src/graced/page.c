@@ -97,7 +97,14 @@ void graced_page_begin(struct evbuffer *out, const struct graced_page *p)
     if (p->user) {
         evbuffer_add_printf(out, "<div class=\"who\"><span class=\"user\" title=\"logged in\">");
         graced_html_esc(out, p->user);
-        evbuffer_add_printf(out, "</span> <form method=\"post\" action=\"?logout\" class=\"inline\">"
+        evbuffer_add_printf(out, "</span>");
+        /* the user's rules for this folder, in words (perms.c; the rows'
+         * buttons say it for each entry) */
+        if (p->rights)
+            evbuffer_add_printf(out, " <span class=\"may\" id=\"may\">%s</span>",
+                                p->write ? "may upload and change files here"
+                                         : "may only read here");
+        evbuffer_add_printf(out, " <form method=\"post\" action=\"?logout\" class=\"inline\">"
                                  "<button type=\"submit\" id=\"logout\">Log out</button></form>"
                                  "</div>");
     } else if (p->login) {

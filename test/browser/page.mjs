@@ -709,10 +709,20 @@ run(async (graced) => {
             await page.type('#password', 'alice pw');
             resp = (await Promise.all([page.waitForNavigation(),
                                        page.click('form.login button[type=submit]')]))[0];
-            check(`${name}: alice logs in: back on the folder, named, with the upload form and ` +
-                  'the buttons', resp.status() === 200 &&
+            check(`${name}: alice logs in: back on the folder, named, told she may write here, ` +
+                  'with the upload form and the buttons', resp.status() === 200 &&
                   (await page.$eval('.who .user', (e) => e.textContent)) === 'alice' &&
+                  (await page.$eval('#may', (e) => e.textContent)) === 'may upload and change files here' &&
                   (await page.$('#upload')) && (await page.$('#list button.delete')), resp.status());
+            // the header with a user, their rights and the logout, at 390 px
+            await page.setViewport({ width: 390, height: 800 });
+            const wide = await page.evaluate(() => ({
+                doc: document.documentElement.scrollWidth, screen: document.documentElement.clientWidth,
+                user: document.querySelector('.who .user').getBoundingClientRect().height,
+                line: parseFloat(getComputedStyle(document.querySelector('.who .user')).lineHeight) || 24 }));
+            check(`${name}: at 390 px, logged in: no horizontal overflow, the user's name on one line`,
+                  wide.doc <= wide.screen && wide.user < 1.5 * wide.line, wide);
+            await page.setViewport({ width: 1000, height: 800 });
             await clearAnswer(page);
             await (await page.$('#upload input[type=file]')).uploadFile(path.join(src, 'one.txt'));
             await page.click('#upload button[type=submit]');
@@ -729,8 +739,10 @@ run(async (graced) => {
             await page.type('#user', 'bob');
             await page.type('#password', 'bob pw');
             await Promise.all([page.waitForNavigation(), page.click('form.login button[type=submit]')]);
-            check(`${name}: bob (/:r) logged in: named, but no upload form and no buttons`,
+            check(`${name}: bob (/:r) logged in: named, told he may only read here, no upload ` +
+                  'form and no buttons',
                   (await page.$eval('.who .user', (e) => e.textContent)) === 'bob' &&
+                  (await page.$eval('#may', (e) => e.textContent)) === 'may only read here' &&
                   !(await page.$('#upload')) && !(await page.$('#list button')) &&
                   (await page.$eval('body', (b) => b.dataset.write)) === '0');
         });

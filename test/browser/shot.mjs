@@ -3,8 +3,10 @@
 // the page changes):
 //   node test/browser/shot.mjs build/src/graced/graced docs
 // writes docs/page.png (Chromium, 1000 px, light: a folder with files and
-// folders, one upload stored) and docs/page-390-dark.png (390 px, dark).
+// folders, alice logged in, one upload stored) and docs/page-390-dark.png
+// (390 px, dark).
 // page.mjs checks the look itself (overflow, contrast, wrapping).
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -21,14 +23,21 @@ run(async (graced) => {
     fs.writeFileSync(path.join(root, 'photos', 'beach.jpg'), randomBytes(900000));
     const up = path.join(tempDir('shot-src'), 'slides.pdf');
     fs.writeFileSync(up, randomBytes(1300000));
-    const g = await startGraced(graced, ['--root', root, '--upload-dir', root]);
+    const users = path.join(tempDir('shot-users'), 'users');
+    const hash = execFileSync('openssl', ['passwd', '-6', 'alice pw']).toString().trim();
+    fs.writeFileSync(users, `alice:${hash}:rw\n`);
+    const g = await startGraced(graced, ['--root', root, '--upload-dir', root, '--users-file', users]);
     for (const [file, width, dark] of [['page.png', 1000, false], ['page-390-dark.png', 390, true]]) {
         await withBrowser('chromium', async (browser) => {
             const page = await browser.newPage();
             await page.setViewport({ width, height: dark ? 760 : 560 });
             await page.emulateMediaFeatures([{ name: 'prefers-color-scheme',
                                                value: dark ? 'dark' : 'light' }]);
-            await page.goto(g.url);
+            await page.goto(g.url + '?login');
+            await page.type('#user', 'alice');
+            await page.type('#password', 'alice pw');
+            await Promise.all([page.waitForNavigation(),
+                               page.click('form.login button[type=submit]')]);
             await (await page.$('#upload input[type=file]')).uploadFile(up);
             await page.click('#upload button[type=submit]');
             await page.waitForFunction(() => /stored/.test(

@@ -118,10 +118,14 @@ def run_perms(tmp):
         check("listing /photos/ for carol: write true", doc.get("write") is True and
               doc.get("upload") is True, doc)
         st, body, r = req(g.port, "GET", "/", headers=C)
-        check("HTML listing / for carol (read-only there): no upload form",
-              st == 200 and b'id="upload"' not in body, body[:300])
+        check("HTML listing / for carol (read-only there): no upload form, and the page says "
+              "'may only read here' beside her name",
+              st == 200 and b'id="upload"' not in body and
+              b'id="may">may only read here<' in body, body[:300])
         st, body, r = req(g.port, "GET", "/photos/", headers=C)
-        check("HTML listing /photos/ for carol: the upload form", b'id="upload"' in body)
+        check("HTML listing /photos/ for carol: the upload form, and 'may upload and change "
+              "files here'", b'id="upload"' in body and
+              b'id="may">may upload and change files here<' in body)
         st, body, r = req(g.port, "GET", "/", headers=B)
         check("HTML listing for bob (r): no upload form (it would answer 403)",
               st == 200 and b'id="upload"' not in body, body[:300])
