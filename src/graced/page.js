@@ -70,6 +70,9 @@
       return (what ? what + ': ' : '') + (/\d/.test(text) && /--max-body-size/.test(text) ? text :
         'over the upload limit' + (maxBody ? ' of ' + human(maxBody) : '') +
         ' (--max-body-size)' + (text ? ': ' + text : ''));
+    case 423: // a WebDAV lock (its answer is XML): who holds it is not told
+      return (what ? what + ': ' : '') + 'locked: someone holds a WebDAV lock on it' +
+        (/<[^>]*:?lock-token-submitted/.test(text) ? '' : text ? ' (' + text + ')' : '');
     case 507: return 'disk full: the server has no room' + (what ? ' for ' + what : '') +
       (text ? ' (' + text + ')' : '');
     default: return (what ? what + ': ' : '') + (text || 'failed');
@@ -340,7 +343,10 @@
             return { status: 201, text: r.text };
           if (r.status === 409 && r.get('Upload-Offset') !== null) /* told where it is */
             return send(Number(r.get('Upload-Offset')), n);
-          if ([0, 423, 502, 503, 504].indexOf(r.status) >= 0 && n < RETRIES.length)
+          // a request still writing it (423 with Retry-After) passes; a
+          // WebDAV lock on the target (423 without) is for someone to lift
+          if (([0, 502, 503, 504].indexOf(r.status) >= 0 ||
+               (r.status === 423 && r.get('Retry-After'))) && n < RETRIES.length)
             return retrying(n, r.status ? 'the server is busy' : 'the connection is lost')
               .then(function () { return cancelled ? { status: -1 } : where(n + 1); });
           return r;

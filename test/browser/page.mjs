@@ -326,6 +326,7 @@ run(async (graced) => {
     for (const [n, d] of Object.entries(content)) fs.writeFileSync(path.join(src, n), d);
     const big = path.join(src, 'big.bin');
     fs.writeFileSync(big, randomBytes(900 * 1024));
+    fs.writeFileSync(path.join(src, 'locked.txt'), 'the new version\n');
     const over = path.join(src, 'over.bin');
     fs.writeFileSync(over, Buffer.alloc(2 * 1024 * 1024, 1));
     const users = path.join(dir, 'users');
@@ -434,6 +435,26 @@ run(async (graced) => {
                   a.status === '413' && /1(\.0)? MiB/.test(a.text) && /--max-body-size/.test(a.text) &&
                   a.cls === 'err', a);
             check(`${name}: the refused file is not stored`, !fs.existsSync(path.join(root, 'over.bin')));
+
+            // a WebDAV lock someone holds on the name: 423 at the upload's
+            // creation, said in words, the locked file untouched
+            fs.writeFileSync(path.join(root, 'locked.txt'), 'held\n');
+            const lk = await fetch(g.url + 'locked.txt', {
+                method: 'LOCK', headers: { 'Content-Type': 'application/xml', Timeout: 'Second-60' },
+                body: '<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/>' +
+                      '</D:lockscope><D:locktype><D:write/></D:locktype></D:lockinfo>' });
+            const token = lk.headers.get('lock-token');
+            await clearAnswer(page);
+            await (await page.$('#upload input[type=file]')).uploadFile(path.join(src, 'locked.txt'));
+            await page.click('#upload button[type=submit]');
+            a = await answer(page);
+            note('the page says: ' + a.text);
+            check(`${name}: a file someone holds a WebDAV lock on: 423, "locked" in words (not ` +
+                  'its XML), the file untouched', lk.status === 200 && a.status === '423' &&
+                  /locked: someone holds a WebDAV lock/.test(a.text) && !/</.test(a.text) &&
+                  fs.readFileSync(path.join(root, 'locked.txt'), 'utf8') === 'held\n', a);
+            await fetch(g.url + 'locked.txt', { method: 'UNLOCK', headers: { 'Lock-Token': token } });
+            fs.unlinkSync(path.join(root, 'locked.txt'));
 
             // dropped on the page (a DragEvent carrying files)
             n0 = await refreshes(page);
