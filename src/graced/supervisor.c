@@ -79,8 +79,8 @@ static void notify_workers(const struct graced *g, const struct slot *slot)
 
 /*
  * The parent of --workers N: starts the workers, forwards SIGHUP (after
- * reopening its own copy of the access log, which restarted workers
- * inherit), turns the first SIGTERM/SIGINT into a graceful stop of every
+ * reopening its own copy of the access log and reloading its own copy of
+ * --users-file, which restarted workers inherit), turns the first SIGTERM/SIGINT into a graceful stop of every
  * worker and a second into SIGUSR2 ("now"), and restarts a worker that
  * ends while no stop was asked for. It keeps the listening sockets for
  * such restarts until the stop. It tells systemd READY=1 once every worker
@@ -180,6 +180,9 @@ int graced_supervise(struct graced *g, struct graced_socks *s)
             graced_notify_reloading(); /* READY=1 again once all have reloaded */
             if (graced_access_log_reopen() < 0)
                 graced_log(LOG_ERR, "cannot reopen %s: %s", g->o.access_log, strerror(errno));
+            /* our copy of the users too: a worker restarted later starts
+             * from it, and must not serve the list of the start */
+            graced_auth_reload(g);
             for (int w = 0; w < g->o.workers; w++)
                 if (slot[w].pid > 0) {
                     slot[w].up = 0;
