@@ -259,7 +259,7 @@ def main():
     if not os.path.exists(SHIM):
         print("FAIL no %s (make check builds it)\n0 passed, 1 failed" % SHIM)
         return 1
-    return run_sections((run_put, run_resumable, run_mkcol, run_delete),
+    return run_sections((run_put, run_resumable, run_mkcol, run_delete, run_dir_sync_fails),
                         "graced-durable.")
 
 
