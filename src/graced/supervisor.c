@@ -79,8 +79,8 @@ static void notify_workers(const struct graced *g, const struct slot *slot)
 
 /*
  * The parent of --workers N: starts the workers, forwards SIGHUP (after
- * reopening its own copy of the access log and reloading its own copy of
- * --users-file, which restarted workers inherit), turns the first SIGTERM/SIGINT into a graceful stop of every
+ * reopening its own copy of the access log and reloading its own copies of
+ * --users-file and the certificates, which restarted workers inherit), turns the first SIGTERM/SIGINT into a graceful stop of every
  * worker and a second into SIGUSR2 ("now"), and restarts a worker that
  * ends while no stop was asked for. It keeps the listening sockets for
  * such restarts until the stop. It tells systemd READY=1 once every worker
@@ -92,7 +92,7 @@ int graced_supervise(struct graced *g, struct graced_socks *s)
     struct slot slot[GRACED_MAX_WORKERS];
     sigset_t set, old;
     siginfo_t si;
-    int alive = 0, status = 0, stops = 0;
+    int alive = 0, status = 0, stops = 0, rc;
 
     memset(slot, 0, sizeof(slot));
     sigemptyset(&set);
@@ -180,14 +180,22 @@ int graced_supervise(struct graced *g, struct graced_socks *s)
             graced_notify_reloading(); /* READY=1 again once all have reloaded */
             if (graced_access_log_reopen() < 0)
                 graced_log(LOG_ERR, "cannot reopen %s: %s", g->o.access_log, strerror(errno));
-            /* our copy of the users too: a worker restarted later starts
-             * from it, and must not serve the list of the start */
-            graced_auth_reload(g);
             for (int w = 0; w < g->o.workers; w++)
                 if (slot[w].pid > 0) {
                     slot[w].up = 0;
                     kill(slot[w].pid, SIGHUP);
                 }
+            /* then our copies of the users and the certificates: a worker
+             * restarted later (never before this is done: it is forked from
+             * this loop) starts from them, and must neither serve the list
+             * of the start nor fail on files the others refused. After the
+             * signals, so that the workers' reloads are not delayed behind
+             * ours (notify.c's generation is already the new one). */
+            graced_auth_reload(g);
+            if (g->tls && (rc = grace_tls_reload(g->tls)) < 0)
+                graced_log(LOG_WARN, "main process: keeping the previous certificates for "
+                           "workers restarted later: %s", grace_tls_last_error(g->tls)
+                           ? grace_tls_last_error(g->tls) : grace_strerror(rc));
         } else if (sig == SIGTERM || sig == SIGINT) {
             /* the first: graceful, no more restarts, the sockets closed so
              * that new connections are refused, not left waiting; then now */

@@ -24,7 +24,9 @@
  * With SLOWSYNC_EVENTFD_MS=N, eventfd(2) waits N ms ("eventfd-wait T"
  * before, "eventfd T" after; T: CLOCK_MONOTONIC in microseconds): graced's
  * worker makes its pool's eventfd before its signal handlers, so this
- * widens a fresh worker's start. With SLOWSYNC_OPEN_PATH=P and
+ * widens a fresh worker's start; while the file SLOWSYNC_EVENTFD_FAIL
+ * exists, eventfd(2) fails with EMFILE: a worker starting then (its pool
+ * needs one) fails at once. With SLOWSYNC_OPEN_PATH=P and
  * SLOWSYNC_OPEN_MS=N, fopen(3) of P waits N ms ("opened T" after): a slow
  * reload of the users file. With SLOWSYNC_TRACE=1, every fsync(2) that
  * returns notes "fsync INO TID PID" (the inode synced, the thread that
@@ -230,7 +232,12 @@ static void wait_ms(const char *ms)
 int eventfd(unsigned int initval, int flags)
 {
     int (*real)(unsigned int, int) = (int (*)(unsigned int, int))dlsym(RTLD_NEXT, "eventfd");
-    const char *ms = getenv("SLOWSYNC_EVENTFD_MS");
+    const char *ms = getenv("SLOWSYNC_EVENTFD_MS"), *fail = getenv("SLOWSYNC_EVENTFD_FAIL");
+    if (fail && access(fail, F_OK) == 0) {
+        note("eventfd-fail", 0);
+        errno = EMFILE;
+        return -1;
+    }
     if (ms && atoi(ms) > 0) {
         note("eventfd-wait", mono_us());
         wait_ms(ms);

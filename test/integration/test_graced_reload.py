@@ -3,6 +3,7 @@
 """What a SIGHUP reloaded is what a worker restarted later serves (review of
 graced: state carried to restarted workers).
 
+Users:
 --workers 2 with --users-file and --private: the file is changed (alice's
 password), SIGHUP, each worker says it reloaded; then one worker is killed
 (SIGKILL) and the supervisor starts another. Every request, on 40 fresh
@@ -10,12 +11,19 @@ connections (spread over both workers by SO_REUSEPORT), must take the new
 password and refuse the old one: the new worker forks from the supervisor,
 whose copy of the users must be the reloaded one, not the start's.
 
-Loopback only; every graced started here is stopped by PID. ~3 s."""
+Certificates: --workers 2 over TLS; the certificate file is broken, SIGHUP
+(both workers keep the old one), then a worker is killed: its replacement
+must serve the certificate its sibling serves, not fail on the broken file
+(restarted again and again, its connections left waiting).
+
+Loopback only; every graced started here is stopped by PID. ~4 s."""
 import base64
 import http.client
 import os
 import re
 import signal
+import socket
+import ssl
 import sys
 import threading
 import time
@@ -23,6 +31,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_graced import Graced, check, run_sections  # noqa: E402
 from test_graced_ops import write_users  # noqa: E402
+from test_graced_fix import make_cert  # noqa: E402
 
 CONNS = 40
 
@@ -104,8 +113,69 @@ def run_users_after_restart(tmp):
         check("SIGTERM: exit 0", g.p.returncode == 0, (g.p.returncode, err[-5:]))
 
 
+def tls_gets(port):
+    """CONNS fresh TLS connections, a GET on each: the statuses."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    out = []
+    for _ in range(CONNS):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                    s.sendall(b"GET /pub.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    data = b""
+                    while True:
+                        d = s.recv(65536)
+                        if not d:
+                            break
+                        data += d
+                    out.append(int(data.split(b" ", 2)[1]) if data else "eof")
+        except (OSError, ValueError, IndexError) as e:
+            out.append(type(e).__name__)
+    return out
+
+
+def run_certs_after_restart(tmp):
+    root = os.path.join(tmp, "troot")
+    os.mkdir(root)
+    with open(os.path.join(root, "pub.txt"), "w") as f:
+        f.write("public\n")
+    crt, key = make_cert(tmp)
+    g = Graced("--tls-listen", "127.0.0.1:0", "--tls-cert", crt, "--tls-key", key, "--root", root,
+               "--workers", "2", "--restart-delay-max", "200ms")
+    err = []
+
+    def drain():
+        for line in g.p.stderr:
+            err.append(line)
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        st = tls_gets(g.port)
+        check("before: every TLS connection answered", st == [200] * CONNS, st)
+        workers = wait_for(lambda: len(children(g.p.pid)) == 2 and children(g.p.pid))
+        with open(crt + ".new", "w") as f:
+            f.write("-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n")
+        os.replace(crt + ".new", crt)
+        g.p.send_signal(signal.SIGHUP)
+        kept = wait_for(lambda: all(any("worker %d: certificates not reloaded" % w in x for x in err)
+                                    for w in (1, 2)))
+        check("a broken certificate + SIGHUP: both workers keep the old one", kept, err[-4:])
+        victim = workers[0]
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: any("restarted" in x for x in err))
+        time.sleep(0.5)  # a replacement that fails on the file fails within this
+        st = tls_gets(g.port)
+        fails = [x for x in err if "exited with status" in x]
+        check("after a worker's restart: every TLS connection (%d) answered, no worker failing"
+              % CONNS, st == [200] * CONNS and not fails, (st, fails[-3:]))
+    finally:
+        g.stop()
+        check("SIGTERM: exit 0", g.p.returncode == 0, (g.p.returncode, err[-5:]))
+
+
 def main():
-    return run_sections((run_users_after_restart,), "graced-reload.")
+    return run_sections((run_users_after_restart, run_certs_after_restart), "graced-reload.")
 
 
 if __name__ == "__main__":
