@@ -369,6 +369,10 @@ static int remove_upload(int dirfd, const char *id)
         unlinkat(dirfd, id, 0);
     if (fd >= 0)
         close(fd); /* a big file's blocks are freed here: on the pool */
+    /* gone for good before it is told (a crash must not bring a cancelled
+     * upload back); a failed sync is an error, never retried */
+    if (!err && fsync(dirfd) < 0)
+        err = -errno;
     return err;
 }
 

@@ -13,7 +13,7 @@ are looked at by inode, only for what happened after the request was sent.
 - a form upload into new folders: the same;
 - a resumable (tus) upload: its first creation syncs the folder that keeps
   uploads into the upload tree; its last PATCH stores into new folders with
-  each synced;
+  each synced; a termination (DELETE) syncs that folder before its 204;
 - MKCOL: the new folder, its parent and the folders above synced; a folder
   fsync that fails is a 500, not a 201;
 - DELETE of a file: its folder's fsync on a pool thread, and GETs answered
@@ -164,6 +164,23 @@ def run_resumable(tmp):
         check("its last PATCH: 204, stored in the new folders, each synced on the pool",
               r.status == 204 and whole and not missing, (r.status, whole, missing))
         check("no fsync on the event loop (tus)", not t.on_loop(), t.on_loop())
+
+        # termination: gone for good before the 204
+        c = http.client.HTTPConnection("127.0.0.1", t.g.port, timeout=30)
+        c.request("POST", "/", headers={
+            "Tus-Resumable": "1.0.0", "Upload-Length": "100",
+            "Upload-Metadata": "filename " + base64.b64encode(b"c.bin").decode()})
+        r = c.getresponse()
+        r.read()
+        path = (r.getheader("Location") or "").split("127.0.0.1:%d" % t.g.port)[-1]
+        t.mark()
+        c.request("DELETE", path, headers={"Tus-Resumable": "1.0.0"})
+        r = c.getresponse()
+        r.read()
+        c.close()
+        missing = t.synced([".graced-tmp.uploads"])
+        check("a tus termination: 204, the folder of uploads synced on the pool before it",
+              r.status == 204 and not missing, (r.status, path, missing))
     finally:
         check("SIGTERM: exit 0", t.stop() == 0)
 
