@@ -79,8 +79,9 @@ static void notify_workers(const struct graced *g, const struct slot *slot)
 
 /*
  * The parent of --workers N: starts the workers, forwards SIGHUP (after
- * reopening its own copy of the access log and reloading its own copies of
- * --users-file and the certificates, which restarted workers inherit), turns the first SIGTERM/SIGINT into a graceful stop of every
+ * reopening its own copy of the access log; then it reloads its own copies
+ * of --users-file and the certificates: restarted workers inherit all
+ * three), turns the first SIGTERM/SIGINT into a graceful stop of every
  * worker and a second into SIGUSR2 ("now"), and restarts a worker that
  * ends while no stop was asked for. It keeps the listening sockets for
  * such restarts until the stop. It tells systemd READY=1 once every worker
