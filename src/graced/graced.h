@@ -412,7 +412,8 @@ int graced_store_adopt(struct graced *g, int tmpdirfd, const char *tmp, struct g
 int graced_store_target(struct graced_store *s, int dirfd, const char *leaf);
 /* What is written made durable (fstat, fsync on the pool), then cb from
  * the loop: err 0 and the size synced, or an errno. One at a time, not
- * during a commit; never runs once the store is abandoned. 0. */
+ * during a commit; never runs once the store is abandoned. Abandoning the
+ * store in cb closes it there (its lock let go), unless write-back runs. 0. */
 typedef void (*graced_store_synced_cb)(int err, int64_t size, void *arg);
 int graced_store_sync(struct graced_store *s, graced_store_synced_cb cb, void *arg);
 int graced_store_init(struct graced *g); /* a worker: its pool, write-back, sweep; -1 */

@@ -754,12 +754,21 @@ static void sync_work(struct graced_job *j)
 static void sync_done(struct graced_job *j)
 {
     struct graced_store *s = STORE_OF(j, commit);
-    if (!atomic_load(&s->orphan)) {
-        int err = s->err;
-        s->err = 0;
-        s->on_sync(err, s->synced, s->arg);
+    graced_store_synced_cb cb = s->on_sync;
+    void *arg = s->arg;
+    int64_t synced = s->synced;
+    int err = s->err;
+    if (atomic_load(&s->orphan)) {
+        unref(s); /* the job's */
+        return;
     }
-    unref(s); /* the job's */
+    s->err = 0;
+    /* the job's reference first (the owner's keeps it): an owner that
+     * abandons the store in cb then closes it, and lets its lock go, there
+     * and then - before the answer it writes next, which a client may
+     * follow at once with a request another worker takes */
+    unref(s);
+    cb(err, synced, arg);
 }
 
 int graced_store_sync(struct graced_store *s, graced_store_synced_cb cb, void *arg)

@@ -33,6 +33,9 @@
  * waited for it: the event loop's is the PID's own): what was made durable
  * before an answer, and where. With SLOWSYNC_DIR_GATE, fsync(2) of a
  * folder waits while that file exists (at most 30 s; "dirstart" before).
+ * With SLOWSYNC_CLOSE_MATCH=S and SLOWSYNC_CLOSE_MS=N, close(2) of a file
+ * whose path holds S waits N ms first ("close" lines): whatever comes
+ * after a close in the same turn of the loop comes that much later.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -271,4 +274,25 @@ int fallocate(int fd, int mode, off_t offset, off_t len)
         nanosleep(&ts, NULL);
     }
     return real(fd, mode, offset, len);
+}
+
+int close(int fd);
+int close(int fd)
+{
+    int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, "close");
+    const char *match = getenv("SLOWSYNC_CLOSE_MATCH"), *ms = getenv("SLOWSYNC_CLOSE_MS");
+    if (match && ms && atoi(ms) > 0) {
+        char link[64], path[4096];
+        ssize_t n;
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+        n = readlink(link, path, sizeof(path) - 1);
+        if (n > 0) {
+            path[n] = '\0';
+            if (strstr(path, match)) {
+                note("close", 0);
+                wait_ms(ms);
+            }
+        }
+    }
+    return real(fd);
 }

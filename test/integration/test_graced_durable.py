@@ -19,12 +19,18 @@ are looked at by inode, only for what happened after the request was sent.
 - DELETE of a file: its folder's fsync on a pool thread, and GETs answered
   while that fsync is held (SLOWSYNC_DIR_GATE); a folder's fsync that fails
   after a DELETE of a folder is a 500, not a 204;
-- COPY and MOVE: a folder fsync that fails is a 500.
+- COPY and MOVE: a folder fsync that fails is a 500;
+- a PATCH that does not complete an upload lets the upload's lock go before
+  its answer (a client's next PATCH may reach another worker at once): the
+  closes of the uploads' files are made slow (SLOWSYNC_CLOSE_MS), and the
+  lock must be free as soon as the 204 is read.
 
 Loopback only; every graced started here is stopped by PID. ~4 s."""
 import base64
+import fcntl
 import http.client
 import os
+import struct
 import sys
 import threading
 import time
@@ -49,7 +55,7 @@ class Traced:
     """A graced (one process: its loop is its main thread) whose fsyncs are
     noted; dir_errno: a folder's fsync fails so; gate: folders' fsyncs
     wait while that file exists."""
-    def __init__(self, tmp, name, *args, dir_errno=0, gate=None):
+    def __init__(self, tmp, name, *args, dir_errno=0, gate=None, env_add=None):
         self.dir = os.path.join(tmp, name)
         os.mkdir(self.dir)
         with open(os.path.join(self.dir, "small.txt"), "w") as f:
@@ -59,6 +65,7 @@ class Traced:
                    SLOWSYNC_DIR_ERRNO=str(dir_errno))
         if gate:
             env["SLOWSYNC_DIR_GATE"] = gate
+        env.update(env_add or {})
         env["ASAN_OPTIONS"] = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
                                                      "verify_asan_link_order=0"]))
         self.g = Graced("--listen", "127.0.0.1:0", "--root", self.dir, "--upload-dir", self.dir,
@@ -272,11 +279,51 @@ def run_dir_sync_fails(tmp):
         t.stop()
 
 
+def lock_free(path):
+    """Can a read lock be had on path now (nobody writes it)?"""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi4x", fcntl.F_RDLCK, os.SEEK_SET, 0, 0, 0))
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def run_lock_before_answer(tmp):
+    t = Traced(tmp, "lock", env_add={"SLOWSYNC_CLOSE_MATCH": "/.graced-tmp.uploads/",
+                                     "SLOWSYNC_CLOSE_MS": "400"})
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", t.g.port, timeout=30)
+        c.request("POST", "/", headers={
+            "Tus-Resumable": "1.0.0", "Upload-Length": "1000",
+            "Upload-Metadata": "filename " + base64.b64encode(b"l.bin").decode()})
+        r = c.getresponse()
+        r.read()
+        path = (r.getheader("Location") or "").split("127.0.0.1:%d" % t.g.port)[-1]
+        data = os.path.join(t.dir, path.lstrip("/"))
+        free = []
+        for off in (0, 100, 200):
+            c.request("PATCH", path, body=b"p" * 100, headers={
+                "Tus-Resumable": "1.0.0", "Upload-Offset": str(off),
+                "Content-Type": "application/offset+octet-stream"})
+            r = c.getresponse()
+            r.read()
+            free.append((r.status, lock_free(data)))
+        c.close()
+        check("PATCHes that do not complete: each 204 comes after the upload's lock is let go",
+              free == [(204, True)] * 3, free)
+    finally:
+        check("SIGTERM: exit 0", t.stop() == 0)
+
+
 def main():
     if not os.path.exists(SHIM):
         print("FAIL no %s (make check builds it)\n0 passed, 1 failed" % SHIM)
         return 1
-    return run_sections((run_put, run_resumable, run_mkcol, run_delete, run_dir_sync_fails),
+    return run_sections((run_put, run_resumable, run_mkcol, run_delete, run_dir_sync_fails,
+                         run_lock_before_answer),
                         "graced-durable.")
 
 
