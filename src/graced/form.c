@@ -261,7 +261,10 @@ static int on_part_begin(const char *field, const char *filename, void *arg)
             return -EEXIST;
         }
     }
-    if ((rc = graced_store_open(f->g, f->dirfd, f->name, &f->cur)) < 0) {
+    /* graced_store_path: the folders on the way synced too (made for this
+     * form, or by an upload still on its way) */
+    if ((rc = graced_store_open(f->g, f->dirfd, f->name, &f->cur)) < 0 ||
+        (rc = graced_store_path(f->cur, f->dir)) < 0) {
         graced_log(LOG_ERR, "form upload %s: %s", f->name, strerror(-rc));
         refusef(f, graced_errno_status(rc), "could not store %s", f->name);
         return rc;
