@@ -80,7 +80,7 @@ enum grace_opt {
     GRACE_OPT_LINGER_BYTES,       /**< lingering: bytes discarded; 0: no cap
                                        (0: time, silence and rate bound it) */
     GRACE_OPT_MAX_LINGERING,      /**< connections lingering at once (1024) */
-    GRACE_OPT_STOP_LINGER_TIME,   /**< lingering cut to this in a stop (1000) */
+    GRACE_OPT_STOP_LINGER_TIME,   /**< a stop's lingers end this long after its deadline (1000) */
     GRACE_OPT_REUSEPORT,          /**< SO_REUSEPORT on listen sockets (0) */
     GRACE_OPT_DRAIN_TIME,         /**< discarding a remainder: total (5000) */
     GRACE_OPT_LINGER_MIN_RATE,    /**< lingering past linger-time: bytes/s a
@@ -217,8 +217,8 @@ typedef void (*grace_stopped_cb)(struct grace_server *srv, void *arg);
  *     (closing a listener would reset them, and they may hold a request),
  *     then the listening sockets are closed: new connections are refused;
  *  2. every response started from now on carries Connection: close and
- *     the connection closes gracefully after it (lingering cut to
- *     GRACE_OPT_STOP_LINGER_TIME);
+ *     the connection closes gracefully after it (its linger as without a
+ *     stop, ended by timeout_ms + GRACE_OPT_STOP_LINGER_TIME at the latest);
  *  3. an idle keep-alive connection is not closed at once (its client may
  *     be sending a request right now): it stays open for
  *     GRACE_OPT_STOP_IDLE_GRACE, counted from the stop or from the end of

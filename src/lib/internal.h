@@ -276,6 +276,7 @@ struct grace_server {
 
     enum stop_phase stopping;
     int64_t stop_at;             /* monotonic ms: grace_server_stop() was called */
+    int64_t stop_deadline;       /* monotonic ms: its timeout_ms passes */
     struct event *stop_timer;    /* the deadline, then the last bound, then the report */
     struct event *accept_timer;  /* out of fds: accept again after accept-retry */
     grace_response_cb on_response;

@@ -731,6 +731,7 @@ int grace_server_stop(struct grace_server *srv, int64_t timeout_ms, grace_stoppe
         return -ENOMEM;
     srv->stopping = STOP_LAME_DUCK;
     srv->stop_at = grace__now_ms();
+    srv->stop_deadline = srv->stop_at + timeout_ms;
     srv->on_stopped = cb;
     srv->stopped_arg = arg;
     /* the queued connections first, then the listening sockets close: new

@@ -591,6 +591,112 @@ START_TEST(test_stop_slow_reader_until_deadline)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- early answer */
+
+/*
+ * An early answer during the lame duck (a 401 to an upload that goes on
+ * arriving) lingers as it would without a stop: its client, which sends
+ * the whole body before it reads (as Firefox and Python's http.client do),
+ * reads the 401 at the end, not a reset. Only the stop's own bound (its
+ * deadline + stop-linger-time) cuts such a linger. The old code cut it to
+ * stop-linger-time (1 s) from the stop: a reset after ~1 s of sending.
+ */
+#define EARLY_TOTAL (6u << 20)
+static int64_t early_cut_ms;
+static size_t early_sent;
+
+static void h_early(struct grace_request *req, void *arg)
+{
+    if (!strcmp(grace_request_path(req), "/up"))
+        h_401(req, arg);
+    else
+        h_route(req, arg);
+}
+
+/* Send an upload of total bytes (UINT32_MAX: until it fails) at ~3 MB/s,
+ * reading nothing; returns 0 or the send's -errno. */
+static int send_paced(int fd, size_t total)
+{
+    static char piece[65536];
+    char head[128];
+    memset(piece, 'u', sizeof(piece));
+    snprintf(head, sizeof(head), "PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
+             total);
+    cli_send(fd, head);
+    for (early_sent = 0; early_sent < total; early_sent += sizeof(piece)) {
+        int rc = cli_send_all(fd, piece, sizeof(piece));
+        if (rc < 0)
+            return rc;
+        usleep(20000);
+    }
+    return 0;
+}
+
+static void c_early_lingers(struct fx *f)
+{
+    int up = cli_connect(f->port), ctl = cli_connect(f->port), rc;
+    cli_send(ctl, GET("/stop"));
+    expect_status(ctl, 200, "hello");
+    resp_free(&R);
+    close(ctl);
+    rc = send_paced(up, EARLY_TOTAL); /* ~2 s */
+    ck_assert_msg(rc == 0, "the upload's send failed after %zu bytes (%s), %lld ms into the stop",
+                  early_sent, strerror(-rc), (long long)(now_ms() - stop_called_ms));
+    expect_status(up, 401, "no token\n");
+    ck_assert(R.closed);
+    resp_free(&R);
+    close(up);
+    for (int i = 0; i < 150 && !is_stopped(f); i++)
+        usleep(20000);
+}
+
+START_TEST(test_stop_early_answer_lingers)
+{
+    struct fx *f = fx_new();
+    stop_timeout_ms = 20000; /* far: the linger, not the deadline, ends it */
+    fx_start(f, h_early);
+    fx_run(f, c_early_lingers, 30000);
+    ck_assert_int_eq(f->stopped, 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_CLIENT_EOF), 2); /* /stop's and ours */
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_TOTAL_TIME), 0);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_STOP_DEADLINE), 0);
+    ck_assert_int_lt(stopped_ms - stop_called_ms, 20000);
+    fx_free(f);
+}
+END_TEST
+
+/* A client that never stops sending is cut at the stop's bound: not
+ * before its deadline, and by deadline + stop-linger-time. */
+static void c_early_bounded(struct fx *f)
+{
+    int up = cli_connect(f->port), ctl = cli_connect(f->port);
+    cli_send(ctl, GET("/stop"));
+    expect_status(ctl, 200, "hello");
+    resp_free(&R);
+    close(ctl);
+    ck_assert_int_lt(send_paced(up, UINT32_MAX), 0);
+    early_cut_ms = now_ms();
+    close(up);
+    for (int i = 0; i < 150 && !is_stopped(f); i++)
+        usleep(20000);
+}
+
+START_TEST(test_stop_early_answer_bounded)
+{
+    struct fx *f = fx_new();
+    stop_timeout_ms = 2500;
+    fx_start(f, h_early);
+    fx_run(f, c_early_bounded, 30000);
+    int64_t cut = early_cut_ms - stop_called_ms;
+    ck_assert_msg(cut >= 2400, "the early answer's linger was cut %lld ms into the stop, "
+                  "before its deadline (2500)", (long long)cut);
+    ck_assert_msg(cut < 2500 + 1000 + 2000, "cut %lld ms into the stop", (long long)cut);
+    ck_assert_int_eq(f->stopped, 1);
+    ck_assert_int_lt(stopped_ms - stop_called_ms, 2500 + 1000 + 1500);
+    fx_free(f);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- adopted */
 
 /*
@@ -667,6 +773,8 @@ static Suite *stop_suite(void)
     tcase_add_test(tc, test_stop_deadline_503);
     tcase_add_test(tc, test_stop_slow_reader_until_deadline);
     tcase_add_test(tc, test_stop_adopt_during_lame_duck);
+    tcase_add_test(tc, test_stop_early_answer_lingers);
+    tcase_add_test(tc, test_stop_early_answer_bounded);
     suite_add_tcase(s, tc);
     return s;
 }
