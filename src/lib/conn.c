@@ -1401,7 +1401,12 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
     struct grace_conn *c = arg;
 
     grace__conn_enter(c);
-    if (what & EV_TIMEOUT) { /* the read event times connections without a slot */
+    if ((what & EV_TIMEOUT) && c->state <= CS_HEAD && c->tp->waiting(c)) {
+        /* a request came before the timeout but is seen only now (the loop
+         * was busy; libevent drops a read activation when the same event
+         * times out in that turn): closing would reset it, so it is read */
+        input_ready(c);
+    } else if (what & EV_TIMEOUT) { /* the read event times connections without a slot */
         if (c->state == CS_IDLE) {
             keepalive_timeout(c);
         } else if (c->state == CS_HEAD && c->srv->stopping && grace__now_ms() < new_conn_due(c)) {

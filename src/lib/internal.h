@@ -47,6 +47,8 @@ struct grace_transport {
     void (*close)(struct grace_conn *c);
     /* Nonzero while input is held below us that no socket event announces. */
     size_t (*pending)(struct grace_conn *c);
+    /* Nonzero if input waits, in the socket (peeked, not read) or below us. */
+    int (*waiting)(struct grace_conn *c);
     /* The last read stopped until the socket takes our bytes (a handshake). */
     int (*read_wants_write)(struct grace_conn *c);
     int sendfile;             /* file segments may go out with sendfile() */

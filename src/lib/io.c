@@ -114,6 +114,16 @@ static size_t plain_pending(struct grace_conn *c)
     return 0; /* the kernel announces every byte it holds */
 }
 
+static int plain_waiting(struct grace_conn *c)
+{
+    char b;
+    ssize_t k;
+    do
+        k = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    while (k < 0 && errno == EINTR);
+    return k > 0;
+}
+
 static int plain_read_wants_write(struct grace_conn *c)
 {
     return 0;
@@ -127,6 +137,7 @@ const struct grace_transport grace__plain = {
     .unsent = plain_unsent,
     .close = plain_close,
     .pending = plain_pending,
+    .waiting = plain_waiting,
     .read_wants_write = plain_read_wants_write,
     .sendfile = 1,
 };

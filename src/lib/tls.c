@@ -631,6 +631,11 @@ static size_t tls_pending(struct grace_conn *c)
     return n ? n : t->more && SSL_has_pending(t->ssl);
 }
 
+static int tls_waiting(struct grace_conn *c)
+{
+    return tls_pending(c) || grace__plain.waiting(c);
+}
+
 static int tls_read_wants_write(struct grace_conn *c)
 {
     struct tls_conn *t = c->tls;
@@ -667,6 +672,7 @@ const struct grace_transport grace__tls = {
     .unsent = tls_unsent,
     .close = tls_close,
     .pending = tls_pending,
+    .waiting = tls_waiting,
     .read_wants_write = tls_read_wants_write,
     .sendfile = 0,
 };

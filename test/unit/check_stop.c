@@ -697,6 +697,85 @@ START_TEST(test_stop_early_answer_bounded)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- the grace's end */
+
+/*
+ * A request that arrives while the loop is busy, before stop-idle-grace
+ * ends, but is seen only after it: the timeout and the read come in one
+ * turn. It is a request the client sent in full to an open connection, so
+ * it is answered (Connection: close), not reset by a close with unread
+ * data. "/hold" stops the server and holds the loop until the client has
+ * sent its requests on an idle keep-alive connection and on a new one
+ * that had sent nothing, then past their grace. The old code closed both
+ * (a reset or EOF, no answer).
+ */
+#define RACE_GRACE 300
+static int race_holding, race_sent;
+
+static void h_hold(struct grace_request *req, void *arg)
+{
+    struct fx *f = arg;
+    if (strcmp(grace_request_path(req), "/hold")) {
+        h_hello(req, arg);
+        return;
+    }
+    do_stop(f);
+    __atomic_store_n(&race_holding, 1, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < 500 && !__atomic_load_n(&race_sent, __ATOMIC_SEQ_CST); i++)
+        usleep(10000);
+    usleep((RACE_GRACE + 200) * 1000); /* the grace has passed: the timeouts are due */
+    h_hello(req, arg);
+}
+
+static void c_grace_race(struct fx *f)
+{
+    int idle = cli_connect(f->port), fresh = cli_connect(f->port), hold = cli_connect(f->port);
+    cli_send(idle, GET("/a"));
+    expect_status(idle, 200, "hello");
+    ck_assert(!R.closed);
+    resp_free(&R);
+    cli_send(hold, GET("/hold"));
+    for (int i = 0; i < 500 && !__atomic_load_n(&race_holding, __ATOMIC_SEQ_CST); i++)
+        usleep(10000);
+    cli_send(idle, GET("/b"));
+    cli_send(fresh, GET("/c"));
+    __atomic_store_n(&race_sent, 1, __ATOMIC_SEQ_CST);
+    expect_status(hold, 200, "hello");
+    resp_free(&R);
+    ck_assert_msg(cli_read_response(idle, &R, 0) == 0,
+                  "the idle connection's request, sent within the grace: no answer (err %d)",
+                  R.err);
+    ck_assert_int_eq(R.status, 200);
+    ck_assert(R.closed);
+    resp_free(&R);
+    ck_assert_msg(cli_read_response(fresh, &R, 0) == 0,
+                  "the new connection's request, sent within the grace: no answer (err %d)",
+                  R.err);
+    ck_assert_int_eq(R.status, 200);
+    ck_assert(R.closed);
+    resp_free(&R);
+    close(idle);
+    close(fresh);
+    close(hold);
+    for (int i = 0; i < 100 && !is_stopped(f); i++)
+        usleep(20000);
+}
+
+START_TEST(test_stop_grace_end_race)
+{
+    struct fx *f = fx_new();
+    stop_timeout_ms = 5000;
+    race_holding = race_sent = 0;
+    grace_config_set(f->cfg, GRACE_OPT_STOP_IDLE_GRACE, RACE_GRACE);
+    fx_start(f, h_hold);
+    fx_run(f, c_grace_race, 15000);
+    ck_assert_int_eq(f->stopped, 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_REQUESTS), 4);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_STOP_IDLE_CLOSED), 0);
+    fx_free(f);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- adopted */
 
 /*
@@ -775,6 +854,7 @@ static Suite *stop_suite(void)
     tcase_add_test(tc, test_stop_adopt_during_lame_duck);
     tcase_add_test(tc, test_stop_early_answer_lingers);
     tcase_add_test(tc, test_stop_early_answer_bounded);
+    tcase_add_test(tc, test_stop_grace_end_race);
     suite_add_tcase(s, tc);
     return s;
 }
