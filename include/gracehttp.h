@@ -215,7 +215,10 @@ typedef void (*grace_stopped_cb)(struct grace_server *srv, void *arg);
  * Stop gracefully, dropping no request a client has sent:
  *  1. the connections already waiting in the listen queues are accepted
  *     (closing a listener would reset them, and they may hold a request),
- *     then the listening sockets are closed: new connections are refused;
+ *     up to GRACE_OPT_MAX_CONNECTIONS (the rest is reset by the close),
+ *     then the listening sockets are closed: new connections are refused.
+ *     From inside the accept hook the queue is taken from the loop, just
+ *     after (the hook never runs inside itself);
  *  2. every response started from now on carries Connection: close and
  *     the connection closes gracefully after it (its linger as without a
  *     stop, ended by timeout_ms + GRACE_OPT_STOP_LINGER_TIME at the latest);

@@ -337,19 +337,14 @@ void grace__conn_accept_tls(struct grace_server *srv, evutil_socket_t fd,
         c->peer_len = (socklen_t)salen;
     }
     c->tp = tls ? &grace__tls : &grace__plain; /* the hook may ask */
-    /* counted before the hook: a stop from inside it waits for this one */
+    /* counted before the hook: a stop from inside it does not report
+     * "stopped" before this one is served (its deadline comes from the
+     * loop, even with timeout 0, so the hook never returns into a cut) */
     srv->nconns++;
     if (srv->on_accept && grace__hook_accept(c) != 0) { /* before any byte is read */
         CNT(srv, CONN_REFUSED);
         evutil_closesocket(fd);
         free(c);
-        accept_abandoned(srv);
-        return;
-    }
-    if (srv->stopping >= STOP_CUTTING) { /* the hook stopped with timeout 0 */
-        accept_failed(c);
-        free(c);
-        evutil_closesocket(fd);
         accept_abandoned(srv);
         return;
     }

@@ -280,7 +280,10 @@ struct grace_server {
     int64_t stop_at;             /* monotonic ms: grace_server_stop() was called */
     int64_t stop_deadline;       /* monotonic ms: its timeout_ms passes */
     struct event *stop_timer;    /* the deadline, then the last bound, then the report */
-    struct event *accept_timer;  /* out of fds: accept again after accept-retry */
+    struct event *accept_timer;  /* out of fds: accept again after accept-retry;
+                                    in a stop: take the listen queue */
+    int queue_pending;           /* a stop's listen queue is still to be taken */
+    int in_accept_hook;          /* hooks.c: the accept hook is running */
     grace_response_cb on_response;
     void *response_arg;
     grace_accept_cb on_accept;   /* hooks.c */

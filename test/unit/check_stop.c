@@ -417,6 +417,56 @@ START_TEST(test_stop_serves_listen_queue)
 }
 END_TEST
 
+/*
+ * max-connections holds for the listen queue too: at a stop the queue is
+ * taken up to the cap (2 here, beside the connection holding the loop),
+ * and the rest is reset by the listener's close (which the kernel would
+ * have done to them had the listener stayed open: nobody reads it). The
+ * old code took all of them.
+ */
+#define QCAP 3
+
+static void c_queue_capped(struct fx *f)
+{
+    int q[NQ], b = cli_connect(f->port), answered = 0;
+    cli_send(b, GET("/block"));
+    usleep(100000);
+    for (int i = 0; i < NQ; i++) {
+        q[i] = cli_connect(f->port);
+        cli_send(q[i], GET("/q"));
+    }
+    expect_status(b, 200, "hello");
+    resp_free(&R);
+    for (int i = 0; i < NQ; i++) {
+        struct resp r;
+        if (cli_read_response(q[i], &r, 0) == 0) {
+            ck_assert_int_eq(r.status, 200);
+            answered++;
+        }
+        resp_free(&r);
+        close(q[i]);
+    }
+    ck_assert_int_eq(answered, QCAP - 1);
+    close(b);
+    for (int i = 0; i < 100 && !is_stopped(f); i++)
+        usleep(20000);
+}
+
+START_TEST(test_stop_listen_queue_capped)
+{
+    struct fx *f = fx_new();
+    stop_timeout_ms = 5000;
+    grace_config_set(f->cfg, GRACE_OPT_MAX_CONNECTIONS, QCAP);
+    fx_start(f, h_block);
+    fx_run(f, c_queue_capped, 10000);
+    ck_assert_msg(fx_cnt(f, GRACE_CNT_CONN_ACCEPTED) == QCAP,
+                  "%llu connections accepted at the stop with max-connections %d",
+                  (unsigned long long)fx_cnt(f, GRACE_CNT_CONN_ACCEPTED), QCAP);
+    ck_assert_int_eq(f->stopped, 1);
+    fx_free(f);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- deadline */
 
 /*
@@ -849,6 +899,7 @@ static Suite *stop_suite(void)
     tcase_add_test(tc, test_stop_idle_closed_after_grace);
     tcase_add_test(tc, test_stop_keepalive_promise);
     tcase_add_test(tc, test_stop_serves_listen_queue);
+    tcase_add_test(tc, test_stop_listen_queue_capped);
     tcase_add_test(tc, test_stop_deadline_503);
     tcase_add_test(tc, test_stop_slow_reader_until_deadline);
     tcase_add_test(tc, test_stop_adopt_during_lame_duck);
