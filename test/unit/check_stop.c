@@ -568,6 +568,88 @@ START_TEST(test_stop_deadline_503)
 END_TEST
 
 /*
+ * At the deadline each connection is cut while callbacks run that may
+ * close others: here the first one's finish callback (-ESHUTDOWN, its 503)
+ * drops the next one in the server's list. The walk (server.c cut_all)
+ * holds that next one across the cut and starts again from the head when
+ * it closed; a walk that only remembered it (TAILQ_FOREACH_SAFE) would use
+ * it after it was freed (ASan, valgrind: setup.sh runs this under both).
+ */
+static struct grace_conn *held_conn[2];
+static struct grace_request *held_req[2];
+static int held_err[2], held_finish[2];
+
+static void held_finished(struct grace_request *req, int err, void *arg)
+{
+    int i = req == held_req[1];
+    held_finish[i]++;
+    held_err[i] = err;
+    if (i == 0 && held_conn[1]) /* the first one's cut closes the next */
+        ck_assert_int_eq(grace_conn_drop(held_conn[1], GRACE_DROP_ABORT), 0);
+    grace_reply(req, 500, NULL, 0); /* completes our side: -ENOTCONN */
+}
+
+static void h_held(struct grace_request *req, void *arg)
+{
+    struct fx *f = arg;
+    int i;
+    if (strcmp(grace_request_path(req), "/held")) {
+        h_route(req, arg);
+        return;
+    }
+    i = __atomic_load_n(&f->handler_calls, __ATOMIC_SEQ_CST);
+    held_conn[i] = grace_request_conn(req);
+    held_req[i] = req;
+    grace_request_on_finish(req, held_finished, f);
+    __atomic_store_n(&f->handler_calls, i + 1, __ATOMIC_SEQ_CST);
+}
+
+static void c_cut_frees_next(struct fx *f)
+{
+    int a = cli_connect(f->port), b, ctl;
+    cli_send(a, GET("/held"));
+    for (int i = 0; i < 500 && __atomic_load_n(&f->handler_calls, __ATOMIC_SEQ_CST) < 1; i++)
+        usleep(10000);
+    b = cli_connect(f->port); /* after a in the server's list */
+    cli_send(b, GET("/held"));
+    for (int i = 0; i < 500 && __atomic_load_n(&f->handler_calls, __ATOMIC_SEQ_CST) < 2; i++)
+        usleep(10000);
+    ctl = cli_connect(f->port);
+    cli_send(ctl, GET("/stop"));
+    expect_status(ctl, 200, "hello");
+    resp_free(&R);
+    close(ctl);
+    expect_status(a, 503, NULL);
+    resp_free(&R);
+    ck_assert_int_ne(cli_wait_eof(b, 3000), 0); /* dropped: EOF or a reset */
+    close(a);
+    close(b);
+    for (int i = 0; i < 150 && !is_stopped(f); i++)
+        usleep(20000);
+}
+
+START_TEST(test_stop_cut_frees_next)
+{
+    struct fx *f = fx_new();
+    stop_timeout_ms = 500;
+    memset(held_conn, 0, sizeof(held_conn));
+    memset(held_req, 0, sizeof(held_req));
+    memset(held_finish, 0, sizeof(held_finish));
+    fx_start(f, h_held);
+    fx_run(f, c_cut_frees_next, 10000);
+    ck_assert_int_eq(f->handler_calls, 3); /* two held, and /stop */
+    ck_assert_int_eq(held_finish[0], 1);
+    ck_assert_int_eq(held_err[0], -ESHUTDOWN);
+    ck_assert_int_eq(held_finish[1], 1);
+    ck_assert_int_eq(held_err[1], -ECONNABORTED);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_STOP_DEADLINE), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_CONN_DROPPED), 1);
+    ck_assert_int_eq(f->stopped, 1);
+    fx_free(f);
+}
+END_TEST
+
+/*
  * A slow reader of a big response during the stop: it keeps reading (the
  * response goes on, write-timeout sees progress) until the stop deadline,
  * and only then is it cut.
@@ -901,6 +983,7 @@ static Suite *stop_suite(void)
     tcase_add_test(tc, test_stop_serves_listen_queue);
     tcase_add_test(tc, test_stop_listen_queue_capped);
     tcase_add_test(tc, test_stop_deadline_503);
+    tcase_add_test(tc, test_stop_cut_frees_next);
     tcase_add_test(tc, test_stop_slow_reader_until_deadline);
     tcase_add_test(tc, test_stop_adopt_during_lame_duck);
     tcase_add_test(tc, test_stop_early_answer_lingers);
