@@ -496,7 +496,8 @@ static void keepalive_timeout(struct grace_conn *c)
             event_add(c->rd, srv->tv_keepalive);
         return;
     }
-    if (srv->stopping)
+    /* the stop's doing only when its grace, not the keep-alive, ended first */
+    if (lame_duck_due(c, c->st.idle.since) < c->st.idle.since + OPT(srv, KEEPALIVE_TIMEOUT))
         CNT(srv, STOP_IDLE_CLOSED);
     else
         CNT(srv, TIMEOUT_KEEPALIVE);

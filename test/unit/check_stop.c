@@ -292,6 +292,41 @@ START_TEST(test_stop_idle_closed_after_grace)
 }
 END_TEST
 
+/* keepalive-timeout shorter than the stop's grace: an idle connection
+ * closed during a stop because its keep-alive expired counts as
+ * timeout_keepalive, not stop_idle_closed (the old code counted every
+ * idle close during a stop as the stop's). */
+static void c_keepalive_in_stop(struct fx *f)
+{
+    int idle = cli_connect(f->port), ctl = cli_connect(f->port);
+    cli_send(idle, GET("/a"));
+    expect_status(idle, 200, "hello");
+    resp_free(&R);
+    cli_send(ctl, GET("/stop"));
+    expect_status(ctl, 200, "hello");
+    resp_free(&R);
+    close(ctl);
+    ck_assert_int_eq(cli_wait_eof(idle, 4000), 1);
+    close(idle);
+    for (int i = 0; i < 100 && !is_stopped(f); i++)
+        usleep(20000);
+}
+
+START_TEST(test_stop_keepalive_counted)
+{
+    struct fx *f = fx_new();
+    stop_timeout_ms = 8000;
+    grace_config_set(f->cfg, GRACE_OPT_STOP_IDLE_GRACE, 3000);
+    grace_config_set(f->cfg, GRACE_OPT_KEEPALIVE_TIMEOUT, 300);
+    fx_start(f, h_route);
+    fx_run(f, c_keepalive_in_stop, 15000);
+    ck_assert_int_eq(f->stopped, 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_TIMEOUT_KEEPALIVE), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_STOP_IDLE_CLOSED), 0);
+    fx_free(f);
+}
+END_TEST
+
 /*
  * A response that started before the stop promised keep-alive (no
  * Connection: close): it is not followed by a close the client cannot
@@ -980,6 +1015,7 @@ static Suite *stop_suite(void)
     tcase_add_test(tc, test_stop_idle_answered);
     tcase_add_test(tc, test_stop_idle_closed_after_grace);
     tcase_add_test(tc, test_stop_keepalive_promise);
+    tcase_add_test(tc, test_stop_keepalive_counted);
     tcase_add_test(tc, test_stop_serves_listen_queue);
     tcase_add_test(tc, test_stop_listen_queue_capped);
     tcase_add_test(tc, test_stop_deadline_503);
