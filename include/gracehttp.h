@@ -235,8 +235,11 @@ typedef void (*grace_stopped_cb)(struct grace_server *srv, void *arg);
  *     callback gets -ESHUTDOWN); one whose reply has started is cut short
  *     (finish callback -ECANCELED); idle and closing connections close;
  *  5. stop-linger-time later whatever is left is closed.
+ * A request that holds the stop (grace_request_hold_stop) is cut by
+ * neither 4 nor 5: its connection closes after its reply.
  * cb runs once everything is closed: from the event loop, never from inside
- * this call, and at the latest timeout_ms + stop-linger-time after it.
+ * this call, and at the latest timeout_ms + stop-linger-time after it
+ * (or, with held requests, once the last of them has been answered).
  * Connections given to grace_server_adopt_conn() before the deadline are
  * still served (with Connection: close). May be called from any of this
  * server's callbacks, the accept hook included: a connection being
@@ -606,6 +609,25 @@ GRACE_API void grace_request_on_finish(struct grace_request *req, grace_finish_c
  * -EALREADY if the reply was completed.
  */
 GRACE_API int grace_request_set_deadline(struct grace_request *req, int64_t ms);
+
+/**
+ * Hold a graceful stop for this request until its reply completes: the
+ * application is committing what the request asked (an upload being
+ * renamed into place and synced) and its answer must say how that ended —
+ * a 503 at the stop's deadline would tell the client "not stored" about a
+ * file that is. While held, the stop's deadline neither answers it 503 nor
+ * cuts its reply, and the stop's last bound (GRACE_OPT_STOP_LINGER_TIME
+ * after the deadline) leaves its connection open: grace_server_stop()'s
+ * callback then comes once that reply is out and the connection closed,
+ * which may be past timeout_ms + stop-linger-time. Hold only for work
+ * bounded in time (a rename, an fsync) once the body is read. The other
+ * timers, the request's own deadline (grace_request_set_deadline), the
+ * client's failures and grace_server_free() still end it. Nothing is
+ * allocated; the hold ends with the request, and cannot be taken back.
+ * @return 0; -EINVAL if req is NULL; -ENOTCONN if the client has gone;
+ * -EALREADY if the reply was completed.
+ */
+GRACE_API int grace_request_hold_stop(struct grace_request *req);
 
 /** A piece of body; data is valid during the call only. */
 typedef void (*grace_data_cb)(struct grace_request *req, const char *data, size_t len,

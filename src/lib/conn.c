@@ -1585,6 +1585,13 @@ void grace__conn_lame_duck(struct grace_conn *c)
     }
 }
 
+/* Does a request hold the stop (grace_request_hold_stop) until its reply
+ * completes? Neither the deadline nor the stop's last bound cuts it. */
+int grace__conn_held(const struct grace_conn *c)
+{
+    return c->req && c->req->hold_stop;
+}
+
 /*
  * The stop deadline has passed (server.c). A request whose reply has not
  * started is answered 503 with Connection: close, then the graceful close
@@ -1598,6 +1605,8 @@ void grace__conn_stop_cut(struct grace_conn *c)
     static const char msg[] = "server shutting down";
     struct grace_request *req = c->req;
 
+    if (grace__conn_held(c)) /* its reply says how the commit ended: it comes */
+        return;
     grace__conn_enter(c);
     if (c->state == CS_ACTIVE && req && req->resp == RESP_NONE) {
         CNT(c->srv, STOP_DEADLINE);

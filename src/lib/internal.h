@@ -121,7 +121,8 @@ struct grace_request {
     const char *tls_version;  /* a static string, or NULL for plain */
     unsigned head : 1, chunked_out : 1, close_delimited : 1, sent_continue : 1,
         close_after : 1, body_done : 1, finished : 1, detached : 1, end_delivered : 1,
-        want_close : 1, app_done : 1;
+        want_close : 1, app_done : 1,
+        hold_stop : 1;        /* grace_request_hold_stop(): a stop waits for the reply */
     struct grace_request *next_free;    /* conn->free_reqs */
     TAILQ_ENTRY(grace_request) dlink;   /* srv->detached */
 };
@@ -334,6 +335,7 @@ void grace__conn_free_all(struct grace_server *srv);
 void grace__conn_stop(struct grace_conn *c);
 void grace__conn_lame_duck(struct grace_conn *c);
 void grace__conn_stop_cut(struct grace_conn *c);
+int grace__conn_held(const struct grace_conn *c);
 void grace__conn_send_continue(struct grace_conn *c);
 void grace__conn_discard_input(struct grace_conn *c);
 void grace__conn_watch_input(struct grace_conn *c);

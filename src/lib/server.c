@@ -681,12 +681,30 @@ static void stopped_cb(evutil_socket_t fd, short what, void *arg)
         cb(srv, srv->stopped_arg);
 }
 
+/* The first connection no request holds (grace_request_hold_stop). */
+static struct grace_conn *first_unheld(struct grace_server *srv)
+{
+    struct grace_conn *c;
+    TAILQ_FOREACH(c, &srv->conns, link)
+        if (!grace__conn_held(c))
+            return c;
+    return NULL;
+}
+
 /* The last bound (stop-linger-time after the deadline): close what is
- * left, then report. */
+ * left, but for connections whose request holds the stop (they close
+ * after their reply), then report once none is left. Each close may close
+ * others (callbacks): the search starts from the head each time. */
 static void stop_final_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct grace_server *srv = arg;
-    grace__conn_free_all(srv);
+    struct grace_conn *c;
+    while ((c = first_unheld(srv)))
+        grace__conn_abort(c, -ECANCELED);
+    while ((c = TAILQ_FIRST(&srv->lingering))) {
+        grace__conn_reason(c, -ECANCELED);
+        grace__conn_destroy(c);
+    }
     grace__server_check_stopped(srv);
 }
 

@@ -685,6 +685,89 @@ START_TEST(test_stop_cut_frees_next)
 END_TEST
 
 /*
+ * grace_request_hold_stop(): a request whose body is read and whose result
+ * is being committed (here: a reply 1.5 s later, as graced's rename and
+ * fsync on its pool) is neither answered 503 at the deadline (300 ms) nor
+ * closed at the stop's last bound (+300 ms): its client gets the real
+ * answer, its finish callback 0, and the stop reports after it. Another
+ * request, not held, is answered 503 at the deadline as before.
+ */
+static struct grace_request *committing;
+static int commit_finish_err = 1, commit_hold_rc = 1;
+static int64_t commit_reply_ms;
+
+static void commit_finished(struct grace_request *req, int err, void *arg)
+{
+    commit_finish_err = err;
+}
+
+static void commit_reply(evutil_socket_t fd, short what, void *arg)
+{
+    commit_reply_ms = now_ms();
+    ck_assert_int_eq(grace_reply(committing, 201, "created", 7), 0);
+}
+
+static void commit_body(struct grace_request *req, struct evbuffer *body, void *arg)
+{
+    struct fx *f = arg;
+    struct timeval tv = {1, 500000};
+    committing = req;
+    commit_hold_rc = grace_request_hold_stop(req);
+    event_base_once(f->base, -1, EV_TIMEOUT, commit_reply, f, &tv);
+    do_stop(f); /* the commit has begun: a stop comes */
+}
+
+static void h_commit(struct grace_request *req, void *arg)
+{
+    if (!strcmp(grace_request_path(req), "/commit")) {
+        grace_request_on_finish(req, commit_finished, arg);
+        ck_assert_int_eq(grace_request_collect_body(req, 0, commit_body, arg), 0);
+    } else if (!strcmp(grace_request_path(req), "/wait")) {
+        grace_request_on_finish(req, up_finish, arg); /* never answered: the 503 */
+    } else {
+        h_route(req, arg);
+    }
+}
+
+static void c_commit_held(struct fx *f)
+{
+    int w = cli_connect(f->port), c = cli_connect(f->port);
+    cli_send(w, GET("/wait"));
+    usleep(100000);
+    cli_send(c, "PUT /commit HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
+    expect_status(w, 503, NULL);
+    resp_free(&R);
+    ck_assert_msg(cli_read_response(c, &R, 0) == 0,
+                  "the committing request got no answer (err %d)", R.err);
+    ck_assert_msg(R.status == 201, "the committing request was answered %d", R.status);
+    ck_assert(R.closed);
+    resp_free(&R);
+    close(w);
+    close(c);
+    for (int i = 0; i < 150 && !is_stopped(f); i++)
+        usleep(20000);
+}
+
+START_TEST(test_stop_hold_commit)
+{
+    struct fx *f = fx_new();
+    stop_timeout_ms = 300;
+    commit_finish_err = commit_hold_rc = 1;
+    grace_config_set(f->cfg, GRACE_OPT_STOP_LINGER_TIME, 300);
+    fx_start(f, h_commit);
+    fx_run(f, c_commit_held, 15000);
+    ck_assert_int_eq(commit_hold_rc, 0);
+    ck_assert_int_eq(commit_finish_err, 0);
+    ck_assert_int_eq(f->finish_err, -ESHUTDOWN); /* /wait's */
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_STOP_DEADLINE), 1);
+    ck_assert_int_eq(f->stopped, 1);
+    ck_assert_int_ge(stopped_ms, commit_reply_ms); /* after the held reply */
+    ck_assert_int_eq(grace_request_hold_stop(NULL), -EINVAL);
+    fx_free(f);
+}
+END_TEST
+
+/*
  * A slow reader of a big response during the stop: it keeps reading (the
  * response goes on, write-timeout sees progress) until the stop deadline,
  * and only then is it cut.
@@ -1020,6 +1103,7 @@ static Suite *stop_suite(void)
     tcase_add_test(tc, test_stop_listen_queue_capped);
     tcase_add_test(tc, test_stop_deadline_503);
     tcase_add_test(tc, test_stop_cut_frees_next);
+    tcase_add_test(tc, test_stop_hold_commit);
     tcase_add_test(tc, test_stop_slow_reader_until_deadline);
     tcase_add_test(tc, test_stop_adopt_during_lame_duck);
     tcase_add_test(tc, test_stop_early_answer_lingers);
