@@ -40,8 +40,12 @@ struct grace_transport {
     ssize_t (*write)(struct grace_conn *c, struct evbuffer *out);
     /* End our direction of the stream (FIN). */
     int (*shutdown)(struct grace_conn *c);
-    /* Drop at most n bytes the client sent, without reading them. */
-    ssize_t (*discard)(struct grace_conn *c, size_t n);
+    /* Drop at most n bytes the client sent, without reading them (>0:
+     * dropped, 0 end of stream, or -errno); *plain: how many of the
+     * client's data bytes they carried, as far as known (TLS: plaintext,
+     * counted per record once it is whole; never more than there were).
+     * plain NULL: no count is wanted, now or later (TLS drops faster). */
+    ssize_t (*discard)(struct grace_conn *c, size_t n, uint64_t *plain);
     /* Bytes written but not yet taken by the client, as far as known. */
     size_t (*unsent)(struct grace_conn *c);
     void (*close)(struct grace_conn *c);

@@ -71,7 +71,7 @@ static int plain_shutdown(struct grace_conn *c)
  * must exist (and tools like valgrind check that it does). Elsewhere the
  * bytes are copied into it and forgotten.
  */
-static ssize_t plain_discard(struct grace_conn *c, size_t n)
+static ssize_t plain_discard(struct grace_conn *c, size_t n, uint64_t *plain)
 {
     struct grace_server *srv = c->srv;
     ssize_t k;
@@ -89,6 +89,8 @@ static ssize_t plain_discard(struct grace_conn *c, size_t n)
     while (k < 0 && errno == EINTR);
     if (k < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    if (plain)
+        *plain = (uint64_t)k;
     return k;
 }
 

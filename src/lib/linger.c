@@ -165,13 +165,14 @@ void grace__linger_read(struct grace_conn *c)
     uint64_t got = 0, cap = (uint64_t)OPT(srv, LINGER_BYTES);
 
     while (budget > 0) {
-        ssize_t n = c->tp->discard(c, budget);
+        uint64_t plain = 0; /* the body's bytes in them (TLS: plaintext) */
+        int count = c->st.linger.left && c->st.linger.left != UINT64_MAX;
+        ssize_t n = c->tp->discard(c, budget, count ? &plain : NULL);
         if (n > 0) {
             budget -= (size_t)n < budget ? (size_t)n : budget;
             srv->cnt[GRACE_CNT_BYTES_DISCARDED] += (uint64_t)n;
             if (c->st.linger.left != UINT64_MAX)
-                c->st.linger.left -= (uint64_t)n < c->st.linger.left ? (uint64_t)n
-                                                                       : c->st.linger.left;
+                c->st.linger.left -= plain < c->st.linger.left ? plain : c->st.linger.left;
             if (!lingering)
                 continue;
             got += (uint64_t)n;
