@@ -27,7 +27,7 @@ gate file exists, so nothing here depends on the speed of the machine.
 - durability checks without the shim: PUT (spliced and chunked), a form,
   the preconditions.
 
-Loopback only; every graced started here is stopped by PID. ~12 s."""
+Loopback only; every graced started here is stopped by PID. ~17 s."""
 import hashlib
 import http.client
 import os

@@ -627,7 +627,11 @@ START_TEST(test_linger_cut_by_stop)
     fx_run(f, c_linger_during_stop, 10000);
     fx_spin(f, 100);
     ck_assert_int_eq(f->stopped, 1);
-    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_TOTAL_TIME), 1);
+    /* its own timer (linger_total_time) and the stop's last bound are due
+     * at the same time: either may close it */
+    ck_assert_uint_le(fx_cnt(f, GRACE_CNT_LINGER_TOTAL_TIME), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_TOO_SLOW), 0);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGERING), 0);
     fx_free(f);
 }
 END_TEST

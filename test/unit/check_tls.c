@@ -313,6 +313,71 @@ START_TEST(test_tls_keepalive_and_resume)
 }
 END_TEST
 
+/*
+ * A request on an idle TLS keep-alive connection that arrives while the
+ * loop is busy, before a stop's stop-idle-grace ends, but is seen after
+ * it: the socket is peeked (the transport's waiting(), which also counts
+ * what OpenSSL holds) and the request answered with Connection: close, not
+ * reset by a close with its records unread. "/hold" stops the server and
+ * holds the loop until the client has sent, then past the grace.
+ */
+static int tr_holding, tr_sent;
+
+static void tr_stopped(struct grace_server *srv, void *arg)
+{
+    ((struct fx *)arg)->stopped++;
+}
+
+static void h_tls_hold(struct grace_request *req, void *arg)
+{
+    struct fx *f = arg;
+    if (!strcmp(grace_request_path(req), "/hold")) {
+        ck_assert_int_eq(grace_server_stop(f->srv, 5000, tr_stopped, f), 0);
+        __atomic_store_n(&tr_holding, 1, __ATOMIC_SEQ_CST);
+        for (int i = 0; i < 500 && !__atomic_load_n(&tr_sent, __ATOMIC_SEQ_CST); i++)
+            usleep(10000);
+        usleep(500000); /* the grace (300 ms) has passed */
+    }
+    grace_reply(req, 200, "hello", 5);
+}
+
+static void c_tls_grace_race(struct fx *f)
+{
+    struct tc idle, hold;
+    char body[64];
+    size_t n;
+    ck_assert_int_eq(tc_open(&idle, f->port, NULL), 0);
+    ck_assert_int_eq(tc_open(&hold, f->port, NULL), 0);
+    ck_assert_int_eq(tc_send(&idle, "GET /a HTTP/1.1\r\nHost: t\r\n\r\n", 28), 0);
+    ck_assert_int_eq(tc_response(&idle, body, sizeof(body), &n), 200);
+    ck_assert_int_eq(tc_send(&hold, "GET /hold HTTP/1.1\r\nHost: t\r\n\r\n", 31), 0);
+    for (int i = 0; i < 500 && !__atomic_load_n(&tr_holding, __ATOMIC_SEQ_CST); i++)
+        usleep(10000);
+    ck_assert_int_eq(tc_send(&idle, "GET /b HTTP/1.1\r\nHost: t\r\n\r\n", 28), 0);
+    __atomic_store_n(&tr_sent, 1, __ATOMIC_SEQ_CST);
+    ck_assert_int_eq(tc_response(&hold, body, sizeof(body), &n), 200);
+    ck_assert_msg(tc_response(&idle, body, sizeof(body), &n) == 200,
+                  "the idle TLS connection's request, sent within the grace: no answer");
+    tc_close(&idle);
+    tc_close(&hold);
+    for (int i = 0; i < 100 && !f->stopped; i++)
+        usleep(20000);
+}
+
+START_TEST(test_tls_grace_end_race)
+{
+    struct fx *f = fx_new();
+    tr_holding = tr_sent = 0;
+    grace_config_set(f->cfg, GRACE_OPT_STOP_IDLE_GRACE, 300);
+    fx_start_tls(f, h_tls_hold);
+    fx_run(f, c_tls_grace_race, 15000);
+    ck_assert_int_eq(f->stopped, 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_REQUESTS), 3);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_STOP_IDLE_CLOSED), 0);
+    fx_free(f);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- hooks */
 
 /*
@@ -996,6 +1061,7 @@ static Suite *tls_suite(void)
     tcase_add_test(tc, test_tls_early_401_delivered);
     tcase_add_test(tc, test_tls_early_401_naive_close_fails);
     tcase_add_test(tc, test_tls_linger_counts_plaintext);
+    tcase_add_test(tc, test_tls_grace_end_race);
     tcase_add_test(tc, test_tls_file_bodies);
     tcase_add_test(tc, test_tls_paused_reader_gets_everything);
     tcase_add_test(tc, test_tls_pipelined_burst);
