@@ -355,6 +355,7 @@ static void commit(struct rup *r)
     }
     close(dirfd);
     r->busy = 1;
+    grace_request_hold_stop(r->req); /* no 503 at a stop's deadline for a stored file */
     if (graced_store_commit(r->store, r->p.noreplace, r->p.if_match[0] ? r->p.if_match : NULL,
                             committed, r) < 0) {
         r->busy = 0;

@@ -140,6 +140,9 @@ static void commit(struct upload *u)
     if (u->committing)
         return;
     u->committing = 1;
+    /* from the rename on, a 503 at the stop's deadline would say "not
+     * stored" about a stored file: the stop waits for our answer */
+    grace_request_hold_stop(u->req);
     if (graced_store_commit(u->store, u->noreplace, u->if_match, committed, u) < 0)
         fail(u, 500, "out of memory\n");
 }

@@ -15,6 +15,9 @@
  * upload arrives while its blocks are being reserved. With
  * SLOWSYNC_DIR_ERRNO=N, fsync(2) of a folder syncs, then fails with errno
  * N ("dirsync" lines): a rename done that the disk could not make durable.
+ * With SLOWSYNC_DIR_MS=N, fsync(2) of a folder waits N ms first
+ * ("dirwait" before, "dirsynced" after): a commit's last step, after its
+ * rename, made slow.
  * With SLOWSYNC_RENAME_MS=N, renameat2(2) of a file whose old name holds
  * ".graced-tmp." waits N ms first ("rename" lines): a wide window between
  * the check of If-Match and the rename. Every sync_file_range(2) is noted
@@ -103,6 +106,7 @@ static int fsync_inner(int fd)
     const char *dirgate = getenv("SLOWSYNC_DIR_GATE");
     const char *gate = getenv("SLOWSYNC_GATE"), *min = getenv("SLOWSYNC_MIN_BYTES");
     const char *fail = getenv("SLOWSYNC_ERRNO"), *dirfail = getenv("SLOWSYNC_DIR_ERRNO");
+    const char *dirms = getenv("SLOWSYNC_DIR_MS");
     struct stat st;
     int rc;
     if (dirgate && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
@@ -111,6 +115,14 @@ static int fsync_inner(int fd)
             struct timespec ts = {0, 10 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }
+    }
+    if (dirms && atoi(dirms) > 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        struct timespec ts = {atoi(dirms) / 1000, (long)(atoi(dirms) % 1000) * 1000000L};
+        note("dirwait", 0);
+        nanosleep(&ts, NULL);
+        rc = real(fd);
+        note("dirsynced", 0);
+        return rc;
     }
     if (dirfail && atoi(dirfail) > 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
         (void)real(fd);
