@@ -337,19 +337,14 @@ void grace__conn_accept_tls(struct grace_server *srv, evutil_socket_t fd,
         c->peer_len = (socklen_t)salen;
     }
     c->tp = tls ? &grace__tls : &grace__plain; /* the hook may ask */
-    /* counted before the hook: a stop from inside it waits for this one */
+    /* counted before the hook: a stop from inside it does not report
+     * "stopped" before this one is served (its deadline comes from the
+     * loop, even with timeout 0, so the hook never returns into a cut) */
     srv->nconns++;
     if (srv->on_accept && grace__hook_accept(c) != 0) { /* before any byte is read */
         CNT(srv, CONN_REFUSED);
         evutil_closesocket(fd);
         free(c);
-        accept_abandoned(srv);
-        return;
-    }
-    if (srv->stopping >= STOP_CUTTING) { /* the hook stopped with timeout 0 */
-        accept_failed(c);
-        free(c);
-        evutil_closesocket(fd);
         accept_abandoned(srv);
         return;
     }
@@ -501,7 +496,8 @@ static void keepalive_timeout(struct grace_conn *c)
             event_add(c->rd, srv->tv_keepalive);
         return;
     }
-    if (srv->stopping)
+    /* the stop's doing only when its grace, not the keep-alive, ended first */
+    if (lame_duck_due(c, c->st.idle.since) < c->st.idle.since + OPT(srv, KEEPALIVE_TIMEOUT))
         CNT(srv, STOP_IDLE_CLOSED);
     else
         CNT(srv, TIMEOUT_KEEPALIVE);
@@ -1401,7 +1397,12 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
     struct grace_conn *c = arg;
 
     grace__conn_enter(c);
-    if (what & EV_TIMEOUT) { /* the read event times connections without a slot */
+    if ((what & EV_TIMEOUT) && c->state <= CS_HEAD && c->tp->waiting(c)) {
+        /* a request came before the timeout but is seen only now (the loop
+         * was busy; libevent drops a read activation when the same event
+         * times out in that turn): closing would reset it, so it is read */
+        input_ready(c);
+    } else if (what & EV_TIMEOUT) { /* the read event times connections without a slot */
         if (c->state == CS_IDLE) {
             keepalive_timeout(c);
         } else if (c->state == CS_HEAD && c->srv->stopping && grace__now_ms() < new_conn_due(c)) {
@@ -1584,6 +1585,13 @@ void grace__conn_lame_duck(struct grace_conn *c)
     }
 }
 
+/* Does a request hold the stop (grace_request_hold_stop) until its reply
+ * completes? Neither the deadline nor the stop's last bound cuts it. */
+int grace__conn_held(const struct grace_conn *c)
+{
+    return c->req && c->req->hold_stop;
+}
+
 /*
  * The stop deadline has passed (server.c). A request whose reply has not
  * started is answered 503 with Connection: close, then the graceful close
@@ -1597,6 +1605,8 @@ void grace__conn_stop_cut(struct grace_conn *c)
     static const char msg[] = "server shutting down";
     struct grace_request *req = c->req;
 
+    if (grace__conn_held(c)) /* its reply says how the commit ended: it comes */
+        return;
     grace__conn_enter(c);
     if (c->state == CS_ACTIVE && req && req->resp == RESP_NONE) {
         CNT(c->srv, STOP_DEADLINE);

@@ -31,7 +31,9 @@ int grace__hook_accept(struct grace_conn *c)
 {
     int rc;
     c->accepting = 1;
+    c->srv->in_accept_hook++;
     rc = c->srv->on_accept(c, c->srv->accept_arg);
+    c->srv->in_accept_hook--;
     c->accepting = 0;
     return rc || c->refused;
 }

@@ -40,13 +40,19 @@ struct grace_transport {
     ssize_t (*write)(struct grace_conn *c, struct evbuffer *out);
     /* End our direction of the stream (FIN). */
     int (*shutdown)(struct grace_conn *c);
-    /* Drop at most n bytes the client sent, without reading them. */
-    ssize_t (*discard)(struct grace_conn *c, size_t n);
+    /* Drop at most n bytes the client sent, without reading them (>0:
+     * dropped, 0 end of stream, or -errno); *plain: how many of the
+     * client's data bytes they carried, as far as known (TLS: plaintext,
+     * counted per record once it is whole; never more than there were).
+     * plain NULL: no count is wanted, now or later (TLS drops faster). */
+    ssize_t (*discard)(struct grace_conn *c, size_t n, uint64_t *plain);
     /* Bytes written but not yet taken by the client, as far as known. */
     size_t (*unsent)(struct grace_conn *c);
     void (*close)(struct grace_conn *c);
     /* Nonzero while input is held below us that no socket event announces. */
     size_t (*pending)(struct grace_conn *c);
+    /* Nonzero if input waits, in the socket (peeked, not read) or below us. */
+    int (*waiting)(struct grace_conn *c);
     /* The last read stopped until the socket takes our bytes (a handshake). */
     int (*read_wants_write)(struct grace_conn *c);
     int sendfile;             /* file segments may go out with sendfile() */
@@ -119,7 +125,8 @@ struct grace_request {
     const char *tls_version;  /* a static string, or NULL for plain */
     unsigned head : 1, chunked_out : 1, close_delimited : 1, sent_continue : 1,
         close_after : 1, body_done : 1, finished : 1, detached : 1, end_delivered : 1,
-        want_close : 1, app_done : 1;
+        want_close : 1, app_done : 1,
+        hold_stop : 1;        /* grace_request_hold_stop(): a stop waits for the reply */
     struct grace_request *next_free;    /* conn->free_reqs */
     TAILQ_ENTRY(grace_request) dlink;   /* srv->detached */
 };
@@ -276,8 +283,12 @@ struct grace_server {
 
     enum stop_phase stopping;
     int64_t stop_at;             /* monotonic ms: grace_server_stop() was called */
+    int64_t stop_deadline;       /* monotonic ms: its timeout_ms passes */
     struct event *stop_timer;    /* the deadline, then the last bound, then the report */
-    struct event *accept_timer;  /* out of fds: accept again after accept-retry */
+    struct event *accept_timer;  /* out of fds: accept again after accept-retry;
+                                    in a stop: take the listen queue */
+    int queue_pending;           /* a stop's listen queue is still to be taken */
+    int in_accept_hook;          /* hooks.c: the accept hook is running */
     grace_response_cb on_response;
     void *response_arg;
     grace_accept_cb on_accept;   /* hooks.c */
@@ -328,6 +339,7 @@ void grace__conn_free_all(struct grace_server *srv);
 void grace__conn_stop(struct grace_conn *c);
 void grace__conn_lame_duck(struct grace_conn *c);
 void grace__conn_stop_cut(struct grace_conn *c);
+int grace__conn_held(const struct grace_conn *c);
 void grace__conn_send_continue(struct grace_conn *c);
 void grace__conn_discard_input(struct grace_conn *c);
 void grace__conn_watch_input(struct grace_conn *c);

@@ -71,7 +71,7 @@ static int plain_shutdown(struct grace_conn *c)
  * must exist (and tools like valgrind check that it does). Elsewhere the
  * bytes are copied into it and forgotten.
  */
-static ssize_t plain_discard(struct grace_conn *c, size_t n)
+static ssize_t plain_discard(struct grace_conn *c, size_t n, uint64_t *plain)
 {
     struct grace_server *srv = c->srv;
     ssize_t k;
@@ -89,6 +89,8 @@ static ssize_t plain_discard(struct grace_conn *c, size_t n)
     while (k < 0 && errno == EINTR);
     if (k < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    if (plain)
+        *plain = (uint64_t)k;
     return k;
 }
 
@@ -114,6 +116,16 @@ static size_t plain_pending(struct grace_conn *c)
     return 0; /* the kernel announces every byte it holds */
 }
 
+static int plain_waiting(struct grace_conn *c)
+{
+    char b;
+    ssize_t k;
+    do
+        k = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    while (k < 0 && errno == EINTR);
+    return k > 0;
+}
+
 static int plain_read_wants_write(struct grace_conn *c)
 {
     return 0;
@@ -127,6 +139,7 @@ const struct grace_transport grace__plain = {
     .unsent = plain_unsent,
     .close = plain_close,
     .pending = plain_pending,
+    .waiting = plain_waiting,
     .read_wants_write = plain_read_wants_write,
     .sendfile = 1,
 };

@@ -165,13 +165,14 @@ void grace__linger_read(struct grace_conn *c)
     uint64_t got = 0, cap = (uint64_t)OPT(srv, LINGER_BYTES);
 
     while (budget > 0) {
-        ssize_t n = c->tp->discard(c, budget);
+        uint64_t plain = 0; /* the body's bytes in them (TLS: plaintext) */
+        int count = c->st.linger.left && c->st.linger.left != UINT64_MAX;
+        ssize_t n = c->tp->discard(c, budget, count ? &plain : NULL);
         if (n > 0) {
             budget -= (size_t)n < budget ? (size_t)n : budget;
             srv->cnt[GRACE_CNT_BYTES_DISCARDED] += (uint64_t)n;
             if (c->st.linger.left != UINT64_MAX)
-                c->st.linger.left -= (uint64_t)n < c->st.linger.left ? (uint64_t)n
-                                                                       : c->st.linger.left;
+                c->st.linger.left -= plain < c->st.linger.left ? plain : c->st.linger.left;
             if (!lingering)
                 continue;
             got += (uint64_t)n;
@@ -205,6 +206,19 @@ void grace__linger_read(struct grace_conn *c)
     }
 }
 
+/*
+ * During a stop every linger ends by stop-linger-time after the stop's
+ * deadline (when the server closes what is left anyway); until then an
+ * early answer lingers as usual: an upload still arriving is the client of
+ * an answer it reads once it has sent (Firefox loses it to a reset), and
+ * a 1 s linger at the start of a 10 s stop would cut it for nothing.
+ * INT64_MAX when not stopping.
+ */
+static int64_t stop_bound(const struct grace_server *srv)
+{
+    return srv->stopping ? srv->stop_deadline + OPT(srv, STOP_LINGER_TIME) : INT64_MAX;
+}
+
 void grace__conn_output_drained(struct grace_conn *c)
 {
     struct grace_server *srv = c->srv;
@@ -230,11 +244,8 @@ void grace__conn_output_drained(struct grace_conn *c)
     memset(c->st.linger.win, 0, sizeof(c->st.linger.win));
     c->st.linger.last_ms = now;
     c->st.linger.deadline = now + OPT(srv, LINGER_TIME);
-    if (srv->stopping) {
-        int64_t cut = now + OPT(srv, STOP_LINGER_TIME);
-        if (cut < c->st.linger.deadline)
-            c->st.linger.deadline = cut;
-    }
+    if (c->st.linger.deadline > stop_bound(srv))
+        c->st.linger.deadline = stop_bound(srv);
     TAILQ_REMOVE(&srv->conns, c, link);
     TAILQ_INSERT_TAIL(&srv->lingering, c, link);
     srv->nlingering++;
@@ -264,7 +275,9 @@ static enum grace_counter linger_extend(struct grace_conn *c, int64_t now)
     int64_t hard = c->st.linger.start + OPT(srv, LINGER_MAX_TIME);
     int64_t next = slot_ms(srv) < RATE_PERIOD ? slot_ms(srv) : RATE_PERIOD;
 
-    if (srv->stopping || now >= hard || !c->st.linger.upload)
+    if (hard > stop_bound(srv))
+        hard = stop_bound(srv);
+    if (now >= hard || !c->st.linger.upload)
         return GRACE_CNT_LINGER_TOTAL_TIME;
     /* all of a known body is here: the client reads now; linger-timeout ends it */
     if (c->st.linger.left > 0 && !keeps_up(c, now, hard))
@@ -297,11 +310,10 @@ void grace__linger_timer(struct grace_conn *c)
         linger_arm(c, now);
 }
 
-/* A graceful stop: cut the remaining linger time short. */
+/* A graceful stop begins: the linger ends by its bound (stop_bound()). */
 void grace__linger_stop(struct grace_conn *c)
 {
-    int64_t cut = grace__now_ms() + OPT(c->srv, STOP_LINGER_TIME);
-    if (cut < c->st.linger.deadline)
-        c->st.linger.deadline = cut;
+    if (c->st.linger.deadline > stop_bound(c->srv))
+        c->st.linger.deadline = stop_bound(c->srv);
     linger_arm(c, grace__now_ms());
 }

@@ -341,6 +341,18 @@ void grace_request_resume(struct grace_request *req)
 
 /* ---------------------------------------------------------------- deadline */
 
+int grace_request_hold_stop(struct grace_request *req)
+{
+    if (!req)
+        return -EINVAL;
+    if (req->detached)
+        return -ENOTCONN;
+    if (req->resp == RESP_DONE)
+        return -EALREADY;
+    req->hold_stop = 1;
+    return 0;
+}
+
 int grace_request_set_deadline(struct grace_request *req, int64_t ms)
 {
     struct grace_conn *c;

@@ -299,9 +299,19 @@ static void resume_accept(struct grace_server *srv)
     event_del(srv->accept_timer);
 }
 
+static void take_queue(struct grace_server *srv);
+
+/* accept-retry has passed; or, in a stop begun inside the accept hook,
+ * the listen queue is to be taken (grace_server_stop()) */
 static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
-    resume_accept(arg);
+    struct grace_server *srv = arg;
+    if (srv->stopping) {
+        take_queue(srv);
+        grace__server_check_stopped(srv);
+        return;
+    }
+    resume_accept(srv);
 }
 
 static void accept_error_cb(struct evconnlistener *lev, void *arg)
@@ -624,7 +634,10 @@ void grace__server_dispatch(struct grace_request *req)
  * and may have sent a request: closing the listener would reset them (a
  * request lost, and behind a balancer in TCP mode one it cannot retry).
  * Take them, as a stop's last accepts; they are served like the others.
- * poll() first: an adopted listening socket need not be non-blocking.
+ * max-connections holds here too (it bounds fds and memory): the rest of
+ * the queue is reset by the listener's close, as the kernel would reset it
+ * anyway once nobody reads the queue. poll() first: an adopted listening
+ * socket need not be non-blocking.
  */
 static void accept_queued(struct grace_server *srv)
 {
@@ -635,6 +648,8 @@ static void accept_queued(struct grace_server *srv)
             struct pollfd p = {.fd = lfd, .events = POLLIN};
             struct sockaddr_storage ss;
             socklen_t len = sizeof(ss);
+            if (srv->nconns >= (size_t)OPT(srv, MAX_CONNECTIONS))
+                return;
             if (poll(&p, 1, 0) <= 0 || !(p.revents & POLLIN))
                 break;
             int fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -647,6 +662,16 @@ static void accept_queued(struct grace_server *srv)
     }
 }
 
+/* The stop's last accepts, then the listening sockets close: new
+ * connections are refused (a balancer retries elsewhere), not left waiting
+ * in a queue nobody reads. */
+static void take_queue(struct grace_server *srv)
+{
+    accept_queued(srv);
+    free_listeners(srv);
+    srv->queue_pending = 0;
+}
+
 static void stopped_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct grace_server *srv = arg;
@@ -656,12 +681,30 @@ static void stopped_cb(evutil_socket_t fd, short what, void *arg)
         cb(srv, srv->stopped_arg);
 }
 
+/* The first connection no request holds (grace_request_hold_stop). */
+static struct grace_conn *first_unheld(struct grace_server *srv)
+{
+    struct grace_conn *c;
+    TAILQ_FOREACH(c, &srv->conns, link)
+        if (!grace__conn_held(c))
+            return c;
+    return NULL;
+}
+
 /* The last bound (stop-linger-time after the deadline): close what is
- * left, then report. */
+ * left, but for connections whose request holds the stop (they close
+ * after their reply), then report once none is left. Each close may close
+ * others (callbacks): the search starts from the head each time. */
 static void stop_final_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct grace_server *srv = arg;
-    grace__conn_free_all(srv);
+    struct grace_conn *c;
+    while ((c = first_unheld(srv)))
+        grace__conn_abort(c, -ECANCELED);
+    while ((c = TAILQ_FIRST(&srv->lingering))) {
+        grace__conn_reason(c, -ECANCELED);
+        grace__conn_destroy(c);
+    }
     grace__server_check_stopped(srv);
 }
 
@@ -708,7 +751,7 @@ static void stop_timeout_cb(evutil_socket_t fd, short what, void *arg)
 void grace__server_check_stopped(struct grace_server *srv)
 {
     if (srv->stopping == STOP_NONE || srv->stopping == STOP_DONE || srv->nconns ||
-        !TAILQ_EMPTY(&srv->lingering))
+        !TAILQ_EMPTY(&srv->lingering) || srv->queue_pending)
         return;
     srv->stopping = STOP_DONE; /* report once, from the loop */
     event_del(srv->stop_timer);
@@ -731,14 +774,21 @@ int grace_server_stop(struct grace_server *srv, int64_t timeout_ms, grace_stoppe
         return -ENOMEM;
     srv->stopping = STOP_LAME_DUCK;
     srv->stop_at = grace__now_ms();
+    srv->stop_deadline = srv->stop_at + timeout_ms;
     srv->on_stopped = cb;
     srv->stopped_arg = arg;
-    /* the queued connections first, then the listening sockets close: new
-     * connections are refused (a balancer retries elsewhere), not left
-     * waiting in a queue nobody reads */
-    accept_queued(srv);
-    free_listeners(srv);
     event_del(srv->accept_timer);
+    if (srv->in_accept_hook) {
+        /* each of the queue's accepts runs the hook: not inside itself, so
+         * from the loop (accept_retry_cb); no accept before that */
+        for (int i = 0; i < srv->nlisteners; i++)
+            evconnlistener_disable(srv->listeners[i]->lev);
+        srv->listeners_paused = 1;
+        srv->queue_pending = 1;
+        event_active(srv->accept_timer, EV_TIMEOUT, 1);
+    } else {
+        take_queue(srv);
+    }
     tv = grace__ms_tv(timeout_ms);
     event_add(srv->stop_timer, &tv);
 
