@@ -254,6 +254,9 @@ function badLink(port, rate) {
         const pair = { c, up };
         conns.add(pair);
         const tick = setInterval(() => {
+            // a cut socket takes nothing more (its close event comes later:
+            // a tick between would count bytes never sent)
+            if (up.destroyed || c.destroyed) return;
             let quota = Math.floor(rate / 50);
             while (q.length && quota > 0) {
                 const d = q[0];
