@@ -857,9 +857,9 @@ void graced_dav_error(struct grace_request *req, int status, const char *cond, c
 
 /* davjob.c: work(arg) on the pool, then done(req, g, arg) on the loop,
  * which answers; if the client left meanwhile, done does not run (the job
- * runs all the same). release(arg) (may be NULL) after either. 0, or -1:
- * answered 500 and released. Call with the request unanswered, its body
- * read. */
+ * runs all the same). release(arg) (may be NULL) after either. The request
+ * holds a stop's deadline (grace_request_hold_stop). 0, or -1: answered 500
+ * and released. Call with the request unanswered, its body read. */
 int graced_dav_run(struct graced *g, struct grace_request *req, void (*work)(void *arg),
                    void (*done)(struct grace_request *req, struct graced *g, void *arg),
                    void (*release)(void *arg), void *arg);
