@@ -17,8 +17,10 @@
 #ifndef GRACE_INTERNAL_H
 #define GRACE_INTERNAL_H
 
+#include "core.h"
 #include "gracehttp.h"
 #include "parser.h"
+#include "util.h"
 
 #include <event2/event.h>
 #include <netinet/in.h>
@@ -54,16 +56,6 @@ struct grace_transport {
 extern const struct grace_transport grace__plain, grace__tls;
 /* One read at most: an evbuffer chain's header shares its 16 KiB malloc. */
 #define GRACE_READ_CHUNK (16384 - 128)
-
-#ifndef TAILQ_FOREACH_SAFE
-#define TAILQ_FOREACH_SAFE(var, head, field, tvar)                                  \
-    for ((var) = TAILQ_FIRST((head)); (var) && ((tvar) = TAILQ_NEXT((var), field), 1); \
-         (var) = (tvar))
-#endif
-
-struct grace_config {
-    int64_t v[GRACE_OPT__COUNT];
-};
 
 /* Connection states, named by what the connection waits for;
  * docs/design.md has the diagram. */
@@ -123,7 +115,6 @@ struct grace_request {
     struct grace_request *next_free;    /* conn->free_reqs */
     TAILQ_ENTRY(grace_request) dlink;   /* srv->detached */
 };
-TAILQ_HEAD(req_list, grace_request);
 
 /*
  * A response on its way out, reported to the application (report.c) once
@@ -224,91 +215,12 @@ struct grace_conn {
     TAILQ_ENTRY(grace_conn) link;   /* srv->conns or srv->lingering */
     TAILQ_ENTRY(grace_conn) pump_link;
 };
-TAILQ_HEAD(conn_list, grace_conn);
 
-struct grace_route {
-    char *method; /* NULL: any */
-    char *path;
-    size_t path_len;
-    int flags;
-    grace_handler_cb cb;
-    void *arg;
-};
-
-/* A graceful stop (server.c), in order; docs/design.md "Stop". */
-enum stop_phase {
-    STOP_NONE,
-    STOP_LAME_DUCK, /* listeners closed; requests answered with Connection: close */
-    STOP_CUTTING,   /* the deadline passed: 503s and closes, the last linger */
-    STOP_DONE       /* everything closed: reported */
-};
-
-struct grace_listener {
-    struct evconnlistener *lev;
-    struct grace_server *srv;
-    struct grace_tls *tls;    /* a reference; NULL: plain */
-};
-
-struct grace_server {
-    struct event_base *base;
-    struct grace_config cfg;
-    struct grace_parser_limits plim;
-    struct grace_listener **listeners;
-    int nlisteners;
-    int listeners_paused;
-
-    grace_handler_cb handler;
-    void *handler_arg;
-    struct grace_route *routes;
-    size_t nroutes;
-
-    struct conn_list conns;      /* every open connection but lingering ones */
-    struct conn_list lingering;  /* oldest first */
-    struct conn_list pump;       /* connections with deferred work */
-    size_t npump;
-    struct req_list detached;    /* client gone, reply not yet completed */
-    size_t nlingering;
-    struct event *pump_ev;
-    struct grace_slot *free_slots; /* conn.c: pool of detached slots */
-    size_t nfree_slots;
-    struct grace_hfield *fields; /* parser scratch, shared: see conn.c */
-    size_t nconns;
-
-    enum stop_phase stopping;
-    int64_t stop_at;             /* monotonic ms: grace_server_stop() was called */
-    struct event *stop_timer;    /* the deadline, then the last bound, then the report */
-    struct event *accept_timer;  /* out of fds: accept again after accept-retry */
-    grace_response_cb on_response;
-    void *response_arg;
-    grace_accept_cb on_accept;   /* hooks.c */
-    void *accept_arg;
-    grace_close_cb on_close;
-    void *close_arg;
-    union {                      /* hooks.c: grace_conn_local()'s answer, not
-                                    kept per connection (idle memory) */
-        struct sockaddr sa;
-        struct sockaddr_in in;
-        struct sockaddr_in6 in6;
-    } local;
-    grace_stopped_cb on_stopped;
-    void *stopped_arg;
-
-    const struct timeval *tv_header, *tv_body, *tv_keepalive, *tv_handshake; /* common timeouts */
-    char *discard_buf;      /* io.c: recv() target, never read */
-    char date[40];          /* "Date: ...\r\n" cache */
-    time_t date_sec;
-
-    uint64_t cnt[GRACE_CNT__COUNT];
-};
-
-#define CNT(srv, c) ((srv)->cnt[GRACE_CNT_##c]++)
-#define OPT(srv, o) ((srv)->cfg.v[GRACE_OPT_##o])
 
 /* server.c */
 void grace__server_conn_closed(struct grace_server *srv);
 void grace__server_pause_accept(struct grace_server *srv, int err);
 void grace__server_dispatch(struct grace_request *req);
-void grace__count_status(struct grace_server *srv, int status);
 void grace__server_check_stopped(struct grace_server *srv);
 
 /* conn.c */
@@ -388,11 +300,5 @@ void grace__request_free(struct grace_request *req);
 /* response.c */
 int grace__reply_error(struct grace_conn *c, struct grace_request *req, int status,
                        const char *msg);
-void grace__date_header(struct grace_server *srv, char *out, size_t *len);
-
-/* util.c: small helpers shared by the modules */
-int64_t grace__now_ms(void);
-int64_t grace__now_us(void);
-struct timeval grace__ms_tv(int64_t ms);
 
 #endif

@@ -10,68 +10,7 @@
 #include <strings.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
-
-const char *grace_status_reason(int status)
-{
-    switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 102: return "Processing";
-    case 103: return "Early Hints";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 416: return "Range Not Satisfiable";
-    case 417: return "Expectation Failed";
-    case 426: return "Upgrade Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    case 507: return "Insufficient Storage";
-    default: return "Unknown";
-    }
-}
-
-/* "Date: <IMF-fixdate>\r\n", formatted once per second. */
-void grace__date_header(struct grace_server *srv, char *out, size_t *len)
-{
-    time_t now = time(NULL);
-    if (now != srv->date_sec) {
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        strftime(srv->date, sizeof(srv->date), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
-        srv->date_sec = now;
-    }
-    *len = strlen(srv->date);
-    memcpy(out, srv->date, *len + 1);
-}
 
 #define PUT(buf, n, lit) (memcpy((buf) + (n), lit, sizeof(lit) - 1), (n) += sizeof(lit) - 1)
 
@@ -87,11 +26,6 @@ static size_t fmt_u64(char *out, uint64_t v)
     for (size_t i = 0; i < n; i++)
         out[i] = tmp[n - 1 - i];
     return n;
-}
-
-static int no_body_status(int status)
-{
-    return status < 200 || status == 204 || status == 304;
 }
 
 /*
@@ -112,7 +46,7 @@ static void write_head(struct grace_request *req, int status, int64_t content_le
                 (c->peer_eof && !evbuffer_get_length(c->slot->in)) ||
                 !grace__body_drainable(c, req) || grace__request_upgrade_refused(req);
 
-    if (content_length < 0 && !no_body_status(status)) {
+    if (content_length < 0 && !grace__no_body_status(status)) {
         if (req->p.version_minor == 1)
             req->chunked_out = !req->head;
         else
@@ -131,9 +65,9 @@ static void write_head(struct grace_request *req, int status, int64_t content_le
     memcpy(head + n, reason, rl);
     n += rl;
     PUT(head, n, "\r\n");
-    grace__date_header(srv, head + n, &dl);
+    grace__date_header(&srv->date, head + n, &dl);
     n += dl;
-    if (no_body_status(status)) {
+    if (grace__no_body_status(status)) {
         /* no framing header at all */
     } else if (content_length >= 0) {
         PUT(head, n, "Content-Length: ");
@@ -225,7 +159,7 @@ static int reply_whole(struct grace_request *req, int status, const char *mem, s
         return -EINVAL;
     c = req->conn;
     grace__conn_enter(c);
-    if (no_body_status(status))
+    if (grace__no_body_status(status))
         len = 0;
     write_head(req, status, (int64_t)len);
     if (len && !req->head) {
@@ -306,8 +240,8 @@ int grace_reply_file(struct grace_request *req, int status, int fd, off_t offset
     }
     c = req->conn;
     grace__conn_enter(c);
-    write_head(req, status, no_body_status(status) ? 0 : (int64_t)length);
-    if (length > 0 && !req->head && !no_body_status(status)) {
+    write_head(req, status, grace__no_body_status(status) ? 0 : (int64_t)length);
+    if (length > 0 && !req->head && !grace__no_body_status(status)) {
         if (add_file(c, fd, offset, length) < 0)
             c->stop_close = 1; /* the body is short: the client must see a close */
     } else {
@@ -344,7 +278,7 @@ int grace_reply_chunk(struct grace_request *req, const char *data, size_t len)
         return rc;
     if (len && !data)
         return -EINVAL;
-    if (len == 0 || req->head || no_body_status(req->status))
+    if (len == 0 || req->head || grace__no_body_status(req->status))
         return 0;
     c = req->conn;
     out = c->slot->out;
@@ -446,7 +380,7 @@ int grace__reply_error(struct grace_conn *c, struct grace_request *req, int stat
     size_t n, ml = strlen(msg);
     int k;
 
-    grace__date_header(c->srv, head, &n);
+    grace__date_header(&c->srv->date, head, &n);
     k = snprintf(head + n, sizeof(head) - n,
                  "Content-Type: text/plain\r\nX-Content-Type-Options: nosniff\r\n"
                  "Content-Length: %zu\r\nConnection: close\r\n\r\n",

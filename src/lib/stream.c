@@ -122,7 +122,7 @@ int grace_reply_upgrade(struct grace_request *req, int status, struct grace_stre
     grace__conn_enter(c);
     n = (size_t)snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n", status,
                          grace_status_reason(status));
-    grace__date_header(c->srv, head + n, &dl);
+    grace__date_header(&c->srv->date, head + n, &dl);
     n += dl;
     if (!connect)
         n += (size_t)snprintf(head + n, sizeof(head) - n, "Connection: Upgrade\r\n");

@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * core.h - what every layer of the library shares: the settings (struct
+ * grace_config, OPT), the counters (CNT), and the server object's layout,
+ * its fields grouped by the module that owns them. Below everything but
+ * the parser and util: it calls nothing above.
+ */
+#ifndef GRACE_CORE_H
+#define GRACE_CORE_H
+
+#include "gracehttp.h"
+#include "parser.h"
+#include "util.h"
+
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <sys/queue.h>
+
+struct grace_config {
+    int64_t v[GRACE_OPT__COUNT];
+};
+
+/* Every option at its default. */
+void grace__config_defaults(struct grace_config *cfg);
+
+/* A graceful stop (server.c), in order; docs/design.md "Stop". */
+enum stop_phase {
+    STOP_NONE,
+    STOP_LAME_DUCK, /* listeners closed; requests answered with Connection: close */
+    STOP_CUTTING,   /* the deadline passed: 503s and closes, the last linger */
+    STOP_DONE       /* everything closed: reported */
+};
+
+struct grace_conn;
+struct grace_request;
+struct grace_slot;
+struct grace_route;
+struct grace_listener;
+TAILQ_HEAD(conn_list, grace_conn);
+TAILQ_HEAD(req_list, grace_request);
+
+struct grace_server {
+    struct event_base *base;
+    struct grace_config cfg;
+    struct grace_parser_limits plim;
+    uint64_t cnt[GRACE_CNT__COUNT];
+
+    /* server.c: listeners, routes, the stop */
+    struct grace_listener **listeners;
+    int nlisteners;
+    int listeners_paused;
+    grace_handler_cb handler;
+    void *handler_arg;
+    struct grace_route *routes;
+    size_t nroutes;
+    enum stop_phase stopping;
+    int64_t stop_at;             /* monotonic ms: grace_server_stop() was called */
+    struct event *stop_timer;    /* the deadline, then the last bound, then the report */
+    struct event *accept_timer;  /* out of fds: accept again after accept-retry */
+    grace_stopped_cb on_stopped;
+    void *stopped_arg;
+
+    /* conn.c: the engine's connections, slots and timeouts */
+    struct conn_list conns;      /* every open connection but lingering ones */
+    struct conn_list lingering;  /* oldest first */
+    struct conn_list pump;       /* connections with deferred work */
+    size_t npump;
+    size_t nlingering;
+    size_t nconns;
+    struct event *pump_ev;
+    struct grace_slot *free_slots; /* pool of detached slots */
+    size_t nfree_slots;
+    struct grace_hfield *fields; /* parser scratch, shared: see conn.c */
+    const struct timeval *tv_header, *tv_body, *tv_keepalive, *tv_handshake; /* common timeouts */
+
+    /* request.c: requests whose client has gone, reply not yet completed */
+    struct req_list detached;
+
+    /* report.c, hooks.c: the application's callbacks */
+    grace_response_cb on_response;
+    void *response_arg;
+    grace_accept_cb on_accept;
+    void *accept_arg;
+    grace_close_cb on_close;
+    void *close_arg;
+    union {                      /* grace_conn_local()'s answer, not kept per
+                                    connection (idle memory) */
+        struct sockaddr sa;
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+    } local;
+
+    char *discard_buf;           /* io.c: recv() target, never read */
+    struct grace_date date;      /* util.c: the Date header of this second */
+};
+
+#define CNT(srv, c) ((srv)->cnt[GRACE_CNT_##c]++)
+#define OPT(srv, o) ((srv)->cfg.v[GRACE_OPT_##o])
+
+/* The err_4xx/err_5xx counter of a status the server answers itself. */
+void grace__count_status(struct grace_server *srv, int status);
+
+#endif
