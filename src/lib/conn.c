@@ -110,7 +110,7 @@ static int slot_attach(struct grace_conn *c)
     } else if (!(s = slot_new(srv))) {
         return -1;
     }
-    event_assign(s->wr, srv->base, c->fd, EV_WRITE | EV_PERSIST, write_cb, c);
+    event_assign(s->wr, srv->base, c->sock.fd, EV_WRITE | EV_PERSIST, write_cb, c);
     evtimer_assign(s->timer, srv->base, timer_cb, c);
     s->timer_at = 0;
     s->write_err = 0;
@@ -248,7 +248,7 @@ static int64_t deadline(const struct grace_conn *c, enum grace_counter *why)
                      : c->req->write_timeout ? c->req->write_timeout : OPT(srv, WRITE_TIMEOUT);
         EARLIER(c->slot->write_since + wt, TIMEOUT_WRITE);
     }
-    if (!grace__tls_ready(c))
+    if (!c->tp->ready(&c->sock))
         EARLIER(c->accepted_ms + OPT(srv, TLS_HANDSHAKE_TIMEOUT), TLS_TIMEOUT);
     if (c->state == CS_HEAD && !c->read_paused)
         EARLIER(c->st.head.deadline, TIMEOUT_HEADER);
@@ -330,7 +330,8 @@ void grace__conn_accept_tls(struct grace_server *srv, evutil_socket_t fd,
         return;
     }
     c->srv = srv;
-    c->fd = fd;
+    c->sock.fd = fd;
+    c->sock.srv = srv;
     c->accepted_ms = grace__now_ms();
     if (salen > 0 && (size_t)salen <= sizeof(c->peer)) {
         memcpy(&c->peer, sa, (size_t)salen);
@@ -353,7 +354,7 @@ void grace__conn_accept_tls(struct grace_server *srv, evutil_socket_t fd,
         accept_abandoned(srv);
         return;
     }
-    if (tls && !(c->tls = grace__tls_conn_new(tls, fd))) {
+    if (c->tp->open(&c->sock, tls, srv->alpn, srv->alpn_len) < 0) {
         accept_failed(c);
         free(c);
         evutil_closesocket(fd);
@@ -368,7 +369,7 @@ void grace__conn_accept_tls(struct grace_server *srv, evutil_socket_t fd,
         if (c->rd)
             event_free(c->rd);
         accept_failed(c);
-        c->tp->close(c);
+        c->tp->close(&c->sock);
         free(c);
         accept_abandoned(srv);
         return;
@@ -412,8 +413,8 @@ static int64_t lame_duck_due(const struct grace_conn *c, int64_t since)
 static int64_t new_conn_due(const struct grace_conn *c)
 {
     const struct grace_server *srv = c->srv;
-    int64_t d = c->accepted_ms + (c->tp == &grace__tls && OPT(srv, TLS_HANDSHAKE_TIMEOUT) <
-                                                              OPT(srv, HEADER_TIMEOUT)
+    int64_t d = c->accepted_ms + (!c->tp->ready(&c->sock) && OPT(srv, TLS_HANDSHAKE_TIMEOUT) <
+                                                                   OPT(srv, HEADER_TIMEOUT)
                                       ? OPT(srv, TLS_HANDSHAKE_TIMEOUT)
                                       : OPT(srv, HEADER_TIMEOUT));
     int64_t ld = lame_duck_due(c, c->accepted_ms);
@@ -443,7 +444,7 @@ static int rd_arm_new(struct grace_conn *c)
 {
     if (c->srv->stopping)
         return rd_arm_at(c, new_conn_due(c));
-    return event_add(c->rd, c->tp == &grace__tls ? c->srv->tv_handshake : c->srv->tv_header);
+    return event_add(c->rd, c->tp->ready(&c->sock) ? c->srv->tv_header : c->srv->tv_handshake);
 }
 
 /* The read event's timeout when the connection has no slot: keep-alive
@@ -484,7 +485,7 @@ static void keepalive_timeout(struct grace_conn *c)
         if (OPT(srv, STOP_IDLE_GRACE) < period)
             period = OPT(srv, STOP_IDLE_GRACE) > 100 ? OPT(srv, STOP_IDLE_GRACE) : 100;
     }
-    unsent = c->tp->unsent(c);
+    unsent = c->tp->unsent(&c->sock);
     if (unsent && c->st.idle.unsent == SIZE_MAX) {
         int64_t probe = period / 4;
         struct timeval tv = grace__ms_tv(probe < 1000 ? probe : 1000);
@@ -530,7 +531,7 @@ void grace__conn_leave(struct grace_conn *c)
          * output has fully left */
         slot_detach(c);
         rd_arm_idle(c);
-        if (c->tp->pending(c)) /* a TLS layer's input raises no event */
+        if (c->tp->pending(&c->sock)) /* a TLS layer's input raises no event */
             event_active(c->rd, EV_READ, 1);
     } else if (c->slot) {
         timer_update(c);
@@ -582,9 +583,9 @@ void grace__conn_destroy(struct grace_conn *c)
         grace__hook_close(c);
         c->busy--;
     }
-    if (c->fd >= 0) /* -1: taken over by the application (stream.c) */
-        c->tp->close(c);
-    c->fd = -1;
+    if (c->sock.fd >= 0) /* -1: taken over by the application (stream.c) */
+        c->tp->close(&c->sock);
+    c->sock.fd = -1;
     srv->nconns--;
     srv->cnt[GRACE_CNT_CONN_ACTIVE]--;
     if (!c->busy) {
@@ -680,6 +681,16 @@ void grace__conn_free_all(struct grace_server *srv)
     }
 }
 
+const char *grace__conn_tls_version(const struct grace_conn *c)
+{
+    return c->tp->version(&c->sock);
+}
+
+const char *grace__conn_tls_sni(const struct grace_conn *c)
+{
+    return c->tp->sni(&c->sock);
+}
+
 /* ---------------------------------------------------------------- input */
 
 /*
@@ -711,7 +722,7 @@ void grace__conn_watch_input(struct grace_conn *c)
     }
     /* bytes a TLS layer already took from the socket raise no event (a
      * closing connection discards raw and never asks the layer again) */
-    if (want && c->slot && c->state < CS_CLOSING && c->tp->pending(c))
+    if (want && c->slot && c->state < CS_CLOSING && c->tp->pending(&c->sock))
         event_active(c->rd, EV_READ, 1);
 }
 
@@ -729,7 +740,7 @@ static int read_input(struct grace_conn *c)
 
     while (room > 0) {
         size_t want = room < GRACE_READ_CHUNK ? room : GRACE_READ_CHUNK;
-        ssize_t n = c->tp->read(c, in, want);
+        ssize_t n = c->tp->read(&c->sock, in, want);
         if (n > 0) {
             got = 1;
             room -= (size_t)n;
@@ -851,7 +862,7 @@ static void write_output(struct grace_conn *c, int in_event)
         else if (!evbuffer_get_length(s->out))
             break;
         else
-            n = c->tp->write(c, s->out);
+            n = c->tp->write(&c->sock, s->out);
         if (n > 0) {
             s->written += (uint64_t)n;
             progress = 1;
@@ -880,7 +891,7 @@ static void write_output(struct grace_conn *c, int in_event)
     }
     if (evbuffer_get_length(s->out)) {
         if (progress) /* the socket is full now: what its queue holds */
-            s->write_unsent = c->tp->unsent(c);
+            s->write_unsent = c->tp->unsent(&c->sock);
         if (!event_pending(s->wr, EV_WRITE, NULL)) {
             if (!progress)
                 s->write_since = grace__now_ms();
@@ -1389,7 +1400,7 @@ static void input_ready(struct grace_conn *c)
         grace__conn_abort(c, -ECONNRESET);
         return;
     }
-    if (c->tp->read_wants_write(c) && !event_pending(c->slot->wr, EV_WRITE, NULL))
+    if (c->tp->read_wants_write(&c->sock) && !event_pending(c->slot->wr, EV_WRITE, NULL))
         event_add(c->slot->wr, NULL); /* a handshake waits for the socket */
     pump(c);
     if (rc == 1 && c->state != CS_DEAD)
@@ -1411,7 +1422,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
             grace__conn_destroy(c);
         } else if (c->state == CS_HEAD) { /* new, and never sent a byte */
             grace__conn_reason(c, -ETIMEDOUT);
-            if (grace__tls_ready(c))
+            if (c->tp->ready(&c->sock))
                 CNT(c->srv, TIMEOUT_HEADER);
             else
                 CNT(c->srv, TLS_TIMEOUT);
@@ -1436,7 +1447,7 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
     if (err) { /* a write failed under an application call */
         CNT(c->srv, WRITE_ERRORS);
         grace__conn_abort(c, err);
-    } else if (c->tp->read_wants_write(c)) { /* the handshake goes on */
+    } else if (c->tp->read_wants_write(&c->sock)) { /* the handshake goes on */
         if (!evbuffer_get_length(c->slot->out))
             event_del(c->slot->wr);
         input_ready(c);
@@ -1492,7 +1503,7 @@ static void peer_eof(struct grace_conn *c)
 static int send_queue_moved(struct grace_conn *c)
 {
     struct grace_slot *s = c->slot;
-    size_t unsent = c->tp->unsent(c);
+    size_t unsent = c->tp->unsent(&c->sock);
 
     if (unsent >= s->write_unsent)
         return 0;

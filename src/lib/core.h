@@ -90,6 +90,8 @@ struct grace_server {
         struct sockaddr_in6 in6;
     } local;
 
+    const unsigned char *alpn;   /* the protocols TLS listeners offer (ALPN wire format) */
+    size_t alpn_len;
     char *discard_buf;           /* io.c: recv() target, never read */
     struct grace_date date;      /* util.c: the Date header of this second */
 };

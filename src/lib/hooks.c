@@ -80,7 +80,7 @@ const struct sockaddr *grace_conn_local(struct grace_conn *conn, socklen_t *len)
     struct grace_server *srv = conn->srv;
     socklen_t l = sizeof(srv->local);
 
-    if (conn->fd < 0 || getsockname(conn->fd, &srv->local.sa, &l) < 0 ||
+    if (conn->sock.fd < 0 || getsockname(conn->sock.fd, &srv->local.sa, &l) < 0 ||
         l > sizeof(srv->local)) {
         memset(&srv->local, 0, sizeof(srv->local));
         srv->local.sa.sa_family = AF_UNSPEC;
@@ -93,7 +93,7 @@ const struct sockaddr *grace_conn_local(struct grace_conn *conn, socklen_t *len)
 
 int grace_conn_is_tls(const struct grace_conn *conn)
 {
-    return conn->tp == &grace__tls; /* known before the TLS session exists */
+    return conn->tp->secure; /* known before the TLS session exists */
 }
 
 const struct sockaddr *grace_request_local(const struct grace_request *req, socklen_t *len)

@@ -20,6 +20,7 @@
 #include "core.h"
 #include "gracehttp.h"
 #include "parser.h"
+#include "transport.h"
 #include "util.h"
 
 #include <event2/event.h>
@@ -29,33 +30,6 @@
 struct evbuffer;
 struct grace_conn;
 
-/*
- * The socket seam. Every call on a connection's socket goes through one of
- * these; a TLS transport supplies its own. Errors are negative errno values;
- * -EAGAIN means "not now, wait for the event".
- */
-struct grace_transport {
-    /* Read at most max bytes into in: >0 read, 0 end of stream, or -errno. */
-    ssize_t (*read)(struct grace_conn *c, struct evbuffer *in, size_t max);
-    /* Write from the front of out (memory or file segments): >0 written, or
-     * -errno; -EPIPE when a file ended before its promised length. */
-    ssize_t (*write)(struct grace_conn *c, struct evbuffer *out);
-    /* End our direction of the stream (FIN). */
-    int (*shutdown)(struct grace_conn *c);
-    /* Drop at most n bytes the client sent, without reading them. */
-    ssize_t (*discard)(struct grace_conn *c, size_t n);
-    /* Bytes written but not yet taken by the client, as far as known. */
-    size_t (*unsent)(struct grace_conn *c);
-    void (*close)(struct grace_conn *c);
-    /* Nonzero while input is held below us that no socket event announces. */
-    size_t (*pending)(struct grace_conn *c);
-    /* The last read stopped until the socket takes our bytes (a handshake). */
-    int (*read_wants_write)(struct grace_conn *c);
-    int sendfile;             /* file segments may go out with sendfile() */
-};
-extern const struct grace_transport grace__plain, grace__tls;
-/* One read at most: an evbuffer chain's header shares its 16 KiB malloc. */
-#define GRACE_READ_CHUNK (16384 - 128)
 
 /* Connection states, named by what the connection waits for;
  * docs/design.md has the diagram. */
@@ -127,6 +101,7 @@ struct grace_response_info {
     struct grace_conn *conn;
     uint64_t start, head_end, end;    /* offsets in the connection's output */
     int64_t start_us, end_us;
+    const char *tls_version;          /* the connection's, when it started */
     int status, err;
     unsigned done : 1;                /* end is known: the reply completed */
 };
@@ -166,10 +141,9 @@ struct grace_conn {
     const struct grace_transport *tp;
     struct grace_slot *slot;  /* NULL while idle or lingering */
     struct event *rd;         /* the socket's read event; idle and linger timeouts */
-    evutil_socket_t fd;
+    struct grace_sock sock;   /* the transport's: fd, TLS session */
     enum conn_state state;
     struct grace_request *req;
-    void *tls;                /* tls.c: the TLS session, or NULL */
     struct grace_stream *stream; /* stream.c: set in CS_STREAM until the stream ends */
     int64_t accepted_ms;      /* monotonic ms at accept */
     union {                   /* what the current state measures */
@@ -259,6 +233,9 @@ void grace__request_release(struct grace_conn *c, struct grace_request *req);
 void grace__slots_free(struct grace_server *srv);
 int grace__body_drainable(const struct grace_conn *c, const struct grace_request *req);
 void grace__conn_drain_check(struct grace_conn *c);
+/* The transport's answers, for the layers above it (NULL for plain). */
+const char *grace__conn_tls_version(const struct grace_conn *c);
+const char *grace__conn_tls_sni(const struct grace_conn *c);
 
 /* linger.c */
 void grace__conn_close_graceful(struct grace_conn *c);
@@ -278,11 +255,6 @@ void grace__report_all(struct grace_conn *c, int err);
 int grace__hook_accept(struct grace_conn *c);
 void grace__hook_close(struct grace_conn *c);
 
-/* tls.c */
-void grace__tls_ref(struct grace_tls *tls);
-void *grace__tls_conn_new(struct grace_tls *tls, evutil_socket_t fd);
-int grace__tls_ready(const struct grace_conn *c);
-const char *grace__tls_version(const struct grace_conn *c);
 
 /* stream.c */
 int grace__stream_input(struct grace_conn *c);

@@ -165,7 +165,7 @@ void grace__linger_read(struct grace_conn *c)
     uint64_t got = 0, cap = (uint64_t)OPT(srv, LINGER_BYTES);
 
     while (budget > 0) {
-        ssize_t n = c->tp->discard(c, budget);
+        ssize_t n = c->tp->discard(&c->sock, budget);
         if (n > 0) {
             budget -= (size_t)n < budget ? (size_t)n : budget;
             srv->cnt[GRACE_CNT_BYTES_DISCARDED] += (uint64_t)n;
@@ -215,7 +215,7 @@ void grace__conn_output_drained(struct grace_conn *c)
         grace__conn_destroy(c);
         return;
     }
-    if (c->tp->shutdown(c) < 0) {
+    if (c->tp->shutdown(&c->sock) < 0) {
         grace__conn_destroy(c);
         return;
     }

@@ -39,6 +39,7 @@ void grace__report_start(struct grace_conn *c, struct grace_request *req, int st
     ri->start = out_offset(c);
     ri->head_end = ri->start + head_len;
     ri->start_us = c->slot->req_start_us;
+    ri->tls_version = grace__conn_tls_version(c);
     if (req)
         req->report = ri; /* pinned: the request outlives its reply */
     *c->slot->reports_tail = ri;
@@ -148,5 +149,5 @@ const struct sockaddr *grace_response_info_peer(const struct grace_response_info
 
 const char *grace_response_info_tls_version(const struct grace_response_info *ri)
 {
-    return grace__tls_version(ri->conn);
+    return ri->tls_version;
 }

@@ -79,7 +79,7 @@ struct grace_request *grace__request_new(struct grace_conn *c, const char *src)
     const char *q = strchr(req->blk + p->target.off, '?');
     req->query = q ? q + 1 : NULL;
     req->head = p->method_id == GRACE_PM_HEAD;
-    req->tls_version = grace__tls_version(c);
+    req->tls_version = grace__conn_tls_version(c);
     req->body_limit = (uint64_t)OPT(c->srv, MAX_BODY_SIZE);
     return req;
 }
@@ -206,6 +206,16 @@ int grace_request_is_chunked(const struct grace_request *req)
 struct grace_server *grace_request_server(const struct grace_request *req)
 {
     return req->srv;
+}
+
+const char *grace_request_tls_version(const struct grace_request *req)
+{
+    return req ? req->tls_version : NULL;
+}
+
+const char *grace_request_tls_sni(const struct grace_request *req)
+{
+    return req && req->conn ? grace__conn_tls_sni(req->conn) : NULL;
 }
 
 void grace_request_on_finish(struct grace_request *req, grace_finish_cb cb, void *arg)

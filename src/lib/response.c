@@ -191,7 +191,7 @@ int grace_reply_buffer(struct grace_request *req, int status, struct evbuffer *b
  * ends early is found by the write path: -EPIPE, write_errors, the close. */
 static int add_file_segment(struct grace_conn *c, int fd, off_t offset, off_t length)
 {
-    if (!c->tp->sendfile)
+    if (!c->tp->raw)
         return grace__conn_send_file(c, fd, offset, length);
     return evbuffer_add_file(c->slot->out, fd, offset, length);
 }

@@ -58,6 +58,9 @@ struct grace_server *grace_server_new(struct event_base *base, const struct grac
     if (!srv)
         return NULL;
     srv->base = base;
+    /* TLS listeners offer what the library speaks */
+    srv->alpn = (const unsigned char *)"\x08http/1.1";
+    srv->alpn_len = 9;
     if (cfg)
         srv->cfg = *cfg;
     else

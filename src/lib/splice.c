@@ -34,7 +34,7 @@ int grace_request_body_to_fd(struct grace_request *req, int fd, grace_end_cb on_
         return -ENOTCONN;
     if (req->body_mode != BODY_NONE)
         return -EALREADY;
-    if (c->tp != &grace__plain || req->p.framing != GRACE_FRAMING_LENGTH ||
+    if (!c->tp->splice || req->p.framing != GRACE_FRAMING_LENGTH ||
         req->p.content_length == 0)
         return -ENOTSUP; /* TLS, chunked or no body: grace_request_read_body() */
     if (req->p.content_length > req->body_limit)
@@ -112,16 +112,13 @@ int grace__splice_read(struct grace_conn *c)
 
         if (want == 0)
             break;
-        n = splice(c->fd, NULL, req->pipe_wr, NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        n = c->tp->splice(&c->sock, req->pipe_wr, want);
         if (n == 0)
             return 1;
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN)
-                break; /* the socket is empty (the pipe is always emptied) */
-            return -errno;
-        }
+        if (n == -EAGAIN)
+            break; /* the socket is empty (the pipe is always emptied) */
+        if (n < 0)
+            return (int)n;
         if ((e = drain_pipe(req, (size_t)n)) < 0) {
             req->fd_err = e;
             break;

@@ -358,7 +358,7 @@ int grace_stream_take_fd(struct grace_stream *st, struct evbuffer *unread)
     c = st->conn;
     if (!c || c->state != CS_STREAM)
         return -ENOTCONN;
-    if (c->tls) /* the session's state cannot be handed out */
+    if (!c->tp->raw) /* a TLS session's state cannot be handed out */
         return -ENOTSUP;
     if (grace__buffered_out(c)) /* e.g. the 101, queued in this same pump */
         grace__conn_write_now(c);
@@ -389,10 +389,10 @@ int grace_stream_take_fd(struct grace_stream *st, struct evbuffer *unread)
         free(tmp);
     }
     st->taken = 1;
-    fd = c->fd;
+    fd = c->sock.fd;
     st_unlink(st);
     grace__conn_enter(c);
-    c->fd = -1; /* forgotten, not closed */
+    c->sock.fd = -1; /* forgotten, not closed */
     grace__conn_destroy(c);
     grace__conn_leave(c);
     st_drop(st);
@@ -416,7 +416,7 @@ int grace_stream_set_idle_timeout(struct grace_stream *st, int64_t ms)
 
 const char *grace_stream_tls_version(const struct grace_stream *st)
 {
-    return st && st->conn ? grace__tls_version(st->conn) : NULL;
+    return st && st->conn ? grace__conn_tls_version(st->conn) : NULL;
 }
 
 struct grace_server *grace_stream_server(const struct grace_stream *st)
