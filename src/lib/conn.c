@@ -319,8 +319,8 @@ static void accept_abandoned(struct grace_server *srv)
     grace__server_check_stopped(srv); /* a stop from the accept hook */
 }
 
-void grace__conn_accept_tls(struct grace_server *srv, evutil_socket_t fd,
-                            const struct sockaddr *sa, int salen, struct grace_tls *tls)
+void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
+                        int salen, const struct grace_transport *tp, struct grace_tls *tls)
 {
     struct grace_conn *c;
     int one = 1;
@@ -337,7 +337,7 @@ void grace__conn_accept_tls(struct grace_server *srv, evutil_socket_t fd,
         memcpy(&c->peer, sa, (size_t)salen);
         c->peer_len = (socklen_t)salen;
     }
-    c->tp = tls ? &grace__tls : &grace__plain; /* the hook may ask */
+    c->tp = tp; /* the hook may ask */
     /* counted before the hook: a stop from inside it waits for this one */
     srv->nconns++;
     if (srv->on_accept && grace__hook_accept(c) != 0) { /* before any byte is read */
@@ -381,12 +381,6 @@ void grace__conn_accept_tls(struct grace_server *srv, evutil_socket_t fd,
 
     if (srv->nconns >= (size_t)OPT(srv, MAX_CONNECTIONS))
         grace__server_pause_accept(srv, 0);
-}
-
-void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
-                        int salen)
-{
-    grace__conn_accept_tls(srv, fd, sa, salen, NULL);
 }
 
 void grace__conn_enter(struct grace_conn *c)

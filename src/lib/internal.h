@@ -198,10 +198,10 @@ void grace__server_dispatch(struct grace_request *req);
 void grace__server_check_stopped(struct grace_server *srv);
 
 /* conn.c */
+/* A new connection on fd speaking tp (with the context tls, or NULL), from a
+ * listener or the application: it owns fd from here on. */
 void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
-                        int salen);
-void grace__conn_accept_tls(struct grace_server *srv, evutil_socket_t fd,
-                            const struct sockaddr *sa, int salen, struct grace_tls *tls);
+                        int salen, const struct grace_transport *tp, struct grace_tls *tls);
 void grace__conn_enter(struct grace_conn *c);
 void grace__conn_leave(struct grace_conn *c);
 void grace__conn_schedule(struct grace_conn *c);

@@ -27,6 +27,7 @@ struct grace_route {
 struct grace_listener {
     struct evconnlistener *lev;
     struct grace_server *srv;
+    const struct grace_transport *tp; /* what its connections speak */
     struct grace_tls *tls;    /* a reference; NULL: plain */
 };
 
@@ -121,11 +122,17 @@ void grace_server_free(struct grace_server *srv)
 
 /* ---------------------------------------------------------------- listeners */
 
+#ifdef GRACE_HAVE_TLS
+static const int have_tls = 1;
+#else
+static const int have_tls = 0;
+#endif
+
 static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
 {
     struct grace_listener *l = arg;
-    grace__conn_accept_tls(l->srv, fd, sa, salen, l->tls);
+    grace__conn_accept(l->srv, fd, sa, salen, l->tp, l->tls);
 }
 
 /*
@@ -188,6 +195,7 @@ static int add_listener(struct grace_server *srv, struct evconnlistener *lev,
         return -ENOMEM;
     l->lev = lev;
     l->srv = srv;
+    l->tp = tls ? &grace__tls : &grace__plain;
     l->tls = tls;
     if (tls)
         grace__tls_ref(tls);
@@ -218,6 +226,8 @@ static int listen_on(struct grace_server *srv, const char *host, int port,
 
     if (!srv || port < 0 || port > 65535)
         return -EINVAL;
+    if (tls && !have_tls)
+        return -ENOTSUP;
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
@@ -251,9 +261,10 @@ static int listen_on(struct grace_server *srv, const char *host, int port,
     return added ? 0 : err;
 }
 
-int grace_server_listen(struct grace_server *srv, const char *host, int port)
+int grace_server_listen(struct grace_server *srv, const char *host, int port,
+                        struct grace_tls *tls)
 {
-    return listen_on(srv, host, port, NULL);
+    return listen_on(srv, host, port, tls);
 }
 
 static int listen_fd(struct grace_server *srv, int fd, struct grace_tls *tls)
@@ -261,6 +272,10 @@ static int listen_fd(struct grace_server *srv, int fd, struct grace_tls *tls)
     int rc;
     if (!srv || fd < 0)
         return -EINVAL;
+    if (tls && !have_tls) {
+        close(fd);
+        return -ENOTSUP;
+    }
     if (evutil_make_socket_nonblocking(fd) < 0) {
         close(fd);
         return -errno;
@@ -282,9 +297,9 @@ static int listen_fd(struct grace_server *srv, int fd, struct grace_tls *tls)
     return rc;
 }
 
-int grace_server_listen_fd(struct grace_server *srv, int fd)
+int grace_server_listen_fd(struct grace_server *srv, int fd, struct grace_tls *tls)
 {
-    return listen_fd(srv, fd, NULL);
+    return listen_fd(srv, fd, tls);
 }
 
 int grace_server_adopt_listener(struct grace_server *srv, struct evconnlistener *lev)
@@ -294,7 +309,7 @@ int grace_server_adopt_listener(struct grace_server *srv, struct evconnlistener 
     return add_listener(srv, lev, NULL);
 }
 
-#ifdef GRACE_HAVE_TLS
+/* The names of 0.1, for one release: the TLS argument was their reason. */
 int grace_server_listen_tls(struct grace_server *srv, const char *host, int port,
                             struct grace_tls *tls)
 {
@@ -310,7 +325,6 @@ int grace_server_listen_fd_tls(struct grace_server *srv, int fd, struct grace_tl
     }
     return listen_fd(srv, fd, tls);
 }
-#endif
 
 int grace_server_port(const struct grace_server *srv, int i)
 {
@@ -342,7 +356,8 @@ int grace_server_adopt_conn(struct grace_server *srv, int fd, const struct socka
         evutil_closesocket(fd);
         return srv->stopping >= STOP_CUTTING ? -ESHUTDOWN : -EBUSY;
     }
-    grace__conn_accept_tls(srv, fd, peer, peer ? (int)peer_len : 0, tls);
+    grace__conn_accept(srv, fd, peer, peer ? (int)peer_len : 0, tls ? &grace__tls : &grace__plain,
+                       tls);
     return 0;
 }
 
@@ -504,7 +519,7 @@ static void accept_queued(struct grace_server *srv)
                 continue;
             if (fd < 0) /* EAGAIN: empty; EMFILE: the rest cannot be taken */
                 break;
-            grace__conn_accept_tls(srv, fd, (struct sockaddr *)&ss, (int)len, l->tls);
+            grace__conn_accept(srv, fd, (struct sockaddr *)&ss, (int)len, l->tp, l->tls);
         }
     }
 }

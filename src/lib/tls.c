@@ -58,15 +58,6 @@ const char *grace_tls_last_error(const struct grace_tls *tls)
 void grace_tls_free(struct grace_tls *tls)
 {
 }
-int grace_server_listen_tls(struct grace_server *srv, const char *host, int port,
-                            struct grace_tls *tls)
-{
-    return -ENOTSUP;
-}
-int grace_server_listen_fd_tls(struct grace_server *srv, int fd, struct grace_tls *tls)
-{
-    return -ENOTSUP;
-}
 void grace__tls_ref(struct grace_tls *tls)
 {
 }
