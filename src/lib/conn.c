@@ -1367,6 +1367,186 @@ static void pump(struct grace_conn *c)
     grace__conn_watch_input(c);
 }
 
+/* ---------------------------------------------------------------- closing */
+
+/* How much one read event may discard before yielding to the loop. */
+#define LINGER_BUDGET (1u << 20)
+
+/* Body bytes the client still owes, as far as we know (UINT64_MAX:
+ * unknown); *upload: a request body is still arriving (known or chunked). */
+static uint64_t body_left(const struct grace_conn *c, unsigned char *upload)
+{
+    const struct grace_parser *p;
+    uint64_t buffered;
+
+    *upload = 0;
+    if (c->state == CS_IDLE || !c->slot)
+        return 0;
+    p = &c->slot->parser;
+    buffered = evbuffer_get_length(c->slot->in);
+    if (grace_parser_body_done(p))
+        return 0;
+    if (c->state != CS_ACTIVE && c->state != CS_DRAIN)
+        return UINT64_MAX;
+    if (p->req.framing == GRACE_FRAMING_CHUNKED) {
+        *upload = 1;
+        return UINT64_MAX;
+    }
+    if (p->req.framing != GRACE_FRAMING_LENGTH)
+        return UINT64_MAX;
+    *upload = p->remaining > buffered;
+    return p->remaining > buffered ? p->remaining - buffered : 0;
+}
+
+/*
+ * Close after the output has gone (docs/design.md "The graceful close"):
+ * CS_CLOSING reads and discards while the output drains, then
+ * output_drained() sends the FIN and the connection lingers (CS_LINGER)
+ * under linger.c's policy.
+ */
+void grace__conn_close_graceful(struct grace_conn *c)
+{
+    unsigned char upload;
+    uint64_t left;
+
+    if (c->state >= CS_CLOSING)
+        return;
+    left = body_left(c, &upload);
+    grace__linger_owed(&c->st.linger, left, upload);
+    c->state = CS_CLOSING;
+    grace__conn_discard_input(c);
+    /* keep reading: a client blocked in send() must not stall our writes */
+    c->read_paused = 0;
+    grace__conn_watch_input(c);
+    grace__conn_flush(c); /* calls output_drained() once empty */
+}
+
+/* The read event's timeout: when the linger's policy is due next. */
+static void linger_arm(struct grace_conn *c, int64_t now)
+{
+    struct timeval tv = grace__ms_tv(grace__linger_due(&c->st.linger, &c->srv->cfg) - now);
+    event_add(c->rd, &tv);
+}
+
+static void linger_end(struct grace_conn *c, enum grace_counter how)
+{
+    c->srv->cnt[how]++;
+    if (how == GRACE_CNT_LINGER_ERROR)
+        grace__conn_reason(c, -ECONNRESET);
+    grace__conn_destroy(c);
+}
+
+/*
+ * The read event of a closing connection: discard. In CS_CLOSING the
+ * client's EOF ends the connection once the output is out; in CS_LINGER
+ * every ending is counted.
+ */
+static void linger_read(struct grace_conn *c)
+{
+    struct grace_server *srv = c->srv;
+    size_t budget = LINGER_BUDGET;
+    int lingering = c->state == CS_LINGER;
+    uint64_t got = 0;
+
+    while (budget > 0) {
+        ssize_t n = c->tp->discard(&c->sock, budget);
+        if (n > 0) {
+            enum grace_counter how;
+            budget -= (size_t)n < budget ? (size_t)n : budget;
+            srv->cnt[GRACE_CNT_BYTES_DISCARDED] += (uint64_t)n;
+            how = grace__linger_bytes(&c->st.linger, &srv->cfg, (uint64_t)n, lingering);
+            if (how != GRACE_CNT__COUNT) {
+                linger_end(c, how);
+                return;
+            }
+            if (lingering)
+                got += (uint64_t)n;
+        } else if (n == 0) {
+            if (lingering) {
+                linger_end(c, GRACE_CNT_LINGER_CLIENT_EOF);
+            } else {
+                c->peer_eof = 1; /* output_drained() closes */
+                grace__conn_watch_input(c);
+            }
+            return;
+        } else if (n == -EAGAIN) {
+            break;
+        } else if (lingering) { /* ECONNRESET and friends end it, nothing more */
+            linger_end(c, GRACE_CNT_LINGER_ERROR);
+            return;
+        } else { /* the response cannot arrive any more */
+            grace__conn_abort(c, -ECONNRESET);
+            return;
+        }
+    }
+    if (got) {
+        int64_t now = grace__now_ms();
+        grace__linger_heard(&c->st.linger, &srv->cfg, got, now);
+        linger_arm(c, now);
+    }
+}
+
+/* A closing connection's output has all gone: the FIN, then the linger. */
+static void output_drained(struct grace_conn *c)
+{
+    struct grace_server *srv = c->srv;
+    int64_t now;
+
+    if (c->peer_eof || !OPT(srv, LINGER)) {
+        /* the client already closed; or linger=off, the naive close */
+        grace__conn_destroy(c);
+        return;
+    }
+    if (c->tp->shutdown(&c->sock) < 0) {
+        grace__conn_destroy(c);
+        return;
+    }
+    grace__conn_discard_input(c);
+    /* from here on a lingering socket costs its read event and struct
+     * grace_conn: the slot goes back when the callbacks return */
+    now = grace__now_ms();
+    c->state = CS_LINGER;
+    grace__linger_begin(&c->st.linger, &srv->cfg, now, srv->stopping != STOP_NONE);
+    TAILQ_REMOVE(&srv->conns, c, link);
+    TAILQ_INSERT_TAIL(&srv->lingering, c, link);
+    srv->nlingering++;
+    srv->cnt[GRACE_CNT_LINGERING]++;
+    CNT(srv, LINGER_STARTED);
+    linger_arm(c, now);
+    if (srv->nlingering > (size_t)OPT(srv, MAX_LINGERING)) {
+        struct grace_conn *old = TAILQ_FIRST(&srv->lingering);
+        grace__conn_enter(old);
+        linger_end(old, GRACE_CNT_LINGER_EVICTED);
+        grace__conn_leave(old);
+    }
+}
+
+/* The read event's timeout while lingering: the policy's verdict. */
+static void linger_timer(struct grace_conn *c)
+{
+    struct grace_server *srv = c->srv;
+    int64_t now = grace__now_ms();
+    unsigned char was = c->st.linger.extended;
+    enum grace_counter how = grace__linger_timer(&c->st.linger, &srv->cfg, now,
+                                                 srv->stopping != STOP_NONE);
+
+    if (how != GRACE_CNT__COUNT) {
+        linger_end(c, how);
+        return;
+    }
+    if (!was && c->st.linger.extended)
+        CNT(srv, LINGER_EXTENDED);
+    linger_arm(c, now);
+}
+
+/* A graceful stop: cut the remaining linger time short. */
+void grace__conn_linger_stop(struct grace_conn *c)
+{
+    int64_t now = grace__now_ms();
+    grace__linger_stop(&c->st.linger, &c->srv->cfg, now);
+    linger_arm(c, now);
+}
+
 /* ---------------------------------------------------------------- events */
 
 static void peer_eof(struct grace_conn *c);
@@ -1422,10 +1602,10 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
                 CNT(c->srv, TLS_TIMEOUT);
             grace__conn_destroy(c);
         } else if (c->state == CS_LINGER) {
-            grace__linger_timer(c);
+            linger_timer(c);
         }
     } else if (c->state >= CS_CLOSING) {
-        grace__linger_read(c);
+        linger_read(c);
     } else {
         input_ready(c);
     }
@@ -1455,7 +1635,7 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
 static void output_empty(struct grace_conn *c)
 {
     if (c->state == CS_CLOSING)
-        grace__conn_output_drained(c);
+        output_drained(c);
     else if (c->state == CS_STREAM)
         grace__stream_drained(c);
     else if (c->read_paused && !c->pumping)

@@ -6,7 +6,7 @@
  *   conn.c      the per-connection pipeline: read, parse, dispatch, body,
  *               write, the deadlines
  *   io.c        the socket seam (read, write/sendfile, shutdown, discard, close)
- *   linger.c    the graceful close: half-close, discard, linger timers
+ *   linger.c    the graceful close's policy: when discarding ends (pure)
  *   report.c    responses reported to the application once written
  *   request.c   request accessors and the body-reading API
  *   response.c  reply functions, header formatting, Date cache
@@ -19,6 +19,7 @@
 
 #include "core.h"
 #include "gracehttp.h"
+#include "linger.h"
 #include "parser.h"
 #include "transport.h"
 #include "util.h"
@@ -132,10 +133,6 @@ struct grace_slot {
     struct grace_slot *next;    /* srv->free_slots */
 };
 
-/* The linger's rate window (linger-rate-window) in this many slots: its
- * memory stays constant whatever the window's length. */
-#define GRACE_LINGER_SLOTS 8
-
 struct grace_conn {
     struct grace_server *srv;
     const struct grace_transport *tp;
@@ -165,18 +162,12 @@ struct grace_conn {
             int64_t since;    /* CS_STREAM: the last byte read or written */
             int64_t timeout;  /* stream-idle-timeout, or the stream's own */
         } stream;
-        struct {
-            int64_t start, deadline, last_ms; /* last_ms: last bytes */
-            uint64_t bytes, left; /* left: body still due, or UINT64_MAX */
-            uint32_t at;          /* the current slot of the rate window */
-            uint32_t win[GRACE_LINGER_SLOTS]; /* bytes per slot (linger.c) */
-            unsigned char upload; /* a body was still arriving at the close */
-        } linger;
+        struct grace_linger linger; /* CS_CLOSING, CS_LINGER (linger.c's policy) */
     } st;
     int busy;                 /* callbacks on the stack: defer the free */
     struct grace_request *free_reqs; /* finished while busy */
     unsigned in_pump_list : 1, pumping : 1, read_paused : 1, stop_close : 1, peer_eof : 1,
-        flush_pending : 1, delivering : 1, discard_after : 1, linger_extended : 1,
+        flush_pending : 1, delivering : 1, discard_after : 1,
         accepting : 1, refused : 1, stop_cut : 1;
     int close_err;            /* why it closes, for the close hook; first set wins */
     void *data;               /* the application's (grace_conn_set_data) */
@@ -237,12 +228,9 @@ void grace__conn_drain_check(struct grace_conn *c);
 const char *grace__conn_tls_version(const struct grace_conn *c);
 const char *grace__conn_tls_sni(const struct grace_conn *c);
 
-/* linger.c */
+/* conn.c: the lingering close (linger.c is its policy) */
 void grace__conn_close_graceful(struct grace_conn *c);
-void grace__conn_output_drained(struct grace_conn *c);
-void grace__linger_stop(struct grace_conn *c);
-void grace__linger_timer(struct grace_conn *c);
-void grace__linger_read(struct grace_conn *c);
+void grace__conn_linger_stop(struct grace_conn *c);
 
 /* report.c */
 void grace__report_start(struct grace_conn *c, struct grace_request *req, int status,

@@ -623,7 +623,7 @@ int grace_server_stop(struct grace_server *srv, int64_t timeout_ms, grace_stoppe
     TAILQ_FOREACH_SAFE(c, &srv->conns, link, next)
         grace__conn_lame_duck(c);
     TAILQ_FOREACH_SAFE(c, &srv->lingering, link, next)
-        grace__linger_stop(c);
+        grace__conn_linger_stop(c);
     grace__server_check_stopped(srv);
     return 0;
 }
