@@ -173,7 +173,7 @@ static void slot_detach(struct grace_conn *c)
     srv->nfree_slots++;
 }
 
-void grace__slots_free(struct grace_server *srv)
+static void slots_free(struct grace_server *srv)
 {
     struct grace_slot *s;
     while ((s = srv->free_slots)) {
@@ -301,6 +301,22 @@ static void timer_update(struct grace_conn *c)
 
 /* ---------------------------------------------------------------- lifetime */
 
+/* The application's accept hook (hooks.c): nonzero refuses the connection
+ * (the hook said so, or dropped it). */
+static int hook_accept(struct grace_conn *c)
+{
+    int rc;
+    c->accepting = 1;
+    rc = c->srv->on_accept(c, c->srv->accept_arg);
+    c->accepting = 0;
+    return rc || c->refused;
+}
+
+static void hook_close(struct grace_conn *c)
+{
+    c->srv->on_close(c, c->close_err, c->srv->close_arg);
+}
+
 /* Out of memory after the accept hook kept the connection: its close hook
  * still runs once, so data the hook attached is freed. */
 static void accept_failed(struct grace_conn *c)
@@ -308,7 +324,7 @@ static void accept_failed(struct grace_conn *c)
     if (c->srv->on_close) {
         c->close_err = -ENOMEM;
         c->state = CS_DEAD; /* grace_conn_drop() does nothing */
-        grace__hook_close(c);
+        hook_close(c);
     }
 }
 
@@ -316,7 +332,7 @@ static void accept_failed(struct grace_conn *c)
 static void accept_abandoned(struct grace_server *srv)
 {
     srv->nconns--;
-    grace__server_check_stopped(srv); /* a stop from the accept hook */
+    srv->up.conns_changed(srv, 0); /* a stop from the accept hook */
 }
 
 void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
@@ -340,7 +356,7 @@ void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const stru
     c->tp = tp; /* the hook may ask */
     /* counted before the hook: a stop from inside it waits for this one */
     srv->nconns++;
-    if (srv->on_accept && grace__hook_accept(c) != 0) { /* before any byte is read */
+    if (srv->on_accept && hook_accept(c) != 0) { /* before any byte is read */
         CNT(srv, CONN_REFUSED);
         evutil_closesocket(fd);
         free(c);
@@ -379,8 +395,7 @@ void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const stru
     srv->cnt[GRACE_CNT_CONN_ACTIVE]++;
     c->state = CS_HEAD;
 
-    if (srv->nconns >= (size_t)OPT(srv, MAX_CONNECTIONS))
-        grace__server_pause_accept(srv, 0);
+    srv->up.conns_changed(srv, 0); /* pauses the listeners at the cap */
 }
 
 void grace__conn_enter(struct grace_conn *c)
@@ -574,7 +589,7 @@ void grace__conn_destroy(struct grace_conn *c)
     c->rd = NULL;
     if (srv->on_close) { /* last word, with the socket still open (its address) */
         c->busy++; /* held, but not a bracket: the free comes below */
-        grace__hook_close(c);
+        hook_close(c);
         c->busy--;
     }
     if (c->sock.fd >= 0) /* -1: taken over by the application (stream.c) */
@@ -586,7 +601,7 @@ void grace__conn_destroy(struct grace_conn *c)
         slot_detach(c);
         free(c);
     }
-    grace__server_conn_closed(srv);
+    srv->up.conns_changed(srv, 1);
 }
 
 /* Run pump() for c from the event loop, not from the current call stack. */
@@ -607,7 +622,7 @@ void grace__conn_schedule(struct grace_conn *c)
  * one still queued) finds the list whole. Ones queued meanwhile wait for
  * the next round.
  */
-void grace__conn_run_scheduled(struct grace_server *srv)
+static void run_scheduled(struct grace_server *srv)
 {
     size_t n = srv->npump;
     struct grace_conn *c;
@@ -664,7 +679,7 @@ void grace__conn_abort(struct grace_conn *c, int err)
     grace__conn_destroy(c);
 }
 
-void grace__conn_free_all(struct grace_server *srv)
+void grace__engine_close_all(struct grace_server *srv)
 {
     struct grace_conn *c;
     while ((c = TAILQ_FIRST(&srv->conns)))
@@ -1131,7 +1146,7 @@ static int pump_head(struct grace_conn *c)
         c->state = CS_ACTIVE;
         c->st.body_since = grace__now_ms();
         CNT(srv, REQUESTS);
-        grace__server_dispatch(req);
+        srv->up.dispatch(req);
         return 1;
     }
     default: {
@@ -1540,7 +1555,7 @@ static void linger_timer(struct grace_conn *c)
 }
 
 /* A graceful stop: cut the remaining linger time short. */
-void grace__conn_linger_stop(struct grace_conn *c)
+static void linger_stop(struct grace_conn *c)
 {
     int64_t now = grace__now_ms();
     grace__linger_stop(&c->st.linger, &c->srv->cfg, now);
@@ -1738,7 +1753,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* grace_conn_drop(GRACEFUL): idle connections go now, the rest after
  * their response. */
-void grace__conn_stop(struct grace_conn *c)
+void grace__conn_drop(struct grace_conn *c)
 {
     grace__conn_enter(c);
     c->stop_close = 1;
@@ -1758,7 +1773,7 @@ void grace__conn_stop(struct grace_conn *c)
  * (stop-idle-grace); a draining one goes on draining, since its response
  * promised keep-alive; streams hear of it from the loop.
  */
-void grace__conn_lame_duck(struct grace_conn *c)
+static void lame_duck(struct grace_conn *c)
 {
     if (c->state == CS_STREAM) {
         grace__stream_stop(c);
@@ -1777,7 +1792,7 @@ void grace__conn_lame_duck(struct grace_conn *c)
  * is output still waiting for a slow reader; a connection without a
  * request closes.
  */
-void grace__conn_stop_cut(struct grace_conn *c)
+static void stop_cut(struct grace_conn *c)
 {
     static const char msg[] = "server shutting down";
     struct grace_request *req = c->req;
@@ -1802,4 +1817,92 @@ void grace__conn_stop_cut(struct grace_conn *c)
         grace__conn_abort(c, -ECANCELED);
     }
     grace__conn_leave(c);
+}
+
+/*
+ * Each connection once (marked), while the callbacks each cut runs may
+ * close others: the next one is held (busy) across the cut, and a walk
+ * that lost its place (the next one closed, or moved to the lingering
+ * list) starts again from the head, skipping the marked.
+ */
+static void cut_all(struct grace_server *srv)
+{
+    struct grace_conn *c = TAILQ_FIRST(&srv->conns), *n;
+
+    while (c) {
+        if (c->stop_cut) {
+            c = TAILQ_NEXT(c, link);
+            continue;
+        }
+        c->stop_cut = 1;
+        if ((n = TAILQ_NEXT(c, link)))
+            grace__conn_enter(n);
+        stop_cut(c);
+        if (!n)
+            break;
+        c = n->state == CS_DEAD || n->state == CS_LINGER ? TAILQ_FIRST(&srv->conns) : n;
+        grace__conn_leave(n); /* frees n if it closed */
+    }
+}
+
+void grace__engine_stop(struct grace_server *srv, enum grace_stop how)
+{
+    struct grace_conn *c, *next;
+
+    if (how == GRACE_STOP_CUT) {
+        cut_all(srv);
+        return;
+    }
+    /* the lame duck: no callback runs in here, connections get new timers */
+    TAILQ_FOREACH_SAFE(c, &srv->conns, link, next)
+        lame_duck(c);
+    TAILQ_FOREACH_SAFE(c, &srv->lingering, link, next)
+        linger_stop(c);
+}
+
+/* ---------------------------------------------------------------- engine */
+
+static void pump_cb(evutil_socket_t fd, short what, void *arg)
+{
+    run_scheduled(arg);
+}
+
+static const struct timeval *common_timeout(struct event_base *base, int64_t ms)
+{
+    struct timeval tv = grace__ms_tv(ms);
+    return event_base_init_common_timeout(base, &tv);
+}
+
+int grace__engine_init(struct grace_server *srv)
+{
+    struct event_base *base = srv->base;
+
+    TAILQ_INIT(&srv->conns);
+    TAILQ_INIT(&srv->lingering);
+    TAILQ_INIT(&srv->pump);
+    srv->fields = calloc(srv->plim.max_fields, sizeof(*srv->fields));
+    srv->pump_ev = event_new(base, -1, 0, pump_cb, srv);
+    srv->tv_header = common_timeout(base, OPT(srv, HEADER_TIMEOUT));
+    srv->tv_body = common_timeout(base, OPT(srv, BODY_TIMEOUT));
+    srv->tv_keepalive = common_timeout(base, OPT(srv, KEEPALIVE_TIMEOUT));
+    /* a new TLS connection's read event: the handshake, within the header time */
+    srv->tv_handshake = common_timeout(base, OPT(srv, TLS_HANDSHAKE_TIMEOUT) <
+                                                     OPT(srv, HEADER_TIMEOUT)
+                                                 ? OPT(srv, TLS_HANDSHAKE_TIMEOUT)
+                                                 : OPT(srv, HEADER_TIMEOUT));
+    if (!srv->fields || !srv->pump_ev || !srv->tv_header || !srv->tv_body ||
+        !srv->tv_keepalive || !srv->tv_handshake)
+        return -ENOMEM;
+    return 0;
+}
+
+void grace__engine_free(struct grace_server *srv)
+{
+    grace__engine_close_all(srv);
+    slots_free(srv);
+    if (srv->pump_ev)
+        event_free(srv->pump_ev);
+    srv->pump_ev = NULL;
+    free(srv->fields);
+    srv->fields = NULL;
 }

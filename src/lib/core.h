@@ -31,6 +31,14 @@ enum stop_phase {
     STOP_DONE       /* everything closed: reported */
 };
 
+/* How the engine stops connections: one the application drops gracefully,
+ * all at a server stop's start (no callback runs), all at its deadline. */
+enum grace_stop {
+    GRACE_STOP_DROP,      /* idle ones close now, the rest after their response */
+    GRACE_STOP_LAME_DUCK, /* responses say Connection: close; idle ones get stop-idle-grace */
+    GRACE_STOP_CUT        /* 503 before a reply, else cut; idle ones close */
+};
+
 struct grace_conn;
 struct grace_request;
 struct grace_slot;
@@ -39,8 +47,19 @@ struct grace_listener;
 TAILQ_HEAD(conn_list, grace_conn);
 TAILQ_HEAD(req_list, grace_request);
 
+/* The engine's and the protocols' only ways up to the server (server.c
+ * fills them): they never name it. */
+struct grace_server_up {
+    /* A request's head is complete: route it, run its handler. */
+    void (*dispatch)(struct grace_request *req);
+    /* nconns changed: after an accept (closed 0: pause at the cap) or a close
+     * (closed 1: accept again below it); a stop may be over. */
+    void (*conns_changed)(struct grace_server *srv, int closed);
+};
+
 struct grace_server {
     struct event_base *base;
+    struct grace_server_up up;
     struct grace_config cfg;
     struct grace_parser_limits plim;
     uint64_t cnt[GRACE_CNT__COUNT];

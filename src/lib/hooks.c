@@ -4,8 +4,8 @@
  * may refuse it before any byte is read, a close hook that fires once per
  * kept connection, user data, the addresses, and dropping it.
  *
- * conn.c calls grace__hook_accept() while setting a connection up (no
- * read event yet) and grace__hook_close() from grace__conn_destroy(), the
+ * The engine (conn.c) runs the accept hook while setting a connection up
+ * (no read event yet) and the close hook from grace__conn_destroy(), the
  * one place every connection ends, with the socket still open.
  */
 #include "internal.h"
@@ -24,21 +24,6 @@ void grace_server_on_close(struct grace_server *srv, grace_close_cb cb, void *ar
 {
     srv->on_close = cb;
     srv->close_arg = arg;
-}
-
-/* Nonzero: refuse the connection (the hook said so, or dropped it). */
-int grace__hook_accept(struct grace_conn *c)
-{
-    int rc;
-    c->accepting = 1;
-    rc = c->srv->on_accept(c, c->srv->accept_arg);
-    c->accepting = 0;
-    return rc || c->refused;
-}
-
-void grace__hook_close(struct grace_conn *c)
-{
-    c->srv->on_close(c, c->close_err, c->srv->close_arg);
 }
 
 struct grace_conn *grace_request_conn(const struct grace_request *req)
@@ -122,7 +107,7 @@ int grace_conn_drop(struct grace_conn *c, int how)
     if (how == GRACE_DROP_ABORT)
         grace__conn_abort(c, -ECONNABORTED);
     else
-        grace__conn_stop(c); /* as a graceful server stop does, for one */
+        grace__conn_drop(c); /* as a graceful server stop does, for one */
     grace__conn_leave(c);
     return 0;
 }

@@ -182,12 +182,6 @@ struct grace_conn {
 };
 
 
-/* server.c */
-void grace__server_conn_closed(struct grace_server *srv);
-void grace__server_pause_accept(struct grace_server *srv, int err);
-void grace__server_dispatch(struct grace_request *req);
-void grace__server_check_stopped(struct grace_server *srv);
-
 /* conn.c */
 /* A new connection on fd speaking tp (with the context tls, or NULL), from a
  * listener or the application: it owns fd from here on. */
@@ -196,15 +190,20 @@ void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const stru
 void grace__conn_enter(struct grace_conn *c);
 void grace__conn_leave(struct grace_conn *c);
 void grace__conn_schedule(struct grace_conn *c);
-void grace__conn_run_scheduled(struct grace_server *srv);
 void grace__conn_response_done(struct grace_conn *c);
 void grace__conn_flush(struct grace_conn *c);
 void grace__conn_write_now(struct grace_conn *c);
 void grace__conn_abort(struct grace_conn *c, int err);
-void grace__conn_free_all(struct grace_server *srv);
-void grace__conn_stop(struct grace_conn *c);
-void grace__conn_lame_duck(struct grace_conn *c);
-void grace__conn_stop_cut(struct grace_conn *c);
+void grace__conn_drop(struct grace_conn *c);
+/* The engine's share of the server: lists, slots, the pump event, the
+ * common timeouts. init: -ENOMEM; free: every connection closed first. */
+int grace__engine_init(struct grace_server *srv);
+void grace__engine_free(struct grace_server *srv);
+/* A server stop: GRACE_STOP_LAME_DUCK at its start, GRACE_STOP_CUT at its
+ * deadline, for every connection (docs/design.md "Stop"). */
+void grace__engine_stop(struct grace_server *srv, enum grace_stop how);
+/* Close every connection now (-ECANCELED): grace_server_free, a stop's end. */
+void grace__engine_close_all(struct grace_server *srv);
 void grace__conn_send_continue(struct grace_conn *c);
 void grace__conn_discard_input(struct grace_conn *c);
 void grace__conn_watch_input(struct grace_conn *c);
@@ -221,7 +220,6 @@ void grace__conn_reason(struct grace_conn *c, int err);
 int grace__conn_send_file(struct grace_conn *c, int fd, off_t offset, off_t length);
 size_t grace__buffered_out(const struct grace_conn *c);
 void grace__request_release(struct grace_conn *c, struct grace_request *req);
-void grace__slots_free(struct grace_server *srv);
 int grace__body_drainable(const struct grace_conn *c, const struct grace_request *req);
 void grace__conn_drain_check(struct grace_conn *c);
 /* The transport's answers, for the layers above it (NULL for plain). */
@@ -230,7 +228,6 @@ const char *grace__conn_tls_sni(const struct grace_conn *c);
 
 /* conn.c: the lingering close (linger.c is its policy) */
 void grace__conn_close_graceful(struct grace_conn *c);
-void grace__conn_linger_stop(struct grace_conn *c);
 
 /* report.c */
 void grace__report_start(struct grace_conn *c, struct grace_request *req, int status,
@@ -238,10 +235,6 @@ void grace__report_start(struct grace_conn *c, struct grace_request *req, int st
 void grace__report_done(struct grace_conn *c, struct grace_request *req);
 void grace__report_written(struct grace_conn *c);
 void grace__report_all(struct grace_conn *c, int err);
-
-/* hooks.c */
-int grace__hook_accept(struct grace_conn *c);
-void grace__hook_close(struct grace_conn *c);
 
 
 /* stream.c */

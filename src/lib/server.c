@@ -33,19 +33,10 @@ struct grace_listener {
 
 /* ---------------------------------------------------------------- server */
 
-static void pump_cb(evutil_socket_t fd, short what, void *arg)
-{
-    grace__conn_run_scheduled(arg);
-}
-
-static const struct timeval *common_timeout(struct event_base *base, int64_t ms)
-{
-    struct timeval tv = grace__ms_tv(ms);
-    return event_base_init_common_timeout(base, &tv);
-}
-
 static void accept_retry_cb(evutil_socket_t fd, short what, void *arg);
 static void free_listeners(struct grace_server *srv);
+static void dispatch(struct grace_request *req);
+static void conns_changed(struct grace_server *srv, int closed);
 
 struct grace_server *grace_server_new(struct event_base *base, const struct grace_config *cfg)
 {
@@ -70,23 +61,12 @@ struct grace_server *grace_server_new(struct event_base *base, const struct grac
     srv->plim.max_header_bytes = (size_t)OPT(srv, MAX_HEADER_BYTES);
     srv->plim.max_fields = (size_t)OPT(srv, MAX_HEADER_FIELDS);
     srv->plim.max_trailer_bytes = (size_t)OPT(srv, MAX_TRAILER_BYTES);
-    TAILQ_INIT(&srv->conns);
-    TAILQ_INIT(&srv->lingering);
-    TAILQ_INIT(&srv->pump);
     TAILQ_INIT(&srv->detached);
-    srv->fields = calloc(srv->plim.max_fields, sizeof(*srv->fields));
-    srv->pump_ev = event_new(base, -1, 0, pump_cb, srv);
+    /* the engine calls up through these two, never by name */
+    srv->up.dispatch = dispatch;
+    srv->up.conns_changed = conns_changed;
     srv->accept_timer = evtimer_new(base, accept_retry_cb, srv);
-    srv->tv_header = common_timeout(base, OPT(srv, HEADER_TIMEOUT));
-    srv->tv_body = common_timeout(base, OPT(srv, BODY_TIMEOUT));
-    srv->tv_keepalive = common_timeout(base, OPT(srv, KEEPALIVE_TIMEOUT));
-    /* a new TLS connection's read event: the handshake, within the header time */
-    srv->tv_handshake = common_timeout(base, OPT(srv, TLS_HANDSHAKE_TIMEOUT) <
-                                                     OPT(srv, HEADER_TIMEOUT)
-                                                 ? OPT(srv, TLS_HANDSHAKE_TIMEOUT)
-                                                 : OPT(srv, HEADER_TIMEOUT));
-    if (!srv->fields || !srv->pump_ev || !srv->accept_timer || !srv->tv_header || !srv->tv_body ||
-        !srv->tv_keepalive || !srv->tv_handshake) {
+    if (grace__engine_init(srv) < 0 || !srv->accept_timer) {
         grace_server_free(srv);
         errno = ENOMEM;
         return NULL;
@@ -100,8 +80,7 @@ void grace_server_free(struct grace_server *srv)
         return;
     free_listeners(srv);
     free(srv->listeners);
-    grace__conn_free_all(srv);
-    grace__slots_free(srv);
+    grace__engine_free(srv);
     while (!TAILQ_EMPTY(&srv->detached))
         grace__request_free(TAILQ_FIRST(&srv->detached));
     for (size_t i = 0; i < srv->nroutes; i++) {
@@ -109,13 +88,10 @@ void grace_server_free(struct grace_server *srv)
         free(srv->routes[i].path);
     }
     free(srv->routes);
-    if (srv->pump_ev)
-        event_free(srv->pump_ev);
     if (srv->stop_timer)
         event_free(srv->stop_timer);
     if (srv->accept_timer)
         event_free(srv->accept_timer);
-    free(srv->fields);
     free(srv->discard_buf);
     free(srv);
 }
@@ -141,7 +117,7 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
  * accept-retry has passed, whichever comes first. A listener left enabled
  * would spin: it stays readable while accept() fails.
  */
-void grace__server_pause_accept(struct grace_server *srv, int err)
+static void pause_accept(struct grace_server *srv, int err)
 {
     if (err) {
         struct timeval tv = grace__ms_tv(OPT(srv, ACCEPT_RETRY));
@@ -178,7 +154,7 @@ static void accept_error_cb(struct evconnlistener *lev, void *arg)
     struct grace_server *srv = ((struct grace_listener *)arg)->srv;
     int err = EVUTIL_SOCKET_ERROR();
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
-        grace__server_pause_accept(srv, 1);
+        pause_accept(srv, 1);
 }
 
 /* Take lev over (callbacks, ownership) and accept on it, with TLS if tls. */
@@ -361,11 +337,18 @@ int grace_server_adopt_conn(struct grace_server *srv, int fd, const struct socka
     return 0;
 }
 
-/* A connection closed: below the cap, accept again. */
-void grace__server_conn_closed(struct grace_server *srv)
+static void check_stopped(struct grace_server *srv);
+
+/* The engine's connection count changed (srv->up.conns_changed): after an
+ * accept, pause at the cap; after a close, accept again below it; and a
+ * stop may be done. */
+static void conns_changed(struct grace_server *srv, int closed)
 {
-    resume_accept(srv);
-    grace__server_check_stopped(srv);
+    if (closed)
+        resume_accept(srv);
+    else if (srv->nconns >= (size_t)OPT(srv, MAX_CONNECTIONS))
+        pause_accept(srv, 0);
+    check_stopped(srv);
 }
 
 /* ---------------------------------------------------------------- routing */
@@ -454,8 +437,9 @@ static void reply_405(struct grace_request *req)
     grace_reply(req, 405, "method not allowed\n", 19);
 }
 
-/* Headers are complete: run the route's handler (or the server's 404/405). */
-void grace__server_dispatch(struct grace_request *req)
+/* Headers are complete: run the route's handler (or the server's 404/405).
+ * The engine's srv->up.dispatch. */
+static void dispatch(struct grace_request *req)
 {
     struct grace_server *srv = req->srv;
     struct grace_conn *c = req->conn; /* busy (pump): outlives the handler */
@@ -538,34 +522,8 @@ static void stopped_cb(evutil_socket_t fd, short what, void *arg)
 static void stop_final_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct grace_server *srv = arg;
-    grace__conn_free_all(srv);
-    grace__server_check_stopped(srv);
-}
-
-/*
- * Each connection once (marked), while the callbacks each cut runs may
- * close others: the next one is held (busy) across the cut, and a walk
- * that lost its place (the next one closed, or moved to the lingering
- * list) starts again from the head, skipping the marked.
- */
-static void cut_all(struct grace_server *srv)
-{
-    struct grace_conn *c = TAILQ_FIRST(&srv->conns), *n;
-
-    while (c) {
-        if (c->stop_cut) {
-            c = TAILQ_NEXT(c, link);
-            continue;
-        }
-        c->stop_cut = 1;
-        if ((n = TAILQ_NEXT(c, link)))
-            grace__conn_enter(n);
-        grace__conn_stop_cut(c);
-        if (!n)
-            break;
-        c = n->state == CS_DEAD || n->state == CS_LINGER ? TAILQ_FIRST(&srv->conns) : n;
-        grace__conn_leave(n); /* frees n if it closed */
-    }
+    grace__engine_close_all(srv);
+    check_stopped(srv);
 }
 
 /* The deadline: requests still in flight are answered 503 or cut, idle
@@ -578,11 +536,11 @@ static void stop_timeout_cb(evutil_socket_t fd, short what, void *arg)
     srv->stopping = STOP_CUTTING;
     event_assign(srv->stop_timer, srv->base, -1, 0, stop_final_cb, srv);
     event_add(srv->stop_timer, &tv);
-    cut_all(srv);
-    grace__server_check_stopped(srv);
+    grace__engine_stop(srv, GRACE_STOP_CUT);
+    check_stopped(srv);
 }
 
-void grace__server_check_stopped(struct grace_server *srv)
+static void check_stopped(struct grace_server *srv)
 {
     if (srv->stopping == STOP_NONE || srv->stopping == STOP_DONE || srv->nconns ||
         !TAILQ_EMPTY(&srv->lingering))
@@ -596,7 +554,6 @@ void grace__server_check_stopped(struct grace_server *srv)
 int grace_server_stop(struct grace_server *srv, int64_t timeout_ms, grace_stopped_cb cb,
                       void *arg)
 {
-    struct grace_conn *c, *next;
     struct timeval tv;
 
     if (!srv || timeout_ms < 0)
@@ -620,10 +577,7 @@ int grace_server_stop(struct grace_server *srv, int64_t timeout_ms, grace_stoppe
     event_add(srv->stop_timer, &tv);
 
     /* no callback runs in here: connections only get new timers */
-    TAILQ_FOREACH_SAFE(c, &srv->conns, link, next)
-        grace__conn_lame_duck(c);
-    TAILQ_FOREACH_SAFE(c, &srv->lingering, link, next)
-        grace__conn_linger_stop(c);
-    grace__server_check_stopped(srv);
+    grace__engine_stop(srv, GRACE_STOP_LAME_DUCK);
+    check_stopped(srv);
     return 0;
 }
