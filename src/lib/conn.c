@@ -30,6 +30,7 @@
  */
 #include "internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/listener.h>
@@ -118,8 +119,8 @@ static int slot_attach(struct grace_conn *c)
     s->file_left = 0;
     s->written = 0;
     s->write_timeout = OPT(srv, WRITE_TIMEOUT);
-    s->reports = NULL;
-    s->reports_tail = &s->reports;
+    s->reports.head = NULL;
+    s->reports.tail = &s->reports.head;
     grace_parser_init(&s->parser, &srv->plim, srv->fields);
     c->slot = s;
     return 0;
@@ -154,7 +155,8 @@ static void slot_detach(struct grace_conn *c)
 
     if (!s)
         return;
-    grace__report_all(c, -ECONNRESET); /* none are left unless the socket died */
+    /* none are left unless the socket died */
+    grace__report_all(&s->reports, s->written, -ECONNRESET);
     c->slot = NULL;
     slot_quiet(s);
     if (s->file_fd >= 0) {
@@ -192,6 +194,11 @@ static size_t buffered_in(const struct grace_conn *c)
 size_t grace__buffered_out(const struct grace_conn *c)
 {
     return c->slot ? evbuffer_get_length(c->slot->out) + c->slot->file_left : 0;
+}
+
+uint64_t grace__conn_out_offset(const struct grace_conn *c)
+{
+    return c->slot->written + grace__buffered_out(c);
 }
 
 /* Does the connection still need its slot? Not when idle with nothing
@@ -523,14 +530,16 @@ void grace__conn_leave(struct grace_conn *c)
     /* responses that can no longer be written (a stream cut short) are
      * reported before the outermost bracket closes: the application's
      * callback must run while the connection is still held */
-    if (c->busy == 1 && c->state != CS_DEAD && c->slot && c->slot->reports && !slot_needed(c))
-        grace__report_all(c, -ECONNRESET);
+    if (c->busy == 1 && c->state != CS_DEAD && c->slot && c->slot->reports.head &&
+        !slot_needed(c))
+        grace__report_all(&c->slot->reports, c->slot->written, -ECONNRESET);
     if (--c->busy > 0)
         return;
-    while (c->free_reqs) {
-        struct grace_request *r = c->free_reqs;
-        c->free_reqs = r->next_free;
-        grace__request_free(r);
+    while (c->defer) {
+        struct grace_defer *d = c->defer;
+        c->defer = d->next;
+        d->queued = 0;
+        d->run(d);
     }
     if (c->state == CS_DEAD) {
         slot_detach(c);
@@ -582,7 +591,7 @@ void grace__conn_destroy(struct grace_conn *c)
     if (c->slot) {
         /* responses not yet written are reported lost; the buffers stay
          * until the callbacks on the stack have returned */
-        grace__report_all(c, -ECONNRESET);
+        grace__report_all(&c->slot->reports, c->slot->written, -ECONNRESET);
         slot_quiet(c->slot);
     }
     event_free(c->rd);
@@ -639,18 +648,16 @@ static void run_scheduled(struct grace_server *srv)
         event_active(srv->pump_ev, EV_TIMEOUT, 1);
 }
 
-/* The request is done with this connection: free it (later if busy). */
-void grace__request_release(struct grace_conn *c, struct grace_request *req)
+void grace__conn_defer(struct grace_conn *c, struct grace_defer *d)
 {
-    req->app_done = 1;
-    if (req->report) /* report.c frees it once the response is reported */
+    if (!c || !c->busy) {
+        d->run(d);
         return;
-    if (c && c->busy) {
-        req->next_free = c->free_reqs;
-        c->free_reqs = req;
-    } else {
-        grace__request_free(req);
     }
+    assert(!d->queued);
+    d->queued = 1;
+    d->next = c->defer;
+    c->defer = d;
 }
 
 /* The connection ends before the application completed its reply. */
@@ -661,13 +668,7 @@ static void request_detach(struct grace_conn *c, int err)
     if (!req)
         return;
     c->req = NULL;
-    req->conn = NULL;
-    req->detached = 1;
-    req->on_drain = NULL; /* the finish callback says it instead */
-    TAILQ_INSERT_TAIL(&c->srv->detached, req, dlink);
-    if (err == -ECONNRESET)
-        CNT(c->srv, CLIENT_ABORTS);
-    grace__request_finish(req, err);
+    grace__request_detach(req, err);
 }
 
 void grace__conn_abort(struct grace_conn *c, int err)
@@ -675,7 +676,7 @@ void grace__conn_abort(struct grace_conn *c, int err)
     grace__conn_reason(c, err);
     request_detach(c, err);
     if (c->slot && c->state != CS_DEAD)
-        grace__report_all(c, err);
+        grace__report_all(&c->slot->reports, c->slot->written, err);
     grace__conn_destroy(c);
 }
 
@@ -892,8 +893,8 @@ static void write_output(struct grace_conn *c, int in_event)
         s->write_since = grace__now_ms();
         if (c->state == CS_STREAM)
             c->st.stream.since = s->write_since;
-        if (s->reports)
-            grace__report_written(c);
+        if (s->reports.head)
+            grace__report_written(&s->reports, s->written);
         if (c->state == CS_DEAD) /* a report callback dropped it */
             return;
         grace__conn_drain_check(c);
@@ -991,8 +992,7 @@ void grace__conn_response_done(struct grace_conn *c)
     /* the rest of this response may still wait for the socket */
     c->slot->write_timeout = req->write_timeout ? req->write_timeout : OPT(c->srv, WRITE_TIMEOUT);
     c->req = NULL;
-    grace__request_finish(req, 0);
-    grace__request_release(c, req);
+    grace__request_done(req);
     if (c->state == CS_DEAD)
         return;
     /* a response that did not say Connection: close (it started before a

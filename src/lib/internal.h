@@ -31,6 +31,17 @@
 struct evbuffer;
 struct grace_conn;
 
+/*
+ * Work left for when nothing is on the connection's stack (a request's
+ * free): run once, at the outermost grace__conn_leave(), or at once if the
+ * connection is not busy (grace__conn_defer). Queued at most once.
+ */
+struct grace_defer {
+    struct grace_defer *next;
+    void (*run)(struct grace_defer *d);
+    int queued;
+};
+
 
 /* Connection states, named by what the connection waits for;
  * docs/design.md has the diagram. */
@@ -87,7 +98,8 @@ struct grace_request {
     unsigned head : 1, chunked_out : 1, close_delimited : 1, sent_continue : 1,
         close_after : 1, body_done : 1, finished : 1, detached : 1, end_delivered : 1,
         want_close : 1, app_done : 1;
-    struct grace_request *next_free;    /* conn->free_reqs */
+    int64_t start_us;                   /* its first byte (monotonic us) */
+    struct grace_defer defer;           /* its free, while its connection is busy */
     TAILQ_ENTRY(grace_request) dlink;   /* srv->detached */
 };
 
@@ -102,9 +114,15 @@ struct grace_response_info {
     struct grace_conn *conn;
     uint64_t start, head_end, end;    /* offsets in the connection's output */
     int64_t start_us, end_us;
+    uint64_t sent;                    /* the output's offset when it was reported */
     const char *tls_version;          /* the connection's, when it started */
     int status, err;
     unsigned done : 1;                /* end is known: the reply completed */
+};
+
+/* The records of a connection's responses, oldest first. */
+struct grace_reports {
+    struct grace_response_info *head, **tail;
 };
 
 /*
@@ -128,7 +146,7 @@ struct grace_slot {
     uint64_t file_left;         /* its bytes not yet in out */
     int64_t req_start_us;       /* the current request's first byte */
     uint64_t written;           /* bytes written since the slot was attached */
-    struct grace_response_info *reports, **reports_tail; /* report.c */
+    struct grace_reports reports; /* report.c */
     struct grace_parser parser;
     struct grace_slot *next;    /* srv->free_slots */
 };
@@ -165,7 +183,7 @@ struct grace_conn {
         struct grace_linger linger; /* CS_CLOSING, CS_LINGER (linger.c's policy) */
     } st;
     int busy;                 /* callbacks on the stack: defer the free */
-    struct grace_request *free_reqs; /* finished while busy */
+    struct grace_defer *defer; /* to run at the outermost leave */
     unsigned in_pump_list : 1, pumping : 1, read_paused : 1, stop_close : 1, peer_eof : 1,
         flush_pending : 1, delivering : 1, discard_after : 1,
         accepting : 1, refused : 1, stop_cut : 1;
@@ -219,7 +237,11 @@ void grace__conn_body_too_large(struct grace_conn *c);
 void grace__conn_reason(struct grace_conn *c, int err);
 int grace__conn_send_file(struct grace_conn *c, int fd, off_t offset, off_t length);
 size_t grace__buffered_out(const struct grace_conn *c);
-void grace__request_release(struct grace_conn *c, struct grace_request *req);
+/* Run d now, or at the outermost grace__conn_leave() while c is busy (c
+ * NULL: now). */
+void grace__conn_defer(struct grace_conn *c, struct grace_defer *d);
+/* Where the output ends now: bytes written plus bytes queued. */
+uint64_t grace__conn_out_offset(const struct grace_conn *c);
 int grace__body_drainable(const struct grace_conn *c, const struct grace_request *req);
 void grace__conn_drain_check(struct grace_conn *c);
 /* The transport's answers, for the layers above it (NULL for plain). */
@@ -230,11 +252,11 @@ const char *grace__conn_tls_sni(const struct grace_conn *c);
 void grace__conn_close_graceful(struct grace_conn *c);
 
 /* report.c */
-void grace__report_start(struct grace_conn *c, struct grace_request *req, int status,
-                         size_t head_len);
-void grace__report_done(struct grace_conn *c, struct grace_request *req);
-void grace__report_written(struct grace_conn *c);
-void grace__report_all(struct grace_conn *c, int err);
+void grace__report_start(struct grace_reports *l, struct grace_conn *c, struct grace_request *req,
+                         int status, int64_t start_us, uint64_t start, size_t head_len);
+void grace__report_done(struct grace_reports *l, struct grace_request *req, uint64_t end);
+void grace__report_written(struct grace_reports *l, uint64_t written);
+void grace__report_all(struct grace_reports *l, uint64_t written, int err);
 
 
 /* stream.c */
@@ -249,6 +271,14 @@ int grace__request_upgrade_refused(const struct grace_request *req);
 struct grace_request *grace__request_new(struct grace_conn *c, const char *blk);
 void grace__request_finish(struct grace_request *req, int err);
 void grace__request_free(struct grace_request *req);
+/* The application is done with req: freed once no report pins it (later if
+ * its connection is busy). */
+void grace__request_release(struct grace_request *req);
+/* Its protocol lets go of req, exactly one of the two, once: the reply is
+ * complete (finish 0), or the connection ended first (finish err; req joins
+ * srv->detached). */
+void grace__request_done(struct grace_request *req);
+void grace__request_detach(struct grace_request *req, int err);
 
 /* response.c */
 int grace__reply_error(struct grace_conn *c, struct grace_request *req, int status,

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -80,6 +81,7 @@ struct grace_request *grace__request_new(struct grace_conn *c, const char *src)
     req->query = q ? q + 1 : NULL;
     req->head = p->method_id == GRACE_PM_HEAD;
     req->tls_version = grace__conn_tls_version(c);
+    req->start_us = c->slot->req_start_us;
     req->body_limit = (uint64_t)OPT(c->srv, MAX_BODY_SIZE);
     return req;
 }
@@ -93,6 +95,8 @@ void grace__request_finish(struct grace_request *req, int err)
         req->on_finish(req, err, req->finish_arg);
 }
 
+static void request_free_deferred(struct grace_defer *d);
+
 void grace__request_free(struct grace_request *req)
 {
     if (req->detached)
@@ -103,6 +107,39 @@ void grace__request_free(struct grace_request *req)
     if (req->resp_headers)
         evbuffer_free(req->resp_headers);
     free(req);
+}
+
+static void request_free_deferred(struct grace_defer *d)
+{
+    grace__request_free((struct grace_request *)((char *)d - offsetof(struct grace_request, defer)));
+}
+
+void grace__request_release(struct grace_request *req)
+{
+    req->app_done = 1;
+    if (req->report) /* report.c frees it once the response is reported */
+        return;
+    req->defer.run = request_free_deferred;
+    grace__conn_defer(req->conn, &req->defer); /* later, while its connection is busy */
+}
+
+void grace__request_done(struct grace_request *req)
+{
+    grace__request_finish(req, 0);
+    grace__request_release(req);
+}
+
+void grace__request_detach(struct grace_request *req, int err)
+{
+    struct grace_server *srv = req->srv;
+
+    req->conn = NULL;
+    req->detached = 1;
+    req->on_drain = NULL; /* the finish callback says it instead */
+    TAILQ_INSERT_TAIL(&srv->detached, req, dlink);
+    if (err == -ECONNRESET)
+        CNT(srv, CLIENT_ABORTS);
+    grace__request_finish(req, err);
 }
 
 /* ---------------------------------------------------------------- accessors */
@@ -363,7 +400,7 @@ int grace_request_set_deadline(struct grace_request *req, int64_t ms)
         return -EALREADY;
     c = req->conn;
     /* total: from the request's first byte, as its report measures */
-    req->deadline_at = ms ? c->slot->req_start_us / 1000 + ms : 0;
+    req->deadline_at = ms ? req->start_us / 1000 + ms : 0;
     grace__conn_enter(c);
     grace__conn_leave(c); /* the outermost bracket arms the slot's timer */
     return 0;

@@ -80,7 +80,8 @@ static void write_head(struct grace_request *req, int status, int64_t content_le
         PUT(head, n, "Connection: close\r\n");
     else if (req->p.version_minor == 0)
         PUT(head, n, "Connection: keep-alive\r\n");
-    grace__report_start(c, req, status, n + extra + 2);
+    grace__report_start(&c->slot->reports, c, req, status, req->start_us,
+                        grace__conn_out_offset(c), n + extra + 2);
     if (req->resp_headers) {
         evbuffer_add(out, head, n);
         evbuffer_add_buffer(out, req->resp_headers);
@@ -98,7 +99,7 @@ static int reply_check(struct grace_request *req, enum resp_state want, int comp
         return -EINVAL;
     if (req->detached) {
         if (completes) /* the application is done with it */
-            grace__request_release(NULL, req);
+            grace__request_release(req);
         return -ENOTCONN;
     }
     if (req->resp != want)
@@ -110,7 +111,7 @@ static void reply_done(struct grace_request *req)
 {
     struct grace_conn *c = req->conn;
     req->resp = RESP_DONE;
-    grace__report_done(c, req);
+    grace__report_done(&c->slot->reports, req, grace__conn_out_offset(c));
     grace__conn_flush(c);
     grace__conn_response_done(c);
 }
@@ -390,10 +391,12 @@ int grace__reply_error(struct grace_conn *c, struct grace_request *req, int stat
     n += (size_t)k;
     char line[64];
     int ll = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, grace_status_reason(status));
-    grace__report_start(c, req, status, (size_t)ll + n);
+    grace__report_start(&c->slot->reports, c, req, status,
+                        req ? req->start_us : c->slot->req_start_us, grace__conn_out_offset(c),
+                        (size_t)ll + n);
     if (evbuffer_add(out, line, (size_t)ll) < 0 || evbuffer_add(out, head, n) < 0 ||
         evbuffer_add(out, msg, ml) < 0 || evbuffer_add(out, "\n", 1) < 0)
         return -ENOMEM;
-    grace__report_done(c, req);
+    grace__report_done(&c->slot->reports, req, grace__conn_out_offset(c));
     return 0;
 }

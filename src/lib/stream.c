@@ -101,7 +101,7 @@ int grace_reply_upgrade(struct grace_request *req, int status, struct grace_stre
         return -EINVAL;
     *stream = NULL;
     if (req->detached) { /* completes the reply: the application is done with it */
-        grace__request_release(NULL, req);
+        grace__request_release(req);
         return -ENOTCONN;
     }
     if (req->resp != RESP_NONE)
@@ -127,13 +127,14 @@ int grace_reply_upgrade(struct grace_request *req, int status, struct grace_stre
     if (!connect)
         n += (size_t)snprintf(head + n, sizeof(head) - n, "Connection: Upgrade\r\n");
     req->status = status;
-    grace__report_start(c, req, status, n + extra + 2);
+    grace__report_start(&c->slot->reports, c, req, status, req->start_us,
+                        grace__conn_out_offset(c), n + extra + 2);
     evbuffer_add(c->slot->out, head, n);
     if (req->resp_headers)
         evbuffer_add_buffer(c->slot->out, req->resp_headers);
     evbuffer_add(c->slot->out, "\r\n", 2);
     req->resp = RESP_DONE;
-    grace__report_done(c, req);
+    grace__report_done(&c->slot->reports, req, grace__conn_out_offset(c));
 
     st->conn = c;
     c->stream = st;
@@ -142,8 +143,7 @@ int grace_reply_upgrade(struct grace_request *req, int status, struct grace_stre
     c->st.stream.since = grace__now_ms();
     c->st.stream.timeout = OPT(c->srv, STREAM_IDLE_TIMEOUT);
     CNT(c->srv, UPGRADES);
-    grace__request_finish(req, 0);
-    grace__request_release(c, req);
+    grace__request_done(req);
     *stream = st;
     grace__conn_flush(c);
     grace__conn_leave(c);
