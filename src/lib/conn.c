@@ -53,6 +53,25 @@ static void output_empty(struct grace_conn *c);
 static void close_between_requests(struct grace_conn *c);
 static int rd_arm_new(struct grace_conn *c);
 
+/* HTTP/1.1, still inside the engine (it moves to http1.c) */
+static void h1_input(struct grace_conn *c);
+static void h1_output(struct grace_conn *c, enum grace_out what);
+static void h1_timeout(struct grace_conn *c, enum grace_counter why);
+static void h1_stop(struct grace_conn *c, enum grace_stop how);
+static void h1_end(struct grace_conn *c, int err);
+static int64_t h1_deadline(const struct grace_conn *c, enum grace_counter *why);
+static uint64_t h1_owed(const struct grace_conn *c, unsigned char *upload);
+static const struct grace_proto h1_proto = {
+    .name = "http/1.1",
+    .input = h1_input,
+    .output = h1_output,
+    .timeout = h1_timeout,
+    .stop = h1_stop,
+    .end = h1_end,
+    .deadline = h1_deadline,
+    .owed = h1_owed,
+};
+
 /* The largest header block the parser can accept, plus its CRLFs. */
 static size_t head_max(const struct grace_server *srv)
 {
@@ -118,6 +137,8 @@ static int slot_attach(struct grace_conn *c)
     s->file_fd = -1;
     s->file_left = 0;
     s->written = 0;
+    s->read_ms = 0;
+    s->wrote_ms = 0;
     s->write_timeout = OPT(srv, WRITE_TIMEOUT);
     s->reports.head = NULL;
     s->reports.tail = &s->reports.head;
@@ -231,52 +252,61 @@ static int64_t body_period(const struct grace_conn *c)
     return c->req->body_timeout ? c->req->body_timeout : OPT(c->srv, BODY_TIMEOUT);
 }
 
+/* HTTP/1.1's deadlines (the protocol's, h1_proto): header-timeout, body
+ * progress, drain-time, the request's own total. */
+static int64_t h1_deadline(const struct grace_conn *c, enum grace_counter *why)
+{
+    struct grace_server *srv = c->srv;
+    int64_t d = 0;
+
+    if (c->state == CS_HEAD && !c->read_paused) {
+        grace__earlier(&d, why, c->st.head.deadline, GRACE_CNT_TIMEOUT_HEADER);
+    } else if (waiting_for_body(c)) {
+        /* idle: a period from the last byte (the engine's last read, or when
+         * the application began to wait); too slow: a period from the rate
+         * window's start (body_rate_kept() decides when it passes) */
+        int64_t since = c->slot->read_ms > c->st.body_since ? c->slot->read_ms : c->st.body_since;
+        int64_t idle = since + body_period(c);
+        int64_t slow = OPT(srv, BODY_MIN_RATE) && c->req->rate_since
+                           ? c->req->rate_since + body_period(c) : 0;
+        if (slow && slow < idle)
+            grace__earlier(&d, why, slow, GRACE_CNT_BODY_TOO_SLOW);
+        else
+            grace__earlier(&d, why, idle, GRACE_CNT_TIMEOUT_BODY);
+    } else if (c->state == CS_DRAIN) {
+        grace__earlier(&d, why, c->st.drain.deadline, GRACE_CNT_TIMEOUT_DRAIN);
+    }
+    /* the application's total for its request, beside the progress timers */
+    if (c->state == CS_ACTIVE && c->req && c->req->deadline_at)
+        grace__earlier(&d, why, c->req->deadline_at, GRACE_CNT_TIMEOUT_REQUEST);
+    return d;
+}
+
 /*
  * The earliest deadline of a connection with a slot, in monotonic ms, or 0
- * for none. *why says which: the counter to bump when it passes.
+ * for none. *why says which: the counter to bump when it passes. The
+ * engine's own (write-timeout, the TLS handshake), then its protocol's.
  */
 static int64_t deadline(const struct grace_conn *c, enum grace_counter *why)
 {
     struct grace_server *srv = c->srv;
-    int64_t d = 0, t;
-
-#define EARLIER(when, cnt)            \
-    do {                              \
-        t = (when);                   \
-        if (!d || t < d) {            \
-            d = t;                    \
-            *why = GRACE_CNT_##cnt;   \
-        }                             \
-    } while (0)
+    int64_t d = 0;
 
     if (grace__buffered_out(c)) {
         /* the request's own, else the last response's (its tail may wait) */
         int64_t wt = !c->req ? c->slot->write_timeout
                      : c->req->write_timeout ? c->req->write_timeout : OPT(srv, WRITE_TIMEOUT);
-        EARLIER(c->slot->write_since + wt, TIMEOUT_WRITE);
+        grace__earlier(&d, why, c->slot->write_since + wt, GRACE_CNT_TIMEOUT_WRITE);
     }
     if (!c->tp->ready(&c->sock))
-        EARLIER(c->accepted_ms + OPT(srv, TLS_HANDSHAKE_TIMEOUT), TLS_TIMEOUT);
-    if (c->state == CS_HEAD && !c->read_paused)
-        EARLIER(c->st.head.deadline, TIMEOUT_HEADER);
-    else if (waiting_for_body(c)) {
-        /* idle: a period from the last byte; too slow: a period from the
-         * rate window's start (body_rate_kept() decides when it passes) */
-        int64_t idle = c->st.body_since + body_period(c);
-        int64_t slow = OPT(srv, BODY_MIN_RATE) && c->req->rate_since
-                           ? c->req->rate_since + body_period(c) : 0;
-        if (slow && slow < idle)
-            EARLIER(slow, BODY_TOO_SLOW);
-        else
-            EARLIER(idle, TIMEOUT_BODY);
-    } else if (c->state == CS_DRAIN)
-        EARLIER(c->st.drain.deadline, TIMEOUT_DRAIN);
-    else if (c->state == CS_STREAM)
-        EARLIER(c->st.stream.since + c->st.stream.timeout, TIMEOUT_STREAM);
-    /* the application's total for its request, beside the progress timers */
-    if (c->state == CS_ACTIVE && c->req && c->req->deadline_at)
-        EARLIER(c->req->deadline_at, TIMEOUT_REQUEST);
-#undef EARLIER
+        grace__earlier(&d, why, c->accepted_ms + OPT(srv, TLS_HANDSHAKE_TIMEOUT),
+                       GRACE_CNT_TLS_TIMEOUT);
+    if (c->state < CS_CLOSING && c->proto && c->proto->deadline) {
+        enum grace_counter pw = GRACE_CNT__COUNT;
+        int64_t t = c->proto->deadline(c, &pw);
+        if (t)
+            grace__earlier(&d, why, t, pw);
+    }
     return d;
 }
 
@@ -307,6 +337,25 @@ static void timer_update(struct grace_conn *c)
 }
 
 /* ---------------------------------------------------------------- lifetime */
+
+/* The protocol leaves the connection, once: it lets go of what it holds
+ * (what it cuts off is err's doing). CLOSING and LINGER are the engine's. */
+static void proto_end(struct grace_conn *c, int err)
+{
+    const struct grace_proto *p = c->proto;
+
+    if (!p)
+        return;
+    c->proto = NULL;
+    p->end(c, err);
+}
+
+int grace__conn_switch(struct grace_conn *c, const struct grace_proto *proto, void *arg)
+{
+    c->proto = proto;
+    c->ps = NULL;
+    return proto->start ? proto->start(c, arg) : 0;
+}
 
 /* The application's accept hook (hooks.c): nonzero refuses the connection
  * (the hook said so, or dropped it). */
@@ -397,6 +446,7 @@ void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const stru
         accept_abandoned(srv);
         return;
     }
+    c->proto = &h1_proto;
     TAILQ_INSERT_TAIL(&srv->conns, c, link);
     CNT(srv, CONN_ACCEPTED);
     srv->cnt[GRACE_CNT_CONN_ACTIVE]++;
@@ -571,8 +621,7 @@ void grace__conn_destroy(struct grace_conn *c)
 
     if (c->state == CS_DEAD)
         return;
-    if (c->req || c->stream) /* callers detach first; one left here is aborted */
-        grace__conn_abort(c, -ECONNRESET); /* detaches, then comes back here */
+    proto_end(c, -ECONNRESET); /* what it still holds is cut off */
     if (c->state == CS_DEAD)
         return;
     if (c->state == CS_LINGER) {
@@ -664,17 +713,24 @@ void grace__conn_defer(struct grace_conn *c, struct grace_defer *d)
 static void request_detach(struct grace_conn *c, int err)
 {
     struct grace_request *req = c->req;
-    grace__stream_end(c, err); /* an upgraded connection has a stream instead */
     if (!req)
         return;
     c->req = NULL;
     grace__request_detach(req, err);
 }
 
+/* HTTP/1.1 leaves the connection: a request in flight is cut off. */
+static void h1_end(struct grace_conn *c, int err)
+{
+    if (c->req)
+        grace__conn_reason(c, err);
+    request_detach(c, err);
+}
+
 void grace__conn_abort(struct grace_conn *c, int err)
 {
     grace__conn_reason(c, err);
-    request_detach(c, err);
+    proto_end(c, err);
     if (c->slot && c->state != CS_DEAD)
         grace__report_all(&c->slot->reports, c->slot->written, err);
     grace__conn_destroy(c);
@@ -764,10 +820,8 @@ static int read_input(struct grace_conn *c)
             return (int)n;
         }
     }
-    if (got && c->state == CS_ACTIVE)
-        c->st.body_since = grace__now_ms(); /* progress for body-timeout */
-    else if (got && c->state == CS_STREAM)
-        c->st.stream.since = grace__now_ms();
+    if (got)
+        c->slot->read_ms = grace__now_ms(); /* progress, for the protocol's timers */
     return 0;
 }
 
@@ -891,8 +945,7 @@ static void write_output(struct grace_conn *c, int in_event)
     }
     if (progress) {
         s->write_since = grace__now_ms();
-        if (c->state == CS_STREAM)
-            c->st.stream.since = s->write_since;
+        s->wrote_ms = s->write_since; /* progress, for the protocol's timers */
         if (s->reports.head)
             grace__report_written(&s->reports, s->written);
         if (c->state == CS_DEAD) /* a report callback dropped it */
@@ -1317,10 +1370,12 @@ void grace__conn_discard_input(struct grace_conn *c)
     evbuffer_drain(c->slot->in, n);
 }
 
-static void pump_states(struct grace_conn *c)
+/* HTTP/1.1's input (h1_proto): parse and deliver what is buffered, request
+ * after request, until it waits or hands the connection over. */
+static void h1_input(struct grace_conn *c)
 {
     int more = 1;
-    while (more && c->state != CS_DEAD) {
+    while (more && c->proto == &h1_proto) {
         switch (c->state) {
         case CS_IDLE:
             more = buffered_in(c) > 0;
@@ -1334,29 +1389,37 @@ static void pump_states(struct grace_conn *c)
         case CS_DRAIN:
             more = pump_body(c);
             break;
-        case CS_STREAM:
-            more = grace__stream_input(c);
-            break;
-        case CS_CLOSING:
-            grace__conn_discard_input(c);
-            more = 0;
-            break;
-        default:
+        default: /* closing (the engine discards), or dead */
             more = 0;
         }
     }
+}
+
+/* The protocol takes the buffered input; one that hands the connection over
+ * (an upgrade) leaves the rest to the next. A closing connection's input is
+ * discarded. */
+static void pump_input(struct grace_conn *c)
+{
+    const struct grace_proto *p = NULL;
+
+    while (c->state < CS_CLOSING && c->proto && c->proto != p) {
+        p = c->proto;
+        p->input(c);
+    }
+    if (c->state == CS_CLOSING)
+        grace__conn_discard_input(c);
 }
 
 /* Parse and dispatch what is buffered, then write what that produced. */
 static void pump(struct grace_conn *c)
 {
     if (c->pumping) { /* re-entered from a callback: the outer pump goes on */
-        pump_states(c);
+        pump_input(c);
         return;
     }
     for (;;) {
         c->pumping = 1;
-        pump_states(c);
+        pump_input(c);
         c->pumping = 0;
         if (c->state == CS_DEAD)
             return;
@@ -1388,8 +1451,9 @@ static void pump(struct grace_conn *c)
 #define LINGER_BUDGET (1u << 20)
 
 /* Body bytes the client still owes, as far as we know (UINT64_MAX:
- * unknown); *upload: a request body is still arriving (known or chunked). */
-static uint64_t body_left(const struct grace_conn *c, unsigned char *upload)
+ * unknown); *upload: a request body is still arriving (known or chunked).
+ * HTTP/1.1's (h1_proto), for the linger. */
+static uint64_t h1_owed(const struct grace_conn *c, unsigned char *upload)
 {
     const struct grace_parser *p;
     uint64_t buffered;
@@ -1419,14 +1483,17 @@ static uint64_t body_left(const struct grace_conn *c, unsigned char *upload)
  * output_drained() sends the FIN and the connection lingers (CS_LINGER)
  * under linger.c's policy.
  */
-void grace__conn_close_graceful(struct grace_conn *c)
+static uint64_t owed(const struct grace_conn *c, unsigned char *upload)
 {
-    unsigned char upload;
-    uint64_t left;
+    *upload = 0;
+    return c->proto && c->proto->owed ? c->proto->owed(c, upload) : 0;
+}
 
+/* The graceful close, the body still owed known. */
+static void close_owing(struct grace_conn *c, uint64_t left, unsigned char upload)
+{
     if (c->state >= CS_CLOSING)
         return;
-    left = body_left(c, &upload);
     grace__linger_owed(&c->st.linger, left, upload);
     c->state = CS_CLOSING;
     grace__conn_discard_input(c);
@@ -1434,6 +1501,13 @@ void grace__conn_close_graceful(struct grace_conn *c)
     c->read_paused = 0;
     grace__conn_watch_input(c);
     grace__conn_flush(c); /* calls output_drained() once empty */
+}
+
+void grace__conn_close_graceful(struct grace_conn *c)
+{
+    unsigned char upload;
+    uint64_t left = owed(c, &upload);
+    close_owing(c, left, upload);
 }
 
 /* The read event's timeout: when the linger's policy is due next. */
@@ -1507,6 +1581,9 @@ static void output_drained(struct grace_conn *c)
     struct grace_server *srv = c->srv;
     int64_t now;
 
+    proto_end(c, 0); /* all its output is written */
+    if (c->state == CS_DEAD)
+        return;
     if (c->peer_eof || !OPT(srv, LINGER)) {
         /* the client already closed; or linger=off, the naive close */
         grace__conn_destroy(c);
@@ -1579,10 +1656,12 @@ static void input_ready(struct grace_conn *c)
     if (rc == -EPROTO) {
         /* a TLS protocol error (garbage, plain HTTP, renegotiation): what
          * the client still sends is discarded, then a FIN, not a reset */
+        unsigned char upload;
+        uint64_t left = owed(c, &upload);
         grace__conn_reason(c, -EPROTO);
-        request_detach(c, -EPROTO);
+        proto_end(c, -EPROTO);
         if (c->state != CS_DEAD)
-            grace__conn_close_graceful(c);
+            close_owing(c, left, upload);
         return;
     }
     if (rc < 0) {
@@ -1651,10 +1730,16 @@ static void output_empty(struct grace_conn *c)
 {
     if (c->state == CS_CLOSING)
         output_drained(c);
-    else if (c->state == CS_STREAM)
-        grace__stream_drained(c);
-    else if (c->read_paused && !c->pumping)
-        grace__conn_schedule(c); /* takes requests again: see the end of pump() */
+    else if (c->proto && c->proto->output)
+        c->proto->output(c, GRACE_OUT_EMPTY);
+}
+
+/* HTTP/1.1's output (h1_proto): paused for output that has now gone, it
+ * takes requests again (see the end of pump()). */
+static void h1_output(struct grace_conn *c, enum grace_out what)
+{
+    if (what == GRACE_OUT_EMPTY && c->read_paused && !c->pumping)
+        grace__conn_schedule(c);
 }
 
 /* No request in progress: close now, or once the responses still queued
@@ -1711,44 +1796,53 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     grace__conn_enter(c);
     c->slot->timer_at = 0;
     d = deadline(c, &why);
-    if (d && d <= grace__now_ms() && why == GRACE_CNT_TIMEOUT_WRITE &&
-        send_queue_moved(c))
-        d = 0; /* leave() arms the timer for the new deadline */
-    if (d && d <= grace__now_ms() && why == GRACE_CNT_BODY_TOO_SLOW && body_rate_kept(c))
-        d = 0;
     if (d && d <= grace__now_ms()) {
-        c->srv->cnt[why]++;
-        grace__conn_reason(c, -ETIMEDOUT);
-        switch (why) {
-        case GRACE_CNT_TIMEOUT_WRITE:
-            grace__conn_abort(c, -ETIMEDOUT);
-            break;
-        case GRACE_CNT_TIMEOUT_HEADER:
-            if (buffered_in(c))
-                fail_with(c, NULL, 408, "request header timeout");
-            else
-                close_between_requests(c);
-            break;
-        case GRACE_CNT_TIMEOUT_BODY:
-            body_fail(c, 408, "request body timeout", -ETIMEDOUT);
-            break;
-        case GRACE_CNT_BODY_TOO_SLOW:
-            body_fail(c, 408, "request body too slow", -ETIMEDOUT);
-            break;
-        case GRACE_CNT_TLS_TIMEOUT: /* nothing can be answered yet */
+        if (why == GRACE_CNT_TIMEOUT_WRITE) {
+            if (!send_queue_moved(c)) { /* else leave() arms the timer anew */
+                grace__conn_timed_out(c, why);
+                grace__conn_abort(c, -ETIMEDOUT);
+            }
+        } else if (why == GRACE_CNT_TLS_TIMEOUT) { /* nothing can be answered yet */
+            grace__conn_timed_out(c, why);
             grace__conn_destroy(c);
-            break;
-        case GRACE_CNT_TIMEOUT_REQUEST:
-            request_deadline(c);
-            break;
-        case GRACE_CNT_TIMEOUT_STREAM:
-            grace__stream_idle(c);
-            break;
-        default: /* drain-time */
-            grace__conn_close_graceful(c);
+        } else {
+            c->proto->timeout(c, why);
         }
     }
     grace__conn_leave(c); /* arms the timer for what is left */
+}
+
+void grace__conn_timed_out(struct grace_conn *c, enum grace_counter why)
+{
+    c->srv->cnt[why]++;
+    grace__conn_reason(c, -ETIMEDOUT);
+}
+
+/* One of HTTP/1.1's deadlines passed (h1_proto). */
+static void h1_timeout(struct grace_conn *c, enum grace_counter why)
+{
+    if (why == GRACE_CNT_BODY_TOO_SLOW && body_rate_kept(c))
+        return; /* a new window: leave() arms the timer for it */
+    grace__conn_timed_out(c, why);
+    switch (why) {
+    case GRACE_CNT_TIMEOUT_HEADER:
+        if (buffered_in(c))
+            fail_with(c, NULL, 408, "request header timeout");
+        else
+            close_between_requests(c);
+        break;
+    case GRACE_CNT_TIMEOUT_BODY:
+        body_fail(c, 408, "request body timeout", -ETIMEDOUT);
+        break;
+    case GRACE_CNT_BODY_TOO_SLOW:
+        body_fail(c, 408, "request body too slow", -ETIMEDOUT);
+        break;
+    case GRACE_CNT_TIMEOUT_REQUEST:
+        request_deadline(c);
+        break;
+    default: /* drain-time */
+        grace__conn_close_graceful(c);
+    }
 }
 
 /* grace_conn_drop(GRACEFUL): idle connections go now, the rest after
@@ -1757,12 +1851,8 @@ void grace__conn_drop(struct grace_conn *c)
 {
     grace__conn_enter(c);
     c->stop_close = 1;
-    if (c->state == CS_STREAM)
-        grace__stream_stop(c);
-    else if (c->state <= CS_HEAD && !buffered_in(c))
-        close_between_requests(c);
-    else if (c->state == CS_DRAIN)
-        grace__conn_close_graceful(c);
+    if (c->state < CS_CLOSING && c->proto)
+        c->proto->stop(c, GRACE_STOP_DROP);
     grace__conn_leave(c);
 }
 
@@ -1775,13 +1865,12 @@ void grace__conn_drop(struct grace_conn *c)
  */
 static void lame_duck(struct grace_conn *c)
 {
-    if (c->state == CS_STREAM) {
-        grace__stream_stop(c);
-    } else if (!c->slot && c->state == CS_IDLE) {
+    if (!c->slot && c->state == CS_IDLE)
         rd_arm_at(c, idle_due(c));
-    } else if (!c->slot && c->state == CS_HEAD) {
+    else if (!c->slot && c->state == CS_HEAD)
         rd_arm_at(c, new_conn_due(c));
-    }
+    else if (c->state < CS_CLOSING && c->proto)
+        c->proto->stop(c, GRACE_STOP_LAME_DUCK);
 }
 
 /*
@@ -1794,10 +1883,36 @@ static void lame_duck(struct grace_conn *c)
  */
 static void stop_cut(struct grace_conn *c)
 {
+    grace__conn_enter(c);
+    if (c->state >= CS_CLOSING || !c->proto)
+        grace__conn_abort(c, -ECANCELED); /* output still waiting for a slow reader */
+    else
+        c->proto->stop(c, GRACE_STOP_CUT);
+    grace__conn_leave(c);
+}
+
+/* HTTP/1.1 and a stop (h1_proto): a drop closes an idle connection and
+ * waits for a response; the lame duck changes nothing here (responses say
+ * Connection: close); the cut is stop_cut()'s. */
+static void h1_stop_cut(struct grace_conn *c);
+
+static void h1_stop(struct grace_conn *c, enum grace_stop how)
+{
+    if (how == GRACE_STOP_CUT)
+        h1_stop_cut(c);
+    else if (how == GRACE_STOP_LAME_DUCK)
+        return;
+    else if (c->state <= CS_HEAD && !buffered_in(c))
+        close_between_requests(c);
+    else if (c->state == CS_DRAIN)
+        grace__conn_close_graceful(c);
+}
+
+static void h1_stop_cut(struct grace_conn *c)
+{
     static const char msg[] = "server shutting down";
     struct grace_request *req = c->req;
 
-    grace__conn_enter(c);
     if (c->state == CS_ACTIVE && req && req->resp == RESP_NONE) {
         CNT(c->srv, STOP_DEADLINE);
         grace__conn_reason(c, -ESHUTDOWN);
@@ -1816,7 +1931,6 @@ static void stop_cut(struct grace_conn *c)
             CNT(c->srv, STOP_DEADLINE);
         grace__conn_abort(c, -ECANCELED);
     }
-    grace__conn_leave(c);
 }
 
 /*

@@ -43,14 +43,60 @@ struct grace_defer {
 };
 
 
+/* Which output event the engine tells its protocol of. */
+enum grace_out {
+    GRACE_OUT_EMPTY /* the output buffer became empty */
+};
+
+/*
+ * What the engine asks of the protocol that speaks on a connection: conn.c
+ * calls through this table only, never a protocol by name (HTTP/1.1 still
+ * inside conn.c; stream.c's grace__stream_proto after an upgrade). Every
+ * call runs inside the connection's enter/leave bracket and may close or
+ * destroy c. None is called once the connection closes (CS_CLOSING on).
+ */
+struct grace_proto {
+    const char *name;
+    /* It takes the connection (grace__conn_switch): arg is its own. */
+    int (*start)(struct grace_conn *c, void *arg);
+    /* Bytes in the slot's input, or the peer's EOF (c->peer_eof). */
+    void (*input)(struct grace_conn *c);
+    void (*output)(struct grace_conn *c, enum grace_out what);
+    /* Its deadline passed (deadline()'s why): it counts it
+     * (grace__conn_timed_out) unless it finds it not due after all. */
+    void (*timeout)(struct grace_conn *c, enum grace_counter why);
+    void (*stop)(struct grace_conn *c, enum grace_stop how);
+    /* It leaves the connection, once: on an abort or destroy with the error,
+     * or 0 when a graceful close has written everything. What it cuts off
+     * makes err the connection's close reason. Memory that must outlive the
+     * stack goes through grace__conn_defer(). */
+    void (*end)(struct grace_conn *c, int err);
+    /* Its earliest deadline (monotonic ms, 0: none), and why. */
+    int64_t (*deadline)(const struct grace_conn *c, enum grace_counter *why);
+    /* Body bytes the client still owes (UINT64_MAX: unknown), for the
+     * linger; *upload: one was still arriving. NULL: none. */
+    uint64_t (*owed)(const struct grace_conn *c, unsigned char *upload);
+};
+
+/* d = the earlier of d and t (0: none yet), *why its reason; on a tie the
+ * first stays. */
+static inline void grace__earlier(int64_t *d, enum grace_counter *why, int64_t t,
+                                  enum grace_counter cnt)
+{
+    if (!*d || t < *d) {
+        *d = t;
+        *why = cnt;
+    }
+}
+
 /* Connection states, named by what the connection waits for;
  * docs/design.md has the diagram. */
 enum conn_state {
     CS_IDLE,     /* keep-alive: the next request's first byte */
     CS_HEAD,     /* the rest of the request line and headers */
-    CS_ACTIVE,   /* the application's reply (body read as it asks) */
+    CS_ACTIVE,   /* the application's reply (body read as it asks); an upgraded
+                    or tunnelled stream (stream.c) */
     CS_DRAIN,    /* reply complete: the end of a small unread body remainder */
-    CS_STREAM,   /* upgraded or tunnelled: the stream's reader and writer (stream.c) */
     CS_CLOSING,  /* reply complete, closing: our output to drain */
     CS_LINGER,   /* our FIN is sent: the client's EOF, discarding meanwhile */
     CS_DEAD      /* closed; memory freed when nothing is on the stack */
@@ -146,6 +192,7 @@ struct grace_slot {
     uint64_t file_left;         /* its bytes not yet in out */
     int64_t req_start_us;       /* the current request's first byte */
     uint64_t written;           /* bytes written since the slot was attached */
+    int64_t read_ms, wrote_ms;  /* the last read, the last write that moved bytes */
     struct grace_reports reports; /* report.c */
     struct grace_parser parser;
     struct grace_slot *next;    /* srv->free_slots */
@@ -159,7 +206,8 @@ struct grace_conn {
     struct grace_sock sock;   /* the transport's: fd, TLS session */
     enum conn_state state;
     struct grace_request *req;
-    struct grace_stream *stream; /* stream.c: set in CS_STREAM until the stream ends */
+    const struct grace_proto *proto; /* who speaks on it; NULL once it left */
+    void *ps;                 /* the protocol's handle (stream.c: its stream) */
     int64_t accepted_ms;      /* monotonic ms at accept */
     union {                   /* what the current state measures */
         struct {
@@ -176,10 +224,6 @@ struct grace_conn {
             int64_t deadline; /* drain-time */
             uint64_t bytes;
         } drain;
-        struct {
-            int64_t since;    /* CS_STREAM: the last byte read or written */
-            int64_t timeout;  /* stream-idle-timeout, or the stream's own */
-        } stream;
         struct grace_linger linger; /* CS_CLOSING, CS_LINGER (linger.c's policy) */
     } st;
     int busy;                 /* callbacks on the stack: defer the free */
@@ -213,6 +257,10 @@ void grace__conn_flush(struct grace_conn *c);
 void grace__conn_write_now(struct grace_conn *c);
 void grace__conn_abort(struct grace_conn *c, int err);
 void grace__conn_drop(struct grace_conn *c);
+/* Hand the connection to another protocol (an upgrade): proto->start(c, arg). */
+int grace__conn_switch(struct grace_conn *c, const struct grace_proto *proto, void *arg);
+/* A deadline passed: count it (why), and -ETIMEDOUT is the close reason. */
+void grace__conn_timed_out(struct grace_conn *c, enum grace_counter why);
 /* The engine's share of the server: lists, slots, the pump event, the
  * common timeouts. init: -ENOMEM; free: every connection closed first. */
 int grace__engine_init(struct grace_server *srv);
@@ -260,11 +308,7 @@ void grace__report_all(struct grace_reports *l, uint64_t written, int err);
 
 
 /* stream.c */
-int grace__stream_input(struct grace_conn *c);
-void grace__stream_drained(struct grace_conn *c);
-void grace__stream_end(struct grace_conn *c, int err);
-void grace__stream_idle(struct grace_conn *c);
-void grace__stream_stop(struct grace_conn *c);
+extern const struct grace_proto grace__stream_proto;
 int grace__request_upgrade_refused(const struct grace_request *req);
 
 /* request.c */
