@@ -26,6 +26,7 @@
 
 #include <event2/event.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <sys/queue.h>
 
 struct evbuffer;
@@ -45,23 +46,32 @@ struct grace_defer {
 
 /* Which output event the engine tells its protocol of. */
 enum grace_out {
-    GRACE_OUT_EMPTY /* the output buffer became empty */
+    GRACE_OUT_ROOM,   /* it announced more (grace__conn_more): produce some now */
+    GRACE_OUT_SENT,   /* bytes left: reports, drain callbacks */
+    GRACE_OUT_EMPTY,  /* the output buffer became empty */
+    GRACE_OUT_FLUSHED /* a pump's output is written as far as the socket takes */
 };
 
 /*
  * What the engine asks of the protocol that speaks on a connection: conn.c
- * calls through this table only, never a protocol by name (HTTP/1.1 still
- * inside conn.c; stream.c's grace__stream_proto after an upgrade). Every
- * call runs inside the connection's enter/leave bracket and may close or
- * destroy c. None is called once the connection closes (CS_CLOSING on).
+ * calls through this table only, never a protocol by name (http1.c's
+ * grace__http1, chosen at accept from srv->protos; stream.c's
+ * grace__stream_proto after an upgrade). Every call runs inside the
+ * connection's enter/leave bracket and may close or destroy c. Once the
+ * connection closes (CS_CLOSING on) only output and end are called.
  */
 struct grace_proto {
     const char *name;
+    /* Its state in every slot (the slot's area, zeroed when attached). */
+    size_t slot_size;
     /* It takes the connection (grace__conn_switch): arg is its own. */
     int (*start)(struct grace_conn *c, void *arg);
     /* Bytes in the slot's input, or the peer's EOF (c->peer_eof). */
     void (*input)(struct grace_conn *c);
-    void (*output)(struct grace_conn *c, enum grace_out what);
+    /* An output event: 0; ROOM: -errno when it cannot produce what it
+     * announced (-EPIPE: a file ended early); FLUSHED: 1 for another
+     * round of input. */
+    int (*output)(struct grace_conn *c, enum grace_out what);
     /* Its deadline passed (deadline()'s why): it counts it
      * (grace__conn_timed_out) unless it finds it not due after all. */
     void (*timeout)(struct grace_conn *c, enum grace_counter why);
@@ -73,6 +83,13 @@ struct grace_proto {
     void (*end)(struct grace_conn *c, int err);
     /* Its earliest deadline (monotonic ms, 0: none), and why. */
     int64_t (*deadline)(const struct grace_conn *c, enum grace_counter *why);
+    /* write-timeout for what is queued now (ms); NULL: slot->write_timeout. */
+    int64_t (*write_timeout)(const struct grace_conn *c);
+    /* Input it takes now; 0 stops reading. NULL: up to grace__input_max(). */
+    size_t (*room)(const struct grace_conn *c);
+    /* It moves the socket's bytes itself (a body spliced into a file): 0, 1
+     * at the end of the stream, or -errno; -ENOTSUP: the engine reads. */
+    int (*read)(struct grace_conn *c);
     /* Body bytes the client still owes (UINT64_MAX: unknown), for the
      * linger; *upload: one was still arriving. NULL: none. */
     uint64_t (*owed)(const struct grace_conn *c, unsigned char *upload);
@@ -92,11 +109,9 @@ static inline void grace__earlier(int64_t *d, enum grace_counter *why, int64_t t
 /* Connection states, named by what the connection waits for;
  * docs/design.md has the diagram. */
 enum conn_state {
-    CS_IDLE,     /* keep-alive: the next request's first byte */
-    CS_HEAD,     /* the rest of the request line and headers */
-    CS_ACTIVE,   /* the application's reply (body read as it asks); an upgraded
-                    or tunnelled stream (stream.c) */
-    CS_DRAIN,    /* reply complete: the end of a small unread body remainder */
+    CS_NEW,      /* its first bytes (and TLS handshake): header-timeout from the accept */
+    CS_IDLE,     /* keep-alive: nothing in flight (the protocol said so) */
+    CS_ACTIVE,   /* the protocol's work (HTTP/1.1's request, a stream) */
     CS_CLOSING,  /* reply complete, closing: our output to drain */
     CS_LINGER,   /* our FIN is sent: the client's EOF, discarding meanwhile */
     CS_DEAD      /* closed; memory freed when nothing is on the stack */
@@ -143,7 +158,8 @@ struct grace_request {
     const char *tls_version;  /* a static string, or NULL for plain */
     unsigned head : 1, chunked_out : 1, close_delimited : 1, sent_continue : 1,
         close_after : 1, body_done : 1, finished : 1, detached : 1, end_delivered : 1,
-        want_close : 1, app_done : 1;
+        want_close : 1, app_done : 1, release_held : 1;
+    int held;                           /* grace__request_hold() */
     int64_t start_us;                   /* its first byte (monotonic us) */
     struct grace_defer defer;           /* its free, while its connection is busy */
     TAILQ_ENTRY(grace_request) dlink;   /* srv->detached */
@@ -187,15 +203,13 @@ struct grace_slot {
     int64_t write_timeout;      /* ms: the last completed response's, for its
                                    tail still waiting (conn.c: deadline()) */
     int write_err;              /* a write failed; the write event ends the connection */
-    int file_fd;                /* a file body read as it is sent (no sendfile) */
-    off_t file_off;
-    uint64_t file_left;         /* its bytes not yet in out */
-    int64_t req_start_us;       /* the current request's first byte */
+    uint64_t more;              /* bytes the protocol will still produce (grace__conn_more) */
+    int64_t woke_us;            /* the first byte after the slot was attached */
     uint64_t written;           /* bytes written since the slot was attached */
     int64_t read_ms, wrote_ms;  /* the last read, the last write that moved bytes */
     struct grace_reports reports; /* report.c */
-    struct grace_parser parser;
     struct grace_slot *next;    /* srv->free_slots */
+    max_align_t area[];         /* the protocol's state: srv->slot_extra bytes */
 };
 
 struct grace_conn {
@@ -205,30 +219,19 @@ struct grace_conn {
     struct event *rd;         /* the socket's read event; idle and linger timeouts */
     struct grace_sock sock;   /* the transport's: fd, TLS session */
     enum conn_state state;
-    struct grace_request *req;
     const struct grace_proto *proto; /* who speaks on it; NULL once it left */
     void *ps;                 /* the protocol's handle (stream.c: its stream) */
     int64_t accepted_ms;      /* monotonic ms at accept */
     union {                   /* what the current state measures */
         struct {
-            int64_t deadline; /* header-timeout */
-            size_t seen;      /* bytes already searched for an LF */
-            size_t window;    /* where the parser's limit lies */
-        } head;
-        int64_t body_since;   /* CS_ACTIVE: body progress, or the app's wait began */
-        struct {
             size_t unsent;    /* CS_IDLE: the kernel's send queue at the last look */
             int64_t since;    /* when the output became empty */
         } idle;
-        struct {
-            int64_t deadline; /* drain-time */
-            uint64_t bytes;
-        } drain;
         struct grace_linger linger; /* CS_CLOSING, CS_LINGER (linger.c's policy) */
     } st;
     int busy;                 /* callbacks on the stack: defer the free */
     struct grace_defer *defer; /* to run at the outermost leave */
-    unsigned in_pump_list : 1, pumping : 1, read_paused : 1, stop_close : 1, peer_eof : 1,
+    unsigned in_pump_list : 1, pumping : 1, stop_close : 1, peer_eof : 1,
         flush_pending : 1, delivering : 1, discard_after : 1,
         accepting : 1, refused : 1, stop_cut : 1;
     int close_err;            /* why it closes, for the close hook; first set wins */
@@ -252,7 +255,6 @@ void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const stru
 void grace__conn_enter(struct grace_conn *c);
 void grace__conn_leave(struct grace_conn *c);
 void grace__conn_schedule(struct grace_conn *c);
-void grace__conn_response_done(struct grace_conn *c);
 void grace__conn_flush(struct grace_conn *c);
 void grace__conn_write_now(struct grace_conn *c);
 void grace__conn_abort(struct grace_conn *c, int err);
@@ -270,28 +272,35 @@ void grace__engine_free(struct grace_server *srv);
 void grace__engine_stop(struct grace_server *srv, enum grace_stop how);
 /* Close every connection now (-ECANCELED): grace_server_free, a stop's end. */
 void grace__engine_close_all(struct grace_server *srv);
-void grace__conn_send_continue(struct grace_conn *c);
 void grace__conn_discard_input(struct grace_conn *c);
 void grace__conn_watch_input(struct grace_conn *c);
 void grace__conn_destroy(struct grace_conn *c);
-void grace__conn_body_wait(struct grace_conn *c);
 int grace__body_begin(struct grace_request *req, enum body_mode mode);
-/* splice.c: a Content-Length body moved straight into a file descriptor */
-int grace__splice_active(const struct grace_conn *c);
-int grace__splice_read(struct grace_conn *c);
-int grace__splice_pump(struct grace_conn *c);
+/* splice.c: a Content-Length body moved straight into a file descriptor;
+ * moved: the body bytes it moved (the parser was told) */
+int grace__splice_active(const struct grace_request *req, const struct grace_parser *p);
+int grace__splice_read(const struct grace_transport *tp, struct grace_sock *s,
+                       struct grace_request *req, struct grace_parser *p, uint64_t *moved);
+int grace__splice_pump(struct evbuffer *in, struct grace_request *req, struct grace_parser *p,
+                       uint64_t *moved);
 void grace__splice_release(struct grace_request *req);
-void grace__conn_body_too_large(struct grace_conn *c);
 void grace__conn_reason(struct grace_conn *c, int err);
-int grace__conn_send_file(struct grace_conn *c, int fd, off_t offset, off_t length);
 size_t grace__buffered_out(const struct grace_conn *c);
+/* The input bound: a full header block plus 64 KiB, buffered and unread. */
+size_t grace__input_max(const struct grace_server *srv);
+/* The protocol says: nothing in flight (keep-alive), or work under way. */
+void grace__conn_idle(struct grace_conn *c);
+void grace__conn_active(struct grace_conn *c);
+/* The protocol will produce bytes more (a file read as it goes): they count
+ * as queued output, and output(GRACE_OUT_ROOM) asks for them. */
+void grace__conn_more(struct grace_conn *c, uint64_t bytes);
+/* Nothing in flight: close now, or gracefully once the output is out. */
+void grace__conn_close_idle(struct grace_conn *c);
 /* Run d now, or at the outermost grace__conn_leave() while c is busy (c
  * NULL: now). */
 void grace__conn_defer(struct grace_conn *c, struct grace_defer *d);
 /* Where the output ends now: bytes written plus bytes queued. */
 uint64_t grace__conn_out_offset(const struct grace_conn *c);
-int grace__body_drainable(const struct grace_conn *c, const struct grace_request *req);
-void grace__conn_drain_check(struct grace_conn *c);
 /* The transport's answers, for the layers above it (NULL for plain). */
 const char *grace__conn_tls_version(const struct grace_conn *c);
 const char *grace__conn_tls_sni(const struct grace_conn *c);
@@ -312,7 +321,10 @@ extern const struct grace_proto grace__stream_proto;
 int grace__request_upgrade_refused(const struct grace_request *req);
 
 /* request.c */
-struct grace_request *grace__request_new(struct grace_conn *c, const char *blk);
+/* A request from a complete head: p's results, blk its header block,
+ * start_us its first byte. NULL: out of memory. */
+struct grace_request *grace__request_new(struct grace_conn *c, const struct grace_parser *p,
+                                         const char *blk, int64_t start_us);
 void grace__request_finish(struct grace_request *req, int err);
 void grace__request_free(struct grace_request *req);
 /* The application is done with req: freed once no report pins it (later if
@@ -322,6 +334,10 @@ void grace__request_release(struct grace_request *req);
  * complete (finish 0), or the connection ended first (finish err; req joins
  * srv->detached). */
 void grace__request_done(struct grace_request *req);
+/* Keep req's memory while a caller still looks at it after a callback (the
+ * server across a handler): a release in between waits for the unhold. */
+void grace__request_hold(struct grace_request *req);
+void grace__request_unhold(struct grace_request *req);
 void grace__request_detach(struct grace_request *req, int err);
 
 /* response.c */

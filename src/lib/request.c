@@ -7,6 +7,8 @@
  */
 #include "internal.h"
 
+#include "http1.h"
+
 #include <errno.h>
 #include <event2/buffer.h>
 #include <stddef.h>
@@ -30,9 +32,10 @@ static void split_target(const struct grace_preq *p, const char *t, size_t tn, s
     *len = e - s;
 }
 
-struct grace_request *grace__request_new(struct grace_conn *c, const char *src)
+struct grace_request *grace__request_new(struct grace_conn *c, const struct grace_parser *parser,
+                                         const char *src, int64_t start_us)
 {
-    const struct grace_preq *p = &c->slot->parser.req;
+    const struct grace_preq *p = &parser->req;
     const char *target = src + p->target.off;
     size_t poff, plen, nf = p->nfields, hb = p->header_bytes;
     size_t size = sizeof(struct grace_request) + nf * sizeof(struct grace_hfield) + hb + 1;
@@ -49,7 +52,7 @@ struct grace_request *grace__request_new(struct grace_conn *c, const char *src)
     req->srv = c->srv;
     req->p = *p;
     req->fields = (struct grace_hfield *)(req + 1);
-    memcpy(req->fields, c->slot->parser.fields, nf * sizeof(struct grace_hfield));
+    memcpy(req->fields, parser->fields, nf * sizeof(struct grace_hfield));
     req->blk = (char *)(req->fields + nf);
     memcpy(req->blk, src, hb);
     req->blk[hb] = '\0';
@@ -81,7 +84,7 @@ struct grace_request *grace__request_new(struct grace_conn *c, const char *src)
     req->query = q ? q + 1 : NULL;
     req->head = p->method_id == GRACE_PM_HEAD;
     req->tls_version = grace__conn_tls_version(c);
-    req->start_us = c->slot->req_start_us;
+    req->start_us = start_us;
     req->body_limit = (uint64_t)OPT(c->srv, MAX_BODY_SIZE);
     return req;
 }
@@ -119,8 +122,25 @@ void grace__request_release(struct grace_request *req)
     req->app_done = 1;
     if (req->report) /* report.c frees it once the response is reported */
         return;
+    if (req->held) { /* grace__request_unhold() releases it */
+        req->release_held = 1;
+        return;
+    }
     req->defer.run = request_free_deferred;
     grace__conn_defer(req->conn, &req->defer); /* later, while its connection is busy */
+}
+
+void grace__request_hold(struct grace_request *req)
+{
+    req->held++;
+}
+
+void grace__request_unhold(struct grace_request *req)
+{
+    if (--req->held == 0 && req->release_held) {
+        req->release_held = 0;
+        grace__request_release(req);
+    }
 }
 
 void grace__request_done(struct grace_request *req)
@@ -320,17 +340,7 @@ int grace__body_begin(struct grace_request *req, enum body_mode mode)
     if (req->p.framing == GRACE_FRAMING_LENGTH && req->p.content_length > req->body_limit)
         return -EMSGSIZE;
     req->body_mode = mode;
-    /* 100 Continue only now that the body is wanted, and only if the
-     * response has not begun */
-    if (req->p.expect_continue && !req->sent_continue && req->resp == RESP_NONE &&
-        !req->body_done && !grace_parser_body_done(&c->slot->parser)) {
-        req->sent_continue = 1;
-        grace__conn_enter(c);
-        grace__conn_send_continue(c);
-        grace__conn_leave(c);
-    }
-    grace__conn_body_wait(c);
-    grace__conn_schedule(c);
+    grace__h1_body_start(req);
     return 0;
 }
 
@@ -381,7 +391,7 @@ void grace_request_resume(struct grace_request *req)
         return;
     req->paused = 0;
     if (req->conn) {
-        grace__conn_body_wait(req->conn); /* body-timeout waited while paused */
+        grace__h1_body_wait(req->conn); /* body-timeout waited while paused */
         grace__conn_schedule(req->conn);
     }
 }

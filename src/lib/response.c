@@ -5,6 +5,8 @@
  */
 #include "internal.h"
 
+#include "http1.h"
+
 #include <errno.h>
 #include <event2/buffer.h>
 #include <strings.h>
@@ -44,7 +46,7 @@ static void write_head(struct grace_request *req, int status, int64_t content_le
      * it sent; the last one closes */
     int close = !req->p.keep_alive || srv->stopping || c->stop_close || req->want_close ||
                 (c->peer_eof && !evbuffer_get_length(c->slot->in)) ||
-                !grace__body_drainable(c, req) || grace__request_upgrade_refused(req);
+                !grace__h1_body_drainable(c, req) || grace__request_upgrade_refused(req);
 
     if (content_length < 0 && !grace__no_body_status(status)) {
         if (req->p.version_minor == 1)
@@ -113,7 +115,7 @@ static void reply_done(struct grace_request *req)
     req->resp = RESP_DONE;
     grace__report_done(&c->slot->reports, req, grace__conn_out_offset(c));
     grace__conn_flush(c);
-    grace__conn_response_done(c);
+    grace__h1_response_done(c);
 }
 
 int grace_response_add_header(struct grace_request *req, const char *name, const char *value)
@@ -193,7 +195,7 @@ int grace_reply_buffer(struct grace_request *req, int status, struct evbuffer *b
 static int add_file_segment(struct grace_conn *c, int fd, off_t offset, off_t length)
 {
     if (!c->tp->raw)
-        return grace__conn_send_file(c, fd, offset, length);
+        return grace__h1_send_file(c, fd, offset, length);
     return evbuffer_add_file(c->slot->out, fd, offset, length);
 }
 
@@ -328,7 +330,7 @@ int grace_reply_on_drain(struct grace_request *req, grace_drain_cb cb, void *arg
         return -EALREADY;
     req->on_drain = cb;
     req->drain_arg = arg;
-    grace__conn_drain_check(req->conn);
+    grace__h1_drain_check(req->conn);
     return 0;
 }
 
@@ -392,7 +394,7 @@ int grace__reply_error(struct grace_conn *c, struct grace_request *req, int stat
     char line[64];
     int ll = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, grace_status_reason(status));
     grace__report_start(&c->slot->reports, c, req, status,
-                        req ? req->start_us : c->slot->req_start_us, grace__conn_out_offset(c),
+                        req ? req->start_us : c->slot->woke_us, grace__conn_out_offset(c),
                         (size_t)ll + n);
     if (evbuffer_add(out, line, (size_t)ll) < 0 || evbuffer_add(out, head, n) < 0 ||
         evbuffer_add(out, msg, ml) < 0 || evbuffer_add(out, "\n", 1) < 0)

@@ -21,6 +21,8 @@
  */
 #include "internal.h"
 
+#include "http1.h"
+
 #include <errno.h>
 #include <event2/buffer.h>
 #include <stdlib.h>
@@ -114,7 +116,7 @@ int grace_reply_upgrade(struct grace_request *req, int status, struct grace_stre
     if (connect ? status < 200 || status > 299 : status != 101 || !asks_upgrade(req))
         return -EINVAL;
     /* the stream starts where the request ends */
-    if (!req->body_done && !grace_parser_body_done(&c->slot->parser))
+    if (!grace__h1_body_complete(c, req))
         return -EBUSY;
     if (c->srv->stopping || c->stop_close)
         return -ESHUTDOWN;
@@ -139,7 +141,7 @@ int grace_reply_upgrade(struct grace_request *req, int status, struct grace_stre
     req->resp = RESP_DONE;
     grace__report_done(&c->slot->reports, req, grace__conn_out_offset(c));
 
-    c->req = NULL;
+    grace__h1_handover(c);
     grace__conn_switch(c, &grace__stream_proto, st);
     CNT(c->srv, UPGRADES);
     grace__request_done(req);
@@ -232,18 +234,19 @@ static void stream_input(struct grace_conn *c)
 }
 
 /* The output buffer became empty. */
-static void stream_output(struct grace_conn *c, enum grace_out what)
+static int stream_output(struct grace_conn *c, enum grace_out what)
 {
     struct grace_stream *st = c->ps;
 
     if (what != GRACE_OUT_EMPTY || !st || !st->want_drain)
-        return;
+        return 0;
     st->want_drain = 0;
     if (st->on_drain) {
         st_hold(st);
         st->on_drain(st, st->arg);
         st_release(st);
     }
+    return 0;
 }
 
 /* The connection ends under the stream (reset, timeout, TLS error, server
