@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -61,6 +62,8 @@ struct h1 {
     uint64_t file_left;        /* its bytes not yet in the output */
     struct grace_parser parser;
 };
+
+static const struct grace_req_ops h1_req_ops;
 
 static struct h1 *h1_of(const struct grace_conn *c)
 {
@@ -186,7 +189,7 @@ static int64_t h1_write_timeout(const struct grace_conn *c)
     return req->write_timeout ? req->write_timeout : OPT(c->srv, WRITE_TIMEOUT);
 }
 
-void grace__h1_body_wait(struct grace_conn *c)
+static void body_wait(struct grace_conn *c)
 {
     struct h1 *h;
 
@@ -264,7 +267,7 @@ static void file_close(struct grace_conn *c, struct h1 *h)
     grace__conn_more(c, 0);
 }
 
-int grace__h1_send_file(struct grace_conn *c, int fd, off_t offset, off_t length)
+static int file_queue(struct grace_conn *c, int fd, off_t offset, off_t length)
 {
     struct h1 *h = h1_of(c);
     if (h->file_left) {
@@ -288,32 +291,33 @@ static void send_continue(struct grace_conn *c)
 
 /* ---------------------------------------------------------------- the request */
 
-int grace__h1_body_complete(const struct grace_conn *c, const struct grace_request *req)
+static int body_complete(const struct grace_conn *c, const struct grace_request *req)
 {
     return req->body_done || grace_parser_body_done(&h1_of(c)->parser);
 }
 
-void grace__h1_body_start(struct grace_request *req)
+static int h1_body_start(struct grace_request *req)
 {
     struct grace_conn *c = req->conn;
 
     /* 100 Continue only now that the body is wanted, and only if the
      * response has not begun */
     if (req->p.expect_continue && !req->sent_continue && req->resp == RESP_NONE &&
-        !grace__h1_body_complete(c, req)) {
+        !body_complete(c, req)) {
         req->sent_continue = 1;
         grace__conn_enter(c);
         send_continue(c);
         grace__conn_leave(c);
     }
-    grace__h1_body_wait(c);
+    body_wait(c);
     grace__conn_schedule(c);
+    return 0;
 }
 
-int grace__h1_body_drainable(const struct grace_conn *c, const struct grace_request *req)
+static int body_drainable(const struct grace_conn *c, const struct grace_request *req)
 {
     int64_t limit = OPT(c->srv, DRAIN_LIMIT);
-    if (grace__h1_body_complete(c, req))
+    if (body_complete(c, req))
         return 1;
     if (limit == 0 || c->peer_eof)
         return 0;
@@ -337,16 +341,11 @@ static void request_detach(struct grace_conn *c, int err)
     grace__request_detach(req, err);
 }
 
-void grace__h1_handover(struct grace_conn *c)
-{
-    h1_of(c)->req = NULL;
-}
-
-void grace__h1_response_done(struct grace_conn *c)
+static void response_done(struct grace_conn *c)
 {
     struct h1 *h = h1_of(c);
     struct grace_request *req = h->req;
-    int body_done = grace__h1_body_complete(c, req);
+    int body_done = body_complete(c, req);
 
     if (!body_done)
         CNT(c->srv, EARLY_REPLIES);
@@ -373,13 +372,43 @@ void grace__h1_response_done(struct grace_conn *c)
     grace__conn_schedule(c);
 }
 
+/* An error answered by the server itself; the caller closes afterwards.
+ * req: the request it ends, if any (for the report). nosniff: a browser
+ * shows it as the text it is, whatever bytes the message holds. */
+static int h1_error(struct grace_conn *c, struct grace_request *req, int status, const char *msg)
+{
+    struct evbuffer *out = c->slot->out;
+    char head[256];
+    size_t n, ml = strlen(msg);
+    int k;
+
+    grace__date_header(&c->srv->date, head, &n);
+    k = snprintf(head + n, sizeof(head) - n,
+                 "Content-Type: text/plain\r\nX-Content-Type-Options: nosniff\r\n"
+                 "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                 ml + 1);
+    if (k < 0 || (size_t)k >= sizeof(head) - n)
+        return -EINVAL;
+    n += (size_t)k;
+    char line[64];
+    int ll = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, grace_status_reason(status));
+    grace__report_start(&c->slot->reports, c, req, status,
+                        req ? req->start_us : c->slot->woke_us, grace__conn_out_offset(c),
+                        (size_t)ll + n);
+    if (evbuffer_add(out, line, (size_t)ll) < 0 || evbuffer_add(out, head, n) < 0 ||
+        evbuffer_add(out, msg, ml) < 0 || evbuffer_add(out, "\n", 1) < 0)
+        return -ENOMEM;
+    grace__report_done(&c->slot->reports, req, grace__conn_out_offset(c));
+    return 0;
+}
+
 /* Answer an error on the connection itself (no request, or one that was
  * detached) and close gracefully. */
 static void fail_with(struct grace_conn *c, struct grace_request *req, int status,
                       const char *msg)
 {
     grace__count_status(c->srv, status);
-    grace__reply_error(c, req, status, msg);
+    h1_error(c, req, status, msg);
     grace__conn_close_graceful(c);
 }
 
@@ -393,16 +422,11 @@ static void body_fail(struct grace_conn *c, int status, const char *msg, int err
 
     if (!started) {
         grace__count_status(c->srv, status);
-        grace__reply_error(c, req, status, msg);
+        h1_error(c, req, status, msg);
     }
     request_detach(c, err);
     if (c->state != CS_DEAD)
         grace__conn_close_graceful(c);
-}
-
-void grace__h1_body_too_large(struct grace_conn *c)
-{
-    body_fail(c, 413, "request body too large", -EMSGSIZE);
 }
 
 /* The request's own deadline passed before its reply completed: a 503 if
@@ -428,7 +452,7 @@ static int drain_due(const struct grace_conn *c)
     return req && req->on_drain && grace__buffered_out(c) <= (size_t)OPT(c->srv, OUTPUT_LOW_WATER);
 }
 
-void grace__h1_drain_check(struct grace_conn *c)
+static void drain_check(struct grace_conn *c)
 {
     if (c && drain_due(c))
         grace__conn_schedule(c); /* a running pump sees it at its end */
@@ -499,7 +523,7 @@ static int pump_head(struct grace_conn *c)
         return 0;
     case GRACE_PEV_HEADERS: {
         struct grace_request *req = grace__request_new(
-            c, &h->parser, buf + used - h->parser.req.header_bytes, h->start_us);
+            c, &h1_req_ops, &h->parser, buf + used - h->parser.req.header_bytes, h->start_us);
         if (!req) {
             fail_with(c, NULL, 503, "out of memory");
             return 1;
@@ -669,6 +693,296 @@ static int pump_body(struct grace_conn *c)
     }
 }
 
+/* ---------------------------------------------------------------- the request's ops */
+
+#define PUT(buf, n, lit) (memcpy((buf) + (n), lit, sizeof(lit) - 1), (n) += sizeof(lit) - 1)
+
+/* Decimal digits of v into out (no NUL); returns their count. */
+static size_t fmt_u64(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+/*
+ * Status line and headers; content_length < 0: streamed (chunked, or
+ * close-delimited for HTTP/1.0). Here the connection's fate is decided:
+ * Connection: close goes out whenever the connection cannot be reused
+ * (see body_drainable()).
+ */
+static int h1_send_head(struct grace_request *req, int status, int64_t content_length)
+{
+    struct grace_conn *c = req->conn;
+    struct grace_server *srv = c->srv;
+    struct evbuffer *out = c->slot->out;
+    char head[512];
+    size_t n, dl, extra = req->resp_headers ? evbuffer_get_length(req->resp_headers) : 0;
+    /* a client that has half-closed gets answers to every complete request
+     * it sent; the last one closes */
+    int close = !req->p.keep_alive || srv->stopping || c->stop_close || req->want_close ||
+                (c->peer_eof && !evbuffer_get_length(c->slot->in)) ||
+                !body_drainable(c, req) || grace__request_upgrade_refused(req);
+
+    if (content_length < 0 && !grace__no_body_status(status)) {
+        if (req->p.version_minor == 1)
+            req->chunked_out = !req->head;
+        else
+            close = req->close_delimited = 1;
+    }
+    req->close_after = close;
+    req->status = status;
+
+    /* formatted by hand: this runs once per response */
+    n = 0;
+    PUT(head, n, "HTTP/1.1 ");
+    n += fmt_u64(head + n, (uint64_t)status);
+    head[n++] = ' ';
+    const char *reason = grace_status_reason(status);
+    size_t rl = strlen(reason);
+    memcpy(head + n, reason, rl);
+    n += rl;
+    PUT(head, n, "\r\n");
+    grace__date_header(&srv->date, head + n, &dl);
+    n += dl;
+    if (grace__no_body_status(status)) {
+        /* no framing header at all */
+    } else if (content_length >= 0) {
+        PUT(head, n, "Content-Length: ");
+        n += fmt_u64(head + n, (uint64_t)content_length);
+        PUT(head, n, "\r\n");
+    } else if (req->p.version_minor == 1) {
+        PUT(head, n, "Transfer-Encoding: chunked\r\n");
+    }
+    if (close)
+        PUT(head, n, "Connection: close\r\n");
+    else if (req->p.version_minor == 0)
+        PUT(head, n, "Connection: keep-alive\r\n");
+    grace__report_start(&c->slot->reports, c, req, status, req->start_us,
+                        grace__conn_out_offset(c), n + extra + 2);
+    if (req->resp_headers) {
+        evbuffer_add(out, head, n);
+        evbuffer_add_buffer(out, req->resp_headers);
+        evbuffer_add(out, "\r\n", 2);
+    } else {
+        memcpy(head + n, "\r\n", 2);
+        evbuffer_add(out, head, n + 2);
+    }
+    if (content_length < 0) /* streamed: the head goes now */
+        grace__conn_flush(c);
+    return 0;
+}
+
+static int h1_send_data(struct grace_request *req, const char *data, size_t len,
+                        struct evbuffer *move)
+{
+    struct grace_conn *c = req->conn;
+    struct evbuffer *out = c->slot->out;
+
+    if (req->chunked_out) {
+        char line[24];
+        int n = snprintf(line, sizeof(line), "%zx\r\n", len);
+        evbuffer_add(out, line, (size_t)n);
+    }
+    if (move)
+        evbuffer_add_buffer(out, move);
+    else
+        evbuffer_add(out, data, len);
+    if (req->chunked_out)
+        evbuffer_add(out, "\r\n", 2);
+    if (req->resp == RESP_STREAMING) /* a whole reply goes out at its end */
+        grace__conn_flush(c);
+    return 0;
+}
+
+/* Queue length bytes of fd to be read as they are sent: sendfile(), or
+ * pread() in pieces on a transport without it (TLS). Owns fd. A file that
+ * ends early is found by the write path: -EPIPE, write_errors, the close. */
+static int add_file_segment(struct grace_conn *c, int fd, off_t offset, off_t length)
+{
+    if (!c->tp->raw)
+        return file_queue(c, fd, offset, length);
+    return evbuffer_add_file(c->slot->out, fd, offset, length);
+}
+
+/*
+ * Queue length bytes of fd. Small files are read into the buffer, so
+ * headers and body leave in one write and one TCP segment; larger ones go
+ * out as file segments (the evbuffer then owns fd). A small file that turns
+ * out shorter than length is not cut here: what was read is queued and the
+ * rest becomes a file segment, so that the write path ends it exactly as it
+ * ends a big one (the same report, counter and close reason).
+ */
+#define SMALL_FILE 32768
+static int add_file(struct grace_conn *c, int fd, off_t offset, off_t length)
+{
+    struct evbuffer *out = c->slot->out;
+    if (length <= SMALL_FILE) {
+        struct evbuffer_iovec v;
+        ssize_t n = -1;
+        if (evbuffer_reserve_space(out, length, &v, 1) == 1) {
+            do
+                n = pread(fd, v.iov_base, (size_t)length, offset);
+            while (n < 0 && errno == EINTR);
+            v.iov_len = n > 0 ? (size_t)n : 0;
+            evbuffer_commit_space(out, &v, 1);
+        }
+        if (n == length) {
+            close(fd);
+            return 0;
+        }
+        if (n < 0)
+            n = 0;
+        return add_file_segment(c, fd, offset + n, length - n);
+    }
+    return add_file_segment(c, fd, offset, length);
+}
+
+static int h1_send_file(struct grace_request *req, int fd, off_t offset, off_t length)
+{
+    struct grace_conn *c = req->conn;
+    int rc = add_file(c, fd, offset, length);
+
+    if (rc < 0)
+        c->stop_close = 1; /* the body is short: the client must see a close */
+    return rc;
+}
+
+static int h1_req_end(struct grace_request *req, const char *const *trailers, size_t ntrailers)
+{
+    struct grace_conn *c = req->conn;
+
+    (void)trailers; /* none until the API has them */
+    (void)ntrailers;
+    if (req->chunked_out)
+        evbuffer_add(c->slot->out, "0\r\n\r\n", 5);
+    grace__report_done(&c->slot->reports, req, grace__conn_out_offset(c));
+    grace__conn_flush(c);
+    response_done(c);
+    return 0;
+}
+
+static int h1_informational(struct grace_request *req, int status, const char *const *fields,
+                            size_t nfields)
+{
+    struct grace_conn *c = req->conn;
+    struct evbuffer *out = c->slot->out;
+
+    if (req->p.version_minor == 0) /* RFC 9110 15.2: never to an HTTP/1.0 client */
+        return -EPROTONOSUPPORT;
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, grace_status_reason(status));
+    for (size_t i = 0; i < nfields; i++)
+        evbuffer_add_printf(out, "%s: %s\r\n", fields[2 * i], fields[2 * i + 1]);
+    evbuffer_add(out, "\r\n", 2);
+    grace__conn_flush(c);
+    return 0;
+}
+
+/* The switch: 101 Switching Protocols (or a 2xx to CONNECT), then the
+ * connection is a raw stream's (stream.c) from the request's end on. */
+static int h1_upgrade(struct grace_request *req, int status, struct grace_stream **stream)
+{
+    struct grace_conn *c = req->conn;
+    struct grace_stream *st;
+    int connect = req->p.method_id == GRACE_PM_CONNECT;
+    char head[512];
+    size_t n, dl, extra;
+
+    /* the stream starts where the request ends */
+    if (!body_complete(c, req))
+        return -EBUSY;
+    if (c->srv->stopping || c->stop_close)
+        return -ESHUTDOWN;
+    extra = req->resp_headers ? evbuffer_get_length(req->resp_headers) : 0;
+    if (!(st = grace__stream_new()))
+        return -ENOMEM;
+
+    n = (size_t)snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n", status,
+                         grace_status_reason(status));
+    grace__date_header(&c->srv->date, head + n, &dl);
+    n += dl;
+    if (!connect)
+        n += (size_t)snprintf(head + n, sizeof(head) - n, "Connection: Upgrade\r\n");
+    req->status = status;
+    grace__report_start(&c->slot->reports, c, req, status, req->start_us,
+                        grace__conn_out_offset(c), n + extra + 2);
+    evbuffer_add(c->slot->out, head, n);
+    if (req->resp_headers)
+        evbuffer_add_buffer(c->slot->out, req->resp_headers);
+    evbuffer_add(c->slot->out, "\r\n", 2);
+    req->resp = RESP_DONE;
+    grace__report_done(&c->slot->reports, req, grace__conn_out_offset(c));
+
+    h1_of(c)->req = NULL; /* HTTP/1.1 lets go: the connection is the stream's */
+    grace__conn_switch(c, &grace__stream_proto, st);
+    CNT(c->srv, UPGRADES);
+    grace__request_done(req);
+    *stream = st;
+    grace__conn_flush(c);
+    return 0;
+}
+
+static void h1_body_resume(struct grace_request *req)
+{
+    body_wait(req->conn);
+    grace__conn_schedule(req->conn);
+}
+
+/* A Content-Length body on a transport that can splice goes straight into
+ * fd (splice.c); TLS, chunked or no body cannot. */
+static int h1_body_to_fd(struct grace_request *req, int fd)
+{
+    struct grace_conn *c = req->conn;
+    int rc;
+
+    if (!c->tp->splice || req->p.framing != GRACE_FRAMING_LENGTH || req->p.content_length == 0)
+        return -ENOTSUP;
+    if (req->p.content_length > req->body_limit)
+        return -EMSGSIZE;
+    if ((rc = grace__splice_open(req, fd)) < 0)
+        return rc;
+    req->body_mode = BODY_FD;
+    return h1_body_start(req);
+}
+
+static size_t h1_pending(const struct grace_request *req)
+{
+    return grace__buffered_out(req->conn);
+}
+
+static void h1_drain_check(struct grace_request *req)
+{
+    drain_check(req->conn);
+}
+
+/* The server refuses req after its handler (a Content-Length over the
+ * limit the handler left in place). */
+static void h1_fail(struct grace_request *req, int status, const char *msg, int err)
+{
+    body_fail(req->conn, status, msg, err);
+}
+
+static const struct grace_req_ops h1_req_ops = {
+    .body_start = h1_body_start,
+    .body_resume = h1_body_resume,
+    .body_to_fd = h1_body_to_fd,
+    .informational = h1_informational,
+    .send_head = h1_send_head,
+    .send_data = h1_send_data,
+    .send_file = h1_send_file,
+    .end = h1_req_end,
+    .upgrade = h1_upgrade,
+    .pending = h1_pending,
+    .drain_check = h1_drain_check,
+    .fail = h1_fail,
+};
+
 /* ---------------------------------------------------------------- the table */
 
 /* Parse and deliver what is buffered, request after request, until it
@@ -728,7 +1042,7 @@ static int h1_output(struct grace_conn *c, enum grace_out what)
     case GRACE_OUT_ROOM:
         return h->file_left ? file_refill(c, h) : 0;
     case GRACE_OUT_SENT:
-        grace__h1_drain_check(c);
+        drain_check(c);
         return 0;
     case GRACE_OUT_EMPTY: /* takes requests again: see pumped() */
         if (h->read_paused && !c->pumping)

@@ -120,7 +120,54 @@ enum conn_state {
 enum body_mode { BODY_NONE, BODY_STREAM, BODY_COLLECT, BODY_DISCARD, BODY_FD };
 enum resp_state { RESP_NONE, RESP_STREAMING, RESP_DONE };
 
+struct grace_stream;
+
+/*
+ * What a request asks of the protocol that carries it (http1.c's; h2's per
+ * stream): request.c and response.c check the application's arguments and
+ * the request's state, then call through req->ops only, never a protocol by
+ * name. Each runs inside the connection's bracket (the caller's), with
+ * req->conn set; one that may close the connection says so.
+ */
+struct grace_req_ops {
+    /* The application starts reading the body (req->body_mode is set):
+     * 100 Continue if owed, body-timeout starts, delivery is scheduled. */
+    int (*body_start)(struct grace_request *req);
+    /* Delivery goes on after grace_request_resume(). */
+    void (*body_resume)(struct grace_request *req);
+    /* The body straight into fd (grace_request_body_to_fd): -ENOTSUP when
+     * the protocol or the request's framing cannot; NULL: never. */
+    int (*body_to_fd)(struct grace_request *req, int fd);
+    /* A 1xx with fields (name, value pairs), checked by response.c. */
+    int (*informational)(struct grace_request *req, int status, const char *const *fields,
+                         size_t nfields);
+    /* The status and headers (req->resp_headers); length < 0: streamed. A
+     * streamed head goes out at once, a whole reply's with its body. */
+    int (*send_head)(struct grace_request *req, int status, int64_t length);
+    /* Body bytes, copied from data or moved out of move; framed as the head
+     * said. A streamed response's go out at once. */
+    int (*send_data)(struct grace_request *req, const char *data, size_t len,
+                     struct evbuffer *move);
+    /* length bytes of fd from offset, read as they are sent; owns fd. <0:
+     * the body will be short (the connection must close after it). */
+    int (*send_file)(struct grace_request *req, int fd, off_t offset, off_t length);
+    /* The reply is complete (req->resp is RESP_DONE): the framing's end,
+     * trailers (NULL for now), then the protocol lets go of req. */
+    int (*end)(struct grace_request *req, const char *const *trailers, size_t ntrailers);
+    /* The switch to a raw stream (101, or 2xx to CONNECT), checked by
+     * response.c; NULL: -ENOTSUP. */
+    int (*upgrade)(struct grace_request *req, int status, struct grace_stream **stream);
+    /* Output bytes not yet written that are this request's to wait for. */
+    size_t (*pending)(const struct grace_request *req);
+    /* req->on_drain was set: fire it from the loop once due. */
+    void (*drain_check)(struct grace_request *req);
+    /* The server's own answer to req (status, msg; nothing if the reply
+     * began), then the protocol lets go of it with err. */
+    void (*fail)(struct grace_request *req, int status, const char *msg, int err);
+};
+
 struct grace_request {
+    const struct grace_req_ops *ops; /* its protocol's */
     struct grace_conn *conn;  /* NULL once the client has gone */
     struct grace_server *srv;
     struct grace_preq p;      /* parser results; offsets into blk */
@@ -275,7 +322,6 @@ void grace__engine_close_all(struct grace_server *srv);
 void grace__conn_discard_input(struct grace_conn *c);
 void grace__conn_watch_input(struct grace_conn *c);
 void grace__conn_destroy(struct grace_conn *c);
-int grace__body_begin(struct grace_request *req, enum body_mode mode);
 /* splice.c: a Content-Length body moved straight into a file descriptor;
  * moved: the body bytes it moved (the parser was told) */
 int grace__splice_active(const struct grace_request *req, const struct grace_parser *p);
@@ -283,6 +329,8 @@ int grace__splice_read(const struct grace_transport *tp, struct grace_sock *s,
                        struct grace_request *req, struct grace_parser *p, uint64_t *moved);
 int grace__splice_pump(struct evbuffer *in, struct grace_request *req, struct grace_parser *p,
                        uint64_t *moved);
+/* Its pipe, and fd to write to: 0 or -errno. */
+int grace__splice_open(struct grace_request *req, int fd);
 void grace__splice_release(struct grace_request *req);
 void grace__conn_reason(struct grace_conn *c, int err);
 size_t grace__buffered_out(const struct grace_conn *c);
@@ -318,13 +366,21 @@ void grace__report_all(struct grace_reports *l, uint64_t written, int err);
 
 /* stream.c */
 extern const struct grace_proto grace__stream_proto;
-int grace__request_upgrade_refused(const struct grace_request *req);
+/* A stream for an upgrade about to be answered (then grace__conn_switch(c,
+ * &grace__stream_proto, st)); NULL: out of memory. */
+struct grace_stream *grace__stream_new(void);
 
 /* request.c */
 /* A request from a complete head: p's results, blk its header block,
  * start_us its first byte. NULL: out of memory. */
-struct grace_request *grace__request_new(struct grace_conn *c, const struct grace_parser *p,
-                                         const char *blk, int64_t start_us);
+struct grace_request *grace__request_new(struct grace_conn *c, const struct grace_req_ops *ops,
+                                         const struct grace_parser *p, const char *blk,
+                                         int64_t start_us);
+/* An HTTP/1.1 request with "Connection: upgrade" and an Upgrade header. */
+int grace__request_asks_upgrade(const struct grace_request *req);
+/* A reply other than the switch: the client may already speak the new
+ * protocol after its request, so the connection is not reused. */
+int grace__request_upgrade_refused(const struct grace_request *req);
 void grace__request_finish(struct grace_request *req, int err);
 void grace__request_free(struct grace_request *req);
 /* The application is done with req: freed once no report pins it (later if
@@ -339,9 +395,5 @@ void grace__request_done(struct grace_request *req);
 void grace__request_hold(struct grace_request *req);
 void grace__request_unhold(struct grace_request *req);
 void grace__request_detach(struct grace_request *req, int err);
-
-/* response.c */
-int grace__reply_error(struct grace_conn *c, struct grace_request *req, int status,
-                       const char *msg);
 
 #endif

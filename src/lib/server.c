@@ -447,7 +447,6 @@ static void reply_405(struct grace_request *req)
 static void dispatch(struct grace_request *req)
 {
     struct grace_server *srv = req->srv;
-    struct grace_conn *c = req->conn; /* busy (pump): outlives the handler */
     const struct grace_route *r;
     int path_only;
 
@@ -479,7 +478,7 @@ static void dispatch(struct grace_request *req)
      * is read: unless the handler replied or began reading (which checks). */
     if (!req->detached && req->resp == RESP_NONE && req->body_mode == BODY_NONE &&
         req->p.framing == GRACE_FRAMING_LENGTH && req->p.content_length > req->body_limit)
-        grace__h1_body_too_large(c);
+        req->ops->fail(req, 413, "request body too large", -EMSGSIZE);
     grace__request_unhold(req);
 }
 

@@ -24,35 +24,17 @@
 #define SPLICE_PIPE (1 << 20)  /* asked pipe capacity; the default (64 KiB) if refused */
 #define SPLICE_TURN (4u << 20) /* moved per read event, so others get their turn */
 
-int grace_request_body_to_fd(struct grace_request *req, int fd, grace_end_cb on_end, void *arg)
+int grace__splice_open(struct grace_request *req, int fd)
 {
-    struct grace_conn *c;
-    int p[2], e;
+    int p[2];
 
-    if (!req || fd < 0)
-        return -EINVAL;
-    if (!(c = req->conn))
-        return -ENOTCONN;
-    if (req->body_mode != BODY_NONE)
-        return -EALREADY;
-    if (!c->tp->splice || req->p.framing != GRACE_FRAMING_LENGTH ||
-        req->p.content_length == 0)
-        return -ENOTSUP; /* TLS, chunked or no body: grace_request_read_body() */
-    if (req->p.content_length > req->body_limit)
-        return -EMSGSIZE;
     if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
         return -errno;
     (void)fcntl(p[1], F_SETPIPE_SZ, SPLICE_PIPE); /* fewer calls; fine without */
     req->pipe_rd = p[0];
     req->pipe_wr = p[1];
     req->body_fd = fd;
-    req->on_end = on_end;
-    req->body_arg = arg;
-    if ((e = grace__body_begin(req, BODY_FD)) < 0) {
-        close(p[0]);
-        close(p[1]);
-    }
-    return e;
+    return 0;
 }
 
 void grace__splice_release(struct grace_request *req)
