@@ -93,12 +93,15 @@ static size_t buffered_in(const struct grace_conn *c)
 }
 
 /* Is the read event to move the request's body into the application's
- * fd (splice.c)? */
-static int splice_active(const struct h1 *h)
+ * fd (splice.c)? Not while body bytes read earlier (with the headers, or
+ * while the application had not yet asked for the body) wait in the input
+ * buffer: pump_body_fd() writes those first, or the file gets later bytes
+ * before earlier ones. */
+static int splice_active(const struct grace_conn *c, const struct h1 *h)
 {
     const struct grace_request *req = h->req;
     return req && req->body_mode == BODY_FD && !req->body_done && h->sp.open && !h->sp.err &&
-           grace_parser_body_left(&h->parser);
+           grace_parser_body_left(&h->parser) && evbuffer_get_length(c->slot->in) == 0;
 }
 
 /* Body bytes moved into the fd: the parser skips them, body progress. */
@@ -1099,7 +1102,7 @@ static size_t h1_room(const struct grace_conn *c)
 
     if (h->read_paused)
         return 0;
-    if (h1_state(c) == H1_BODY && splice_active(h))
+    if (h1_state(c) == H1_BODY && splice_active(c, h))
         return h->req->paused ? 0 : SIZE_MAX;
     len = buffered_in(c);
     max = grace__input_max(c->srv);
@@ -1113,7 +1116,7 @@ static int h1_read(struct grace_conn *c)
     uint64_t moved = 0;
     int rc;
 
-    if (h1_state(c) != H1_BODY || !splice_active(h))
+    if (h1_state(c) != H1_BODY || !splice_active(c, h))
         return -ENOTSUP;
     if (h->req->paused)
         return 0;
