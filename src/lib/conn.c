@@ -382,7 +382,6 @@ void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const stru
         accept_abandoned(srv);
         return;
     }
-    c->proto = srv->protos[0];
     TAILQ_INSERT_TAIL(&srv->conns, c, link);
     CNT(srv, CONN_ACCEPTED);
     srv->cnt[GRACE_CNT_CONN_ACTIVE]++;
@@ -844,6 +843,62 @@ void grace__conn_discard_input(struct grace_conn *c)
     evbuffer_drain(c->slot->in, n);
 }
 
+/*
+ * A new connection's protocol, once it can be told: on TLS the ALPN result
+ * once the handshake is done; on plain the first protocol whose sniff()
+ * claims the first bytes (one that needs more waits for them, bounded by
+ * the header-timeout from the accept); else the default, HTTP/1.1. The
+ * client's EOF ends any wait (the default closes what never began). 0: not
+ * yet (or c closed).
+ */
+static int choose(struct grace_conn *c)
+{
+    struct grace_server *srv = c->srv;
+    const struct grace_proto *p = srv->proto_default;
+
+    if (!c->tp->ready(&c->sock) && !c->peer_eof) /* at EOF nothing more can come */
+        return 0;
+    if (c->tp->secure) {
+        size_t n = 0;
+        const char *a = c->tp->alpn(&c->sock, &n);
+        for (int i = 0; a && srv->by_alpn[i]; i++)
+            if (strlen(srv->by_alpn[i]->alpn) == n && !memcmp(a, srv->by_alpn[i]->alpn, n)) {
+                p = srv->by_alpn[i];
+                break;
+            }
+    } else if (srv->by_sniff[0]) {
+        size_t len = buffered_in(c), n = len < 64 ? len : 64;
+        const char *b = n ? (const char *)evbuffer_pullup(c->slot->in, (ev_ssize_t)n) : "";
+        int wait = 0;
+        for (int i = 0; srv->by_sniff[i]; i++) {
+            int r = srv->by_sniff[i]->sniff(b, n);
+            if (r > 0) {
+                p = srv->by_sniff[i];
+                wait = 0;
+                break;
+            }
+            wait |= r < 0;
+        }
+        if (wait && !c->peer_eof)
+            return 0;
+    }
+    if (grace__conn_switch(c, p, NULL) < 0) {
+        grace__conn_destroy(c); /* out of memory: nothing to answer with */
+        return 0;
+    }
+    return 1;
+}
+
+/* The protocol a new connection speaks for what must be answered now (a
+ * timeout, a drop, a stop) before its first bytes chose one: the
+ * default's. NULL once the connection closes. */
+static const struct grace_proto *proto_now(struct grace_conn *c)
+{
+    if (!c->proto && c->state == CS_NEW)
+        grace__conn_switch(c, c->srv->proto_default, NULL);
+    return c->proto;
+}
+
 /* The protocol takes the buffered input; one that hands the connection over
  * (an upgrade) leaves the rest to the next. A closing connection's input is
  * discarded. */
@@ -851,6 +906,8 @@ static void pump_input(struct grace_conn *c)
 {
     const struct grace_proto *p = NULL;
 
+    if (!c->proto && c->state == CS_NEW && !choose(c))
+        return;
     while (c->state < CS_CLOSING && c->proto && c->proto != p) {
         p = c->proto;
         p->input(c);
@@ -1230,7 +1287,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         } else if (why == GRACE_CNT_TLS_TIMEOUT) { /* nothing can be answered yet */
             grace__conn_timed_out(c, why);
             grace__conn_destroy(c);
-        } else { /* the protocol's, or a new connection's header-timeout */
+        } else if (proto_now(c)) { /* the protocol's, or a new connection's header-timeout */
             c->proto->timeout(c, why);
         }
     }
@@ -1251,7 +1308,7 @@ void grace__conn_drop(struct grace_conn *c)
     c->stop_close = 1;
     if (!c->slot && c->state < CS_CLOSING) /* new or idle: nothing buffered */
         grace__conn_close_idle(c);
-    else if (c->state < CS_CLOSING && c->proto)
+    else if (c->state < CS_CLOSING && proto_now(c))
         c->proto->stop(c, GRACE_STOP_DROP);
     grace__conn_leave(c);
 }
@@ -1282,7 +1339,7 @@ static void lame_duck(struct grace_conn *c)
 static void stop_cut(struct grace_conn *c)
 {
     grace__conn_enter(c);
-    if (c->state >= CS_CLOSING || !c->proto) {
+    if (c->state >= CS_CLOSING || !proto_now(c)) {
         grace__conn_abort(c, -ECANCELED); /* output still waiting for a slow reader */
     } else if (!c->slot) { /* new or idle, nothing buffered */
         CNT(c->srv, STOP_IDLE_CLOSED);

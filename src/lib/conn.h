@@ -53,6 +53,11 @@ enum grace_out {
  */
 struct grace_proto {
     const char *name;
+    /* Choosing it on a new connection (conn.c, before any protocol reads a
+     * byte): the ALPN id that selects it on TLS, and on plain its first
+     * bytes: 1 mine, 0 not, -1 need more (srv->by_alpn, srv->by_sniff). */
+    const char *alpn;
+    int (*sniff)(const char *b, size_t n);
     /* Its state in every slot (the slot's area, zeroed when attached). */
     size_t slot_size;
     /* It takes the connection (grace__conn_switch): arg is its own. */
@@ -100,7 +105,8 @@ static inline void grace__earlier(int64_t *d, enum grace_counter *why, int64_t t
 /* Connection states, named by what the connection waits for;
  * docs/design.md has the diagram. */
 enum conn_state {
-    CS_NEW,      /* its first bytes (and TLS handshake): header-timeout from the accept */
+    CS_NEW,      /* its first bytes (and TLS handshake): header-timeout from the
+                    accept; c->proto NULL until they (or ALPN) chose one */
     CS_IDLE,     /* keep-alive: nothing in flight (the protocol said so) */
     CS_ACTIVE,   /* the protocol's work (HTTP/1.1's request, a stream) */
     CS_CLOSING,  /* reply complete, closing: our output to drain */
@@ -179,7 +185,8 @@ void grace__conn_flush(struct grace_conn *c);
 void grace__conn_write_now(struct grace_conn *c);
 void grace__conn_abort(struct grace_conn *c, int err);
 void grace__conn_drop(struct grace_conn *c);
-/* Hand the connection to another protocol (an upgrade): proto->start(c, arg). */
+/* Hand the connection to a protocol (the one chosen for a new connection,
+ * an upgrade): proto->start(c, arg). */
 int grace__conn_switch(struct grace_conn *c, const struct grace_proto *proto, void *arg);
 /* A deadline passed: count it (why), and -ETIMEDOUT is the close reason. */
 void grace__conn_timed_out(struct grace_conn *c, enum grace_counter why);

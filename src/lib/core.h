@@ -41,6 +41,8 @@ enum grace_stop {
 
 struct grace_conn;
 struct grace_proto;
+/* Protocols a connection may choose besides the default (core.h's lists). */
+#define GRACE_PROTOS_MAX 4
 struct grace_request;
 struct grace_slot;
 struct grace_route;
@@ -92,7 +94,12 @@ struct grace_server {
     size_t nfree_slots;
     struct grace_hfield *fields; /* parser scratch, shared: see http1.c */
     size_t slot_extra;           /* the largest protocol state in a slot */
-    const struct grace_proto *protos[2]; /* server.c: what connections speak */
+    /* server.c: what a new connection may speak (conn.c chooses): besides
+     * the default, the ones chosen by ALPN on TLS listeners and by their
+     * first bytes on plain ones, each in order of preference, NULL-ended */
+    const struct grace_proto *by_alpn[GRACE_PROTOS_MAX + 1];
+    const struct grace_proto *by_sniff[GRACE_PROTOS_MAX + 1];
+    const struct grace_proto *proto_default; /* HTTP/1.1: nothing else chosen */
     const struct timeval *tv_header, *tv_body, *tv_keepalive, *tv_handshake; /* common timeouts */
 
     /* request.c: requests whose client has gone, reply not yet completed */
@@ -114,6 +121,7 @@ struct grace_server {
 
     const unsigned char *alpn;   /* the protocols TLS listeners offer (ALPN wire format) */
     size_t alpn_len;
+    unsigned char alpn_offer[64]; /* server.c: alpn's bytes, from the protocols */
     char *discard_buf;           /* io.c: recv() target, never read */
     struct grace_date date;      /* util.c: the Date header of this second */
 };

@@ -42,6 +42,68 @@ static void free_listeners(struct grace_server *srv);
 static void dispatch(struct grace_request *req);
 static void conns_changed(struct grace_server *srv, int closed);
 
+/* ---------------------------------------------------------------- protocols */
+
+/* The slot's protocol area holds the largest protocol's state. */
+static void proto_room(struct grace_server *srv, const struct grace_proto *p)
+{
+    if (p->slot_size > srv->slot_extra)
+        srv->slot_extra = p->slot_size;
+}
+
+/* A protocol a new connection may choose besides the default: by ALPN on a
+ * TLS listener (by_alpn), by its first bytes on a plain one (by_sniff);
+ * earlier offers are preferred. -ENOSPC past GRACE_PROTOS_MAX. None yet:
+ * HTTP/2 offers itself here (h2 by ALPN, h2c by its preface), each by its
+ * own switch. */
+__attribute__((unused)) static int offer_proto(struct grace_server *srv, const struct grace_proto *p, int by_alpn,
+                       int by_sniff)
+{
+    int i;
+
+    if (by_alpn && p->alpn) {
+        for (i = 0; srv->by_alpn[i]; i++)
+            ;
+        if (i == GRACE_PROTOS_MAX)
+            return -ENOSPC;
+        srv->by_alpn[i] = p;
+    }
+    if (by_sniff && p->sniff) {
+        for (i = 0; srv->by_sniff[i]; i++)
+            ;
+        if (i == GRACE_PROTOS_MAX)
+            return -ENOSPC;
+        srv->by_sniff[i] = p;
+    }
+    proto_room(srv, p);
+    return 0;
+}
+
+/* What TLS listeners offer (ALPN wire format): the chosen-by-ALPN ones in
+ * order, then the default. A client that offers none of them gets the
+ * no_application_protocol alert; one that sends no ALPN gets the default. */
+static int offer_protos(struct grace_server *srv)
+{
+    size_t n = 0;
+
+    proto_room(srv, srv->proto_default);
+    for (int i = 0; i <= GRACE_PROTOS_MAX; i++) {
+        const struct grace_proto *p = i < GRACE_PROTOS_MAX ? srv->by_alpn[i] : srv->proto_default;
+        size_t l;
+        if (!p)
+            continue;
+        l = strlen(p->alpn);
+        if (l == 0 || l > 255 || n + 1 + l > sizeof(srv->alpn_offer))
+            return -EINVAL;
+        srv->alpn_offer[n++] = (unsigned char)l;
+        memcpy(srv->alpn_offer + n, p->alpn, l);
+        n += l;
+    }
+    srv->alpn = srv->alpn_offer;
+    srv->alpn_len = n;
+    return 0;
+}
+
 struct grace_server *grace_server_new(struct event_base *base, const struct grace_config *cfg)
 {
     struct grace_server *srv;
@@ -54,9 +116,6 @@ struct grace_server *grace_server_new(struct event_base *base, const struct grac
     if (!srv)
         return NULL;
     srv->base = base;
-    /* TLS listeners offer what the library speaks */
-    srv->alpn = (const unsigned char *)"\x08http/1.1";
-    srv->alpn_len = 9;
     if (cfg)
         srv->cfg = *cfg;
     else
@@ -69,10 +128,15 @@ struct grace_server *grace_server_new(struct event_base *base, const struct grac
     /* the engine calls up through these two, never by name */
     srv->up.dispatch = dispatch;
     srv->up.conns_changed = conns_changed;
-    /* what connections speak; the engine keeps the largest state in a slot */
-    srv->protos[0] = &grace__http1;
-    srv->slot_extra = grace__http1.slot_size > grace__stream_proto.slot_size
-                          ? grace__http1.slot_size : grace__stream_proto.slot_size;
+    /* what connections speak: HTTP/1.1 unless chosen otherwise; a stream
+     * after an upgrade. TLS listeners offer them by ALPN */
+    srv->proto_default = &grace__http1;
+    proto_room(srv, &grace__stream_proto);
+    if (offer_protos(srv) < 0) {
+        grace_server_free(srv);
+        errno = EINVAL;
+        return NULL;
+    }
     srv->accept_timer = evtimer_new(base, accept_retry_cb, srv);
     if (grace__engine_init(srv) < 0 || !srv->accept_timer) {
         grace_server_free(srv);
