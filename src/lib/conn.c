@@ -404,9 +404,7 @@ void grace__conn_enter(struct grace_conn *c)
 static int64_t lame_duck_due(const struct grace_conn *c, int64_t since)
 {
     const struct grace_server *srv = c->srv;
-    if (!srv->stopping)
-        return INT64_MAX;
-    return (since > srv->stop_at ? since : srv->stop_at) + OPT(srv, STOP_IDLE_GRACE);
+    return srv->stopping ? srv->up.stop_due(srv, since) : INT64_MAX; /* stop.c's */
 }
 
 /* The first byte of a new connection: header-timeout (or the TLS
@@ -1111,8 +1109,7 @@ static void linger_timer(struct grace_conn *c)
     linger_arm(c, now);
 }
 
-/* A graceful stop: cut the remaining linger time short. */
-static void linger_stop(struct grace_conn *c)
+void grace__conn_linger_stop(struct grace_conn *c)
 {
     int64_t now = grace__now_ms();
     grace__linger_stop(&c->st.linger, &c->srv->cfg, now);
@@ -1313,82 +1310,22 @@ void grace__conn_drop(struct grace_conn *c)
     grace__conn_leave(c);
 }
 
-/*
- * A server stop begins (grace_server_stop): nothing closes here, and no
- * callback runs. Responses started from now on say Connection: close
- * (response.c); a connection without a request gets the lame duck's timer
- * (stop-idle-grace); a draining one goes on draining, since its response
- * promised keep-alive; streams hear of it from the loop.
- */
-static void lame_duck(struct grace_conn *c)
+void grace__conn_rearm(struct grace_conn *c)
 {
-    if (!c->slot && c->state == CS_IDLE)
-        rd_arm_at(c, idle_due(c));
-    else if (!c->slot && c->state == CS_NEW)
-        rd_arm_at(c, new_conn_due(c));
-    else if (c->state < CS_CLOSING && c->proto)
-        c->proto->stop(c, GRACE_STOP_LAME_DUCK);
-}
-
-/*
- * The stop deadline has passed (server.c): a closing connection's output
- * still waiting for a slow reader is cut, a new or idle one without a slot
- * closes, and the protocol cuts the rest its way (HTTP/1.1: 503 before a
- * reply, docs/design.md "Stop").
- */
-static void stop_cut(struct grace_conn *c)
-{
-    grace__conn_enter(c);
-    if (c->state >= CS_CLOSING || !proto_now(c)) {
-        grace__conn_abort(c, -ECANCELED); /* output still waiting for a slow reader */
-    } else if (!c->slot) { /* new or idle, nothing buffered */
-        CNT(c->srv, STOP_IDLE_CLOSED);
-        grace__conn_destroy(c);
-    } else {
-        c->proto->stop(c, GRACE_STOP_CUT);
-    }
-    grace__conn_leave(c);
-}
-
-/*
- * Each connection once (marked), while the callbacks each cut runs may
- * close others: the next one is held (busy) across the cut, and a walk
- * that lost its place (the next one closed, or moved to the lingering
- * list) starts again from the head, skipping the marked.
- */
-static void cut_all(struct grace_server *srv)
-{
-    struct grace_conn *c = TAILQ_FIRST(&srv->conns), *n;
-
-    while (c) {
-        if (c->stop_cut) {
-            c = TAILQ_NEXT(c, link);
-            continue;
-        }
-        c->stop_cut = 1;
-        if ((n = TAILQ_NEXT(c, link)))
-            grace__conn_enter(n);
-        stop_cut(c);
-        if (!n)
-            break;
-        c = n->state == CS_DEAD || n->state == CS_LINGER ? TAILQ_FIRST(&srv->conns) : n;
-        grace__conn_leave(n); /* frees n if it closed */
-    }
-}
-
-void grace__engine_stop(struct grace_server *srv, enum grace_stop how)
-{
-    struct grace_conn *c, *next;
-
-    if (how == GRACE_STOP_CUT) {
-        cut_all(srv);
+    if (c->slot || c->state > CS_IDLE)
         return;
-    }
-    /* the lame duck: no callback runs in here, connections get new timers */
-    TAILQ_FOREACH_SAFE(c, &srv->conns, link, next)
-        lame_duck(c);
-    TAILQ_FOREACH_SAFE(c, &srv->lingering, link, next)
-        linger_stop(c);
+    rd_arm_at(c, c->state == CS_IDLE ? idle_due(c) : new_conn_due(c));
+}
+
+int grace__conn_proto_stop(struct grace_conn *c, enum grace_stop how)
+{
+    /* the lame duck lets a new connection still choose its protocol */
+    const struct grace_proto *p = how == GRACE_STOP_LAME_DUCK ? c->proto : proto_now(c);
+
+    if (c->state >= CS_CLOSING || !p)
+        return -1;
+    p->stop(c, how);
+    return 0;
 }
 
 /* ---------------------------------------------------------------- engine */

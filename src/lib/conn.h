@@ -194,9 +194,14 @@ void grace__conn_timed_out(struct grace_conn *c, enum grace_counter why);
  * common timeouts. init: -ENOMEM; free: every connection closed first. */
 int grace__engine_init(struct grace_server *srv);
 void grace__engine_free(struct grace_server *srv);
-/* A server stop: GRACE_STOP_LAME_DUCK at its start, GRACE_STOP_CUT at its
- * deadline, for every connection (docs/design.md "Stop"). */
-void grace__engine_stop(struct grace_server *srv, enum grace_stop how);
+/* For a stop (stop.c is its policy): a connection without a slot (new or
+ * idle) re-arms its read event for when it is due now (the stop's due
+ * through srv->up.stop_due); the protocol's stop (-1: none, or closing; a
+ * new connection's is the default's, except for the lame duck); a
+ * lingering connection's linger cut short. */
+void grace__conn_rearm(struct grace_conn *c);
+int grace__conn_proto_stop(struct grace_conn *c, enum grace_stop how);
+void grace__conn_linger_stop(struct grace_conn *c);
 /* Close every connection now (-ECANCELED): grace_server_free, a stop's end. */
 void grace__engine_close_all(struct grace_server *srv);
 void grace__conn_discard_input(struct grace_conn *c);

@@ -58,6 +58,9 @@ struct grace_server_up {
     /* nconns changed: after an accept (closed 0: pause at the cap) or a close
      * (closed 1: accept again below it); a stop may be over. */
     void (*conns_changed)(struct grace_server *srv, int closed);
+    /* During a stop: when a connection without a request (new: since its
+     * accept; idle: since its output emptied) is due to close (stop.c). */
+    int64_t (*stop_due)(const struct grace_server *srv, int64_t since);
 };
 
 struct grace_server {

@@ -6,6 +6,7 @@
 #include "conn.h"
 #include "http1.h"
 #include "request.h"
+#include "stop.h"
 #include "stream.h"
 #include "transport.h"
 
@@ -128,6 +129,7 @@ struct grace_server *grace_server_new(struct event_base *base, const struct grac
     /* the engine calls up through these two, never by name */
     srv->up.dispatch = dispatch;
     srv->up.conns_changed = conns_changed;
+    srv->up.stop_due = grace__stop_due;
     /* what connections speak: HTTP/1.1 unless chosen otherwise; a stream
      * after an upgrade. TLS listeners offer them by ALPN */
     srv->proto_default = &grace__http1;
@@ -409,8 +411,6 @@ int grace_server_adopt_conn(struct grace_server *srv, int fd, const struct socka
     return 0;
 }
 
-static void check_stopped(struct grace_server *srv);
-
 /* The engine's connection count changed (srv->up.conns_changed): after an
  * accept, pause at the cap; after a close, accept again below it; and a
  * stop may be done. */
@@ -420,7 +420,7 @@ static void conns_changed(struct grace_server *srv, int closed)
         resume_accept(srv);
     else if (srv->nconns >= (size_t)OPT(srv, MAX_CONNECTIONS))
         pause_accept(srv, 0);
-    check_stopped(srv);
+    grace__stop_check(srv);
 }
 
 /* ---------------------------------------------------------------- routing */
@@ -583,76 +583,26 @@ static void accept_queued(struct grace_server *srv)
     }
 }
 
-static void stopped_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct grace_server *srv = arg;
-    grace_stopped_cb cb = srv->on_stopped;
-    srv->on_stopped = NULL;
-    if (cb)
-        cb(srv, srv->stopped_arg);
-}
-
-/* The last bound (stop-linger-time after the deadline): close what is
- * left, then report. */
-static void stop_final_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct grace_server *srv = arg;
-    grace__engine_close_all(srv);
-    check_stopped(srv);
-}
-
-/* The deadline: requests still in flight are answered 503 or cut, idle
- * connections closed; lingering ones go on, up to stop-linger-time. */
-static void stop_timeout_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct grace_server *srv = arg;
-    struct timeval tv = grace__ms_tv(OPT(srv, STOP_LINGER_TIME));
-
-    srv->stopping = STOP_CUTTING;
-    event_assign(srv->stop_timer, srv->base, -1, 0, stop_final_cb, srv);
-    event_add(srv->stop_timer, &tv);
-    grace__engine_stop(srv, GRACE_STOP_CUT);
-    check_stopped(srv);
-}
-
-static void check_stopped(struct grace_server *srv)
-{
-    if (srv->stopping == STOP_NONE || srv->stopping == STOP_DONE || srv->nconns ||
-        !TAILQ_EMPTY(&srv->lingering))
-        return;
-    srv->stopping = STOP_DONE; /* report once, from the loop */
-    event_del(srv->stop_timer);
-    event_assign(srv->stop_timer, srv->base, -1, 0, stopped_cb, srv);
-    event_active(srv->stop_timer, EV_TIMEOUT, 1);
-}
-
+/* The stop's phases, timers and what it does to each connection are
+ * stop.c's; the listeners are this file's. */
 int grace_server_stop(struct grace_server *srv, int64_t timeout_ms, grace_stopped_cb cb,
                       void *arg)
 {
-    struct timeval tv;
+    int rc;
 
     if (!srv || timeout_ms < 0)
         return -EINVAL;
     if (srv->stopping)
         return -EALREADY;
-    srv->stop_timer = event_new(srv->base, -1, 0, stop_timeout_cb, srv);
-    if (!srv->stop_timer)
-        return -ENOMEM;
-    srv->stopping = STOP_LAME_DUCK;
-    srv->stop_at = grace__now_ms();
-    srv->on_stopped = cb;
-    srv->stopped_arg = arg;
+    if ((rc = grace__stop_begin(srv, cb, arg)) < 0)
+        return rc;
     /* the queued connections first, then the listening sockets close: new
      * connections are refused (a balancer retries elsewhere), not left
      * waiting in a queue nobody reads */
     accept_queued(srv);
     free_listeners(srv);
     event_del(srv->accept_timer);
-    tv = grace__ms_tv(timeout_ms);
-    event_add(srv->stop_timer, &tv);
-
     /* no callback runs in here: connections only get new timers */
-    grace__engine_stop(srv, GRACE_STOP_LAME_DUCK);
-    check_stopped(srv);
+    grace__stop_lame_duck(srv, timeout_ms);
     return 0;
 }
