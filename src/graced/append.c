@@ -338,7 +338,10 @@ static void committed(const struct graced_store_result *res, void *arg)
 static void commit(struct rup *r)
 {
     int dirfd = graced_path_open_dir(r->g->upload_fd, r->p.dir, strlen(r->p.dir), 1), st;
-    if (dirfd < 0 || graced_store_target(r->store, dirfd, r->p.name) < 0) {
+    /* graced_store_path: the folders on the way synced too (made at the
+     * upload's creation, maybe never synced since) */
+    if (dirfd < 0 || graced_store_target(r->store, dirfd, r->p.name) < 0 ||
+        graced_store_path(r->store, r->p.dir) < 0) {
         st = graced_errno_status(dirfd < 0 ? dirfd : -ENOMEM);
         if (dirfd >= 0)
             close(dirfd);
@@ -352,6 +355,7 @@ static void commit(struct rup *r)
     }
     close(dirfd);
     r->busy = 1;
+    grace_request_hold_stop(r->req); /* no 503 at a stop's deadline for a stored file */
     if (graced_store_commit(r->store, r->p.noreplace, r->p.if_match[0] ? r->p.if_match : NULL,
                             committed, r) < 0) {
         r->busy = 0;

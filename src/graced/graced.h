@@ -254,6 +254,11 @@ size_t graced_path_encode(const char *in, char *out, size_t outlen);
 /* open directory rel[0..len) below top, each segment O_NOFOLLOW, creating
  * missing ones if create: an fd, or a negative errno (-ELOOP: a symlink) */
 int graced_path_open_dir(int top, const char *rel, size_t len, int create);
+/* For pool threads (it waits for the disk): fsync top and each folder of
+ * the folder path rel[0..len) but the last, so that the entry naming each
+ * folder on the way is durable (the last folder's own entries are the
+ * caller's to sync). 0, or the first negative errno. */
+int graced_path_sync_dirs(int top, const char *rel, size_t len);
 /* a negative errno of the above or of a file operation -> HTTP status */
 int graced_errno_status(int err);
 /* is rel (a decoded path below the upload tree, "a/b") graced's own URL,
@@ -378,8 +383,14 @@ int graced_store_fd(const struct graced_store *s); /* write the content here */
 typedef void (*graced_store_ready_cb)(int err, void *arg);
 int graced_store_reserve(struct graced_store *s, int64_t size, graced_store_ready_cb cb,
                          void *arg);
+/* The target's folder is dir (relative to --upload-dir; "" for the top):
+ * the commit then also syncs each folder above it (graced_path_sync_dirs),
+ * since a folder on the way may be new and not yet on disk. Call before
+ * the commit. 0 or -ENOMEM. */
+int graced_store_path(struct graced_store *s, const char *dir);
 /* Everything is written: fsync, If-Match (if given, copied) checked again,
- * rename (noreplace: never over an existing name), fsync of the folder, on
+ * rename (noreplace: never over an existing name), fsync of the folder
+ * (and of those above it, after graced_store_path), on
  * the pool; then cb from the loop, never inside this call. err is 0 only
  * once all of it is done: a failed folder fsync is err with renamed set
  * (never retried: a second fsync can report success for what the first
@@ -406,7 +417,8 @@ int graced_store_adopt(struct graced *g, int tmpdirfd, const char *tmp, struct g
 int graced_store_target(struct graced_store *s, int dirfd, const char *leaf);
 /* What is written made durable (fstat, fsync on the pool), then cb from
  * the loop: err 0 and the size synced, or an errno. One at a time, not
- * during a commit; never runs once the store is abandoned. 0. */
+ * during a commit; never runs once the store is abandoned. Abandoning the
+ * store in cb closes it there (its lock let go), unless write-back runs. 0. */
 typedef void (*graced_store_synced_cb)(int err, int64_t size, void *arg);
 int graced_store_sync(struct graced_store *s, graced_store_synced_cb cb, void *arg);
 int graced_store_init(struct graced *g); /* a worker: its pool, write-back, sweep; -1 */
@@ -443,6 +455,7 @@ struct graced_partial_op {
     struct graced_job job;
     struct graced_partial *p;
     int dirfd, what;
+    int top;              /* the upload tree (create: the folder's entry synced there) */
     int err;              /* the result: 0 or a negative errno */
     void (*done)(struct graced_partial_op *op);
 };

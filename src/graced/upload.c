@@ -13,7 +13,8 @@
  * the sweep removes once older than --stale-upload-age.
  *
  * Folders on the way are created (path.c: each segment O_NOFOLLOW, so no
- * symlink leads out of the tree). Safe create and replace: If-None-Match: *
+ * symlink leads out of the tree), and every folder from the upload tree
+ * down to the file's is synced before the answer (store.c). Safe create and replace: If-None-Match: *
  * (and --no-overwrite) never replaces a file, checked when the headers come
  * and again by the rename itself (RENAME_NOREPLACE); If-Match replaces only
  * the version whose ETag it names.
@@ -139,6 +140,9 @@ static void commit(struct upload *u)
     if (u->committing)
         return;
     u->committing = 1;
+    /* from the rename on, a 503 at the stop's deadline would say "not
+     * stored" about a stored file: the stop waits for our answer */
+    grace_request_hold_stop(u->req);
     if (graced_store_commit(u->store, u->noreplace, u->if_match, committed, u) < 0)
         fail(u, 500, "out of memory\n");
 }
@@ -291,13 +295,16 @@ void graced_upload(struct grace_request *req, struct graced *g)
     snprintf(u->path, sizeof(u->path), "%s", rel);
     st = graced_store_open(g, dirfd, leaf, &u->store);
     close(dirfd); /* the store has its own */
-    if (st == 0)
+    /* the folders on the way synced too: any of them may be new (made
+     * here, or by an upload still on its way) */
+    rel[dirlen] = '\0';
+    if (st == 0 && (st = graced_store_path(u->store, rel)) == 0)
         u->fd = graced_store_fd(u->store);
     u->buf = evbuffer_new();
     u->flush_ev = event_new(g->base, -1, 0, flush_cb, u);
     if (st < 0 || !u->buf || !u->flush_ev) {
         int e = st < 0 ? -st : ENOMEM;
-        graced_log(LOG_ERR, "upload %s: %s", rel, strerror(e));
+        graced_log(LOG_ERR, "upload %s: %s", u->path, strerror(e));
         graced_reply(req, store_status(e), "could not store the upload\n");
         upload_free(u);
         return;
