@@ -587,13 +587,25 @@ def run_stop_commit(tmp):
     # what happened - 2xx with the whole file under its name, never a 503
     # (or no answer) for a file that is there. Before: '503 server shutting
     # down' and the file stored. A PUT and a form.
-    for name, form in (("commit-put", False), ("commit-form", True)):
+    # A DELETE too: its unlink is made when its folder fsync waits.
+    for name, form in (("commit-put", False), ("commit-form", True), ("commit-delete", None)):
         s = Slow(tmp, name, "--shutdown-timeout", "1s", env_add={"SLOWSYNC_DIR_MS": "2000"})
         s.release()  # small files: only the folder fsync is slow
         try:
             body = os.urandom(100000)
             out = []
-            if form:
+            if form is None:
+                with open(os.path.join(s.dir, "c.bin"), "wb") as f:
+                    f.write(body)
+
+                def run_delete():
+                    try:
+                        out.append(req(s.g.port, "DELETE", "/c.bin", b"")[:2])
+                    except OSError as e:
+                        out.append((repr(e), b""))
+                t = threading.Thread(target=run_delete)
+                t.start()
+            elif form:
                 data, hdrs = form_body([("c.bin", body)])
                 t = put_thread(s.g.port, "/", data, out, hdrs)
             else:
@@ -611,6 +623,11 @@ def run_stop_commit(tmp):
             whole = there and open(path, "rb").read() == body
             st = out[0][0] if out else None
             ok2xx = isinstance(st, int) and 200 <= st < 300
+            if form is None:
+                check("%s: a stop's deadline while the DELETE syncs its folder: 204, the file "
+                      "gone; exit 0" % name, st == 204 and not there and s.g.p.returncode == 0,
+                      (out[:1], there, s.g.p.returncode))
+                continue
             check("%s: a stop's deadline during the commit: 2xx and the whole file, or no 2xx "
                   "and no file; exit 0" % name,
                   ((ok2xx and whole) or (not ok2xx and not there)) and s.g.p.returncode == 0
