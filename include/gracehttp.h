@@ -30,14 +30,22 @@ extern "C" {
 #define GRACE_API
 #endif
 
+/* A name kept for one release after its replacement came: the compiler says
+ * which to use instead. */
+#if defined(__GNUC__)
+#define GRACE_DEPRECATED(msg) __attribute__((deprecated(msg)))
+#else
+#define GRACE_DEPRECATED(msg)
+#endif
+
 struct event_base;
 struct evbuffer;
 struct evconnlistener;
 
 /** Compile-time version: major * 10000 + minor * 100 + patch. */
-#define GRACE_VERSION_NUMBER 100
+#define GRACE_VERSION_NUMBER 200
 /** Compile-time version string; grace_version() gives the linked one. */
-#define GRACE_VERSION_STRING "0.1.0"
+#define GRACE_VERSION_STRING "0.2.0"
 
 /** The version of the library actually linked, e.g. "0.1.0". Never NULL. */
 GRACE_API const char *grace_version(void);
@@ -155,16 +163,22 @@ GRACE_API void grace_server_free(struct grace_server *srv);
 
 /**
  * Listen on host:port (IPv4 or IPv6 literal, or a name; port 0 picks one).
- * May be called several times.
- * @return 0, or a negative errno (e.g. -EADDRINUSE).
+ * With tls non-NULL the listener speaks TLS with the context's certificates;
+ * it takes its own reference, so the caller may grace_tls_free() its own
+ * right after. NULL: plain HTTP. May be called several times.
+ * @return 0, or a negative errno (e.g. -EADDRINUSE; -ENOTSUP: tls given to a
+ *         library built without TLS).
  */
-GRACE_API int grace_server_listen(struct grace_server *srv, const char *host, int port);
+GRACE_API int grace_server_listen(struct grace_server *srv, const char *host, int port,
+                                  struct grace_tls *tls);
 
 /**
- * Adopt an already bound and listening socket (systemd socket activation).
- * The server takes ownership of fd and closes it when freed.
+ * Adopt an already bound and listening socket (systemd socket activation),
+ * plain or TLS as for grace_server_listen(). The server owns fd from then
+ * on, also on failure, and closes it when freed.
+ * @return 0, or a negative errno.
  */
-GRACE_API int grace_server_listen_fd(struct grace_server *srv, int fd);
+GRACE_API int grace_server_listen_fd(struct grace_server *srv, int fd, struct grace_tls *tls);
 
 /**
  * Adopt an evconnlistener; its callback is replaced and the server frees it.
@@ -347,12 +361,20 @@ GRACE_API const char *grace_tls_last_error(const struct grace_tls *tls);
 /** Drop the caller's reference; listeners that use the context keep theirs. */
 GRACE_API void grace_tls_free(struct grace_tls *tls);
 
-/** Like grace_server_listen(), speaking TLS with the context's certificates. */
-GRACE_API int grace_server_listen_tls(struct grace_server *srv, const char *host, int port,
-                                      struct grace_tls *tls);
+/**
+ * Deprecated: grace_server_listen(srv, host, port, tls); removed in 0.3.
+ * @return as grace_server_listen(); -EINVAL when tls is NULL.
+ */
+GRACE_API GRACE_DEPRECATED("use grace_server_listen(srv, host, port, tls)")
+int grace_server_listen_tls(struct grace_server *srv, const char *host, int port,
+                            struct grace_tls *tls);
 
-/** Like grace_server_listen_fd(), speaking TLS. */
-GRACE_API int grace_server_listen_fd_tls(struct grace_server *srv, int fd, struct grace_tls *tls);
+/**
+ * Deprecated: grace_server_listen_fd(srv, fd, tls); removed in 0.3.
+ * @return as grace_server_listen_fd(); -EINVAL when tls is NULL (fd closed).
+ */
+GRACE_API GRACE_DEPRECATED("use grace_server_listen_fd(srv, fd, tls)")
+int grace_server_listen_fd_tls(struct grace_server *srv, int fd, struct grace_tls *tls);
 
 /** "TLSv1.3" or "TLSv1.2" for a request that came over TLS, else NULL. */
 GRACE_API const char *grace_request_tls_version(const struct grace_request *req);

@@ -255,7 +255,7 @@ int main(int argc, char **argv)
         grace_server_route(app.srv, NULL, "/upload", GRACE_ROUTE_PREFIX, handle_upload, &app);
     grace_server_on_accept(app.srv, on_accept, &app);
     grace_server_on_close(app.srv, on_close, &app);
-    if ((rc = grace_server_listen(app.srv, host, port)) < 0) {
+    if ((rc = grace_server_listen(app.srv, host, port, NULL)) < 0) {
         fprintf(stderr, "echo: listen %s:%d: %s\n", host, port, grace_strerror(rc));
         return 2;
     }

@@ -60,7 +60,7 @@ int main(int argc, char **argv)
     if (!srv)
         return 1;
     grace_server_set_handler(srv, hello, NULL);
-    rc = tls ? grace_server_listen_tls(srv, host, port, tls) : grace_server_listen(srv, host, port);
+    rc = grace_server_listen(srv, host, port, tls); /* tls NULL: plain */
     grace_tls_free(tls); /* the listener keeps its reference */
     if (rc < 0) {
         fprintf(stderr, "hello: listen %s:%d: %s\n", host, port, grace_strerror(rc));

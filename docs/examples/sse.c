@@ -245,7 +245,7 @@ int main(int argc, char **argv)
     grace_server_route(app.srv, "GET", "/events", GRACE_ROUTE_EXACT, events, &app);
     grace_server_route(app.srv, "GET", "/stats", GRACE_ROUTE_EXACT, stats, &app);
     grace_server_route(app.srv, "GET", "/", GRACE_ROUTE_EXACT, page, &app);
-    if ((rc = grace_server_listen(app.srv, host, port)) < 0) {
+    if ((rc = grace_server_listen(app.srv, host, port, NULL)) < 0) {
         fprintf(stderr, "sse: listen %s:%d: %s\n", host, port, grace_strerror(rc));
         return 2;
     }

@@ -83,7 +83,7 @@ static int worker_init(struct worker *w, int index, const char *host, int port)
     if (!w->srv)
         return -ENOMEM;
     grace_server_set_handler(w->srv, hello, w);
-    if ((rc = grace_server_listen(w->srv, host, port)) < 0)
+    if ((rc = grace_server_listen(w->srv, host, port, NULL)) < 0)
         return rc;
     w->wake = event_new(w->base, w->pipe[0], EV_READ, on_wake, w);
     if (!w->wake || event_add(w->wake, NULL) < 0)

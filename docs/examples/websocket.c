@@ -508,7 +508,7 @@ int main(int argc, char **argv)
     grace_server_set_handler(app.srv, handle, &app);
     if (grace_server_route(app.srv, "GET", "/ws", GRACE_ROUTE_EXACT, handle_ws, &app) < 0)
         return 1;
-    if ((rc = grace_server_listen(app.srv, host, port)) < 0) {
+    if ((rc = grace_server_listen(app.srv, host, port, NULL)) < 0) {
         fprintf(stderr, "websocket: listen %s:%d: %s\n", host, port, grace_strerror(rc));
         return 2;
     }

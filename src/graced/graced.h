@@ -59,6 +59,8 @@
  *   addr.c     ADDR:PORT and address lists (CIDR)
  *   log.c      error log (levels) and access log (Combined Log Format)
  *   clock.c    the monotonic clock
+ *   sink.c     a request's body into a file, the client paused while the
+ *              disk is behind
  *   pool.c     a few threads per worker for work that blocks on the disk
  *   multipart.c  a streaming multipart/form-data parser (no I/O)
  *   xml.c      WebDAV's XML: request bodies read (expat), answers written
@@ -854,6 +856,23 @@ void graced_dav_refuse(struct grace_request *req, int status, const char *root);
 /* an answer with a DAV:error body naming a precondition (cond: its local
  * name), with the href of a path (NULL: none) */
 void graced_dav_error(struct grace_request *req, int status, const char *cond, const char *href);
+
+/* sink.c: a request's body into an open file: spliced when splice and the
+ * library can, else through memory a step per loop iteration, the client
+ * paused while the disk is behind. done(err, arg) once: 0, the whole body
+ * is in the file; or an errno (a write's, ENOMEM). It may free the sink. */
+typedef void (*graced_sink_done_cb)(int err, void *arg);
+struct graced_sink *graced_sink_new(struct event_base *base, graced_sink_done_cb done, void *arg);
+/* 0, or a negative errno: the body cannot be read (done will not run) */
+int graced_sink_start(struct graced_sink *s, struct grace_request *req, int fd, int splice);
+/* the body's bytes taken so far; of them, those still in memory */
+int64_t graced_sink_received(const struct graced_sink *s);
+int64_t graced_sink_buffered(const struct graced_sink *s);
+/* what is in memory written now (the request ended): 0 or a negative errno */
+int graced_sink_write_out(struct graced_sink *s);
+/* take nothing more, never call done (answered otherwise); NULL is fine */
+void graced_sink_cancel(struct graced_sink *s);
+void graced_sink_free(struct graced_sink *s);
 
 /* davjob.c: work(arg) on the pool, then done(req, g, arg) on the loop,
  * which answers; if the client left meanwhile, done does not run (the job

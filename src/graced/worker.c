@@ -125,8 +125,7 @@ int graced_worker_run(struct graced *g, const struct graced_socks *s, int w)
         return 1;
     for (int i = 0; i < nfds; i++) {
         rc = proxy[i] ? graced_proxy_listen(g, fds[i], tls[i] ? g->tls : NULL)
-             : tls[i] ? grace_server_listen_fd_tls(g->srv, fds[i], g->tls)
-                      : grace_server_listen_fd(g->srv, fds[i]);
+                     : grace_server_listen_fd(g->srv, fds[i], tls[i] ? g->tls : NULL);
         if (rc < 0) {
             fprintf(stderr, "graced: listening socket%s: %s\n", tls[i] ? " (TLS)" : "",
                     grace_strerror(rc));

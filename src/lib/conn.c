@@ -1,26 +1,29 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * conn.c - the per-connection pipeline.
+ * conn.c - the connection engine.
  *
- * conn.c owns both directions of the socket, through the transport seam
- * (io.c): its read event reads into the slot's input buffer, pump() feeds
- * those bytes to the parser and acts on its events (headers complete ->
- * dispatch; body pieces -> stream/collect/discard; message done -> the
- * next request once the response is complete), and its write path writes
- * the output buffer straight away, adding the write event only while the
- * socket refuses more. Every event of the socket lands here.
+ * conn.c owns both directions of the socket, through the transport table
+ * (transport.h): its read event reads into the slot's input buffer and
+ * hands it to the connection's protocol (c->proto: HTTP/1.1, an upgraded
+ * stream), and its write path writes the output buffer straight away,
+ * adding the write event only while the socket refuses more. Every event
+ * of the socket lands here; a protocol hears of them only through its
+ * table, and the engine never asks which protocol it carries.
  *
  * Deadlines follow I/O progress, not states (see deadline()): write-timeout
- * counts from the last byte written while output waits; body-timeout from
- * the last body byte while the application waits for one; keep-alive from
- * the moment the output is empty; stream-idle-timeout from the last byte
- * either way; header-timeout and drain-time are totals.
- * One timer per slot fires at the earliest; progress only stores a time.
+ * counts from the last byte written while output waits; keep-alive from
+ * the moment the output is empty; a new connection's header-timeout and
+ * the TLS handshake from the accept. The protocol adds its own (body
+ * progress, header and drain totals, stream idleness) from the engine's
+ * progress stamps (slot->read_ms, slot->wrote_ms). One timer per slot
+ * fires at the earliest; progress only stores a time.
  *
- * Slots: the buffers, the write event, the timer and the parser are needed
- * only while a request is in flight. An idle keep-alive connection gives
- * them back to a small per-server pool and keeps its read event (whose
- * timeout is the keep-alive timeout) and its struct grace_conn.
+ * Slots: the buffers, the write event, the timer and the protocol's state
+ * (the slot's area) are needed only while work is in flight. An idle
+ * keep-alive connection gives them back to a small per-server pool and
+ * keeps its read event (whose timeout is the keep-alive timeout) and its
+ * struct grace_conn. Closing and lingering are the engine's alone
+ * (linger.c is their policy).
  *
  * Re-entrancy: every entry from libevent or from the application brackets
  * its work with grace__conn_enter()/grace__conn_leave(). A connection (its
@@ -28,8 +31,9 @@
  * left, so callbacks may reply, pause, resume, stop the server or see the
  * client vanish at any point, and a body piece stays valid for its callback.
  */
-#include "internal.h"
+#include "conn.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/listener.h>
@@ -41,28 +45,20 @@
 
 /* Detached slots kept for reuse; more are freed. */
 #define SLOT_POOL_MAX 64
-/* A file body without sendfile() is read in pieces of this size as it goes. */
-#define FILE_CHUNK (64u << 10)
+/* A protocol with more to produce is asked for it while less than this is
+ * queued (a file read as it goes: a piece at a time). */
+#define ROOM_MARK (64u << 10)
 
 static void read_cb(evutil_socket_t fd, short what, void *arg);
 static void write_cb(evutil_socket_t fd, short what, void *arg);
 static void timer_cb(evutil_socket_t fd, short what, void *arg);
 static void pump(struct grace_conn *c);
 static void output_empty(struct grace_conn *c);
-static void close_between_requests(struct grace_conn *c);
 static int rd_arm_new(struct grace_conn *c);
 
-/* The largest header block the parser can accept, plus its CRLFs. */
-static size_t head_max(const struct grace_server *srv)
+size_t grace__input_max(const struct grace_server *srv)
 {
-    return srv->plim.max_request_line + 2 + srv->plim.max_header_bytes + 2;
-}
-
-/* Backpressure: stop reading once a full header block plus 64 KiB is
- * buffered and nobody consumes it. */
-static size_t input_max(const struct grace_server *srv)
-{
-    return head_max(srv) + 65536;
+    return grace_parser_head_max(&srv->plim) + 65536;
 }
 
 /* ---------------------------------------------------------------- slots */
@@ -82,7 +78,7 @@ static void slot_free(struct grace_slot *s)
 
 static struct grace_slot *slot_new(struct grace_server *srv)
 {
-    struct grace_slot *s = calloc(1, sizeof(*s));
+    struct grace_slot *s = calloc(1, sizeof(*s) + srv->slot_extra);
 
     if (!s)
         return NULL;
@@ -110,17 +106,16 @@ static int slot_attach(struct grace_conn *c)
     } else if (!(s = slot_new(srv))) {
         return -1;
     }
-    event_assign(s->wr, srv->base, c->fd, EV_WRITE | EV_PERSIST, write_cb, c);
+    event_assign(s->wr, srv->base, c->sock.fd, EV_WRITE | EV_PERSIST, write_cb, c);
     evtimer_assign(s->timer, srv->base, timer_cb, c);
     s->timer_at = 0;
     s->write_err = 0;
-    s->file_fd = -1;
-    s->file_left = 0;
+    s->more = 0;
     s->written = 0;
+    s->read_ms = 0;
+    s->wrote_ms = 0;
     s->write_timeout = OPT(srv, WRITE_TIMEOUT);
-    s->reports = NULL;
-    s->reports_tail = &s->reports;
-    grace_parser_init(&s->parser, &srv->plim, srv->fields);
+    memset(s->area, 0, srv->slot_extra); /* the protocol's state starts at zero */
     c->slot = s;
     return 0;
 }
@@ -131,9 +126,7 @@ static int slot_wake(struct grace_conn *c)
     if (slot_attach(c) < 0)
         return -1;
     event_remove_timer(c->rd); /* the slot's timer takes over */
-    c->slot->req_start_us = grace__now_us();
-    if (c->state == CS_HEAD) /* a new connection: header-timeout runs from the accept */
-        c->st.head.deadline = c->accepted_ms + OPT(c->srv, HEADER_TIMEOUT);
+    c->slot->woke_us = grace__now_us();
     return 0;
 }
 
@@ -154,14 +147,8 @@ static void slot_detach(struct grace_conn *c)
 
     if (!s)
         return;
-    grace__report_all(c, -ECONNRESET); /* none are left unless the socket died */
     c->slot = NULL;
     slot_quiet(s);
-    if (s->file_fd >= 0) {
-        close(s->file_fd);
-        s->file_fd = -1;
-        s->file_left = 0;
-    }
     evbuffer_drain(s->in, evbuffer_get_length(s->in));
     evbuffer_drain(s->out, evbuffer_get_length(s->out)); /* releases file segments */
     if (srv->nfree_slots >= SLOT_POOL_MAX) {
@@ -173,7 +160,7 @@ static void slot_detach(struct grace_conn *c)
     srv->nfree_slots++;
 }
 
-void grace__slots_free(struct grace_server *srv)
+static void slots_free(struct grace_server *srv)
 {
     struct grace_slot *s;
     while ((s = srv->free_slots)) {
@@ -189,11 +176,6 @@ static size_t buffered_in(const struct grace_conn *c)
     return c->slot ? evbuffer_get_length(c->slot->in) : 0;
 }
 
-size_t grace__buffered_out(const struct grace_conn *c)
-{
-    return c->slot ? evbuffer_get_length(c->slot->out) + c->slot->file_left : 0;
-}
-
 /* Does the connection still need its slot? Not when idle with nothing
  * buffered either way, nor while lingering. */
 static int slot_needed(const struct grace_conn *c)
@@ -207,69 +189,35 @@ static int slot_needed(const struct grace_conn *c)
 
 /* ---------------------------------------------------------------- deadlines */
 
-/* Is the application waiting for body bytes (and not busy or paused)? */
-static int waiting_for_body(const struct grace_conn *c)
-{
-    const struct grace_request *req = c->req;
-    return c->state == CS_ACTIVE && req && !req->paused && !req->body_done &&
-           (req->body_mode == BODY_STREAM || req->body_mode == BODY_COLLECT ||
-            req->body_mode == BODY_FD) &&
-           !grace_parser_body_done(&c->slot->parser);
-}
-
-/* body-timeout: the request's own, else the server's. It is also the
- * window over which body-min-rate is averaged. */
-static int64_t body_period(const struct grace_conn *c)
-{
-    return c->req->body_timeout ? c->req->body_timeout : OPT(c->srv, BODY_TIMEOUT);
-}
-
 /*
  * The earliest deadline of a connection with a slot, in monotonic ms, or 0
- * for none. *why says which: the counter to bump when it passes.
+ * for none. *why says which: the counter to bump when it passes. The
+ * engine's own (write-timeout, the TLS handshake), then its protocol's.
  */
 static int64_t deadline(const struct grace_conn *c, enum grace_counter *why)
 {
     struct grace_server *srv = c->srv;
-    int64_t d = 0, t;
-
-#define EARLIER(when, cnt)            \
-    do {                              \
-        t = (when);                   \
-        if (!d || t < d) {            \
-            d = t;                    \
-            *why = GRACE_CNT_##cnt;   \
-        }                             \
-    } while (0)
+    int64_t d = 0;
 
     if (grace__buffered_out(c)) {
-        /* the request's own, else the last response's (its tail may wait) */
-        int64_t wt = !c->req ? c->slot->write_timeout
-                     : c->req->write_timeout ? c->req->write_timeout : OPT(srv, WRITE_TIMEOUT);
-        EARLIER(c->slot->write_since + wt, TIMEOUT_WRITE);
+        /* the protocol's (a request's own), else the last one set */
+        int64_t wt = c->proto && c->proto->write_timeout ? c->proto->write_timeout(c)
+                                                         : c->slot->write_timeout;
+        grace__earlier(&d, why, c->slot->write_since + wt, GRACE_CNT_TIMEOUT_WRITE);
     }
-    if (!grace__tls_ready(c))
-        EARLIER(c->accepted_ms + OPT(srv, TLS_HANDSHAKE_TIMEOUT), TLS_TIMEOUT);
-    if (c->state == CS_HEAD && !c->read_paused)
-        EARLIER(c->st.head.deadline, TIMEOUT_HEADER);
-    else if (waiting_for_body(c)) {
-        /* idle: a period from the last byte; too slow: a period from the
-         * rate window's start (body_rate_kept() decides when it passes) */
-        int64_t idle = c->st.body_since + body_period(c);
-        int64_t slow = OPT(srv, BODY_MIN_RATE) && c->req->rate_since
-                           ? c->req->rate_since + body_period(c) : 0;
-        if (slow && slow < idle)
-            EARLIER(slow, BODY_TOO_SLOW);
-        else
-            EARLIER(idle, TIMEOUT_BODY);
-    } else if (c->state == CS_DRAIN)
-        EARLIER(c->st.drain.deadline, TIMEOUT_DRAIN);
-    else if (c->state == CS_STREAM)
-        EARLIER(c->st.stream.since + c->st.stream.timeout, TIMEOUT_STREAM);
-    /* the application's total for its request, beside the progress timers */
-    if (c->state == CS_ACTIVE && c->req && c->req->deadline_at)
-        EARLIER(c->req->deadline_at, TIMEOUT_REQUEST);
-#undef EARLIER
+    if (!c->tp->ready(&c->sock))
+        grace__earlier(&d, why, c->accepted_ms + OPT(srv, TLS_HANDSHAKE_TIMEOUT),
+                       GRACE_CNT_TLS_TIMEOUT);
+    /* a new connection's first request: header-timeout from the accept */
+    if (c->state == CS_NEW)
+        grace__earlier(&d, why, c->accepted_ms + OPT(srv, HEADER_TIMEOUT),
+                       GRACE_CNT_TIMEOUT_HEADER);
+    if (c->state < CS_CLOSING && c->proto && c->proto->deadline) {
+        enum grace_counter pw = GRACE_CNT__COUNT;
+        int64_t t = c->proto->deadline(c, &pw);
+        if (t)
+            grace__earlier(&d, why, t, pw);
+    }
     return d;
 }
 
@@ -301,6 +249,43 @@ static void timer_update(struct grace_conn *c)
 
 /* ---------------------------------------------------------------- lifetime */
 
+/* The protocol leaves the connection, once: it lets go of what it holds
+ * (what it cuts off is err's doing). CLOSING and LINGER are the engine's. */
+static void proto_end(struct grace_conn *c, int err)
+{
+    const struct grace_proto *p = c->proto;
+
+    if (!p)
+        return;
+    c->proto = NULL;
+    p->end(c, err);
+}
+
+int grace__conn_switch(struct grace_conn *c, const struct grace_proto *proto, void *arg)
+{
+    c->proto = proto;
+    c->ps = NULL;
+    return proto->start ? proto->start(c, arg) : 0;
+}
+
+/* The application's accept hook (hooks.c): nonzero refuses the connection
+ * (the hook said so, or dropped it). */
+static int hook_accept(struct grace_conn *c)
+{
+    int rc;
+    c->accepting = 1;
+    c->srv->in_accept_hook++;
+    rc = c->srv->on_accept(c, c->srv->accept_arg);
+    c->srv->in_accept_hook--;
+    c->accepting = 0;
+    return rc || c->refused;
+}
+
+static void hook_close(struct grace_conn *c)
+{
+    c->srv->on_close(c, c->close_err, c->srv->close_arg);
+}
+
 /* Out of memory after the accept hook kept the connection: its close hook
  * still runs once, so data the hook attached is freed. */
 static void accept_failed(struct grace_conn *c)
@@ -308,7 +293,7 @@ static void accept_failed(struct grace_conn *c)
     if (c->srv->on_close) {
         c->close_err = -ENOMEM;
         c->state = CS_DEAD; /* grace_conn_drop() does nothing */
-        grace__hook_close(c);
+        hook_close(c);
     }
 }
 
@@ -316,11 +301,26 @@ static void accept_failed(struct grace_conn *c)
 static void accept_abandoned(struct grace_server *srv)
 {
     srv->nconns--;
-    grace__server_check_stopped(srv); /* a stop from the accept hook */
+    srv->up.conns_changed(srv, 0); /* a stop from the accept hook */
 }
 
-void grace__conn_accept_tls(struct grace_server *srv, evutil_socket_t fd,
-                            const struct sockaddr *sa, int salen, struct grace_tls *tls)
+void grace__conn_idle(struct grace_conn *c)
+{
+    c->state = CS_IDLE;
+}
+
+void grace__conn_active(struct grace_conn *c)
+{
+    c->state = CS_ACTIVE;
+}
+
+void grace__conn_more(struct grace_conn *c, uint64_t bytes)
+{
+    c->slot->more = bytes;
+}
+
+void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
+                        int salen, const struct grace_transport *tp, struct grace_tls *tls)
 {
     struct grace_conn *c;
     int one = 1;
@@ -330,25 +330,26 @@ void grace__conn_accept_tls(struct grace_server *srv, evutil_socket_t fd,
         return;
     }
     c->srv = srv;
-    c->fd = fd;
+    c->sock.fd = fd;
+    c->sock.srv = srv;
     c->accepted_ms = grace__now_ms();
     if (salen > 0 && (size_t)salen <= sizeof(c->peer)) {
         memcpy(&c->peer, sa, (size_t)salen);
         c->peer_len = (socklen_t)salen;
     }
-    c->tp = tls ? &grace__tls : &grace__plain; /* the hook may ask */
+    c->tp = tp; /* the hook may ask */
     /* counted before the hook: a stop from inside it does not report
      * "stopped" before this one is served (its deadline comes from the
      * loop, even with timeout 0, so the hook never returns into a cut) */
     srv->nconns++;
-    if (srv->on_accept && grace__hook_accept(c) != 0) { /* before any byte is read */
+    if (srv->on_accept && hook_accept(c) != 0) { /* before any byte is read */
         CNT(srv, CONN_REFUSED);
         evutil_closesocket(fd);
         free(c);
         accept_abandoned(srv);
         return;
     }
-    if (tls && !(c->tls = grace__tls_conn_new(tls, fd))) {
+    if (c->tp->open(&c->sock, tls, srv->alpn, srv->alpn_len) < 0) {
         accept_failed(c);
         free(c);
         evutil_closesocket(fd);
@@ -363,7 +364,7 @@ void grace__conn_accept_tls(struct grace_server *srv, evutil_socket_t fd,
         if (c->rd)
             event_free(c->rd);
         accept_failed(c);
-        c->tp->close(c);
+        c->tp->close(&c->sock);
         free(c);
         accept_abandoned(srv);
         return;
@@ -371,16 +372,9 @@ void grace__conn_accept_tls(struct grace_server *srv, evutil_socket_t fd,
     TAILQ_INSERT_TAIL(&srv->conns, c, link);
     CNT(srv, CONN_ACCEPTED);
     srv->cnt[GRACE_CNT_CONN_ACTIVE]++;
-    c->state = CS_HEAD;
+    c->state = CS_NEW;
 
-    if (srv->nconns >= (size_t)OPT(srv, MAX_CONNECTIONS))
-        grace__server_pause_accept(srv, 0);
-}
-
-void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
-                        int salen)
-{
-    grace__conn_accept_tls(srv, fd, sa, salen, NULL);
+    srv->up.conns_changed(srv, 0); /* pauses the listeners at the cap */
 }
 
 void grace__conn_enter(struct grace_conn *c)
@@ -397,9 +391,7 @@ void grace__conn_enter(struct grace_conn *c)
 static int64_t lame_duck_due(const struct grace_conn *c, int64_t since)
 {
     const struct grace_server *srv = c->srv;
-    if (!srv->stopping)
-        return INT64_MAX;
-    return (since > srv->stop_at ? since : srv->stop_at) + OPT(srv, STOP_IDLE_GRACE);
+    return srv->stopping ? srv->up.stop_due(srv, since) : INT64_MAX; /* stop.c's */
 }
 
 /* The first byte of a new connection: header-timeout (or the TLS
@@ -407,8 +399,8 @@ static int64_t lame_duck_due(const struct grace_conn *c, int64_t since)
 static int64_t new_conn_due(const struct grace_conn *c)
 {
     const struct grace_server *srv = c->srv;
-    int64_t d = c->accepted_ms + (c->tp == &grace__tls && OPT(srv, TLS_HANDSHAKE_TIMEOUT) <
-                                                              OPT(srv, HEADER_TIMEOUT)
+    int64_t d = c->accepted_ms + (!c->tp->ready(&c->sock) && OPT(srv, TLS_HANDSHAKE_TIMEOUT) <
+                                                                   OPT(srv, HEADER_TIMEOUT)
                                       ? OPT(srv, TLS_HANDSHAKE_TIMEOUT)
                                       : OPT(srv, HEADER_TIMEOUT));
     int64_t ld = lame_duck_due(c, c->accepted_ms);
@@ -438,7 +430,7 @@ static int rd_arm_new(struct grace_conn *c)
 {
     if (c->srv->stopping)
         return rd_arm_at(c, new_conn_due(c));
-    return event_add(c->rd, c->tp == &grace__tls ? c->srv->tv_handshake : c->srv->tv_header);
+    return event_add(c->rd, c->tp->ready(&c->sock) ? c->srv->tv_header : c->srv->tv_handshake);
 }
 
 /* The read event's timeout when the connection has no slot: keep-alive
@@ -479,7 +471,7 @@ static void keepalive_timeout(struct grace_conn *c)
         if (OPT(srv, STOP_IDLE_GRACE) < period)
             period = OPT(srv, STOP_IDLE_GRACE) > 100 ? OPT(srv, STOP_IDLE_GRACE) : 100;
     }
-    unsent = c->tp->unsent(c);
+    unsent = c->tp->unsent(&c->sock);
     if (unsent && c->st.idle.unsent == SIZE_MAX) {
         int64_t probe = period / 4;
         struct timeval tv = grace__ms_tv(probe < 1000 ? probe : 1000);
@@ -506,17 +498,13 @@ static void keepalive_timeout(struct grace_conn *c)
 
 void grace__conn_leave(struct grace_conn *c)
 {
-    /* responses that can no longer be written (a stream cut short) are
-     * reported before the outermost bracket closes: the application's
-     * callback must run while the connection is still held */
-    if (c->busy == 1 && c->state != CS_DEAD && c->slot && c->slot->reports && !slot_needed(c))
-        grace__report_all(c, -ECONNRESET);
     if (--c->busy > 0)
         return;
-    while (c->free_reqs) {
-        struct grace_request *r = c->free_reqs;
-        c->free_reqs = r->next_free;
-        grace__request_free(r);
+    while (c->defer) {
+        struct grace_defer *d = c->defer;
+        c->defer = d->next;
+        d->queued = 0;
+        d->run(d);
     }
     if (c->state == CS_DEAD) {
         slot_detach(c);
@@ -526,7 +514,7 @@ void grace__conn_leave(struct grace_conn *c)
          * output has fully left */
         slot_detach(c);
         rd_arm_idle(c);
-        if (c->tp->pending(c)) /* a TLS layer's input raises no event */
+        if (c->tp->pending(&c->sock)) /* a TLS layer's input raises no event */
             event_active(c->rd, EV_READ, 1);
     } else if (c->slot) {
         timer_update(c);
@@ -548,8 +536,7 @@ void grace__conn_destroy(struct grace_conn *c)
 
     if (c->state == CS_DEAD)
         return;
-    if (c->req || c->stream) /* callers detach first; one left here is aborted */
-        grace__conn_abort(c, -ECONNRESET); /* detaches, then comes back here */
+    proto_end(c, -ECONNRESET); /* what it still holds is cut off */
     if (c->state == CS_DEAD)
         return;
     if (c->state == CS_LINGER) {
@@ -565,29 +552,25 @@ void grace__conn_destroy(struct grace_conn *c)
         c->in_pump_list = 0;
     }
     c->state = CS_DEAD;
-    if (c->slot) {
-        /* responses not yet written are reported lost; the buffers stay
-         * until the callbacks on the stack have returned */
-        grace__report_all(c, -ECONNRESET);
+    if (c->slot) /* the buffers stay until the callbacks on the stack have returned */
         slot_quiet(c->slot);
-    }
     event_free(c->rd);
     c->rd = NULL;
     if (srv->on_close) { /* last word, with the socket still open (its address) */
         c->busy++; /* held, but not a bracket: the free comes below */
-        grace__hook_close(c);
+        hook_close(c);
         c->busy--;
     }
-    if (c->fd >= 0) /* -1: taken over by the application (stream.c) */
-        c->tp->close(c);
-    c->fd = -1;
+    if (c->sock.fd >= 0) /* -1: taken over by the application (stream.c) */
+        c->tp->close(&c->sock);
+    c->sock.fd = -1;
     srv->nconns--;
     srv->cnt[GRACE_CNT_CONN_ACTIVE]--;
     if (!c->busy) {
         slot_detach(c);
         free(c);
     }
-    grace__server_conn_closed(srv);
+    srv->up.conns_changed(srv, 1);
 }
 
 /* Run pump() for c from the event loop, not from the current call stack. */
@@ -608,7 +591,7 @@ void grace__conn_schedule(struct grace_conn *c)
  * one still queued) finds the list whole. Ones queued meanwhile wait for
  * the next round.
  */
-void grace__conn_run_scheduled(struct grace_server *srv)
+static void run_scheduled(struct grace_server *srv)
 {
     size_t n = srv->npump;
     struct grace_conn *c;
@@ -625,47 +608,26 @@ void grace__conn_run_scheduled(struct grace_server *srv)
         event_active(srv->pump_ev, EV_TIMEOUT, 1);
 }
 
-/* The request is done with this connection: free it (later if busy). */
-void grace__request_release(struct grace_conn *c, struct grace_request *req)
+void grace__conn_defer(struct grace_conn *c, struct grace_defer *d)
 {
-    req->app_done = 1;
-    if (req->report) /* report.c frees it once the response is reported */
+    if (!c || !c->busy) {
+        d->run(d);
         return;
-    if (c && c->busy) {
-        req->next_free = c->free_reqs;
-        c->free_reqs = req;
-    } else {
-        grace__request_free(req);
     }
-}
-
-/* The connection ends before the application completed its reply. */
-static void request_detach(struct grace_conn *c, int err)
-{
-    struct grace_request *req = c->req;
-    grace__stream_end(c, err); /* an upgraded connection has a stream instead */
-    if (!req)
-        return;
-    c->req = NULL;
-    req->conn = NULL;
-    req->detached = 1;
-    req->on_drain = NULL; /* the finish callback says it instead */
-    TAILQ_INSERT_TAIL(&c->srv->detached, req, dlink);
-    if (err == -ECONNRESET)
-        CNT(c->srv, CLIENT_ABORTS);
-    grace__request_finish(req, err);
+    assert(!d->queued);
+    d->queued = 1;
+    d->next = c->defer;
+    c->defer = d;
 }
 
 void grace__conn_abort(struct grace_conn *c, int err)
 {
     grace__conn_reason(c, err);
-    request_detach(c, err);
-    if (c->slot && c->state != CS_DEAD)
-        grace__report_all(c, err);
+    proto_end(c, err); /* what it holds and its unwritten responses: err */
     grace__conn_destroy(c);
 }
 
-void grace__conn_free_all(struct grace_server *srv)
+void grace__engine_close_all(struct grace_server *srv)
 {
     struct grace_conn *c;
     while ((c = TAILQ_FIRST(&srv->conns)))
@@ -674,6 +636,16 @@ void grace__conn_free_all(struct grace_server *srv)
         grace__conn_reason(c, -ECANCELED);
         grace__conn_destroy(c);
     }
+}
+
+const char *grace__conn_tls_version(const struct grace_conn *c)
+{
+    return c->tp->version(&c->sock);
+}
+
+const char *grace__conn_tls_sni(const struct grace_conn *c)
+{
+    return c->tp->sni(&c->sock);
 }
 
 /* ---------------------------------------------------------------- input */
@@ -693,10 +665,10 @@ void grace__conn_watch_input(struct grace_conn *c)
         want = 0;
     else if (c->state >= CS_CLOSING || !c->slot)
         want = 1; /* discarding, or idle without a slot */
-    else if (grace__splice_active(c)) /* the socket goes straight to the fd */
-        want = !c->read_paused && !c->req->paused;
+    else if (c->proto && c->proto->room)
+        want = c->proto->room(c) > 0;
     else
-        want = !c->read_paused && buffered_in(c) < input_max(c->srv);
+        want = buffered_in(c) < grace__input_max(c->srv);
     if (want != !!event_pending(c->rd, EV_READ, NULL)) {
         if (!want)
             event_del(c->rd);
@@ -707,7 +679,7 @@ void grace__conn_watch_input(struct grace_conn *c)
     }
     /* bytes a TLS layer already took from the socket raise no event (a
      * closing connection discards raw and never asks the layer again) */
-    if (want && c->slot && c->state < CS_CLOSING && c->tp->pending(c))
+    if (want && c->slot && c->state < CS_CLOSING && c->tp->pending(&c->sock))
         event_active(c->rd, EV_READ, 1);
 }
 
@@ -719,13 +691,13 @@ void grace__conn_watch_input(struct grace_conn *c)
 static int read_input(struct grace_conn *c)
 {
     struct evbuffer *in = c->slot->in;
-    size_t len = evbuffer_get_length(in), max = input_max(c->srv);
+    size_t len = evbuffer_get_length(in), max = grace__input_max(c->srv);
     size_t room = len < max ? max - len : 0;
     int got = 0;
 
     while (room > 0) {
         size_t want = room < GRACE_READ_CHUNK ? room : GRACE_READ_CHUNK;
-        ssize_t n = c->tp->read(c, in, want);
+        ssize_t n = c->tp->read(&c->sock, in, want);
         if (n > 0) {
             got = 1;
             room -= (size_t)n;
@@ -739,93 +711,12 @@ static int read_input(struct grace_conn *c)
             return (int)n;
         }
     }
-    if (got && c->state == CS_ACTIVE)
-        c->st.body_since = grace__now_ms(); /* progress for body-timeout */
-    else if (got && c->state == CS_STREAM)
-        c->st.stream.since = grace__now_ms();
+    if (got)
+        c->slot->read_ms = grace__now_ms(); /* progress, for the protocol's timers */
     return 0;
-}
-
-/* The application starts (or resumes) waiting for body bytes: the
- * body-timeout counts from now, and so does a new body-min-rate window (the
- * time it spent paused is not the client's). */
-void grace__conn_body_wait(struct grace_conn *c)
-{
-    if (c->state == CS_ACTIVE) {
-        c->st.body_since = grace__now_ms();
-        if (c->req) {
-            c->req->rate_since = c->st.body_since;
-            c->req->rate_bytes = c->req->body_read;
-        }
-    }
-}
-
-/*
- * A body-min-rate window has passed: did the body average the rate over it
- * (the time it really took: a late timer is not the client's fault)? Then a
- * new window starts. A body that trickles a byte now and then never trips
- * body-timeout, but fails this; a slow but steady one passes every window.
- */
-static int body_rate_kept(struct grace_conn *c)
-{
-    struct grace_request *req = c->req;
-    int64_t now = grace__now_ms();
-    uint64_t need = (uint64_t)(OPT(c->srv, BODY_MIN_RATE) * (now - req->rate_since) / 1000);
-
-    if (req->body_read - req->rate_bytes < need)
-        return 0;
-    req->rate_since = now;
-    req->rate_bytes = req->body_read;
-    return 1;
 }
 
 /* ---------------------------------------------------------------- output */
-
-/*
- * A file body on a transport without sendfile(): the next piece goes into
- * the output, read now (pread: a file that shrank is noticed, never mapped).
- * -1 when the file ends before its promised length.
- */
-static int file_refill(struct grace_slot *s)
-{
-    struct evbuffer_iovec v;
-    size_t want = s->file_left < FILE_CHUNK ? (size_t)s->file_left : FILE_CHUNK;
-    ssize_t n;
-
-    if (evbuffer_reserve_space(s->out, (ev_ssize_t)want, &v, 1) < 1)
-        return -1;
-    if (v.iov_len > want)
-        v.iov_len = want;
-    do
-        n = pread(s->file_fd, v.iov_base, v.iov_len, s->file_off);
-    while (n < 0 && errno == EINTR);
-    if (n <= 0)
-        return -1;
-    v.iov_len = (size_t)n;
-    evbuffer_commit_space(s->out, &v, 1);
-    s->file_off += n;
-    s->file_left -= (uint64_t)n;
-    if (!s->file_left) {
-        close(s->file_fd);
-        s->file_fd = -1;
-    }
-    return 0;
-}
-
-/* Queue length bytes of fd as a response body that is read as it is sent.
- * The connection owns fd from here on. -1 if a file body is still going. */
-int grace__conn_send_file(struct grace_conn *c, int fd, off_t offset, off_t length)
-{
-    struct grace_slot *s = c->slot;
-    if (s->file_left) {
-        close(fd);
-        return -1;
-    }
-    s->file_fd = fd;
-    s->file_off = offset;
-    s->file_left = (uint64_t)length;
-    return 0;
-}
 
 /*
  * Write what is queued until the socket refuses more. Progress restarts the
@@ -842,12 +733,14 @@ static void write_output(struct grace_conn *c, int in_event)
 
     for (;;) {
         ssize_t n;
-        if (s->file_left && evbuffer_get_length(s->out) < FILE_CHUNK && file_refill(s) < 0)
-            n = -EPIPE;
+        int e;
+        if (s->more && evbuffer_get_length(s->out) < ROOM_MARK && c->proto &&
+            (e = c->proto->output(c, GRACE_OUT_ROOM)) < 0)
+            n = e; /* it cannot (a file ended early: -EPIPE) */
         else if (!evbuffer_get_length(s->out))
             break;
         else
-            n = c->tp->write(c, s->out);
+            n = c->tp->write(&c->sock, s->out);
         if (n > 0) {
             s->written += (uint64_t)n;
             progress = 1;
@@ -866,17 +759,15 @@ static void write_output(struct grace_conn *c, int in_event)
     }
     if (progress) {
         s->write_since = grace__now_ms();
-        if (c->state == CS_STREAM)
-            c->st.stream.since = s->write_since;
-        if (s->reports)
-            grace__report_written(c);
-        if (c->state == CS_DEAD) /* a report callback dropped it */
+        s->wrote_ms = s->write_since; /* progress, for the protocol's timers */
+        if (c->proto) /* reports, drain callbacks: either may drop c */
+            c->proto->output(c, GRACE_OUT_SENT);
+        if (c->state == CS_DEAD)
             return;
-        grace__conn_drain_check(c);
     }
     if (evbuffer_get_length(s->out)) {
         if (progress) /* the socket is full now: what its queue holds */
-            s->write_unsent = c->tp->unsent(c);
+            s->write_unsent = c->tp->unsent(&c->sock);
         if (!event_pending(s->wr, EV_WRITE, NULL)) {
             if (!progress)
                 s->write_since = grace__now_ms();
@@ -916,366 +807,11 @@ void grace__conn_write_now(struct grace_conn *c)
     write_output(c, 0);
 }
 
-void grace__conn_send_continue(struct grace_conn *c)
-{
-    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    evbuffer_add(c->slot->out, cont, sizeof(cont) - 1);
-    grace__conn_flush(c);
-}
-
 /* ---------------------------------------------------------------- states */
-
-/* Between requests the read event's timeout is the keep-alive timeout,
- * from when the output is empty (grace__conn_leave). */
-static void to_idle(struct grace_conn *c)
-{
-    c->state = CS_IDLE;
-}
-
-static void to_head(struct grace_conn *c)
-{
-    c->state = CS_HEAD;
-    c->st.head.seen = 0;
-    c->st.head.deadline = grace__now_ms() + OPT(c->srv, HEADER_TIMEOUT);
-    c->slot->req_start_us = grace__now_us();
-}
-
-/* Is the unread rest of the body known and small enough to discard? */
-int grace__body_drainable(const struct grace_conn *c, const struct grace_request *req)
-{
-    int64_t limit = OPT(c->srv, DRAIN_LIMIT);
-    if (req->body_done || grace_parser_body_done(&c->slot->parser))
-        return 1;
-    if (limit == 0 || c->peer_eof)
-        return 0;
-    /* the client may still be waiting for a 100 that will never come */
-    if (req->p.expect_continue && !req->sent_continue)
-        return 0;
-    if (req->p.framing == GRACE_FRAMING_LENGTH)
-        return req->p.content_length - req->body_read <= (uint64_t)limit;
-    return 1; /* chunked: drained up to the limit, then closed gracefully */
-}
-
-/* The application completed its reply (all of it is queued). */
-void grace__conn_response_done(struct grace_conn *c)
-{
-    struct grace_request *req = c->req;
-    int body_done = req->body_done || grace_parser_body_done(&c->slot->parser);
-
-    if (!body_done)
-        CNT(c->srv, EARLY_REPLIES);
-    /* the rest of this response may still wait for the socket */
-    c->slot->write_timeout = req->write_timeout ? req->write_timeout : OPT(c->srv, WRITE_TIMEOUT);
-    c->req = NULL;
-    grace__request_finish(req, 0);
-    grace__request_release(c, req);
-    if (c->state == CS_DEAD)
-        return;
-    /* a response that did not say Connection: close (it started before a
-     * stop) is not followed by a close the client cannot expect: the
-     * connection goes idle, and a stop's lame duck takes it from there */
-    if (req->close_after || c->stop_close) {
-        grace__conn_close_graceful(c);
-        return;
-    }
-    if (body_done) {
-        to_idle(c);
-    } else {
-        c->state = CS_DRAIN;
-        c->st.drain.bytes = 0;
-        c->st.drain.deadline = grace__now_ms() + OPT(c->srv, DRAIN_TIME);
-    }
-    grace__conn_schedule(c);
-}
-
-/* Answer an error on the connection itself (no request, or one that was
- * detached) and close gracefully. */
-static void fail_with(struct grace_conn *c, struct grace_request *req, int status,
-                      const char *msg)
-{
-    grace__count_status(c->srv, status);
-    grace__reply_error(c, req, status, msg);
-    grace__conn_close_graceful(c);
-}
-
-/* The body broke a rule mid-way (limit, syntax, timeout, early end). The
- * answer is queued before the application hears of it: its finish
- * callback may release the request. */
-static void body_fail(struct grace_conn *c, int status, const char *msg, int err)
-{
-    struct grace_request *req = c->req;
-    int started = req && req->resp != RESP_NONE;
-
-    if (!started) {
-        grace__count_status(c->srv, status);
-        grace__reply_error(c, req, status, msg);
-    }
-    request_detach(c, err);
-    if (c->state != CS_DEAD)
-        grace__conn_close_graceful(c);
-}
 
 /* ---------------------------------------------------------------- drain */
 
-/* Is a drain callback waiting, and the output at or below low-water? */
-static int drain_due(const struct grace_conn *c)
-{
-    return c->req && c->req->on_drain && c->slot &&
-           grace__buffered_out(c) <= (size_t)OPT(c->srv, OUTPUT_LOW_WATER);
-}
-
-/* Output went out, or a drain callback was registered: if it is due, the
- * next pump() runs it (from the loop, never under an application call). */
-void grace__conn_drain_check(struct grace_conn *c)
-{
-    if (c && drain_due(c))
-        grace__conn_schedule(c); /* a running pump() sees it at its end */
-}
-
-/* Run a due drain callback, once: it is unset before the call so that the
- * callback may register again. */
-static void drain_fire(struct grace_conn *c)
-{
-    struct grace_request *req = c->req;
-    grace_drain_cb cb;
-
-    if (!drain_due(c))
-        return;
-    cb = req->on_drain;
-    req->on_drain = NULL;
-    cb(req, req->drain_arg);
-}
-
-/* The request's own deadline passed before its reply completed: a 503 if
- * nothing was queued, else the cut-short response ends the connection. */
-static void request_deadline(struct grace_conn *c)
-{
-    if (c->req->resp == RESP_NONE)
-        body_fail(c, 503, "request deadline passed", -ETIMEDOUT);
-    else
-        grace__conn_abort(c, -ETIMEDOUT);
-}
-
-/* A Content-Length over the request's limit, found after its handler
- * returned: 413 before any body byte is read, then the graceful close. */
-void grace__conn_body_too_large(struct grace_conn *c)
-{
-    body_fail(c, 413, "request body too large", -EMSGSIZE);
-}
-
 /* ---------------------------------------------------------------- pump */
-
-/*
- * Header phase. The parser's field array is shared by all connections of
- * the server, so a block that is not complete yet is parsed again from its
- * start when more bytes arrive: nothing is consumed until it is complete,
- * and a new attempt is only made once a new LF has arrived.
- */
-static int pump_head(struct grace_conn *c)
-{
-    struct grace_server *srv = c->srv;
-    struct evbuffer *in = c->slot->in;
-    size_t len = evbuffer_get_length(in), n, used = 0, bl;
-    const char *b;
-    char *buf;
-
-    if (len == 0)
-        return 0;
-    if (grace__buffered_out(c) > (size_t)OPT(srv, OUTPUT_HIGH_WATER) || c->slot->file_left) {
-        /* the client does not read its responses: stop taking requests.
-         * The header deadline waits too (write-timeout guards the output).
-         * A file body read as it goes must leave before the next response. */
-        c->read_paused = 1;
-        return 0;
-    }
-    n = len < head_max(srv) ? len : head_max(srv);
-    buf = (char *)evbuffer_pullup(in, (ev_ssize_t)n);
-    if (!buf)
-        return 0;
-    /* no new line since the last attempt, and no limit reached: wait */
-    if (c->st.head.seen && n < c->st.head.window &&
-        !memchr(buf + c->st.head.seen, '\n', n - c->st.head.seen)) {
-        c->st.head.seen = n;
-        return 0;
-    }
-    grace_parser_reset(&c->slot->parser);
-    enum grace_pev ev = grace_parser_execute(&c->slot->parser, buf, n, &used, &b, &bl);
-    switch (ev) {
-    case GRACE_PEV_AGAIN:
-        if (used) { /* blank lines before a request line */
-            evbuffer_drain(in, used);
-            c->st.head.seen = 0;
-            return 1;
-        }
-        c->st.head.seen = n;
-        c->st.head.window = c->slot->parser.window;
-        return 0;
-    case GRACE_PEV_HEADERS: {
-        struct grace_request *req =
-            grace__request_new(c, buf + used - c->slot->parser.req.header_bytes);
-        if (!req) {
-            fail_with(c, NULL, 503, "out of memory");
-            return 1;
-        }
-        evbuffer_drain(in, used);
-        c->req = req;
-        c->state = CS_ACTIVE;
-        c->st.body_since = grace__now_ms();
-        CNT(srv, REQUESTS);
-        grace__server_dispatch(req);
-        return 1;
-    }
-    default: {
-        enum grace_perr e = c->slot->parser.err;
-        fail_with(c, NULL, grace_perr_status(e), grace_perr_str(e));
-        return 1;
-    }
-    }
-}
-
-static void deliver_end(struct grace_request *req)
-{
-    if (req->end_delivered || (req->body_mode != BODY_STREAM && req->body_mode != BODY_COLLECT &&
-                               req->body_mode != BODY_FD))
-        return;
-    req->end_delivered = 1;
-    if (req->body_mode != BODY_COLLECT) {
-        if (req->on_end)
-            req->on_end(req, req->body_arg);
-    } else {
-        req->on_body(req, req->body, req->body_arg);
-    }
-}
-
-/* Hand a body piece to the application. The piece points into the input
- * buffer, which must outlive the call: a reply or close inside it only
- * marks the input for discarding (grace__conn_discard_input). */
-static void deliver_piece(struct grace_conn *c, struct grace_request *req, const char *b,
-                          size_t bl, size_t used)
-{
-    c->delivering = 1;
-    req->on_data(req, b, bl, req->body_arg);
-    c->delivering = 0;
-    evbuffer_drain(c->slot->in, used);
-    if (c->discard_after) {
-        c->discard_after = 0;
-        grace__conn_discard_input(c);
-    }
-}
-
-/* Body phase of a body moved into the application's fd (splice.c). */
-static int pump_body_fd(struct grace_conn *c, struct grace_request *req)
-{
-    int rc = grace__splice_pump(c);
-    if (rc < 0) {
-        int full = rc == -ENOSPC || rc == -EDQUOT || rc == -EFBIG;
-        body_fail(c, full ? 507 : 500, "could not store the request body", rc);
-        return 1;
-    }
-    if (rc == 1) {
-        req->body_done = 1;
-        deliver_end(req);
-        return 1;
-    }
-    if (c->peer_eof) /* the body will never be complete */
-        body_fail(c, 400, "request body incomplete", -ECONNRESET);
-    return 0;
-}
-
-/* Body phase, in CS_ACTIVE (for the application) or CS_DRAIN (discarding). */
-static int pump_body(struct grace_conn *c)
-{
-    struct grace_server *srv = c->srv;
-    struct evbuffer *in = c->slot->in;
-    struct grace_request *req = c->req;
-
-    if (c->state == CS_ACTIVE) {
-        if (req->paused) /* nothing, not even the end, until resumed */
-            return 0;
-        if (req->body_done) {
-            deliver_end(req);
-            return 0;
-        }
-        if (!grace_parser_body_done(&c->slot->parser) && req->body_mode == BODY_NONE)
-            return 0;
-        if (req->body_mode == BODY_FD)
-            return pump_body_fd(c, req);
-    }
-    for (;;) {
-        struct evbuffer_iovec v = {NULL, 0};
-        size_t len = evbuffer_get_length(in), used = 0, bl = 0;
-        const char *b = NULL;
-
-        if (len)
-            evbuffer_peek(in, -1, NULL, &v, 1);
-        enum grace_pev ev =
-            grace_parser_execute(&c->slot->parser, v.iov_base, v.iov_len, &used, &b, &bl);
-        if (ev == GRACE_PEV_AGAIN) {
-            if (used) {
-                evbuffer_drain(in, used);
-                continue;
-            }
-            if (v.iov_len < len) { /* a chunk line spans buffers: join them */
-                size_t want =
-                    v.iov_len + GRACE_PARSER_CHUNK_LINE_MAX + srv->plim.max_trailer_bytes;
-                evbuffer_pullup(in, (ev_ssize_t)(want < len ? want : len));
-                continue;
-            }
-            if (c->peer_eof) { /* the body will never be complete */
-                if (c->state == CS_DRAIN)
-                    grace__conn_close_graceful(c);
-                else
-                    body_fail(c, 400, "request body incomplete", -ECONNRESET);
-                return 0;
-            }
-            return 0;
-        }
-        if (ev == GRACE_PEV_BODY) {
-            if (c->state == CS_DRAIN) {
-                evbuffer_drain(in, used);
-                srv->cnt[GRACE_CNT_BYTES_DISCARDED] += bl;
-                c->st.drain.bytes += bl;
-                if (c->st.drain.bytes > (uint64_t)OPT(srv, DRAIN_LIMIT)) {
-                    grace__conn_close_graceful(c);
-                    return 1;
-                }
-                continue;
-            }
-            req->body_read += bl;
-            if (req->body_read > req->body_limit) {
-                evbuffer_drain(in, used);
-                body_fail(c, 413, "request body too large", -EMSGSIZE);
-                return 1;
-            }
-            if (req->body_mode == BODY_COLLECT) {
-                evbuffer_remove_buffer(in, req->body, used);
-                continue;
-            }
-            deliver_piece(c, req, b, bl, used);
-            if (c->state != CS_ACTIVE || c->req != req || req->paused)
-                return 1;
-            continue;
-        }
-        if (ev == GRACE_PEV_DONE) {
-            if (c->state == CS_DRAIN) {
-                CNT(srv, KEEPALIVE_DRAINS);
-                to_idle(c);
-                return 1;
-            }
-            req->body_done = 1;
-            deliver_end(req);
-            return 1;
-        }
-        /* GRACE_PEV_ERROR: a malformed chunked body */
-        if (c->state == CS_DRAIN) {
-            grace__conn_close_graceful(c);
-        } else {
-            enum grace_perr e = c->slot->parser.err;
-            body_fail(c, grace_perr_status(e), grace_perr_str(e), -EPROTO);
-        }
-        return 1;
-    }
-}
 
 /* Drop buffered input that will never be parsed (a close is pending). */
 void grace__conn_discard_input(struct grace_conn *c)
@@ -1293,46 +829,102 @@ void grace__conn_discard_input(struct grace_conn *c)
     evbuffer_drain(c->slot->in, n);
 }
 
-static void pump_states(struct grace_conn *c)
+/*
+ * A new connection's protocol, once it can be told: on TLS the ALPN result
+ * once the handshake is done; on plain the first protocol whose sniff()
+ * claims the first bytes (one that needs more waits for them, bounded by
+ * the header-timeout from the accept); else the default, HTTP/1.1. The
+ * client's EOF ends any wait (the default closes what never began). 0: not
+ * yet (or c closed).
+ */
+static int choose(struct grace_conn *c)
 {
-    int more = 1;
-    while (more && c->state != CS_DEAD) {
-        switch (c->state) {
-        case CS_IDLE:
-            more = buffered_in(c) > 0;
-            if (more)
-                to_head(c);
-            break;
-        case CS_HEAD:
-            more = pump_head(c);
-            break;
-        case CS_ACTIVE:
-        case CS_DRAIN:
-            more = pump_body(c);
-            break;
-        case CS_STREAM:
-            more = grace__stream_input(c);
-            break;
-        case CS_CLOSING:
-            grace__conn_discard_input(c);
-            more = 0;
-            break;
-        default:
-            more = 0;
+    struct grace_server *srv = c->srv;
+    const struct grace_proto *p = srv->proto_default;
+
+    if (!c->tp->ready(&c->sock) && !c->peer_eof) /* at EOF nothing more can come */
+        return 0;
+    if (c->tp->secure) {
+        size_t n = 0;
+        const char *a = c->tp->alpn(&c->sock, &n);
+        for (int i = 0; a && srv->by_alpn[i]; i++)
+            if (strlen(srv->by_alpn[i]->alpn) == n && !memcmp(a, srv->by_alpn[i]->alpn, n)) {
+                p = srv->by_alpn[i];
+                break;
+            }
+    } else if (srv->by_sniff[0]) {
+        size_t len = buffered_in(c), n = len < 64 ? len : 64;
+        const char *b = n ? (const char *)evbuffer_pullup(c->slot->in, (ev_ssize_t)n) : "";
+        int wait = 0;
+        for (int i = 0; srv->by_sniff[i]; i++) {
+            int r = srv->by_sniff[i]->sniff(b, n);
+            if (r > 0) {
+                p = srv->by_sniff[i];
+                wait = 0;
+                break;
+            }
+            wait |= r < 0;
         }
+        if (wait && !c->peer_eof)
+            return 0;
     }
+    if (grace__conn_switch(c, p, NULL) < 0) {
+        grace__conn_destroy(c); /* out of memory: nothing to answer with */
+        return 0;
+    }
+    return 1;
 }
 
-/* Parse and dispatch what is buffered, then write what that produced. */
+/* The protocol a new connection speaks for what must be answered now (a
+ * timeout, a drop, a stop) before its first bytes chose one: the
+ * default's. NULL once the connection closes. */
+static const struct grace_proto *proto_now(struct grace_conn *c)
+{
+    if (!c->proto && c->state == CS_NEW)
+        grace__conn_switch(c, c->srv->proto_default, NULL);
+    return c->proto;
+}
+
+/* The protocol takes the buffered input; one that hands the connection over
+ * (an upgrade) leaves the rest to the next. A closing connection's input is
+ * discarded. */
+static void pump_input(struct grace_conn *c)
+{
+    const struct grace_proto *p = NULL;
+
+    if (!c->proto && c->state == CS_NEW && !choose(c))
+        return;
+    while (c->state < CS_CLOSING && c->proto && c->proto != p) {
+        p = c->proto;
+        p->input(c);
+    }
+    if (c->state == CS_CLOSING)
+        grace__conn_discard_input(c);
+}
+
+/*
+ * The protocol takes what is buffered, then what that produced is written:
+ * flushes inside only mark (responses to pipelined requests go out
+ * together, in one write). Then the protocol hears that its output is
+ * flushed, and may ask for another round (it paused for output that has
+ * gone meanwhile).
+ */
 static void pump(struct grace_conn *c)
 {
-    if (c->pumping) { /* re-entered from a callback: the outer pump goes on */
-        pump_states(c);
+    if (!c->slot) { /* idle, nothing buffered: a client done sending is done */
+        if (c->peer_eof && c->state < CS_ACTIVE)
+            grace__conn_close_idle(c);
+        else
+            grace__conn_watch_input(c);
         return;
     }
-    for (;;) {
+    if (c->pumping) { /* re-entered from a callback: the outer pump goes on */
+        pump_input(c);
+        return;
+    }
+    do {
         c->pumping = 1;
-        pump_states(c);
+        pump_input(c);
         c->pumping = 0;
         if (c->state == CS_DEAD)
             return;
@@ -1340,22 +932,178 @@ static void pump(struct grace_conn *c)
             grace__conn_flush(c);
         if (c->state == CS_DEAD)
             return;
-        /* paused for output that has gone out meanwhile: take requests again */
-        if (!c->read_paused || !c->slot || grace__buffered_out(c))
-            break;
-        c->read_paused = 0;
-        if (c->state == CS_HEAD) /* the header deadline waited: a new period */
-            c->st.head.deadline = grace__now_ms() + OPT(c->srv, HEADER_TIMEOUT);
-    }
-    drain_fire(c);
+    } while (c->state < CS_CLOSING && c->proto && c->proto->output(c, GRACE_OUT_FLUSHED) > 0);
     if (c->state == CS_DEAD)
         return;
-    /* the client has sent all it will: between requests, that is the end */
-    if (c->peer_eof && !c->read_paused && c->state <= CS_HEAD) {
-        close_between_requests(c);
+    grace__conn_watch_input(c);
+}
+
+/* ---------------------------------------------------------------- closing */
+
+/* How much one read event may discard before yielding to the loop. */
+#define LINGER_BUDGET (1u << 20)
+
+/*
+ * Close after the output has gone (docs/design.md "The graceful close"):
+ * CS_CLOSING reads and discards while the output drains, then
+ * output_drained() sends the FIN and the connection lingers (CS_LINGER)
+ * under linger.c's policy.
+ */
+static uint64_t owed(const struct grace_conn *c, unsigned char *upload)
+{
+    *upload = 0;
+    return c->proto && c->proto->owed ? c->proto->owed(c, upload) : 0;
+}
+
+/* The graceful close, the body still owed known. */
+static void close_owing(struct grace_conn *c, uint64_t left, unsigned char upload)
+{
+    if (c->state >= CS_CLOSING)
+        return;
+    grace__linger_owed(&c->st.linger, left, upload);
+    c->state = CS_CLOSING;
+    grace__conn_discard_input(c);
+    /* keep reading (watch_input: always while closing): a client blocked
+     * in send() must not stall our writes */
+    grace__conn_watch_input(c);
+    grace__conn_flush(c); /* calls output_drained() once empty */
+}
+
+void grace__conn_close_graceful(struct grace_conn *c)
+{
+    unsigned char upload;
+    uint64_t left = owed(c, &upload);
+    close_owing(c, left, upload);
+}
+
+/* The read event's timeout: when the linger's policy is due next. */
+static void linger_arm(struct grace_conn *c, int64_t now)
+{
+    struct timeval tv = grace__ms_tv(grace__linger_due(&c->st.linger, &c->srv->cfg) - now);
+    event_add(c->rd, &tv);
+}
+
+static void linger_end(struct grace_conn *c, enum grace_counter how)
+{
+    c->srv->cnt[how]++;
+    if (how == GRACE_CNT_LINGER_ERROR)
+        grace__conn_reason(c, -ECONNRESET);
+    grace__conn_destroy(c);
+}
+
+/*
+ * The read event of a closing connection: discard. In CS_CLOSING the
+ * client's EOF ends the connection once the output is out; in CS_LINGER
+ * every ending is counted.
+ */
+static void linger_read(struct grace_conn *c)
+{
+    struct grace_server *srv = c->srv;
+    size_t budget = LINGER_BUDGET;
+    int lingering = c->state == CS_LINGER;
+    uint64_t got = 0;
+
+    while (budget > 0) {
+        uint64_t plain = 0; /* the body's bytes in them (TLS: plaintext) */
+        int count = c->st.linger.left && c->st.linger.left != UINT64_MAX;
+        ssize_t n = c->tp->discard(&c->sock, budget, count ? &plain : NULL);
+        if (n > 0) {
+            enum grace_counter how;
+            budget -= (size_t)n < budget ? (size_t)n : budget;
+            srv->cnt[GRACE_CNT_BYTES_DISCARDED] += (uint64_t)n;
+            how = grace__linger_bytes(&c->st.linger, &srv->cfg, (uint64_t)n, plain, lingering);
+            if (how != GRACE_CNT__COUNT) {
+                linger_end(c, how);
+                return;
+            }
+            if (lingering)
+                got += (uint64_t)n;
+        } else if (n == 0) {
+            if (lingering) {
+                linger_end(c, GRACE_CNT_LINGER_CLIENT_EOF);
+            } else {
+                c->peer_eof = 1; /* output_drained() closes */
+                grace__conn_watch_input(c);
+            }
+            return;
+        } else if (n == -EAGAIN) {
+            break;
+        } else if (lingering) { /* ECONNRESET and friends end it, nothing more */
+            linger_end(c, GRACE_CNT_LINGER_ERROR);
+            return;
+        } else { /* the response cannot arrive any more */
+            grace__conn_abort(c, -ECONNRESET);
+            return;
+        }
+    }
+    if (got) {
+        int64_t now = grace__now_ms();
+        grace__linger_heard(&c->st.linger, &srv->cfg, got, now);
+        linger_arm(c, now);
+    }
+}
+
+/* A closing connection's output has all gone: the FIN, then the linger. */
+static void output_drained(struct grace_conn *c)
+{
+    struct grace_server *srv = c->srv;
+    int64_t now;
+
+    proto_end(c, 0); /* all its output is written */
+    if (c->state == CS_DEAD)
+        return;
+    if (c->peer_eof || !OPT(srv, LINGER)) {
+        /* the client already closed; or linger=off, the naive close */
+        grace__conn_destroy(c);
         return;
     }
-    grace__conn_watch_input(c);
+    if (c->tp->shutdown(&c->sock) < 0) {
+        grace__conn_destroy(c);
+        return;
+    }
+    grace__conn_discard_input(c);
+    /* from here on a lingering socket costs its read event and struct
+     * grace_conn: the slot goes back when the callbacks return */
+    now = grace__now_ms();
+    c->state = CS_LINGER;
+    grace__linger_begin(&c->st.linger, &srv->cfg, now, srv->stop_linger_bound);
+    TAILQ_REMOVE(&srv->conns, c, link);
+    TAILQ_INSERT_TAIL(&srv->lingering, c, link);
+    srv->nlingering++;
+    srv->cnt[GRACE_CNT_LINGERING]++;
+    CNT(srv, LINGER_STARTED);
+    linger_arm(c, now);
+    if (srv->nlingering > (size_t)OPT(srv, MAX_LINGERING)) {
+        struct grace_conn *old = TAILQ_FIRST(&srv->lingering);
+        grace__conn_enter(old);
+        linger_end(old, GRACE_CNT_LINGER_EVICTED);
+        grace__conn_leave(old);
+    }
+}
+
+/* The read event's timeout while lingering: the policy's verdict. */
+static void linger_timer(struct grace_conn *c)
+{
+    struct grace_server *srv = c->srv;
+    int64_t now = grace__now_ms();
+    unsigned char was = c->st.linger.extended;
+    enum grace_counter how = grace__linger_timer(&c->st.linger, &srv->cfg, now,
+                                                 srv->stop_linger_bound);
+
+    if (how != GRACE_CNT__COUNT) {
+        linger_end(c, how);
+        return;
+    }
+    if (!was && c->st.linger.extended)
+        CNT(srv, LINGER_EXTENDED);
+    linger_arm(c, now);
+}
+
+void grace__conn_linger_stop(struct grace_conn *c)
+{
+    int64_t now = grace__now_ms();
+    grace__linger_stop(&c->st.linger, c->srv->stop_linger_bound);
+    linger_arm(c, now);
 }
 
 /* ---------------------------------------------------------------- events */
@@ -1371,21 +1119,26 @@ static void input_ready(struct grace_conn *c)
         grace__conn_destroy(c); /* out of memory: nothing to answer with */
         return;
     }
-    rc = grace__splice_active(c) ? grace__splice_read(c) : read_input(c);
+    /* the protocol may move the socket's bytes itself (a body into a file) */
+    rc = c->proto && c->proto->read ? c->proto->read(c) : -ENOTSUP;
+    if (rc == -ENOTSUP)
+        rc = read_input(c);
     if (rc == -EPROTO) {
         /* a TLS protocol error (garbage, plain HTTP, renegotiation): what
          * the client still sends is discarded, then a FIN, not a reset */
+        unsigned char upload;
+        uint64_t left = owed(c, &upload);
         grace__conn_reason(c, -EPROTO);
-        request_detach(c, -EPROTO);
+        proto_end(c, -EPROTO);
         if (c->state != CS_DEAD)
-            grace__conn_close_graceful(c);
+            close_owing(c, left, upload);
         return;
     }
     if (rc < 0) {
         grace__conn_abort(c, -ECONNRESET);
         return;
     }
-    if (c->tp->read_wants_write(c) && !event_pending(c->slot->wr, EV_WRITE, NULL))
+    if (c->tp->read_wants_write(&c->sock) && !event_pending(c->slot->wr, EV_WRITE, NULL))
         event_add(c->slot->wr, NULL); /* a handshake waits for the socket */
     pump(c);
     if (rc == 1 && c->state != CS_DEAD)
@@ -1397,7 +1150,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
     struct grace_conn *c = arg;
 
     grace__conn_enter(c);
-    if ((what & EV_TIMEOUT) && c->state <= CS_HEAD && c->tp->waiting(c)) {
+    if ((what & EV_TIMEOUT) && c->state <= CS_IDLE && c->tp->waiting(&c->sock)) {
         /* a request came before the timeout but is seen only now (the loop
          * was busy; libevent drops a read activation when the same event
          * times out in that turn): closing would reset it, so it is read */
@@ -1405,23 +1158,23 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
     } else if (what & EV_TIMEOUT) { /* the read event times connections without a slot */
         if (c->state == CS_IDLE) {
             keepalive_timeout(c);
-        } else if (c->state == CS_HEAD && c->srv->stopping && grace__now_ms() < new_conn_due(c)) {
+        } else if (c->state == CS_NEW && c->srv->stopping && grace__now_ms() < new_conn_due(c)) {
             rd_arm_at(c, new_conn_due(c)); /* early: armed before the stop */
-        } else if (c->state == CS_HEAD && new_conn_due(c) == lame_duck_due(c, c->accepted_ms)) {
+        } else if (c->state == CS_NEW && new_conn_due(c) == lame_duck_due(c, c->accepted_ms)) {
             CNT(c->srv, STOP_IDLE_CLOSED); /* no request within the stop's grace */
             grace__conn_destroy(c);
-        } else if (c->state == CS_HEAD) { /* new, and never sent a byte */
+        } else if (c->state == CS_NEW) { /* new, and never sent a byte */
             grace__conn_reason(c, -ETIMEDOUT);
-            if (grace__tls_ready(c))
+            if (c->tp->ready(&c->sock))
                 CNT(c->srv, TIMEOUT_HEADER);
             else
                 CNT(c->srv, TLS_TIMEOUT);
             grace__conn_destroy(c);
         } else if (c->state == CS_LINGER) {
-            grace__linger_timer(c);
+            linger_timer(c);
         }
     } else if (c->state >= CS_CLOSING) {
-        grace__linger_read(c);
+        linger_read(c);
     } else {
         input_ready(c);
     }
@@ -1437,7 +1190,7 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
     if (err) { /* a write failed under an application call */
         CNT(c->srv, WRITE_ERRORS);
         grace__conn_abort(c, err);
-    } else if (c->tp->read_wants_write(c)) { /* the handshake goes on */
+    } else if (c->tp->read_wants_write(&c->sock)) { /* the handshake goes on */
         if (!evbuffer_get_length(c->slot->out))
             event_del(c->slot->wr);
         input_ready(c);
@@ -1451,16 +1204,14 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
 static void output_empty(struct grace_conn *c)
 {
     if (c->state == CS_CLOSING)
-        grace__conn_output_drained(c);
-    else if (c->state == CS_STREAM)
-        grace__stream_drained(c);
-    else if (c->read_paused && !c->pumping)
-        grace__conn_schedule(c); /* takes requests again: see the end of pump() */
+        output_drained(c);
+    else if (c->proto && c->proto->output)
+        c->proto->output(c, GRACE_OUT_EMPTY);
 }
 
 /* No request in progress: close now, or once the responses still queued
  * for a full socket are out. */
-static void close_between_requests(struct grace_conn *c)
+void grace__conn_close_idle(struct grace_conn *c)
 {
     if (grace__buffered_out(c))
         grace__conn_close_graceful(c);
@@ -1480,6 +1231,13 @@ static void peer_eof(struct grace_conn *c)
      * once nothing complete is left */
     if (c->state < CS_CLOSING)
         pump(c);
+    /* the EOF a linger waits for was read with the last request, whose
+     * answer and our FIN are already out: the client has closed. (Left to
+     * the read event, the linger would wait for an EOF already taken.) */
+    if (c->state == CS_LINGER) {
+        linger_end(c, GRACE_CNT_LINGER_CLIENT_EOF);
+        return;
+    }
     grace__conn_watch_input(c);
 }
 
@@ -1493,7 +1251,7 @@ static void peer_eof(struct grace_conn *c)
 static int send_queue_moved(struct grace_conn *c)
 {
     struct grace_slot *s = c->slot;
-    size_t unsent = c->tp->unsent(c);
+    size_t unsent = c->tp->unsent(&c->sock);
 
     if (unsent >= s->write_unsent)
         return 0;
@@ -1512,119 +1270,107 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     grace__conn_enter(c);
     c->slot->timer_at = 0;
     d = deadline(c, &why);
-    if (d && d <= grace__now_ms() && why == GRACE_CNT_TIMEOUT_WRITE &&
-        send_queue_moved(c))
-        d = 0; /* leave() arms the timer for the new deadline */
-    if (d && d <= grace__now_ms() && why == GRACE_CNT_BODY_TOO_SLOW && body_rate_kept(c))
-        d = 0;
     if (d && d <= grace__now_ms()) {
-        c->srv->cnt[why]++;
-        grace__conn_reason(c, -ETIMEDOUT);
-        switch (why) {
-        case GRACE_CNT_TIMEOUT_WRITE:
-            grace__conn_abort(c, -ETIMEDOUT);
-            break;
-        case GRACE_CNT_TIMEOUT_HEADER:
-            if (buffered_in(c))
-                fail_with(c, NULL, 408, "request header timeout");
-            else
-                close_between_requests(c);
-            break;
-        case GRACE_CNT_TIMEOUT_BODY:
-            body_fail(c, 408, "request body timeout", -ETIMEDOUT);
-            break;
-        case GRACE_CNT_BODY_TOO_SLOW:
-            body_fail(c, 408, "request body too slow", -ETIMEDOUT);
-            break;
-        case GRACE_CNT_TLS_TIMEOUT: /* nothing can be answered yet */
+        if (why == GRACE_CNT_TIMEOUT_WRITE) {
+            if (!send_queue_moved(c)) { /* else leave() arms the timer anew */
+                grace__conn_timed_out(c, why);
+                grace__conn_abort(c, -ETIMEDOUT);
+            }
+        } else if (why == GRACE_CNT_TLS_TIMEOUT) { /* nothing can be answered yet */
+            grace__conn_timed_out(c, why);
             grace__conn_destroy(c);
-            break;
-        case GRACE_CNT_TIMEOUT_REQUEST:
-            request_deadline(c);
-            break;
-        case GRACE_CNT_TIMEOUT_STREAM:
-            grace__stream_idle(c);
-            break;
-        default: /* drain-time */
-            grace__conn_close_graceful(c);
+        } else if (proto_now(c)) { /* the protocol's, or a new connection's header-timeout */
+            c->proto->timeout(c, why);
         }
     }
     grace__conn_leave(c); /* arms the timer for what is left */
 }
 
+void grace__conn_timed_out(struct grace_conn *c, enum grace_counter why)
+{
+    c->srv->cnt[why]++;
+    grace__conn_reason(c, -ETIMEDOUT);
+}
+
 /* grace_conn_drop(GRACEFUL): idle connections go now, the rest after
  * their response. */
-void grace__conn_stop(struct grace_conn *c)
+void grace__conn_drop(struct grace_conn *c)
 {
     grace__conn_enter(c);
     c->stop_close = 1;
-    if (c->state == CS_STREAM)
-        grace__stream_stop(c);
-    else if (c->state <= CS_HEAD && !buffered_in(c))
-        close_between_requests(c);
-    else if (c->state == CS_DRAIN)
-        grace__conn_close_graceful(c);
+    if (!c->slot && c->state < CS_CLOSING) /* new or idle: nothing buffered */
+        grace__conn_close_idle(c);
+    else if (c->state < CS_CLOSING && proto_now(c))
+        c->proto->stop(c, GRACE_STOP_DROP);
     grace__conn_leave(c);
 }
 
-/*
- * A server stop begins (grace_server_stop): nothing closes here, and no
- * callback runs. Responses started from now on say Connection: close
- * (response.c); a connection without a request gets the lame duck's timer
- * (stop-idle-grace); a draining one goes on draining, since its response
- * promised keep-alive; streams hear of it from the loop.
- */
-void grace__conn_lame_duck(struct grace_conn *c)
+void grace__conn_rearm(struct grace_conn *c)
 {
-    if (c->state == CS_STREAM) {
-        grace__stream_stop(c);
-    } else if (!c->slot && c->state == CS_IDLE) {
-        rd_arm_at(c, idle_due(c));
-    } else if (!c->slot && c->state == CS_HEAD) {
-        rd_arm_at(c, new_conn_due(c));
-    }
+    if (c->slot || c->state > CS_IDLE)
+        return;
+    rd_arm_at(c, c->state == CS_IDLE ? idle_due(c) : new_conn_due(c));
 }
 
-/* Does a request hold the stop (grace_request_hold_stop) until its reply
- * completes? Neither the deadline nor the stop's last bound cuts it. */
 int grace__conn_held(const struct grace_conn *c)
 {
-    return c->req && c->req->hold_stop;
+    return c->state < CS_CLOSING && c->proto && c->proto->held && c->proto->held(c);
 }
 
-/*
- * The stop deadline has passed (server.c). A request whose reply has not
- * started is answered 503 with Connection: close, then the graceful close
- * (bounded by stop-linger-time): the client, maybe still sending a body,
- * reads why instead of a reset. A reply that has started is cut short, as
- * is output still waiting for a slow reader; a connection without a
- * request closes.
- */
-void grace__conn_stop_cut(struct grace_conn *c)
+int grace__conn_proto_stop(struct grace_conn *c, enum grace_stop how)
 {
-    static const char msg[] = "server shutting down";
-    struct grace_request *req = c->req;
+    /* the lame duck lets a new connection still choose its protocol */
+    const struct grace_proto *p = how == GRACE_STOP_LAME_DUCK ? c->proto : proto_now(c);
 
-    if (grace__conn_held(c)) /* its reply says how the commit ended: it comes */
-        return;
-    grace__conn_enter(c);
-    if (c->state == CS_ACTIVE && req && req->resp == RESP_NONE) {
-        CNT(c->srv, STOP_DEADLINE);
-        grace__conn_reason(c, -ESHUTDOWN);
-        body_fail(c, 503, msg, -ESHUTDOWN);
-    } else if (c->state == CS_HEAD && buffered_in(c)) { /* a request half sent */
-        CNT(c->srv, STOP_DEADLINE);
-        grace__conn_reason(c, -ESHUTDOWN);
-        fail_with(c, NULL, 503, msg);
-    } else if (c->state <= CS_HEAD && !grace__buffered_out(c)) {
-        CNT(c->srv, STOP_IDLE_CLOSED);
-        grace__conn_destroy(c);
-    } else if (c->state == CS_DRAIN && !grace__buffered_out(c)) {
-        grace__conn_close_graceful(c); /* its response is out: FIN, then the linger */
-    } else {
-        if (c->state == CS_ACTIVE)
-            CNT(c->srv, STOP_DEADLINE);
-        grace__conn_abort(c, -ECANCELED);
-    }
-    grace__conn_leave(c);
+    if (c->state >= CS_CLOSING || !p)
+        return -1;
+    p->stop(c, how);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- engine */
+
+static void pump_cb(evutil_socket_t fd, short what, void *arg)
+{
+    run_scheduled(arg);
+}
+
+static const struct timeval *common_timeout(struct event_base *base, int64_t ms)
+{
+    struct timeval tv = grace__ms_tv(ms);
+    return event_base_init_common_timeout(base, &tv);
+}
+
+int grace__engine_init(struct grace_server *srv)
+{
+    struct event_base *base = srv->base;
+
+    TAILQ_INIT(&srv->conns);
+    TAILQ_INIT(&srv->lingering);
+    TAILQ_INIT(&srv->pump);
+    srv->fields = calloc(srv->plim.max_fields, sizeof(*srv->fields));
+    srv->pump_ev = event_new(base, -1, 0, pump_cb, srv);
+    srv->tv_header = common_timeout(base, OPT(srv, HEADER_TIMEOUT));
+    srv->tv_body = common_timeout(base, OPT(srv, BODY_TIMEOUT));
+    srv->tv_keepalive = common_timeout(base, OPT(srv, KEEPALIVE_TIMEOUT));
+    /* a new TLS connection's read event: the handshake, within the header time */
+    srv->tv_handshake = common_timeout(base, OPT(srv, TLS_HANDSHAKE_TIMEOUT) <
+                                                     OPT(srv, HEADER_TIMEOUT)
+                                                 ? OPT(srv, TLS_HANDSHAKE_TIMEOUT)
+                                                 : OPT(srv, HEADER_TIMEOUT));
+    if (!srv->fields || !srv->pump_ev || !srv->tv_header || !srv->tv_body ||
+        !srv->tv_keepalive || !srv->tv_handshake)
+        return -ENOMEM;
+    return 0;
+}
+
+void grace__engine_free(struct grace_server *srv)
+{
+    grace__engine_close_all(srv);
+    slots_free(srv);
+    if (srv->pump_ev)
+        event_free(srv->pump_ev);
+    srv->pump_ev = NULL;
+    free(srv->fields);
+    srv->fields = NULL;
 }

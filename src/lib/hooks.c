@@ -4,11 +4,13 @@
  * may refuse it before any byte is read, a close hook that fires once per
  * kept connection, user data, the addresses, and dropping it.
  *
- * conn.c calls grace__hook_accept() while setting a connection up (no
- * read event yet) and grace__hook_close() from grace__conn_destroy(), the
+ * The engine (conn.c) runs the accept hook while setting a connection up
+ * (no read event yet) and the close hook from grace__conn_destroy(), the
  * one place every connection ends, with the socket still open.
  */
-#include "internal.h"
+#include "conn.h"
+#include "report.h"
+#include "request.h"
 
 #include <errno.h>
 #include <string.h>
@@ -24,23 +26,6 @@ void grace_server_on_close(struct grace_server *srv, grace_close_cb cb, void *ar
 {
     srv->on_close = cb;
     srv->close_arg = arg;
-}
-
-/* Nonzero: refuse the connection (the hook said so, or dropped it). */
-int grace__hook_accept(struct grace_conn *c)
-{
-    int rc;
-    c->accepting = 1;
-    c->srv->in_accept_hook++;
-    rc = c->srv->on_accept(c, c->srv->accept_arg);
-    c->srv->in_accept_hook--;
-    c->accepting = 0;
-    return rc || c->refused;
-}
-
-void grace__hook_close(struct grace_conn *c)
-{
-    c->srv->on_close(c, c->close_err, c->srv->close_arg);
 }
 
 struct grace_conn *grace_request_conn(const struct grace_request *req)
@@ -82,7 +67,7 @@ const struct sockaddr *grace_conn_local(struct grace_conn *conn, socklen_t *len)
     struct grace_server *srv = conn->srv;
     socklen_t l = sizeof(srv->local);
 
-    if (conn->fd < 0 || getsockname(conn->fd, &srv->local.sa, &l) < 0 ||
+    if (conn->sock.fd < 0 || getsockname(conn->sock.fd, &srv->local.sa, &l) < 0 ||
         l > sizeof(srv->local)) {
         memset(&srv->local, 0, sizeof(srv->local));
         srv->local.sa.sa_family = AF_UNSPEC;
@@ -95,7 +80,7 @@ const struct sockaddr *grace_conn_local(struct grace_conn *conn, socklen_t *len)
 
 int grace_conn_is_tls(const struct grace_conn *conn)
 {
-    return conn->tp == &grace__tls; /* known before the TLS session exists */
+    return conn->tp->secure; /* known before the TLS session exists */
 }
 
 const struct sockaddr *grace_request_local(const struct grace_request *req, socklen_t *len)
@@ -124,7 +109,7 @@ int grace_conn_drop(struct grace_conn *c, int how)
     if (how == GRACE_DROP_ABORT)
         grace__conn_abort(c, -ECONNABORTED);
     else
-        grace__conn_stop(c); /* as a graceful server stop does, for one */
+        grace__conn_drop(c); /* as a graceful server stop does, for one */
     grace__conn_leave(c);
     return 0;
 }

@@ -1,14 +1,18 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * io.c - the socket seam: the only place that calls recv/writev/sendfile/
- * shutdown/close on a connection's socket. conn.c and linger.c reach the
- * socket through struct grace_transport, so a TLS transport (tls.c) can
- * replace these functions without touching the state machine.
+ * io.c - the plain transport: the only place that calls recv/writev/
+ * sendfile/splice/shutdown/close on a plain connection's socket. The engine
+ * reaches the socket through struct grace_transport (transport.h), so the
+ * TLS transport (tls.c) replaces these functions without touching it.
  */
-#include "internal.h"
+#define _GNU_SOURCE /* splice */
+#include "transport.h"
+
+#include "core.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -20,7 +24,7 @@
 /* The most one discard recv() drops. */
 #define DISCARD_CHUNK (256u << 10)
 
-static ssize_t plain_read(struct grace_conn *c, struct evbuffer *in, size_t max)
+static ssize_t plain_read(struct grace_sock *s, struct evbuffer *in, size_t max)
 {
     struct evbuffer_iovec v;
     size_t want = max < GRACE_READ_CHUNK ? max : GRACE_READ_CHUNK;
@@ -31,7 +35,7 @@ static ssize_t plain_read(struct grace_conn *c, struct evbuffer *in, size_t max)
     if (v.iov_len > want)
         v.iov_len = want;
     do
-        n = recv(c->fd, v.iov_base, v.iov_len, MSG_DONTWAIT);
+        n = recv(s->fd, v.iov_base, v.iov_len, MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
     if (n < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
@@ -47,12 +51,12 @@ static ssize_t plain_read(struct grace_conn *c, struct evbuffer *in, size_t max)
  * errno tells them apart. The second is -EPIPE: the response cannot be
  * completed.
  */
-static ssize_t plain_write(struct grace_conn *c, struct evbuffer *out)
+static ssize_t plain_write(struct grace_sock *s, struct evbuffer *out)
 {
     int n;
 
     errno = 0;
-    n = evbuffer_write(out, c->fd);
+    n = evbuffer_write(out, s->fd);
     if (n > 0)
         return n;
     if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
@@ -60,9 +64,9 @@ static ssize_t plain_write(struct grace_conn *c, struct evbuffer *out)
     return n == 0 ? -EPIPE : -errno;
 }
 
-static int plain_shutdown(struct grace_conn *c)
+static int plain_shutdown(struct grace_sock *s)
 {
-    return shutdown(c->fd, SHUT_WR) < 0 ? -errno : 0;
+    return shutdown(s->fd, SHUT_WR) < 0 ? -errno : 0;
 }
 
 /*
@@ -71,9 +75,9 @@ static int plain_shutdown(struct grace_conn *c)
  * must exist (and tools like valgrind check that it does). Elsewhere the
  * bytes are copied into it and forgotten.
  */
-static ssize_t plain_discard(struct grace_conn *c, size_t n, uint64_t *plain)
+static ssize_t plain_discard(struct grace_sock *s, size_t n, uint64_t *plain)
 {
-    struct grace_server *srv = c->srv;
+    struct grace_server *srv = s->srv;
     ssize_t k;
     int flags = MSG_DONTWAIT;
 
@@ -85,7 +89,7 @@ static ssize_t plain_discard(struct grace_conn *c, size_t n, uint64_t *plain)
     flags |= MSG_TRUNC;
 #endif
     do
-        k = recv(c->fd, srv->discard_buf, n, flags);
+        k = recv(s->fd, srv->discard_buf, n, flags);
     while (k < 0 && errno == EINTR);
     if (k < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
@@ -96,39 +100,74 @@ static ssize_t plain_discard(struct grace_conn *c, size_t n, uint64_t *plain)
 
 /* Bytes written but not yet taken by the client (the kernel's send queue),
  * or 0 where that cannot be known. */
-static size_t plain_unsent(struct grace_conn *c)
+static size_t plain_unsent(struct grace_sock *s)
 {
 #ifdef SIOCOUTQ
     int n = 0;
-    if (ioctl(c->fd, SIOCOUTQ, &n) == 0 && n > 0)
+    if (ioctl(s->fd, SIOCOUTQ, &n) == 0 && n > 0)
         return (size_t)n;
 #endif
     return 0;
 }
 
-static void plain_close(struct grace_conn *c)
+static void plain_close(struct grace_sock *s)
 {
-    evutil_closesocket(c->fd);
+    evutil_closesocket(s->fd);
 }
 
-static size_t plain_pending(struct grace_conn *c)
-{
-    return 0; /* the kernel announces every byte it holds */
-}
-
-static int plain_waiting(struct grace_conn *c)
+static int plain_waiting(struct grace_sock *s)
 {
     char b;
     ssize_t k;
     do
-        k = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+        k = recv(s->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     while (k < 0 && errno == EINTR);
     return k > 0;
 }
 
-static int plain_read_wants_write(struct grace_conn *c)
+static size_t plain_pending(struct grace_sock *s)
+{
+    return 0; /* the kernel announces every byte it holds */
+}
+
+static int plain_read_wants_write(struct grace_sock *s)
 {
     return 0;
+}
+
+static int plain_open(struct grace_sock *s, struct grace_tls *ctx, const unsigned char *alpn,
+                      size_t alpn_len)
+{
+    return 0;
+}
+
+static int plain_ready(const struct grace_sock *s)
+{
+    return 1;
+}
+
+static const char *plain_none(const struct grace_sock *s)
+{
+    return NULL;
+}
+
+static const char *plain_alpn(const struct grace_sock *s, size_t *len)
+{
+    *len = 0;
+    return NULL;
+}
+
+/* Socket -> pipe in the kernel: the bytes never cross into user space. */
+static ssize_t plain_splice(struct grace_sock *s, int pipe_wr, size_t max)
+{
+    ssize_t n;
+
+    do
+        n = splice(s->fd, NULL, pipe_wr, NULL, max, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    return n;
 }
 
 const struct grace_transport grace__plain = {
@@ -141,5 +180,12 @@ const struct grace_transport grace__plain = {
     .pending = plain_pending,
     .waiting = plain_waiting,
     .read_wants_write = plain_read_wants_write,
-    .sendfile = 1,
+    .open = plain_open,
+    .ready = plain_ready,
+    .version = plain_none,
+    .sni = plain_none,
+    .alpn = plain_alpn,
+    .splice = plain_splice,
+    .secure = 0,
+    .raw = 1,
 };

@@ -1,17 +1,20 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * linger.c - the graceful close.
+ * linger.c - the policy of the graceful close.
  *
  * A connection that must close after a response never close()s with
  * unread data in the socket: the kernel would answer the client's next
- * segment with a reset and the client could lose the response. Instead:
+ * segment with a reset and the client could lose the response. Instead
+ * (the engine, conn.c, does the acts):
  *   1. CS_CLOSING: keep reading (and discarding) while the output drains;
  *   2. once it is empty: shut down writing (FIN after the response);
- *   3. CS_LINGER: the connection gives its slot back (conn.c) and its read
- *      event discards what the client still sends (raw, no copy), until
- *      the client closes, goes quiet for linger-timeout, linger-time has
+ *   3. CS_LINGER: the connection gives its slot back and its read event
+ *      discards what the client still sends (raw, no copy), until the
+ *      client closes, goes quiet for linger-timeout, linger-time has
  *      passed, or linger-bytes (if set) were discarded. The read event's
  *      timeout is the timer. Only timers and events: never a sleep.
+ * This file decides when each of those ends; it reads the settings and the
+ * clock it is given, and nothing else.
  *
  * Past linger-time, a client that was still sending a request body when the
  * close began (Content-Length or chunked) and keeps it arriving at
@@ -22,73 +25,52 @@
  * if shorter), not the last second: TCP on a lossy path stalls for whole
  * retransmission timeouts (1-3 s) and catches up afterwards.
  */
-#include "internal.h"
+#include "linger.h"
 
-#include <errno.h>
-#include <event2/buffer.h>
-#include <stdlib.h>
 #include <string.h>
 
-/* How much one read event may discard before yielding to the loop. */
-#define LINGER_BUDGET (1u << 20)
 /* How often, at most, a linger past linger-time checks the client's rate. */
 #define RATE_PERIOD 1000
 
-/* Body bytes the client still owes, as far as we know (UINT64_MAX:
- * unknown); *upload: a request body is still arriving (known or chunked). */
-static uint64_t body_left(const struct grace_conn *c, unsigned char *upload)
-{
-    const struct grace_parser *p;
-    uint64_t buffered;
+#define CFG(cfg, o) ((cfg)->v[GRACE_OPT_##o])
 
-    *upload = 0;
-    if (c->state == CS_IDLE || !c->slot)
-        return 0;
-    p = &c->slot->parser;
-    buffered = evbuffer_get_length(c->slot->in);
-    if (grace_parser_body_done(p))
-        return 0;
-    if (c->state != CS_ACTIVE && c->state != CS_DRAIN)
-        return UINT64_MAX;
-    if (p->req.framing == GRACE_FRAMING_CHUNKED) {
-        *upload = 1;
-        return UINT64_MAX;
-    }
-    if (p->req.framing != GRACE_FRAMING_LENGTH)
-        return UINT64_MAX;
-    *upload = p->remaining > buffered;
-    return p->remaining > buffered ? p->remaining - buffered : 0;
+void grace__linger_owed(struct grace_linger *l, uint64_t left, unsigned char upload)
+{
+    l->left = left;
+    l->upload = upload;
 }
 
-void grace__conn_close_graceful(struct grace_conn *c)
+void grace__linger_begin(struct grace_linger *l, const struct grace_config *cfg, int64_t now,
+                         int64_t bound)
 {
-    if (c->state >= CS_CLOSING)
-        return;
-    c->st.linger.left = body_left(c, &c->st.linger.upload);
-    c->state = CS_CLOSING;
-    grace__conn_discard_input(c);
-    /* keep reading: a client blocked in send() must not stall our writes */
-    c->read_paused = 0;
-    grace__conn_watch_input(c);
-    grace__conn_flush(c); /* calls grace__conn_output_drained() once empty */
+    l->bytes = 0;
+    l->extended = 0;
+    l->start = now;
+    l->at = 0;
+    memset(l->win, 0, sizeof(l->win));
+    l->last_ms = now;
+    l->deadline = now + CFG(cfg, LINGER_TIME);
+    if (l->deadline > bound)
+        l->deadline = bound;
 }
 
-/* The read event's timeout: the first of idle (linger-timeout from the
- * last bytes) and the current deadline. */
-static void linger_arm(struct grace_conn *c, int64_t now)
+enum grace_counter grace__linger_bytes(struct grace_linger *l, const struct grace_config *cfg,
+                                       uint64_t n, uint64_t plain, int lingering)
 {
-    int64_t idle = c->st.linger.last_ms + OPT(c->srv, LINGER_TIMEOUT);
-    int64_t until = idle < c->st.linger.deadline ? idle : c->st.linger.deadline;
-    struct timeval tv = grace__ms_tv(until - now);
-    event_add(c->rd, &tv);
+    uint64_t cap = (uint64_t)CFG(cfg, LINGER_BYTES);
+
+    if (l->left != UINT64_MAX)
+        l->left -= plain < l->left ? plain : l->left;
+    if (!lingering)
+        return GRACE_CNT__COUNT;
+    l->bytes += n;
+    return cap && l->bytes >= cap ? GRACE_CNT_LINGER_BYTE_CAP : GRACE_CNT__COUNT;
 }
 
-static void linger_end(struct grace_conn *c, enum grace_counter how)
+int64_t grace__linger_due(const struct grace_linger *l, const struct grace_config *cfg)
 {
-    c->srv->cnt[how]++;
-    if (how == GRACE_CNT_LINGER_ERROR)
-        grace__conn_reason(c, -ECONNRESET);
-    grace__conn_destroy(c);
+    int64_t idle = l->last_ms + CFG(cfg, LINGER_TIMEOUT);
+    return idle < l->deadline ? idle : l->deadline;
 }
 
 /*
@@ -96,30 +78,32 @@ static void linger_end(struct grace_conn *c, enum grace_counter how)
  * GRACE_LINGER_SLOTS ms each, counted from the linger's start, each holding
  * the bytes discarded in it (saturating: 4 GiB in one slot is plenty).
  */
-static int64_t slot_ms(const struct grace_server *srv)
+static int64_t slot_ms(const struct grace_config *cfg)
 {
-    int64_t ms = OPT(srv, LINGER_RATE_WINDOW) / GRACE_LINGER_SLOTS;
+    int64_t ms = CFG(cfg, LINGER_RATE_WINDOW) / GRACE_LINGER_SLOTS;
     return ms > 0 ? ms : 1;
 }
 
 /* Move the window on to now: the slots passed meanwhile received nothing. */
-static void window_move(struct grace_conn *c, int64_t now)
+static void window_move(struct grace_linger *l, const struct grace_config *cfg, int64_t now)
 {
-    uint32_t at = (uint32_t)((now - c->st.linger.start) / slot_ms(c->srv));
+    uint32_t at = (uint32_t)((now - l->start) / slot_ms(cfg));
 
-    for (uint32_t i = 1; i <= GRACE_LINGER_SLOTS && c->st.linger.at + i <= at; i++)
-        c->st.linger.win[(c->st.linger.at + i) % GRACE_LINGER_SLOTS] = 0;
-    if (at > c->st.linger.at)
-        c->st.linger.at = at;
+    for (uint32_t i = 1; i <= GRACE_LINGER_SLOTS && l->at + i <= at; i++)
+        l->win[(l->at + i) % GRACE_LINGER_SLOTS] = 0;
+    if (at > l->at)
+        l->at = at;
 }
 
-static void window_add(struct grace_conn *c, int64_t now, uint64_t n)
+void grace__linger_heard(struct grace_linger *l, const struct grace_config *cfg, uint64_t got,
+                         int64_t now)
 {
     uint32_t *w;
 
-    window_move(c, now);
-    w = &c->st.linger.win[c->st.linger.at % GRACE_LINGER_SLOTS];
-    *w = n < (uint64_t)(UINT32_MAX - *w) ? *w + (uint32_t)n : UINT32_MAX;
+    l->last_ms = now;
+    window_move(l, cfg, now);
+    w = &l->win[l->at % GRACE_LINGER_SLOTS];
+    *w = got < (uint64_t)(UINT32_MAX - *w) ? *w + (uint32_t)got : UINT32_MAX;
 }
 
 /*
@@ -129,135 +113,28 @@ static void window_add(struct grace_conn *c, int64_t now, uint64_t n)
  * enough to end it before `hard` (linger-max-time): its client reads the
  * answer then, however slow its link.
  */
-static int keeps_up(struct grace_conn *c, int64_t now, int64_t hard)
+static int keeps_up(struct grace_linger *l, const struct grace_config *cfg, int64_t now,
+                    int64_t hard)
 {
     uint32_t at, first;
-    uint64_t sum = 0, left = c->st.linger.left;
+    uint64_t sum = 0, left = l->left;
     int64_t ms;
 
-    window_move(c, now);
-    at = c->st.linger.at;
+    window_move(l, cfg, now);
+    at = l->at;
     first = at >= GRACE_LINGER_SLOTS - 1 ? at - (GRACE_LINGER_SLOTS - 1) : 0;
     for (uint32_t i = first; i <= at; i++)
-        sum += c->st.linger.win[i % GRACE_LINGER_SLOTS];
-    ms = now - (c->st.linger.start + (int64_t)first * slot_ms(c->srv));
+        sum += l->win[i % GRACE_LINGER_SLOTS];
+    ms = now - (l->start + (int64_t)first * slot_ms(cfg));
     if (ms < 1)
         ms = 1;
     if (sum >= UINT32_MAX) /* 4 GiB in the window (a slot may have saturated) */
         return 1;
-    if (sum * 1000 / (uint64_t)ms >= (uint64_t)OPT(c->srv, LINGER_MIN_RATE))
+    if (sum * 1000 / (uint64_t)ms >= (uint64_t)CFG(cfg, LINGER_MIN_RATE))
         return 1;
     /* left / (sum / ms) <= hard - now, in doubles: left may be near 2^64 */
     return left != UINT64_MAX && sum > 0 &&
            (double)left * (double)ms <= (double)sum * (double)(hard - now);
-}
-
-/*
- * The read event of a closing connection: discard. In CS_CLOSING the
- * client's EOF ends the connection once the output is out; in CS_LINGER
- * every ending is counted.
- */
-void grace__linger_read(struct grace_conn *c)
-{
-    struct grace_server *srv = c->srv;
-    size_t budget = LINGER_BUDGET;
-    int lingering = c->state == CS_LINGER;
-    uint64_t got = 0, cap = (uint64_t)OPT(srv, LINGER_BYTES);
-
-    while (budget > 0) {
-        uint64_t plain = 0; /* the body's bytes in them (TLS: plaintext) */
-        int count = c->st.linger.left && c->st.linger.left != UINT64_MAX;
-        ssize_t n = c->tp->discard(c, budget, count ? &plain : NULL);
-        if (n > 0) {
-            budget -= (size_t)n < budget ? (size_t)n : budget;
-            srv->cnt[GRACE_CNT_BYTES_DISCARDED] += (uint64_t)n;
-            if (c->st.linger.left != UINT64_MAX)
-                c->st.linger.left -= plain < c->st.linger.left ? plain : c->st.linger.left;
-            if (!lingering)
-                continue;
-            got += (uint64_t)n;
-            c->st.linger.bytes += (uint64_t)n;
-            if (cap && c->st.linger.bytes >= cap) {
-                linger_end(c, GRACE_CNT_LINGER_BYTE_CAP);
-                return;
-            }
-        } else if (n == 0) {
-            if (lingering) {
-                linger_end(c, GRACE_CNT_LINGER_CLIENT_EOF);
-            } else {
-                c->peer_eof = 1; /* grace__conn_output_drained() closes */
-                grace__conn_watch_input(c);
-            }
-            return;
-        } else if (n == -EAGAIN) {
-            break;
-        } else if (lingering) { /* ECONNRESET and friends end it, nothing more */
-            linger_end(c, GRACE_CNT_LINGER_ERROR);
-            return;
-        } else { /* the response cannot arrive any more */
-            grace__conn_abort(c, -ECONNRESET);
-            return;
-        }
-    }
-    if (got) {
-        c->st.linger.last_ms = grace__now_ms();
-        window_add(c, c->st.linger.last_ms, got);
-        linger_arm(c, c->st.linger.last_ms);
-    }
-}
-
-/*
- * During a stop every linger ends by stop-linger-time after the stop's
- * deadline (when the server closes what is left anyway); until then an
- * early answer lingers as usual: an upload still arriving is the client of
- * an answer it reads once it has sent (Firefox loses it to a reset), and
- * a 1 s linger at the start of a 10 s stop would cut it for nothing.
- * INT64_MAX when not stopping.
- */
-static int64_t stop_bound(const struct grace_server *srv)
-{
-    return srv->stopping ? srv->stop_deadline + OPT(srv, STOP_LINGER_TIME) : INT64_MAX;
-}
-
-void grace__conn_output_drained(struct grace_conn *c)
-{
-    struct grace_server *srv = c->srv;
-    int64_t now;
-
-    if (c->peer_eof || !OPT(srv, LINGER)) {
-        /* the client already closed; or linger=off, the naive close */
-        grace__conn_destroy(c);
-        return;
-    }
-    if (c->tp->shutdown(c) < 0) {
-        grace__conn_destroy(c);
-        return;
-    }
-    grace__conn_discard_input(c);
-    /* from here on a lingering socket costs its read event and struct
-     * grace_conn: the slot goes back when the callbacks return */
-    now = grace__now_ms();
-    c->state = CS_LINGER;
-    c->st.linger.bytes = 0;
-    c->st.linger.start = now;
-    c->st.linger.at = 0;
-    memset(c->st.linger.win, 0, sizeof(c->st.linger.win));
-    c->st.linger.last_ms = now;
-    c->st.linger.deadline = now + OPT(srv, LINGER_TIME);
-    if (c->st.linger.deadline > stop_bound(srv))
-        c->st.linger.deadline = stop_bound(srv);
-    TAILQ_REMOVE(&srv->conns, c, link);
-    TAILQ_INSERT_TAIL(&srv->lingering, c, link);
-    srv->nlingering++;
-    srv->cnt[GRACE_CNT_LINGERING]++;
-    CNT(srv, LINGER_STARTED);
-    linger_arm(c, now);
-    if (srv->nlingering > (size_t)OPT(srv, MAX_LINGERING)) {
-        struct grace_conn *old = TAILQ_FIRST(&srv->lingering);
-        grace__conn_enter(old);
-        linger_end(old, GRACE_CNT_LINGER_EVICTED);
-        grace__conn_leave(old);
-    }
 }
 
 /*
@@ -269,51 +146,36 @@ void grace__conn_output_drained(struct grace_conn *c)
  * fast sender is cheap; what it holds is a socket, bounded by time
  * (linger-max-time), silence (linger-timeout) and max-lingering.
  */
-static enum grace_counter linger_extend(struct grace_conn *c, int64_t now)
+static enum grace_counter linger_extend(struct grace_linger *l, const struct grace_config *cfg,
+                                        int64_t now, int64_t bound)
 {
-    struct grace_server *srv = c->srv;
-    int64_t hard = c->st.linger.start + OPT(srv, LINGER_MAX_TIME);
-    int64_t next = slot_ms(srv) < RATE_PERIOD ? slot_ms(srv) : RATE_PERIOD;
+    int64_t hard = l->start + CFG(cfg, LINGER_MAX_TIME);
+    int64_t next = slot_ms(cfg) < RATE_PERIOD ? slot_ms(cfg) : RATE_PERIOD;
 
-    if (hard > stop_bound(srv))
-        hard = stop_bound(srv);
-    if (now >= hard || !c->st.linger.upload)
+    if (hard > bound) /* a stop ends every linger by its bound */
+        hard = bound;
+    if (now >= hard || !l->upload)
         return GRACE_CNT_LINGER_TOTAL_TIME;
     /* all of a known body is here: the client reads now; linger-timeout ends it */
-    if (c->st.linger.left > 0 && !keeps_up(c, now, hard))
+    if (l->left > 0 && !keeps_up(l, cfg, now, hard))
         return GRACE_CNT_LINGER_TOO_SLOW;
-    if (!c->linger_extended) {
-        c->linger_extended = 1;
-        CNT(srv, LINGER_EXTENDED);
-    }
-    c->st.linger.deadline = now + next < hard ? now + next : hard;
+    l->extended = 1;
+    l->deadline = now + next < hard ? now + next : hard;
     return GRACE_CNT__COUNT;
 }
 
-void grace__linger_timer(struct grace_conn *c)
+enum grace_counter grace__linger_timer(struct grace_linger *l, const struct grace_config *cfg,
+                                       int64_t now, int64_t bound)
 {
-    int64_t now = grace__now_ms();
-    enum grace_counter how;
-
-    if (now >= c->st.linger.last_ms + OPT(c->srv, LINGER_TIMEOUT)) {
-        linger_end(c, GRACE_CNT_LINGER_IDLE_TIMEOUT);
-        return;
-    }
-    if (now < c->st.linger.deadline) { /* early: the idle bound moved on */
-        linger_arm(c, now);
-        return;
-    }
-    how = linger_extend(c, now);
-    if (how != GRACE_CNT__COUNT)
-        linger_end(c, how);
-    else
-        linger_arm(c, now);
+    if (now >= l->last_ms + CFG(cfg, LINGER_TIMEOUT))
+        return GRACE_CNT_LINGER_IDLE_TIMEOUT;
+    if (now < l->deadline) /* early: the idle bound moved on */
+        return GRACE_CNT__COUNT;
+    return linger_extend(l, cfg, now, bound);
 }
 
-/* A graceful stop begins: the linger ends by its bound (stop_bound()). */
-void grace__linger_stop(struct grace_conn *c)
+void grace__linger_stop(struct grace_linger *l, int64_t bound)
 {
-    if (c->st.linger.deadline > stop_bound(c->srv))
-        c->st.linger.deadline = stop_bound(c->srv);
-    linger_arm(c, grace__now_ms());
+    if (l->deadline > bound)
+        l->deadline = bound;
 }

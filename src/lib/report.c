@@ -3,11 +3,17 @@
  * report.c - every response reported to the application once it has been
  * written (grace_server_on_response), also the ones the server makes
  * itself. A record notes where its response lies in the connection's
- * output; conn.c's write path reports the records whose last byte has
- * been written, and a connection that ends reports the rest with an error.
+ * output, in a list (struct grace_reports) the response's protocol keeps;
+ * the protocol reports the records whose last byte has been written when
+ * the engine tells it of progress, and the rest with an error when it
+ * leaves the connection. It is told offsets
+ * and times: it reads no buffer.
  * Nothing is allocated unless the application asked for reports.
  */
-#include "internal.h"
+#include "report.h"
+
+#include "conn.h"
+#include "request.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -19,15 +25,10 @@ void grace_server_on_response(struct grace_server *srv, grace_response_cb cb, vo
     srv->response_arg = arg;
 }
 
-/* Bytes queued so far on the connection, as an offset in its output. */
-static uint64_t out_offset(const struct grace_conn *c)
-{
-    return c->slot->written + grace__buffered_out(c);
-}
-
-/* A response's head is about to be queued (head_len bytes). */
-void grace__report_start(struct grace_conn *c, struct grace_request *req, int status,
-                         size_t head_len)
+/* A response's head is about to be queued at offset start in the
+ * connection's output (head_len bytes); start_us: its request's first byte. */
+void grace__report_start(struct grace_reports *l, struct grace_conn *c, struct grace_request *req,
+                         int status, int64_t start_us, uint64_t start, size_t head_len)
 {
     struct grace_response_info *ri;
 
@@ -36,65 +37,79 @@ void grace__report_start(struct grace_conn *c, struct grace_request *req, int st
     ri->req = req;
     ri->conn = c;
     ri->status = status;
-    ri->start = out_offset(c);
+    ri->start = start;
     ri->head_end = ri->start + head_len;
-    ri->start_us = c->slot->req_start_us;
+    ri->start_us = start_us;
+    ri->tls_version = grace__conn_tls_version(c);
     if (req)
         req->report = ri; /* pinned: the request outlives its reply */
-    *c->slot->reports_tail = ri;
-    c->slot->reports_tail = &ri->next;
+    if (!l->head) /* empty: a zeroed list too */
+        l->tail = &l->head;
+    *l->tail = ri;
+    l->tail = &ri->next;
 }
 
-/* The response is complete in the output: its end is known. */
-void grace__report_done(struct grace_conn *c, struct grace_request *req)
+/* The response is complete in the output, up to offset end. */
+void grace__report_done(struct grace_reports *l, struct grace_request *req, uint64_t end)
 {
     struct grace_response_info *ri = req ? req->report : NULL;
     if (req && !ri)
         return; /* no record: reports off, or out of memory */
     if (!ri) { /* the server's own: the newest record */
-        for (ri = c->slot->reports; ri && ri->next; ri = ri->next)
+        for (ri = l->head; ri && ri->next; ri = ri->next)
             ;
         if (!ri)
             return;
     }
-    ri->end = out_offset(c);
+    ri->end = end;
     ri->done = 1;
 }
 
-static void report(struct grace_conn *c, struct grace_response_info *ri, int err)
+static void report(struct grace_reports *l, struct grace_response_info *ri, uint64_t written,
+                   int err)
 {
-    struct grace_server *srv = c->srv;
+    struct grace_server *srv = ri->conn->srv;
     struct grace_request *req = ri->req;
 
-    c->slot->reports = ri->next;
+    l->head = ri->next;
     if (!ri->next)
-        c->slot->reports_tail = &c->slot->reports;
+        l->tail = &l->head;
     ri->err = err;
+    ri->sent = written;
     ri->end_us = grace__now_us();
     if (srv->on_response)
         srv->on_response(ri, srv->response_arg);
     if (req) {
         req->report = NULL;
         if (req->app_done)
-            grace__request_release(req->conn ? c : NULL, req);
+            grace__request_release(req);
     }
     free(ri);
 }
 
-/* Report the responses whose last byte has been written. */
-void grace__report_written(struct grace_conn *c)
+/* Report the responses whose last byte has been written (written: the
+ * offset the output has reached). */
+void grace__report_written(struct grace_reports *l, uint64_t written)
 {
     struct grace_response_info *ri;
-    while ((ri = c->slot->reports) && ri->done && ri->end <= c->slot->written)
-        report(c, ri, 0);
+    while ((ri = l->head) && ri->done && ri->end <= written)
+        report(l, ri, written, 0);
 }
 
 /* The connection ends: report every response left, written or not. */
-void grace__report_all(struct grace_conn *c, int err)
+void grace__report_all(struct grace_reports *l, uint64_t written, int err)
 {
     struct grace_response_info *ri;
-    while ((ri = c->slot->reports))
-        report(c, ri, ri->done && ri->end <= c->slot->written ? 0 : err);
+    while ((ri = l->head))
+        report(l, ri, written, ri->done && ri->end <= written ? 0 : err);
+}
+
+void grace__report_move(struct grace_reports *dst, struct grace_reports *src)
+{
+    dst->head = src->head;
+    dst->tail = src->head ? src->tail : &dst->head;
+    src->head = NULL;
+    src->tail = &src->head;
 }
 
 /* ---------------------------------------------------------------- accessors */
@@ -109,11 +124,12 @@ int grace_response_info_status(const struct grace_response_info *ri)
     return ri->status;
 }
 
+/* Where its bytes written end: the output's offset when it was reported,
+ * at most its end. */
 static uint64_t sent_to(const struct grace_response_info *ri)
 {
-    uint64_t w = ri->conn->slot ? ri->conn->slot->written : ri->start;
-    uint64_t end = ri->done ? ri->end : w;
-    return w < end ? w : end;
+    uint64_t end = ri->done ? ri->end : ri->sent;
+    return ri->sent < end ? ri->sent : end;
 }
 
 uint64_t grace_response_info_bytes(const struct grace_response_info *ri)
@@ -148,5 +164,5 @@ const struct sockaddr *grace_response_info_peer(const struct grace_response_info
 
 const char *grace_response_info_tls_version(const struct grace_response_info *ri)
 {
-    return grace__tls_version(ri->conn);
+    return ri->tls_version;
 }

@@ -1,9 +1,14 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * server.c - config, listeners, accepting, routing, graceful stop, counters.
+ * server.c - listeners, accepting, routing, graceful stop.
  */
 #define _GNU_SOURCE /* accept4 */
-#include "internal.h"
+#include "conn.h"
+#include "http1.h"
+#include "request.h"
+#include "stop.h"
+#include "stream.h"
+#include "transport.h"
 
 #include <errno.h>
 #include <event2/listener.h>
@@ -15,175 +20,90 @@
 #include <strings.h>
 #include <unistd.h>
 
-/* ---------------------------------------------------------------- config */
-
-static const struct {
-    const char *name;
-    int64_t def, min, max;
-} opt_info[GRACE_OPT__COUNT] = {
-    [GRACE_OPT_MAX_REQUEST_LINE] = {"max-request-line", 8192, 64, 1 << 20},
-    [GRACE_OPT_MAX_HEADER_BYTES] = {"max-header-bytes", 32768, 64, 1 << 24},
-    [GRACE_OPT_MAX_HEADER_FIELDS] = {"max-header-fields", 100, 1, 10000},
-    [GRACE_OPT_MAX_TRAILER_BYTES] = {"max-trailer-bytes", 8192, 2, 1 << 24},
-    [GRACE_OPT_MAX_BODY_SIZE] = {"max-body-size", 1 << 20, 0, INT64_MAX},
-    [GRACE_OPT_MAX_CONNECTIONS] = {"max-connections", 10000, 1, 1 << 24},
-    [GRACE_OPT_HEADER_TIMEOUT] = {"header-timeout", 10000, 1, 86400000},
-    [GRACE_OPT_BODY_TIMEOUT] = {"body-timeout", 30000, 1, 86400000},
-    [GRACE_OPT_WRITE_TIMEOUT] = {"write-timeout", 30000, 1, 86400000},
-    [GRACE_OPT_KEEPALIVE_TIMEOUT] = {"keepalive-timeout", 15000, 1, 86400000},
-    [GRACE_OPT_OUTPUT_HIGH_WATER] = {"output-high-water", 262144, 1024, INT32_MAX},
-    [GRACE_OPT_DRAIN_LIMIT] = {"drain-limit", 262144, 0, INT64_MAX},
-    [GRACE_OPT_LINGER] = {"linger", 1, 0, 1},
-    [GRACE_OPT_LINGER_TIMEOUT] = {"linger-timeout", 5000, 1, 86400000},
-    [GRACE_OPT_LINGER_TIME] = {"linger-time", 30000, 1, 86400000},
-    [GRACE_OPT_LINGER_BYTES] = {"linger-bytes", 0, 0, INT64_MAX},
-    [GRACE_OPT_MAX_LINGERING] = {"max-lingering", 1024, 1, 1 << 24},
-    [GRACE_OPT_STOP_LINGER_TIME] = {"stop-linger-time", 1000, 1, 86400000},
-    [GRACE_OPT_REUSEPORT] = {"reuseport", 0, 0, 1},
-    [GRACE_OPT_DRAIN_TIME] = {"drain-time", 5000, 1, 86400000},
-    [GRACE_OPT_LINGER_MIN_RATE] = {"linger-min-rate", 262144, 0, INT64_MAX},
-    [GRACE_OPT_LINGER_MAX_TIME] = {"linger-max-time", 300000, 1, 86400000},
-    [GRACE_OPT_ACCEPT_RETRY] = {"accept-retry", 500, 1, 86400000},
-    [GRACE_OPT_TLS_HANDSHAKE_TIMEOUT] = {"tls-handshake-timeout", 10000, 1, 86400000},
-    [GRACE_OPT_OUTPUT_LOW_WATER] = {"output-low-water", 65536, 0, INT32_MAX},
-    [GRACE_OPT_STREAM_IDLE_TIMEOUT] = {"stream-idle-timeout", 600000, 1, 86400000},
-    [GRACE_OPT_BODY_MIN_RATE] = {"body-min-rate", 1024, 0, INT64_C(1) << 30},
-    [GRACE_OPT_STOP_IDLE_GRACE] = {"stop-idle-grace", 3000, 0, 86400000},
-    [GRACE_OPT_LINGER_RATE_WINDOW] = {"linger-rate-window", 30000, 1, 86400000},
+struct grace_route {
+    char *method; /* NULL: any */
+    char *path;
+    size_t path_len;
+    int flags;
+    grace_handler_cb cb;
+    void *arg;
 };
 
-struct grace_config *grace_config_new(void)
-{
-    struct grace_config *cfg = malloc(sizeof(*cfg));
-    if (!cfg)
-        return NULL;
-    for (int i = 0; i < GRACE_OPT__COUNT; i++)
-        cfg->v[i] = opt_info[i].def;
-    return cfg;
-}
-
-void grace_config_free(struct grace_config *cfg)
-{
-    free(cfg);
-}
-
-int grace_config_set(struct grace_config *cfg, enum grace_opt opt, int64_t value)
-{
-    if (!cfg || (unsigned)opt >= GRACE_OPT__COUNT || value < opt_info[opt].min ||
-        value > opt_info[opt].max)
-        return -EINVAL;
-    cfg->v[opt] = value;
-    return 0;
-}
-
-int64_t grace_config_get(const struct grace_config *cfg, enum grace_opt opt)
-{
-    if (!cfg || (unsigned)opt >= GRACE_OPT__COUNT)
-        return -1;
-    return cfg->v[opt];
-}
-
-const char *grace_opt_name(enum grace_opt opt)
-{
-    return (unsigned)opt < GRACE_OPT__COUNT ? opt_info[opt].name : NULL;
-}
-
-int grace_opt_by_name(const char *name)
-{
-    for (int i = 0; name && i < GRACE_OPT__COUNT; i++)
-        if (!strcmp(opt_info[i].name, name))
-            return i;
-    return -1;
-}
-
-/* ---------------------------------------------------------------- counters */
-
-static const char *const counter_names[GRACE_CNT__COUNT] = {
-    [GRACE_CNT_CONN_ACCEPTED] = "conn_accepted",
-    [GRACE_CNT_CONN_ACTIVE] = "conn_active",
-    [GRACE_CNT_CONN_CAPPED] = "conn_capped",
-    [GRACE_CNT_REQUESTS] = "requests",
-    [GRACE_CNT_ERR_400] = "err_400",
-    [GRACE_CNT_ERR_413] = "err_413",
-    [GRACE_CNT_ERR_414] = "err_414",
-    [GRACE_CNT_ERR_417] = "err_417",
-    [GRACE_CNT_ERR_431] = "err_431",
-    [GRACE_CNT_ERR_501] = "err_501",
-    [GRACE_CNT_ERR_505] = "err_505",
-    [GRACE_CNT_EARLY_REPLIES] = "early_replies",
-    [GRACE_CNT_KEEPALIVE_DRAINS] = "keepalive_drains",
-    [GRACE_CNT_LINGER_STARTED] = "linger_started",
-    [GRACE_CNT_LINGER_CLIENT_EOF] = "linger_client_eof",
-    [GRACE_CNT_LINGER_IDLE_TIMEOUT] = "linger_idle_timeout",
-    [GRACE_CNT_LINGER_TOTAL_TIME] = "linger_total_time",
-    [GRACE_CNT_LINGER_BYTE_CAP] = "linger_byte_cap",
-    [GRACE_CNT_LINGER_ERROR] = "linger_error",
-    [GRACE_CNT_LINGER_EVICTED] = "linger_evicted",
-    [GRACE_CNT_LINGERING] = "lingering",
-    [GRACE_CNT_BYTES_DISCARDED] = "bytes_discarded",
-    [GRACE_CNT_TIMEOUT_HEADER] = "timeout_header",
-    [GRACE_CNT_TIMEOUT_BODY] = "timeout_body",
-    [GRACE_CNT_TIMEOUT_WRITE] = "timeout_write",
-    [GRACE_CNT_TIMEOUT_KEEPALIVE] = "timeout_keepalive",
-    [GRACE_CNT_CLIENT_ABORTS] = "client_aborts",
-    [GRACE_CNT_TIMEOUT_DRAIN] = "timeout_drain",
-    [GRACE_CNT_LINGER_EXTENDED] = "linger_extended",
-    [GRACE_CNT_LINGER_TOO_SLOW] = "linger_too_slow",
-    [GRACE_CNT_ACCEPT_ERRORS] = "accept_errors",
-    [GRACE_CNT_WRITE_ERRORS] = "write_errors",
-    [GRACE_CNT_TLS_HANDSHAKES] = "tls_handshakes",
-    [GRACE_CNT_TLS_RESUMED] = "tls_resumed",
-    [GRACE_CNT_TLS_FAILED] = "tls_failed",
-    [GRACE_CNT_TLS_TIMEOUT] = "tls_timeout",
-    [GRACE_CNT_TLS_CLOSE_NOTIFY] = "tls_close_notify",
-    [GRACE_CNT_TIMEOUT_REQUEST] = "timeout_request",
-    [GRACE_CNT_UPGRADES] = "upgrades",
-    [GRACE_CNT_CONN_REFUSED] = "conn_refused",
-    [GRACE_CNT_CONN_DROPPED] = "conn_dropped",
-    [GRACE_CNT_TIMEOUT_STREAM] = "timeout_stream",
-    [GRACE_CNT_BODY_TOO_SLOW] = "body_too_slow",
-    [GRACE_CNT_STOP_IDLE_CLOSED] = "stop_idle_closed",
-    [GRACE_CNT_STOP_DEADLINE] = "stop_deadline",
+struct grace_listener {
+    struct evconnlistener *lev;
+    struct grace_server *srv;
+    const struct grace_transport *tp; /* what its connections speak */
+    struct grace_tls *tls;    /* a reference; NULL: plain */
 };
-
-uint64_t grace_server_counter(const struct grace_server *srv, enum grace_counter c)
-{
-    return srv && (unsigned)c < GRACE_CNT__COUNT ? srv->cnt[c] : 0;
-}
-
-const char *grace_counter_name(enum grace_counter c)
-{
-    return (unsigned)c < GRACE_CNT__COUNT ? counter_names[c] : NULL;
-}
-
-void grace__count_status(struct grace_server *srv, int status)
-{
-    switch (status) {
-    case 400: CNT(srv, ERR_400); break;
-    case 413: CNT(srv, ERR_413); break;
-    case 414: CNT(srv, ERR_414); break;
-    case 417: CNT(srv, ERR_417); break;
-    case 431: CNT(srv, ERR_431); break;
-    case 501: CNT(srv, ERR_501); break;
-    case 505: CNT(srv, ERR_505); break;
-    }
-}
 
 /* ---------------------------------------------------------------- server */
 
-static void pump_cb(evutil_socket_t fd, short what, void *arg)
-{
-    grace__conn_run_scheduled(arg);
-}
-
-static const struct timeval *common_timeout(struct event_base *base, int64_t ms)
-{
-    struct timeval tv = grace__ms_tv(ms);
-    return event_base_init_common_timeout(base, &tv);
-}
-
 static void accept_retry_cb(evutil_socket_t fd, short what, void *arg);
 static void free_listeners(struct grace_server *srv);
+static void dispatch(struct grace_request *req);
+static void conns_changed(struct grace_server *srv, int closed);
+
+/* ---------------------------------------------------------------- protocols */
+
+/* The slot's protocol area holds the largest protocol's state. */
+static void proto_room(struct grace_server *srv, const struct grace_proto *p)
+{
+    if (p->slot_size > srv->slot_extra)
+        srv->slot_extra = p->slot_size;
+}
+
+/* A protocol a new connection may choose besides the default: by ALPN on a
+ * TLS listener (by_alpn), by its first bytes on a plain one (by_sniff);
+ * earlier offers are preferred. -ENOSPC past GRACE_PROTOS_MAX. None yet:
+ * HTTP/2 offers itself here (h2 by ALPN, h2c by its preface), each by its
+ * own switch. */
+__attribute__((unused)) static int offer_proto(struct grace_server *srv, const struct grace_proto *p, int by_alpn,
+                       int by_sniff)
+{
+    int i;
+
+    if (by_alpn && p->alpn) {
+        for (i = 0; srv->by_alpn[i]; i++)
+            ;
+        if (i == GRACE_PROTOS_MAX)
+            return -ENOSPC;
+        srv->by_alpn[i] = p;
+    }
+    if (by_sniff && p->sniff) {
+        for (i = 0; srv->by_sniff[i]; i++)
+            ;
+        if (i == GRACE_PROTOS_MAX)
+            return -ENOSPC;
+        srv->by_sniff[i] = p;
+    }
+    proto_room(srv, p);
+    return 0;
+}
+
+/* What TLS listeners offer (ALPN wire format): the chosen-by-ALPN ones in
+ * order, then the default. A client that offers none of them gets the
+ * no_application_protocol alert; one that sends no ALPN gets the default. */
+static int offer_protos(struct grace_server *srv)
+{
+    size_t n = 0;
+
+    proto_room(srv, srv->proto_default);
+    for (int i = 0; i <= GRACE_PROTOS_MAX; i++) {
+        const struct grace_proto *p = i < GRACE_PROTOS_MAX ? srv->by_alpn[i] : srv->proto_default;
+        size_t l;
+        if (!p)
+            continue;
+        l = strlen(p->alpn);
+        if (l == 0 || l > 255 || n + 1 + l > sizeof(srv->alpn_offer))
+            return -EINVAL;
+        srv->alpn_offer[n++] = (unsigned char)l;
+        memcpy(srv->alpn_offer + n, p->alpn, l);
+        n += l;
+    }
+    srv->alpn = srv->alpn_offer;
+    srv->alpn_len = n;
+    return 0;
+}
 
 struct grace_server *grace_server_new(struct event_base *base, const struct grace_config *cfg)
 {
@@ -197,33 +117,31 @@ struct grace_server *grace_server_new(struct event_base *base, const struct grac
     if (!srv)
         return NULL;
     srv->base = base;
-    if (cfg) {
+    srv->stop_linger_bound = INT64_MAX; /* no stop */
+    if (cfg)
         srv->cfg = *cfg;
-    } else {
-        for (int i = 0; i < GRACE_OPT__COUNT; i++)
-            srv->cfg.v[i] = opt_info[i].def;
-    }
+    else
+        grace__config_defaults(&srv->cfg);
     srv->plim.max_request_line = (size_t)OPT(srv, MAX_REQUEST_LINE);
     srv->plim.max_header_bytes = (size_t)OPT(srv, MAX_HEADER_BYTES);
     srv->plim.max_fields = (size_t)OPT(srv, MAX_HEADER_FIELDS);
     srv->plim.max_trailer_bytes = (size_t)OPT(srv, MAX_TRAILER_BYTES);
-    TAILQ_INIT(&srv->conns);
-    TAILQ_INIT(&srv->lingering);
-    TAILQ_INIT(&srv->pump);
     TAILQ_INIT(&srv->detached);
-    srv->fields = calloc(srv->plim.max_fields, sizeof(*srv->fields));
-    srv->pump_ev = event_new(base, -1, 0, pump_cb, srv);
+    /* the engine calls up through these two, never by name */
+    srv->up.dispatch = dispatch;
+    srv->up.conns_changed = conns_changed;
+    srv->up.stop_due = grace__stop_due;
+    /* what connections speak: HTTP/1.1 unless chosen otherwise; a stream
+     * after an upgrade. TLS listeners offer them by ALPN */
+    srv->proto_default = &grace__http1;
+    proto_room(srv, &grace__stream_proto);
+    if (offer_protos(srv) < 0) {
+        grace_server_free(srv);
+        errno = EINVAL;
+        return NULL;
+    }
     srv->accept_timer = evtimer_new(base, accept_retry_cb, srv);
-    srv->tv_header = common_timeout(base, OPT(srv, HEADER_TIMEOUT));
-    srv->tv_body = common_timeout(base, OPT(srv, BODY_TIMEOUT));
-    srv->tv_keepalive = common_timeout(base, OPT(srv, KEEPALIVE_TIMEOUT));
-    /* a new TLS connection's read event: the handshake, within the header time */
-    srv->tv_handshake = common_timeout(base, OPT(srv, TLS_HANDSHAKE_TIMEOUT) <
-                                                     OPT(srv, HEADER_TIMEOUT)
-                                                 ? OPT(srv, TLS_HANDSHAKE_TIMEOUT)
-                                                 : OPT(srv, HEADER_TIMEOUT));
-    if (!srv->fields || !srv->pump_ev || !srv->accept_timer || !srv->tv_header || !srv->tv_body ||
-        !srv->tv_keepalive || !srv->tv_handshake) {
+    if (grace__engine_init(srv) < 0 || !srv->accept_timer) {
         grace_server_free(srv);
         errno = ENOMEM;
         return NULL;
@@ -237,8 +155,7 @@ void grace_server_free(struct grace_server *srv)
         return;
     free_listeners(srv);
     free(srv->listeners);
-    grace__conn_free_all(srv);
-    grace__slots_free(srv);
+    grace__engine_free(srv);
     while (!TAILQ_EMPTY(&srv->detached))
         grace__request_free(TAILQ_FIRST(&srv->detached));
     for (size_t i = 0; i < srv->nroutes; i++) {
@@ -246,24 +163,27 @@ void grace_server_free(struct grace_server *srv)
         free(srv->routes[i].path);
     }
     free(srv->routes);
-    if (srv->pump_ev)
-        event_free(srv->pump_ev);
     if (srv->stop_timer)
         event_free(srv->stop_timer);
     if (srv->accept_timer)
         event_free(srv->accept_timer);
-    free(srv->fields);
     free(srv->discard_buf);
     free(srv);
 }
 
 /* ---------------------------------------------------------------- listeners */
 
+#ifdef GRACE_HAVE_TLS
+static const int have_tls = 1;
+#else
+static const int have_tls = 0;
+#endif
+
 static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
 {
     struct grace_listener *l = arg;
-    grace__conn_accept_tls(l->srv, fd, sa, salen, l->tls);
+    grace__conn_accept(l->srv, fd, sa, salen, l->tp, l->tls);
 }
 
 /*
@@ -272,7 +192,7 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
  * accept-retry has passed, whichever comes first. A listener left enabled
  * would spin: it stays readable while accept() fails.
  */
-void grace__server_pause_accept(struct grace_server *srv, int err)
+static void pause_accept(struct grace_server *srv, int err)
 {
     if (err) {
         struct timeval tv = grace__ms_tv(OPT(srv, ACCEPT_RETRY));
@@ -308,7 +228,7 @@ static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
     struct grace_server *srv = arg;
     if (srv->stopping) {
         take_queue(srv);
-        grace__server_check_stopped(srv);
+        grace__stop_check(srv);
         return;
     }
     resume_accept(srv);
@@ -319,7 +239,7 @@ static void accept_error_cb(struct evconnlistener *lev, void *arg)
     struct grace_server *srv = ((struct grace_listener *)arg)->srv;
     int err = EVUTIL_SOCKET_ERROR();
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
-        grace__server_pause_accept(srv, 1);
+        pause_accept(srv, 1);
 }
 
 /* Take lev over (callbacks, ownership) and accept on it, with TLS if tls. */
@@ -336,6 +256,7 @@ static int add_listener(struct grace_server *srv, struct evconnlistener *lev,
         return -ENOMEM;
     l->lev = lev;
     l->srv = srv;
+    l->tp = tls ? &grace__tls : &grace__plain;
     l->tls = tls;
     if (tls)
         grace__tls_ref(tls);
@@ -366,6 +287,8 @@ static int listen_on(struct grace_server *srv, const char *host, int port,
 
     if (!srv || port < 0 || port > 65535)
         return -EINVAL;
+    if (tls && !have_tls)
+        return -ENOTSUP;
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
@@ -399,9 +322,10 @@ static int listen_on(struct grace_server *srv, const char *host, int port,
     return added ? 0 : err;
 }
 
-int grace_server_listen(struct grace_server *srv, const char *host, int port)
+int grace_server_listen(struct grace_server *srv, const char *host, int port,
+                        struct grace_tls *tls)
 {
-    return listen_on(srv, host, port, NULL);
+    return listen_on(srv, host, port, tls);
 }
 
 static int listen_fd(struct grace_server *srv, int fd, struct grace_tls *tls)
@@ -409,6 +333,10 @@ static int listen_fd(struct grace_server *srv, int fd, struct grace_tls *tls)
     int rc;
     if (!srv || fd < 0)
         return -EINVAL;
+    if (tls && !have_tls) {
+        close(fd);
+        return -ENOTSUP;
+    }
     if (evutil_make_socket_nonblocking(fd) < 0) {
         close(fd);
         return -errno;
@@ -430,9 +358,9 @@ static int listen_fd(struct grace_server *srv, int fd, struct grace_tls *tls)
     return rc;
 }
 
-int grace_server_listen_fd(struct grace_server *srv, int fd)
+int grace_server_listen_fd(struct grace_server *srv, int fd, struct grace_tls *tls)
 {
-    return listen_fd(srv, fd, NULL);
+    return listen_fd(srv, fd, tls);
 }
 
 int grace_server_adopt_listener(struct grace_server *srv, struct evconnlistener *lev)
@@ -442,7 +370,7 @@ int grace_server_adopt_listener(struct grace_server *srv, struct evconnlistener 
     return add_listener(srv, lev, NULL);
 }
 
-#ifdef GRACE_HAVE_TLS
+/* The names of 0.1, for one release: the TLS argument was their reason. */
 int grace_server_listen_tls(struct grace_server *srv, const char *host, int port,
                             struct grace_tls *tls)
 {
@@ -458,7 +386,6 @@ int grace_server_listen_fd_tls(struct grace_server *srv, int fd, struct grace_tl
     }
     return listen_fd(srv, fd, tls);
 }
-#endif
 
 int grace_server_port(const struct grace_server *srv, int i)
 {
@@ -490,15 +417,21 @@ int grace_server_adopt_conn(struct grace_server *srv, int fd, const struct socka
         evutil_closesocket(fd);
         return srv->stopping >= STOP_CUTTING ? -ESHUTDOWN : -EBUSY;
     }
-    grace__conn_accept_tls(srv, fd, peer, peer ? (int)peer_len : 0, tls);
+    grace__conn_accept(srv, fd, peer, peer ? (int)peer_len : 0, tls ? &grace__tls : &grace__plain,
+                       tls);
     return 0;
 }
 
-/* A connection closed: below the cap, accept again. */
-void grace__server_conn_closed(struct grace_server *srv)
+/* The engine's connection count changed (srv->up.conns_changed): after an
+ * accept, pause at the cap; after a close, accept again below it; and a
+ * stop may be done. */
+static void conns_changed(struct grace_server *srv, int closed)
 {
-    resume_accept(srv);
-    grace__server_check_stopped(srv);
+    if (closed)
+        resume_accept(srv);
+    else if (srv->nconns >= (size_t)OPT(srv, MAX_CONNECTIONS))
+        pause_accept(srv, 0);
+    grace__stop_check(srv);
 }
 
 /* ---------------------------------------------------------------- routing */
@@ -587,11 +520,11 @@ static void reply_405(struct grace_request *req)
     grace_reply(req, 405, "method not allowed\n", 19);
 }
 
-/* Headers are complete: run the route's handler (or the server's 404/405). */
-void grace__server_dispatch(struct grace_request *req)
+/* Headers are complete: run the route's handler (or the server's 404/405).
+ * The engine's srv->up.dispatch. */
+static void dispatch(struct grace_request *req)
 {
     struct grace_server *srv = req->srv;
-    struct grace_conn *c = req->conn; /* busy (pump): outlives the handler */
     const struct grace_route *r;
     int path_only;
 
@@ -606,6 +539,9 @@ void grace__server_dispatch(struct grace_request *req)
         grace_reply(req, 400, msg, sizeof(msg) - 1);
         return;
     }
+    /* held: a handler that drops the connection and completes its reply
+     * frees req only when this function is done with it */
+    grace__request_hold(req);
     r = find_route(srv, grace_request_method(req), req->npath, &path_only);
     if (r)
         r->cb(req, r->arg);
@@ -618,9 +554,10 @@ void grace__server_dispatch(struct grace_request *req)
     /* The body limit is the handler's to set (grace_request_set_max_body),
      * so a Content-Length over it is refused only now, before any body byte
      * is read: unless the handler replied or began reading (which checks). */
-    if (c->req == req && req->resp == RESP_NONE && req->body_mode == BODY_NONE &&
+    if (!req->detached && req->resp == RESP_NONE && req->body_mode == BODY_NONE &&
         req->p.framing == GRACE_FRAMING_LENGTH && req->p.content_length > req->body_limit)
-        grace__conn_body_too_large(c);
+        req->ops->fail(req, 413, "request body too large", -EMSGSIZE);
+    grace__request_unhold(req);
 }
 
 /* ---------------------------------------------------------------- stop */
@@ -657,7 +594,7 @@ static void accept_queued(struct grace_server *srv)
                 continue;
             if (fd < 0) /* EAGAIN: empty; EMFILE: the rest cannot be taken */
                 break;
-            grace__conn_accept_tls(srv, fd, (struct sockaddr *)&ss, (int)len, l->tls);
+            grace__conn_accept(srv, fd, (struct sockaddr *)&ss, (int)len, l->tp, l->tls);
         }
     }
 }
@@ -672,111 +609,19 @@ static void take_queue(struct grace_server *srv)
     srv->queue_pending = 0;
 }
 
-static void stopped_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct grace_server *srv = arg;
-    grace_stopped_cb cb = srv->on_stopped;
-    srv->on_stopped = NULL;
-    if (cb)
-        cb(srv, srv->stopped_arg);
-}
-
-/* The first connection no request holds (grace_request_hold_stop). */
-static struct grace_conn *first_unheld(struct grace_server *srv)
-{
-    struct grace_conn *c;
-    TAILQ_FOREACH(c, &srv->conns, link)
-        if (!grace__conn_held(c))
-            return c;
-    return NULL;
-}
-
-/* The last bound (stop-linger-time after the deadline): close what is
- * left, but for connections whose request holds the stop (they close
- * after their reply), then report once none is left. Each close may close
- * others (callbacks): the search starts from the head each time. */
-static void stop_final_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct grace_server *srv = arg;
-    struct grace_conn *c;
-    while ((c = first_unheld(srv)))
-        grace__conn_abort(c, -ECANCELED);
-    while ((c = TAILQ_FIRST(&srv->lingering))) {
-        grace__conn_reason(c, -ECANCELED);
-        grace__conn_destroy(c);
-    }
-    grace__server_check_stopped(srv);
-}
-
-/*
- * Each connection once (marked), while the callbacks each cut runs may
- * close others: the next one is held (busy) across the cut, and a walk
- * that lost its place (the next one closed, or moved to the lingering
- * list) starts again from the head, skipping the marked.
- */
-static void cut_all(struct grace_server *srv)
-{
-    struct grace_conn *c = TAILQ_FIRST(&srv->conns), *n;
-
-    while (c) {
-        if (c->stop_cut) {
-            c = TAILQ_NEXT(c, link);
-            continue;
-        }
-        c->stop_cut = 1;
-        if ((n = TAILQ_NEXT(c, link)))
-            grace__conn_enter(n);
-        grace__conn_stop_cut(c);
-        if (!n)
-            break;
-        c = n->state == CS_DEAD || n->state == CS_LINGER ? TAILQ_FIRST(&srv->conns) : n;
-        grace__conn_leave(n); /* frees n if it closed */
-    }
-}
-
-/* The deadline: requests still in flight are answered 503 or cut, idle
- * connections closed; lingering ones go on, up to stop-linger-time. */
-static void stop_timeout_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct grace_server *srv = arg;
-    struct timeval tv = grace__ms_tv(OPT(srv, STOP_LINGER_TIME));
-
-    srv->stopping = STOP_CUTTING;
-    event_assign(srv->stop_timer, srv->base, -1, 0, stop_final_cb, srv);
-    event_add(srv->stop_timer, &tv);
-    cut_all(srv);
-    grace__server_check_stopped(srv);
-}
-
-void grace__server_check_stopped(struct grace_server *srv)
-{
-    if (srv->stopping == STOP_NONE || srv->stopping == STOP_DONE || srv->nconns ||
-        !TAILQ_EMPTY(&srv->lingering) || srv->queue_pending)
-        return;
-    srv->stopping = STOP_DONE; /* report once, from the loop */
-    event_del(srv->stop_timer);
-    event_assign(srv->stop_timer, srv->base, -1, 0, stopped_cb, srv);
-    event_active(srv->stop_timer, EV_TIMEOUT, 1);
-}
-
+/* The stop's phases, timers and what it does to each connection are
+ * stop.c's; the listeners are this file's. */
 int grace_server_stop(struct grace_server *srv, int64_t timeout_ms, grace_stopped_cb cb,
                       void *arg)
 {
-    struct grace_conn *c, *next;
-    struct timeval tv;
+    int rc;
 
     if (!srv || timeout_ms < 0)
         return -EINVAL;
     if (srv->stopping)
         return -EALREADY;
-    srv->stop_timer = event_new(srv->base, -1, 0, stop_timeout_cb, srv);
-    if (!srv->stop_timer)
-        return -ENOMEM;
-    srv->stopping = STOP_LAME_DUCK;
-    srv->stop_at = grace__now_ms();
-    srv->stop_deadline = srv->stop_at + timeout_ms;
-    srv->on_stopped = cb;
-    srv->stopped_arg = arg;
+    if ((rc = grace__stop_begin(srv, cb, arg)) < 0)
+        return rc;
     event_del(srv->accept_timer);
     if (srv->in_accept_hook) {
         /* each of the queue's accepts runs the hook: not inside itself, so
@@ -789,14 +634,7 @@ int grace_server_stop(struct grace_server *srv, int64_t timeout_ms, grace_stoppe
     } else {
         take_queue(srv);
     }
-    tv = grace__ms_tv(timeout_ms);
-    event_add(srv->stop_timer, &tv);
-
     /* no callback runs in here: connections only get new timers */
-    TAILQ_FOREACH_SAFE(c, &srv->conns, link, next)
-        grace__conn_lame_duck(c);
-    TAILQ_FOREACH_SAFE(c, &srv->lingering, link, next)
-        grace__linger_stop(c);
-    grace__server_check_stopped(srv);
+    grace__stop_lame_duck(srv, timeout_ms);
     return 0;
 }

@@ -4,16 +4,18 @@
  * the application's file descriptor: socket -> pipe -> fd with splice(2),
  * so the bytes never cross into user space.
  *
- * conn.c keeps its role: the read event calls grace__splice_read() instead
- * of reading into the input buffer while such a body is due, and pump_body()
- * calls grace__splice_pump() to write what was buffered with the headers,
- * to notice the end, a failed write, or a client gone early. Limits, pause,
- * body-timeout (from the last bytes moved), early replies and the drain that
- * follows them work as for a streamed body: the parser is told of every byte
- * moved, so it always knows what is left.
+ * A mover that knows no connection and no request. HTTP/1.1 (http1.c)
+ * holds it: its read entry calls grace__splice_read() instead of letting
+ * the engine read into the input buffer while such a body is due, and its
+ * body phase calls grace__splice_buffered() to write what was buffered with
+ * the headers first. HTTP/1.1 tells its parser of every byte moved, so
+ * limits, pause, body-timeout (from the last bytes moved), early replies and
+ * the drain that follows them work as for a streamed body.
  */
 #define _GNU_SOURCE
-#include "internal.h"
+#include "splice.h"
+
+#include "transport.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -29,64 +31,36 @@
  * measurable CPU per GiB; 64 KiB cost 18% more. */
 #define SPLICE_TURN (128u << 10)
 
-int grace_request_body_to_fd(struct grace_request *req, int fd, grace_end_cb on_end, void *arg)
+int grace__splice_open(struct grace_splice *sp, int fd)
 {
-    struct grace_conn *c;
-    int p[2], e;
+    int p[2];
 
-    if (!req || fd < 0)
-        return -EINVAL;
-    if (!(c = req->conn))
-        return -ENOTCONN;
-    if (req->body_mode != BODY_NONE)
-        return -EALREADY;
-    if (c->tp != &grace__plain || req->p.framing != GRACE_FRAMING_LENGTH ||
-        req->p.content_length == 0)
-        return -ENOTSUP; /* TLS, chunked or no body: grace_request_read_body() */
-    if (req->p.content_length > req->body_limit)
-        return -EMSGSIZE;
     if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
         return -errno;
     (void)fcntl(p[1], F_SETPIPE_SZ, SPLICE_PIPE); /* fewer calls; fine without */
-    req->pipe_rd = p[0];
-    req->pipe_wr = p[1];
-    req->body_fd = fd;
-    req->on_end = on_end;
-    req->body_arg = arg;
-    if ((e = grace__body_begin(req, BODY_FD)) < 0) {
-        close(p[0]);
-        close(p[1]);
-    }
-    return e;
+    sp->pipe_rd = p[0];
+    sp->pipe_wr = p[1];
+    sp->fd = fd;
+    sp->err = 0;
+    sp->open = 1;
+    return 0;
 }
 
-void grace__splice_release(struct grace_request *req)
+void grace__splice_close(struct grace_splice *sp)
 {
-    if (req->body_mode != BODY_FD)
+    if (!sp->open)
         return;
-    close(req->pipe_rd);
-    close(req->pipe_wr);
-    req->body_mode = BODY_NONE;
-}
-
-/* Is the read event to move body bytes into the application's fd? Not
- * while body bytes read earlier (with the headers, or while the
- * application had not yet asked for the body) wait in the input buffer:
- * grace__splice_pump() writes those first, or the file gets later bytes
- * before earlier ones. */
-int grace__splice_active(const struct grace_conn *c)
-{
-    return c->state == CS_ACTIVE && c->req && c->req->body_mode == BODY_FD &&
-           !c->req->body_done && !c->req->fd_err && grace_parser_body_left(&c->slot->parser) &&
-           evbuffer_get_length(c->slot->in) == 0;
+    close(sp->pipe_rd);
+    close(sp->pipe_wr);
+    sp->open = 0;
 }
 
 /* Empty the pipe into the fd (a regular file takes it all; anything else
  * may block us, which is the application's choice of fd). */
-static int drain_pipe(struct grace_request *req, size_t n)
+static int drain_pipe(struct grace_splice *sp, size_t n)
 {
     while (n > 0) {
-        ssize_t m = splice(req->pipe_rd, NULL, req->body_fd, NULL, n, SPLICE_F_MOVE);
+        ssize_t m = splice(sp->pipe_rd, NULL, sp->fd, NULL, n, SPLICE_F_MOVE);
         if (m < 0 && errno == EINTR)
             continue;
         if (m <= 0)
@@ -96,80 +70,52 @@ static int drain_pipe(struct grace_request *req, size_t n)
     return 0;
 }
 
-static void progress(struct grace_conn *c, struct grace_request *req, uint64_t n)
+int grace__splice_read(struct grace_splice *sp, const struct grace_transport *tp,
+                       struct grace_sock *s, uint64_t left, uint64_t *moved)
 {
-    grace_parser_body_skip(&c->slot->parser, n);
-    req->body_read += n;
-    c->st.body_since = grace__now_ms();
-}
-
-/*
- * The socket is readable: move up to the body's end, until it is empty.
- * 0, or 1 at the end of the stream, or a negative errno of the socket. A
- * failed write is kept in fd_err for grace__splice_pump().
- */
-int grace__splice_read(struct grace_conn *c)
-{
-    struct grace_request *req = c->req;
     uint64_t turn = SPLICE_TURN;
 
-    if (req->paused)
-        return 0;
-    while (turn > 0) {
-        uint64_t left = grace_parser_body_left(&c->slot->parser);
+    while (turn > 0 && left > 0) {
         size_t want = left < turn ? (size_t)left : (size_t)turn;
         ssize_t n;
         int e;
 
-        if (want == 0)
-            break;
-        n = splice(c->fd, NULL, req->pipe_wr, NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        n = tp->splice(s, sp->pipe_wr, want);
         if (n == 0)
             return 1;
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN)
-                break; /* the socket is empty (the pipe is always emptied) */
-            return -errno;
-        }
-        if ((e = drain_pipe(req, (size_t)n)) < 0) {
-            req->fd_err = e;
+        if (n == -EAGAIN)
+            break; /* the socket is empty (the pipe is always emptied) */
+        if (n < 0)
+            return (int)n;
+        if ((e = drain_pipe(sp, (size_t)n)) < 0) {
+            sp->err = e;
             break;
         }
-        progress(c, req, (uint64_t)n);
+        *moved += (uint64_t)n;
+        left -= (uint64_t)n;
         turn -= (uint64_t)n;
     }
     return 0;
 }
 
-/*
- * Body phase of a BODY_FD request: bytes buffered with the headers are
- * written first. 1 when the body is complete, 0 while more is due, or the
- * negative errno of a failed write.
- */
-int grace__splice_pump(struct grace_conn *c)
+int grace__splice_buffered(struct grace_splice *sp, struct evbuffer *in, uint64_t left,
+                           uint64_t *moved)
 {
-    struct grace_request *req = c->req;
-    struct evbuffer *in = c->slot->in;
-    uint64_t left = grace_parser_body_left(&c->slot->parser);
     size_t len = evbuffer_get_length(in);
 
-    if (!req->fd_err && left && len) {
+    if (!sp->err && left && len) {
         size_t n = len < left ? len : (size_t)left, done = 0;
         while (done < n) {
-            int w = evbuffer_write_atmost(in, req->body_fd, (ev_ssize_t)(n - done));
+            int w = evbuffer_write_atmost(in, sp->fd, (ev_ssize_t)(n - done));
             if (w < 0 && errno == EINTR)
                 continue;
             if (w <= 0) {
-                req->fd_err = w < 0 ? -errno : -EIO;
+                sp->err = w < 0 ? -errno : -EIO;
                 break;
             }
             done += (size_t)w;
         }
-        progress(c, req, done);
+        *moved += done;
     }
-    if (req->fd_err)
-        return req->fd_err;
-    return grace_parser_body_done(&c->slot->parser);
+    return sp->err;
 }

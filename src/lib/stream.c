@@ -3,12 +3,13 @@
  * stream.c - upgrades (101 Switching Protocols) and CONNECT tunnels: the
  * connection as a raw bidirectional stream.
  *
- * An accepted upgrade puts the connection in CS_STREAM and keeps
- * everything else of conn.c: the same slot, read event, write path,
- * transport (plain or TLS) and write-timeout, plus stream-idle-timeout on
- * the slot's timer (conn.c's deadline()). conn.c's pump() hands the
- * input buffer to grace__stream_input() instead of the parser, and an
- * empty output buffer to grace__stream_drained(). So the bytes pipelined
+ * An accepted upgrade hands the connection to this file's protocol table
+ * (grace__stream_proto, through grace__conn_switch) and keeps everything
+ * else of the engine: the same slot, read event, write path, transport
+ * (plain or TLS) and write-timeout, plus stream-idle-timeout from the last
+ * byte either way (the engine's progress stamps) on the slot's timer. The
+ * engine hands the input buffer to stream_input() instead of the parser,
+ * and an empty output buffer to stream_output(). So the bytes pipelined
  * after the request's headers, already in the input buffer, are simply the
  * stream's first input, and input is bounded like any other (the read
  * event stops at the input limit while the application pauses).
@@ -18,7 +19,7 @@
  * grace_stream_take_fd(); while one of its callbacks runs it stays valid
  * (busy count), whatever the callback calls.
  */
-#include "internal.h"
+#include "stream.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -33,6 +34,8 @@ struct grace_stream {
     grace_stream_close_cb on_close;
     void *arg;
     size_t inflight;         /* input bytes being shown to on_read */
+    int64_t since;           /* the upgrade (progress before it does not count) */
+    int64_t timeout;         /* stream-idle-timeout, or the stream's own */
     int busy;                /* callbacks on the stack */
     unsigned paused : 1, eof_delivered : 1, want_drain : 1, stop_pending : 1, dead : 1,
         taken : 1;
@@ -57,100 +60,57 @@ static void st_drop(struct grace_stream *st)
         free(st);
 }
 
+/* The stream's state in the slot (its protocol area): the records of the
+ * responses still on their way, the 101's. The connection keeps them while
+ * the application is gone (closed, taken). */
+struct stream_slot {
+    struct grace_reports reports;
+};
+
+static struct grace_reports *stream_reports(const struct grace_conn *c)
+{
+    struct stream_slot *ss = (void *)c->slot->area;
+    return &ss->reports;
+}
+
 /* Unlink stream and connection; the connection goes on without it. */
 static void st_unlink(struct grace_stream *st)
 {
     if (st->conn)
-        st->conn->stream = NULL;
+        st->conn->ps = NULL;
     st->conn = NULL;
 }
 
 /* ---------------------------------------------------------------- accept */
 
-/* An HTTP/1.1 request with "Connection: upgrade" and an Upgrade header. */
-static int asks_upgrade(const struct grace_request *req)
+struct grace_stream *grace__stream_new(void)
 {
-    const char *u;
-    if (!req->p.upgrade || req->p.version_minor != 1)
-        return 0;
-    u = grace_request_header(req, "Upgrade");
-    return u && *u;
+    return calloc(1, sizeof(struct grace_stream));
 }
 
-int grace_request_is_upgrade(const struct grace_request *req)
+void grace__stream_attach(struct grace_conn *c, struct grace_stream *st,
+                          struct grace_reports *reports)
 {
-    return req && (req->p.method_id == GRACE_PM_CONNECT || asks_upgrade(req));
+    struct grace_reports l;
+
+    grace__report_move(&l, reports); /* reports may lie in the slot area it takes */
+    grace__conn_switch(c, &grace__stream_proto, st);
+    grace__report_move(stream_reports(c), &l);
 }
 
-/* A reply other than the switch: the client may already speak the new
- * protocol after its request, so the connection is not reused. */
-int grace__request_upgrade_refused(const struct grace_request *req)
+/* ---------------------------------------------------------------- the protocol */
+
+/* The connection is the stream's now (grace__conn_switch). */
+static int stream_start(struct grace_conn *c, void *arg)
 {
-    return grace_request_is_upgrade(req);
-}
-
-int grace_reply_upgrade(struct grace_request *req, int status, struct grace_stream **stream)
-{
-    struct grace_conn *c;
-    struct grace_stream *st;
-    int connect;
-    char head[512];
-    size_t n, dl, extra;
-
-    if (!req || !stream)
-        return -EINVAL;
-    *stream = NULL;
-    if (req->detached) { /* completes the reply: the application is done with it */
-        grace__request_release(NULL, req);
-        return -ENOTCONN;
-    }
-    if (req->resp != RESP_NONE)
-        return -EALREADY;
-    c = req->conn;
-    connect = req->p.method_id == GRACE_PM_CONNECT;
-    if (connect ? status < 200 || status > 299 : status != 101 || !asks_upgrade(req))
-        return -EINVAL;
-    /* the stream starts where the request ends */
-    if (!req->body_done && !grace_parser_body_done(&c->slot->parser))
-        return -EBUSY;
-    if (c->srv->stopping || c->stop_close)
-        return -ESHUTDOWN;
-    extra = req->resp_headers ? evbuffer_get_length(req->resp_headers) : 0;
-    if (!(st = calloc(1, sizeof(*st))))
-        return -ENOMEM;
-
-    grace__conn_enter(c);
-    n = (size_t)snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n", status,
-                         grace_status_reason(status));
-    grace__date_header(c->srv, head + n, &dl);
-    n += dl;
-    if (!connect)
-        n += (size_t)snprintf(head + n, sizeof(head) - n, "Connection: Upgrade\r\n");
-    req->status = status;
-    grace__report_start(c, req, status, n + extra + 2);
-    evbuffer_add(c->slot->out, head, n);
-    if (req->resp_headers)
-        evbuffer_add_buffer(c->slot->out, req->resp_headers);
-    evbuffer_add(c->slot->out, "\r\n", 2);
-    req->resp = RESP_DONE;
-    grace__report_done(c, req);
+    struct grace_stream *st = arg;
 
     st->conn = c;
-    c->stream = st;
-    c->req = NULL;
-    c->state = CS_STREAM;
-    c->st.stream.since = grace__now_ms();
-    c->st.stream.timeout = OPT(c->srv, STREAM_IDLE_TIMEOUT);
-    CNT(c->srv, UPGRADES);
-    grace__request_finish(req, 0);
-    grace__request_release(c, req);
-    *stream = st;
-    grace__conn_flush(c);
-    grace__conn_leave(c);
+    c->ps = st;
+    st->since = grace__now_ms();
+    st->timeout = OPT(c->srv, STREAM_IDLE_TIMEOUT);
     return 0;
 }
-
-/* ---------------------------------------------------------------- from conn.c */
 
 /* A graceful stop or the idle timeout reached the stream (from the loop):
  * the application may write a last message or take the socket, then it is
@@ -169,13 +129,12 @@ static void end_graceful(struct grace_conn *c, struct grace_stream *st, int err)
 }
 
 /*
- * pump() in CS_STREAM: hand buffered input to on_read, one contiguous
- * piece per call, then the end of stream once. Returns 1 if it should be
- * called again.
+ * Hand buffered input to on_read, one contiguous piece per call, then the
+ * end of stream once. Returns 1 if it should be called again.
  */
-int grace__stream_input(struct grace_conn *c)
+static int input_piece(struct grace_conn *c)
 {
-    struct grace_stream *st = c->stream;
+    struct grace_stream *st = c->ps;
     struct evbuffer *in = c->slot->in;
     struct evbuffer_iovec v;
 
@@ -202,7 +161,7 @@ int grace__stream_input(struct grace_conn *c)
             c->discard_after = 0;
             grace__conn_discard_input(c);
         }
-        int more = c->state == CS_STREAM && c->stream == st;
+        int more = c->ps == st;
         st_release(st);
         return more;
     }
@@ -215,55 +174,102 @@ int grace__stream_input(struct grace_conn *c)
     return 0;
 }
 
-/* The output buffer became empty. */
-void grace__stream_drained(struct grace_conn *c)
+static void stream_input(struct grace_conn *c)
 {
-    struct grace_stream *st = c->stream;
+    while (input_piece(c))
+        ;
+}
 
-    if (!st || !st->want_drain)
-        return;
+/* Bytes were written (the 101's record), or the output became empty. */
+static int stream_output(struct grace_conn *c, enum grace_out what)
+{
+    struct grace_stream *st = c->ps;
+
+    if (what == GRACE_OUT_SENT && stream_reports(c)->head)
+        grace__report_written(stream_reports(c), c->slot->written);
+    if (what != GRACE_OUT_EMPTY || !st || !st->want_drain)
+        return 0;
     st->want_drain = 0;
     if (st->on_drain) {
         st_hold(st);
         st->on_drain(st, st->arg);
         st_release(st);
     }
+    return 0;
 }
 
 /* The connection ends under the stream (reset, timeout, TLS error, server
- * freed): tell the application once. */
-void grace__stream_end(struct grace_conn *c, int err)
+ * freed): tell the application once; then the records left are reported
+ * (err; 0, all written: the never completed ones -ECONNRESET). */
+static void stream_end(struct grace_conn *c, int err)
 {
-    struct grace_stream *st = c->stream;
+    struct grace_stream *st = c->ps;
+
+    if (st) {
+        grace__conn_reason(c, err);
+        st_unlink(st);
+        st_hold(st);
+        if (st->on_close)
+            st->on_close(st, err, st->arg);
+        st->dead = 1;
+        st_release(st);
+    }
+    if (c->slot)
+        grace__report_all(stream_reports(c), c->slot->written, err ? err : -ECONNRESET);
+}
+
+/* stream-idle-timeout from the last byte either way, or the upgrade. */
+static int64_t stream_deadline(const struct grace_conn *c, enum grace_counter *why)
+{
+    const struct grace_stream *st = c->ps;
+    int64_t since;
 
     if (!st)
-        return;
-    st_unlink(st);
-    st_hold(st);
-    if (st->on_close)
-        st->on_close(st, err, st->arg);
-    st->dead = 1;
-    st_release(st);
+        return 0;
+    since = c->slot->read_ms > c->slot->wrote_ms ? c->slot->read_ms : c->slot->wrote_ms;
+    if (st->since > since)
+        since = st->since;
+    *why = GRACE_CNT_TIMEOUT_STREAM;
+    return since + st->timeout;
 }
 
 /* stream-idle-timeout passed (the slot's timer). */
-void grace__stream_idle(struct grace_conn *c)
+static void stream_timeout(struct grace_conn *c, enum grace_counter why)
 {
-    if (c->stream)
-        end_graceful(c, c->stream, -ETIMEDOUT);
+    grace__conn_timed_out(c, why);
+    if (c->ps)
+        end_graceful(c, c->ps, -ETIMEDOUT);
     else
         grace__conn_close_graceful(c);
 }
 
-/* grace_server_stop(): the close callback runs from the loop, not from
- * inside the stop call. */
-void grace__stream_stop(struct grace_conn *c)
+/* A drop or grace_server_stop(): the close callback runs from the loop, not
+ * from inside the stop call. The stop's deadline cuts the stream. */
+static void stream_stop(struct grace_conn *c, enum grace_stop how)
 {
-    if (!c->stream)
+    struct grace_stream *st = c->ps;
+
+    if (how == GRACE_STOP_CUT) {
+        grace__conn_abort(c, -ECANCELED);
         return;
-    c->stream->stop_pending = 1;
+    }
+    if (!st)
+        return;
+    st->stop_pending = 1;
     grace__conn_schedule(c);
 }
+
+const struct grace_proto grace__stream_proto = {
+    .name = "stream",
+    .slot_size = sizeof(struct stream_slot),
+    .start = stream_start,
+    .input = stream_input,
+    .output = stream_output,
+    .timeout = stream_timeout,
+    .stop = stream_stop,
+    .end = stream_end,
+    .deadline = stream_deadline,
+};
 
 /* ---------------------------------------------------------------- API */
 
@@ -290,7 +296,7 @@ int grace_stream_write(struct grace_stream *st, const void *data, size_t len)
     if (!st || (len && !data))
         return -EINVAL;
     c = st->conn;
-    if (!c || c->state != CS_STREAM || c->slot->write_err)
+    if (!c || c->state != CS_ACTIVE || c->slot->write_err)
         return -ENOTCONN;
     pending = grace__buffered_out(c);
     if (pending && pending + len > (size_t)OPT(c->srv, OUTPUT_HIGH_WATER)) {
@@ -304,7 +310,7 @@ int grace_stream_write(struct grace_stream *st, const void *data, size_t len)
         rc = -ENOMEM;
     } else {
         grace__conn_flush(c);
-        if (c->state == CS_STREAM && grace__buffered_out(c))
+        if (c->state == CS_ACTIVE && grace__buffered_out(c))
             st->want_drain = 1;
     }
     grace__conn_leave(c);
@@ -356,13 +362,13 @@ int grace_stream_take_fd(struct grace_stream *st, struct evbuffer *unread)
     if (!st || !unread)
         return -EINVAL;
     c = st->conn;
-    if (!c || c->state != CS_STREAM)
+    if (!c || c->state != CS_ACTIVE)
         return -ENOTCONN;
-    if (c->tls) /* the session's state cannot be handed out */
+    if (!c->tp->raw) /* a TLS session's state cannot be handed out */
         return -ENOTSUP;
     if (grace__buffered_out(c)) /* e.g. the 101, queued in this same pump */
         grace__conn_write_now(c);
-    if (c->state != CS_STREAM)
+    if (c->state != CS_ACTIVE)
         return -ENOTCONN;
     if (grace__buffered_out(c))
         return -EBUSY;
@@ -389,10 +395,10 @@ int grace_stream_take_fd(struct grace_stream *st, struct evbuffer *unread)
         free(tmp);
     }
     st->taken = 1;
-    fd = c->fd;
+    fd = c->sock.fd;
     st_unlink(st);
     grace__conn_enter(c);
-    c->fd = -1; /* forgotten, not closed */
+    c->sock.fd = -1; /* forgotten, not closed */
     grace__conn_destroy(c);
     grace__conn_leave(c);
     st_drop(st);
@@ -406,17 +412,17 @@ int grace_stream_set_idle_timeout(struct grace_stream *st, int64_t ms)
     if (!st || ms < 0 || ms > 86400000)
         return -EINVAL;
     c = st->conn;
-    if (!c || c->state != CS_STREAM)
+    if (!c || c->state != CS_ACTIVE)
         return -ENOTCONN;
     grace__conn_enter(c); /* leaving arms the timer if the deadline is earlier */
-    c->st.stream.timeout = ms ? ms : OPT(c->srv, STREAM_IDLE_TIMEOUT);
+    st->timeout = ms ? ms : OPT(c->srv, STREAM_IDLE_TIMEOUT);
     grace__conn_leave(c);
     return 0;
 }
 
 const char *grace_stream_tls_version(const struct grace_stream *st)
 {
-    return st && st->conn ? grace__tls_version(st->conn) : NULL;
+    return st && st->conn ? grace__conn_tls_version(st->conn) : NULL;
 }
 
 struct grace_server *grace_stream_server(const struct grace_stream *st)

@@ -2,7 +2,8 @@
 /*
  * tls.c - TLS with OpenSSL 3: the context (certificates chosen by SNI, ALPN,
  * rotating session ticket keys, reload) and the TLS transport behind the
- * socket seam (internal.h: struct grace_transport).
+ * socket seam (transport.h). It knows no connection and no request: the
+ * engine asks the table (ready, version, sni, alpn).
  *
  * The transport reads and writes records on the socket itself (SSL_set_fd):
  * no extra copy. The close is the point of this project, over TLS too:
@@ -17,7 +18,9 @@
  * OpenSSL's per-connection buffers are released while idle
  * (SSL_MODE_RELEASE_BUFFERS).
  */
-#include "internal.h"
+#include "transport.h"
+
+#include "core.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -29,8 +32,13 @@
 #ifndef GRACE_HAVE_TLS
 
 /* Built without OpenSSL: every entry point says so; no connection ever
- * uses this transport (grace__tls_conn_new() gives none). */
-const struct grace_transport grace__tls;
+ * uses this transport (its open() fails). */
+static int notls_open(struct grace_sock *s, struct grace_tls *ctx, const unsigned char *alpn,
+                      size_t alpn_len)
+{
+    return -ENOTSUP;
+}
+const struct grace_transport grace__tls = {.open = notls_open, .secure = 1};
 
 struct grace_tls *grace_tls_new(void)
 {
@@ -52,37 +60,8 @@ const char *grace_tls_last_error(const struct grace_tls *tls)
 void grace_tls_free(struct grace_tls *tls)
 {
 }
-int grace_server_listen_tls(struct grace_server *srv, const char *host, int port,
-                            struct grace_tls *tls)
-{
-    return -ENOTSUP;
-}
-int grace_server_listen_fd_tls(struct grace_server *srv, int fd, struct grace_tls *tls)
-{
-    return -ENOTSUP;
-}
-const char *grace_request_tls_version(const struct grace_request *req)
-{
-    return NULL;
-}
-const char *grace_request_tls_sni(const struct grace_request *req)
-{
-    return NULL;
-}
 void grace__tls_ref(struct grace_tls *tls)
 {
-}
-void *grace__tls_conn_new(struct grace_tls *tls, evutil_socket_t fd)
-{
-    return NULL;
-}
-int grace__tls_ready(const struct grace_conn *c)
-{
-    return 1;
-}
-const char *grace__tls_version(const struct grace_conn *c)
-{
-    return NULL;
 }
 
 #else
@@ -130,6 +109,8 @@ struct grace_tls {
  * stopped at its limit (records OpenSSL read ahead may be whole). */
 struct tls_conn {
     SSL *ssl;
+    const unsigned char *alpn; /* the protocols we offer (the server's) */
+    size_t alpn_len;
     unsigned handshaken : 1, read_wants_write : 1, failed : 1, renegotiating : 1, more : 1,
         discarding : 1, framed : 1;
     /* discarding raw (tls_discard): the record being dropped */
@@ -241,15 +222,17 @@ static int sni_cb(SSL *s, int *alert, void *arg)
     return SSL_TLSEXT_ERR_OK; /* unknown names get the default too */
 }
 
-/* ALPN: http/1.1, or a fatal no_application_protocol alert (RFC 7301) for a
- * client that offers only protocols we do not speak. */
+/* ALPN: the first of our offer (the connection's) the client offers too, or a
+ * fatal no_application_protocol alert (RFC 7301) for a client that offers
+ * only protocols we do not speak. */
 static int alpn_cb(SSL *s, const unsigned char **out, unsigned char *outlen,
                    const unsigned char *in, unsigned int inlen, void *arg)
 {
-    static const unsigned char h11[] = "\x08http/1.1";
+    const struct tls_conn *t = SSL_get_app_data(s);
     unsigned char *sel;
-    if (SSL_select_next_proto(&sel, outlen, h11, sizeof(h11) - 1, in, inlen) !=
-        OPENSSL_NPN_NEGOTIATED)
+    if (!t || !t->alpn_len ||
+        SSL_select_next_proto(&sel, outlen, t->alpn, (unsigned)t->alpn_len, in, inlen) !=
+            OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_ALERT_FATAL;
     *out = sel;
     return SSL_TLSEXT_ERR_OK;
@@ -443,69 +426,82 @@ void grace_tls_free(struct grace_tls *tls)
 
 /* ---------------------------------------------------------------- connections */
 
-/* A new TLS connection on fd, in accept state; NULL if the context has no
- * certificate or out of memory. */
-void *grace__tls_conn_new(struct grace_tls *tls, evutil_socket_t fd)
+/* A new TLS session on s->fd, in accept state: -ENOMEM, or -EINVAL if the
+ * context has no certificate. */
+static int tls_open(struct grace_sock *s, struct grace_tls *tls, const unsigned char *alpn,
+                    size_t alpn_len)
 {
     struct tls_conn *t;
 
-    if (!tls->ncerts || !(t = calloc(1, sizeof(*t))))
-        return NULL;
-    if (!(t->ssl = SSL_new(tls->certs[0].ctx)) || SSL_set_fd(t->ssl, fd) != 1) {
+    if (!tls->ncerts)
+        return -EINVAL;
+    if (!(t = calloc(1, sizeof(*t))))
+        return -ENOMEM;
+    if (!(t->ssl = SSL_new(tls->certs[0].ctx)) || SSL_set_fd(t->ssl, s->fd) != 1) {
         SSL_free(t->ssl);
         free(t);
-        return NULL;
+        return -ENOMEM;
     }
+    t->alpn = alpn;
+    t->alpn_len = alpn_len;
     SSL_set_accept_state(t->ssl);
     SSL_set_app_data(t->ssl, t);
-    return t;
+    s->tls = t;
+    return 0;
 }
 
-int grace__tls_ready(const struct grace_conn *c)
+static int tls_ready(const struct grace_sock *s)
 {
-    const struct tls_conn *t = c->tls;
+    const struct tls_conn *t = s->tls;
     return !t || t->handshaken;
 }
 
-const char *grace__tls_version(const struct grace_conn *c)
+static const char *tls_version(const struct grace_sock *s)
 {
-    const struct tls_conn *t = c->tls;
+    const struct tls_conn *t = s->tls;
     return t ? SSL_get_version(t->ssl) : NULL;
 }
 
-const char *grace_request_tls_version(const struct grace_request *req)
+static const char *tls_sni(const struct grace_sock *s)
 {
-    return req ? req->tls_version : NULL;
-}
-
-const char *grace_request_tls_sni(const struct grace_request *req)
-{
-    const struct tls_conn *t = req && req->conn ? req->conn->tls : NULL;
+    const struct tls_conn *t = s->tls;
     return t ? SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
 }
 
+static const char *tls_alpn(const struct grace_sock *s, size_t *len)
+{
+    const struct tls_conn *t = s->tls;
+    const unsigned char *p = NULL;
+    unsigned int n = 0;
+
+    if (t)
+        SSL_get0_alpn_selected(t->ssl, &p, &n);
+    *len = n;
+    return n ? (const char *)p : NULL;
+}
+
 /* The handshake has just completed: count it. */
-static void handshaken(struct grace_conn *c, struct tls_conn *t)
+static void handshaken(struct grace_sock *s, struct tls_conn *t)
 {
     t->handshaken = 1;
-    CNT(c->srv, TLS_HANDSHAKES);
+    CNT(s->srv, TLS_HANDSHAKES);
     if (SSL_session_reused(t->ssl))
-        CNT(c->srv, TLS_RESUMED);
+        CNT(s->srv, TLS_RESUMED);
 }
 
 /* A plain HTTP request on the TLS port: say so in plain HTTP, as the client
  * will read it (one small send; if the socket refuses it, the close says
  * enough). */
-static void plain_http_answer(struct grace_conn *c)
+static void plain_http_answer(struct grace_sock *s)
 {
     static const char answer[] = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
                                  "Content-Length: 37\r\nConnection: close\r\n\r\n"
                                  "this port speaks HTTPS, not HTTP/1.1\n";
-    (void)!send(c->fd, answer, sizeof(answer) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)!send(s->fd, answer, sizeof(answer) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
 /* Map an SSL call's failure to the seam's convention. */
-static ssize_t ssl_fail(struct grace_conn *c, struct tls_conn *t, int ret, int reading)
+static ssize_t ssl_fail(struct grace_sock *s, struct tls_conn *t, int ret, int reading)
 {
     int e = SSL_get_error(t->ssl, ret), err = errno;
 
@@ -523,24 +519,24 @@ static ssize_t ssl_fail(struct grace_conn *c, struct tls_conn *t, int ret, int r
         ERR_clear_error();
         t->failed = 1;
         if (!t->handshaken)
-            CNT(c->srv, TLS_FAILED);
+            CNT(s->srv, TLS_FAILED);
         return err ? -err : -ECONNRESET;
     default: /* a protocol error: garbage, plain HTTP, no common version... */
         if (ERR_GET_REASON(ERR_peek_error()) == SSL_R_HTTP_REQUEST)
-            plain_http_answer(c);
+            plain_http_answer(s);
         ERR_clear_error();
         t->failed = 1;
         if (!t->handshaken)
-            CNT(c->srv, TLS_FAILED);
+            CNT(s->srv, TLS_FAILED);
         return -EPROTO;
     }
 }
 
 /* Decrypt into in until max bytes or the socket is empty (so that a short
  * read still means "nothing more now"). Drives the handshake too. */
-static ssize_t tls_read(struct grace_conn *c, struct evbuffer *in, size_t max)
+static ssize_t tls_read(struct grace_sock *s, struct evbuffer *in, size_t max)
 {
-    struct tls_conn *t = c->tls;
+    struct tls_conn *t = s->tls;
     size_t total = 0;
 
     t->read_wants_write = 0;
@@ -556,14 +552,14 @@ static ssize_t tls_read(struct grace_conn *c, struct evbuffer *in, size_t max)
         ERR_clear_error();
         ret = SSL_read_ex(t->ssl, v.iov_base, v.iov_len, &n);
         if (!t->handshaken && SSL_is_init_finished(t->ssl))
-            handshaken(c, t);
+            handshaken(s, t);
         if (t->renegotiating) { /* refused, and the end of this connection */
             t->failed = 1;
-            CNT(c->srv, TLS_FAILED);
+            CNT(s->srv, TLS_FAILED);
             return -EPROTO;
         }
         if (ret <= 0) {
-            ssize_t rc = ssl_fail(c, t, ret, 1);
+            ssize_t rc = ssl_fail(s, t, ret, 1);
             t->more = 0;
             if (total && (rc == -EAGAIN || rc == 0))
                 return (ssize_t)total; /* EOF or "empty" is seen on the next call */
@@ -579,9 +575,9 @@ static ssize_t tls_read(struct grace_conn *c, struct evbuffer *in, size_t max)
 
 /* Encrypt from the front of out, a record at a time, until the socket is
  * full or a budget is spent. Returns plaintext bytes taken. */
-static ssize_t tls_write(struct grace_conn *c, struct evbuffer *out)
+static ssize_t tls_write(struct grace_sock *s, struct evbuffer *out)
 {
-    struct tls_conn *t = c->tls;
+    struct tls_conn *t = s->tls;
     size_t total = 0;
 
     while (total < TLS_WRITE_BUDGET && evbuffer_get_length(out)) {
@@ -596,7 +592,7 @@ static ssize_t tls_write(struct grace_conn *c, struct evbuffer *out)
         ERR_clear_error();
         ret = SSL_write_ex(t->ssl, v.iov_base, v.iov_len, &n);
         if (ret <= 0) {
-            ssize_t rc = ssl_fail(c, t, ret, 0);
+            ssize_t rc = ssl_fail(s, t, ret, 0);
             if (rc == 0)
                 rc = -EPIPE;
             return total ? (ssize_t)total : rc;
@@ -609,55 +605,55 @@ static ssize_t tls_write(struct grace_conn *c, struct evbuffer *out)
 
 /* close_notify, once, where the session is intact. A socket too full for
  * the 24-byte alert goes without it. */
-static void close_notify(struct grace_conn *c, struct tls_conn *t)
+static void close_notify(struct grace_sock *s, struct tls_conn *t)
 {
     if (!t->handshaken || t->failed || (SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN))
         return;
     ERR_clear_error();
     if (SSL_shutdown(t->ssl) >= 0)
-        CNT(c->srv, TLS_CLOSE_NOTIFY);
+        CNT(s->srv, TLS_CLOSE_NOTIFY);
     ERR_clear_error();
 }
 
 /* Our end of the stream: close_notify first, then the FIN. */
-static int tls_shutdown(struct grace_conn *c)
+static int tls_shutdown(struct grace_sock *s)
 {
-    close_notify(c, c->tls);
-    return shutdown(c->fd, SHUT_WR) < 0 ? -errno : 0;
+    close_notify(s, s->tls);
+    return shutdown(s->fd, SHUT_WR) < 0 ? -errno : 0;
 }
 
 /* Input OpenSSL holds that the socket will not announce again: plaintext
  * decrypted but not taken, or records read ahead when our last read stopped
  * at its limit. Not after a read that found the socket empty: then what
  * OpenSSL holds is a partial record, and asking again would spin. */
-static size_t tls_pending(struct grace_conn *c)
+static size_t tls_pending(struct grace_sock *s)
 {
-    struct tls_conn *t = c->tls;
+    struct tls_conn *t = s->tls;
     size_t n = (size_t)SSL_pending(t->ssl);
     return n ? n : t->more && SSL_has_pending(t->ssl);
 }
 
-static int tls_waiting(struct grace_conn *c)
+static int tls_waiting(struct grace_sock *s)
 {
-    return tls_pending(c) || grace__plain.waiting(c);
+    return tls_pending(s) || grace__plain.waiting(s);
 }
 
-static int tls_read_wants_write(struct grace_conn *c)
+static int tls_read_wants_write(struct grace_sock *s)
 {
-    struct tls_conn *t = c->tls;
+    struct tls_conn *t = s->tls;
     return t->read_wants_write;
 }
 
 /* Closing without a linger (the client already closed, or an abort):
  * answer with our close_notify where the session is intact. */
-static void tls_close(struct grace_conn *c)
+static void tls_close(struct grace_sock *s)
 {
-    struct tls_conn *t = c->tls;
-    close_notify(c, t);
+    struct tls_conn *t = s->tls;
+    close_notify(s, t);
     SSL_free(t->ssl);
     free(t);
-    c->tls = NULL;
-    evutil_closesocket(c->fd);
+    s->tls = NULL;
+    evutil_closesocket(s->fd);
 }
 
 /* Bytes a record of application data carries beyond its plaintext: TLS
@@ -685,9 +681,9 @@ static uint32_t record_overhead(SSL *ssl)
  * is wanted (plain NULL: no body due, or its length unknown) none will be:
  * whole chunks are dropped, as on a plain socket.
  */
-static ssize_t tls_discard(struct grace_conn *c, size_t n, uint64_t *plain)
+static ssize_t tls_discard(struct grace_sock *s, size_t n, uint64_t *plain)
 {
-    struct tls_conn *t = c->tls;
+    struct tls_conn *t = s->tls;
     uint64_t pl = 0;
     ssize_t total = 0;
 
@@ -708,18 +704,18 @@ static ssize_t tls_discard(struct grace_conn *c, size_t n, uint64_t *plain)
             *plain = got; /* framed: plain is wanted */
             return (ssize_t)got;
         }
-        return ssl_fail(c, t, ret, 1); /* -EAGAIN: the rest of a partial record */
+        return ssl_fail(s, t, ret, 1); /* -EAGAIN: the rest of a partial record */
     }
     if (!t->framed) {
         if (plain)
             *plain = 0;
-        return grace__plain.discard(c, n, NULL);
+        return grace__plain.discard(s, n, NULL);
     }
     while ((size_t)total < n) {
         ssize_t k;
         if (!t->rec_left) { /* a record's header */
             do
-                k = recv(c->fd, t->hdr + t->hdr_have, sizeof(t->hdr) - t->hdr_have, MSG_DONTWAIT);
+                k = recv(s->fd, t->hdr + t->hdr_have, sizeof(t->hdr) - t->hdr_have, MSG_DONTWAIT);
             while (k < 0 && errno == EINTR);
             if (k <= 0) {
                 if (total)
@@ -742,7 +738,7 @@ static ssize_t tls_discard(struct grace_conn *c, size_t n, uint64_t *plain)
             t->rec_left = (uint32_t)t->hdr[3] << 8 | t->hdr[4];
             continue;
         }
-        k = grace__plain.discard(c, n - (size_t)total < t->rec_left ? n - (size_t)total
+        k = grace__plain.discard(s, n - (size_t)total < t->rec_left ? n - (size_t)total
                                                                     : t->rec_left, NULL);
         if (k <= 0) {
             if (total && (k == -EAGAIN || k == 0))
@@ -758,9 +754,9 @@ static ssize_t tls_discard(struct grace_conn *c, size_t n, uint64_t *plain)
     return total;
 }
 
-static size_t tls_unsent(struct grace_conn *c)
+static size_t tls_unsent(struct grace_sock *s)
 {
-    return grace__plain.unsent(c);
+    return grace__plain.unsent(s);
 }
 
 const struct grace_transport grace__tls = {
@@ -773,7 +769,14 @@ const struct grace_transport grace__tls = {
     .pending = tls_pending,
     .waiting = tls_waiting,
     .read_wants_write = tls_read_wants_write,
-    .sendfile = 0,
+    .open = tls_open,
+    .ready = tls_ready,
+    .version = tls_version,
+    .sni = tls_sni,
+    .alpn = tls_alpn,
+    .splice = NULL, /* records: the socket's bytes are not the application's */
+    .secure = 1,
+    .raw = 0,
 };
 
 #endif /* GRACE_HAVE_TLS */

@@ -218,14 +218,14 @@ int main(int argc, char **argv)
     if (!srv)
         return 1;
     grace_server_set_handler(srv, handle, base);
-    if ((rc = grace_server_listen(srv, "127.0.0.1", port)) < 0) {
+    if ((rc = grace_server_listen(srv, "127.0.0.1", port, NULL)) < 0) {
         fprintf(stderr, "tunnel: listen: %s\n", grace_strerror(rc));
         return 2;
     }
     if (cert) {
         struct grace_tls *tls = grace_tls_new();
         if (!tls || grace_tls_add_cert(tls, cert, key) < 0 ||
-            grace_server_listen_tls(srv, "127.0.0.1", 0, tls) < 0) {
+            grace_server_listen(srv, "127.0.0.1", 0, tls) < 0) {
             fprintf(stderr, "tunnel: TLS: %s\n", tls ? grace_tls_last_error(tls) : "unsupported");
             return 3;
         }

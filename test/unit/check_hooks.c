@@ -577,7 +577,7 @@ START_TEST(test_local_address)
 {
     struct fx *f = fx_new();
     fx_start(f, h_whoami);
-    ck_assert_int_eq(grace_server_listen(f->srv, "127.0.0.1", 0), 0);
+    ck_assert_int_eq(grace_server_listen(f->srv, "127.0.0.1", 0, NULL), 0);
     ck_assert_int_ne(grace_server_port(f->srv, 1), f->port);
     fx_run(f, c_local, 10000);
     fx_free(f);

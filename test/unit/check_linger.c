@@ -12,6 +12,8 @@
  */
 #include "testlib.h"
 
+#include "linger.h" /* the policy alone, no socket: like parser.h, a pure module */
+
 #include <check.h>
 #include <errno.h>
 #include <event2/buffer.h>
@@ -1035,6 +1037,124 @@ START_TEST(test_linger_options)
 }
 END_TEST
 
+
+/* ---------------------------------------------------------------- policy */
+
+/*
+ * linger.c's policy alone, without a socket: a table of senders (bytes every
+ * so many ms) and settings, driven as the engine drives it (a discard is
+ * heard at its time, the timer fires when due), and the verdict with its
+ * time. The socket tests above show the engine acts on these verdicts.
+ */
+#define LP_T0 1000000 /* monotonic ms at the FIN */
+#define LP_NEVER INT64_MAX
+static const struct lp_row {
+    const char *name;
+    struct { enum grace_opt o; int64_t v; } opt[4]; /* the rest: defaults */
+    uint64_t left;         /* body still due at the close, UINT64_MAX: unknown */
+    unsigned char upload;  /* a body was still arriving */
+    int64_t stop_bound;    /* a stop ends every linger this many ms after the FIN (0: none) */
+    int64_t until, every;  /* a sender: from 0 until `until`, `bytes` every `every` ms */
+    uint64_t bytes;
+    enum grace_counter verdict;
+    int64_t at;            /* ms after the FIN */
+    unsigned char extended;
+} lp_rows[] = {
+    {"a silent client: linger-timeout", {{0}}, 0, 0, 0, 0, 0, 0,
+     GRACE_CNT_LINGER_IDLE_TIMEOUT, 5000, 0},
+    {"no body arriving: linger-time, however fast it sends", {{0}}, 0, 0, 0, LP_NEVER, 100,
+     1 << 20, GRACE_CNT_LINGER_TOTAL_TIME, 30000, 0},
+    {"a fast upload goes on past linger-time, then ends quiet", {{0}}, UINT64_MAX, 1, 0, 40000,
+     100, 100000, GRACE_CNT_LINGER_IDLE_TIMEOUT, 44900, 1},
+    {"an upload too slow at linger-time", {{0}}, UINT64_MAX, 1, 0, LP_NEVER, 100, 1000,
+     GRACE_CNT_LINGER_TOO_SLOW, 30000, 0},
+    {"slow, but its remainder ends before linger-max-time",
+     {{GRACE_OPT_LINGER_MIN_RATE, 1 << 20}, {GRACE_OPT_LINGER_TIME, 10000}}, 3000000, 1, 0,
+     30000, 100, 10000, GRACE_CNT_LINGER_IDLE_TIMEOUT, 34900, 1},
+    {"slow, and its remainder cannot end in time",
+     {{GRACE_OPT_LINGER_MIN_RATE, 1 << 20}, {GRACE_OPT_LINGER_TIME, 10000}}, 100000000, 1, 0,
+     LP_NEVER, 100, 10000, GRACE_CNT_LINGER_TOO_SLOW, 10000, 0},
+    {"linger-bytes caps what is discarded", {{GRACE_OPT_LINGER_BYTES, 1000000}}, 0, 0, 0,
+     LP_NEVER, 100, 300000, GRACE_CNT_LINGER_BYTE_CAP, 300, 0},
+    {"a stop: its bound (deadline + stop-linger-time), no extension past it", {{0}},
+     UINT64_MAX, 1, 1000, LP_NEVER, 100, 100000, GRACE_CNT_LINGER_TOTAL_TIME, 1000, 0},
+    {"linger-max-time bounds a fast upload",
+     {{GRACE_OPT_LINGER_TIME, 1000}, {GRACE_OPT_LINGER_MAX_TIME, 5000}}, UINT64_MAX, 1, 0,
+     LP_NEVER, 100, 100000, GRACE_CNT_LINGER_TOTAL_TIME, 5000, 1},
+    {"bursts judged over the window, not the last second",
+     {{GRACE_OPT_LINGER_TIMEOUT, 10000}}, UINT64_MAX, 1, 0, 60000, 3000, 2 << 20,
+     GRACE_CNT_LINGER_IDLE_TIMEOUT, 67000, 1},
+    {"sparse bursts average too slow", {{GRACE_OPT_LINGER_TIMEOUT, 25000}}, UINT64_MAX, 1, 0,
+     LP_NEVER, 20000, 1 << 20, GRACE_CNT_LINGER_TOO_SLOW, 30000, 0},
+};
+
+START_TEST(test_policy_table)
+{
+    const struct lp_row *r = &lp_rows[_i];
+    struct grace_config *cfg = grace_config_new();
+    struct grace_linger l;
+    enum grace_counter v = GRACE_CNT__COUNT;
+    int64_t t = 0, send = 0;
+
+    for (int i = 0; i < 4 && r->opt[i].v; i++)
+        ck_assert_int_eq(grace_config_set(cfg, r->opt[i].o, r->opt[i].v), 0);
+    memset(&l, 0xa5, sizeof(l)); /* the union it lives in held something else */
+    grace__linger_owed(&l, r->left, r->upload);
+    int64_t bound = r->stop_bound ? LP_T0 + r->stop_bound : INT64_MAX;
+    grace__linger_begin(&l, cfg, LP_T0, bound);
+    for (int steps = 0; v == GRACE_CNT__COUNT; steps++) {
+        int64_t due = grace__linger_due(&l, cfg) - LP_T0;
+        ck_assert_msg(steps < 100000, "%s: no verdict", r->name);
+        if (r->every && send < r->until && send < due) { /* a discard comes first */
+            t = send;
+            v = grace__linger_bytes(&l, cfg, r->bytes, r->bytes, 1);
+            if (v == GRACE_CNT__COUNT)
+                grace__linger_heard(&l, cfg, r->bytes, LP_T0 + t);
+            send += r->every;
+        } else {
+            t = due;
+            v = grace__linger_timer(&l, cfg, LP_T0 + t, bound);
+        }
+    }
+    ck_assert_msg(v == r->verdict && t == r->at && l.extended == r->extended,
+                  "%s: %s at %lld ms%s; expected %s at %lld ms%s", r->name, grace_counter_name(v),
+                  (long long)t, l.extended ? ", extended" : "", grace_counter_name(r->verdict),
+                  (long long)r->at, r->extended ? ", extended" : "");
+    grace_config_free(cfg);
+}
+END_TEST
+
+/* Before our FIN (closing) discarded bytes only pay off the body still due
+ * (by the plaintext they carry); linger-bytes counts from the FIN.
+ * grace__linger_stop() bounds a deadline. */
+START_TEST(test_policy_closing_and_stop)
+{
+    struct grace_config *cfg = grace_config_new();
+    struct grace_linger l;
+
+    ck_assert_int_eq(grace_config_set(cfg, GRACE_OPT_LINGER_BYTES, 100), 0);
+    grace__linger_owed(&l, 1000, 1);
+    ck_assert_int_eq(grace__linger_bytes(&l, cfg, 400, 400, 0), GRACE_CNT__COUNT);
+    ck_assert_uint_eq(l.left, 600);
+    ck_assert_int_eq(grace__linger_bytes(&l, cfg, 500, 300, 0), GRACE_CNT__COUNT); /* TLS */
+    ck_assert_uint_eq(l.left, 300);
+    ck_assert_int_eq(grace__linger_bytes(&l, cfg, 2000, 2000, 0), GRACE_CNT__COUNT);
+    ck_assert_uint_eq(l.left, 0);
+    grace__linger_owed(&l, 1000, 1);
+    grace__linger_begin(&l, cfg, LP_T0, INT64_MAX);
+    ck_assert_int_eq(grace__linger_bytes(&l, cfg, 99, 99, 1), GRACE_CNT__COUNT);
+    ck_assert_int_eq(grace__linger_bytes(&l, cfg, 1, 1, 1), GRACE_CNT_LINGER_BYTE_CAP);
+    ck_assert_uint_eq(l.left, 900);
+    grace__linger_begin(&l, cfg, LP_T0, INT64_MAX);
+    ck_assert_int_eq(grace__linger_due(&l, cfg), LP_T0 + 5000); /* linger-timeout first */
+    grace__linger_stop(&l, LP_T0 + 1100); /* the stop's bound */
+    ck_assert_int_eq(grace__linger_due(&l, cfg), LP_T0 + 1100);
+    ck_assert_int_eq(grace__linger_timer(&l, cfg, LP_T0 + 1100, LP_T0 + 1100),
+                     GRACE_CNT_LINGER_TOTAL_TIME);
+    grace_config_free(cfg);
+}
+END_TEST
+
 static Suite *linger_suite(void)
 {
     Suite *s = suite_create("linger");
@@ -1070,6 +1190,11 @@ static Suite *linger_suite(void)
     tcase_add_test(tc, test_linger_slow_but_finishing);
     tcase_add_test(tc, test_linger_chunked_extended);
     tcase_add_test(tc, test_linger_options);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("policy");
+    tcase_add_loop_test(tc, test_policy_table, 0, sizeof(lp_rows) / sizeof(lp_rows[0]));
+    tcase_add_test(tc, test_policy_closing_and_stop);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("drain");

@@ -1370,7 +1370,7 @@ START_TEST(test_two_servers_one_base)
     struct grace_server *s2 = grace_server_new(f->base, NULL);
     ck_assert_ptr_nonnull(s2);
     grace_server_set_handler(s2, h_401, f);
-    ck_assert_int_eq(grace_server_listen(s2, "127.0.0.1", 0), 0);
+    ck_assert_int_eq(grace_server_listen(s2, "127.0.0.1", 0, NULL), 0);
     int port2 = grace_server_port(s2, 0);
     int fd6 = socket(AF_INET6, SOCK_STREAM, 0);
     struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port2),
@@ -1379,9 +1379,9 @@ START_TEST(test_two_servers_one_base)
     setsockopt(fd6, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     ck_assert_int_eq(bind(fd6, (struct sockaddr *)&sa, sizeof(sa)), 0);
     ck_assert_int_eq(listen(fd6, 16), 0);
-    ck_assert_int_eq(grace_server_listen_fd(s2, fd6), 0);
+    ck_assert_int_eq(grace_server_listen_fd(s2, fd6, NULL), 0);
     ck_assert_int_eq(grace_server_port(s2, 1), port2);
-    ck_assert_int_eq(grace_server_listen(s2, "127.0.0.1", port2), -EADDRINUSE);
+    ck_assert_int_eq(grace_server_listen(s2, "127.0.0.1", port2, NULL), -EADDRINUSE);
     f->user = &port2;
     fx_run(f, c_two_servers, 5000);
     ck_assert_uint_eq(grace_server_counter(s2, GRACE_CNT_REQUESTS), 2);
@@ -1451,7 +1451,7 @@ START_TEST(test_ipv6_and_adopted_listener)
     struct fx *f = fx_new();
     f->srv = grace_server_new(f->base, f->cfg);
     grace_server_set_handler(f->srv, h_hello, f);
-    ck_assert_int_eq(grace_server_listen(f->srv, "::1", 0), 0);
+    ck_assert_int_eq(grace_server_listen(f->srv, "::1", 0, NULL), 0);
     f->port = grace_server_port(f->srv, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
     struct evconnlistener *lev = evconnlistener_new_bind(

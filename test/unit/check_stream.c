@@ -37,7 +37,7 @@ static void fx_start_sndbuf(struct fx *f, grace_handler_cb h, int sndbuf)
     f->srv = grace_server_new(f->base, f->cfg);
     ck_assert_ptr_nonnull(f->srv);
     grace_server_set_handler(f->srv, h, f);
-    ck_assert_int_eq(grace_server_listen_fd(f->srv, fd), 0);
+    ck_assert_int_eq(grace_server_listen_fd(f->srv, fd, NULL), 0);
     f->port = grace_server_port(f->srv, 0);
 }
 

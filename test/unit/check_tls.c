@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -71,8 +72,25 @@ static void teardown(void)
     free(big);
 }
 
-/* A server speaking TLS on its first listener. */
-static void fx_start_tls(struct fx *f, grace_handler_cb h)
+/* The listen names of 0.1 (deprecated until 0.3) stay covered: one test
+ * listens through each. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+static int listen_tls_0_1(struct grace_server *srv, const char *host, int port,
+                          struct grace_tls *tls)
+{
+    return grace_server_listen_tls(srv, host, port, tls);
+}
+
+static int listen_fd_tls_0_1(struct grace_server *srv, int fd, struct grace_tls *tls)
+{
+    return grace_server_listen_fd_tls(srv, fd, tls);
+}
+#pragma GCC diagnostic pop
+
+/* A server speaking TLS on its first listener (through the name of 0.1 if
+ * old_name). */
+static void fx_start_tls_as(struct fx *f, grace_handler_cb h, int old_name)
 {
     struct grace_tls *tls = grace_tls_new();
     ck_assert_ptr_nonnull(tls);
@@ -80,9 +98,17 @@ static void fx_start_tls(struct fx *f, grace_handler_cb h)
     f->srv = grace_server_new(f->base, f->cfg);
     ck_assert_ptr_nonnull(f->srv);
     grace_server_set_handler(f->srv, h, f);
-    ck_assert_int_eq(grace_server_listen_tls(f->srv, "127.0.0.1", 0, tls), 0);
+    if (old_name)
+        ck_assert_int_eq(listen_tls_0_1(f->srv, "127.0.0.1", 0, tls), 0);
+    else
+        ck_assert_int_eq(grace_server_listen(f->srv, "127.0.0.1", 0, tls), 0);
     grace_tls_free(tls); /* the listener keeps it */
     f->port = grace_server_port(f->srv, 0);
+}
+
+static void fx_start_tls(struct fx *f, grace_handler_cb h)
+{
+    fx_start_tls_as(f, h, 0);
 }
 
 /* ---------------------------------------------------------------- client */
@@ -289,7 +315,7 @@ static void c_resume_chain(struct fx *f)
 START_TEST(test_tls_resume_chain)
 {
     struct fx *f = fx_new();
-    fx_start_tls(f, h_hello_tls);
+    fx_start_tls_as(f, h_hello_tls, 1); /* grace_server_listen_tls() still works */
     fx_run(f, c_resume_chain, 10000);
     fx_spin(f, 50);
     ck_assert_uint_ge(fx_cnt(f, GRACE_CNT_TLS_RESUMED), 4);
@@ -844,6 +870,15 @@ START_TEST(test_tls_bad_files)
     ck_assert_int_eq(grace_tls_add_cert(tls, cert, key), 0);
     ck_assert_int_eq(grace_tls_reload(tls), 0);
     grace_tls_free(tls);
+    /* the names of 0.1 refuse a missing context, and the fd goes */
+    struct event_base *base = event_base_new();
+    struct grace_server *srv = grace_server_new(base, NULL);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_eq(listen_tls_0_1(srv, "127.0.0.1", 0, NULL), -EINVAL);
+    ck_assert_int_eq(listen_fd_tls_0_1(srv, fd, NULL), -EINVAL);
+    ck_assert_int_eq(fcntl(fd, F_GETFD), -1);
+    grace_server_free(srv);
+    event_base_free(base);
 }
 END_TEST
 
@@ -904,7 +939,7 @@ static void fx_start_tls_sndbuf(struct fx *f, grace_handler_cb h, int sndbuf)
     f->srv = grace_server_new(f->base, f->cfg);
     ck_assert_ptr_nonnull(f->srv);
     grace_server_set_handler(f->srv, h, f);
-    ck_assert_int_eq(grace_server_listen_fd_tls(f->srv, fd, tls), 0);
+    ck_assert_int_eq(listen_fd_tls_0_1(f->srv, fd, tls), 0); /* as 0.1 did: still works */
     grace_tls_free(tls);
     f->port = grace_server_port(f->srv, 0);
 }

@@ -60,7 +60,7 @@ void fx_start(struct fx *f, grace_handler_cb h)
     ck_assert_ptr_nonnull(f->srv);
     if (h)
         grace_server_set_handler(f->srv, h, f);
-    ck_assert_int_eq(grace_server_listen(f->srv, "127.0.0.1", 0), 0);
+    ck_assert_int_eq(grace_server_listen(f->srv, "127.0.0.1", 0, NULL), 0);
     f->port = grace_server_port(f->srv, 0);
     ck_assert_int_gt(f->port, 0);
 }
