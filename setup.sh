@@ -4,7 +4,11 @@
 #   ./setup.sh test   - every test: make check; make check again with
 #                       -fsanitize=address,undefined (build-asan/); the unit
 #                       tests under valgrind; a short run of each fuzz target
-#   ./setup.sh run    - start graced on a temporary folder (see README)
+#   ./setup.sh run [graced options...]
+#                     - start graced on a folder that also takes uploads (see
+#                       README): GRACED_DIR (default: a new temporary folder),
+#                       GRACED_PORT (8080); more options go to graced as they
+#                       are, e.g. ./setup.sh run --users-file users --private
 #   ./setup.sh build  - only set up and build
 # Idempotent: a second run reuses the packages, configure and builds.
 set -eu
@@ -20,8 +24,10 @@ mode=${1:-build}
 # test_lossy's lossy path; the HTTP/2 kit (test/integration/h2, its client
 # matrix and raw-frame conformance tests): nghttp2-client (nghttp, h2load),
 # golang-go (a net/http client built at test time), python3-h2 and
-# python3-httpx (for Debian's /usr/bin/python3, which the kit runs them with)
-PKGS="build-essential autoconf automake libtool pkg-config libevent-dev check \
+# python3-httpx (for Debian's /usr/bin/python3, which the kit runs them with);
+# whois: its mkpasswd makes the hashes of --users-file (graced.8); unzip:
+# the page's zip downloads are checked with unzip -t
+PKGS="whois unzip build-essential autoconf automake libtool pkg-config libevent-dev check \
 libssl-dev openssl curl python3 clang valgrind systemd libcrypt-dev chromium firefox-esr haproxy iproute2 \
 nghttp2-client golang-go python3-h2 python3-httpx \
 libexpat1-dev litmus rclone cadaver"
@@ -121,8 +127,9 @@ run)
     echo "graced: serving $dir at http://127.0.0.1:$port/ (uploads go to the same folder)"
     echo "open:   http://127.0.0.1:$port/ in a browser: the listing, with an upload form"
     echo "try:    curl -T README.md http://127.0.0.1:$port/README.md && curl http://127.0.0.1:$port/README.md"
+    echo "the binary: $top/build/src/graced/graced (make -C build install puts graced on PATH)"
     exec build/src/graced/graced --listen "127.0.0.1:$port" --root "$dir" --upload-dir "$dir" \
-        --list-dirs --access-log - "$@"
+        --access-log - "$@"
     ;;
 build) ;;
 *)

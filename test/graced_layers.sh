@@ -19,9 +19,9 @@ obj=${top_builddir:-.}/src/graced
 # rank  layer       files (x for x.c and x.h; x.h for a header without a .c)
 ranks() {
     cat <<'EOF'
-0 base        log clock addr path escape etag reply multipart pool xml ifheader tree fields graced.h
-1 services    notify certs options sock auth web guard store sink partial metrics proxy locktab davcond props davjob
-2 handlers    listing files upload form delete propfind proppatch mkcol copymove lock resumable append
+0 base        log clock addr path escape etag reply multipart pool xml ifheader tree page fields graced.h
+1 services    notify certs options sock auth perms walk session web guard store sink partial metrics proxy locktab davcond props davjob
+2 handlers    listing files upload form delete propfind proppatch mkcol copymove lock search zip login resumable append
 3 dispatch    route
 4 worker      worker
 5 supervisor  supervisor

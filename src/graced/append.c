@@ -109,6 +109,31 @@ void rup_problem(struct rup *r, int status, const char *type, const char *title,
     grace_reply(r->req, status, body, strlen(body));
 }
 
+int rup_target_refused(struct rup *r, char *root, size_t n)
+{
+    char rel[sizeof(r->p.dir) + sizeof(r->p.name) + 1];
+    const char *who = NULL;
+    snprintf(rel, sizeof(rel), "%s%s%s", r->p.dir, r->p.dir[0] ? "/" : "", r->p.name);
+    if (!strncmp(r->p.owner, "user ", 5))
+        who = r->p.owner + 5;
+    else if (!strcmp(r->p.owner, "token"))
+        who = graced_who_token;
+    if (!graced_may(r->g, who, rel, GRACED_MAY_WRITE))
+        return 403;
+    return graced_dav_test(r->req, r->g, rel, GRACED_LOCK_SELF | GRACED_LOCK_PARENT, NULL, 0, root,
+                           n);
+}
+
+void rup_refuse(struct rup *r, int status, const char *root)
+{
+    r->replied = 1;
+    add_common(r);
+    if (status == 403)
+        graced_reply(r->req, 403, "this user may not write here\n");
+    else
+        graced_dav_refuse(r->req, status, root);
+}
+
 int rup_disk_status(int err)
 {
     return err == ENOSPC || err == EDQUOT || err == EFBIG ? 507 : 500;
@@ -332,7 +357,16 @@ static void committed(const struct graced_store_result *res, void *arg)
  * end does not stop it (the bytes are all there): r is kept until done. */
 static void commit(struct rup *r)
 {
-    int dirfd = graced_path_open_dir(r->g->upload_fd, r->p.dir, strlen(r->p.dir), 1), st;
+    int dirfd, st;
+    if ((r->refused = rup_target_refused(r, r->lock_root, sizeof(r->lock_root)))) {
+        /* not stored: its bytes synced first, as an offset told must be */
+        graced_log(LOG_INFO, "resumable upload %s to %s/%s not stored now: %d", r->p.id,
+                   r->p.dir, r->p.name, r->refused);
+        if (graced_store_sync(r->store, synced, r) < 0)
+            rup_answer(r, 500, "could not store the upload\n");
+        return;
+    }
+    dirfd = graced_path_open_dir(r->g->upload_fd, r->p.dir, strlen(r->p.dir), 1);
     /* graced_store_path: the folders on the way synced too (made at the
      * upload's creation, maybe never synced since) */
     if (dirfd < 0 || graced_store_target(r->store, dirfd, r->p.name) < 0 ||
@@ -382,6 +416,10 @@ static void answer_progress(struct rup *r)
 {
     char loc[sizeof(URL_PREFIX) + GRACED_PARTIAL_ID];
     rup_add_offset(r, r->p.size);
+    if (r->refused) { /* complete, refused at its target (commit): it stays */
+        rup_refuse(r, r->refused, r->lock_root);
+        return;
+    }
     if (r->proto == GRACED_PROTO_IETF) {
         grace_response_add_header(r->req, "Upload-Complete", "?0");
         rup_add_limit(r->req, r->g, (graced_partial_expires(&r->p) - graced_partial_now()) / 1000);
@@ -529,6 +567,17 @@ void rup_start_body(struct rup *r)
         rup_answer(r, r->proto == GRACED_PROTO_TUS ? 413 : 400,
                "the body goes past the upload's length\n");
         return;
+    }
+    /* a request that will complete the upload: its target refused before
+     * the body is sent (checked again at the end: commit) */
+    if (!r->creating && !r->heading && cl >= 0 &&
+        (r->proto == GRACED_PROTO_IETF ? r->ask_complete : cl == room)) {
+        int st = rup_target_refused(r, r->lock_root, sizeof(r->lock_root));
+        if (st) {
+            rup_add_offset(r, r->start);
+            rup_refuse(r, st, r->lock_root);
+            return;
+        }
     }
     grace_request_set_max_body(r->req, (uint64_t)room); /* a chunked body is cut there */
     if (!(r->sink = graced_sink_new(r->g->base, body_stored, r))) {

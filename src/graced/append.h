@@ -12,7 +12,6 @@
 #define URL_PREFIX "/" GRACED_PARTIAL_DIR "/"
 
 /* One request on a resumable upload. */
-/* One request on a resumable upload. */
 struct rup {
     struct graced *g;
     struct grace_request *req; /* NULL once it has finished */
@@ -39,6 +38,9 @@ struct rup {
     const char *why;
     char etag[64];
     int existed;
+    int refused;               /* the target refused at completion (403, 412, 423):
+                                  answered once the bytes are synced */
+    char lock_root[GRACED_LOCK_PATH]; /* ... 423: the lock's root */
 };
 
 /* the request's Upload-Draft-Interop-Version if graced speaks it (6, 5), else 0 */
@@ -61,6 +63,15 @@ void rup_add_offset(struct rup *r, int64_t off);
 void rup_add_limit(struct grace_request *req, const struct graced *g, int64_t expires_in);
 void rup_upload_url(const struct rup *r, char *out, size_t n);
 int rup_disk_status(int err);
+/* The upload's target (its folder and name) as PUT's is checked: may its
+ * owner (the login that made it) write there (graced_may), and does a
+ * WebDAV lock on the file or its folder hold against this request (the If
+ * header, graced_dav_test with PUT's flags)? At the creation, before a
+ * byte, and again when it completes: the rules may have been reloaded,
+ * a lock taken meanwhile. 0, or 403, 400, 412, 423 (root: its lock). */
+int rup_target_refused(struct rup *r, char *root, size_t n);
+/* answer that refusal (the protocol's headers added; the last use of r) */
+void rup_refuse(struct rup *r, int status, const char *root);
 /* the upload's file taken for this request (its lock), the offset checked
  * under it, the body bounded and appended; then synced and answered, or
  * stored and answered */

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * auth.c - who may read and who may write: the users file (--users-file,
- * lines "name:crypt-hash:r" or "name:crypt-hash:rw"), checked with HTTP
- * Basic auth, and the bearer token of --auth-token-file for uploads.
+ * auth.c - who a request is, and whether it may go on: the users file
+ * (--users-file, lines "name:crypt-hash:PERMS", PERMS "r", "rw" or rules
+ * per path, perms.c), checked with HTTP Basic auth, and the bearer token of
+ * --auth-token-file for uploads. What a user may do where is perms.c's
+ * (graced_may); the handler learns who it serves from graced_who().
  *
  * A crypt(3) check costs CPU by design (yescrypt's default: about 90 ms
  * here, sha512-crypt about 1 ms), so it never runs on the event loop:
@@ -50,12 +52,12 @@
 #define AUTH_FAIL_SLOTS 256
 #define AUTH_FAIL_WINDOW_MS 60000
 #define AUTH_MAX_CRED 512 /* base64 of "user:password" */
+#define AUTH_LOGIN 2       /* "write" of a check for the page's login: no path to check */
 #define AUTH_KINDS 16      /* kinds of hash (scheme and cost) in one file: each check runs them all */
 #define AUTH_COST_CACHE 32 /* kinds whose cost was measured (for the warning), across reloads */
 
 struct user {
     char *name, *hash;
-    int write;
     int kind;      /* index in the file's kinds */
 };
 
@@ -187,16 +189,24 @@ static int assign_kinds(struct userset *us, char *why, size_t whylen)
     return 0;
 }
 
-/* Read the users file. 0, or -1 with a reason in why. */
-static int load_users(const char *path, struct userset *out, char *why, size_t whylen)
+/* Read the users file, their rules into *pm (perms.c). 0, or -1 with a
+ * reason in why. */
+static int load_users(const char *path, struct userset *out, struct graced_perms **pm,
+                      char *why, size_t whylen)
 {
     FILE *fp = fopen(path, "re");
     struct user *u = NULL;
     int n = 0, line = 0;
-    char buf[1024];
+    char buf[4096];
+    char rwhy[200];
 
     if (!fp) {
         snprintf(why, whylen, "%s", strerror(errno));
+        return -1;
+    }
+    if (!(*pm = graced_perms_new())) {
+        fclose(fp);
+        snprintf(why, whylen, "out of memory");
         return -1;
     }
     while (fgets(buf, sizeof(buf), fp)) {
@@ -205,18 +215,15 @@ static int load_users(const char *path, struct userset *out, char *why, size_t w
         buf[strcspn(buf, "\r\n")] = '\0';
         if (buf[0] == '#' || buf[0] == '\0')
             continue;
+        /* a hash has no ':', the rules after it may (/photos:rw,/:r) */
         hash = strchr(name, ':');
-        perms = strrchr(name, ':');
-        if (!hash || hash == perms || hash == name) {
+        perms = hash ? strchr(hash + 1, ':') : NULL;
+        if (!hash || !perms || hash == name) {
             snprintf(why, whylen, "line %d: expected name:hash:perms", line);
             goto fail;
         }
         *hash++ = '\0';
         *perms++ = '\0';
-        if (strcmp(perms, "r") && strcmp(perms, "rw")) {
-            snprintf(why, whylen, "line %d: perms must be r or rw", line);
-            goto fail;
-        }
 #ifdef GRACED_HAVE_CRYPT
         if (crypt_checksalt(hash) != CRYPT_SALT_OK) {
             snprintf(why, whylen, "line %d: not a crypt(3) hash this system supports "
@@ -235,6 +242,10 @@ static int load_users(const char *path, struct userset *out, char *why, size_t w
             snprintf(why, whylen, "more than %d users", AUTH_MAX_USERS);
             goto fail;
         }
+        if (graced_perms_add(*pm, name, perms, rwhy, sizeof(rwhy)) < 0) {
+            snprintf(why, whylen, "line %d: %s", line, rwhy);
+            goto fail;
+        }
         struct user *nu = realloc(u, sizeof(*u) * (size_t)(n + 1));
         if (!nu) {
             snprintf(why, whylen, "out of memory");
@@ -243,7 +254,6 @@ static int load_users(const char *path, struct userset *out, char *why, size_t w
         u = nu;
         u[n].name = strdup(name);
         u[n].hash = strdup(hash);
-        u[n].write = !strcmp(perms, "rw");
         n++;
         if (!u[n - 1].name || !u[n - 1].hash) {
             snprintf(why, whylen, "out of memory");
@@ -256,10 +266,14 @@ static int load_users(const char *path, struct userset *out, char *why, size_t w
     if (assign_kinds(out, why, whylen) == 0)
         return 0;
     free_users(u, n);
+    graced_perms_free(*pm);
+    *pm = NULL;
     return -1;
 fail:
     fclose(fp);
     free_users(u, n);
+    graced_perms_free(*pm);
+    *pm = NULL;
     return -1;
 }
 
@@ -346,7 +360,7 @@ int graced_auth_load(struct graced *g)
         fprintf(stderr, "graced: out of memory\n");
         return -1;
     }
-    if (load_users(g->o.users_file, &us, why, sizeof(why)) < 0) {
+    if (load_users(g->o.users_file, &us, &g->perms, why, sizeof(why)) < 0) {
         fprintf(stderr, "graced: --users-file %s: %s\n", g->o.users_file, why);
         return -1;
     }
@@ -360,15 +374,18 @@ int graced_auth_load(struct graced *g)
 void graced_auth_reload(struct graced *g)
 {
     struct userset us;
+    struct graced_perms *pm;
     char why[256];
     if (!g->auth)
         return;
-    if (load_users(g->o.users_file, &us, why, sizeof(why)) < 0) {
+    if (load_users(g->o.users_file, &us, &pm, why, sizeof(why)) < 0) {
         graced_log(LOG_ERR, "worker %d: users not reloaded, keeping the old ones: %s: %s",
                    g->worker, g->o.users_file, why);
         return;
     }
     use_users(g->auth, &us);
+    graced_perms_free(g->perms);
+    g->perms = pm;
     measure_costs(g->auth, g->o.users_file);
     /* a removed user or a changed password must not live on in the cache */
     memset(g->auth->cache, 0, sizeof(g->auth->cache));
@@ -400,6 +417,8 @@ void graced_auth_free(struct graced *g)
         return;
     graced_auth_stop(g);
     free_users(g->auth->users, g->auth->nusers);
+    graced_perms_free(g->perms);
+    g->perms = NULL;
     explicit_bzero(g->auth->cache, sizeof(g->auth->cache));
     free(g->auth);
     g->auth = NULL;
@@ -557,43 +576,54 @@ static void check_work(struct graced_job *j)
     explicit_bzero(c->password, sizeof(c->password));
 }
 
-static void challenge(struct grace_request *req, const char *msg)
+/* 401: Basic for clients, the page's login for browsers (session.c) */
+static void challenge(struct graced *g, struct grace_request *req, const char *msg)
 {
-    grace_response_add_header(req, "WWW-Authenticate", "Basic realm=\"graced\", charset=\"UTF-8\"");
-    graced_reply(req, 401, msg);
+    graced_session_challenge(g, req, msg);
 }
 
-int graced_auth_may(const struct graced *g, int user, const char *rel, int write)
+/* Go on to the handler as who (a user's name, graced_who_token or NULL),
+ * which it reads with graced_who() as it starts. */
+static void go(struct graced *g, struct grace_request *req, const char *who, graced_cont_cb cont)
 {
-    (void)rel; /* the users file gives a login one right for the whole tree */
-    if (user < 0 || !g->auth || user >= g->auth->nusers)
-        return 1;
-    return !write || g->auth->users[user].write;
+    g->who = who;
+    cont(req, g);
+    g->who = NULL;
 }
 
-/* A user is known: may they do it, at the request's path and (COPY, MOVE)
- * at its Destination? Then go on, or answer 403. */
-static void allowed(struct graced *g, struct grace_request *req, int user, int write,
+/* Someone is known: may they do it at the request's path and (COPY, MOVE)
+ * at its Destination (perms.c)? Then go on, or answer 403. A path graced
+ * does not take is the handler's to refuse. */
+static void allowed(struct graced *g, struct grace_request *req, const char *who, int write,
                     graced_cont_cb cont)
 {
     const char *dest = grace_request_header(req, "Destination");
     char rel[4096];
-    int trailing;
-    if (!graced_auth_may(g, user, graced_path_of(req, rel, sizeof(rel),
-                                                 graced_path_flags(g, write), &trailing)
-                                      ? NULL
-                                      : rel,
-                         write) ||
-        (dest && write &&
-         !graced_auth_may(g, user, graced_path_uri(req, dest, strlen(dest), rel, sizeof(rel),
-                                                   graced_path_flags(g, 1), &trailing)
-                                       ? NULL
-                                       : rel,
-                          1))) {
-        graced_reply(req, 403, "this user may not write\n");
+    int trailing, want;
+    if (write == AUTH_LOGIN) { /* the page's login: who, wherever it is asked */
+        go(g, req, who, cont);
         return;
     }
-    cont(req, g);
+    /* a COPY reads its source; any other write writes where it is sent */
+    want = write && strcmp(grace_request_method(req), "COPY") ? GRACED_MAY_WRITE : GRACED_MAY_READ;
+    /* a write to a URL that is no path of the tree (a resumable upload's):
+     * a user who may write nowhere is refused there too */
+    if (graced_path_of(req, rel, sizeof(rel), graced_path_flags(g, write), &trailing) != 0 ?
+            want == GRACED_MAY_WRITE && !graced_may(g, who, NULL, GRACED_MAY_WRITE) :
+            !graced_may(g, who, rel, want | (want == GRACED_MAY_READ && (trailing || !rel[0])
+                                                 ? GRACED_MAY_PASS : 0))) {
+        graced_reply(req, 403, want == GRACED_MAY_WRITE ? "this user may not write here\n"
+                                                        : "this user may not read here\n");
+        return;
+    }
+    if (dest && write &&
+        graced_path_uri(req, dest, strlen(dest), rel, sizeof(rel), graced_path_flags(g, 1),
+                        &trailing) == 0 &&
+        !graced_may(g, who, rel, GRACED_MAY_WRITE)) {
+        graced_reply(req, 403, "this user may not write at the Destination\n");
+        return;
+    }
+    go(g, req, who, cont);
 }
 
 static void count_failure(struct graced *g, struct grace_request *req, const char *name)
@@ -640,7 +670,7 @@ static void check_done(struct graced_job *j)
             user = i;
     if (user < 0) {
         count_failure(g, c->req, c->name);
-        challenge(c->req, "wrong user or password\n");
+        challenge(g, c->req, "wrong user or password\n");
     } else {
         if (g->o.auth_cache_ms > 0) {
             struct cache_entry *ce = &a->cache[cache_slot(c->cred, c->cred_len)];
@@ -649,7 +679,7 @@ static void check_done(struct graced_job *j)
             ce->user = user;
             ce->until_ms = graced_mono_ms() + g->o.auth_cache_ms;
         }
-        allowed(g, c->req, user, c->write, c->cont);
+        allowed(g, c->req, a->users[user].name, c->write, c->cont);
     }
     check_free(c);
 }
@@ -708,7 +738,7 @@ static void basic_check(struct graced *g, struct grace_request *req, const char 
     struct check *c;
 
     if (!auth || strncasecmp(auth, "Basic ", 6)) {
-        challenge(req, "login needed\n");
+        challenge(g, req, "login needed\n");
         return;
     }
     for (cred = auth + 6; *cred == ' '; cred++)
@@ -716,7 +746,7 @@ static void basic_check(struct graced *g, struct grace_request *req, const char 
     len = strlen(cred);
     if (len == 0 || len >= AUTH_MAX_CRED || graced_b64decode(cred, len, plain, sizeof(plain)) < 0 ||
         !(colon = strchr(plain, ':'))) {
-        challenge(req, "login needed\n");
+        challenge(g, req, "login needed\n");
         return;
     }
     ce = &a->cache[cache_slot(cred, len)];
@@ -724,7 +754,7 @@ static void basic_check(struct graced *g, struct grace_request *req, const char 
         ct_equal(ce->cred, cred, len)) {
         explicit_bzero(plain, sizeof(plain));
         graced_log(LOG_DEBUG, "auth: %s from cache", a->users[ce->user].name);
-        allowed(g, req, ce->user, write, cont);
+        allowed(g, req, a->users[ce->user].name, write, cont);
         return;
     }
     if ((f = fail_slot(a, req, 0)) && now - f->since_ms < AUTH_FAIL_WINDOW_MS &&
@@ -741,7 +771,7 @@ static void basic_check(struct graced *g, struct grace_request *req, const char 
     if (a->nusers == 0) {
         count_failure(g, req, plain);
         explicit_bzero(plain, sizeof(plain));
-        challenge(req, "wrong user or password\n");
+        challenge(g, req, "wrong user or password\n");
         return;
     }
     if (a->pending >= g->o.auth_max_pending ||
@@ -779,21 +809,67 @@ static void basic_check(struct graced *g, struct grace_request *req, const char 
     graced_pool_run(a->pool, &c->job);
 }
 
+/* A stamp of a user's password hash (FNV-1a): a session made with another
+ * one (a changed password) or none (a removed user) is over. */
+static uint64_t stamp_of(const struct user *u)
+{
+    uint64_t h = 14695981039346656037u;
+    for (const char *p = u->hash; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211u;
+    return h;
+}
+
+uint64_t graced_auth_stamp(const struct graced *g, const char *name)
+{
+    for (int i = 0; g->auth && i < g->auth->nusers; i++)
+        if (!strcmp(g->auth->users[i].name, name))
+            return stamp_of(&g->auth->users[i]);
+    return 0;
+}
+
+void graced_auth_login(struct grace_request *req, struct graced *g, const char *basic,
+                       graced_cont_cb cont)
+{
+    if (!g->auth) {
+        graced_reply(req, 404, "no logins here (no --users-file)\n");
+        return;
+    }
+    basic_check(g, req, basic, AUTH_LOGIN, cont);
+}
+
+/* The user of the request's session cookie (session.c), if the session is
+ * still theirs (the same password): their name in the table, or NULL. */
+static const char *session_user(struct graced *g, struct grace_request *req)
+{
+    char name[GRACED_SESSION_USER];
+    uint64_t stamp;
+    if (!graced_session_user(g, req, name, sizeof(name), &stamp))
+        return NULL;
+    for (int i = 0; i < g->auth->nusers; i++)
+        if (!strcmp(g->auth->users[i].name, name))
+            return stamp_of(&g->auth->users[i]) == stamp ? g->auth->users[i].name : NULL;
+    return NULL;
+}
+
 void graced_authorize(struct grace_request *req, struct graced *g, int write, graced_cont_cb cont)
 {
     const char *auth = grace_request_header(req, "Authorization");
+    const char *who;
 
-    if (write && g->token_len && graced_token_ok(g, auth)) {
-        cont(req, g);
+    if (g->token_len && graced_token_ok(g, auth)) {
+        go(g, req, graced_who_token, cont);
     } else if (!g->auth) {
         if (!write || !g->token_len) {
-            cont(req, g);
+            go(g, req, NULL, cont);
         } else {
             grace_response_add_header(req, "WWW-Authenticate", "Bearer");
             graced_reply(req, 401, "missing or wrong token\n");
         }
-    } else if (!write && !g->o.private_read) {
-        cont(req, g);
+    } else if (!auth && (who = session_user(g, req))) {
+        allowed(g, req, who, write, cont); /* logged in on the page */
+    } else if (!write && !g->o.private_read &&
+               !(auth && !strncasecmp(auth, "Basic ", 6))) {
+        go(g, req, NULL, cont); /* a public read: a login only tells who asks */
     } else {
         basic_check(g, req, auth, write, cont);
     }
@@ -808,6 +884,16 @@ void graced_auth_owner(const struct grace_request *req, const struct graced *g, 
     char plain[AUTH_MAX_CRED], *colon;
     size_t len;
     out[0] = '\0';
+    /* while the handler starts, who graced_authorize() found: also a
+     * login on the page (its session cookie), which has no header */
+    if (g->who == graced_who_token) {
+        snprintf(out, n, "token");
+        return;
+    }
+    if (g->who) {
+        snprintf(out, n, "user %s", g->who);
+        return;
+    }
     if (!auth)
         return;
     if (g->token_len && graced_token_ok(g, auth)) {

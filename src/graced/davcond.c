@@ -190,16 +190,21 @@ int graced_dav_test(struct grace_request *req, struct graced *g, const char *rel
     return 0;
 }
 
+void graced_dav_refuse(struct grace_request *req, int status, const char *root)
+{
+    if (status == 400)
+        graced_reply(req, 400, "malformed If header\n");
+    else if (status == 412)
+        graced_reply(req, 412, "precondition failed: the If header does not hold\n");
+    else if (status == 423)
+        graced_dav_error(req, 423, "lock-token-submitted", root);
+}
+
 int graced_dav_check(struct grace_request *req, struct graced *g, const char *rel,
                      unsigned what, const char *dest, unsigned dest_what)
 {
     char root[GRACED_LOCK_PATH];
     int st = graced_dav_test(req, g, rel, what, dest, dest_what, root, sizeof(root));
-    if (st == 400)
-        graced_reply(req, 400, "malformed If header\n");
-    else if (st == 412)
-        graced_reply(req, 412, "precondition failed: the If header does not hold\n");
-    else if (st == 423)
-        graced_dav_error(req, 423, "lock-token-submitted", root);
+    graced_dav_refuse(req, st, root);
     return st != 0;
 }

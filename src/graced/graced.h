@@ -31,8 +31,9 @@
  *   options.c  the table of options: parsing, defaults, --help
  *   sock.c     listening sockets and systemd socket activation
  *   certs.c    --tls-cert/--tls-key: loaded, reloaded on SIGHUP
- *   auth.c     users file, HTTP Basic auth, the upload token: who may read
- *              and write
+ *   auth.c     users file, HTTP Basic auth, the upload token: who the
+ *              request is, and whether it may go on
+ *   perms.c    the users' rules per path (/photos:rw,/:r): graced_may()
  *   web.c      HSTS, Server header, CORS, security headers, who may write
  *              from which origin
  *   guard.c    refusals before any handler: two Origin headers, control
@@ -153,6 +154,13 @@ struct graced_opts {
     int64_t proxy_timeout_ms; /* --proxy-timeout */
     int64_t warn_interval_ms; /* --warn-interval: repeated warnings at most once per */
     int backlog;              /* --backlog */
+    /* the page (issue 19): search.c, zip.c, session.c */
+    int64_t search_max;       /* --search-max: entries one search visits */
+    int64_t search_time_ms;   /* --search-time */
+    int64_t zip_max_files;    /* --zip-max-files: entries of one zip; 0: no zips */
+    int64_t zip_max_size;     /* --zip-max-size: bytes of files in one zip */
+    int64_t session_time_ms;  /* --session-time: a page login lasts */
+    int64_t max_sessions;     /* --max-sessions: logins at once, all workers */
 };
 
 struct graced {
@@ -170,6 +178,11 @@ struct graced {
     unsigned long upload_seq;
     struct graced_fcache *fcache; /* files.c: small files, kept a second */
     struct graced_auth *auth;     /* auth.c: NULL without --users-file */
+    struct graced_perms *perms;   /* perms.c: each user's rules (auth.c fills it) */
+    struct graced_sessions *sessions; /* session.c: shared by all workers */
+    const char *who;              /* auth.c: who the request is, while a handler
+                                     that graced_authorize() let through starts
+                                     (graced_who()); NULL otherwise */
     struct graced_metrics *metrics; /* metrics.c: shared by all workers */
     struct graced_proxy *proxy;   /* proxy.c: this worker's PROXY listeners */
     int stopping;                 /* a graceful stop began: --health says 503 */
@@ -305,6 +318,31 @@ void graced_http_date(time_t t, char *out, size_t n);
 /* listing.c: answer GET of directory dirfd (rel: its decoded path) */
 void graced_list_dir(struct grace_request *req, struct graced *g, const char *rel, int dirfd);
 
+/* page.c: graced's own page (listing.c, search.c, the login page) */
+struct graced_page {
+    const char *rel;      /* the folder, decoded: "a/b", "" for the top */
+    const char *title;    /* before the folder in <title> and <h1>; NULL: "Index of" */
+    const char *user;     /* logged in as (--users-file), or NULL */
+    int login;            /* offer a login */
+    int write;            /* the one asking may write here (the script's buttons) */
+    int rights;           /* say beside the user what they may do here (a listing) */
+    int token;            /* the upload form asks for the token */
+    int tus;              /* uploads go resumable (tus) */
+    int hidden;           /* --show-hidden: the script sends dot-names too */
+    int search;           /* the search box */
+    const char *q;        /* its words, or NULL */
+    int64_t max_body;     /* --max-body-size, for the script's messages */
+    char nonce[24];       /* graced_web_nonce(): the page's script and style */
+};
+/* the head, the header (folders on the way, search, who), <main>, <h1> */
+void graced_page_begin(struct evbuffer *out, const struct graced_page *p);
+/* the status line screen readers announce (id "answer") */
+void graced_page_status(struct evbuffer *out);
+/* the script, the end */
+void graced_page_end(struct evbuffer *out, const struct graced_page *p);
+/* a login form posting to ?login; msg: a refusal to show first, or NULL */
+void graced_page_login_form(struct evbuffer *out, const char *msg);
+
 /* escape.c: s as a JSON string (quoted; bytes that are not UTF-8 become U+FFFD) */
 void graced_json_str(struct evbuffer *out, const char *s);
 /* s escaped for HTML text and attributes (not UTF-8: U+FFFD); control bytes
@@ -317,6 +355,24 @@ int graced_name_odd(const char *s);
 /* form.c: POST multipart/form-data to a folder */
 int graced_is_multipart(struct grace_request *req);
 void graced_form_upload(struct grace_request *req, struct graced *g);
+
+/* search.c: GET /folder/?q=words (the route's condition: a q= in the
+ * query): names below the folder, on the pool, bounded */
+int graced_is_search(struct grace_request *req);
+void graced_search(struct grace_request *req, struct graced *g);
+
+/* zip.c: GET /folder/?zip (the route's condition: a zip in the query):
+ * the folder as a zip, streamed while it is made */
+int graced_is_zip(struct grace_request *req);
+void graced_zip(struct grace_request *req, struct graced *g);
+
+/* login.c: the page's login and logout (--users-file): GET ?login, POST
+ * ?login (a form: a session cookie), POST ?logout */
+int graced_is_login(struct grace_request *req);
+int graced_is_logout(struct grace_request *req);
+void graced_login_page(struct grace_request *req, struct graced *g);
+void graced_login(struct grace_request *req, struct graced *g);
+void graced_logout(struct grace_request *req, struct graced *g);
 
 /* delete.c */
 void graced_delete(struct grace_request *req, struct graced *g);
@@ -427,6 +483,76 @@ int graced_store_init(struct graced *g); /* a worker: its pool, write-back, swee
 void graced_store_end(struct graced *g); /* after the server: waits for every job */
 int graced_clean_stale(struct graced *g); /* start-up sweep; how many removed */
 
+/* perms.c: who may do what where. want: GRACED_MAY_READ and/or _WRITE;
+ * with GRACED_MAY_PASS reading also passes in a folder on the way to one
+ * the user may read (a rule /a/b:r lets / and /a be listed). user: a name
+ * of --users-file, graced_who_token (a request with the bearer token), or
+ * NULL (nobody logged in). path: relative, decoded ("a/b", "" the top), as
+ * graced_path_of() makes it; NULL: anywhere at all (a URL that is no path
+ * of the tree, such as a resumable upload's). 1 if allowed. */
+#define GRACED_MAY_READ 1
+#define GRACED_MAY_WRITE 2
+#define GRACED_MAY_PASS 4
+extern const char graced_who_token[];
+int graced_may(const struct graced *g, const char *user, const char *path, int want);
+/* who the request being handled is, as graced_authorize() found it: valid
+ * only when the handler starts (copy it to keep it) */
+static inline const char *graced_who(const struct graced *g)
+{
+    return g->who;
+}
+/* the rules of --users-file lines: "r", "rw", or "/photos:rw,/:r"; 0, or
+ * -1 with a reason in why */
+struct graced_perms *graced_perms_new(void);
+int graced_perms_add(struct graced_perms *pm, const char *name, const char *spec, char *why,
+                     size_t whylen);
+void graced_perms_free(struct graced_perms *pm);
+/* a copy of what user may do, for work off the loop or across a reload
+ * (owned by the caller); NULL: out of memory */
+struct graced_access;
+struct graced_access *graced_access_of(const struct graced *g, const char *user);
+int graced_access_may(const struct graced_access *a, const char *path, int want);
+void graced_access_free(struct graced_access *a);
+
+/* walk.c: the names below a folder, depth first, as a listing shows them
+ * (no dot-names unless --show-hidden, no temporary files, no link followed,
+ * only what access lets read); owns a dup of dirfd, never touches the loop */
+#define GRACED_WALK_DEPTH 64
+struct graced_walk;
+struct graced_walk_entry {
+    const char *path;  /* below the folder walked: "a/b.txt" (until the next call) */
+    const char *name;  /* its last name */
+    struct stat st;
+    int readable;      /* 0: a folder only on the way to one the user may read */
+    int skip;          /* passed over (hidden, a link, not allowed): only counted */
+};
+/* top: the folder's path below the root, for the rules; NULL: errno */
+struct graced_walk *graced_walk_new(int dirfd, const char *top, int show_hidden,
+                                    const struct graced_access *access);
+/* 1: an entry (maybe one to skip), 0: no more */
+int graced_walk_next(struct graced_walk *w, struct graced_walk_entry *e);
+int graced_walk_dirfd(const struct graced_walk *w); /* the folder of the last entry */
+void graced_walk_free(struct graced_walk *w);
+
+/* session.c: page logins, a cookie naming a session in memory the workers
+ * share (made before forking) */
+#define GRACED_SESSION_USER 256 /* longest user name a session keeps, with its NUL */
+int graced_sessions_init(struct graced *g); /* -1 after a line on stderr */
+void graced_sessions_free(struct graced *g);
+/* the user of the request's session cookie into user, with the stamp it
+ * was made with (graced_auth_stamp); 1, or 0 for none (or over) */
+int graced_session_user(struct graced *g, struct grace_request *req, char *user, size_t n,
+                        uint64_t *stamp);
+/* a new session for user: its Set-Cookie on req; 0 or -1 */
+int graced_session_open(struct graced *g, struct grace_request *req, const char *user,
+                        uint64_t stamp);
+/* the request's session ends (in every worker) and its cookie is cleared */
+void graced_session_close(struct graced *g, struct grace_request *req);
+/* does a browser send it (Sec-Fetch-Mode)? */
+int graced_is_browser(struct grace_request *req);
+/* 401: Basic for clients; for browsers a Cookie challenge, and for a page
+ * load the login page */
+void graced_session_challenge(struct graced *g, struct grace_request *req, const char *msg);
 /* partial.c: resumable uploads on disk, in GRACED_PARTIAL_DIR of the
  * upload tree: ID (the bytes so far) and ID.info (what the upload is).
  * The folder's name is also the uploads' URL prefix: a name no client
@@ -498,13 +624,16 @@ void graced_auth_reload(struct graced *g); /* SIGHUP: old users kept on error */
 void graced_auth_stop(struct graced *g);   /* a worker ends: the helper thread */
 void graced_auth_free(struct graced *g);
 void graced_authorize(struct grace_request *req, struct graced *g, int write, graced_cont_cb cont);
-/* May login user (an index in the users file) read, or write, at rel (a
- * decoded path below the tree, "" the top; NULL: a path the handler will
- * refuse anyway)? The one place that says what a login may do where:
- * graced_authorize() asks it for the request's path and, for COPY and
- * MOVE, for the Destination's. Today one right (r or rw) for the whole
- * tree; per-path rules belong here. */
-int graced_auth_may(const struct graced *g, int user, const char *rel, int write);
+/* the page's login (login.c): "Basic ..." made of its form, checked as a
+ * header would be (the cache, the limits, the timing); cont runs as that
+ * user (graced_who), or the request is answered 401, 429 or 503. What a
+ * login may do where is graced_may()'s (perms.c): graced_authorize() asks
+ * it for the request's path (a COPY: reading it) and, for COPY and MOVE,
+ * for the Destination's (writing). */
+void graced_auth_login(struct grace_request *req, struct graced *g, const char *basic,
+                       graced_cont_cb cont);
+/* a stamp of name's password hash, for sessions; 0: no such user */
+uint64_t graced_auth_stamp(const struct graced *g, const char *name);
 /* --auth-token-file: its first line into g->token; -1 with errno (EINVAL:
  * no token, EILSEQ: a byte no header can carry) */
 int graced_load_token(struct graced *g);
@@ -721,6 +850,9 @@ int graced_dav_check(struct grace_request *req, struct graced *g, const char *re
  * receives the path of the lock whose token is missing */
 int graced_dav_test(struct grace_request *req, struct graced *g, const char *rel,
                     unsigned what, const char *dest, unsigned dest_what, char *root, size_t n);
+/* graced_dav_check's answer to a status of graced_dav_test (400, 412, 423
+ * with root; 0: none), for a caller that adds headers of its own first */
+void graced_dav_refuse(struct grace_request *req, int status, const char *root);
 /* an answer with a DAV:error body naming a precondition (cond: its local
  * name), with the href of a path (NULL: none) */
 void graced_dav_error(struct grace_request *req, int status, const char *cond, const char *href);

@@ -45,6 +45,7 @@ struct entry {
     time_t mtime;
     int dir;
     int odd;  /* graced_name_odd() */
+    int write; /* the one asking may change it */
 };
 
 enum { BY_NAME, BY_SIZE, BY_DATE };
@@ -86,73 +87,28 @@ static void human_size(int64_t n, char *out, size_t len)
         snprintf(out, len, "%.1f %s", v, unit[u]);
 }
 
-/* the upload form's script; the page's <script nonce=...> tag comes first */
-static const char form_script[] =
-    "(function () {\n"
-    "  var f = document.getElementById('upload');\n"
-    "  if (!f || !window.FormData || !window.XMLHttpRequest) return;\n"
-    "  f.addEventListener('submit', function (e) {\n"
-    "    e.preventDefault();\n"
-    "    var x = new XMLHttpRequest(), d = new FormData(f), t = f.elements.token;\n"
-    "    var p = document.getElementById('progress'), a = document.getElementById('answer');\n"
-    "    if (t) d.delete('token');\n"
-    "    x.open('POST', location.pathname);\n"
-    "    if (t && t.value) x.setRequestHeader('Authorization', 'Bearer ' + t.value);\n"
-    "    x.setRequestHeader('Accept', 'application/json');\n"
-    "    p.hidden = false; p.value = 0; a.className = ''; a.textContent = 'uploading...';\n"
-    "    x.upload.onprogress = function (ev) {\n"
-    "      if (ev.lengthComputable) p.value = 100 * ev.loaded / ev.total;\n"
-    "    };\n"
-    "    x.onload = function () {\n"
-    "      a.dataset.status = x.status;\n"
-    "      a.className = x.status < 300 ? 'ok' : 'err';\n"
-    "      a.textContent = x.status + ' ' + x.statusText + ': ' + x.responseText;\n"
-    "      if (x.status < 300) p.value = 100;\n"
-    "    };\n"
-    "    x.onerror = function () {\n"
-    "      a.dataset.status = 0; a.className = 'err';\n"
-    "      a.textContent = 'the connection failed before an answer came';\n"
-    "    };\n"
-    "    x.send(d);\n"
-    "  });\n"
-    "})();\n";
-
-static void html_head(struct evbuffer *out, const char *rel, const char *nonce)
+/* The upload form: plain HTML that posts without JavaScript; page.js
+ * takes it over (one file at a time, progress, cancel, folders). */
+static void html_form(struct evbuffer *out, int token)
 {
-    evbuffer_add_printf(out, "<!doctype html>\n<html><head><meta charset=\"utf-8\">"
-                             "<meta name=\"viewport\" content=\"width=device-width\">"
-                             "<title>Index of /");
-    graced_html_esc(out, rel);
-    evbuffer_add_printf(out, "%s</title>\n<style nonce=\"%s\">body{font-family:sans-serif;"
-                             "margin:1em 2em}table{border-collapse:collapse}td,th{padding:.15em "
-                             "1em;text-align:left}td.n{text-align:right}th a{color:inherit}"
-                             ".ok{color:#070}.err{color:#b00}.odd{background:#fde8c8}</style>"
-                             "</head>\n<body><h1>Index of /",
-                        rel[0] ? "/" : "", nonce);
-    graced_html_esc(out, rel);
-    evbuffer_add_printf(out, "%s</h1>\n", rel[0] ? "/" : "");
-}
-
-static void html_form(struct evbuffer *out, const struct graced *g, const char *nonce)
-{
-    evbuffer_add_printf(out,
-                        "<form id=\"upload\" method=\"post\" enctype=\"multipart/form-data\">"
-                        "<input type=\"file\" name=\"file\" multiple required> ");
-    if (g->token_len)
-        evbuffer_add_printf(out, "<input type=\"password\" name=\"token\" "
-                                 "placeholder=\"upload token\" autocomplete=\"off\"> ");
-    evbuffer_add_printf(out, "<button type=\"submit\">Upload</button> "
-                             "<progress id=\"progress\" max=\"100\" value=\"0\" hidden></progress>"
-                             "<p id=\"answer\" role=\"status\"></p></form>\n"
-                             "<script nonce=\"%s\">\n%s</script>\n",
-                        nonce, form_script);
+    evbuffer_add_printf(out, "<form id=\"upload\" method=\"post\" enctype=\"multipart/form-data\">"
+                             "<label for=\"files\">Upload files</label> <input id=\"files\" "
+                             "type=\"file\" name=\"file\" multiple required> ");
+    if (token)
+        evbuffer_add_printf(out, "<label class=\"vh\" for=\"token\">Upload token</label><input "
+                                 "type=\"password\" id=\"token\" name=\"token\" placeholder=\"upload "
+                                 "token\" autocomplete=\"off\"> ");
+    evbuffer_add_printf(out, "<button type=\"submit\" class=\"primary\">Upload</button></form>");
 }
 
 static void html_sort_link(struct evbuffer *out, const char *label, const char *key, int by,
                            const struct sort_key *k)
 {
     int desc = k->by == by ? !k->desc : 0;
-    evbuffer_add_printf(out, "<th><a href=\"?sort=%s&amp;order=%s\">%s%s</a></th>", key,
+    evbuffer_add_printf(out, "<th class=\"%s\"", key);
+    if (k->by == by) /* the column the rows are in the order of */
+        evbuffer_add_printf(out, " aria-sort=\"%s\"", k->desc ? "descending" : "ascending");
+    evbuffer_add_printf(out, "><a href=\"?sort=%s&amp;order=%s\">%s%s</a></th>", key,
                         desc ? "desc" : "asc", label,
                         k->by == by ? (k->desc ? " &#9660;" : " &#9650;") : "");
 }
@@ -161,45 +117,66 @@ static const char odd_title[] =
     " class=\"odd\" title=\"this name holds control or direction characters: shown as \\x and "
     "\\u escapes\"";
 
-static void html_body(struct evbuffer *out, const struct graced *g, const char *rel,
-                      struct entry *e, size_t n, int cut, size_t links, const struct sort_key *k,
-                      int form, const char *nonce)
+/* One row: the name linked (unless GET could not serve it), its size and
+ * date; data-name for the script, data-w where this user may change it. */
+static void html_row(struct evbuffer *out, const struct entry *e, int acts)
 {
     char href[3 * 256 + 8], sz[32], date[32];
-    html_head(out, rel, nonce);
+    struct tm tm;
+    graced_path_encode(e->name, href, sizeof(href));
+    gmtime_r(&e->mtime, &tm);
+    strftime(date, sizeof(date), "%Y-%m-%d %H:%M", &tm);
+    evbuffer_add_printf(out, "<tr data-name=\"");
+    graced_html_esc(out, e->name);
+    evbuffer_add_printf(out, "\" data-dir=\"%d\"%s><td class=\"name\">", e->dir,
+                        e->write && !(e->odd & 1) ? " data-w=\"1\"" : "");
+    /* "./" first: a name like "a:b" must not read as a URL scheme; a name
+     * with control bytes has no URL GET would serve: no link */
+    if (e->odd & 1)
+        evbuffer_add_printf(out, "<span%s>", odd_title);
+    else
+        evbuffer_add_printf(out, "<a href=\"./%s%s\"%s>", href, e->dir ? "/" : "",
+                            e->odd ? odd_title : "");
+    graced_html_esc(out, e->name);
+    evbuffer_add_printf(out, "%s%s</td>", e->dir ? "/" : "", e->odd & 1 ? "</span>" : "</a>");
+    if (e->dir) {
+        evbuffer_add_printf(out, "<td class=\"size\">-</td>");
+    } else {
+        human_size(e->size, sz, sizeof(sz));
+        evbuffer_add_printf(out, "<td class=\"size\" title=\"%lld bytes\">%s</td>",
+                            (long long)e->size, sz);
+    }
+    evbuffer_add_printf(out, "<td class=\"date\" title=\"UTC\">%s</td>%s</tr>\n", date,
+                        acts ? "<td class=\"act\"></td>" : "");
+}
+
+static void html_body(struct evbuffer *out, const struct graced_page *pg, struct entry *e,
+                      size_t n, int cut, size_t links, const struct sort_key *k, int form)
+{
+    graced_page_begin(out, pg);
+    evbuffer_add_printf(out, "<div class=\"tools\">");
     if (form)
-        html_form(out, g, nonce);
-    evbuffer_add_printf(out, "<table><thead><tr>");
+        html_form(out, pg->token);
+    evbuffer_add_printf(out, "<a class=\"button\" id=\"zip\" href=\"?zip\" download>Download as "
+                             "zip</a></div>\n");
+    graced_page_status(out);
+    if (form)
+        evbuffer_add_printf(out, "<ul id=\"uploads\" aria-label=\"Uploads\"></ul>\n");
+    evbuffer_add_printf(out, "<table id=\"list\"><thead><tr>");
     html_sort_link(out, "Name", "name", BY_NAME, k);
     html_sort_link(out, "Size", "size", BY_SIZE, k);
     html_sort_link(out, "Modified", "date", BY_DATE, k);
+    if (pg->write)
+        evbuffer_add_printf(out, "<th class=\"act\"><span class=\"vh\">Actions</span></th>");
     evbuffer_add_printf(out, "</tr></thead><tbody>\n");
-    if (rel[0])
-        evbuffer_add_printf(out, "<tr><td><a href=\"../\">../</a></td><td></td><td></td></tr>\n");
-    for (size_t i = 0; i < n; i++) {
-        struct tm tm;
-        graced_path_encode(e[i].name, href, sizeof(href));
-        gmtime_r(&e[i].mtime, &tm);
-        strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", &tm);
-        /* "./" first: a name like "a:b" must not read as a URL scheme; a
-         * name with control bytes has no URL GET would serve: no link */
-        if (e[i].odd & 1)
-            evbuffer_add_printf(out, "<tr><td><span%s>", odd_title);
-        else
-            evbuffer_add_printf(out, "<tr><td><a href=\"./%s%s\"%s>", href, e[i].dir ? "/" : "",
-                                e[i].odd ? odd_title : "");
-        graced_html_esc(out, e[i].name);
-        evbuffer_add_printf(out, "%s%s</td>", e[i].dir ? "/" : "", e[i].odd & 1 ? "</span>" : "</a>");
-        if (e[i].dir) {
-            evbuffer_add_printf(out, "<td class=\"n\">-</td>");
-        } else {
-            human_size(e[i].size, sz, sizeof(sz));
-            evbuffer_add_printf(out, "<td class=\"n\" title=\"%lld bytes\">%s</td>",
-                                (long long)e[i].size, sz);
-        }
-        evbuffer_add_printf(out, "<td>%s</td></tr>\n", date);
-    }
-    evbuffer_add_printf(out, "</tbody></table>\n<p>%zu entr%s", n, n == 1 ? "y" : "ies");
+    if (pg->rel[0])
+        evbuffer_add_printf(out, "<tr><td class=\"name\"><a href=\"../\">../</a></td>"
+                                 "<td class=\"size\"></td><td class=\"date\"></td>%s</tr>\n",
+                            pg->write ? "<td class=\"act\"></td>" : "");
+    for (size_t i = 0; i < n; i++)
+        html_row(out, &e[i], pg->write);
+    evbuffer_add_printf(out, "</tbody></table>\n<p id=\"count\">%zu entr%s", n,
+                        n == 1 ? "y" : "ies");
     if (cut)
         evbuffer_add_printf(out, "; <strong>listing cut at %zu entries (--list-max): the folder "
                                  "holds more</strong>", n);
@@ -207,16 +184,24 @@ static void html_body(struct evbuffer *out, const struct graced *g, const char *
         evbuffer_add_printf(out, "; %zu symbolic link%s not shown: %s out of the root, where "
                                  "graced does not follow", links, links == 1 ? "" : "s",
                             links == 1 ? "it leads" : "they lead");
-    evbuffer_add_printf(out, "</p>\n</body></html>\n");
+    evbuffer_add_printf(out, "</p>\n");
+    graced_page_end(out, pg);
 }
 
 static void json_body(struct evbuffer *out, const char *rel, struct entry *e, size_t n, int cut,
-                      size_t links, int form)
+                      size_t links, int form, const struct graced *g, const char *who, int write)
 {
     char path[4200];
     snprintf(path, sizeof(path), "/%s%s", rel, rel[0] ? "/" : "");
     evbuffer_add_printf(out, "{\"path\":");
     graced_json_str(out, path);
+    evbuffer_add_printf(out, ",\"user\":");
+    if (who && who != graced_who_token)
+        graced_json_str(out, who);
+    else
+        evbuffer_add_printf(out, "null");
+    evbuffer_add_printf(out, ",\"write\":%s,\"login\":%s", write ? "true" : "false",
+                        g->o.users_file && !who ? "true" : "false");
     evbuffer_add_printf(out, ",\"upload\":%s,\"truncated\":%s,\"hidden_links\":%zu,"
                              "\"entries\":[",
                         form ? "true" : "false", cut ? "true" : "false", links);
@@ -287,11 +272,16 @@ static int writable(const struct graced *g, const char *rel, int dirfd)
 void graced_list_dir(struct grace_request *req, struct graced *g, const char *rel, int dirfd)
 {
     size_t max = (size_t)g->o.list_max, n = 0, cap = 64, links = 0;
-    char nonce[24];
+    struct graced_page pg = {0};
     struct entry *e = malloc(cap * sizeof(*e));
     struct evbuffer *out = evbuffer_new();
     struct sort_key k;
-    int cut = 0, form = writable(g, rel, dirfd), json = graced_wants_json(req);
+    const char *who = graced_who(g); /* while this call lasts */
+    int write = writable(g, rel, dirfd) && graced_may(g, who, rel, GRACED_MAY_WRITE);
+    /* the form also for someone who has the token to type in */
+    int form = write || (writable(g, rel, dirfd) && !who && g->token_len);
+    int json = graced_wants_json(req), cut = 0;
+    char path[4096 + 256 + 2];
     int fd = dup(dirfd);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     struct dirent *de;
@@ -331,10 +321,16 @@ void graced_list_dir(struct grace_request *req, struct graced *g, const char *re
             continue;
         if (!(S_ISDIR(sb.st_mode) || S_ISREG(sb.st_mode)))
             continue;
+        /* --private with rules: only what this user may read, or pass
+         * through on the way to it */
+        snprintf(path, sizeof(path), "%s%s%s", rel, rel[0] ? "/" : "", nm);
+        if (!graced_may(g, who, path, GRACED_MAY_READ | (S_ISDIR(sb.st_mode) ? GRACED_MAY_PASS : 0)))
+            continue;
         e[n].odd = odd;
         if (!(e[n].name = strdup(nm)))
             break;
         e[n].dir = S_ISDIR(sb.st_mode);
+        e[n].write = write && graced_may(g, who, path, GRACED_MAY_WRITE);
         e[n].size = e[n].dir ? 0 : (int64_t)sb.st_size;
         e[n].mtime = sb.st_mtime;
         n++;
@@ -342,12 +338,23 @@ void graced_list_dir(struct grace_request *req, struct graced *g, const char *re
     parse_sort(grace_request_query(req), &k);
     sort_by = k;
     qsort(e, n, sizeof(*e), cmp_entry);
-    graced_web_nonce(nonce);
-    if (json)
-        json_body(out, rel, e, n, cut, links, form);
-    else
-        html_body(out, g, rel, e, n, cut, links, &k, form, nonce);
-    graced_web_page_csp(req, json ? NULL : nonce);
+    if (json) {
+        json_body(out, rel, e, n, cut, links, form, g, who, write);
+    } else {
+        pg.rel = rel;
+        pg.write = write;
+        pg.token = form && !who && g->token_len;
+        pg.tus = form; /* resumable.c: on wherever uploads are */
+        pg.login = g->o.users_file && !who;
+        pg.search = 1;
+        pg.hidden = g->o.show_hidden;
+        pg.max_body = g->o.max_body;
+        pg.user = who != graced_who_token ? who : NULL;
+        pg.rights = 1;
+        graced_web_nonce(pg.nonce);
+        html_body(out, &pg, e, n, cut, links, &k, form);
+    }
+    graced_web_page_csp(req, json ? NULL : pg.nonce);
     grace_response_add_header(req, "Content-Type",
                               json ? "application/json" : "text/html; charset=utf-8");
     grace_response_add_header(req, "Vary", "Accept");

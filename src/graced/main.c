@@ -71,7 +71,7 @@ int main(int argc, char **argv)
     if (g.o.ncert && !(g.tls = graced_certs_load(&g.o)))
         return 2;
     if (graced_auth_load(&g) < 0 || graced_proxy_init(&g) < 0 || graced_metrics_init(&g) < 0 ||
-        graced_locktab_init(&g) < 0)
+        graced_locktab_init(&g) < 0 || graced_sessions_init(&g) < 0)
         return 2;
     graced_web_check_options(&g.o);
     graced_access_log_skip(g.o.health_path);
@@ -96,9 +96,26 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (g.o.upload_dir)
-        graced_log(LOG_INFO, "uploads into %s%s", g.o.upload_dir,
-                   g.token_len ? " (token required)" : "");
+    if (g.o.upload_dir) {
+        /* a newcomer's PUT answered 201, then its GET 404: say so at once */
+        char *up = realpath(g.o.upload_dir, NULL);
+        size_t rl = strlen(g.root_real);
+        int same = up && !strcmp(up, g.root_real);
+        int below = up && !same && !strncmp(up, g.root_real, rl) && (up[rl] == '/' || rl == 1);
+        if (same || !up)
+            graced_log(LOG_INFO, "uploads into %s%s", g.o.upload_dir,
+                       g.token_len ? " (token required)" : "");
+        else if (below)
+            graced_log(LOG_WARN, "uploads into %s%s: an upload to /x is served at /%s/x, not at "
+                       "/x (give --root and --upload-dir the same folder to share files)",
+                       g.o.upload_dir, g.token_len ? " (token required)" : "",
+                       rl == 1 ? up + 1 : up + rl + 1);
+        else
+            graced_log(LOG_WARN, "uploads into %s%s: not below --root, so nothing uploaded is "
+                       "served back (give --root and --upload-dir the same folder to share "
+                       "files)", g.o.upload_dir, g.token_len ? " (token required)" : "");
+        free(up);
+    }
     if (g.tls)
         graced_log(LOG_INFO, "TLS with %d certificate(s), default %s", g.o.ncert, g.o.tls_cert[0]);
 
@@ -120,6 +137,7 @@ int main(int argc, char **argv)
     graced_access_log_close();
     grace_config_free(g.o.cfg);
     graced_auth_free(&g);
+    graced_sessions_free(&g);
     free(g.root_real);
     free(g.token);
     close(g.root_fd);

@@ -21,6 +21,7 @@
 
 enum kind {
     K_FLAG,   /* no value: the int field becomes 1 */
+    K_OFF,    /* no value: the int field (another row's flag) becomes 0 */
     K_STR,    /* a string, kept as given (check may refuse or rewrite it) */
     K_LIST,   /* repeatable: a list of up to max strings, and its count */
     K_INT,    /* a whole number in [min, max] */
@@ -145,9 +146,11 @@ static const struct opt opts[] = {
     {"root", "DIR", K_STR, -1, F(root), .def_str = ".", .shown = "current directory", .help = "serve files from DIR"},
     {"upload-dir", "DIR", K_STR, -1, F(upload_dir),
      .help = "accept PUT /path, POST of forms, DELETE into DIR"},
-    {"list-dirs", NULL, K_FLAG, -1, F(list_dirs),
+    {"list-dirs", NULL, K_FLAG, -1, F(list_dirs), .def = 1, .shown = "on",
      .help = "list folders without index.html (HTML, or JSON on Accept: application/json), "
              "with an upload form where uploads land"},
+    {"no-list-dirs", NULL, K_OFF, -1, F(list_dirs), .shown = "",
+     .help = "no listings: a folder without index.html is 404"},
     {"list-max", "N", K_INT, -1, F(list_max), .min = 1, .max = 10000000, .def = 10000,
      .limit = 1, .help = "entries in one listing; more are cut, and it says so"},
     {"dav-locks", "N", K_INT, -1, F(dav_locks), .min = 1, .max = 1000000, .def = 1024,
@@ -209,7 +212,8 @@ static const struct opt opts[] = {
      .max = GRACED_MAX_LISTEN, .check = check_cidr, .bad = "expected ADDR or ADDR/BITS",
      .shown = "loopback", .help = "who may read --metrics; repeatable"},
     {"users-file", "FILE", K_STR, -1, F(users_file),
-     .help = "users, one 'name:crypt-hash:r|rw' a line: Basic auth for uploads (and reads with "
+     .help = "users, one 'name:crypt-hash:PERMS' a line, PERMS r, rw or rules per path "
+             "(/photos:rw,/:r): Basic auth or the page's login for writes (and reads with "
              "--private); SIGHUP reads it again"},
     {"private", NULL, K_FLAG, -1, F(private_read),
      .help = "reading needs a user from --users-file too"},
@@ -256,6 +260,24 @@ static const struct opt opts[] = {
      .help = "time to send the PROXY header"},
     {"backlog", "N", K_INT, -1, F(backlog), .min = 1, .max = 1000000, .def = 511, .limit = 1,
      .help = "listen(2) backlog of each socket"},
+    {"search-max", "N", K_INT, -1, F(search_max), .min = 1, .max = INT64_C(1) << 40,
+     .def = 100000, .limit = 1,
+     .help = "entries one search (?q=) looks at below its folder; then it says it stopped"},
+    {"search-time", "TIME", K_TIME, -1, F(search_time_ms), .min = 1, .max = INT64_MAX,
+     .def = 2000, .bad = "expected a time like 2s", .limit = 1,
+     .help = "time one search may take; then it says it stopped"},
+    {"zip-max-files", "N", K_INT, -1, F(zip_max_files), .min = 0, .max = INT64_C(1) << 40,
+     .def = 100000, .limit = 1,
+     .help = "files and folders in one folder's zip (?zip); more: 409 before anything is "
+             "sent; 0: no zips"},
+    {"zip-max-size", "SIZE", K_SIZE, -1, F(zip_max_size), .min = 0, .max = INT64_MAX,
+     .def = INT64_C(64) << 30, .bad = "invalid value", .limit = 1,
+     .help = "bytes of files in one folder's zip; more: 409 before anything is sent"},
+    {"session-time", "TIME", K_TIME, -1, F(session_time_ms), .min = 1000, .max = INT64_MAX,
+     .def = 12 * 3600000, .bad = "expected a time like 12h", .limit = 1,
+     .help = "a login on the page (--users-file) lasts this long; logging out ends it"},
+    {"max-sessions", "N", K_INT, -1, F(max_sessions), .min = 1, .max = 1000000, .def = 1000,
+     .limit = 1, .help = "page logins kept at once, all workers; the oldest ends first"},
     {"help", NULL, K_HELP, -1, NO_FIELD, .shown = "", .help = "this text (also -h)"},
     {"version", NULL, K_VERSION, -1, NO_FIELD, .shown = "",
      .help = "graced's and libgracehttp's versions"},
@@ -411,6 +433,9 @@ static int take(struct graced_opts *o, const struct opt *r, const char *a)
     switch (r->kind) {
     case K_FLAG:
         set_num(o, r, 1);
+        return 0;
+    case K_OFF:
+        set_num(o, r, 0);
         return 0;
     case K_STR:
     case K_LIST:
@@ -577,7 +602,8 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
         const struct opt *r = &opts[i];
         if (r->kind == K_STR && r->def_str)
             *(const char **)field(o, r) = r->def_str;
-        else if (r->lib < 0 && r->size && r->kind != K_STR && r->kind != K_LIST)
+        else if (r->lib < 0 && r->size && r->kind != K_STR && r->kind != K_LIST &&
+                 r->kind != K_OFF) /* its flag's row has the default */
             set_num(o, r, r->def);
         lo[i].name = opt_name(r);
         lo[i].has_arg = r->arg ? required_argument : no_argument;

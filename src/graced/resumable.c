@@ -30,6 +30,11 @@
  * Who may go on with an upload: the login that made it (graced_auth_owner:
  * the same user, or the token); anyone else gets 404, as for an id that
  * does not exist. Without logins the URL, 128 random bits, is the key.
+ * Its target is checked as a PUT's is, at the creation and again when it
+ * completes (append.c: rup_target_refused): the owner's right to write
+ * there (perms.c's rules for that file, not the upload's URL) and the
+ * WebDAV locks on the file and its folder (423 unless the request's If
+ * header submits the token).
  */
 #define _GNU_SOURCE
 #include "append.h"
@@ -170,6 +175,12 @@ static int target(struct rup *r, int folder, const char *filename)
         rup_answer(r, 409, "this path is graced's --metrics: no file may take it\n");
         return -1;
     }
+    /* the target's own rules and locks (a rule or a lock on the file, or
+     * on a folder below the URL's), before a folder is made for it */
+    if ((st = rup_target_refused(r, r->lock_root, sizeof(r->lock_root)))) {
+        rup_refuse(r, st, r->lock_root);
+        return -1;
+    }
     if ((dirfd = graced_path_open_dir(g->upload_fd, r->p.dir, strlen(r->p.dir), 1)) < 0) {
         st = graced_errno_status(dirfd);
         rup_answer(r, st, st == 409 ? "a file is in the way of a folder\n"
@@ -282,6 +293,7 @@ void graced_resumable_create(struct grace_request *req, struct graced *g)
         rup_answer(r, 400, "If-Match is for replacing a file by its URL, not a tus upload\n");
         goto done;
     }
+    graced_auth_owner(req, g, r->p.owner, sizeof(r->p.owner)); /* whose rights: target() */
     rc = target(r, folder, named ? fname : NULL);
     if (rc < 0) {
         r->replied = 1; /* answered there */
@@ -304,7 +316,6 @@ void graced_resumable_create(struct grace_request *req, struct graced *g)
     r->p.length = len;
     r->p.expiry_ms = g->o.upload_expiry_ms;
     snprintf(r->p.if_match, sizeof(r->p.if_match), "%s", im ? im : "");
-    graced_auth_owner(req, g, r->p.owner, sizeof(r->p.owner));
     grace_request_on_finish(req, rup_on_finish, r);
     if (graced_partial_create(g, &r->op, &r->p, created) < 0) {
         rup_answer(r, 500, "could not make the upload\n");

@@ -10,7 +10,9 @@
  *   --metrics PATH  exact    GET, HEAD: the counters (no login: --metrics-allow);
  *                            the tree's writes 409, other methods as on the tree
  *   /               prefix   the tree: files, listings, uploads, deletes,
- *                            WebDAV (its OPTIONS says DAV: 1, 2)
+ *                            WebDAV (its OPTIONS says DAV: 1, 2),
+ *                            searches (?q=), zips of folders (?zip), the
+ *                            page's login (?login, ?logout)
  *   /.graced-tmp.uploads/  prefix  resumable uploads (resumable.c): HEAD,
  *                            PATCH, DELETE of one; they are made on the tree
  *   (no route)               "*" of "OPTIONS *", a CONNECT's host:port: the tree's
@@ -49,6 +51,7 @@
 #define ROUTE_WHOLE 4   /* the body becomes one file whole: no Content-Range */
 #define ROUTE_PUBLIC 8  /* no login */
 #define ROUTE_OPTIONS 16 /* the answer is the route's methods: Allow, the preflight's */
+#define ROUTE_USERS 32  /* the page's login: off without --users-file */
 
 struct row {
     const char *method;
@@ -70,11 +73,19 @@ struct route {
 #define ROWS(r) (r), sizeof(r) / sizeof((r)[0])
 
 static const struct row tree_rows[] = {
+    /* the page's login: its own checks (Origin, the password) */
+    {"GET", graced_is_login, ROUTE_PUBLIC | ROUTE_USERS, graced_login_page},
+    {"GET", graced_is_zip, 0, graced_zip},
+    {"GET", graced_is_search, 0, graced_search},
     {"GET", NULL, 0, graced_serve_file},
+    {"HEAD", graced_is_zip, 0, graced_zip},
+    {"HEAD", graced_is_search, 0, graced_search},
     {"HEAD", NULL, 0, graced_serve_file},
     {"PUT", graced_is_ietf_create, ROUTE_WRITE | ROUTE_UPLOAD | ROUTE_WHOLE,
      graced_resumable_create},
     {"PUT", NULL, ROUTE_WRITE | ROUTE_UPLOAD | ROUTE_WHOLE, graced_upload},
+    {"POST", graced_is_login, ROUTE_PUBLIC | ROUTE_USERS, graced_login},
+    {"POST", graced_is_logout, ROUTE_PUBLIC | ROUTE_USERS, graced_logout},
     {"POST", graced_is_tus_create, ROUTE_WRITE | ROUTE_UPLOAD, graced_resumable_create},
     {"POST", graced_is_ietf_create, ROUTE_WRITE | ROUTE_UPLOAD | ROUTE_WHOLE,
      graced_resumable_create},
@@ -118,22 +129,27 @@ static const struct row health_rows[] = {
 };
 static const struct route health = {ROWS(health_rows), NULL, 1, "--health", NULL};
 
-/* A row that exists but is off here: writes without --upload-dir. */
+/* A row that exists but is off here: writes without --upload-dir, the
+ * login without --users-file. */
 static int row_off(const struct row *w, const struct graced *g)
 {
-    return (w->flags & ROUTE_WRITE) && !g->o.upload_dir;
+    return ((w->flags & ROUTE_WRITE) && !g->o.upload_dir) ||
+           ((w->flags & ROUTE_USERS) && !g->o.users_file);
 }
 
 /* The row for this request, or NULL: the first of its method whose
- * condition holds, on this route or the ones it falls back to. */
-static const struct row *find(const struct route *rt, struct grace_request *req)
+ * condition holds, on this route or the ones it falls back to. A login
+ * row without --users-file is not there at all (?login is then a query
+ * like any other). */
+static const struct row *find(const struct route *rt, struct grace_request *req,
+                              const struct graced *g)
 {
     const char *m = grace_request_method(req);
     for (; rt; rt = rt->next) {
         int has = 0;
         for (size_t i = 0; i < rt->nrows; i++) {
             const struct row *w = &rt->rows[i];
-            if (strcmp(w->method, m))
+            if (strcmp(w->method, m) || ((w->flags & ROUTE_USERS) && !g->o.users_file))
                 continue;
             has = 1;
             if (!w->when || w->when(req))
@@ -200,6 +216,26 @@ static void not_allowed(struct grace_request *req, struct graced *g, const struc
     graced_reply(req, 405, why);
 }
 
+/* 413 for a Content-Length over --max-body-size, saying both (the
+ * library's own 413, for a chunked body that crosses it, cannot know the
+ * option's name) */
+static void too_large(struct grace_request *req, const struct graced *g)
+{
+    char msg[200], lim[32];
+    int64_t m = g->o.max_body;
+    if (m >= 1 << 30 && m % (1 << 30) == 0)
+        snprintf(lim, sizeof(lim), "%lld GiB", (long long)(m >> 30));
+    else if (m >= 1 << 20 && m % (1 << 20) == 0)
+        snprintf(lim, sizeof(lim), "%lld MiB", (long long)(m >> 20));
+    else if (m >= 1 << 10 && m % (1 << 10) == 0)
+        snprintf(lim, sizeof(lim), "%lld KiB", (long long)(m >> 10));
+    else
+        snprintf(lim, sizeof(lim), "%lld bytes", (long long)m);
+    snprintf(msg, sizeof(msg), "too large: %lld bytes, over the limit of %s (--max-body-size)\n",
+             (long long)grace_request_content_length(req), lim);
+    graced_reply(req, 413, msg);
+}
+
 /* On graced's own path, the row of the tree this method would have if it
  * writes (and uploads are on): it is refused there. */
 static const struct row *own_write(const struct route *rt, const struct row *w,
@@ -208,13 +244,13 @@ static const struct row *own_write(const struct route *rt, const struct row *w,
     if (!rt->own || (w && !(w->flags & ROUTE_WRITE)))
         return NULL;
     if (!w)
-        w = find(&tree, req);
+        w = find(&tree, req, g);
     return w && (w->flags & ROUTE_WRITE) && !row_off(w, g) ? w : NULL;
 }
 
 static void dispatch(struct grace_request *req, struct graced *g, const struct route *rt)
 {
-    const struct row *w = find(rt, req);
+    const struct row *w = find(rt, req, g);
     int off = w && row_off(w, g);
 
     if (!rt->bare) {
@@ -245,8 +281,10 @@ static void dispatch(struct grace_request *req, struct graced *g, const struct r
          * before the (possibly asynchronous) login check: a handler that
          * returns unanswered gets the library's 413 over its limit */
         grace_request_set_max_body(req, (uint64_t)g->o.max_body);
-        if (grace_request_content_length(req) > g->o.max_body)
-            return; /* that 413, before any login check */
+        if (grace_request_content_length(req) > g->o.max_body) {
+            too_large(req, g); /* before any login check */
+            return;
+        }
     }
     if (w->flags & ROUTE_PUBLIC)
         w->handler(req, g);

@@ -313,6 +313,12 @@ void graced_store_abandon(struct graced_store *s)
         return;
     atomic_store(&s->orphan, 1);
     unwatch(s);
+    /* an adopted file's lock goes now, not when a job of ours (a
+     * write-back, a sync) lets the file go: the owner answers next, and
+     * its client's next request may come to another worker at once (it
+     * got 423). Nothing of ours writes to it any more. */
+    if (s->keep && s->fd >= 0)
+        (void)ofd_lock(s->fd, F_UNLCK);
     unref(s); /* the owner's */
 }
 

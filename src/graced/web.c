@@ -107,8 +107,30 @@ int graced_web_write_origin_ok(struct grace_request *req, const struct graced *g
     return same_origin(req, o) || cors_may_write(req, g);
 }
 
+/* Does a plain HTTP listener take connections from other machines? */
+static const char *plain_outside(const struct graced_opts *o)
+{
+    for (int i = 0; i < o->nlisten + o->nproxy_listen; i++) {
+        const char *a = i < o->nlisten ? o->listen[i] : o->proxy_listen[i - o->nlisten];
+        char host[256];
+        int port;
+        if (graced_parse_hostport(a, host, sizeof(host), &port) < 0)
+            continue;
+        if (strncmp(host, "127.", 4) && strcmp(host, "::1") && strcmp(host, "localhost"))
+            return a;
+    }
+    return NULL;
+}
+
 void graced_web_check_options(const struct graced_opts *o)
 {
+    const char *plain = plain_outside(o);
+    /* a newcomer's first users file on 0.0.0.0: say what crosses the wire */
+    if (plain && (o->users_file || o->token_file))
+        graced_log(LOG_WARN, "%s on plain HTTP (%s): %s cross the network in clear text; "
+                   "use --tls-listen, or a proxy that speaks TLS in front",
+                   o->users_file ? "--users-file" : "--auth-token-file", plain,
+                   o->users_file ? "passwords (Basic auth) and logins" : "the upload token");
     for (int i = 0; i < o->ncors_write; i++)
         if (!strcmp(o->cors_write[i], "*"))
             graced_log(LOG_WARN, "--cors-write *: a page of any site a visitor opens can "

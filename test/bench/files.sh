@@ -5,9 +5,11 @@
 # a multipart form upload (graced only: nginx has no such storing), as a
 # resumable upload (tus: one PATCH of it all, and PATCHes of 64 MiB; graced
 # only, against its own PUT), a 1 GiB download, the listing of a
-# 10,000-entry folder (nginx: autoindex), and a WebDAV PROPFIND (Depth: 1)
+# 10,000-entry folder (nginx: autoindex), a WebDAV PROPFIND (Depth: 1)
 # of that folder beside nginx with dav-ext and rclone serve webdav
-# (PARTS=propfind runs only that).
+# (PARTS=propfind runs only that), and that folder as a zip (?zip: wall,
+# CPU, graced's peak memory; beside Info-ZIP's zip -0 -r of it to a pipe,
+# the same stored zip made locally; PARTS=zip).
 # Wall time as curl sees it and server CPU from /proc/PID/stat, median of RUNS
 # interleaved runs. SIZE_MB changes the file size (1024); GRACED_B=path adds
 # the PUT row for another graced binary (an A/B of a change, same run).
@@ -133,7 +135,7 @@ xfer() {
         >>"$tmp/$name-$kind.runs"
 }
 
-PARTS=${PARTS:-transfers list propfind}
+PARTS=${PARTS:-transfers list propfind zip}
 for f in graced-put graced_b-put nginx-put graced-form graced-tus1 graced-tus64 graced-get nginx-get; do
     : >"$tmp/$f.runs"
 done
@@ -221,6 +223,49 @@ LUA
     pf_rows=$pf_servers
 fi
 
+# ?zip of the 10,000-entry folder: a graced of its own (its peak memory is
+# the zip's), the zip checked (unzip -t) once; beside zip -0 -r to a pipe
+# (/usr/bin/time: wall, CPU, peak RSS). "wall-s cpu-s bytes" per run.
+zip_rows=
+if [[ " $PARTS " == *" zip "* ]] && "$graced_bin" --help 2>&1 | grep -q -- --zip-max-files; then
+    need zip zip
+    need unzip unzip
+    p_z=$(free_port)
+    start graced_zip "$graced_bin" --listen "127.0.0.1:$p_z" --root "$www" --log-level error
+    wait_port "$p_z"
+    rss0=0
+    for p in $(pids graced_zip); do
+        rss0=$((rss0 + $(awk '/VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+    done
+    : >"$tmp/graced-zip.runs"
+    : >"$tmp/infozip-zip.runs"
+    for i in $(seq "$RUNS"); do
+        c0=$(cpu_ticks $(pids graced_zip))
+        out=$("${LOAD[@]}" curl -sS -o "$tmp/many.zip" -w '%{http_code} %{time_total} %{size_download}'               "http://127.0.0.1:$p_z/many/?zip")
+        c1=$(cpu_ticks $(pids graced_zip))
+        read -r code wall bytes <<<"$out"
+        [ "$code" = 200 ] || { echo "bench: graced ?zip answered $code" >&2; exit 1; }
+        if [ "$i" = 1 ]; then
+            unzip -tqq "$tmp/many.zip" || { echo "bench: graced's zip fails unzip -t" >&2; exit 1; }
+            [ "$(unzip -Z1 "$tmp/many.zip" | grep -c '^file-')" = 10000 ] ||
+                echo "bench: graced's zip does not hold the 10,000 files" >&2
+        fi
+        awk -v w="$wall" -v t="$((c1 - c0))" -v hz="$ticks_per_s" -v b="$bytes" \
+            'BEGIN {printf "%.3f %.3f %d\n", w, t / hz, b}' >>"$tmp/graced-zip.runs"
+        (cd "$www" && "${SRV[@]}" /usr/bin/time -f '%e %U %S %M' -o "$tmp/iz.time" \
+            zip -0 -r -q - many >"$tmp/iz.zip")
+        read -r w u sy m <"$tmp/iz.time"
+        awk -v w="$w" -v u="$u" -v s="$sy" -v b="$(stat -c %s "$tmp/iz.zip")" -v m="$m" \
+            'BEGIN {printf "%.3f %.3f %d %d\n", w, u + s, b, m}' >>"$tmp/infozip-zip.runs"
+    done
+    hwm=0
+    for p in $(pids graced_zip); do
+        hwm=$((hwm + $(awk '/VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+    done
+    echo "$((rss0 / 1024)) $((hwm / 1024))" >"$tmp/graced-zip.mem"
+    zip_rows=yes
+fi
+
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 runs() { # every run's CPU s/GiB, in order: how noisy the medians are
     local f
@@ -230,7 +275,7 @@ runs() { # every run's CPU s/GiB, in order: how noisy the medians are
     return 0
 }
 {
-  [ "$PARTS" = "transfers list propfind" ] || { echo "Parts run: PARTS=\"$PARTS\""; echo; }
+  [ "$PARTS" = "transfers list propfind zip" ] || { echo "Parts run: PARTS=\"$PARTS\""; echo; }
   if [ "$transfers" -gt 0 ]; then
     echo "| $SIZE_MB MiB, plain HTTP, curl, median of $RUNS | graced wall s | nginx wall s | graced CPU s/GiB | nginx CPU s/GiB | CPU graced/nginx | graced MB/s | nginx MB/s |"
     echo "|---|---|---|---|---|---|---|---|"
@@ -288,6 +333,20 @@ runs() { # every run's CPU s/GiB, in order: how noisy the medians are
         echo "in one buffer, rclone in Go. Responses: the folder and its 10,000 entries."
         echo
     fi
+    if [ -n "$zip_rows" ]; then
+        echo "| the 10,000-entry folder as a zip, median of $RUNS | wall s | CPU s | CPU vs zip -0 | bytes | memory |"
+        echo "|---|---|---|---|---|---|"
+        echo "| graced ?zip (streamed, stored, data descriptors), curl | $(col graced-zip 1) | $(col graced-zip 2) |" \
+             "$(ratio "$(col graced-zip 2)" "$(col infozip-zip 2)") | $(col graced-zip 3) |" \
+             "graced RSS $(cut -d' ' -f1 "$tmp/graced-zip.mem") MiB at start, peak $(cut -d' ' -f2 "$tmp/graced-zip.mem") MiB |"
+        echo "| Info-ZIP $(zip -v | awk 'NR == 2 {print $4}') zip -0 -r - to a pipe (local, no network) | $(col infozip-zip 1) |" \
+             "$(col infozip-zip 2) | 1.00 | $(col infozip-zip 3) | peak RSS $(( $(col infozip-zip 4) / 1024 )) MiB |"
+        echo
+        echo "The 10,000 files are empty: what is measured is the cost per entry (headers, a data"
+        echo "descriptor, the central directory, which graced keeps in a temporary file). graced's"
+        echo "zip is checked with unzip -t; its wall time includes the network (loopback) and curl."
+        echo
+    fi
   if [ "$transfers" -gt 0 ]; then
     echo "CPU s/GiB of each run: $(runs)"
     echo
@@ -297,4 +356,4 @@ runs() { # every run's CPU s/GiB, in order: how noisy the medians are
     echo
   fi
     echo "Load average at the end: $load (other engineers' builds share the machine)."
-} | write_result "files$([ "$PARTS" = "transfers list propfind" ] || echo "-${PARTS// /-}")"
+} | write_result "files$([ "$PARTS" = "transfers list propfind zip" ] || echo "-${PARTS// /-}")"

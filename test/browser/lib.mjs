@@ -61,6 +61,21 @@ export function tempDir(tag) {
     return d;
 }
 
+/**
+ * What an upload may leave behind in folder dir: graced's temporary files
+ * (.graced-tmp.*), and in the resumable uploads' folder (.graced-tmp.uploads,
+ * which stays) the data of an unfinished upload. A finished upload keeps
+ * its record (ID.info) there until it expires: not a leftover.
+ * @return the names, [] when clean
+ */
+export function leftovers(dir) {
+    const ups = path.join(dir, '.graced-tmp.uploads');
+    return [...fs.readdirSync(dir).filter((n) => n.startsWith('.graced-tmp') &&
+                                                n !== '.graced-tmp.uploads'),
+            ...(fs.existsSync(ups) ? fs.readdirSync(ups).filter((n) => !n.endsWith('.info'))
+                .map((n) => '.graced-tmp.uploads/' + n) : [])];
+}
+
 /** A file of `bytes` bytes that takes no disk (sparse, after 1 KiB of 'a'). */
 export function sparseFile(file, bytes) {
     fs.writeFileSync(file, Buffer.alloc(Math.min(1024, bytes), 0x61));
@@ -71,11 +86,15 @@ export function sparseFile(file, bytes) {
 /**
  * Start graced on 127.0.0.1 with a free port; resolves when it prints its
  * address. Returns { proc, port, url, stop() }; stop() sends SIGTERM and
- * resolves to the exit code.
+ * resolves to the exit code. opts.prefix: a command graced runs under, e.g.
+ * ['prlimit', '--fsize=1048576'] for a disk that fills at 1 MiB.
  */
-export function startGraced(binary, args) {
+export function startGraced(binary, args, opts = {}) {
     return new Promise((resolve, reject) => {
-        const p = spawn(binary, ['--listen', '127.0.0.1:0', ...args],
+        const pre = opts.prefix || [];
+        const p = spawn(pre.length ? pre[0] : binary,
+                        [...pre.slice(1), ...(pre.length ? [binary] : []), '--listen', '127.0.0.1:0',
+                         ...args],
                         { stdio: ['ignore', 'pipe', 'inherit'] });
         procs.push(p);
         let out = '';
@@ -200,6 +219,8 @@ export function browserPath(name) {
  * listener): for tests of redirects and cross-origin behaviour.
  * opts.acceptInsecureCerts: accept any certificate (a self-signed one made
  * by the test): Chromium over CDP, Firefox as the BiDi session capability.
+ * opts.dark: the page sees prefers-color-scheme: dark from the start (a
+ * Firefox preference; Chromium: page.emulateMediaFeatures does it later too).
  */
 export async function launchBrowser(name, opts = {}) {
     const b = BROWSERS[name];
@@ -208,9 +229,14 @@ export async function launchBrowser(name, opts = {}) {
         if (opts.anyHostIsLoopback)
             options.extraPrefsFirefox = { ...options.extraPrefsFirefox,
                                           'network.dns.forceResolve': '127.0.0.1' };
+        if (opts.dark) // 0: dark, 1: light, 2: the system's
+            options.extraPrefsFirefox = { ...options.extraPrefsFirefox,
+                                          'layout.css.prefers-color-scheme.content-override': 0 };
     } else {
         const rules = opts.anyHostIsLoopback ? 'MAP * 127.0.0.1' : resolve;
         options.args = [...options.args, '--host-resolver-rules=' + rules];
+        if (opts.dark)
+            options.args = [...options.args, '--force-dark-mode'];
     }
     // Firefox: its own temporary HOME, so nothing of the machine's user is read
     const env = { ...process.env };
@@ -271,7 +297,9 @@ export async function formUpload(page, file, token, timeout = 60000) {
 
 /**
  * From the page (same origin as graced), PUT the local `file` to `target`
- * with fetch() or XMLHttpRequest (`how`: 'fetch' or 'xhr'), as a page
+ * with fetch() or XMLHttpRequest (`how`: 'fetch' or 'xhr'), or POST it as
+ * a multipart form to the folder `target` with XMLHttpRequest ('multipart':
+ * what graced's upload form sends without JavaScript), as a page
  * uploading a chosen file does: the file is chosen in an <input type=file>
  * the page gets for it, and sent as that File (read from disk as it goes,
  * never whole in memory). A Bearer `token` if given; the answer is shown in
@@ -305,12 +333,18 @@ export async function pagePut(page, how, target, file, token) {
         } else {
             [status, text] = await new Promise((resolve) => {
                 const x = new XMLHttpRequest();
-                x.open('PUT', target);
+                x.open(how === 'multipart' ? 'POST' : 'PUT', target);
                 for (const h in headers) x.setRequestHeader(h, headers[h]);
                 x.onload = () => resolve([x.status, x.status + ' ' + x.statusText + ': ' +
                                                     x.responseText]);
                 x.onerror = () => resolve([0, 'the connection failed before an answer came']);
-                x.send(body);
+                if (how === 'multipart') {
+                    const form = new FormData();
+                    form.append('file', body);
+                    x.send(form);
+                } else {
+                    x.send(body);
+                }
             });
         }
         const a = document.getElementById('put-answer');

@@ -2,7 +2,7 @@
 // graced's security review (issue 17) in a real browser: Debian's chromium,
 // headless, driven by puppeteer-core.
 //  - An uploaded HTML page (and an SVG) whose script tries to DELETE another
-//    file with the visitor's login (Basic auth, --users-file) must not run
+//    file with the visitor's login (the page's, --users-file) must not run
 //    as the site: the file is still there afterwards. The old code served it
 //    inline from the same origin, and the page deleted the file.
 //  - The listing's upload form still works under graced's own strict CSP
@@ -112,7 +112,6 @@ async function main() {
     try {
         const page = await browser.newPage();
         page.setDefaultTimeout(30000);
-        await page.authenticate({ username: 'alice', password: 'alice pw' });
         const offsite = [];
         await page.setRequestInterception(true);
         page.on('request', (r) => {
@@ -127,7 +126,13 @@ async function main() {
         const deletes = [];
         page.on('request', (r) => { if (r.method() === 'DELETE') deletes.push(r.url()); });
 
-        // the visitor is logged in: the upload form works, under graced's CSP
+        // the visitor logs in on the page (a session cookie: a browser is
+        // never given a Basic challenge, whose password it would keep)
+        await page.goto(base + '/?login');
+        await page.type('#user', 'alice');
+        await page.type('#password', 'alice pw');
+        await Promise.all([page.waitForNavigation(), page.click('form.login button[type=submit]')]);
+        // logged in: the upload form works, under graced's CSP
         let resp = await page.goto(base + '/');
         check('the listing opens (200) with its upload form',
               resp.status() === 200 && (await page.$('#upload input[type=file]')) !== null,

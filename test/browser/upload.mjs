@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-    browsers, check, formUpload, note, run, sparseFile, startGraced, tempDir, withBrowser,
+    browsers, check, formUpload, leftovers, note, run, sparseFile, startGraced, tempDir, withBrowser,
 } from './lib.mjs';
 
 const TOKEN = 'browsertoken';
@@ -65,8 +65,7 @@ run(async (graced) => {
             check(`${name}: a wrong token: the page shows the 401 answer`,
                   a.status === '401' && /401/.test(a.text), a);
 
-            check(`${name}: no temporary files left`,
-                  !fs.readdirSync(up).some((n) => n.startsWith('.graced-tmp')), fs.readdirSync(up));
+            check(`${name}: no temporary files left`, leftovers(up).length === 0, leftovers(up));
         });
         check(`${name}: graced: SIGTERM exits 0`, (await g.stop()) === 0);
     }

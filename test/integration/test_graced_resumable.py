@@ -27,7 +27,12 @@
   written (its lock held) never, also by another instance; leftovers of a
   crash swept; /metrics counts it all;
 - a 4 MiB disk (tmpfs, root): 507 at the creation of 8 MiB, 507 to a PATCH
-  once the disk is full (the bytes before kept), then the rest.
+  once the disk is full (the bytes before kept), then the rest;
+- the TARGET's rules and locks, as a PUT's: a per-path rule on the file
+  (403 at the creation), a right withdrawn by SIGHUP before or during the
+  last PATCH (403, the bytes kept, stored once allowed), a WebDAV lock on
+  the file or its folder at the creation and before or during the last
+  PATCH (423; the token in If lets it through; unlocked, a HEAD stores it).
 
 Needs root for the small disk (fails, not skips, without it). Loopback
 only; every process started here is stopped by PID. ~12 s."""
@@ -916,12 +921,173 @@ def run_small_disk(tmp):
         check("graced on the small disk stops cleanly", p.returncode == 0, p.stderr.read()[-300:])
 
 
+# ---------------------------------------------------------------- the target's rules and locks
+
+LOCKINFO = ('<?xml version="1.0"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/>'
+            '</D:lockscope><D:locktype><D:write/></D:locktype><D:owner>t</D:owner></D:lockinfo>')
+
+
+def dav_lock(c, path, auth, depth="0"):
+    st, _, r = c.req("LOCK", path, body=LOCKINFO,
+                     headers=dict(auth, **{"Content-Type": "application/xml", "Depth": depth,
+                                           "Timeout": "Second-600"}))
+    return st, (r.getheader("Lock-Token") or "").strip("<>")
+
+
+def patch_cut(port, url, offset, body, first, auth, between):
+    """A PATCH that sends its headers and first bytes of body, runs
+    between(), then sends the rest: its answers."""
+    hdr = "".join("%s: %s\r\n" % kv for kv in auth.items())
+    s = raw_open(port, "PATCH %s HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: %d\r\n"
+                 "Content-Type: %s\r\nContent-Length: %d\r\n%s\r\n" % (url, offset, OCTETS, len(body), hdr))
+    s.sendall(body[:first])
+    between()
+    s.sendall(body[first:])
+    res = read_responses(s)
+    s.close()
+    return res
+
+
+def run_target_rights(tmp):
+    """Issue 19: a resumable upload's TARGET (folder and name), not its URL,
+    is checked as a PUT's is: the owner's per-path right and the WebDAV
+    locks on the file and its folder, at the creation and again when it
+    completes (before the last PATCH's body, and after it: a lock taken or
+    a right withdrawn meanwhile). A refused upload keeps its bytes: once
+    allowed, it is stored byte for byte."""
+    d = os.path.join(tmp, "rights")
+    up = os.path.join(d, "up")
+    os.makedirs(os.path.join(up, "in", "dir"))
+    users = os.path.join(d, "users")
+    rules = "/in:rw,/in/secret.bin:r,/:r"
+    write_users(users, [("alice", "a1", rules, b"$6$"), ("bob", "b2", "rw", b"$6$")])
+    g = Graced("--listen", "127.0.0.1:0", "--root", up, "--upload-dir", up, "--users-file", users,
+               "--max-body-size", "64M")
+    c = Conn(g.port)
+    alice, bob = basic("alice", "a1"), basic("bob", "b2")
+    size = 3 * MiB
+    data = os.urandom(size)
+    stored = lambda name: os.path.join(up, "in", name)
+
+    def hup(new_rules, probe, probe_status):
+        write_users(users, [("alice", "a1", new_rules, b"$6$"), ("bob", "b2", "rw", b"$6$")])
+        g.p.send_signal(signal.SIGHUP)
+        # a DELETE of a file not there yet: 404 where alice may write, 403 where not
+        return wait_for(lambda: c.req("DELETE", probe, headers=alice)[0] == probe_status)
+
+    try:
+        # --- rights at the creation: a rule on the file, below the folder's
+        st, loc, r = create(c, "/in/", size, "secret.bin", alice)
+        check("creation: alice may write /in but not /in/secret.bin (her rule): 403 "
+              "(was 201: only the folder's URL was asked)",
+              st == 403 and not loc and not os.path.exists(stored("secret.bin")), st)
+        st, loc, r = create(c, "/in/", size, "ok.bin", alice, body=data)
+        check("creation with the whole body where she may write: 201, stored",
+              st == 201 and open(stored("ok.bin"), "rb").read() == data, st)
+
+        # --- rights at the completion: withdrawn (SIGHUP) between PATCHes
+        st, loc, _ = create(c, "/in/", size, "later.bin", alice)
+        st2, _, _ = patch(c, loc, 0, data[:MiB], alice)
+        check("an upload to /in/later.bin, 1 MiB of 3 sent", st == 201 and st2 == 204, (st, st2))
+        check("SIGHUP: alice's rules now /in/later.bin:r", hup(rules + ",/in/later.bin:r", "/in/later.bin", 403))
+        s = raw_open(g.port, "PATCH %s HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: %d\r\n"
+                     "Content-Type: %s\r\nContent-Length: %d\r\n%s\r\n"
+                     % (loc, MiB, OCTETS, size - MiB, "".join("%s: %s\r\n" % kv for kv in alice.items())))
+        res = read_responses(s)
+        s.close()
+        check("the last PATCH, whose target she may no longer write: 403 before any body byte, "
+              "Upload-Offset 1 MiB", res and res[-1][0] == 403 and
+              res[-1][1].get("upload-offset") == str(MiB), res)
+        st, off, _ = offset_of(c, loc, alice)
+        check("... the upload keeps its 1 MiB, nothing stored",
+              off == MiB and not os.path.exists(stored("later.bin")), (st, off))
+        check("SIGHUP: the rule gone again", hup(rules, "/in/later.bin", 404))
+        st, _, r = patch(c, loc, MiB, data[MiB:], alice)
+        check("... then the rest: stored byte for byte",
+              st == 204 and open(stored("later.bin"), "rb").read() == data, st)
+
+        # withdrawn while the last PATCH's body is under way: refused after
+        # it, the bytes kept (synced), stored once allowed (a tus HEAD)
+        st, loc, _ = create(c, "/in/", size, "during.bin", alice)
+        res = patch_cut(g.port, loc, 0, data, MiB, alice,
+                        lambda: check("SIGHUP mid-PATCH: /in/during.bin:r",
+                                      hup(rules + ",/in/during.bin:r", "/in/during.bin", 403)))
+        check("a PATCH that completes an upload whose target became read-only meanwhile: 403, "
+              "Upload-Offset the whole length", res and res[-1][0] == 403 and
+              res[-1][1].get("upload-offset") == str(size), res)
+        check("... nothing stored, every byte kept",
+              not os.path.exists(stored("during.bin")) and on_disk(up, loc) == data, "")
+        check("SIGHUP: the rule gone again", hup(rules, "/in/during.bin", 404))
+        st, off, r = offset_of(c, loc, alice)
+        check("... a tus HEAD then stores it (the offset at the length means done): "
+              "byte for byte", st == 200 and off == size and
+              open(stored("during.bin"), "rb").read() == data, (st, off))
+
+        # --- locks at the creation: the file's and its folder's
+        st, tok = dav_lock(c, "/in/locked.bin", bob)
+        check("bob LOCKs /in/locked.bin", st in (200, 201) and tok, st)
+        st, loc, r = create(c, "/in/", size, "locked.bin", alice)
+        check("a creation onto a file locked by someone else: 423 (was 201)", st == 423 and not loc, st)
+        st, loc, r = create(c, "/in/", 10, "locked.bin", dict(bob, If="(<%s>)" % tok),
+                            body=b"0123456789")
+        check("... with the lock's token in If: 201, stored",
+              st == 201 and open(stored("locked.bin"), "rb").read() == b"0123456789", st)
+        st, dtok = dav_lock(c, "/in/dir", bob, depth="0")
+        check("bob LOCKs the folder /in/dir (depth 0)", st in (200, 201) and dtok, st)
+        st, loc, r = create(c, "/in/dir/", size, "new.bin", alice)
+        check("a creation of a new member of a locked folder: 423", st == 423 and not loc, st)
+        c.req("UNLOCK", "/in/dir", headers=dict(bob, **{"Lock-Token": "<%s>" % dtok}))
+
+        # --- locks at the completion: taken between PATCHes
+        st, loc, _ = create(c, "/in/", size, "k.bin", alice)
+        patch(c, loc, 0, data[:MiB], alice)
+        st, ktok = dav_lock(c, "/in/k.bin", bob)
+        check("bob LOCKs /in/k.bin while alice's upload to it is under way", st in (200, 201) and ktok, st)
+        s = raw_open(g.port, "PATCH %s HTTP/1.1\r\nHost: x\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: %d\r\n"
+                     "Content-Type: %s\r\nContent-Length: %d\r\n%s\r\n"
+                     % (loc, MiB, OCTETS, size - MiB, "".join("%s: %s\r\n" % kv for kv in alice.items())))
+        res = read_responses(s)
+        s.close()
+        check("the last PATCH onto a locked target: 423 before any body byte (was: stored over "
+              "the lock)", res and res[-1][0] == 423 and b"lock-token-submitted" in res[-1][2] and
+              res[-1][1].get("upload-offset") == str(MiB), res)
+        st, _, r = patch(c, loc, MiB, data[MiB:], dict(alice, If="(<%s>)" % ktok))
+        check("... with the token in If: stored byte for byte",
+              st == 204 and open(stored("k.bin"), "rb").read() == data, st)
+        c.req("UNLOCK", "/in/k.bin", headers=dict(bob, **{"Lock-Token": "<%s>" % ktok}))
+
+        # taken while the last PATCH's body is under way
+        st, loc, _ = create(c, "/in/", size, "mid.bin", alice)
+        got = {}
+        res = patch_cut(g.port, loc, 0, data, MiB, alice,
+                        lambda: got.update(zip(("st", "tok"), dav_lock(c, "/in/mid.bin", bob))))
+        check("bob LOCKs /in/mid.bin mid-PATCH", got.get("st") in (200, 201), got)
+        check("the PATCH that completes the upload: 423 after its body, Upload-Offset the length",
+              res and res[-1][0] == 423 and res[-1][1].get("upload-offset") == str(size), res)
+        mid = stored("mid.bin")
+        check("... nothing stored over the lock (LOCK's empty file, if any, stays), every byte kept",
+              (not os.path.exists(mid) or os.path.getsize(mid) == 0) and on_disk(up, loc) == data,
+              os.path.exists(mid) and os.path.getsize(mid))
+        st, off, r = offset_of(c, loc, alice)
+        check("a HEAD while it is locked: 423 still (the upload is not stored over it)", st == 423, st)
+        c.req("UNLOCK", "/in/mid.bin", headers=dict(bob, **{"Lock-Token": "<%s>" % got.get("tok")}))
+        st, off, r = offset_of(c, loc, alice)
+        check("unlocked, a tus HEAD stores it: byte for byte",
+              st == 200 and off == size and open(stored("mid.bin"), "rb").read() == data, (st, off))
+        check("no upload data left but the finished ones' records",
+              sorted(n for n in os.listdir(os.path.join(up, PARTIAL)) if not n.endswith(".info")) == [],
+              os.listdir(os.path.join(up, PARTIAL)))
+    finally:
+        check("graced (rights, locks) stops cleanly", g.stop() == 0, g.p.returncode)
+
+
 def main():
     if not os.access(GRACED, os.X_OK):
         print("0 passed, 1 failed (no %s)" % GRACED)
         return 1
-    return run_sections((run_tus_js, run_tls_users, run_errors, run_drops, run_restart,
-                         run_ietf_upgrade, run_expiry, run_small_disk), "graced-resumable.")
+    return run_sections((run_tus_js, run_tls_users, run_errors, run_target_rights, run_drops,
+                         run_restart, run_ietf_upgrade, run_expiry, run_small_disk),
+                        "graced-resumable.")
 
 
 if __name__ == "__main__":

@@ -65,10 +65,18 @@ def run_listing(tmp):
     old = time.time() - 86400
     os.utime(os.path.join(root, "mid.dat"), (old, old))
 
+    g = Graced("--listen", "127.0.0.1:0", "--root", root, "--no-list-dirs")
+    try:
+        st, body, r = req(g.port, "GET", "/sub%20dir/")
+        check("--no-list-dirs: a folder without index.html -> 404", st == 404, st)
+    finally:
+        g.stop()
+
     g = Graced("--listen", "127.0.0.1:0", "--root", root)
     try:
         st, body, r = req(g.port, "GET", "/sub%20dir/")
-        check("no --list-dirs: a folder without index.html -> 404", st == 404, st)
+        check("graced alone lists a folder without index.html (issue 19: --list-dirs is the "
+              "default)", st == 200 and b"Index of" in body, st)
     finally:
         g.stop()
 
@@ -86,16 +94,16 @@ def run_listing(tmp):
               'href="./sub%20dir/"' in html, html[-1500:])
         check("listing: hidden and temporary names left out",
               ".htpasswd" not in html and ".git" not in html and ".graced-tmp" not in html, html)
-        check("listing: no upload form without --upload-dir", "<form" not in html)
-        rows = re.findall(r'<tr><td><a href="\./([^"]+)"', html)
+        check("listing: no upload form without --upload-dir", "id=\"upload\"" not in html)
+        rows = re.findall(r'<td class="name"><a href="\./([^"]+)"', html)
         check("listing: folders first, then by name",
               rows[:2] == ["sub%20dir/", "withindex/"] and rows[2:] == sorted(rows[2:]), rows)
         st, body, r = req(g.port, "GET", "/?sort=size&order=desc")
-        rows = re.findall(r'<tr><td><a href="\./([^"]+)"', body.decode())
+        rows = re.findall(r'<td class="name"><a href="\./([^"]+)"', body.decode())
         check("listing: ?sort=size&order=desc", rows[2:5] == ["big.bin", "mid.dat", "small.txt"] or
               rows[2:4] == ["big.bin", "mid.dat"], rows)
         st, body, r = req(g.port, "GET", "/?sort=date")
-        rows = re.findall(r'<tr><td><a href="\./([^"]+)"', body.decode())
+        rows = re.findall(r'<td class="name"><a href="\./([^"]+)"', body.decode())
         check("listing: ?sort=date puts the oldest file first", rows[2] == "mid.dat", rows)
         st, body, r = req(g.port, "GET", "/", headers={"Accept": "application/json"})
         try:
@@ -147,7 +155,7 @@ def run_listing(tmp):
     g = Graced("--listen", "127.0.0.1:0", "--root", many, "--list-dirs", "--list-max", "100")
     try:
         st, body, r = req(g.port, "GET", "/")
-        rows = re.findall(rb'<tr><td><a href="\./f\d+"', body)
+        rows = re.findall(rb'<td class="name"><a href="\./f\d+"', body)
         check("--list-max 100: 100 rows of 300, and the page says it was cut",
               st == 200 and len(rows) == 100 and b"listing cut at 100 entries" in body,
               (st, len(rows)))
@@ -309,7 +317,7 @@ def run_form_uploads(tmp):
     g = Graced("--listen", "127.0.0.1:0", "--root", ro, "--upload-dir", up, "--list-dirs")
     try:
         st, body, r = req(g.port, "GET", "/")
-        check("listing of a folder uploads do not reach: no form", st == 200 and b"<form" not in body,
+        check("listing of a folder uploads do not reach: no form", st == 200 and b"id=\"upload\"" not in body,
               body[:300])
     finally:
         g.stop()

@@ -308,7 +308,7 @@ START_TEST(test_defaults)
     ck_assert_int_eq(o.warn_interval_ms, 60000);
     ck_assert_int_eq(o.backlog, 511);
     ck_assert_ptr_null(o.upload_dir);
-    ck_assert_int_eq(o.list_dirs, 0);
+    ck_assert_int_eq(o.list_dirs, 1); /* on by default since issue 19, as dufs and miniserve */
     /* every request but an upload: a small body limit */
     ck_assert_int_eq(grace_config_get(o.cfg, GRACE_OPT_MAX_BODY_SIZE), GRACED_OTHER_BODY);
     ck_assert_int_eq(grace_config_get(o.cfg, GRACE_OPT_HEADER_TIMEOUT), 10000);
@@ -338,6 +338,15 @@ START_TEST(test_values)
     ck_assert_str_eq(o.upload_dir, "/u");
     ck_assert_int_eq(o.list_dirs, 1);
     ck_assert_int_eq(o.show_hidden, 1);
+    {
+        char *off[] = {"--list-dirs", "--no-list-dirs", NULL};
+        struct graced_opts o2;
+        struct result r2;
+        parse(off, &o2, &r2);
+        ck_assert_msg(r2.rc == 0, "%s", r2.err);
+        ck_assert_int_eq(o2.list_dirs, 0); /* the last one given */
+        free_opts(&o2);
+    }
     ck_assert_int_eq(o.stale_upload_age_ms, 1500);
     ck_assert_int_eq(o.max_body, 10);
     ck_assert_int_eq(grace_config_get(o.cfg, GRACE_OPT_MAX_BODY_SIZE), 10);
