@@ -599,17 +599,23 @@ static void allowed(struct graced *g, struct grace_request *req, const char *who
 {
     const char *dest = grace_request_header(req, "Destination");
     char rel[4096];
-    int trailing, want;
+    int trailing, want, whole;
     if (write == AUTH_LOGIN) { /* the page's login: who, wherever it is asked */
         go(g, req, who, cont);
         return;
     }
     /* a COPY reads its source; any other write writes where it is sent */
     want = write && strcmp(grace_request_method(req), "COPY") ? GRACED_MAY_WRITE : GRACED_MAY_READ;
+    /* a folder's DELETE, COPY and MOVE take all it holds: the right must
+     * hold below it too (a rule /a/b:- under /a:rw keeps /a/b) */
+    whole = write && (!strcmp(grace_request_method(req), "DELETE") ||
+                      !strcmp(grace_request_method(req), "COPY") ||
+                      !strcmp(grace_request_method(req), "MOVE"));
     /* a write to a URL that is no path of the tree (a resumable upload's):
      * a user who may write nowhere is refused there too */
     if (graced_path_of(req, rel, sizeof(rel), graced_path_flags(g, write), &trailing) != 0 ?
             want == GRACED_MAY_WRITE && !graced_may(g, who, NULL, GRACED_MAY_WRITE) :
+        whole ? !graced_may_below(g, who, rel, want) :
             !graced_may(g, who, rel, want | (want == GRACED_MAY_READ && (trailing || !rel[0])
                                                  ? GRACED_MAY_PASS : 0))) {
         graced_reply(req, 403, want == GRACED_MAY_WRITE ? "this user may not write here\n"
@@ -619,7 +625,7 @@ static void allowed(struct graced *g, struct grace_request *req, const char *who
     if (dest && write &&
         graced_path_uri(req, dest, strlen(dest), rel, sizeof(rel), graced_path_flags(g, 1),
                         &trailing) == 0 &&
-        !graced_may(g, who, rel, GRACED_MAY_WRITE)) {
+        !graced_may_below(g, who, rel, GRACED_MAY_WRITE)) { /* Overwrite replaces all */
         graced_reply(req, 403, "this user may not write at the Destination\n");
         return;
     }

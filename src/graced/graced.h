@@ -495,6 +495,9 @@ int graced_clean_stale(struct graced *g); /* start-up sweep; how many removed */
 #define GRACED_MAY_PASS 4
 extern const char graced_who_token[];
 int graced_may(const struct graced *g, const char *user, const char *path, int want);
+/* the same at path and everywhere below it: no rule of user's for a path
+ * inside it gives less (a folder's DELETE, COPY, MOVE take all it holds) */
+int graced_may_below(const struct graced *g, const char *user, const char *path, int want);
 /* who the request being handled is, as graced_authorize() found it: valid
  * only when the handler starts (copy it to keep it) */
 static inline const char *graced_who(const struct graced *g)

@@ -321,6 +321,24 @@ int graced_may(const struct graced *g, const char *user, const char *path, int w
     return decide(&b, 2, rules_of(g->perms, user), path, want);
 }
 
+int graced_may_below(const struct graced *g, const char *user, const char *path, int want)
+{
+    const struct graced_rules *rs;
+    struct basis b;
+    size_t n = strlen(path);
+    if (!graced_may(g, user, path, want))
+        return 0;
+    if (!user || user == graced_who_token || !g->perms || !(rs = rules_of(g->perms, user)))
+        return 1; /* no rules per path: one answer for the whole tree */
+    basis_of(g, &b);
+    for (size_t i = 0; i < rs->n; i++)
+        if (rs->r[i].len > n && (n == 0 || (!strncmp(rs->r[i].path, path, n) &&
+                                            rs->r[i].path[n] == '/')) &&
+            !decide(&b, 2, rs, rs->r[i].path, want))
+            return 0;
+    return 1;
+}
+
 /* ---------------------------------------------------------------- copies */
 
 struct graced_access {

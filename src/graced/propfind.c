@@ -67,6 +67,7 @@ struct pf {
     int live[PF_MAX_PROPS];  /* PROP: each name's live property, or -1 */
     time_t date_t;           /* the last getlastmodified written, */
     char date[40];           /* as text: folders share their seconds */
+    struct graced_access *access; /* who asks: Depth 1 shows what they may read */
     char *props;             /* a buffer for dead properties */
     size_t props_max;
     int running, finished, err, started, ended;
@@ -87,6 +88,7 @@ static void pf_free(struct pf *p)
         evbuffer_free(p->missing);
     graced_xml_free(p->doc);
     free(p->props);
+    graced_access_free(p->access);
     free(p);
 }
 
@@ -406,6 +408,11 @@ static void produce(struct pf *p)
         }
         if (!entry(p, e->d_name, &st))
             continue;
+        snprintf(path, sizeof(path), "%s%s%s", p->rel, p->rel[0] ? "/" : "", e->d_name);
+        /* as a listing: only what this user may read, or pass through */
+        if (!graced_access_may(p->access, path,
+                               GRACED_MAY_READ | (S_ISDIR(st.st_mode) ? GRACED_MAY_PASS : 0)))
+            continue;
         if (p->n++ == (size_t)p->g->o.list_max) {
             /* cut: the folder's own answer says so (RFC 5323's
              * precondition, which clients of RFC 4918 also know) */
@@ -420,7 +427,6 @@ static void produce(struct pf *p)
             finish(p);
             break;
         }
-        snprintf(path, sizeof(path), "%s%s%s", p->rel, p->rel[0] ? "/" : "", e->d_name);
         r.rel = path;
         r.leaf = e->d_name;
         r.st = &st;
@@ -564,6 +570,11 @@ void graced_propfind(struct grace_request *req, struct graced *g)
     p->req = req;
     p->fd = -1;
     p->depth = d;
+    if (!(p->access = graced_access_of(g, graced_who(g)))) {
+        graced_reply(req, 500, "out of memory\n");
+        free(p);
+        return;
+    }
     p->props_max = (size_t)g->o.dav_props_max;
     if ((st = graced_path_of(req, p->rel, sizeof(p->rel), graced_path_flags(g, 0), &trailing))) {
         graced_reply(req, st, st == 404 ? "not found\n" : "bad path\n");

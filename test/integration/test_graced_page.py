@@ -152,7 +152,8 @@ def run_perms(tmp):
         g.stop()
 
     users_file(users, [("carol", "pw", "/photos:rw,/:r"), ("dave", "pw", "/inbox:rw,/inbox/old:-"),
-                       ("erin", "pw", "/a/b:r")])
+                       ("erin", "pw", "/a/b:r"), ("gina", "pw", "/:rw,/a/b:-")])
+    G = basic("gina", "pw")
     g = Graced("--listen", "127.0.0.1:0", "--root", root, "--upload-dir", root,
                "--users-file", users, "--private", "--list-dirs")
     try:
@@ -178,6 +179,45 @@ def run_perms(tmp):
         names = sorted(e["name"] for e in doc.get("entries", []))
         check("--private: dave's listing of /inbox/ leaves out old (-)", "old" not in names and
               "new.txt" in names, names)
+
+        # A folder's DELETE, COPY and MOVE take all it holds: a rule below
+        # that gives less refuses them (review: COPY /a -> /out let gina
+        # read /out/b/deep.txt, her /a/b:- notwithstanding; dave's DELETE
+        # /inbox/ took /inbox/old)
+        port = "http://127.0.0.1:%d" % g.port
+        for what, method, path, extra, gone in (
+                ("gina's COPY of /a (/a/b:-)", "COPY", "/a", {"Destination": port + "/out"},
+                 "out"),
+                ("gina's MOVE of /a (/a/b:-)", "MOVE", "/a", {"Destination": port + "/moved"},
+                 "moved"),
+                ("gina's DELETE of /a/ (/a/b:-)", "DELETE", "/a/", {}, None),
+                ("dave's DELETE of /inbox/ (/inbox/old:-)", "DELETE", "/inbox/", {}, None)):
+            hdr = dict(G if what.startswith("gina") else D)
+            hdr.update(extra)
+            st, body, r = req(g.port, method, path, headers=hdr)
+            check("--private: %s: 403, nothing taken" % what,
+                  st == 403 and os.path.exists(os.path.join(root, "a", "b", "deep.txt")) and
+                  os.path.exists(os.path.join(root, "inbox", "old", "x.txt")) and
+                  (gone is None or not os.path.exists(os.path.join(root, gone))), (st, body))
+        st, body, r = req(g.port, "COPY", "/photos",
+                          headers=dict(G, Destination=port + "/photos2"))
+        check("--private: gina's COPY of /photos (nothing below it kept from her): 201",
+              st == 201 and os.path.exists(os.path.join(root, "photos2", "a.jpg")), (st, body))
+        st, body, r = req(g.port, "COPY", "/photos2",
+                          headers=dict(G, Destination=port + "/a", Overwrite="T"))
+        check("--private: gina's COPY over /a (it would replace /a/b): 403",
+              st == 403 and os.path.exists(os.path.join(root, "a", "b", "deep.txt")), (st, body))
+        # PROPFIND Depth 1 shows what a listing shows
+        for who, hdr, path, banned, wanted in (
+                ("dave", D, "/", ["/pub.txt", "/photos/", "/a/"], ["/inbox/"]),
+                ("dave", D, "/inbox/", ["/inbox/old/"], ["/inbox/new.txt"]),
+                ("gina", G, "/a/", ["/a/b/"], ["/a/other.txt"])):
+            st, body, r = req(g.port, "PROPFIND", path, b"", headers=dict(hdr, Depth="1"))
+            hrefs = re.findall(rb"<D:href>([^<]*)</D:href>", body)
+            check("--private: PROPFIND Depth 1 of %s by %s: the listing's entries, none of %s"
+                  % (path, who, banned),
+                  st == 207 and all(w.encode() in hrefs for w in wanted) and
+                  not any(b.encode() in hrefs for b in banned), (st, hrefs))
     finally:
         g.stop()
 
