@@ -440,8 +440,10 @@ static void answer(struct form *f)
     graced_path_encode(f->dir, folder + 1, sizeof(folder) - 2);
     if (f->dir[0])
         strcat(folder, "/");
-    evbuffer_add_printf(out, json ? "{\"stored\":[" : "<!doctype html>\n<html><head>"
-                        "<meta charset=\"utf-8\"><title>Stored</title></head><body>"
+    evbuffer_add_printf(out, json ? "{\"stored\":[" : "<!doctype html>\n<html lang=\"en\"><head>"
+                        "<meta charset=\"utf-8\"><meta name=\"viewport\" "
+                        "content=\"width=device-width, initial-scale=1\">"
+                        "<title>Stored</title></head><body>"
                         "<h1>Stored</h1><ul>\n");
     for (size_t o = 0, i = 0; p && o < len; i++) {
         const char *name = p + o;

@@ -39,6 +39,7 @@ const char *grace_status_reason(int status)
     case 101: return "Switching Protocols";
     case 102: return "Processing";
     case 103: return "Early Hints";
+    case 104: return "Upload Resumption Supported"; /* draft-ietf-httpbis-resumable-upload */
     case 200: return "OK";
     case 201: return "Created";
     case 202: return "Accepted";

@@ -760,7 +760,7 @@ def run_ietf_upgrade(tmp):
             first += s.recv(4096)
         m = re.search(rb"Location: (\S+)", first)
         check("a PUT with Upload-Complete: 104 with the upload's Location before the body",
-              first.startswith(b"HTTP/1.1 104") and m and b"Upload-Draft-Interop-Version: 6" in first,
+              first.startswith(b"HTTP/1.1 104 Upload Resumption Supported") and m and b"Upload-Draft-Interop-Version: 6" in first,
               first)
         loc = m.group(1).decode()
         s.sendall(data[:MiB])

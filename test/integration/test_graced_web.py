@@ -222,6 +222,8 @@ def run_form_uploads(tmp):
                             capture_output=True, text=True, timeout=30)
         out = rc.stdout
         check("curl -F: 201, HTML answer", out.endswith("\n201") and "<h1>Stored</h1>" in out, out)
+        check("... a page with its language and a viewport (readable at 390 px)",
+              '<html lang="en">' in out and 'name="viewport"' in out, out[:300])
         check("curl -F: a path in the filename is reduced to its last element (confined)",
               os.path.exists(os.path.join(up, "new folder", "escape.txt")) and
               not os.path.exists(os.path.join(tmp, "escape.txt")) and
