@@ -17,9 +17,13 @@ mode=${1:-build}
 # chromium and firefox-esr: the browser tests (test/browser), Firefox because
 # it, unlike Chromium, loses an early answer to a naive close; haproxy:
 # test_haproxy.py's rolling restart behind it; iproute2: ip netns, for
-# test_lossy's lossy path
+# test_lossy's lossy path; libnghttp2-dev: HTTP/2; the HTTP/2 tests
+# (test/integration/h2, the client matrix and raw-frame conformance tests):
+# nghttp2-client (nghttp, h2load), golang-go (a net/http client built at test
+# time), python3-h2 and python3-httpx (for Debian's /usr/bin/python3)
 PKGS="build-essential autoconf automake libtool pkg-config libevent-dev check \
-libssl-dev openssl curl python3 clang valgrind systemd libcrypt-dev chromium firefox-esr haproxy iproute2"
+libssl-dev openssl curl python3 clang valgrind systemd libcrypt-dev chromium firefox-esr haproxy iproute2 \
+libnghttp2-dev nghttp2-client golang-go python3-h2 python3-httpx"
 # node and npm for the browser test (test/browser): Debian's, unless a node
 # with its own npm is already there
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"

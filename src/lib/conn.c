@@ -1395,6 +1395,42 @@ static void h1_input(struct grace_conn *c)
     }
 }
 
+/*
+ * A new connection's first input: does it speak another protocol than
+ * HTTP/1.1? On TLS the ALPN result says, once the handshake is done; on
+ * plain its first bytes (h2c prior knowledge). 0: wait for more bytes
+ * (header-timeout from the accept bounds that).
+ */
+static int choose_proto(struct grace_conn *c)
+{
+    const struct grace_proto *p = NULL;
+    struct evbuffer *in = c->slot->in;
+
+    if (!c->tp->ready(&c->sock))
+        return 0;
+    if (c->tp->secure && c->srv->alpn_proto) {
+        size_t n;
+        const char *a = c->tp->alpn(&c->sock, &n);
+        if (a && n == strlen(c->srv->alpn_proto->alpn) && !memcmp(a, c->srv->alpn_proto->alpn, n))
+            p = c->srv->alpn_proto;
+    } else if (!c->tp->secure && c->srv->sniff_proto) {
+        size_t len = evbuffer_get_length(in);
+        int r;
+        if (!len)
+            return 0;
+        r = c->srv->sniff_proto->sniff((const char *)evbuffer_pullup(in, len < 64 ? (ev_ssize_t)len : 64),
+                                       len < 64 ? len : 64);
+        if (r < 0)
+            return 0;
+        if (r)
+            p = c->srv->sniff_proto;
+    }
+    c->chosen = 1;
+    if (p && grace__conn_switch(c, p, NULL) < 0)
+        grace__conn_destroy(c); /* out of memory: nothing to answer with */
+    return 1;
+}
+
 /* The protocol takes the buffered input; one that hands the connection over
  * (an upgrade) leaves the rest to the next. A closing connection's input is
  * discarded. */
@@ -1402,6 +1438,8 @@ static void pump_input(struct grace_conn *c)
 {
     const struct grace_proto *p = NULL;
 
+    if (!c->chosen && c->state == CS_HEAD && c->slot && !choose_proto(c))
+        return;
     while (c->state < CS_CLOSING && c->proto && c->proto != p) {
         p = c->proto;
         p->input(c);

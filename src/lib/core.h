@@ -40,6 +40,7 @@ enum grace_stop {
 };
 
 struct grace_conn;
+struct grace_proto;
 struct grace_request;
 struct grace_slot;
 struct grace_route;
@@ -109,6 +110,10 @@ struct grace_server {
         struct sockaddr_in6 in6;
     } local;
 
+    /* server.c: protocols besides HTTP/1.1 a new connection may speak
+     * (conn.c chooses): by ALPN on TLS, by its first bytes on plain (h2c
+     * prior knowledge). NULL: none. */
+    const struct grace_proto *alpn_proto, *sniff_proto;
     const unsigned char *alpn;   /* the protocols TLS listeners offer (ALPN wire format) */
     size_t alpn_len;
     char *discard_buf;           /* io.c: recv() target, never read */

@@ -57,6 +57,11 @@ enum grace_out {
  */
 struct grace_proto {
     const char *name;
+    /* Choosing it on a new connection (before HTTP/1.1 reads a byte): the
+     * ALPN id that selects it on TLS, and on plain its first bytes: 1 mine,
+     * 0 not, -1 need more (srv->alpn_proto, srv->sniff_proto). */
+    const char *alpn;
+    int (*sniff)(const char *b, size_t n);
     /* It takes the connection (grace__conn_switch): arg is its own. */
     int (*start)(struct grace_conn *c, void *arg);
     /* Bytes in the slot's input, or the peer's EOF (c->peer_eof). */
@@ -105,6 +110,30 @@ enum conn_state {
 enum body_mode { BODY_NONE, BODY_STREAM, BODY_COLLECT, BODY_DISCARD, BODY_FD };
 enum resp_state { RESP_NONE, RESP_STREAMING, RESP_DONE };
 
+/*
+ * What a request asks of the protocol that carries it, when that is not
+ * the HTTP/1.1 code in conn.c/response.c (req->ops NULL): HTTP/2 (h2_req.c).
+ * The checks stay in request.c and response.c; these only act. Each runs
+ * inside the connection's bracket.
+ */
+struct grace_req_ops {
+    /* the application wants the body (req->body_mode set): deliver it */
+    int (*body_start)(struct grace_request *req);
+    void (*body_resume)(struct grace_request *req);
+    int (*informational)(struct grace_request *req, int status, const char *const *fields,
+                         size_t n);
+    /* the head; length -1: streamed */
+    int (*send_head)(struct grace_request *req, int status, int64_t length);
+    /* body bytes: copied from data, or moved out of move */
+    int (*send_data)(struct grace_request *req, const char *data, size_t len,
+                     struct evbuffer *move);
+    int (*send_file)(struct grace_request *req, int fd, off_t off, off_t len); /* owns fd */
+    /* the reply is complete (req->resp is RESP_DONE): the protocol lets go */
+    int (*end)(struct grace_request *req);
+    size_t (*pending)(const struct grace_request *req);
+    void (*drain_check)(struct grace_request *req);
+};
+
 struct grace_request {
     struct grace_conn *conn;  /* NULL once the client has gone */
     struct grace_server *srv;
@@ -145,6 +174,9 @@ struct grace_request {
         close_after : 1, body_done : 1, finished : 1, detached : 1, end_delivered : 1,
         want_close : 1, app_done : 1;
     int64_t start_us;                   /* its first byte (monotonic us) */
+    const struct grace_req_ops *ops;    /* NULL: HTTP/1.1 (conn.c, response.c) */
+    void *ps;                           /* the protocol's handle (h2: its stream) */
+    const char *version;                /* "HTTP/2.0"; NULL: HTTP/1.x from p */
     struct grace_defer defer;           /* its free, while its connection is busy */
     TAILQ_ENTRY(grace_request) dlink;   /* srv->detached */
 };
@@ -230,7 +262,7 @@ struct grace_conn {
     struct grace_defer *defer; /* to run at the outermost leave */
     unsigned in_pump_list : 1, pumping : 1, read_paused : 1, stop_close : 1, peer_eof : 1,
         flush_pending : 1, delivering : 1, discard_after : 1,
-        accepting : 1, refused : 1, stop_cut : 1;
+        accepting : 1, refused : 1, stop_cut : 1, chosen : 1;
     int close_err;            /* why it closes, for the close hook; first set wins */
     void *data;               /* the application's (grace_conn_set_data) */
     socklen_t peer_len;
@@ -313,6 +345,11 @@ int grace__request_upgrade_refused(const struct grace_request *req);
 
 /* request.c */
 struct grace_request *grace__request_new(struct grace_conn *c, const char *blk);
+/* The same from a head another protocol built in HTTP/1.1's shape (h2):
+ * p's spans and fields are offsets into blk (header_bytes long). */
+struct grace_request *grace__request_new_from(struct grace_conn *c, const struct grace_preq *p,
+                                              const struct grace_hfield *fields,
+                                              const char *blk, int64_t start_us);
 void grace__request_finish(struct grace_request *req, int err);
 void grace__request_free(struct grace_request *req);
 /* The application is done with req: freed once no report pins it (later if

@@ -32,7 +32,14 @@ static void split_target(const struct grace_preq *p, const char *t, size_t tn, s
 
 struct grace_request *grace__request_new(struct grace_conn *c, const char *src)
 {
-    const struct grace_preq *p = &c->slot->parser.req;
+    return grace__request_new_from(c, &c->slot->parser.req, c->slot->parser.fields, src,
+                                   c->slot->req_start_us);
+}
+
+struct grace_request *grace__request_new_from(struct grace_conn *c, const struct grace_preq *p,
+                                              const struct grace_hfield *pfields,
+                                              const char *src, int64_t start_us)
+{
     const char *target = src + p->target.off;
     size_t poff, plen, nf = p->nfields, hb = p->header_bytes;
     size_t size = sizeof(struct grace_request) + nf * sizeof(struct grace_hfield) + hb + 1;
@@ -49,7 +56,7 @@ struct grace_request *grace__request_new(struct grace_conn *c, const char *src)
     req->srv = c->srv;
     req->p = *p;
     req->fields = (struct grace_hfield *)(req + 1);
-    memcpy(req->fields, c->slot->parser.fields, nf * sizeof(struct grace_hfield));
+    memcpy(req->fields, pfields, nf * sizeof(struct grace_hfield));
     req->blk = (char *)(req->fields + nf);
     memcpy(req->blk, src, hb);
     req->blk[hb] = '\0';
@@ -81,7 +88,7 @@ struct grace_request *grace__request_new(struct grace_conn *c, const char *src)
     req->query = q ? q + 1 : NULL;
     req->head = p->method_id == GRACE_PM_HEAD;
     req->tls_version = grace__conn_tls_version(c);
-    req->start_us = c->slot->req_start_us;
+    req->start_us = start_us;
     req->body_limit = (uint64_t)OPT(c->srv, MAX_BODY_SIZE);
     return req;
 }
@@ -171,7 +178,14 @@ const char *grace_request_query(const struct grace_request *req)
 
 int grace_request_version_minor(const struct grace_request *req)
 {
-    return req->p.version_minor;
+    return req->version ? 0 : req->p.version_minor; /* HTTP/2.0 */
+}
+
+const char *grace_request_version(const struct grace_request *req)
+{
+    if (req->version)
+        return req->version;
+    return req->p.version_minor ? "HTTP/1.1" : "HTTP/1.0";
 }
 
 const char *grace_request_header(const struct grace_request *req, const char *name)
@@ -320,6 +334,8 @@ int grace__body_begin(struct grace_request *req, enum body_mode mode)
     if (req->p.framing == GRACE_FRAMING_LENGTH && req->p.content_length > req->body_limit)
         return -EMSGSIZE;
     req->body_mode = mode;
+    if (req->ops) /* its protocol delivers (and says 100 Continue) */
+        return req->ops->body_start(req);
     /* 100 Continue only now that the body is wanted, and only if the
      * response has not begun */
     if (req->p.expect_continue && !req->sent_continue && req->resp == RESP_NONE &&
@@ -380,7 +396,9 @@ void grace_request_resume(struct grace_request *req)
     if (!req->paused)
         return;
     req->paused = 0;
-    if (req->conn) {
+    if (req->conn && req->ops) {
+        req->ops->body_resume(req);
+    } else if (req->conn) {
         grace__conn_body_wait(req->conn); /* body-timeout waited while paused */
         grace__conn_schedule(req->conn);
     }

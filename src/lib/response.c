@@ -148,6 +148,21 @@ int grace_response_add_header(struct grace_request *req, const char *name, const
     return evbuffer_commit_space(req->resp_headers, &v, 1) < 0 ? -ENOMEM : 0;
 }
 
+/* The reply of a request another protocol carries (req->ops: h2): head,
+ * body, end; HEAD and the no-body statuses send no body, as below. */
+static void ops_whole(struct grace_request *req, int status, const char *mem, size_t len,
+                      struct evbuffer *buf)
+{
+    req->status = status;
+    req->ops->send_head(req, status, (int64_t)len);
+    if (len && !req->head)
+        req->ops->send_data(req, mem, len, buf);
+    if (buf)
+        evbuffer_drain(buf, evbuffer_get_length(buf));
+    req->resp = RESP_DONE;
+    req->ops->end(req);
+}
+
 /* A complete reply whose body is either memory (copied) or an evbuffer (moved). */
 static int reply_whole(struct grace_request *req, int status, const char *mem, size_t len,
                        struct evbuffer *buf)
@@ -162,6 +177,11 @@ static int reply_whole(struct grace_request *req, int status, const char *mem, s
     grace__conn_enter(c);
     if (grace__no_body_status(status))
         len = 0;
+    if (req->ops) {
+        ops_whole(req, status, mem, len, buf);
+        grace__conn_leave(c);
+        return 0;
+    }
     write_head(req, status, (int64_t)len);
     if (len && !req->head) {
         struct evbuffer *out = c->slot->out;
@@ -241,6 +261,19 @@ int grace_reply_file(struct grace_request *req, int status, int fd, off_t offset
     }
     c = req->conn;
     grace__conn_enter(c);
+    if (req->ops) {
+        int body = length > 0 && !req->head && !grace__no_body_status(status);
+        req->status = status;
+        req->ops->send_head(req, status, grace__no_body_status(status) ? 0 : (int64_t)length);
+        if (body)
+            req->ops->send_file(req, fd, offset, length);
+        else
+            close(fd);
+        req->resp = RESP_DONE;
+        req->ops->end(req);
+        grace__conn_leave(c);
+        return 0;
+    }
     write_head(req, status, grace__no_body_status(status) ? 0 : (int64_t)length);
     if (length > 0 && !req->head && !grace__no_body_status(status)) {
         if (add_file(c, fd, offset, length) < 0)
@@ -263,6 +296,13 @@ int grace_reply_start(struct grace_request *req, int status)
         return -EINVAL;
     c = req->conn;
     grace__conn_enter(c);
+    if (req->ops) {
+        req->status = status;
+        req->ops->send_head(req, status, -1);
+        req->resp = RESP_STREAMING;
+        grace__conn_leave(c);
+        return 0;
+    }
     write_head(req, status, -1);
     req->resp = RESP_STREAMING;
     grace__conn_flush(c);
@@ -282,6 +322,12 @@ int grace_reply_chunk(struct grace_request *req, const char *data, size_t len)
     if (len == 0 || req->head || grace__no_body_status(req->status))
         return 0;
     c = req->conn;
+    if (req->ops) {
+        grace__conn_enter(c);
+        rc = req->ops->send_data(req, data, len, NULL);
+        grace__conn_leave(c);
+        return rc;
+    }
     out = c->slot->out;
     grace__conn_enter(c);
     if (req->chunked_out) {
@@ -306,6 +352,12 @@ int grace_reply_end(struct grace_request *req)
         return rc;
     c = req->conn;
     grace__conn_enter(c);
+    if (req->ops) {
+        req->resp = RESP_DONE;
+        req->ops->end(req);
+        grace__conn_leave(c);
+        return 0;
+    }
     if (req->chunked_out)
         evbuffer_add(c->slot->out, "0\r\n\r\n", 5);
     reply_done(req);
@@ -315,6 +367,8 @@ int grace_reply_end(struct grace_request *req)
 
 size_t grace_reply_pending(const struct grace_request *req)
 {
+    if (req->conn && req->ops)
+        return req->ops->pending(req);
     return req->conn ? grace__buffered_out(req->conn) : 0;
 }
 
@@ -328,7 +382,10 @@ int grace_reply_on_drain(struct grace_request *req, grace_drain_cb cb, void *arg
         return -EALREADY;
     req->on_drain = cb;
     req->drain_arg = arg;
-    grace__conn_drain_check(req->conn);
+    if (req->ops)
+        req->ops->drain_check(req);
+    else
+        grace__conn_drain_check(req->conn);
     return 0;
 }
 
@@ -356,9 +413,15 @@ int grace_reply_informational(struct grace_request *req, int status, const char 
     for (size_t i = 0; i < nfields; i++)
         if (!interim_field_ok(fields[2 * i], fields[2 * i + 1]))
             return -EINVAL;
+    c = req->conn;
+    if (req->ops) {
+        grace__conn_enter(c);
+        rc = req->ops->informational(req, status, fields, nfields);
+        grace__conn_leave(c);
+        return rc;
+    }
     if (req->p.version_minor == 0) /* RFC 9110 15.2: never to an HTTP/1.0 client */
         return -EPROTONOSUPPORT;
-    c = req->conn;
     out = c->slot->out;
     grace__conn_enter(c);
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, grace_status_reason(status));

@@ -4,6 +4,9 @@
  */
 #define _GNU_SOURCE /* accept4 */
 #include "internal.h"
+#ifdef GRACE_HAVE_H2
+#include "h2.h"
+#endif
 
 #include <errno.h>
 #include <event2/listener.h>
@@ -57,6 +60,16 @@ struct grace_server *grace_server_new(struct event_base *base, const struct grac
         srv->cfg = *cfg;
     else
         grace__config_defaults(&srv->cfg);
+#ifdef GRACE_HAVE_H2
+    /* HTTP/2: preferred by ALPN, and recognised by its preface on plain */
+    if (OPT(srv, HTTP2)) {
+        srv->alpn = (const unsigned char *)"\x02h2\x08http/1.1";
+        srv->alpn_len = 12;
+        srv->alpn_proto = &grace__h2_proto;
+    }
+    if (OPT(srv, H2C))
+        srv->sniff_proto = &grace__h2_proto;
+#endif
     srv->plim.max_request_line = (size_t)OPT(srv, MAX_REQUEST_LINE);
     srv->plim.max_header_bytes = (size_t)OPT(srv, MAX_HEADER_BYTES);
     srv->plim.max_fields = (size_t)OPT(srv, MAX_HEADER_FIELDS);

@@ -34,9 +34,9 @@ int grace_request_body_to_fd(struct grace_request *req, int fd, grace_end_cb on_
         return -ENOTCONN;
     if (req->body_mode != BODY_NONE)
         return -EALREADY;
-    if (!c->tp->splice || req->p.framing != GRACE_FRAMING_LENGTH ||
+    if (req->ops || !c->tp->splice || req->p.framing != GRACE_FRAMING_LENGTH ||
         req->p.content_length == 0)
-        return -ENOTSUP; /* TLS, chunked or no body: grace_request_read_body() */
+        return -ENOTSUP; /* h2, TLS, chunked or no body: grace_request_read_body() */
     if (req->p.content_length > req->body_limit)
         return -EMSGSIZE;
     if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)

@@ -109,6 +109,8 @@ int grace_reply_upgrade(struct grace_request *req, int status, struct grace_stre
     }
     if (req->resp != RESP_NONE)
         return -EALREADY;
+    if (req->ops) /* HTTP/2: no Upgrade, and CONNECT streams are not ours yet */
+        return -ENOTSUP;
     c = req->conn;
     connect = req->p.method_id == GRACE_PM_CONNECT;
     if (connect ? status < 200 || status > 299 : status != 101 || !asks_upgrade(req))
