@@ -1,26 +1,29 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * conn.c - the per-connection pipeline.
+ * conn.c - the connection engine.
  *
- * conn.c owns both directions of the socket, through the transport seam
- * (io.c): its read event reads into the slot's input buffer, pump() feeds
- * those bytes to the parser and acts on its events (headers complete ->
- * dispatch; body pieces -> stream/collect/discard; message done -> the
- * next request once the response is complete), and its write path writes
- * the output buffer straight away, adding the write event only while the
- * socket refuses more. Every event of the socket lands here.
+ * conn.c owns both directions of the socket, through the transport table
+ * (transport.h): its read event reads into the slot's input buffer and
+ * hands it to the connection's protocol (c->proto: HTTP/1.1, an upgraded
+ * stream), and its write path writes the output buffer straight away,
+ * adding the write event only while the socket refuses more. Every event
+ * of the socket lands here; a protocol hears of them only through its
+ * table, and the engine never asks which protocol it carries.
  *
  * Deadlines follow I/O progress, not states (see deadline()): write-timeout
- * counts from the last byte written while output waits; body-timeout from
- * the last body byte while the application waits for one; keep-alive from
- * the moment the output is empty; stream-idle-timeout from the last byte
- * either way; header-timeout and drain-time are totals.
- * One timer per slot fires at the earliest; progress only stores a time.
+ * counts from the last byte written while output waits; keep-alive from
+ * the moment the output is empty; a new connection's header-timeout and
+ * the TLS handshake from the accept. The protocol adds its own (body
+ * progress, header and drain totals, stream idleness) from the engine's
+ * progress stamps (slot->read_ms, slot->wrote_ms). One timer per slot
+ * fires at the earliest; progress only stores a time.
  *
- * Slots: the buffers, the write event, the timer and the parser are needed
- * only while a request is in flight. An idle keep-alive connection gives
- * them back to a small per-server pool and keeps its read event (whose
- * timeout is the keep-alive timeout) and its struct grace_conn.
+ * Slots: the buffers, the write event, the timer and the protocol's state
+ * (the slot's area) are needed only while work is in flight. An idle
+ * keep-alive connection gives them back to a small per-server pool and
+ * keeps its read event (whose timeout is the keep-alive timeout) and its
+ * struct grace_conn. Closing and lingering are the engine's alone
+ * (linger.c is their policy).
  *
  * Re-entrancy: every entry from libevent or from the application brackets
  * its work with grace__conn_enter()/grace__conn_leave(). A connection (its
@@ -42,47 +45,20 @@
 
 /* Detached slots kept for reuse; more are freed. */
 #define SLOT_POOL_MAX 64
-/* A file body without sendfile() is read in pieces of this size as it goes. */
-#define FILE_CHUNK (64u << 10)
+/* A protocol with more to produce is asked for it while less than this is
+ * queued (a file read as it goes: a piece at a time). */
+#define ROOM_MARK (64u << 10)
 
 static void read_cb(evutil_socket_t fd, short what, void *arg);
 static void write_cb(evutil_socket_t fd, short what, void *arg);
 static void timer_cb(evutil_socket_t fd, short what, void *arg);
 static void pump(struct grace_conn *c);
 static void output_empty(struct grace_conn *c);
-static void close_between_requests(struct grace_conn *c);
 static int rd_arm_new(struct grace_conn *c);
 
-/* HTTP/1.1, still inside the engine (it moves to http1.c) */
-static void h1_input(struct grace_conn *c);
-static void h1_output(struct grace_conn *c, enum grace_out what);
-static void h1_timeout(struct grace_conn *c, enum grace_counter why);
-static void h1_stop(struct grace_conn *c, enum grace_stop how);
-static void h1_end(struct grace_conn *c, int err);
-static int64_t h1_deadline(const struct grace_conn *c, enum grace_counter *why);
-static uint64_t h1_owed(const struct grace_conn *c, unsigned char *upload);
-static const struct grace_proto h1_proto = {
-    .name = "http/1.1",
-    .input = h1_input,
-    .output = h1_output,
-    .timeout = h1_timeout,
-    .stop = h1_stop,
-    .end = h1_end,
-    .deadline = h1_deadline,
-    .owed = h1_owed,
-};
-
-/* The largest header block the parser can accept, plus its CRLFs. */
-static size_t head_max(const struct grace_server *srv)
+size_t grace__input_max(const struct grace_server *srv)
 {
-    return srv->plim.max_request_line + 2 + srv->plim.max_header_bytes + 2;
-}
-
-/* Backpressure: stop reading once a full header block plus 64 KiB is
- * buffered and nobody consumes it. */
-static size_t input_max(const struct grace_server *srv)
-{
-    return head_max(srv) + 65536;
+    return grace_parser_head_max(&srv->plim) + 65536;
 }
 
 /* ---------------------------------------------------------------- slots */
@@ -102,7 +78,7 @@ static void slot_free(struct grace_slot *s)
 
 static struct grace_slot *slot_new(struct grace_server *srv)
 {
-    struct grace_slot *s = calloc(1, sizeof(*s));
+    struct grace_slot *s = calloc(1, sizeof(*s) + srv->slot_extra);
 
     if (!s)
         return NULL;
@@ -134,15 +110,14 @@ static int slot_attach(struct grace_conn *c)
     evtimer_assign(s->timer, srv->base, timer_cb, c);
     s->timer_at = 0;
     s->write_err = 0;
-    s->file_fd = -1;
-    s->file_left = 0;
+    s->more = 0;
     s->written = 0;
     s->read_ms = 0;
     s->wrote_ms = 0;
     s->write_timeout = OPT(srv, WRITE_TIMEOUT);
     s->reports.head = NULL;
     s->reports.tail = &s->reports.head;
-    grace_parser_init(&s->parser, &srv->plim, srv->fields);
+    memset(s->area, 0, srv->slot_extra); /* the protocol's state starts at zero */
     c->slot = s;
     return 0;
 }
@@ -153,9 +128,7 @@ static int slot_wake(struct grace_conn *c)
     if (slot_attach(c) < 0)
         return -1;
     event_remove_timer(c->rd); /* the slot's timer takes over */
-    c->slot->req_start_us = grace__now_us();
-    if (c->state == CS_HEAD) /* a new connection: header-timeout runs from the accept */
-        c->st.head.deadline = c->accepted_ms + OPT(c->srv, HEADER_TIMEOUT);
+    c->slot->woke_us = grace__now_us();
     return 0;
 }
 
@@ -180,11 +153,6 @@ static void slot_detach(struct grace_conn *c)
     grace__report_all(&s->reports, s->written, -ECONNRESET);
     c->slot = NULL;
     slot_quiet(s);
-    if (s->file_fd >= 0) {
-        close(s->file_fd);
-        s->file_fd = -1;
-        s->file_left = 0;
-    }
     evbuffer_drain(s->in, evbuffer_get_length(s->in));
     evbuffer_drain(s->out, evbuffer_get_length(s->out)); /* releases file segments */
     if (srv->nfree_slots >= SLOT_POOL_MAX) {
@@ -214,7 +182,7 @@ static size_t buffered_in(const struct grace_conn *c)
 
 size_t grace__buffered_out(const struct grace_conn *c)
 {
-    return c->slot ? evbuffer_get_length(c->slot->out) + c->slot->file_left : 0;
+    return c->slot ? evbuffer_get_length(c->slot->out) + c->slot->more : 0;
 }
 
 uint64_t grace__conn_out_offset(const struct grace_conn *c)
@@ -235,53 +203,6 @@ static int slot_needed(const struct grace_conn *c)
 
 /* ---------------------------------------------------------------- deadlines */
 
-/* Is the application waiting for body bytes (and not busy or paused)? */
-static int waiting_for_body(const struct grace_conn *c)
-{
-    const struct grace_request *req = c->req;
-    return c->state == CS_ACTIVE && req && !req->paused && !req->body_done &&
-           (req->body_mode == BODY_STREAM || req->body_mode == BODY_COLLECT ||
-            req->body_mode == BODY_FD) &&
-           !grace_parser_body_done(&c->slot->parser);
-}
-
-/* body-timeout: the request's own, else the server's. It is also the
- * window over which body-min-rate is averaged. */
-static int64_t body_period(const struct grace_conn *c)
-{
-    return c->req->body_timeout ? c->req->body_timeout : OPT(c->srv, BODY_TIMEOUT);
-}
-
-/* HTTP/1.1's deadlines (the protocol's, h1_proto): header-timeout, body
- * progress, drain-time, the request's own total. */
-static int64_t h1_deadline(const struct grace_conn *c, enum grace_counter *why)
-{
-    struct grace_server *srv = c->srv;
-    int64_t d = 0;
-
-    if (c->state == CS_HEAD && !c->read_paused) {
-        grace__earlier(&d, why, c->st.head.deadline, GRACE_CNT_TIMEOUT_HEADER);
-    } else if (waiting_for_body(c)) {
-        /* idle: a period from the last byte (the engine's last read, or when
-         * the application began to wait); too slow: a period from the rate
-         * window's start (body_rate_kept() decides when it passes) */
-        int64_t since = c->slot->read_ms > c->st.body_since ? c->slot->read_ms : c->st.body_since;
-        int64_t idle = since + body_period(c);
-        int64_t slow = OPT(srv, BODY_MIN_RATE) && c->req->rate_since
-                           ? c->req->rate_since + body_period(c) : 0;
-        if (slow && slow < idle)
-            grace__earlier(&d, why, slow, GRACE_CNT_BODY_TOO_SLOW);
-        else
-            grace__earlier(&d, why, idle, GRACE_CNT_TIMEOUT_BODY);
-    } else if (c->state == CS_DRAIN) {
-        grace__earlier(&d, why, c->st.drain.deadline, GRACE_CNT_TIMEOUT_DRAIN);
-    }
-    /* the application's total for its request, beside the progress timers */
-    if (c->state == CS_ACTIVE && c->req && c->req->deadline_at)
-        grace__earlier(&d, why, c->req->deadline_at, GRACE_CNT_TIMEOUT_REQUEST);
-    return d;
-}
-
 /*
  * The earliest deadline of a connection with a slot, in monotonic ms, or 0
  * for none. *why says which: the counter to bump when it passes. The
@@ -293,14 +214,18 @@ static int64_t deadline(const struct grace_conn *c, enum grace_counter *why)
     int64_t d = 0;
 
     if (grace__buffered_out(c)) {
-        /* the request's own, else the last response's (its tail may wait) */
-        int64_t wt = !c->req ? c->slot->write_timeout
-                     : c->req->write_timeout ? c->req->write_timeout : OPT(srv, WRITE_TIMEOUT);
+        /* the protocol's (a request's own), else the last one set */
+        int64_t wt = c->proto && c->proto->write_timeout ? c->proto->write_timeout(c)
+                                                         : c->slot->write_timeout;
         grace__earlier(&d, why, c->slot->write_since + wt, GRACE_CNT_TIMEOUT_WRITE);
     }
     if (!c->tp->ready(&c->sock))
         grace__earlier(&d, why, c->accepted_ms + OPT(srv, TLS_HANDSHAKE_TIMEOUT),
                        GRACE_CNT_TLS_TIMEOUT);
+    /* a new connection's first request: header-timeout from the accept */
+    if (c->state == CS_NEW)
+        grace__earlier(&d, why, c->accepted_ms + OPT(srv, HEADER_TIMEOUT),
+                       GRACE_CNT_TIMEOUT_HEADER);
     if (c->state < CS_CLOSING && c->proto && c->proto->deadline) {
         enum grace_counter pw = GRACE_CNT__COUNT;
         int64_t t = c->proto->deadline(c, &pw);
@@ -391,6 +316,21 @@ static void accept_abandoned(struct grace_server *srv)
     srv->up.conns_changed(srv, 0); /* a stop from the accept hook */
 }
 
+void grace__conn_idle(struct grace_conn *c)
+{
+    c->state = CS_IDLE;
+}
+
+void grace__conn_active(struct grace_conn *c)
+{
+    c->state = CS_ACTIVE;
+}
+
+void grace__conn_more(struct grace_conn *c, uint64_t bytes)
+{
+    c->slot->more = bytes;
+}
+
 void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
                         int salen, const struct grace_transport *tp, struct grace_tls *tls)
 {
@@ -446,11 +386,11 @@ void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const stru
         accept_abandoned(srv);
         return;
     }
-    c->proto = &h1_proto;
+    c->proto = srv->protos[0];
     TAILQ_INSERT_TAIL(&srv->conns, c, link);
     CNT(srv, CONN_ACCEPTED);
     srv->cnt[GRACE_CNT_CONN_ACTIVE]++;
-    c->state = CS_HEAD;
+    c->state = CS_NEW;
 
     srv->up.conns_changed(srv, 0); /* pauses the listeners at the cap */
 }
@@ -709,24 +649,6 @@ void grace__conn_defer(struct grace_conn *c, struct grace_defer *d)
     c->defer = d;
 }
 
-/* The connection ends before the application completed its reply. */
-static void request_detach(struct grace_conn *c, int err)
-{
-    struct grace_request *req = c->req;
-    if (!req)
-        return;
-    c->req = NULL;
-    grace__request_detach(req, err);
-}
-
-/* HTTP/1.1 leaves the connection: a request in flight is cut off. */
-static void h1_end(struct grace_conn *c, int err)
-{
-    if (c->req)
-        grace__conn_reason(c, err);
-    request_detach(c, err);
-}
-
 void grace__conn_abort(struct grace_conn *c, int err)
 {
     grace__conn_reason(c, err);
@@ -774,10 +696,10 @@ void grace__conn_watch_input(struct grace_conn *c)
         want = 0;
     else if (c->state >= CS_CLOSING || !c->slot)
         want = 1; /* discarding, or idle without a slot */
-    else if (grace__splice_active(c)) /* the socket goes straight to the fd */
-        want = !c->read_paused && !c->req->paused;
+    else if (c->proto && c->proto->room)
+        want = c->proto->room(c) > 0;
     else
-        want = !c->read_paused && buffered_in(c) < input_max(c->srv);
+        want = buffered_in(c) < grace__input_max(c->srv);
     if (want != !!event_pending(c->rd, EV_READ, NULL)) {
         if (!want)
             event_del(c->rd);
@@ -800,7 +722,7 @@ void grace__conn_watch_input(struct grace_conn *c)
 static int read_input(struct grace_conn *c)
 {
     struct evbuffer *in = c->slot->in;
-    size_t len = evbuffer_get_length(in), max = input_max(c->srv);
+    size_t len = evbuffer_get_length(in), max = grace__input_max(c->srv);
     size_t room = len < max ? max - len : 0;
     int got = 0;
 
@@ -825,86 +747,7 @@ static int read_input(struct grace_conn *c)
     return 0;
 }
 
-/* The application starts (or resumes) waiting for body bytes: the
- * body-timeout counts from now, and so does a new body-min-rate window (the
- * time it spent paused is not the client's). */
-void grace__conn_body_wait(struct grace_conn *c)
-{
-    if (c->state == CS_ACTIVE) {
-        c->st.body_since = grace__now_ms();
-        if (c->req) {
-            c->req->rate_since = c->st.body_since;
-            c->req->rate_bytes = c->req->body_read;
-        }
-    }
-}
-
-/*
- * A body-min-rate window has passed: did the body average the rate over it
- * (the time it really took: a late timer is not the client's fault)? Then a
- * new window starts. A body that trickles a byte now and then never trips
- * body-timeout, but fails this; a slow but steady one passes every window.
- */
-static int body_rate_kept(struct grace_conn *c)
-{
-    struct grace_request *req = c->req;
-    int64_t now = grace__now_ms();
-    uint64_t need = (uint64_t)(OPT(c->srv, BODY_MIN_RATE) * (now - req->rate_since) / 1000);
-
-    if (req->body_read - req->rate_bytes < need)
-        return 0;
-    req->rate_since = now;
-    req->rate_bytes = req->body_read;
-    return 1;
-}
-
 /* ---------------------------------------------------------------- output */
-
-/*
- * A file body on a transport without sendfile(): the next piece goes into
- * the output, read now (pread: a file that shrank is noticed, never mapped).
- * -1 when the file ends before its promised length.
- */
-static int file_refill(struct grace_slot *s)
-{
-    struct evbuffer_iovec v;
-    size_t want = s->file_left < FILE_CHUNK ? (size_t)s->file_left : FILE_CHUNK;
-    ssize_t n;
-
-    if (evbuffer_reserve_space(s->out, (ev_ssize_t)want, &v, 1) < 1)
-        return -1;
-    if (v.iov_len > want)
-        v.iov_len = want;
-    do
-        n = pread(s->file_fd, v.iov_base, v.iov_len, s->file_off);
-    while (n < 0 && errno == EINTR);
-    if (n <= 0)
-        return -1;
-    v.iov_len = (size_t)n;
-    evbuffer_commit_space(s->out, &v, 1);
-    s->file_off += n;
-    s->file_left -= (uint64_t)n;
-    if (!s->file_left) {
-        close(s->file_fd);
-        s->file_fd = -1;
-    }
-    return 0;
-}
-
-/* Queue length bytes of fd as a response body that is read as it is sent.
- * The connection owns fd from here on. -1 if a file body is still going. */
-int grace__conn_send_file(struct grace_conn *c, int fd, off_t offset, off_t length)
-{
-    struct grace_slot *s = c->slot;
-    if (s->file_left) {
-        close(fd);
-        return -1;
-    }
-    s->file_fd = fd;
-    s->file_off = offset;
-    s->file_left = (uint64_t)length;
-    return 0;
-}
 
 /*
  * Write what is queued until the socket refuses more. Progress restarts the
@@ -921,8 +764,10 @@ static void write_output(struct grace_conn *c, int in_event)
 
     for (;;) {
         ssize_t n;
-        if (s->file_left && evbuffer_get_length(s->out) < FILE_CHUNK && file_refill(s) < 0)
-            n = -EPIPE;
+        int e;
+        if (s->more && evbuffer_get_length(s->out) < ROOM_MARK && c->proto &&
+            (e = c->proto->output(c, GRACE_OUT_ROOM)) < 0)
+            n = e; /* it cannot (a file ended early: -EPIPE) */
         else if (!evbuffer_get_length(s->out))
             break;
         else
@@ -950,7 +795,10 @@ static void write_output(struct grace_conn *c, int in_event)
             grace__report_written(&s->reports, s->written);
         if (c->state == CS_DEAD) /* a report callback dropped it */
             return;
-        grace__conn_drain_check(c);
+        if (c->proto)
+            c->proto->output(c, GRACE_OUT_SENT);
+        if (c->state == CS_DEAD)
+            return;
     }
     if (evbuffer_get_length(s->out)) {
         if (progress) /* the socket is full now: what its queue holds */
@@ -994,365 +842,11 @@ void grace__conn_write_now(struct grace_conn *c)
     write_output(c, 0);
 }
 
-void grace__conn_send_continue(struct grace_conn *c)
-{
-    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    evbuffer_add(c->slot->out, cont, sizeof(cont) - 1);
-    grace__conn_flush(c);
-}
-
 /* ---------------------------------------------------------------- states */
-
-/* Between requests the read event's timeout is the keep-alive timeout,
- * from when the output is empty (grace__conn_leave). */
-static void to_idle(struct grace_conn *c)
-{
-    c->state = CS_IDLE;
-}
-
-static void to_head(struct grace_conn *c)
-{
-    c->state = CS_HEAD;
-    c->st.head.seen = 0;
-    c->st.head.deadline = grace__now_ms() + OPT(c->srv, HEADER_TIMEOUT);
-    c->slot->req_start_us = grace__now_us();
-}
-
-/* Is the unread rest of the body known and small enough to discard? */
-int grace__body_drainable(const struct grace_conn *c, const struct grace_request *req)
-{
-    int64_t limit = OPT(c->srv, DRAIN_LIMIT);
-    if (req->body_done || grace_parser_body_done(&c->slot->parser))
-        return 1;
-    if (limit == 0 || c->peer_eof)
-        return 0;
-    /* the client may still be waiting for a 100 that will never come */
-    if (req->p.expect_continue && !req->sent_continue)
-        return 0;
-    if (req->p.framing == GRACE_FRAMING_LENGTH)
-        return req->p.content_length - req->body_read <= (uint64_t)limit;
-    return 1; /* chunked: drained up to the limit, then closed gracefully */
-}
-
-/* The application completed its reply (all of it is queued). */
-void grace__conn_response_done(struct grace_conn *c)
-{
-    struct grace_request *req = c->req;
-    int body_done = req->body_done || grace_parser_body_done(&c->slot->parser);
-
-    if (!body_done)
-        CNT(c->srv, EARLY_REPLIES);
-    /* the rest of this response may still wait for the socket */
-    c->slot->write_timeout = req->write_timeout ? req->write_timeout : OPT(c->srv, WRITE_TIMEOUT);
-    c->req = NULL;
-    grace__request_done(req);
-    if (c->state == CS_DEAD)
-        return;
-    /* a response that did not say Connection: close (it started before a
-     * stop) is not followed by a close the client cannot expect: the
-     * connection goes idle, and a stop's lame duck takes it from there */
-    if (req->close_after || c->stop_close) {
-        grace__conn_close_graceful(c);
-        return;
-    }
-    if (body_done) {
-        to_idle(c);
-    } else {
-        c->state = CS_DRAIN;
-        c->st.drain.bytes = 0;
-        c->st.drain.deadline = grace__now_ms() + OPT(c->srv, DRAIN_TIME);
-    }
-    grace__conn_schedule(c);
-}
-
-/* Answer an error on the connection itself (no request, or one that was
- * detached) and close gracefully. */
-static void fail_with(struct grace_conn *c, struct grace_request *req, int status,
-                      const char *msg)
-{
-    grace__count_status(c->srv, status);
-    grace__reply_error(c, req, status, msg);
-    grace__conn_close_graceful(c);
-}
-
-/* The body broke a rule mid-way (limit, syntax, timeout, early end). The
- * answer is queued before the application hears of it: its finish
- * callback may release the request. */
-static void body_fail(struct grace_conn *c, int status, const char *msg, int err)
-{
-    struct grace_request *req = c->req;
-    int started = req && req->resp != RESP_NONE;
-
-    if (!started) {
-        grace__count_status(c->srv, status);
-        grace__reply_error(c, req, status, msg);
-    }
-    request_detach(c, err);
-    if (c->state != CS_DEAD)
-        grace__conn_close_graceful(c);
-}
 
 /* ---------------------------------------------------------------- drain */
 
-/* Is a drain callback waiting, and the output at or below low-water? */
-static int drain_due(const struct grace_conn *c)
-{
-    return c->req && c->req->on_drain && c->slot &&
-           grace__buffered_out(c) <= (size_t)OPT(c->srv, OUTPUT_LOW_WATER);
-}
-
-/* Output went out, or a drain callback was registered: if it is due, the
- * next pump() runs it (from the loop, never under an application call). */
-void grace__conn_drain_check(struct grace_conn *c)
-{
-    if (c && drain_due(c))
-        grace__conn_schedule(c); /* a running pump() sees it at its end */
-}
-
-/* Run a due drain callback, once: it is unset before the call so that the
- * callback may register again. */
-static void drain_fire(struct grace_conn *c)
-{
-    struct grace_request *req = c->req;
-    grace_drain_cb cb;
-
-    if (!drain_due(c))
-        return;
-    cb = req->on_drain;
-    req->on_drain = NULL;
-    cb(req, req->drain_arg);
-}
-
-/* The request's own deadline passed before its reply completed: a 503 if
- * nothing was queued, else the cut-short response ends the connection. */
-static void request_deadline(struct grace_conn *c)
-{
-    if (c->req->resp == RESP_NONE)
-        body_fail(c, 503, "request deadline passed", -ETIMEDOUT);
-    else
-        grace__conn_abort(c, -ETIMEDOUT);
-}
-
-/* A Content-Length over the request's limit, found after its handler
- * returned: 413 before any body byte is read, then the graceful close. */
-void grace__conn_body_too_large(struct grace_conn *c)
-{
-    body_fail(c, 413, "request body too large", -EMSGSIZE);
-}
-
 /* ---------------------------------------------------------------- pump */
-
-/*
- * Header phase. The parser's field array is shared by all connections of
- * the server, so a block that is not complete yet is parsed again from its
- * start when more bytes arrive: nothing is consumed until it is complete,
- * and a new attempt is only made once a new LF has arrived.
- */
-static int pump_head(struct grace_conn *c)
-{
-    struct grace_server *srv = c->srv;
-    struct evbuffer *in = c->slot->in;
-    size_t len = evbuffer_get_length(in), n, used = 0, bl;
-    const char *b;
-    char *buf;
-
-    if (len == 0)
-        return 0;
-    if (grace__buffered_out(c) > (size_t)OPT(srv, OUTPUT_HIGH_WATER) || c->slot->file_left) {
-        /* the client does not read its responses: stop taking requests.
-         * The header deadline waits too (write-timeout guards the output).
-         * A file body read as it goes must leave before the next response. */
-        c->read_paused = 1;
-        return 0;
-    }
-    n = len < head_max(srv) ? len : head_max(srv);
-    buf = (char *)evbuffer_pullup(in, (ev_ssize_t)n);
-    if (!buf)
-        return 0;
-    /* no new line since the last attempt, and no limit reached: wait */
-    if (c->st.head.seen && n < c->st.head.window &&
-        !memchr(buf + c->st.head.seen, '\n', n - c->st.head.seen)) {
-        c->st.head.seen = n;
-        return 0;
-    }
-    grace_parser_reset(&c->slot->parser);
-    enum grace_pev ev = grace_parser_execute(&c->slot->parser, buf, n, &used, &b, &bl);
-    switch (ev) {
-    case GRACE_PEV_AGAIN:
-        if (used) { /* blank lines before a request line */
-            evbuffer_drain(in, used);
-            c->st.head.seen = 0;
-            return 1;
-        }
-        c->st.head.seen = n;
-        c->st.head.window = c->slot->parser.window;
-        return 0;
-    case GRACE_PEV_HEADERS: {
-        struct grace_request *req =
-            grace__request_new(c, buf + used - c->slot->parser.req.header_bytes);
-        if (!req) {
-            fail_with(c, NULL, 503, "out of memory");
-            return 1;
-        }
-        evbuffer_drain(in, used);
-        c->req = req;
-        c->state = CS_ACTIVE;
-        c->st.body_since = grace__now_ms();
-        CNT(srv, REQUESTS);
-        srv->up.dispatch(req);
-        return 1;
-    }
-    default: {
-        enum grace_perr e = c->slot->parser.err;
-        fail_with(c, NULL, grace_perr_status(e), grace_perr_str(e));
-        return 1;
-    }
-    }
-}
-
-static void deliver_end(struct grace_request *req)
-{
-    if (req->end_delivered || (req->body_mode != BODY_STREAM && req->body_mode != BODY_COLLECT &&
-                               req->body_mode != BODY_FD))
-        return;
-    req->end_delivered = 1;
-    if (req->body_mode != BODY_COLLECT) {
-        if (req->on_end)
-            req->on_end(req, req->body_arg);
-    } else {
-        req->on_body(req, req->body, req->body_arg);
-    }
-}
-
-/* Hand a body piece to the application. The piece points into the input
- * buffer, which must outlive the call: a reply or close inside it only
- * marks the input for discarding (grace__conn_discard_input). */
-static void deliver_piece(struct grace_conn *c, struct grace_request *req, const char *b,
-                          size_t bl, size_t used)
-{
-    c->delivering = 1;
-    req->on_data(req, b, bl, req->body_arg);
-    c->delivering = 0;
-    evbuffer_drain(c->slot->in, used);
-    if (c->discard_after) {
-        c->discard_after = 0;
-        grace__conn_discard_input(c);
-    }
-}
-
-/* Body phase of a body moved into the application's fd (splice.c). */
-static int pump_body_fd(struct grace_conn *c, struct grace_request *req)
-{
-    int rc = grace__splice_pump(c);
-    if (rc < 0) {
-        int full = rc == -ENOSPC || rc == -EDQUOT || rc == -EFBIG;
-        body_fail(c, full ? 507 : 500, "could not store the request body", rc);
-        return 1;
-    }
-    if (rc == 1) {
-        req->body_done = 1;
-        deliver_end(req);
-        return 1;
-    }
-    if (c->peer_eof) /* the body will never be complete */
-        body_fail(c, 400, "request body incomplete", -ECONNRESET);
-    return 0;
-}
-
-/* Body phase, in CS_ACTIVE (for the application) or CS_DRAIN (discarding). */
-static int pump_body(struct grace_conn *c)
-{
-    struct grace_server *srv = c->srv;
-    struct evbuffer *in = c->slot->in;
-    struct grace_request *req = c->req;
-
-    if (c->state == CS_ACTIVE) {
-        if (req->paused) /* nothing, not even the end, until resumed */
-            return 0;
-        if (req->body_done) {
-            deliver_end(req);
-            return 0;
-        }
-        if (!grace_parser_body_done(&c->slot->parser) && req->body_mode == BODY_NONE)
-            return 0;
-        if (req->body_mode == BODY_FD)
-            return pump_body_fd(c, req);
-    }
-    for (;;) {
-        struct evbuffer_iovec v = {NULL, 0};
-        size_t len = evbuffer_get_length(in), used = 0, bl = 0;
-        const char *b = NULL;
-
-        if (len)
-            evbuffer_peek(in, -1, NULL, &v, 1);
-        enum grace_pev ev =
-            grace_parser_execute(&c->slot->parser, v.iov_base, v.iov_len, &used, &b, &bl);
-        if (ev == GRACE_PEV_AGAIN) {
-            if (used) {
-                evbuffer_drain(in, used);
-                continue;
-            }
-            if (v.iov_len < len) { /* a chunk line spans buffers: join them */
-                size_t want =
-                    v.iov_len + GRACE_PARSER_CHUNK_LINE_MAX + srv->plim.max_trailer_bytes;
-                evbuffer_pullup(in, (ev_ssize_t)(want < len ? want : len));
-                continue;
-            }
-            if (c->peer_eof) { /* the body will never be complete */
-                if (c->state == CS_DRAIN)
-                    grace__conn_close_graceful(c);
-                else
-                    body_fail(c, 400, "request body incomplete", -ECONNRESET);
-                return 0;
-            }
-            return 0;
-        }
-        if (ev == GRACE_PEV_BODY) {
-            if (c->state == CS_DRAIN) {
-                evbuffer_drain(in, used);
-                srv->cnt[GRACE_CNT_BYTES_DISCARDED] += bl;
-                c->st.drain.bytes += bl;
-                if (c->st.drain.bytes > (uint64_t)OPT(srv, DRAIN_LIMIT)) {
-                    grace__conn_close_graceful(c);
-                    return 1;
-                }
-                continue;
-            }
-            req->body_read += bl;
-            if (req->body_read > req->body_limit) {
-                evbuffer_drain(in, used);
-                body_fail(c, 413, "request body too large", -EMSGSIZE);
-                return 1;
-            }
-            if (req->body_mode == BODY_COLLECT) {
-                evbuffer_remove_buffer(in, req->body, used);
-                continue;
-            }
-            deliver_piece(c, req, b, bl, used);
-            if (c->state != CS_ACTIVE || c->req != req || req->paused)
-                return 1;
-            continue;
-        }
-        if (ev == GRACE_PEV_DONE) {
-            if (c->state == CS_DRAIN) {
-                CNT(srv, KEEPALIVE_DRAINS);
-                to_idle(c);
-                return 1;
-            }
-            req->body_done = 1;
-            deliver_end(req);
-            return 1;
-        }
-        /* GRACE_PEV_ERROR: a malformed chunked body */
-        if (c->state == CS_DRAIN) {
-            grace__conn_close_graceful(c);
-        } else {
-            enum grace_perr e = c->slot->parser.err;
-            body_fail(c, grace_perr_status(e), grace_perr_str(e), -EPROTO);
-        }
-        return 1;
-    }
-}
 
 /* Drop buffered input that will never be parsed (a close is pending). */
 void grace__conn_discard_input(struct grace_conn *c)
@@ -1368,31 +862,6 @@ void grace__conn_discard_input(struct grace_conn *c)
     n = evbuffer_get_length(c->slot->in);
     c->srv->cnt[GRACE_CNT_BYTES_DISCARDED] += n;
     evbuffer_drain(c->slot->in, n);
-}
-
-/* HTTP/1.1's input (h1_proto): parse and deliver what is buffered, request
- * after request, until it waits or hands the connection over. */
-static void h1_input(struct grace_conn *c)
-{
-    int more = 1;
-    while (more && c->proto == &h1_proto) {
-        switch (c->state) {
-        case CS_IDLE:
-            more = buffered_in(c) > 0;
-            if (more)
-                to_head(c);
-            break;
-        case CS_HEAD:
-            more = pump_head(c);
-            break;
-        case CS_ACTIVE:
-        case CS_DRAIN:
-            more = pump_body(c);
-            break;
-        default: /* closing (the engine discards), or dead */
-            more = 0;
-        }
-    }
 }
 
 /*
@@ -1414,12 +883,11 @@ static int choose_proto(struct grace_conn *c)
         if (a && n == strlen(c->srv->alpn_proto->alpn) && !memcmp(a, c->srv->alpn_proto->alpn, n))
             p = c->srv->alpn_proto;
     } else if (!c->tp->secure && c->srv->sniff_proto) {
-        size_t len = evbuffer_get_length(in);
+        size_t len = evbuffer_get_length(in), n = len < 64 ? len : 64;
         int r;
         if (!len)
             return 0;
-        r = c->srv->sniff_proto->sniff((const char *)evbuffer_pullup(in, len < 64 ? (ev_ssize_t)len : 64),
-                                       len < 64 ? len : 64);
+        r = c->srv->sniff_proto->sniff((const char *)evbuffer_pullup(in, (ev_ssize_t)n), n);
         if (r < 0)
             return 0;
         if (r)
@@ -1438,7 +906,7 @@ static void pump_input(struct grace_conn *c)
 {
     const struct grace_proto *p = NULL;
 
-    if (!c->chosen && c->state == CS_HEAD && c->slot && !choose_proto(c))
+    if (c->state == CS_NEW && !c->chosen && !choose_proto(c))
         return;
     while (c->state < CS_CLOSING && c->proto && c->proto != p) {
         p = c->proto;
@@ -1448,14 +916,27 @@ static void pump_input(struct grace_conn *c)
         grace__conn_discard_input(c);
 }
 
-/* Parse and dispatch what is buffered, then write what that produced. */
+/*
+ * The protocol takes what is buffered, then what that produced is written:
+ * flushes inside only mark (responses to pipelined requests go out
+ * together, in one write). Then the protocol hears that its output is
+ * flushed, and may ask for another round (it paused for output that has
+ * gone meanwhile).
+ */
 static void pump(struct grace_conn *c)
 {
+    if (!c->slot) { /* idle, nothing buffered: a client done sending is done */
+        if (c->peer_eof && c->state < CS_ACTIVE)
+            grace__conn_close_idle(c);
+        else
+            grace__conn_watch_input(c);
+        return;
+    }
     if (c->pumping) { /* re-entered from a callback: the outer pump goes on */
         pump_input(c);
         return;
     }
-    for (;;) {
+    do {
         c->pumping = 1;
         pump_input(c);
         c->pumping = 0;
@@ -1465,21 +946,9 @@ static void pump(struct grace_conn *c)
             grace__conn_flush(c);
         if (c->state == CS_DEAD)
             return;
-        /* paused for output that has gone out meanwhile: take requests again */
-        if (!c->read_paused || !c->slot || grace__buffered_out(c))
-            break;
-        c->read_paused = 0;
-        if (c->state == CS_HEAD) /* the header deadline waited: a new period */
-            c->st.head.deadline = grace__now_ms() + OPT(c->srv, HEADER_TIMEOUT);
-    }
-    drain_fire(c);
+    } while (c->state < CS_CLOSING && c->proto && c->proto->output(c, GRACE_OUT_FLUSHED) > 0);
     if (c->state == CS_DEAD)
         return;
-    /* the client has sent all it will: between requests, that is the end */
-    if (c->peer_eof && !c->read_paused && c->state <= CS_HEAD) {
-        close_between_requests(c);
-        return;
-    }
     grace__conn_watch_input(c);
 }
 
@@ -1487,33 +956,6 @@ static void pump(struct grace_conn *c)
 
 /* How much one read event may discard before yielding to the loop. */
 #define LINGER_BUDGET (1u << 20)
-
-/* Body bytes the client still owes, as far as we know (UINT64_MAX:
- * unknown); *upload: a request body is still arriving (known or chunked).
- * HTTP/1.1's (h1_proto), for the linger. */
-static uint64_t h1_owed(const struct grace_conn *c, unsigned char *upload)
-{
-    const struct grace_parser *p;
-    uint64_t buffered;
-
-    *upload = 0;
-    if (c->state == CS_IDLE || !c->slot)
-        return 0;
-    p = &c->slot->parser;
-    buffered = evbuffer_get_length(c->slot->in);
-    if (grace_parser_body_done(p))
-        return 0;
-    if (c->state != CS_ACTIVE && c->state != CS_DRAIN)
-        return UINT64_MAX;
-    if (p->req.framing == GRACE_FRAMING_CHUNKED) {
-        *upload = 1;
-        return UINT64_MAX;
-    }
-    if (p->req.framing != GRACE_FRAMING_LENGTH)
-        return UINT64_MAX;
-    *upload = p->remaining > buffered;
-    return p->remaining > buffered ? p->remaining - buffered : 0;
-}
 
 /*
  * Close after the output has gone (docs/design.md "The graceful close"):
@@ -1535,8 +977,8 @@ static void close_owing(struct grace_conn *c, uint64_t left, unsigned char uploa
     grace__linger_owed(&c->st.linger, left, upload);
     c->state = CS_CLOSING;
     grace__conn_discard_input(c);
-    /* keep reading: a client blocked in send() must not stall our writes */
-    c->read_paused = 0;
+    /* keep reading (watch_input: always while closing): a client blocked
+     * in send() must not stall our writes */
     grace__conn_watch_input(c);
     grace__conn_flush(c); /* calls output_drained() once empty */
 }
@@ -1690,7 +1132,10 @@ static void input_ready(struct grace_conn *c)
         grace__conn_destroy(c); /* out of memory: nothing to answer with */
         return;
     }
-    rc = grace__splice_active(c) ? grace__splice_read(c) : read_input(c);
+    /* the protocol may move the socket's bytes itself (a body into a file) */
+    rc = c->proto && c->proto->read ? c->proto->read(c) : -ENOTSUP;
+    if (rc == -ENOTSUP)
+        rc = read_input(c);
     if (rc == -EPROTO) {
         /* a TLS protocol error (garbage, plain HTTP, renegotiation): what
          * the client still sends is discarded, then a FIN, not a reset */
@@ -1721,12 +1166,12 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
     if (what & EV_TIMEOUT) { /* the read event times connections without a slot */
         if (c->state == CS_IDLE) {
             keepalive_timeout(c);
-        } else if (c->state == CS_HEAD && c->srv->stopping && grace__now_ms() < new_conn_due(c)) {
+        } else if (c->state == CS_NEW && c->srv->stopping && grace__now_ms() < new_conn_due(c)) {
             rd_arm_at(c, new_conn_due(c)); /* early: armed before the stop */
-        } else if (c->state == CS_HEAD && new_conn_due(c) == lame_duck_due(c, c->accepted_ms)) {
+        } else if (c->state == CS_NEW && new_conn_due(c) == lame_duck_due(c, c->accepted_ms)) {
             CNT(c->srv, STOP_IDLE_CLOSED); /* no request within the stop's grace */
             grace__conn_destroy(c);
-        } else if (c->state == CS_HEAD) { /* new, and never sent a byte */
+        } else if (c->state == CS_NEW) { /* new, and never sent a byte */
             grace__conn_reason(c, -ETIMEDOUT);
             if (c->tp->ready(&c->sock))
                 CNT(c->srv, TIMEOUT_HEADER);
@@ -1772,17 +1217,9 @@ static void output_empty(struct grace_conn *c)
         c->proto->output(c, GRACE_OUT_EMPTY);
 }
 
-/* HTTP/1.1's output (h1_proto): paused for output that has now gone, it
- * takes requests again (see the end of pump()). */
-static void h1_output(struct grace_conn *c, enum grace_out what)
-{
-    if (what == GRACE_OUT_EMPTY && c->read_paused && !c->pumping)
-        grace__conn_schedule(c);
-}
-
 /* No request in progress: close now, or once the responses still queued
  * for a full socket are out. */
-static void close_between_requests(struct grace_conn *c)
+void grace__conn_close_idle(struct grace_conn *c)
 {
     if (grace__buffered_out(c))
         grace__conn_close_graceful(c);
@@ -1802,6 +1239,13 @@ static void peer_eof(struct grace_conn *c)
      * once nothing complete is left */
     if (c->state < CS_CLOSING)
         pump(c);
+    /* the EOF a linger waits for was read with the last request, whose
+     * answer and our FIN are already out: the client has closed. (Left to
+     * the read event, the linger would wait for an EOF already taken.) */
+    if (c->state == CS_LINGER) {
+        linger_end(c, GRACE_CNT_LINGER_CLIENT_EOF);
+        return;
+    }
     grace__conn_watch_input(c);
 }
 
@@ -1843,7 +1287,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         } else if (why == GRACE_CNT_TLS_TIMEOUT) { /* nothing can be answered yet */
             grace__conn_timed_out(c, why);
             grace__conn_destroy(c);
-        } else {
+        } else { /* the protocol's, or a new connection's header-timeout */
             c->proto->timeout(c, why);
         }
     }
@@ -1856,40 +1300,15 @@ void grace__conn_timed_out(struct grace_conn *c, enum grace_counter why)
     grace__conn_reason(c, -ETIMEDOUT);
 }
 
-/* One of HTTP/1.1's deadlines passed (h1_proto). */
-static void h1_timeout(struct grace_conn *c, enum grace_counter why)
-{
-    if (why == GRACE_CNT_BODY_TOO_SLOW && body_rate_kept(c))
-        return; /* a new window: leave() arms the timer for it */
-    grace__conn_timed_out(c, why);
-    switch (why) {
-    case GRACE_CNT_TIMEOUT_HEADER:
-        if (buffered_in(c))
-            fail_with(c, NULL, 408, "request header timeout");
-        else
-            close_between_requests(c);
-        break;
-    case GRACE_CNT_TIMEOUT_BODY:
-        body_fail(c, 408, "request body timeout", -ETIMEDOUT);
-        break;
-    case GRACE_CNT_BODY_TOO_SLOW:
-        body_fail(c, 408, "request body too slow", -ETIMEDOUT);
-        break;
-    case GRACE_CNT_TIMEOUT_REQUEST:
-        request_deadline(c);
-        break;
-    default: /* drain-time */
-        grace__conn_close_graceful(c);
-    }
-}
-
 /* grace_conn_drop(GRACEFUL): idle connections go now, the rest after
  * their response. */
 void grace__conn_drop(struct grace_conn *c)
 {
     grace__conn_enter(c);
     c->stop_close = 1;
-    if (c->state < CS_CLOSING && c->proto)
+    if (!c->slot && c->state < CS_CLOSING) /* new or idle: nothing buffered */
+        grace__conn_close_idle(c);
+    else if (c->state < CS_CLOSING && c->proto)
         c->proto->stop(c, GRACE_STOP_DROP);
     grace__conn_leave(c);
 }
@@ -1905,70 +1324,30 @@ static void lame_duck(struct grace_conn *c)
 {
     if (!c->slot && c->state == CS_IDLE)
         rd_arm_at(c, idle_due(c));
-    else if (!c->slot && c->state == CS_HEAD)
+    else if (!c->slot && c->state == CS_NEW)
         rd_arm_at(c, new_conn_due(c));
     else if (c->state < CS_CLOSING && c->proto)
         c->proto->stop(c, GRACE_STOP_LAME_DUCK);
 }
 
 /*
- * The stop deadline has passed (server.c). A request whose reply has not
- * started is answered 503 with Connection: close, then the graceful close
- * (bounded by stop-linger-time): the client, maybe still sending a body,
- * reads why instead of a reset. A reply that has started is cut short, as
- * is output still waiting for a slow reader; a connection without a
- * request closes.
+ * The stop deadline has passed (server.c): a closing connection's output
+ * still waiting for a slow reader is cut, a new or idle one without a slot
+ * closes, and the protocol cuts the rest its way (HTTP/1.1: 503 before a
+ * reply, docs/design.md "Stop").
  */
 static void stop_cut(struct grace_conn *c)
 {
     grace__conn_enter(c);
-    if (c->state >= CS_CLOSING || !c->proto)
+    if (c->state >= CS_CLOSING || !c->proto) {
         grace__conn_abort(c, -ECANCELED); /* output still waiting for a slow reader */
-    else
-        c->proto->stop(c, GRACE_STOP_CUT);
-    grace__conn_leave(c);
-}
-
-/* HTTP/1.1 and a stop (h1_proto): a drop closes an idle connection and
- * waits for a response; the lame duck changes nothing here (responses say
- * Connection: close); the cut is stop_cut()'s. */
-static void h1_stop_cut(struct grace_conn *c);
-
-static void h1_stop(struct grace_conn *c, enum grace_stop how)
-{
-    if (how == GRACE_STOP_CUT)
-        h1_stop_cut(c);
-    else if (how == GRACE_STOP_LAME_DUCK)
-        return;
-    else if (c->state <= CS_HEAD && !buffered_in(c))
-        close_between_requests(c);
-    else if (c->state == CS_DRAIN)
-        grace__conn_close_graceful(c);
-}
-
-static void h1_stop_cut(struct grace_conn *c)
-{
-    static const char msg[] = "server shutting down";
-    struct grace_request *req = c->req;
-
-    if (c->state == CS_ACTIVE && req && req->resp == RESP_NONE) {
-        CNT(c->srv, STOP_DEADLINE);
-        grace__conn_reason(c, -ESHUTDOWN);
-        body_fail(c, 503, msg, -ESHUTDOWN);
-    } else if (c->state == CS_HEAD && buffered_in(c)) { /* a request half sent */
-        CNT(c->srv, STOP_DEADLINE);
-        grace__conn_reason(c, -ESHUTDOWN);
-        fail_with(c, NULL, 503, msg);
-    } else if (c->state <= CS_HEAD && !grace__buffered_out(c)) {
+    } else if (!c->slot) { /* new or idle, nothing buffered */
         CNT(c->srv, STOP_IDLE_CLOSED);
         grace__conn_destroy(c);
-    } else if (c->state == CS_DRAIN && !grace__buffered_out(c)) {
-        grace__conn_close_graceful(c); /* its response is out: FIN, then the linger */
     } else {
-        if (c->state == CS_ACTIVE)
-            CNT(c->srv, STOP_DEADLINE);
-        grace__conn_abort(c, -ECANCELED);
+        c->proto->stop(c, GRACE_STOP_CUT);
     }
+    grace__conn_leave(c);
 }
 
 /*

@@ -90,7 +90,9 @@ struct grace_server {
     struct event *pump_ev;
     struct grace_slot *free_slots; /* pool of detached slots */
     size_t nfree_slots;
-    struct grace_hfield *fields; /* parser scratch, shared: see conn.c */
+    struct grace_hfield *fields; /* parser scratch, shared: see http1.c */
+    size_t slot_extra;           /* the largest protocol state in a slot */
+    const struct grace_proto *protos[2]; /* server.c: what connections speak */
     const struct timeval *tv_header, *tv_body, *tv_keepalive, *tv_handshake; /* common timeouts */
 
     /* request.c: requests whose client has gone, reply not yet completed */

@@ -210,7 +210,7 @@ static void recv_input(struct h2 *h)
     size_t len;
 
     if (grace__buffered_out(c) > (size_t)OPT(c->srv, OUTPUT_HIGH_WATER)) {
-        c->read_paused = 1;
+        h->paused_out = 1; /* h2_room() says 0; FLUSHED takes input again */
         return;
     }
     while (!h->dead && (len = evbuffer_get_length(in)) > 0) {
@@ -458,30 +458,54 @@ static int h2_start(struct grace_conn *c, void *arg)
         }
     }
     c->ps = h;
-    c->state = CS_ACTIVE;
+    grace__conn_active(c);
     CNT(srv, H2_CONNS);
     return 0;
 }
 
-/* The output has drained: more frames; a client paused for not reading is
- * read again. */
-static void h2_output(struct grace_conn *c, enum grace_out what)
+/* Output events: bytes left (frames to follow while there is room), the
+ * output drained (more frames; a client paused for not reading is read
+ * again), a pump's output flushed. */
+static int h2_output(struct grace_conn *c, enum grace_out what)
 {
     struct h2 *h = c->ps;
 
+    if (!h || h->dead)
+        return 0;
+    switch (what) {
+    case GRACE_OUT_FLUSHED:
+        if (h->paused_out && grace__buffered_out(c) <= (size_t)OPT(c->srv, OUTPUT_HIGH_WATER)) {
+            h->paused_out = 0;
+            return 1; /* another round of input */
+        }
+        return 0;
+    case GRACE_OUT_ROOM:
+    case GRACE_OUT_SENT:
+        return 0;
+    case GRACE_OUT_EMPTY:
+        break;
+    }
     if (h->sending) {
         h->send_more = 1;
-        return;
+        return 0;
     }
-    if (c->read_paused) {
-        c->read_paused = 0;
+    if (h->paused_out) {
+        h->paused_out = 0;
         grace__h2_kick(h);
     }
     h2_send(h);
     if (h->dead)
-        return;
+        return 0;
     if (!h->running)
         check_close(h);
+    return 0;
+}
+
+/* No input while paused for a client that does not read its output. */
+static size_t h2_room(const struct grace_conn *c)
+{
+    const struct h2 *h = c->ps;
+    return h && h->paused_out ? 0 : grace__input_max(c->srv);
 }
 
 static int64_t h2_deadline(const struct grace_conn *c, enum grace_counter *why)
@@ -627,5 +651,6 @@ const struct grace_proto grace__h2_proto = {
     .stop = h2_stop,
     .end = h2_end,
     .deadline = h2_deadline,
+    .room = h2_room,
     .owed = h2_owed,
 };

@@ -281,7 +281,12 @@ static struct grace_request *build(struct h2s *st)
         p.framing = GRACE_FRAMING_CHUNKED; /* a body of unknown length */
     }
     p.header_bytes = len;
-    req = grace__request_new_from(c, &p, f, blk, st->start_us);
+    {
+        struct grace_parser pr; /* what grace__request_new reads: the results */
+        pr.req = p;
+        pr.fields = f;
+        req = grace__request_new(c, &h2_ops, &pr, blk, st->start_us);
+    }
 out:
     free(blk);
     return req;
@@ -313,7 +318,6 @@ void grace__h2s_dispatch(struct h2s *st)
     free(st->head);
     st->head = NULL;
     st->head_len = st->head_cap = 0;
-    req->ops = &h2_ops;
     req->ps = st;
     req->version = "HTTP/2.0";
     st->req = req;
@@ -859,6 +863,7 @@ static int op_send_head(struct grace_request *req, int status, int64_t length)
 
     if (!st)
         return -ENOTCONN;
+    req->status = status;
     grace__report_start(&st->reports, st->h->c, req, status, req->start_us, st->sent, 0);
     return submit(st, status, length, body);
 }
@@ -895,7 +900,7 @@ static int op_send_file(struct grace_request *req, int fd, off_t off, off_t len)
 
 /* The reply is complete: the stream lets go of its request. A body the
  * client is still sending is discarded (the early answer). */
-static int op_end(struct grace_request *req)
+static int op_end(struct grace_request *req, const char *const *trailers, size_t ntrailers)
 {
     struct h2s *st = stream(req);
     struct grace_server *srv = req->srv;
@@ -931,6 +936,15 @@ static void op_drain_check(struct grace_request *req)
         grace__h2_kick(st->h); /* from the loop, never under the application's call */
 }
 
+/* The server's own answer to req (a Content-Length over the handler's limit). */
+static void op_fail(struct grace_request *req, int status, const char *msg, int err)
+{
+    struct h2s *st = stream(req);
+
+    if (st)
+        grace__h2s_fail(st, status, msg, err);
+}
+
 static const struct grace_req_ops h2_ops = {
     .body_start = op_body_start,
     .body_resume = op_body_resume,
@@ -941,4 +955,7 @@ static const struct grace_req_ops h2_ops = {
     .end = op_end,
     .pending = op_pending,
     .drain_check = op_drain_check,
+    .fail = op_fail,
+    /* body_to_fd: bytes come in frames; upgrade: no Upgrade in HTTP/2, and
+     * CONNECT streams are not ours yet (-ENOTSUP) */
 };

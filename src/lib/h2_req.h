@@ -95,6 +95,7 @@ struct h2 {
     unsigned empty_frames;     /* DATA without payload nor END_STREAM, HEADERS/CONTINUATION */
     unsigned cont_frames;      /* CONTINUATION frames of the header block in progress */
     unsigned char running, again, sending, send_more;
+    unsigned char paused_out;  /* our output is above output-high-water: not read */
     unsigned char goaway;      /* our final GOAWAY is submitted: no new streams */
     unsigned char closing;     /* close once no stream is left */
     unsigned char dead;        /* the engine took it away: free at the defer */

@@ -26,6 +26,7 @@
 
 #include <event2/event.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <sys/queue.h>
 
 struct evbuffer;
@@ -45,15 +46,19 @@ struct grace_defer {
 
 /* Which output event the engine tells its protocol of. */
 enum grace_out {
-    GRACE_OUT_EMPTY /* the output buffer became empty */
+    GRACE_OUT_ROOM,   /* it announced more (grace__conn_more): produce some now */
+    GRACE_OUT_SENT,   /* bytes left: reports, drain callbacks */
+    GRACE_OUT_EMPTY,  /* the output buffer became empty */
+    GRACE_OUT_FLUSHED /* a pump's output is written as far as the socket takes */
 };
 
 /*
  * What the engine asks of the protocol that speaks on a connection: conn.c
- * calls through this table only, never a protocol by name (HTTP/1.1 still
- * inside conn.c; stream.c's grace__stream_proto after an upgrade). Every
- * call runs inside the connection's enter/leave bracket and may close or
- * destroy c. None is called once the connection closes (CS_CLOSING on).
+ * calls through this table only, never a protocol by name (http1.c's
+ * grace__http1, chosen at accept from srv->protos; stream.c's
+ * grace__stream_proto after an upgrade). Every call runs inside the
+ * connection's enter/leave bracket and may close or destroy c. Once the
+ * connection closes (CS_CLOSING on) only output and end are called.
  */
 struct grace_proto {
     const char *name;
@@ -62,11 +67,16 @@ struct grace_proto {
      * 0 not, -1 need more (srv->alpn_proto, srv->sniff_proto). */
     const char *alpn;
     int (*sniff)(const char *b, size_t n);
+    /* Its state in every slot (the slot's area, zeroed when attached). */
+    size_t slot_size;
     /* It takes the connection (grace__conn_switch): arg is its own. */
     int (*start)(struct grace_conn *c, void *arg);
     /* Bytes in the slot's input, or the peer's EOF (c->peer_eof). */
     void (*input)(struct grace_conn *c);
-    void (*output)(struct grace_conn *c, enum grace_out what);
+    /* An output event: 0; ROOM: -errno when it cannot produce what it
+     * announced (-EPIPE: a file ended early); FLUSHED: 1 for another
+     * round of input. */
+    int (*output)(struct grace_conn *c, enum grace_out what);
     /* Its deadline passed (deadline()'s why): it counts it
      * (grace__conn_timed_out) unless it finds it not due after all. */
     void (*timeout)(struct grace_conn *c, enum grace_counter why);
@@ -78,6 +88,13 @@ struct grace_proto {
     void (*end)(struct grace_conn *c, int err);
     /* Its earliest deadline (monotonic ms, 0: none), and why. */
     int64_t (*deadline)(const struct grace_conn *c, enum grace_counter *why);
+    /* write-timeout for what is queued now (ms); NULL: slot->write_timeout. */
+    int64_t (*write_timeout)(const struct grace_conn *c);
+    /* Input it takes now; 0 stops reading. NULL: up to grace__input_max(). */
+    size_t (*room)(const struct grace_conn *c);
+    /* It moves the socket's bytes itself (a body spliced into a file): 0, 1
+     * at the end of the stream, or -errno; -ENOTSUP: the engine reads. */
+    int (*read)(struct grace_conn *c);
     /* Body bytes the client still owes (UINT64_MAX: unknown), for the
      * linger; *upload: one was still arriving. NULL: none. */
     uint64_t (*owed)(const struct grace_conn *c, unsigned char *upload);
@@ -97,11 +114,9 @@ static inline void grace__earlier(int64_t *d, enum grace_counter *why, int64_t t
 /* Connection states, named by what the connection waits for;
  * docs/design.md has the diagram. */
 enum conn_state {
-    CS_IDLE,     /* keep-alive: the next request's first byte */
-    CS_HEAD,     /* the rest of the request line and headers */
-    CS_ACTIVE,   /* the application's reply (body read as it asks); an upgraded
-                    or tunnelled stream (stream.c) */
-    CS_DRAIN,    /* reply complete: the end of a small unread body remainder */
+    CS_NEW,      /* its first bytes (and TLS handshake): header-timeout from the accept */
+    CS_IDLE,     /* keep-alive: nothing in flight (the protocol said so) */
+    CS_ACTIVE,   /* the protocol's work (HTTP/1.1's request, a stream) */
     CS_CLOSING,  /* reply complete, closing: our output to drain */
     CS_LINGER,   /* our FIN is sent: the client's EOF, discarding meanwhile */
     CS_DEAD      /* closed; memory freed when nothing is on the stack */
@@ -110,31 +125,56 @@ enum conn_state {
 enum body_mode { BODY_NONE, BODY_STREAM, BODY_COLLECT, BODY_DISCARD, BODY_FD };
 enum resp_state { RESP_NONE, RESP_STREAMING, RESP_DONE };
 
+struct grace_stream;
+
 /*
- * What a request asks of the protocol that carries it, when that is not
- * the HTTP/1.1 code in conn.c/response.c (req->ops NULL): HTTP/2 (h2_req.c).
- * The checks stay in request.c and response.c; these only act. Each runs
- * inside the connection's bracket.
+ * What a request asks of the protocol that carries it (http1.c's; h2's per
+ * stream): request.c and response.c check the application's arguments and
+ * the request's state, then call through req->ops only, never a protocol by
+ * name. Each runs inside the connection's bracket (the caller's), with
+ * req->conn set; one that may close the connection says so.
  */
 struct grace_req_ops {
-    /* the application wants the body (req->body_mode set): deliver it */
+    /* The application starts reading the body (req->body_mode is set):
+     * 100 Continue if owed, body-timeout starts, delivery is scheduled. */
     int (*body_start)(struct grace_request *req);
+    /* Delivery goes on after grace_request_resume(). */
     void (*body_resume)(struct grace_request *req);
+    /* The body straight into fd (grace_request_body_to_fd): -ENOTSUP when
+     * the protocol or the request's framing cannot; NULL: never. */
+    int (*body_to_fd)(struct grace_request *req, int fd);
+    /* A 1xx with fields (name, value pairs), checked by response.c. */
     int (*informational)(struct grace_request *req, int status, const char *const *fields,
-                         size_t n);
-    /* the head; length -1: streamed */
+                         size_t nfields);
+    /* The status and headers (req->resp_headers); length < 0: streamed. A
+     * streamed head goes out at once, a whole reply's with its body. */
     int (*send_head)(struct grace_request *req, int status, int64_t length);
-    /* body bytes: copied from data, or moved out of move */
+    /* Body bytes, copied from data or moved out of move; framed as the head
+     * said. A streamed response's go out at once. */
     int (*send_data)(struct grace_request *req, const char *data, size_t len,
                      struct evbuffer *move);
-    int (*send_file)(struct grace_request *req, int fd, off_t off, off_t len); /* owns fd */
-    /* the reply is complete (req->resp is RESP_DONE): the protocol lets go */
-    int (*end)(struct grace_request *req);
+    /* length bytes of fd from offset, read as they are sent; owns fd. <0:
+     * the body will be short (the connection must close after it). */
+    int (*send_file)(struct grace_request *req, int fd, off_t offset, off_t length);
+    /* The reply is complete (req->resp is RESP_DONE): the framing's end,
+     * trailers (NULL for now), then the protocol lets go of req. */
+    int (*end)(struct grace_request *req, const char *const *trailers, size_t ntrailers);
+    /* The switch to a raw stream (101, or 2xx to CONNECT), checked by
+     * response.c; NULL: -ENOTSUP. */
+    int (*upgrade)(struct grace_request *req, int status, struct grace_stream **stream);
+    /* Output bytes not yet written that are this request's to wait for. */
     size_t (*pending)(const struct grace_request *req);
+    /* req->on_drain was set: fire it from the loop once due. */
     void (*drain_check)(struct grace_request *req);
+    /* The server's own answer to req (status, msg; nothing if the reply
+     * began), then the protocol lets go of it with err. */
+    void (*fail)(struct grace_request *req, int status, const char *msg, int err);
 };
 
 struct grace_request {
+    const struct grace_req_ops *ops; /* its protocol's */
+    void *ps;                 /* the protocol's handle (h2: its stream), or NULL */
+    const char *version;      /* "HTTP/2.0"; NULL: HTTP/1.x as p says */
     struct grace_conn *conn;  /* NULL once the client has gone */
     struct grace_server *srv;
     struct grace_preq p;      /* parser results; offsets into blk */
@@ -172,11 +212,9 @@ struct grace_request {
     const char *tls_version;  /* a static string, or NULL for plain */
     unsigned head : 1, chunked_out : 1, close_delimited : 1, sent_continue : 1,
         close_after : 1, body_done : 1, finished : 1, detached : 1, end_delivered : 1,
-        want_close : 1, app_done : 1;
+        want_close : 1, app_done : 1, release_held : 1;
+    int held;                           /* grace__request_hold() */
     int64_t start_us;                   /* its first byte (monotonic us) */
-    const struct grace_req_ops *ops;    /* NULL: HTTP/1.1 (conn.c, response.c) */
-    void *ps;                           /* the protocol's handle (h2: its stream) */
-    const char *version;                /* "HTTP/2.0"; NULL: HTTP/1.x from p */
     struct grace_defer defer;           /* its free, while its connection is busy */
     TAILQ_ENTRY(grace_request) dlink;   /* srv->detached */
 };
@@ -219,15 +257,13 @@ struct grace_slot {
     int64_t write_timeout;      /* ms: the last completed response's, for its
                                    tail still waiting (conn.c: deadline()) */
     int write_err;              /* a write failed; the write event ends the connection */
-    int file_fd;                /* a file body read as it is sent (no sendfile) */
-    off_t file_off;
-    uint64_t file_left;         /* its bytes not yet in out */
-    int64_t req_start_us;       /* the current request's first byte */
+    uint64_t more;              /* bytes the protocol will still produce (grace__conn_more) */
+    int64_t woke_us;            /* the first byte after the slot was attached */
     uint64_t written;           /* bytes written since the slot was attached */
     int64_t read_ms, wrote_ms;  /* the last read, the last write that moved bytes */
     struct grace_reports reports; /* report.c */
-    struct grace_parser parser;
     struct grace_slot *next;    /* srv->free_slots */
+    max_align_t area[];         /* the protocol's state: srv->slot_extra bytes */
 };
 
 struct grace_conn {
@@ -237,30 +273,19 @@ struct grace_conn {
     struct event *rd;         /* the socket's read event; idle and linger timeouts */
     struct grace_sock sock;   /* the transport's: fd, TLS session */
     enum conn_state state;
-    struct grace_request *req;
     const struct grace_proto *proto; /* who speaks on it; NULL once it left */
     void *ps;                 /* the protocol's handle (stream.c: its stream) */
     int64_t accepted_ms;      /* monotonic ms at accept */
     union {                   /* what the current state measures */
         struct {
-            int64_t deadline; /* header-timeout */
-            size_t seen;      /* bytes already searched for an LF */
-            size_t window;    /* where the parser's limit lies */
-        } head;
-        int64_t body_since;   /* CS_ACTIVE: body progress, or the app's wait began */
-        struct {
             size_t unsent;    /* CS_IDLE: the kernel's send queue at the last look */
             int64_t since;    /* when the output became empty */
         } idle;
-        struct {
-            int64_t deadline; /* drain-time */
-            uint64_t bytes;
-        } drain;
         struct grace_linger linger; /* CS_CLOSING, CS_LINGER (linger.c's policy) */
     } st;
     int busy;                 /* callbacks on the stack: defer the free */
     struct grace_defer *defer; /* to run at the outermost leave */
-    unsigned in_pump_list : 1, pumping : 1, read_paused : 1, stop_close : 1, peer_eof : 1,
+    unsigned in_pump_list : 1, pumping : 1, stop_close : 1, peer_eof : 1,
         flush_pending : 1, delivering : 1, discard_after : 1,
         accepting : 1, refused : 1, stop_cut : 1, chosen : 1;
     int close_err;            /* why it closes, for the close hook; first set wins */
@@ -284,7 +309,6 @@ void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const stru
 void grace__conn_enter(struct grace_conn *c);
 void grace__conn_leave(struct grace_conn *c);
 void grace__conn_schedule(struct grace_conn *c);
-void grace__conn_response_done(struct grace_conn *c);
 void grace__conn_flush(struct grace_conn *c);
 void grace__conn_write_now(struct grace_conn *c);
 void grace__conn_abort(struct grace_conn *c, int err);
@@ -302,28 +326,36 @@ void grace__engine_free(struct grace_server *srv);
 void grace__engine_stop(struct grace_server *srv, enum grace_stop how);
 /* Close every connection now (-ECANCELED): grace_server_free, a stop's end. */
 void grace__engine_close_all(struct grace_server *srv);
-void grace__conn_send_continue(struct grace_conn *c);
 void grace__conn_discard_input(struct grace_conn *c);
 void grace__conn_watch_input(struct grace_conn *c);
 void grace__conn_destroy(struct grace_conn *c);
-void grace__conn_body_wait(struct grace_conn *c);
-int grace__body_begin(struct grace_request *req, enum body_mode mode);
-/* splice.c: a Content-Length body moved straight into a file descriptor */
-int grace__splice_active(const struct grace_conn *c);
-int grace__splice_read(struct grace_conn *c);
-int grace__splice_pump(struct grace_conn *c);
+/* splice.c: a Content-Length body moved straight into a file descriptor;
+ * moved: the body bytes it moved (the parser was told) */
+int grace__splice_active(const struct grace_request *req, const struct grace_parser *p);
+int grace__splice_read(const struct grace_transport *tp, struct grace_sock *s,
+                       struct grace_request *req, struct grace_parser *p, uint64_t *moved);
+int grace__splice_pump(struct evbuffer *in, struct grace_request *req, struct grace_parser *p,
+                       uint64_t *moved);
+/* Its pipe, and fd to write to: 0 or -errno. */
+int grace__splice_open(struct grace_request *req, int fd);
 void grace__splice_release(struct grace_request *req);
-void grace__conn_body_too_large(struct grace_conn *c);
 void grace__conn_reason(struct grace_conn *c, int err);
-int grace__conn_send_file(struct grace_conn *c, int fd, off_t offset, off_t length);
 size_t grace__buffered_out(const struct grace_conn *c);
+/* The input bound: a full header block plus 64 KiB, buffered and unread. */
+size_t grace__input_max(const struct grace_server *srv);
+/* The protocol says: nothing in flight (keep-alive), or work under way. */
+void grace__conn_idle(struct grace_conn *c);
+void grace__conn_active(struct grace_conn *c);
+/* The protocol will produce bytes more (a file read as it goes): they count
+ * as queued output, and output(GRACE_OUT_ROOM) asks for them. */
+void grace__conn_more(struct grace_conn *c, uint64_t bytes);
+/* Nothing in flight: close now, or gracefully once the output is out. */
+void grace__conn_close_idle(struct grace_conn *c);
 /* Run d now, or at the outermost grace__conn_leave() while c is busy (c
  * NULL: now). */
 void grace__conn_defer(struct grace_conn *c, struct grace_defer *d);
 /* Where the output ends now: bytes written plus bytes queued. */
 uint64_t grace__conn_out_offset(const struct grace_conn *c);
-int grace__body_drainable(const struct grace_conn *c, const struct grace_request *req);
-void grace__conn_drain_check(struct grace_conn *c);
 /* The transport's answers, for the layers above it (NULL for plain). */
 const char *grace__conn_tls_version(const struct grace_conn *c);
 const char *grace__conn_tls_sni(const struct grace_conn *c);
@@ -341,15 +373,21 @@ void grace__report_all(struct grace_reports *l, uint64_t written, int err);
 
 /* stream.c */
 extern const struct grace_proto grace__stream_proto;
-int grace__request_upgrade_refused(const struct grace_request *req);
+/* A stream for an upgrade about to be answered (then grace__conn_switch(c,
+ * &grace__stream_proto, st)); NULL: out of memory. */
+struct grace_stream *grace__stream_new(void);
 
 /* request.c */
-struct grace_request *grace__request_new(struct grace_conn *c, const char *blk);
-/* The same from a head another protocol built in HTTP/1.1's shape (h2):
- * p's spans and fields are offsets into blk (header_bytes long). */
-struct grace_request *grace__request_new_from(struct grace_conn *c, const struct grace_preq *p,
-                                              const struct grace_hfield *fields,
-                                              const char *blk, int64_t start_us);
+/* A request from a complete head: p's results, blk its header block,
+ * start_us its first byte. NULL: out of memory. */
+struct grace_request *grace__request_new(struct grace_conn *c, const struct grace_req_ops *ops,
+                                         const struct grace_parser *p, const char *blk,
+                                         int64_t start_us);
+/* An HTTP/1.1 request with "Connection: upgrade" and an Upgrade header. */
+int grace__request_asks_upgrade(const struct grace_request *req);
+/* A reply other than the switch: the client may already speak the new
+ * protocol after its request, so the connection is not reused. */
+int grace__request_upgrade_refused(const struct grace_request *req);
 void grace__request_finish(struct grace_request *req, int err);
 void grace__request_free(struct grace_request *req);
 /* The application is done with req: freed once no report pins it (later if
@@ -359,10 +397,10 @@ void grace__request_release(struct grace_request *req);
  * complete (finish 0), or the connection ended first (finish err; req joins
  * srv->detached). */
 void grace__request_done(struct grace_request *req);
+/* Keep req's memory while a caller still looks at it after a callback (the
+ * server across a handler): a release in between waits for the unhold. */
+void grace__request_hold(struct grace_request *req);
+void grace__request_unhold(struct grace_request *req);
 void grace__request_detach(struct grace_request *req, int err);
-
-/* response.c */
-int grace__reply_error(struct grace_conn *c, struct grace_request *req, int status,
-                       const char *msg);
 
 #endif

@@ -167,6 +167,12 @@ void grace_parser_limits_default(struct grace_parser_limits *lim);
 void grace_parser_init(struct grace_parser *p, const struct grace_parser_limits *lim,
                        struct grace_hfield *fields);
 
+/* The largest header block these limits accept, with its CRLFs. */
+static inline size_t grace_parser_head_max(const struct grace_parser_limits *lim)
+{
+    return lim->max_request_line + 2 + lim->max_header_bytes + 2;
+}
+
 /* Start over at a request line, forgetting any error. */
 void grace_parser_reset(struct grace_parser *p);
 

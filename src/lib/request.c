@@ -30,16 +30,11 @@ static void split_target(const struct grace_preq *p, const char *t, size_t tn, s
     *len = e - s;
 }
 
-struct grace_request *grace__request_new(struct grace_conn *c, const char *src)
+struct grace_request *grace__request_new(struct grace_conn *c, const struct grace_req_ops *ops,
+                                         const struct grace_parser *parser, const char *src,
+                                         int64_t start_us)
 {
-    return grace__request_new_from(c, &c->slot->parser.req, c->slot->parser.fields, src,
-                                   c->slot->req_start_us);
-}
-
-struct grace_request *grace__request_new_from(struct grace_conn *c, const struct grace_preq *p,
-                                              const struct grace_hfield *pfields,
-                                              const char *src, int64_t start_us)
-{
+    const struct grace_preq *p = &parser->req;
     const char *target = src + p->target.off;
     size_t poff, plen, nf = p->nfields, hb = p->header_bytes;
     size_t size = sizeof(struct grace_request) + nf * sizeof(struct grace_hfield) + hb + 1;
@@ -52,11 +47,12 @@ struct grace_request *grace__request_new_from(struct grace_conn *c, const struct
     if (!req)
         return NULL;
     memset(req, 0, sizeof(*req));
+    req->ops = ops;
     req->conn = c;
     req->srv = c->srv;
     req->p = *p;
     req->fields = (struct grace_hfield *)(req + 1);
-    memcpy(req->fields, pfields, nf * sizeof(struct grace_hfield));
+    memcpy(req->fields, parser->fields, nf * sizeof(struct grace_hfield));
     req->blk = (char *)(req->fields + nf);
     memcpy(req->blk, src, hb);
     req->blk[hb] = '\0';
@@ -126,8 +122,25 @@ void grace__request_release(struct grace_request *req)
     req->app_done = 1;
     if (req->report) /* report.c frees it once the response is reported */
         return;
+    if (req->held) { /* grace__request_unhold() releases it */
+        req->release_held = 1;
+        return;
+    }
     req->defer.run = request_free_deferred;
     grace__conn_defer(req->conn, &req->defer); /* later, while its connection is busy */
+}
+
+void grace__request_hold(struct grace_request *req)
+{
+    req->held++;
+}
+
+void grace__request_unhold(struct grace_request *req)
+{
+    if (--req->held == 0 && req->release_held) {
+        req->release_held = 0;
+        grace__request_release(req);
+    }
 }
 
 void grace__request_done(struct grace_request *req)
@@ -275,6 +288,27 @@ void grace_request_on_finish(struct grace_request *req, grace_finish_cb cb, void
     req->finish_arg = arg;
 }
 
+/* ---------------------------------------------------------------- upgrade */
+
+int grace__request_asks_upgrade(const struct grace_request *req)
+{
+    const char *u;
+    if (!req->p.upgrade || req->p.version_minor != 1)
+        return 0;
+    u = grace_request_header(req, "Upgrade");
+    return u && *u;
+}
+
+int grace_request_is_upgrade(const struct grace_request *req)
+{
+    return req && (req->p.method_id == GRACE_PM_CONNECT || grace__request_asks_upgrade(req));
+}
+
+int grace__request_upgrade_refused(const struct grace_request *req)
+{
+    return grace_request_is_upgrade(req);
+}
+
 /* ---------------------------------------------------------------- limits */
 
 int grace_request_set_max_body(struct grace_request *req, uint64_t bytes)
@@ -321,33 +355,27 @@ int grace_request_set_write_timeout(struct grace_request *req, int64_t ms)
 
 /* ---------------------------------------------------------------- body */
 
-/* Common start of read_body/collect_body/body_to_fd. A Content-Length over
- * the limit is refused before anything is sent (no 100 Continue): the
+/* Common checks of read_body/collect_body/body_to_fd. A Content-Length
+ * over the limit is refused before anything is sent (no 100 Continue): the
  * application answers. */
-int grace__body_begin(struct grace_request *req, enum body_mode mode)
+static int body_check(const struct grace_request *req)
 {
-    struct grace_conn *c = req->conn;
-    if (!c)
+    if (!req->conn)
         return -ENOTCONN;
     if (req->body_mode != BODY_NONE || req->resp == RESP_DONE)
         return -EALREADY;
     if (req->p.framing == GRACE_FRAMING_LENGTH && req->p.content_length > req->body_limit)
         return -EMSGSIZE;
-    req->body_mode = mode;
-    if (req->ops) /* its protocol delivers (and says 100 Continue) */
-        return req->ops->body_start(req);
-    /* 100 Continue only now that the body is wanted, and only if the
-     * response has not begun */
-    if (req->p.expect_continue && !req->sent_continue && req->resp == RESP_NONE &&
-        !req->body_done && !grace_parser_body_done(&c->slot->parser)) {
-        req->sent_continue = 1;
-        grace__conn_enter(c);
-        grace__conn_send_continue(c);
-        grace__conn_leave(c);
-    }
-    grace__conn_body_wait(c);
-    grace__conn_schedule(c);
     return 0;
+}
+
+static int body_begin(struct grace_request *req, enum body_mode mode)
+{
+    int rc = body_check(req);
+    if (rc)
+        return rc;
+    req->body_mode = mode;
+    return req->ops->body_start(req);
 }
 
 int grace_request_read_body(struct grace_request *req, grace_data_cb on_data, grace_end_cb on_end,
@@ -363,7 +391,7 @@ int grace_request_read_body(struct grace_request *req, grace_data_cb on_data, gr
     req->on_data = on_data;
     req->on_end = on_end;
     req->body_arg = arg;
-    return grace__body_begin(req, BODY_STREAM);
+    return body_begin(req, BODY_STREAM);
 }
 
 int grace_request_collect_body(struct grace_request *req, size_t limit, grace_body_cb on_body,
@@ -383,7 +411,7 @@ int grace_request_collect_body(struct grace_request *req, size_t limit, grace_bo
         return -ENOMEM;
     req->on_body = on_body;
     req->body_arg = arg;
-    return grace__body_begin(req, BODY_COLLECT);
+    return body_begin(req, BODY_COLLECT);
 }
 
 void grace_request_pause(struct grace_request *req)
@@ -396,12 +424,23 @@ void grace_request_resume(struct grace_request *req)
     if (!req->paused)
         return;
     req->paused = 0;
-    if (req->conn && req->ops) {
-        req->ops->body_resume(req);
-    } else if (req->conn) {
-        grace__conn_body_wait(req->conn); /* body-timeout waited while paused */
-        grace__conn_schedule(req->conn);
-    }
+    if (req->conn)
+        req->ops->body_resume(req); /* body-timeout waited while paused */
+}
+
+int grace_request_body_to_fd(struct grace_request *req, int fd, grace_end_cb on_end, void *arg)
+{
+    int rc;
+
+    if (!req || fd < 0)
+        return -EINVAL;
+    if ((rc = body_check(req)) < 0 && rc != -EMSGSIZE) /* -EMSGSIZE after -ENOTSUP */
+        return rc;
+    if (!req->ops->body_to_fd)
+        return -ENOTSUP;
+    req->on_end = on_end;
+    req->body_arg = arg;
+    return req->ops->body_to_fd(req, fd); /* -ENOTSUP: TLS, chunked or no body */
 }
 
 /* ---------------------------------------------------------------- deadline */

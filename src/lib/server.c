@@ -8,6 +8,8 @@
 #include "h2.h"
 #endif
 
+#include "http1.h"
+
 #include <errno.h>
 #include <event2/listener.h>
 #include <netdb.h>
@@ -78,6 +80,9 @@ struct grace_server *grace_server_new(struct event_base *base, const struct grac
     /* the engine calls up through these two, never by name */
     srv->up.dispatch = dispatch;
     srv->up.conns_changed = conns_changed;
+    /* what connections speak; the engine keeps the largest state in a slot */
+    srv->protos[0] = &grace__http1;
+    srv->slot_extra = grace__http1.slot_size;
     srv->accept_timer = evtimer_new(base, accept_retry_cb, srv);
     if (grace__engine_init(srv) < 0 || !srv->accept_timer) {
         grace_server_free(srv);
@@ -455,7 +460,6 @@ static void reply_405(struct grace_request *req)
 static void dispatch(struct grace_request *req)
 {
     struct grace_server *srv = req->srv;
-    struct grace_conn *c = req->conn; /* busy (pump): outlives the handler */
     const struct grace_route *r;
     int path_only;
 
@@ -470,6 +474,9 @@ static void dispatch(struct grace_request *req)
         grace_reply(req, 400, msg, sizeof(msg) - 1);
         return;
     }
+    /* held: a handler that drops the connection and completes its reply
+     * frees req only when this function is done with it */
+    grace__request_hold(req);
     r = find_route(srv, grace_request_method(req), req->npath, &path_only);
     if (r)
         r->cb(req, r->arg);
@@ -482,9 +489,10 @@ static void dispatch(struct grace_request *req)
     /* The body limit is the handler's to set (grace_request_set_max_body),
      * so a Content-Length over it is refused only now, before any body byte
      * is read: unless the handler replied or began reading (which checks). */
-    if (c->req == req && req->resp == RESP_NONE && req->body_mode == BODY_NONE &&
+    if (!req->detached && req->resp == RESP_NONE && req->body_mode == BODY_NONE &&
         req->p.framing == GRACE_FRAMING_LENGTH && req->p.content_length > req->body_limit)
-        grace__conn_body_too_large(c);
+        req->ops->fail(req, 413, "request body too large", -EMSGSIZE);
+    grace__request_unhold(req);
 }
 
 /* ---------------------------------------------------------------- stop */

@@ -4,10 +4,11 @@
  * the application's file descriptor: socket -> pipe -> fd with splice(2),
  * so the bytes never cross into user space.
  *
- * conn.c keeps its role: the read event calls grace__splice_read() instead
- * of reading into the input buffer while such a body is due, and pump_body()
- * calls grace__splice_pump() to write what was buffered with the headers,
- * to notice the end, a failed write, or a client gone early. Limits, pause,
+ * HTTP/1.1 (http1.c) keeps its role: its read entry calls
+ * grace__splice_read() instead of letting the engine read into the input
+ * buffer while such a body is due, and its body phase calls
+ * grace__splice_pump() to write what was buffered with the headers, to
+ * notice the end, a failed write, or a client gone early. Limits, pause,
  * body-timeout (from the last bytes moved), early replies and the drain that
  * follows them work as for a streamed body: the parser is told of every byte
  * moved, so it always knows what is left.
@@ -23,35 +24,17 @@
 #define SPLICE_PIPE (1 << 20)  /* asked pipe capacity; the default (64 KiB) if refused */
 #define SPLICE_TURN (4u << 20) /* moved per read event, so others get their turn */
 
-int grace_request_body_to_fd(struct grace_request *req, int fd, grace_end_cb on_end, void *arg)
+int grace__splice_open(struct grace_request *req, int fd)
 {
-    struct grace_conn *c;
-    int p[2], e;
+    int p[2];
 
-    if (!req || fd < 0)
-        return -EINVAL;
-    if (!(c = req->conn))
-        return -ENOTCONN;
-    if (req->body_mode != BODY_NONE)
-        return -EALREADY;
-    if (req->ops || !c->tp->splice || req->p.framing != GRACE_FRAMING_LENGTH ||
-        req->p.content_length == 0)
-        return -ENOTSUP; /* h2, TLS, chunked or no body: grace_request_read_body() */
-    if (req->p.content_length > req->body_limit)
-        return -EMSGSIZE;
     if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
         return -errno;
     (void)fcntl(p[1], F_SETPIPE_SZ, SPLICE_PIPE); /* fewer calls; fine without */
     req->pipe_rd = p[0];
     req->pipe_wr = p[1];
     req->body_fd = fd;
-    req->on_end = on_end;
-    req->body_arg = arg;
-    if ((e = grace__body_begin(req, BODY_FD)) < 0) {
-        close(p[0]);
-        close(p[1]);
-    }
-    return e;
+    return 0;
 }
 
 void grace__splice_release(struct grace_request *req)
@@ -63,11 +46,11 @@ void grace__splice_release(struct grace_request *req)
     req->body_mode = BODY_NONE;
 }
 
-/* Is the read event to move body bytes into the application's fd? */
-int grace__splice_active(const struct grace_conn *c)
+/* Is the read event to move req's body bytes into the application's fd? */
+int grace__splice_active(const struct grace_request *req, const struct grace_parser *p)
 {
-    return c->state == CS_ACTIVE && c->req && c->req->body_mode == BODY_FD &&
-           !c->req->body_done && !c->req->fd_err && grace_parser_body_left(&c->slot->parser);
+    return req->body_mode == BODY_FD && !req->body_done && !req->fd_err &&
+           grace_parser_body_left(p);
 }
 
 /* Empty the pipe into the fd (a regular file takes it all; anything else
@@ -85,11 +68,12 @@ static int drain_pipe(struct grace_request *req, size_t n)
     return 0;
 }
 
-static void progress(struct grace_conn *c, struct grace_request *req, uint64_t n)
+static void progress(struct grace_request *req, struct grace_parser *p, uint64_t n,
+                     uint64_t *moved)
 {
-    grace_parser_body_skip(&c->slot->parser, n);
+    grace_parser_body_skip(p, n);
     req->body_read += n;
-    c->st.body_since = grace__now_ms();
+    *moved += n;
 }
 
 /*
@@ -97,22 +81,22 @@ static void progress(struct grace_conn *c, struct grace_request *req, uint64_t n
  * 0, or 1 at the end of the stream, or a negative errno of the socket. A
  * failed write is kept in fd_err for grace__splice_pump().
  */
-int grace__splice_read(struct grace_conn *c)
+int grace__splice_read(const struct grace_transport *tp, struct grace_sock *s,
+                       struct grace_request *req, struct grace_parser *p, uint64_t *moved)
 {
-    struct grace_request *req = c->req;
     uint64_t turn = SPLICE_TURN;
 
     if (req->paused)
         return 0;
     while (turn > 0) {
-        uint64_t left = grace_parser_body_left(&c->slot->parser);
+        uint64_t left = grace_parser_body_left(p);
         size_t want = left < turn ? (size_t)left : (size_t)turn;
         ssize_t n;
         int e;
 
         if (want == 0)
             break;
-        n = c->tp->splice(&c->sock, req->pipe_wr, want);
+        n = tp->splice(s, req->pipe_wr, want);
         if (n == 0)
             return 1;
         if (n == -EAGAIN)
@@ -123,7 +107,7 @@ int grace__splice_read(struct grace_conn *c)
             req->fd_err = e;
             break;
         }
-        progress(c, req, (uint64_t)n);
+        progress(req, p, (uint64_t)n, moved);
         turn -= (uint64_t)n;
     }
     return 0;
@@ -134,11 +118,10 @@ int grace__splice_read(struct grace_conn *c)
  * written first. 1 when the body is complete, 0 while more is due, or the
  * negative errno of a failed write.
  */
-int grace__splice_pump(struct grace_conn *c)
+int grace__splice_pump(struct evbuffer *in, struct grace_request *req, struct grace_parser *p,
+                       uint64_t *moved)
 {
-    struct grace_request *req = c->req;
-    struct evbuffer *in = c->slot->in;
-    uint64_t left = grace_parser_body_left(&c->slot->parser);
+    uint64_t left = grace_parser_body_left(p);
     size_t len = evbuffer_get_length(in);
 
     if (!req->fd_err && left && len) {
@@ -153,9 +136,9 @@ int grace__splice_pump(struct grace_conn *c)
             }
             done += (size_t)w;
         }
-        progress(c, req, done);
+        progress(req, p, done, moved);
     }
     if (req->fd_err)
         return req->fd_err;
-    return grace_parser_body_done(&c->slot->parser);
+    return grace_parser_body_done(p);
 }

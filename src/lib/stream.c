@@ -70,85 +70,9 @@ static void st_unlink(struct grace_stream *st)
 
 /* ---------------------------------------------------------------- accept */
 
-/* An HTTP/1.1 request with "Connection: upgrade" and an Upgrade header. */
-static int asks_upgrade(const struct grace_request *req)
+struct grace_stream *grace__stream_new(void)
 {
-    const char *u;
-    if (!req->p.upgrade || req->p.version_minor != 1)
-        return 0;
-    u = grace_request_header(req, "Upgrade");
-    return u && *u;
-}
-
-int grace_request_is_upgrade(const struct grace_request *req)
-{
-    return req && (req->p.method_id == GRACE_PM_CONNECT || asks_upgrade(req));
-}
-
-/* A reply other than the switch: the client may already speak the new
- * protocol after its request, so the connection is not reused. */
-int grace__request_upgrade_refused(const struct grace_request *req)
-{
-    return grace_request_is_upgrade(req);
-}
-
-int grace_reply_upgrade(struct grace_request *req, int status, struct grace_stream **stream)
-{
-    struct grace_conn *c;
-    struct grace_stream *st;
-    int connect;
-    char head[512];
-    size_t n, dl, extra;
-
-    if (!req || !stream)
-        return -EINVAL;
-    *stream = NULL;
-    if (req->detached) { /* completes the reply: the application is done with it */
-        grace__request_release(req);
-        return -ENOTCONN;
-    }
-    if (req->resp != RESP_NONE)
-        return -EALREADY;
-    if (req->ops) /* HTTP/2: no Upgrade, and CONNECT streams are not ours yet */
-        return -ENOTSUP;
-    c = req->conn;
-    connect = req->p.method_id == GRACE_PM_CONNECT;
-    if (connect ? status < 200 || status > 299 : status != 101 || !asks_upgrade(req))
-        return -EINVAL;
-    /* the stream starts where the request ends */
-    if (!req->body_done && !grace_parser_body_done(&c->slot->parser))
-        return -EBUSY;
-    if (c->srv->stopping || c->stop_close)
-        return -ESHUTDOWN;
-    extra = req->resp_headers ? evbuffer_get_length(req->resp_headers) : 0;
-    if (!(st = calloc(1, sizeof(*st))))
-        return -ENOMEM;
-
-    grace__conn_enter(c);
-    n = (size_t)snprintf(head, sizeof(head), "HTTP/1.1 %d %s\r\n", status,
-                         grace_status_reason(status));
-    grace__date_header(&c->srv->date, head + n, &dl);
-    n += dl;
-    if (!connect)
-        n += (size_t)snprintf(head + n, sizeof(head) - n, "Connection: Upgrade\r\n");
-    req->status = status;
-    grace__report_start(&c->slot->reports, c, req, status, req->start_us,
-                        grace__conn_out_offset(c), n + extra + 2);
-    evbuffer_add(c->slot->out, head, n);
-    if (req->resp_headers)
-        evbuffer_add_buffer(c->slot->out, req->resp_headers);
-    evbuffer_add(c->slot->out, "\r\n", 2);
-    req->resp = RESP_DONE;
-    grace__report_done(&c->slot->reports, req, grace__conn_out_offset(c));
-
-    c->req = NULL;
-    grace__conn_switch(c, &grace__stream_proto, st);
-    CNT(c->srv, UPGRADES);
-    grace__request_done(req);
-    *stream = st;
-    grace__conn_flush(c);
-    grace__conn_leave(c);
-    return 0;
+    return calloc(1, sizeof(struct grace_stream));
 }
 
 /* ---------------------------------------------------------------- the protocol */
@@ -234,18 +158,19 @@ static void stream_input(struct grace_conn *c)
 }
 
 /* The output buffer became empty. */
-static void stream_output(struct grace_conn *c, enum grace_out what)
+static int stream_output(struct grace_conn *c, enum grace_out what)
 {
     struct grace_stream *st = c->ps;
 
     if (what != GRACE_OUT_EMPTY || !st || !st->want_drain)
-        return;
+        return 0;
     st->want_drain = 0;
     if (st->on_drain) {
         st_hold(st);
         st->on_drain(st, st->arg);
         st_release(st);
     }
+    return 0;
 }
 
 /* The connection ends under the stream (reset, timeout, TLS error, server
