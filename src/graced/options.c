@@ -162,6 +162,10 @@ static void usage(FILE *out, const struct grace_config *cfg)
             continue; /* --max-body-size above; --workers sets reuseport */
         if (i == GRACE_OPT_LINGER)
             fprintf(out, "  --%-23s %s\n", "linger on|off", d ? "(on)" : "(off)");
+        else if (i == GRACE_OPT_HTTP2) /* off: no h2 by ALPN, nor h2c */
+            fprintf(out, "  --%-23s %s\n", "http2 on|off", d ? "(on)" : "(off)");
+        else if (i == GRACE_OPT_H2C)
+            fprintf(out, "  --%-23s %s\n", "h2c on|off", d ? "(on)" : "(off)");
         else if (is_time_opt(i) && d % 1000 == 0)
             fprintf(out, "  --%-23s (%llds)\n", n, (long long)(d / 1000));
         else if (is_time_opt(i))
@@ -496,7 +500,7 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
         default: {
             int opt = c - O_LIB;
             int64_t v;
-            if (opt == GRACE_OPT_LINGER)
+            if (opt == GRACE_OPT_LINGER || opt == GRACE_OPT_HTTP2 || opt == GRACE_OPT_H2C)
                 v = !strcmp(a, "on") ? 1 : !strcmp(a, "off") ? 0 : -1;
             else if (is_time_opt(opt))
                 v = parse_time_ms(a);
@@ -508,6 +512,8 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
             }
             if (opt == GRACE_OPT_MAX_BODY_SIZE)
                 o->max_body = v;
+            if (opt == GRACE_OPT_HTTP2 && !v) /* HTTP/1.1 only, TLS and plain */
+                grace_config_set(o->cfg, GRACE_OPT_H2C, 0);
             break;
         }
         }

@@ -94,10 +94,13 @@ struct h2 {
     unsigned rst_count;        /* streams the client reset in it */
     unsigned empty_frames;     /* DATA without payload nor END_STREAM, HEADERS/CONTINUATION */
     unsigned cont_frames;      /* CONTINUATION frames of the header block in progress */
+    uint8_t scan_hd[9], scan_have, scan_preface; /* h2.c's frame scan */
+    uint32_t scan_skip;
     unsigned char running, again, sending, send_more;
     unsigned char paused_out;  /* our output is above output-high-water: not read */
     unsigned char goaway;      /* our final GOAWAY is submitted: no new streams */
     unsigned char closing;     /* close once no stream is left */
+    unsigned char calmed;      /* a flood: GOAWAY(ENHANCE_YOUR_CALM), nothing more read */
     unsigned char dead;        /* the engine took it away: free at the defer */
     struct grace_defer defer;
 };

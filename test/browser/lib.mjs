@@ -198,6 +198,8 @@ export function browserPath(name) {
  * opts.anyHostIsLoopback: every host name resolves to 127.0.0.1, so a page
  * may go to http://evil.test:PORT/ (another origin, served by a local
  * listener): for tests of redirects and cross-origin behaviour.
+ * opts.acceptInsecureCerts: accept any certificate (a self-signed one made
+ * by the test): Chromium over CDP, Firefox as the BiDi session capability.
  */
 export async function launchBrowser(name, opts = {}) {
     const b = BROWSERS[name];
@@ -225,6 +227,7 @@ export async function launchBrowser(name, opts = {}) {
         env,
         timeout: 60000,
         protocolTimeout: 120000,
+        acceptInsecureCerts: !!opts.acceptInsecureCerts,
     });
     procs.push(browser.process());
     return browser;
