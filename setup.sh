@@ -95,7 +95,7 @@ test)
             valgrind -q --leak-check=full --error-exitcode=1 build/test/unit/check_tls
     fi
     echo "== fuzz targets, ${FUZZ_TIME:-30} s each"
-    for target in parser conn tls multipart; do
+    for target in parser conn tls h2 multipart; do
         FUZZ_OUT="$top/build/fuzz" sh test/fuzz/run.sh "$target" "${FUZZ_TIME:-30}" >"build/fuzz-$target.log" 2>&1 ||
             { tail -40 "build/fuzz-$target.log"; echo "fuzz $target: FAILED"; exit 1; }
         grep -E '^Done' "build/fuzz-$target.log"

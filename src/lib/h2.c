@@ -27,11 +27,12 @@ static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
  * header block: a legitimate client needs a handful of either. */
 #define EMPTY_FRAMES_MAX 1000
 #define CONTINUATIONS_MAX 32
-/* A stop: the final GOAWAY this long after the shutdown notice (about one
- * round trip for requests already on their way). */
-#define NOTICE_MS 1000
 
 static void h2_send(struct h2 *h);
+/* Runs in a row for work the run itself made (a reply from a handler, a
+ * drain callback that asks again); more waits for the event loop. */
+#define RUN_ROUNDS 4
+static void goaway(struct h2 *h);
 
 /* ---------------------------------------------------------------- choosing */
 
@@ -304,6 +305,22 @@ static void reap(struct h2 *h)
     }
     if (!h->nstreams && !h->idle_since)
         h->idle_since = grace__now_ms();
+    if (!h->nstreams && h->stopping)
+        goaway(h);
+}
+
+/* Streams a close must wait for: any, while the client may still send;
+ * after its EOF only those with a request or an answer still going out. */
+static int streams_busy(const struct h2 *h)
+{
+    const struct h2s *st;
+
+    if (!h->c->peer_eof)
+        return h->nstreams > 0;
+    TAILQ_FOREACH(st, &h->streams, link)
+        if (!st->closed && (st->req || (st->submitted && !st->end_sent)))
+            return 1;
+    return 0;
 }
 
 /* Once closing with no stream left and every frame out of nghttp2: our
@@ -316,7 +333,7 @@ static void check_close(struct h2 *h)
         return;
     if (!h->closing && (nghttp2_session_want_read(h->s) || nghttp2_session_want_write(h->s)))
         return;
-    if (h->closing && h->nstreams &&
+    if (h->closing && streams_busy(h) &&
         (nghttp2_session_want_read(h->s) || nghttp2_session_want_write(h->s)))
         return;
     if (!h->goaway) {
@@ -373,6 +390,7 @@ static void h2_input(struct grace_conn *c)
 {
     struct h2 *h = c->ps;
     struct h2s *st;
+    int rounds = 0;
 
     if (h->running) {
         h->again = 1;
@@ -380,6 +398,10 @@ static void h2_input(struct grace_conn *c)
     }
     h->running = 1;
     do {
+        if (++rounds > RUN_ROUNDS) { /* the rest from the loop: never spin here */
+            event_active(h->kick_ev, EV_TIMEOUT, 1);
+            break;
+        }
         h->again = 0;
         recv_input(h);
         if (c->peer_eof && !h->dead && !(h->goaway && h->closing))
@@ -420,7 +442,16 @@ static void h2_free(struct grace_defer *d)
         grace__h2s_free(st);
     }
     nghttp2_session_del(h->s);
+    event_free(h->kick_ev);
     free(h);
+}
+
+/* Work left by a run that used its rounds: from the loop, as any kick. */
+static void kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct h2 *h = arg;
+    if (!h->dead)
+        grace__conn_schedule(h->c);
 }
 
 static int h2_start(struct grace_conn *c, void *arg)
@@ -461,6 +492,11 @@ static int h2_start(struct grace_conn *c, void *arg)
         return -ENOMEM;
     }
     h->c = c;
+    if (!(h->kick_ev = event_new(srv->base, -1, 0, kick_cb, h))) {
+        nghttp2_session_del(h->s);
+        free(h);
+        return -ENOMEM;
+    }
     TAILQ_INIT(&h->streams);
     h->idle_since = grace__now_ms();
     h->scan_preface = 24;
@@ -481,6 +517,7 @@ static int h2_start(struct grace_conn *c, void *arg)
              nghttp2_session_set_local_window_size(h->s, NGHTTP2_FLAG_NONE, 0,
                                                    (int32_t)OPT(srv, H2_CONN_WINDOW)))) {
             nghttp2_session_del(h->s);
+            event_free(h->kick_ev);
             free(h);
             return -ENOMEM;
         }
@@ -542,8 +579,6 @@ static int64_t h2_deadline(const struct grace_conn *c, enum grace_counter *why)
     const struct h2s *st;
     int64_t d = 0;
 
-    if (h->notice_at && !h->goaway)
-        grace__earlier(&d, why, h->notice_at + NOTICE_MS, GRACE_CNT__COUNT);
     if (!h->nstreams && !h->closing)
         grace__earlier(&d, why, h->idle_since + OPT(c->srv, KEEPALIVE_TIMEOUT),
                        GRACE_CNT_TIMEOUT_KEEPALIVE);
@@ -572,8 +607,6 @@ static void h2_timeout(struct grace_conn *c, enum grace_counter why)
     int64_t now = grace__now_ms();
     struct h2s *st;
 
-    if (h->notice_at && !h->goaway && now >= h->notice_at + NOTICE_MS)
-        goaway(h);
     if (!h->nstreams && !h->closing && now >= h->idle_since + OPT(c->srv, KEEPALIVE_TIMEOUT)) {
         if (c->srv->stopping)
             CNT(c->srv, STOP_IDLE_CLOSED);
@@ -617,14 +650,17 @@ static void h2_stop(struct grace_conn *c, enum grace_stop how)
         grace__h2_kick(h);
         return;
     }
-    /* a drop or a stop's start: no new stream after about a round trip
-     * (the notice first, so that requests already sent are not lost) */
-    if (!h->notice_at && !h->goaway) {
-        nghttp2_submit_shutdown_notice(h->s);
-        h->notice_at = grace__now_ms();
-        if (!h->nstreams)
-            h->idle_since = h->idle_since < h->notice_at ? h->idle_since : h->notice_at;
-    }
+    /*
+     * A drop or a stop's start: the GOAWAY goes once no stream is in flight
+     * (now, if none is): streams that arrive meanwhile are served, as
+     * HTTP/1.1 serves requests with Connection: close. Not earlier: clients
+     * such as Python's h2 (httpx) treat any GOAWAY, even the shutdown notice
+     * (2^31-1), as the end of the connection and lose the answers in flight.
+     * The stop's deadline (GRACE_STOP_CUT) bounds the wait.
+     */
+    h->stopping = 1;
+    if (!h->nstreams)
+        goaway(h);
     grace__h2_kick(h);
 }
 

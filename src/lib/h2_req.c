@@ -24,6 +24,10 @@
 
 static const struct grace_req_ops h2_ops;
 
+/* A stream's write stall (its window shut), told apart from the engine's
+ * own write-timeout (a full socket), which the engine acts on itself. */
+#define H2_WRITE_STALL GRACE_CNT_TIMEOUT_STREAM
+
 /* ---------------------------------------------------------------- streams */
 
 void grace__h2_kick(struct h2 *h)
@@ -736,7 +740,7 @@ int64_t grace__h2s_deadline(const struct h2s *st, enum grace_counter *why)
         int64_t wt = req && req->write_timeout ? req->write_timeout
                      : st->write_timeout      ? st->write_timeout
                                               : OPT(srv, WRITE_TIMEOUT);
-        grace__earlier(&d, why, st->out_since + wt, GRACE_CNT_TIMEOUT_WRITE);
+        grace__earlier(&d, why, st->out_since + wt, H2_WRITE_STALL);
     }
     if (st->lingering)
         grace__earlier(&d, why, grace__linger_due(&st->lg, &srv->cfg), GRACE_CNT_LINGER_STARTED);
@@ -767,8 +771,8 @@ void grace__h2s_timeout(struct h2s *st, int64_t now)
         srv->cnt[why]++;
         grace__h2s_fail(st, 503, "request deadline passed", -ETIMEDOUT);
         break;
-    case GRACE_CNT_TIMEOUT_WRITE:
-        srv->cnt[why]++;
+    case H2_WRITE_STALL:
+        CNT(srv, TIMEOUT_WRITE);
         grace__h2s_fail(st, 0, "", -ETIMEDOUT); /* started: a reset */
         break;
     default: { /* the early answer's discard: the linger's verdict */

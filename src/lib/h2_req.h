@@ -89,7 +89,7 @@ struct h2 {
     struct h2s_list streams;   /* every stream we hold, oldest first */
     size_t nstreams;
     int64_t idle_since;        /* no stream since (keep-alive) */
-    int64_t notice_at;         /* stop: the shutdown notice went out at */
+    unsigned char stopping;    /* a stop or drop: GOAWAY once no stream is in flight */
     int64_t rst_window;        /* rapid reset: this second's start */
     unsigned rst_count;        /* streams the client reset in it */
     unsigned empty_frames;     /* DATA without payload nor END_STREAM, HEADERS/CONTINUATION */
@@ -102,6 +102,7 @@ struct h2 {
     unsigned char closing;     /* close once no stream is left */
     unsigned char calmed;      /* a flood: GOAWAY(ENHANCE_YOUR_CALM), nothing more read */
     unsigned char dead;        /* the engine took it away: free at the defer */
+    struct event *kick_ev;     /* a run for the loop to do (RUN_ROUNDS spent) */
     struct grace_defer defer;
 };
 
