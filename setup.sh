@@ -17,13 +17,14 @@ mode=${1:-build}
 # chromium and firefox-esr: the browser tests (test/browser), Firefox because
 # it, unlike Chromium, loses an early answer to a naive close; haproxy:
 # test_haproxy.py's rolling restart behind it; iproute2: ip netns, for
-# test_lossy's lossy path; libnghttp2-dev: HTTP/2; the HTTP/2 tests
-# (test/integration/h2, the client matrix and raw-frame conformance tests):
-# nghttp2-client (nghttp, h2load), golang-go (a net/http client built at test
-# time), python3-h2 and python3-httpx (for Debian's /usr/bin/python3)
+# test_lossy's lossy path; libnghttp2-dev: HTTP/2; the HTTP/2 kit (test/integration/h2, its client
+# matrix and raw-frame conformance tests): nghttp2-client (nghttp, h2load),
+# golang-go (a net/http client built at test time), python3-h2 and
+# python3-httpx (for Debian's /usr/bin/python3, which the kit runs them with)
 PKGS="build-essential autoconf automake libtool pkg-config libevent-dev check \
 libssl-dev openssl curl python3 clang valgrind systemd libcrypt-dev chromium firefox-esr haproxy iproute2 \
-libnghttp2-dev nghttp2-client golang-go python3-h2 python3-httpx"
+libnghttp2-dev nghttp2-client golang-go python3-h2 python3-httpx \
+libexpat1-dev litmus rclone cadaver"
 # node and npm for the browser test (test/browser): Debian's, unless a node
 # with its own npm is already there
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
@@ -46,6 +47,12 @@ if [ ! -f test/browser/node_modules/.package-lock.json ] ||
     [ test/browser/package-lock.json -nt test/browser/node_modules/.package-lock.json ]; then
     echo "setup: npm ci in test/browser"
     (cd test/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+# tus-js-client, pinned by test/tus/package-lock.json: the resumable uploads' real client
+if [ ! -f test/tus/node_modules/.package-lock.json ] ||
+    [ test/tus/package-lock.json -nt test/tus/node_modules/.package-lock.json ]; then
+    echo "setup: npm ci in test/tus"
+    (cd test/tus && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 if [ ! -x configure ] || [ configure.ac -nt configure ] || [ Makefile.am -nt Makefile.in ]; then
@@ -81,7 +88,10 @@ test)
     # kernel already accepted, so the EMFILE tests cannot run under it
     for t in build/test/unit/check_parser build/test/unit/check_server build/test/unit/check_linger \
         build/test/unit/check_progress build/test/unit/check_stream build/test/unit/check_splice \
-        build/test/unit/check_upgrade build/test/unit/check_hooks build/test/unit/check_stop; do
+        build/test/unit/check_upgrade build/test/unit/check_hooks build/test/unit/check_stop \
+        build/test/unit/check_pool build/test/unit/check_graced_path build/test/unit/check_options \
+        build/test/unit/check_dav \
+        build/test/unit/check_fields; do
         GRACE_TEST_NO_HEAP=1 GRACE_TEST_NO_RLIMIT=1 CK_FORK=no \
             valgrind -q --leak-check=full --error-exitcode=1 "$t"
     done

@@ -19,11 +19,9 @@ obj=${top_builddir:-.}/src/lib
 allow=${top_srcdir:-.}/test/layers.allow
 
 # rank  layer      files (x for x.c and x.h; x.h for a header without a .c)
-# internal.h holds no code (its inline helpers' calls show in the objects that use them): it
-# sits at the bottom until it is split per module.
 ranks() {
     cat <<'EOF'
-0 base      core util parser path version internal.h
+0 base      core util parser path version
 1 transport io tls transport.h
 2 engine    conn linger
 3 request   request report

@@ -6,19 +6,27 @@
  *
  * A crypt(3) check costs CPU by design (yescrypt's default: about 90 ms
  * here, sha512-crypt about 1 ms), so it never runs on the event loop:
- *  - each worker hands checks to a helper thread and answers the request
- *    when the thread is done (the connection waits, nothing else does); at
- *    most --auth-max-pending checks wait at once, more are answered 503;
+ *  - each worker hands checks to a pool of one thread (pool.c, beside the
+ *    upload pool: a login never waits for a disk, and one check at a time
+ *    takes at most one core, at the pool's lower priority) and answers the
+ *    request when the check is done (the connection waits, nothing else
+ *    does); at most --auth-max-pending checks wait at once, more are
+ *    answered 503;
  *  - a successful (user, password) is remembered for --auth-cache-time, and
  *    later requests with the same credentials skip crypt;
  *  - a client address that failed --auth-fail-limit times within a minute
  *    is answered 429 without any crypt call until the minute is over;
- *  - an unknown user costs one crypt too, against a hash of the costliest
- *    kind (scheme and parameters) in the file, and a user whose hash is of
- *    a cheaper kind pays for one of those as well, so every check costs
- *    what the costliest does, on a busy machine too: timing tells neither
- *    which names exist nor which hash a name has. What each kind of hash
- *    costs is measured once, when the file is read.
+ *  - every check costs the same, whatever the name: a hash's kind is its
+ *    scheme with its cost ("$y$j9T", "$2b$12", "$6$rounds=N"), and a check
+ *    runs one crypt of each kind in the file: the user's own hash for
+ *    theirs, and for each other kind the hash of a user of that kind (an
+ *    unknown name: one of each kind, none its own). Same kind, same work:
+ *    equal by construction, not by a measurement (which a busy machine
+ *    would blur), and real work, which a busy machine slows alike, where a
+ *    sleep would not be. Timing tells neither which names exist nor which
+ *    hash a name has; a file with several kinds makes every check cost
+ *    their sum, and is warned about (its cheap hashes are still cheap to
+ *    crack).
  * Every answer here is given when the headers arrive, before any body byte
  * is read: the library then closes gracefully and the client gets it.
  */
@@ -28,16 +36,11 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <event2/event.h>
-#include <fcntl.h>
-#include <pthread.h>
-#include <unistd.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #ifdef GRACED_HAVE_CRYPT
 #include <crypt.h>
 #endif
@@ -47,12 +50,21 @@
 #define AUTH_FAIL_SLOTS 256
 #define AUTH_FAIL_WINDOW_MS 60000
 #define AUTH_MAX_CRED 512 /* base64 of "user:password" */
-#define AUTH_COST_KINDS 16 /* kinds of hash (scheme and parameters) measured */
+#define AUTH_KINDS 16      /* kinds of hash (scheme and cost) in one file: each check runs them all */
+#define AUTH_COST_CACHE 32 /* kinds whose cost was measured (for the warning), across reloads */
 
 struct user {
     char *name, *hash;
     int write;
-    int cheap;     /* its kind costs under half the costliest: checks pad */
+    int kind;      /* index in the file's kinds */
+};
+
+/* The users of one version of the file, and a user of each kind of hash. */
+struct userset {
+    struct user *u;
+    int n;
+    int rep[AUTH_KINDS];
+    int nkinds;
 };
 
 struct cache_entry {
@@ -69,14 +81,15 @@ struct fail_entry {
     int64_t since_ms;
 };
 
-/* One password check handed to the helper thread. */
+/* One password check handed to the auth pool. */
 struct check {
+    struct graced_job job; /* first: the pool's */
     struct graced *g;
     struct grace_request *req;
     graced_cont_cb cont;
     int write;
-    char *pad;     /* a hash of the costliest kind, checked too (a cheap user's) */
-    int ok;        /* the thread's answer */
+    char *pads;    /* a hash of each other kind, checked too: "h1\0h2\0...\0\0" */
+    int ok;        /* the check's answer (set by the pool thread) */
     int gone;      /* the request ended while waiting */
     int cancelled; /* ... and may not be touched (server freed) */
     char cred[AUTH_MAX_CRED]; /* base64 as sent, for the cache */
@@ -84,7 +97,6 @@ struct check {
     char name[AUTH_MAX_CRED];
     char *hash;    /* a copy: a reload may free the users meanwhile */
     char password[AUTH_MAX_CRED];
-    struct check *next;
 };
 
 /* What one check against a kind of hash costs: "$y$j9T", "$6", "$6$rounds=N" */
@@ -96,29 +108,15 @@ struct cost {
 struct graced_auth {
     struct user *users;
     int nusers;
-    int dummy;              /* a user of the costliest kind: unknown names and
-                               cheap hashes are also checked against its hash */
-    struct cost costs[AUTH_COST_KINDS]; /* kept across reloads */
+    int rep[AUTH_KINDS];    /* a user of each kind of hash in the file */
+    int nkinds;
+    struct cost costs[AUTH_COST_CACHE]; /* kept across reloads */
     int ncosts;
     struct cache_entry cache[AUTH_CACHE_SLOTS];
     struct fail_entry fails[AUTH_FAIL_SLOTS];
-    /* the helper thread, started at the first check */
-    pthread_t thread;
-    int thread_on, quit;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct check *todo, *todo_tail, *done; /* under mu */
-    int wake[2];            /* done -> the event loop */
-    struct event *wake_ev;
-    int pending;            /* checks not yet answered (loop side) */
+    struct graced_pool *pool; /* one thread, made at the first check */
+    int pending;            /* checks not yet answered */
 };
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void free_users(struct user *u, int n)
 {
@@ -129,8 +127,68 @@ static void free_users(struct user *u, int n)
     free(u);
 }
 
+/*
+ * A hash's kind: its scheme and cost, the part of its setting before the
+ * salt. "$2b$12$<salt and digest>" is "$2b$12" (bcrypt has no '$' between
+ * them); "$7$<N, r, p in 11 characters><salt>$digest" is "$7$" and those 11
+ * (scrypt); "_<count in 4><salt><digest>" is those 5 (BSDi); any other
+ * hash without its last two '$' fields: "$y$j9T$salt$digest" is "$y$j9T",
+ * "$6$rounds=N$salt$digest" "$6$rounds=N", "$6$salt$digest" "$6"; DES and
+ * bigcrypt (no '$': one cost) "".
+ */
+static void hash_kind(const char *hash, char *out, size_t n)
+{
+    const char *end = strrchr(hash, '$');
+    size_t len, hl = strlen(hash);
+    if (hl >= 7 && hash[0] == '$' && hash[1] == '2' && hash[3] == '$' && hash[6] == '$') {
+        len = 6;
+    } else if (hl >= 14 && !strncmp(hash, "$7$", 3)) {
+        len = 14;
+    } else if (hl >= 5 && hash[0] == '_') {
+        len = 5;
+    } else {
+        if (end && end > hash) {
+            const char *p = end - 1;
+            while (p > hash && *p != '$')
+                p--;
+            end = p;
+        }
+        len = end ? (size_t)(end - hash) : 0;
+    }
+    if (len >= n)
+        len = n - 1;
+    memcpy(out, hash, len);
+    out[len] = '\0';
+}
+
+/* Each user's kind, and a user of each kind; 0, or -1 with a reason. */
+static int assign_kinds(struct userset *us, char *why, size_t whylen)
+{
+    us->nkinds = 0;
+    for (int i = 0; i < us->n; i++) {
+        char kind[64], other[64];
+        int k = 0;
+        hash_kind(us->u[i].hash, kind, sizeof(kind));
+        for (; k < us->nkinds; k++) {
+            hash_kind(us->u[us->rep[k]].hash, other, sizeof(other));
+            if (!strcmp(kind, other))
+                break;
+        }
+        if (k == us->nkinds) {
+            if (k == AUTH_KINDS) {
+                snprintf(why, whylen, "more than %d kinds of hash (scheme and cost): every check "
+                         "runs one of each", AUTH_KINDS);
+                return -1;
+            }
+            us->rep[us->nkinds++] = i;
+        }
+        us->u[i].kind = k;
+    }
+    return 0;
+}
+
 /* Read the users file. 0, or -1 with a reason in why. */
-static int load_users(const char *path, struct user **out, int *nout, char *why, size_t whylen)
+static int load_users(const char *path, struct userset *out, char *why, size_t whylen)
 {
     FILE *fp = fopen(path, "re");
     struct user *u = NULL;
@@ -193,98 +251,66 @@ static int load_users(const char *path, struct user **out, int *nout, char *why,
         }
     }
     fclose(fp);
-    *out = u;
-    *nout = n;
-    return 0;
+    out->u = u;
+    out->n = n;
+    if (assign_kinds(out, why, whylen) == 0)
+        return 0;
+    free_users(u, n);
+    return -1;
 fail:
     fclose(fp);
     free_users(u, n);
     return -1;
 }
 
-/* A hash's kind: the hash without its last two '$' fields (salt and
- * digest), so "$y$j9T$salt$digest" is "$y$j9T" and "$6$salt$digest" "$6".
- * (bcrypt's "$2b$12$saltdigest" comes out as "$2b": all its costs are one
- * kind, measured once.) */
-static void hash_kind(const char *hash, char *out, size_t n)
-{
-    const char *end = strrchr(hash, '$');
-    size_t len;
-    if (end && end > hash) {
-        const char *p = end - 1;
-        while (p > hash && *p != '$')
-            p--;
-        end = p;
-    }
-    len = end ? (size_t)(end - hash) : 0;
-    if (len >= n)
-        len = n - 1;
-    memcpy(out, hash, len);
-    out[len] = '\0';
-}
-
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /*
- * What a check against each kind of hash in the file costs, measured once
- * per kind (a kind measured for an earlier version of the file is not
- * measured again, so a reload costs nothing unless a new kind appears).
- * The dummy for unknown names is a user of the costliest kind; users of a
- * kind that costs under half of it are marked cheap (their checks add one
- * against the dummy's hash: real work, which a busy machine slows down as
- * it slows the costly kind, where a sleep would not be). A file that mixes
- * costs is warned about: timing no longer tells, but the cheap hashes are
- * still cheap to crack.
+ * What a check against each kind of hash in the file costs, for the
+ * warning only (equal costs come from running one hash of each kind, not
+ * from these figures): measured once per kind, kept across reloads, so a
+ * reload costs nothing unless a new kind appears.
  */
 static void measure_costs(struct graced_auth *a, const char *path)
 {
 #ifdef GRACED_HAVE_CRYPT
     struct crypt_data *cd = calloc(1, sizeof(*cd));
-    int64_t lo = -1, hi = -1, *cost = calloc((size_t)a->nusers + 1, sizeof(*cost));
-    a->dummy = 0;
-    for (int i = 0; i < a->nusers; i++) {
+    int64_t lo = -1, hi = -1, sum = 0;
+    for (int k = 0; k < a->nkinds && cd; k++) {
+        const char *hash = a->users[a->rep[k]].hash;
         char kind[64];
-        int k = 0;
-        hash_kind(a->users[i].hash, kind, sizeof(kind));
-        while (k < a->ncosts && strcmp(a->costs[k].kind, kind))
-            k++;
-        if (k == a->ncosts && k < AUTH_COST_KINDS && cd) {
+        int c = 0;
+        int64_t us = -1;
+        hash_kind(hash, kind, sizeof(kind));
+        while (c < a->ncosts && strcmp(a->costs[c].kind, kind))
+            c++;
+        if (c < a->ncosts) {
+            us = a->costs[c].us;
+        } else {
             /* the faster of two: the first also pays for first use (memory
              * yescrypt maps), and a busy machine only ever adds */
             for (int r = 0; r < 2; r++) {
-                int64_t t0 = mono_us(), us;
-                (void)crypt_rn("graced: not a password", a->users[i].hash, cd, sizeof(*cd));
-                us = mono_us() - t0;
-                if (r == 0 || us < a->costs[k].us)
-                    a->costs[k].us = us;
+                int64_t t0 = graced_mono_us(), t;
+                (void)crypt_rn("graced: not a password", hash, cd, sizeof(*cd));
+                t = graced_mono_us() - t0;
+                if (r == 0 || t < us)
+                    us = t;
             }
-            snprintf(a->costs[k].kind, sizeof(a->costs[k].kind), "%s", kind);
-            a->ncosts++;
+            if (a->ncosts < AUTH_COST_CACHE) {
+                snprintf(a->costs[a->ncosts].kind, sizeof(a->costs[0].kind), "%s", kind);
+                a->costs[a->ncosts++].us = us;
+            }
         }
-        if (k == a->ncosts) /* more kinds than measured: as costly as the first */
-            k = 0;
-        if (cost)
-            cost[i] = a->costs[k].us;
-        if (a->costs[k].us > hi) {
-            hi = a->costs[k].us;
-            a->dummy = i;
-        }
-        if (lo < 0 || a->costs[k].us < lo)
-            lo = a->costs[k].us;
+        sum += us;
+        if (us > hi)
+            hi = us;
+        if (lo < 0 || us < lo)
+            lo = us;
     }
-    for (int i = 0; i < a->nusers; i++)
-        a->users[i].cheap = cost && 2 * cost[i] < hi;
-    free(cost);
     if (lo >= 0 && hi > 2 * lo)
         graced_log(LOG_WARN, "--users-file %s mixes hash costs (%.1f ms to %.1f ms a check): "
-                   "checks of the cheaper ones also run the costliest, so timing tells no names "
-                   "apart, but those hashes are cheaper to crack (mkpasswd -m yescrypt)", path,
-                   (double)lo / 1000, (double)hi / 1000);
+                   "every check runs one of each of its %d kinds (%.1f ms), so timing tells no "
+                   "names apart, but the cheaper hashes are cheaper to crack (mkpasswd -m "
+                   "yescrypt)", path, (double)lo / 1000, (double)hi / 1000, a->nkinds,
+                   (double)sum / 1000);
     if (cd) {
         explicit_bzero(cd, sizeof(*cd));
         free(cd);
@@ -295,8 +321,19 @@ static void measure_costs(struct graced_auth *a, const char *path)
 #endif
 }
 
+/* A version of the file takes the place of the one before. */
+static void use_users(struct graced_auth *a, const struct userset *us)
+{
+    free_users(a->users, a->nusers);
+    a->users = us->u;
+    a->nusers = us->n;
+    memcpy(a->rep, us->rep, sizeof(a->rep));
+    a->nkinds = us->nkinds;
+}
+
 int graced_auth_load(struct graced *g)
 {
+    struct userset us;
     char why[256];
     if (!g->o.users_file)
         return 0;
@@ -309,13 +346,11 @@ int graced_auth_load(struct graced *g)
         fprintf(stderr, "graced: out of memory\n");
         return -1;
     }
-    pthread_mutex_init(&g->auth->mu, NULL);
-    pthread_cond_init(&g->auth->cv, NULL);
-    g->auth->wake[0] = g->auth->wake[1] = -1;
-    if (load_users(g->o.users_file, &g->auth->users, &g->auth->nusers, why, sizeof(why)) < 0) {
+    if (load_users(g->o.users_file, &us, why, sizeof(why)) < 0) {
         fprintf(stderr, "graced: --users-file %s: %s\n", g->o.users_file, why);
         return -1;
     }
+    use_users(g->auth, &us);
     if (g->auth->nusers == 0)
         graced_log(LOG_WARN, "--users-file %s: no users", g->o.users_file);
     measure_costs(g->auth, g->o.users_file);
@@ -324,23 +359,20 @@ int graced_auth_load(struct graced *g)
 
 void graced_auth_reload(struct graced *g)
 {
-    struct user *u;
-    int n;
+    struct userset us;
     char why[256];
     if (!g->auth)
         return;
-    if (load_users(g->o.users_file, &u, &n, why, sizeof(why)) < 0) {
+    if (load_users(g->o.users_file, &us, why, sizeof(why)) < 0) {
         graced_log(LOG_ERR, "worker %d: users not reloaded, keeping the old ones: %s: %s",
                    g->worker, g->o.users_file, why);
         return;
     }
-    free_users(g->auth->users, g->auth->nusers);
-    g->auth->users = u;
-    g->auth->nusers = n;
+    use_users(g->auth, &us);
     measure_costs(g->auth, g->o.users_file);
     /* a removed user or a changed password must not live on in the cache */
     memset(g->auth->cache, 0, sizeof(g->auth->cache));
-    graced_log(LOG_INFO, "worker %d: %d user(s) loaded", g->worker, n);
+    graced_log(LOG_INFO, "worker %d: %d user(s) loaded", g->worker, us.n);
 }
 
 static void check_free(struct check *c)
@@ -348,37 +380,18 @@ static void check_free(struct check *c)
     explicit_bzero(c->password, sizeof(c->password));
     explicit_bzero(c->cred, sizeof(c->cred));
     free(c->hash);
-    free(c->pad);
+    free(c->pads);
     free(c);
 }
 
-/* A worker ends: stop the thread; checks still waiting are dropped (their
- * requests were cancelled with the server). */
+/* A worker ends, after its server: the checks queued still run (their
+ * requests were cancelled with the server: check_done only frees them). */
 void graced_auth_stop(struct graced *g)
 {
-    struct graced_auth *a = g->auth;
-    struct check *c;
-    if (!a || !a->thread_on)
+    if (!g->auth)
         return;
-    pthread_mutex_lock(&a->mu);
-    a->quit = 1;
-    pthread_cond_signal(&a->cv);
-    pthread_mutex_unlock(&a->mu);
-    pthread_join(a->thread, NULL);
-    a->thread_on = 0;
-    while ((c = a->todo)) {
-        a->todo = c->next;
-        check_free(c);
-    }
-    while ((c = a->done)) {
-        a->done = c->next;
-        check_free(c);
-    }
-    event_free(a->wake_ev);
-    a->wake_ev = NULL;
-    close(a->wake[0]);
-    close(a->wake[1]);
-    a->wake[0] = a->wake[1] = -1;
+    graced_pool_free(g->auth->pool);
+    g->auth->pool = NULL;
 }
 
 void graced_auth_free(struct graced *g)
@@ -388,45 +401,8 @@ void graced_auth_free(struct graced *g)
     graced_auth_stop(g);
     free_users(g->auth->users, g->auth->nusers);
     explicit_bzero(g->auth->cache, sizeof(g->auth->cache));
-    pthread_mutex_destroy(&g->auth->mu);
-    pthread_cond_destroy(&g->auth->cv);
     free(g->auth);
     g->auth = NULL;
-}
-
-static int b64val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-}
-
-/* Standard base64 with padding; -1 if malformed or too long. */
-static int b64decode(const char *in, size_t n, char *out, size_t outlen)
-{
-    size_t o = 0;
-    unsigned v = 0;
-    int bits = 0;
-    while (n && in[n - 1] == '=')
-        n--;
-    for (size_t i = 0; i < n; i++) {
-        int d = b64val((unsigned char)in[i]);
-        if (d < 0)
-            return -1;
-        v = (v << 6) | (unsigned)d;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o + 1 >= outlen)
-                return -1;
-            out[o++] = (char)((v >> bits) & 0xff);
-        }
-    }
-    out[o] = '\0';
-    return (int)o;
 }
 
 static int ct_equal(const char *a, const char *b, size_t n)
@@ -477,7 +453,7 @@ static struct fail_entry *fail_slot(struct graced_auth *a, const struct grace_re
     memset(f, 0, sizeof(*f));
     f->family = sa->sa_family;
     memcpy(f->addr, key, 16);
-    f->since_ms = mono_ms();
+    f->since_ms = graced_mono_ms();
     return f;
 }
 
@@ -500,50 +476,85 @@ static void safe_name(const char *in, char *out, size_t n)
     out[o] = '\0';
 }
 
-/* ---------------------------------------------------------------- the helper thread */
+/* ---------------------------------------------------------------- the upload token */
 
-static void *checker(void *arg)
+/* The first line of --auth-token-file, without the line end and the
+ * spaces or tabs around it. -1 with errno: EINVAL for no token (an empty or
+ * blank line), EILSEQ for a byte no client can send in a header (control
+ * characters, spaces inside, non-ASCII). Any length: nothing is cut. */
+int graced_load_token(struct graced *g)
 {
-    struct graced_auth *a = arg;
+    FILE *fp = fopen(g->o.token_file, "re");
+    char *line = NULL, *t;
+    size_t cap = 0, n;
+    ssize_t got;
+    if (!fp)
+        return -1;
+    got = getline(&line, &cap, fp);
+    fclose(fp);
+    if (got < 0) {
+        free(line);
+        return errno = EINVAL, -1;
+    }
+    n = strcspn(line, "\r\n");
+    while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t'))
+        n--;
+    line[n] = '\0';
+    t = line + strspn(line, " \t");
+    n = strlen(t);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)t[i] <= 0x20 || (unsigned char)t[i] >= 0x7f) {
+            free(line);
+            return errno = EILSEQ, -1;
+        }
+    if (n == 0) {
+        free(line);
+        return errno = EINVAL, -1;
+    }
+    memmove(line, t, n + 1);
+    free(g->token);
+    g->token = line;
+    g->token_len = n;
+    return 0;
+}
+
+/* Compare without an early exit, so timing does not leak the token. The
+ * scheme is case-insensitive (RFC 9110 11.1), then one or more spaces. */
+int graced_token_ok(const struct graced *g, const char *auth)
+{
+    size_t n;
+    unsigned char diff = 0;
+    if (!auth || strncasecmp(auth, "Bearer ", 7))
+        return 0;
+    auth += 7;
+    auth += strspn(auth, " ");
+    n = strlen(auth);
+    for (size_t i = 0; i < g->token_len; i++)
+        diff |= (unsigned char)(g->token[i] ^ (i < n ? auth[i] : 0));
+    return diff == 0 && n == g->token_len;
+}
+
+/* ---------------------------------------------------------------- the check */
+
+/* On the pool's thread: crypt, then one hash of each other kind (the top
+ * of the file says why). */
+static void check_work(struct graced_job *j)
+{
+    struct check *c = (struct check *)j;
+    c->ok = 0;
 #ifdef GRACED_HAVE_CRYPT
     struct crypt_data *cd = calloc(1, sizeof(*cd)); /* large: not on the stack */
-#endif
-    pthread_mutex_lock(&a->mu);
-    for (;;) {
-        struct check *c;
-        while (!a->todo && !a->quit)
-            pthread_cond_wait(&a->cv, &a->mu);
-        if (a->quit)
-            break;
-        c = a->todo;
-        if (!(a->todo = c->next))
-            a->todo_tail = NULL;
-        pthread_mutex_unlock(&a->mu);
-        c->ok = 0;
-#ifdef GRACED_HAVE_CRYPT
-        if (cd) {
-            const char *out = crypt_rn(c->password, c->hash, cd, sizeof(*cd));
-            size_t hl = strlen(c->hash);
-            c->ok = out && strlen(out) == hl && ct_equal(out, c->hash, hl);
-            if (c->pad) /* a cheap hash: its answer comes no sooner than a costly one's */
-                (void)crypt_rn(c->password, c->pad, cd, sizeof(*cd));
-        }
-#endif
-        explicit_bzero(c->password, sizeof(c->password));
-        pthread_mutex_lock(&a->mu);
-        c->next = a->done;
-        a->done = c;
-        /* a full pipe already has a wake-up in it */
-        (void)!write(a->wake[1], "", 1);
-    }
-    pthread_mutex_unlock(&a->mu);
-#ifdef GRACED_HAVE_CRYPT
     if (cd) {
+        const char *out = crypt_rn(c->password, c->hash, cd, sizeof(*cd));
+        size_t hl = strlen(c->hash);
+        c->ok = out && strlen(out) == hl && ct_equal(out, c->hash, hl);
+        for (const char *p = c->pads; p && *p; p += strlen(p) + 1)
+            (void)crypt_rn(c->password, p, cd, sizeof(*cd));
         explicit_bzero(cd, sizeof(*cd));
         free(cd);
     }
 #endif
-    return NULL;
+    explicit_bzero(c->password, sizeof(c->password));
 }
 
 static void challenge(struct grace_request *req, const char *msg)
@@ -552,11 +563,33 @@ static void challenge(struct grace_request *req, const char *msg)
     graced_reply(req, 401, msg);
 }
 
-/* A user is known: may they do it? Then go on, or answer 403. */
+int graced_auth_may(const struct graced *g, int user, const char *rel, int write)
+{
+    (void)rel; /* the users file gives a login one right for the whole tree */
+    if (user < 0 || !g->auth || user >= g->auth->nusers)
+        return 1;
+    return !write || g->auth->users[user].write;
+}
+
+/* A user is known: may they do it, at the request's path and (COPY, MOVE)
+ * at its Destination? Then go on, or answer 403. */
 static void allowed(struct graced *g, struct grace_request *req, int user, int write,
                     graced_cont_cb cont)
 {
-    if (write && !g->auth->users[user].write) {
+    const char *dest = grace_request_header(req, "Destination");
+    char rel[4096];
+    int trailing;
+    if (!graced_auth_may(g, user, graced_path_of(req, rel, sizeof(rel),
+                                                 graced_path_flags(g, write), &trailing)
+                                      ? NULL
+                                      : rel,
+                         write) ||
+        (dest && write &&
+         !graced_auth_may(g, user, graced_path_uri(req, dest, strlen(dest), rel, sizeof(rel),
+                                                   graced_path_flags(g, 1), &trailing)
+                                       ? NULL
+                                       : rel,
+                          1))) {
         graced_reply(req, 403, "this user may not write\n");
         return;
     }
@@ -566,7 +599,7 @@ static void allowed(struct graced *g, struct grace_request *req, int user, int w
 static void count_failure(struct graced *g, struct grace_request *req, const char *name)
 {
     struct fail_entry *f = fail_slot(g->auth, req, 1);
-    int64_t now = mono_ms();
+    int64_t now = graced_mono_ms();
     char who[64], addr[64];
     if (f) {
         if (now - f->since_ms >= AUTH_FAIL_WINDOW_MS) {
@@ -581,9 +614,10 @@ static void count_failure(struct graced *g, struct grace_request *req, const cha
                f ? f->count : 0);
 }
 
-/* The thread has answered a check: on the event loop again. */
-static void check_done(struct check *c)
+/* The check is done: on the event loop again. */
+static void check_done(struct graced_job *j)
 {
+    struct check *c = (struct check *)j;
     struct graced *g = c->g;
     struct graced_auth *a = g->auth;
     int user = -1;
@@ -613,28 +647,11 @@ static void check_done(struct check *c)
             memcpy(ce->cred, c->cred, c->cred_len);
             ce->len = c->cred_len;
             ce->user = user;
-            ce->until_ms = mono_ms() + g->o.auth_cache_ms;
+            ce->until_ms = graced_mono_ms() + g->o.auth_cache_ms;
         }
         allowed(g, c->req, user, c->write, c->cont);
     }
     check_free(c);
-}
-
-static void wake_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct graced_auth *a = arg;
-    struct check *c, *done;
-    char buf[64];
-    while (read(fd, buf, sizeof(buf)) > 0)
-        ;
-    pthread_mutex_lock(&a->mu);
-    done = a->done;
-    a->done = NULL;
-    pthread_mutex_unlock(&a->mu);
-    while ((c = done)) {
-        done = c->next;
-        check_done(c);
-    }
 }
 
 /* The request ended while its check was waiting. */
@@ -645,33 +662,36 @@ static void check_gone(struct grace_request *req, int err, void *arg)
     c->cancelled = err == -ECANCELED;
 }
 
-static int start_thread(struct graced *g)
+/* The hashes of a user of each kind but own, "h1\0h2\0...\0\0" (NULL for
+ * none); 0 or -1. */
+static int pads_make(const struct graced_auth *a, int own, char **out)
 {
-    struct graced_auth *a = g->auth;
-    if (a->thread_on)
+    size_t len = 1, o = 0;
+    char *p;
+    *out = NULL;
+    if (a->nkinds < 2)
         return 0;
-    if (pipe2(a->wake, O_NONBLOCK | O_CLOEXEC) < 0)
+    for (int k = 0; k < a->nkinds; k++)
+        len += k == own ? 0 : strlen(a->users[a->rep[k]].hash) + 1;
+    if (!(p = malloc(len)))
         return -1;
-    a->wake_ev = event_new(g->base, a->wake[0], EV_READ | EV_PERSIST, wake_cb, a);
-    if (!a->wake_ev || event_add(a->wake_ev, NULL) < 0 ||
-        pthread_create(&a->thread, NULL, checker, a) != 0) {
-        if (a->wake_ev)
-            event_free(a->wake_ev);
-        a->wake_ev = NULL;
-        close(a->wake[0]);
-        close(a->wake[1]);
-        a->wake[0] = a->wake[1] = -1;
-        return -1;
+    for (int k = 0; k < a->nkinds; k++) {
+        size_t n;
+        if (k == own)
+            continue;
+        n = strlen(a->users[a->rep[k]].hash) + 1;
+        memcpy(p + o, a->users[a->rep[k]].hash, n);
+        o += n;
     }
-    a->quit = 0;
-    a->thread_on = 1;
+    p[o] = '\0';
+    *out = p;
     return 0;
 }
 
 /*
  * "Authorization: Basic ..." for a request that needs a user: from the
  * cache at once, or refused at once (malformed, too many failures, too
- * many checks waiting), or handed to the thread.
+ * many checks waiting), or handed to the pool.
  */
 static void basic_check(struct graced *g, struct grace_request *req, const char *auth, int write,
                         graced_cont_cb cont)
@@ -682,7 +702,7 @@ static void basic_check(struct graced *g, struct grace_request *req, const char 
     size_t len;
     struct cache_entry *ce;
     struct fail_entry *f;
-    int64_t now = mono_ms();
+    int64_t now = graced_mono_ms();
     int user = -1;
     char *colon;
     struct check *c;
@@ -694,7 +714,7 @@ static void basic_check(struct graced *g, struct grace_request *req, const char 
     for (cred = auth + 6; *cred == ' '; cred++)
         ;
     len = strlen(cred);
-    if (len == 0 || len >= AUTH_MAX_CRED || b64decode(cred, len, plain, sizeof(plain)) < 0 ||
+    if (len == 0 || len >= AUTH_MAX_CRED || graced_b64decode(cred, len, plain, sizeof(plain)) < 0 ||
         !(colon = strchr(plain, ':'))) {
         challenge(req, "login needed\n");
         return;
@@ -724,7 +744,8 @@ static void basic_check(struct graced *g, struct grace_request *req, const char 
         challenge(req, "wrong user or password\n");
         return;
     }
-    if (a->pending >= g->o.auth_max_pending || start_thread(g) < 0 ||
+    if (a->pending >= g->o.auth_max_pending ||
+        (!a->pool && !(a->pool = graced_pool_new(g->base, 1))) ||
         !(c = calloc(1, sizeof(*c)))) {
         explicit_bzero(plain, sizeof(plain));
         graced_log(LOG_WARN, "login checks: %d waiting; answering 503", a->pending);
@@ -732,6 +753,8 @@ static void basic_check(struct graced *g, struct grace_request *req, const char 
         graced_reply(req, 503, "too many logins being checked; try again\n");
         return;
     }
+    c->job.work = check_work;
+    c->job.done = check_done;
     c->g = g;
     c->req = req;
     c->cont = cont;
@@ -741,25 +764,19 @@ static void basic_check(struct graced *g, struct grace_request *req, const char 
     strcpy(c->name, plain);
     strcpy(c->password, colon + 1);
     explicit_bzero(plain, sizeof(plain));
-    /* an unknown name costs a check too, against a hash of the costliest
-     * kind (measure_costs), so timing does not tell which names exist; it
-     * cannot pass, as check_done looks the name up again */
-    if (!(c->hash = strdup(a->users[user >= 0 ? user : a->dummy].hash)) ||
-        (user >= 0 && a->users[user].cheap && !(c->pad = strdup(a->users[a->dummy].hash)))) {
+    /* one hash of each kind (the top of the file says why): the user's own
+     * for theirs, a user's of each other kind; an unknown name gets the
+     * first kind's in place of its own, and cannot pass, as check_done
+     * looks the name up again */
+    if (!(c->hash = strdup(a->users[user >= 0 ? user : a->rep[0]].hash)) ||
+        pads_make(a, user >= 0 ? a->users[user].kind : 0, &c->pads) < 0) {
         check_free(c);
         graced_reply(req, 500, "out of memory\n");
         return;
     }
     a->pending++;
     grace_request_on_finish(req, check_gone, c);
-    pthread_mutex_lock(&a->mu);
-    if (a->todo_tail)
-        a->todo_tail->next = c;
-    else
-        a->todo = c;
-    a->todo_tail = c;
-    pthread_cond_signal(&a->cv);
-    pthread_mutex_unlock(&a->mu);
+    graced_pool_run(a->pool, &c->job);
 }
 
 void graced_authorize(struct grace_request *req, struct graced *g, int write, graced_cont_cb cont)
@@ -780,4 +797,32 @@ void graced_authorize(struct grace_request *req, struct graced *g, int write, gr
     } else {
         basic_check(g, req, auth, write, cont);
     }
+}
+
+/* The login of a request that graced_authorize() let through: its
+ * Authorization header is then the one that was checked. */
+void graced_auth_owner(const struct grace_request *req, const struct graced *g, char *out,
+                       size_t n)
+{
+    const char *auth = grace_request_header(req, "Authorization");
+    char plain[AUTH_MAX_CRED], *colon;
+    size_t len;
+    out[0] = '\0';
+    if (!auth)
+        return;
+    if (g->token_len && graced_token_ok(g, auth)) {
+        snprintf(out, n, "token");
+        return;
+    }
+    if (!g->auth || strncasecmp(auth, "Basic ", 6))
+        return;
+    for (auth += 6; *auth == ' '; auth++)
+        ;
+    len = strlen(auth);
+    if (len && len < AUTH_MAX_CRED && graced_b64decode(auth, len, plain, sizeof(plain)) >= 0 &&
+        (colon = strchr(plain, ':'))) {
+        *colon = '\0';
+        snprintf(out, n, "user %s", plain);
+    }
+    explicit_bzero(plain, sizeof(plain));
 }

@@ -4,11 +4,15 @@
  *
  * The path is percent-decoded and split into segments (path.c); "..", NUL,
  * control bytes, our own temporary upload names and, unless --show-hidden,
- * dot-names are refused before anything is opened. The
- * file is then opened relative to the root directory and the kernel's
- * answer to "what did we really open?" (/proc/self/fd) must lie inside the
- * root's real path, which refuses symlinks that leave the root without a
- * check-then-open race.
+ * dot-names are refused before anything is opened. The file is then opened
+ * below the root (path.c: openat2 RESOLVE_BENEATH, or the kernel's answer
+ * to "what did we really open?" on older kernels), which refuses symlinks
+ * that leave the root without a check-then-open race.
+ *
+ * Validators and conditionals (ETag, Last-Modified, If-None-Match,
+ * If-Modified-Since), single ranges, --cache-control, precompressed
+ * siblings (--precompressed: "a.js.br" or "a.js.gz" for "a.js" when the
+ * client accepts that encoding), and a small cache of small files.
  *
  * A file that really lies in the upload tree (its real path is below
  * --upload-dir's, however the URL reached it) was written by a visitor: it
@@ -21,8 +25,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
-#include <sys/syscall.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,52 +61,6 @@ static const char *content_type(const char *name)
     return "application/octet-stream";
 }
 
-/* Is the open file fd inside the root? (fallback for kernels < 5.6) */
-static int confined(const struct graced *g, int fd)
-{
-    char link[64], real[4096];
-    ssize_t n;
-    size_t rl = strlen(g->root_real);
-    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-    n = readlink(link, real, sizeof(real) - 1);
-    if (n < 0)
-        return 0;
-    real[n] = '\0';
-    return !strncmp(real, g->root_real, rl) &&
-           (real[rl] == '\0' || real[rl] == '/' || (rl == 1 && g->root_real[0] == '/'));
-}
-
-/*
- * Open path below dirfd, never outside the root: openat2(RESOLVE_BENEATH)
- * lets the kernel refuse any escape (EXDEV) in the same system call; on
- * older kernels the opened file's real path is checked instead.
- * Returns the fd, or -1 with errno (EXDEV for an escape).
- */
-static int open_beneath(const struct graced *g, int dirfd, const char *path)
-{
-    static int no_openat2;
-    struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
-                           .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
-    int fd;
-    if (!no_openat2) {
-        fd = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
-        if (fd >= 0 || errno != ENOSYS)
-            return fd;
-        no_openat2 = 1;
-    }
-    fd = openat(dirfd, path, (int)how.flags);
-    if (fd >= 0 && !confined(g, fd)) {
-        close(fd);
-        return errno = EXDEV, -1;
-    }
-    return fd;
-}
-
-int graced_open_beneath(const struct graced *g, const char *path)
-{
-    return open_beneath(g, g->root_fd, path);
-}
-
 /* What a response says of a file, worked out once per cache fill. */
 struct file_meta {
     const char *type;
@@ -112,25 +68,12 @@ struct file_meta {
     char lm[40]; /* Last-Modified */
 };
 
-static void http_date(time_t t, char *out, size_t n)
-{
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, n, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-}
-
-void graced_etag(const struct stat *sb, char *out, size_t n)
-{
-    snprintf(out, n, "\"%llx-%lx-%llx\"", (unsigned long long)sb->st_mtim.tv_sec,
-             (unsigned long)sb->st_mtim.tv_nsec, (unsigned long long)sb->st_size);
-}
-
 /* name: the file served (its extension gives the type) */
 static void file_meta(const char *name, const struct stat *sb, struct file_meta *m)
 {
     m->type = content_type(name);
     graced_etag(sb, m->etag, sizeof(m->etag));
-    http_date(sb->st_mtime, m->lm, sizeof(m->lm));
+    graced_http_date(sb->st_mtime, m->lm, sizeof(m->lm));
 }
 
 static time_t parse_http_date(const char *s)
@@ -139,28 +82,6 @@ static time_t parse_http_date(const char *s)
     memset(&tm, 0, sizeof(tm));
     const char *end = strptime(s, "%a, %d %b %Y %H:%M:%S GMT", &tm);
     return end && !*end ? timegm(&tm) : (time_t)-1;
-}
-
-/* Does an If-None-Match (weak comparison) or If-Match (strong: a W/ tag
- * never matches) list contain our ETag? */
-int graced_etag_match(const char *list, const char *etag, int weak)
-{
-    size_t el = strlen(etag);
-    const char *p = list;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        if (*p == '*')
-            return 1;
-        int is_weak = !strncmp(p, "W/", 2);
-        if (is_weak)
-            p += 2;
-        if ((weak || !is_weak) && !strncmp(p, etag, el) && (p[el] == '\0' || p[el] == ',' || p[el] == ' '))
-            return 1;
-        while (*p && *p != ',')
-            p++;
-    }
-    return 0;
 }
 
 /*
@@ -227,13 +148,6 @@ struct graced_fcache {
     struct fcache_entry e[CACHE_SLOTS];
 };
 
-static int64_t coarse_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static struct fcache_entry *cache_slot(struct graced *g, const char *key)
 {
     uint32_t h = 2166136261u;
@@ -247,7 +161,7 @@ static struct fcache_entry *cache_slot(struct graced *g, const char *key)
 static struct fcache_entry *cache_get(struct graced *g, const char *key)
 {
     struct fcache_entry *e = strlen(key) < sizeof(e->key) ? cache_slot(g, key) : NULL;
-    if (e && e->data && !strcmp(e->key, key) && coarse_ms() - e->loaded_ms < CACHE_VALID_MS)
+    if (e && e->data && !strcmp(e->key, key) && graced_mono_ms() - e->loaded_ms < CACHE_VALID_MS)
         return e;
     return NULL;
 }
@@ -272,7 +186,7 @@ static struct fcache_entry *cache_put(struct graced *g, const char *key, const c
     strcpy(e->key, key);
     e->sb = *sb;
     file_meta(name, sb, &e->meta);
-    e->loaded_ms = coarse_ms();
+    e->loaded_ms = graced_mono_ms();
     return e;
 }
 
@@ -334,6 +248,79 @@ static int in_upload_tree(struct graced *g, int fd)
 }
 
 /*
+ * q-value of coding in an Accept-Encoding value: 1000 for "q=1", 0 if
+ * absent or refused. "*" stands for codings not named.
+ */
+static int accept_q(const char *ae, const char *coding, const char *alias)
+{
+    int star = 0, found = -1;
+    const char *p = ae;
+    while (*p) {
+        size_t n;
+        int q = 1000;
+        const char *semi, *end;
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (!*p)
+            break;
+        end = p + strcspn(p, ",");
+        n = strcspn(p, ";, \t");
+        semi = memchr(p, ';', (size_t)(end - p));
+        if (semi) { /* ;q=0.5 */
+            const char *qp = semi + 1;
+            while (*qp == ' ')
+                qp++;
+            if ((*qp == 'q' || *qp == 'Q') && qp[1] == '=') {
+                double v = strtod(qp + 2, NULL);
+                q = v <= 0 ? 0 : v >= 1 ? 1000 : (int)(v * 1000 + 0.5);
+                if (q == 0 && v > 0)
+                    q = 1;
+            }
+        }
+        if ((n == strlen(coding) && !strncasecmp(p, coding, n)) ||
+            (alias && n == strlen(alias) && !strncasecmp(p, alias, n)))
+            found = q;
+        else if (n == 1 && *p == '*')
+            star = q;
+        p = end;
+    }
+    return found >= 0 ? found : star;
+}
+
+/* The precompressed sibling of rel ("a/b.html.br" or ".gz" for "a/b.html")
+ * if the client accepts that encoding: fd >= 0 and *enc "br" or "gzip",
+ * else -1. */
+static int precompressed(struct grace_request *req, struct graced *g, const char *rel,
+                         const char **enc)
+{
+    static const struct {
+        const char *coding, *alias, *ext;
+    } codings[] = {{"br", NULL, ".br"}, {"gzip", "x-gzip", ".gz"}};
+    const char *ae = grace_request_header(req, "Accept-Encoding");
+    char alt[4200];
+    if (!g->o.precompressed || !ae || !rel[0])
+        return -1;
+    for (size_t i = 0; i < sizeof(codings) / sizeof(codings[0]); i++) {
+        struct stat sb;
+        int fd;
+        if (!accept_q(ae, codings[i].coding, codings[i].alias))
+            continue;
+        if ((size_t)snprintf(alt, sizeof(alt), "%s%s", rel, codings[i].ext) >= sizeof(alt))
+            return -1;
+        /* confined below the root like the file itself */
+        if ((fd = graced_open_beneath(g, alt)) < 0)
+            continue;
+        if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+            close(fd);
+            continue;
+        }
+        *enc = codings[i].coding;
+        return fd;
+    }
+    return -1;
+}
+
+/*
  * 301 to the folder's URL, built from the decoded, normalized path and
  * percent-encoded again: "//evil.com" is "/evil.com/", never "//evil.com/",
  * which a browser reads as another site, nor "/\evil.com/" (the same to a
@@ -365,8 +352,7 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
     const char *v, *data = NULL, *encoding = NULL;
     struct fcache_entry *e;
 
-    if ((st = graced_path_decode(grace_request_path(req), rel, sizeof(rel),
-                                 graced_path_flags(g, 0), &trailing))) {
+    if ((st = graced_path_of(req, rel, sizeof(rel), graced_path_flags(g, 0), &trailing))) {
         graced_reply(req, st, st == 403 ? "forbidden\n" : st == 404 ? "not found\n"
                                                                     : "bad path\n");
         return;
@@ -375,7 +361,7 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
     if (g->o.precompressed && !trailing) {
         /* a sibling is never cached: its key would be the sibling's own name */
         grace_response_add_header(req, "Vary", "Accept-Encoding");
-        if ((fd = graced_web_precompressed(req, g, rel, &encoding)) >= 0 && fstat(fd, &sb) < 0) {
+        if ((fd = precompressed(req, g, rel, &encoding)) >= 0 && fstat(fd, &sb) < 0) {
             close(fd);
             fd = -1;
         }
@@ -392,7 +378,7 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
         m = &e->meta;
         sandbox = e->sandbox;
     } else {
-        fd = open_beneath(g, g->root_fd, rel[0] ? rel : ".");
+        fd = graced_open_beneath(g, rel[0] ? rel : ".");
         if (fd >= 0 && fstat(fd, &sb) < 0) {
             close(fd);
             fd = -1;
@@ -412,7 +398,7 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
             }
             size_t dl = strlen(rel);
             strcat(rel, rel[0] ? "/index.html" : "index.html");
-            int ifd = open_beneath(g, g->root_fd, rel);
+            int ifd = graced_open_beneath(g, rel);
             if (ifd < 0 && errno == ENOENT && g->o.list_dirs) {
                 rel[dl] = '\0';
                 graced_list_dir(req, g, rel, fd); /* takes fd */
@@ -503,4 +489,9 @@ void graced_serve_file(struct grace_request *req, struct graced *g)
         grace_reply(req, status, data + start, (size_t)len);
     else
         grace_reply_file(req, status, fd, start, len);
+}
+
+const char *graced_content_type(const char *name)
+{
+    return content_type(name);
 }

@@ -5,9 +5,13 @@
  * filename in that folder; other fields are ignored.
  *
  * Nothing is held in memory: the body goes through the streaming parser
- * (multipart.c) straight into a temporary file per part, which is fsync'ed
- * and renamed into place when the part's delimiter arrives - the same
- * atomic store as PUT. A part that fails (bad name, disk full, client gone,
+ * (multipart.c) straight into a store per part (store.c: a locked
+ * temporary file), committed - fsync'ed and renamed into place, off the
+ * event loop - when the part's delimiter arrives: the same atomic store as
+ * PUT. The next parts are read meanwhile; a form's parts commit one after
+ * the other, in order (a failed one stops those after it), at most
+ * MAX_COMMITTING of them wait (then reading pauses), and the answer waits
+ * for them. A part that fails (bad name, disk full, client gone,
  * body over --max-body-size) leaves no file under its name; parts stored
  * before it stay, and the answer says which. Refusals that need no body
  * (uploads off, token, a foreign Origin, no boundary) are answered when the
@@ -20,6 +24,7 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -32,6 +37,22 @@
 #define MAX_REPORTED 1000 /* files in one form: each name is kept for the answer */
 #define WBUF (64 * 1024)  /* part data is written in pieces of this much: the parser
                              hands on runs between CRs, ~256 bytes in binary data */
+#define MAX_COMMITTING 4  /* parts of one form waiting for their commit */
+/* the body is parsed this much at a time, so that the parts waiting can
+ * be counted between pieces: a part takes 60 bytes or more (delimiter,
+ * Content-Disposition with a filename), so one piece ends at most ~70 */
+#define FEED_STEP 4096
+
+/* A part whose content is complete: waiting for its commit, or committing
+ * (the first of the queue) on the pool. */
+struct part {
+    struct form *f;
+    struct graced_store *store;
+    struct part *next;
+    int started;          /* its commit runs */
+    int64_t bytes;
+    char name[256];
+};
 
 struct form {
     struct graced *g;
@@ -39,10 +60,17 @@ struct form {
     struct graced_mp *mp;
     int dirfd;
     char dir[4096];       /* the folder, relative to the upload tree */
-    int fd;               /* the current part's temporary file, or -1 */
+    struct graced_store *cur; /* the current part's file, or NULL */
+    int fd;               /* its fd, or -1 */
     int skip;             /* the current part is not a file */
-    char name[256], tmp[NAME_MAX + 1];
+    char name[256];
     int64_t bytes;
+    struct part *queue, *queue_tail; /* parts to commit, in order; the first commits */
+    int ncommitting;      /* how many (started or not) */
+    struct evbuffer *held; /* body received while MAX_COMMITTING parts commit */
+    int paused, ended;
+    int fail_status;      /* a failure to answer once no commit runs */
+    char fail_msg[1200];
     char *wbuf;           /* data not yet written, wlen bytes */
     size_t wlen;
     struct evbuffer *done; /* stored names, each NUL-terminated, then its size */
@@ -63,35 +91,79 @@ int graced_is_multipart(struct grace_request *req)
 static void part_abandon(struct form *f)
 {
     f->wlen = 0;
-    if (f->fd >= 0) {
-        close(f->fd);
-        unlinkat(f->dirfd, f->tmp, 0);
-        f->fd = -1;
+    graced_store_abandon(f->cur);
+    f->cur = NULL;
+    f->fd = -1;
+}
+
+/* The first part of the queue leaves it. */
+static struct part *part_shift(struct form *f)
+{
+    struct part *p = f->queue;
+    if (!(f->queue = p->next))
+        f->queue_tail = NULL;
+    f->ncommitting--;
+    return p;
+}
+
+/* Parts not committing yet are not stored: an earlier one failed, or the
+ * form ends. A commit running goes on; with drop_all its result too is
+ * dropped (the form is freed). */
+static void parts_drop(struct form *f, int drop_all)
+{
+    struct part **pp = &f->queue, *p;
+    while ((p = *pp)) {
+        if (p->started && !drop_all) {
+            pp = &p->next;
+            continue;
+        }
+        *pp = p->next;
+        f->ncommitting--;
+        graced_store_abandon(p->store);
+        free(p);
     }
+    f->queue_tail = NULL;
+    for (p = f->queue; p; p = p->next)
+        f->queue_tail = p;
 }
 
 static void form_free(struct form *f)
 {
     part_abandon(f);
+    parts_drop(f, 1);
     if (f->dirfd >= 0)
         close(f->dirfd);
     graced_mp_free(f->mp);
     free(f->wbuf);
     if (f->done)
         evbuffer_free(f->done);
+    if (f->held)
+        evbuffer_free(f->held);
     free(f);
 }
 
-/* An error answer, naming what was stored before it. */
+/* An error answer, naming what was stored before it; once no part is
+ * committing, so that the list is the truth. May free f. */
 static void fail(struct form *f, int status, const char *msg)
 {
-    struct evbuffer *out = evbuffer_new();
+    struct evbuffer *out;
     size_t len;
     char *p;
-    if (f->replied)
+    if (f->replied || f->fail_status)
         return;
-    f->replied = 1;
     part_abandon(f);
+    parts_drop(f, 0);
+    if (f->ncommitting) { /* one commit runs: its outcome belongs in the answer */
+        f->fail_status = status;
+        snprintf(f->fail_msg, sizeof(f->fail_msg), "%s", msg);
+        if (!f->paused) {
+            f->paused = 1;
+            grace_request_pause(f->req);
+        }
+        return; /* part_committed answers */
+    }
+    f->replied = 1;
+    out = evbuffer_new();
     if (!out) {
         graced_reply(f->req, status, "upload failed\n");
         return;
@@ -108,69 +180,48 @@ static void fail(struct form *f, int status, const char *msg)
     evbuffer_free(out);
 }
 
-/* A browser's filename made safe: control bytes and bytes that are not
- * UTF-8 become '_', so does a leading dot (unless --show-hidden); at most
- * 255 bytes. 0, or the status to refuse it with. */
-static int sanitise(const struct graced *g, const char *in, char *out, size_t outlen)
+/* From inside the parser's callbacks: remember the answer (a printf
+ * format), stop parsing. */
+static void refusef(struct form *f, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void refusef(struct form *f, int status, const char *fmt, ...)
 {
-    size_t n = 0;
-    for (const char *p = in; *p && n + 4 < outlen && n < 255;) {
-        unsigned char c = (unsigned char)*p;
-        size_t len = c < 0x80 ? 1 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
-        if (c < 0x20 || c == 0x7f || (c >= 0x80 && (strnlen(p, len) < len ||
-                                                     !graced_utf8_valid(p, len)))) {
-            out[n++] = '_';
-            p++;
-            continue;
-        }
-        if (n + len > 255)
-            break;
-        memcpy(out + n, p, len);
-        n += len;
-        p += len;
-    }
-    out[n] = '\0';
-    if (out[0] == '.' && !g->o.show_hidden && strcmp(out, ".") && strcmp(out, ".."))
-        out[0] = '_';
-    if (n == 0 || !strcmp(out, ".") || !strcmp(out, ".."))
-        return 400;
-    return graced_name_check(out, n, graced_path_flags(g, 1));
-}
-
-/* From inside the parser's callbacks: remember the answer, stop parsing. */
-static void refuse(struct form *f, int status, const char *msg)
-{
+    va_list ap;
     f->pend_status = status;
-    snprintf(f->pend_msg, sizeof(f->pend_msg), "%s", msg);
+    va_start(ap, fmt);
+    vsnprintf(f->pend_msg, sizeof(f->pend_msg), fmt, ap);
+    va_end(ap);
 }
 
 /*
  * May this part take its name? Not a name an earlier part of this form
  * stored (it would replace that file while the answer listed both: the
- * second is refused, the first stays and is listed), not --metrics' path
- * (never readable back), and not past MAX_REPORTED files (every stored name
- * is kept, so the first check is exact). 0, or -EEXIST after refuse().
+ * second is refused, the first stays and is listed), not graced's own path
+ * (--health, --metrics: never readable back), and not past MAX_REPORTED files (every stored name
+ * is kept, so the first check is exact). 0, or -EEXIST after refusef().
  */
 static int name_taken(struct form *f)
 {
-    char msg[1200], rel[4096 + 256 + 2];
+    char rel[4096 + 256 + 2];
     size_t len = evbuffer_get_length(f->done);
-    const char *p = len ? (const char *)evbuffer_pullup(f->done, -1) : NULL;
+    const char *p = len ? (const char *)evbuffer_pullup(f->done, -1) : NULL, *own;
     snprintf(rel, sizeof(rel), "%s%s%s", f->dir, f->dir[0] ? "/" : "", f->name);
-    if (graced_guard_reserved(f->g, rel)) {
-        snprintf(msg, sizeof(msg), "%s is graced's --metrics path: no file may take it", f->name);
-        refuse(f, 409, msg);
+    if ((own = graced_path_reserved(f->g, rel))) {
+        refusef(f, 409, "%s is graced's %s path: no file may take it", f->name, own);
         return -EEXIST;
     }
-    for (size_t o = 0; p && o < len; o += strlen(p + o) + 1 + sizeof(int64_t))
-        if (!strcmp(p + o, f->name)) {
-            snprintf(msg, sizeof(msg), "two parts named %s: the second is refused", f->name);
-            refuse(f, 409, msg);
-            return -EEXIST;
-        }
-    if (f->nstored >= MAX_REPORTED) {
-        snprintf(msg, sizeof(msg), "more than %d files in one form", MAX_REPORTED);
-        refuse(f, 413, msg);
+    int taken = 0;
+    for (size_t o = 0; p && o < len && !taken; o += strlen(p + o) + 1 + sizeof(int64_t))
+        taken = !strcmp(p + o, f->name);
+    /* and the parts still waiting for their commit */
+    for (const struct part *q = f->queue; q && !taken; q = q->next)
+        taken = !strcmp(q->name, f->name);
+    if (taken) {
+        refusef(f, 409, "two parts named %s: the second is refused", f->name);
+        return -EEXIST;
+    }
+    if (f->nstored + f->ncommitting >= MAX_REPORTED) {
+        refusef(f, 413, "more than %d files in one form", MAX_REPORTED);
         return -EEXIST;
     }
     return 0;
@@ -186,49 +237,36 @@ static int on_part_begin(const char *field, const char *filename, void *arg)
     f->skip = !filename || !filename[0]; /* a text field, or no file chosen */
     if (f->skip)
         return 0;
-    if ((rc = sanitise(f->g, filename, f->name, sizeof(f->name)))) {
-        {
-        char msg[1200];
-        snprintf(msg, sizeof(msg), "refused file name: %s", filename);
-        refuse(f, rc, msg);
-    }
+    if ((rc = graced_name_sanitise(filename, f->name, sizeof(f->name), graced_path_flags(f->g, 1)))) {
+        refusef(f, rc, "refused file name: %s", filename);
         return -EINVAL;
     }
     if ((rc = name_taken(f)))
         return rc;
+    if (graced_locktab_active(f->g)) { /* WebDAV: and one on the file itself */
+        char path[4096 + 256 + 2];
+        snprintf(path, sizeof(path), "%s%s%s", f->dir, f->dir[0] ? "/" : "", f->name);
+        if ((rc = graced_dav_test(f->req, f->g, path, GRACED_LOCK_SELF, NULL, 0, NULL, 0))) {
+            refusef(f, rc, "%s is locked (WebDAV)", f->name);
+            return -EBUSY;
+        }
+    }
     if (fstatat(f->dirfd, f->name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
         if (S_ISDIR(st.st_mode)) {
-            {
-        char msg[1200];
-        snprintf(msg, sizeof(msg), "a folder is named %s", f->name);
-        refuse(f, 409, msg);
-    }
+            refusef(f, 409, "a folder is named %s", f->name);
             return -EISDIR;
         }
         if (f->g->o.no_overwrite) {
-            {
-        char msg[1200];
-        snprintf(msg, sizeof(msg), "%s exists and is not replaced (--no-overwrite)", f->name);
-        refuse(f, 412, msg);
-    }
+            refusef(f, 412, "%s exists and is not replaced (--no-overwrite)", f->name);
             return -EEXIST;
         }
     }
-    /* as upload.c names them: PID and sequence first (a stale file is told
-     * from one in flight by its PID), then a bounded piece of the name */
-    snprintf(f->tmp, sizeof(f->tmp), "%s%d.%lu.%.200s", GRACED_TMP_PREFIX, (int)getpid(),
-             ++f->g->upload_seq, f->name);
-    f->fd = openat(f->dirfd, f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (f->fd < 0) {
-        int e = errno;
-        graced_log(LOG_ERR, "form upload %s: %s", f->name, strerror(e));
-        {
-        char msg[1200];
-        snprintf(msg, sizeof(msg), "could not store %s", f->name);
-        refuse(f, graced_errno_status(e), msg);
+    if ((rc = graced_store_open(f->g, f->dirfd, f->name, &f->cur)) < 0) {
+        graced_log(LOG_ERR, "form upload %s: %s", f->name, strerror(-rc));
+        refusef(f, graced_errno_status(rc), "could not store %s", f->name);
+        return rc;
     }
-        return -e;
-    }
+    f->fd = graced_store_fd(f->cur);
     return 0;
 }
 
@@ -251,11 +289,8 @@ static int flush_part(struct form *f)
 {
     int rc = f->wlen ? write_all(f->fd, f->wbuf, f->wlen) : 0;
     f->wlen = 0;
-    if (rc < 0) {
-        char msg[400];
-        snprintf(msg, sizeof(msg), "could not store %s", f->name);
-        refuse(f, graced_errno_status(rc), msg);
-    }
+    if (rc < 0)
+        refusef(f, graced_errno_status(rc), "could not store %s", f->name);
     return rc;
 }
 
@@ -269,11 +304,8 @@ static int on_part_data(const char *data, size_t len, void *arg)
     if (f->wlen + len > WBUF && (rc = flush_part(f)))
         return rc;
     if (len >= WBUF) {
-        if ((rc = write_all(f->fd, data, len)) < 0) {
-            char msg[400];
-            snprintf(msg, sizeof(msg), "could not store %s", f->name);
-            refuse(f, graced_errno_status(rc), msg);
-        }
+        if ((rc = write_all(f->fd, data, len)) < 0)
+            refusef(f, graced_errno_status(rc), "could not store %s", f->name);
         return rc;
     }
     memcpy(f->wbuf + f->wlen, data, len);
@@ -281,39 +313,97 @@ static int on_part_data(const char *data, size_t len, void *arg)
     return 0;
 }
 
+static void progress(struct form *f);
+static void part_committed(const struct graced_store_result *r, void *arg);
+
+/* The first part of the queue commits, if it is not already. */
+static int commit_next(struct form *f)
+{
+    struct part *p = f->queue;
+    if (!p || p->started)
+        return 0;
+    p->started = 1;
+    if (graced_store_commit(p->store, f->g->o.no_overwrite, NULL, part_committed, p) < 0) {
+        p->started = 0; /* not running: dropped with the others */
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* A part's commit is done (on the loop): note it, then go on. */
+static void part_committed(const struct graced_store_result *r, void *arg)
+{
+    struct part *p = arg;
+    struct form *f = p->f;
+    char key[4096 + 256], msg[400];
+    part_shift(f); /* p: the first */
+    snprintf(key, sizeof(key), "%s%s%s", f->dir, f->dir[0] ? "/" : "", p->name);
+    if (r->err || r->changed) {
+        int status = r->err == EEXIST ? 412 : graced_errno_status(-r->err);
+        if (r->err == EEXIST) {
+            snprintf(msg, sizeof(msg), "%s exists and is not replaced (--no-overwrite)", p->name);
+        } else if (r->renamed) { /* under its name, not durably: no 2xx */
+            graced_files_forget(f->g, key);
+            snprintf(msg, sizeof(msg), "%s is under its name, but the folder could not be synced "
+                     "to disk: not durable (a crash may lose it)", p->name);
+            status = 500;
+        } else {
+            snprintf(msg, sizeof(msg), "could not store %s", p->name);
+            graced_log(LOG_ERR, "form upload %s: %s", key, strerror(r->err));
+        }
+        free(p);
+        if (f->fail_status) { /* already failing: answer with what is known */
+            progress(f); /* may free f */
+            return;
+        }
+        fail(f, status, msg); /* may free f */
+        return;
+    }
+    graced_files_forget(f->g, key);
+    graced_log(LOG_DEBUG, "stored %s (%lld bytes, form)", key, (long long)p->bytes);
+    graced_metrics_upload(f->g, p->bytes); /* counted as a PUT's file is */
+    f->nstored++; /* at most MAX_REPORTED: name_taken() */
+    evbuffer_add(f->done, p->name, strlen(p->name) + 1);
+    evbuffer_add(f->done, &p->bytes, sizeof(p->bytes));
+    free(p);
+    if (!f->fail_status && commit_next(f) < 0) {
+        fail(f, 500, "out of memory"); /* may free f */
+        return;
+    }
+    progress(f); /* may free f */
+}
+
+/* The part's content is complete: queued for its commit, off the loop;
+ * the next parts are read meanwhile. */
 static int on_part_end(void *arg)
 {
     struct form *f = arg;
+    struct part *p;
     int rc;
     if (f->skip)
         return 0;
     if ((rc = flush_part(f)))
         return rc;
-    if (fsync(f->fd) < 0 ||
-        renameat2(f->dirfd, f->tmp, f->dirfd, f->name,
-                  f->g->o.no_overwrite ? RENAME_NOREPLACE : 0) < 0) {
-        int e = errno;
-        char msg[400];
-        if (e == EEXIST)
-            snprintf(msg, sizeof(msg), "%s exists and is not replaced (--no-overwrite)", f->name);
-        else
-            snprintf(msg, sizeof(msg), "could not store %s", f->name);
-        refuse(f, e == EEXIST ? 412 : graced_errno_status(e), msg);
-        return -e;
+    if (!(p = calloc(1, sizeof(*p)))) {
+        refusef(f, 500, "out of memory");
+        return -ENOMEM;
     }
-    close(f->fd);
+    p->f = f;
+    p->store = f->cur;
+    p->bytes = f->bytes;
+    memcpy(p->name, f->name, sizeof(p->name));
+    f->cur = NULL; /* the part's now */
     f->fd = -1;
-    fsync(f->dirfd);
-    {
-        char key[4096 + 256];
-        snprintf(key, sizeof(key), "%s%s%s", f->dir, f->dir[0] ? "/" : "", f->name);
-        graced_files_forget(f->g, key);
-        graced_log(LOG_DEBUG, "stored %s (%lld bytes, form)", key, (long long)f->bytes);
-        graced_metrics_upload(f->g, f->bytes); /* counted as a PUT's file is */
+    if (f->queue_tail)
+        f->queue_tail->next = p;
+    else
+        f->queue = p;
+    f->queue_tail = p;
+    f->ncommitting++;
+    if (commit_next(f) < 0) {
+        refusef(f, 500, "out of memory");
+        return -ENOMEM;
     }
-    f->nstored++; /* at most MAX_REPORTED: name_taken() */
-    evbuffer_add(f->done, f->name, strlen(f->name) + 1);
-    evbuffer_add(f->done, &f->bytes, sizeof(f->bytes));
     return 0;
 }
 
@@ -372,29 +462,58 @@ static void answer(struct form *f)
     evbuffer_free(out);
 }
 
-static void on_data(struct grace_request *req, const char *data, size_t len, void *arg)
+/* Parse body bytes while fewer than MAX_COMMITTING parts commit. How many
+ * were taken; -1 after an answer (f may be gone). */
+static ssize_t feed(struct form *f, const char *data, size_t len)
 {
-    struct form *f = arg;
-    int rc;
-    (void)req;
-    if (f->replied)
-        return;
-    rc = graced_mp_feed(f->mp, data, len);
-    if (rc < 0 && f->pend_status)
-        fail(f, f->pend_status, f->pend_msg); /* may free f: nothing after it */
-    else if (rc == -EPROTO)
-        fail(f, 400, "malformed multipart body");
-    else if (rc == -EMSGSIZE)
-        fail(f, 400, "a part's headers are over --max-header-bytes");
-    else if (rc < 0)
-        fail(f, 500, "upload failed");
+    size_t off = 0;
+    while (off < len && f->ncommitting < MAX_COMMITTING) {
+        size_t n = len - off < FEED_STEP ? len - off : FEED_STEP;
+        int rc = graced_mp_feed(f->mp, data + off, n);
+        if (rc < 0) {
+            if (f->pend_status)
+                fail(f, f->pend_status, f->pend_msg);
+            else if (rc == -EPROTO)
+                fail(f, 400, "malformed multipart body");
+            else if (rc == -EMSGSIZE)
+                fail(f, 400, "a part's headers are over --max-header-bytes");
+            else
+                fail(f, 500, "upload failed");
+            return -1; /* nothing after it: fail may free f */
+        }
+        off += n;
+    }
+    return (ssize_t)off;
 }
 
-static void on_end(struct grace_request *req, void *arg)
+/* Something changed (a commit ended, the body ended): read on from what is
+ * held, answer when all is done. May free f. */
+static void progress(struct form *f)
 {
-    struct form *f = arg;
-    (void)req;
     if (f->replied)
+        return;
+    if (f->fail_status) {
+        if (!f->ncommitting) {
+            int st = f->fail_status;
+            f->fail_status = 0;
+            fail(f, st, f->fail_msg);
+        }
+        return;
+    }
+    while (evbuffer_get_length(f->held) && f->ncommitting < MAX_COMMITTING) {
+        size_t n = evbuffer_get_contiguous_space(f->held);
+        ssize_t took = feed(f, (const char *)evbuffer_pullup(f->held, (ssize_t)n), n);
+        if (took < 0)
+            return;
+        evbuffer_drain(f->held, (size_t)took);
+    }
+    if (evbuffer_get_length(f->held))
+        return; /* still behind: the next commit to end comes back here */
+    if (f->paused) {
+        f->paused = 0;
+        grace_request_resume(f->req);
+    }
+    if (!f->ended || f->ncommitting)
         return;
     if (graced_mp_end(f->mp) < 0)
         fail(f, 400, "the multipart body ended before its closing delimiter");
@@ -402,6 +521,35 @@ static void on_end(struct grace_request *req, void *arg)
         fail(f, 400, "no file in the form");
     else
         answer(f);
+}
+
+static void on_data(struct grace_request *req, const char *data, size_t len, void *arg)
+{
+    struct form *f = arg;
+    ssize_t took = 0;
+    (void)req;
+    if (f->replied || f->fail_status)
+        return;
+    if (!evbuffer_get_length(f->held) && (took = feed(f, data, len)) < 0)
+        return; /* answered */
+    if ((size_t)took < len) { /* too many parts committing: hold the rest */
+        if (evbuffer_add(f->held, data + took, len - (size_t)took) < 0) {
+            fail(f, 500, "out of memory");
+            return;
+        }
+        if (!f->paused) {
+            f->paused = 1;
+            grace_request_pause(req);
+        }
+    }
+}
+
+static void on_end(struct grace_request *req, void *arg)
+{
+    struct form *f = arg;
+    (void)req;
+    f->ended = 1;
+    progress(f);
 }
 
 static void on_finish(struct grace_request *req, int err, void *arg)
@@ -422,18 +570,18 @@ void graced_form_upload(struct grace_request *req, struct graced *g)
     char rel[4096], boundary[80];
     int st, trailing, dirfd;
 
-    if (!graced_write_allowed(req, g))
-        return;
     if (graced_mp_boundary(grace_request_header(req, "Content-Type"), boundary,
                            sizeof(boundary)) < 0) {
         graced_reply(req, 400, "multipart/form-data without a valid boundary\n");
         return;
     }
-    if ((st = graced_path_decode(grace_request_path(req), rel, sizeof(rel),
-                                 graced_path_flags(g, 1), &trailing))) {
+    if ((st = graced_path_of(req, rel, sizeof(rel), graced_path_flags(g, 1), &trailing))) {
         graced_reply(req, st, st == 403 ? "forbidden path\n" : "bad path\n");
         return;
     }
+    /* WebDAV: a lock on the folder (or above it) holds against new files */
+    if (graced_dav_check(req, g, rel, GRACED_LOCK_SELF, NULL, 0))
+        return;
     if ((dirfd = graced_path_open_dir(g->upload_fd, rel, strlen(rel), 1)) < 0) {
         st = graced_errno_status(dirfd);
         graced_reply(req, st, st == 409 ? "a file is in the way of the folder\n"
@@ -452,12 +600,13 @@ void graced_form_upload(struct grace_request *req, struct graced *g)
     f->fd = -1;
     snprintf(f->dir, sizeof(f->dir), "%s", rel);
     f->done = evbuffer_new();
+    f->held = evbuffer_new();
     f->wbuf = malloc(WBUF);
     /* a part's headers get the same bound as the request's */
     f->mp = graced_mp_new(boundary, (size_t)grace_config_get(g->o.cfg,
                                                               GRACE_OPT_MAX_HEADER_BYTES),
                           &mp_cb, f);
-    if (!f->done || !f->mp || !f->wbuf) {
+    if (!f->done || !f->held || !f->mp || !f->wbuf) {
         form_free(f);
         graced_reply(req, 500, "out of memory\n");
         return;

@@ -1,32 +1,77 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * graced.h - shared declarations of the graced daemon.
+ * graced.h - shared declarations of the graced daemon. Its files, by the
+ * ranks test/graced_layers.sh keeps (calls go down, never in a loop):
  *
- *   main.c     start-up, workers, signals, the event loop, TLS certificates
- *   options.c  command line: getopt_long, sizes and times
- *   files.c    static files: path confinement, types, validators, ranges
- *   upload.c   PUT/POST uploads: early checks, temp file, fsync, rename
- *   log.c      error log (levels) and access log (Combined Log Format)
- *   sock.c     listening sockets and systemd socket activation
- *   path.c     URL paths to confined names: decoding, hidden names, folders
+ * start, process
+ *   main.c     start-up checks, then one worker or the supervisor
+ *   supervisor.c  the parent of --workers N: forks, restarts, signals
+ *   worker.c   a worker: its loop, its server, its signals, its stop
+ * dispatch
+ *   route.c    the routes and their tables of methods: which handler, after
+ *              which checks (uploads on, Origin, body limit, login)
+ * handlers
+ *   files.c    GET/HEAD of static files: types, validators, ranges,
+ *              precompressed siblings, a small cache
  *   listing.c  directory listings (--list-dirs): HTML with the upload form, JSON
- *   multipart.c  a streaming multipart/form-data parser (no I/O)
+ *   upload.c   PUT (and POST of a raw body): early checks, then into a store
  *   form.c     POST of multipart/form-data to a folder: each file part stored
- *   delete.c   DELETE of a file or an empty folder
- *   auth.c     users file, HTTP Basic auth, who may read and write
- *   web.c      Server header, CORS, Cache-Control, precompressed siblings,
- *              security headers, who may write from which origin
- *   guard.c    refusals before anything else: Content-Range on PUT, two
- *              Origin headers, control bytes in the path, the --metrics path
- *   metrics.c  Prometheus /metrics, summed over workers in shared memory
- *   proxy.c    PROXY protocol v1/v2 listeners; address lists (CIDR)
+ *   delete.c   DELETE of a file, or of a folder and all it holds
+ *   propfind.c WebDAV PROPFIND: properties of a file or a folder's entries,
+ *              streamed
+ *   proppatch.c WebDAV PROPPATCH: dead properties set and removed
+ *   mkcol.c    WebDAV MKCOL: a new folder
+ *   copymove.c WebDAV COPY and MOVE
+ *   lock.c     WebDAV LOCK and UNLOCK
+ *   resumable.c  resumable uploads: tus 1.0 and the IETF draft (made,
+ *              told, appended to, cancelled)
+ *   append.c   a request writing a resumable upload: its body into the
+ *              upload's file, synced, or stored through a store
+ * services
+ *   options.c  the table of options: parsing, defaults, --help
+ *   sock.c     listening sockets and systemd socket activation
+ *   certs.c    --tls-cert/--tls-key: loaded, reloaded on SIGHUP
+ *   auth.c     users file, HTTP Basic auth, the upload token: who may read
+ *              and write
+ *   web.c      HSTS, Server header, CORS, security headers, who may write
+ *              from which origin
+ *   guard.c    refusals before any handler: two Origin headers, control
+ *              bytes, Content-Range on a whole body
+ *   store.c    an upload's file: locked temporary file, write-back, commit
+ *              (fsync, rename) on the pool, the sweep of stale ones
+ *   partial.c  resumable uploads on disk: their bytes and info files, the
+ *              sweep of expired ones
+ *   metrics.c  Prometheus /metrics, summed over workers in shared memory;
+ *              --health
+ *   proxy.c    PROXY protocol v1/v2 listeners
+ *   locktab.c  WebDAV locks in shared memory, for every worker
+ *   davcond.c  what a write must satisfy: the If header, the locks (412, 423)
+ *   props.c    WebDAV dead properties, kept in an extended attribute
+ *   davjob.c   a WebDAV write that waits for a job on the pool
  *   notify.c   sd_notify(3) readiness for systemd (Type=notify), no libsystemd
+ * base
+ *   path.c     URL paths to confined names: graced's rules on the library's
+ *              decoding, form filenames, folders, opening below the root
+ *   reply.c    a short text answer; does the client want JSON?
+ *   escape.c   names escaped for HTML and JSON
+ *   etag.c     ETags and the lists that name them (If-Match, If-None-Match)
+ *   addr.c     ADDR:PORT and address lists (CIDR)
+ *   log.c      error log (levels) and access log (Combined Log Format)
+ *   clock.c    the monotonic clock
+ *   pool.c     a few threads per worker for work that blocks on the disk
+ *   multipart.c  a streaming multipart/form-data parser (no I/O)
+ *   xml.c      WebDAV's XML: request bodies read (expat), answers written
+ *   ifheader.c WebDAV's If header parsed (no I/O)
+ *   tree.c     a folder and all it holds: counted, removed (for pool threads)
+ *   fields.c   header values: numbers, Booleans, base64, tus metadata,
+ *              Content-Disposition's filename (no I/O)
  */
 #ifndef GRACED_H
 #define GRACED_H
 
 #include <gracehttp.h>
 
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
@@ -38,8 +83,8 @@ struct evbuffer;
 #define GRACED_MAX_LISTEN 16
 #define GRACED_MAX_CERTS 16
 
-/* Name prefix of upload temporary files: never served, removed at start
- * when stale: the PID in the name is gone, or untouched for
+/* Name prefix of upload temporary files (store.c): never served; removed
+ * by the sweep when nobody holds their lock and they are older than
  * --stale-upload-age. */
 #define GRACED_TMP_PREFIX ".graced-tmp."
 /* The body limit of every request but uploads (which have --max-body-size). */
@@ -66,11 +111,18 @@ struct graced_opts {
     const char *metrics_path;
     const char *health_path;  /* --health: 200 serving, 503 stopping */
     int64_t stale_upload_age_ms; /* --stale-upload-age */
+    int64_t upload_expiry_ms; /* --upload-expiry: unfinished resumable uploads */
+    int sync_threads;         /* --sync-threads: pool.c threads per worker */
     int64_t restart_delay_max_ms; /* --restart-delay-max */
     int list_dirs;            /* --list-dirs */
     int show_hidden;          /* --show-hidden: dot-names listed and served */
     int no_overwrite;         /* --no-overwrite: every PUT is If-None-Match: * */
     int64_t list_max;         /* --list-max: entries in one listing */
+    /* WebDAV */
+    int64_t dav_locks;        /* --dav-locks: locks held at once, by all workers */
+    int64_t dav_lock_timeout_ms; /* --dav-lock-timeout: the longest a lock lasts */
+    int64_t dav_props_max;    /* --dav-props-max: bytes of dead properties a file keeps */
+    int64_t dav_tree_max;     /* --dav-tree-max: entries one COPY or DELETE of a folder takes */
     struct grace_config *cfg; /* library options by their documented names */
     /* auth.c */
     const char *users_file;   /* --users-file */
@@ -119,10 +171,24 @@ struct graced {
     struct graced_metrics *metrics; /* metrics.c: shared by all workers */
     struct graced_proxy *proxy;   /* proxy.c: this worker's PROXY listeners */
     int stopping;                 /* a graceful stop began: --health says 503 */
+    int64_t stop_at_ms;           /* worker.c: when (graced_mono_ms) */
+    int served;                   /* worker.c: the library's stop is done */
+    struct graced_pool *pool;     /* pool.c: this worker's threads for the disk */
+    struct graced_stores *stores; /* store.c: write-back, the sweep */
+    struct graced_locktab *locks; /* locktab.c: WebDAV locks, shared by all workers */
+    struct graced_partials *partials; /* partial.c: resumable uploads' folder, sweep */
 };
 
 /* options.c: 0 to run, 1 after --help/--version, -1 on error (printed) */
 int graced_parse_options(struct graced_opts *o, int argc, char **argv);
+/* the table of options, for the tests: row i, or -1 past the end */
+struct graced_option_info {
+    const char *name;  /* "listen": --listen */
+    const char *arg;   /* what its value is ("ADDR:PORT"); NULL: it takes none */
+    int lib;           /* the enum grace_opt it sets, or -1 */
+    int limit;         /* a limit: a row of docs/tuning.md */
+};
+int graced_option_info(int i, struct graced_option_info *info);
 
 /* log.c */
 enum { LOG_ERR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
@@ -150,24 +216,39 @@ struct graced_socks {
 };
 int graced_open_listeners(const struct graced_opts *o, struct graced_socks *s);
 void graced_announce(const struct graced_socks *s);
-int graced_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
 
 /* files.c */
 void graced_serve_file(struct grace_request *req, struct graced *g);
 void graced_files_forget(struct graced *g, const char *name);
 void graced_files_cache_free(struct graced *g);
-int graced_open_beneath(const struct graced *g, const char *path); /* fd or -1, errno */
 
 /* path.c: decoding flags */
 #define GRACED_PATH_WRITE 1     /* refusals worded for writes; UTF-8 and length checked */
 #define GRACED_PATH_HIDDEN_OK 2 /* --show-hidden */
-/* URL path -> relative name ("a/b c.txt", "" for the top); 0 or a status:
- * reads 400 (escape, NUL, control bytes), 403 ("..", encoded slash),
+/* The request's path as a relative name ("a/b c.txt", "" for the top),
+ * from the library's decoded path (grace_request_path_decoded) with
+ * graced's rules; 0 or a status: reads 400 (control bytes), 403 (".."),
  * 404 (dot-names, temporary files), 414; writes 400 for any refused name */
-int graced_path_decode(const char *in, char *out, size_t outlen, int flags, int *trailing_slash);
+int graced_path_of(struct grace_request *req, char *out, size_t outlen, int flags,
+                   int *trailing_slash);
+/* the same from a raw URL path and its grace_path_normalize() (NULL if it
+ * has none: 400) */
+int graced_path_decode(const char *raw, const char *norm, char *out, size_t outlen, int flags,
+                       int *trailing_slash);
+/* a URI a WebDAV header names (Destination, an If header's tag), len
+ * bytes: an absolute URI of this server (its authority is the request's
+ * Host) or an absolute path, decoded as above. 0, or a status: 400
+ * (malformed, a refused name), 502 (another server) */
+int graced_path_uri(struct grace_request *req, const char *uri, size_t len, char *out,
+                    size_t outlen, int flags, int *trailing_slash);
 /* one decoded name: 0 or a status (400 control bytes, 403 "..", dot-names, 404 temp names) */
 int graced_name_check(const char *seg, size_t n, int flags);
 int graced_utf8_valid(const char *s, size_t n);
+/* a client's file name (a form part's filename) made a name graced stores:
+ * control bytes and bytes that are not UTF-8 become '_', so does a leading
+ * dot (unless flags has GRACED_PATH_HIDDEN_OK); at most 255 bytes. 0, or
+ * the status to refuse it with */
+int graced_name_sanitise(const char *in, char *out, size_t outlen, int flags);
 /* percent-encode a relative path for a URL (keeps '/'); returns the length */
 size_t graced_path_encode(const char *in, char *out, size_t outlen);
 /* open directory rel[0..len) below top, each segment O_NOFOLLOW, creating
@@ -175,21 +256,49 @@ size_t graced_path_encode(const char *in, char *out, size_t outlen);
 int graced_path_open_dir(int top, const char *rel, size_t len, int create);
 /* a negative errno of the above or of a file operation -> HTTP status */
 int graced_errno_status(int err);
+/* is rel (a decoded path below the upload tree, "a/b") graced's own URL,
+ * which no upload may take? The option that has it ("--health",
+ * "--metrics"), or NULL */
+const char *graced_path_reserved(const struct graced *g, const char *rel);
+/* open path (relative) below the root, never outside it (a symlink that
+ * leads out: EXDEV): the fd, or -1 with errno */
+int graced_open_beneath(const struct graced *g, const char *path);
 static inline int graced_path_flags(const struct graced *g, int write)
 {
     return (write ? GRACED_PATH_WRITE : 0) | (g->o.show_hidden ? GRACED_PATH_HIDDEN_OK : 0);
 }
 
-/* files.c: the ETag graced gives a file */
+/* fields.c: header values, parsed without I/O */
+int64_t graced_field_uint(const char *v); /* digits only, at most 18: the number, or -1 */
+int graced_field_bool(const char *v);     /* a structured-field Boolean: ?1 1, ?0 0, else -1 */
+/* standard base64 (padding optional) of n bytes into out, NUL-terminated:
+ * the length decoded, or -1 (not base64, or out too small) */
+int graced_b64decode(const char *in, size_t n, char *out, size_t outlen);
+/* key's value in tus's Upload-Metadata ("key base64,flag,key2 base64"),
+ * decoded into out (a NUL byte becomes 0x01): 1, 0 if absent, -1 if
+ * malformed (no value, not base64, too long for out) */
+int graced_tus_metadata(const char *md, const char *key, char *out, size_t n);
+/* Content-Disposition's file name (RFC 6266): filename*=UTF-8''%XX..., or
+ * filename="quoted\"" or filename=token: 1, 0 if none (or cd NULL), -1 if
+ * malformed, empty or too long for out */
+int graced_disposition_filename(const char *cd, char *out, size_t n);
+
+/* etag.c: the ETag graced gives a file */
 void graced_etag(const struct stat *sb, char *out, size_t n);
 /* does an ETag list (If-Match, If-None-Match) hold etag? weak: W/ ignored */
 int graced_etag_match(const char *list, const char *etag, int weak);
+/* A write's preconditions against what is there now: name in dirfd (< 0:
+ * the folder does not exist yet). *noreplace: the write may not replace
+ * (--no-overwrite, If-None-Match: *). 0, or 409 (a folder), 412. */
+int graced_write_conditions(struct grace_request *req, int no_overwrite, int dirfd,
+                            const char *name, int *noreplace);
+/* t as an HTTP date ("Sun, 06 Nov 1994 08:49:37 GMT"); out: 30 bytes or more */
+void graced_http_date(time_t t, char *out, size_t n);
 
 /* listing.c: answer GET of directory dirfd (rel: its decoded path) */
 void graced_list_dir(struct grace_request *req, struct graced *g, const char *rel, int dirfd);
-/* Accept asks for JSON */
-int graced_wants_json(struct grace_request *req);
-/* s as a JSON string (quoted; bytes that are not UTF-8 become U+FFFD) */
+
+/* escape.c: s as a JSON string (quoted; bytes that are not UTF-8 become U+FFFD) */
 void graced_json_str(struct evbuffer *out, const char *s);
 /* s escaped for HTML text and attributes (not UTF-8: U+FFFD); control bytes
  * show as \xNN, bidi controls and C1 controls as \uNNNN, never obeyed */
@@ -207,12 +316,163 @@ void graced_delete(struct grace_request *req, struct graced *g);
 
 /* upload.c */
 void graced_upload(struct grace_request *req, struct graced *g);
-/* uploads enabled and the client allowed to write? else answers (405, 401), returns 0 */
-int graced_write_allowed(struct grace_request *req, struct graced *g);
-int graced_clean_stale(struct graced *g);
-int graced_load_token(struct graced *g);
 
-int graced_token_ok(const struct graced *g, const char *auth);
+/* clock.c: CLOCK_MONOTONIC in microseconds, in milliseconds */
+int64_t graced_mono_us(void);
+int64_t graced_mono_ms(void);
+/* resumable.c: tus 1.0 and IETF resumable uploads (docs/graced.8,
+ * "Resumable uploads"). The routes' conditions: a tus creation (POST with
+ * Tus-Resumable), an IETF one (Upload-Complete with a known
+ * Upload-Draft-Interop-Version), a POST standing for a PATCH
+ * (X-HTTP-Method-Override); the handlers; OPTIONS' headers. */
+int graced_is_tus_create(struct grace_request *req);
+int graced_is_ietf_create(struct grace_request *req);
+int graced_is_patch_override(struct grace_request *req);
+void graced_resumable_create(struct grace_request *req, struct graced *g);
+void graced_resumable_head(struct grace_request *req, struct graced *g);
+void graced_resumable_patch(struct grace_request *req, struct graced *g);
+void graced_resumable_delete(struct grace_request *req, struct graced *g);
+void graced_resumable_options(struct grace_request *req, const struct graced *g);
+
+/* pool.c: jobs run on one of a worker's few threads (--sync-threads); then
+ * done runs on the event loop, never inside graced_pool_run(). The job is
+ * the caller's (embed it) and must live until done has run; work may touch
+ * only what the job owns. */
+struct graced_job {
+    void (*work)(struct graced_job *j); /* on a pool thread */
+    void (*done)(struct graced_job *j); /* on the loop, after work */
+    struct graced_job *next;            /* the pool's */
+};
+struct graced_pool *graced_pool_new(struct event_base *base, int threads); /* NULL: errno */
+/* queue j; 0 (if no thread can be started, work runs inside this call and
+ * done from the loop as always) */
+int graced_pool_run(struct graced_pool *p, struct graced_job *j);
+int graced_pool_pending(const struct graced_pool *p); /* queued, done not yet run */
+/* waits for every job queued: each work, then each done from this call */
+void graced_pool_free(struct graced_pool *p);
+
+/* store.c: an upload's file in the making (PUT, form parts, resumable
+ * uploads). A locked temporary file in the target's folder (or, adopted,
+ * a resumable upload's in partial.c's). */
+struct graced_store;
+struct graced_store_result {
+    int err;      /* 0 stored, or an errno: EEXIST (noreplace, the name is taken),
+                     EISDIR, ENOSPC, EDQUOT, EFBIG, EIO, ... */
+    int renamed;  /* with err: the name holds the whole content, but the
+                     folder's fsync failed (err): it may not survive a crash */
+    int changed;  /* If-Match: the version it named is gone (412) */
+    int existed;  /* the name was taken before (204 rather than 201) */
+    struct stat st; /* the stored file (its ETag) */
+};
+/* the store is gone once this returns */
+typedef void (*graced_store_cb)(const struct graced_store_result *r, void *arg);
+/* A temporary file for leaf in folder dirfd (dup'ed), locked, write-back
+ * started as it grows. 0, or a negative errno. */
+int graced_store_open(struct graced *g, int dirfd, const char *leaf, struct graced_store **out);
+int graced_store_fd(const struct graced_store *s); /* write the content here */
+/* The content will be size bytes (> 0): its blocks are reserved on the
+ * pool (fallocate), then cb(err, arg) runs from the loop: err 0 (also where
+ * the filesystem cannot reserve), or ENOSPC, EDQUOT, EFBIG: the disk cannot
+ * take it. Call before writing, at most once, and wait for cb (unless the
+ * store is abandoned: then it never runs). 0, or -EINVAL for size <= 0. */
+typedef void (*graced_store_ready_cb)(int err, void *arg);
+int graced_store_reserve(struct graced_store *s, int64_t size, graced_store_ready_cb cb,
+                         void *arg);
+/* Everything is written: fsync, If-Match (if given, copied) checked again,
+ * rename (noreplace: never over an existing name), fsync of the folder, on
+ * the pool; then cb from the loop, never inside this call. err is 0 only
+ * once all of it is done: a failed folder fsync is err with renamed set
+ * (never retried: a second fsync can report success for what the first
+ * lost). 0 or -ENOMEM (nothing happened: abandon it). */
+int graced_store_commit(struct graced_store *s, int noreplace, const char *if_match,
+                        graced_store_cb cb, void *arg);
+/* The owner is gone (before the commit, or during it: then cb never runs).
+ * The temporary file is removed once no job uses it; a rename already done
+ * stays. NULL is ignored. */
+void graced_store_abandon(struct graced_store *s);
+/* The same steps for a pool thread that copies (COPY): a locked temporary
+ * file for leaf in dirfd (its name into tmp, NAME_MAX + 1 bytes): the fd,
+ * or a negative errno; then fsync, rename to name (noreplace: never over
+ * an existing name: -EEXIST), the temporary file removed on failure. The
+ * folder's fsync is the caller's. 0 or a negative errno. */
+int graced_store_tmp_open(int dirfd, const char *leaf, char *tmp, size_t tmplen);
+int graced_store_tmp_commit(int dirfd, int fd, const char *tmp, const char *name, int noreplace);
+/* A resumable upload's file (partial.c): tmp in folder tmpdirfd, opened
+ * and locked without waiting, written at its end. Abandoning it keeps it
+ * (closed, its lock let go); a commit needs graced_store_target() first.
+ * 0, -EAGAIN (someone else holds its lock), -ENOENT, or a negative errno. */
+int graced_store_adopt(struct graced *g, int tmpdirfd, const char *tmp, struct graced_store **out);
+/* where a commit puts it: leaf in folder dirfd (dup'ed); 0 or a negative errno */
+int graced_store_target(struct graced_store *s, int dirfd, const char *leaf);
+/* What is written made durable (fstat, fsync on the pool), then cb from
+ * the loop: err 0 and the size synced, or an errno. One at a time, not
+ * during a commit; never runs once the store is abandoned. 0. */
+typedef void (*graced_store_synced_cb)(int err, int64_t size, void *arg);
+int graced_store_sync(struct graced_store *s, graced_store_synced_cb cb, void *arg);
+int graced_store_init(struct graced *g); /* a worker: its pool, write-back, sweep; -1 */
+void graced_store_end(struct graced *g); /* after the server: waits for every job */
+int graced_clean_stale(struct graced *g); /* start-up sweep; how many removed */
+
+/* partial.c: resumable uploads on disk, in GRACED_PARTIAL_DIR of the
+ * upload tree: ID (the bytes so far) and ID.info (what the upload is).
+ * The folder's name is also the uploads' URL prefix: a name no client
+ * can give a file (graced's temporary prefix). */
+#define GRACED_PARTIAL_DIR GRACED_TMP_PREFIX "uploads"
+#define GRACED_PARTIAL_ID 32 /* hex digits of an id: 128 random bits */
+enum { GRACED_PROTO_TUS = 1, GRACED_PROTO_IETF = 2 };
+struct graced_partial {
+    char id[GRACED_PARTIAL_ID + 1];
+    int proto;            /* the protocol that made it */
+    char owner[160];      /* graced_auth_owner() of its creator */
+    char dir[4096];       /* the target's folder, relative to the upload tree */
+    char name[256];       /* the target's name in it */
+    int64_t length;       /* the final size; -1 while not known */
+    int noreplace;        /* If-None-Match: * or --no-overwrite */
+    char if_match[256];   /* its If-Match, or "" */
+    int64_t expiry_ms;    /* --upload-expiry when it was made */
+    char metadata[2048];  /* tus Upload-Metadata as sent, or "" */
+    int complete;         /* stored under its name (the info stays until it expires) */
+    /* from the disk (graced_partial_load, _probe) */
+    int has_data;         /* the data file is there */
+    int64_t size;         /* its size: the offset */
+    int64_t touched_ms;   /* the last write (data's mtime; the info's once complete), ms
+                             since the epoch */
+};
+/* a job on the pool for one upload: the caller's (embed it), alive until done has run */
+struct graced_partial_op {
+    struct graced_job job;
+    struct graced_partial *p;
+    int dirfd, what;
+    int err;              /* the result: 0 or a negative errno */
+    void (*done)(struct graced_partial_op *op);
+};
+int graced_partial_init(struct graced *g); /* a worker: the folder, worker 1's sweep; -1 */
+void graced_partial_end(struct graced *g); /* after graced_store_end() */
+/* the folder: made by the first upload (prepare: 0 or -1), opened if there (dirfd) */
+int graced_partial_prepare(struct graced *g);
+int graced_partial_dirfd(const struct graced *g); /* -1: none yet (or unusable: logged) */
+int graced_partial_id_ok(const char *s, size_t n);
+/* can a file of that folder be renamed into dirfd (one filesystem)? */
+int graced_partial_same_fs(const struct graced *g, int dirfd);
+int64_t graced_partial_space(const struct graced *g); /* bytes free there, or -1 */
+int64_t graced_partial_expires(const struct graced_partial *p); /* ms since the epoch */
+int64_t graced_partial_now(void); /* the same clock: ms since the epoch */
+/* on the loop (a small read): 0, -ENOENT, -EINVAL (not an upload's info) */
+int graced_partial_load(struct graced *g, const char *id, struct graced_partial *p);
+/* on the pool, then op->done from the loop; each 0 or -ENOTSUP (off):
+ * create: a new id, an empty data file, the info, all synced;
+ * save: the info rewritten (a new file renamed over it, synced);
+ * remove: info and data gone, -EAGAIN if someone writes it (its lock);
+ * probe: p->size, p->has_data as on the disk, synced first */
+int graced_partial_create(struct graced *g, struct graced_partial_op *op,
+                          struct graced_partial *p, void (*done)(struct graced_partial_op *op));
+int graced_partial_save(struct graced *g, struct graced_partial_op *op, struct graced_partial *p,
+                        void (*done)(struct graced_partial_op *op));
+int graced_partial_remove(struct graced *g, struct graced_partial_op *op,
+                          struct graced_partial *p, void (*done)(struct graced_partial_op *op));
+int graced_partial_probe(struct graced *g, struct graced_partial_op *op,
+                         struct graced_partial *p, void (*done)(struct graced_partial_op *op));
+void graced_partial_sweep_now(struct graced *g); /* worker 1: sweep on the next turn */
 
 /* auth.c: may this request read (write 0) or write (write 1)? If so, cont
  * runs, now or once a password check has run on the helper thread;
@@ -223,11 +483,32 @@ void graced_auth_reload(struct graced *g); /* SIGHUP: old users kept on error */
 void graced_auth_stop(struct graced *g);   /* a worker ends: the helper thread */
 void graced_auth_free(struct graced *g);
 void graced_authorize(struct grace_request *req, struct graced *g, int write, graced_cont_cb cont);
+/* May login user (an index in the users file) read, or write, at rel (a
+ * decoded path below the tree, "" the top; NULL: a path the handler will
+ * refuse anyway)? The one place that says what a login may do where:
+ * graced_authorize() asks it for the request's path and, for COPY and
+ * MOVE, for the Destination's. Today one right (r or rw) for the whole
+ * tree; per-path rules belong here. */
+int graced_auth_may(const struct graced *g, int user, const char *rel, int write);
+/* --auth-token-file: its first line into g->token; -1 with errno (EINVAL:
+ * no token, EILSEQ: a byte no header can carry) */
+int graced_load_token(struct graced *g);
+/* "Bearer <the token>", compared in constant time */
+int graced_token_ok(const struct graced *g, const char *auth);
+/* who a request graced_authorize() let through is, for what it owns (a
+ * resumable upload): "user NAME", "token", or "" (no login asked) */
+void graced_auth_owner(const struct grace_request *req, const struct graced *g, char *out,
+                       size_t n);
 
-/* web.c: headers on every graced answer (Server, nosniff, framing, CORS);
- * 1 if an OPTIONS was answered */
+
+/* web.c: headers on every graced answer (HSTS, Server, nosniff, framing,
+ * CORS) */
 void graced_web_headers(struct grace_request *req, const struct graced *g);
-int graced_web_options(struct grace_request *req, const struct graced *g);
+/* a CORS preflight: Access-Control-Allow-Methods (all, or reads: the
+ * methods that change no file, for an origin that may not write) and
+ * -Headers; nothing for any other request */
+void graced_web_preflight(struct grace_request *req, const struct graced *g, const char *all,
+                          const char *reads);
 /* 1 if the request's Origin may write here: none, this very origin (scheme,
  * host and port), or one of --cors-write */
 int graced_web_write_origin_ok(struct grace_request *req, const struct graced *g);
@@ -239,19 +520,18 @@ void graced_web_page_csp(struct grace_request *req, const char *nonce);
 /* a fresh nonce for that policy: 22 base64url characters and a NUL */
 void graced_web_nonce(char out[24]);
 
-/* guard.c: refusals that come before routing (two Origin headers, control
- * bytes in the path, Content-Range on PUT, writes onto --metrics): 1 if the
- * request was answered */
-int graced_guard(struct grace_request *req, struct graced *g);
-/* is rel (a decoded path below the upload tree, "a/b") graced's own URL
- * (--metrics), which no upload may take? */
-int graced_guard_reserved(const struct graced *g, const char *rel);
-/* precompressed sibling of rel ("a/b.html") if the client accepts it:
- * fd >= 0 and *enc "br" or "gzip", else -1 */
-int graced_web_precompressed(struct grace_request *req, struct graced *g, const char *rel,
-                             const char **enc);
+/* guard.c: refusals that come before a method's handler (two Origin
+ * headers, control bytes in the path; with whole, Content-Range: the body
+ * becomes one file): 1 if the request was answered */
+int graced_guard(struct grace_request *req, int whole);
 
-/* proxy.c: address lists "10.0.0.0/8", "::1", "127.0.0.1/32" */
+/* route.c: graced's routes on the server (g->srv): --health, --metrics,
+ * the tree; 0 or a negative errno */
+int graced_routes_add(struct graced *g);
+
+/* addr.c: "127.0.0.1:8080", "[::1]:8080", "localhost:80" (0 or -1), and
+ * address lists "10.0.0.0/8", "::1", "127.0.0.1/32" */
+int graced_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
 struct graced_cidr {
     int family;
     unsigned char addr[16];
@@ -259,21 +539,36 @@ struct graced_cidr {
 };
 int graced_cidr_parse(const char *s, struct graced_cidr *c);
 int graced_cidr_match(const struct graced_cidr *list, int n, const struct sockaddr *sa);
+
+/* proxy.c */
 int graced_proxy_init(struct graced *g); /* start-up checks; -1 after a line on stderr */
 /* accept on fd, read the PROXY header, then hand the connection to the
  * server (plain HTTP, or TLS with tls) */
 int graced_proxy_listen(struct graced *g, int fd, struct grace_tls *tls);
-/* a graceful stop: the listen queues accepted, the listeners closed; the
- * number of headers still to read, settled(g) once they are (bounded) */
+/* a graceful stop, before the server's: the listen queues accepted, the
+ * headers already there read and handed over, the listeners closed; the
+ * number of headers still to come, settled(g) once none is (each bounded
+ * by --proxy-timeout) */
 int graced_proxy_stop(struct graced *g, void (*settled)(struct graced *g));
+int graced_proxy_pending(const struct graced *g); /* headers still to come */
 void graced_proxy_free(struct graced *g);
 
 /* metrics.c: the mapping is made before forking, so every worker adds to
  * the same counters */
 int graced_metrics_init(struct graced *g);
 void graced_metrics_serve(struct grace_request *req, struct graced *g);
+void graced_health_serve(struct grace_request *req, struct graced *g); /* --health */
 void graced_metrics_response(const struct grace_response_info *ri, void *arg);
 void graced_metrics_upload(struct graced *g, int64_t bytes);
+/* resumable uploads: counters add n, gauges (the sweep's) are set to n */
+enum graced_res_metric {
+    GRACED_RES_CREATED, GRACED_RES_COMPLETED, GRACED_RES_TERMINATED, GRACED_RES_EXPIRED,
+    GRACED_RES_BYTES,      /* appended */
+    GRACED_RES_UNFINISHED, /* gauge: uploads not complete */
+    GRACED_RES_HELD,       /* gauge: their bytes on disk */
+    GRACED_RES__COUNT
+};
+void graced_metrics_resumable(struct graced *g, enum graced_res_metric m, int64_t n);
 void graced_metrics_publish(struct graced *g); /* this worker's library counters */
 void graced_metrics_start(struct graced *g);   /* a worker: publish once a second */
 void graced_metrics_stop(struct graced *g);
@@ -294,15 +589,176 @@ void graced_notify_forget(void); /* a forked worker: never talk to systemd */
  * negative errno (logged) */
 int graced_notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* a worker serves (after its start, and after a SIGHUP's reload): READY=1
- * with one worker, else tell the supervisor */
+ * with one worker, else tell the supervisor (the value: its generation) */
 void graced_notify_up(const struct graced *g);
+/* the supervisor: is a GRACED_SIG_UP's value of the current generation
+ * (about the last SIGHUP, not an earlier start or reload)? */
+int graced_notify_current(int value);
 /* the supervisor: up of running of total workers say they serve; READY=1
  * once all did (and after a reload), STATUS= when the count changes */
 void graced_notify_workers(int up, int running, int total);
-void graced_notify_reloading(void); /* SIGHUP: RELOADING=1, MONOTONIC_USEC */
+/* SIGHUP, in the supervisor: a new generation, RELOADING=1, MONOTONIC_USEC;
+ * in a worker, before its reload: the generation it reloads for */
+void graced_notify_reloading(void);
 void graced_notify_stopping(void);  /* the first stop signal: STOPPING=1 */
 
-/* main.c: reply and log in one step */
+/* worker.c: run worker w (0-based) on row w of the sockets until it
+ * stops; its exit status. The signals it handles (graced_worker_signals()
+ * adds them to a set) wait, blocked, until its handlers exist. */
+int graced_worker_run(struct graced *g, const struct graced_socks *s, int w);
+void graced_worker_signals(sigset_t *set);
+
+/* supervisor.c: the parent of --workers N > 1, until every worker ended;
+ * its exit status */
+int graced_supervise(struct graced *g, struct graced_socks *s);
+
+/* reply.c: a short text answer (text/plain; none if body is NULL); does
+ * Accept ask for JSON? */
 int graced_reply(struct grace_request *req, int status, const char *body);
+int graced_wants_json(struct grace_request *req);
+
+/* ---------------------------------------------------------------- WebDAV */
+
+/* xml.c: a request body as a tree. An element has a name (and its
+ * namespace URI, "" for none); a text node has name NULL and its text. */
+struct graced_xml {
+    const char *ns, *name;
+    const char *text;
+    const char **attrs; /* (ns, name, value) triples, then NULL */
+    struct graced_xml *child, *next, *parent;
+};
+struct graced_xml_doc;
+/* 0 with the document (free it) and its root element, or -1: not
+ * well-formed, a DOCTYPE, too deep or too many nodes (400) */
+int graced_xml_parse(const char *buf, size_t len, struct graced_xml_doc **doc,
+                     struct graced_xml **root);
+void graced_xml_free(struct graced_xml_doc *doc);
+int graced_xml_is(const struct graced_xml *x, const char *ns, const char *name);
+/* the first child element with that name, or NULL */
+struct graced_xml *graced_xml_child(const struct graced_xml *x, const char *ns, const char *name);
+/* s[0..n) as XML text or attribute value: & < > " escaped, control bytes
+ * and bytes that are not UTF-8 as U+FFFD */
+void graced_xml_esc(struct evbuffer *out, const char *s, size_t n);
+/* the element and all below it, standing alone (its namespaces declared) */
+void graced_xml_write(struct evbuffer *out, const struct graced_xml *x);
+
+/* ifheader.c: the If header's conditions, in order; list says which list
+ * each belongs to, tag (taglen bytes, NULL for none) its resource */
+#define GRACED_IF_MAX 64
+struct graced_if_cond {
+    const char *tag;
+    size_t taglen;
+    int list, not, etag; /* etag: an entity tag, else a state token */
+    const char *s;       /* the token or the entity tag (quotes kept), len bytes */
+    size_t len;
+};
+struct graced_if {
+    int n, nlists;
+    struct graced_if_cond c[GRACED_IF_MAX];
+};
+/* 0, or -1 for a malformed header (400); pointers point into h */
+int graced_if_parse(const char *h, struct graced_if *out);
+
+/* locktab.c: the locks of every worker (the mapping is made before the
+ * workers are forked; none without --upload-dir) */
+#define GRACED_LOCK_TOKEN 48   /* "urn:uuid:" and 36 characters, NUL */
+#define GRACED_LOCK_OWNER 512  /* the LOCK's DAV:owner, as XML */
+#define GRACED_LOCK_PATH 4096
+#define GRACED_LOCK_SELF 1     /* locks that cover the path (or a folder above: depth infinity) */
+#define GRACED_LOCK_PARENT 2   /* (davcond.c) and those of its folder */
+#define GRACED_LOCK_BELOW 4    /* locks on what lies below it */
+struct graced_lock {           /* a view of one, valid during a callback */
+    const char *token, *owner, *root;
+    int shared, infinite;
+    int64_t timeout_s, left_s;
+};
+int graced_locktab_init(struct graced *g); /* start-up; -1 after a line on stderr */
+int graced_locktab_active(const struct graced *g); /* are there any? */
+/* fn (NULL: count only) for each live lock on path (what: SELF, BELOW);
+ * fn runs under the table's mutex: no I/O there; it returns 1 to stop.
+ * How many were seen. */
+int graced_locktab_find(struct graced *g, const char *path, unsigned what,
+                        int (*fn)(const struct graced_lock *l, void *arg), void *arg);
+/* a new lock; token receives its token. 0, -EBUSY (a conflicting lock:
+ * 423), -ENOSPC (the table is full), -ENAMETOOLONG */
+int graced_locktab_add(struct graced *g, const char *path, int shared, int infinite,
+                       int64_t timeout_s, const char *owner, char *token);
+/* the lock with this token that covers path gets a new timeout; fn sees
+ * it. 0 or -ENOENT */
+int graced_locktab_refresh(struct graced *g, const char *path, const char *token, size_t len,
+                           int64_t timeout_s, int (*fn)(const struct graced_lock *l, void *arg),
+                           void *arg);
+/* UNLOCK: 0 or -ENOENT (no such lock on path) */
+int graced_locktab_remove(struct graced *g, const char *path, const char *token, size_t len);
+/* is token a live lock covering path? */
+int graced_locktab_holds(struct graced *g, const char *path, const char *token, size_t len);
+/* path and all below it are gone (DELETE, MOVE): their locks go too */
+void graced_locktab_drop(struct graced *g, const char *path);
+
+/* davcond.c: the If header and the locks on what a write changes: rel
+ * with what (GRACED_LOCK_SELF, _PARENT, _BELOW), and dest with dest_what
+ * (COPY, MOVE; NULL for none). 0 to go on, or 1: answered (400 malformed
+ * If, 412 it does not hold, 423 a lock whose token is not submitted).
+ * PUT, the form upload, resumable uploads and every WebDAV write call it. */
+int graced_dav_check(struct grace_request *req, struct graced *g, const char *rel,
+                     unsigned what, const char *dest, unsigned dest_what);
+/* the same without answering: 0 or the status; for 423 root (n bytes)
+ * receives the path of the lock whose token is missing */
+int graced_dav_test(struct grace_request *req, struct graced *g, const char *rel,
+                    unsigned what, const char *dest, unsigned dest_what, char *root, size_t n);
+/* an answer with a DAV:error body naming a precondition (cond: its local
+ * name), with the href of a path (NULL: none) */
+void graced_dav_error(struct grace_request *req, int status, const char *cond, const char *href);
+
+/* davjob.c: work(arg) on the pool, then done(req, g, arg) on the loop,
+ * which answers; if the client left meanwhile, done does not run (the job
+ * runs all the same). release(arg) (may be NULL) after either. 0, or -1:
+ * answered 500 and released. Call with the request unanswered, its body
+ * read. */
+int graced_dav_run(struct graced *g, struct grace_request *req, void (*work)(void *arg),
+                   void (*done)(struct grace_request *req, struct graced *g, void *arg),
+                   void (*release)(void *arg), void *arg);
+/* lock.c: one DAV:activelock */
+void graced_lock_xml(struct evbuffer *out, const struct graced_lock *l);
+
+/* props.c: dead properties, records "ns\0name\0xml\0" (xml: the
+ * property's element, standing alone) in one extended attribute */
+/* of an open file or folder: the length read, 0 for none, or a negative
+ * errno (-ENOTSUP: the filesystem keeps none) */
+ssize_t graced_props_get(int fd, char *buf, size_t n);
+/* the same for name in folder dirfd, without opening it */
+ssize_t graced_props_get_at(int dirfd, const char *name, char *buf, size_t n);
+/* replace them all (len 0: remove). 0 or a negative errno */
+int graced_props_set(int fd, const char *buf, size_t len);
+/* the next record from *pos: 1, or 0 at the end */
+int graced_props_next(const char *buf, size_t len, size_t *pos, const char **ns,
+                      const char **name, const char **xml);
+/* from's dead properties onto to (COPY). 0 or a negative errno */
+int graced_props_copy(int from, int to);
+
+/* tree.c: for pool threads; never follows a symbolic link */
+/* the entries below folder fd, counting up to max + 1 (depth <= 64: more
+ * counts as max + 1) */
+long graced_tree_count(int fd, long max);
+/* remove name in dirfd and everything below it. A temporary upload file an
+ * upload holds (its lock) stays, and so does its folder. fail(rel, errno)
+ * for each entry left (rel: below name). 0 when all of it went, else -1 */
+int graced_tree_remove(int dirfd, const char *name,
+                       void (*fail)(const char *rel, int err, void *arg), void *arg);
+
+/* handlers */
+void graced_propfind(struct grace_request *req, struct graced *g);
+void graced_proppatch(struct grace_request *req, struct graced *g);
+void graced_mkcol(struct grace_request *req, struct graced *g);
+void graced_copymove(struct grace_request *req, struct graced *g);
+void graced_lock(struct grace_request *req, struct graced *g);
+void graced_unlock(struct grace_request *req, struct graced *g);
+/* files.c: the Content-Type a file of that name is served with */
+const char *graced_content_type(const char *name);
+
+/* certs.c: every --tls-cert/--tls-key pair into a new context, NULL after
+ * one line on stderr; SIGHUP: load them again (the old stay on failure) */
+struct grace_tls *graced_certs_load(const struct graced_opts *o);
+void graced_certs_reload(struct graced *g);
 
 #endif

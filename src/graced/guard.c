@@ -1,28 +1,24 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * guard.c - refusals that come before any routing, login or file: each is
- * answered when the headers arrive, before a body byte is read, so the
- * client gets the answer (the library's graceful close).
+ * guard.c - refusals that come before any method's handler, login or file
+ * (route.c runs them first): each is answered when the headers arrive,
+ * before a body byte is read, so the client gets the answer (the library's
+ * graceful close).
  *
  *  - two Origin headers: which one a check reads decides whether a page of
  *    another site may write; a browser never sends two (400);
  *  - a control byte in the decoded path (%09, %0A, %0D, %7F...): the library
  *    hands them to the application, and graced serves and stores no such
  *    name (400, saying so);
- *  - PUT (or a raw POST) with Content-Range: graced stores whole bodies only,
- *    and a fragment stored as the whole file destroys it (RFC 9110 14.5:
- *    400);
- *  - an upload onto --metrics' path: GET of that path is the counters, so
- *    the file could never be read back, only shadowed (409).
+ *  - Content-Range on a body that becomes one file (PUT, a raw POST):
+ *    graced stores whole bodies only, and a fragment stored as the whole
+ *    file destroys it (RFC 9110 14.5: 400).
+ * (A write onto graced's own paths, --health and --metrics, is route.c's
+ * to refuse: it knows the route.)
  */
 #include "graced.h"
 
 #include <string.h>
-
-static int is_write(const char *m)
-{
-    return !strcmp(m, "PUT") || !strcmp(m, "POST");
-}
 
 /* Any byte below 0x20, or DEL. */
 static int has_control(const char *s)
@@ -33,15 +29,9 @@ static int has_control(const char *s)
     return 0;
 }
 
-int graced_guard_reserved(const struct graced *g, const char *rel)
+int graced_guard(struct grace_request *req, int whole)
 {
-    /* metrics_path is normalized ("/metrics"); rel has no leading '/' */
-    return g->o.metrics_path && !strcmp(g->o.metrics_path + 1, rel);
-}
-
-int graced_guard(struct grace_request *req, struct graced *g)
-{
-    const char *m = grace_request_method(req), *path = grace_request_path_decoded(req);
+    const char *path = grace_request_path_decoded(req);
     size_t pos = 0;
 
     if (grace_request_header_next(req, "Origin", &pos) &&
@@ -54,15 +44,9 @@ int graced_guard(struct grace_request *req, struct graced *g)
                                "graced serves and stores no such name\n");
         return 1;
     }
-    if (!is_write(m) || !g->o.upload_dir)
-        return 0;
-    if (grace_request_header(req, "Content-Range") && !graced_is_multipart(req)) {
+    if (whole && grace_request_header(req, "Content-Range")) {
         graced_reply(req, 400, "Content-Range: graced stores whole files only "
                                "(no partial PUT); send the whole body\n");
-        return 1;
-    }
-    if (path[0] == '/' && graced_guard_reserved(g, path + 1)) {
-        graced_reply(req, 409, "this path is graced's --metrics: no file may take it\n");
         return 1;
     }
     return 0;

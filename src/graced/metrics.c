@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * metrics.c - /metrics in the Prometheus text format (version 0.0.4),
- * counting every worker, whichever one answers the scrape.
+ * metrics.c - what monitors read: /metrics in the Prometheus text format
+ * (version 0.0.4), counting every worker, whichever one answers the
+ * scrape; and --health, 200 while serving, 503 once a stop began.
  *
  * An anonymous MAP_SHARED mapping is made before the workers are forked, so
  * they all see it: graced's own counters (responses by method and status,
@@ -37,6 +38,7 @@ static const char *const method_names[M__METHODS] = {"GET",    "HEAD",  "PUT",  
 struct graced_metrics {
     uint64_t responses[M__METHODS][M_STATUS];
     uint64_t upload_files, upload_bytes;
+    uint64_t resumable[GRACED_RES__COUNT];
     uint64_t worker_responses[GRACED_MAX_WORKERS];
     uint64_t worker_restarts[GRACED_MAX_WORKERS];
     uint64_t lib[GRACED_MAX_WORKERS][GRACE_CNT__COUNT];
@@ -177,6 +179,35 @@ void graced_metrics_upload(struct graced *g, int64_t bytes)
     add(&g->metrics->upload_bytes, (uint64_t)bytes);
 }
 
+void graced_metrics_resumable(struct graced *g, enum graced_res_metric m, int64_t n)
+{
+    if (!g->metrics || m < 0 || m >= GRACED_RES__COUNT || n < 0)
+        return;
+    if (m == GRACED_RES_UNFINISHED || m == GRACED_RES_HELD)
+        __atomic_store_n(&g->metrics->resumable[m], (uint64_t)n, __ATOMIC_RELAXED);
+    else if (n)
+        add(&g->metrics->resumable[m], (uint64_t)n);
+}
+
+/* resumable uploads: the name, the type and the help of each */
+static const struct {
+    const char *name, *type, *help;
+} res_names[GRACED_RES__COUNT] = {
+    {"graced_resumable_created_total", "counter", "Resumable uploads (tus, IETF) created."},
+    {"graced_resumable_completed_total", "counter",
+     "Resumable uploads completed (stored under their name)."},
+    {"graced_resumable_terminated_total", "counter",
+     "Unfinished resumable uploads cancelled by their client (DELETE)."},
+    {"graced_resumable_expired_total", "counter",
+     "Unfinished resumable uploads removed by the sweep after --upload-expiry."},
+    {"graced_resumable_bytes_total", "counter", "Bytes appended to resumable uploads."},
+    {"graced_resumable_unfinished", "gauge",
+     "Unfinished resumable uploads on disk, as of the last sweep (worker 1, every tenth of "
+     "--upload-expiry, at most a minute)."},
+    {"graced_resumable_held_bytes", "gauge",
+     "Disk held by unfinished resumable uploads, as of the last sweep."},
+};
+
 
 void graced_metrics_serve(struct grace_request *req, struct graced *g)
 {
@@ -229,6 +260,10 @@ void graced_metrics_serve(struct grace_request *req, struct graced *g)
                              "graced_workers %d\n",
                         (unsigned long long)get(&m->upload_files),
                         (unsigned long long)get(&m->upload_bytes), g->o.workers);
+    for (int i = 0; i < GRACED_RES__COUNT; i++)
+        evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", res_names[i].name,
+                            res_names[i].help, res_names[i].name, res_names[i].type,
+                            res_names[i].name, (unsigned long long)get(&m->resumable[i]));
     for (int c = 0; c < GRACE_CNT__COUNT; c++) {
         const char *n = grace_counter_name(c);
         uint64_t sum = 0;
@@ -245,4 +280,11 @@ void graced_metrics_serve(struct grace_request *req, struct graced *g)
     grace_response_add_header(req, "Cache-Control", "no-store");
     grace_reply_buffer(req, 200, out);
     evbuffer_free(out);
+}
+
+/* --health, for a load balancer's checks: "stopping" as soon as a stop
+ * began, while the requests in flight are still being served. */
+void graced_health_serve(struct grace_request *req, struct graced *g)
+{
+    graced_reply(req, g->stopping ? 503 : 200, g->stopping ? "stopping\n" : "ok\n");
 }

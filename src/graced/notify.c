@@ -8,10 +8,19 @@
  * Only the main process talks to systemd (NotifyAccess=main, the default):
  * the variable is read and removed from the environment at start, and a
  * forked worker forgets the address. With --workers N a worker tells the
- * supervisor instead, with a queued real-time signal (GRACED_SIG_UP) that
- * carries its number: "my listeners are in my loop and my signal handlers
- * are set" after its start, and "done" after a SIGHUP's reload. The
- * supervisor says READY=1 once every worker has said so (main.c).
+ * supervisor instead, with a queued real-time signal (GRACED_SIG_UP): "my
+ * listeners are in my loop and my signal handlers are set" after its
+ * start, and "done" after a SIGHUP's reload. The supervisor says READY=1
+ * once every worker has said so (supervisor.c).
+ *
+ * Which reload a worker's word is about: the signal carries a generation,
+ * which the supervisor counts up at each SIGHUP and keeps in a page shared
+ * with its workers (made before they are forked). A worker's start says
+ * the generation it was forked in; a reload says the one it read when the
+ * SIGHUP came (SIGHUPs sent in a row may reach it as one: it reads the
+ * latest). The supervisor counts only words of the current generation: a
+ * fresh worker's start, said just before it gets to a SIGHUP that waited
+ * for its handlers, does not make READY=1 come before its reload.
  */
 #include "graced.h"
 
@@ -21,21 +30,27 @@
 #include <stddef.h>
 #include <string.h>
 #include <stdlib.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 static struct sockaddr_un addr;
 static socklen_t addr_len; /* 0: not under systemd, or a worker */
 static int ready, reloading, stopping, last_up = -1;
 static pid_t main_pid; /* the supervisor, for its workers */
+static unsigned gen;   /* the supervisor's reloads; a worker's: the one it serves in */
+static _Atomic unsigned *shared_gen; /* the supervisor's, for its workers; NULL: none */
 
 int graced_notify_init(void)
 {
     const char *e = getenv("NOTIFY_SOCKET");
     size_t n;
+    void *m;
     main_pid = getpid();
+    m = mmap(NULL, sizeof(*shared_gen), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    shared_gen = m == MAP_FAILED ? NULL : m; /* without: every word counts, as before */
     if (!e)
         return 0;
     n = strlen(e);
@@ -94,7 +109,7 @@ int graced_notify(const char *fmt, ...)
 void graced_notify_up(const struct graced *g)
 {
     if (g->supervised) {
-        union sigval v = {.sival_int = g->worker};
+        union sigval v = {.sival_int = (int)gen};
         /* never to whoever adopted us (PID 1 takes SIGRTMIN as a command) */
         if (getppid() == main_pid)
             sigqueue(main_pid, GRACED_SIG_UP, v);
@@ -127,15 +142,25 @@ void graced_notify_workers(int up, int running, int total)
     last_up = up;
 }
 
+int graced_notify_current(int value)
+{
+    return !shared_gen || value == (int)gen;
+}
+
 void graced_notify_reloading(void)
 {
-    struct timespec ts;
+    if (getpid() == main_pid) { /* the supervisor (or a single process) */
+        gen++;
+        if (shared_gen)
+            atomic_store(shared_gen, gen);
+    } else if (shared_gen) { /* a worker: the reload it is about to do */
+        gen = atomic_load(shared_gen);
+    }
     if (!ready || stopping)
         return; /* the READY=1 still to come covers a reload before it */
-    clock_gettime(CLOCK_MONOTONIC, &ts);
     /* MONOTONIC_USEC: when the reload began, as Type=notify-reload asks */
     graced_notify("RELOADING=1\nSTATUS=reloading\nMONOTONIC_USEC=%llu\n",
-                  (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000);
+                  (unsigned long long)graced_mono_us());
     reloading = 1;
 }
 

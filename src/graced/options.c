@@ -1,51 +1,335 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * options.c - graced's command line. Every library limit and timeout is an
- * option under its documented name (grace_opt_name()), so the daemon and
- * docs/tuning.md never drift apart.
+ * options.c - graced's command line: one table, one row per option (its
+ * name, the kind of its value, the field it sets, its default, its bounds,
+ * its help), from which getopt_long's list, the parsing, the defaults and
+ * --help are all made. Every library limit and timeout is a row too, under
+ * its documented name (grace_opt_name()), so the daemon and
+ * docs/tuning.md never drift apart; test/unit/check_options.c holds the
+ * table against docs/graced.8 and docs/tuning.md.
+ *
+ * A bad value is one line on stderr naming the option and the value, and
+ * graced exits 2 (main.c).
  */
 #include "graced.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum {
-    O_LISTEN = 256, O_ROOT, O_UPLOAD_DIR, O_TOKEN_FILE, O_WORKERS, O_ACCESS_LOG,
-    O_LOG_LEVEL, O_PID_FILE, O_SHUTDOWN_TIMEOUT, O_METRICS, O_HELP, O_VERSION,
-    O_TLS_LISTEN, O_TLS_CERT, O_TLS_KEY, O_HSTS, O_STALE_UPLOAD_AGE, O_RESTART_DELAY_MAX,
-    O_LIST_DIRS, O_SHOW_HIDDEN, O_NO_OVERWRITE, O_LIST_MAX,
-    O_USERS_FILE, O_PRIVATE, O_AUTH_CACHE_TIME, O_AUTH_FAIL_LIMIT, O_CORS, O_CACHE_CONTROL,
-    O_PRECOMPRESSED, O_NO_SERVER_HEADER, O_METRICS_ALLOW, O_PROXY_LISTEN, O_PROXY_FROM,
-    O_PROXY_TIMEOUT, O_BACKLOG, O_PROXY_TLS_LISTEN, O_AUTH_MAX_PENDING, O_WARN_INTERVAL,
-    O_CORS_WRITE, O_TRUST_UPLOADS, O_HEALTH,
-    O_LIB = 512 /* + enum grace_opt */
+enum kind {
+    K_FLAG,   /* no value: the int field becomes 1 */
+    K_STR,    /* a string, kept as given (check may refuse or rewrite it) */
+    K_LIST,   /* repeatable: a list of up to max strings, and its count */
+    K_INT,    /* a whole number in [min, max] */
+    K_TIME,   /* "10s", "500ms", "2m", "24h", "10" (seconds) -> ms in [min, max] */
+    K_SIZE,   /* "64K", "1M", "1G", "1048576" -> bytes in [min, max] */
+    K_COUNT,  /* as a size (K, M, G taken), shown as a plain number */
+    K_ONOFF,  /* "on" or "off" -> 1 or 0 */
+    K_LEVEL,  /* --log-level: error, warn, info, debug -> LOG_ERR... */
+    K_HELP,
+    K_VERSION,
 };
 
-/* Library options that take a time in milliseconds. */
-static int is_time_opt(int opt)
+struct opt {
+    const char *name;      /* --name; NULL: the library's name of lib */
+    const char *arg;       /* its value in --help ("DIR"); NULL: no value */
+    enum kind kind;
+    int lib;               /* an enum grace_opt (set in o->cfg), or -1 */
+    size_t off, size;      /* the field of struct graced_opts, and its size */
+    size_t count_off;      /* K_LIST: the int that counts the list */
+    int64_t min, max;      /* numbers; K_LIST: max is the list's capacity */
+    int64_t def;           /* numbers: the default */
+    const char *def_str;   /* K_STR: the default */
+    const char *shown;     /* the default as --help tells it, where the value does not
+                              ("" for nothing to tell) */
+    int (*check)(const char *value, const char **keep); /* more than the kind's
+                              rules: 0, or -1 (bad); may keep another string */
+    int owned;             /* K_STR: check keeps a malloc'ed string */
+    const char *bad;       /* what a bad value is told: "expected a time like 10s" */
+    const char *full;      /* K_LIST: the line when full ("at most %d certificates") */
+    int limit;             /* a limit: a row in docs/tuning.md */
+    int quiet;             /* the bad value is not repeated (it may hold a line end) */
+    const char *help;
+};
+
+#define F(field) offsetof(struct graced_opts, field), sizeof(((struct graced_opts *)0)->field)
+#define LIST(field, count) F(field), offsetof(struct graced_opts, count)
+#define NO_FIELD 0, 0
+#define LIB(opt, kind_, arg_, help_) \
+    {.kind = kind_, .lib = opt, .arg = arg_, .help = help_, .bad = "invalid value", .limit = 1}
+
+/* ---------------------------------------------------------------- checks */
+
+static int check_hostport(const char *a, const char **keep)
 {
-    switch (opt) {
-    case GRACE_OPT_HEADER_TIMEOUT:
-    case GRACE_OPT_BODY_TIMEOUT:
-    case GRACE_OPT_WRITE_TIMEOUT:
-    case GRACE_OPT_KEEPALIVE_TIMEOUT:
-    case GRACE_OPT_LINGER_TIMEOUT:
-    case GRACE_OPT_LINGER_TIME:
-    case GRACE_OPT_STOP_LINGER_TIME:
-    case GRACE_OPT_DRAIN_TIME:
-    case GRACE_OPT_LINGER_MAX_TIME:
-    case GRACE_OPT_ACCEPT_RETRY:
-    case GRACE_OPT_TLS_HANDSHAKE_TIMEOUT:
-    case GRACE_OPT_STREAM_IDLE_TIMEOUT:
-    case GRACE_OPT_STOP_IDLE_GRACE:
-    case GRACE_OPT_LINGER_RATE_WINDOW:
-        return 1;
-    default:
-        return 0;
-    }
+    char host[256];
+    int port;
+    (void)keep;
+    return graced_parse_hostport(a, host, sizeof(host), &port);
 }
+
+static int check_cidr(const char *a, const char **keep)
+{
+    struct graced_cidr c;
+    (void)keep;
+    return graced_cidr_parse(a, &c);
+}
+
+/* an origin is scheme://host[:port], nothing after it: a trailing '/' or a
+ * path would never match what a browser sends */
+static int check_origin(const char *a, const char **keep)
+{
+    (void)keep;
+    if (!strcmp(a, "*"))
+        return 0;
+    if ((strncmp(a, "http://", 7) && strncmp(a, "https://", 8)) || !strstr(a, "://")[3] ||
+        strpbrk(strstr(a, "://") + 3, "\r\n, /?#@"))
+        return -1;
+    return 0;
+}
+
+static int check_header_value(const char *a, const char **keep)
+{
+    (void)keep;
+    return !*a || strpbrk(a, "\r\n") ? -1 : 0;
+}
+
+/* --metrics: kept normalized, as requests are matched on their decoded path */
+static int check_metrics(const char *a, const char **keep)
+{
+    char *norm = malloc(strlen(a) + 1);
+    if (!norm || a[0] != '/' || grace_path_normalize(a, strlen(a), norm, strlen(a) + 1) < 0 ||
+        !strcmp(norm, "/") || norm[strlen(norm) - 1] == '/') {
+        free(norm);
+        return -1;
+    }
+    *keep = norm;
+    return 0;
+}
+
+/* --health: compared with the request's decoded path, so given in that form */
+static int check_health(const char *a, const char **keep)
+{
+    char norm[1024];
+    ssize_t nl = a[0] == '/' ? grace_path_normalize(a, strlen(a), norm, sizeof(norm)) : -1;
+    (void)keep;
+    return nl < 0 || strcmp(norm, a) ? -1 : 0;
+}
+
+/* ---------------------------------------------------------------- the table */
+
+static const struct opt opts[] = {
+    {"listen", "ADDR:PORT", K_LIST, -1, LIST(listen, nlisten), .max = GRACED_MAX_LISTEN,
+     .check = check_hostport, .bad = "expected ADDR:PORT or [IPv6]:PORT",
+     .full = "at most %d --listen addresses",
+     .shown = "127.0.0.1:8080 unless only --tls-listen or --proxy-listen is given",
+     .help = "listen here; repeatable; [IPv6]:PORT"},
+    {"tls-listen", "ADDR:PORT", K_LIST, -1, LIST(tls_listen, ntls_listen),
+     .max = GRACED_MAX_LISTEN, .check = check_hostport,
+     .bad = "expected ADDR:PORT or [IPv6]:PORT", .full = "at most %d --tls-listen addresses",
+     .help = "listen here for HTTPS; repeatable"},
+    {"tls-cert", "FILE", K_LIST, -1, LIST(tls_cert, ncert), .max = GRACED_MAX_CERTS,
+     .full = "at most %d certificates", .shown = "",
+     .help = "PEM certificate chain; repeatable, each with a --tls-key: the first pair is the "
+             "default, the others are chosen by the name the client asks (SNI); SIGHUP reads "
+             "them again"},
+    {"tls-key", "FILE", K_LIST, -1, LIST(tls_key, nkey), .max = GRACED_MAX_CERTS,
+     .full = "at most %d certificates", .shown = "",
+     .help = "PEM private key of the --tls-cert of the same rank"},
+    {"hsts", "SECONDS", K_INT, -1, F(hsts), .min = 0, .max = INT64_MAX, .def = -1,
+     .shown = "off", .bad = "expected a number of seconds",
+     .help = "Strict-Transport-Security: max-age=SECONDS on HTTPS responses"},
+    {"root", "DIR", K_STR, -1, F(root), .def_str = ".", .shown = "current directory", .help = "serve files from DIR"},
+    {"upload-dir", "DIR", K_STR, -1, F(upload_dir),
+     .help = "accept PUT /path, POST of forms, DELETE into DIR"},
+    {"list-dirs", NULL, K_FLAG, -1, F(list_dirs),
+     .help = "list folders without index.html (HTML, or JSON on Accept: application/json), "
+             "with an upload form where uploads land"},
+    {"list-max", "N", K_INT, -1, F(list_max), .min = 1, .max = 10000000, .def = 10000,
+     .limit = 1, .help = "entries in one listing; more are cut, and it says so"},
+    {"dav-locks", "N", K_INT, -1, F(dav_locks), .min = 1, .max = 1000000, .def = 1024,
+     .limit = 1, .help = "WebDAV locks held at once, all workers together; more: 503"},
+    {"dav-lock-timeout", "TIME", K_TIME, -1, F(dav_lock_timeout_ms), .min = 1000,
+     .max = INT64_C(7) * 24 * 3600 * 1000, .def = 3600000, .bad = "expected a time like 1h",
+     .limit = 1, .help = "the longest a WebDAV lock lasts without a refresh (Infinite too)"},
+    {"dav-props-max", "SIZE", K_SIZE, -1, F(dav_props_max), .min = 64, .max = 65536,
+     .def = 4096, .bad = "a size from 64 to 64K", .limit = 1,
+     .help = "bytes of WebDAV dead properties one file keeps; more: 507"},
+    {"dav-tree-max", "N", K_INT, -1, F(dav_tree_max), .min = 1, .max = 100000000,
+     .def = 100000, .limit = 1,
+     .help = "entries one COPY, MOVE over or DELETE of a folder takes; more: 403"},
+    {"show-hidden", NULL, K_FLAG, -1, F(show_hidden),
+     .help = "list, serve and accept dot-names such as .git"},
+    {"no-overwrite", NULL, K_FLAG, -1, F(no_overwrite),
+     .help = "uploads never replace a file: 412"},
+    {"auth-token-file", "FILE", K_STR, -1, F(token_file),
+     .help = "uploads need 'Authorization: Bearer <first line>'"},
+    {"stale-upload-age", "TIME", K_TIME, -1, F(stale_upload_age_ms), .min = 0,
+     .max = INT64_MAX, .def = 3600000, .bad = "expected a time like 10s", .limit = 1,
+     .help = "remove temporary upload files no process holds (a lock) once this old: at start, "
+             "then this often"},
+    {"upload-expiry", "TIME", K_TIME, -1, F(upload_expiry_ms), .min = 1000,
+     .max = INT64_C(366) * 86400000, .def = 86400000, .bad = "expected a time like 24h",
+     .limit = 1,
+     .help = "an unfinished resumable upload (tus, IETF) nobody has written to for this long "
+             "is removed"},
+    {"sync-threads", "N", K_INT, -1, F(sync_threads), .min = 1, .max = 64, .def = 2,
+     .limit = 1, .help = "threads per worker for uploads' fsync and rename"},
+    {"max-body-size", "SIZE", K_SIZE, -1, F(max_body), .min = 0, .max = INT64_MAX,
+     .def = INT64_C(1) << 30, .bad = "invalid value", .limit = 1,
+     .help = "largest upload, K/M/G suffixes; any other request takes 64K at most"},
+    {"workers", "N", K_INT, -1, F(workers), .min = 1, .max = GRACED_MAX_WORKERS, .def = 1,
+     .limit = 1, .help = "processes sharing the port with SO_REUSEPORT"},
+    {"restart-delay-max", "TIME", K_TIME, -1, F(restart_delay_max_ms), .min = 1,
+     .max = INT64_MAX, .def = 10000, .bad = "expected a time like 10s", .limit = 1,
+     .help = "a worker that ends early is restarted after 100ms, doubling up to TIME while it "
+             "keeps failing"},
+    {"access-log", "FILE|-", K_STR, -1, F(access_log),
+     .help = "Combined Log Format and the TLS version; - is stdout"},
+    {"log-level", "LEVEL", K_LEVEL, -1, F(log_level), .def = LOG_INFO,
+     .bad = "error, warn, info or debug", .help = "error, warn, info or debug"},
+    {"warn-interval", "TIME", K_TIME, -1, F(warn_interval_ms), .min = 0, .max = INT64_MAX,
+     .def = 60000, .bad = "expected a time like 1m", .limit = 1,
+     .help = "a warning that repeats (untrusted PROXY peers) is logged at most once per TIME, "
+             "with a count; 0: each"},
+    {"pid-file", "FILE", K_STR, -1, F(pid_file), .help = "write the main process id here"},
+    {"shutdown-timeout", "TIME", K_TIME, -1, F(shutdown_timeout_ms), .min = 0,
+     .max = INT64_MAX, .def = 10000, .bad = "expected a time like 10s", .limit = 1,
+     .help = "SIGTERM: time for requests in flight; then 503 to those not yet answered"},
+    {"health", "PATH", K_STR, -1, F(health_path), .check = check_health,
+     .bad = "a plain path starting with /, such as /healthz",
+     .help = "GET PATH: 200 while serving, 503 while stopping; no login, not in the access log"},
+    {"metrics", "PATH", K_STR, -1, F(metrics_path), .check = check_metrics, .owned = 1,
+     .bad = "a path starting with / (and not ending with one), e.g. /metrics",
+     .help = "counters of all workers in Prometheus text format at PATH"},
+    {"metrics-allow", "CIDR", K_LIST, -1, LIST(metrics_allow, nmetrics_allow),
+     .max = GRACED_MAX_LISTEN, .check = check_cidr, .bad = "expected ADDR or ADDR/BITS",
+     .shown = "loopback", .help = "who may read --metrics; repeatable"},
+    {"users-file", "FILE", K_STR, -1, F(users_file),
+     .help = "users, one 'name:crypt-hash:r|rw' a line: Basic auth for uploads (and reads with "
+             "--private); SIGHUP reads it again"},
+    {"private", NULL, K_FLAG, -1, F(private_read),
+     .help = "reading needs a user from --users-file too"},
+    {"auth-cache-time", "TIME", K_TIME, -1, F(auth_cache_ms), .min = 0, .max = INT64_MAX,
+     .def = 60000, .bad = "expected a time like 10s", .limit = 1,
+     .help = "remember a good password this long; 0: never"},
+    {"auth-fail-limit", "N", K_INT, -1, F(auth_fail_limit), .min = 1, .max = 1000000,
+     .def = 10, .limit = 1, .help = "failed logins a minute per client before 429"},
+    {"auth-max-pending", "N", K_INT, -1, F(auth_max_pending), .min = 1, .max = 1000000,
+     .def = 16, .limit = 1, .help = "password checks waiting per worker before 503"},
+    {"cors", "ORIGIN", K_LIST, -1, LIST(cors, ncors), .max = GRACED_MAX_LISTEN,
+     .check = check_origin, .bad = "one origin like https://example.org, or *",
+     .help = "share reads with this origin (or *) cross-origin; repeatable"},
+    {"cors-write", "ORIGIN", K_LIST, -1, LIST(cors_write, ncors_write),
+     .max = GRACED_MAX_LISTEN, .check = check_origin,
+     .bad = "one origin like https://example.org, or *",
+     .shown = "off: only this site's own pages write",
+     .help = "let this origin's pages write and delete too; * warns; repeatable"},
+    {"trust-uploads", NULL, K_FLAG, -1, F(trust_uploads), .shown = "off: sandboxed",
+     .help = "serve uploaded files as the site's own: their HTML and SVG scripts run with "
+             "this origin"},
+    {"cache-control", "VALUE", K_STR, -1, F(cache_control), .check = check_header_value,
+     .bad = "a header value, e.g. 'max-age=3600'", .quiet = 1,
+     .help = "Cache-Control header on static files"},
+    {"precompressed", NULL, K_FLAG, -1, F(precompressed),
+     .help = "serve NAME.br / NAME.gz for NAME if accepted"},
+    {"no-server-header", NULL, K_FLAG, -1, F(no_server_header), .shown = "sent",
+     .help = "no 'Server: graced' header"},
+    {"proxy-listen", "ADDR:PORT", K_LIST, -1, LIST(proxy_listen, nproxy_listen),
+     .max = GRACED_MAX_LISTEN, .check = check_hostport,
+     .bad = "expected ADDR:PORT or [IPv6]:PORT", .full = "at most %d --proxy-listen addresses",
+     .help = "listen here for connections with a PROXY protocol v1/v2 header from a load "
+             "balancer; repeatable"},
+    {"proxy-tls-listen", "ADDR:PORT", K_LIST, -1, LIST(proxy_tls_listen, nproxy_tls_listen),
+     .max = GRACED_MAX_LISTEN, .check = check_hostport,
+     .bad = "expected ADDR:PORT or [IPv6]:PORT",
+     .full = "at most %d --proxy-tls-listen addresses",
+     .help = "the same, then HTTPS (TLS passed through)"},
+    {"proxy-from", "CIDR", K_LIST, -1, LIST(proxy_from, nproxy_from), .max = GRACED_MAX_LISTEN,
+     .check = check_cidr, .bad = "expected ADDR or ADDR/BITS", .shown = "none",
+     .help = "load balancers believed; repeatable"},
+    {"proxy-timeout", "TIME", K_TIME, -1, F(proxy_timeout_ms), .min = 1, .max = INT64_MAX,
+     .def = 5000, .bad = "expected a time like 10s", .limit = 1,
+     .help = "time to send the PROXY header"},
+    {"backlog", "N", K_INT, -1, F(backlog), .min = 1, .max = 1000000, .def = 511, .limit = 1,
+     .help = "listen(2) backlog of each socket"},
+    {"help", NULL, K_HELP, -1, NO_FIELD, .shown = "", .help = "this text (also -h)"},
+    {"version", NULL, K_VERSION, -1, NO_FIELD, .shown = "",
+     .help = "graced's and libgracehttp's versions"},
+    /* the library's, in the order of enum grace_opt; its max-body-size is
+     * graced's for uploads (above), and reuseport is not graced's to set:
+     * graced opens its sockets itself (--workers) */
+    LIB(GRACE_OPT_MAX_REQUEST_LINE, K_SIZE, "SIZE", "request line; longer: 414"),
+    LIB(GRACE_OPT_MAX_HEADER_BYTES, K_SIZE, "SIZE", "header section; larger: 431"),
+    LIB(GRACE_OPT_MAX_HEADER_FIELDS, K_COUNT, "N", "header lines; more: 431"),
+    LIB(GRACE_OPT_MAX_TRAILER_BYTES, K_SIZE, "SIZE", "trailer of a chunked body; larger: 431"),
+    LIB(GRACE_OPT_MAX_CONNECTIONS, K_COUNT, "N", "connections at once; at it, accepting pauses"),
+    LIB(GRACE_OPT_HEADER_TIMEOUT, K_TIME, "TIME", "the whole header section"),
+    LIB(GRACE_OPT_BODY_TIMEOUT, K_TIME, "TIME", "a body that sends nothing this long"),
+    LIB(GRACE_OPT_WRITE_TIMEOUT, K_TIME, "TIME", "an answer that makes no write progress"),
+    LIB(GRACE_OPT_KEEPALIVE_TIMEOUT, K_TIME, "TIME", "idle between requests"),
+    LIB(GRACE_OPT_OUTPUT_HIGH_WATER, K_SIZE, "SIZE",
+        "a connection's output above which its input is not read"),
+    LIB(GRACE_OPT_DRAIN_LIMIT, K_SIZE, "SIZE",
+        "unread body discarded to keep the connection; 0: none"),
+    LIB(GRACE_OPT_LINGER, K_ONOFF, "on|off",
+        "the graceful close after an early answer (off: for comparisons only)"),
+    LIB(GRACE_OPT_LINGER_TIMEOUT, K_TIME, "TIME", "lingering: silence from the client"),
+    LIB(GRACE_OPT_LINGER_TIME, K_TIME, "TIME",
+        "lingering: in all, unless the client keeps up --linger-min-rate"),
+    LIB(GRACE_OPT_LINGER_BYTES, K_SIZE, "SIZE", "lingering: bytes discarded; 0: no cap"),
+    LIB(GRACE_OPT_MAX_LINGERING, K_COUNT, "N", "connections lingering at once"),
+    LIB(GRACE_OPT_STOP_LINGER_TIME, K_TIME, "TIME", "lingering cut to this during a stop"),
+    LIB(GRACE_OPT_DRAIN_TIME, K_TIME, "TIME", "discarding a body's remainder: in all"),
+    LIB(GRACE_OPT_LINGER_MIN_RATE, K_SIZE, "SIZE",
+        "bytes/s a client still sending its body must keep up past --linger-time"),
+    LIB(GRACE_OPT_LINGER_MAX_TIME, K_TIME, "TIME", "lingering: the hard bound"),
+    LIB(GRACE_OPT_ACCEPT_RETRY, K_TIME, "TIME", "out of file descriptors: accept again after"),
+    LIB(GRACE_OPT_TLS_HANDSHAKE_TIMEOUT, K_TIME, "TIME", "the TLS handshake, from accept"),
+    LIB(GRACE_OPT_OUTPUT_LOW_WATER, K_SIZE, "SIZE",
+        "a paused writer resumes at or below this much output"),
+    LIB(GRACE_OPT_STREAM_IDLE_TIMEOUT, K_TIME, "TIME",
+        "an upgraded stream that moves no byte either way"),
+    LIB(GRACE_OPT_BODY_MIN_RATE, K_SIZE, "SIZE",
+        "bytes/s a body must average over each --body-timeout; 0: no floor"),
+    LIB(GRACE_OPT_STOP_IDLE_GRACE, K_TIME, "TIME",
+        "during a stop: an idle connection is kept this long for its next request"),
+    LIB(GRACE_OPT_LINGER_RATE_WINDOW, K_TIME, "TIME",
+        "lingering past --linger-time: the rate is judged over this long"),
+    LIB(GRACE_OPT_HTTP2, K_ONOFF, "on|off",
+        "HTTP/2: offered by ALPN on --tls-listen; off: HTTP/1.1 only (and no h2c)"),
+    LIB(GRACE_OPT_H2C, K_ONOFF, "on|off", "HTTP/2 with prior knowledge (h2c) on --listen"),
+    LIB(GRACE_OPT_H2_MAX_STREAMS, K_COUNT, "N", "HTTP/2 streams open at once per connection"),
+    LIB(GRACE_OPT_H2_STREAM_WINDOW, K_SIZE, "SIZE",
+        "HTTP/2 body bytes a stream may send ahead of what is read"),
+    LIB(GRACE_OPT_H2_CONN_WINDOW, K_SIZE, "SIZE", "the same for a connection's streams together"),
+    LIB(GRACE_OPT_H2_HPACK_TABLE, K_SIZE, "SIZE", "HPACK table a client may make us keep"),
+    LIB(GRACE_OPT_H2_RESET_RATE, K_COUNT, "N",
+        "HTTP/2 streams a client may cancel per second before GOAWAY(ENHANCE_YOUR_CALM)"),
+};
+
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+static const char *opt_name(const struct opt *r)
+{
+    return r->name ? r->name : grace_opt_name((enum grace_opt)r->lib);
+}
+
+int graced_option_info(int i, struct graced_option_info *info)
+{
+    if (i < 0 || (size_t)i >= NOPTS)
+        return -1;
+    info->name = opt_name(&opts[i]);
+    info->arg = opts[i].arg;
+    info->lib = opts[i].lib;
+    info->limit = opts[i].limit;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- values */
 
 /* "64K", "1M", "1G", "1048576" -> bytes; -1 if malformed */
 static int64_t parse_size(const char *s)
@@ -87,441 +371,265 @@ static int64_t parse_time_ms(const char *s)
     return -1;
 }
 
-static void usage(FILE *out, const struct grace_config *cfg)
+/* a whole number; *ok 0 if malformed */
+static int64_t parse_int(const char *s, int *ok)
 {
-    fprintf(out,
-            "usage: graced [options]\n"
-            "Serve files and accept uploads over HTTP/1.1; early answers are never lost.\n\n"
-            "  --listen ADDR:PORT       listen here; repeatable; [IPv6]:PORT (127.0.0.1:8080\n"
-            "                           unless only --tls-listen is given)\n"
-            "  --tls-listen ADDR:PORT   listen here for HTTPS; repeatable (off)\n"
-            "  --tls-cert FILE          PEM certificate chain; repeatable, each with a\n"
-            "  --tls-key FILE           PEM private key: the first pair is the default, the\n"
-            "                           others are chosen by the name the client asks (SNI);\n"
-            "                           SIGHUP reads them again\n"
-            "  --hsts SECONDS           Strict-Transport-Security: max-age=SECONDS on HTTPS\n"
-            "                           responses (off)\n"
-            "  --root DIR               serve files from DIR (current directory)\n"
-            "  --upload-dir DIR         accept PUT /path, POST of forms, DELETE into DIR (off)\n"
-            "  --list-dirs              list folders without index.html (HTML, or JSON on\n"
-            "                           Accept: application/json), with an upload form\n"
-            "                           where uploads land (off)\n"
-            "  --list-max N             entries in one listing; more are cut, and it says so\n"
-            "                           (10000)\n"
-            "  --show-hidden            list, serve and accept dot-names such as .git (off)\n"
-            "  --no-overwrite           uploads never replace a file: 412 (off)\n"
-            "  --auth-token-file FILE   uploads need 'Authorization: Bearer <first line>' (off)\n"
-            "  --stale-upload-age TIME  at start, remove temporary upload files this old even\n"
-            "                           if the PID in their name is alive (24h)\n"
-            "  --max-body-size SIZE     largest upload, K/M/G suffixes (1G)\n"
-            "  --workers N              processes sharing the port with SO_REUSEPORT (1)\n"
-            "  --restart-delay-max TIME a worker that ends early is restarted after 100ms,\n"
-            "                           doubling up to TIME while it keeps failing (10s)\n"
-            "  --access-log FILE|-      Combined Log Format and the TLS version; - is stdout\n"
-            "                           (off)\n"
-            "  --log-level LEVEL        error, warn, info or debug (info)\n"
-            "  --warn-interval TIME     a warning that repeats (untrusted PROXY peers) is\n"
-            "                           logged at most once per TIME, with a count; 0: each\n"
-            "                           (1m)\n"
-            "  --pid-file FILE          write the main process id here (off)\n"
-            "  --shutdown-timeout TIME  SIGTERM: time for requests in flight; then 503 to\n"
-            "                           those not yet answered (10s)\n"
-            "  --health PATH            GET PATH: 200 while serving, 503 while stopping; no\n"
-            "                           login, not in the access log (off)\n"
-            "  --metrics PATH           counters of all workers in Prometheus text format\n"
-            "                           at PATH (off)\n"
-            "  --metrics-allow CIDR     who may read --metrics; repeatable (loopback)\n"
-            "  --users-file FILE        users, one 'name:crypt-hash:r|rw' a line: Basic auth\n"
-            "                           for uploads (and reads with --private); SIGHUP\n"
-            "                           reads it again (off)\n"
-            "  --private                reading needs a user from --users-file too (off)\n"
-            "  --auth-cache-time TIME   remember a good password this long; 0: never (60s)\n"
-            "  --auth-fail-limit N      failed logins a minute per client before 429 (10)\n"
-            "  --auth-max-pending N     password checks waiting per worker before 503 (16)\n"
-            "  --cors ORIGIN            share reads with this origin (or *) cross-origin;\n"
-            "                           repeatable (off)\n"
-            "  --cors-write ORIGIN      let this origin's pages write and delete too; * warns;\n"
-            "                           repeatable (off: only this site's own pages write)\n"
-            "  --trust-uploads          serve uploaded files as the site's own: their HTML and\n"
-            "                           SVG scripts run with this origin (off: sandboxed)\n"
-            "  --cache-control VALUE    Cache-Control header on static files (off)\n"
-            "  --precompressed          serve NAME.br / NAME.gz for NAME if accepted (off)\n"
-            "  --no-server-header       no 'Server: graced' header (sent)\n"
-            "  --proxy-listen ADDR:PORT listen here for connections with a PROXY protocol\n"
-            "                           v1/v2 header from a load balancer; repeatable (off)\n"
-            "  --proxy-tls-listen ADDR:PORT  the same, then HTTPS (TLS passed through)\n"
-            "  --proxy-from CIDR        load balancers believed; repeatable (none)\n"
-            "  --proxy-timeout TIME     time to send the PROXY header (5s)\n"
-            "  --backlog N              listen(2) backlog of each socket (511)\n"
-            "  -h, --help, --version\n\n"
-            "Library limits and timeouts (docs/tuning.md); TIME takes ms, s or m (bare: s):\n");
-    for (int i = 0; i < GRACE_OPT__COUNT; i++) {
-        const char *n = grace_opt_name(i);
-        int64_t d = grace_config_get(cfg, i);
-        if (i == GRACE_OPT_MAX_BODY_SIZE || i == GRACE_OPT_REUSEPORT)
-            continue; /* --max-body-size above; --workers sets reuseport */
-        if (i == GRACE_OPT_LINGER)
-            fprintf(out, "  --%-23s %s\n", "linger on|off", d ? "(on)" : "(off)");
-        else if (i == GRACE_OPT_HTTP2) /* off: no h2 by ALPN, nor h2c */
-            fprintf(out, "  --%-23s %s\n", "http2 on|off", d ? "(on)" : "(off)");
-        else if (i == GRACE_OPT_H2C)
-            fprintf(out, "  --%-23s %s\n", "h2c on|off", d ? "(on)" : "(off)");
-        else if (is_time_opt(i) && d % 1000 == 0)
-            fprintf(out, "  --%-23s (%llds)\n", n, (long long)(d / 1000));
-        else if (is_time_opt(i))
-            fprintf(out, "  --%-23s (%lldms)\n", n, (long long)d);
-        else
-            fprintf(out, "  --%-23s (%lld)\n", n, (long long)d);
-    }
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    *ok = !errno && end != s && !*end;
+    return v;
 }
 
-/* One more ADDR:PORT for a listen option: checked now, resolved later. */
-static int add_listen(const char *name, const char *a, const char **list, int *cnt)
+static const char *const levels[] = {"error", "warn", "info", "debug"};
+
+static void *field(struct graced_opts *o, const struct opt *r)
 {
-    char host[256];
-    int port;
-    if (*cnt == GRACED_MAX_LISTEN) {
-        fprintf(stderr, "graced: at most %d %s addresses\n", GRACED_MAX_LISTEN, name);
+    return (char *)o + r->off;
+}
+
+static void set_num(struct graced_opts *o, const struct opt *r, int64_t v)
+{
+    if (r->size == sizeof(int))
+        *(int *)field(o, r) = (int)v;
+    else
+        *(int64_t *)field(o, r) = v;
+}
+
+static int64_t get_num(const struct graced_opts *o, const struct opt *r)
+{
+    if (r->lib >= 0)
+        return grace_config_get(o->cfg, (enum grace_opt)r->lib);
+    if (r->size == sizeof(int))
+        return *(const int *)((const char *)o + r->off);
+    return *(const int64_t *)((const char *)o + r->off);
+}
+
+/* One value for row r: 0, or -1 after one line on stderr. */
+static int take(struct graced_opts *o, const struct opt *r, const char *a)
+{
+    const char *keep = a;
+    int64_t v = -1;
+    int ok = 1;
+
+    if (r->kind == K_LIST && *(int *)((char *)o + r->count_off) == r->max) {
+        fprintf(stderr, "graced: ");
+        fprintf(stderr, r->full ? r->full : "at most %d --%s", (int)r->max, opt_name(r));
+        fprintf(stderr, "\n");
         return -1;
     }
-    if (graced_parse_hostport(a, host, sizeof(host), &port) < 0) {
-        fprintf(stderr, "graced: %s %s: expected ADDR:PORT or [IPv6]:PORT\n", name, a);
+    switch (r->kind) {
+    case K_FLAG:
+        set_num(o, r, 1);
+        return 0;
+    case K_STR:
+    case K_LIST:
+        ok = !r->check || r->check(a, &keep) == 0;
+        break;
+    case K_INT:
+        v = parse_int(a, &ok);
+        break;
+    case K_TIME:
+        ok = (v = parse_time_ms(a)) >= 0;
+        break;
+    case K_SIZE:
+    case K_COUNT:
+        ok = (v = parse_size(a)) >= 0;
+        break;
+    case K_ONOFF:
+        v = !strcmp(a, "on") ? 1 : !strcmp(a, "off") ? 0 : -1;
+        ok = v >= 0;
+        break;
+    case K_LEVEL:
+        for (int i = 0; i < 4; i++)
+            if (!strcmp(a, levels[i]))
+                v = i;
+        ok = v >= 0;
+        break;
+    default:
+        return 0;
+    }
+    if (ok && r->lib >= 0)
+        ok = grace_config_set(o->cfg, (enum grace_opt)r->lib, v) == 0;
+    if (ok && r->lib == GRACE_OPT_HTTP2 && !v) /* HTTP/1.1 only, TLS and plain */
+        grace_config_set(o->cfg, GRACE_OPT_H2C, 0);
+    else if (ok && (r->kind == K_INT || r->kind == K_TIME || r->kind == K_SIZE))
+        ok = v >= r->min && v <= r->max;
+    if (!ok) {
+        char bad[64];
+        if (!r->bad)
+            snprintf(bad, sizeof(bad), "a number from %lld to %lld", (long long)r->min,
+                     (long long)r->max);
+        if (r->quiet)
+            fprintf(stderr, "graced: --%s: %s\n", opt_name(r), r->bad ? r->bad : bad);
+        else
+            fprintf(stderr, "graced: --%s %s: %s\n", opt_name(r), a, r->bad ? r->bad : bad);
         return -1;
     }
-    list[(*cnt)++] = a;
+    if (r->kind == K_STR) {
+        if (r->owned) /* the last one given counts */
+            free((char *)*(const char **)field(o, r));
+        *(const char **)field(o, r) = keep;
+    } else if (r->kind == K_LIST) {
+        int *n = (int *)((char *)o + r->count_off);
+        ((const char **)field(o, r))[(*n)++] = keep;
+    } else if (r->lib < 0) {
+        set_num(o, r, v);
+    }
     return 0;
 }
 
+/* ---------------------------------------------------------------- --help */
+
+/* a time in the largest unit that shows it whole: 1h, 10m, 30s, 500ms */
+static void show_time(int64_t ms, char *out, size_t n)
+{
+    if (ms && ms % 3600000 == 0)
+        snprintf(out, n, "%lldh", (long long)(ms / 3600000));
+    else if (ms && ms % 60000 == 0)
+        snprintf(out, n, "%lldm", (long long)(ms / 60000));
+    else if (ms % 1000 == 0)
+        snprintf(out, n, "%llds", (long long)(ms / 1000));
+    else
+        snprintf(out, n, "%lldms", (long long)ms);
+}
+
+static void show_size(int64_t b, char *out, size_t n)
+{
+    static const char unit[] = "GMK";
+    for (int i = 0; i < 3; i++) {
+        int64_t u = INT64_C(1) << (10 * (3 - i));
+        if (b && b % u == 0) {
+            snprintf(out, n, "%lld%c", (long long)(b / u), unit[i]);
+            return;
+        }
+    }
+    snprintf(out, n, "%lld", (long long)b);
+}
+
+/* The default of row r as --help shows it ("" for none). */
+static void show_default(const struct opt *r, const struct graced_opts *o, char *out, size_t n)
+{
+    int64_t v = r->kind >= K_INT && r->kind <= K_LEVEL ? get_num(o, r) : 0;
+    out[0] = '\0';
+    if (r->shown) {
+        snprintf(out, n, "%s", r->shown);
+        return;
+    }
+    switch (r->kind) {
+    case K_INT: case K_COUNT: snprintf(out, n, "%lld", (long long)v); break;
+    case K_TIME: show_time(v, out, n); break;
+    case K_SIZE: show_size(v, out, n); break;
+    case K_ONOFF: snprintf(out, n, "%s", v ? "on" : "off"); break;
+    case K_LEVEL: snprintf(out, n, "%s", levels[v]); break;
+    default: snprintf(out, n, "off"); break; /* flags, strings, lists */
+    }
+}
+
+/* words wrapped into lines that start at column 27 and end by column 79 */
+static void wrapped(FILE *out, const char *text, size_t col)
+{
+    const size_t indent = 27, width = 79;
+    while (*text) {
+        size_t w = strcspn(text, " ");
+        if (col > indent && col + 1 + w > width) {
+            fprintf(out, "\n%*s", (int)indent, "");
+            col = indent;
+        } else if (col > indent) {
+            fputc(' ', out);
+            col++;
+        }
+        fwrite(text, 1, w, out);
+        col += w;
+        text += w;
+        text += strspn(text, " ");
+    }
+    fputc('\n', out);
+}
+
+static void usage(FILE *out, const struct graced_opts *o)
+{
+    fprintf(out, "usage: graced [options]\n"
+                 "Serve files and accept uploads over HTTP/1.1; early answers are never lost.\n\n");
+    for (size_t i = 0; i < NOPTS; i++) {
+        const struct opt *r = &opts[i];
+        char left[64], def[96], text[512];
+        int n;
+        if (r->lib >= 0 && (i == 0 || opts[i - 1].lib < 0))
+            fprintf(out, "\nLibrary limits and timeouts (docs/tuning.md); TIME takes ms, s, m or h\n"
+                         "(bare: s), SIZE K, M or G:\n");
+        n = snprintf(left, sizeof(left), "  --%s%s%s", opt_name(r), r->arg ? " " : "",
+                     r->arg ? r->arg : "");
+        show_default(r, o, def, sizeof(def));
+        snprintf(text, sizeof(text), "%s%s%s%s", r->help, *def ? " (" : "", def, *def ? ")" : "");
+        if (n <= 26) {
+            fprintf(out, "%-26s ", left);
+            wrapped(out, text, 27);
+        } else {
+            fprintf(out, "%s\n%27s", left, "");
+            wrapped(out, text, 27);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- parsing */
+
 int graced_parse_options(struct graced_opts *o, int argc, char **argv)
 {
-    static struct option base_opts[] = {
-        {"listen", required_argument, NULL, O_LISTEN},
-        {"tls-listen", required_argument, NULL, O_TLS_LISTEN},
-        {"tls-cert", required_argument, NULL, O_TLS_CERT},
-        {"tls-key", required_argument, NULL, O_TLS_KEY},
-        {"hsts", required_argument, NULL, O_HSTS},
-        {"root", required_argument, NULL, O_ROOT},
-        {"upload-dir", required_argument, NULL, O_UPLOAD_DIR},
-        {"auth-token-file", required_argument, NULL, O_TOKEN_FILE},
-        {"workers", required_argument, NULL, O_WORKERS},
-        {"access-log", required_argument, NULL, O_ACCESS_LOG},
-        {"log-level", required_argument, NULL, O_LOG_LEVEL},
-        {"pid-file", required_argument, NULL, O_PID_FILE},
-        {"shutdown-timeout", required_argument, NULL, O_SHUTDOWN_TIMEOUT},
-        {"metrics", required_argument, NULL, O_METRICS},
-        {"health", required_argument, NULL, O_HEALTH},
-        {"stale-upload-age", required_argument, NULL, O_STALE_UPLOAD_AGE},
-        {"restart-delay-max", required_argument, NULL, O_RESTART_DELAY_MAX},
-        {"list-dirs", no_argument, NULL, O_LIST_DIRS},
-        {"list-max", required_argument, NULL, O_LIST_MAX},
-        {"show-hidden", no_argument, NULL, O_SHOW_HIDDEN},
-        {"no-overwrite", no_argument, NULL, O_NO_OVERWRITE},
-        {"metrics-allow", required_argument, NULL, O_METRICS_ALLOW},
-        {"users-file", required_argument, NULL, O_USERS_FILE},
-        {"private", no_argument, NULL, O_PRIVATE},
-        {"auth-cache-time", required_argument, NULL, O_AUTH_CACHE_TIME},
-        {"auth-fail-limit", required_argument, NULL, O_AUTH_FAIL_LIMIT},
-        {"auth-max-pending", required_argument, NULL, O_AUTH_MAX_PENDING},
-        {"cors", required_argument, NULL, O_CORS},
-        {"cors-write", required_argument, NULL, O_CORS_WRITE},
-        {"trust-uploads", no_argument, NULL, O_TRUST_UPLOADS},
-        {"cache-control", required_argument, NULL, O_CACHE_CONTROL},
-        {"precompressed", no_argument, NULL, O_PRECOMPRESSED},
-        {"no-server-header", no_argument, NULL, O_NO_SERVER_HEADER},
-        {"proxy-listen", required_argument, NULL, O_PROXY_LISTEN},
-        {"proxy-tls-listen", required_argument, NULL, O_PROXY_TLS_LISTEN},
-        {"proxy-from", required_argument, NULL, O_PROXY_FROM},
-        {"proxy-timeout", required_argument, NULL, O_PROXY_TIMEOUT},
-        {"warn-interval", required_argument, NULL, O_WARN_INTERVAL},
-        {"backlog", required_argument, NULL, O_BACKLOG},
-        {"help", no_argument, NULL, O_HELP},
-        {"version", no_argument, NULL, O_VERSION},
-    };
-    enum { NBASE = sizeof(base_opts) / sizeof(base_opts[0]) };
-    struct option opts[NBASE + GRACE_OPT__COUNT + 1];
-    int n = NBASE, c;
+    struct option lo[NOPTS + 1];
+    int c;
 
     memset(o, 0, sizeof(*o));
-    o->root = ".";
-    o->max_body = INT64_C(1) << 30;
-    o->workers = 1;
-    o->log_level = LOG_INFO;
-    o->shutdown_timeout_ms = 10000;
-    o->hsts = -1;
-    o->stale_upload_age_ms = INT64_C(24) * 3600 * 1000;
-    o->restart_delay_max_ms = 10000;
-    o->list_max = 10000;
-    o->auth_cache_ms = 60000;
-    o->auth_fail_limit = 10;
-    o->auth_max_pending = 16;
-    o->proxy_timeout_ms = 5000;
-    o->warn_interval_ms = 60000;
-    o->backlog = 511;
     o->cfg = grace_config_new();
     if (!o->cfg) {
         fprintf(stderr, "graced: out of memory\n");
         return -1;
     }
-    memcpy(opts, base_opts, sizeof(base_opts));
-    for (int i = 0; i < GRACE_OPT__COUNT; i++) {
-        opts[n].name = grace_opt_name(i);
-        opts[n].has_arg = required_argument;
-        opts[n].flag = NULL;
-        opts[n].val = O_LIB + i;
-        n++;
+    for (size_t i = 0; i < NOPTS; i++) {
+        const struct opt *r = &opts[i];
+        if (r->kind == K_STR && r->def_str)
+            *(const char **)field(o, r) = r->def_str;
+        else if (r->lib < 0 && r->size && r->kind != K_STR && r->kind != K_LIST)
+            set_num(o, r, r->def);
+        lo[i].name = opt_name(r);
+        lo[i].has_arg = r->arg ? required_argument : no_argument;
+        lo[i].flag = NULL;
+        lo[i].val = 256 + (int)i;
     }
-    memset(&opts[n], 0, sizeof(opts[n]));
+    memset(&lo[NOPTS], 0, sizeof(lo[NOPTS]));
 
     opterr = 0;
     optind = 1;
     /* leading ':': a missing value is ':', an unknown option '?' */
-    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
-        const char *a = optarg;
-        switch (c) {
-        case O_LISTEN:
-            if (add_listen("--listen", a, o->listen, &o->nlisten) < 0)
-                return -1;
-            break;
-        case O_TLS_LISTEN:
-            if (add_listen("--tls-listen", a, o->tls_listen, &o->ntls_listen) < 0)
-                return -1;
-            break;
-        case O_TLS_CERT:
-        case O_TLS_KEY: {
-            int *cnt = c == O_TLS_CERT ? &o->ncert : &o->nkey;
-            if (*cnt == GRACED_MAX_CERTS) {
-                fprintf(stderr, "graced: at most %d certificates\n", GRACED_MAX_CERTS);
-                return -1;
-            }
-            (c == O_TLS_CERT ? o->tls_cert : o->tls_key)[(*cnt)++] = a;
-            break;
-        }
-        case O_HSTS: {
-            char *end;
-            long long v;
-            errno = 0;
-            v = strtoll(a, &end, 10);
-            if (errno || end == a || *end || v < 0) {
-                fprintf(stderr, "graced: --hsts %s: expected a number of seconds\n", a);
-                return -1;
-            }
-            o->hsts = v;
-            break;
-        }
-        case O_LIST_DIRS: o->list_dirs = 1; break;
-        case O_SHOW_HIDDEN: o->show_hidden = 1; break;
-        case O_NO_OVERWRITE: o->no_overwrite = 1; break;
-        case O_LIST_MAX: {
-            char *end;
-            long long v;
-            errno = 0;
-            v = strtoll(a, &end, 10);
-            if (errno || end == a || *end || v < 1 || v > 10000000) {
-                fprintf(stderr, "graced: --list-max %s: a number from 1 to 10000000\n", a);
-                return -1;
-            }
-            o->list_max = v;
-            break;
-        }
-        case O_PROXY_LISTEN:
-            if (add_listen("--proxy-listen", a, o->proxy_listen, &o->nproxy_listen) < 0)
-                return -1;
-            break;
-        case O_PROXY_TLS_LISTEN:
-            if (add_listen("--proxy-tls-listen", a, o->proxy_tls_listen, &o->nproxy_tls_listen) < 0)
-                return -1;
-            break;
-        case O_PROXY_FROM:
-        case O_METRICS_ALLOW:
-        case O_CORS_WRITE:
-        case O_CORS: {
-            int cors = c == O_CORS || c == O_CORS_WRITE;
-            const char *name = c == O_PROXY_FROM ? "--proxy-from" : c == O_CORS ? "--cors"
-                               : c == O_CORS_WRITE ? "--cors-write" : "--metrics-allow";
-            int *cnt = c == O_PROXY_FROM ? &o->nproxy_from : c == O_CORS ? &o->ncors
-                       : c == O_CORS_WRITE ? &o->ncors_write : &o->nmetrics_allow;
-            const char **list = c == O_PROXY_FROM ? o->proxy_from : c == O_CORS ? o->cors
-                                : c == O_CORS_WRITE ? o->cors_write : o->metrics_allow;
-            struct graced_cidr cidr;
-            if (*cnt == GRACED_MAX_LISTEN) {
-                fprintf(stderr, "graced: at most %d %s\n", GRACED_MAX_LISTEN, name);
-                return -1;
-            }
-            if (!cors && graced_cidr_parse(a, &cidr) < 0) {
-                fprintf(stderr, "graced: %s %s: expected ADDR or ADDR/BITS\n", name, a);
-                return -1;
-            }
-            /* an origin is scheme://host[:port], nothing after it: a trailing
-             * '/' or a path would never match what a browser sends */
-            if (cors && strcmp(a, "*") &&
-                ((strncmp(a, "http://", 7) && strncmp(a, "https://", 8)) ||
-                 !strstr(a, "://")[3] || strpbrk(strstr(a, "://") + 3, "\r\n, /?#@"))) {
-                fprintf(stderr, "graced: %s %s: one origin like https://example.org, or *\n",
-                        name, a);
-                return -1;
-            }
-            list[(*cnt)++] = a;
-            break;
-        }
-        case O_USERS_FILE: o->users_file = a; break;
-        case O_PRIVATE: o->private_read = 1; break;
-        case O_PRECOMPRESSED: o->precompressed = 1; break;
-        case O_TRUST_UPLOADS: o->trust_uploads = 1; break;
-        case O_NO_SERVER_HEADER: o->no_server_header = 1; break;
-        case O_CACHE_CONTROL:
-            if (!*a || strpbrk(a, "\r\n")) {
-                fprintf(stderr, "graced: --cache-control: a header value, e.g. 'max-age=3600'\n");
-                return -1;
-            }
-            o->cache_control = a;
-            break;
-        case O_AUTH_CACHE_TIME:
-        case O_PROXY_TIMEOUT: {
-            int64_t v = parse_time_ms(a);
-            if (v < 0 || (c == O_PROXY_TIMEOUT && v == 0)) {
-                fprintf(stderr, "graced: %s %s: expected a time like 10s\n",
-                        c == O_PROXY_TIMEOUT ? "--proxy-timeout" : "--auth-cache-time", a);
-                return -1;
-            }
-            *(c == O_PROXY_TIMEOUT ? &o->proxy_timeout_ms : &o->auth_cache_ms) = v;
-            break;
-        }
-        case O_AUTH_FAIL_LIMIT:
-        case O_AUTH_MAX_PENDING:
-        case O_BACKLOG: {
-            char *end;
-            long v;
-            errno = 0;
-            v = strtol(a, &end, 10);
-            if (errno || end == a || *end || v < 1 || v > 1000000) {
-                fprintf(stderr, "graced: %s %s: a number from 1 to 1000000\n",
-                        c == O_BACKLOG ? "--backlog" : c == O_AUTH_MAX_PENDING
-                                                           ? "--auth-max-pending"
-                                                           : "--auth-fail-limit", a);
-                return -1;
-            }
-            *(c == O_BACKLOG ? &o->backlog : c == O_AUTH_MAX_PENDING ? &o->auth_max_pending
-                                                                      : &o->auth_fail_limit) = (int)v;
-            break;
-        }
-        case O_ROOT: o->root = a; break;
-        case O_UPLOAD_DIR: o->upload_dir = a; break;
-        case O_TOKEN_FILE: o->token_file = a; break;
-        case O_ACCESS_LOG: o->access_log = a; break;
-        case O_PID_FILE: o->pid_file = a; break;
-        case O_METRICS: {
-            /* kept normalized: requests are matched on their decoded path */
-            char *norm = malloc(strlen(a) + 1);
-            if (!norm || a[0] != '/' || grace_path_normalize(a, strlen(a), norm, strlen(a) + 1) < 0 ||
-                !strcmp(norm, "/") || norm[strlen(norm) - 1] == '/') {
-                free(norm);
-                fprintf(stderr, "graced: --metrics %s: a path starting with / (and not ending "
-                                "with one), e.g. /metrics\n", a);
-                return -1;
-            }
-            free((char *)o->metrics_path);
-            o->metrics_path = norm;
-            break;
-        }
-        case O_HEALTH: { /* compared with the request's decoded path */
-            char norm[1024];
-            ssize_t nl = a[0] == '/' ? grace_path_normalize(a, strlen(a), norm, sizeof(norm)) : -1;
-            if (nl < 0 || strcmp(norm, a)) {
-                fprintf(stderr, "graced: --health %s: a plain path starting with /, "
-                                "such as /healthz\n", a);
-                return -1;
-            }
-            o->health_path = a;
-            break;
-        }
-        case O_WORKERS: {
-            char *end;
-            long w = strtol(a, &end, 10);
-            if (*end || w < 1 || w > GRACED_MAX_WORKERS) {
-                fprintf(stderr, "graced: --workers %s: a number from 1 to %d\n", a,
-                        GRACED_MAX_WORKERS);
-                return -1;
-            }
-            o->workers = (int)w;
-            break;
-        }
-        case O_LOG_LEVEL: {
-            static const char *lv[] = {"error", "warn", "info", "debug"};
-            int found = -1;
-            for (int i = 0; i < 4; i++)
-                if (!strcmp(a, lv[i]))
-                    found = i;
-            if (found < 0) {
-                fprintf(stderr, "graced: --log-level %s: error, warn, info or debug\n", a);
-                return -1;
-            }
-            o->log_level = found;
-            break;
-        }
-        case O_SHUTDOWN_TIMEOUT:
-            if ((o->shutdown_timeout_ms = parse_time_ms(a)) < 0) {
-                fprintf(stderr, "graced: --shutdown-timeout %s: expected a time like 10s\n", a);
-                return -1;
-            }
-            break;
-        case O_WARN_INTERVAL:
-            if ((o->warn_interval_ms = parse_time_ms(a)) < 0) {
-                fprintf(stderr, "graced: --warn-interval %s: expected a time like 1m\n", a);
-                return -1;
-            }
-            break;
-        case O_STALE_UPLOAD_AGE:
-        case O_RESTART_DELAY_MAX: {
-            int64_t v = parse_time_ms(a);
-            if (v < 0 || (c == O_RESTART_DELAY_MAX && v == 0)) {
-                fprintf(stderr, "graced: --%s %s: expected a time like 10s\n",
-                        c == O_STALE_UPLOAD_AGE ? "stale-upload-age" : "restart-delay-max", a);
-                return -1;
-            }
-            *(c == O_STALE_UPLOAD_AGE ? &o->stale_upload_age_ms : &o->restart_delay_max_ms) = v;
-            break;
-        }
-        case 'h':
-        case O_HELP:
-            usage(stdout, o->cfg);
+    while ((c = getopt_long(argc, argv, ":h", lo, NULL)) != -1) {
+        const struct opt *r = c >= 256 ? &opts[c - 256] : NULL;
+        if (c == 'h' || (r && r->kind == K_HELP)) {
+            usage(stdout, o);
             return 1;
-        case O_VERSION:
+        }
+        if (r && r->kind == K_VERSION) {
             printf("graced %s (libgracehttp %s)\n", GRACE_VERSION_STRING, grace_version());
             return 1;
-        case ':':
+        }
+        if (c == ':') {
             fprintf(stderr, "graced: option %s needs a value (see --help)\n", argv[optind - 1]);
             return -1;
-        case '?':
-            if (optopt && optopt < O_LISTEN) /* an unknown short option */
+        }
+        if (c == '?') {
+            if (optopt && optopt < 256) /* an unknown short option */
                 fprintf(stderr, "graced: unknown option -%c (see --help)\n", optopt);
             else
                 fprintf(stderr, "graced: unknown option %s (see --help)\n", argv[optind - 1]);
             return -1;
-        default: {
-            int opt = c - O_LIB;
-            int64_t v;
-            if (opt == GRACE_OPT_LINGER || opt == GRACE_OPT_HTTP2 || opt == GRACE_OPT_H2C)
-                v = !strcmp(a, "on") ? 1 : !strcmp(a, "off") ? 0 : -1;
-            else if (is_time_opt(opt))
-                v = parse_time_ms(a);
-            else
-                v = parse_size(a);
-            if (v < 0 || grace_config_set(o->cfg, opt, v) < 0) {
-                fprintf(stderr, "graced: --%s %s: invalid value\n", grace_opt_name(opt), a);
-                return -1;
-            }
-            if (opt == GRACE_OPT_MAX_BODY_SIZE)
-                o->max_body = v;
-            if (opt == GRACE_OPT_HTTP2 && !v) /* HTTP/1.1 only, TLS and plain */
-                grace_config_set(o->cfg, GRACE_OPT_H2C, 0);
-            break;
         }
-        }
+        if (take(o, r, optarg) < 0)
+            return -1;
     }
     if (optind < argc) {
         fprintf(stderr, "graced: unexpected argument %s (see --help)\n", argv[optind]);
         return -1;
     }
+    /* what one option asks of another */
     if (o->ncert != o->nkey) {
         fprintf(stderr, "graced: %d --tls-cert but %d --tls-key: give them in pairs\n", o->ncert,
                 o->nkey);
@@ -551,11 +659,9 @@ int graced_parse_options(struct graced_opts *o, int argc, char **argv)
         o->listen[o->nlisten++] = "127.0.0.1:8080";
         o->listen_default = 1;
     }
-    /* uploads raise the limit for themselves (graced_upload); everything
-     * else needs no body, so a client cannot make us read one */
+    /* uploads raise the limit for themselves (route.c); everything else
+     * needs no body, so a client cannot make us read one */
     grace_config_set(o->cfg, GRACE_OPT_MAX_BODY_SIZE,
                      o->max_body < GRACED_OTHER_BODY ? o->max_body : GRACED_OTHER_BODY);
-    if (o->workers > 1)
-        grace_config_set(o->cfg, GRACE_OPT_REUSEPORT, 1);
     return 0;
 }

@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * proxy.c - listeners behind a load balancer that speaks the PROXY protocol
- * (HAProxy's proxy-protocol.txt, v1 text and v2 binary), and the address
- * lists (CIDR) of --proxy-from and --metrics-allow.
+ * (HAProxy's proxy-protocol.txt, v1 text and v2 binary).
  *
  * graced accepts on a --proxy-listen socket itself, closes connections from
  * addresses not in --proxy-from at once, reads the PROXY header (bounded in
@@ -70,72 +69,6 @@ struct graced_proxy {
     char warn_last[64];     /* the last of them */
     void (*settled)(struct graced *g); /* graced_proxy_stop(): no header left to read */
 };
-
-/* ---------------------------------------------------------------- CIDR */
-
-int graced_cidr_parse(const char *s, struct graced_cidr *c)
-{
-    char addr[64];
-    const char *slash = strchr(s, '/');
-    size_t n = slash ? (size_t)(slash - s) : strlen(s);
-    char *end;
-    long bits;
-    if (n == 0 || n >= sizeof(addr))
-        return -1;
-    memcpy(addr, s, n);
-    addr[n] = '\0';
-    memset(c, 0, sizeof(*c));
-    if (inet_pton(AF_INET, addr, c->addr) == 1)
-        c->family = AF_INET;
-    else if (inet_pton(AF_INET6, addr, c->addr) == 1)
-        c->family = AF_INET6;
-    else
-        return -1;
-    c->bits = c->family == AF_INET ? 32 : 128;
-    if (slash) {
-        errno = 0;
-        bits = strtol(slash + 1, &end, 10);
-        if (errno || *end || end == slash + 1 || bits < 0 || bits > c->bits)
-            return -1;
-        c->bits = (int)bits;
-    }
-    return 0;
-}
-
-static int prefix_equal(const unsigned char *a, const unsigned char *b, int bits)
-{
-    int whole = bits / 8, rest = bits % 8;
-    if (memcmp(a, b, (size_t)whole))
-        return 0;
-    return !rest || !((a[whole] ^ b[whole]) & (0xff << (8 - rest)));
-}
-
-int graced_cidr_match(const struct graced_cidr *list, int n, const struct sockaddr *sa)
-{
-    unsigned char a[16];
-    int family;
-    if (!sa)
-        return 0;
-    if (sa->sa_family == AF_INET) {
-        memcpy(a, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-        family = AF_INET;
-    } else if (sa->sa_family == AF_INET6) {
-        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-        if (IN6_IS_ADDR_V4MAPPED(a6)) { /* ::ffff:10.1.2.3 is 10.1.2.3 */
-            memcpy(a, a6->s6_addr + 12, 4);
-            family = AF_INET;
-        } else {
-            memcpy(a, a6->s6_addr, 16);
-            family = AF_INET6;
-        }
-    } else {
-        return 0;
-    }
-    for (int i = 0; i < n; i++)
-        if (list[i].family == family && prefix_equal(list[i].addr, a, list[i].bits))
-            return 1;
-    return 0;
-}
 
 /* ---------------------------------------------------------------- header */
 
@@ -265,8 +198,15 @@ static void handed(struct pending *pd)
     socklen_t len = pd->peer_len;
     struct grace_tls *tls = pd->tls;
     struct graced_proxy *p = pd->p;
+    char a[64];
     pending_free(pd, 0);
-    grace_server_adopt_conn(g->srv, fd, (struct sockaddr *)&peer, len, tls);
+    /* during a stop the server still adopts it (its answer says
+     * Connection: close); once the server is done, it closes it */
+    if (grace_server_adopt_conn(g->srv, fd, (struct sockaddr *)&peer, len, tls) == -ESHUTDOWN) {
+        peer_text(&peer, a, sizeof(a));
+        graced_log(LOG_INFO, "PROXY connection from %s: header complete after the server had "
+                             "stopped; closed", a);
+    }
     check_settled(p);
 }
 
@@ -374,13 +314,6 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---------------------------------------------------------------- refused peers */
 
-static int64_t mono_ms(const struct graced_proxy *p)
-{
-    struct timeval tv;
-    event_gettime_monotonic(p->g->base, &tv);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
 static void warn_summary(struct graced_proxy *p, int64_t now)
 {
     if (!p->warn_quiet)
@@ -398,7 +331,7 @@ static void warn_summary(struct graced_proxy *p, int64_t now)
 static void warn_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct graced_proxy *p = arg;
-    int64_t now = mono_ms(p), iv = p->g->o.warn_interval_ms;
+    int64_t now = graced_mono_ms(), iv = p->g->o.warn_interval_ms;
     struct timeval tv = {iv / 1000, (iv % 1000) * 1000};
     if (!p->warn_quiet)
         return;
@@ -409,7 +342,7 @@ static void warn_cb(evutil_socket_t fd, short what, void *arg)
 
 static void warn_refused(struct graced_proxy *p, const char *addr)
 {
-    int64_t now = mono_ms(p), iv = p->g->o.warn_interval_ms;
+    int64_t now = graced_mono_ms(), iv = p->g->o.warn_interval_ms;
     if (now >= p->warn_next_ms || !iv) {
         graced_log(LOG_WARN, "PROXY listener: %s is not in --proxy-from; connection closed%s",
                    addr, iv ? " (more: counted, one line per --warn-interval)" : "");
@@ -521,9 +454,12 @@ int graced_proxy_listen(struct graced *g, int fd, struct grace_tls *tls)
  * and the client's first bytes at once): closing the listeners would reset
  * it, and a balancer in TCP mode cannot retry what it already forwarded.
  * So the queues are accepted first, then the listeners close (new
- * connections are refused: the balancer retries elsewhere). Returns how
- * many headers are still to be read; settled(g) runs once none is left
- * (each is bounded by --proxy-timeout), from the event loop.
+ * connections are refused: the balancer retries elsewhere). Every header
+ * already in its socket is read now, so that its connection is the
+ * server's before the server's stop begins (worker.c calls that next: it
+ * does not wait for the headers still to come). Returns how many are;
+ * settled(g) runs once none is left (each is bounded by --proxy-timeout),
+ * from the event loop.
  */
 int graced_proxy_stop(struct graced *g, void (*settled)(struct graced *g))
 {
@@ -549,9 +485,19 @@ int graced_proxy_stop(struct graced *g, void (*settled)(struct graced *g))
         evconnlistener_free(p->l[i].lev);
     }
     p->nl = 0;
+    /* the headers there: handed over (or dropped) now; read_cb may free pd */
+    for (struct pending *pd = TAILQ_FIRST(&p->pending), *next; pd; pd = next) {
+        next = TAILQ_NEXT(pd, link);
+        read_cb(pd->fd, EV_READ, pd);
+    }
     if (p->npending)
         p->settled = settled;
     return p->npending;
+}
+
+int graced_proxy_pending(const struct graced *g)
+{
+    return g->proxy ? g->proxy->npending : 0;
 }
 
 /* Stop accepting and close the connections still sending their header. */
@@ -564,7 +510,7 @@ void graced_proxy_free(struct graced *g)
         evconnlistener_free(p->l[i].lev);
     while (!TAILQ_EMPTY(&p->pending))
         pending_free(TAILQ_FIRST(&p->pending), 1);
-    warn_summary(p, mono_ms(p)); /* the count not said yet */
+    warn_summary(p, graced_mono_ms()); /* the count not said yet */
     if (p->warn_ev)
         event_free(p->warn_ev);
     free(p);

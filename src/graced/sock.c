@@ -22,38 +22,6 @@
 
 #define SD_LISTEN_FDS_START 3
 
-/* "127.0.0.1:8080", "[::1]:8080", "localhost:80" */
-int graced_parse_hostport(const char *s, char *host, size_t hostlen, int *port)
-{
-    const char *colon;
-    size_t n;
-    char *end;
-    long p;
-
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (!close || close[1] != ':')
-            return -1;
-        n = (size_t)(close - s - 1);
-        colon = close + 1;
-        s++;
-    } else {
-        colon = strrchr(s, ':');
-        if (!colon || memchr(s, ':', (size_t)(colon - s)))
-            return -1; /* bare IPv6 needs brackets */
-        n = (size_t)(colon - s);
-    }
-    if (n == 0 || n >= hostlen)
-        return -1;
-    memcpy(host, s, n);
-    host[n] = '\0';
-    p = strtol(colon + 1, &end, 10);
-    if (*end || end == colon + 1 || p < 0 || p > 65535)
-        return -1;
-    *port = (int)p;
-    return 0;
-}
-
 static int name_is(const char *name, size_t len, const char *what)
 {
     return len == strlen(what) && !strncmp(name, what, len);

@@ -4,10 +4,9 @@
  * (--no-server-header), nosniff and framing on every answer, graced's own
  * pages' Content-Security-Policy, CORS (--cors ORIGIN shares reads:
  * Access-Control-Allow-Origin on answers, preflight OPTIONS; --cors-write
- * ORIGIN lets that origin write too), who may write from which Origin, and
- * precompressed siblings (--precompressed: "a.js.br" or "a.js.gz" for
- * "a.js" when the client accepts that encoding). --cache-control is added
- * by files.c to static files.
+ * ORIGIN lets that origin write too), --hsts, and who may write from which
+ * Origin. Static files' own headers (--cache-control, and --precompressed
+ * siblings) are files.c's.
  */
 #define _GNU_SOURCE
 #include "graced.h"
@@ -118,14 +117,20 @@ void graced_web_check_options(const struct graced_opts *o)
         graced_log(LOG_WARN, "--cors-write without --upload-dir: nothing can be written");
 }
 
-static int uploads_on(const struct graced *g)
+/* --hsts: on our own responses to requests that came over TLS. */
+static void hsts(struct grace_request *req, const struct graced *g)
 {
-    return g->o.upload_dir != NULL;
+    char v[48];
+    if (g->o.hsts < 0 || !grace_request_tls_version(req))
+        return;
+    snprintf(v, sizeof(v), "max-age=%lld", (long long)g->o.hsts);
+    grace_response_add_header(req, "Strict-Transport-Security", v);
 }
 
 void graced_web_headers(struct grace_request *req, const struct graced *g)
 {
     const char *origin;
+    hsts(req, g);
     if (!g->o.no_server_header)
         grace_response_add_header(req, "Server", "graced");
     /* a browser takes every answer for the type it says it is, and only a
@@ -145,7 +150,12 @@ void graced_web_headers(struct grace_request *req, const struct graced *g)
     }
     grace_response_add_header(req, "Access-Control-Expose-Headers",
                               "ETag, Last-Modified, Content-Range, Content-Encoding, Location, "
-                              "Accept-Ranges");
+                              "Accept-Ranges, Content-Location, "
+                              /* resumable uploads: tus, then the IETF draft's */
+                              "Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, "
+                              "Upload-Offset, Upload-Length, Upload-Metadata, Upload-Expires, "
+                              "Upload-Defer-Length, Upload-Complete, Upload-Limit, "
+                              "Upload-Draft-Interop-Version");
 }
 
 void graced_web_nonce(char out[24])
@@ -183,95 +193,26 @@ void graced_web_page_csp(struct grace_request *req, const char *nonce)
 }
 
 /*
- * OPTIONS: a CORS preflight (Origin and Access-Control-Request-Method) gets
- * the methods and headers graced supports for that origin (writes only for
- * --cors-write); any other OPTIONS the Allow list. Preflights carry no
- * credentials, so this comes before any login check.
+ * A CORS preflight (Origin and Access-Control-Request-Method) gets the
+ * methods and headers graced supports for that origin: all of them for
+ * --cors-write, the reads (those that change no file) for --cors. Any
+ * other request: nothing. Preflights carry no credentials: this comes
+ * before any login check.
  */
-int graced_web_options(struct grace_request *req, const struct graced *g)
+void graced_web_preflight(struct grace_request *req, const struct graced *g, const char *all,
+                          const char *reads)
 {
-    const char *all = uploads_on(g) ? "GET, HEAD, PUT, POST, DELETE, OPTIONS" : "GET, HEAD, OPTIONS";
-    if (strcmp(grace_request_method(req), "OPTIONS"))
-        return 0;
-    if (cors_origin(req, g) && grace_request_header(req, "Access-Control-Request-Method")) {
-        grace_response_add_header(req, "Access-Control-Allow-Methods",
-                                  cors_may_write(req, g) ? all : "GET, HEAD, OPTIONS");
-        grace_response_add_header(req, "Access-Control-Allow-Headers",
-                                  "Authorization, Content-Type, Range, If-Range, If-None-Match, "
-                                  "If-Modified-Since, If-Match, If-Unmodified-Since");
-        grace_response_add_header(req, "Access-Control-Max-Age", "600");
-    }
-    grace_response_add_header(req, "Allow", all);
-    graced_reply(req, 204, NULL);
-    return 1;
-}
-
-/*
- * q-value of coding in an Accept-Encoding value: 1000 for "q=1", 0 if
- * absent or refused. "*" stands for codings not named.
- */
-static int accept_q(const char *ae, const char *coding, const char *alias)
-{
-    int star = 0, found = -1;
-    const char *p = ae;
-    while (*p) {
-        size_t n;
-        int q = 1000;
-        const char *semi, *end;
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        if (!*p)
-            break;
-        end = p + strcspn(p, ",");
-        n = strcspn(p, ";, \t");
-        semi = memchr(p, ';', (size_t)(end - p));
-        if (semi) { /* ;q=0.5 */
-            const char *qp = semi + 1;
-            while (*qp == ' ')
-                qp++;
-            if ((*qp == 'q' || *qp == 'Q') && qp[1] == '=') {
-                double v = strtod(qp + 2, NULL);
-                q = v <= 0 ? 0 : v >= 1 ? 1000 : (int)(v * 1000 + 0.5);
-                if (q == 0 && v > 0)
-                    q = 1;
-            }
-        }
-        if ((n == strlen(coding) && !strncasecmp(p, coding, n)) ||
-            (alias && n == strlen(alias) && !strncasecmp(p, alias, n)))
-            found = q;
-        else if (n == 1 && *p == '*')
-            star = q;
-        p = end;
-    }
-    return found >= 0 ? found : star;
-}
-
-int graced_web_precompressed(struct grace_request *req, struct graced *g, const char *rel,
-                             const char **enc)
-{
-    static const struct {
-        const char *coding, *alias, *ext;
-    } codings[] = {{"br", NULL, ".br"}, {"gzip", "x-gzip", ".gz"}};
-    const char *ae = grace_request_header(req, "Accept-Encoding");
-    char alt[4200];
-    if (!g->o.precompressed || !ae || !rel[0])
-        return -1;
-    for (size_t i = 0; i < sizeof(codings) / sizeof(codings[0]); i++) {
-        struct stat sb;
-        int fd;
-        if (!accept_q(ae, codings[i].coding, codings[i].alias))
-            continue;
-        if ((size_t)snprintf(alt, sizeof(alt), "%s%s", rel, codings[i].ext) >= sizeof(alt))
-            return -1;
-        /* confined below the root like the file itself */
-        if ((fd = graced_open_beneath(g, alt)) < 0)
-            continue;
-        if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-            close(fd);
-            continue;
-        }
-        *enc = codings[i].coding;
-        return fd;
-    }
-    return -1;
+    if (!cors_origin(req, g) || !grace_request_header(req, "Access-Control-Request-Method"))
+        return;
+    grace_response_add_header(req, "Access-Control-Allow-Methods",
+                              cors_may_write(req, g) ? all : reads);
+    grace_response_add_header(req, "Access-Control-Allow-Headers",
+                              "Authorization, Content-Type, Range, If-Range, If-None-Match, "
+                              "If-Modified-Since, If-Match, If-Unmodified-Since, "
+                              /* resumable uploads: tus, then the IETF draft's */
+                              "Tus-Resumable, Upload-Length, Upload-Defer-Length, "
+                              "Upload-Metadata, Upload-Offset, X-HTTP-Method-Override, "
+                              "X-Requested-With, Upload-Complete, Upload-Draft-Interop-Version, "
+                              "Content-Disposition");
+    grace_response_add_header(req, "Access-Control-Max-Age", "600");
 }

@@ -31,7 +31,7 @@
  * left, so callbacks may reply, pause, resume, stop the server or see the
  * client vanish at any point, and a body piece stays valid for its callback.
  */
-#include "internal.h"
+#include "conn.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -115,8 +115,6 @@ static int slot_attach(struct grace_conn *c)
     s->read_ms = 0;
     s->wrote_ms = 0;
     s->write_timeout = OPT(srv, WRITE_TIMEOUT);
-    s->reports.head = NULL;
-    s->reports.tail = &s->reports.head;
     memset(s->area, 0, srv->slot_extra); /* the protocol's state starts at zero */
     c->slot = s;
     return 0;
@@ -149,8 +147,6 @@ static void slot_detach(struct grace_conn *c)
 
     if (!s)
         return;
-    /* none are left unless the socket died */
-    grace__report_all(&s->reports, s->written, -ECONNRESET);
     c->slot = NULL;
     slot_quiet(s);
     evbuffer_drain(s->in, evbuffer_get_length(s->in));
@@ -517,12 +513,6 @@ static void keepalive_timeout(struct grace_conn *c)
 
 void grace__conn_leave(struct grace_conn *c)
 {
-    /* responses that can no longer be written (a stream cut short) are
-     * reported before the outermost bracket closes: the application's
-     * callback must run while the connection is still held */
-    if (c->busy == 1 && c->state != CS_DEAD && c->slot && c->slot->reports.head &&
-        !slot_needed(c))
-        grace__report_all(&c->slot->reports, c->slot->written, -ECONNRESET);
     if (--c->busy > 0)
         return;
     while (c->defer) {
@@ -577,12 +567,8 @@ void grace__conn_destroy(struct grace_conn *c)
         c->in_pump_list = 0;
     }
     c->state = CS_DEAD;
-    if (c->slot) {
-        /* responses not yet written are reported lost; the buffers stay
-         * until the callbacks on the stack have returned */
-        grace__report_all(&c->slot->reports, c->slot->written, -ECONNRESET);
+    if (c->slot) /* the buffers stay until the callbacks on the stack have returned */
         slot_quiet(c->slot);
-    }
     event_free(c->rd);
     c->rd = NULL;
     if (srv->on_close) { /* last word, with the socket still open (its address) */
@@ -652,9 +638,7 @@ void grace__conn_defer(struct grace_conn *c, struct grace_defer *d)
 void grace__conn_abort(struct grace_conn *c, int err)
 {
     grace__conn_reason(c, err);
-    proto_end(c, err);
-    if (c->slot && c->state != CS_DEAD)
-        grace__report_all(&c->slot->reports, c->slot->written, err);
+    proto_end(c, err); /* what it holds and its unwritten responses: err */
     grace__conn_destroy(c);
 }
 
@@ -791,11 +775,7 @@ static void write_output(struct grace_conn *c, int in_event)
     if (progress) {
         s->write_since = grace__now_ms();
         s->wrote_ms = s->write_since; /* progress, for the protocol's timers */
-        if (s->reports.head)
-            grace__report_written(&s->reports, s->written);
-        if (c->state == CS_DEAD) /* a report callback dropped it */
-            return;
-        if (c->proto)
+        if (c->proto) /* reports, drain callbacks: either may drop c */
             c->proto->output(c, GRACE_OUT_SENT);
         if (c->state == CS_DEAD)
             return;

@@ -12,7 +12,10 @@
 #ifndef GRACE_H2_REQ_H
 #define GRACE_H2_REQ_H
 
-#include "internal.h"
+#include "conn.h"
+#include "linger.h"
+#include "report.h"
+#include "request.h"
 
 #include <nghttp2/nghttp2.h>
 

@@ -8,7 +8,9 @@
  * (no read event yet) and the close hook from grace__conn_destroy(), the
  * one place every connection ends, with the socket still open.
  */
-#include "internal.h"
+#include "conn.h"
+#include "report.h"
+#include "request.h"
 
 #include <errno.h>
 #include <string.h>

@@ -20,6 +20,12 @@
  */
 #include "http1.h"
 
+#include "parser.h"
+#include "report.h"
+#include "request.h"
+#include "splice.h"
+#include "stream.h"
+
 #include <errno.h>
 #include <event2/buffer.h>
 #include <stdio.h>
@@ -60,6 +66,8 @@ struct h1 {
     int file_fd;               /* a file body read as it is sent (no sendfile) */
     off_t file_off;
     uint64_t file_left;        /* its bytes not yet in the output */
+    struct grace_reports reports; /* the records of its responses (report.c) */
+    struct grace_splice sp;    /* a body into the application's fd (body_to_fd) */
     struct grace_parser parser;
 };
 
@@ -82,6 +90,28 @@ static enum h1_state h1_state(const struct grace_conn *c)
 static size_t buffered_in(const struct grace_conn *c)
 {
     return evbuffer_get_length(c->slot->in);
+}
+
+/* Is the read event to move the request's body into the application's
+ * fd (splice.c)? Not while body bytes read earlier (with the headers, or
+ * while the application had not yet asked for the body) wait in the input
+ * buffer: pump_body_fd() writes those first, or the file gets later bytes
+ * before earlier ones. */
+static int splice_active(const struct grace_conn *c, const struct h1 *h)
+{
+    const struct grace_request *req = h->req;
+    return req && req->body_mode == BODY_FD && !req->body_done && h->sp.open && !h->sp.err &&
+           grace_parser_body_left(&h->parser) && evbuffer_get_length(c->slot->in) == 0;
+}
+
+/* Body bytes moved into the fd: the parser skips them, body progress. */
+static void splice_moved(struct h1 *h, uint64_t moved)
+{
+    if (!moved)
+        return;
+    grace_parser_body_skip(&h->parser, moved);
+    h->req->body_read += moved;
+    h->st.body_since = grace__now_ms();
 }
 
 /* The largest header block the parser can accept, plus its CRLFs. */
@@ -338,6 +368,7 @@ static void request_detach(struct grace_conn *c, int err)
     if (!req)
         return;
     h->req = NULL;
+    grace__splice_close(&h->sp);
     grace__request_detach(req, err);
 }
 
@@ -352,6 +383,7 @@ static void response_done(struct grace_conn *c)
     /* the rest of this response may still wait for the socket */
     c->slot->write_timeout = req->write_timeout ? req->write_timeout : OPT(c->srv, WRITE_TIMEOUT);
     h->req = NULL;
+    grace__splice_close(&h->sp);
     grace__request_done(req);
     if (c->state == CS_DEAD)
         return;
@@ -392,13 +424,13 @@ static int h1_error(struct grace_conn *c, struct grace_request *req, int status,
     n += (size_t)k;
     char line[64];
     int ll = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, grace_status_reason(status));
-    grace__report_start(&c->slot->reports, c, req, status,
+    grace__report_start(&h1_of(c)->reports, c, req, status,
                         req ? req->start_us : c->slot->woke_us, grace__conn_out_offset(c),
                         (size_t)ll + n);
     if (evbuffer_add(out, line, (size_t)ll) < 0 || evbuffer_add(out, head, n) < 0 ||
         evbuffer_add(out, msg, ml) < 0 || evbuffer_add(out, "\n", 1) < 0)
         return -ENOMEM;
-    grace__report_done(&c->slot->reports, req, grace__conn_out_offset(c));
+    grace__report_done(&h1_of(c)->reports, req, grace__conn_out_offset(c));
     return 0;
 }
 
@@ -574,21 +606,22 @@ static void deliver_piece(struct grace_conn *c, struct grace_request *req, const
     }
 }
 
-/* Body phase of a body moved into the application's fd (splice.c). */
+/* Body phase of a body moved into the application's fd (splice.c): what
+ * was buffered with the headers goes first. */
 static int pump_body_fd(struct grace_conn *c, struct grace_request *req)
 {
     struct h1 *h = h1_of(c);
     uint64_t moved = 0;
-    int rc = grace__splice_pump(c->slot->in, req, &h->parser, &moved);
+    int rc = grace__splice_buffered(&h->sp, c->slot->in, grace_parser_body_left(&h->parser),
+                                    &moved);
 
-    if (moved)
-        h->st.body_since = grace__now_ms();
+    splice_moved(h, moved);
     if (rc < 0) {
         int full = rc == -ENOSPC || rc == -EDQUOT || rc == -EFBIG;
         body_fail(c, full ? 507 : 500, "could not store the request body", rc);
         return 1;
     }
-    if (rc == 1) {
+    if (grace_parser_body_done(&h->parser)) {
         req->body_done = 1;
         deliver_end(req);
         return 1;
@@ -764,7 +797,7 @@ static int h1_send_head(struct grace_request *req, int status, int64_t content_l
         PUT(head, n, "Connection: close\r\n");
     else if (req->p.version_minor == 0)
         PUT(head, n, "Connection: keep-alive\r\n");
-    grace__report_start(&c->slot->reports, c, req, status, req->start_us,
+    grace__report_start(&h1_of(c)->reports, c, req, status, req->start_us,
                         grace__conn_out_offset(c), n + extra + 2);
     if (req->resp_headers) {
         evbuffer_add(out, head, n);
@@ -862,7 +895,7 @@ static int h1_req_end(struct grace_request *req, const char *const *trailers, si
     (void)ntrailers;
     if (req->chunked_out)
         evbuffer_add(c->slot->out, "0\r\n\r\n", 5);
-    grace__report_done(&c->slot->reports, req, grace__conn_out_offset(c));
+    grace__report_done(&h1_of(c)->reports, req, grace__conn_out_offset(c));
     grace__conn_flush(c);
     response_done(c);
     return 0;
@@ -910,17 +943,18 @@ static int h1_upgrade(struct grace_request *req, int status, struct grace_stream
     if (!connect)
         n += (size_t)snprintf(head + n, sizeof(head) - n, "Connection: Upgrade\r\n");
     req->status = status;
-    grace__report_start(&c->slot->reports, c, req, status, req->start_us,
+    grace__report_start(&h1_of(c)->reports, c, req, status, req->start_us,
                         grace__conn_out_offset(c), n + extra + 2);
     evbuffer_add(c->slot->out, head, n);
     if (req->resp_headers)
         evbuffer_add_buffer(c->slot->out, req->resp_headers);
     evbuffer_add(c->slot->out, "\r\n", 2);
     req->resp = RESP_DONE;
-    grace__report_done(&c->slot->reports, req, grace__conn_out_offset(c));
+    grace__report_done(&h1_of(c)->reports, req, grace__conn_out_offset(c));
 
     h1_of(c)->req = NULL; /* HTTP/1.1 lets go: the connection is the stream's */
-    grace__conn_switch(c, &grace__stream_proto, st);
+    grace__splice_close(&h1_of(c)->sp);
+    grace__stream_attach(c, st, &h1_of(c)->reports);
     CNT(c->srv, UPGRADES);
     grace__request_done(req);
     *stream = st;
@@ -945,7 +979,7 @@ static int h1_body_to_fd(struct grace_request *req, int fd)
         return -ENOTSUP;
     if (req->p.content_length > req->body_limit)
         return -EMSGSIZE;
-    if ((rc = grace__splice_open(req, fd)) < 0)
+    if ((rc = grace__splice_open(&h1_of(c)->sp, fd)) < 0)
         return rc;
     req->body_mode = BODY_FD;
     return h1_body_start(req);
@@ -1042,6 +1076,11 @@ static int h1_output(struct grace_conn *c, enum grace_out what)
     case GRACE_OUT_ROOM:
         return h->file_left ? file_refill(c, h) : 0;
     case GRACE_OUT_SENT:
+        if (h->reports.head) {
+            grace__report_written(&h->reports, c->slot->written);
+            if (c->state == CS_DEAD) /* a report callback dropped it */
+                return 0;
+        }
         drain_check(c);
         return 0;
     case GRACE_OUT_EMPTY: /* takes requests again: see pumped() */
@@ -1063,7 +1102,7 @@ static size_t h1_room(const struct grace_conn *c)
 
     if (h->read_paused)
         return 0;
-    if (h1_state(c) == H1_BODY && h->req && grace__splice_active(h->req, &h->parser))
+    if (h1_state(c) == H1_BODY && splice_active(c, h))
         return h->req->paused ? 0 : SIZE_MAX;
     len = buffered_in(c);
     max = grace__input_max(c->srv);
@@ -1077,11 +1116,13 @@ static int h1_read(struct grace_conn *c)
     uint64_t moved = 0;
     int rc;
 
-    if (h1_state(c) != H1_BODY || !h->req || !grace__splice_active(h->req, &h->parser))
+    if (h1_state(c) != H1_BODY || !splice_active(c, h))
         return -ENOTSUP;
-    rc = grace__splice_read(c->tp, &c->sock, h->req, &h->parser, &moved);
-    if (moved)
-        h->st.body_since = grace__now_ms(); /* progress for body-timeout */
+    if (h->req->paused)
+        return 0;
+    rc = grace__splice_read(&h->sp, c->tp, &c->sock, grace_parser_body_left(&h->parser),
+                            &moved);
+    splice_moved(h, moved); /* progress for body-timeout */
     return rc;
 }
 
@@ -1163,7 +1204,9 @@ static void h1_stop(struct grace_conn *c, enum grace_stop how)
 }
 
 /* HTTP/1.1 leaves the connection: a request in flight is cut off, a file
- * being read goes. */
+ * being read goes, the records left are reported (err; 0, all written:
+ * the never completed ones -ECONNRESET). The slot outlives a close inside
+ * a callback here (busy), so they are reported whatever happened. */
 static void h1_end(struct grace_conn *c, int err)
 {
     struct h1 *h;
@@ -1175,6 +1218,7 @@ static void h1_end(struct grace_conn *c, int err)
         grace__conn_reason(c, err);
     request_detach(c, err);
     file_close(c, h);
+    grace__report_all(&h->reports, c->slot->written, err ? err : -ECONNRESET);
 }
 
 /* Body bytes the client still owes, as far as we know (UINT64_MAX:

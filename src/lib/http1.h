@@ -7,7 +7,7 @@
 #ifndef GRACE_HTTP1_H
 #define GRACE_HTTP1_H
 
-#include "internal.h"
+#include "conn.h"
 
 extern const struct grace_proto grace__http1;
 

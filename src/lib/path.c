@@ -6,7 +6,8 @@
  * route cannot represent: an encoded '/', a NUL, a bad escape and ".."
  * above the root; any other byte, control bytes included, is decoded.
  */
-#include "internal.h"
+#include "gracehttp.h"
+#include "parser.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -3,13 +3,17 @@
  * report.c - every response reported to the application once it has been
  * written (grace_server_on_response), also the ones the server makes
  * itself. A record notes where its response lies in the connection's
- * output, in a list (struct grace_reports) its connection keeps; the write
- * path reports the records whose last byte has been written, and a
- * connection that ends reports the rest with an error. It is told offsets
+ * output, in a list (struct grace_reports) the response's protocol keeps;
+ * the protocol reports the records whose last byte has been written when
+ * the engine tells it of progress, and the rest with an error when it
+ * leaves the connection. It is told offsets
  * and times: it reads no buffer.
  * Nothing is allocated unless the application asked for reports.
  */
-#include "internal.h"
+#include "report.h"
+
+#include "conn.h"
+#include "request.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -39,6 +43,8 @@ void grace__report_start(struct grace_reports *l, struct grace_conn *c, struct g
     ri->tls_version = grace__conn_tls_version(c);
     if (req)
         req->report = ri; /* pinned: the request outlives its reply */
+    if (!l->head) /* empty: a zeroed list too */
+        l->tail = &l->head;
     *l->tail = ri;
     l->tail = &ri->next;
 }
@@ -96,6 +102,14 @@ void grace__report_all(struct grace_reports *l, uint64_t written, int err)
     struct grace_response_info *ri;
     while ((ri = l->head))
         report(l, ri, written, ri->done && ri->end <= written ? 0 : err);
+}
+
+void grace__report_move(struct grace_reports *dst, struct grace_reports *src)
+{
+    dst->head = src->head;
+    dst->tail = src->head ? src->tail : &dst->head;
+    src->head = NULL;
+    src->tail = &src->head;
 }
 
 /* ---------------------------------------------------------------- accessors */

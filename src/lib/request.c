@@ -5,7 +5,7 @@
  * A request is one allocation: the struct, its header fields, a copy of the
  * header block (with NULs written after each string) and the path.
  */
-#include "internal.h"
+#include "request.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -106,7 +106,6 @@ void grace__request_free(struct grace_request *req)
         TAILQ_REMOVE(&req->srv->detached, req, dlink);
     if (req->body)
         evbuffer_free(req->body);
-    grace__splice_release(req);
     if (req->resp_headers)
         evbuffer_free(req->resp_headers);
     free(req);

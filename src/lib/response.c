@@ -7,7 +7,7 @@
  * to the request's protocol (req->ops): how a head, a body piece or an end
  * is framed is the protocol's business.
  */
-#include "internal.h"
+#include "request.h"
 
 #include <errno.h>
 #include <event2/buffer.h>

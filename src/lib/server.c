@@ -3,12 +3,14 @@
  * server.c - listeners, accepting, routing, graceful stop.
  */
 #define _GNU_SOURCE /* accept4 */
-#include "internal.h"
+#include "conn.h"
 #ifdef GRACE_HAVE_H2
 #include "h2.h"
 #endif
-
 #include "http1.h"
+#include "request.h"
+#include "stream.h"
+#include "transport.h"
 
 #include <errno.h>
 #include <event2/listener.h>
@@ -82,7 +84,8 @@ struct grace_server *grace_server_new(struct event_base *base, const struct grac
     srv->up.conns_changed = conns_changed;
     /* what connections speak; the engine keeps the largest state in a slot */
     srv->protos[0] = &grace__http1;
-    srv->slot_extra = grace__http1.slot_size;
+    srv->slot_extra = grace__http1.slot_size > grace__stream_proto.slot_size
+                          ? grace__http1.slot_size : grace__stream_proto.slot_size;
     srv->accept_timer = evtimer_new(base, accept_retry_cb, srv);
     if (grace__engine_init(srv) < 0 || !srv->accept_timer) {
         grace_server_free(srv);

@@ -19,7 +19,7 @@
  * grace_stream_take_fd(); while one of its callbacks runs it stays valid
  * (busy count), whatever the callback calls.
  */
-#include "internal.h"
+#include "stream.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -60,6 +60,19 @@ static void st_drop(struct grace_stream *st)
         free(st);
 }
 
+/* The stream's state in the slot (its protocol area): the records of the
+ * responses still on their way, the 101's. The connection keeps them while
+ * the application is gone (closed, taken). */
+struct stream_slot {
+    struct grace_reports reports;
+};
+
+static struct grace_reports *stream_reports(const struct grace_conn *c)
+{
+    struct stream_slot *ss = (void *)c->slot->area;
+    return &ss->reports;
+}
+
 /* Unlink stream and connection; the connection goes on without it. */
 static void st_unlink(struct grace_stream *st)
 {
@@ -73,6 +86,16 @@ static void st_unlink(struct grace_stream *st)
 struct grace_stream *grace__stream_new(void)
 {
     return calloc(1, sizeof(struct grace_stream));
+}
+
+void grace__stream_attach(struct grace_conn *c, struct grace_stream *st,
+                          struct grace_reports *reports)
+{
+    struct grace_reports l;
+
+    grace__report_move(&l, reports); /* reports may lie in the slot area it takes */
+    grace__conn_switch(c, &grace__stream_proto, st);
+    grace__report_move(stream_reports(c), &l);
 }
 
 /* ---------------------------------------------------------------- the protocol */
@@ -157,11 +180,13 @@ static void stream_input(struct grace_conn *c)
         ;
 }
 
-/* The output buffer became empty. */
+/* Bytes were written (the 101's record), or the output became empty. */
 static int stream_output(struct grace_conn *c, enum grace_out what)
 {
     struct grace_stream *st = c->ps;
 
+    if (what == GRACE_OUT_SENT && stream_reports(c)->head)
+        grace__report_written(stream_reports(c), c->slot->written);
     if (what != GRACE_OUT_EMPTY || !st || !st->want_drain)
         return 0;
     st->want_drain = 0;
@@ -174,20 +199,23 @@ static int stream_output(struct grace_conn *c, enum grace_out what)
 }
 
 /* The connection ends under the stream (reset, timeout, TLS error, server
- * freed): tell the application once. */
+ * freed): tell the application once; then the records left are reported
+ * (err; 0, all written: the never completed ones -ECONNRESET). */
 static void stream_end(struct grace_conn *c, int err)
 {
     struct grace_stream *st = c->ps;
 
-    if (!st)
-        return;
-    grace__conn_reason(c, err);
-    st_unlink(st);
-    st_hold(st);
-    if (st->on_close)
-        st->on_close(st, err, st->arg);
-    st->dead = 1;
-    st_release(st);
+    if (st) {
+        grace__conn_reason(c, err);
+        st_unlink(st);
+        st_hold(st);
+        if (st->on_close)
+            st->on_close(st, err, st->arg);
+        st->dead = 1;
+        st_release(st);
+    }
+    if (c->slot)
+        grace__report_all(stream_reports(c), c->slot->written, err ? err : -ECONNRESET);
 }
 
 /* stream-idle-timeout from the last byte either way, or the upgrade. */
@@ -233,6 +261,7 @@ static void stream_stop(struct grace_conn *c, enum grace_stop how)
 
 const struct grace_proto grace__stream_proto = {
     .name = "stream",
+    .slot_size = sizeof(struct stream_slot),
     .start = stream_start,
     .input = stream_input,
     .output = stream_output,

@@ -44,6 +44,7 @@ const char *grace_status_reason(int status)
     case 202: return "Accepted";
     case 204: return "No Content";
     case 206: return "Partial Content";
+    case 207: return "Multi-Status"; /* WebDAV, RFC 4918 */
     case 301: return "Moved Permanently";
     case 302: return "Found";
     case 303: return "See Other";
@@ -64,6 +65,8 @@ const char *grace_status_reason(int status)
     case 415: return "Unsupported Media Type";
     case 416: return "Range Not Satisfiable";
     case 417: return "Expectation Failed";
+    case 423: return "Locked";
+    case 424: return "Failed Dependency";
     case 426: return "Upgrade Required";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";

@@ -35,10 +35,21 @@ else
     SRV=(); LOAD=(); pinning="no pinning (one core)"
 fi
 
-# start NAME CMD...: run pinned in the background; its PID in PID_NAME
+# start NAME CMD...: run pinned in the background; its PID in PID_NAME.
+# Each server gets a session of its own, as a daemon has: with the kernel's
+# autogroup scheduling (sched_autogroup_enabled, on in Debian's kernels) a
+# session is one scheduling group, and a group's weight on a core shrinks
+# with the share of its load that runs on the other core. In the bench's
+# session, a server on core 0 weighed a fraction of a process beside the
+# load generator on core 1, and any other process on core 0 starved it:
+# GET p99 of 3-4 s for graced and nginx alike (upload_latency.sh). setsid
+# execs in place here (a background job of a script is no group leader), so
+# the PID is the server's. SHARED_SESSION=1: the old way, in the bench's
+# (upload_latency.sh then keeps its probe there too, as it did).
 start() {
-    local name=$1; shift
-    "${SRV[@]}" "$@" >"$tmp/$name.out" 2>&1 &
+    local name=$1 own=(setsid); shift
+    [ -z "${SHARED_SESSION:-}" ] || own=()
+    "${own[@]}" "${SRV[@]}" "$@" >"$tmp/$name.out" 2>&1 &
     PIDS+=($!)
     printf -v "PID_$name" '%s' "$!"
 }
@@ -111,10 +122,11 @@ rss_kib() {
     echo "$t"
 }
 
-nginx_conf() { # nginx_conf PORT EXTRA-SERVER-DIRECTIVES [LISTEN-PARAMS] -> path of a config in $tmp
+nginx_conf() { # nginx_conf PORT EXTRA-SERVER-DIRECTIVES [LISTEN-PARAMS] [MAIN-DIRECTIVES] -> a config in $tmp
     local conf="$tmp/nginx-$1.conf"
     mkdir -p "$tmp/nginx"
     cat >"$conf" <<NGX
+${4:-}
 worker_processes 1;
 worker_rlimit_nofile 19000;
 daemon off;

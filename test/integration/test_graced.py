@@ -200,6 +200,15 @@ def run_static(tmp):
                   (st, body[:40]))
         st, body, r = req(g.port, "PUT", "/x", b"data")
         check("PUT without --upload-dir -> 405", st == 405 and "GET" in r.getheader("Allow", ""), st)
+        # the methods a 405 names are the routes' (route.c): the writes are off here
+        # (PROPFIND reads: WebDAV read-only; MKCOL, MOVE... write)
+        for m, why in (("PUT", b"uploads are not enabled\n"), ("POST", b"uploads are not enabled\n"),
+                       ("DELETE", b"uploads are not enabled\n"), ("MKCOL", b"uploads are not enabled\n"),
+                       ("PATCH", b"method not allowed\n")):
+            st, body, r = req(g.port, m, "/x")
+            check("%s without --upload-dir -> 405, Allow: GET, HEAD, OPTIONS, PROPFIND" % m,
+                  st == 405 and r.getheader("Allow") == "GET, HEAD, OPTIONS, PROPFIND" and body == why,
+                  (st, r.getheader("Allow"), body))
     finally:
         check("static: SIGTERM exits 0", g.stop() == 0, g.p.returncode)
 
@@ -217,9 +226,12 @@ def run_uploads(tmp):
     tokfile = os.path.join(tmp, "token")
     with open(tokfile, "w") as f:
         f.write("s3cret\nignored second line\n")
-    # a stale temp file from a "crash" (its PID is gone) is removed at start-up
+    # a stale temp file from a "crash" (nobody holds its lock, older than
+    # --stale-upload-age) is removed at start-up
     with open(os.path.join(up, ".graced-tmp.99999999.1.old"), "w") as f:
         f.write("partial")
+    two_hours = time.time() - 7200
+    os.utime(os.path.join(up, ".graced-tmp.99999999.1.old"), (two_hours, two_hours))
     log = os.path.join(tmp, "access.log")
     g = Graced("--listen", "127.0.0.1:0", "--root", up, "--upload-dir", up, "--auth-token-file",
                tokfile, "--max-body-size", "2M", "--access-log", log, "--metrics", "/metrics")
@@ -262,7 +274,8 @@ def run_uploads(tmp):
             check("bad name %s -> %d" % (path, want), st == want, st)
         st, body, r = req(g.port, "PATCH", "/a.txt", b"x", auth)
         check("PATCH -> 405 with Allow", st == 405 and
-              r.getheader("Allow") == "GET, HEAD, PUT, POST, DELETE, OPTIONS", (st, r.getheader("Allow")))
+              r.getheader("Allow") == "GET, HEAD, PUT, POST, DELETE, OPTIONS, PROPFIND, PROPPATCH, "
+              "MKCOL, COPY, MOVE, LOCK, UNLOCK", (st, r.getheader("Allow")))
         time.sleep(0.1)
         with open(log) as f:
             lines = f.read().splitlines()
@@ -373,7 +386,10 @@ def run_crash_and_stop(tmp):
     s.close()
     names = os.listdir(up)
     check("SIGKILL mid-upload: nothing under the target name", "victim.bin" not in names, names)
-    g = Graced("--listen", "127.0.0.1:0", "--root", up, "--upload-dir", up)
+    # its lock went with the process: a restart that does not wait for the
+    # age bound (single host, local disk) removes it
+    g = Graced("--listen", "127.0.0.1:0", "--root", up, "--upload-dir", up,
+               "--stale-upload-age", "0")
     try:
         check("restart removes the temporary file", os.listdir(up) == [], os.listdir(up))
         # SIGTERM while an upload is in flight: it finishes, then graced exits

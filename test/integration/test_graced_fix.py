@@ -462,38 +462,51 @@ def run_restart_backoff(tmp):
 
 
 def run_stale_tmp(tmp):
+    """Temporary files are someone's while locked (an OFD lock, held by the
+    process writing them), not by the PID in their name: start-up removes
+    the unlocked ones older than --stale-upload-age (1h), whatever their
+    name says; test_graced_fleet.py has the other instances."""
+    import fcntl
+    import struct
     up = os.path.join(tmp, "upstale")
     os.mkdir(up)
     me = os.getpid()
-    names = {".graced-tmp.%d.1.dead" % DEAD_PID: False,   # its process is gone
-             ".graced-tmp.old.%d.7" % DEAD_PID: False,    # the older layout, gone too
-             ".graced-tmp.%d.1.live" % me: True,          # in flight elsewhere: kept
+    names = {".graced-tmp.%d.1.dead" % DEAD_PID: False,   # unlocked, 2 hours old
+             ".graced-tmp.old.%d.7" % DEAD_PID: False,    # the older layout, the same
+             ".graced-tmp.%d.1.live" % me: True,          # a live PID, but fresh: kept
              ".graced-tmp.%d.2.aged" % me: False,         # a live (reused) PID, 2 days old
+             ".graced-tmp.0123456789abcdef.held": True,   # 2 days old, but locked: kept
              ".graced-tmp.nopid": True}                   # no PID, fresh: kept
     for n in names:
         with open(os.path.join(up, n), "w") as f:
             f.write("partial")
-    two_days = time.time() - 2 * 86400
-    os.utime(os.path.join(up, ".graced-tmp.%d.2.aged" % me), (two_days, two_days))
+    for n, age in ((".graced-tmp.%d.1.dead" % DEAD_PID, 7200),
+                   (".graced-tmp.old.%d.7" % DEAD_PID, 7200),
+                   (".graced-tmp.%d.2.aged" % me, 2 * 86400),
+                   (".graced-tmp.0123456789abcdef.held", 2 * 86400)):
+        os.utime(os.path.join(up, n), (time.time() - age, time.time() - age))
+    held = os.open(os.path.join(up, ".graced-tmp.0123456789abcdef.held"), os.O_WRONLY)
+    fcntl.fcntl(held, fcntl.F_OFD_SETLK, struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0))
     g = Graced("--listen", "127.0.0.1:0", "--root", up, "--upload-dir", up)
     try:
         left = set(os.listdir(up))
         want = {n for n, keep in names.items() if keep}
-        check("start-up removes only stale temporary files (PID gone, or a day old)",
+        check("start-up removes only stale temporary files (unlocked and an hour old)",
               left == want, sorted(left))
     finally:
         g.stop()
-    # --stale-upload-age 1m: a 2-minute-old file of a live PID goes, a fresh one stays
+    # --stale-upload-age 1m: a 2-minute-old unlocked file goes, a fresh one stays
     two_min = time.time() - 120
     os.utime(os.path.join(up, ".graced-tmp.%d.1.live" % me), (two_min, two_min))
     g = Graced("--listen", "127.0.0.1:0", "--root", up, "--upload-dir", up,
                "--stale-upload-age", "1m")
     try:
         left = set(os.listdir(up))
-        check("--stale-upload-age 1m removes a 2-minute-old one", left == {".graced-tmp.nopid"},
-              sorted(left))
+        check("--stale-upload-age 1m removes a 2-minute-old one, not a locked one",
+              left == {".graced-tmp.nopid", ".graced-tmp.0123456789abcdef.held"}, sorted(left))
     finally:
         g.stop()
+        os.close(held)
 
 
 def run_systemd_unit(tmp):
@@ -507,6 +520,13 @@ def run_systemd_unit(tmp):
     m = re.search(r"Overall exposure level for \S+: (\d+\.\d+) (\S+)", r.stdout)
     check("systemd-analyze security docs/graced.service: exposure <= 2.0 (OK)",
           m and float(m.group(1)) <= 2.0, (m and m.group(0), r.stderr[-300:]))
+    # the helper threads' setpriority (nice +10) gets through the filter
+    # (it was denied by ~@resources: EPERM, ignored), and nothing else of it
+    res = [x for x in r.stdout.splitlines() if "SystemCallFilter=~@resources" in x]
+    check("graced.service lets setpriority through its SystemCallFilter (after ~@resources)",
+          res and "setpriority is allowed" in res[0] and
+          re.search(r"^SystemCallFilter=~@privileged @resources\n(#.*\n)*"
+                    r"SystemCallFilter=setpriority\n", open(unit).read(), re.M), res)
     text = open(unit).read()
     check("graced.service takes the token by LoadCredential=, uploads in its StateDirectory=",
           "LoadCredential=token:" in text and "--auth-token-file %d/token" in text and

@@ -182,6 +182,114 @@ def run_notify_workers(tmp):
         n.close()
 
 
+SHIM = os.path.abspath(os.path.join(tg.BUILD, "test", "integration", ".libs", "slowsync.so"))
+
+
+def notes(path, what, pid=None):
+    """the values of the shim's "what VALUE PID" lines (of one process)"""
+    try:
+        with open(path) as f:
+            return [int(x.split()[1]) for x in f if x.startswith(what + " ") and
+                    (pid is None or int(x.split()[2]) == pid)]
+    except OSError:
+        return []
+
+
+def note_pids(path, what):
+    try:
+        with open(path) as f:
+            return [int(x.split()[2]) for x in f if x.startswith(what + " ")]
+    except OSError:
+        return []
+
+
+def wait_until(cond, timeout=20.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.005)
+    return cond()
+
+
+def run_worker_start(tmp):
+    """A worker the supervisor starts again is fresh for a while: its loop,
+    server and pool are made before its signal handlers. The shim widens
+    that (the pool's eventfd waits 400 ms) and makes each worker's reload of
+    the users file slow (500 ms).
+     - SIGHUPs to the supervisor then (systemctl reload right after a
+       restart) are forwarded to it: they must wait for its handlers, not
+       kill it (SIGHUP's default action);
+     - RELOADING=1, then READY=1 only once every worker has reloaded, the
+       fresh one too: its "up" of the start, sent before it got to the
+       SIGHUP waiting for it, must not count for the reload;
+     - SIGTERM to the supervisor in that window: forwarded, it must stop the
+       fresh worker gracefully (exit 0), not kill it."""
+    if not os.path.exists(SHIM):
+        check("the shim %s (make check builds it)" % SHIM, False)
+        return
+    n = Notify(tmp)
+    port = free_port()
+    users = os.path.join(tmp, "ws-users")
+    with open(users, "w") as f:
+        f.write("alice:$6$saltsalt$qFmFH.bQmmtXzyBY0s9v7Oicd2z4XSIecDzlB5KiA2/jctKu9YterLp8wwnSq."
+                "qc.eUoqKG3.gxm6n1/pgJ1a/:rw\n")
+    log = os.path.join(tmp, "ws.log")
+    env = {"NOTIFY_SOCKET": n.env, "LD_PRELOAD": SHIM, "SLOWSYNC_LOG": log,
+           "SLOWSYNC_EVENTFD_MS": "400", "SLOWSYNC_OPEN_PATH": users, "SLOWSYNC_OPEN_MS": "500",
+           "ASAN_OPTIONS": ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
+                                                  "verify_asan_link_order=0"]))}
+    p, err = start(tmp, ["--listen", "127.0.0.1:%d" % port, "--root", tmp, "--workers", "2",
+                         "--users-file", users], env)
+    try:
+        ready = n.next("READY=1", timeout=30)
+        kids = children(p.pid)
+        check("worker start: READY=1 with 2 workers", ready and len(kids) == 2,
+              (ready, kids, open(err).read()[-300:]))
+        if not ready or len(kids) != 2:
+            return
+        started = len(notes(log, "eventfd-wait"))
+        os.kill(kids[0], signal.SIGKILL)
+        fresh = wait_until(lambda: len(notes(log, "eventfd-wait")) == started + 1)
+        for _ in range(5):  # a storm of reloads while the fresh worker has no handlers yet
+            p.send_signal(signal.SIGHUP)
+            time.sleep(0.02)
+        in_window = len(notes(log, "eventfd")) == started  # its eventfd still waits
+        rl = n.next("RELOADING=1")
+        again = n.next("READY=1") if rl else None
+        wait_until(lambda: len(children(p.pid)) == 2 and
+                   len(notes(log, "opened")) >= 3, timeout=10)
+        time.sleep(0.5)
+        text = open(err).read()
+        check("worker start: SIGHUPs while a restarted worker has no handlers yet kill it not",
+              fresh and in_window and "killed by signal 1;" not in text, (fresh, in_window, text[-500:]))
+        pid = note_pids(log, "eventfd-wait")[started] if fresh else None
+        opened = [t / 1e6 for t in notes(log, "opened", pid)]  # its reload
+        check("worker start: READY=1 after the reload only once every worker has reloaded "
+              "(the fresh one too)", again and opened and again["_at"] >= max(opened),
+              (again and again["_at"], opened, n.seen[-4:]))
+        # and a stop signal in that window
+        kids = children(p.pid)
+        started, done = len(notes(log, "eventfd-wait")), len(notes(log, "eventfd"))
+        if kids:
+            os.kill(kids[0], signal.SIGKILL)
+        fresh = wait_until(lambda: len(notes(log, "eventfd-wait")) == started + 1)
+        p.send_signal(signal.SIGTERM)
+        in_window = len(notes(log, "eventfd")) == done
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            pass
+        text = open(err).read()
+        check("worker start: SIGTERM while a restarted worker has no handlers yet: it stops "
+              "gracefully, graced exits 0", fresh and in_window and p.returncode == 0 and
+              "abnormally" not in text and "killed by signal 15" not in text,
+              (fresh, in_window, p.returncode, text[-500:]))
+    finally:
+        stop(p)
+        n.close()
+
+
 def listening_socket():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -327,7 +435,8 @@ def main():
     if not os.access(GRACED, os.X_OK):
         print("0 passed, 1 failed (no %s)" % GRACED)
         return 1
-    return tg.run_sections((run_notify_one, run_notify_workers, run_activation_names, run_unit),
+    return tg.run_sections((run_notify_one, run_notify_workers, run_worker_start,
+                            run_activation_names, run_unit),
                            "graced-systemd.")
 
 

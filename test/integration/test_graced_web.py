@@ -376,8 +376,11 @@ def run_folders_and_names(tmp):
               not os.path.exists(os.path.join(up, "nothere.txt")), st)
 
         # DELETE
-        st, body, r = req(g.port, "DELETE", "/a/b")
-        check("DELETE a non-empty folder -> 409", st == 409 and os.path.isdir(os.path.join(up, "a", "b")), st)
+        os.makedirs(os.path.join(up, "a", "full", "sub"))
+        open(os.path.join(up, "a", "full", "sub", "f.txt"), "w").write("x")
+        st, body, r = req(g.port, "DELETE", "/a/full")
+        check("DELETE a non-empty folder -> 204, all it held gone (WebDAV)",
+              st == 204 and not os.path.exists(os.path.join(up, "a", "full")), st)
         st, body, r = req(g.port, "DELETE", "/v.txt", None, {"If-Match": etag1})
         check("DELETE with a stale If-Match -> 412", st == 412 and os.path.exists(os.path.join(up, "v.txt")), st)
         st, body, r = req(g.port, "DELETE", "/a/b/c.txt")
@@ -397,11 +400,13 @@ def run_folders_and_names(tmp):
 
     # a crash leaves temporary files in subfolders too: removed at start
     os.makedirs(os.path.join(up, "x", "y"), exist_ok=True)
-    stale = os.path.join(up, "x", "y", ".graced-tmp.999999999.1.z")  # a PID no process has
+    stale = os.path.join(up, "x", "y", ".graced-tmp.999999999.1.z")  # unlocked, 2 hours old
     with open(stale, "w") as f:
         f.write("partial")
     with open(os.path.join(outside, ".graced-tmp.999999999.2.keep"), "w") as f:
         f.write("not ours")
+    for p in (stale, os.path.join(outside, ".graced-tmp.999999999.2.keep")):
+        os.utime(p, (time.time() - 7200, time.time() - 7200))
 
     tok = os.path.join(tmp, "deltoken")
     with open(tok, "w") as f:

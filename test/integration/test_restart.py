@@ -233,6 +233,9 @@ def run_health(tmp):
             check("--health: HEAD 200", st == 200 and body == b"", (st, body))
             st, body, r = req(g.port, "PUT", "/healthz", body=b"x")
             check("--health: PUT 405 (nothing can be stored on it)", st == 405, st)
+            st, body, r = req(g.port, "OPTIONS", "/healthz")
+            check("--health: OPTIONS 405, Allow: GET, HEAD", st == 405 and
+                  r.getheader("Allow") == "GET, HEAD", (st, r.getheaders()))
             st, body, r = req(g.port, "GET", "/f.txt")
             check("... while files still need the login", st == 401, st)
             # keep-alive connections (spread over the workers), then the stop
@@ -306,11 +309,76 @@ def run_listen_queue(tmp):
         g.stop()
 
 
+def run_proxy_stop(tmp):
+    """A stop with PROXY connections whose header has not come yet: the
+    library's stop begins at once (the plain listener closed, keep-alive
+    answers with Connection: close, the deadline running), not once every
+    header is read (up to --proxy-timeout: the plain listener went on
+    accepting, keep-alive was promised, and the exit came after the
+    proxy timeout). A header that comes during the stop is still served.
+    --shutdown-timeout 1s, --proxy-timeout 10s: the exit within 3.5 s."""
+    with open(os.path.join(tmp, "p.txt"), "w") as f:
+        f.write("p\n")
+    g = Graced("--listen", "127.0.0.1:0", "--proxy-listen", "127.0.0.1:0",
+               "--proxy-from", "127.0.0.0/8", "--root", tmp, "--shutdown-timeout", "1s",
+               "--proxy-timeout", "10s", expect_ports=2)
+    socks = []
+    try:
+        plain, proxied = g.ports
+        silent = socket.create_connection(("127.0.0.1", proxied), timeout=10)  # never sends
+        late = socket.create_connection(("127.0.0.1", proxied), timeout=10)
+        socks += [silent, late]
+        ka = http.client.HTTPConnection("127.0.0.1", plain, timeout=10)
+        ka.request("GET", "/p.txt")
+        r = ka.getresponse()
+        r.read()
+        time.sleep(0.2)  # graced has accepted both PROXY connections
+        t0 = time.monotonic()
+        g.p.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        late.sendall(b"PROXY TCP4 192.0.2.7 127.0.0.1 4000 80\r\nGET /p.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+        out = b""
+        while b"\r\n\r\n" not in out:
+            d = late.recv(4096)
+            if not d:
+                break
+            out += d
+        check("stop: a PROXY header that comes during the stop is served, with Connection: close",
+              out.startswith(b"HTTP/1.1 200") and b"\r\nConnection: close\r\n" in out, out[:200])
+        ka.request("GET", "/p.txt")
+        r = ka.getresponse()
+        r.read()
+        check("stop: a keep-alive request at once gets Connection: close (the library's stop began)",
+              r.status == 200 and r.getheader("Connection") == "close", r.getheaders())
+        try:
+            s = socket.create_connection(("127.0.0.1", plain), timeout=2)
+            socks.append(s)
+            s.sendall(b"GET /p.txt HTTP/1.1\r\nHost: t\r\n\r\n")
+            new = s.recv(200).split(b"\r\n")[0] or b"EOF"
+        except OSError as e:
+            new = e.__class__.__name__
+        check("stop: the plain listener is closed at once (refused), while a PROXY header is awaited",
+              new == "ConnectionRefusedError", new)
+        try:
+            g.p.wait(15)
+        except subprocess.TimeoutExpired:
+            pass
+        took = time.monotonic() - t0
+        check("stop: graced exits 0 within --shutdown-timeout + stop-linger-time (+1.5 s), "
+              "not after --proxy-timeout (%.1f s)" % took, g.p.returncode == 0 and took < 3.5,
+              (g.p.returncode, took))
+    finally:
+        for s in socks:
+            s.close()
+        g.stop()
+
+
 def main():
     if not os.access(GRACED, os.X_OK):
         print("0 passed, 1 failed (no %s)" % GRACED)
         return 1
-    return run_sections((run_sigterm_under_load, run_listen_queue, run_upload_cut, run_health),
+    return run_sections((run_sigterm_under_load, run_listen_queue, run_proxy_stop, run_upload_cut,
+                         run_health),
                         "graced-restart.")
 
 

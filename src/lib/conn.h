@@ -1,32 +1,23 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * internal.h - structures shared by the library's modules.
- *
- *   server.c    config, listeners, accept, routing, stop, counters
- *   conn.c      the per-connection pipeline: read, parse, dispatch, body,
- *               write, the deadlines
- *   io.c        the socket seam (read, write/sendfile, shutdown, discard, close)
- *   linger.c    the graceful close's policy: when discarding ends (pure)
- *   report.c    responses reported to the application once written
- *   request.c   request accessors and the body-reading API
- *   response.c  reply functions, header formatting, Date cache
- *   stream.c    upgrades and CONNECT tunnels: the connection as a raw stream
- *   hooks.c     connection hooks: accept filter, close notification, user
- *               data, local address, drop
+ * conn.h - the connection engine (conn.c): slots, reads and writes through
+ * the transport table, deadlines and the one timer per slot, keep-alive,
+ * the enter/leave bracket, closing and the lingering close (linger.c is its
+ * policy). It knows no protocol: it calls the one speaking on a connection
+ * through struct grace_proto, and the server through srv->up.
  */
-#ifndef GRACE_INTERNAL_H
-#define GRACE_INTERNAL_H
+#ifndef GRACE_CONN_H
+#define GRACE_CONN_H
 
 #include "core.h"
-#include "gracehttp.h"
 #include "linger.h"
-#include "parser.h"
 #include "transport.h"
 #include "util.h"
 
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/queue.h>
 
 struct evbuffer;
@@ -47,7 +38,7 @@ struct grace_defer {
 /* Which output event the engine tells its protocol of. */
 enum grace_out {
     GRACE_OUT_ROOM,   /* it announced more (grace__conn_more): produce some now */
-    GRACE_OUT_SENT,   /* bytes left: reports, drain callbacks */
+    GRACE_OUT_SENT,   /* bytes left (slot->written): reports, drain callbacks */
     GRACE_OUT_EMPTY,  /* the output buffer became empty */
     GRACE_OUT_FLUSHED /* a pump's output is written as far as the socket takes */
 };
@@ -122,125 +113,6 @@ enum conn_state {
     CS_DEAD      /* closed; memory freed when nothing is on the stack */
 };
 
-enum body_mode { BODY_NONE, BODY_STREAM, BODY_COLLECT, BODY_DISCARD, BODY_FD };
-enum resp_state { RESP_NONE, RESP_STREAMING, RESP_DONE };
-
-struct grace_stream;
-
-/*
- * What a request asks of the protocol that carries it (http1.c's; h2's per
- * stream): request.c and response.c check the application's arguments and
- * the request's state, then call through req->ops only, never a protocol by
- * name. Each runs inside the connection's bracket (the caller's), with
- * req->conn set; one that may close the connection says so.
- */
-struct grace_req_ops {
-    /* The application starts reading the body (req->body_mode is set):
-     * 100 Continue if owed, body-timeout starts, delivery is scheduled. */
-    int (*body_start)(struct grace_request *req);
-    /* Delivery goes on after grace_request_resume(). */
-    void (*body_resume)(struct grace_request *req);
-    /* The body straight into fd (grace_request_body_to_fd): -ENOTSUP when
-     * the protocol or the request's framing cannot; NULL: never. */
-    int (*body_to_fd)(struct grace_request *req, int fd);
-    /* A 1xx with fields (name, value pairs), checked by response.c. */
-    int (*informational)(struct grace_request *req, int status, const char *const *fields,
-                         size_t nfields);
-    /* The status and headers (req->resp_headers); length < 0: streamed. A
-     * streamed head goes out at once, a whole reply's with its body. */
-    int (*send_head)(struct grace_request *req, int status, int64_t length);
-    /* Body bytes, copied from data or moved out of move; framed as the head
-     * said. A streamed response's go out at once. */
-    int (*send_data)(struct grace_request *req, const char *data, size_t len,
-                     struct evbuffer *move);
-    /* length bytes of fd from offset, read as they are sent; owns fd. <0:
-     * the body will be short (the connection must close after it). */
-    int (*send_file)(struct grace_request *req, int fd, off_t offset, off_t length);
-    /* The reply is complete (req->resp is RESP_DONE): the framing's end,
-     * trailers (NULL for now), then the protocol lets go of req. */
-    int (*end)(struct grace_request *req, const char *const *trailers, size_t ntrailers);
-    /* The switch to a raw stream (101, or 2xx to CONNECT), checked by
-     * response.c; NULL: -ENOTSUP. */
-    int (*upgrade)(struct grace_request *req, int status, struct grace_stream **stream);
-    /* Output bytes not yet written that are this request's to wait for. */
-    size_t (*pending)(const struct grace_request *req);
-    /* req->on_drain was set: fire it from the loop once due. */
-    void (*drain_check)(struct grace_request *req);
-    /* The server's own answer to req (status, msg; nothing if the reply
-     * began), then the protocol lets go of it with err. */
-    void (*fail)(struct grace_request *req, int status, const char *msg, int err);
-};
-
-struct grace_request {
-    const struct grace_req_ops *ops; /* its protocol's */
-    void *ps;                 /* the protocol's handle (h2: its stream), or NULL */
-    const char *version;      /* "HTTP/2.0"; NULL: HTTP/1.x as p says */
-    struct grace_conn *conn;  /* NULL once the client has gone */
-    struct grace_server *srv;
-    struct grace_preq p;      /* parser results; offsets into blk */
-    struct grace_hfield *fields;
-    char *blk;                /* header block copy, NUL-terminated strings */
-    const char *path, *query;
-    const char *npath;        /* grace_request_path_decoded(); NULL: refused */
-
-    enum body_mode body_mode;
-    uint64_t body_read;       /* body bytes consumed so far */
-    uint64_t body_limit;      /* max-body-size, or the handler's own */
-    int64_t body_timeout;     /* ms; 0: the server's body-timeout */
-    int64_t rate_since;       /* body-min-rate: this window's start, ms */
-    uint64_t rate_bytes;      /* body_read at that start */
-    int64_t write_timeout;    /* ms; 0: the server's write-timeout */
-    int paused;
-    grace_data_cb on_data;
-    grace_end_cb on_end;
-    grace_body_cb on_body;
-    void *body_arg;
-    struct evbuffer *body;    /* BODY_COLLECT */
-    int body_fd, pipe_rd, pipe_wr; /* BODY_FD (splice.c) */
-    int fd_err;               /* BODY_FD: a failed write to body_fd, -errno */
-
-    grace_finish_cb on_finish;
-    void *finish_arg;
-    grace_drain_cb on_drain;  /* one-shot: output at or below low-water */
-    void *drain_arg;
-    int64_t deadline_at;      /* grace_request_set_deadline: monotonic ms; 0 none */
-
-    enum resp_state resp;
-    int status;
-    struct evbuffer *resp_headers; /* added by the application */
-    struct grace_response_info *report; /* report.c: this response's record */
-    const char *tls_version;  /* a static string, or NULL for plain */
-    unsigned head : 1, chunked_out : 1, close_delimited : 1, sent_continue : 1,
-        close_after : 1, body_done : 1, finished : 1, detached : 1, end_delivered : 1,
-        want_close : 1, app_done : 1, release_held : 1;
-    int held;                           /* grace__request_hold() */
-    int64_t start_us;                   /* its first byte (monotonic us) */
-    struct grace_defer defer;           /* its free, while its connection is busy */
-    TAILQ_ENTRY(grace_request) dlink;   /* srv->detached */
-};
-
-/*
- * A response on its way out, reported to the application (report.c) once
- * its last byte is written or the connection ends. Exists only while the
- * application asked for reports.
- */
-struct grace_response_info {
-    struct grace_response_info *next; /* conn->reports, oldest first */
-    struct grace_request *req;        /* pinned until reported; may be NULL */
-    struct grace_conn *conn;
-    uint64_t start, head_end, end;    /* offsets in the connection's output */
-    int64_t start_us, end_us;
-    uint64_t sent;                    /* the output's offset when it was reported */
-    const char *tls_version;          /* the connection's, when it started */
-    int status, err;
-    unsigned done : 1;                /* end is known: the reply completed */
-};
-
-/* The records of a connection's responses, oldest first. */
-struct grace_reports {
-    struct grace_response_info *head, **tail;
-};
-
 /*
  * What a connection needs only while a request is in flight. An idle
  * keep-alive or lingering connection gives its slot back to the server's
@@ -261,7 +133,6 @@ struct grace_slot {
     int64_t woke_us;            /* the first byte after the slot was attached */
     uint64_t written;           /* bytes written since the slot was attached */
     int64_t read_ms, wrote_ms;  /* the last read, the last write that moved bytes */
-    struct grace_reports reports; /* report.c */
     struct grace_slot *next;    /* srv->free_slots */
     max_align_t area[];         /* the protocol's state: srv->slot_extra bytes */
 };
@@ -329,16 +200,6 @@ void grace__engine_close_all(struct grace_server *srv);
 void grace__conn_discard_input(struct grace_conn *c);
 void grace__conn_watch_input(struct grace_conn *c);
 void grace__conn_destroy(struct grace_conn *c);
-/* splice.c: a Content-Length body moved straight into a file descriptor;
- * moved: the body bytes it moved (the parser was told) */
-int grace__splice_active(const struct grace_request *req, const struct grace_parser *p);
-int grace__splice_read(const struct grace_transport *tp, struct grace_sock *s,
-                       struct grace_request *req, struct grace_parser *p, uint64_t *moved);
-int grace__splice_pump(struct evbuffer *in, struct grace_request *req, struct grace_parser *p,
-                       uint64_t *moved);
-/* Its pipe, and fd to write to: 0 or -errno. */
-int grace__splice_open(struct grace_request *req, int fd);
-void grace__splice_release(struct grace_request *req);
 void grace__conn_reason(struct grace_conn *c, int err);
 size_t grace__buffered_out(const struct grace_conn *c);
 /* The input bound: a full header block plus 64 KiB, buffered and unread. */
@@ -362,45 +223,5 @@ const char *grace__conn_tls_sni(const struct grace_conn *c);
 
 /* conn.c: the lingering close (linger.c is its policy) */
 void grace__conn_close_graceful(struct grace_conn *c);
-
-/* report.c */
-void grace__report_start(struct grace_reports *l, struct grace_conn *c, struct grace_request *req,
-                         int status, int64_t start_us, uint64_t start, size_t head_len);
-void grace__report_done(struct grace_reports *l, struct grace_request *req, uint64_t end);
-void grace__report_written(struct grace_reports *l, uint64_t written);
-void grace__report_all(struct grace_reports *l, uint64_t written, int err);
-
-
-/* stream.c */
-extern const struct grace_proto grace__stream_proto;
-/* A stream for an upgrade about to be answered (then grace__conn_switch(c,
- * &grace__stream_proto, st)); NULL: out of memory. */
-struct grace_stream *grace__stream_new(void);
-
-/* request.c */
-/* A request from a complete head: p's results, blk its header block,
- * start_us its first byte. NULL: out of memory. */
-struct grace_request *grace__request_new(struct grace_conn *c, const struct grace_req_ops *ops,
-                                         const struct grace_parser *p, const char *blk,
-                                         int64_t start_us);
-/* An HTTP/1.1 request with "Connection: upgrade" and an Upgrade header. */
-int grace__request_asks_upgrade(const struct grace_request *req);
-/* A reply other than the switch: the client may already speak the new
- * protocol after its request, so the connection is not reused. */
-int grace__request_upgrade_refused(const struct grace_request *req);
-void grace__request_finish(struct grace_request *req, int err);
-void grace__request_free(struct grace_request *req);
-/* The application is done with req: freed once no report pins it (later if
- * its connection is busy). */
-void grace__request_release(struct grace_request *req);
-/* Its protocol lets go of req, exactly one of the two, once: the reply is
- * complete (finish 0), or the connection ended first (finish err; req joins
- * srv->detached). */
-void grace__request_done(struct grace_request *req);
-/* Keep req's memory while a caller still looks at it after a callback (the
- * server across a handler): a release in between waits for the unhold. */
-void grace__request_hold(struct grace_request *req);
-void grace__request_unhold(struct grace_request *req);
-void grace__request_detach(struct grace_request *req, int err);
 
 #endif
