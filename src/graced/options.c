@@ -451,10 +451,10 @@ static int take(struct graced_opts *o, const struct opt *r, const char *a)
     }
     if (ok && r->lib >= 0)
         ok = grace_config_set(o->cfg, (enum grace_opt)r->lib, v) == 0;
-    if (ok && r->lib == GRACE_OPT_HTTP2 && !v) /* HTTP/1.1 only, TLS and plain */
-        grace_config_set(o->cfg, GRACE_OPT_H2C, 0);
     else if (ok && (r->kind == K_INT || r->kind == K_TIME || r->kind == K_SIZE))
         ok = v >= r->min && v <= r->max;
+    if (ok && r->lib == GRACE_OPT_HTTP2 && !v) /* HTTP/1.1 only, TLS and plain */
+        grace_config_set(o->cfg, GRACE_OPT_H2C, 0);
     if (!ok) {
         char bad[64];
         if (!r->bad)
