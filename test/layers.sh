@@ -27,7 +27,7 @@ ranks() {
 3 request   request report
 4 protocol  http1 h2 h2_req stream splice
 5 response  response
-6 server    server hooks
+6 server    server hooks stop
 EOF
 }
 

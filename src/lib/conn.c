@@ -382,7 +382,6 @@ void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const stru
         accept_abandoned(srv);
         return;
     }
-    c->proto = srv->protos[0];
     TAILQ_INSERT_TAIL(&srv->conns, c, link);
     CNT(srv, CONN_ACCEPTED);
     srv->cnt[GRACE_CNT_CONN_ACTIVE]++;
@@ -405,9 +404,7 @@ void grace__conn_enter(struct grace_conn *c)
 static int64_t lame_duck_due(const struct grace_conn *c, int64_t since)
 {
     const struct grace_server *srv = c->srv;
-    if (!srv->stopping)
-        return INT64_MAX;
-    return (since > srv->stop_at ? since : srv->stop_at) + OPT(srv, STOP_IDLE_GRACE);
+    return srv->stopping ? srv->up.stop_due(srv, since) : INT64_MAX; /* stop.c's */
 }
 
 /* The first byte of a new connection: header-timeout (or the TLS
@@ -845,38 +842,59 @@ void grace__conn_discard_input(struct grace_conn *c)
 }
 
 /*
- * A new connection's first input: does it speak another protocol than
- * HTTP/1.1? On TLS the ALPN result says, once the handshake is done; on
- * plain its first bytes (h2c prior knowledge). 0: wait for more bytes
- * (header-timeout from the accept bounds that).
+ * A new connection's protocol, once it can be told: on TLS the ALPN result
+ * once the handshake is done; on plain the first protocol whose sniff()
+ * claims the first bytes (one that needs more waits for them, bounded by
+ * the header-timeout from the accept); else the default, HTTP/1.1. The
+ * client's EOF ends any wait (the default closes what never began). 0: not
+ * yet (or c closed).
  */
-static int choose_proto(struct grace_conn *c)
+static int choose(struct grace_conn *c)
 {
-    const struct grace_proto *p = NULL;
-    struct evbuffer *in = c->slot->in;
+    struct grace_server *srv = c->srv;
+    const struct grace_proto *p = srv->proto_default;
 
-    if (!c->tp->ready(&c->sock))
+    if (!c->tp->ready(&c->sock) && !c->peer_eof) /* at EOF nothing more can come */
         return 0;
-    if (c->tp->secure && c->srv->alpn_proto) {
-        size_t n;
+    if (c->tp->secure) {
+        size_t n = 0;
         const char *a = c->tp->alpn(&c->sock, &n);
-        if (a && n == strlen(c->srv->alpn_proto->alpn) && !memcmp(a, c->srv->alpn_proto->alpn, n))
-            p = c->srv->alpn_proto;
-    } else if (!c->tp->secure && c->srv->sniff_proto) {
-        size_t len = evbuffer_get_length(in), n = len < 64 ? len : 64;
-        int r;
-        if (!len)
+        for (int i = 0; a && srv->by_alpn[i]; i++)
+            if (strlen(srv->by_alpn[i]->alpn) == n && !memcmp(a, srv->by_alpn[i]->alpn, n)) {
+                p = srv->by_alpn[i];
+                break;
+            }
+    } else if (srv->by_sniff[0]) {
+        size_t len = buffered_in(c), n = len < 64 ? len : 64;
+        const char *b = n ? (const char *)evbuffer_pullup(c->slot->in, (ev_ssize_t)n) : "";
+        int wait = 0;
+        for (int i = 0; srv->by_sniff[i]; i++) {
+            int r = srv->by_sniff[i]->sniff(b, n);
+            if (r > 0) {
+                p = srv->by_sniff[i];
+                wait = 0;
+                break;
+            }
+            wait |= r < 0;
+        }
+        if (wait && !c->peer_eof)
             return 0;
-        r = c->srv->sniff_proto->sniff((const char *)evbuffer_pullup(in, (ev_ssize_t)n), n);
-        if (r < 0)
-            return 0;
-        if (r)
-            p = c->srv->sniff_proto;
     }
-    c->chosen = 1;
-    if (p && grace__conn_switch(c, p, NULL) < 0)
+    if (grace__conn_switch(c, p, NULL) < 0) {
         grace__conn_destroy(c); /* out of memory: nothing to answer with */
+        return 0;
+    }
     return 1;
+}
+
+/* The protocol a new connection speaks for what must be answered now (a
+ * timeout, a drop, a stop) before its first bytes chose one: the
+ * default's. NULL once the connection closes. */
+static const struct grace_proto *proto_now(struct grace_conn *c)
+{
+    if (!c->proto && c->state == CS_NEW)
+        grace__conn_switch(c, c->srv->proto_default, NULL);
+    return c->proto;
 }
 
 /* The protocol takes the buffered input; one that hands the connection over
@@ -886,7 +904,7 @@ static void pump_input(struct grace_conn *c)
 {
     const struct grace_proto *p = NULL;
 
-    if (c->state == CS_NEW && !c->chosen && !choose_proto(c))
+    if (!c->proto && c->state == CS_NEW && !choose(c))
         return;
     while (c->state < CS_CLOSING && c->proto && c->proto != p) {
         p = c->proto;
@@ -1091,8 +1109,7 @@ static void linger_timer(struct grace_conn *c)
     linger_arm(c, now);
 }
 
-/* A graceful stop: cut the remaining linger time short. */
-static void linger_stop(struct grace_conn *c)
+void grace__conn_linger_stop(struct grace_conn *c)
 {
     int64_t now = grace__now_ms();
     grace__linger_stop(&c->st.linger, &c->srv->cfg, now);
@@ -1267,7 +1284,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         } else if (why == GRACE_CNT_TLS_TIMEOUT) { /* nothing can be answered yet */
             grace__conn_timed_out(c, why);
             grace__conn_destroy(c);
-        } else { /* the protocol's, or a new connection's header-timeout */
+        } else if (proto_now(c)) { /* the protocol's, or a new connection's header-timeout */
             c->proto->timeout(c, why);
         }
     }
@@ -1288,87 +1305,27 @@ void grace__conn_drop(struct grace_conn *c)
     c->stop_close = 1;
     if (!c->slot && c->state < CS_CLOSING) /* new or idle: nothing buffered */
         grace__conn_close_idle(c);
-    else if (c->state < CS_CLOSING && c->proto)
+    else if (c->state < CS_CLOSING && proto_now(c))
         c->proto->stop(c, GRACE_STOP_DROP);
     grace__conn_leave(c);
 }
 
-/*
- * A server stop begins (grace_server_stop): nothing closes here, and no
- * callback runs. Responses started from now on say Connection: close
- * (response.c); a connection without a request gets the lame duck's timer
- * (stop-idle-grace); a draining one goes on draining, since its response
- * promised keep-alive; streams hear of it from the loop.
- */
-static void lame_duck(struct grace_conn *c)
+void grace__conn_rearm(struct grace_conn *c)
 {
-    if (!c->slot && c->state == CS_IDLE)
-        rd_arm_at(c, idle_due(c));
-    else if (!c->slot && c->state == CS_NEW)
-        rd_arm_at(c, new_conn_due(c));
-    else if (c->state < CS_CLOSING && c->proto)
-        c->proto->stop(c, GRACE_STOP_LAME_DUCK);
-}
-
-/*
- * The stop deadline has passed (server.c): a closing connection's output
- * still waiting for a slow reader is cut, a new or idle one without a slot
- * closes, and the protocol cuts the rest its way (HTTP/1.1: 503 before a
- * reply, docs/design.md "Stop").
- */
-static void stop_cut(struct grace_conn *c)
-{
-    grace__conn_enter(c);
-    if (c->state >= CS_CLOSING || !c->proto) {
-        grace__conn_abort(c, -ECANCELED); /* output still waiting for a slow reader */
-    } else if (!c->slot) { /* new or idle, nothing buffered */
-        CNT(c->srv, STOP_IDLE_CLOSED);
-        grace__conn_destroy(c);
-    } else {
-        c->proto->stop(c, GRACE_STOP_CUT);
-    }
-    grace__conn_leave(c);
-}
-
-/*
- * Each connection once (marked), while the callbacks each cut runs may
- * close others: the next one is held (busy) across the cut, and a walk
- * that lost its place (the next one closed, or moved to the lingering
- * list) starts again from the head, skipping the marked.
- */
-static void cut_all(struct grace_server *srv)
-{
-    struct grace_conn *c = TAILQ_FIRST(&srv->conns), *n;
-
-    while (c) {
-        if (c->stop_cut) {
-            c = TAILQ_NEXT(c, link);
-            continue;
-        }
-        c->stop_cut = 1;
-        if ((n = TAILQ_NEXT(c, link)))
-            grace__conn_enter(n);
-        stop_cut(c);
-        if (!n)
-            break;
-        c = n->state == CS_DEAD || n->state == CS_LINGER ? TAILQ_FIRST(&srv->conns) : n;
-        grace__conn_leave(n); /* frees n if it closed */
-    }
-}
-
-void grace__engine_stop(struct grace_server *srv, enum grace_stop how)
-{
-    struct grace_conn *c, *next;
-
-    if (how == GRACE_STOP_CUT) {
-        cut_all(srv);
+    if (c->slot || c->state > CS_IDLE)
         return;
-    }
-    /* the lame duck: no callback runs in here, connections get new timers */
-    TAILQ_FOREACH_SAFE(c, &srv->conns, link, next)
-        lame_duck(c);
-    TAILQ_FOREACH_SAFE(c, &srv->lingering, link, next)
-        linger_stop(c);
+    rd_arm_at(c, c->state == CS_IDLE ? idle_due(c) : new_conn_due(c));
+}
+
+int grace__conn_proto_stop(struct grace_conn *c, enum grace_stop how)
+{
+    /* the lame duck lets a new connection still choose its protocol */
+    const struct grace_proto *p = how == GRACE_STOP_LAME_DUCK ? c->proto : proto_now(c);
+
+    if (c->state >= CS_CLOSING || !p)
+        return -1;
+    p->stop(c, how);
+    return 0;
 }
 
 /* ---------------------------------------------------------------- engine */

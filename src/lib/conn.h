@@ -53,9 +53,9 @@ enum grace_out {
  */
 struct grace_proto {
     const char *name;
-    /* Choosing it on a new connection (before HTTP/1.1 reads a byte): the
-     * ALPN id that selects it on TLS, and on plain its first bytes: 1 mine,
-     * 0 not, -1 need more (srv->alpn_proto, srv->sniff_proto). */
+    /* Choosing it on a new connection (conn.c, before any protocol reads a
+     * byte): the ALPN id that selects it on TLS, and on plain its first
+     * bytes: 1 mine, 0 not, -1 need more (srv->by_alpn, srv->by_sniff). */
     const char *alpn;
     int (*sniff)(const char *b, size_t n);
     /* Its state in every slot (the slot's area, zeroed when attached). */
@@ -105,7 +105,8 @@ static inline void grace__earlier(int64_t *d, enum grace_counter *why, int64_t t
 /* Connection states, named by what the connection waits for;
  * docs/design.md has the diagram. */
 enum conn_state {
-    CS_NEW,      /* its first bytes (and TLS handshake): header-timeout from the accept */
+    CS_NEW,      /* its first bytes (and TLS handshake): header-timeout from the
+                    accept; c->proto NULL until they (or ALPN) chose one */
     CS_IDLE,     /* keep-alive: nothing in flight (the protocol said so) */
     CS_ACTIVE,   /* the protocol's work (HTTP/1.1's request, a stream) */
     CS_CLOSING,  /* reply complete, closing: our output to drain */
@@ -158,7 +159,7 @@ struct grace_conn {
     struct grace_defer *defer; /* to run at the outermost leave */
     unsigned in_pump_list : 1, pumping : 1, stop_close : 1, peer_eof : 1,
         flush_pending : 1, delivering : 1, discard_after : 1,
-        accepting : 1, refused : 1, stop_cut : 1, chosen : 1;
+        accepting : 1, refused : 1, stop_cut : 1;
     int close_err;            /* why it closes, for the close hook; first set wins */
     void *data;               /* the application's (grace_conn_set_data) */
     socklen_t peer_len;
@@ -184,7 +185,8 @@ void grace__conn_flush(struct grace_conn *c);
 void grace__conn_write_now(struct grace_conn *c);
 void grace__conn_abort(struct grace_conn *c, int err);
 void grace__conn_drop(struct grace_conn *c);
-/* Hand the connection to another protocol (an upgrade): proto->start(c, arg). */
+/* Hand the connection to a protocol (the one chosen for a new connection,
+ * an upgrade): proto->start(c, arg). */
 int grace__conn_switch(struct grace_conn *c, const struct grace_proto *proto, void *arg);
 /* A deadline passed: count it (why), and -ETIMEDOUT is the close reason. */
 void grace__conn_timed_out(struct grace_conn *c, enum grace_counter why);
@@ -192,9 +194,14 @@ void grace__conn_timed_out(struct grace_conn *c, enum grace_counter why);
  * common timeouts. init: -ENOMEM; free: every connection closed first. */
 int grace__engine_init(struct grace_server *srv);
 void grace__engine_free(struct grace_server *srv);
-/* A server stop: GRACE_STOP_LAME_DUCK at its start, GRACE_STOP_CUT at its
- * deadline, for every connection (docs/design.md "Stop"). */
-void grace__engine_stop(struct grace_server *srv, enum grace_stop how);
+/* For a stop (stop.c is its policy): a connection without a slot (new or
+ * idle) re-arms its read event for when it is due now (the stop's due
+ * through srv->up.stop_due); the protocol's stop (-1: none, or closing; a
+ * new connection's is the default's, except for the lame duck); a
+ * lingering connection's linger cut short. */
+void grace__conn_rearm(struct grace_conn *c);
+int grace__conn_proto_stop(struct grace_conn *c, enum grace_stop how);
+void grace__conn_linger_stop(struct grace_conn *c);
 /* Close every connection now (-ECANCELED): grace_server_free, a stop's end. */
 void grace__engine_close_all(struct grace_server *srv);
 void grace__conn_discard_input(struct grace_conn *c);

@@ -41,6 +41,8 @@ enum grace_stop {
 
 struct grace_conn;
 struct grace_proto;
+/* Protocols a connection may choose besides the default (core.h's lists). */
+#define GRACE_PROTOS_MAX 4
 struct grace_request;
 struct grace_slot;
 struct grace_route;
@@ -56,6 +58,9 @@ struct grace_server_up {
     /* nconns changed: after an accept (closed 0: pause at the cap) or a close
      * (closed 1: accept again below it); a stop may be over. */
     void (*conns_changed)(struct grace_server *srv, int closed);
+    /* During a stop: when a connection without a request (new: since its
+     * accept; idle: since its output emptied) is due to close (stop.c). */
+    int64_t (*stop_due)(const struct grace_server *srv, int64_t since);
 };
 
 struct grace_server {
@@ -92,7 +97,12 @@ struct grace_server {
     size_t nfree_slots;
     struct grace_hfield *fields; /* parser scratch, shared: see http1.c */
     size_t slot_extra;           /* the largest protocol state in a slot */
-    const struct grace_proto *protos[2]; /* server.c: what connections speak */
+    /* server.c: what a new connection may speak (conn.c chooses): besides
+     * the default, the ones chosen by ALPN on TLS listeners and by their
+     * first bytes on plain ones, each in order of preference, NULL-ended */
+    const struct grace_proto *by_alpn[GRACE_PROTOS_MAX + 1];
+    const struct grace_proto *by_sniff[GRACE_PROTOS_MAX + 1];
+    const struct grace_proto *proto_default; /* HTTP/1.1: nothing else chosen */
     const struct timeval *tv_header, *tv_body, *tv_keepalive, *tv_handshake; /* common timeouts */
 
     /* request.c: requests whose client has gone, reply not yet completed */
@@ -112,12 +122,9 @@ struct grace_server {
         struct sockaddr_in6 in6;
     } local;
 
-    /* server.c: protocols besides HTTP/1.1 a new connection may speak
-     * (conn.c chooses): by ALPN on TLS, by its first bytes on plain (h2c
-     * prior knowledge). NULL: none. */
-    const struct grace_proto *alpn_proto, *sniff_proto;
     const unsigned char *alpn;   /* the protocols TLS listeners offer (ALPN wire format) */
     size_t alpn_len;
+    unsigned char alpn_offer[64]; /* server.c: alpn's bytes, from the protocols */
     char *discard_buf;           /* io.c: recv() target, never read */
     struct grace_date date;      /* util.c: the Date header of this second */
 };

@@ -1250,6 +1250,7 @@ static uint64_t h1_owed(const struct grace_conn *c, unsigned char *upload)
 
 const struct grace_proto grace__http1 = {
     .name = "http/1.1",
+    .alpn = "http/1.1",
     .slot_size = sizeof(struct h1),
     .input = h1_input,
     .output = h1_output,

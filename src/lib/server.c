@@ -9,6 +9,7 @@
 #endif
 #include "http1.h"
 #include "request.h"
+#include "stop.h"
 #include "stream.h"
 #include "transport.h"
 
@@ -45,6 +46,70 @@ static void free_listeners(struct grace_server *srv);
 static void dispatch(struct grace_request *req);
 static void conns_changed(struct grace_server *srv, int closed);
 
+/* ---------------------------------------------------------------- protocols */
+
+/* The slot's protocol area holds the largest protocol's state. */
+static void proto_room(struct grace_server *srv, const struct grace_proto *p)
+{
+    if (p->slot_size > srv->slot_extra)
+        srv->slot_extra = p->slot_size;
+}
+
+/* A protocol a new connection may choose besides the default: by ALPN on a
+ * TLS listener (by_alpn), by its first bytes on a plain one (by_sniff);
+ * earlier offers are preferred. -ENOSPC past GRACE_PROTOS_MAX. HTTP/2
+ * offers itself here (h2 by ALPN, h2c by its preface), each by its own
+ * switch (http2, h2c). */
+#ifdef GRACE_HAVE_H2
+static int offer_proto(struct grace_server *srv, const struct grace_proto *p, int by_alpn,
+                       int by_sniff)
+{
+    int i;
+
+    if (by_alpn && p->alpn) {
+        for (i = 0; srv->by_alpn[i]; i++)
+            ;
+        if (i == GRACE_PROTOS_MAX)
+            return -ENOSPC;
+        srv->by_alpn[i] = p;
+    }
+    if (by_sniff && p->sniff) {
+        for (i = 0; srv->by_sniff[i]; i++)
+            ;
+        if (i == GRACE_PROTOS_MAX)
+            return -ENOSPC;
+        srv->by_sniff[i] = p;
+    }
+    proto_room(srv, p);
+    return 0;
+}
+#endif
+
+/* What TLS listeners offer (ALPN wire format): the chosen-by-ALPN ones in
+ * order, then the default. A client that offers none of them gets the
+ * no_application_protocol alert; one that sends no ALPN gets the default. */
+static int offer_protos(struct grace_server *srv)
+{
+    size_t n = 0;
+
+    proto_room(srv, srv->proto_default);
+    for (int i = 0; i <= GRACE_PROTOS_MAX; i++) {
+        const struct grace_proto *p = i < GRACE_PROTOS_MAX ? srv->by_alpn[i] : srv->proto_default;
+        size_t l;
+        if (!p)
+            continue;
+        l = strlen(p->alpn);
+        if (l == 0 || l > 255 || n + 1 + l > sizeof(srv->alpn_offer))
+            return -EINVAL;
+        srv->alpn_offer[n++] = (unsigned char)l;
+        memcpy(srv->alpn_offer + n, p->alpn, l);
+        n += l;
+    }
+    srv->alpn = srv->alpn_offer;
+    srv->alpn_len = n;
+    return 0;
+}
+
 struct grace_server *grace_server_new(struct event_base *base, const struct grace_config *cfg)
 {
     struct grace_server *srv;
@@ -57,23 +122,10 @@ struct grace_server *grace_server_new(struct event_base *base, const struct grac
     if (!srv)
         return NULL;
     srv->base = base;
-    /* TLS listeners offer what the library speaks */
-    srv->alpn = (const unsigned char *)"\x08http/1.1";
-    srv->alpn_len = 9;
     if (cfg)
         srv->cfg = *cfg;
     else
         grace__config_defaults(&srv->cfg);
-#ifdef GRACE_HAVE_H2
-    /* HTTP/2: preferred by ALPN, and recognised by its preface on plain */
-    if (OPT(srv, HTTP2)) {
-        srv->alpn = (const unsigned char *)"\x02h2\x08http/1.1";
-        srv->alpn_len = 12;
-        srv->alpn_proto = &grace__h2_proto;
-    }
-    if (OPT(srv, H2C))
-        srv->sniff_proto = &grace__h2_proto;
-#endif
     srv->plim.max_request_line = (size_t)OPT(srv, MAX_REQUEST_LINE);
     srv->plim.max_header_bytes = (size_t)OPT(srv, MAX_HEADER_BYTES);
     srv->plim.max_fields = (size_t)OPT(srv, MAX_HEADER_FIELDS);
@@ -82,10 +134,20 @@ struct grace_server *grace_server_new(struct event_base *base, const struct grac
     /* the engine calls up through these two, never by name */
     srv->up.dispatch = dispatch;
     srv->up.conns_changed = conns_changed;
-    /* what connections speak; the engine keeps the largest state in a slot */
-    srv->protos[0] = &grace__http1;
-    srv->slot_extra = grace__http1.slot_size > grace__stream_proto.slot_size
-                          ? grace__http1.slot_size : grace__stream_proto.slot_size;
+    srv->up.stop_due = grace__stop_due;
+    /* what connections speak: HTTP/1.1 unless chosen otherwise; a stream
+     * after an upgrade. TLS listeners offer them by ALPN */
+    srv->proto_default = &grace__http1;
+    proto_room(srv, &grace__stream_proto);
+#ifdef GRACE_HAVE_H2
+    /* HTTP/2: h2 by ALPN, preferred to http/1.1; h2c by its preface */
+    offer_proto(srv, &grace__h2_proto, OPT(srv, HTTP2) != 0, OPT(srv, H2C) != 0);
+#endif
+    if (offer_protos(srv) < 0) {
+        grace_server_free(srv);
+        errno = EINVAL;
+        return NULL;
+    }
     srv->accept_timer = evtimer_new(base, accept_retry_cb, srv);
     if (grace__engine_init(srv) < 0 || !srv->accept_timer) {
         grace_server_free(srv);
@@ -358,8 +420,6 @@ int grace_server_adopt_conn(struct grace_server *srv, int fd, const struct socka
     return 0;
 }
 
-static void check_stopped(struct grace_server *srv);
-
 /* The engine's connection count changed (srv->up.conns_changed): after an
  * accept, pause at the cap; after a close, accept again below it; and a
  * stop may be done. */
@@ -369,7 +429,7 @@ static void conns_changed(struct grace_server *srv, int closed)
         resume_accept(srv);
     else if (srv->nconns >= (size_t)OPT(srv, MAX_CONNECTIONS))
         pause_accept(srv, 0);
-    check_stopped(srv);
+    grace__stop_check(srv);
 }
 
 /* ---------------------------------------------------------------- routing */
@@ -532,76 +592,26 @@ static void accept_queued(struct grace_server *srv)
     }
 }
 
-static void stopped_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct grace_server *srv = arg;
-    grace_stopped_cb cb = srv->on_stopped;
-    srv->on_stopped = NULL;
-    if (cb)
-        cb(srv, srv->stopped_arg);
-}
-
-/* The last bound (stop-linger-time after the deadline): close what is
- * left, then report. */
-static void stop_final_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct grace_server *srv = arg;
-    grace__engine_close_all(srv);
-    check_stopped(srv);
-}
-
-/* The deadline: requests still in flight are answered 503 or cut, idle
- * connections closed; lingering ones go on, up to stop-linger-time. */
-static void stop_timeout_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct grace_server *srv = arg;
-    struct timeval tv = grace__ms_tv(OPT(srv, STOP_LINGER_TIME));
-
-    srv->stopping = STOP_CUTTING;
-    event_assign(srv->stop_timer, srv->base, -1, 0, stop_final_cb, srv);
-    event_add(srv->stop_timer, &tv);
-    grace__engine_stop(srv, GRACE_STOP_CUT);
-    check_stopped(srv);
-}
-
-static void check_stopped(struct grace_server *srv)
-{
-    if (srv->stopping == STOP_NONE || srv->stopping == STOP_DONE || srv->nconns ||
-        !TAILQ_EMPTY(&srv->lingering))
-        return;
-    srv->stopping = STOP_DONE; /* report once, from the loop */
-    event_del(srv->stop_timer);
-    event_assign(srv->stop_timer, srv->base, -1, 0, stopped_cb, srv);
-    event_active(srv->stop_timer, EV_TIMEOUT, 1);
-}
-
+/* The stop's phases, timers and what it does to each connection are
+ * stop.c's; the listeners are this file's. */
 int grace_server_stop(struct grace_server *srv, int64_t timeout_ms, grace_stopped_cb cb,
                       void *arg)
 {
-    struct timeval tv;
+    int rc;
 
     if (!srv || timeout_ms < 0)
         return -EINVAL;
     if (srv->stopping)
         return -EALREADY;
-    srv->stop_timer = event_new(srv->base, -1, 0, stop_timeout_cb, srv);
-    if (!srv->stop_timer)
-        return -ENOMEM;
-    srv->stopping = STOP_LAME_DUCK;
-    srv->stop_at = grace__now_ms();
-    srv->on_stopped = cb;
-    srv->stopped_arg = arg;
+    if ((rc = grace__stop_begin(srv, cb, arg)) < 0)
+        return rc;
     /* the queued connections first, then the listening sockets close: new
      * connections are refused (a balancer retries elsewhere), not left
      * waiting in a queue nobody reads */
     accept_queued(srv);
     free_listeners(srv);
     event_del(srv->accept_timer);
-    tv = grace__ms_tv(timeout_ms);
-    event_add(srv->stop_timer, &tv);
-
     /* no callback runs in here: connections only get new timers */
-    grace__engine_stop(srv, GRACE_STOP_LAME_DUCK);
-    check_stopped(srv);
+    grace__stop_lame_duck(srv, timeout_ms);
     return 0;
 }
