@@ -731,6 +731,14 @@ int64_t grace__h2s_deadline(const struct h2s *st, enum grace_counter *why)
         int64_t period = req->body_timeout ? req->body_timeout : OPT(srv, BODY_TIMEOUT);
         grace__earlier(&d, why, st->body_since + period, GRACE_CNT_TIMEOUT_BODY);
     }
+    /* body-min-rate, as HTTP/1.1 judges it: over each body-timeout period the
+     * application reads (a new window on every resume) */
+    if (req && OPT(srv, BODY_MIN_RATE) && req->rate_since && !req->paused && !st->end_in &&
+        (req->body_mode == BODY_STREAM || req->body_mode == BODY_COLLECT))
+        grace__earlier(&d, why,
+                       req->rate_since + (req->body_timeout ? req->body_timeout
+                                                            : OPT(srv, BODY_TIMEOUT)),
+                       GRACE_CNT_BODY_TOO_SLOW);
     if (req && req->deadline_at)
         grace__earlier(&d, why, req->deadline_at, GRACE_CNT_TIMEOUT_REQUEST);
     /* bytes to send that nghttp2 does not take: the client's window stays
@@ -767,6 +775,18 @@ void grace__h2s_timeout(struct h2s *st, int64_t now)
         srv->cnt[why]++;
         grace__h2s_fail(st, 408, "request body timeout", -ETIMEDOUT);
         break;
+    case GRACE_CNT_BODY_TOO_SLOW: {
+        struct grace_request *req = st->req;
+        uint64_t need = (uint64_t)(OPT(srv, BODY_MIN_RATE) * (now - req->rate_since) / 1000);
+        if (req->body_read - req->rate_bytes >= need) { /* kept up: a new window */
+            req->rate_since = now;
+            req->rate_bytes = req->body_read;
+            break;
+        }
+        srv->cnt[why]++;
+        grace__h2s_fail(st, 408, "request body too slow", -ETIMEDOUT);
+        break;
+    }
     case GRACE_CNT_TIMEOUT_REQUEST:
         srv->cnt[why]++;
         grace__h2s_fail(st, 503, "request deadline passed", -ETIMEDOUT);
@@ -808,6 +828,8 @@ static int op_body_start(struct grace_request *req)
         nghttp2_submit_headers(st->h->s, NGHTTP2_FLAG_NONE, st->id, NULL, nv, 1, NULL);
     }
     st->body_since = grace__now_ms();
+    req->rate_since = st->body_since; /* a body-min-rate window starts */
+    req->rate_bytes = req->body_read;
     grace__h2_kick(st->h);
     return 0;
 }
@@ -819,6 +841,8 @@ static void op_body_resume(struct grace_request *req)
     if (!st)
         return;
     st->body_since = grace__now_ms(); /* body-timeout waited while paused */
+    req->rate_since = st->body_since;   /* the pause was not the client's */
+    req->rate_bytes = req->body_read;
     grace__h2_kick(st->h);
 }
 

@@ -12,6 +12,7 @@ Each case starts its own h2srv with the options it tests:
   window follows reads    a paused application: the client may send a window, no more
   header limits           431 (max-header-bytes), 414 (max-request-line), the connection goes on
   body timeout            a stream that never sends its body: 408 on it; others served
+  body-min-rate           a trickle never silent for body-timeout: 408, body_too_slow
   keep-alive              an idle connection: GOAWAY(NO_ERROR), then closed
   103, streamed + drain, deadline, collect, max streams / HPACK settings, h2c off
   zero window             a reader that never opens its window: the stream is reset at
@@ -316,6 +317,23 @@ def case_body_timeout():
         check(r["status"] == 200, "body timeout: the connection goes on")
 
 
+def case_body_min_rate():
+    with Server("body-timeout=1000", "body-min-rate=100000") as srv:
+        c = Client(srv.port)
+        t0 = time.monotonic()
+        sid = c.request("/never", "POST", [("content-length", "100000")], end=False)
+        while c.st[sid]["status"] is None and not c.done(sid) and time.monotonic() - t0 < 8:
+            c.c.send_data(sid, b"t")  # a byte every 200 ms: never silent for body-timeout
+            c.flush()
+            c.pump(0.2)
+        c.until(lambda: c.done(sid), 5)
+        took = time.monotonic() - t0
+        check(c.st[sid]["status"] == 408 and b"slow" in c.st[sid]["body"] and 0.8 <= took <= 6,
+              "body-min-rate: a trickle never silent for body-timeout is cut, 408 (%s after %.2f s)"
+              % (c.st[sid]["status"], took))
+        check(srv.counters()["body_too_slow"] == 1, "body-min-rate: counted in body_too_slow")
+
+
 def case_keepalive():
     with Server("keepalive-timeout=500") as srv:
         c = Client(srv.port)
@@ -412,7 +430,7 @@ def case_stop():
 def main():
     t0 = time.monotonic()
     for case in (case_version, case_early_fast, case_early_silent, case_window, case_header_limits,
-                 case_body_timeout, case_keepalive, case_misc, case_zero_window, case_rapid_reset,
+                 case_body_timeout, case_body_min_rate, case_keepalive, case_misc, case_zero_window, case_rapid_reset,
                  case_h2c_off, case_stop):
         try:
             case()
