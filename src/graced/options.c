@@ -550,7 +550,7 @@ static void wrapped(FILE *out, const char *text, size_t col)
 static void usage(FILE *out, const struct graced_opts *o)
 {
     fprintf(out, "usage: graced [options]\n"
-                 "Serve files and accept uploads over HTTP/1.1; early answers are never lost.\n\n");
+                 "Serve files and accept uploads (HTTP/1.1, HTTP/2); early answers are never lost.\n\n");
     for (size_t i = 0; i < NOPTS; i++) {
         const struct opt *r = &opts[i];
         char left[64], def[96], text[512];
