@@ -176,16 +176,6 @@ static size_t buffered_in(const struct grace_conn *c)
     return c->slot ? evbuffer_get_length(c->slot->in) : 0;
 }
 
-size_t grace__buffered_out(const struct grace_conn *c)
-{
-    return c->slot ? evbuffer_get_length(c->slot->out) + c->slot->more : 0;
-}
-
-uint64_t grace__conn_out_offset(const struct grace_conn *c)
-{
-    return c->slot->written + grace__buffered_out(c);
-}
-
 /* Does the connection still need its slot? Not when idle with nothing
  * buffered either way, nor while lingering. */
 static int slot_needed(const struct grace_conn *c)

@@ -14,6 +14,7 @@
 #include "transport.h"
 #include "util.h"
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <stddef.h>
@@ -208,7 +209,6 @@ void grace__conn_discard_input(struct grace_conn *c);
 void grace__conn_watch_input(struct grace_conn *c);
 void grace__conn_destroy(struct grace_conn *c);
 void grace__conn_reason(struct grace_conn *c, int err);
-size_t grace__buffered_out(const struct grace_conn *c);
 /* The input bound: a full header block plus 64 KiB, buffered and unread. */
 size_t grace__input_max(const struct grace_server *srv);
 /* The protocol says: nothing in flight (keep-alive), or work under way. */
@@ -222,13 +222,24 @@ void grace__conn_close_idle(struct grace_conn *c);
 /* Run d now, or at the outermost grace__conn_leave() while c is busy (c
  * NULL: now). */
 void grace__conn_defer(struct grace_conn *c, struct grace_defer *d);
-/* Where the output ends now: bytes written plus bytes queued. */
-uint64_t grace__conn_out_offset(const struct grace_conn *c);
 /* The transport's answers, for the layers above it (NULL for plain). */
 const char *grace__conn_tls_version(const struct grace_conn *c);
 const char *grace__conn_tls_sni(const struct grace_conn *c);
 
 /* conn.c: the lingering close (linger.c is its policy) */
 void grace__conn_close_graceful(struct grace_conn *c);
+
+/* Output not yet written: queued, and what the protocol will still
+ * produce (grace__conn_more). Inline: asked per response and per write. */
+static inline size_t grace__buffered_out(const struct grace_conn *c)
+{
+    return c->slot ? evbuffer_get_length(c->slot->out) + c->slot->more : 0;
+}
+
+/* Where the output ends now: bytes written plus bytes queued. */
+static inline uint64_t grace__conn_out_offset(const struct grace_conn *c)
+{
+    return c->slot->written + grace__buffered_out(c);
+}
 
 #endif

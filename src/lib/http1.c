@@ -424,13 +424,15 @@ static int h1_error(struct grace_conn *c, struct grace_request *req, int status,
     n += (size_t)k;
     char line[64];
     int ll = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, grace_status_reason(status));
-    grace__report_start(&h1_of(c)->reports, c, req, status,
-                        req ? req->start_us : c->slot->woke_us, grace__conn_out_offset(c),
-                        (size_t)ll + n);
+    if (c->srv->on_response)
+        grace__report_start(&h1_of(c)->reports, c, req, status,
+                            req ? req->start_us : c->slot->woke_us, grace__conn_out_offset(c),
+                            (size_t)ll + n);
     if (evbuffer_add(out, line, (size_t)ll) < 0 || evbuffer_add(out, head, n) < 0 ||
         evbuffer_add(out, msg, ml) < 0 || evbuffer_add(out, "\n", 1) < 0)
         return -ENOMEM;
-    grace__report_done(&h1_of(c)->reports, req, grace__conn_out_offset(c));
+    if (h1_of(c)->reports.head)
+        grace__report_done(&h1_of(c)->reports, req, grace__conn_out_offset(c));
     return 0;
 }
 
@@ -481,7 +483,8 @@ static int drain_due(const struct grace_conn *c)
     if (!c->slot || c->proto != &grace__http1)
         return 0;
     req = h1_of(c)->req;
-    return req && req->on_drain && grace__buffered_out(c) <= (size_t)OPT(c->srv, OUTPUT_LOW_WATER);
+    return req && req->on_drain &&
+           grace__buffered_out(c) <= (size_t)OPT(c->srv, OUTPUT_LOW_WATER);
 }
 
 static void drain_check(struct grace_conn *c)
@@ -797,8 +800,9 @@ static int h1_send_head(struct grace_request *req, int status, int64_t content_l
         PUT(head, n, "Connection: close\r\n");
     else if (req->p.version_minor == 0)
         PUT(head, n, "Connection: keep-alive\r\n");
-    grace__report_start(&h1_of(c)->reports, c, req, status, req->start_us,
-                        grace__conn_out_offset(c), n + extra + 2);
+    if (srv->on_response) /* reports on: a record of it */
+        grace__report_start(&h1_of(c)->reports, c, req, status, req->start_us,
+                            grace__conn_out_offset(c), n + extra + 2);
     if (req->resp_headers) {
         evbuffer_add(out, head, n);
         evbuffer_add_buffer(out, req->resp_headers);
@@ -895,7 +899,8 @@ static int h1_req_end(struct grace_request *req, const char *const *trailers, si
     (void)ntrailers;
     if (req->chunked_out)
         evbuffer_add(c->slot->out, "0\r\n\r\n", 5);
-    grace__report_done(&h1_of(c)->reports, req, grace__conn_out_offset(c));
+    if (req->report)
+        grace__report_done(&h1_of(c)->reports, req, grace__conn_out_offset(c));
     grace__conn_flush(c);
     response_done(c);
     return 0;
@@ -1060,9 +1065,11 @@ static int pumped(struct grace_conn *c)
             h->st.head.deadline = grace__now_ms() + OPT(c->srv, HEADER_TIMEOUT);
         return 1;
     }
-    drain_fire(c);
-    if (c->state == CS_DEAD)
-        return 0;
+    if (h->req && h->req->on_drain) {
+        drain_fire(c);
+        if (c->state == CS_DEAD)
+            return 0;
+    }
     if (c->peer_eof && !h->read_paused && h1_state(c) <= H1_HEAD)
         grace__conn_close_idle(c);
     return 0;
@@ -1081,7 +1088,8 @@ static int h1_output(struct grace_conn *c, enum grace_out what)
             if (c->state == CS_DEAD) /* a report callback dropped it */
                 return 0;
         }
-        drain_check(c);
+        if (h->req && h->req->on_drain)
+            drain_check(c);
         return 0;
     case GRACE_OUT_EMPTY: /* takes requests again: see pumped() */
         if (h->read_paused && !c->pumping)
@@ -1102,7 +1110,7 @@ static size_t h1_room(const struct grace_conn *c)
 
     if (h->read_paused)
         return 0;
-    if (h1_state(c) == H1_BODY && splice_active(c, h))
+    if (h->req && h->req->body_mode == BODY_FD && h1_state(c) == H1_BODY && splice_active(c, h))
         return h->req->paused ? 0 : SIZE_MAX;
     len = buffered_in(c);
     max = grace__input_max(c->srv);
@@ -1116,8 +1124,9 @@ static int h1_read(struct grace_conn *c)
     uint64_t moved = 0;
     int rc;
 
-    if (h1_state(c) != H1_BODY || !splice_active(c, h))
-        return -ENOTSUP;
+    if (!h->req || h->req->body_mode != BODY_FD || h1_state(c) != H1_BODY ||
+        !splice_active(c, h))
+        return -ENOTSUP; /* the common case: the engine reads */
     if (h->req->paused)
         return 0;
     rc = grace__splice_read(&h->sp, c->tp, &c->sock, grace_parser_body_left(&h->parser),

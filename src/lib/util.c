@@ -95,7 +95,3 @@ void grace__date_header(struct grace_date *d, char *out, size_t *len)
     memcpy(out, d->line, *len + 1);
 }
 
-int grace__no_body_status(int status)
-{
-    return status < 200 || status == 204 || status == 304;
-}

@@ -36,6 +36,9 @@ struct grace_date {
 void grace__date_header(struct grace_date *d, char *out, size_t *len);
 
 /* 1xx, 204 and 304 never carry a body (RFC 9110 6.4.1). */
-int grace__no_body_status(int status);
+static inline int grace__no_body_status(int status)
+{
+    return status < 200 || status == 204 || status == 304;
+}
 
 #endif

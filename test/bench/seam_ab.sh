@@ -7,6 +7,9 @@
 # 64 connections, ROUNDS (5) rounds of DUR (3) seconds, A and B interleaved
 # in every round so that drift on a shared machine hits both alike; then
 # bytes per idle keep-alive connection (N, 2000) for each. Medians, and B/A.
+# Besides req/s, the server process's own CPU time per request (user+system
+# ticks over the requests wrk counted): on a machine others share, req/s
+# moves with their load, CPU per request much less.
 #   A_BUILD=/path/to/main/build B_BUILD=build test/bench/seam_ab.sh
 . "$(dirname "$0")/lib.sh"
 ROUNDS=${ROUNDS:-5}
@@ -34,14 +37,23 @@ for v in A B; do
     printf -v "pg_$v" '%s' "$pg"
 done
 
-# one run: "req/s p99-ms server-core-busy% load-core-busy% server-user%"
+# one run: "req/s p99-ms server-core-busy% load-core-busy% server-user% cpu-us-per-request"
 run() { # run TEST VARIANT
-    local ph=ph_$2 pg=pg_$2
+    local ph=ph_$2 pg=pg_$2 pid t0 t1 out hz
+    hz=$(getconf CLK_TCK)
     case $1 in
-    keepalive) wrk_run "http://127.0.0.1:${!ph}/" ;;
-    pipeline) wrk_run "http://127.0.0.1:${!ph}/" -s "$top/test/bench/pipeline.lua" ;;
-    file4k) wrk_run "http://127.0.0.1:${!pg}/file.bin" ;;
+    file4k) pid=PID_graced$2 ;;
+    *) pid=PID_hello$2 ;;
     esac
+    t0=$(cpu_ticks "${!pid}")
+    case $1 in
+    keepalive) out=$(wrk_run "http://127.0.0.1:${!ph}/") ;;
+    pipeline) out=$(wrk_run "http://127.0.0.1:${!ph}/" -s "$top/test/bench/pipeline.lua") ;;
+    file4k) out=$(wrk_run "http://127.0.0.1:${!pg}/file.bin") ;;
+    esac
+    t1=$(cpu_ticks "${!pid}")
+    echo "$out $(awk -v o="$out" -v d="$DUR" -v t=$((t1 - t0)) -v hz="$hz" \
+        'BEGIN {split(o, a, " "); n = a[1] * d; printf "%.3f", n ? t * 1e6 / hz / n : 0}')"
 }
 tests="keepalive pipeline file4k"
 for t in $tests; do : >"$tmp/$t.A"; : >"$tmp/$t.B"; done
@@ -76,12 +88,12 @@ read -r ib_b ib_ok < <(idle "$pg_B" "$PID_gracedB")
 {
     echo "A = $A_NAME, B = $B_NAME; $ROUNDS rounds x ${DUR} s, wrk -t1 -c64, A and B interleaved (order alternating)"
     echo
-    echo "| test | A req/s (median) | B req/s (median) | B/A | p99 ms A / B | server core busy % A / B | server core in user space % A / B | A runs, sorted | B runs, sorted |"
-    echo "|---|---|---|---|---|---|---|---|---|"
+    echo "| test | A req/s (median) | B req/s (median) | B/A | server CPU µs per request A / B (median) | B/A | p99 ms A / B | server core busy % A / B | A runs, sorted | B runs, sorted |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
     for t in $tests; do
-        a=$(col "$t.A" 1); b=$(col "$t.B" 1)
-        echo "| $t | $a | $b | $(ratio "$b" "$a") | $(col "$t.A" 2) / $(col "$t.B" 2) |" \
-             "$(col "$t.A" 3) / $(col "$t.B" 3) | $(col "$t.A" 5) / $(col "$t.B" 5) |" \
+        a=$(col "$t.A" 1); b=$(col "$t.B" 1); ca=$(col "$t.A" 6); cb=$(col "$t.B" 6)
+        echo "| $t | $a | $b | $(ratio "$b" "$a") | $ca / $cb | $(ratio "$cb" "$ca") |" \
+             "$(col "$t.A" 2) / $(col "$t.B" 2) | $(col "$t.A" 3) / $(col "$t.B" 3) |" \
              "$(sorted "$t.A") | $(sorted "$t.B") |"
     done
     echo
