@@ -299,6 +299,8 @@ static void reap(struct h2 *h)
             return;
         if (!st->closed || st->req || st->reports.head)
             continue;
+        if (st->write_timeout > h->tail_wt) /* its last frames may still be queued */
+            h->tail_wt = st->write_timeout;
         TAILQ_REMOVE(&h->streams, st, link);
         h->nstreams--;
         grace__h2s_free(st);
@@ -548,6 +550,7 @@ static int h2_output(struct grace_conn *c, enum grace_out what)
     case GRACE_OUT_SENT:
         return 0;
     case GRACE_OUT_EMPTY:
+        h->tail_wt = 0; /* the closed streams' frames are all out */
         break;
     }
     if (h->sending) {
@@ -564,6 +567,25 @@ static int h2_output(struct grace_conn *c, enum grace_out what)
     if (!h->running)
         check_close(h);
     return 0;
+}
+
+/* write-timeout for a full socket: its streams share it, so the most
+ * patient of theirs (a request's own, grace_request_set_write_timeout; a
+ * reply's tail keeps its request's) bounds the stall. */
+static int64_t h2_write_timeout(const struct grace_conn *c)
+{
+    const struct h2 *h = c->ps;
+    const struct h2s *st;
+    int64_t wt = h ? h->tail_wt : 0;
+
+    if (h)
+        TAILQ_FOREACH(st, &h->streams, link) {
+            int64_t t = st->req && st->req->write_timeout ? st->req->write_timeout
+                                                          : st->write_timeout;
+            if (t > wt)
+                wt = t;
+        }
+    return wt > OPT(c->srv, WRITE_TIMEOUT) ? wt : OPT(c->srv, WRITE_TIMEOUT);
 }
 
 /* No input while paused for a client that does not read its output. */
@@ -716,5 +738,6 @@ const struct grace_proto grace__h2_proto = {
     .end = h2_end,
     .deadline = h2_deadline,
     .room = h2_room,
+    .write_timeout = h2_write_timeout,
     .owed = h2_owed,
 };

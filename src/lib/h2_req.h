@@ -101,6 +101,7 @@ struct h2 {
     uint32_t scan_skip;
     unsigned char running, again, sending, send_more;
     unsigned char paused_out;  /* our output is above output-high-water: not read */
+    int64_t tail_wt;           /* write-timeout of closed streams whose frames may be queued */
     unsigned char goaway;      /* our final GOAWAY is submitted: no new streams */
     unsigned char closing;     /* close once no stream is left */
     unsigned char calmed;      /* a flood: GOAWAY(ENHANCE_YOUR_CALM), nothing more read */

@@ -14,6 +14,7 @@
  *   /never       reads a body that never comes (body-timeout)
  *   /hints       103 Early Hints (link), then 200
  *   /stream?N    a streamed reply of N bytes ('x'), 16 KiB at a time on drain
+ *   /patient     16 MiB with a write-timeout of its own, 5 s
  *   /late        200 after 600 ms (a stop lets it finish)
  *   /deadline    a 300 ms request deadline, no reply (503)
  *   /counters    every library counter, "name value" lines
@@ -147,6 +148,15 @@ static void handler(struct grace_request *req, void *arg)
         const char *f[] = {"Link", "</style.css>; rel=preload; as=style"};
         grace_reply_informational(req, 103, f, 1);
         grace_reply(req, 200, "hinted\n", 7);
+    } else if (!strcmp(p, "/patient")) { /* 16 MiB, its own write-timeout of 5 s */
+        struct evbuffer *out = evbuffer_new();
+        static char mib[1 << 20];
+        memset(mib, 'p', sizeof(mib));
+        for (int i = 0; i < 16; i++)
+            evbuffer_add(out, mib, sizeof(mib));
+        grace_request_set_write_timeout(req, 5000);
+        grace_reply_buffer(req, 200, out);
+        evbuffer_free(out);
     } else if (!strcmp(p, "/stream")) {
         struct stream *st = calloc(1, sizeof(*st));
         const char *q = grace_request_query(req);

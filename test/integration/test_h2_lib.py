@@ -383,6 +383,19 @@ def case_zero_window():
         check(cnt["timeout_write"] >= 1, "zero window: counted in timeout_write")
 
 
+def case_patient_write():
+    with Server("write-timeout=500") as srv:
+        c = Client(srv.port, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2147483647})
+        c.c.increment_flow_control_window(1 << 30)
+        c.flush()
+        sid = c.request("/patient")
+        time.sleep(1.5)  # the socket fills and stays full: longer than write-timeout
+        c.until(lambda: c.done(sid), 40)  # Python's h2 parses a few MB/s
+        check(c.st[sid]["status"] == 200 and len(c.st[sid]["body"]) == 16 << 20,
+              "a request's own write-timeout (5 s) outlasts the server's (500 ms) over HTTP/2 (%s, %d bytes)"
+              % (c.st[sid]["status"], len(c.st[sid]["body"])))
+
+
 def case_rapid_reset():
     with Server("h2-reset-rate=20") as srv:
         c = Client(srv.port)
@@ -430,7 +443,7 @@ def case_stop():
 def main():
     t0 = time.monotonic()
     for case in (case_version, case_early_fast, case_early_silent, case_window, case_header_limits,
-                 case_body_timeout, case_body_min_rate, case_keepalive, case_misc, case_zero_window, case_rapid_reset,
+                 case_body_timeout, case_body_min_rate, case_keepalive, case_misc, case_zero_window, case_patient_write, case_rapid_reset,
                  case_h2c_off, case_stop):
         try:
             case()
