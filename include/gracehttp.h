@@ -88,7 +88,7 @@ enum grace_opt {
     GRACE_OPT_LINGER_BYTES,       /**< lingering: bytes discarded; 0: no cap
                                        (0: time, silence and rate bound it) */
     GRACE_OPT_MAX_LINGERING,      /**< connections lingering at once (1024) */
-    GRACE_OPT_STOP_LINGER_TIME,   /**< lingering cut to this in a stop (1000) */
+    GRACE_OPT_STOP_LINGER_TIME,   /**< a stop's lingers end this long after its deadline (1000) */
     GRACE_OPT_REUSEPORT,          /**< SO_REUSEPORT on listen sockets (0) */
     GRACE_OPT_DRAIN_TIME,         /**< discarding a remainder: total (5000) */
     GRACE_OPT_LINGER_MIN_RATE,    /**< lingering past linger-time: bytes/s a
@@ -244,10 +244,13 @@ typedef void (*grace_stopped_cb)(struct grace_server *srv, void *arg);
  * Stop gracefully, dropping no request a client has sent:
  *  1. the connections already waiting in the listen queues are accepted
  *     (closing a listener would reset them, and they may hold a request),
- *     then the listening sockets are closed: new connections are refused;
+ *     up to GRACE_OPT_MAX_CONNECTIONS (the rest is reset by the close),
+ *     then the listening sockets are closed: new connections are refused.
+ *     From inside the accept hook the queue is taken from the loop, just
+ *     after (the hook never runs inside itself);
  *  2. every response started from now on carries Connection: close and
- *     the connection closes gracefully after it (lingering cut to
- *     GRACE_OPT_STOP_LINGER_TIME);
+ *     the connection closes gracefully after it (its linger as without a
+ *     stop, ended by timeout_ms + GRACE_OPT_STOP_LINGER_TIME at the latest);
  *  3. an idle keep-alive connection is not closed at once (its client may
  *     be sending a request right now): it stays open for
  *     GRACE_OPT_STOP_IDLE_GRACE, counted from the stop or from the end of
@@ -261,8 +264,11 @@ typedef void (*grace_stopped_cb)(struct grace_server *srv, void *arg);
  *     callback gets -ESHUTDOWN); one whose reply has started is cut short
  *     (finish callback -ECANCELED); idle and closing connections close;
  *  5. stop-linger-time later whatever is left is closed.
+ * A request that holds the stop (grace_request_hold_stop) is cut by
+ * neither 4 nor 5: its connection closes after its reply.
  * cb runs once everything is closed: from the event loop, never from inside
- * this call, and at the latest timeout_ms + stop-linger-time after it.
+ * this call, and at the latest timeout_ms + stop-linger-time after it
+ * (or, with held requests, once the last of them has been answered).
  * Connections given to grace_server_adopt_conn() before the deadline are
  * still served (with Connection: close). May be called from any of this
  * server's callbacks, the accept hook included: a connection being
@@ -649,6 +655,25 @@ GRACE_API void grace_request_on_finish(struct grace_request *req, grace_finish_c
  * -EALREADY if the reply was completed.
  */
 GRACE_API int grace_request_set_deadline(struct grace_request *req, int64_t ms);
+
+/**
+ * Hold a graceful stop for this request until its reply completes: the
+ * application is committing what the request asked (an upload being
+ * renamed into place and synced) and its answer must say how that ended —
+ * a 503 at the stop's deadline would tell the client "not stored" about a
+ * file that is. While held, the stop's deadline neither answers it 503 nor
+ * cuts its reply, and the stop's last bound (GRACE_OPT_STOP_LINGER_TIME
+ * after the deadline) leaves its connection open: grace_server_stop()'s
+ * callback then comes once that reply is out and the connection closed,
+ * which may be past timeout_ms + stop-linger-time. Hold only for work
+ * bounded in time (a rename, an fsync) once the body is read. The other
+ * timers, the request's own deadline (grace_request_set_deadline), the
+ * client's failures and grace_server_free() still end it. Nothing is
+ * allocated; the hold ends with the request, and cannot be taken back.
+ * @return 0; -EINVAL if req is NULL; -ENOTCONN if the client has gone;
+ * -EALREADY if the reply was completed.
+ */
+GRACE_API int grace_request_hold_stop(struct grace_request *req);
 
 /** A piece of body; data is valid during the call only. */
 typedef void (*grace_data_cb)(struct grace_request *req, const char *data, size_t len,

@@ -20,7 +20,7 @@ obj=${top_builddir:-.}/src/graced
 ranks() {
     cat <<'EOF'
 0 base        log clock addr path escape etag reply multipart pool xml ifheader tree fields graced.h
-1 services    notify certs options sock auth web guard store partial metrics proxy locktab davcond props davjob
+1 services    notify certs options sock auth web guard store sink partial metrics proxy locktab davcond props davjob
 2 handlers    listing files upload form delete propfind proppatch mkcol copymove lock resumable append
 3 dispatch    route
 4 worker      worker

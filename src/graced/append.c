@@ -28,9 +28,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DISK_HIGH (1u << 20) /* pause the client above this much unwritten */
-#define DISK_STEP (1u << 20) /* written per loop iteration */
-
 int rup_interop(struct grace_request *req)
 {
     const char *v = grace_request_header(req, "Upload-Draft-Interop-Version");
@@ -86,6 +83,7 @@ static void add_common(struct rup *r)
 void rup_answer(struct rup *r, int status, const char *body)
 {
     r->replied = 1;
+    graced_sink_cancel(r->sink); /* what else comes is dropped */
     add_common(r);
     graced_reply(r->req, status, body);
 }
@@ -105,6 +103,7 @@ void rup_problem(struct rup *r, int status, const char *type, const char *title,
                  "{\"type\":\"https://iana.org/assignments/http-problem-types#%s\","
                  "\"title\":\"%s\"}\n", type, title);
     r->replied = 1;
+    graced_sink_cancel(r->sink);
     add_common(r);
     grace_response_add_header(r->req, "Content-Type", "application/problem+json");
     grace_reply(r->req, status, body, strlen(body));
@@ -180,10 +179,7 @@ static void rup_free(struct rup *r)
 {
     writer_remove(r);
     graced_store_abandon(r->store); /* an upload's file stays: closed, its lock let go */
-    if (r->flush_ev)
-        event_free(r->flush_ev);
-    if (r->buf)
-        evbuffer_free(r->buf);
+    graced_sink_free(r->sink);
     free(r);
 }
 
@@ -194,9 +190,8 @@ static void keep_received(struct rup *r)
     off_t at;
     if (r->fd < 0 || r->counted)
         return;
-    while (r->buf && evbuffer_get_length(r->buf) && !r->failed &&
-           evbuffer_write_atmost(r->buf, r->fd, -1) >= 0)
-        ;
+    if (!r->failed)
+        (void)graced_sink_write_out(r->sink);
     at = lseek(r->fd, 0, SEEK_CUR); /* spliced bytes too */
     if (at > r->start)
         graced_metrics_resumable(r->g, GRACED_RES_BYTES, at - r->start);
@@ -338,7 +333,10 @@ static void committed(const struct graced_store_result *res, void *arg)
 static void commit(struct rup *r)
 {
     int dirfd = graced_path_open_dir(r->g->upload_fd, r->p.dir, strlen(r->p.dir), 1), st;
-    if (dirfd < 0 || graced_store_target(r->store, dirfd, r->p.name) < 0) {
+    /* graced_store_path: the folders on the way synced too (made at the
+     * upload's creation, maybe never synced since) */
+    if (dirfd < 0 || graced_store_target(r->store, dirfd, r->p.name) < 0 ||
+        graced_store_path(r->store, r->p.dir) < 0) {
         st = graced_errno_status(dirfd < 0 ? dirfd : -ENOMEM);
         if (dirfd >= 0)
             close(dirfd);
@@ -352,6 +350,7 @@ static void commit(struct rup *r)
     }
     close(dirfd);
     r->busy = 1;
+    grace_request_hold_stop(r->req); /* no 503 at a stop's deadline for a stored file */
     if (graced_store_commit(r->store, r->p.noreplace, r->p.if_match[0] ? r->p.if_match : NULL,
                             committed, r) < 0) {
         r->busy = 0;
@@ -448,74 +447,26 @@ static void fail_body(struct rup *r, int status, const char *msg)
     rup_answer(r, status, msg);
 }
 
-static void flush_cb(evutil_socket_t fd, short what, void *arg)
+/* The body is all in the file, or could not be: err. */
+static void body_stored(int err, void *arg)
 {
     struct rup *r = arg;
-    while (evbuffer_get_length(r->buf)) {
-        int n = evbuffer_write_atmost(r->buf, r->fd, DISK_STEP);
-        if (n < 0) {
-            int e = errno;
-            r->failed = 1;
-            graced_log(LOG_ERR, "resumable upload %s: %s", r->p.id, strerror(e));
-            r->bytes -= (int64_t)evbuffer_get_length(r->buf); /* what reached the file */
-            fail_body(r, rup_disk_status(e), "could not store the upload\n");
-            return;
-        }
-        if (!r->ended)
-            break; /* yield to the network; come back if still behind */
-    }
-    if (r->ended && !evbuffer_get_length(r->buf)) {
-        body_done(r);
+    if (err) {
+        r->failed = 1;
+        /* what reached the file */
+        r->bytes = graced_sink_received(r->sink) - graced_sink_buffered(r->sink);
+        graced_log(LOG_ERR, "resumable upload %s: %s", r->p.id, strerror(err));
+        fail_body(r, rup_disk_status(err),
+                  err == ENOMEM ? "out of memory\n" : "could not store the upload\n");
         return;
     }
-    if (evbuffer_get_length(r->buf) >= DISK_HIGH) {
-        event_active(r->flush_ev, EV_TIMEOUT, 1);
-    } else if (r->paused) {
-        r->paused = 0;
-        grace_request_resume(r->req);
-    }
-}
-
-static void on_data(struct grace_request *req, const char *data, size_t len, void *arg)
-{
-    struct rup *r = arg;
-    if (r->replied)
-        return;
-    if (evbuffer_add(r->buf, data, len) < 0) {
-        fail_body(r, 500, "out of memory\n");
-        return;
-    }
-    r->bytes += (int64_t)len;
-    if (evbuffer_get_length(r->buf) >= DISK_HIGH) {
-        if (!r->paused) {
-            r->paused = 1;
-            grace_request_pause(req);
-        }
-        event_active(r->flush_ev, EV_TIMEOUT, 1);
-    }
-}
-
-static void on_end(struct grace_request *req, void *arg)
-{
-    struct rup *r = arg;
-    r->ended = 1;
-    if (!r->replied)
-        event_active(r->flush_ev, EV_TIMEOUT, 1);
-}
-
-static void on_spliced(struct grace_request *req, void *arg)
-{
-    struct rup *r = arg;
-    r->bytes = grace_request_content_length(req);
-    on_end(req, arg);
+    r->bytes = graced_sink_received(r->sink);
+    body_done(r);
 }
 
 static void read_body(struct rup *r)
 {
-    int st = rup_has_body(r->req) ? grace_request_body_to_fd(r->req, r->fd, on_spliced, r) : -ENOTSUP;
-    if (st == -ENOTSUP) /* TLS, chunked, none: through memory */
-        st = grace_request_read_body(r->req, on_data, on_end, r);
-    if (st < 0)
+    if (graced_sink_start(r->sink, r->req, r->fd, rup_has_body(r->req)) < 0)
         fail_body(r, 500, "could not read the body\n");
 }
 
@@ -580,9 +531,7 @@ void rup_start_body(struct rup *r)
         return;
     }
     grace_request_set_max_body(r->req, (uint64_t)room); /* a chunked body is cut there */
-    r->buf = evbuffer_new();
-    r->flush_ev = event_new(r->g->base, -1, 0, flush_cb, r);
-    if (!r->buf || !r->flush_ev) {
+    if (!(r->sink = graced_sink_new(r->g->base, body_stored, r))) {
         rup_answer(r, 500, "out of memory\n");
         return;
     }

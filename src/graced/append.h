@@ -26,12 +26,11 @@ struct rup {
     struct graced_partial_op op;
     struct graced_store *store;
     int fd;
-    struct evbuffer *buf;      /* received, not yet written */
-    struct event *flush_ev;
-    int64_t start, bytes;      /* the offset its body starts at; received so far */
+    struct graced_sink *sink;  /* the body into fd */
+    int64_t start, bytes;      /* the offset its body starts at; of it in the file */
     int busy;                  /* a job whose end comes back here runs */
     int gone;                  /* ... and the request ended meanwhile: free at its end */
-    int ended, paused, replied;
+    int replied;
     int failed;                /* a write failed: nothing more is written */
     int heading;               /* a HEAD that stores an upload whose bytes are all there */
     struct rup *wnext, **wprev; /* in writers: it holds the upload's file */

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * certs.c - the certificates of --tls-cert/--tls-key: loaded at start-up
- * (where a bad one is one line on stderr naming the file), again by each
- * worker for its own TLS context, and again on SIGHUP (the old ones stay
- * if the new ones do not load).
+ * (where a bad one is one line on stderr naming the file) into the context
+ * every worker forked then or later has a copy of, and again on SIGHUP by
+ * each worker and the supervisor (the old ones stay if the new ones do not
+ * load).
  */
 #include "graced.h"
 

@@ -14,7 +14,8 @@
  * (a name taken meanwhile is 412, never overwritten); a folder or file
  * replacing a folder is exchanged with it (RENAME_EXCHANGE) and the old
  * one then removed, so the Destination never goes missing in between.
- * Both folders are fsync'ed. Dead properties are the file's own and go
+ * Both folders are fsync'ed, and those above the destination's (one may
+ * be new: an upload on its way made it). Dead properties are the file's own and go
  * along; locks on the source go away (RFC 4918 7: they are not moved).
  *
  * COPY writes each file as an upload is written (store.c): a locked
@@ -25,6 +26,11 @@
  * are not copied, nor symbolic links (each a 403 in the 207). A folder
  * copied, or replaced, counts its entries first: over --dav-tree-max is
  * 403 before anything is touched. The work runs on the pool (davjob.c).
+ *
+ * A folder fsync that fails is a 500 (done, but not durable; never tried
+ * again), a folder copied inside whose fsync fails a 500 in the 207. What
+ * moved or was replaced is forgotten (locks, cache) once the work is done,
+ * also when the client left before its answer.
  */
 #define _GNU_SOURCE
 #include "graced.h"
@@ -50,6 +56,9 @@ struct cm {
     int sdir, ddir;      /* the folders of source and destination */
     int existed;         /* the destination was there */
     int err;             /* the request's failure (an errno), or 0 */
+    int sync_err;        /* done, but a folder's fsync failed (an errno) */
+    int changed;         /* done: the destination written (a MOVE: the source gone) */
+    int cleared;         /* what was at the destination removed */
     int nfails;
     struct evbuffer *fails; /* <D:response>s of members that failed */
     long max;
@@ -187,8 +196,24 @@ static void copy_dir(struct cm *c, int sfd, int dfd, const char *rel, int depth)
         if (rc < 0)
             fail(c, path, -rc);
     }
-    fsync(dfd);
+    if (fsync(dfd) < 0)
+        fail(c, rel, errno); /* what it holds may not survive a crash */
     closedir(d);
+}
+
+/* After a rename or a write: the folders made durable (errors noted, never
+ * retried): the destination's and those above it (one may be new), and
+ * the source's for a MOVE. */
+static void sync_folders(struct cm *c)
+{
+    const char *leaf = strrchr(c->drel, '/');
+    int rc;
+    c->changed = 1;
+    if (fsync(c->ddir) < 0 || (c->move && c->ddir != c->sdir && fsync(c->sdir) < 0))
+        c->sync_err = errno;
+    else if ((rc = graced_path_sync_dirs(c->g->upload_fd, c->drel,
+                                         leaf ? (size_t)(leaf - c->drel) : 0)) < 0)
+        c->sync_err = -rc;
 }
 
 /* What is at the destination goes (Overwrite: T over a folder, or with a
@@ -196,6 +221,7 @@ static void copy_dir(struct cm *c, int sfd, int dfd, const char *rel, int depth)
 static int clear_dest(struct cm *c)
 {
     struct rmfail f = {c, c->drel};
+    c->cleared = 1;
     return graced_tree_remove(c->ddir, c->dleaf, rm_fail, &f);
 }
 
@@ -248,9 +274,7 @@ static void do_move(struct cm *c, const struct stat *sst, const struct stat *dst
             return;
         }
     }
-    fsync(c->ddir);
-    if (c->ddir != c->sdir)
-        fsync(c->sdir);
+    sync_folders(c);
 }
 
 static void do_copy(struct cm *c, const struct stat *sst, const struct stat *dst)
@@ -284,7 +308,8 @@ static void do_copy(struct cm *c, const struct stat *sst, const struct stat *dst
         if (d2 >= 0)
             close(d2);
     }
-    fsync(c->ddir);
+    if (!c->err)
+        sync_folders(c);
 }
 
 static void cm_work(void *arg)
@@ -331,11 +356,13 @@ static void cm_done(struct grace_request *req, struct graced *g, void *arg)
                                           : "could not do it\n");
         return;
     }
-    if (c->move) {
-        graced_locktab_drop(g, c->srel);
-        graced_files_forget(g, c->srel);
+    if (c->sync_err) {
+        graced_log(LOG_ERR, "%s %s to %s: done, but a folder's fsync failed (%s): not durable",
+                   c->move ? "MOVE" : "COPY", c->srel, c->drel, strerror(c->sync_err));
+        graced_reply(req, 500, "done, but a folder could not be synced to disk: not durable "
+                               "(a crash may undo it)\n");
+        return;
     }
-    graced_files_forget(g, c->drel);
     if (!c->nfails) {
         graced_reply(req, c->existed ? 204 : 201, c->existed ? NULL : "created\n");
         return;
@@ -353,9 +380,16 @@ static void cm_done(struct grace_request *req, struct graced *g, void *arg)
     evbuffer_free(b);
 }
 
+/* after cm_done, or without it (the client left) */
 static void cm_free(void *arg)
 {
     struct cm *c = arg;
+    if (c->changed && c->move) {
+        graced_locktab_drop(c->g, c->srel);
+        graced_files_forget(c->g, c->srel);
+    }
+    if (c->changed || c->cleared)
+        graced_files_forget(c->g, c->drel);
     if (c->sdir >= 0)
         close(c->sdir);
     if (c->ddir >= 0)

@@ -74,6 +74,9 @@ int graced_dav_run(struct graced *g, struct grace_request *req, void (*work)(voi
     j->release = release;
     j->arg = arg;
     grace_request_on_finish(req, on_finish, j);
+    /* the job changes the tree: a stop's deadline must not answer 503 for
+     * a change that is made (the pool's jobs run to their end anyway) */
+    grace_request_hold_stop(req);
     graced_pool_run(g->pool, &j->job);
     return 0;
 }

@@ -14,6 +14,14 @@
  * more than --dav-tree-max is 403 before anything is removed. What cannot
  * be removed (an upload still being stored there: 423, a permission) is
  * listed in a 207, and the folders holding it stay.
+ *
+ * A file's unlink and the fsync of its folder run on the pool too (an
+ * fsync can wait for the disk for seconds, and every other connection of
+ * the worker with it). The answer waits for the fsync: a name that a
+ * crash could bring back is not a 204 (a failed fsync is a 500, never
+ * tried again: a second one can report success for what the first lost).
+ * The file's locks and cache entry go once the work is done, whether or
+ * not the client is still there to be answered.
  */
 #include "graced.h"
 
@@ -29,8 +37,12 @@
 #define DEL_MAX_FAILS 100
 
 struct del {
+    struct graced *g;
     int dirfd;
     long max, count;
+    int file;             /* a file (not a folder) */
+    int err, sync_err;    /* the unlink's, the folder fsync's (errno) */
+    int removed;          /* something went: its locks and cache entries too */
     int nfails;
     struct evbuffer *fails;
     char leaf[256];
@@ -55,28 +67,58 @@ static void del_fail(const char *rel, int err, void *arg)
 static void del_work(void *arg)
 {
     struct del *d = arg;
-    int fd = openat(d->dirfd, d->leaf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int fd;
+    if (d->file) {
+        if (unlinkat(d->dirfd, d->leaf, 0) < 0) {
+            d->err = errno;
+            return;
+        }
+        d->removed = 1;
+        if (fsync(d->dirfd) < 0)
+            d->sync_err = errno;
+        return;
+    }
+    fd = openat(d->dirfd, d->leaf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd >= 0) {
         d->count = graced_tree_count(fd, d->max);
         close(fd);
         if (d->count > d->max)
             return;
     }
-    if (graced_tree_remove(d->dirfd, d->leaf, del_fail, d) == 0)
-        fsync(d->dirfd);
+    d->removed = 1; /* some of it, at least, may have gone */
+    if (graced_tree_remove(d->dirfd, d->leaf, del_fail, d) == 0 && fsync(d->dirfd) < 0)
+        d->sync_err = errno;
 }
 
 static void del_done(struct grace_request *req, struct graced *g, void *arg)
 {
     struct del *d = arg;
     struct evbuffer *b;
+    int st;
+    (void)g;
+    if (d->err) {
+        st = d->err == ENOTEMPTY || d->err == EEXIST ? 409 : graced_errno_status(d->err);
+        graced_reply(req, st, st == 409 ? "the folder is not empty\n" : "could not delete\n");
+        return;
+    }
     if (d->count > d->max) {
         graced_reply(req, 403, "the folder holds more than --dav-tree-max entries: delete "
                                "what it holds first\n");
         return;
     }
-    graced_locktab_drop(g, d->rel);
-    graced_files_forget(g, d->rel);
+    /* the name is gone, but a crash may bring it back: no 2xx */
+    if (d->sync_err) {
+        graced_log(LOG_ERR, "deleted %s, but the folder's fsync failed (%s): not durable",
+                   d->rel, strerror(d->sync_err));
+        graced_reply(req, 500, "deleted, but the folder could not be synced to disk: not "
+                               "durable (a crash may bring it back)\n");
+        return;
+    }
+    if (d->file) {
+        graced_log(LOG_DEBUG, "deleted %s", d->rel);
+        graced_reply(req, 204, NULL);
+        return;
+    }
     if (!d->nfails) {
         graced_log(LOG_DEBUG, "deleted %s and all it held", d->rel);
         graced_reply(req, 204, NULL);
@@ -95,17 +137,22 @@ static void del_done(struct grace_request *req, struct graced *g, void *arg)
     evbuffer_free(b);
 }
 
+/* after del_done, or without it (the client left): what went is forgotten */
 static void del_free(void *arg)
 {
     struct del *d = arg;
+    if (d->removed) {
+        graced_locktab_drop(d->g, d->rel);
+        graced_files_forget(d->g, d->rel);
+    }
     close(d->dirfd);
     evbuffer_free(d->fails);
     free(d);
 }
 
-/* A folder: the walk goes to the pool; dirfd is taken. */
-static void delete_folder(struct grace_request *req, struct graced *g, int dirfd,
-                          const char *leaf, const char *rel)
+/* On the pool: a file's unlink and fsync, or a folder's walk; dirfd is taken. */
+static void delete_on_pool(struct grace_request *req, struct graced *g, int dirfd,
+                           const char *leaf, const char *rel, int file)
 {
     struct del *d = calloc(1, sizeof(*d));
     if (!d || !(d->fails = evbuffer_new())) {
@@ -114,7 +161,9 @@ static void delete_folder(struct grace_request *req, struct graced *g, int dirfd
         graced_reply(req, 500, "out of memory\n");
         return;
     }
+    d->g = g;
     d->dirfd = dirfd;
+    d->file = file;
     d->max = (long)g->o.dav_tree_max;
     snprintf(d->leaf, sizeof(d->leaf), "%.255s", leaf);
     snprintf(d->rel, sizeof(d->rel), "%s", rel);
@@ -164,31 +213,5 @@ void graced_delete(struct grace_request *req, struct graced *g)
             return;
         }
     }
-    if (S_ISDIR(sb.st_mode)) {
-        delete_folder(req, g, dirfd, leaf, rel);
-        return;
-    }
-    if (unlinkat(dirfd, leaf, 0) < 0) {
-        int e = errno;
-        close(dirfd);
-        st = e == ENOTEMPTY || e == EEXIST ? 409 : graced_errno_status(e);
-        graced_reply(req, st, st == 409 ? "the folder is not empty\n" : "could not delete\n");
-        return;
-    }
-    graced_locktab_drop(g, rel);
-    graced_files_forget(g, rel);
-    /* the name is gone, but a crash may bring it back: no 2xx (and no
-     * second fsync, which could report success for what the first lost) */
-    if (fsync(dirfd) < 0) {
-        int e = errno;
-        close(dirfd);
-        graced_log(LOG_ERR, "deleted %s, but the folder's fsync failed (%s): not durable", rel,
-                   strerror(e));
-        graced_reply(req, 500, "deleted, but the folder could not be synced to disk: not durable "
-                               "(a crash may bring the file back)\n");
-        return;
-    }
-    close(dirfd);
-    graced_log(LOG_DEBUG, "deleted %s", rel);
-    graced_reply(req, 204, NULL);
+    delete_on_pool(req, g, dirfd, leaf, rel, !S_ISDIR(sb.st_mode));
 }

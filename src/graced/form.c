@@ -142,6 +142,16 @@ static void form_free(struct form *f)
     free(f);
 }
 
+/* The answer now waits only for the commits (the body has ended, or a
+ * failure waits for them to name what was stored): a 503 at the stop's
+ * deadline would say "not stored" about parts that are, so the stop waits
+ * for our answer. */
+static void hold_stop(struct form *f)
+{
+    if (f->ncommitting)
+        grace_request_hold_stop(f->req);
+}
+
 /* An error answer, naming what was stored before it; once no part is
  * committing, so that the list is the truth. May free f. */
 static void fail(struct form *f, int status, const char *msg)
@@ -156,6 +166,7 @@ static void fail(struct form *f, int status, const char *msg)
     if (f->ncommitting) { /* one commit runs: its outcome belongs in the answer */
         f->fail_status = status;
         snprintf(f->fail_msg, sizeof(f->fail_msg), "%s", msg);
+        hold_stop(f);
         if (!f->paused) {
             f->paused = 1;
             grace_request_pause(f->req);
@@ -261,7 +272,10 @@ static int on_part_begin(const char *field, const char *filename, void *arg)
             return -EEXIST;
         }
     }
-    if ((rc = graced_store_open(f->g, f->dirfd, f->name, &f->cur)) < 0) {
+    /* graced_store_path: the folders on the way synced too (made for this
+     * form, or by an upload still on its way) */
+    if ((rc = graced_store_open(f->g, f->dirfd, f->name, &f->cur)) < 0 ||
+        (rc = graced_store_path(f->cur, f->dir)) < 0) {
         graced_log(LOG_ERR, "form upload %s: %s", f->name, strerror(-rc));
         refusef(f, graced_errno_status(rc), "could not store %s", f->name);
         return rc;
@@ -549,6 +563,7 @@ static void on_end(struct grace_request *req, void *arg)
     struct form *f = arg;
     (void)req;
     f->ended = 1;
+    hold_stop(f);
     progress(f);
 }
 

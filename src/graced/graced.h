@@ -58,6 +58,8 @@
  *   addr.c     ADDR:PORT and address lists (CIDR)
  *   log.c      error log (levels) and access log (Combined Log Format)
  *   clock.c    the monotonic clock
+ *   sink.c     a request's body into a file, the client paused while the
+ *              disk is behind
  *   pool.c     a few threads per worker for work that blocks on the disk
  *   multipart.c  a streaming multipart/form-data parser (no I/O)
  *   xml.c      WebDAV's XML: request bodies read (expat), answers written
@@ -254,6 +256,11 @@ size_t graced_path_encode(const char *in, char *out, size_t outlen);
 /* open directory rel[0..len) below top, each segment O_NOFOLLOW, creating
  * missing ones if create: an fd, or a negative errno (-ELOOP: a symlink) */
 int graced_path_open_dir(int top, const char *rel, size_t len, int create);
+/* For pool threads (it waits for the disk): fsync top and each folder of
+ * the folder path rel[0..len) but the last, so that the entry naming each
+ * folder on the way is durable (the last folder's own entries are the
+ * caller's to sync). 0, or the first negative errno. */
+int graced_path_sync_dirs(int top, const char *rel, size_t len);
 /* a negative errno of the above or of a file operation -> HTTP status */
 int graced_errno_status(int err);
 /* is rel (a decoded path below the upload tree, "a/b") graced's own URL,
@@ -378,8 +385,14 @@ int graced_store_fd(const struct graced_store *s); /* write the content here */
 typedef void (*graced_store_ready_cb)(int err, void *arg);
 int graced_store_reserve(struct graced_store *s, int64_t size, graced_store_ready_cb cb,
                          void *arg);
+/* The target's folder is dir (relative to --upload-dir; "" for the top):
+ * the commit then also syncs each folder above it (graced_path_sync_dirs),
+ * since a folder on the way may be new and not yet on disk. Call before
+ * the commit. 0 or -ENOMEM. */
+int graced_store_path(struct graced_store *s, const char *dir);
 /* Everything is written: fsync, If-Match (if given, copied) checked again,
- * rename (noreplace: never over an existing name), fsync of the folder, on
+ * rename (noreplace: never over an existing name), fsync of the folder
+ * (and of those above it, after graced_store_path), on
  * the pool; then cb from the loop, never inside this call. err is 0 only
  * once all of it is done: a failed folder fsync is err with renamed set
  * (never retried: a second fsync can report success for what the first
@@ -406,7 +419,8 @@ int graced_store_adopt(struct graced *g, int tmpdirfd, const char *tmp, struct g
 int graced_store_target(struct graced_store *s, int dirfd, const char *leaf);
 /* What is written made durable (fstat, fsync on the pool), then cb from
  * the loop: err 0 and the size synced, or an errno. One at a time, not
- * during a commit; never runs once the store is abandoned. 0. */
+ * during a commit; never runs once the store is abandoned. Abandoning the
+ * store in cb closes it there (its lock let go), unless write-back runs. 0. */
 typedef void (*graced_store_synced_cb)(int err, int64_t size, void *arg);
 int graced_store_sync(struct graced_store *s, graced_store_synced_cb cb, void *arg);
 int graced_store_init(struct graced *g); /* a worker: its pool, write-back, sweep; -1 */
@@ -443,6 +457,7 @@ struct graced_partial_op {
     struct graced_job job;
     struct graced_partial *p;
     int dirfd, what;
+    int top;              /* the upload tree (create: the folder's entry synced there) */
     int err;              /* the result: 0 or a negative errno */
     void (*done)(struct graced_partial_op *op);
 };
@@ -710,11 +725,28 @@ int graced_dav_test(struct grace_request *req, struct graced *g, const char *rel
  * name), with the href of a path (NULL: none) */
 void graced_dav_error(struct grace_request *req, int status, const char *cond, const char *href);
 
+/* sink.c: a request's body into an open file: spliced when splice and the
+ * library can, else through memory a step per loop iteration, the client
+ * paused while the disk is behind. done(err, arg) once: 0, the whole body
+ * is in the file; or an errno (a write's, ENOMEM). It may free the sink. */
+typedef void (*graced_sink_done_cb)(int err, void *arg);
+struct graced_sink *graced_sink_new(struct event_base *base, graced_sink_done_cb done, void *arg);
+/* 0, or a negative errno: the body cannot be read (done will not run) */
+int graced_sink_start(struct graced_sink *s, struct grace_request *req, int fd, int splice);
+/* the body's bytes taken so far; of them, those still in memory */
+int64_t graced_sink_received(const struct graced_sink *s);
+int64_t graced_sink_buffered(const struct graced_sink *s);
+/* what is in memory written now (the request ended): 0 or a negative errno */
+int graced_sink_write_out(struct graced_sink *s);
+/* take nothing more, never call done (answered otherwise); NULL is fine */
+void graced_sink_cancel(struct graced_sink *s);
+void graced_sink_free(struct graced_sink *s);
+
 /* davjob.c: work(arg) on the pool, then done(req, g, arg) on the loop,
  * which answers; if the client left meanwhile, done does not run (the job
- * runs all the same). release(arg) (may be NULL) after either. 0, or -1:
- * answered 500 and released. Call with the request unanswered, its body
- * read. */
+ * runs all the same). release(arg) (may be NULL) after either. The request
+ * holds a stop's deadline (grace_request_hold_stop). 0, or -1: answered 500
+ * and released. Call with the request unanswered, its body read. */
 int graced_dav_run(struct graced *g, struct grace_request *req, void (*work)(void *arg),
                    void (*done)(struct grace_request *req, struct graced *g, void *arg),
                    void (*release)(void *arg), void *arg);

@@ -262,6 +262,13 @@ static void on_body(struct grace_request *req, struct evbuffer *body, void *arg)
     /* an unmapped name: an empty file, stored as any upload is */
     rc = graced_store_open(k->g, dirfd, leaf ? leaf + 1 : k->rel, &k->store);
     close(dirfd);
+    if (rc == 0 && leaf) { /* its folder may be new too (an upload on its way) */
+        char dir[sizeof(k->rel)];
+        snprintf(dir, sizeof(dir), "%.*s", (int)(leaf - k->rel), k->rel);
+        rc = graced_store_path(k->store, dir);
+    }
+    if (rc >= 0)
+        grace_request_hold_stop(k->req); /* no 503 at a stop's deadline for a stored file */
     if (rc < 0 || graced_store_commit(k->store, 1, NULL, created, k) < 0) {
         graced_store_abandon(k->store);
         k->store = NULL;

@@ -66,8 +66,8 @@ int main(int argc, char **argv)
                                   : strerror(errno));
         return 2;
     }
-    /* the certificates are checked here, once, so that a bad one is a
-     * start-up error; with several workers each then loads its own */
+    /* the certificates are loaded here, once, so that a bad one is a
+     * start-up error; every worker (also one restarted later) has a copy */
     if (g.o.ncert && !(g.tls = graced_certs_load(&g.o)))
         return 2;
     if (graced_auth_load(&g) < 0 || graced_proxy_init(&g) < 0 || graced_metrics_init(&g) < 0 ||
@@ -106,10 +106,14 @@ int main(int argc, char **argv)
         g.worker = 1;
         rc = graced_worker_run(&g, &socks, 0);
     } else {
-        if (g.tls) /* each worker makes its own */
+        /* the supervisor keeps the certificates (read again on SIGHUP, the
+         * old kept if the files are broken): a worker restarted later
+         * starts with what its siblings serve, not with whatever the files
+         * hold then */
+        rc = graced_supervise(&g, &socks);
+        if (g.tls)
             grace_tls_free(g.tls);
         g.tls = NULL;
-        rc = graced_supervise(&g, &socks);
     }
     if (g.o.pid_file)
         unlink(g.o.pid_file);

@@ -3,7 +3,10 @@
  * mkcol.c - WebDAV MKCOL: a new folder in the upload tree. RFC 4918 9.3:
  * 201 made, 405 the name exists, 409 its folder does not (nothing is made
  * on the way, unlike PUT), 415 a body (none is defined), 423 locked. The
- * new folder and its parent are fsync'ed (on the pool) before the answer.
+ * new folder, its parent and every folder above up to the upload tree (one
+ * may be new: an upload on its way made it) are fsync'ed, on the pool,
+ * before the answer; a sync that fails is a 500 (the folder is there, but
+ * a crash may take it).
  */
 #define _GNU_SOURCE
 #include "graced.h"
@@ -17,8 +20,8 @@
 #include <unistd.h>
 
 struct mk {
-    int dirfd;
-    int err;
+    int dirfd, top;
+    int err, sync_err;
     char leaf[256];
     char rel[4096];
 };
@@ -26,10 +29,19 @@ struct mk {
 static void mk_work(void *arg)
 {
     struct mk *m = arg;
-    if (mkdirat(m->dirfd, m->leaf, 0755) < 0)
+    const char *leaf = strrchr(m->rel, '/');
+    int fd, rc;
+    if (mkdirat(m->dirfd, m->leaf, 0755) < 0) {
         m->err = errno;
-    else
-        fsync(m->dirfd);
+        return;
+    }
+    fd = openat(m->dirfd, m->leaf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) < 0 || fsync(m->dirfd) < 0)
+        m->sync_err = errno;
+    else if ((rc = graced_path_sync_dirs(m->top, m->rel, leaf ? (size_t)(leaf - m->rel) : 0)) < 0)
+        m->sync_err = -rc;
+    if (fd >= 0)
+        close(fd);
 }
 
 static void mk_done(struct grace_request *req, struct graced *g, void *arg)
@@ -37,7 +49,12 @@ static void mk_done(struct grace_request *req, struct graced *g, void *arg)
     struct mk *m = arg;
     char loc[3 * sizeof(m->rel) + 3];
     (void)g;
-    if (m->err == EEXIST) {
+    if (m->sync_err) { /* never a second fsync: it may report success for what the first lost */
+        graced_log(LOG_ERR, "MKCOL %s: made, but not synced to disk (%s): not durable", m->rel,
+                   strerror(m->sync_err));
+        graced_reply(req, 500, "the folder was made, but could not be synced to disk: not "
+                               "durable (a crash may lose it)\n");
+    } else if (m->err == EEXIST) {
         graced_reply(req, 405, "that name exists\n");
     } else if (m->err) {
         int st = graced_errno_status(m->err);
@@ -107,6 +124,7 @@ void graced_mkcol(struct grace_request *req, struct graced *g)
         return;
     }
     m->dirfd = dirfd;
+    m->top = g->upload_fd;
     snprintf(m->leaf, sizeof(m->leaf), "%.255s", leaf);
     snprintf(m->rel, sizeof(m->rel), "%s", rel);
     graced_dav_run(g, req, mk_work, mk_done, mk_release, m);

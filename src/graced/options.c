@@ -282,7 +282,7 @@ static const struct opt opts[] = {
         "lingering: in all, unless the client keeps up --linger-min-rate"),
     LIB(GRACE_OPT_LINGER_BYTES, K_SIZE, "SIZE", "lingering: bytes discarded; 0: no cap"),
     LIB(GRACE_OPT_MAX_LINGERING, K_COUNT, "N", "connections lingering at once"),
-    LIB(GRACE_OPT_STOP_LINGER_TIME, K_TIME, "TIME", "lingering cut to this during a stop"),
+    LIB(GRACE_OPT_STOP_LINGER_TIME, K_TIME, "TIME", "a stop's lingers end this long after its deadline"),
     LIB(GRACE_OPT_DRAIN_TIME, K_TIME, "TIME", "discarding a body's remainder: in all"),
     LIB(GRACE_OPT_LINGER_MIN_RATE, K_SIZE, "SIZE",
         "bytes/s a client still sending its body must keep up past --linger-time"),

@@ -369,6 +369,10 @@ static int remove_upload(int dirfd, const char *id)
         unlinkat(dirfd, id, 0);
     if (fd >= 0)
         close(fd); /* a big file's blocks are freed here: on the pool */
+    /* gone for good before it is told (a crash must not bring a cancelled
+     * upload back); a failed sync is an error, never retried */
+    if (!err && fsync(dirfd) < 0)
+        err = -errno;
     return err;
 }
 
@@ -397,7 +401,14 @@ static void op_work(struct graced_job *j)
     struct graced_partial_op *op = OP_OF(j);
     int dirfd = op->dirfd;
     switch (op->what) {
-    case OP_CREATE: op->err = create(dirfd, op->p); break;
+    case OP_CREATE:
+        op->err = create(dirfd, op->p);
+        /* the folder may be new (made on the loop for this upload): its
+         * entry in the upload tree synced before the upload is told */
+        if (!op->err)
+            op->err = graced_path_sync_dirs(op->top, GRACED_PARTIAL_DIR,
+                                            sizeof(GRACED_PARTIAL_DIR) - 1);
+        break;
     case OP_SAVE: op->err = write_info(dirfd, op->p); break;
     case OP_REMOVE: op->err = remove_upload(dirfd, op->p->id); break;
     case OP_PROBE: op->err = probe(dirfd, op->p); break;
@@ -416,6 +427,7 @@ static int run(struct graced *g, struct graced_partial_op *op, int what,
     if ((op->dirfd = graced_partial_dirfd(g)) < 0)
         return -ENOTSUP;
     op->what = what;
+    op->top = g->upload_fd;
     op->p = p;
     op->err = 0;
     op->done = done;

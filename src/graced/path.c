@@ -21,7 +21,9 @@
  * graced_path_open_dir() walks a relative directory path one segment at a
  * time with O_NOFOLLOW, optionally creating what is missing: a symbolic
  * link anywhere on the way is refused, so nothing written can land outside
- * the upload tree.
+ * the upload tree. graced_path_sync_dirs() makes the entries that name each
+ * folder on such a path durable (a folder just made, by this request or by
+ * another still on its way, is on disk only once its parent is synced).
  */
 #define _GNU_SOURCE
 #include "graced.h"
@@ -263,6 +265,40 @@ int graced_path_open_dir(int top, const char *rel, size_t len, int create)
         fd = next;
     }
     return fd < 0 ? -errno : fd;
+}
+
+int graced_path_sync_dirs(int top, const char *rel, size_t len)
+{
+    /* top may be an O_PATH handle, which fsync refuses: its own open */
+    int fd = openat(top, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), next;
+    const char *p = rel, *end = rel + len;
+    char seg[256];
+    if (fd < 0)
+        return -errno;
+    while (p < end) {
+        const char *slash = memchr(p, '/', (size_t)(end - p));
+        size_t n = (size_t)((slash ? slash : end) - p);
+        if (n >= sizeof(seg)) {
+            close(fd);
+            return -ENAMETOOLONG;
+        }
+        memcpy(seg, p, n);
+        seg[n] = '\0';
+        p += n + (slash != NULL);
+        if (n == 0)
+            continue;
+        /* fd holds seg: its entry made durable */
+        if (fsync(fd) < 0 ||
+            (next = openat(fd, seg, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+            int e = errno;
+            close(fd);
+            return -e;
+        }
+        close(fd);
+        fd = next;
+    }
+    close(fd); /* the last folder: its entries are the caller's */
+    return 0;
 }
 
 /* Is the open file fd inside the root? (fallback for kernels < 5.6) */

@@ -32,9 +32,12 @@
  * delayed blocks under the file's block-map lock (ext4 i_data_sem: the
  * event loop waited there, up to seconds, under three 1 GiB uploads).
  * The commit - fsync, the If-Match check, the rename (RENAME_NOREPLACE for
- * If-None-Match: * and --no-overwrite), fsync of the folder - is a job on
- * the worker's pool (pool.c); its result comes back on the event loop. A
- * folder fsync that fails comes back as an error with the name taken (the
+ * If-None-Match: * and --no-overwrite), fsync of the folder, then of each
+ * folder above it up to the upload tree (graced_store_path: a folder made
+ * for an upload, by this one or by another still receiving, is on disk
+ * only once the folder holding it is synced) - is a job on the worker's
+ * pool (pool.c); its result comes back on the event loop. A folder fsync
+ * that fails comes back as an error with the name taken (the
  * rename cannot be taken back: the version it replaced is gone, and a
  * rename back would be as little durable): the owner answers no 2xx.
  *
@@ -103,6 +106,8 @@ struct graced_store {
     int noreplace;
     char *if_match;
     int err, changed, existed, renamed, unlinked, dir_err;
+    int top;              /* --upload-dir (the process's: not ours to close) */
+    char *path;           /* graced_store_path: the target's folder below top */
     int target_err;       /* the name's file could not be locked (errno): checked without */
     struct stat st;
     graced_store_cb cb;
@@ -263,6 +268,7 @@ static void store_free(struct graced_store *s)
     if (s->dirfd >= 0)
         close(s->dirfd);
     free(s->if_match);
+    free(s->path);
     free(s);
 }
 
@@ -448,6 +454,11 @@ out:
         close(tfd); /* the lock on the version replaced (or kept) goes with it */
     if (done && fsync(s->dirfd) < 0) /* the rename itself */
         s->dir_err = errno;
+    else if (done && s->path) { /* the folders on the way: some may be new */
+        int rc = graced_path_sync_dirs(s->top, s->path, strlen(s->path));
+        if (rc < 0)
+            s->dir_err = -rc;
+    }
     return done;
 }
 
@@ -487,6 +498,17 @@ static void commit_done(struct graced_job *j)
         unref(s); /* the owner's */
     }
     unref(s); /* the job's */
+}
+
+int graced_store_path(struct graced_store *s, const char *dir)
+{
+    char *p = strdup(dir);
+    if (!p)
+        return -ENOMEM;
+    free(s->path);
+    s->path = p;
+    s->top = s->g->upload_fd;
+    return 0;
 }
 
 int graced_store_commit(struct graced_store *s, int noreplace, const char *if_match,
@@ -732,12 +754,21 @@ static void sync_work(struct graced_job *j)
 static void sync_done(struct graced_job *j)
 {
     struct graced_store *s = STORE_OF(j, commit);
-    if (!atomic_load(&s->orphan)) {
-        int err = s->err;
-        s->err = 0;
-        s->on_sync(err, s->synced, s->arg);
+    graced_store_synced_cb cb = s->on_sync;
+    void *arg = s->arg;
+    int64_t synced = s->synced;
+    int err = s->err;
+    if (atomic_load(&s->orphan)) {
+        unref(s); /* the job's */
+        return;
     }
-    unref(s); /* the job's */
+    s->err = 0;
+    /* the job's reference first (the owner's keeps it): an owner that
+     * abandons the store in cb then closes it, and lets its lock go, there
+     * and then - before the answer it writes next, which a client may
+     * follow at once with a request another worker takes */
+    unref(s);
+    cb(err, synced, arg);
 }
 
 int graced_store_sync(struct graced_store *s, graced_store_synced_cb cb, void *arg)

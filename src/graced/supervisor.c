@@ -79,8 +79,9 @@ static void notify_workers(const struct graced *g, const struct slot *slot)
 
 /*
  * The parent of --workers N: starts the workers, forwards SIGHUP (after
- * reopening its own copy of the access log, which restarted workers
- * inherit), turns the first SIGTERM/SIGINT into a graceful stop of every
+ * reopening its own copy of the access log; then it reloads its own copies
+ * of --users-file and the certificates: restarted workers inherit all
+ * three), turns the first SIGTERM/SIGINT into a graceful stop of every
  * worker and a second into SIGUSR2 ("now"), and restarts a worker that
  * ends while no stop was asked for. It keeps the listening sockets for
  * such restarts until the stop. It tells systemd READY=1 once every worker
@@ -92,7 +93,7 @@ int graced_supervise(struct graced *g, struct graced_socks *s)
     struct slot slot[GRACED_MAX_WORKERS];
     sigset_t set, old;
     siginfo_t si;
-    int alive = 0, status = 0, stops = 0;
+    int alive = 0, status = 0, stops = 0, rc;
 
     memset(slot, 0, sizeof(slot));
     sigemptyset(&set);
@@ -185,6 +186,17 @@ int graced_supervise(struct graced *g, struct graced_socks *s)
                     slot[w].up = 0;
                     kill(slot[w].pid, SIGHUP);
                 }
+            /* then our copies of the users and the certificates: a worker
+             * restarted later (never before this is done: it is forked from
+             * this loop) starts from them, and must neither serve the list
+             * of the start nor fail on files the others refused. After the
+             * signals, so that the workers' reloads are not delayed behind
+             * ours (notify.c's generation is already the new one). */
+            graced_auth_reload(g);
+            if (g->tls && (rc = grace_tls_reload(g->tls)) < 0)
+                graced_log(LOG_WARN, "main process: keeping the previous certificates for "
+                           "workers restarted later: %s", grace_tls_last_error(g->tls)
+                           ? grace_tls_last_error(g->tls) : grace_strerror(rc));
         } else if (sig == SIGTERM || sig == SIGINT) {
             /* the first: graceful, no more restarts, the sockets closed so
              * that new connections are refused, not left waiting; then now */

@@ -13,7 +13,8 @@
  * the sweep removes once older than --stale-upload-age.
  *
  * Folders on the way are created (path.c: each segment O_NOFOLLOW, so no
- * symlink leads out of the tree). Safe create and replace: If-None-Match: *
+ * symlink leads out of the tree), and every folder from the upload tree
+ * down to the file's is synced before the answer (store.c). Safe create and replace: If-None-Match: *
  * (and --no-overwrite) never replaces a file, checked when the headers come
  * and again by the rename itself (RENAME_NOREPLACE); If-Match replaces only
  * the version whose ETag it names.
@@ -34,9 +35,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DISK_HIGH (1u << 20) /* pause the client above this much unwritten */
-#define DISK_STEP (1u << 20) /* written per loop iteration */
-
 struct upload {
     struct graced *g;
     struct grace_request *req;
@@ -46,11 +44,9 @@ struct upload {
     char path[4096];      /* relative to the upload tree, for Location and logs */
     const char *if_match; /* the request's If-Match: checked again before the rename */
     int noreplace;        /* If-None-Match: * or --no-overwrite */
-    struct evbuffer *buf; /* received, not yet on disk */
-    struct event *flush_ev;
-    int64_t bytes;
-    int err;              /* errno of a failed write */
-    int ended, paused, replied, committing;
+    struct graced_sink *sink; /* the body into fd */
+    int64_t bytes;            /* the body's, once all on disk */
+    int replied, committing;
 };
 
 /* Failing to store: 507 when the disk (or a quota or size limit) is full. */
@@ -62,10 +58,7 @@ static int store_status(int err)
 static void upload_free(struct upload *u)
 {
     graced_store_abandon(u->store); /* a commit running: its result is dropped */
-    if (u->flush_ev)
-        event_free(u->flush_ev);
-    if (u->buf)
-        evbuffer_free(u->buf);
+    graced_sink_free(u->sink);
     free(u);
 }
 
@@ -75,7 +68,7 @@ static void on_finish(struct grace_request *req, int err, void *arg)
     struct upload *u = arg;
     if (err) {
         graced_log(LOG_INFO, "upload %s abandoned after %lld bytes: %s", u->name,
-                   (long long)u->bytes, grace_strerror(err));
+                   (long long)graced_sink_received(u->sink), grace_strerror(err));
         if (!u->replied)
             grace_reply(req, 500, NULL, 0); /* completes our side; -ENOTCONN */
     }
@@ -85,6 +78,7 @@ static void on_finish(struct grace_request *req, int err, void *arg)
 static void fail(struct upload *u, int status, const char *msg)
 {
     u->replied = 1;
+    graced_sink_cancel(u->sink); /* what else comes is dropped */
     graced_reply(u->req, status, msg);
 }
 
@@ -139,77 +133,29 @@ static void commit(struct upload *u)
     if (u->committing)
         return;
     u->committing = 1;
+    /* from the rename on, a 503 at the stop's deadline would say "not
+     * stored" about a stored file: the stop waits for our answer */
+    grace_request_hold_stop(u->req);
     if (graced_store_commit(u->store, u->noreplace, u->if_match, committed, u) < 0)
         fail(u, 500, "out of memory\n");
 }
 
-/* Move buffered body bytes to disk, a step per loop iteration. */
-static void flush_cb(evutil_socket_t fd, short what, void *arg)
+/* The body is all in the file, or could not be: err. */
+static void body_stored(int err, void *arg)
 {
     struct upload *u = arg;
-    while (evbuffer_get_length(u->buf)) {
-        int n = evbuffer_write_atmost(u->buf, u->fd, DISK_STEP);
-        if (n < 0) {
-            u->err = errno;
-            fail(u, store_status(u->err), "could not store the upload\n");
-            return;
-        }
-        if (!u->ended)
-            break; /* yield to the network; come back if still behind */
-    }
-    if (u->ended && !evbuffer_get_length(u->buf)) {
-        commit(u);
+    if (err) {
+        graced_log(LOG_ERR, "upload %s: %s", u->path, strerror(err));
+        fail(u, store_status(err), err == ENOMEM ? "out of memory\n" : "could not store the upload\n");
         return;
     }
-    if (evbuffer_get_length(u->buf) >= DISK_HIGH) {
-        event_active(u->flush_ev, EV_TIMEOUT, 1);
-    } else if (u->paused) {
-        u->paused = 0;
-        grace_request_resume(u->req);
-    }
-}
-
-static void on_data(struct grace_request *req, const char *data, size_t len, void *arg)
-{
-    struct upload *u = arg;
-    if (u->replied)
-        return;
-    if (evbuffer_add(u->buf, data, len) < 0) {
-        fail(u, 500, "out of memory\n");
-        return;
-    }
-    u->bytes += (int64_t)len;
-    if (evbuffer_get_length(u->buf) >= DISK_HIGH) {
-        if (!u->paused) {
-            u->paused = 1;
-            grace_request_pause(req);
-        }
-        event_active(u->flush_ev, EV_TIMEOUT, 1);
-    }
-}
-
-static void on_end(struct grace_request *req, void *arg)
-{
-    struct upload *u = arg;
-    u->ended = 1;
-    if (!u->replied)
-        event_active(u->flush_ev, EV_TIMEOUT, 1);
-}
-
-/* The library moved the whole body into the file (splice, no copy). */
-static void on_spliced(struct grace_request *req, void *arg)
-{
-    struct upload *u = arg;
-    u->bytes = grace_request_content_length(req);
-    on_end(req, arg);
+    u->bytes = graced_sink_received(u->sink);
+    commit(u);
 }
 
 static void read_body(struct upload *u)
 {
-    int st = grace_request_body_to_fd(u->req, u->fd, on_spliced, u);
-    if (st == -ENOTSUP) /* TLS or chunked: through memory */
-        st = grace_request_read_body(u->req, on_data, on_end, u);
-    if (st < 0)
+    if (graced_sink_start(u->sink, u->req, u->fd, 1) < 0)
         fail(u, 500, "could not read the body\n");
 }
 
@@ -291,13 +237,15 @@ void graced_upload(struct grace_request *req, struct graced *g)
     snprintf(u->path, sizeof(u->path), "%s", rel);
     st = graced_store_open(g, dirfd, leaf, &u->store);
     close(dirfd); /* the store has its own */
-    if (st == 0)
+    /* the folders on the way synced too: any of them may be new (made
+     * here, or by an upload still on its way) */
+    rel[dirlen] = '\0';
+    if (st == 0 && (st = graced_store_path(u->store, rel)) == 0)
         u->fd = graced_store_fd(u->store);
-    u->buf = evbuffer_new();
-    u->flush_ev = event_new(g->base, -1, 0, flush_cb, u);
-    if (st < 0 || !u->buf || !u->flush_ev) {
+    u->sink = graced_sink_new(g->base, body_stored, u);
+    if (st < 0 || !u->sink) {
         int e = st < 0 ? -st : ENOMEM;
-        graced_log(LOG_ERR, "upload %s: %s", rel, strerror(e));
+        graced_log(LOG_ERR, "upload %s: %s", u->path, strerror(e));
         graced_reply(req, store_status(e), "could not store the upload\n");
         upload_free(u);
         return;

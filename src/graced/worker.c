@@ -119,7 +119,8 @@ int graced_worker_run(struct graced *g, const struct graced_socks *s, int w)
     }
     /* every response, also the library's own 400/408/413/..., once written */
     grace_server_on_response(g->srv, graced_metrics_response, g); /* counts, then logs */
-    /* one context per worker: workers > 1 read the certificates here */
+    /* a forked worker has its copy of the supervisor's context (a copy:
+     * each reloads its own on SIGHUP) */
     if (g->o.ncert && !g->tls && !(g->tls = graced_certs_load(&g->o)))
         return 1;
     for (int i = 0; i < nfds; i++) {

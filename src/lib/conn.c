@@ -274,7 +274,9 @@ static int hook_accept(struct grace_conn *c)
 {
     int rc;
     c->accepting = 1;
+    c->srv->in_accept_hook++;
     rc = c->srv->on_accept(c, c->srv->accept_arg);
+    c->srv->in_accept_hook--;
     c->accepting = 0;
     return rc || c->refused;
 }
@@ -336,19 +338,14 @@ void grace__conn_accept(struct grace_server *srv, evutil_socket_t fd, const stru
         c->peer_len = (socklen_t)salen;
     }
     c->tp = tp; /* the hook may ask */
-    /* counted before the hook: a stop from inside it waits for this one */
+    /* counted before the hook: a stop from inside it does not report
+     * "stopped" before this one is served (its deadline comes from the
+     * loop, even with timeout 0, so the hook never returns into a cut) */
     srv->nconns++;
     if (srv->on_accept && hook_accept(c) != 0) { /* before any byte is read */
         CNT(srv, CONN_REFUSED);
         evutil_closesocket(fd);
         free(c);
-        accept_abandoned(srv);
-        return;
-    }
-    if (srv->stopping >= STOP_CUTTING) { /* the hook stopped with timeout 0 */
-        accept_failed(c);
-        free(c);
-        evutil_closesocket(fd);
         accept_abandoned(srv);
         return;
     }
@@ -491,7 +488,8 @@ static void keepalive_timeout(struct grace_conn *c)
             event_add(c->rd, srv->tv_keepalive);
         return;
     }
-    if (srv->stopping)
+    /* the stop's doing only when its grace, not the keep-alive, ended first */
+    if (lame_duck_due(c, c->st.idle.since) < c->st.idle.since + OPT(srv, KEEPALIVE_TIMEOUT))
         CNT(srv, STOP_IDLE_CLOSED);
     else
         CNT(srv, TIMEOUT_KEEPALIVE);
@@ -1006,12 +1004,14 @@ static void linger_read(struct grace_conn *c)
     uint64_t got = 0;
 
     while (budget > 0) {
-        ssize_t n = c->tp->discard(&c->sock, budget);
+        uint64_t plain = 0; /* the body's bytes in them (TLS: plaintext) */
+        int count = c->st.linger.left && c->st.linger.left != UINT64_MAX;
+        ssize_t n = c->tp->discard(&c->sock, budget, count ? &plain : NULL);
         if (n > 0) {
             enum grace_counter how;
             budget -= (size_t)n < budget ? (size_t)n : budget;
             srv->cnt[GRACE_CNT_BYTES_DISCARDED] += (uint64_t)n;
-            how = grace__linger_bytes(&c->st.linger, &srv->cfg, (uint64_t)n, lingering);
+            how = grace__linger_bytes(&c->st.linger, &srv->cfg, (uint64_t)n, plain, lingering);
             if (how != GRACE_CNT__COUNT) {
                 linger_end(c, how);
                 return;
@@ -1066,7 +1066,7 @@ static void output_drained(struct grace_conn *c)
      * grace_conn: the slot goes back when the callbacks return */
     now = grace__now_ms();
     c->state = CS_LINGER;
-    grace__linger_begin(&c->st.linger, &srv->cfg, now, srv->stopping != STOP_NONE);
+    grace__linger_begin(&c->st.linger, &srv->cfg, now, srv->stop_linger_bound);
     TAILQ_REMOVE(&srv->conns, c, link);
     TAILQ_INSERT_TAIL(&srv->lingering, c, link);
     srv->nlingering++;
@@ -1088,7 +1088,7 @@ static void linger_timer(struct grace_conn *c)
     int64_t now = grace__now_ms();
     unsigned char was = c->st.linger.extended;
     enum grace_counter how = grace__linger_timer(&c->st.linger, &srv->cfg, now,
-                                                 srv->stopping != STOP_NONE);
+                                                 srv->stop_linger_bound);
 
     if (how != GRACE_CNT__COUNT) {
         linger_end(c, how);
@@ -1102,7 +1102,7 @@ static void linger_timer(struct grace_conn *c)
 void grace__conn_linger_stop(struct grace_conn *c)
 {
     int64_t now = grace__now_ms();
-    grace__linger_stop(&c->st.linger, &c->srv->cfg, now);
+    grace__linger_stop(&c->st.linger, c->srv->stop_linger_bound);
     linger_arm(c, now);
 }
 
@@ -1150,7 +1150,12 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
     struct grace_conn *c = arg;
 
     grace__conn_enter(c);
-    if (what & EV_TIMEOUT) { /* the read event times connections without a slot */
+    if ((what & EV_TIMEOUT) && c->state <= CS_IDLE && c->tp->waiting(&c->sock)) {
+        /* a request came before the timeout but is seen only now (the loop
+         * was busy; libevent drops a read activation when the same event
+         * times out in that turn): closing would reset it, so it is read */
+        input_ready(c);
+    } else if (what & EV_TIMEOUT) { /* the read event times connections without a slot */
         if (c->state == CS_IDLE) {
             keepalive_timeout(c);
         } else if (c->state == CS_NEW && c->srv->stopping && grace__now_ms() < new_conn_due(c)) {
@@ -1305,6 +1310,11 @@ void grace__conn_rearm(struct grace_conn *c)
     if (c->slot || c->state > CS_IDLE)
         return;
     rd_arm_at(c, c->state == CS_IDLE ? idle_due(c) : new_conn_due(c));
+}
+
+int grace__conn_held(const struct grace_conn *c)
+{
+    return c->state < CS_CLOSING && c->proto && c->proto->held && c->proto->held(c);
 }
 
 int grace__conn_proto_stop(struct grace_conn *c, enum grace_stop how)

@@ -90,6 +90,10 @@ struct grace_proto {
     /* Body bytes the client still owes (UINT64_MAX: unknown), for the
      * linger; *upload: one was still arriving. NULL: none. */
     uint64_t (*owed)(const struct grace_conn *c, unsigned char *upload);
+    /* A request of its holds a stop (grace_request_hold_stop): the stop's
+     * cut and last bound leave the connection to close after the reply.
+     * NULL: never. */
+    int (*held)(const struct grace_conn *c);
 };
 
 /* d = the earlier of d and t (0: none yet), *why its reason; on a tie the
@@ -202,6 +206,9 @@ void grace__engine_free(struct grace_server *srv);
  * lingering connection's linger cut short. */
 void grace__conn_rearm(struct grace_conn *c);
 int grace__conn_proto_stop(struct grace_conn *c, enum grace_stop how);
+/* Does a request hold the stop (grace_request_hold_stop) until its reply
+ * completes? Neither the deadline nor the stop's last bound cuts it. */
+int grace__conn_held(const struct grace_conn *c);
 void grace__conn_linger_stop(struct grace_conn *c);
 /* Close every connection now (-ECANCELED): grace_server_free, a stop's end. */
 void grace__engine_close_all(struct grace_server *srv);

@@ -80,8 +80,14 @@ struct grace_server {
     size_t nroutes;
     enum stop_phase stopping;
     int64_t stop_at;             /* monotonic ms: grace_server_stop() was called */
+    int64_t stop_deadline;       /* monotonic ms: its timeout_ms passes */
+    int64_t stop_linger_bound;   /* stop.c: every linger ends by then (the
+                                    deadline + stop-linger-time); INT64_MAX */
+    int queue_pending;           /* a stop's listen queue is still to be taken */
+    int in_accept_hook;          /* conn.c: the accept hook is running */
     struct event *stop_timer;    /* the deadline, then the last bound, then the report */
-    struct event *accept_timer;  /* out of fds: accept again after accept-retry */
+    struct event *accept_timer;  /* out of fds: accept again after accept-retry;
+                                    in a stop: take the listen queue */
     grace_stopped_cb on_stopped;
     void *stopped_arg;
 

@@ -681,6 +681,9 @@ static void h2_stop(struct grace_conn *c, enum grace_stop how)
      * The stop's deadline (GRACE_STOP_CUT) bounds the wait.
      */
     h->stopping = 1;
+    TAILQ_FOREACH(st, &h->streams, link)
+        if (st->lingering) /* an early answer's discard ends by the stop's bound */
+            grace__linger_stop(&st->lg, c->srv->stop_linger_bound);
     if (!h->nstreams)
         goaway(h);
     grace__h2_kick(h);

@@ -367,7 +367,7 @@ void grace__h2s_data(struct h2s *st, const uint8_t *data, size_t len)
         srv->cnt[GRACE_CNT_BYTES_DISCARDED] += len;
         consume(st, len);
         if (st->lingering) {
-            enum grace_counter how = grace__linger_bytes(&st->lg, &srv->cfg, len, 1);
+            enum grace_counter how = grace__linger_bytes(&st->lg, &srv->cfg, len, len, 1);
             grace__linger_heard(&st->lg, &srv->cfg, len, now);
             if (how != GRACE_CNT__COUNT) {
                 srv->cnt[how]++;
@@ -672,7 +672,7 @@ void grace__h2s_sent_end(struct h2s *st)
     if (st->discarding && !st->end_in && !st->closed && !st->lingering && !st->rst_sent) {
         struct grace_server *srv = st->h->c->srv;
         st->lingering = 1;
-        grace__linger_begin(&st->lg, &srv->cfg, grace__now_ms(), srv->stopping != STOP_NONE);
+        grace__linger_begin(&st->lg, &srv->cfg, grace__now_ms(), srv->stop_linger_bound);
     }
     grace__h2_kick(st->h);
 }
@@ -797,7 +797,7 @@ void grace__h2s_timeout(struct h2s *st, int64_t now)
         break;
     default: { /* the early answer's discard: the linger's verdict */
         enum grace_counter how =
-            grace__linger_timer(&st->lg, &srv->cfg, now, srv->stopping != STOP_NONE);
+            grace__linger_timer(&st->lg, &srv->cfg, now, srv->stop_linger_bound);
         if (how != GRACE_CNT__COUNT) {
             srv->cnt[how]++;
             st->lingering = 0;

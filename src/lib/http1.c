@@ -1257,6 +1257,13 @@ static uint64_t h1_owed(const struct grace_conn *c, unsigned char *upload)
     return p->remaining > buffered ? p->remaining - buffered : 0;
 }
 
+/* Its request holds a stop (grace_request_hold_stop): the reply comes. */
+static int h1_held(const struct grace_conn *c)
+{
+    const struct h1 *h = c->slot ? h1_of(c) : NULL;
+    return h && h->req && h->req->hold_stop;
+}
+
 const struct grace_proto grace__http1 = {
     .name = "http/1.1",
     .alpn = "http/1.1",
@@ -1271,4 +1278,5 @@ const struct grace_proto grace__http1 = {
     .room = h1_room,
     .read = h1_read,
     .owed = h1_owed,
+    .held = h1_held,
 };

@@ -75,7 +75,7 @@ static int plain_shutdown(struct grace_sock *s)
  * must exist (and tools like valgrind check that it does). Elsewhere the
  * bytes are copied into it and forgotten.
  */
-static ssize_t plain_discard(struct grace_sock *s, size_t n)
+static ssize_t plain_discard(struct grace_sock *s, size_t n, uint64_t *plain)
 {
     struct grace_server *srv = s->srv;
     ssize_t k;
@@ -93,6 +93,8 @@ static ssize_t plain_discard(struct grace_sock *s, size_t n)
     while (k < 0 && errno == EINTR);
     if (k < 0)
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    if (plain)
+        *plain = (uint64_t)k;
     return k;
 }
 
@@ -111,6 +113,16 @@ static size_t plain_unsent(struct grace_sock *s)
 static void plain_close(struct grace_sock *s)
 {
     evutil_closesocket(s->fd);
+}
+
+static int plain_waiting(struct grace_sock *s)
+{
+    char b;
+    ssize_t k;
+    do
+        k = recv(s->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    while (k < 0 && errno == EINTR);
+    return k > 0;
 }
 
 static size_t plain_pending(struct grace_sock *s)
@@ -166,6 +178,7 @@ const struct grace_transport grace__plain = {
     .unsent = plain_unsent,
     .close = plain_close,
     .pending = plain_pending,
+    .waiting = plain_waiting,
     .read_wants_write = plain_read_wants_write,
     .open = plain_open,
     .ready = plain_ready,

@@ -41,7 +41,7 @@ void grace__linger_owed(struct grace_linger *l, uint64_t left, unsigned char upl
 }
 
 void grace__linger_begin(struct grace_linger *l, const struct grace_config *cfg, int64_t now,
-                         int stopping)
+                         int64_t bound)
 {
     l->bytes = 0;
     l->extended = 0;
@@ -50,20 +50,17 @@ void grace__linger_begin(struct grace_linger *l, const struct grace_config *cfg,
     memset(l->win, 0, sizeof(l->win));
     l->last_ms = now;
     l->deadline = now + CFG(cfg, LINGER_TIME);
-    if (stopping) {
-        int64_t cut = now + CFG(cfg, STOP_LINGER_TIME);
-        if (cut < l->deadline)
-            l->deadline = cut;
-    }
+    if (l->deadline > bound)
+        l->deadline = bound;
 }
 
 enum grace_counter grace__linger_bytes(struct grace_linger *l, const struct grace_config *cfg,
-                                       uint64_t n, int lingering)
+                                       uint64_t n, uint64_t plain, int lingering)
 {
     uint64_t cap = (uint64_t)CFG(cfg, LINGER_BYTES);
 
     if (l->left != UINT64_MAX)
-        l->left -= n < l->left ? n : l->left;
+        l->left -= plain < l->left ? plain : l->left;
     if (!lingering)
         return GRACE_CNT__COUNT;
     l->bytes += n;
@@ -150,12 +147,14 @@ static int keeps_up(struct grace_linger *l, const struct grace_config *cfg, int6
  * (linger-max-time), silence (linger-timeout) and max-lingering.
  */
 static enum grace_counter linger_extend(struct grace_linger *l, const struct grace_config *cfg,
-                                        int64_t now, int stopping)
+                                        int64_t now, int64_t bound)
 {
     int64_t hard = l->start + CFG(cfg, LINGER_MAX_TIME);
     int64_t next = slot_ms(cfg) < RATE_PERIOD ? slot_ms(cfg) : RATE_PERIOD;
 
-    if (stopping || now >= hard || !l->upload)
+    if (hard > bound) /* a stop ends every linger by its bound */
+        hard = bound;
+    if (now >= hard || !l->upload)
         return GRACE_CNT_LINGER_TOTAL_TIME;
     /* all of a known body is here: the client reads now; linger-timeout ends it */
     if (l->left > 0 && !keeps_up(l, cfg, now, hard))
@@ -166,18 +165,17 @@ static enum grace_counter linger_extend(struct grace_linger *l, const struct gra
 }
 
 enum grace_counter grace__linger_timer(struct grace_linger *l, const struct grace_config *cfg,
-                                       int64_t now, int stopping)
+                                       int64_t now, int64_t bound)
 {
     if (now >= l->last_ms + CFG(cfg, LINGER_TIMEOUT))
         return GRACE_CNT_LINGER_IDLE_TIMEOUT;
     if (now < l->deadline) /* early: the idle bound moved on */
         return GRACE_CNT__COUNT;
-    return linger_extend(l, cfg, now, stopping);
+    return linger_extend(l, cfg, now, bound);
 }
 
-void grace__linger_stop(struct grace_linger *l, const struct grace_config *cfg, int64_t now)
+void grace__linger_stop(struct grace_linger *l, int64_t bound)
 {
-    int64_t cut = now + CFG(cfg, STOP_LINGER_TIME);
-    if (cut < l->deadline)
-        l->deadline = cut;
+    if (l->deadline > bound)
+        l->deadline = bound;
 }

@@ -31,16 +31,18 @@ struct grace_linger {
  * unknown); upload: a body was still arriving. */
 void grace__linger_owed(struct grace_linger *l, uint64_t left, unsigned char upload);
 
-/* Our FIN is sent at now: the linger's clocks start. stopping: a graceful
- * stop is under way (stop-linger-time bounds it). */
+/* Our FIN is sent at now: the linger's clocks start. bound: when a
+ * graceful stop ends every linger (its deadline + stop-linger-time;
+ * INT64_MAX when not stopping). */
 void grace__linger_begin(struct grace_linger *l, const struct grace_config *cfg, int64_t now,
-                         int stopping);
+                         int64_t bound);
 
-/* n bytes the client sent were discarded; lingering: after our FIN (they
- * count towards linger-bytes). GRACE_CNT_LINGER_BYTE_CAP when linger-bytes
- * is reached, else GRACE_CNT__COUNT: go on. */
+/* n bytes the client sent were discarded, carrying plain bytes of its body
+ * (TLS: the plaintext, which pays off what is still owed); lingering: after
+ * our FIN (n counts towards linger-bytes). GRACE_CNT_LINGER_BYTE_CAP when
+ * linger-bytes is reached, else GRACE_CNT__COUNT: go on. */
 enum grace_counter grace__linger_bytes(struct grace_linger *l, const struct grace_config *cfg,
-                                       uint64_t n, int lingering);
+                                       uint64_t n, uint64_t plain, int lingering);
 
 /* A read event after our FIN discarded got > 0 bytes, at now: the client is
  * not idle, and the rate window hears of them. */
@@ -56,9 +58,11 @@ int64_t grace__linger_due(const struct grace_linger *l, const struct grace_confi
  * time, too slow). Past linger-time an upload that keeps up goes on
  * (l->extended is set the first time). */
 enum grace_counter grace__linger_timer(struct grace_linger *l, const struct grace_config *cfg,
-                                       int64_t now, int stopping);
+                                       int64_t now, int64_t bound);
 
-/* A graceful stop began at now: stop-linger-time cuts the deadline short. */
-void grace__linger_stop(struct grace_linger *l, const struct grace_config *cfg, int64_t now);
+/* A graceful stop began: the linger ends by bound (its deadline +
+ * stop-linger-time), not before: until then an early answer lingers as
+ * without a stop (an upload still arriving reads its answer once sent). */
+void grace__linger_stop(struct grace_linger *l, int64_t bound);
 
 #endif

@@ -444,6 +444,18 @@ int grace_request_body_to_fd(struct grace_request *req, int fd, grace_end_cb on_
 
 /* ---------------------------------------------------------------- deadline */
 
+int grace_request_hold_stop(struct grace_request *req)
+{
+    if (!req)
+        return -EINVAL;
+    if (req->detached)
+        return -ENOTCONN;
+    if (req->resp == RESP_DONE)
+        return -EALREADY;
+    req->hold_stop = 1;
+    return 0;
+}
+
 int grace_request_set_deadline(struct grace_request *req, int64_t ms)
 {
     struct grace_conn *c;

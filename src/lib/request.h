@@ -106,7 +106,8 @@ struct grace_request {
     const char *tls_version;  /* a static string, or NULL for plain */
     unsigned head : 1, chunked_out : 1, close_delimited : 1, sent_continue : 1,
         close_after : 1, body_done : 1, finished : 1, detached : 1, end_delivered : 1,
-        want_close : 1, app_done : 1, release_held : 1;
+        want_close : 1, app_done : 1, release_held : 1,
+        hold_stop : 1;        /* grace_request_hold_stop(): a stop waits for the reply */
     int held;                           /* grace__request_hold() */
     int64_t start_us;                   /* its first byte (monotonic us) */
     struct grace_defer defer;           /* its free, while its connection is busy */

@@ -122,6 +122,7 @@ struct grace_server *grace_server_new(struct event_base *base, const struct grac
     if (!srv)
         return NULL;
     srv->base = base;
+    srv->stop_linger_bound = INT64_MAX; /* no stop */
     if (cfg)
         srv->cfg = *cfg;
     else
@@ -227,9 +228,19 @@ static void resume_accept(struct grace_server *srv)
     event_del(srv->accept_timer);
 }
 
+static void take_queue(struct grace_server *srv);
+
+/* accept-retry has passed; or, in a stop begun inside the accept hook,
+ * the listen queue is to be taken (grace_server_stop()) */
 static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
-    resume_accept(arg);
+    struct grace_server *srv = arg;
+    if (srv->stopping) {
+        take_queue(srv);
+        grace__stop_check(srv);
+        return;
+    }
+    resume_accept(srv);
 }
 
 static void accept_error_cb(struct evconnlistener *lev, void *arg)
@@ -569,7 +580,10 @@ static void dispatch(struct grace_request *req)
  * and may have sent a request: closing the listener would reset them (a
  * request lost, and behind a balancer in TCP mode one it cannot retry).
  * Take them, as a stop's last accepts; they are served like the others.
- * poll() first: an adopted listening socket need not be non-blocking.
+ * max-connections holds here too (it bounds fds and memory): the rest of
+ * the queue is reset by the listener's close, as the kernel would reset it
+ * anyway once nobody reads the queue. poll() first: an adopted listening
+ * socket need not be non-blocking.
  */
 static void accept_queued(struct grace_server *srv)
 {
@@ -580,6 +594,8 @@ static void accept_queued(struct grace_server *srv)
             struct pollfd p = {.fd = lfd, .events = POLLIN};
             struct sockaddr_storage ss;
             socklen_t len = sizeof(ss);
+            if (srv->nconns >= (size_t)OPT(srv, MAX_CONNECTIONS))
+                return;
             if (poll(&p, 1, 0) <= 0 || !(p.revents & POLLIN))
                 break;
             int fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -590,6 +606,16 @@ static void accept_queued(struct grace_server *srv)
             grace__conn_accept(srv, fd, (struct sockaddr *)&ss, (int)len, l->tp, l->tls);
         }
     }
+}
+
+/* The stop's last accepts, then the listening sockets close: new
+ * connections are refused (a balancer retries elsewhere), not left waiting
+ * in a queue nobody reads. */
+static void take_queue(struct grace_server *srv)
+{
+    accept_queued(srv);
+    free_listeners(srv);
+    srv->queue_pending = 0;
 }
 
 /* The stop's phases, timers and what it does to each connection are
@@ -605,12 +631,18 @@ int grace_server_stop(struct grace_server *srv, int64_t timeout_ms, grace_stoppe
         return -EALREADY;
     if ((rc = grace__stop_begin(srv, cb, arg)) < 0)
         return rc;
-    /* the queued connections first, then the listening sockets close: new
-     * connections are refused (a balancer retries elsewhere), not left
-     * waiting in a queue nobody reads */
-    accept_queued(srv);
-    free_listeners(srv);
     event_del(srv->accept_timer);
+    if (srv->in_accept_hook) {
+        /* each of the queue's accepts runs the hook: not inside itself, so
+         * from the loop (accept_retry_cb); no accept before that */
+        for (int i = 0; i < srv->nlisteners; i++)
+            evconnlistener_disable(srv->listeners[i]->lev);
+        srv->listeners_paused = 1;
+        srv->queue_pending = 1;
+        event_active(srv->accept_timer, EV_TIMEOUT, 1);
+    } else {
+        take_queue(srv);
+    }
     /* no callback runs in here: connections only get new timers */
     grace__stop_lame_duck(srv, timeout_ms);
     return 0;

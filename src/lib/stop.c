@@ -34,7 +34,7 @@ static void stopped_cb(evutil_socket_t fd, short what, void *arg)
 void grace__stop_check(struct grace_server *srv)
 {
     if (srv->stopping == STOP_NONE || srv->stopping == STOP_DONE || srv->nconns ||
-        !TAILQ_EMPTY(&srv->lingering))
+        !TAILQ_EMPTY(&srv->lingering) || srv->queue_pending)
         return;
     srv->stopping = STOP_DONE; /* report once, from the loop */
     event_del(srv->stop_timer);
@@ -58,6 +58,8 @@ int64_t grace__stop_due(const struct grace_server *srv, int64_t since)
  */
 static void stop_cut(struct grace_conn *c)
 {
+    if (grace__conn_held(c)) /* its reply says how the commit ended: it comes */
+        return;
     grace__conn_enter(c);
     if (c->state >= CS_CLOSING) {
         grace__conn_abort(c, -ECANCELED); /* output still waiting for a slow reader */
@@ -96,12 +98,30 @@ static void cut_all(struct grace_server *srv)
     }
 }
 
+/* The first connection no request holds (grace_request_hold_stop). */
+static struct grace_conn *first_unheld(struct grace_server *srv)
+{
+    struct grace_conn *c;
+    TAILQ_FOREACH(c, &srv->conns, link)
+        if (!grace__conn_held(c))
+            return c;
+    return NULL;
+}
+
 /* The last bound (stop-linger-time after the deadline): close what is
- * left, then report. */
+ * left, but for connections whose request holds the stop (they close
+ * after their reply), then report once none is left. Each close may close
+ * others (callbacks): the search starts from the head each time. */
 static void stop_final_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct grace_server *srv = arg;
-    grace__engine_close_all(srv);
+    struct grace_conn *c;
+    while ((c = first_unheld(srv)))
+        grace__conn_abort(c, -ECANCELED);
+    while ((c = TAILQ_FIRST(&srv->lingering))) {
+        grace__conn_reason(c, -ECANCELED);
+        grace__conn_destroy(c);
+    }
     grace__stop_check(srv);
 }
 
@@ -145,6 +165,10 @@ void grace__stop_lame_duck(struct grace_server *srv, int64_t timeout_ms)
     struct timeval tv = grace__ms_tv(timeout_ms);
     struct grace_conn *c, *next;
 
+    /* every linger ends by then: until the deadline an early answer
+     * lingers as without a stop (its upload reads the answer once sent) */
+    srv->stop_deadline = srv->stop_at + timeout_ms;
+    srv->stop_linger_bound = srv->stop_deadline + OPT(srv, STOP_LINGER_TIME);
     event_add(srv->stop_timer, &tv);
     TAILQ_FOREACH_SAFE(c, &srv->conns, link, next) {
         if (!c->slot && c->state <= CS_IDLE)

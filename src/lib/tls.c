@@ -10,7 +10,9 @@
  *   - shutdown: the response has left; send close_notify, then the FIN;
  *   - discard: after that the TLS session is over for us, so what the
  *     client still sends is dropped on the raw socket (MSG_TRUNC), never
- *     decrypted; the plain linger bounds apply unchanged;
+ *     decrypted (but for what OpenSSL already held); the records' headers
+ *     are read so that the body's plaintext is counted (the linger's "body
+ *     still due"); the plain linger bounds apply unchanged;
  *   - a client's close_notify is an ordinary end of stream, answered with
  *     ours when we close.
  * OpenSSL's per-connection buffers are released while idle
@@ -109,7 +111,11 @@ struct tls_conn {
     SSL *ssl;
     const unsigned char *alpn; /* the protocols we offer (the server's) */
     size_t alpn_len;
-    unsigned handshaken : 1, read_wants_write : 1, failed : 1, renegotiating : 1, more : 1;
+    unsigned handshaken : 1, read_wants_write : 1, failed : 1, renegotiating : 1, more : 1,
+        discarding : 1, framed : 1;
+    /* discarding raw (tls_discard): the record being dropped */
+    unsigned char hdr[5], hdr_have;
+    uint32_t rec_len, rec_left;
 };
 
 static void set_err(struct grace_tls *tls, const char *what, const char *file)
@@ -627,6 +633,11 @@ static size_t tls_pending(struct grace_sock *s)
     return n ? n : t->more && SSL_has_pending(t->ssl);
 }
 
+static int tls_waiting(struct grace_sock *s)
+{
+    return tls_pending(s) || grace__plain.waiting(s);
+}
+
 static int tls_read_wants_write(struct grace_sock *s)
 {
     struct tls_conn *t = s->tls;
@@ -645,9 +656,102 @@ static void tls_close(struct grace_sock *s)
     evutil_closesocket(s->fd);
 }
 
-static ssize_t tls_discard(struct grace_sock *s, size_t n)
+/* Bytes a record of application data carries beyond its plaintext: TLS
+ * 1.3's tag and inner content type (padding, which clients do not send,
+ * would be counted as data), TLS 1.2's AEAD tag and explicit nonce (GCM;
+ * ChaCha20-Poly1305 has none). AEAD suites only (ctx_new). */
+static uint32_t record_overhead(SSL *ssl)
 {
-    return grace__plain.discard(s, n); /* raw: the session is over for us */
+    if (SSL_version(ssl) >= TLS1_3_VERSION)
+        return 16 + 1;
+    return SSL_CIPHER_get_cipher_nid(SSL_get_current_cipher(ssl)) == NID_chacha20_poly1305
+               ? 16 : 16 + 8;
+}
+
+/*
+ * Drop what the client still sends, raw (MSG_TRUNC): never decrypted. Its
+ * plaintext is still counted (*plain), for the linger's "body still due":
+ * the records' headers are read (5 bytes each, copied) and each record's
+ * plaintext counted once it is whole. The raw stream must start at a
+ * header, so what OpenSSL holds at the first call (read ahead, a partial
+ * record) is read through it first, with read-ahead off: its last record
+ * then ends with the buffer. A header that makes no sense (lost framing)
+ * stops the count: from then on nothing is counted (the body looks never
+ * complete: its linger keeps the rate check, the safe side). Once no count
+ * is wanted (plain NULL: no body due, or its length unknown) none will be:
+ * whole chunks are dropped, as on a plain socket.
+ */
+static ssize_t tls_discard(struct grace_sock *s, size_t n, uint64_t *plain)
+{
+    struct tls_conn *t = s->tls;
+    uint64_t pl = 0;
+    ssize_t total = 0;
+
+    if (!t->discarding) {
+        t->discarding = 1;
+        t->framed = !t->failed && t->handshaken;
+        SSL_set_read_ahead(t->ssl, 0);
+    }
+    if (!plain)
+        t->framed = 0;
+    if (t->framed && SSL_has_pending(t->ssl)) {
+        char buf[16384];
+        size_t got = 0;
+        int ret;
+        ERR_clear_error();
+        ret = SSL_read_ex(t->ssl, buf, sizeof(buf) < n ? sizeof(buf) : n, &got);
+        if (ret == 1) {
+            *plain = got; /* framed: plain is wanted */
+            return (ssize_t)got;
+        }
+        return ssl_fail(s, t, ret, 1); /* -EAGAIN: the rest of a partial record */
+    }
+    if (!t->framed) {
+        if (plain)
+            *plain = 0;
+        return grace__plain.discard(s, n, NULL);
+    }
+    while ((size_t)total < n) {
+        ssize_t k;
+        if (!t->rec_left) { /* a record's header */
+            do
+                k = recv(s->fd, t->hdr + t->hdr_have, sizeof(t->hdr) - t->hdr_have, MSG_DONTWAIT);
+            while (k < 0 && errno == EINTR);
+            if (k <= 0) {
+                if (total)
+                    break;
+                return k == 0 ? 0 : errno == EWOULDBLOCK ? -EAGAIN : -errno;
+            }
+            total += k;
+            t->hdr_have += (unsigned char)k;
+            if (t->hdr_have < sizeof(t->hdr))
+                continue;
+            t->hdr_have = 0;
+            t->rec_len = (uint32_t)t->hdr[3] << 8 | t->hdr[4];
+            if (t->hdr[0] < 20 || t->hdr[0] > 24 || t->hdr[1] != 3 || !t->rec_len ||
+                t->rec_len > 16384 + 256) {
+                t->framed = 0; /* lost: nothing more is counted */
+                break;
+            }
+            if (t->hdr[0] != 23) /* not application data: carries none */
+                t->rec_len = 0;
+            t->rec_left = (uint32_t)t->hdr[3] << 8 | t->hdr[4];
+            continue;
+        }
+        k = grace__plain.discard(s, n - (size_t)total < t->rec_left ? n - (size_t)total
+                                                                    : t->rec_left, NULL);
+        if (k <= 0) {
+            if (total && (k == -EAGAIN || k == 0))
+                break; /* the end or "empty" is seen on the next call */
+            return k;
+        }
+        total += k;
+        t->rec_left -= (uint32_t)k;
+        if (!t->rec_left && t->rec_len > record_overhead(t->ssl))
+            pl += t->rec_len - record_overhead(t->ssl);
+    }
+    *plain = pl;
+    return total;
 }
 
 static size_t tls_unsent(struct grace_sock *s)
@@ -663,6 +767,7 @@ const struct grace_transport grace__tls = {
     .unsent = tls_unsent,
     .close = tls_close,
     .pending = tls_pending,
+    .waiting = tls_waiting,
     .read_wants_write = tls_read_wants_write,
     .open = tls_open,
     .ready = tls_ready,

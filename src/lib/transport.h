@@ -13,6 +13,7 @@
 
 #include <event2/util.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct evbuffer;
@@ -35,14 +36,20 @@ struct grace_transport {
     /* End our direction of the stream: close_notify (TLS), then the FIN. */
     int (*shutdown)(struct grace_sock *s);
     /* Drop at most n bytes the client sent, without reading them (raw: for
-     * TLS the session is over for us). */
-    ssize_t (*discard)(struct grace_sock *s, size_t n);
+     * TLS the session is over for us): >0 dropped, 0 end of stream, or
+     * -errno; *plain: how many of the client's data bytes they carried, as
+     * far as known (TLS: plaintext, counted per record once it is whole;
+     * never more than there were). plain NULL: no count is wanted, now or
+     * later (TLS drops faster). */
+    ssize_t (*discard)(struct grace_sock *s, size_t n, uint64_t *plain);
     /* Bytes written but not yet taken by the client, as far as known. */
     size_t (*unsent)(struct grace_sock *s);
     /* Close the socket (and the session). */
     void (*close)(struct grace_sock *s);
     /* Nonzero while input is held below us that no socket event announces. */
     size_t (*pending)(struct grace_sock *s);
+    /* Nonzero if input waits, in the socket (peeked, not read) or below us. */
+    int (*waiting)(struct grace_sock *s);
     /* The last read stopped until the socket takes our bytes (a handshake). */
     int (*read_wants_write)(struct grace_sock *s);
     /* Set up the session on s->fd: ctx the TLS context, alpn the protocols

@@ -15,6 +15,9 @@
  * upload arrives while its blocks are being reserved. With
  * SLOWSYNC_DIR_ERRNO=N, fsync(2) of a folder syncs, then fails with errno
  * N ("dirsync" lines): a rename done that the disk could not make durable.
+ * With SLOWSYNC_DIR_MS=N, fsync(2) of a folder waits N ms first
+ * ("dirwait" before, "dirsynced" after): a commit's last step, after its
+ * rename, made slow.
  * With SLOWSYNC_RENAME_MS=N, renameat2(2) of a file whose old name holds
  * ".graced-tmp." waits N ms first ("rename" lines): a wide window between
  * the check of If-Match and the rename. Every sync_file_range(2) is noted
@@ -24,9 +27,18 @@
  * With SLOWSYNC_EVENTFD_MS=N, eventfd(2) waits N ms ("eventfd-wait T"
  * before, "eventfd T" after; T: CLOCK_MONOTONIC in microseconds): graced's
  * worker makes its pool's eventfd before its signal handlers, so this
- * widens a fresh worker's start. With SLOWSYNC_OPEN_PATH=P and
+ * widens a fresh worker's start; while the file SLOWSYNC_EVENTFD_FAIL
+ * exists, eventfd(2) fails with EMFILE: a worker starting then (its pool
+ * needs one) fails at once. With SLOWSYNC_OPEN_PATH=P and
  * SLOWSYNC_OPEN_MS=N, fopen(3) of P waits N ms ("opened T" after): a slow
- * reload of the users file.
+ * reload of the users file. With SLOWSYNC_TRACE=1, every fsync(2) that
+ * returns notes "fsync INO TID PID" (the inode synced, the thread that
+ * waited for it: the event loop's is the PID's own): what was made durable
+ * before an answer, and where. With SLOWSYNC_DIR_GATE, fsync(2) of a
+ * folder waits while that file exists (at most 30 s; "dirstart" before).
+ * With SLOWSYNC_CLOSE_MATCH=S and SLOWSYNC_CLOSE_MS=N, close(2) of a file
+ * whose path holds S waits N ms first ("close" lines): whatever comes
+ * after a close in the same turn of the loop comes that much later.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -61,13 +73,57 @@ static void note(const char *what, long long size)
     }
 }
 
+static void trace_fsync(int fd)
+{
+    const char *on = getenv("SLOWSYNC_TRACE"), *path = getenv("SLOWSYNC_LOG");
+    struct stat st;
+    char line[96];
+    int n, lfd;
+    if (!on || *on != '1' || !path || fstat(fd, &st) < 0)
+        return;
+    n = snprintf(line, sizeof(line), "fsync %llu %d %d\n", (unsigned long long)st.st_ino,
+                 (int)gettid(), (int)getpid());
+    lfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (lfd >= 0) {
+        (void)!write(lfd, line, (size_t)n);
+        close(lfd);
+    }
+}
+
+static int fsync_inner(int fd);
+
 int fsync(int fd)
 {
+    int rc = fsync_inner(fd), e = errno;
+    trace_fsync(fd);
+    errno = e;
+    return rc;
+}
+
+static int fsync_inner(int fd)
+{
     int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+    const char *dirgate = getenv("SLOWSYNC_DIR_GATE");
     const char *gate = getenv("SLOWSYNC_GATE"), *min = getenv("SLOWSYNC_MIN_BYTES");
     const char *fail = getenv("SLOWSYNC_ERRNO"), *dirfail = getenv("SLOWSYNC_DIR_ERRNO");
+    const char *dirms = getenv("SLOWSYNC_DIR_MS");
     struct stat st;
     int rc;
+    if (dirgate && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        note("dirstart", 0);
+        for (int i = 0; i < 3000 && access(dirgate, F_OK) == 0; i++) {
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    if (dirms && atoi(dirms) > 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        struct timespec ts = {atoi(dirms) / 1000, (long)(atoi(dirms) % 1000) * 1000000L};
+        note("dirwait", 0);
+        nanosleep(&ts, NULL);
+        rc = real(fd);
+        note("dirsynced", 0);
+        return rc;
+    }
     if (dirfail && atoi(dirfail) > 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
         (void)real(fd);
         note("dirsync", 0);
@@ -191,7 +247,12 @@ static void wait_ms(const char *ms)
 int eventfd(unsigned int initval, int flags)
 {
     int (*real)(unsigned int, int) = (int (*)(unsigned int, int))dlsym(RTLD_NEXT, "eventfd");
-    const char *ms = getenv("SLOWSYNC_EVENTFD_MS");
+    const char *ms = getenv("SLOWSYNC_EVENTFD_MS"), *fail = getenv("SLOWSYNC_EVENTFD_FAIL");
+    if (fail && access(fail, F_OK) == 0) {
+        note("eventfd-fail", 0);
+        errno = EMFILE;
+        return -1;
+    }
     if (ms && atoi(ms) > 0) {
         note("eventfd-wait", mono_us());
         wait_ms(ms);
@@ -225,4 +286,25 @@ int fallocate(int fd, int mode, off_t offset, off_t len)
         nanosleep(&ts, NULL);
     }
     return real(fd, mode, offset, len);
+}
+
+int close(int fd);
+int close(int fd)
+{
+    int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, "close");
+    const char *match = getenv("SLOWSYNC_CLOSE_MATCH"), *ms = getenv("SLOWSYNC_CLOSE_MS");
+    if (match && ms && atoi(ms) > 0) {
+        char link[64], path[4096];
+        ssize_t n;
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+        n = readlink(link, path, sizeof(path) - 1);
+        if (n > 0) {
+            path[n] = '\0';
+            if (strstr(path, match)) {
+                note("close", 0);
+                wait_ms(ms);
+            }
+        }
+    }
+    return real(fd);
 }

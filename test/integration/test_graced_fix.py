@@ -18,7 +18,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_graced import GRACED, MiB, Graced, check, procs, raw, req, run_sections  # noqa: E402
+from test_graced import BUILD, GRACED, MiB, Graced, check, procs, raw, req, run_sections  # noqa: E402
+
+SHIM = os.path.abspath(os.path.join(BUILD, "test", "integration", ".libs", "slowsync.so"))
 
 SRCDIR = os.environ.get("top_srcdir", os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                    "..", ".."))
@@ -402,23 +404,28 @@ def most_restarts(err):
 
 
 def run_restart_backoff(tmp):
-    """A worker that fails at once (its certificate is gone) is restarted
-    with a growing delay, not in a busy loop."""
+    """A worker that fails at once (it cannot make its pool's eventfd:
+    slowsync.so's SLOWSYNC_EVENTFD_FAIL) is restarted with a growing delay,
+    not in a busy loop. (A missing certificate no longer does it: a
+    restarted worker starts with the supervisor's.)"""
     if not shutil.which("openssl"):
         check("restart back-off (skipped: no openssl)", True)
         return
     d = os.path.join(tmp, "backoff")
     os.mkdir(d)
-    crt, key = make_cert(d)
-    g = Graced("--tls-listen", "127.0.0.1:0", "--tls-cert", crt, "--tls-key", key, "--root", d,
-               "--workers", "2")
+    fail = os.path.join(tmp, "backoff.eventfd-fail")
+    env = dict(os.environ, LD_PRELOAD=SHIM, SLOWSYNC_EVENTFD_FAIL=fail)
+    env["ASAN_OPTIONS"] = ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"),
+                                                 "verify_asan_link_order=0"]))
+    g = Graced("--listen", "127.0.0.1:0", "--root", d, "--workers", "2", env=env)
     try:
         kids = wait_for(lambda: len(children(g.p.pid)) == 2 and children(g.p.pid))
-        os.unlink(crt)
+        open(fail, "w").close()
         os.kill(kids[0], signal.SIGKILL)
         time.sleep(3.5)
     finally:
         g.stop()
+        os.unlink(fail)
     err = g.p.stderr.read()
     restarts = most_restarts(err)
     # 100, 200, 400, 800, 1600 ms: at most 5 in 3.5 s (a spin: thousands)
@@ -430,16 +437,16 @@ def run_restart_backoff(tmp):
           delays == [100 << i for i in range(len(delays))], err[-600:])
 
     # --restart-delay-max 200ms: 100, 200, 200, ... ms: about 15 in 3.5 s
-    crt, key = make_cert(d)
-    g = Graced("--tls-listen", "127.0.0.1:0", "--tls-cert", crt, "--tls-key", key, "--root", d,
-               "--workers", "2", "--restart-delay-max", "200ms")
+    g = Graced("--listen", "127.0.0.1:0", "--root", d, "--workers", "2",
+               "--restart-delay-max", "200ms", env=env)
     try:
         kids = wait_for(lambda: len(children(g.p.pid)) == 2 and children(g.p.pid))
-        os.unlink(crt)
+        open(fail, "w").close()
         os.kill(kids[0], signal.SIGKILL)
         time.sleep(3.5)
     finally:
         g.stop()
+        os.unlink(fail)
     err = g.p.stderr.read()
     delays = {int(d) for d in re.findall(r"restart in (\d+) ms", err)}
     check("--restart-delay-max 200ms: delays 100, then 200 ms (%d restarts in 3.5 s)"

@@ -379,6 +379,15 @@ def run_metrics(tmp):
         req(g.port, "GET", "/missing")
         req(g.port, "PUT", "/up.bin", b"u" * 3000)
         tg.raw(g.port, b"BREW / HTTP/1.1\r\n\r\n")
+        # a response is counted when its report runs, which may come just
+        # after its client has read it: the scrapes start once the last
+        # one (the 501) is in
+        def counted():
+            series, _ = parse_metrics(req(g.port, "GET", "/metrics")[1].decode())
+            return any('code="501"' in k and v >= 1 for k, v in series.items())
+        deadline = time.time() + 5
+        while not counted() and time.time() < deadline:
+            time.sleep(0.05)
         seen, ok, bad = set(), True, []
         for _ in range(8):
             st, body, r = req(g.port, "GET", "/metrics")

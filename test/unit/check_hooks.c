@@ -766,6 +766,86 @@ START_TEST(test_stop_in_accept_hook)
 }
 END_TEST
 
+/*
+ * grace_server_stop() from the accept hook while more connections wait in
+ * the listen queue: the stop takes them (they may hold requests), each
+ * through the accept hook, but not from inside the hook that is running
+ * (the old code accepted them there: the hook ran inside itself). "/block"
+ * holds the loop while they queue; the hook then stops at the next accept.
+ */
+#define QN 4
+static int hook_depth, hook_max_depth, stop_armed;
+
+static void stopped_count(struct grace_server *srv, void *arg)
+{
+    ((struct fx *)arg)->stopped++;
+}
+
+static int stop_in_accept_queued(struct grace_conn *conn, void *arg)
+{
+    struct fx *f = arg;
+    hook_depth++;
+    if (hook_depth > hook_max_depth)
+        hook_max_depth = hook_depth;
+    accepted_n++;
+    if (stop_armed == 1) {
+        stop_armed = 2;
+        ck_assert_int_eq(grace_server_stop(f->srv, 5000, stopped_count, f), 0);
+    }
+    hook_depth--;
+    return 0;
+}
+
+static void h_block_arm(struct grace_request *req, void *arg)
+{
+    if (!strcmp(grace_request_path(req), "/block")) {
+        usleep(400000); /* the loop is held: connections queue in the kernel */
+        stop_armed = 1;
+    }
+    h_hello(req, arg);
+}
+
+static void c_stop_in_accept_queued(struct fx *f)
+{
+    int q[QN], b = cli_connect(f->port);
+    cli_send(b, GET("/block"));
+    usleep(100000);
+    for (int i = 0; i < QN; i++) {
+        q[i] = cli_connect(f->port);
+        cli_send(q[i], GET("/q"));
+    }
+    expect_status(b, 200, "hello");
+    resp_free(&R);
+    for (int i = 0; i < QN; i++) {
+        ck_assert_msg(cli_read_response(q[i], &R, 0) == 0, "queued connection %d: no answer", i);
+        ck_assert_int_eq(R.status, 200);
+        ck_assert(R.closed);
+        resp_free(&R);
+        close(q[i]);
+    }
+    close(b);
+    for (int i = 0; i < 100 && !f->stopped; i++)
+        usleep(20000);
+}
+
+START_TEST(test_stop_in_accept_hook_queue)
+{
+    struct fx *f = fx_new();
+    fx_start(f, h_block_arm);
+    hooks_reset();
+    hook_depth = hook_max_depth = stop_armed = 0;
+    grace_server_on_accept(f->srv, stop_in_accept_queued, f);
+    fx_run(f, c_stop_in_accept_queued, 10000);
+    fx_spin(f, 100);
+    ck_assert_int_eq(stop_armed, 2);
+    ck_assert_int_eq(accepted_n, 1 + QN);
+    ck_assert_msg(hook_max_depth == 1, "the accept hook ran inside itself (depth %d)",
+                  hook_max_depth);
+    ck_assert_int_eq(f->stopped, 1);
+    fx_free(f);
+}
+END_TEST
+
 /* grace_server_free with connections open: each gets its close hook,
  * inside the free, with -ECANCELED. */
 static void c_hold_open(struct fx *f)
@@ -1093,6 +1173,7 @@ static Suite *hooks_suite(void)
     tcase_add_test(tc, test_close_hook_stop);
     tcase_add_test(tc, test_close_hook_server_free);
     tcase_add_test(tc, test_stop_in_accept_hook);
+    tcase_add_test(tc, test_stop_in_accept_hook_queue);
     tcase_add_test(tc, test_drop_in_handler);
     tcase_add_test(tc, test_drop_in_body_piece);
     tcase_add_test(tc, test_drop_in_finish_and_report);

@@ -307,6 +307,72 @@ START_TEST(test_keepalive_timeout)
 }
 END_TEST
 
+/*
+ * A request that arrives while the loop is busy, before keepalive-timeout
+ * (or header-timeout, on a new connection that sent nothing yet) ends, but
+ * is seen only after it: the timeout and the read come in one turn. The
+ * client sent it in full to an open connection: it is answered, not reset
+ * by a close with unread data. "/hold" holds the loop until the client
+ * has sent, then past both timeouts. (The old code passed this one by
+ * luck: these timeouts are libevent common timeouts, whose expiry runs
+ * after the reads of the same turn; the lame duck's are not, see
+ * check_stop's test_stop_grace_end_race.)
+ */
+#define RACE_TIMEOUT 300
+static int race_holding, race_sent;
+
+static void h_hold(struct grace_request *req, void *arg)
+{
+    if (!strcmp(grace_request_path(req), "/hold")) {
+        __atomic_store_n(&race_holding, 1, __ATOMIC_SEQ_CST);
+        for (int i = 0; i < 500 && !__atomic_load_n(&race_sent, __ATOMIC_SEQ_CST); i++)
+            usleep(10000);
+        usleep((RACE_TIMEOUT + 200) * 1000); /* the timeouts are due */
+    }
+    h_hello(req, arg);
+}
+
+static void c_timeout_race(struct fx *f)
+{
+    int idle = cli_connect(f->port), fresh = cli_connect(f->port), hold = cli_connect(f->port);
+    cli_send(idle, GET("/a"));
+    expect_status(idle, 200, "hello");
+    resp_free(&R);
+    cli_send(hold, GET("/hold"));
+    for (int i = 0; i < 500 && !__atomic_load_n(&race_holding, __ATOMIC_SEQ_CST); i++)
+        usleep(10000);
+    cli_send(idle, GET("/b"));
+    cli_send(fresh, GET("/c"));
+    __atomic_store_n(&race_sent, 1, __ATOMIC_SEQ_CST);
+    expect_status(hold, 200, "hello");
+    resp_free(&R);
+    ck_assert_msg(cli_read_response(idle, &R, 0) == 0,
+                  "the keep-alive request sent before the timeout: no answer (err %d)", R.err);
+    ck_assert_int_eq(R.status, 200);
+    resp_free(&R);
+    ck_assert_msg(cli_read_response(fresh, &R, 0) == 0,
+                  "the new connection's request sent before the timeout: no answer (err %d)",
+                  R.err);
+    ck_assert_int_eq(R.status, 200);
+    resp_free(&R);
+    close(idle);
+    close(fresh);
+    close(hold);
+}
+
+START_TEST(test_timeout_race)
+{
+    struct fx *f = fx_new();
+    race_holding = race_sent = 0;
+    grace_config_set(f->cfg, GRACE_OPT_KEEPALIVE_TIMEOUT, RACE_TIMEOUT);
+    grace_config_set(f->cfg, GRACE_OPT_HEADER_TIMEOUT, RACE_TIMEOUT);
+    fx_start(f, h_hold);
+    fx_run(f, c_timeout_race, 15000);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_REQUESTS), 4);
+    fx_free(f);
+}
+END_TEST
+
 static void c_body_timeout(struct fx *f)
 {
     int fd = cli_connect(f->port);
@@ -1451,6 +1517,7 @@ static Suite *server_suite(void)
     tcase_add_test(tc, test_header_timeout);
     tcase_add_test(tc, test_header_trickle);
     tcase_add_test(tc, test_keepalive_timeout);
+    tcase_add_test(tc, test_timeout_race);
     tcase_add_test(tc, test_keepalive_after_full_input);
     tcase_add_test(tc, test_body_timeout);
     tcase_add_test(tc, test_write_timeout);

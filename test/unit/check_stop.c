@@ -292,6 +292,41 @@ START_TEST(test_stop_idle_closed_after_grace)
 }
 END_TEST
 
+/* keepalive-timeout shorter than the stop's grace: an idle connection
+ * closed during a stop because its keep-alive expired counts as
+ * timeout_keepalive, not stop_idle_closed (the old code counted every
+ * idle close during a stop as the stop's). */
+static void c_keepalive_in_stop(struct fx *f)
+{
+    int idle = cli_connect(f->port), ctl = cli_connect(f->port);
+    cli_send(idle, GET("/a"));
+    expect_status(idle, 200, "hello");
+    resp_free(&R);
+    cli_send(ctl, GET("/stop"));
+    expect_status(ctl, 200, "hello");
+    resp_free(&R);
+    close(ctl);
+    ck_assert_int_eq(cli_wait_eof(idle, 4000), 1);
+    close(idle);
+    for (int i = 0; i < 100 && !is_stopped(f); i++)
+        usleep(20000);
+}
+
+START_TEST(test_stop_keepalive_counted)
+{
+    struct fx *f = fx_new();
+    stop_timeout_ms = 8000;
+    grace_config_set(f->cfg, GRACE_OPT_STOP_IDLE_GRACE, 3000);
+    grace_config_set(f->cfg, GRACE_OPT_KEEPALIVE_TIMEOUT, 300);
+    fx_start(f, h_route);
+    fx_run(f, c_keepalive_in_stop, 15000);
+    ck_assert_int_eq(f->stopped, 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_TIMEOUT_KEEPALIVE), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_STOP_IDLE_CLOSED), 0);
+    fx_free(f);
+}
+END_TEST
+
 /*
  * A response that started before the stop promised keep-alive (no
  * Connection: close): it is not followed by a close the client cannot
@@ -417,6 +452,56 @@ START_TEST(test_stop_serves_listen_queue)
 }
 END_TEST
 
+/*
+ * max-connections holds for the listen queue too: at a stop the queue is
+ * taken up to the cap (2 here, beside the connection holding the loop),
+ * and the rest is reset by the listener's close (which the kernel would
+ * have done to them had the listener stayed open: nobody reads it). The
+ * old code took all of them.
+ */
+#define QCAP 3
+
+static void c_queue_capped(struct fx *f)
+{
+    int q[NQ], b = cli_connect(f->port), answered = 0;
+    cli_send(b, GET("/block"));
+    usleep(100000);
+    for (int i = 0; i < NQ; i++) {
+        q[i] = cli_connect(f->port);
+        cli_send(q[i], GET("/q"));
+    }
+    expect_status(b, 200, "hello");
+    resp_free(&R);
+    for (int i = 0; i < NQ; i++) {
+        struct resp r;
+        if (cli_read_response(q[i], &r, 0) == 0) {
+            ck_assert_int_eq(r.status, 200);
+            answered++;
+        }
+        resp_free(&r);
+        close(q[i]);
+    }
+    ck_assert_int_eq(answered, QCAP - 1);
+    close(b);
+    for (int i = 0; i < 100 && !is_stopped(f); i++)
+        usleep(20000);
+}
+
+START_TEST(test_stop_listen_queue_capped)
+{
+    struct fx *f = fx_new();
+    stop_timeout_ms = 5000;
+    grace_config_set(f->cfg, GRACE_OPT_MAX_CONNECTIONS, QCAP);
+    fx_start(f, h_block);
+    fx_run(f, c_queue_capped, 10000);
+    ck_assert_msg(fx_cnt(f, GRACE_CNT_CONN_ACCEPTED) == QCAP,
+                  "%llu connections accepted at the stop with max-connections %d",
+                  (unsigned long long)fx_cnt(f, GRACE_CNT_CONN_ACCEPTED), QCAP);
+    ck_assert_int_eq(f->stopped, 1);
+    fx_free(f);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- deadline */
 
 /*
@@ -518,6 +603,171 @@ START_TEST(test_stop_deadline_503)
 END_TEST
 
 /*
+ * At the deadline each connection is cut while callbacks run that may
+ * close others: here the first one's finish callback (-ESHUTDOWN, its 503)
+ * drops the next one in the server's list. The walk (server.c cut_all)
+ * holds that next one across the cut and starts again from the head when
+ * it closed; a walk that only remembered it (TAILQ_FOREACH_SAFE) would use
+ * it after it was freed (ASan, valgrind: setup.sh runs this under both).
+ */
+static struct grace_conn *held_conn[2];
+static struct grace_request *held_req[2];
+static int held_err[2], held_finish[2];
+
+static void held_finished(struct grace_request *req, int err, void *arg)
+{
+    int i = req == held_req[1];
+    held_finish[i]++;
+    held_err[i] = err;
+    if (i == 0 && held_conn[1]) /* the first one's cut closes the next */
+        ck_assert_int_eq(grace_conn_drop(held_conn[1], GRACE_DROP_ABORT), 0);
+    grace_reply(req, 500, NULL, 0); /* completes our side: -ENOTCONN */
+}
+
+static void h_held(struct grace_request *req, void *arg)
+{
+    struct fx *f = arg;
+    int i;
+    if (strcmp(grace_request_path(req), "/held")) {
+        h_route(req, arg);
+        return;
+    }
+    i = __atomic_load_n(&f->handler_calls, __ATOMIC_SEQ_CST);
+    held_conn[i] = grace_request_conn(req);
+    held_req[i] = req;
+    grace_request_on_finish(req, held_finished, f);
+    __atomic_store_n(&f->handler_calls, i + 1, __ATOMIC_SEQ_CST);
+}
+
+static void c_cut_frees_next(struct fx *f)
+{
+    int a = cli_connect(f->port), b, ctl;
+    cli_send(a, GET("/held"));
+    for (int i = 0; i < 500 && __atomic_load_n(&f->handler_calls, __ATOMIC_SEQ_CST) < 1; i++)
+        usleep(10000);
+    b = cli_connect(f->port); /* after a in the server's list */
+    cli_send(b, GET("/held"));
+    for (int i = 0; i < 500 && __atomic_load_n(&f->handler_calls, __ATOMIC_SEQ_CST) < 2; i++)
+        usleep(10000);
+    ctl = cli_connect(f->port);
+    cli_send(ctl, GET("/stop"));
+    expect_status(ctl, 200, "hello");
+    resp_free(&R);
+    close(ctl);
+    expect_status(a, 503, NULL);
+    resp_free(&R);
+    ck_assert_int_ne(cli_wait_eof(b, 3000), 0); /* dropped: EOF or a reset */
+    close(a);
+    close(b);
+    for (int i = 0; i < 150 && !is_stopped(f); i++)
+        usleep(20000);
+}
+
+START_TEST(test_stop_cut_frees_next)
+{
+    struct fx *f = fx_new();
+    stop_timeout_ms = 500;
+    memset(held_conn, 0, sizeof(held_conn));
+    memset(held_req, 0, sizeof(held_req));
+    memset(held_finish, 0, sizeof(held_finish));
+    fx_start(f, h_held);
+    fx_run(f, c_cut_frees_next, 10000);
+    ck_assert_int_eq(f->handler_calls, 3); /* two held, and /stop */
+    ck_assert_int_eq(held_finish[0], 1);
+    ck_assert_int_eq(held_err[0], -ESHUTDOWN);
+    ck_assert_int_eq(held_finish[1], 1);
+    ck_assert_int_eq(held_err[1], -ECONNABORTED);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_STOP_DEADLINE), 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_CONN_DROPPED), 1);
+    ck_assert_int_eq(f->stopped, 1);
+    fx_free(f);
+}
+END_TEST
+
+/*
+ * grace_request_hold_stop(): a request whose body is read and whose result
+ * is being committed (here: a reply 1.5 s later, as graced's rename and
+ * fsync on its pool) is neither answered 503 at the deadline (300 ms) nor
+ * closed at the stop's last bound (+300 ms): its client gets the real
+ * answer, its finish callback 0, and the stop reports after it. Another
+ * request, not held, is answered 503 at the deadline as before.
+ */
+static struct grace_request *committing;
+static int commit_finish_err = 1, commit_hold_rc = 1;
+static int64_t commit_reply_ms;
+
+static void commit_finished(struct grace_request *req, int err, void *arg)
+{
+    commit_finish_err = err;
+}
+
+static void commit_reply(evutil_socket_t fd, short what, void *arg)
+{
+    commit_reply_ms = now_ms();
+    ck_assert_int_eq(grace_reply(committing, 201, "created", 7), 0);
+}
+
+static void commit_body(struct grace_request *req, struct evbuffer *body, void *arg)
+{
+    struct fx *f = arg;
+    struct timeval tv = {1, 500000};
+    committing = req;
+    commit_hold_rc = grace_request_hold_stop(req);
+    event_base_once(f->base, -1, EV_TIMEOUT, commit_reply, f, &tv);
+    do_stop(f); /* the commit has begun: a stop comes */
+}
+
+static void h_commit(struct grace_request *req, void *arg)
+{
+    if (!strcmp(grace_request_path(req), "/commit")) {
+        grace_request_on_finish(req, commit_finished, arg);
+        ck_assert_int_eq(grace_request_collect_body(req, 0, commit_body, arg), 0);
+    } else if (!strcmp(grace_request_path(req), "/wait")) {
+        grace_request_on_finish(req, up_finish, arg); /* never answered: the 503 */
+    } else {
+        h_route(req, arg);
+    }
+}
+
+static void c_commit_held(struct fx *f)
+{
+    int w = cli_connect(f->port), c = cli_connect(f->port);
+    cli_send(w, GET("/wait"));
+    usleep(100000);
+    cli_send(c, "PUT /commit HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello");
+    expect_status(w, 503, NULL);
+    resp_free(&R);
+    ck_assert_msg(cli_read_response(c, &R, 0) == 0,
+                  "the committing request got no answer (err %d)", R.err);
+    ck_assert_msg(R.status == 201, "the committing request was answered %d", R.status);
+    ck_assert(R.closed);
+    resp_free(&R);
+    close(w);
+    close(c);
+    for (int i = 0; i < 150 && !is_stopped(f); i++)
+        usleep(20000);
+}
+
+START_TEST(test_stop_hold_commit)
+{
+    struct fx *f = fx_new();
+    stop_timeout_ms = 300;
+    commit_finish_err = commit_hold_rc = 1;
+    grace_config_set(f->cfg, GRACE_OPT_STOP_LINGER_TIME, 300);
+    fx_start(f, h_commit);
+    fx_run(f, c_commit_held, 15000);
+    ck_assert_int_eq(commit_hold_rc, 0);
+    ck_assert_int_eq(commit_finish_err, 0);
+    ck_assert_int_eq(f->finish_err, -ESHUTDOWN); /* /wait's */
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_STOP_DEADLINE), 1);
+    ck_assert_int_eq(f->stopped, 1);
+    ck_assert_int_ge(stopped_ms, commit_reply_ms); /* after the held reply */
+    ck_assert_int_eq(grace_request_hold_stop(NULL), -EINVAL);
+    fx_free(f);
+}
+END_TEST
+
+/*
  * A slow reader of a big response during the stop: it keeps reading (the
  * response goes on, write-timeout sees progress) until the stop deadline,
  * and only then is it cut.
@@ -587,6 +837,191 @@ START_TEST(test_stop_slow_reader_until_deadline)
     ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_TIMEOUT_WRITE), 0);
     ck_assert_int_eq(f->stopped, 1);
     ck_assert_int_lt(stopped_ms - stop_called_ms, 1500 + 1000 + 1500);
+    fx_free(f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- early answer */
+
+/*
+ * An early answer during the lame duck (a 401 to an upload that goes on
+ * arriving) lingers as it would without a stop: its client, which sends
+ * the whole body before it reads (as Firefox and Python's http.client do),
+ * reads the 401 at the end, not a reset. Only the stop's own bound (its
+ * deadline + stop-linger-time) cuts such a linger. The old code cut it to
+ * stop-linger-time (1 s) from the stop: a reset after ~1 s of sending.
+ */
+#define EARLY_TOTAL (6u << 20)
+static int64_t early_cut_ms;
+static size_t early_sent;
+
+static void h_early(struct grace_request *req, void *arg)
+{
+    if (!strcmp(grace_request_path(req), "/up"))
+        h_401(req, arg);
+    else
+        h_route(req, arg);
+}
+
+/* Send an upload of total bytes (UINT32_MAX: until it fails) at ~3 MB/s,
+ * reading nothing; returns 0 or the send's -errno. */
+static int send_paced(int fd, size_t total)
+{
+    static char piece[65536];
+    char head[128];
+    memset(piece, 'u', sizeof(piece));
+    snprintf(head, sizeof(head), "PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
+             total);
+    cli_send(fd, head);
+    for (early_sent = 0; early_sent < total; early_sent += sizeof(piece)) {
+        int rc = cli_send_all(fd, piece, sizeof(piece));
+        if (rc < 0)
+            return rc;
+        usleep(20000);
+    }
+    return 0;
+}
+
+static void c_early_lingers(struct fx *f)
+{
+    int up = cli_connect(f->port), ctl = cli_connect(f->port), rc;
+    cli_send(ctl, GET("/stop"));
+    expect_status(ctl, 200, "hello");
+    resp_free(&R);
+    close(ctl);
+    rc = send_paced(up, EARLY_TOTAL); /* ~2 s */
+    ck_assert_msg(rc == 0, "the upload's send failed after %zu bytes (%s), %lld ms into the stop",
+                  early_sent, strerror(-rc), (long long)(now_ms() - stop_called_ms));
+    expect_status(up, 401, "no token\n");
+    ck_assert(R.closed);
+    resp_free(&R);
+    close(up);
+    for (int i = 0; i < 150 && !is_stopped(f); i++)
+        usleep(20000);
+}
+
+START_TEST(test_stop_early_answer_lingers)
+{
+    struct fx *f = fx_new();
+    stop_timeout_ms = 20000; /* far: the linger, not the deadline, ends it */
+    fx_start(f, h_early);
+    fx_run(f, c_early_lingers, 30000);
+    ck_assert_int_eq(f->stopped, 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_CLIENT_EOF), 2); /* /stop's and ours */
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_TOTAL_TIME), 0);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_STOP_DEADLINE), 0);
+    ck_assert_int_lt(stopped_ms - stop_called_ms, 20000);
+    fx_free(f);
+}
+END_TEST
+
+/* A client that never stops sending is cut at the stop's bound: not
+ * before its deadline, and by deadline + stop-linger-time. */
+static void c_early_bounded(struct fx *f)
+{
+    int up = cli_connect(f->port), ctl = cli_connect(f->port);
+    cli_send(ctl, GET("/stop"));
+    expect_status(ctl, 200, "hello");
+    resp_free(&R);
+    close(ctl);
+    ck_assert_int_lt(send_paced(up, UINT32_MAX), 0);
+    early_cut_ms = now_ms();
+    close(up);
+    for (int i = 0; i < 150 && !is_stopped(f); i++)
+        usleep(20000);
+}
+
+START_TEST(test_stop_early_answer_bounded)
+{
+    struct fx *f = fx_new();
+    stop_timeout_ms = 2500;
+    fx_start(f, h_early);
+    fx_run(f, c_early_bounded, 30000);
+    int64_t cut = early_cut_ms - stop_called_ms;
+    ck_assert_msg(cut >= 2400, "the early answer's linger was cut %lld ms into the stop, "
+                  "before its deadline (2500)", (long long)cut);
+    ck_assert_msg(cut < 2500 + 1000 + 2000, "cut %lld ms into the stop", (long long)cut);
+    ck_assert_int_eq(f->stopped, 1);
+    ck_assert_int_lt(stopped_ms - stop_called_ms, 2500 + 1000 + 1500);
+    fx_free(f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- the grace's end */
+
+/*
+ * A request that arrives while the loop is busy, before stop-idle-grace
+ * ends, but is seen only after it: the timeout and the read come in one
+ * turn. It is a request the client sent in full to an open connection, so
+ * it is answered (Connection: close), not reset by a close with unread
+ * data. "/hold" stops the server and holds the loop until the client has
+ * sent its requests on an idle keep-alive connection and on a new one
+ * that had sent nothing, then past their grace. The old code closed both
+ * (a reset or EOF, no answer).
+ */
+#define RACE_GRACE 300
+static int race_holding, race_sent;
+
+static void h_hold(struct grace_request *req, void *arg)
+{
+    struct fx *f = arg;
+    if (strcmp(grace_request_path(req), "/hold")) {
+        h_hello(req, arg);
+        return;
+    }
+    do_stop(f);
+    __atomic_store_n(&race_holding, 1, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < 500 && !__atomic_load_n(&race_sent, __ATOMIC_SEQ_CST); i++)
+        usleep(10000);
+    usleep((RACE_GRACE + 200) * 1000); /* the grace has passed: the timeouts are due */
+    h_hello(req, arg);
+}
+
+static void c_grace_race(struct fx *f)
+{
+    int idle = cli_connect(f->port), fresh = cli_connect(f->port), hold = cli_connect(f->port);
+    cli_send(idle, GET("/a"));
+    expect_status(idle, 200, "hello");
+    ck_assert(!R.closed);
+    resp_free(&R);
+    cli_send(hold, GET("/hold"));
+    for (int i = 0; i < 500 && !__atomic_load_n(&race_holding, __ATOMIC_SEQ_CST); i++)
+        usleep(10000);
+    cli_send(idle, GET("/b"));
+    cli_send(fresh, GET("/c"));
+    __atomic_store_n(&race_sent, 1, __ATOMIC_SEQ_CST);
+    expect_status(hold, 200, "hello");
+    resp_free(&R);
+    ck_assert_msg(cli_read_response(idle, &R, 0) == 0,
+                  "the idle connection's request, sent within the grace: no answer (err %d)",
+                  R.err);
+    ck_assert_int_eq(R.status, 200);
+    ck_assert(R.closed);
+    resp_free(&R);
+    ck_assert_msg(cli_read_response(fresh, &R, 0) == 0,
+                  "the new connection's request, sent within the grace: no answer (err %d)",
+                  R.err);
+    ck_assert_int_eq(R.status, 200);
+    ck_assert(R.closed);
+    resp_free(&R);
+    close(idle);
+    close(fresh);
+    close(hold);
+    for (int i = 0; i < 100 && !is_stopped(f); i++)
+        usleep(20000);
+}
+
+START_TEST(test_stop_grace_end_race)
+{
+    struct fx *f = fx_new();
+    stop_timeout_ms = 5000;
+    race_holding = race_sent = 0;
+    grace_config_set(f->cfg, GRACE_OPT_STOP_IDLE_GRACE, RACE_GRACE);
+    fx_start(f, h_hold);
+    fx_run(f, c_grace_race, 15000);
+    ck_assert_int_eq(f->stopped, 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_REQUESTS), 4);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_STOP_IDLE_CLOSED), 0);
     fx_free(f);
 }
 END_TEST
@@ -663,10 +1098,17 @@ static Suite *stop_suite(void)
     tcase_add_test(tc, test_stop_idle_answered);
     tcase_add_test(tc, test_stop_idle_closed_after_grace);
     tcase_add_test(tc, test_stop_keepalive_promise);
+    tcase_add_test(tc, test_stop_keepalive_counted);
     tcase_add_test(tc, test_stop_serves_listen_queue);
+    tcase_add_test(tc, test_stop_listen_queue_capped);
     tcase_add_test(tc, test_stop_deadline_503);
+    tcase_add_test(tc, test_stop_cut_frees_next);
+    tcase_add_test(tc, test_stop_hold_commit);
     tcase_add_test(tc, test_stop_slow_reader_until_deadline);
     tcase_add_test(tc, test_stop_adopt_during_lame_duck);
+    tcase_add_test(tc, test_stop_early_answer_lingers);
+    tcase_add_test(tc, test_stop_early_answer_bounded);
+    tcase_add_test(tc, test_stop_grace_end_race);
     suite_add_tcase(s, tc);
     return s;
 }

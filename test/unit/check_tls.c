@@ -339,6 +339,71 @@ START_TEST(test_tls_keepalive_and_resume)
 }
 END_TEST
 
+/*
+ * A request on an idle TLS keep-alive connection that arrives while the
+ * loop is busy, before a stop's stop-idle-grace ends, but is seen after
+ * it: the socket is peeked (the transport's waiting(), which also counts
+ * what OpenSSL holds) and the request answered with Connection: close, not
+ * reset by a close with its records unread. "/hold" stops the server and
+ * holds the loop until the client has sent, then past the grace.
+ */
+static int tr_holding, tr_sent;
+
+static void tr_stopped(struct grace_server *srv, void *arg)
+{
+    ((struct fx *)arg)->stopped++;
+}
+
+static void h_tls_hold(struct grace_request *req, void *arg)
+{
+    struct fx *f = arg;
+    if (!strcmp(grace_request_path(req), "/hold")) {
+        ck_assert_int_eq(grace_server_stop(f->srv, 5000, tr_stopped, f), 0);
+        __atomic_store_n(&tr_holding, 1, __ATOMIC_SEQ_CST);
+        for (int i = 0; i < 500 && !__atomic_load_n(&tr_sent, __ATOMIC_SEQ_CST); i++)
+            usleep(10000);
+        usleep(500000); /* the grace (300 ms) has passed */
+    }
+    grace_reply(req, 200, "hello", 5);
+}
+
+static void c_tls_grace_race(struct fx *f)
+{
+    struct tc idle, hold;
+    char body[64];
+    size_t n;
+    ck_assert_int_eq(tc_open(&idle, f->port, NULL), 0);
+    ck_assert_int_eq(tc_open(&hold, f->port, NULL), 0);
+    ck_assert_int_eq(tc_send(&idle, "GET /a HTTP/1.1\r\nHost: t\r\n\r\n", 28), 0);
+    ck_assert_int_eq(tc_response(&idle, body, sizeof(body), &n), 200);
+    ck_assert_int_eq(tc_send(&hold, "GET /hold HTTP/1.1\r\nHost: t\r\n\r\n", 31), 0);
+    for (int i = 0; i < 500 && !__atomic_load_n(&tr_holding, __ATOMIC_SEQ_CST); i++)
+        usleep(10000);
+    ck_assert_int_eq(tc_send(&idle, "GET /b HTTP/1.1\r\nHost: t\r\n\r\n", 28), 0);
+    __atomic_store_n(&tr_sent, 1, __ATOMIC_SEQ_CST);
+    ck_assert_int_eq(tc_response(&hold, body, sizeof(body), &n), 200);
+    ck_assert_msg(tc_response(&idle, body, sizeof(body), &n) == 200,
+                  "the idle TLS connection's request, sent within the grace: no answer");
+    tc_close(&idle);
+    tc_close(&hold);
+    for (int i = 0; i < 100 && !f->stopped; i++)
+        usleep(20000);
+}
+
+START_TEST(test_tls_grace_end_race)
+{
+    struct fx *f = fx_new();
+    tr_holding = tr_sent = 0;
+    grace_config_set(f->cfg, GRACE_OPT_STOP_IDLE_GRACE, 300);
+    fx_start_tls(f, h_tls_hold);
+    fx_run(f, c_tls_grace_race, 15000);
+    ck_assert_int_eq(f->stopped, 1);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_REQUESTS), 3);
+    ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_STOP_IDLE_CLOSED), 0);
+    fx_free(f);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- hooks */
 
 /*
@@ -483,6 +548,66 @@ START_TEST(test_tls_early_401_delivered)
     ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_TLS_CLOSE_NOTIFY), NSIZES * RUNS);
     ck_assert_uint_eq(fx_cnt(f, GRACE_CNT_LINGER_CLIENT_EOF), NSIZES * RUNS);
     ck_assert_uint_gt(fx_cnt(f, GRACE_CNT_BYTES_DISCARDED), sizes[NSIZES - 1] / 4);
+    fx_free(f);
+}
+END_TEST
+
+/*
+ * A lingering TLS upload's remainder counts plaintext, not the records'
+ * bytes: a 1 MiB body whose last KiB trickles in at ~80 B/s (past
+ * linger-time, far below linger-min-rate, hopeless before linger-max-time,
+ * 5 s) is cut as too slow. Counting ciphertext (22 bytes more per 16 KiB
+ * record) the old code took the body for complete when 1 KiB was still
+ * due and let it linger on to linger-max-time (linger_total_time).
+ */
+#define PLAIN_BODY (1u << 20)
+static size_t trickle_sent;
+
+static void c_trickle_end(struct fx *f)
+{
+    struct tc t;
+    char head[128], out[4096];
+    size_t len, sent = 0;
+    int64_t t0;
+    ck_assert_int_eq(tc_open(&t, f->port, NULL), 0);
+    snprintf(head, sizeof(head), "PUT /up HTTP/1.1\r\nHost: t\r\nContent-Length: %u\r\n\r\n",
+             PLAIN_BODY);
+    ck_assert_int_eq(tc_send(&t, head, strlen(head)), 0);
+    ck_assert_int_ge(tc_read_all(&t, out, sizeof(out) - 1, &len), 0); /* the 401, then FIN */
+    while (sent < PLAIN_BODY - 1024) { /* 16 KiB records, as fast as it goes */
+        size_t n = PLAIN_BODY - 1024 - sent < 16384 ? PLAIN_BODY - 1024 - sent : 16384;
+        if (tc_send(&t, big, n) < 0)
+            break;
+        sent += n;
+    }
+    trickle_sent = sent;
+    t0 = now_ms();
+    while (now_ms() - t0 < 7000 && tc_send(&t, big, 8) == 0) { /* the rest, 80 B/s */
+        trickle_sent += 8;
+        usleep(100000);
+    }
+    tc_close(&t);
+}
+
+START_TEST(test_tls_linger_counts_plaintext)
+{
+    struct fx *f = fx_new();
+    grace_config_set(f->cfg, GRACE_OPT_MAX_BODY_SIZE, INT64_C(1) << 30);
+    grace_config_set(f->cfg, GRACE_OPT_DRAIN_LIMIT, 0);
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_TIME, 300);
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_MIN_RATE, 1 << 20);
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_RATE_WINDOW, 800);
+    grace_config_set(f->cfg, GRACE_OPT_LINGER_MAX_TIME, 5000);
+    fx_start_tls(f, h_401);
+    fx_run(f, c_trickle_end, 30000);
+    fx_spin(f, 100);
+    ck_assert_msg(fx_cnt(f, GRACE_CNT_LINGER_TOO_SLOW) == 1,
+                  "the trickled end of a TLS upload: too slow %llu, total time %llu, idle %llu, "
+                  "eof %llu, error %llu, sent %zu", (unsigned long long)fx_cnt(f, GRACE_CNT_LINGER_TOO_SLOW),
+                  (unsigned long long)fx_cnt(f, GRACE_CNT_LINGER_TOTAL_TIME),
+                  (unsigned long long)fx_cnt(f, GRACE_CNT_LINGER_IDLE_TIMEOUT),
+                  (unsigned long long)fx_cnt(f, GRACE_CNT_LINGER_CLIENT_EOF),
+                  (unsigned long long)fx_cnt(f, GRACE_CNT_LINGER_ERROR), trickle_sent);
     fx_free(f);
 }
 END_TEST
@@ -970,6 +1095,8 @@ static Suite *tls_suite(void)
     tcase_add_test(tc, test_tls_close_hook);
     tcase_add_test(tc, test_tls_early_401_delivered);
     tcase_add_test(tc, test_tls_early_401_naive_close_fails);
+    tcase_add_test(tc, test_tls_linger_counts_plaintext);
+    tcase_add_test(tc, test_tls_grace_end_race);
     tcase_add_test(tc, test_tls_file_bodies);
     tcase_add_test(tc, test_tls_paused_reader_gets_everything);
     tcase_add_test(tc, test_tls_pipelined_burst);
