@@ -21,7 +21,7 @@ mode=${1:-build}
 # chromium and firefox-esr: the browser tests (test/browser), Firefox because
 # it, unlike Chromium, loses an early answer to a naive close; haproxy:
 # test_haproxy.py's rolling restart behind it; iproute2: ip netns, for
-# test_lossy's lossy path; the HTTP/2 kit (test/integration/h2, its client
+# test_lossy's lossy path; libnghttp2-dev: HTTP/2; the HTTP/2 kit (test/integration/h2, its client
 # matrix and raw-frame conformance tests): nghttp2-client (nghttp, h2load),
 # golang-go (a net/http client built at test time), python3-h2 and
 # python3-httpx (for Debian's /usr/bin/python3, which the kit runs them with);
@@ -29,7 +29,7 @@ mode=${1:-build}
 # the page's zip downloads are checked with unzip -t
 PKGS="whois unzip build-essential autoconf automake libtool pkg-config libevent-dev check \
 libssl-dev openssl curl python3 clang valgrind systemd libcrypt-dev chromium firefox-esr haproxy iproute2 \
-nghttp2-client golang-go python3-h2 python3-httpx \
+libnghttp2-dev nghttp2-client golang-go python3-h2 python3-httpx \
 libexpat1-dev litmus rclone cadaver"
 # node and npm for the browser test (test/browser): Debian's, unless a node
 # with its own npm is already there
@@ -111,7 +111,7 @@ test)
             valgrind -q --leak-check=full --error-exitcode=1 build/test/unit/check_tls
     fi
     echo "== fuzz targets, ${FUZZ_TIME:-30} s each"
-    for target in parser conn tls multipart; do
+    for target in parser conn tls h2 multipart; do
         FUZZ_OUT="$top/build/fuzz" sh test/fuzz/run.sh "$target" "${FUZZ_TIME:-30}" >"build/fuzz-$target.log" 2>&1 ||
             { tail -40 "build/fuzz-$target.log"; echo "fuzz $target: FAILED"; exit 1; }
         grep -E '^Done' "build/fuzz-$target.log"

@@ -114,6 +114,21 @@ enum grace_opt {
     GRACE_OPT_LINGER_RATE_WINDOW, /**< lingering past linger-time: the rate is
                                        judged over this long, or the whole
                                        linger if shorter (30000) */
+    GRACE_OPT_HTTP2,              /**< 1: TLS listeners offer h2 by ALPN, before
+                                       http/1.1 (1); 0 without libnghttp2 */
+    GRACE_OPT_H2C,                /**< 1: plain listeners take HTTP/2 with prior
+                                       knowledge (the client preface) (1) */
+    GRACE_OPT_H2_MAX_STREAMS,     /**< HTTP/2 streams open at once per connection
+                                       (SETTINGS_MAX_CONCURRENT_STREAMS) (100) */
+    GRACE_OPT_H2_STREAM_WINDOW,   /**< HTTP/2 body bytes a stream may send ahead of
+                                       what the application took (262144) */
+    GRACE_OPT_H2_CONN_WINDOW,     /**< the same for all streams of a connection
+                                       together (1048576) */
+    GRACE_OPT_H2_HPACK_TABLE,     /**< HPACK dynamic table the client may make us
+                                       keep (SETTINGS_HEADER_TABLE_SIZE) (4096) */
+    GRACE_OPT_H2_RESET_RATE,      /**< HTTP/2 streams a client may cancel before
+                                       their answer per second, per connection;
+                                       more: GOAWAY(ENHANCE_YOUR_CALM) (200) */
     GRACE_OPT__COUNT
 };
 
@@ -314,6 +329,10 @@ enum grace_counter {
                                      stop-idle-grace had passed */
     GRACE_CNT_STOP_DEADLINE,    /**< requests cut by the stop deadline: answered 503
                                      if their reply had not started, else cut short */
+    GRACE_CNT_H2_CONNS,         /**< connections that spoke HTTP/2 */
+    GRACE_CNT_H2_REQUESTS,      /**< of the requests, those that came over HTTP/2 */
+    GRACE_CNT_H2_CALM,          /**< HTTP/2 connections ended for a flood (rapid reset,
+                                     empty frames, CONTINUATION): ENHANCE_YOUR_CALM */
     GRACE_CNT__COUNT
 };
 
@@ -546,8 +565,13 @@ GRACE_API const char *grace_request_path(const struct grace_request *req);
 GRACE_API const char *grace_request_path_decoded(const struct grace_request *req);
 /** The query after '?', or NULL if there is none. */
 GRACE_API const char *grace_request_query(const struct grace_request *req);
-/** 0 for HTTP/1.0, 1 for HTTP/1.1. */
+/** 0 for HTTP/1.0, 1 for HTTP/1.1; 0 for HTTP/2 (HTTP/2.0). */
 GRACE_API int grace_request_version_minor(const struct grace_request *req);
+/**
+ * The protocol version the request came in, as an access log prints it.
+ * @return "HTTP/1.0", "HTTP/1.1" or "HTTP/2.0": a static string, never NULL.
+ */
+GRACE_API const char *grace_request_version(const struct grace_request *req);
 /** First header with that name (case-insensitive), or NULL. */
 GRACE_API const char *grace_request_header(const struct grace_request *req, const char *name);
 /**

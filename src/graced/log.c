@@ -180,7 +180,7 @@ void graced_access(const struct grace_response_info *ri, void *arg)
         log_quoted(&l, grace_request_method(req), 64);
         put(&l, " ");
         log_quoted(&l, grace_request_target(req), 2048);
-        put(&l, " HTTP/1.%d", grace_request_version_minor(req));
+        put(&l, " %s", grace_request_version(req));
     } else {
         put(&l, "-"); /* not a request we could parse */
     }

@@ -321,6 +321,16 @@ static const struct opt opts[] = {
         "during a stop: an idle connection is kept this long for its next request"),
     LIB(GRACE_OPT_LINGER_RATE_WINDOW, K_TIME, "TIME",
         "lingering past --linger-time: the rate is judged over this long"),
+    LIB(GRACE_OPT_HTTP2, K_ONOFF, "on|off",
+        "HTTP/2: offered by ALPN on --tls-listen; off: HTTP/1.1 only (and no h2c)"),
+    LIB(GRACE_OPT_H2C, K_ONOFF, "on|off", "HTTP/2 with prior knowledge (h2c) on --listen"),
+    LIB(GRACE_OPT_H2_MAX_STREAMS, K_COUNT, "N", "HTTP/2 streams open at once per connection"),
+    LIB(GRACE_OPT_H2_STREAM_WINDOW, K_SIZE, "SIZE",
+        "HTTP/2 body bytes a stream may send ahead of what is read"),
+    LIB(GRACE_OPT_H2_CONN_WINDOW, K_SIZE, "SIZE", "the same for a connection's streams together"),
+    LIB(GRACE_OPT_H2_HPACK_TABLE, K_SIZE, "SIZE", "HPACK table a client may make us keep"),
+    LIB(GRACE_OPT_H2_RESET_RATE, K_COUNT, "N",
+        "HTTP/2 streams a client may cancel per second before GOAWAY(ENHANCE_YOUR_CALM)"),
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -468,6 +478,8 @@ static int take(struct graced_opts *o, const struct opt *r, const char *a)
         ok = grace_config_set(o->cfg, (enum grace_opt)r->lib, v) == 0;
     else if (ok && (r->kind == K_INT || r->kind == K_TIME || r->kind == K_SIZE))
         ok = v >= r->min && v <= r->max;
+    if (ok && r->lib == GRACE_OPT_HTTP2 && !v) /* HTTP/1.1 only, TLS and plain */
+        grace_config_set(o->cfg, GRACE_OPT_H2C, 0);
     if (!ok) {
         char bad[64];
         if (!r->bad)
@@ -563,7 +575,7 @@ static void wrapped(FILE *out, const char *text, size_t col)
 static void usage(FILE *out, const struct graced_opts *o)
 {
     fprintf(out, "usage: graced [options]\n"
-                 "Serve files and accept uploads over HTTP/1.1; early answers are never lost.\n\n");
+                 "Serve files and accept uploads (HTTP/1.1, HTTP/2); early answers are never lost.\n\n");
     for (size_t i = 0; i < NOPTS; i++) {
         const struct opt *r = &opts[i];
         char left[64], def[96], text[512];

@@ -45,6 +45,13 @@ static const struct {
     [GRACE_OPT_BODY_MIN_RATE] = {"body-min-rate", 1024, 0, INT64_C(1) << 30},
     [GRACE_OPT_STOP_IDLE_GRACE] = {"stop-idle-grace", 3000, 0, 86400000},
     [GRACE_OPT_LINGER_RATE_WINDOW] = {"linger-rate-window", 30000, 1, 86400000},
+    [GRACE_OPT_HTTP2] = {"http2", 1, 0, 1},
+    [GRACE_OPT_H2C] = {"h2c", 1, 0, 1},
+    [GRACE_OPT_H2_MAX_STREAMS] = {"h2-max-streams", 100, 1, 1 << 16},
+    [GRACE_OPT_H2_STREAM_WINDOW] = {"h2-stream-window", 262144, 1024, INT32_MAX},
+    [GRACE_OPT_H2_CONN_WINDOW] = {"h2-conn-window", 1048576, 65535, INT32_MAX},
+    [GRACE_OPT_H2_HPACK_TABLE] = {"h2-hpack-table", 4096, 0, 1 << 20},
+    [GRACE_OPT_H2_RESET_RATE] = {"h2-reset-rate", 200, 1, 1 << 20},
 };
 
 void grace__config_defaults(struct grace_config *cfg)
@@ -144,6 +151,9 @@ static const char *const counter_names[GRACE_CNT__COUNT] = {
     [GRACE_CNT_BODY_TOO_SLOW] = "body_too_slow",
     [GRACE_CNT_STOP_IDLE_CLOSED] = "stop_idle_closed",
     [GRACE_CNT_STOP_DEADLINE] = "stop_deadline",
+    [GRACE_CNT_H2_CONNS] = "h2_conns",
+    [GRACE_CNT_H2_REQUESTS] = "h2_requests",
+    [GRACE_CNT_H2_CALM] = "h2_calm",
 };
 
 uint64_t grace_server_counter(const struct grace_server *srv, enum grace_counter c)

@@ -190,7 +190,14 @@ const char *grace_request_query(const struct grace_request *req)
 
 int grace_request_version_minor(const struct grace_request *req)
 {
-    return req->p.version_minor;
+    return req->version ? 0 : req->p.version_minor; /* HTTP/2.0 */
+}
+
+const char *grace_request_version(const struct grace_request *req)
+{
+    if (req->version)
+        return req->version;
+    return req->p.version_minor ? "HTTP/1.1" : "HTTP/1.0";
 }
 
 const char *grace_request_header(const struct grace_request *req, const char *name)

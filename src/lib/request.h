@@ -69,6 +69,8 @@ struct grace_req_ops {
 
 struct grace_request {
     const struct grace_req_ops *ops; /* its protocol's */
+    void *ps;                 /* the protocol's handle (h2: its stream), or NULL */
+    const char *version;      /* "HTTP/2.0"; NULL: HTTP/1.x as p says */
     struct grace_conn *conn;  /* NULL once the client has gone */
     struct grace_server *srv;
     struct grace_preq p;      /* parser results; offsets into blk */

@@ -4,6 +4,9 @@
  */
 #define _GNU_SOURCE /* accept4 */
 #include "conn.h"
+#ifdef GRACE_HAVE_H2
+#include "h2.h"
+#endif
 #include "http1.h"
 #include "request.h"
 #include "stop.h"
@@ -54,10 +57,11 @@ static void proto_room(struct grace_server *srv, const struct grace_proto *p)
 
 /* A protocol a new connection may choose besides the default: by ALPN on a
  * TLS listener (by_alpn), by its first bytes on a plain one (by_sniff);
- * earlier offers are preferred. -ENOSPC past GRACE_PROTOS_MAX. None yet:
- * HTTP/2 offers itself here (h2 by ALPN, h2c by its preface), each by its
- * own switch. */
-__attribute__((unused)) static int offer_proto(struct grace_server *srv, const struct grace_proto *p, int by_alpn,
+ * earlier offers are preferred. -ENOSPC past GRACE_PROTOS_MAX. HTTP/2
+ * offers itself here (h2 by ALPN, h2c by its preface), each by its own
+ * switch (http2, h2c). */
+#ifdef GRACE_HAVE_H2
+static int offer_proto(struct grace_server *srv, const struct grace_proto *p, int by_alpn,
                        int by_sniff)
 {
     int i;
@@ -79,6 +83,7 @@ __attribute__((unused)) static int offer_proto(struct grace_server *srv, const s
     proto_room(srv, p);
     return 0;
 }
+#endif
 
 /* What TLS listeners offer (ALPN wire format): the chosen-by-ALPN ones in
  * order, then the default. A client that offers none of them gets the
@@ -135,6 +140,10 @@ struct grace_server *grace_server_new(struct event_base *base, const struct grac
      * after an upgrade. TLS listeners offer them by ALPN */
     srv->proto_default = &grace__http1;
     proto_room(srv, &grace__stream_proto);
+#ifdef GRACE_HAVE_H2
+    /* HTTP/2: h2 by ALPN, preferred to http/1.1; h2c by its preface */
+    offer_proto(srv, &grace__h2_proto, OPT(srv, HTTP2) != 0, OPT(srv, H2C) != 0);
+#endif
     if (offer_protos(srv) < 0) {
         grace_server_free(srv);
         errno = EINVAL;

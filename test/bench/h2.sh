@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: BSD-3-Clause
-# h2.sh - HTTP/2 over TLS (issue 18): nginx's http2 and h2o, and graced once
-# it speaks h2 (GRACED_CMD), in the same run, one worker each, the same EC
+# h2.sh - HTTP/2 over TLS (issue 18): graced, nginx's http2 and h2o in the
+# same run, one worker each, the same EC
 # P-256 certificate, the same 1 KiB file; server on core 0, h2load on core 1;
 # every figure the median of RUNS (3) interleaved runs:
 #  1. busy: h2load -c16 -m10 for DUR (5) s: requests/s and the server's CPU
@@ -11,9 +11,9 @@
 #     request (handshakes included: each connection's first seconds);
 #  3. memory: IDLE_N (2000) h2 connections held open after one request each
 #     (h2_idle_clients.py): the server's RSS growth per connection.
-# GRACED_CMD: graced's command line, with {port} {cert} {key} {root}, e.g.
-#   GRACED_CMD='build/src/graced/graced --tls-listen 127.0.0.1:{port}
-#     --tls-cert {cert} --tls-key {key} --root {root} --log-level error'
+# GRACED_CMD: graced's command line, with {port} {cert} {key} {root}; by
+#   default the build's graced --tls-listen 127.0.0.1:{port} --tls-cert {cert}
+#   --tls-key {key} --root {root} --log-level error (GRACED_CMD= leaves it out)
 # A server that does not negotiate h2 is reported as such (no figures).
 . "$(dirname "$0")/lib.sh"
 RUNS=${RUNS:-3}
@@ -35,6 +35,8 @@ head -c 1024 /dev/urandom | base64 -w 64 | head -c 1024 >"$tmp/root/file.txt"
 cp "$tmp/root/file.txt" "$tmp/root/idle.txt"
 chmod -R a+rX "$tmp/root"
 
+[ -n "${GRACED_CMD+x}" ] ||
+    GRACED_CMD="$build/src/graced/graced --tls-listen 127.0.0.1:{port} --tls-cert {cert} --tls-key {key} --root {root} --log-level error"
 servers=(nginx h2o)
 [ -n "${GRACED_CMD:-}" ] && servers+=(graced)
 declare -A port

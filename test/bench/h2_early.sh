@@ -1,9 +1,9 @@
 #!/bin/bash
 # SPDX-License-Identifier: BSD-3-Clause
 # h2_early.sh - the HTTP/2 client matrix (issue 18) against the reference
-# servers: test/integration/test_h2_clients.py with nginx (http2 + dav) and
-# h2o, and graced when GRACED_H2=1 (its profile in
-# test/integration/h2/servers.py: the day graced speaks h2). Each of curl,
+# servers: test/integration/test_h2_clients.py with graced (its profile in
+# test/integration/h2/servers.py), nginx (http2 + dav) and h2o
+# (GRACED_H2=0 leaves graced out). Each of curl,
 # nghttp, h2load, Go net/http, node http2, httpx+h2, Chromium and Firefox
 # GETs, PUTs 1 MiB and 64 MiB (stored byte-exact), and gets the early 401
 # and 413 of a 1 MiB and a 64 MiB PUT, then a second request on the same
@@ -19,7 +19,7 @@ need curl curl
 [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import httpx, h2' 2>/dev/null ||
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-httpx python3-h2 >/dev/null
 srv=(--server nginx --server h2o)
-[ -n "${GRACED_H2:-}" ] && srv+=(--server graced)
+[ "${GRACED_H2:-1}" != 0 ] && srv=(--server graced "${srv[@]}")
 t0=$(date +%s)
 top_builddir=$build python3 "$top/test/integration/test_h2_clients.py" "${srv[@]}" \
     --timeout "${TIMEOUT:-30}" --build "$build" --markdown "$tmp/matrix.md" \

@@ -14,8 +14,12 @@ client x case: the status, the time, whether the connection was reused, and
 the client's error text. The server contract and the profiles are in
 h2/servers.py, the runners in h2/clients.py.
 
-Not in make check yet (graced has no h2): run it against the reference
-servers with test/bench/h2_early.sh, or by hand:
+In make check (no arguments, top_builddir set): graced over every client,
+every cell must pass, except that curl 7.88 cannot reuse an h2c connection
+with prior knowledge (against every server: exit 16 on its second transfer),
+so its h2c follow-ups are waived (--waive-followup curl/h2c; the answers are
+still judged). ~25 s. Against the reference servers: test/bench/h2_early.sh,
+or by hand:
   /usr/bin/python3 test/integration/test_h2_clients.py --server nginx --server h2o
   test_h2_clients.py --server-cmd '{graced} --listen 127.0.0.1:{port} ...' --server-cmd '...'
 Exit status: 0 when every cell passed (--expect-all) or always (default:
@@ -161,8 +165,10 @@ def run_server(name, profile_fn, args, out):
                                       args.build)
                     row = dict(client=client, transport=transport, seconds=time.monotonic() - c0,
                                cases={})
+                    waived = "%s/%s" % (client, transport) in args.waive_followup
                     for c in cases:
-                        r = judge(c, res[c["id"]], fx, file_sha, body_sha)
+                        r = judge(dict(c, followup=None) if waived else c, res[c["id"]], fx,
+                                  file_sha, body_sha)
                         row["cases"][c["id"]] = r
                         print("   %-8s %-3s %-8s %-26s %s" % (client, transport, c["id"], cell(c, r),
                                                                r["why"]), flush=True)
@@ -236,6 +242,10 @@ def main():
     ap.add_argument("--json", help="write every result here")
     ap.add_argument("--markdown", help="write the matrix here")
     ap.add_argument("--expect-all", action="store_true", help="exit 1 unless every cell passed")
+    ap.add_argument("--waive-followup", action="append", default=[], metavar="CLIENT/TRANSPORT",
+                    help="judge only the answer, not the follow-up, for this row (a client bug)")
+    if len(sys.argv) == 1 and os.environ.get("top_builddir"):  # make check
+        sys.argv += ["--server", "graced", "--expect-all", "--waive-followup", "curl/h2c"]
     args = ap.parse_args()
     args.clients = [c for c in args.clients.split(",") if c]
     args.cases = [c for c in args.cases.split(",") if c]

@@ -483,8 +483,12 @@ def run_curl(tmp, certs):
     try:
         rc, out, err = curl(*common, "-w", "\n%{http_code} %{http_version} %{ssl_verify_result}",
                             url + "/hello.txt")
-        check("curl GET over https: 200, verified, HTTP/1.1 (ALPN)",
-              rc == 0 and out == "hello over tls\n\n200 1.1 0", (rc, out, err))
+        check("curl GET over https: 200, verified, HTTP/2 (ALPN prefers h2)",
+              rc == 0 and out == "hello over tls\n\n200 2 0", (rc, out, err))
+        rc, out, err = curl(*common, "--http1.1", "-w", "\n%{http_code} %{http_version}",
+                            url + "/hello.txt")
+        check("curl --http1.1 GET over https: 200, HTTP/1.1 (ALPN)",
+              rc == 0 and out == "hello over tls\n\n200 1.1", (rc, out, err))
         for expect, label in (("Expect: 100-continue", "with Expect: 100-continue"),
                               ("Expect:", "without Expect")):
             rc, out, err = curl(*common, "-o", "/dev/null", "-w", "%{http_code}", "-H", expect,
@@ -552,11 +556,22 @@ def run_s_client(tmp, certs):
         check("ALPN http/1.1 negotiated", rc == 0 and "ALPN protocol: http/1.1" in out,
               re.findall(r".*ALPN.*", out))
         rc, out = s_client(g.https, certs, "-servername", "localhost", "-alpn", "h2")
-        no_alpn = rc == 0 and "No ALPN negotiated" in out
-        refused = rc != 0 and "no application protocol" in out
-        check("ALPN h2 only: %s" % ("handshake completes without ALPN" if no_alpn else
-                                    "handshake refused (no_application_protocol)" if refused else "?"),
-              no_alpn or refused, out[-400:])
+        check("ALPN h2 only: h2 negotiated", rc == 0 and "ALPN protocol: h2" in out,
+              re.findall(r".*ALPN.*", out))
+        rc, out = s_client(g.https, certs, "-servername", "localhost", "-alpn", "h2,http/1.1")
+        check("ALPN h2 and http/1.1: h2 preferred", rc == 0 and "ALPN protocol: h2" in out,
+              re.findall(r".*ALPN.*", out))
+        g2, _ = upload_server(tmp, certs, "h2off", "--http2", "off")
+        try:  # graced --http2 off: HTTP/1.1 only, as before HTTP/2
+            rc, out = s_client(g2.https, certs, "-servername", "localhost", "-alpn", "h2")
+            no_alpn = rc == 0 and "No ALPN negotiated" in out
+            refused = rc != 0 and "no application protocol" in out
+            check("--http2 off, ALPN h2 only: %s" % (
+                  "handshake completes without ALPN" if no_alpn else
+                  "handshake refused (no_application_protocol)" if refused else "?"),
+                  no_alpn or refused, out[-400:])
+        finally:
+            g2.stop()
 
         for ver in ("1_2", "1_3"):
             rc, out = s_client(g.https, certs, "-servername", "localhost", "-tls" + ver)

@@ -40,6 +40,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -275,6 +276,8 @@ def plan_runner(cmd, transport, cases, ca, token, timeout, work):
     for k in cases:
         if k["id"] not in out:
             out[k["id"]] = _empty(k["id"], "runner exit %s: %s" % (rc, stderr.strip()[-300:]))
+            if os.environ.get("H2KIT_DEBUG"):
+                sys.stderr.write(stderr)
     return out
 
 

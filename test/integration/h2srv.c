@@ -1,0 +1,243 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * h2srv.c - a server on the public API for test_h2_lib.py: the request and
+ * response API over HTTP/2 (and HTTP/1.1 on the same port), one route per
+ * behaviour under test.
+ *
+ *   h2srv --port P [--opt NAME=VALUE]...   (any library option by name)
+ * Prints "ready PORT" once listening. SIGTERM: grace_server_stop(5 s).
+ *   /version     the request's version ("HTTP/2.0")
+ *   /early       401 at once, the body unread (an early answer)
+ *   /collect     collects the body: "<bytes>"
+ *   /pause       reads the body, pauses after the first piece, resumes 1.5 s
+ *                later (the window follows what was taken): "<bytes>"
+ *   /never       reads a body that never comes (body-timeout)
+ *   /hints       103 Early Hints (link), then 200
+ *   /stream?N    a streamed reply of N bytes ('x'), 16 KiB at a time on drain
+ *   /patient     16 MiB with a write-timeout of its own, 5 s
+ *   /late        200 after 600 ms (a stop lets it finish)
+ *   /deadline    a 300 ms request deadline, no reply (503)
+ *   /counters    every library counter, "name value" lines
+ */
+#include <gracehttp.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct srv {
+    struct event_base *base;
+    struct grace_server *srv;
+};
+
+struct body {
+    uint64_t n;
+    struct event *ev;
+    struct grace_request *req;
+    int resumed;
+};
+
+static void body_finish(struct grace_request *req, int err, void *arg)
+{
+    struct body *b = arg;
+    if (b->ev)
+        event_free(b->ev);
+    free(b);
+}
+
+static void body_data(struct grace_request *req, const char *d, size_t len, void *arg)
+{
+    struct body *b = arg;
+    b->n += len;
+    if (b->ev && !b->resumed) {
+        struct timeval tv = {1, 500000};
+        grace_request_pause(req);
+        evtimer_add(b->ev, &tv);
+        b->resumed = 1;
+    }
+}
+
+static void body_end(struct grace_request *req, void *arg)
+{
+    struct body *b = arg;
+    char out[32];
+    int n = snprintf(out, sizeof(out), "%llu", (unsigned long long)b->n);
+    grace_reply(req, 200, out, (size_t)n);
+}
+
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct body *b = arg;
+    grace_request_resume(b->req);
+}
+
+static void collected(struct grace_request *req, struct evbuffer *body, void *arg)
+{
+    char out[32];
+    int n = snprintf(out, sizeof(out), "%zu", evbuffer_get_length(body));
+    grace_reply(req, 200, out, (size_t)n);
+}
+
+struct stream {
+    uint64_t left;
+};
+
+static void stream_more(struct grace_request *req, void *arg)
+{
+    struct stream *s = arg;
+    static char chunk[16384];
+    memset(chunk, 'x', sizeof(chunk));
+    while (s->left && grace_reply_pending(req) < 131072) { /* above output-low-water */
+        size_t n = s->left < sizeof(chunk) ? (size_t)s->left : sizeof(chunk);
+        if (grace_reply_chunk(req, chunk, n) < 0)
+            break;
+        s->left -= n;
+    }
+    if (!s->left) {
+        grace_reply_end(req); /* s goes with the finish callback */
+        return;
+    }
+    grace_reply_on_drain(req, stream_more, s);
+}
+
+static void stream_finish(struct grace_request *req, int err, void *arg)
+{
+    free(arg);
+}
+
+struct late {
+    struct event *ev;
+    struct grace_request *req;
+};
+
+static void late_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct late *l = arg;
+    grace_reply(l->req, 200, "late\n", 5);
+    event_free(l->ev);
+    free(l);
+}
+
+static void handler(struct grace_request *req, void *arg)
+{
+    struct srv *s = arg;
+    const char *p = grace_request_path(req);
+
+    if (!strcmp(p, "/version")) {
+        const char *v = grace_request_version(req);
+        grace_reply(req, 200, v, strlen(v));
+    } else if (!strcmp(p, "/early")) {
+        grace_response_add_header(req, "WWW-Authenticate", "Bearer");
+        grace_reply(req, 401, "no\n", 3);
+    } else if (!strcmp(p, "/collect")) {
+        if (grace_request_collect_body(req, 64 << 20, collected, NULL) < 0)
+            grace_reply(req, 500, "collect\n", 8);
+    } else if (!strcmp(p, "/pause") || !strcmp(p, "/never")) {
+        struct body *b = calloc(1, sizeof(*b));
+        b->req = req;
+        if (!strcmp(p, "/pause"))
+            b->ev = evtimer_new(s->base, resume_cb, b);
+        grace_request_on_finish(req, body_finish, b);
+        grace_request_set_max_body(req, 64 << 20);
+        if (grace_request_read_body(req, body_data, body_end, b) < 0)
+            grace_reply(req, 500, "read\n", 5);
+    } else if (!strcmp(p, "/hints")) {
+        const char *f[] = {"Link", "</style.css>; rel=preload; as=style"};
+        grace_reply_informational(req, 103, f, 1);
+        grace_reply(req, 200, "hinted\n", 7);
+    } else if (!strcmp(p, "/patient")) { /* 16 MiB, its own write-timeout of 5 s */
+        struct evbuffer *out = evbuffer_new();
+        static char mib[1 << 20];
+        memset(mib, 'p', sizeof(mib));
+        for (int i = 0; i < 16; i++)
+            evbuffer_add(out, mib, sizeof(mib));
+        grace_request_set_write_timeout(req, 5000);
+        grace_reply_buffer(req, 200, out);
+        evbuffer_free(out);
+    } else if (!strcmp(p, "/stream")) {
+        struct stream *st = calloc(1, sizeof(*st));
+        const char *q = grace_request_query(req);
+        st->left = q ? strtoull(q, NULL, 10) : 100000;
+        grace_request_on_finish(req, stream_finish, st);
+        grace_reply_start(req, 200);
+        stream_more(req, st);
+    } else if (!strcmp(p, "/late")) {
+        struct late *l = calloc(1, sizeof(*l));
+        struct timeval tv = {0, 600000};
+        l->req = req;
+        l->ev = evtimer_new(s->base, late_cb, l);
+        evtimer_add(l->ev, &tv);
+    } else if (!strcmp(p, "/deadline")) {
+        grace_request_set_deadline(req, 300);
+    } else if (!strcmp(p, "/counters")) {
+        struct evbuffer *out = evbuffer_new();
+        for (int c = 0; c < GRACE_CNT__COUNT; c++)
+            evbuffer_add_printf(out, "%s %llu\n", grace_counter_name(c),
+                                (unsigned long long)grace_server_counter(s->srv, c));
+        grace_reply_buffer(req, 200, out);
+        evbuffer_free(out);
+    } else {
+        grace_reply(req, 200, "hello\n", 6);
+    }
+}
+
+static void stopped(struct grace_server *srv, void *arg)
+{
+    event_base_loopbreak(arg);
+}
+
+static void on_term(evutil_socket_t fd, short what, void *arg)
+{
+    struct srv *s = arg;
+    grace_server_stop(s->srv, 5000, stopped, s->base);
+}
+
+int main(int argc, char **argv)
+{
+    struct srv s;
+    struct grace_config *cfg = grace_config_new();
+    struct event *term;
+    int port = 0;
+
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--port") && i + 1 < argc) {
+            port = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--opt") && i + 1 < argc) {
+            char name[64];
+            const char *eq = strchr(argv[++i], '=');
+            int o;
+            if (!eq || (size_t)(eq - argv[i]) >= sizeof(name))
+                return 2;
+            memcpy(name, argv[i], (size_t)(eq - argv[i]));
+            name[eq - argv[i]] = '\0';
+            if ((o = grace_opt_by_name(name)) < 0 || grace_config_set(cfg, o, atoll(eq + 1)) < 0) {
+                fprintf(stderr, "h2srv: bad option %s\n", argv[i]);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "usage: h2srv --port P [--opt NAME=VALUE]...\n");
+            return 2;
+        }
+    }
+    signal(SIGPIPE, SIG_IGN);
+    s.base = event_base_new();
+    s.srv = grace_server_new(s.base, cfg);
+    grace_config_free(cfg);
+    grace_server_set_handler(s.srv, handler, &s);
+    if (grace_server_listen(s.srv, "127.0.0.1", port, NULL) < 0) {
+        fprintf(stderr, "h2srv: cannot listen on %d\n", port);
+        return 1;
+    }
+    term = evsignal_new(s.base, SIGTERM, on_term, &s);
+    event_add(term, NULL);
+    printf("ready %d\n", port);
+    fflush(stdout);
+    event_base_dispatch(s.base);
+    event_free(term);
+    grace_server_free(s.srv);
+    event_base_free(s.base);
+    return 0;
+}
