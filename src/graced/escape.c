@@ -10,6 +10,7 @@
 #include "graced.h"
 
 #include <event2/buffer.h>
+#include <stdio.h>
 #include <string.h>
 
 /* A character that reorders the text around it (Unicode's bidi embedding,
@@ -122,4 +123,19 @@ void graced_json_str(struct evbuffer *out, const char *s)
         }
     }
     evbuffer_add(out, "\"", 1);
+}
+
+void graced_human_size(int64_t n, char *out, size_t len)
+{
+    static const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)n;
+    int u = 0;
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(out, len, "%lld B", (long long)n);
+    else
+        snprintf(out, len, "%.1f %s", v, unit[u]);
 }

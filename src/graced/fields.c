@@ -146,3 +146,27 @@ int graced_disposition_filename(const char *cd, char *out, size_t n)
     out[o] = '\0';
     return o ? 1 : -1;
 }
+
+int graced_form_field(const char *form, const char *name, char *out, size_t outlen)
+{
+    size_t nl = strlen(name), o = 0;
+    const char *p = form;
+    while (p && (strncmp(p, name, nl) || p[nl] != '='))
+        p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL;
+    if (!p)
+        return -1;
+    for (p += nl + 1; *p && *p != '&'; p++) {
+        int c = (unsigned char)*p;
+        if (c == '+')
+            c = ' ';
+        else if (c == '%' && hexval(p[1]) >= 0 && hexval(p[2]) >= 0) {
+            c = hexval(p[1]) << 4 | hexval(p[2]);
+            p += 2;
+        }
+        if (c == 0 || o + 1 >= outlen)
+            return -1;
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    return 0;
+}

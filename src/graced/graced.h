@@ -289,6 +289,9 @@ static inline int graced_path_flags(const struct graced *g, int write)
 }
 
 /* fields.c: header values, parsed without I/O */
+/* name's value in an application/x-www-form-urlencoded string ('+' a
+ * space, %XX), decoded into out; 0, or -1: absent, too long, a NUL byte */
+int graced_form_field(const char *form, const char *name, char *out, size_t outlen);
 int64_t graced_field_uint(const char *v); /* digits only, at most 18: the number, or -1 */
 int graced_field_bool(const char *v);     /* a structured-field Boolean: ?1 1, ?0 0, else -1 */
 /* standard base64 (padding optional) of n bytes into out, NUL-terminated:
@@ -343,6 +346,8 @@ void graced_page_end(struct evbuffer *out, const struct graced_page *p);
 /* a login form posting to ?login; msg: a refusal to show first, or NULL */
 void graced_page_login_form(struct evbuffer *out, const char *msg);
 
+/* escape.c: a size for people ("1.5 MiB", "12 B") */
+void graced_human_size(int64_t n, char *out, size_t len);
 /* escape.c: s as a JSON string (quoted; bytes that are not UTF-8 become U+FFFD) */
 void graced_json_str(struct evbuffer *out, const char *s);
 /* s escaped for HTML text and attributes (not UTF-8: U+FFFD); control bytes

@@ -72,21 +72,6 @@ static int cmp_entry(const void *pa, const void *pb)
     return sort_by.desc ? -r : r;
 }
 
-static void human_size(int64_t n, char *out, size_t len)
-{
-    static const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = (double)n;
-    int u = 0;
-    while (v >= 1024 && u < 4) {
-        v /= 1024;
-        u++;
-    }
-    if (u == 0)
-        snprintf(out, len, "%lld B", (long long)n);
-    else
-        snprintf(out, len, "%.1f %s", v, unit[u]);
-}
-
 /* The upload form: plain HTML that posts without JavaScript; page.js
  * takes it over (one file at a time, progress, cancel, folders). */
 static void html_form(struct evbuffer *out, int token)
@@ -142,7 +127,7 @@ static void html_row(struct evbuffer *out, const struct entry *e, int acts)
     if (e->dir) {
         evbuffer_add_printf(out, "<td class=\"size\">-</td>");
     } else {
-        human_size(e->size, sz, sizeof(sz));
+        graced_human_size(e->size, sz, sizeof(sz));
         evbuffer_add_printf(out, "<td class=\"size\" title=\"%lld bytes\">%s</td>",
                             (long long)e->size, sz);
     }

@@ -61,37 +61,6 @@ static void back(struct grace_request *req, struct graced *g)
     graced_reply(req, 303, NULL);
 }
 
-static int hexval(int c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : (c | 0x20) >= 'a' && (c | 0x20) <= 'f'
-                                                ? (c | 0x20) - 'a' + 10 : -1;
-}
-
-/* field name's value of a form body, decoded, into out; 0 or -1 */
-static int field(const char *body, const char *name, char *out, size_t outlen)
-{
-    size_t nl = strlen(name), o = 0;
-    const char *p = body;
-    while (p && (strncmp(p, name, nl) || p[nl] != '='))
-        p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL;
-    if (!p)
-        return -1;
-    for (p += nl + 1; *p && *p != '&'; p++) {
-        int c = (unsigned char)*p;
-        if (c == '+')
-            c = ' ';
-        else if (c == '%' && hexval(p[1]) >= 0 && hexval(p[2]) >= 0) {
-            c = hexval(p[1]) << 4 | hexval(p[2]);
-            p += 2;
-        }
-        if (c == 0 || o + 1 >= outlen)
-            return -1;
-        out[o++] = (char)c;
-    }
-    out[o] = '\0';
-    return 0;
-}
-
 static void base64(const unsigned char *in, size_t n, char *out)
 {
     static const char b[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -142,8 +111,9 @@ static void on_body(struct grace_request *req, struct evbuffer *body, void *arg)
     int ok;
     evbuffer_remove(body, text, n);
     text[n] = '\0';
-    ok = field(text, "user", user, sizeof(user)) == 0 &&
-         field(text, "password", pass, sizeof(pass)) == 0 && user[0] && !strchr(user, ':');
+    ok = graced_form_field(text, "user", user, sizeof(user)) == 0 &&
+         graced_form_field(text, "password", pass, sizeof(pass)) == 0 && user[0] &&
+         !strchr(user, ':');
     explicit_bzero(text, sizeof(text));
     if (!ok) {
         explicit_bzero(pass, sizeof(pass));

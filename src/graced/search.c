@@ -79,36 +79,18 @@ int graced_is_search(struct grace_request *req)
     return 0;
 }
 
-static int hexval(int c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : (c | 0x20) >= 'a' && (c | 0x20) <= 'f'
-                                                ? (c | 0x20) - 'a' + 10 : -1;
-}
-
 /* q's value, form-decoded ('+' a space, %XX), into out; 0, or -1 if it is
  * too long or not UTF-8 or holds a control byte */
 static int query_words(const char *query, char *out, size_t outlen)
 {
-    const char *p = query;
-    size_t o = 0;
-    while (p && strncmp(p, "q=", 2))
-        p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL;
-    if (!p)
+    size_t n;
+    if (graced_form_field(query, "q", out, outlen) < 0)
         return -1;
-    for (p += 2; *p && *p != '&'; p++) {
-        int c = (unsigned char)*p;
-        if (c == '+')
-            c = ' ';
-        else if (c == '%' && hexval(p[1]) >= 0 && hexval(p[2]) >= 0) {
-            c = hexval(p[1]) << 4 | hexval(p[2]);
-            p += 2;
-        }
-        if (o + 1 >= outlen || c < 0x20 || c == 0x7f)
+    n = strlen(out);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)out[i] < 0x20 || out[i] == 0x7f)
             return -1;
-        out[o++] = (char)c;
-    }
-    out[o] = '\0';
-    return graced_utf8_valid(out, o) ? 0 : -1;
+    return graced_utf8_valid(out, n) ? 0 : -1;
 }
 
 static void lower(char *s)
@@ -202,21 +184,6 @@ static void search_free(struct search *s)
     free(s);
 }
 
-static void human_size(int64_t n, char *out, size_t len)
-{
-    static const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = (double)n;
-    int u = 0;
-    while (v >= 1024 && u < 4) {
-        v /= 1024;
-        u++;
-    }
-    if (u == 0)
-        snprintf(out, len, "%lld B", (long long)n);
-    else
-        snprintf(out, len, "%.1f %s", v, unit[u]);
-}
-
 static const char *why_cut(const char *cut)
 {
     return !strcmp(cut, "entries") ? "stopped after --search-max entries"
@@ -259,7 +226,7 @@ static void answer_html(struct search *s, struct evbuffer *out, struct graced_pa
         if (m->dir) {
             evbuffer_add_printf(out, "</td><td class=\"size\">-</td>");
         } else {
-            human_size(m->size, sz, sizeof(sz));
+            graced_human_size(m->size, sz, sizeof(sz));
             evbuffer_add_printf(out, "</td><td class=\"size\" title=\"%lld bytes\">%s</td>",
                                 (long long)m->size, sz);
         }

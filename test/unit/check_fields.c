@@ -172,6 +172,35 @@ START_TEST(test_disposition_bounds)
 }
 END_TEST
 
+static const struct {
+    const char *in, *name;
+    int rc;
+    const char *out;
+} forms[] = {
+    {"user=alice&password=pw", "user", 0, "alice"},
+    {"user=alice&password=pw", "password", 0, "pw"},
+    {"xuser=bob&user=alice", "user", 0, "alice"},      /* a name is whole */
+    {"q=a+b%20c%2Bd", "q", 0, "a b c+d"},
+    {"q=%e2%82%ac", "q", 0, "\xe2\x82\xac"},
+    {"q=100%", "q", 0, "100%"},                        /* not an escape: kept */
+    {"q=%4", "q", 0, "%4"},
+    {"q=", "q", 0, ""},
+    {"q=a%00b", "q", -1, NULL},                        /* a NUL byte */
+    {"q=0123456789", "q", -1, NULL},                   /* one byte too long */
+    {"p=1", "q", -1, NULL},
+    {"q", "q", -1, NULL},
+};
+
+START_TEST(test_form_field)
+{
+    char out[10];
+    int rc = graced_form_field(guarded(forms[_i].in), forms[_i].name, out, sizeof(out));
+    ck_assert_msg(rc == forms[_i].rc, "%s: %d, want %d", forms[_i].in, rc, forms[_i].rc);
+    if (rc == 0)
+        ck_assert_str_eq(out, forms[_i].out);
+}
+END_TEST
+
 #define N(a) (int)(sizeof(a) / sizeof((a)[0]))
 
 static Suite *fields_suite(void)
@@ -186,6 +215,7 @@ static Suite *fields_suite(void)
     tcase_add_test(tc, test_metadata_long);
     tcase_add_loop_test(tc, test_disposition, 0, N(cds));
     tcase_add_test(tc, test_disposition_bounds);
+    tcase_add_loop_test(tc, test_form_field, 0, N(forms));
     suite_add_tcase(s, tc);
     return s;
 }
