@@ -18,8 +18,21 @@ import time
 BUILD = os.environ.get("top_builddir", ".")
 GRACED = os.path.abspath(os.path.join(BUILD, "src", "graced", "graced"))
 MiB = 1 << 20
+# the LD_PRELOAD shim of slow disks and traced syncs (test/integration/slowsync.c)
+SHIM = os.path.abspath(os.path.join(BUILD, "test", "integration", ".libs", "slowsync.so"))
 results = []
 procs = []
+
+
+def wait_for(cond, timeout=20.0, step=0.02):
+    """cond()'s first true value within timeout seconds, else its last"""
+    end = time.time() + timeout
+    while time.time() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(step)
+    return cond()
 
 
 def check(name, cond, detail=""):

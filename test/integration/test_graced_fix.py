@@ -18,9 +18,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_graced import BUILD, GRACED, MiB, Graced, check, procs, raw, req, run_sections  # noqa: E402
+from test_graced import (  # noqa: E402
+    BUILD, GRACED, MiB, Graced, check, procs, raw, req, run_sections, SHIM)
 
-SHIM = os.path.abspath(os.path.join(BUILD, "test", "integration", ".libs", "slowsync.so"))
 
 SRCDIR = os.environ.get("top_srcdir", os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                    "..", ".."))

@@ -30,9 +30,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_graced import BUILD, GRACED, MiB, Graced, check, procs, req, run_sections  # noqa: E402
-
-SHIM = os.path.abspath(os.path.join(BUILD, "test", "integration", ".libs", "slowsync.so"))
+from test_graced import (  # noqa: E402
+    BUILD, GRACED, MiB, Graced, check, procs, req, run_sections, SHIM)
 
 
 def tmp_names(d):

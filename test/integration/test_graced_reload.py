@@ -29,21 +29,11 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_graced import Graced, check, run_sections  # noqa: E402
+from test_graced import Graced, check, run_sections, wait_for  # noqa: E402
 from test_graced_ops import write_users  # noqa: E402
 from test_graced_fix import make_cert  # noqa: E402
 
 CONNS = 40
-
-
-def wait_for(cond, timeout=20.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.02)
-    return cond()
 
 
 def children(pid):

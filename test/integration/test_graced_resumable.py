@@ -54,7 +54,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_graced import BUILD, GRACED, MiB, Graced, check, procs, run_sections  # noqa: E402
+from test_graced import (  # noqa: E402
+    BUILD, GRACED, MiB, Graced, check, procs, run_sections, wait_for)
 from test_graced_ops import basic, write_users  # noqa: E402
 from test_graced_fix import make_cert  # noqa: E402
 
@@ -65,16 +66,6 @@ PARTIAL = ".graced-tmp.uploads"
 TUS = {"Tus-Resumable": "1.0.0"}
 IETF = {"Upload-Draft-Interop-Version": "6"}
 OCTETS = "application/offset+octet-stream"
-
-
-def wait_for(cond, timeout=20.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.02)
-    return cond()
 
 
 def meta(name):

@@ -40,19 +40,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_graced import BUILD, GRACED, MiB, Graced, check, req, run_sections  # noqa: E402
-
-SHIM = os.path.abspath(os.path.join(BUILD, "test", "integration", ".libs", "slowsync.so"))
-
-
-def wait_for(cond, timeout=20.0):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.02)
-    return cond()
+from test_graced import (  # noqa: E402
+    BUILD, GRACED, MiB, Graced, check, req, run_sections, wait_for, SHIM)
 
 
 def tmp_names(d):

@@ -182,7 +182,7 @@ def run_notify_workers(tmp):
         n.close()
 
 
-SHIM = os.path.abspath(os.path.join(tg.BUILD, "test", "integration", ".libs", "slowsync.so"))
+SHIM = tg.SHIM
 
 
 def notes(path, what, pid=None):
