@@ -446,12 +446,9 @@ int grace_request_body_to_fd(struct grace_request *req, int fd, grace_end_cb on_
 
 int grace_request_hold_stop(struct grace_request *req)
 {
-    if (!req)
-        return -EINVAL;
-    if (req->detached)
-        return -ENOTCONN;
-    if (req->resp == RESP_DONE)
-        return -EALREADY;
+    int rc = grace__request_open(req);
+    if (rc < 0)
+        return rc;
     req->hold_stop = 1;
     return 0;
 }
@@ -459,13 +456,12 @@ int grace_request_hold_stop(struct grace_request *req)
 int grace_request_set_deadline(struct grace_request *req, int64_t ms)
 {
     struct grace_conn *c;
+    int rc;
 
-    if (!req || ms < 0)
+    if (ms < 0)
         return -EINVAL;
-    if (req->detached)
-        return -ENOTCONN;
-    if (req->resp == RESP_DONE)
-        return -EALREADY;
+    if ((rc = grace__request_open(req)) < 0)
+        return rc;
     c = req->conn;
     /* total: from the request's first byte, as its report measures */
     req->deadline_at = ms ? req->start_us / 1000 + ms : 0;

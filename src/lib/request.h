@@ -12,6 +12,7 @@
 #include "core.h"
 #include "parser.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <sys/queue.h>
 #include <sys/types.h>
@@ -113,6 +114,13 @@ struct grace_request {
     struct grace_defer defer;           /* its free, while its connection is busy */
     TAILQ_ENTRY(grace_request) dlink;   /* srv->detached */
 };
+
+/* A request a call may still change: 0, or -EINVAL (none), -ENOTCONN (its
+ * connection went), -EALREADY (its reply is complete). */
+static inline int grace__request_open(const struct grace_request *req)
+{
+    return !req ? -EINVAL : req->detached ? -ENOTCONN : req->resp == RESP_DONE ? -EALREADY : 0;
+}
 
 /* request.c */
 /* A request from a complete head: p's results, blk its header block,

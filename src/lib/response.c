@@ -177,12 +177,9 @@ size_t grace_reply_pending(const struct grace_request *req)
 
 int grace_reply_on_drain(struct grace_request *req, grace_drain_cb cb, void *arg)
 {
-    if (!req)
-        return -EINVAL;
-    if (req->detached)
-        return -ENOTCONN;
-    if (req->resp == RESP_DONE)
-        return -EALREADY;
+    int rc = grace__request_open(req);
+    if (rc < 0)
+        return rc;
     req->on_drain = cb;
     req->drain_arg = arg;
     req->ops->drain_check(req);
