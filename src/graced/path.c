@@ -226,22 +226,31 @@ size_t graced_path_encode(const char *in, char *out, size_t outlen)
     return o;
 }
 
+/* The next segment of [*p, end) into seg (NAME_MAX + 1 bytes), *p moved
+ * past it and its slash: its length (0: an empty one), or -ENAMETOOLONG. */
+static int next_segment(const char **p, const char *end, char seg[256])
+{
+    const char *slash = memchr(*p, '/', (size_t)(end - *p));
+    size_t n = (size_t)((slash ? slash : end) - *p);
+    if (n >= 256)
+        return -ENAMETOOLONG;
+    memcpy(seg, *p, n);
+    seg[n] = '\0';
+    *p += n + (slash != NULL);
+    return (int)n;
+}
+
 int graced_path_open_dir(int top, const char *rel, size_t len, int create)
 {
     int fd = dup(top);
     const char *p = rel, *end = rel + len;
     char seg[256];
     while (fd >= 0 && p < end) {
-        const char *slash = memchr(p, '/', (size_t)(end - p));
-        size_t n = (size_t)((slash ? slash : end) - p);
-        int next;
-        if (n >= sizeof(seg)) {
+        int n = next_segment(&p, end, seg), next;
+        if (n < 0) {
             close(fd);
-            return -ENAMETOOLONG;
+            return n;
         }
-        memcpy(seg, p, n);
-        seg[n] = '\0';
-        p += n + (slash != NULL);
         if (n == 0)
             continue;
         if (create && mkdirat(fd, seg, 0755) < 0 && errno != EEXIST) {
@@ -276,15 +285,11 @@ int graced_path_sync_dirs(int top, const char *rel, size_t len)
     if (fd < 0)
         return -errno;
     while (p < end) {
-        const char *slash = memchr(p, '/', (size_t)(end - p));
-        size_t n = (size_t)((slash ? slash : end) - p);
-        if (n >= sizeof(seg)) {
+        int n = next_segment(&p, end, seg);
+        if (n < 0) {
             close(fd);
-            return -ENAMETOOLONG;
+            return n;
         }
-        memcpy(seg, p, n);
-        seg[n] = '\0';
-        p += n + (slash != NULL);
         if (n == 0)
             continue;
         /* fd holds seg: its entry made durable */
