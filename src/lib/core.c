@@ -154,6 +154,7 @@ static const char *const counter_names[GRACE_CNT__COUNT] = {
     [GRACE_CNT_H2_CONNS] = "h2_conns",
     [GRACE_CNT_H2_REQUESTS] = "h2_requests",
     [GRACE_CNT_H2_CALM] = "h2_calm",
+    [GRACE_CNT_H2_RESETS] = "h2_resets",
 };
 
 uint64_t grace_server_counter(const struct grace_server *srv, enum grace_counter c)

@@ -19,6 +19,8 @@
 #include <event2/buffer.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -204,6 +206,8 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *arg)
 {
     struct h2s *st = stream_of(arg, f->hd.stream_id);
 
+    if (f->hd.type == NGHTTP2_RST_STREAM)
+        CNT(((struct h2 *)arg)->c->srv, H2_RESETS);
     if (!st)
         return 0;
     st->sent += f->hd.length + 9;
@@ -378,6 +382,7 @@ static void h2_send(struct h2 *h)
             }
             evbuffer_add(c->slot->out, p, (size_t)n);
             got = 1;
+            h->released = 0;
         }
         if (h->dead || !got)
             break;
@@ -448,6 +453,76 @@ static void h2_free(struct grace_defer *d)
     free(h);
 }
 
+/* ---------------------------------------------------------------- memory */
+
+/*
+ * nghttp2 allocates through us for one reason: an idle connection's memory.
+ * From its creation a session holds a 16 KiB frame buffer (nghttp2 1.52),
+ * two thirds of its size, where its outbound frames are serialized: scratch
+ * once they are out. That one block is made page-aligned, and a connection
+ * idle for IDLE_RELEASE_MS gives its pages back to the kernel
+ * (idle_release); the next frame faults them in again, zeroed. Everything
+ * else goes to malloc.
+ */
+#define IDLE_RELEASE_MS 1000
+#define FRAMEBUF_MIN 16384
+
+static void *mem_malloc(size_t size, void *arg)
+{
+    struct h2 *h = arg;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    void *p;
+
+    if (!h->new_session || h->framebuf || size < FRAMEBUF_MIN)
+        return malloc(size);
+    if (posix_memalign(&p, page, size))
+        return NULL;
+    h->framebuf = p;
+    h->framebuf_len = size & ~(page - 1);
+    return p;
+}
+
+static void mem_free(void *p, void *arg)
+{
+    struct h2 *h = arg;
+    if (p && p == h->framebuf) /* no longer the one we know */
+        h->framebuf = NULL;
+    free(p);
+}
+
+static void *mem_calloc(size_t n, size_t size, void *arg)
+{
+    void *p;
+    if (size && n > SIZE_MAX / size)
+        return NULL;
+    if ((p = mem_malloc(n * size, arg)))
+        memset(p, 0, n * size);
+    return p;
+}
+
+static void *mem_realloc(void *p, size_t size, void *arg)
+{
+    struct h2 *h = arg;
+    if (!p) /* how nghttp2 allocates its buffers */
+        return mem_malloc(size, arg);
+    if (p == h->framebuf)
+        h->framebuf = NULL;
+    return realloc(p, size);
+}
+
+/* No stream, nothing to send: the frame buffer's pages go back, once per
+ * idle spell (nothing in it is read before the next frame is written). */
+static void idle_release(struct h2 *h)
+{
+    if (h->released)
+        return;
+    h->released = 1;
+    if (h->framebuf)
+        madvise(h->framebuf, h->framebuf_len, MADV_DONTNEED);
+}
+
+/* ---------------------------------------------------------------- the protocol */
+
 /* Work left by a run that used its rounds: from the loop, as any kick. */
 static void kick_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -486,7 +561,12 @@ static int h2_start(struct grace_conn *c, void *arg)
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_max_outbound_ack(opt, 1000);
     nghttp2_option_set_max_settings(opt, 32);
-    rc = nghttp2_session_server_new2(&h->s, cb, h, opt);
+    {
+        nghttp2_mem mem = {h, mem_malloc, mem_free, mem_calloc, mem_realloc};
+        h->new_session = 1;
+        rc = nghttp2_session_server_new3(&h->s, cb, h, opt, &mem);
+        h->new_session = 0;
+    }
     nghttp2_session_callbacks_del(cb);
     nghttp2_option_del(opt);
     if (rc) {
@@ -601,9 +681,12 @@ static int64_t h2_deadline(const struct grace_conn *c, enum grace_counter *why)
     const struct h2s *st;
     int64_t d = 0;
 
-    if (!h->nstreams && !h->closing)
+    if (!h->nstreams && !h->closing) {
         grace__earlier(&d, why, h->idle_since + OPT(c->srv, KEEPALIVE_TIMEOUT),
                        GRACE_CNT_TIMEOUT_KEEPALIVE);
+        if (!h->released && !nghttp2_session_want_write(h->s))
+            grace__earlier(&d, why, h->idle_since + IDLE_RELEASE_MS, GRACE_CNT__COUNT);
+    }
     TAILQ_FOREACH(st, &h->streams, link) {
         enum grace_counter w = GRACE_CNT__COUNT;
         int64_t t = grace__h2s_deadline(st, &w);
@@ -629,6 +712,9 @@ static void h2_timeout(struct grace_conn *c, enum grace_counter why)
     int64_t now = grace__now_ms();
     struct h2s *st;
 
+    if (!h->nstreams && !h->closing && now >= h->idle_since + IDLE_RELEASE_MS &&
+        !nghttp2_session_want_write(h->s))
+        idle_release(h);
     if (!h->nstreams && !h->closing && now >= h->idle_since + OPT(c->srv, KEEPALIVE_TIMEOUT)) {
         if (c->srv->stopping)
             CNT(c->srv, STOP_IDLE_CLOSED);

@@ -108,6 +108,11 @@ struct h2 {
     unsigned char dead;        /* the engine took it away: free at the defer */
     struct event *kick_ev;     /* a run for the loop to do (RUN_ROUNDS spent) */
     struct grace_defer defer;
+    /* nghttp2's frame buffer, page-aligned (h2.c: idle_release) */
+    void *framebuf;
+    size_t framebuf_len;        /* its whole pages */
+    unsigned char new_session;  /* nghttp2_session_server_new3 is running */
+    unsigned char released;     /* idle, the pages given back */
 };
 
 /* h2_req.c: what h2.c and the streams share (h2.c calls down into it) */

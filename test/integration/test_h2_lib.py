@@ -264,6 +264,7 @@ def case_early_silent():
         check(0.3 <= waited <= 5, "early answer, then silence: reset after linger-timeout (500 ms), not at once: %.2f s" % waited)
         r = c.get("/hello")
         check(r["status"] == 200, "early answer, then silence: the connection goes on")
+        check(srv.counters()["h2_resets"] == 1, "early answer, then silence: counted in h2_resets")
 
 
 def case_window():
@@ -381,6 +382,7 @@ def case_zero_window():
               "zero window: the stream is reset at write-timeout (%s after %.2f s)" % (c.st[sid]["reset"], took))
         cnt = srv.counters()
         check(cnt["timeout_write"] >= 1, "zero window: counted in timeout_write")
+        check(cnt["h2_resets"] == 1, "zero window: counted in h2_resets (%d)" % cnt["h2_resets"])
 
 
 def case_patient_write():
@@ -440,11 +442,43 @@ def case_stop():
         check(rc == 0, "stop: the server exits (%s)" % rc)
 
 
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS:"))
+
+
+def case_idle_release():
+    """A connection idle for a second gives back the pages of nghttp2's frame
+    buffer; its next frames are byte-exact (the pages come back zeroed)."""
+    n = 200
+    with Server() as srv:
+        cs = [Client(srv.port) for _ in range(n)]
+        for c in cs:  # 16 KiB DATA frames: the whole frame buffer is written
+            c.get("/stream?40000", headers=[("x-note", "warm")])
+        before = rss_kib(srv.p.pid)
+        time.sleep(2.0)
+        after = rss_kib(srv.p.pid)
+        if not os.environ.get("GRACE_TEST_NO_HEAP"):  # ASan's allocator counts its own way
+            per = (before - after) * 1024 / n
+            check(per >= 8192, "idle: %d connections gave back %.0f bytes each (>= 8192)" % (n, per))
+        ok = 0
+        for c in cs[:20]:
+            c.c.ping(b"idlepage")
+            c.flush()
+            r = c.get("/stream?300000", headers=[("x-note", "warm")])
+            ok += r["status"] == 200 and r["body"] == b"x" * 300000 and not c.closed
+        check(ok == 20, "idle: after the release, PING and a 300000-byte answer byte-exact (%d/20)" % ok)
+        r = cs[0].get("/hello")
+        check(r["status"] == 200, "idle: another stream on the same connection (%s)" % r["status"])
+        for c in cs:
+            c.close()
+
+
 def main():
     t0 = time.monotonic()
     for case in (case_version, case_early_fast, case_early_silent, case_window, case_header_limits,
                  case_body_timeout, case_body_min_rate, case_keepalive, case_misc, case_zero_window, case_patient_write, case_rapid_reset,
-                 case_h2c_off, case_stop):
+                 case_h2c_off, case_stop, case_idle_release):
         try:
             case()
         except Exception as e:  # one case's crash is a failure, the others still run
