@@ -23,13 +23,14 @@ mode=${1:-build}
 # test_haproxy.py's rolling restart behind it; iproute2: ip netns, for
 # test_lossy's lossy path; libnghttp2-dev: HTTP/2; the HTTP/2 kit (test/integration/h2, its client
 # matrix and raw-frame conformance tests): nghttp2-client (nghttp, h2load),
-# golang-go (a net/http client built at test time), python3-h2 and
+# golang-go (a net/http client built at test time; golang-golang-x-net-dev:
+# x/net/http2, test_trailers.py's h2c client), python3-h2 and
 # python3-httpx (for Debian's /usr/bin/python3, which the kit runs them with);
 # whois: its mkpasswd makes the hashes of --users-file (graced.8); unzip:
 # the page's zip downloads are checked with unzip -t
 PKGS="whois unzip build-essential autoconf automake libtool pkg-config libevent-dev check \
 libssl-dev openssl curl python3 clang valgrind systemd libcrypt-dev chromium firefox-esr haproxy iproute2 \
-libnghttp2-dev nghttp2-client golang-go python3-h2 python3-httpx \
+libnghttp2-dev nghttp2-client golang-go golang-golang-x-net-dev python3-h2 python3-httpx \
 libexpat1-dev litmus rclone cadaver"
 # node and npm for the browser test (test/browser): Debian's, unless a node
 # with its own npm is already there
