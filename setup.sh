@@ -97,7 +97,7 @@ test)
         build/test/unit/check_progress build/test/unit/check_stream build/test/unit/check_splice \
         build/test/unit/check_upgrade build/test/unit/check_hooks build/test/unit/check_stop \
         build/test/unit/check_pool build/test/unit/check_graced_path build/test/unit/check_options \
-        build/test/unit/check_dav \
+        build/test/unit/check_dav build/test/unit/check_trailer \
         build/test/unit/check_fields; do
         GRACE_TEST_NO_HEAP=1 GRACE_TEST_NO_RLIMIT=1 CK_FORK=no \
             valgrind -q --leak-check=full --error-exitcode=1 "$t"
