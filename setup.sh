@@ -23,13 +23,14 @@ mode=${1:-build}
 # test_haproxy.py's rolling restart behind it; iproute2: ip netns, for
 # test_lossy's lossy path; libnghttp2-dev: HTTP/2; the HTTP/2 kit (test/integration/h2, its client
 # matrix and raw-frame conformance tests): nghttp2-client (nghttp, h2load),
-# golang-go (a net/http client built at test time), python3-h2 and
+# golang-go (a net/http client built at test time; golang-golang-x-net-dev:
+# x/net/http2, test_trailers.py's h2c client), python3-h2 and
 # python3-httpx (for Debian's /usr/bin/python3, which the kit runs them with);
 # whois: its mkpasswd makes the hashes of --users-file (graced.8); unzip:
 # the page's zip downloads are checked with unzip -t
 PKGS="whois unzip build-essential autoconf automake libtool pkg-config libevent-dev check \
 libssl-dev openssl curl python3 clang valgrind systemd libcrypt-dev chromium firefox-esr haproxy iproute2 \
-libnghttp2-dev nghttp2-client golang-go python3-h2 python3-httpx \
+libnghttp2-dev nghttp2-client golang-go golang-golang-x-net-dev python3-h2 python3-httpx \
 libexpat1-dev litmus rclone cadaver"
 # node and npm for the browser test (test/browser): Debian's, unless a node
 # with its own npm is already there
@@ -96,7 +97,7 @@ test)
         build/test/unit/check_progress build/test/unit/check_stream build/test/unit/check_splice \
         build/test/unit/check_upgrade build/test/unit/check_hooks build/test/unit/check_stop \
         build/test/unit/check_pool build/test/unit/check_graced_path build/test/unit/check_options \
-        build/test/unit/check_dav \
+        build/test/unit/check_dav build/test/unit/check_trailer \
         build/test/unit/check_fields; do
         GRACE_TEST_NO_HEAP=1 GRACE_TEST_NO_RLIMIT=1 CK_FORK=no \
             valgrind -q --leak-check=full --error-exitcode=1 "$t"

@@ -595,6 +595,26 @@ GRACE_API size_t grace_request_header_count(const struct grace_request *req);
 /** Field i: name as sent and value (trimmed). @return 0 or -ERANGE. */
 GRACE_API int grace_request_header_at(const struct grace_request *req, size_t i,
                                       const char **name, const char **value);
+/**
+ * A trailer field the client sent after the body (HTTP/1.1's chunked
+ * trailer section, HTTP/2's trailing HEADERS): the first with that name
+ * (case-insensitive). Shown once the body has been read to its end (from
+ * on_end/on_body on): NULL before, and when absent. Fields a trailer may
+ * not carry (RFC 9110 6.5.1: framing, routing, request modifiers,
+ * credentials, content processing; docs/api.md lists them) are dropped on
+ * arrival, and no trailer is ever merged into the headers. The section is
+ * bounded by GRACE_OPT_MAX_TRAILER_BYTES (431 above it) and lives as long
+ * as the request.
+ */
+GRACE_API const char *grace_request_trailer(const struct grace_request *req, const char *name);
+/** Every value of a repeated trailer field, as grace_request_header_next(). */
+GRACE_API const char *grace_request_trailer_next(const struct grace_request *req,
+                                                 const char *name, size_t *pos);
+/** Number of trailer fields kept (0 before the body's end). */
+GRACE_API size_t grace_request_trailer_count(const struct grace_request *req);
+/** Trailer field i: name as sent and value. @return 0 or -ERANGE. */
+GRACE_API int grace_request_trailer_at(const struct grace_request *req, size_t i,
+                                       const char **name, const char **value);
 /** The client's address. */
 GRACE_API const struct sockaddr *grace_request_peer(const struct grace_request *req,
                                                     socklen_t *len);
@@ -783,6 +803,29 @@ GRACE_API int grace_reply_start(struct grace_request *req, int status);
 GRACE_API int grace_reply_chunk(struct grace_request *req, const char *data, size_t len);
 /** Finish a streamed reply. Completes the reply. */
 GRACE_API int grace_reply_end(struct grace_request *req);
+
+/**
+ * Finish a streamed reply with a trailer section (e.g. grpc-status): the
+ * last chunk and the fields for HTTP/1.1, a HEADERS frame with END_STREAM
+ * after the DATA for HTTP/2. fields holds nfields name/value pairs
+ * (fields[2*i], fields[2*i+1]), copied. Names are tokens, values have no
+ * control bytes (HTAB aside) and no whitespace at either end, and a field
+ * RFC 9110 6.5.1 keeps out of trailers is refused (docs/api.md lists them:
+ * Content-Length, Transfer-Encoding, Trailer, Host, Authorization,
+ * Set-Cookie, Content-Type...). Announcing them with a "Trailer" header is
+ * the application's choice (grace_response_add_header before the start).
+ * nfields 0 is grace_reply_end().
+ * @return 0: the reply is complete, trailers sent.
+ *         -EPROTONOSUPPORT: the reply is complete, without the trailers:
+ *         its framing has no place for them (an HTTP/1.0 client's
+ *         close-delimited body; a HEAD request; 204, 304).
+ *         -EINVAL (bad fields) or -EALREADY (no streamed reply in
+ *         progress: never started, or complete): nothing happened, a
+ *         streamed reply goes on. -ENOTCONN: the client has gone (the
+ *         request is released, as by grace_reply_end).
+ */
+GRACE_API int grace_reply_end_trailers(struct grace_request *req, const char *const *fields,
+                                       size_t nfields);
 
 /** Bytes queued for the client but not yet written (for streaming pace). */
 GRACE_API size_t grace_reply_pending(const struct grace_request *req);

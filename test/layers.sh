@@ -21,7 +21,7 @@ allow=${top_srcdir:-.}/test/layers.allow
 # rank  layer      files (x for x.c and x.h; x.h for a header without a .c)
 ranks() {
     cat <<'EOF'
-0 base      core util parser path version
+0 base      core util parser path version trailer
 1 transport io tls transport.h
 2 engine    conn linger
 3 request   request report

@@ -137,7 +137,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
         return 0;
     if (f->headers.cat == NGHTTP2_HCAT_REQUEST)
         return grace__h2s_header(st, name, nl, value, vl);
-    return 0; /* trailers: nghttp2 checked them; nobody reads them */
+    return grace__h2s_trailer(st, name, nl, value, vl); /* nghttp2 checked their form */
 }
 
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *arg)

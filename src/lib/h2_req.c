@@ -79,6 +79,8 @@ void grace__h2s_free(struct h2s *st)
         evbuffer_free(st->in);
     if (st->out)
         evbuffer_free(st->out);
+    grace__trailers_free(&st->trailers);
+    grace__trailers_free(&st->out_trailers);
     if (st->file_fd >= 0)
         close(st->file_fd);
     free(st);
@@ -192,6 +194,28 @@ int grace__h2s_header(struct h2s *st, const uint8_t *name, size_t nl, const uint
         append(&st->head, &st->head_len, &st->head_cap, "\r\n", 2))
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     st->nfields++;
+    return 0;
+}
+
+/* Trailers are bounded as HTTP/1.1's are: max-trailer-bytes of "name:
+ * value" lines. Past it nothing more is kept, and the body's end is
+ * answered 431 instead of delivered. A stream already answered or gone
+ * keeps none. */
+int grace__h2s_trailer(struct h2s *st, const uint8_t *name, size_t nl, const uint8_t *value,
+                       size_t vl)
+{
+    struct grace_server *srv = st->h->c->srv;
+
+    if (st->trailers_big || st->discarding || st->closed)
+        return 0;
+    st->trailer_bytes += nl + vl + 4;
+    if (st->trailer_bytes > (size_t)OPT(srv, MAX_TRAILER_BYTES)) {
+        st->trailers_big = 1;
+        grace__trailers_free(&st->trailers);
+        return 0;
+    }
+    if (grace__trailers_add(&st->trailers, (const char *)name, nl, (const char *)value, vl) < 0)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     return 0;
 }
 
@@ -444,6 +468,12 @@ void grace__h2s_deliver(struct h2s *st)
         }
     }
     if (st->req == req && !req->paused && st->end_in && !in_len(st) && !req->end_delivered) {
+        if (st->trailers_big) {
+            grace__h2s_fail(st, 431, "trailer section too large", -EPROTO);
+            return;
+        }
+        req->trailers = st->trailers; /* the request's from now on */
+        memset(&st->trailers, 0, sizeof(st->trailers));
         req->body_done = 1;
         req->end_delivered = 1;
         if (req->body_mode == BODY_COLLECT)
@@ -530,6 +560,26 @@ static nghttp2_nv *response_nv(struct h2s *st, int status, int64_t length, size_
     return nv;
 }
 
+/* The application's trailers as a HEADERS frame with END_STREAM, queued
+ * behind the last DATA (nghttp2 lets a data provider do it at its end). */
+static int submit_trailers(struct h2s *st)
+{
+    const struct grace_trailers *t = &st->out_trailers;
+    nghttp2_nv *nv = malloc(t->n * sizeof(*nv));
+    int rc;
+
+    if (!nv)
+        return -ENOMEM;
+    for (size_t i = 0; i < t->n; i++) {
+        const char *name, *value;
+        grace__trailers_at(t, i, &name, &value);
+        nv[i] = NV(name, value, strlen(value));
+    }
+    rc = nghttp2_submit_trailer(st->h->s, st->id, nv, t->n);
+    free(nv);
+    return rc ? -EIO : 0;
+}
+
 static h2_ssize read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
                           uint32_t *flags, nghttp2_data_source *src, void *arg)
 {
@@ -568,8 +618,11 @@ static h2_ssize read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t l
         st->deferred = 1;
         return NGHTTP2_ERR_DEFERRED;
     }
-    if (st->out_end && !(st->out && evbuffer_get_length(st->out)) && !st->file_left)
+    if (st->out_end && !(st->out && evbuffer_get_length(st->out)) && !st->file_left) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (st->out_trailers.n && submit_trailers(st) == 0) /* they carry END_STREAM */
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    }
     return (h2_ssize)n;
 }
 
@@ -935,6 +988,17 @@ static int op_end(struct grace_request *req, const char *const *trailers, size_t
 
     if (!st)
         return -ENOTCONN;
+    for (size_t i = 0; i < ntrailers; i++) { /* copied, names lowercased as HTTP/2 wants */
+        const char *name = trailers[2 * i], *value = trailers[2 * i + 1];
+        size_t nl = strlen(name);
+        struct grace_trailers *t = &st->out_trailers;
+        if (grace__trailers_add(t, name, nl, value, strlen(value)) < 0) {
+            grace__trailers_free(t); /* out of memory: the reply ends without them */
+            break;
+        }
+        for (char *p = t->blk + t->off[t->n - 1]; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+    }
     st->out_end = 1;
     wake(st);
     if (!st->end_in || in_len(st))

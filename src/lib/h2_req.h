@@ -59,6 +59,8 @@ struct h2s {
     struct evbuffer *in;       /* DATA received, not yet handed over or consumed */
     uint64_t received;         /* DATA bytes received */
     int64_t body_since;        /* the last DATA, or when the application began to wait */
+    struct grace_trailers trailers; /* the client's, to its request at the body's end */
+    size_t trailer_bytes;      /* their size as HTTP/1.1 counts it (max-trailer-bytes) */
     /* the response */
     struct evbuffer *out;      /* body queued, not yet taken by nghttp2 */
     int file_fd;               /* a file body, read as nghttp2 asks */
@@ -66,6 +68,7 @@ struct h2s {
     uint64_t file_left;
     int64_t out_since;         /* nghttp2 last took body bytes, or they were queued */
     int64_t write_timeout;     /* the request's, for a reply's tail */
+    struct grace_trailers out_trailers; /* ours, names lowercased: after the last DATA */
     uint64_t sent;             /* this stream's bytes in frames (reports) */
     struct grace_reports reports;
     struct grace_linger lg;    /* an early answer's discard */
@@ -81,6 +84,7 @@ struct h2s {
     unsigned char lingering;   /* discarding after our END_STREAM: lg's clocks run */
     unsigned char delivering;  /* a body piece is with the application */
     unsigned char file_err;    /* the file ended early: reported -EPIPE */
+    unsigned char trailers_big; /* the client's trailers broke max-trailer-bytes: 431 */
     TAILQ_ENTRY(h2s) link;     /* h->streams */
 };
 TAILQ_HEAD(h2s_list, h2s);
@@ -126,6 +130,9 @@ void grace__h2s_free(struct h2s *st);
 /* A header field of the stream's head; 0 or an nghttp2 callback error. */
 int grace__h2s_header(struct h2s *st, const uint8_t *name, size_t nl, const uint8_t *value,
                       size_t vl);
+/* A field of the client's trailers; 0 or an nghttp2 callback error. */
+int grace__h2s_trailer(struct h2s *st, const uint8_t *name, size_t nl, const uint8_t *value,
+                       size_t vl);
 /* The head is complete: the request, then the application's handler. */
 void grace__h2s_dispatch(struct h2s *st);
 /* len DATA bytes for the stream. */

@@ -708,6 +708,18 @@ static int pump_body(struct grace_conn *c)
                 return 1;
             continue;
         }
+        if (ev == GRACE_PEV_TRAILER) { /* kept for the application, not when draining */
+            const struct grace_hfield *f = &h->parser.trailer;
+            int rc = h->state == H1_DRAIN ? 0
+                     : grace__trailers_add(&req->trailers, b + f->name.off, f->name.len,
+                                           b + f->value.off, f->value.len);
+            evbuffer_drain(in, used);
+            if (rc == -ENOMEM) {
+                body_fail(c, 503, "out of memory", -ENOMEM);
+                return 1;
+            }
+            continue;
+        }
         if (ev == GRACE_PEV_DONE) {
             if (h->state == H1_DRAIN) {
                 CNT(srv, KEEPALIVE_DRAINS);
@@ -891,19 +903,33 @@ static int h1_send_file(struct grace_request *req, int fd, off_t offset, off_t l
     return rc;
 }
 
+/* "name: value" lines of checked fields (name, value pairs), then the
+ * empty line that ends their section. */
+static void add_fields(struct evbuffer *out, const char *const *fields, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        evbuffer_add_printf(out, "%s: %s\r\n", fields[2 * i], fields[2 * i + 1]);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+/* The last chunk and its trailer section; a body without chunks (HTTP/1.0's
+ * close-delimited one) has no place for trailers. */
 static int h1_req_end(struct grace_request *req, const char *const *trailers, size_t ntrailers)
 {
     struct grace_conn *c = req->conn;
+    int rc = 0;
 
-    (void)trailers; /* none until the API has them */
-    (void)ntrailers;
-    if (req->chunked_out)
-        evbuffer_add(c->slot->out, "0\r\n\r\n", 5);
+    if (req->chunked_out) {
+        evbuffer_add(c->slot->out, "0\r\n", 3);
+        add_fields(c->slot->out, trailers, ntrailers);
+    } else if (ntrailers) {
+        rc = -EPROTONOSUPPORT;
+    }
     if (req->report)
         grace__report_done(&h1_of(c)->reports, req, grace__conn_out_offset(c));
     grace__conn_flush(c);
     response_done(c);
-    return 0;
+    return rc;
 }
 
 static int h1_informational(struct grace_request *req, int status, const char *const *fields,
@@ -915,9 +941,7 @@ static int h1_informational(struct grace_request *req, int status, const char *c
     if (req->p.version_minor == 0) /* RFC 9110 15.2: never to an HTTP/1.0 client */
         return -EPROTONOSUPPORT;
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, grace_status_reason(status));
-    for (size_t i = 0; i < nfields; i++)
-        evbuffer_add_printf(out, "%s: %s\r\n", fields[2 * i], fields[2 * i + 1]);
-    evbuffer_add(out, "\r\n", 2);
+    add_fields(out, fields, nfields);
     grace__conn_flush(c);
     return 0;
 }

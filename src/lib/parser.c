@@ -800,6 +800,14 @@ static enum grace_pev parse_head(struct grace_parser *p, const char *data, size_
     return GRACE_PEV_HEADERS;
 }
 
+int grace__token_valid(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!IS_TOKEN(s[i]))
+            return 0;
+    return n > 0;
+}
+
 int grace__hexval(char c)
 {
     if (c >= '0' && c <= '9') return c - '0';
@@ -950,7 +958,6 @@ enum grace_pev grace_parser_execute(struct grace_parser *p, const char *data, si
     case S_TRAILER: {
         size_t allow = p->lim.max_trailer_bytes - p->trailer_bytes;
         size_t window = allow > 2 ? allow : 2;
-        struct grace_hfield f;
         lf = find_lf(data, 0, len, window);
         if (lf == (size_t)-1)
             return len >= window ? fail(p, GRACE_PERR_TRAILER_TOO_BIG, window)
@@ -964,10 +971,12 @@ enum grace_pev grace_parser_execute(struct grace_parser *p, const char *data, si
         }
         if (lf + 1 > allow)
             return fail(p, GRACE_PERR_TRAILER_TOO_BIG, allow);
-        if ((e = parse_field(data, lf - 1, 0, &f, &at)) != GRACE_PERR_NONE)
+        if ((e = parse_field(data, lf - 1, 0, &p->trailer, &at)) != GRACE_PERR_NONE)
             return fail(p, e == GRACE_PERR_BARE_CR ? e : GRACE_PERR_TRAILER, at);
         p->trailer_bytes += lf + 1;
-        return GRACE_PEV_AGAIN;
+        *body = data;
+        *body_len = lf - 1;
+        return GRACE_PEV_TRAILER;
     }
 
     default:

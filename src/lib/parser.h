@@ -25,6 +25,8 @@ enum grace_pev {
     GRACE_PEV_AGAIN = 0, /* need more bytes (some may have been consumed) */
     GRACE_PEV_HEADERS,   /* request line and headers complete: see p->req */
     GRACE_PEV_BODY,      /* a piece of body in *body / *body_len */
+    GRACE_PEV_TRAILER,   /* a chunked trailer field: its line (CRLF excluded) in
+                            *body / *body_len, p->trailer its name and value */
     GRACE_PEV_DONE,      /* message complete; parser is ready for the next */
     GRACE_PEV_ERROR      /* see p->err; the parser stays in error */
 };
@@ -144,6 +146,7 @@ struct grace_parser {
     struct grace_preq req;
     enum grace_perr err;
     size_t err_offset; /* offset in the buffer of the failing call */
+    struct grace_hfield trailer; /* GRACE_PEV_TRAILER: offsets into *body */
 
     /* resumable state */
     int state;
@@ -179,7 +182,9 @@ void grace_parser_reset(struct grace_parser *p);
 /*
  * Parse data[0..len). Returns one enum grace_pev; *consumed is how many
  * bytes the caller may now discard. For GRACE_PEV_BODY, *body and *body_len is
- * the piece (inside data). After GRACE_PEV_DONE the parser expects the next
+ * the piece (inside data); for GRACE_PEV_TRAILER the field's line (inside
+ * data), p->trailer's spans relative to *body. Trailer lines are counted
+ * against max_trailer_bytes, never kept: the caller copies what it wants. After GRACE_PEV_DONE the parser expects the next
  * request. After GRACE_PEV_ERROR it keeps returning GRACE_PEV_ERROR.
  */
 enum grace_pev grace_parser_execute(struct grace_parser *p, const char *data, size_t len,
@@ -194,6 +199,9 @@ int grace_parser_body_done(const struct grace_parser *p);
 uint64_t grace_parser_body_left(const struct grace_parser *p);
 /* n (at most body_left) body bytes were taken without the parser. */
 void grace_parser_body_skip(struct grace_parser *p, uint64_t n);
+
+/* Is s[0..n) a non-empty token (RFC 9110 5.6.2), as a field name must be? */
+int grace__token_valid(const char *s, size_t n);
 
 /* Value of a hex digit, or -1 (shared with the path helper). */
 int grace__hexval(char c);

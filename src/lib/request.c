@@ -108,6 +108,7 @@ void grace__request_free(struct grace_request *req)
         evbuffer_free(req->body);
     if (req->resp_headers)
         evbuffer_free(req->resp_headers);
+    grace__trailers_free(&req->trailers);
     free(req);
 }
 
@@ -233,6 +234,31 @@ int grace_request_header_at(const struct grace_request *req, size_t i, const cha
     *name = req->blk + req->fields[i].name.off;
     *value = req->blk + req->fields[i].value.off;
     return 0;
+}
+
+/* Trailers are shown once the body is complete: before, a trailer section
+ * may still be arriving, and a half-kept one must not look whole. */
+const char *grace_request_trailer(const struct grace_request *req, const char *name)
+{
+    size_t pos = 0;
+    return req->body_done ? grace__trailers_next(&req->trailers, name, &pos) : NULL;
+}
+
+const char *grace_request_trailer_next(const struct grace_request *req, const char *name,
+                                       size_t *pos)
+{
+    return req->body_done ? grace__trailers_next(&req->trailers, name, pos) : NULL;
+}
+
+size_t grace_request_trailer_count(const struct grace_request *req)
+{
+    return req->body_done ? req->trailers.n : 0;
+}
+
+int grace_request_trailer_at(const struct grace_request *req, size_t i, const char **name,
+                             const char **value)
+{
+    return req->body_done ? grace__trailers_at(&req->trailers, i, name, value) : -ERANGE;
 }
 
 const struct sockaddr *grace_request_peer(const struct grace_request *req, socklen_t *len)

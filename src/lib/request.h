@@ -11,6 +11,7 @@
 #include "conn.h"
 #include "core.h"
 #include "parser.h"
+#include "trailer.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -53,8 +54,11 @@ struct grace_req_ops {
     /* length bytes of fd from offset, read as they are sent; owns fd. <0:
      * the body will be short (the connection must close after it). */
     int (*send_file)(struct grace_request *req, int fd, off_t offset, off_t length);
-    /* The reply is complete (req->resp is RESP_DONE): the framing's end,
-     * trailers (NULL for now), then the protocol lets go of req. */
+    /* The reply is complete (req->resp is RESP_DONE): the framing's end
+     * with ntrailers trailer fields (name, value pairs, checked by
+     * response.c; copied), then the protocol lets go of req, whatever it
+     * returns. -EPROTONOSUPPORT: the framing cannot carry trailers (they
+     * were not sent; the reply ended as without them). */
     int (*end)(struct grace_request *req, const char *const *trailers, size_t ntrailers);
     /* The switch to a raw stream (101, or 2xx to CONNECT), checked by
      * response.c; NULL: -ENOTSUP. */
@@ -93,6 +97,7 @@ struct grace_request {
     grace_body_cb on_body;
     void *body_arg;
     struct evbuffer *body;    /* BODY_COLLECT */
+    struct grace_trailers trailers; /* the client's, shown once body_done */
 
     grace_finish_cb on_finish;
     void *finish_arg;

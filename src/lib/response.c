@@ -8,6 +8,7 @@
  * is framed is the protocol's business.
  */
 #include "request.h"
+#include "trailer.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -159,15 +160,35 @@ int grace_reply_chunk(struct grace_request *req, const char *data, size_t len)
 
 int grace_reply_end(struct grace_request *req)
 {
+    return grace_reply_end_trailers(req, NULL, 0);
+}
+
+/* Fields are checked before anything changes: a refused call leaves the
+ * reply streaming. A message without content (HEAD, 204, 304) has no
+ * place for trailers in any protocol; the rest is the framing's to say. */
+int grace_reply_end_trailers(struct grace_request *req, const char *const *fields,
+                             size_t nfields)
+{
     int rc = reply_check(req, RESP_STREAMING, 1);
     struct grace_conn *c;
     if (rc)
         return rc;
+    if (nfields && !fields)
+        return -EINVAL;
+    for (size_t i = 0; i < nfields; i++)
+        if (!grace__trailer_field_ok(fields[2 * i], fields[2 * i + 1]))
+            return -EINVAL;
+    if (nfields && (req->head || grace__no_body_status(req->status))) {
+        nfields = 0; /* the reply ends without them */
+        rc = -EPROTONOSUPPORT;
+    }
     c = req->conn;
     grace__conn_enter(c);
-    reply_done(req);
+    req->resp = RESP_DONE;
+    if (req->ops->end(req, fields, nfields) == -EPROTONOSUPPORT)
+        rc = -EPROTONOSUPPORT;
     grace__conn_leave(c);
-    return 0;
+    return rc;
 }
 
 size_t grace_reply_pending(const struct grace_request *req)

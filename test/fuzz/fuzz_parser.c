@@ -85,6 +85,16 @@ static void feed(struct run *r, const char *s, size_t n)
                 put(r, "B", 1);
             put(r, b, bl);
             r->in_body = 1;
+        } else if (ev == GRACE_PEV_TRAILER) {
+            const struct grace_hfield *f = &r->p.trailer;
+            if (b != buf || bl + 2 != used || f->name.off + f->name.len > bl ||
+                f->value.off + f->value.len > bl)
+                abort();
+            put(r, "T", 1);
+            put(r, b + f->name.off, f->name.len);
+            put(r, ":", 1);
+            put(r, b + f->value.off, f->value.len);
+            put(r, "|", 1);
         } else if (ev == GRACE_PEV_DONE) {
             put(r, "D|", 2);
         } else if (ev == GRACE_PEV_ERROR) {

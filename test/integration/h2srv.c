@@ -4,7 +4,8 @@
  * response API over HTTP/2 (and HTTP/1.1 on the same port), one route per
  * behaviour under test.
  *
- *   h2srv --port P [--opt NAME=VALUE]...   (any library option by name)
+ *   h2srv --port P [--tls-port P2 --cert CHAIN --key KEY] [--opt NAME=VALUE]...
+ *   (any library option by name; the TLS listener offers h2 by ALPN)
  * Prints "ready PORT" once listening. SIGTERM: grace_server_stop(5 s).
  *   /version     the request's version ("HTTP/2.0")
  *   /early       401 at once, the body unread (an early answer)
@@ -18,6 +19,14 @@
  *   /late        200 after 600 ms (a stop lets it finish)
  *   /deadline    a 300 ms request deadline, no reply (503)
  *   /counters    every library counter, "name value" lines
+ *   /trailers?N  /stream?N ended with trailers (grpc-status 0, grpc-message,
+ *                x-bytes N), announced by a Trailer header
+ *   /trailers-bad  a refused trailer (Content-Length: -EINVAL), then the
+ *                reply goes on: "hello", trailers x-first-rc (that return
+ *                code) and grpc-status
+ *   /echo-trailers  reads the body; streams "<bytes>|name=value;..." of the
+ *                client's trailers, and ends with the same fields as its own
+ *                trailers (unannounced)
  */
 #include <gracehttp.h>
 
@@ -82,8 +91,21 @@ static void collected(struct grace_request *req, struct evbuffer *body, void *ar
 }
 
 struct stream {
-    uint64_t left;
+    uint64_t left, total;
+    int trailers;
 };
+
+/* /trailers: the end of a streamed reply, with its trailers */
+static void stream_end(struct grace_request *req, struct stream *s)
+{
+    char n[24];
+    const char *const f[] = {"grpc-status", "0", "grpc-message", "all sent", "x-bytes", n};
+    snprintf(n, sizeof(n), "%llu", (unsigned long long)s->total);
+    if (!s->trailers)
+        grace_reply_end(req);
+    else if (grace_reply_end_trailers(req, f, 3) < 0)
+        fprintf(stderr, "h2srv: grace_reply_end_trailers failed\n");
+}
 
 static void stream_more(struct grace_request *req, void *arg)
 {
@@ -97,7 +119,7 @@ static void stream_more(struct grace_request *req, void *arg)
         s->left -= n;
     }
     if (!s->left) {
-        grace_reply_end(req); /* s goes with the finish callback */
+        stream_end(req, s); /* s goes with the finish callback */
         return;
     }
     grace_reply_on_drain(req, stream_more, s);
@@ -106,6 +128,27 @@ static void stream_more(struct grace_request *req, void *arg)
 static void stream_finish(struct grace_request *req, int err, void *arg)
 {
     free(arg);
+}
+
+/* /echo-trailers: the client's trailers in the body and as ours */
+static void echo_end(struct grace_request *req, void *arg)
+{
+    struct body *b = arg;
+    size_t n = grace_request_trailer_count(req);
+    const char **f = calloc(2 * n + 1, sizeof(*f));
+    struct evbuffer *out = evbuffer_new();
+
+    evbuffer_add_printf(out, "%llu|", (unsigned long long)b->n);
+    for (size_t i = 0; i < n; i++) {
+        grace_request_trailer_at(req, i, &f[2 * i], &f[2 * i + 1]);
+        evbuffer_add_printf(out, "%s=%s;", f[2 * i], f[2 * i + 1]);
+    }
+    grace_reply_start(req, 200);
+    grace_reply_chunk(req, (const char *)evbuffer_pullup(out, -1), evbuffer_get_length(out));
+    if (grace_reply_end_trailers(req, f, n) < 0)
+        fprintf(stderr, "h2srv: echo: grace_reply_end_trailers failed\n");
+    evbuffer_free(out);
+    free(f);
 }
 
 struct late {
@@ -164,6 +207,29 @@ static void handler(struct grace_request *req, void *arg)
         grace_request_on_finish(req, stream_finish, st);
         grace_reply_start(req, 200);
         stream_more(req, st);
+    } else if (!strcmp(p, "/trailers")) {
+        struct stream *st = calloc(1, sizeof(*st));
+        const char *q = grace_request_query(req);
+        st->left = st->total = q ? strtoull(q, NULL, 10) : 100000;
+        st->trailers = 1;
+        grace_request_on_finish(req, stream_finish, st);
+        grace_response_add_header(req, "Trailer", "grpc-status, grpc-message, x-bytes");
+        grace_reply_start(req, 200);
+        stream_more(req, st);
+    } else if (!strcmp(p, "/trailers-bad")) {
+        const char *const bad[] = {"grpc-status", "0", "Content-Length", "5"};
+        char rc[16];
+        const char *const good[] = {"x-first-rc", rc, "grpc-status", "0"};
+        grace_reply_start(req, 200);
+        snprintf(rc, sizeof(rc), "%d", grace_reply_end_trailers(req, bad, 2));
+        grace_reply_chunk(req, "hello", 5);
+        grace_reply_end_trailers(req, good, 2);
+    } else if (!strcmp(p, "/echo-trailers")) {
+        struct body *b = calloc(1, sizeof(*b));
+        b->req = req;
+        grace_request_on_finish(req, body_finish, b);
+        if (grace_request_read_body(req, body_data, echo_end, b) < 0)
+            grace_reply(req, 500, "read\n", 5);
     } else if (!strcmp(p, "/late")) {
         struct late *l = calloc(1, sizeof(*l));
         struct timeval tv = {0, 600000};
@@ -200,11 +266,19 @@ int main(int argc, char **argv)
     struct srv s;
     struct grace_config *cfg = grace_config_new();
     struct event *term;
-    int port = 0;
+    struct grace_tls *tls = NULL;
+    const char *cert = NULL, *key = NULL;
+    int port = 0, tls_port = -1;
 
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--port") && i + 1 < argc) {
             port = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--tls-port") && i + 1 < argc) {
+            tls_port = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--cert") && i + 1 < argc) {
+            cert = argv[++i];
+        } else if (!strcmp(argv[i], "--key") && i + 1 < argc) {
+            key = argv[++i];
         } else if (!strcmp(argv[i], "--opt") && i + 1 < argc) {
             char name[64];
             const char *eq = strchr(argv[++i], '=');
@@ -231,6 +305,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "h2srv: cannot listen on %d\n", port);
         return 1;
     }
+    if (tls_port >= 0 && (!cert || !key || !(tls = grace_tls_new()) ||
+                          grace_tls_add_cert(tls, cert, key) < 0 ||
+                          grace_server_listen(s.srv, "127.0.0.1", tls_port, tls) < 0)) {
+        fprintf(stderr, "h2srv: cannot listen with TLS on %d\n", tls_port);
+        return 1;
+    }
     term = evsignal_new(s.base, SIGTERM, on_term, &s);
     event_add(term, NULL);
     printf("ready %d\n", port);
@@ -238,6 +318,8 @@ int main(int argc, char **argv)
     event_base_dispatch(s.base);
     event_free(term);
     grace_server_free(s.srv);
+    if (tls)
+        grace_tls_free(tls);
     event_base_free(s.base);
     return 0;
 }

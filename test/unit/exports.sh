@@ -16,6 +16,11 @@ n=$(nm -D --defined-only "$lib" | grep -c ' T grace_')
 for s in grace_server_listen_tls grace_server_listen_fd_tls; do
     nm -D --defined-only "$lib" | grep -q " T $s\$" || { echo "$s no longer exported"; fail=1; }
 done
+# trailers (issue 18): both directions
+for s in grace_reply_end_trailers grace_request_trailer grace_request_trailer_next \
+    grace_request_trailer_count grace_request_trailer_at; do
+    nm -D --defined-only "$lib" | grep -q " T $s\$" || { echo "$s not exported"; fail=1; }
+done
 soname=$(objdump -p "$lib" | awk '$1 == "SONAME" {print $2}')
 [ "$soname" = libgracehttp.so.1 ] || { echo "soname $soname, not libgracehttp.so.1"; fail=1; }
 if [ $fail = 0 ]; then echo "1 passed, 0 failed"; else echo "0 passed, 1 failed"; fi
