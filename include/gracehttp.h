@@ -70,7 +70,7 @@ enum grace_opt {
     GRACE_OPT_MAX_REQUEST_LINE,   /**< request line bytes -> 414 (8192) */
     GRACE_OPT_MAX_HEADER_BYTES,   /**< header section bytes -> 431 (32768) */
     GRACE_OPT_MAX_HEADER_FIELDS,  /**< header field lines -> 431 (100) */
-    GRACE_OPT_MAX_TRAILER_BYTES,  /**< chunked trailer bytes -> 431 (8192) */
+    GRACE_OPT_MAX_TRAILER_BYTES,  /**< trailer section bytes (chunked, HTTP/2) -> 431 (8192) */
     GRACE_OPT_MAX_BODY_SIZE,      /**< request body bytes -> 413 (1 MiB); a default
                                        that handlers may change per request */
     GRACE_OPT_MAX_CONNECTIONS,    /**< concurrent connections (10000) */
@@ -607,12 +607,14 @@ GRACE_API int grace_request_header_at(const struct grace_request *req, size_t i,
  * as the request.
  */
 GRACE_API const char *grace_request_trailer(const struct grace_request *req, const char *name);
-/** Every value of a repeated trailer field, as grace_request_header_next(). */
+/** Every value of a repeated trailer field, as grace_request_header_next();
+ * @return the next value or NULL. Strings live as long as the request. */
 GRACE_API const char *grace_request_trailer_next(const struct grace_request *req,
                                                  const char *name, size_t *pos);
 /** Number of trailer fields kept (0 before the body's end). */
 GRACE_API size_t grace_request_trailer_count(const struct grace_request *req);
-/** Trailer field i: name as sent and value. @return 0 or -ERANGE. */
+/** Trailer field i: name as sent and value, living as long as the request.
+ * @return 0 or -ERANGE (i past the count, or the body not yet ended). */
 GRACE_API int grace_request_trailer_at(const struct grace_request *req, size_t i,
                                        const char **name, const char **value);
 /** The client's address. */
@@ -816,9 +818,11 @@ GRACE_API int grace_reply_end(struct grace_request *req);
  * the application's choice (grace_response_add_header before the start).
  * nfields 0 is grace_reply_end().
  * @return 0: the reply is complete, trailers sent.
- *         -EPROTONOSUPPORT: the reply is complete, without the trailers:
- *         its framing has no place for them (an HTTP/1.0 client's
- *         close-delimited body; a HEAD request; 204, 304).
+ *         1: the reply is complete, without the trailers: its framing has
+ *         no place for them (an HTTP/1.0 client's close-delimited body; a
+ *         HEAD request; 204, 304). Either way the request is released when
+ *         the calling callback returns; only a negative answer leaves it
+ *         as it was (-ENOTCONN aside).
  *         -EINVAL (bad fields) or -EALREADY (no streamed reply in
  *         progress: never started, or complete): nothing happened, a
  *         streamed reply goes on. -ENOTCONN: the client has gone (the

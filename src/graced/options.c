@@ -287,7 +287,7 @@ static const struct opt opts[] = {
     LIB(GRACE_OPT_MAX_REQUEST_LINE, K_SIZE, "SIZE", "request line; longer: 414"),
     LIB(GRACE_OPT_MAX_HEADER_BYTES, K_SIZE, "SIZE", "header section; larger: 431"),
     LIB(GRACE_OPT_MAX_HEADER_FIELDS, K_COUNT, "N", "header lines; more: 431"),
-    LIB(GRACE_OPT_MAX_TRAILER_BYTES, K_SIZE, "SIZE", "trailer of a chunked body; larger: 431"),
+    LIB(GRACE_OPT_MAX_TRAILER_BYTES, K_SIZE, "SIZE", "trailer section of a body (HTTP/1.1 chunked, HTTP/2); larger: 431"),
     LIB(GRACE_OPT_MAX_CONNECTIONS, K_COUNT, "N", "connections at once; at it, accepting pauses"),
     LIB(GRACE_OPT_HEADER_TIMEOUT, K_TIME, "TIME", "the whole header section"),
     LIB(GRACE_OPT_BODY_TIMEOUT, K_TIME, "TIME", "a body that sends nothing this long"),

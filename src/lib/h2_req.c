@@ -620,8 +620,13 @@ static h2_ssize read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t l
     }
     if (st->out_end && !(st->out && evbuffer_get_length(st->out)) && !st->file_left) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
-        if (st->out_trailers.n && submit_trailers(st) == 0) /* they carry END_STREAM */
-            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        if (st->out_trailers.n || st->trailers_lost) {
+            /* a clean end without the trailers (a gRPC status) would be a
+             * wrong answer: the stream is reset (INTERNAL_ERROR) instead */
+            if (st->trailers_lost || submit_trailers(st))
+                return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM; /* they carry END_STREAM */
+        }
     }
     return (h2_ssize)n;
 }
@@ -992,11 +997,13 @@ static int op_end(struct grace_request *req, const char *const *trailers, size_t
         const char *name = trailers[2 * i], *value = trailers[2 * i + 1];
         size_t nl = strlen(name);
         struct grace_trailers *t = &st->out_trailers;
-        if (grace__trailers_add(t, name, nl, value, strlen(value)) < 0) {
-            grace__trailers_free(t); /* out of memory: the reply ends without them */
+        int r = grace__trailers_add(t, name, nl, value, strlen(value));
+        if (r < 0) { /* out of memory: the stream will be reset (read_body) */
+            grace__trailers_free(t);
+            st->trailers_lost = 1;
             break;
         }
-        for (char *p = t->blk + t->off[t->n - 1]; *p; p++)
+        for (char *p = r ? NULL : t->blk + t->off[t->n - 1]; p && *p; p++)
             *p = (char)tolower((unsigned char)*p);
     }
     st->out_end = 1;

@@ -85,6 +85,7 @@ struct h2s {
     unsigned char delivering;  /* a body piece is with the application */
     unsigned char file_err;    /* the file ended early: reported -EPIPE */
     unsigned char trailers_big; /* the client's trailers broke max-trailer-bytes: 431 */
+    unsigned char trailers_lost; /* ours could not be kept (memory): reset, never a clean end */
     TAILQ_ENTRY(h2s) link;     /* h->streams */
 };
 TAILQ_HEAD(h2s_list, h2s);

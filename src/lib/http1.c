@@ -923,7 +923,7 @@ static int h1_req_end(struct grace_request *req, const char *const *trailers, si
         evbuffer_add(c->slot->out, "0\r\n", 3);
         add_fields(c->slot->out, trailers, ntrailers);
     } else if (ntrailers) {
-        rc = -EPROTONOSUPPORT;
+        rc = 1; /* complete, without them */
     }
     if (req->report)
         grace__report_done(&h1_of(c)->reports, req, grace__conn_out_offset(c));

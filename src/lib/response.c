@@ -180,13 +180,13 @@ int grace_reply_end_trailers(struct grace_request *req, const char *const *field
             return -EINVAL;
     if (nfields && (req->head || grace__no_body_status(req->status))) {
         nfields = 0; /* the reply ends without them */
-        rc = -EPROTONOSUPPORT;
+        rc = 1;
     }
     c = req->conn;
     grace__conn_enter(c);
     req->resp = RESP_DONE;
-    if (req->ops->end(req, fields, nfields) == -EPROTONOSUPPORT)
-        rc = -EPROTONOSUPPORT;
+    if (req->ops->end(req, fields, nfields) == 1)
+        rc = 1;
     grace__conn_leave(c);
     return rc;
 }

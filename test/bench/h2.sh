@@ -10,7 +10,9 @@
 #     connections making a request a second each: requests/s and CPU per
 #     request (handshakes included: each connection's first seconds);
 #  3. memory: IDLE_N (2000) h2 connections held open after one request each
-#     (h2_idle_clients.py): the server's RSS growth per connection.
+#     (h2_idle_clients.py): the server's RSS growth per connection, read
+#     IDLE_WAIT (2) s after the last answer (idle: graced gives its frame
+#     buffers back after 1 s without a stream; nginx frees its buffers at once).
 # GRACED_CMD: graced's command line, with {port} {cert} {key} {root}; by
 #   default the build's graced --tls-listen 127.0.0.1:{port} --tls-cert {cert}
 #   --tls-key {key} --root {root} --log-level error (GRACED_CMD= leaves it out)
@@ -20,6 +22,7 @@ RUNS=${RUNS:-3}
 DUR=${DUR:-5}
 DUR_IDLE=${DUR_IDLE:-10}
 IDLE_N=${IDLE_N:-2000}
+IDLE_WAIT=${IDLE_WAIT:-2}
 need nginx nginx-light
 need h2o h2o
 need h2load nghttp2-client
@@ -143,7 +146,7 @@ idle_bytes() {
         grep -q '^ready\|^no h2\|Error' "$tmp/idle.out" 2>/dev/null && break
         sleep 0.1
     done
-    sleep 0.5
+    sleep "$IDLE_WAIT"
     # shellcheck disable=SC2046
     r1=$(rss_kib $(server_pids "$name"))
     exec 7>&-
@@ -172,7 +175,7 @@ col() { cut -d' ' -f"$2" "$tmp/$1" | median; }
 {
     echo "HTTP/2 over TLS (TLS 1.3, EC P-256), a 1 KiB file, one worker each, medians of $RUNS runs"
     echo "(busy: h2load -c16 -m10, ${DUR} s; idle-ish: h2load -c1000 -m1 --rps 1, ${DUR_IDLE} s;"
-    echo "memory: $IDLE_N h2 connections held after one request each)."
+    echo "memory: $IDLE_N h2 connections held after one request each, RSS read ${IDLE_WAIT} s after the last answer)."
     echo
     echo "| server | busy req/s | busy CPU us/req | busy: server core %, load core % | idle-ish req/s | idle-ish CPU us/req | bytes per idle h2 connection |"
     echo "|---|---|---|---|---|---|---|"

@@ -99,7 +99,7 @@ struct stream {
 static void stream_end(struct grace_request *req, struct stream *s)
 {
     char n[24];
-    const char *const f[] = {"grpc-status", "0", "grpc-message", "all sent", "x-bytes", n};
+    const char *const f[] = {"grpc-status", "0", "Grpc-Message", "all sent", "x-bytes", n};
     snprintf(n, sizeof(n), "%llu", (unsigned long long)s->total);
     if (!s->trailers)
         grace_reply_end(req);

@@ -161,7 +161,7 @@ def case_curl(fx):
         return
     r = subprocess.run(["curl", "-s", "--raw", fx.plain + "/trailers?10"], capture_output=True,
                        timeout=30)
-    check(r.stdout == b"a\r\nxxxxxxxxxx\r\n0\r\ngrpc-status: 0\r\ngrpc-message: all sent\r\n"
+    check(r.stdout == b"a\r\nxxxxxxxxxx\r\n0\r\ngrpc-status: 0\r\nGrpc-Message: all sent\r\n"
                       b"x-bytes: 10\r\n\r\n",
           "curl --raw: the last chunk and the trailer section (%r)" % r.stdout[-120:])
     for how, args in (("h2", ["--http2", "--cacert", fx.cert, fx.tls]),
@@ -350,7 +350,7 @@ def case_slow(fx):
             break
         data += b
     s.close()
-    tail = b"0\r\ngrpc-status: 0\r\ngrpc-message: all sent\r\nx-bytes: %d\r\n\r\n" % n
+    tail = b"0\r\ngrpc-status: 0\r\nGrpc-Message: all sent\r\nx-bytes: %d\r\n\r\n" % n
     check(data.endswith(tail) and data.count(b"x") >= n,
           "slow HTTP/1.1 reader: all, then the trailers (%d bytes, %r)" % (len(data), bytes(data[-60:])))
 
