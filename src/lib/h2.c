@@ -202,6 +202,14 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
     return 0;
 }
 
+/* Our final response's HEADERS: a :status, not 1xx (trailers have none). */
+static int final_head(const nghttp2_frame *f)
+{
+    const nghttp2_nv *nv = f->headers.nva;
+    return f->headers.nvlen && nv[0].namelen == 7 && !memcmp(nv[0].name, ":status", 7) &&
+           nv[0].valuelen && nv[0].value[0] != '1';
+}
+
 static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *arg)
 {
     struct h2s *st = stream_of(arg, f->hd.stream_id);
@@ -210,10 +218,19 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *arg)
         CNT(((struct h2 *)arg)->c->srv, H2_RESETS);
     if (!st)
         return 0;
-    st->sent += f->hd.length + 9;
+    /* a response's bytes as HTTP/1.1 would count them: its HEADERS frames
+     * whole, its DATA frames' payload (the frame header is framing) */
+    st->sent += f->hd.length + (f->hd.type == NGHTTP2_DATA ? 0 : 9);
+    if (f->hd.type == NGHTTP2_HEADERS && final_head(f))
+        grace__report_head(&st->reports, st->sent);
     if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
-        (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+        /* nghttp2 tells of a frame before mem_send hands it to us (h2_send):
+         * it ends that far past what the output holds now */
+        struct grace_conn *c = ((struct h2 *)arg)->c;
+        st->end_off = c->slot ? grace__conn_out_offset(c) + f->hd.length + 9 : 0;
         grace__h2s_sent_end(st);
+    }
     return 0;
 }
 
@@ -613,6 +630,19 @@ static int h2_start(struct grace_conn *c, void *arg)
 /* Output events: bytes left (frames to follow while there is room), the
  * output drained (more frames; a client paused for not reading is read
  * again), a pump's output flushed. */
+/* Responses the socket has taken whole are reported by the next run. */
+static void reports_due(struct h2 *h)
+{
+    const struct h2s *st;
+
+    TAILQ_FOREACH(st, &h->streams, link) {
+        if (grace__h2s_report_due(st)) {
+            grace__h2_kick(h);
+            return;
+        }
+    }
+}
+
 static int h2_output(struct grace_conn *c, enum grace_out what)
 {
     struct h2 *h = c->ps;
@@ -627,10 +657,13 @@ static int h2_output(struct grace_conn *c, enum grace_out what)
         }
         return 0;
     case GRACE_OUT_ROOM:
+        return 0;
     case GRACE_OUT_SENT:
+        reports_due(h);
         return 0;
     case GRACE_OUT_EMPTY:
         h->tail_wt = 0; /* the closed streams' frames are all out */
+        reports_due(h);
         break;
     }
     if (h->sending) {
@@ -793,7 +826,9 @@ static void h2_end(struct grace_conn *c, int err)
             grace__conn_reason(c, err ? err : -ECONNRESET);
             grace__request_detach(req, err ? err : -ECONNRESET);
         }
-        grace__report_all(&st->reports, st->sent, err ? err : -ECONNRESET);
+        /* err 0: the output is all written */
+        grace__report_all(&st->reports, err ? grace__h2s_written(st) : st->sent,
+                          err ? err : -ECONNRESET);
     }
     c->ps = NULL;
     grace__conn_defer(c, &h->defer);

@@ -754,14 +754,41 @@ void grace__h2s_closed(struct h2s *st, uint32_t code)
     grace__h2_kick(st->h);
 }
 
+int grace__h2s_report_due(const struct h2s *st)
+{
+    const struct grace_conn *c = st->h->c;
+
+    if (!st->reports.head || !st->end_sent || st->file_err || !c->slot)
+        return 0;
+    /* an empty output took everything framed, whatever the offsets say */
+    return c->slot->written >= st->end_off || !grace__buffered_out(c);
+}
+
+uint64_t grace__h2s_written(const struct h2s *st)
+{
+    const struct grace_conn *c = st->h->c;
+    uint64_t behind;
+
+    if (grace__h2s_report_due(st) || !st->end_sent) /* cut: its frames went before the reset */
+        return st->sent;
+    if (!c->slot)
+        return 0;
+    /* at most what the output still holds up to our last frame is ours */
+    behind = st->end_off > c->slot->written ? st->end_off - c->slot->written : 0;
+    return st->sent > behind ? st->sent - behind : 0;
+}
+
 void grace__h2s_report(struct h2s *st)
 {
     if (!st->reports.head)
         return;
-    if (st->end_sent && !st->file_err)
+    if (grace__h2s_report_due(st))
         grace__report_written(&st->reports, st->sent);
-    if (st->closed && st->reports.head)
-        grace__report_all(&st->reports, st->sent, st->file_err ? -EPIPE : -ECONNRESET);
+    /* closed before its end was framed: there will be no more. A complete
+     * answer waits for the socket (h2.c: reports_due), or the connection's end */
+    if (st->closed && st->reports.head && (!st->end_sent || st->file_err))
+        grace__report_all(&st->reports, grace__h2s_written(st),
+                          st->file_err ? -EPIPE : -ECONNRESET);
 }
 
 /* ---------------------------------------------------------------- deadlines */

@@ -70,6 +70,8 @@ struct h2s {
     int64_t write_timeout;     /* the request's, for a reply's tail */
     struct grace_trailers out_trailers; /* ours, names lowercased: after the last DATA */
     uint64_t sent;             /* this stream's bytes in frames (reports) */
+    uint64_t end_off;          /* the connection's output offset past our END_STREAM frame:
+                                  its reports wait until the socket took that much */
     struct grace_reports reports;
     struct grace_linger lg;    /* an early answer's discard */
     unsigned char ready;       /* head complete, not yet dispatched */
@@ -155,5 +157,9 @@ void grace__h2s_drain(struct h2s *st);
 /* Report what the stream's records can say now (from the run, never under
  * nghttp2's callbacks). */
 void grace__h2s_report(struct h2s *st);
+/* Has the socket taken the stream's last frame, so its reports can go? */
+int grace__h2s_report_due(const struct h2s *st);
+/* The stream's bytes the socket has taken (a lower bound before its end). */
+uint64_t grace__h2s_written(const struct h2s *st);
 
 #endif

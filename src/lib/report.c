@@ -104,6 +104,13 @@ void grace__report_all(struct grace_reports *l, uint64_t written, int err)
         report(l, ri, written, ri->done && ri->end <= written ? 0 : err);
 }
 
+void grace__report_head(struct grace_reports *l, uint64_t head_end)
+{
+    for (struct grace_response_info *ri = l->head; ri; ri = ri->next)
+        if (ri->head_end == ri->start)
+            ri->head_end = head_end;
+}
+
 void grace__report_move(struct grace_reports *dst, struct grace_reports *src)
 {
     dst->head = src->head;

@@ -40,6 +40,9 @@ struct grace_reports {
 void grace__report_start(struct grace_reports *l, struct grace_conn *c, struct grace_request *req,
                          int status, int64_t start_us, uint64_t start, size_t head_len);
 void grace__report_done(struct grace_reports *l, struct grace_request *req, uint64_t end);
+/* The head of the records started without one ends at head_end (HTTP/2
+ * knows its size once HPACK has framed it). */
+void grace__report_head(struct grace_reports *l, uint64_t head_end);
 void grace__report_written(struct grace_reports *l, uint64_t written);
 void grace__report_all(struct grace_reports *l, uint64_t written, int err);
 /* The records of src go to dst (empty before), src is left empty. */

@@ -19,6 +19,9 @@
  *   /late        200 after 600 ms (a stop lets it finish)
  *   /deadline    a 300 ms request deadline, no reply (503)
  *   /counters    every library counter, "name value" lines
+ *   /blob?N      N bytes ('b') in one reply
+ *   /reports     every response reported so far (grace_server_on_response),
+ *                "path status bytes err" lines, oldest first
  *   /trailers?N  /stream?N ended with trailers (grpc-status 0, grpc-message,
  *                x-bytes N), announced by a Trailer header
  *   /trailers-bad  a refused trailer (Content-Length: -EINVAL), then the
@@ -32,15 +35,29 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 struct srv {
     struct event_base *base;
     struct grace_server *srv;
+    struct evbuffer *reports; /* for /reports */
 };
+
+static void on_response(const struct grace_response_info *ri, void *arg)
+{
+    struct srv *s = arg;
+    const struct grace_request *req = grace_response_info_request(ri);
+    evbuffer_add_printf(s->reports, "%s %d %llu %d\n", req ? grace_request_path(req) : "-",
+                        grace_response_info_status(ri),
+                        (unsigned long long)grace_response_info_body_bytes(ri),
+                        grace_response_info_error(ri));
+}
 
 struct body {
     uint64_t n;
@@ -238,6 +255,16 @@ static void handler(struct grace_request *req, void *arg)
         evtimer_add(l->ev, &tv);
     } else if (!strcmp(p, "/deadline")) {
         grace_request_set_deadline(req, 300);
+    } else if (!strcmp(p, "/blob")) {
+        const char *q = grace_request_query(req);
+        size_t n = q ? strtoull(q, NULL, 10) : 1000;
+        char *b = malloc(n ? n : 1);
+        memset(b, 'b', n);
+        grace_reply(req, 200, b, n);
+        free(b);
+    } else if (!strcmp(p, "/reports")) {
+        grace_reply(req, 200, (const char *)evbuffer_pullup(s->reports, -1),
+                    evbuffer_get_length(s->reports));
     } else if (!strcmp(p, "/counters")) {
         struct evbuffer *out = evbuffer_new();
         for (int c = 0; c < GRACE_CNT__COUNT; c++)
@@ -268,11 +295,13 @@ int main(int argc, char **argv)
     struct event *term;
     struct grace_tls *tls = NULL;
     const char *cert = NULL, *key = NULL;
-    int port = 0, tls_port = -1;
+    int port = 0, tls_port = -1, sndbuf = 0;
 
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--port") && i + 1 < argc) {
             port = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--sndbuf") && i + 1 < argc) {
+            sndbuf = atoi(argv[++i]); /* the plain port's sockets: a small kernel send queue */
         } else if (!strcmp(argv[i], "--tls-port") && i + 1 < argc) {
             tls_port = atoi(argv[++i]);
         } else if (!strcmp(argv[i], "--cert") && i + 1 < argc) {
@@ -292,7 +321,7 @@ int main(int argc, char **argv)
                 return 2;
             }
         } else {
-            fprintf(stderr, "usage: h2srv --port P [--opt NAME=VALUE]...\n");
+            fprintf(stderr, "usage: h2srv --port P [--sndbuf BYTES] [--opt NAME=VALUE]...\n");
             return 2;
         }
     }
@@ -301,7 +330,20 @@ int main(int argc, char **argv)
     s.srv = grace_server_new(s.base, cfg);
     grace_config_free(cfg);
     grace_server_set_handler(s.srv, handler, &s);
-    if (grace_server_listen(s.srv, "127.0.0.1", port, NULL) < 0) {
+    s.reports = evbuffer_new();
+    grace_server_on_response(s.srv, on_response, &s);
+    if (sndbuf) { /* accepted sockets inherit the listener's SO_SNDBUF */
+        struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+        if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 || listen(fd, 128) < 0 ||
+            grace_server_listen_fd(s.srv, fd, NULL) < 0) {
+            fprintf(stderr, "h2srv: cannot listen on %d\n", port);
+            return 1;
+        }
+    } else if (grace_server_listen(s.srv, "127.0.0.1", port, NULL) < 0) {
         fprintf(stderr, "h2srv: cannot listen on %d\n", port);
         return 1;
     }
@@ -318,6 +360,7 @@ int main(int argc, char **argv)
     event_base_dispatch(s.base);
     event_free(term);
     grace_server_free(s.srv);
+    evbuffer_free(s.reports);
     if (tls)
         grace_tls_free(tls);
     event_base_free(s.base);

@@ -25,6 +25,7 @@ import select
 import signal
 import socket
 import subprocess
+import struct
 import sys
 import time
 
@@ -56,15 +57,28 @@ def free_port():
 
 
 class Server:
-    def __init__(self, *opts):
+    def __init__(self, *opts, sndbuf=None):
         self.port = free_port()
-        cmd = [SRV, "--port", str(self.port)]
+        cmd = [SRV, "--port", str(self.port)] + (["--sndbuf", str(sndbuf)] if sndbuf else [])
         for o in opts:
             cmd += ["--opt", o]
         self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         line = self.p.stdout.readline()
         if not line.startswith("ready"):
             raise RuntimeError("h2srv did not start: %r" % line)
+
+    def reports(self):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        s.sendall(b"GET /reports HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            data += b
+        s.close()
+        body = data.split(b"\r\n\r\n", 1)[1].decode()
+        return [ln.split() for ln in body.splitlines()]
 
     def counters(self):
         s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
@@ -101,8 +115,12 @@ class Server:
 class Client:
     """One HTTP/2 connection; per stream: status, headers, body, 1xx, end, reset."""
 
-    def __init__(self, port, settings=None, window=True):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    def __init__(self, port, settings=None, window=True, rcvbuf=None):
+        self.s = socket.socket()
+        if rcvbuf:  # before the connect: the window the kernel offers
+            self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.s.settimeout(10)
+        self.s.connect(("127.0.0.1", port))
         self.c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
                                                                        header_encoding="utf-8"))
         self.c.initiate_connection()
@@ -474,11 +492,46 @@ def case_idle_release():
             c.close()
 
 
+def case_report_written():
+    """A response is reported written when the socket has taken it, not when
+    its frames are in our output: to a client that reads nothing and then
+    resets, the report says so (an error, fewer bytes)."""
+    n = 200000  # below output-high-water: all of it framed at once
+    with Server(sndbuf=8192) as srv:  # the kernel takes little of it
+        big = {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20}
+        c = Client(srv.port, settings=big, rcvbuf=4096)
+        c.c.increment_flow_control_window(16 << 20)
+        c.flush()
+        c.request("/blob?%d" % n)
+        time.sleep(1.5)  # read nothing
+        early = [r for r in srv.reports() if r[0] == "/blob"]
+        check(not early, "report: not before the socket took the answer (%s)" % early)
+        c.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()  # a reset: most of the answer never left
+        end = time.monotonic() + 5
+        got = []
+        while not got and time.monotonic() < end:
+            got = [r for r in srv.reports() if r[0] == "/blob"]
+            time.sleep(0.05)
+        check(len(got) == 1 and got[0][1] == "200" and int(got[0][2]) < n and int(got[0][3]) != 0,
+              "report: a reset before the end says an error and fewer bytes (%s)" % got)
+        c = Client(srv.port)
+        r = c.get("/blob?%d" % n)
+        end = time.monotonic() + 5
+        got = []
+        while len(got) < 2 and time.monotonic() < end:
+            got = [r for r in srv.reports() if r[0] == "/blob"]
+            time.sleep(0.05)
+        check(r["body"] == b"b" * n and len(got) == 2 and got[1][1:] == ["200", str(n), "0"],
+              "report: a reader's answer is reported whole, err 0 (%s)" % got[1:])
+        c.close()
+
+
 def main():
     t0 = time.monotonic()
     for case in (case_version, case_early_fast, case_early_silent, case_window, case_header_limits,
                  case_body_timeout, case_body_min_rate, case_keepalive, case_misc, case_zero_window, case_patient_write, case_rapid_reset,
-                 case_h2c_off, case_stop, case_idle_release):
+                 case_h2c_off, case_stop, case_idle_release, case_report_written):
         try:
             case()
         except Exception as e:  # one case's crash is a failure, the others still run

@@ -49,12 +49,15 @@ def check(cond, what):
         failures.append(what)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+def free_ports(n):
+    """n distinct free ports: held open together, so that none comes twice."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
 
 
 def need(tool):
@@ -75,7 +78,7 @@ class Fixture:
                             "subjectAltName=IP:127.0.0.1"], capture_output=True, text=True)
         if r.returncode:
             raise RuntimeError("openssl req: " + r.stderr)
-        self.port, self.tls_port = free_port(), free_port()
+        self.port, self.tls_port = free_ports(2)
         self.p = subprocess.Popen([SRV, "--port", str(self.port), "--tls-port", str(self.tls_port),
                                    "--cert", self.cert, "--key", self.key,
                                    "--opt", "max-trailer-bytes=%d" % MAX_TRAILER],

@@ -42,12 +42,19 @@ FILE_SIZE = 256 << 10
 LIMIT = 512 << 10
 
 
+def free_ports(n):
+    """n distinct free ports: held open together, so that none comes twice."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    return free_ports(1)[0]
 
 
 def wait_port(port, proc=None, timeout=20.0):
@@ -107,7 +114,8 @@ class Fixture:
                     left -= n
             self.bodies[size] = path
         self.limit = LIMIT
-        self.ports = {k: free_port() for k in ("port", "tls_port", "lim_port", "lim_tls_port")}
+        names = ("port", "tls_port", "lim_port", "lim_tls_port")
+        self.ports = dict(zip(names, free_ports(len(names))))
 
     def fields(self):
         top = os.environ.get("top_builddir", ".")
