@@ -27,17 +27,6 @@ check, failures, n_checks = h2lib.check, h2lib.failures, h2lib.n_checks
 TOKEN = "h2-token-for-tests"
 
 
-def free_ports(n):
-    """n distinct free ports: held open together, so that none comes twice."""
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def wait_port(port, proc):
     end = time.monotonic() + 10
     while time.monotonic() < end and proc.poll() is None:
@@ -76,7 +65,7 @@ def main():
         log = os.path.join(tmp, "access.log")
 
         def start(*extra):
-            port, tport = free_ports(2)
+            port, tport = h2lib.free_ports(2)
             p = subprocess.Popen([GRACED, "--listen", "127.0.0.1:%d" % port, "--tls-listen",
                                   "127.0.0.1:%d" % tport, "--tls-cert", cert, "--tls-key", key, "--root",
                                   root, "--upload-dir", up, "--auth-token-file", os.path.join(tmp, "token"),

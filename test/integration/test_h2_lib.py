@@ -48,17 +48,20 @@ def check(cond, what):
         failures.append(what)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+def free_ports(n):
+    """n distinct free ports: held open together, so that none comes twice."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
 
 
 class Server:
     def __init__(self, *opts, sndbuf=None):
-        self.port = free_port()
+        self.port = free_ports(1)[0]
         cmd = [SRV, "--port", str(self.port)] + (["--sndbuf", str(sndbuf)] if sndbuf else [])
         for o in opts:
             cmd += ["--opt", o]
@@ -67,9 +70,10 @@ class Server:
         if not line.startswith("ready"):
             raise RuntimeError("h2srv did not start: %r" % line)
 
-    def reports(self):
+    def lines(self, path):
+        """The words of each line of an HTTP/1.1 GET's body."""
         s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
-        s.sendall(b"GET /reports HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path.encode())
         data = b""
         while True:
             b = s.recv(65536)
@@ -77,21 +81,13 @@ class Server:
                 break
             data += b
         s.close()
-        body = data.split(b"\r\n\r\n", 1)[1].decode()
-        return [ln.split() for ln in body.splitlines()]
+        return [ln.split() for ln in data.split(b"\r\n\r\n", 1)[1].decode().splitlines()]
+
+    def reports(self):
+        return self.lines("/reports")
 
     def counters(self):
-        s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
-        s.sendall(b"GET /counters HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            data += b
-        s.close()
-        body = data.split(b"\r\n\r\n", 1)[1].decode()
-        return {k: int(v) for k, v in (ln.split() for ln in body.splitlines())}
+        return {k: int(v) for k, v in self.lines("/counters")}
 
     def stop(self):
         """A graceful stop: under ASan, LeakSanitizer speaks at the exit."""

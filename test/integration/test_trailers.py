@@ -19,6 +19,7 @@ made here with openssl):
                   (h2, and HTTP/1.1 with a small receive buffer): everything arrives
 Runs with /usr/bin/python3 (Debian's python3-h2); Go builds the client in
 BUILD/trailerkit (GOPATH mode, golang-golang-x-net-dev). ~15 s."""
+import importlib.util
 import json
 import os
 import shutil
@@ -38,26 +39,10 @@ SRC = os.environ.get("top_srcdir", ".")
 SRV = os.environ.get("H2SRV") or os.path.join(TOP, "test", "integration", "h2srv")
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAX_TRAILER = 1024  # the server's max-trailer-bytes here
-failures = []
-n_checks = [0]
-
-
-def check(cond, what):
-    n_checks[0] += 1
-    print("%s %s" % ("ok  " if cond else "FAIL", what), flush=True)
-    if not cond:
-        failures.append(what)
-
-
-def free_ports(n):
-    """n distinct free ports: held open together, so that none comes twice."""
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+_spec = importlib.util.spec_from_file_location("h2lib", os.path.join(HERE, "test_h2_lib.py"))
+h2lib = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(h2lib)
+check, failures, n_checks, free_ports = h2lib.check, h2lib.failures, h2lib.n_checks, h2lib.free_ports
 
 
 def need(tool):
