@@ -102,6 +102,8 @@ static size_t in_len(const struct h2s *st)
 
 static int append(char **buf, size_t *len, size_t *cap, const char *a, size_t n)
 {
+    if (!n) /* nothing: *buf may still be NULL */
+        return 0;
     if (*len + n > *cap) {
         size_t nc = *cap ? *cap * 2 : 512;
         char *nb;
