@@ -125,6 +125,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ar
     if (!(st = grace__h2s_new(h, f->hd.stream_id)))
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the stream is reset */
     nghttp2_session_set_stream_user_data(s, f->hd.stream_id, st);
+    h->stop_new |= h->stopping;
     return 0;
 }
 
@@ -720,6 +721,8 @@ static int64_t h2_deadline(const struct grace_conn *c, enum grace_counter *why)
         if (!h->released && !nghttp2_session_want_write(h->s))
             grace__earlier(&d, why, h->idle_since + IDLE_RELEASE_MS, GRACE_CNT__COUNT);
     }
+    if (h->stopping && h->stop_new && !h->goaway)
+        grace__earlier(&d, why, h->stop_ms + OPT(c->srv, STOP_IDLE_GRACE), GRACE_CNT__COUNT);
     TAILQ_FOREACH(st, &h->streams, link) {
         enum grace_counter w = GRACE_CNT__COUNT;
         int64_t t = grace__h2s_deadline(st, &w);
@@ -755,6 +758,11 @@ static void h2_timeout(struct grace_conn *c, enum grace_counter why)
             CNT(c->srv, TIMEOUT_KEEPALIVE);
         goaway(h);
     }
+    /* still opening streams a grace after the stop: the GOAWAY goes now, the
+     * streams it names finish (h2_stop says why not at once) */
+    if (h->stopping && h->stop_new && !h->goaway &&
+        now >= h->stop_ms + OPT(c->srv, STOP_IDLE_GRACE))
+        goaway(h);
     TAILQ_FOREACH(st, &h->streams, link) {
         if (h->dead || c->state >= CS_CLOSING)
             return;
@@ -797,8 +805,14 @@ static void h2_stop(struct grace_conn *c, enum grace_stop how)
      * HTTP/1.1 serves requests with Connection: close. Not earlier: clients
      * such as Python's h2 (httpx) treat any GOAWAY, even the shutdown notice
      * (2^31-1), as the end of the connection and lose the answers in flight.
-     * The stop's deadline (GRACE_STOP_CUT) bounds the wait.
+     * A client that keeps opening streams is never without one: once
+     * stop-idle-grace has passed since the stop, and it has opened one since,
+     * it gets the GOAWAY with streams in flight (h2_timeout). A long request
+     * alone (an upload) still finishes first. The stop's deadline
+     * (GRACE_STOP_CUT) bounds every wait.
      */
+    if (!h->stopping)
+        h->stop_ms = grace__now_ms();
     h->stopping = 1;
     TAILQ_FOREACH(st, &h->streams, link)
         if (st->lingering) /* an early answer's discard ends by the stop's bound */

@@ -100,6 +100,8 @@ struct h2 {
     size_t nstreams;
     int64_t idle_since;        /* no stream since (keep-alive) */
     unsigned char stopping;    /* a stop or drop: GOAWAY once no stream is in flight */
+    unsigned char stop_new;    /* ...and the client opened a stream since */
+    int64_t stop_ms;           /* when the stop or drop reached us */
     int64_t rst_window;        /* rapid reset: this second's start */
     unsigned rst_count;        /* streams the client reset in it */
     unsigned empty_frames;     /* DATA without payload nor END_STREAM, HEADERS/CONTINUATION */

@@ -16,7 +16,7 @@
  *   /hints       103 Early Hints (link), then 200
  *   /stream?N    a streamed reply of N bytes ('x'), 16 KiB at a time on drain
  *   /patient     16 MiB with a write-timeout of its own, 5 s
- *   /late        200 after 600 ms (a stop lets it finish)
+ *   /late?MS     200 after MS (600) ms (a stop lets it finish)
  *   /deadline    a 300 ms request deadline, no reply (503)
  *   /counters    every library counter, "name value" lines
  *   /blob?N      N bytes ('b') in one reply
@@ -249,7 +249,9 @@ static void handler(struct grace_request *req, void *arg)
             grace_reply(req, 500, "read\n", 5);
     } else if (!strcmp(p, "/late")) {
         struct late *l = calloc(1, sizeof(*l));
-        struct timeval tv = {0, 600000};
+        const char *q = grace_request_query(req);
+        long ms = q ? atol(q) : 600;
+        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
         l->req = req;
         l->ev = evtimer_new(s->base, late_cb, l);
         evtimer_add(l->ev, &tv);

@@ -456,6 +456,73 @@ def case_stop():
         check(rc == 0, "stop: the server exits (%s)" % rc)
 
 
+def raw_frame(ftype, flags, sid, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", sid) + payload
+
+
+def case_stop_busy():
+    """A client that always has a stream in flight gets its GOAWAY once
+    stop-idle-grace has passed, not at the stop's deadline (5 s in h2srv):
+    every stream the GOAWAY names is answered 200, none 503. Two chains of
+    requests (600 ms and 770 ms each, one starting 300 ms later: their ends
+    never meet in the first 5 s), written as raw frames: Python's h2 ends the
+    connection on a GOAWAY and would refuse the answers that follow it."""
+    with Server("stop-idle-grace=1000") as srv:
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        s.settimeout(0.05)
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + raw_frame(4, 0, 0) + raw_frame(4, 1, 0))
+        nxt, inflight, status, buf = [1], {}, {}, b""
+
+        def req(ms):  # GET /late?ms: :method GET, :scheme http, :path and :authority literal
+            path, sid = ("/late?%d" % ms).encode(), nxt[0]
+            block = b"\x82\x86\x04" + bytes([len(path)]) + path + b"\x01\x01x"
+            s.sendall(raw_frame(1, 0x5, sid, block))
+            inflight[sid], nxt[0] = ms, sid + 2
+
+        t0 = time.monotonic()
+        req(600)
+        time.sleep(0.3)
+        req(770)
+        term = goaway = last = None
+        closed = False
+        while not closed and time.monotonic() - t0 < 15:
+            if term is None and time.monotonic() - t0 > 1.5:
+                term = time.monotonic()
+                srv.p.send_signal(signal.SIGTERM)
+            try:
+                data = s.recv(65536)
+            except socket.timeout:
+                continue
+            if not data:
+                closed = True
+            buf += data
+            while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+                ln = int.from_bytes(buf[:3], "big")
+                ftype, flags, sid = buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7fffffff
+                payload, buf = buf[9:9 + ln], buf[9 + ln:]
+                if ftype == 7:
+                    goaway, last = time.monotonic() - (term or t0), int.from_bytes(payload[:4], "big")
+                elif ftype == 1 and sid in inflight:
+                    status[sid] = payload[:1]
+                if ftype in (0, 1) and flags & 1 and sid in inflight:
+                    ms = inflight.pop(sid)
+                    if goaway is None:
+                        req(ms)
+        s.close()
+        named = [x for x in range(1, nxt[0], 2) if last is not None and x <= last]
+        check(term is not None and goaway is not None and 0.8 <= goaway < 3.0,
+              "busy stop: GOAWAY once stop-idle-grace (1 s) has passed, before the deadline (%s s)" %
+              (None if goaway is None else round(goaway, 2)))
+        check(named and all(status.get(x) == b"\x88" for x in named) and closed,
+              "busy stop: all %d streams up to the GOAWAY's last answered 200, then the close (%s)" %
+              (len(named), [status.get(x) for x in named]))
+        try:
+            rc = srv.p.wait(10)
+        except subprocess.TimeoutExpired:
+            rc = None
+        check(rc == 0, "busy stop: the server exits (%s)" % rc)
+
+
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         return next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS:"))
@@ -527,7 +594,7 @@ def main():
     t0 = time.monotonic()
     for case in (case_version, case_early_fast, case_early_silent, case_window, case_header_limits,
                  case_body_timeout, case_body_min_rate, case_keepalive, case_misc, case_zero_window, case_patient_write, case_rapid_reset,
-                 case_h2c_off, case_stop, case_idle_release, case_report_written):
+                 case_h2c_off, case_stop, case_stop_busy, case_idle_release, case_report_written):
         try:
             case()
         except Exception as e:  # one case's crash is a failure, the others still run
