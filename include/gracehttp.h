@@ -333,9 +333,10 @@ enum grace_counter {
     GRACE_CNT_H2_REQUESTS,      /**< of the requests, those that came over HTTP/2 */
     GRACE_CNT_H2_CALM,          /**< HTTP/2 connections ended for a flood (rapid reset,
                                      empty frames, CONTINUATION): ENHANCE_YOUR_CALM */
-    GRACE_CNT_H2_RESETS,        /**< HTTP/2 streams we ended with RST_STREAM: an early
-                                     answer's discard bound (NO_ERROR), a stalled window
-                                     or a stop's cut, a refused or malformed stream */
+    GRACE_CNT_H2_RESETS,        /**< RST_STREAM frames sent: ours (an early answer's
+                                     discard bound: NO_ERROR; a stalled window, a stop's
+                                     cut) and nghttp2's (a refused or malformed stream, a
+                                     frame on a closed one) */
     GRACE_CNT__COUNT
 };
 

@@ -219,17 +219,18 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *arg)
         CNT(((struct h2 *)arg)->c->srv, H2_RESETS);
     if (!st)
         return 0;
+    if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
+        return 0;
     /* a response's bytes as HTTP/1.1 would count them: its HEADERS frames
      * whole, its DATA frames' payload (the frame header is framing) */
     st->sent += f->hd.length + (f->hd.type == NGHTTP2_DATA ? 0 : 9);
     if (f->hd.type == NGHTTP2_HEADERS && final_head(f))
         grace__report_head(&st->reports, st->sent);
-    if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
-        (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
-        /* nghttp2 tells of a frame before mem_send hands it to us (h2_send):
-         * it ends that far past what the output holds now */
-        struct grace_conn *c = ((struct h2 *)arg)->c;
-        st->end_off = c->slot ? grace__conn_out_offset(c) + f->hd.length + 9 : 0;
+    /* nghttp2 tells of a frame as mem_send hands over its last piece:
+     * h2_send notes where it ends in the output once it is there */
+    ((struct h2 *)arg)->framed = st;
+    if (f->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+        st->end_framed = 1;
         grace__h2s_sent_end(st);
     }
     return 0;
@@ -313,12 +314,19 @@ static void peer_gone(struct h2 *h)
 static void reap(struct h2 *h)
 {
     struct h2s *st, *next;
+    size_t waiting = 0, cap = (size_t)OPT(h->c->srv, H2_MAX_STREAMS);
 
+    /* answers whose reports wait for the socket hold their streams: at most
+     * h2-max-streams of them, the oldest beyond are reported once framed */
+    TAILQ_FOREACH(st, &h->streams, link)
+        waiting += st->closed && st->reports.head;
     for (st = TAILQ_FIRST(&h->streams); st; st = next) {
+        int was = st->closed && st->reports.head;
         next = TAILQ_NEXT(st, link);
-        grace__h2s_report(st);
+        grace__h2s_report_now(st, waiting > cap);
         if (h->dead)
             return;
+        waiting -= was && !st->reports.head;
         if (!st->closed || st->req || st->reports.head)
             continue;
         if (st->write_timeout > h->tail_wt) /* its last frames may still be queued */
@@ -401,6 +409,11 @@ static void h2_send(struct h2 *h)
             evbuffer_add(c->slot->out, p, (size_t)n);
             got = 1;
             h->released = 0;
+            h->out_ms = grace__now_ms();
+            if (h->framed) {
+                h->framed->last_off = grace__conn_out_offset(c);
+                h->framed = NULL;
+            }
         }
         if (h->dead || !got)
             break;
@@ -483,18 +496,19 @@ static void h2_free(struct grace_defer *d)
  * else goes to malloc.
  */
 #define IDLE_RELEASE_MS 1000
-#define FRAMEBUF_MIN 16384
+#define FRAMEBUF_LEN (9 + 1 + 16384) /* nghttp2's NGHTTP2_FRAMEBUF_CHUNKLEN */
 
 static void *mem_malloc(size_t size, void *arg)
 {
     struct h2 *h = arg;
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t page;
     void *p;
 
-    if (!h->new_session || h->framebuf || size < FRAMEBUF_MIN)
+    if (!h->new_session || h->framebuf || size != FRAMEBUF_LEN)
         return malloc(size);
-    if (posix_memalign(&p, page, size))
-        return NULL;
+    page = (size_t)sysconf(_SC_PAGESIZE);
+    if (page > 4096 || posix_memalign(&p, page, size)) /* larger pages: nothing to gain */
+        return malloc(size);
     h->framebuf = p;
     h->framebuf_len = size & ~(page - 1);
     return p;
@@ -526,6 +540,12 @@ static void *mem_realloc(void *p, size_t size, void *arg)
     if (p == h->framebuf)
         h->framebuf = NULL;
     return realloc(p, size);
+}
+
+/* A second after the last stream and the last frame (a PING's answer too). */
+static int64_t release_at(const struct h2 *h)
+{
+    return (h->idle_since > h->out_ms ? h->idle_since : h->out_ms) + IDLE_RELEASE_MS;
 }
 
 /* No stream, nothing to send: the frame buffer's pages go back, once per
@@ -636,8 +656,10 @@ static void reports_due(struct h2 *h)
 {
     const struct h2s *st;
 
+    if (!h->c->srv->on_response)
+        return;
     TAILQ_FOREACH(st, &h->streams, link) {
-        if (grace__h2s_report_due(st)) {
+        if (st->closed && grace__h2s_report_due(st)) {
             grace__h2_kick(h);
             return;
         }
@@ -719,7 +741,7 @@ static int64_t h2_deadline(const struct grace_conn *c, enum grace_counter *why)
         grace__earlier(&d, why, h->idle_since + OPT(c->srv, KEEPALIVE_TIMEOUT),
                        GRACE_CNT_TIMEOUT_KEEPALIVE);
         if (!h->released && !nghttp2_session_want_write(h->s))
-            grace__earlier(&d, why, h->idle_since + IDLE_RELEASE_MS, GRACE_CNT__COUNT);
+            grace__earlier(&d, why, release_at(h), GRACE_CNT__COUNT);
     }
     if (h->stopping && h->stop_new && !h->goaway)
         grace__earlier(&d, why, h->stop_ms + OPT(c->srv, STOP_IDLE_GRACE), GRACE_CNT__COUNT);
@@ -748,8 +770,7 @@ static void h2_timeout(struct grace_conn *c, enum grace_counter why)
     int64_t now = grace__now_ms();
     struct h2s *st;
 
-    if (!h->nstreams && !h->closing && now >= h->idle_since + IDLE_RELEASE_MS &&
-        !nghttp2_session_want_write(h->s))
+    if (!h->nstreams && !h->closing && now >= release_at(h) && !nghttp2_session_want_write(h->s))
         idle_release(h);
     if (!h->nstreams && !h->closing && now >= h->idle_since + OPT(c->srv, KEEPALIVE_TIMEOUT)) {
         if (c->srv->stopping)

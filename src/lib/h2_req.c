@@ -760,10 +760,10 @@ int grace__h2s_report_due(const struct h2s *st)
 {
     const struct grace_conn *c = st->h->c;
 
-    if (!st->reports.head || !st->end_sent || st->file_err || !c->slot)
+    if (!st->reports.head || !st->end_framed || st->file_err || !c->slot)
         return 0;
     /* an empty output took everything framed, whatever the offsets say */
-    return c->slot->written >= st->end_off || !grace__buffered_out(c);
+    return c->slot->written >= st->last_off || !grace__buffered_out(c);
 }
 
 uint64_t grace__h2s_written(const struct h2s *st)
@@ -771,25 +771,26 @@ uint64_t grace__h2s_written(const struct h2s *st)
     const struct grace_conn *c = st->h->c;
     uint64_t behind;
 
-    if (grace__h2s_report_due(st) || !st->end_sent) /* cut: its frames went before the reset */
+    if (grace__h2s_report_due(st))
         return st->sent;
     if (!c->slot)
         return 0;
     /* at most what the output still holds up to our last frame is ours */
-    behind = st->end_off > c->slot->written ? st->end_off - c->slot->written : 0;
+    behind = st->last_off > c->slot->written ? st->last_off - c->slot->written : 0;
     return st->sent > behind ? st->sent - behind : 0;
 }
 
-void grace__h2s_report(struct h2s *st)
+void grace__h2s_report_now(struct h2s *st, int force)
 {
     if (!st->reports.head)
         return;
-    if (grace__h2s_report_due(st))
+    if (grace__h2s_report_due(st) || (force && st->closed && st->end_framed && !st->file_err))
         grace__report_written(&st->reports, st->sent);
-    /* closed before its end was framed: there will be no more. A complete
-     * answer waits for the socket (h2.c: reports_due), or the connection's end */
-    if (st->closed && st->reports.head && (!st->end_sent || st->file_err))
-        grace__report_all(&st->reports, grace__h2s_written(st),
+    /* closed before its end was framed (a reset, a frame nghttp2 dropped, a
+     * file cut short): there will be no more, and it did not all leave. A
+     * complete answer waits for the socket (h2.c: reports_due) */
+    if (st->closed && st->reports.head && (!st->end_framed || st->file_err))
+        grace__report_cut(&st->reports, grace__h2s_written(st),
                           st->file_err ? -EPIPE : -ECONNRESET);
 }
 

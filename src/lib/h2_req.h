@@ -70,8 +70,8 @@ struct h2s {
     int64_t write_timeout;     /* the request's, for a reply's tail */
     struct grace_trailers out_trailers; /* ours, names lowercased: after the last DATA */
     uint64_t sent;             /* this stream's bytes in frames (reports) */
-    uint64_t end_off;          /* the connection's output offset past our END_STREAM frame:
-                                  its reports wait until the socket took that much */
+    uint64_t last_off;         /* the connection's output offset past our last frame: a
+                                  complete answer's reports wait until the socket took it */
     struct grace_reports reports;
     struct grace_linger lg;    /* an early answer's discard */
     unsigned char ready;       /* head complete, not yet dispatched */
@@ -80,6 +80,7 @@ struct h2s {
     unsigned char deferred;    /* the data provider waits for bytes */
     unsigned char out_end;     /* the application completed its reply */
     unsigned char end_sent;    /* our END_STREAM is out (or the stream reset) */
+    unsigned char end_framed;  /* our END_STREAM frame is in the output (not a reset) */
     unsigned char discarding;  /* answered early: DATA is consumed unread */
     unsigned char closed;      /* nghttp2 closed it: freed at the next reap */
     unsigned char rst_sent;
@@ -118,6 +119,8 @@ struct h2 {
     struct event *kick_ev;     /* a run for the loop to do (RUN_ROUNDS spent) */
     struct grace_defer defer;
     /* nghttp2's frame buffer, page-aligned (h2.c: idle_release) */
+    struct h2s *framed;         /* the stream of the frame mem_send is handing us */
+    int64_t out_ms;             /* our last frame (idle_release counts from it too) */
     void *framebuf;
     size_t framebuf_len;        /* its whole pages */
     unsigned char new_session;  /* nghttp2_session_server_new3 is running */
@@ -158,9 +161,11 @@ void grace__h2s_timeout(struct h2s *st, int64_t now);
 void grace__h2s_drain(struct h2s *st);
 /* Report what the stream's records can say now (from the run, never under
  * nghttp2's callbacks). */
-void grace__h2s_report(struct h2s *st);
 /* Has the socket taken the stream's last frame, so its reports can go? */
 int grace__h2s_report_due(const struct h2s *st);
+/* Report what can be: force (too many answers wait) reports a complete one
+ * as written once framed. */
+void grace__h2s_report_now(struct h2s *st, int force);
 /* The stream's bytes the socket has taken (a lower bound before its end). */
 uint64_t grace__h2s_written(const struct h2s *st);
 

@@ -111,6 +111,13 @@ void grace__report_head(struct grace_reports *l, uint64_t head_end)
             ri->head_end = head_end;
 }
 
+void grace__report_cut(struct grace_reports *l, uint64_t written, int err)
+{
+    struct grace_response_info *ri;
+    while ((ri = l->head))
+        report(l, ri, written, err);
+}
+
 void grace__report_move(struct grace_reports *dst, struct grace_reports *src)
 {
     dst->head = src->head;

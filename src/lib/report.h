@@ -45,6 +45,8 @@ void grace__report_done(struct grace_reports *l, struct grace_request *req, uint
 void grace__report_head(struct grace_reports *l, uint64_t head_end);
 void grace__report_written(struct grace_reports *l, uint64_t written);
 void grace__report_all(struct grace_reports *l, uint64_t written, int err);
+/* Every record ends with err, complete or not: its answer did not all leave. */
+void grace__report_cut(struct grace_reports *l, uint64_t written, int err);
 /* The records of src go to dst (empty before), src is left empty. */
 void grace__report_move(struct grace_reports *dst, struct grace_reports *src);
 

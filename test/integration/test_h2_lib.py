@@ -386,7 +386,7 @@ def case_misc():
 
 
 def case_zero_window():
-    with Server("write-timeout=500") as srv:
+    with Server("write-timeout=500", "keepalive-timeout=1000") as srv:
         c = Client(srv.port, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0}, window=False)
         t0 = time.monotonic()
         sid = c.request("/stream?1000000")
@@ -397,6 +397,14 @@ def case_zero_window():
         cnt = srv.counters()
         check(cnt["timeout_write"] >= 1, "zero window: counted in timeout_write")
         check(cnt["h2_resets"] == 1, "zero window: counted in h2_resets (%d)" % cnt["h2_resets"])
+        rep = [r for r in srv.reports() if r[0] == "/stream"]
+        check(len(rep) == 1 and rep[0][3] != "0",
+              "zero window: the reset answer is reported, with an error (%s)" % rep)
+        t0 = time.monotonic()
+        c.until(lambda: c.closed, 10)
+        check(c.closed and c.goaway == NO_ERROR and time.monotonic() - t0 < 5,
+              "zero window: the stream is gone, keep-alive then closes the connection (%.1f s)" %
+              (time.monotonic() - t0))
 
 
 def case_patient_write():
