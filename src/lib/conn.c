@@ -470,6 +470,12 @@ static void keepalive_timeout(struct grace_conn *c)
         /* a reader still taking our output is polled at most every 25 ms */
         if (OPT(srv, STOP_IDLE_GRACE) < period)
             period = OPT(srv, STOP_IDLE_GRACE) > 100 ? OPT(srv, STOP_IDLE_GRACE) : 100;
+    } else if (c->st.idle.unsent == SIZE_MAX &&
+               grace__now_ms() < c->st.idle.since + period) {
+        /* early: libevent armed it from the time it read before a callback
+         * that held the loop (its cached time), so the period is not over */
+        rd_arm_at(c, c->st.idle.since + period);
+        return;
     }
     unsent = c->tp->unsent(&c->sock);
     if (unsent && c->st.idle.unsent == SIZE_MAX) {
@@ -1158,8 +1164,10 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
     } else if (what & EV_TIMEOUT) { /* the read event times connections without a slot */
         if (c->state == CS_IDLE) {
             keepalive_timeout(c);
-        } else if (c->state == CS_NEW && c->srv->stopping && grace__now_ms() < new_conn_due(c)) {
-            rd_arm_at(c, new_conn_due(c)); /* early: armed before the stop */
+        } else if (c->state == CS_NEW && grace__now_ms() < new_conn_due(c)) {
+            /* early: armed before the stop, or from libevent's time cached
+             * before a callback that held the loop (keepalive_timeout too) */
+            rd_arm_at(c, new_conn_due(c));
         } else if (c->state == CS_NEW && new_conn_due(c) == lame_duck_due(c, c->accepted_ms)) {
             CNT(c->srv, STOP_IDLE_CLOSED); /* no request within the stop's grace */
             grace__conn_destroy(c);

@@ -20,6 +20,7 @@
  *   /deadline    a 300 ms request deadline, no reply (503)
  *   /counters    every library counter, "name value" lines
  *   /blob?N      N bytes ('b') in one reply
+ *   /block?MS    an application that blocks the loop for MS ms, then 200
  *   /reports     every response reported so far (grace_server_on_response),
  *                "path status bytes err" lines, oldest first
  *   /trailers?N  /stream?N ended with trailers (grpc-status 0, grpc-message,
@@ -41,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 struct srv {
@@ -257,6 +259,12 @@ static void handler(struct grace_request *req, void *arg)
         evtimer_add(l->ev, &tv);
     } else if (!strcmp(p, "/deadline")) {
         grace_request_set_deadline(req, 300);
+    } else if (!strcmp(p, "/block")) {
+        const char *q = grace_request_query(req);
+        long ms = q ? atol(q) : 100;
+        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        grace_reply(req, 200, "blocked\n", 8);
     } else if (!strcmp(p, "/blob")) {
         const char *q = grace_request_query(req);
         size_t n = q ? strtoull(q, NULL, 10) : 1000;

@@ -362,6 +362,61 @@ def case_keepalive():
         check(cnt["timeout_keepalive"] == 1, "keep-alive: counted")
 
 
+def case_keepalive_after_block():
+    """HTTP/1.1 keep-alive after an application blocked the loop: libevent
+    arms timers from the time it read before the block, so a keep-alive
+    timer added right after it fired that much early. B's request is read in
+    the same turn as A's 1500 ms block (both came while C's held the loop);
+    B must still get its full second of keep-alive (keepalive-timeout=1000)."""
+    with Server("keepalive-timeout=1000", "header-timeout=1000") as srv:
+        def send(path):
+            s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+            s.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+            return s
+        c = send("/block?700")
+        time.sleep(0.3)
+        a = send("/block?1500")
+        time.sleep(0.05)
+        b = send("/hello")
+        data = b""
+        while not data.endswith(b"hello\n"):
+            chunk = b.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        t_answer = time.monotonic()
+        b.settimeout(10)
+        try:
+            eof = b.recv(1) == b""
+        except OSError:
+            eof = True
+        idle = time.monotonic() - t_answer
+        check(data.endswith(b"hello\n") and eof and 0.8 <= idle <= 5,
+              "keep-alive after a blocked loop: closed %.2f s after the answer (1 s)" % idle)
+        for s in (a, b, c):
+            s.close()
+        # the same for a new connection's header-timeout (1 s): accepted in
+        # the turn that runs A's block (A's connection is older, so its
+        # request comes first), it must get its second after the block
+        a = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        time.sleep(0.1)
+        c = send("/block?700")
+        time.sleep(0.3)
+        a.sendall(b"GET /block?1500 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.05)
+        t0 = time.monotonic()
+        n = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        try:
+            eof = n.recv(1) == b""
+        except OSError:
+            eof = True
+        took = time.monotonic() - t0
+        check(eof and took >= 1.85 + 0.9, "header-timeout after a blocked loop: closed %.2f s after the "
+              "connect (the loop held it ~1.85 s; then 1 s)" % took)
+        for s in (a, c, n):
+            s.close()
+
+
 def case_misc():
     with Server("h2-max-streams=7", "h2-hpack-table=0") as srv:
         c = Client(srv.port)
@@ -601,7 +656,7 @@ def case_report_written():
 def main():
     t0 = time.monotonic()
     for case in (case_version, case_early_fast, case_early_silent, case_window, case_header_limits,
-                 case_body_timeout, case_body_min_rate, case_keepalive, case_misc, case_zero_window, case_patient_write, case_rapid_reset,
+                 case_body_timeout, case_body_min_rate, case_keepalive, case_keepalive_after_block, case_misc, case_zero_window, case_patient_write, case_rapid_reset,
                  case_h2c_off, case_stop, case_stop_busy, case_idle_release, case_report_written):
         try:
             case()
