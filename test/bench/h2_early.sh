@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # h2_early.sh - the HTTP/2 client matrix (issue 18) against the reference
 # servers: test/integration/test_h2_clients.py with graced (its profile in
-# test/integration/h2/servers.py), nginx (http2 + dav) and h2o
+# test/integration/h2/servers.py), nginx (http2 + dav), h2o, Go's net/http
+# (h2/server_go.go) and node's http2 (h2/server_node.mjs), side by side
 # (GRACED_H2=0 leaves graced out). Each of curl,
 # nghttp, h2load, Go net/http, node http2, httpx+h2, Chromium and Firefox
 # GETs, PUTs 1 MiB and 64 MiB (stored byte-exact), and gets the early 401
@@ -15,10 +16,11 @@ need nginx nginx-light
 need h2o h2o
 need nghttp nghttp2-client
 need go golang-go
+need node nodejs
 need curl curl
 [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import httpx, h2' 2>/dev/null ||
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-httpx python3-h2 >/dev/null
-srv=(--server nginx --server h2o)
+srv=(--server nginx --server h2o --server go --server node)
 [ "${GRACED_H2:-1}" != 0 ] && srv=(--server graced "${srv[@]}")
 t0=$(date +%s)
 top_builddir=$build python3 "$top/test/integration/test_h2_clients.py" "${srv[@]}" \

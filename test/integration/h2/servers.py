@@ -24,7 +24,8 @@ commands (templates) started together; placeholders:
   {graced}         the graced binary of the build (top_builddir)
   {python} {here}  this Python and this folder (for helpers such as sink.py)
 Built-in profiles: nginx (http2 + dav), h2o (mruby for the 401, a proxy to
-sink.py for the store), graced (the hook: its command line, once graced
+sink.py for the store), Go's net/http (server_go.go) and node's http2
+(server_node.mjs), graced (the hook: its command line, once graced
 speaks h2). Any other server: --server-cmd TEMPLATE (repeatable).
 Every process started here is stopped by its PID."""
 import os
@@ -228,6 +229,41 @@ def h2o_profile(fx):
                 notes="h2o: mruby 401, limit-request-body, proxy to sink.py")
 
 
+# ---------------------------------------------------------------- Go and node
+
+SERVER_ARGS = ["{port}", "{tls_port}", "{lim_port}", "{lim_tls_port}", "{cert}", "{key}", "{root}",
+               "{up}", "{token}", "{limit}"]
+
+
+def go_profile(fx):
+    """Go's net/http (server_go.go, built here in GOPATH mode with Debian's
+    x/net for h2c): the handler answers 401/413 without reading the body."""
+    d = os.path.join(fx.tmp, "gobuild")
+    exe = os.path.join(d, "server_go")
+    os.makedirs(d, exist_ok=True)
+    env = dict(os.environ, GOCACHE=os.path.join(d, "cache"),
+               GOPATH=os.path.join(d, "gopath") + ":/usr/share/gocode", GO111MODULE="off",
+               GOPROXY="off", GOTOOLCHAIN="local", CGO_ENABLED="0")
+    r = subprocess.run(["go", "build", "-o", exe, os.path.join(HERE, "server_go.go")],
+                       capture_output=True, text=True, env=env, cwd=d, timeout=600)
+    if r.returncode != 0:
+        raise RuntimeError("go build server_go.go: " + r.stderr[-1000:])
+    f = fx.fields()
+    return dict(name="go", cmds=[[exe] + [a.format(**f) for a in SERVER_ARGS]], h2c=True,
+                version=_version(["go", "version"]),
+                notes="Go net/http: 401/413 from the handler, the body unread")
+
+
+def node_profile(fx):
+    """node's http2 (server_node.mjs): the compatibility API's handler answers
+    401/413 without reading the body."""
+    f = fx.fields()
+    return dict(name="node", cmds=[["node", os.path.join(HERE, "server_node.mjs")] +
+                                   [a.format(**f) for a in SERVER_ARGS]], h2c=True,
+                version=_version(["node", "--version"]),
+                notes="node http2: 401/413 from the handler, the body unread")
+
+
 # ---------------------------------------------------------------- graced (the hook)
 
 GRACED_CMDS = [
@@ -251,7 +287,8 @@ def graced_profile(fx):
     return p
 
 
-PROFILES = {"nginx": nginx_profile, "h2o": h2o_profile, "graced": graced_profile}
+PROFILES = {"nginx": nginx_profile, "h2o": h2o_profile, "graced": graced_profile,
+            "go": go_profile, "node": node_profile}
 
 
 def _version(cmd):
