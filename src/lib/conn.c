@@ -458,25 +458,18 @@ static void rd_arm_idle(struct grace_conn *c)
 static void keepalive_timeout(struct grace_conn *c)
 {
     struct grace_server *srv = c->srv;
-    int64_t period = OPT(srv, KEEPALIVE_TIMEOUT);
+    int64_t period = OPT(srv, KEEPALIVE_TIMEOUT), due = idle_due(c);
     size_t unsent;
 
-    if (srv->stopping) {
-        int64_t due = idle_due(c);
-        if (grace__now_ms() < due && c->st.idle.unsent == SIZE_MAX) {
-            rd_arm_at(c, due); /* early: armed before the stop */
-            return;
-        }
-        /* a reader still taking our output is polled at most every 25 ms */
-        if (OPT(srv, STOP_IDLE_GRACE) < period)
-            period = OPT(srv, STOP_IDLE_GRACE) > 100 ? OPT(srv, STOP_IDLE_GRACE) : 100;
-    } else if (c->st.idle.unsent == SIZE_MAX &&
-               grace__now_ms() < c->st.idle.since + period) {
-        /* early: libevent armed it from the time it read before a callback
-         * that held the loop (its cached time), so the period is not over */
-        rd_arm_at(c, c->st.idle.since + period);
+    if (grace__now_ms() < due && c->st.idle.unsent == SIZE_MAX) {
+        /* early: armed before the stop, or by libevent from the time it read
+         * before a callback that held the loop (its cached time) */
+        rd_arm_at(c, due);
         return;
     }
+    /* a reader still taking our output is polled at most every 25 ms */
+    if (srv->stopping && OPT(srv, STOP_IDLE_GRACE) < period)
+        period = OPT(srv, STOP_IDLE_GRACE) > 100 ? OPT(srv, STOP_IDLE_GRACE) : 100;
     unsent = c->tp->unsent(&c->sock);
     if (unsent && c->st.idle.unsent == SIZE_MAX) {
         int64_t probe = period / 4;
@@ -1165,8 +1158,7 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
         if (c->state == CS_IDLE) {
             keepalive_timeout(c);
         } else if (c->state == CS_NEW && grace__now_ms() < new_conn_due(c)) {
-            /* early: armed before the stop, or from libevent's time cached
-             * before a callback that held the loop (keepalive_timeout too) */
+            /* early: as in keepalive_timeout */
             rd_arm_at(c, new_conn_due(c));
         } else if (c->state == CS_NEW && new_conn_due(c) == lame_duck_due(c, c->accepted_ms)) {
             CNT(c->srv, STOP_IDLE_CLOSED); /* no request within the stop's grace */

@@ -542,18 +542,19 @@ static void *mem_realloc(void *p, size_t size, void *arg)
     return realloc(p, size);
 }
 
-/* A second after the last stream and the last frame (a PING's answer too). */
+/* When the frame buffer's pages go back: a second after the last stream
+ * and the last frame (a PING's answer too), once per idle spell; 0: not
+ * now (a stream, a frame to send, closing, given back already). */
 static int64_t release_at(const struct h2 *h)
 {
+    if (h->nstreams || h->closing || h->released || nghttp2_session_want_write(h->s))
+        return 0;
     return (h->idle_since > h->out_ms ? h->idle_since : h->out_ms) + IDLE_RELEASE_MS;
 }
 
-/* No stream, nothing to send: the frame buffer's pages go back, once per
- * idle spell (nothing in it is read before the next frame is written). */
+/* Nothing in the buffer is read before the next frame is written there. */
 static void idle_release(struct h2 *h)
 {
-    if (h->released)
-        return;
     h->released = 1;
     if (h->framebuf)
         madvise(h->framebuf, h->framebuf_len, MADV_DONTNEED);
@@ -648,9 +649,6 @@ static int h2_start(struct grace_conn *c, void *arg)
     return 0;
 }
 
-/* Output events: bytes left (frames to follow while there is room), the
- * output drained (more frames; a client paused for not reading is read
- * again), a pump's output flushed. */
 /* Responses the socket has taken whole are reported by the next run. */
 static void reports_due(struct h2 *h)
 {
@@ -666,6 +664,9 @@ static void reports_due(struct h2 *h)
     }
 }
 
+/* Output events: bytes left (frames to follow while there is room), the
+ * output drained (more frames; a client paused for not reading is read
+ * again), a pump's output flushed. */
 static int h2_output(struct grace_conn *c, enum grace_out what)
 {
     struct h2 *h = c->ps;
@@ -731,24 +732,31 @@ static size_t h2_room(const struct grace_conn *c)
     return h && h->paused_out ? 0 : grace__input_max(c->srv);
 }
 
+/* When a stop's GOAWAY goes to a client still opening streams (h2_stop
+ * says why not at once); 0: not such a client, or sent. */
+static int64_t busy_goaway_at(const struct h2 *h)
+{
+    if (!h->stopping || !h->stop_new || h->goaway)
+        return 0;
+    return h->stop_ms + OPT(h->c->srv, STOP_IDLE_GRACE);
+}
+
 static int64_t h2_deadline(const struct grace_conn *c, enum grace_counter *why)
 {
     const struct h2 *h = c->ps;
     const struct h2s *st;
-    int64_t d = 0;
+    int64_t d = 0, t;
 
-    if (!h->nstreams && !h->closing) {
+    if (!h->nstreams && !h->closing)
         grace__earlier(&d, why, h->idle_since + OPT(c->srv, KEEPALIVE_TIMEOUT),
                        GRACE_CNT_TIMEOUT_KEEPALIVE);
-        if (!h->released && !nghttp2_session_want_write(h->s))
-            grace__earlier(&d, why, release_at(h), GRACE_CNT__COUNT);
-    }
-    if (h->stopping && h->stop_new && !h->goaway)
-        grace__earlier(&d, why, h->stop_ms + OPT(c->srv, STOP_IDLE_GRACE), GRACE_CNT__COUNT);
+    if ((t = release_at(h)))
+        grace__earlier(&d, why, t, GRACE_CNT__COUNT);
+    if ((t = busy_goaway_at(h)))
+        grace__earlier(&d, why, t, GRACE_CNT__COUNT);
     TAILQ_FOREACH(st, &h->streams, link) {
         enum grace_counter w = GRACE_CNT__COUNT;
-        int64_t t = grace__h2s_deadline(st, &w);
-        if (t)
+        if ((t = grace__h2s_deadline(st, &w)))
             grace__earlier(&d, why, t, w);
     }
     return d;
@@ -767,10 +775,10 @@ static void goaway(struct h2 *h)
 static void h2_timeout(struct grace_conn *c, enum grace_counter why)
 {
     struct h2 *h = c->ps;
-    int64_t now = grace__now_ms();
+    int64_t now = grace__now_ms(), t;
     struct h2s *st;
 
-    if (!h->nstreams && !h->closing && now >= release_at(h) && !nghttp2_session_want_write(h->s))
+    if ((t = release_at(h)) && now >= t)
         idle_release(h);
     if (!h->nstreams && !h->closing && now >= h->idle_since + OPT(c->srv, KEEPALIVE_TIMEOUT)) {
         if (c->srv->stopping)
@@ -779,10 +787,7 @@ static void h2_timeout(struct grace_conn *c, enum grace_counter why)
             CNT(c->srv, TIMEOUT_KEEPALIVE);
         goaway(h);
     }
-    /* still opening streams a grace after the stop: the GOAWAY goes now, the
-     * streams it names finish (h2_stop says why not at once) */
-    if (h->stopping && h->stop_new && !h->goaway &&
-        now >= h->stop_ms + OPT(c->srv, STOP_IDLE_GRACE))
+    if ((t = busy_goaway_at(h)) && now >= t) /* the streams it names finish */
         goaway(h);
     TAILQ_FOREACH(st, &h->streams, link) {
         if (h->dead || c->state >= CS_CLOSING)

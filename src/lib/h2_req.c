@@ -100,6 +100,13 @@ static size_t in_len(const struct h2s *st)
 
 /* ---------------------------------------------------------------- the head */
 
+/* Field names in lowercase, as HTTP/2 wants them. */
+static void lowercase(char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (char)tolower((unsigned char)p[i]);
+}
+
 static int append(char **buf, size_t *len, size_t *cap, const char *a, size_t n)
 {
     if (!n) /* nothing: *buf may still be NULL */
@@ -546,8 +553,7 @@ static nghttp2_nv *response_nv(struct h2s *st, int status, int64_t length, size_
             break;
         colon = memchr(p, ':', (size_t)(eol - p));
         if (colon && !connection_specific(p, (size_t)(colon - p))) {
-            for (char *q = p; q < colon; q++)
-                *q = (char)tolower((unsigned char)*q);
+            lowercase(p, (size_t)(colon - p));
             nv[k].name = (uint8_t *)p;
             nv[k].namelen = (size_t)(colon - p);
             nv[k].value = (uint8_t *)colon + 2;
@@ -957,10 +963,10 @@ static int op_informational(struct grace_request *req, int status, const char *c
     snprintf(code, sizeof(code), "%03d", status);
     nv[0] = NV(":status", code, 3);
     total = 0;
-    for (size_t i = 0; i < n; i++) { /* names lowercased, as HTTP/2 wants them */
+    for (size_t i = 0; i < n; i++) {
         size_t l = strlen(fields[2 * i]);
-        for (size_t j = 0; j < l; j++)
-            names[total + j] = (char)tolower((unsigned char)fields[2 * i][j]);
+        memcpy(names + total, fields[2 * i], l);
+        lowercase(names + total, l);
         names[total + l] = '\0';
         nv[i + 1] = NV(names + total, fields[2 * i + 1], strlen(fields[2 * i + 1]));
         total += l + 1;
@@ -1023,7 +1029,7 @@ static int op_end(struct grace_request *req, const char *const *trailers, size_t
 
     if (!st)
         return -ENOTCONN;
-    for (size_t i = 0; i < ntrailers; i++) { /* copied, names lowercased as HTTP/2 wants */
+    for (size_t i = 0; i < ntrailers; i++) { /* copied, names lowercased */
         const char *name = trailers[2 * i], *value = trailers[2 * i + 1];
         size_t nl = strlen(name);
         struct grace_trailers *t = &st->out_trailers;
@@ -1033,8 +1039,8 @@ static int op_end(struct grace_request *req, const char *const *trailers, size_t
             st->trailers_lost = 1;
             break;
         }
-        for (char *p = r ? NULL : t->blk + t->off[t->n - 1]; p && *p; p++)
-            *p = (char)tolower((unsigned char)*p);
+        if (!r) /* kept, not dropped */
+            lowercase(t->blk + t->off[t->n - 1], nl);
     }
     st->out_end = 1;
     wake(st);

@@ -118,9 +118,9 @@ struct h2 {
     unsigned char dead;        /* the engine took it away: free at the defer */
     struct event *kick_ev;     /* a run for the loop to do (RUN_ROUNDS spent) */
     struct grace_defer defer;
-    /* nghttp2's frame buffer, page-aligned (h2.c: idle_release) */
     struct h2s *framed;         /* the stream of the frame mem_send is handing us */
     int64_t out_ms;             /* our last frame (idle_release counts from it too) */
+    /* nghttp2's frame buffer, page-aligned (h2.c: idle_release) */
     void *framebuf;
     size_t framebuf_len;        /* its whole pages */
     unsigned char new_session;  /* nghttp2_session_server_new3 is running */
@@ -159,12 +159,11 @@ int64_t grace__h2s_deadline(const struct h2s *st, enum grace_counter *why);
 void grace__h2s_timeout(struct h2s *st, int64_t now);
 /* A drain callback due on the stream: run it. */
 void grace__h2s_drain(struct h2s *st);
-/* Report what the stream's records can say now (from the run, never under
- * nghttp2's callbacks). */
 /* Has the socket taken the stream's last frame, so its reports can go? */
 int grace__h2s_report_due(const struct h2s *st);
-/* Report what can be: force (too many answers wait) reports a complete one
- * as written once framed. */
+/* Report what the stream's records can say now (from the run, never under
+ * nghttp2's callbacks); force (too many answers wait) reports a complete
+ * one as written once framed. */
 void grace__h2s_report_now(struct h2s *st, int force);
 /* The stream's bytes the socket has taken (a lower bound before its end). */
 uint64_t grace__h2s_written(const struct h2s *st);
