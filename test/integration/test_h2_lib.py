@@ -519,6 +519,37 @@ def case_stop():
         check(rc == 0, "stop: the server exits (%s)" % rc)
 
 
+def case_stop_upload():
+    """A stop while one upload is still moving, for longer than
+    stop-idle-grace: no stream is opened after the stop, so no GOAWAY cuts
+    in (Python's h2 would end the connection on it); the upload finishes,
+    is answered whole, then the GOAWAY and the close."""
+    total = 2 << 20
+    with Server("stop-idle-grace=300") as srv:
+        c = Client(srv.port)
+        sid = c.request("/collect", "POST", [("content-length", str(total))], end=False)
+        sent = c.send_body(sid, total, stop_after=64 << 10)
+        srv.p.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        while sent < total and not c.closed and c.goaway is None:  # ~1.3 s: 16 KiB per 10 ms
+            step = min(16384, c.c.local_flow_control_window(sid), total - sent)
+            if step <= 0:
+                c.pump(0.05)
+                continue
+            c.c.send_data(sid, b"u" * step, end_stream=(sent + step == total))
+            c.flush()
+            sent += step
+            time.sleep(0.01)
+            c.pump(0)
+        c.until(lambda: c.done(sid), 10)
+        took = time.monotonic() - t0
+        check(sent == total and c.st[sid]["status"] == 200 and c.st[sid]["body"] == str(total).encode()
+              and took > 1.0, "stop during an upload: it moves for %.1f s after the stop (grace 0.3 s), and is answered "
+              "whole (%s %r)" % (took, c.st[sid]["status"], c.st[sid]["body"]))
+        c.until(lambda: c.closed, 10)
+        check(c.goaway == NO_ERROR and c.closed, "stop during an upload: then GOAWAY and the close (%s)" % c.goaway)
+
+
 def raw_frame(ftype, flags, sid, payload=b""):
     return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", sid) + payload
 
@@ -657,7 +688,7 @@ def main():
     t0 = time.monotonic()
     for case in (case_version, case_early_fast, case_early_silent, case_window, case_header_limits,
                  case_body_timeout, case_body_min_rate, case_keepalive, case_keepalive_after_block, case_misc, case_zero_window, case_patient_write, case_rapid_reset,
-                 case_h2c_off, case_stop, case_stop_busy, case_idle_release, case_report_written):
+                 case_h2c_off, case_stop, case_stop_busy, case_stop_upload, case_idle_release, case_report_written):
         try:
             case()
         except Exception as e:  # one case's crash is a failure, the others still run
